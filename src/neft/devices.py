@@ -1,0 +1,254 @@
+"""NVM device variation models: how a relative device variation sigma becomes a weight perturbation.
+
+A weight of ``weight_bits`` bits is stored on ``weight_bits / device_bits`` devices; device ``j`` carries
+significance ``2**(j * device_bits)``. Each device deviates from its programmed conductance by a zero-mean
+Gaussian whose standard deviation is ``sigma`` times that device's full conductance range (device-to-device
+variation). Summed over the devices of one weight this is an additive Gaussian weight perturbation
+(SPEC section 1):
+
+    std_W = sigma * max|W| * sqrt(sum_j 4**(j K)) / sum_j 2**(j K)        (0.77763 * sigma * max|W| for 8/2 bits)
+
+State-dependent variation: weights in the intermediate conductance band ``lo < |w| / max|W| < hi`` vary ``s``
+times more than the edge states, with the overall sigma rescaled by ``1 / sqrt(0.4 s^2 + 0.6)`` so the
+population-average variance stays at sigma (SPEC section 1, [release]). A measured per-state table
+(``levels``) replaces the band model when a user has characterised their own chip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["DeviceModel", "PRESETS", "get", "from_file", "check_sigma"]
+
+
+def check_sigma(sigma: float, name: str = "sigma") -> float:
+    """Return ``sigma`` as a float after checking it is a finite, non-negative relative device variation.
+
+    Raises:
+        ValueError: if sigma is negative, NaN or infinite (sigma is relative to the device's conductance
+            range, e.g. 0.1 for 10 %).
+    """
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number such as 0.1 (relative device variation), got {sigma!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"{name} must be a finite number >= 0 (relative device variation, e.g. 0.1 for 10 %), got {sigma!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """An immutable NVM device variation model (SPEC section 1).
+
+    Attributes:
+        name: a label used in reports and checkpoints.
+        weight_bits: bits per weight M (default 8).
+        device_bits: bits stored per NVM device K (default 2); M must be a positive multiple of K.
+        state_factor: s >= 1, how much more intermediate states vary than edge states (1 = state-independent).
+        band: ``(lo, hi)`` edges of the intermediate band, as fractions of max|W| (default (0.25, 0.75)).
+        levels: optional measured per-state std multipliers for equal-width bins of ``|w| / max|W|`` over
+            [0, 1]; when given it replaces ``state_factor``/``band`` and is used as measured (no rescaling).
+
+    Raises:
+        ValueError: for bits that are not positive integers, weight bits not a multiple of device bits,
+            ``state_factor < 1``, band edges outside ``0 <= lo < hi <= 1``, or non-positive levels.
+    """
+
+    name: str = "custom"
+    weight_bits: int = 8
+    device_bits: int = 2
+    state_factor: float = 1.0
+    band: tuple[float, float] = (0.25, 0.75)
+    levels: tuple[float, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        for attr in ("weight_bits", "device_bits"):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{attr} must be a positive integer, got {value!r}")
+        if self.weight_bits % self.device_bits:
+            raise ValueError(
+                f"weight_bits ({self.weight_bits}) must be a positive multiple of device_bits "
+                f"({self.device_bits}): each weight is split over whole devices; e.g. use 8 and 2, 8 and 4, or 6 and 2"
+            )
+        if not (math.isfinite(self.state_factor) and self.state_factor >= 1):
+            raise ValueError(f"state_factor must be >= 1 (1 = state-independent), got {self.state_factor!r}")
+        lo, hi = self.band
+        if not 0 <= lo < hi <= 1:
+            raise ValueError(f"band must satisfy 0 <= lo < hi <= 1 (fractions of max|W|), got {self.band!r}")
+        object.__setattr__(self, "band", (float(lo), float(hi)))
+        if self.levels is not None:
+            levels = tuple(float(v) for v in self.levels)
+            if not levels or not all(math.isfinite(v) and v > 0 for v in levels):
+                raise ValueError(f"levels must be a non-empty list of positive std multipliers, got {self.levels!r}")
+            object.__setattr__(self, "levels", levels)
+
+    @property
+    def devices_per_weight(self) -> int:
+        """Number of NVM devices n = M / K that store one weight."""
+        return self.weight_bits // self.device_bits
+
+    @property
+    def bit_factor(self) -> float:
+        """``sqrt(sum_j 4**(jK)) / sum_j 2**(jK)``: std of a weight per unit sigma and unit max|W| (SPEC eq. 1)."""
+        k, n = self.device_bits, self.devices_per_weight
+        return math.sqrt(sum(4 ** (j * k) for j in range(n))) / sum(2 ** (j * k) for j in range(n))
+
+    @property
+    def multipliers(self) -> tuple[float, float]:
+        """(edge, intermediate) std multipliers relative to the state-independent std_W(sigma)."""
+        s = self.state_factor
+        edge = 1.0 / math.sqrt(0.4 * s * s + 0.6)
+        return edge, edge * s
+
+    def std(self, weight: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Per-element standard deviation of the weight perturbation.
+
+        Args:
+            weight: any shape, the clean weights of one crossbar-mapped layer (max|W| is taken over all of it
+                and carries no gradient).
+            sigma: relative device variation (fraction of a device's conductance range), >= 0.
+
+        Returns:
+            Tensor of ``weight``'s shape and dtype, in weight units; all zeros when ``weight`` is all zero.
+
+        Raises:
+            ValueError: for negative, NaN or infinite sigma, or NaN/infinite weights.
+        """
+        sigma = check_sigma(sigma)
+        w = weight.detach()
+        w_max = w.abs().amax() if w.numel() else w.new_zeros(())
+        if not torch.isfinite(w_max):
+            raise ValueError("weight contains NaN or infinite values; check the model's parameters before perturbing")
+        scale = sigma * self.bit_factor * w_max
+        if self.levels is None and self.state_factor == 1.0:
+            return scale.expand_as(w).clone()
+        ratio = w.abs() / torch.where(w_max > 0, w_max, torch.ones_like(w_max))
+        if self.levels is not None:
+            table = torch.tensor(self.levels, dtype=w.dtype, device=w.device)
+            index = (ratio * len(self.levels)).long().clamp_(0, len(self.levels) - 1)
+            return scale * table[index]
+        edge, middle = self.multipliers
+        lo, hi = self.band
+        intermediate = (ratio > lo) & (ratio < hi)
+        return scale * torch.where(intermediate, torch.full_like(w, middle), torch.full_like(w, edge))
+
+    def sample(self, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw one additive perturbation of ``weight`` (one programmed chip for this layer).
+
+        Args:
+            weight: clean weights, any shape.
+            sigma: relative device variation, >= 0.
+            generator: the ``torch.Generator`` to draw from (on ``weight``'s device); the same generator state
+                gives the same perturbation.
+
+        Returns:
+            Perturbation ``dW`` of ``weight``'s shape (add it to the weights); exactly zero when sigma is 0.
+
+        Raises:
+            ValueError: as :meth:`std`.
+        """
+        std = self.std(weight, sigma)
+        noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype, device=weight.device)
+        return noise * std
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable description (the format :func:`from_file` reads)."""
+        data = asdict(self)
+        data["band"] = list(self.band)
+        if self.levels is None:
+            del data["levels"]
+        else:
+            data["levels"] = list(self.levels)
+        return data
+
+
+PRESETS: dict[str, DeviceModel] = {
+    "RRAM1": DeviceModel("RRAM1", state_factor=1.0),
+    "FeFET2": DeviceModel("FeFET2", state_factor=2.0),
+    "RRAM4": DeviceModel("RRAM4", state_factor=4.0),
+    "FeFET6": DeviceModel("FeFET6", state_factor=6.0),
+}
+
+_FIELDS = {"name", "weight_bits", "device_bits", "state_factor", "band", "levels"}
+
+
+def from_dict(data: dict, default_name: str = "custom") -> DeviceModel:
+    """Build a :class:`DeviceModel` from a mapping with the keys of :meth:`DeviceModel.to_dict`.
+
+    Raises:
+        ValueError: for unknown keys or invalid values.
+    """
+    unknown = set(data) - _FIELDS
+    if unknown:
+        raise ValueError(f"unknown device model keys {sorted(unknown)}; valid keys are {sorted(_FIELDS)}")
+    data = dict(data)
+    data.setdefault("name", default_name)
+    if "band" in data:
+        data["band"] = tuple(data["band"])
+    if data.get("levels") is not None:
+        data["levels"] = tuple(data["levels"])
+    return DeviceModel(**data)
+
+
+def from_file(path: str | Path) -> DeviceModel:
+    """Load a user-defined device model from a ``.toml`` or ``.json`` file.
+
+    The file holds the keys of :class:`DeviceModel` at top level (TOML may also put them in a ``[device]``
+    table), e.g. ``weight_bits = 8``, ``device_bits = 4``, ``state_factor = 3``, ``band = [0.2, 0.8]`` or a
+    measured ``levels = [1.0, 1.6, 1.6, 1.0]``.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: for an unsupported extension, a parse error, unknown keys or invalid values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"device model file {str(path)!r} not found")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+            data = data.get("device", data)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise ValueError(f"device model file {str(path)!r} must end in .toml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot parse device model file {str(path)!r}: {error}") from None
+    return from_dict(data, default_name=path.stem)
+
+
+def get(name_or_path: str | Path | DeviceModel | dict) -> DeviceModel:
+    """Look up a device model by preset name (case-insensitive), file path, dict, or pass one through.
+
+    Raises:
+        ValueError: for an unknown preset name (the message lists the valid names) or an invalid file.
+        FileNotFoundError: for a path that does not exist.
+    """
+    if isinstance(name_or_path, DeviceModel):
+        return name_or_path
+    if isinstance(name_or_path, dict):
+        return from_dict(name_or_path)
+    text = str(name_or_path)
+    for key, preset in PRESETS.items():
+        if key.lower() == text.lower():
+            return preset
+    if text.lower().endswith((".toml", ".json")) or Path(text).exists():
+        return from_file(text)
+    raise ValueError(
+        f"unknown device model {text!r}; choose a preset ({', '.join(PRESETS)}) or give a .toml/.json file"
+    )

@@ -1,0 +1,65 @@
+"""Model zoo: plain ``nn.Module`` architectures from the paper, built by name (SPEC section 3).
+
+Every model is an ordinary network with no noise code inside; :class:`neft.variation.Crossbar` perturbs it.
+Each class declares ``irs_taps``: its default IRS snapshot points as ``(module name, pool size)`` pairs
+(SPEC section 2, IRS table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .lenet import LeNet5
+from .resnet import ResNet18
+from .vgg import VGG8
+
+__all__ = ["MODELS", "create", "default_taps", "init_weights", "VGG8", "ResNet18", "LeNet5"]
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"vgg8": VGG8, "resnet18": ResNet18, "lenet5": LeNet5}
+INITS = ("kaiming", "torch")
+
+
+def init_weights(model: nn.Module) -> nn.Module:
+    """Kaiming-normal (fan_out, ReLU gain) conv/linear weights and zero biases, in place [release] (SPEC 3)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, init: str = "kaiming") -> nn.Module:
+    """Build a model of the zoo by name.
+
+    Args:
+        name: ``vgg8``, ``resnet18`` or ``lenet5`` (case-insensitive).
+        num_classes: number of output logits.
+        in_channels: image channels (1 for MNIST, 3 for CIFAR).
+        width: channel multiplier (1.0 = the paper's network); every layer keeps at least one channel.
+        init: ``"kaiming"`` (the release's Kaiming-normal fan_out, default) or ``"torch"`` (PyTorch's default).
+
+    Returns:
+        The model; ``model(x)`` maps ``[B, in_channels, H, W]`` to logits ``[B, num_classes]``.
+
+    Raises:
+        ValueError: for an unknown name or init, or non-positive sizes.
+    """
+    key = str(name).lower()
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    if not (width > 0 and num_classes >= 2 and in_channels >= 1):
+        raise ValueError(
+            f"need width > 0, num_classes >= 2 and in_channels >= 1, got {width}, {num_classes}, {in_channels}"
+        )
+    model = MODELS[key](num_classes=num_classes, in_channels=in_channels, width=width)
+    return init_weights(model) if init == "kaiming" else model
+
+
+def default_taps(model: nn.Module) -> tuple[tuple[str, int], ...]:
+    """The model's declared IRS snapshot points ``((module name, pool size), ...)``, or ``()`` if none."""
+    return tuple(getattr(model, "irs_taps", ()))

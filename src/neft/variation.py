@@ -1,0 +1,173 @@
+"""Model-agnostic weight perturbation: run any ``nn.Module`` as if its weights were programmed on NVM devices.
+
+Noise lives outside the model (DESIGN decision 1): a perturbed forward is
+``torch.func.functional_call(model, {name: w + dW}, x)``. Stored parameters are never modified, gradients reach
+the clean weights exactly as through ``w + dW``, and hooks on the model's modules still fire.
+
+Which weights are on the crossbar is a rule (DESIGN decision 2, SPEC section 1): the ``weight`` of every
+``nn.Conv1d/2d/3d`` (any groups or dilation) and ``nn.Linear``; biases and normalisation layers stay digital.
+
+Noise timing (DESIGN decision 3): :meth:`Crossbar.forward` without a chip draws a fresh perturbation on every
+call (training); :meth:`Crossbar.sample_chip` draws one frozen perturbation (one programmed chip) that
+:meth:`Crossbar.forward` can reuse for any number of batches (Monte Carlo evaluation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from . import devices
+from .devices import DeviceModel, check_sigma
+
+__all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "mapped_weight_names", "run_seed", "make_generator"]
+
+MAPPED_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+Chip = dict[str, torch.Tensor]
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def mapped_weight_names(
+    model: nn.Module, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+) -> list[str]:
+    """Names (as in ``model.named_parameters()``) of the weights stored on the crossbar.
+
+    Args:
+        model: any module.
+        include: optional shell-style patterns of module names (e.g. ``"features.*"``); when given only
+            matching conv/linear modules are mapped.
+        exclude: optional patterns of module names left digital (e.g. ``"classifier.2"``).
+
+    Raises:
+        ValueError: if no weight is mapped (the model has no conv/linear layer or the patterns exclude them all).
+    """
+    include, exclude = list(include or []), list(exclude or [])
+    names = [
+        f"{module_name}.weight" if module_name else "weight"
+        for module_name, module in model.named_modules()
+        if isinstance(module, MAPPED_LAYER_TYPES)
+        and (not include or _matches(module_name, include))
+        and not _matches(module_name, exclude)
+    ]
+    if not names:
+        raise ValueError(
+            f"{type(model).__name__} has no crossbar-mapped weight: neft perturbs the weight of nn.Conv1d/2d/3d and "
+            f"nn.Linear layers (include={include or None}, exclude={exclude or None}); check the model or the patterns"
+        )
+    return names
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    generator = torch.Generator(device=torch.device(device))
+    generator.manual_seed(int(seed))
+    return generator
+
+
+def run_seed(base_seed: int, sigma: float, run: int) -> int:
+    """Seed of Monte Carlo run ``run`` at ``sigma``: depends only on (base seed, sigma, run index).
+
+    A stable hash (SHA-256 of ``"base:sigma:run"`` with sigma rounded to 1e-9), so any single chip can be
+    replayed and runs are independent of chunking, order and process count (DESIGN decision 3).
+    """
+    key = f"{int(base_seed)}:{round(float(sigma), 9):.9f}:{int(run)}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+class Crossbar:
+    """The crossbar-mapped weights of a model and how to run the model with them perturbed.
+
+    Args:
+        model: any ``nn.Module``; it is never modified.
+        device_model: a :class:`~neft.devices.DeviceModel`, a preset name (``"RRAM1"``) or a file path.
+        include, exclude: module-name patterns, see :func:`mapped_weight_names`.
+
+    Raises:
+        ValueError: if the model has no mapped weight or the device model is unknown.
+
+    Example:
+        >>> crossbar = Crossbar(my_model, "RRAM1")
+        >>> logits = crossbar.forward(x, sigma=0.1)                 # fresh chip (training)
+        >>> chip = crossbar.sample_chip(0.1, make_generator(0))     # one programmed chip (evaluation)
+        >>> logits = crossbar.forward(x, chip=chip)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device_model: DeviceModel | str = "RRAM1",
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+    ) -> None:
+        self.model = model
+        self.device_model = devices.get(device_model)
+        self.names = mapped_weight_names(model, include, exclude)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The current clean mapped weights, ``{name: parameter}`` (live parameters, gradients flow)."""
+        params = dict(self.model.named_parameters())
+        return {name: params[name] for name in self.names}
+
+    def summary(self) -> list[tuple[str, tuple[int, ...], int]]:
+        """``(name, shape, number of weights)`` for every mapped weight, in model order."""
+        return [(name, tuple(w.shape), w.numel()) for name, w in self.weights().items()]
+
+    def sample_chip(self, sigma: float, generator: torch.Generator | None = None) -> Chip:
+        """Draw one frozen perturbation of every mapped weight (one programmed chip).
+
+        Args:
+            sigma: relative device variation (fraction of a device's conductance range), >= 0.
+            generator: ``torch.Generator`` on the weights' device; layers are drawn in model order.
+
+        Returns:
+            ``{name: dW}`` with each ``dW`` shaped like its weight, detached.
+
+        Raises:
+            ValueError: for invalid sigma or non-finite weights.
+        """
+        sigma = check_sigma(sigma)
+        with torch.no_grad():
+            return {name: self.device_model.sample(w, sigma, generator) for name, w in self.weights().items()}
+
+    def perturbed_weights(self, chip: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{name: w + dW}``; differentiable with respect to the clean weights ``w``."""
+        return {name: w + chip[name] for name, w in self.weights().items()}
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        sigma: float | None = None,
+        generator: torch.Generator | None = None,
+        chip: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Run the model on ``x`` with perturbed mapped weights.
+
+        Give either ``sigma`` (a fresh perturbation is drawn from ``generator`` for this call: training-time
+        noise, SPEC section 1) or ``chip`` (a frozen perturbation from :meth:`sample_chip`). sigma = 0 runs the
+        clean model and returns bit-identical outputs.
+
+        Args:
+            x: model input, e.g. ``[B, C, H, W]``.
+
+        Returns:
+            The model's output for ``x``.
+
+        Raises:
+            ValueError: if neither or both of ``sigma`` and ``chip`` are given, or sigma is invalid.
+        """
+        if (sigma is None) == (chip is None):
+            raise ValueError("give exactly one of sigma= (fresh perturbation) or chip= (frozen perturbation)")
+        if chip is None:
+            if check_sigma(sigma) == 0:
+                return self.model(x)
+            chip = self.sample_chip(sigma, generator)
+        return functional_call(self.model, self.perturbed_weights(chip), (x,))

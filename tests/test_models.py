@@ -1,0 +1,57 @@
+"""Model zoo shapes and parameter counts (SPEC section 3)."""
+
+import pytest
+import torch
+
+from neft import models
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "name, channels, size", [("vgg8", 1, 32), ("vgg8", 3, 32), ("resnet18", 3, 32), ("resnet18", 3, 64), ("lenet5", 1, 32)]
+)
+def test_logits_shape(name, channels, size):
+    model = models.create(name, 7, channels, width=0.25).eval()
+    assert model(torch.randn(2, channels, size, size)).shape == (2, 7)
+
+
+def test_vgg8_parameter_count_by_hand():
+    convs = 1 * 64 * 9 + 64 * 128 * 9 + 128 * 256 * 9 + 256 * 256 * 9 + 256 * 512 * 9 + 512 * 512 * 9
+    batchnorm = 2 * (64 + 128 + 256 + 256 + 512 + 512)
+    classifier = 512 * 16 * 1024 + 1024 + 1024 * 10 + 10
+    assert convs + batchnorm + classifier == 12_901_322
+    assert count(models.create("vgg8", 10, 1)) == 12_901_322
+
+
+def test_resnet18_parameter_count_matches_cifar_resnet18():
+    # the standard CIFAR ResNet-18 with 10 classes has 11,173,962 parameters
+    assert count(models.create("resnet18", 10, 3)) == 11_173_962
+
+
+def test_lenet5_parameter_count_by_hand():
+    expected = (1 * 6 * 25 + 6) + (6 * 16 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    assert count(models.create("lenet5", 10, 1)) == expected
+
+
+def test_kaiming_init_and_zero_bias():
+    model = models.create("vgg8", 10, 1)
+    fc = model.classifier[1]
+    assert torch.equal(fc.bias, torch.zeros_like(fc.bias))
+    assert float(fc.weight.detach().std()) == pytest.approx((2 / 1024) ** 0.5, rel=0.02)  # fan_out = 1024
+
+
+def test_declared_taps_exist():
+    for name in models.MODELS:
+        model = models.create(name, 10, 3)
+        modules = dict(model.named_modules())
+        assert models.default_taps(model) and all(tap in modules for tap, _ in models.default_taps(model))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown model"):
+        models.create("alexnet", 10, 3)
+    with pytest.raises(ValueError, match="width"):
+        models.create("vgg8", 10, 3, width=0)

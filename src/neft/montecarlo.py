@@ -1,0 +1,201 @@
+"""Monte Carlo robustness evaluation: many simulated programmed chips per sigma (SPEC section 5, DESIGN decision 4).
+
+Run ``r`` at sigma ``s`` is one programmed chip: one frozen perturbation of every mapped weight, drawn on the
+evaluation device from the seed :func:`neft.variation.run_seed` ``(seed, s, r)`` and held for the whole test set.
+The model is evaluated in eval mode (BatchNorm uses its running statistics) with no gradients; its parameters are
+never modified and its train/eval mode is restored afterwards. There is no per-run model rebuild or checkpoint
+reload.
+
+Several chips can be evaluated in one pass by ``torch.func.vmap`` over stacked perturbed weights. On a GPU that
+removes the per-chip launch overhead and is the big win; on a CPU the per-chip compute dominates and vmap measured
+slower than one chip at a time, so ``chips_per_pass="auto"`` picks 1 on CPU and fills a memory budget on CUDA.
+Results do not depend on the chunking: each chip's perturbation comes from its own seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from tqdm.auto import tqdm
+
+from .devices import DeviceModel, check_sigma
+from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
+from .variation import Chip, Crossbar, make_generator, run_seed
+
+__all__ = ["evaluate", "parse_sigmas", "PRECISIONS"]
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_sigmas(text: str | Iterable[float]) -> list[float]:
+    """Parse ``"0,0.1,0.2"`` or ``"start:stop:step"`` (stop included) into a sorted list of unique sigmas.
+
+    Raises:
+        ValueError: for an empty list, a malformed string, a non-positive step or a negative sigma.
+    """
+    if isinstance(text, str):
+        parts = text.strip()
+        try:
+            if ":" in parts:
+                start, stop, step = (float(v) for v in parts.split(":"))
+                if step <= 0:
+                    raise ValueError
+                count = int(round((stop - start) / step))
+                values = [round(start + i * step, 10) for i in range(count + 1)]
+            else:
+                values = [float(v) for v in parts.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(
+                f"cannot read sigmas {text!r}: give a comma list like 0,0.1,0.2 or start:stop:step like 0:0.4:0.05"
+            ) from None
+    else:
+        values = list(text)
+    if not values:
+        raise ValueError("the sigma list is empty; give at least one sigma, e.g. --sigmas 0.1")
+    return sorted({check_sigma(v) for v in values})
+
+
+def _forward_chips(model: nn.Module, crossbar: Crossbar, weights: list[dict], x: torch.Tensor) -> torch.Tensor:
+    """Logits ``[K, B, C]`` of K chips (their perturbed weights) on one batch ``x``."""
+    if len(weights) == 1:
+        return functional_call(model, weights[0], (x,)).unsqueeze(0)
+    stacked = {name: torch.stack([w[name] for w in weights]) for name in crossbar.names}
+    return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
+
+
+def _auto_chips_per_pass(model: nn.Module, x: torch.Tensor, batch_size: int, runs: int) -> int:
+    """1 on CPU; on CUDA as many chips as fit in a quarter of the free memory (weights + activations), <= 64."""
+    if x.device.type != "cuda":
+        return 1
+    sizes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in model.modules()
+             if not list(m.children())]
+    with torch.no_grad():
+        model(x[:1])
+    for hook in hooks:
+        hook.remove()
+    per_chip = 4 * (sum(p.numel() for p in model.parameters()) + 2 * batch_size * sum(sizes))
+    free, _ = torch.cuda.mem_get_info(x.device)
+    return int(max(1, min(64, runs, free // 4 // per_chip)))
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    sigmas: Sequence[float],
+    *,
+    runs: int = 1000,
+    seed: int = 0,
+    device_model: DeviceModel | str = "RRAM1",
+    batch_size: int = 1000,
+    chips_per_pass: int | str = "auto",
+    ci_target: float | None = None,
+    min_runs: int = 30,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> list[dict]:
+    """Monte Carlo evaluation of ``model`` under device variation at each sigma.
+
+    Args:
+        model: a trained ``nn.Module`` on the evaluation device.
+        images: preprocessed test images ``[N, C, H, W]`` on the evaluation device (N >= 1).
+        labels: class indices ``[N]`` on the same device.
+        sigmas: relative device variations to evaluate (each >= 0).
+        runs: R, Monte Carlo runs (programmed chips) per sigma, >= 2 (the maximum when ``ci_target`` is set).
+        seed: base seed; run r at sigma s uses ``run_seed(seed, s, r)`` (recorded as ``run_seeds``).
+        device_model: device preset, file or :class:`~neft.devices.DeviceModel`.
+        batch_size: test images per forward.
+        chips_per_pass: chips evaluated together with vmap, or ``"auto"``.
+        ci_target: stop adding runs at a sigma once the 95 % CI half-width of the mean accuracy is below this many
+            percentage points (after at least ``min_runs`` runs).
+        precision: ``fp32`` (default), ``bf16`` or ``fp16`` autocast for the forwards (noise is drawn in fp32).
+        progress: show a tqdm bar over runs.
+
+    Returns:
+        One dict per sigma (ascending): ``{"sigma", "runs", "run_seeds", "accuracy": accuracy_summary(...),
+        "ekl" (nats), "ekl_x1e2", "confidence", "seconds"}``; accuracies in percent.
+
+    Raises:
+        ValueError: for an empty test set, mismatched labels, runs < 2, invalid sigma, precision or chunk size.
+    """
+    if images.shape[0] == 0:
+        raise ValueError("the test set is empty: nothing to evaluate; check the data set and --test-subset")
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"labels {tuple(labels.shape)} must be [N] for images {tuple(images.shape)}")
+    if runs < 2:
+        raise ValueError(f"runs must be >= 2 (the std and CI of the accuracy are undefined for one run), got {runs}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    sigmas = parse_sigmas(sigmas)
+    crossbar = Crossbar(model, device_model)
+    device = images.device
+    if chips_per_pass == "auto":
+        chips_per_pass = _auto_chips_per_pass(model, images, batch_size, runs)
+    if not (isinstance(chips_per_pass, int) and chips_per_pass >= 1):
+        raise ValueError(f"chips_per_pass must be a positive integer or 'auto', got {chips_per_pass!r}")
+    dtype = PRECISIONS[precision]
+    was_training = model.training
+    model.eval()
+    results = []
+    bar = tqdm(total=runs * len(sigmas), desc="Monte Carlo", unit="chip", disable=not progress, leave=False)
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            for sigma in sigmas:
+                bar.set_postfix(sigma=sigma)
+                results.append(
+                    _evaluate_sigma(model, crossbar, images, labels, sigma, runs, seed, batch_size,
+                                    chips_per_pass, ci_target, min_runs, bar)
+                )
+    finally:
+        bar.close()
+        model.train(was_training)
+    return results
+
+
+def _evaluate_sigma(model, crossbar, images, labels, sigma, runs, seed, batch_size, chips_per_pass, ci_target,
+                    min_runs, bar) -> dict:
+    """All runs at one sigma; see :func:`evaluate`."""
+    started = time.perf_counter()
+    device = images.device
+    logits_shape = model(images[:1]).shape[-1]
+    accumulator = PredictionAccumulator(images.shape[0], logits_shape, device)
+    accuracies: list[float] = []
+    seeds: list[int] = []
+    while len(accuracies) < runs:
+        count = min(chips_per_pass, runs - len(accuracies))
+        chunk_seeds = [run_seed(seed, sigma, len(accuracies) + i) for i in range(count)]
+        chips: list[Chip] = [crossbar.sample_chip(sigma, make_generator(s, device)) for s in chunk_seeds]
+        weights = [crossbar.perturbed_weights(chip) for chip in chips]
+        correct = torch.zeros(count, dtype=torch.int64, device=device)
+        for start in range(0, images.shape[0], batch_size):
+            x, y = images[start : start + batch_size], labels[start : start + batch_size]
+            if sigma == 0:  # every chip is the clean network: one forward serves them all
+                logits = model(x).unsqueeze(0).expand(count, -1, -1)
+            else:
+                logits = _forward_chips(model, crossbar, weights, x)
+            correct += accumulator.add(logits.float(), y, start)
+        accumulator.finish_runs(count)
+        accuracies += (100.0 * correct.double() / images.shape[0]).tolist()
+        seeds += chunk_seeds
+        bar.update(count)
+        if ci_target is not None and len(accuracies) >= min_runs:
+            std = torch.tensor(accuracies, dtype=torch.float64).std().item()
+            if ci_half_width(std, len(accuracies)) < ci_target:
+                bar.total -= runs - len(accuracies)
+                break
+    ekl = accumulator.ekl()
+    return {
+        "sigma": sigma,
+        "runs": len(accuracies),
+        "run_seeds": seeds,
+        "accuracy": accuracy_summary(accuracies),
+        "ekl": ekl,
+        "ekl_x1e2": ekl * 100,
+        "confidence": accumulator.confidence(),
+        "seconds": time.perf_counter() - started,
+    }

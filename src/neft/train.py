@@ -1,0 +1,311 @@
+"""The trainer: one loop for every objective, with checkpoints, exact resume, progress and a per-epoch log.
+
+Recipe defaults follow SPEC section 2 [release]: batch 128, Adam (lr 1e-3 for VGG8 and LeNet-5, 1e-2 for
+ResNet-18), no weight decay, cosine annealing over the epochs stepped per epoch. [ours] The best epoch is chosen
+on the *noisy validation* accuracy (a few fixed Monte Carlo chips at the training sigma on a split held out of the
+training set); ``select_on="test"`` reproduces the release's selection on the test set.
+
+A run directory holds ``config.json``, ``checkpoint.pt`` (best backbone, see :mod:`neft.checkpoint`),
+``last.pt`` (everything needed to resume bit-exactly: model, IRS heads, optimiser, scheduler, RNG states) and
+``train_log.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint, data, devices, models, montecarlo, objectives
+from .devices import check_sigma
+from .variation import make_generator
+
+__all__ = ["TrainConfig", "train", "resolve_device", "RunExistsError"]
+
+LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
+
+
+class RunExistsError(FileExistsError):
+    """The run directory already holds a run; pass overwrite=True (``--overwrite``) or resume=True (``--resume``)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named torch device.
+
+    Raises:
+        ValueError: for ``cuda`` when no GPU is available, or an unknown device string.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown compute device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
+    return device
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (written to ``config.json``).
+
+    sigma and sigma_block are relative device variations (fractions of a device's conductance range, e.g. 0.1).
+    ``beta=None`` takes :func:`neft.objectives.default_beta`; ``lr=None`` takes the SPEC recipe for the model.
+    ``validation`` is the fraction of training images held out for checkpoint selection (0 with
+    ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
+    """
+
+    model: str = "vgg8"
+    width: float = 1.0
+    init: str = "kaiming"
+    dataset: str = "mnist-5k"
+    data_dir: str | None = None
+    method: str = "noise-injection"
+    sigma: float = 0.1
+    sigma_block: float | None = None
+    device_model: str | dict = "RRAM1"
+    beta: float | None = None
+    taps: list[str] | None = None
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float | None = None
+    optimizer: str = "adam"
+    seed: int = 0
+    validation: float = 0.1
+    select_on: str = "val"
+    val_runs: int = 3
+    train_subset: int | None = None
+    test_subset: int | None = None
+    device: str = "auto"
+
+    def check(self) -> "TrainConfig":
+        """Validate every field and fill defaults (beta, lr); returns self.
+
+        Raises:
+            ValueError: with a message naming the bad setting and how to fix it.
+        """
+        if self.method not in objectives.METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(objectives.METHODS)}")
+        if self.model.lower() not in models.MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}")
+        self.model = self.model.lower()
+        self.dataset = data.canonical_name(self.dataset)
+        self.sigma = check_sigma(self.sigma)
+        if self.sigma_block is not None:
+            self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
+        devices.get(self.device_model)
+        if self.beta is None:
+            self.beta = objectives.default_beta(self.method, self.model, self.dataset)
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be >= 0 (feedback strength, e.g. 1e-3), got {self.beta}")
+        for name in ("epochs", "batch_size", "val_runs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr is None:
+            self.lr = 1e-2 if self.model == "resnet18" else 1e-3
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
+        if self.select_on not in ("val", "test"):
+            raise ValueError(f"select_on must be 'val' or 'test', got {self.select_on!r}")
+        if not 0 <= self.validation < 1 or (self.select_on == "val" and self.validation == 0):
+            raise ValueError(f"validation must be a fraction in (0, 1) when selecting on it, got {self.validation}")
+        if not self.width > 0:
+            raise ValueError(f"width must be > 0, got {self.width}")
+        resolve_device(self.device)
+        return self
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Create the run directory; True when resuming from ``last.pt``."""
+    if resume and (out / "last.pt").is_file():
+        return True
+    if out.exists() and any(out.iterdir()) and not resume:
+        if not overwrite:
+            raise RunExistsError(f"run directory {str(out)!r} already exists; pass --resume to continue it, "
+                                 "--overwrite to replace it, or choose another --out")
+        if not (out / "config.json").is_file():
+            raise RunExistsError(f"{str(out)!r} is not a neft run directory (no config.json); refusing to delete it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _validation_size(config: TrainConfig) -> int | float:
+    """Images held out for selection: the fraction of the training images used (of ``train_subset`` if given)."""
+    if config.select_on == "test":
+        return 0
+    if config.train_subset is None:
+        return config.validation
+    return max(1, round(config.validation * config.train_subset))
+
+
+def _accuracy(model, dataset, split, device, batch_size=1000) -> float:
+    """Clean top-1 accuracy (percent) of ``model`` in eval mode on ``split``."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in dataset.batches(split, batch_size, device=device):
+            correct += int((model(x).argmax(1) == y).sum())
+    model.train(was_training)
+    return 100.0 * correct / dataset.size(split)
+
+
+def _noisy_accuracy(model, dataset, split, config, device) -> float:
+    """Mean accuracy (percent) over ``val_runs`` fixed Monte Carlo chips at the training sigma."""
+    labels = dataset.splits[split][1]
+    x = torch.cat([xb for xb, _ in dataset.batches(split, 1000, device=device)])
+    result = montecarlo.evaluate(model, x, labels.to(device), [config.sigma], runs=max(2, config.val_runs),
+                                 seed=config.seed, device_model=config.device_model, progress=False)
+    return result[0]["accuracy"]["mean"]
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> dict:
+    """Train one network with ``config.method`` and write the run directory ``out``.
+
+    Args:
+        config: the run's settings (validated here).
+        out: run directory; must be new or empty unless ``resume`` or ``overwrite``.
+        resume: continue from ``out/last.pt`` (bit-identical to an uninterrupted run on the same device);
+            starts fresh when there is none.
+        overwrite: delete an existing run directory (only one with a ``config.json``) first.
+        progress: tqdm progress bars.
+
+    Returns:
+        Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds"}``.
+
+    Raises:
+        ValueError: invalid settings; RunExistsError: ``out`` holds a run and neither flag is given;
+        data.DatasetNotFoundError: the data set is missing.
+    """
+    config.check()
+    out = Path(out)
+    if resume and (out / "config.json").is_file():
+        saved = json.loads((out / "config.json").read_text())
+        if saved != dataclasses.asdict(config):
+            changed = sorted(k for k in saved if saved[k] != dataclasses.asdict(config).get(k))
+            raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}); "
+                             "use the original flags or a new --out")
+    device = resolve_device(config.device)
+    dataset = data.load(config.dataset, config.data_dir, validation=_validation_size(config), seed=config.seed,
+                        train_subset=config.train_subset, test_subset=config.test_subset)
+    resuming = _prepare_out(out, resume, overwrite)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+
+    torch.manual_seed(config.seed)
+    model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width, config.init).to(device)
+    noise_generator = make_generator(config.seed + 1, device)
+    data_generator = make_generator(config.seed + 2, "cpu")
+    sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
+    objective = objectives.create(
+        config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
+        device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
+        taps=config.taps,
+    )
+    params = list(model.parameters()) + list(objective.modules().parameters())
+    optimizer = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
+                 else torch.optim.SGD(params, lr=config.lr, momentum=0.9))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    select_split = "val" if config.select_on == "val" else "test"
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0}
+    if resuming:
+        saved = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        objective.modules().load_state_dict(saved["heads"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        noise_generator.set_state(saved["noise_rng"])
+        data_generator.set_state(saved["data_rng"])
+        state = saved["state"]
+    log_path = out / "train_log.csv"
+    head_fields = [f"head{i + 1}_acc" for i in range(len(objective.modules()))]
+    fields = LOG_FIELDS[:5] + head_fields + LOG_FIELDS[5:]
+    _truncate_log(log_path, fields, state["epoch"])
+    metadata = {
+        "model": {"name": config.model, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
+                  "width": config.width},
+        "dataset": dataset.name, "method": config.method, "sigma": config.sigma, "sigma_block": config.sigma_block,
+        "beta": config.beta, "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
+        "config": dataclasses.asdict(config),
+    }
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        totals: dict[str, float] = {}
+        batches = 0
+        bar = tqdm(dataset.batches("train", config.batch_size, shuffle=True, train=True, generator=data_generator,
+                                   device=device),
+                   total=math.ceil(dataset.size("train") / config.batch_size), disable=not progress, leave=False,
+                   desc=f"{config.method} epoch {epoch}/{config.epochs}", unit="batch")
+        for x, y in bar:
+            loss, logs = objective.loss(model, x, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}; lower --lr or --sigma")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batches += 1
+            for key, value in {"loss": loss.item(), **logs}.items():
+                totals[key] = totals.get(key, 0.0) + value
+            bar.set_postfix(loss=f"{totals['loss'] / batches:.3f}", acc=f"{100 * totals['acc'] / batches:.1f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        clean = _accuracy(model, dataset, select_split, device)
+        noisy = _noisy_accuracy(model, dataset, select_split, config, device) if config.sigma > 0 else clean
+        improved = noisy > state["best"]
+        if improved:
+            state.update(best=noisy, best_epoch=epoch)
+            checkpoint.save(out / "checkpoint.pt", model, {**metadata, "epoch": epoch, "val_accuracy": noisy,
+                                                            "selected_on": select_split})
+        state["epoch"] = epoch
+        state["seconds"] += time.perf_counter() - started
+        row = {"epoch": epoch, "lr": lr, "loss": totals["loss"] / batches, "train_acc": 100 * totals["acc"] / batches,
+               "val_acc_clean": clean, "val_acc_noisy": noisy, "best": int(improved),
+               "seconds": round(time.perf_counter() - started, 3)}
+        row.update({key: 100 * totals[key] / batches for key in head_fields})
+        _append_log(log_path, fields, row)
+        torch.save({"model": model.state_dict(), "heads": objective.modules().state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "noise_rng": noise_generator.get_state(), "data_rng": data_generator.get_state(), "state": state},
+                   out / "last.tmp")
+        (out / "last.tmp").replace(out / "last.pt")
+        if progress:
+            tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
+                       f"{select_split} clean {clean:.2f}%  noisy@{config.sigma:g} {noisy:.2f}%"
+                       f"{'  *best' if improved else ''}")
+    best = checkpoint.load(out, map_location=device)
+    summary = {"best_epoch": state["best_epoch"], "best_val_accuracy": state["best"],
+               "test_accuracy_clean": _accuracy(best, dataset, "test", device), "epochs": config.epochs,
+               "seconds": state["seconds"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _truncate_log(path: Path, fields: list[str], epochs_done: int) -> None:
+    """Start ``train_log.csv`` afresh, keeping only rows of epochs already done (for resume)."""
+    rows = []
+    if path.is_file() and epochs_done:
+        with path.open() as file:
+            rows = [row for row in csv.DictReader(file) if int(row["epoch"]) <= epochs_done]
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _append_log(path: Path, fields: list[str], row: dict) -> None:
+    with path.open("a", newline="") as file:
+        csv.DictWriter(file, fieldnames=fields).writerow(row)

@@ -14,19 +14,23 @@ Results do not depend on the chunking: each chip's perturbation comes from its o
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
+from . import checkpoint, data, devices, report
+from .compute import resolve_device
 from .devices import DeviceModel, check_sigma
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
 from .variation import Chip, Crossbar, make_generator, run_seed
 
-__all__ = ["evaluate", "parse_sigmas", "PRECISIONS"]
+__all__ = ["evaluate", "evaluate_run", "parse_sigmas", "PRECISIONS"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -199,3 +203,71 @@ def _evaluate_sigma(model, crossbar, images, labels, sigma, runs, seed, batch_si
         "confidence": accumulator.confidence(),
         "seconds": time.perf_counter() - started,
     }
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    sigmas: str | Sequence[float] | None = None,
+    runs: int = 1000,
+    seed: int = 0,
+    device_model: str | None = None,
+    data_dir: str | None = None,
+    test_subset: int | None = None,
+    batch_size: int = 1000,
+    chips_per_pass: int | str = "auto",
+    ci_target: float | None = None,
+    precision: str = "fp32",
+    device: str = "auto",
+    name: str = "results",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Monte Carlo evaluation of a trained run directory; writes ``{name}.json``, ``{name}.csv`` and
+    ``{name}_accuracy_vs_sigma.png`` (``accuracy_vs_sigma.png`` for the default name) into it.
+
+    Args:
+        run_dir: a directory written by ``neft train``.
+        sigmas: sigmas to evaluate (list or ``"start:stop:step"``); default: 0 and the training sigma.
+        device_model: default: the device model the run was trained with.
+        test_subset: evaluate on the first N images of a seeded permutation of the test set (quick looks).
+        Other arguments as :func:`evaluate`.
+
+    Returns:
+        The results dict (``results.json`` schema, SPEC section 5; accuracy in percent).
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
+        FileExistsError: ``{name}.json`` exists and ``overwrite`` is False.
+        ValueError: invalid settings (see :func:`evaluate`).
+    """
+    run_dir = Path(run_dir)
+    target = run_dir / f"{name}.json"
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{str(target)!r} already exists; pass --overwrite to replace it or --name to keep both")
+    compute = resolve_device(device)
+    model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
+    sigmas = parse_sigmas(sigmas if sigmas is not None else [0.0, meta["sigma"]])
+    if runs < 2:
+        raise ValueError(f"runs must be >= 2 (the std and CI of the accuracy are undefined for one run), got {runs}")
+    chip_model = devices.get(device_model if device_model is not None else meta["device_model"])
+    dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=seed, test_subset=test_subset)
+    images = torch.cat([x for x, _ in dataset.batches("test", batch_size, device=compute)])
+    labels = dataset.splits["test"][1].to(compute)
+    started = time.perf_counter()
+    per_sigma = evaluate(model, images, labels, sigmas, runs=runs, seed=seed, device_model=chip_model,
+                         batch_size=batch_size, chips_per_pass=chips_per_pass, ci_target=ci_target,
+                         precision=precision, progress=progress)
+    results = {
+        "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
+        "dataset": meta["dataset"], "method": meta["method"], "train_sigma": meta["sigma"],
+        "train_seed": meta["seed"], "device_model": chip_model.to_dict(), "seed": seed, "runs": runs,
+        "ci_target": ci_target, "precision": precision, "test_size": int(labels.numel()), "per_sigma": per_sigma,
+        "seconds": time.perf_counter() - started, "versions": checkpoint.versions(),
+    }
+    target.write_text(json.dumps(results, indent=1))
+    rows = report.comparison_rows([results])
+    report.write_csv(rows, run_dir / f"{name}.csv")
+    plot_name = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
+    report.plot([results], run_dir / plot_name, title=f"{results['method']} ({run_dir.name})")
+    return results

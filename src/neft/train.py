@@ -25,33 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint, data, devices, models, montecarlo, objectives
+from .compute import resolve_device
 from .devices import check_sigma
 from .variation import make_generator
 
-__all__ = ["TrainConfig", "train", "resolve_device", "RunExistsError"]
+__all__ = ["TrainConfig", "train", "RunExistsError"]
 
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
 
 class RunExistsError(FileExistsError):
     """The run directory already holds a run; pass overwrite=True (``--overwrite``) or resume=True (``--resume``)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named torch device.
-
-    Raises:
-        ValueError: for ``cuda`` when no GPU is available, or an unknown device string.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown compute device {name!r}; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
-    return device
 
 
 @dataclass

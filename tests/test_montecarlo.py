@@ -1,0 +1,116 @@
+"""Monte Carlo engine (SPEC section 5, DESIGN decision 4)."""
+
+import json
+
+import pytest
+import torch
+
+from neft import Crossbar, checkpoint, data, make_generator, models, montecarlo, run_seed
+
+
+@pytest.fixture(scope="module")
+def setup(trained_run):
+    model = checkpoint.load(trained_run)
+    dataset = data.load("mnist-5k", test_subset=400)
+    images = dataset.preprocess(dataset.splits["test"][0])
+    return model, images, dataset.splits["test"][1]
+
+
+def test_sigma_zero_runs_equal_clean_accuracy(setup):
+    model, images, labels = setup
+    with torch.no_grad():
+        clean = 100 * float((model(images).argmax(1) == labels).float().mean())
+    assert clean > 80  # the fixture learned real digits
+    result = montecarlo.evaluate(model, images, labels, [0.0], runs=5, progress=False)[0]
+    assert result["accuracy"]["per_run"] == pytest.approx([clean] * 5)
+    assert result["ekl"] == 0.0 and result["accuracy"]["std"] == 0.0
+
+
+def test_seeds_replay_and_differ(setup):
+    model, images, labels = setup
+    a = montecarlo.evaluate(model, images, labels, [0.3], runs=6, seed=1, progress=False)[0]
+    b = montecarlo.evaluate(model, images, labels, [0.3], runs=6, seed=1, progress=False)[0]
+    c = montecarlo.evaluate(model, images, labels, [0.3], runs=6, seed=2, progress=False)[0]
+    assert a["accuracy"]["per_run"] == b["accuracy"]["per_run"]
+    assert a["run_seeds"] == [run_seed(1, 0.3, r) for r in range(6)]
+    assert a["accuracy"]["per_run"] != c["accuracy"]["per_run"]
+
+
+def test_results_independent_of_chunking(setup):
+    model, images, labels = setup
+    per_run = {k: montecarlo.evaluate(model, images, labels, [0.2], runs=8, chips_per_pass=k, progress=False)[0]
+               for k in (1, 4, 8)}
+    one_image = 100 / len(labels)
+    for k in (4, 8):
+        diffs = [abs(x - y) for x, y in zip(per_run[1]["accuracy"]["per_run"], per_run[k]["accuracy"]["per_run"])]
+        assert max(diffs) <= one_image + 1e-9
+        assert per_run[k]["ekl"] == pytest.approx(per_run[1]["ekl"], rel=1e-4)
+    # each run's perturbation depends only on its seed: bitwise identical whatever the order of drawing
+    crossbar = Crossbar(model)
+    first = crossbar.sample_chip(0.2, make_generator(run_seed(0, 0.2, 5)))
+    crossbar.sample_chip(0.2, make_generator(run_seed(0, 0.2, 0)))
+    again = crossbar.sample_chip(0.2, make_generator(run_seed(0, 0.2, 5)))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_model_state_is_untouched():
+    torch.manual_seed(0)
+    model = models.create("vgg8", 10, 1, width=0.125)
+    model.train()
+    model(torch.randn(16, 1, 32, 32))  # non-trivial BatchNorm running statistics
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    montecarlo.evaluate(model, torch.randn(20, 1, 32, 32), torch.randint(0, 10, (20,)), [0.1, 0.3], runs=3,
+                        chips_per_pass=2, progress=False)
+    assert model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_accuracy_falls_with_sigma_on_a_trained_network(setup):
+    model, images, labels = setup
+    low, high = montecarlo.evaluate(model, images, labels, [0.1, 0.4], runs=10, progress=False)
+    assert high["accuracy"]["mean"] < low["accuracy"]["mean"] - 5
+    assert high["ekl"] > low["ekl"] > 0
+    assert high["confidence"] < low["confidence"]
+
+
+def test_ci_target_stops_early_and_agrees_with_the_full_run(setup):
+    model, images, labels = setup
+    full = montecarlo.evaluate(model, images, labels, [0.2], runs=300, progress=False)[0]
+    early = montecarlo.evaluate(model, images, labels, [0.2], runs=300, ci_target=0.5, progress=False)[0]
+    assert 30 <= early["runs"] < 150
+    assert early["accuracy"]["ci95"] < 0.5
+    assert abs(early["accuracy"]["mean"] - full["accuracy"]["mean"]) < early["accuracy"]["ci95"] + full["accuracy"]["ci95"]
+    assert early["accuracy"]["per_run"] == full["accuracy"]["per_run"][: early["runs"]]
+
+
+def test_bf16_is_close_to_fp32(setup):
+    model, images, labels = setup
+    fp32 = montecarlo.evaluate(model, images, labels, [0.1], runs=4, progress=False)[0]
+    bf16 = montecarlo.evaluate(model, images, labels, [0.1], runs=4, precision="bf16", progress=False)[0]
+    assert abs(fp32["accuracy"]["mean"] - bf16["accuracy"]["mean"]) < 2.0
+
+
+def test_bad_input(setup):
+    model, images, labels = setup
+    with pytest.raises(ValueError, match="runs must be >= 2"):
+        montecarlo.evaluate(model, images, labels, [0.1], runs=1)
+    with pytest.raises(ValueError, match="sigma must be"):
+        montecarlo.evaluate(model, images, labels, [-0.1], runs=2)
+    with pytest.raises(ValueError, match="test set is empty"):
+        montecarlo.evaluate(model, images[:0], labels[:0], [0.1], runs=2)
+    with pytest.raises(ValueError, match="sigma list is empty"):
+        montecarlo.parse_sigmas("")
+    assert montecarlo.parse_sigmas("0:0.4:0.1") == [0.0, 0.1, 0.2, 0.3, 0.4]
+
+
+def test_evaluate_run_writes_results_and_never_clobbers(trained_run):
+    results = montecarlo.evaluate_run(trained_run, sigmas="0,0.2", runs=3, test_subset=200, name="quick",
+                                      progress=False)
+    stored = json.loads((trained_run / "quick.json").read_text())
+    assert stored["per_sigma"][1]["accuracy"]["per_run"] == results["per_sigma"][1]["accuracy"]["per_run"]
+    assert (stored["model"], stored["method"], stored["train_sigma"], stored["runs"], stored["test_size"]) == (
+        "lenet5", "noise-injection", 0.1, 3, 200)
+    assert set(stored["per_sigma"][0]["accuracy"]) >= {"mean", "std", "ci95", "ci99", "min", "p1", "p5", "p10", "per_run"}
+    assert (trained_run / "quick.csv").is_file() and (trained_run / "quick_accuracy_vs_sigma.png").is_file()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        montecarlo.evaluate_run(trained_run, sigmas="0.1", runs=2, test_subset=50, name="quick", progress=False)

@@ -4,10 +4,12 @@ Qin et al., "Negative Feedback Training: A Novel Concept to Improve Robustness o
 arXiv 2305.14561 / IEEE TCAD 2025.
 """
 
-from . import devices, models
-from .devices import DeviceModel
-from .variation import Crossbar, make_generator, mapped_weight_names, run_seed
-
 __version__ = "0.1.0"
 
-__all__ = ["devices", "models", "DeviceModel", "Crossbar", "make_generator", "mapped_weight_names", "run_seed"]
+from . import devices, models  # noqa: E402
+from .checkpoint import load, load_checkpoint  # noqa: E402
+from .devices import DeviceModel  # noqa: E402
+from .variation import Crossbar, make_generator, mapped_weight_names, run_seed  # noqa: E402
+
+__all__ = ["devices", "models", "DeviceModel", "Crossbar", "make_generator", "mapped_weight_names", "run_seed",
+           "load", "load_checkpoint"]

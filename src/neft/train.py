@@ -156,7 +156,7 @@ def _noisy_accuracy(model, dataset, split, config, device) -> float:
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, stop_after: int | None = None) -> dict:
     """Train one network with ``config.method`` and write the run directory ``out``.
 
     Args:
@@ -166,6 +166,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             starts fresh when there is none.
         overwrite: delete an existing run directory (only one with a ``config.json``) first.
         progress: tqdm progress bars.
+        stop_after: stop once this epoch is done (for time-limited jobs); the run stays resumable and the
+            summary is written only when all ``config.epochs`` are done.
 
     Returns:
         Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds"}``.
@@ -225,7 +227,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         "config": dataclasses.asdict(config),
     }
 
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+    last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    for epoch in range(state["epoch"] + 1, last_epoch + 1):
         started = time.perf_counter()
         model.train()
         totals: dict[str, float] = {}
@@ -272,9 +275,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
                        f"{'  *best' if improved else ''}")
     best = checkpoint.load(out, map_location=device)
     summary = {"best_epoch": state["best_epoch"], "best_val_accuracy": state["best"],
-               "test_accuracy_clean": _accuracy(best, dataset, "test", device), "epochs": config.epochs,
+               "test_accuracy_clean": _accuracy(best, dataset, "test", device), "epochs": state["epoch"],
                "seconds": state["seconds"]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if state["epoch"] == config.epochs:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 

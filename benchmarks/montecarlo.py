@@ -1,0 +1,261 @@
+"""Monte Carlo evaluation throughput: the authors' per-run loop versus ``neft.montecarlo.evaluate``.
+
+The same trained model, the same programmed chips (seeds ``run_seed(seed, sigma, r)``) and the same test images are
+evaluated four ways, in one process, alternately (every round runs each variant once, in a rotated order; the
+table reports the median over ``--rounds``):
+
+``naive``
+    What the authors' release does: for every run rebuild the model (``neft.models.create``), reload the
+    checkpoint from disk (``torch.load`` of a file written once by ``neft.checkpoint.save`` in a temporary
+    directory, then ``load_state_dict``), perturb the weights in place with the noise of
+    ``Crossbar(model).sample_chip(sigma, make_generator(run_seed(seed, sigma, r)))`` (the engine's draws), and
+    evaluate the test set one batch at a time in eval mode under ``torch.no_grad()``.
+``engine``
+    ``neft.montecarlo.evaluate(model, images, labels, [sigma], runs=R, seed=seed, progress=False)`` with
+    ``chips_per_pass="auto"`` (= 1 on CPU): no rebuild, no reload, ``functional_call`` with ``w + dW``.
+``engine vmap4``
+    The same with ``chips_per_pass=4`` (``torch.func.vmap`` over four stacked chips).
+``engine bf16``
+    The engine with ``precision="bf16"`` (autocast) on the same chips.
+
+Reported: chip-images/s (runs x test images / seconds), the speed-up over naive, the achieved GFLOP/s (FLOPs of one
+clean forward of the test set counted by ``torch.utils.flop_counter.FlopCounterMode``, times the runs, over the
+time) and that as a percentage of a measured 4096x4096 matmul (fp32; the bf16 row is also compared with a bf16
+matmul). The script asserts that naive, engine and vmap per-run accuracies agree within one test image for every
+seed, and reports the mean accuracy difference bf16 - fp32.
+
+Models (``--models``): ``lenet5:1``, ``vgg8:0.25``, ``vgg8:1`` (name:width, 1x32x32 inputs, 10 classes). Each is
+first trained for a few Adam steps on mnist-5k (``--train-steps``) so that the accuracies mean something; test
+images are the mnist-5k test split (``--data random`` for random images, no training data needed).
+
+Examples::
+
+    python benchmarks/montecarlo.py                       # all three models (~3 min on 2 cores)
+    python benchmarks/montecarlo.py --quick               # LeNet-5 and VGG8 width 0.25 only, 1 round
+    python benchmarks/montecarlo.py --models vgg8:1 --runs 8 --images 500 --batch-size 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import neft.checkpoint
+import neft.models
+from neft import montecarlo
+from neft.variation import Crossbar, make_generator, run_seed
+
+# Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
+DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (8, 1000, 25), ("vgg8", 1.0): (4, 250, 8)}
+FALLBACK = (8, 500, 20)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
+    """Median GFLOP/s of an n x n x n matmul in ``dtype``."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def load_data(kind: str, count: int, seed: int):
+    """(train images, train labels, test images, test labels), preprocessed float [N, 1, 32, 32]."""
+    if kind == "mnist-5k":
+        from neft import data
+
+        dataset = data.load("mnist-5k")
+        train_x, train_y = dataset.splits["train"]
+        test_x, test_y = dataset.splits["test"]
+        return (dataset.preprocess(train_x), train_y, dataset.preprocess(test_x[:count]), test_y[:count])
+    gen = torch.Generator().manual_seed(seed)
+    return (None, None, torch.randn(count, 1, 32, 32, generator=gen), torch.randint(0, 10, (count,), generator=gen))
+
+
+def quick_train(model, x, y, steps: int, seed: int, batch: int = 64):
+    """A few Adam steps of plain cross-entropy, then a BatchNorm re-estimate over 1,024 training images."""
+    if steps <= 0 or x is None:
+        return model
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(0, len(y), (batch,), generator=gen)
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x[index]), y[index]).backward()
+        optimizer.step()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if bns:  # after so few steps the running statistics lag the weights; re-estimate them (cumulative average)
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+        with torch.no_grad():
+            for start in range(0, min(1024, len(y)), 256):
+                model(x[start:start + 256])
+        for bn in bns:
+            bn.momentum = 0.1
+    return model.eval()
+
+
+def naive(file: Path, name: str, width: float, images, labels, sigma: float, runs: int, seed: int,
+          batch_size: int) -> list[float]:
+    """The authors' loop: rebuild, reload, perturb in place, evaluate batch by batch. Per-run accuracies (%)."""
+    accuracies = []
+    for r in range(runs):
+        model = neft.models.create(name, 10, images.shape[1], width)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        model.eval()
+        chip = Crossbar(model).sample_chip(sigma, make_generator(run_seed(seed, sigma, r)))
+        with torch.no_grad():
+            for param_name, param in model.named_parameters():
+                if param_name in chip:
+                    param.add_(chip[param_name])
+            correct = 0
+            for start in range(0, len(labels), batch_size):
+                logits = model(images[start:start + batch_size])
+                correct += int((logits.argmax(1) == labels[start:start + batch_size]).sum())
+        accuracies.append(100.0 * correct / len(labels))
+    return accuracies
+
+
+def engine(model, images, labels, sigma, runs, seed, batch_size, chips_per_pass="auto",
+           precision="fp32") -> list[float]:
+    result = montecarlo.evaluate(model, images, labels, [sigma], runs=runs, seed=seed, batch_size=batch_size,
+                                 chips_per_pass=chips_per_pass, precision=precision, progress=False)
+    return result[0]["accuracy"]["per_run"]
+
+
+def forward_flops(model, images, batch_size: int) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size])
+    return counter.get_total_flops()
+
+
+def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> list[dict]:
+    runs_default, images_default, steps_default = DEFAULTS.get((name, width), FALLBACK)
+    runs = args.runs or runs_default
+    count = args.images or images_default
+    steps = args.train_steps if args.train_steps is not None else steps_default
+    train_x, train_y, images, labels = load_data(args.data, count, args.seed)
+    torch.manual_seed(args.seed)
+    model = neft.models.create(name, 10, images.shape[1], width)
+    started = time.perf_counter()
+    quick_train(model, train_x, train_y, steps, args.seed)
+    trained_in = time.perf_counter() - started
+    file = tmp / f"{name}_{width:g}.pt"
+    neft.checkpoint.save(file, model, {"model": {"name": name, "num_classes": 10, "in_channels": images.shape[1],
+                                                 "width": width}})
+    flops = forward_flops(model, images, args.batch_size) * runs
+    clean = 100.0 * float((model(images).argmax(1) == labels).float().mean()) if len(labels) <= 2000 else float("nan")
+    print(f"{name} width {width:g}: {runs} chips x {len(labels)} images, batch {args.batch_size}, sigma {args.sigma}, "
+          f"{steps} training steps ({trained_in:.0f} s), clean accuracy {clean:.1f} %, "
+          f"{flops / runs / len(labels) / 1e9:.3f} GFLOP per image-forward", flush=True)
+
+    variants = {
+        "naive": lambda: naive(file, name, width, images, labels, args.sigma, runs, args.seed, args.batch_size),
+        "engine": lambda: engine(model, images, labels, args.sigma, runs, args.seed, args.batch_size),
+    }
+    if not args.no_vmap:
+        variants["engine vmap4"] = lambda: engine(model, images, labels, args.sigma, runs, args.seed,
+                                                  args.batch_size, chips_per_pass=4)
+    if not args.no_bf16:
+        variants["engine bf16"] = lambda: engine(model, images, labels, args.sigma, runs, args.seed,
+                                                 args.batch_size, precision="bf16")
+    keys = list(variants)
+    times = {k: [] for k in keys}
+    accuracies = {}
+    for r in range(args.rounds):
+        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+            started = time.perf_counter()
+            accuracies[k] = variants[k]()
+            times[k].append(time.perf_counter() - started)
+
+    tolerance = 100.0 / len(labels) + 1e-9
+    for k in ("engine", "engine vmap4"):
+        if k in accuracies:
+            worst = max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k]))
+            assert worst <= tolerance, (f"{name} width {width:g}: {k} per-run accuracies differ from naive by "
+                                        f"{worst:.3f} points (> one image): {accuracies['naive']} vs {accuracies[k]}")
+    fp32_mean = statistics.fmean(accuracies["engine"])
+    rows = []
+    for k in keys:
+        seconds = statistics.median(times[k])
+        gflop_s = flops / seconds / 1e9
+        ceiling = ceilings["bf16" if k == "engine bf16" else "fp32"]
+        rows.append({
+            "model": f"{name} w{width:g}", "variant": k, "seconds": seconds,
+            "chip_img_s": runs * len(labels) / seconds, "speedup": statistics.median(times["naive"]) / seconds,
+            "gflop_s": gflop_s, "pct_fp32": 100 * gflop_s / ceilings["fp32"], "pct_own": 100 * gflop_s / ceiling,
+            "mean_acc": statistics.fmean(accuracies[k]), "d_acc": statistics.fmean(accuracies[k]) - fp32_mean,
+            "max_diff": max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k])),
+        })
+    print(f"  per-run accuracies identical within one image: naive vs engine"
+          f"{' and vmap4' if 'engine vmap4' in accuracies else ''} (max |diff| "
+          f"{max(r['max_diff'] for r in rows if r['variant'] != 'engine bf16'):.3f} points)", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("--models", default="lenet5:1,vgg8:0.25,vgg8:1",
+                        help="comma list of name:width (default lenet5:1,vgg8:0.25,vgg8:1)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="chips R per model (default 8; 4 for vgg8:1)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="test images per model (default 1000; 250 for vgg8:1)")
+    parser.add_argument("--batch-size", type=int, default=250, help="test images per forward, both loops (250)")
+    parser.add_argument("--sigma", type=float, default=0.1, help="device variation (default 0.1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds, each runs every variant (default 2)")
+    parser.add_argument("--data", choices=("mnist-5k", "random"), default="mnist-5k",
+                        help="test images: mnist-5k test split (default) or random (untrained models)")
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="Adam steps (batch 64) on mnist-5k before evaluating (default 150/25/8)")
+    parser.add_argument("--no-vmap", action="store_true", help="skip the chips_per_pass=4 row")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 row")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="lenet5:1 and vgg8:0.25 only, 1 round")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.rounds = "lenet5:1,vgg8:0.25", 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.data == "random":
+        args.train_steps = 0
+
+    ceilings = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16, repeats=3)}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 4096^3 matmul: "
+          f"fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in [s.strip() for s in args.models.split(",") if s.strip()]:
+            name, _, width = spec.partition(":")
+            rows += bench_model(name.lower(), float(width or 1), args, ceilings, Path(tmp))
+    print()
+    header = (f"{'model':11} {'variant':13} {'chip-img/s':>10} {'s':>7} {'vs naive':>8} {'GFLOP/s':>8} "
+              f"{'% fp32 mm':>9} {'% own mm':>8} {'mean acc':>8} {'d acc':>7}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['model']:11} {row['variant']:13} {row['chip_img_s']:10.1f} {row['seconds']:7.2f} "
+              f"{row['speedup']:8.2f} {row['gflop_s']:8.1f} {row['pct_fp32']:8.0f}% {row['pct_own']:7.0f}% "
+              f"{row['mean_acc']:8.2f} {row['d_acc']:+7.2f}")
+    print("\nvs naive = naive seconds / variant seconds; % fp32 mm / % own mm = GFLOP/s as a share of the fp32 "
+          "(own precision's) 4096^3 matmul; d acc = mean accuracy minus the fp32 engine's (percentage points).")
+
+
+if __name__ == "__main__":
+    main()

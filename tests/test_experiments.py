@@ -1,0 +1,94 @@
+"""`neft reproduce` and `neft demo` grids end to end on a tiny preset (SPEC sections 2 and 5)."""
+
+import json
+
+import pytest
+
+from neft import experiments
+from neft.cli import main
+
+TINY = """
+[experiment]
+methods = ["vanilla", "noise-injection", "ovf", "irs"]
+train_sigmas = [0.2]
+seeds = [0, 1]
+
+[train]
+model = "lenet5"
+dataset = "mnist-5k"
+init = "torch"
+epochs = 1
+train_subset = 300
+test_subset = 100
+val_runs = 2
+
+[evaluate]
+runs = 3
+sigmas = [0.0, 0.2, 0.4]
+sweep = false
+"""
+
+
+def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(TINY)
+    out = tmp_path / "grid"
+    assert main(["reproduce", str(preset), "--out", str(out)]) == 0
+    assert "report:" in capsys.readouterr().out
+    cells = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert cells == sorted(f"{m}-s{s}-seed{seed}" for seed in (0, 1) for m, s in
+                           [("vanilla", 0), ("noise-injection", 0.2), ("ovf", 0.2), ("irs", 0.2)])
+    vanilla = json.loads((out / "vanilla-s0-seed0" / "results.json").read_text())
+    assert [p["sigma"] for p in vanilla["per_sigma"]] == [0.0, 0.2, 0.4]  # vanilla is swept
+    ovf = json.loads((out / "ovf-s0.2-seed1" / "results.json").read_text())
+    assert [p["sigma"] for p in ovf["per_sigma"]] == [0.2]  # noise-aware models at their own sigma
+    for result in (vanilla, ovf):
+        for point in result["per_sigma"]:
+            assert 0 <= point["accuracy"]["mean"] <= 100 and point["runs"] == 3 and point["ekl"] >= 0
+            assert 0 < point["confidence"] <= 1
+    report = (out / "report.md").read_text()
+    for method in ("vanilla", "noise-injection", "ovf", "irs"):
+        assert f"| {method} |" in report
+    assert "Convergence over seeds" in report and (out / "accuracy_vs_sigma.png").stat().st_size > 10_000
+    pooled = vanilla["per_sigma"][0]["accuracy"]["per_run"] + json.loads(
+        (out / "vanilla-s0-seed1" / "results.json").read_text())["per_sigma"][0]["accuracy"]["per_run"]
+    assert f"{sum(pooled) / len(pooled):.2f} ± " in report  # pooled over both seeds' chips
+
+    # interrupted and restarted: a finished cell is reused untouched, a removed one is redone identically
+    stamp = (out / "ovf-s0.2-seed1" / "results.json").stat().st_mtime_ns
+    (out / "irs-s0.2-seed1" / "results.json").unlink()
+    assert main(["reproduce", str(preset), "--out", str(out)]) == 0
+    assert (out / "ovf-s0.2-seed1" / "results.json").stat().st_mtime_ns == stamp
+    assert (out / "report.md").read_text() == report
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("seeds = [0, 1]", "seeds = [0, 1]\nlearning_rate = 3"), "unknown key(s) ['learning_rate']"),
+        (("train_sigmas = [0.2]", "train_sigmas = []"), "train_sigmas is empty"),
+        (('dataset = "mnist-5k"', 'dataset = "cifar10"\ndata_dir = "/nonexistent"'), "cifar10 not found"),
+        (("train_sigmas = [0.2]", "train_sigmas = [-0.2]"), "sigma must be"),
+        (('methods = ["vanilla",', 'methods = ["dropout",'), "unknown method"),
+    ],
+)
+def test_bad_preset_fails_before_training(tmp_path, capsys, edit, message):
+    preset = tmp_path / "bad.toml"
+    preset.write_text(TINY.replace(*edit))
+    assert main(["reproduce", str(preset), "--out", str(tmp_path / "grid")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "grid").exists()
+
+
+def test_shipped_presets_parse():
+    from pathlib import Path
+
+    configs = Path(__file__).parent.parent / "configs"
+    cpu = experiments.load_preset(configs / "cpu-fashion-mnist.toml") if Path(
+        "/usr/share/datasets/fashion-mnist").is_dir() else None
+    if cpu:
+        assert len(experiments._cells(cpu)) == 12
+    for path in configs.glob("paper-*.toml"):
+        with pytest.raises(FileNotFoundError, match="not found"):  # the paper's data sets are not on this machine
+            experiments.load_preset(path)

@@ -16,12 +16,13 @@ table reports the median over ``--rounds``):
 ``engine vmap4``
     The same with ``chips_per_pass=4`` (``torch.func.vmap`` over four stacked chips).
 ``engine bf16``
-    The engine with ``precision="bf16"`` (autocast) on the same chips.
+    The engine with ``precision="bf16"`` (autocast) on the same chips; by default only for LeNet-5 unless the CPU
+    has avx512_bf16/AMX (``--bf16``), because emulated bf16 convolutions are ~30x slower than fp32.
 
 Reported: chip-images/s (runs x test images / seconds), the speed-up over naive, the achieved GFLOP/s (FLOPs of one
 clean forward of the test set counted by ``torch.utils.flop_counter.FlopCounterMode``, times the runs, over the
 time) and that as a percentage of a measured 4096x4096 matmul (fp32; the bf16 row is also compared with a bf16
-matmul). The script asserts that naive, engine and vmap per-run accuracies agree within one test image for every
+matmul, measured at 512^3 where the CPU has no native bf16). The script asserts that naive, engine and vmap per-run accuracies agree within one test image for every
 seed, and reports the mean accuracy difference bf16 - fp32.
 
 Models (``--models``): ``lenet5:1``, ``vgg8:0.25``, ``vgg8:1`` (name:width, 1x32x32 inputs, 10 classes). Each is
@@ -30,7 +31,7 @@ images are the mnist-5k test split (``--data random`` for random images, no trai
 
 Examples::
 
-    python benchmarks/montecarlo.py                       # all three models (~3 min on 2 cores)
+    python benchmarks/montecarlo.py                       # all three models (~4 min on a busy 2-core AVX2 VM)
     python benchmarks/montecarlo.py --quick               # LeNet-5 and VGG8 width 0.25 only, 1 round
     python benchmarks/montecarlo.py --models vgg8:1 --runs 8 --images 500 --batch-size 500
 """
@@ -52,8 +53,18 @@ from neft import montecarlo
 from neft.variation import Crossbar, make_generator, run_seed
 
 # Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
-DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (8, 1000, 25), ("vgg8", 1.0): (4, 250, 8)}
-FALLBACK = (8, 500, 20)
+DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 400, 25), ("vgg8", 1.0): (2, 200, 5)}
+FALLBACK = (4, 400, 20)
+
+
+def native_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (avx512_bf16 or AMX); without them bf16 matmul/conv fall back to slow
+    reference kernels (measured ~1 GFLOP/s on an AVX2-only EPYC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
@@ -157,7 +168,8 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     neft.checkpoint.save(file, model, {"model": {"name": name, "num_classes": 10, "in_channels": images.shape[1],
                                                  "width": width}})
     flops = forward_flops(model, images, args.batch_size) * runs
-    clean = 100.0 * float((model(images).argmax(1) == labels).float().mean()) if len(labels) <= 2000 else float("nan")
+    with torch.no_grad():
+        clean = 100.0 * float((model(images).argmax(1) == labels).float().mean())
     print(f"{name} width {width:g}: {runs} chips x {len(labels)} images, batch {args.batch_size}, sigma {args.sigma}, "
           f"{steps} training steps ({trained_in:.0f} s), clean accuracy {clean:.1f} %, "
           f"{flops / runs / len(labels) / 1e9:.3f} GFLOP per image-forward", flush=True)
@@ -169,7 +181,7 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     if not args.no_vmap:
         variants["engine vmap4"] = lambda: engine(model, images, labels, args.sigma, runs, args.seed,
                                                   args.batch_size, chips_per_pass=4)
-    if not args.no_bf16:
+    if args.bf16 == "all" or (args.bf16 == "auto" and (ceilings["native_bf16"] or name == "lenet5")):
         variants["engine bf16"] = lambda: engine(model, images, labels, args.sigma, runs, args.seed,
                                                  args.batch_size, precision="bf16")
     keys = list(variants)
@@ -203,6 +215,10 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     print(f"  per-run accuracies identical within one image: naive vs engine"
           f"{' and vmap4' if 'engine vmap4' in accuracies else ''} (max |diff| "
           f"{max(r['max_diff'] for r in rows if r['variant'] != 'engine bf16'):.3f} points)", flush=True)
+    if "engine bf16" in times:
+        print(f"  bf16 vs fp32 engine: speed-up {statistics.median(times['engine']) / statistics.median(times['engine bf16']):.2f}x, "
+              f"mean accuracy {rows[keys.index('engine bf16')]['d_acc']:+.2f} points, max per-run |diff| "
+              f"{max(abs(a - b) for a, b in zip(accuracies['engine'], accuracies['engine bf16'])):.2f} points", flush=True)
     return rows
 
 
@@ -213,9 +229,9 @@ def main() -> None:
     parser.add_argument("--models", default="lenet5:1,vgg8:0.25,vgg8:1",
                         help="comma list of name:width (default lenet5:1,vgg8:0.25,vgg8:1)")
     parser.add_argument("--runs", type=int, default=None,
-                        help="chips R per model (default 8; 4 for vgg8:1)")
+                        help="chips R per model (default 8 lenet5, 4 vgg8:0.25, 2 vgg8:1)")
     parser.add_argument("--images", type=int, default=None,
-                        help="test images per model (default 1000; 250 for vgg8:1)")
+                        help="test images per model (default 1000 lenet5, 400 vgg8:0.25, 200 vgg8:1)")
     parser.add_argument("--batch-size", type=int, default=250, help="test images per forward, both loops (250)")
     parser.add_argument("--sigma", type=float, default=0.1, help="device variation (default 0.1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -223,9 +239,11 @@ def main() -> None:
     parser.add_argument("--data", choices=("mnist-5k", "random"), default="mnist-5k",
                         help="test images: mnist-5k test split (default) or random (untrained models)")
     parser.add_argument("--train-steps", type=int, default=None,
-                        help="Adam steps (batch 64) on mnist-5k before evaluating (default 150/25/8)")
+                        help="Adam steps (batch 64) on mnist-5k before evaluating (default 150/25/5)")
     parser.add_argument("--no-vmap", action="store_true", help="skip the chips_per_pass=4 row")
-    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 row")
+    parser.add_argument("--bf16", choices=("auto", "all", "none"), default="auto",
+                        help="bf16 row for: all models, none, or auto (all with native bf16 instructions, else only "
+                             "lenet5, since emulated bf16 is ~30x slower than fp32)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="lenet5:1 and vgg8:0.25 only, 1 round")
     args = parser.parse_args()
@@ -236,9 +254,11 @@ def main() -> None:
     if args.data == "random":
         args.train_steps = 0
 
-    ceilings = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16, repeats=3)}
+    ceilings = {"fp32": matmul_gflops(torch.float32, repeats=3), "native_bf16": native_bf16()}
+    ceilings["bf16"] = matmul_gflops(torch.bfloat16, n=4096 if ceilings["native_bf16"] else 512, repeats=3)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 4096^3 matmul: "
-          f"fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s", flush=True)
+          f"fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.1f} GFLOP/s "
+          f"({'native' if ceilings['native_bf16'] else 'no avx512_bf16/AMX: emulated, measured at 512^3'})", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in [s.strip() for s in args.models.split(",") if s.strip()]:

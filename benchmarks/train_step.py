@@ -6,7 +6,7 @@ and ``irs``, on VGG8 (1x32x32 inputs, 10 classes) and ResNet18 (3x32x32 inputs, 
 batch 128, random inputs, training sigma 0.1 (RRAM1), the paper's betas (MNIST row for VGG8, CIFAR-10 for ResNet18).
 
 All methods of one (model, width) live in the same process and are timed alternately: every round times one step
-of each method, in a rotated order, after ``--warmup`` untimed steps each; the table reports medians over
+of each method, in a rotated order, after one FLOP-counting step (and ``--warmup`` extra untimed steps) each; the table reports medians over
 ``--steps`` rounds. This matters on shared VMs, where identical runs differ by 10-15 %.
 
 Reported per row: images/s, ms/step, the overhead of the method over noise-injection as the ratio
@@ -16,7 +16,7 @@ update is not counted) and the achieved GFLOP/s.
 
 Examples::
 
-    python benchmarks/train_step.py                      # everything (~3 min on 2 cores)
+    python benchmarks/train_step.py                      # everything (~6 min on a busy 2-core AVX2 VM)
     python benchmarks/train_step.py --quick              # VGG8 width 0.25 + ResNet18 width 0.25, 2 rounds
     python benchmarks/train_step.py --models vgg8 --widths 1 --methods noise-injection,ovf --steps 5
 """
@@ -101,8 +101,9 @@ def main() -> None:
     parser.add_argument("--widths", default="1,0.25", help="comma list of widths (default 1,0.25)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma list (default all four)")
     parser.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per method (default 1)")
-    parser.add_argument("--steps", type=int, default=3, help="timed rounds; one step per method each (default 3)")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="extra untimed steps per method (default 0: the FLOP-counting step warms up)")
+    parser.add_argument("--steps", type=int, default=2, help="timed rounds; one step per method each (default 2)")
     parser.add_argument("--sigma", type=float, default=0.1, help="training sigma (default 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

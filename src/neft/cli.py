@@ -7,10 +7,11 @@ and exit code 2, and nothing existing is overwritten without ``--overwrite``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, distributed
 
 SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
 
@@ -104,8 +105,9 @@ def _cmd_train(args) -> None:
     )
     out = args.out or f"runs/{config.model}-{config.dataset}-{config.method}-s{config.sigma:g}-seed{config.seed}"
     summary = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
-          f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(out) / 'checkpoint.pt'}")
+    if distributed.is_main():
+        print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
+              f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(out) / 'checkpoint.pt'}")
 
 
 def _cmd_evaluate(args) -> None:
@@ -117,6 +119,8 @@ def _cmd_evaluate(args) -> None:
         chips_per_pass=args.chips_per_pass, ci_target=args.ci_target, precision=args.precision, device=args.device,
         name=args.name, overwrite=args.overwrite, progress=not args.quiet,
     )
+    if not distributed.is_main():
+        return
     for point in results["per_sigma"]:
         acc = point["accuracy"]
         print(f"sigma {point['sigma']:.3f}: {acc['mean']:.2f} +- {acc['ci95']:.2f} % (95 % CI, {point['runs']} runs), "
@@ -235,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
+    shown = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
     try:
         args.func(args)
     except KeyboardInterrupt:
@@ -243,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, DatasetNotFoundError, ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
-        print(f"neft: error: {message}", file=sys.stderr)
+        if shown:
+            print(f"neft: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        distributed.cleanup()
     return 0
 
 

@@ -144,7 +144,7 @@ class ImageDataset:
 
     def batches(self, split: str, batch_size: int, *, shuffle: bool = False, train: bool = False,
                 generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Iterate once over ``split`` in batches of preprocessed images.
 
         Args:
@@ -153,6 +153,9 @@ class ImageDataset:
             shuffle: visit the images in an order drawn from ``generator`` (a CPU generator).
             train: apply the training augmentation (if the data set has one), drawn from ``generator``.
             device: where the batches go; the uint8 images are moved there before preprocessing.
+            shard: ``(rank, world size)`` for data-parallel training: every rank draws the same order and
+                augmentation for the whole batch and keeps rows ``rank::world`` of it, so the ranks together see
+                exactly the single-process batch.
 
         Yields:
             ``(x, y)``: float32 ``[B, C, S, S]`` and int64 ``[B]`` on ``device``.
@@ -167,7 +170,8 @@ class ImageDataset:
         for start in range(0, len(labels), batch_size):
             index = order[start:start + batch_size]
             x = self.preprocess(images[index].to(device), train=train, generator=generator)
-            yield x, labels[index].to(device)
+            part = slice(shard[0], None, shard[1])
+            yield x[part], labels[index][part].to(device)
 
 
 def _crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .distributed import all_reduce_
+
 __all__ = ["accuracy_summary", "PredictionAccumulator", "convergence_probability", "wilson_interval", "ci_half_width"]
 
 Z95, Z99 = 1.96, 2.576
@@ -100,6 +102,12 @@ class PredictionAccumulator:
     def finish_runs(self, count: int) -> None:
         """Record that ``count`` more runs have been fed for every image."""
         self.runs += count
+
+    def all_reduce(self) -> None:
+        """Sum the accumulated values over ``torch.distributed`` ranks (each rank fed its own runs); no-op for
+        one process. Call once, after the last :meth:`add` and :meth:`finish_runs` with the total run count."""
+        for tensor in (self.sum_probs, self.sum_entropy, self.sum_confidence):
+            all_reduce_(tensor)
 
     def ekl(self) -> float:
         """Expected KL divergence in nats (0 when every chip predicts the same distribution)."""

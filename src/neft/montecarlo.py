@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from . import checkpoint, data, devices, report
+from . import checkpoint, data, devices, distributed, report
 from .compute import resolve_device
 from .devices import DeviceModel, check_sigma
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
@@ -169,34 +169,36 @@ def _evaluate_sigma(model, crossbar, images, labels, sigma, runs, seed, batch_si
     logits_shape = model(images[:1]).shape[-1]
     accumulator = PredictionAccumulator(images.shape[0], logits_shape, device)
     accuracies: list[float] = []
-    seeds: list[int] = []
+    rank, world = distributed.rank(), distributed.world_size()
     while len(accuracies) < runs:
-        count = min(chips_per_pass, runs - len(accuracies))
-        chunk_seeds = [run_seed(seed, sigma, len(accuracies) + i) for i in range(count)]
-        chips: list[Chip] = [crossbar.sample_chip(sigma, make_generator(s, device)) for s in chunk_seeds]
+        done = len(accuracies)
+        round_size = min(chips_per_pass * world, runs - done)
+        mine = list(range(done, done + round_size))[rank::world]  # runs of this rank (all runs for one process)
+        chips: list[Chip] = [crossbar.sample_chip(sigma, make_generator(run_seed(seed, sigma, r), device)) for r in mine]
         weights = [crossbar.perturbed_weights(chip) for chip in chips]
-        correct = torch.zeros(count, dtype=torch.int64, device=device)
-        for start in range(0, images.shape[0], batch_size):
+        correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
+        for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
             if sigma == 0:  # every chip is the clean network: one forward serves them all
-                logits = model(x).unsqueeze(0).expand(count, -1, -1)
+                logits = model(x).unsqueeze(0).expand(len(mine), -1, -1)
             else:
                 logits = _forward_chips(model, crossbar, weights, x)
             correct += accumulator.add(logits.float(), y, start)
-        accumulator.finish_runs(count)
-        accuracies += (100.0 * correct.double() / images.shape[0]).tolist()
-        seeds += chunk_seeds
-        bar.update(count)
+        local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
+        accuracies += distributed.gather_runs(local)
+        bar.update(round_size)
         if ci_target is not None and len(accuracies) >= min_runs:
             std = torch.tensor(accuracies, dtype=torch.float64).std().item()
             if ci_half_width(std, len(accuracies)) < ci_target:
                 bar.total -= runs - len(accuracies)
                 break
+    accumulator.finish_runs(len(accuracies))
+    accumulator.all_reduce()
     ekl = accumulator.ekl()
     return {
         "sigma": sigma,
         "runs": len(accuracies),
-        "run_seeds": seeds,
+        "run_seeds": [run_seed(seed, sigma, r) for r in range(len(accuracies))],
         "accuracy": accuracy_summary(accuracies),
         "ekl": ekl,
         "ekl_x1e2": ekl * 100,
@@ -243,21 +245,27 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     target = run_dir / f"{name}.json"
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{str(target)!r} already exists; pass --overwrite to replace it or --name to keep both")
-    compute = resolve_device(device)
-    model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
-    sigmas = parse_sigmas(sigmas if sigmas is not None else [0.0, meta["sigma"]])
-    if runs < 2:
-        raise ValueError(f"runs must be >= 2 (the std and CI of the accuracy are undefined for one run), got {runs}")
-    chip_model = devices.get(device_model if device_model is not None else meta["device_model"])
-    dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=seed, test_subset=test_subset)
+    compute = distributed.setup(resolve_device(device))
+
+    def prepare():
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{str(target)!r} already exists; pass --overwrite to replace it or --name to keep both")
+        model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
+        if runs < 2:
+            raise ValueError(f"runs must be >= 2 (the std and CI of the accuracy are undefined for one run), got {runs}")
+        chosen = parse_sigmas(sigmas if sigmas is not None else [0.0, meta["sigma"]])
+        chip_model = devices.get(device_model if device_model is not None else meta["device_model"])
+        dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=seed,
+                            test_subset=test_subset)
+        return model, meta, chosen, chip_model, dataset
+
+    model, meta, chosen, chip_model, dataset = distributed.agree(prepare)
     images = torch.cat([x for x, _ in dataset.batches("test", batch_size, device=compute)])
     labels = dataset.splits["test"][1].to(compute)
     started = time.perf_counter()
-    per_sigma = evaluate(model, images, labels, sigmas, runs=runs, seed=seed, device_model=chip_model,
+    per_sigma = evaluate(model, images, labels, chosen, runs=runs, seed=seed, device_model=chip_model,
                          batch_size=batch_size, chips_per_pass=chips_per_pass, ci_target=ci_target,
-                         precision=precision, progress=progress)
+                         precision=precision, progress=progress and distributed.is_main())
     results = {
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "method": meta["method"], "train_sigma": meta["sigma"],
@@ -265,6 +273,8 @@ def evaluate_run(
         "ci_target": ci_target, "precision": precision, "test_size": int(labels.numel()), "per_sigma": per_sigma,
         "seconds": time.perf_counter() - started, "versions": checkpoint.versions(),
     }
+    if not distributed.is_main():
+        return results
     target.write_text(json.dumps(results, indent=1))
     rows = report.comparison_rows([results])
     report.write_csv(rows, run_dir / f"{name}.csv")

@@ -142,6 +142,9 @@ class Objective:
         """Extra trainable modules (none by default)."""
         return nn.ModuleList()
 
+    def distribute(self, wrap) -> None:
+        """Run the extra modules through ``wrap`` (e.g. ``DistributedDataParallel``) from now on (no-op here)."""
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
@@ -209,7 +212,7 @@ class SnapshotHead(nn.Module):
 @contextmanager
 def _capture(model: nn.Module, names: Sequence[str]):
     """Collect the outputs of the named modules during forwards inside the block, in ``names`` order."""
-    modules = dict(model.named_modules())
+    modules = dict(getattr(model, "module", model).named_modules())  # DistributedDataParallel wraps the model
     outputs: dict[str, torch.Tensor] = {}
     handles = [
         modules[name].register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out))
@@ -280,6 +283,9 @@ class IRS(Objective):
 
     def modules(self) -> nn.ModuleList:
         return self.heads
+
+    def distribute(self, wrap) -> None:
+        self._head_crossbars = [Crossbar(wrap(head), "RRAM1") for head in self.heads]
 
     def loss(self, model, x, y):
         names = [name for name, _ in self.taps]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import shutil
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoint, data, devices, models, montecarlo, objectives
+from . import checkpoint, data, devices, distributed, models, montecarlo, objectives
 from .compute import resolve_device
 from .devices import check_sigma
 from .variation import make_generator
@@ -170,7 +172,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             summary is written only when all ``config.epochs`` are done.
 
     Returns:
-        Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds"}``.
+        Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds",
+        "weights_sha256"}`` (the digest of the last epoch's weights: equal runs, resumed runs and data-parallel
+        ranks share it).
 
     Raises:
         ValueError: invalid settings; RunExistsError: ``out`` holds a run and neither flag is given;
@@ -184,15 +188,19 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             changed = sorted(k for k in saved if saved[k] != dataclasses.asdict(config).get(k))
             raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}); "
                              "use the original flags or a new --out")
-    device = resolve_device(config.device)
-    dataset = data.load(config.dataset, config.data_dir, validation=_validation_size(config), seed=config.seed,
-                        train_subset=config.train_subset, test_subset=config.test_subset)
-    resuming = _prepare_out(out, resume, overwrite)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    device = distributed.setup(resolve_device(config.device))
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
+    dataset = distributed.agree(lambda: data.load(
+        config.dataset, config.data_dir, validation=_validation_size(config), seed=config.seed,
+        train_subset=config.train_subset, test_subset=config.test_subset))
+    resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
+                                 else resume and (out / "last.pt").is_file())
+    if main:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
     torch.manual_seed(config.seed)
     model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width, config.init).to(device)
-    noise_generator = make_generator(config.seed + 1, device)
+    noise_generator = make_generator(0, device)  # reseeded every step from (seed, rank, step)
     data_generator = make_generator(config.seed + 2, "cpu")
     sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
     objective = objectives.create(
@@ -200,25 +208,32 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
         taps=config.taps,
     )
+    net = model
+    if world > 1:  # gradients of the backbone and IRS heads averaged over ranks
+        def wrap(module):
+            return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+        net = wrap(model)
+        objective.distribute(wrap)
     params = list(model.parameters()) + list(objective.modules().parameters())
     optimizer = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
                  else torch.optim.SGD(params, lr=config.lr, momentum=0.9))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     select_split = "val" if config.select_on == "val" else "test"
-    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0}
+    state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0}
     if resuming:
         saved = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         objective.modules().load_state_dict(saved["heads"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        noise_generator.set_state(saved["noise_rng"])
         data_generator.set_state(saved["data_rng"])
         state = saved["state"]
     log_path = out / "train_log.csv"
     head_fields = [f"head{i + 1}_acc" for i in range(len(objective.modules()))]
     fields = LOG_FIELDS[:5] + head_fields + LOG_FIELDS[5:]
-    _truncate_log(log_path, fields, state["epoch"])
+    if main:
+        _truncate_log(log_path, fields, state["epoch"])
     metadata = {
         "model": {"name": config.model, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
                   "width": config.width},
@@ -234,11 +249,13 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         totals: dict[str, float] = {}
         batches = 0
         bar = tqdm(dataset.batches("train", config.batch_size, shuffle=True, train=True, generator=data_generator,
-                                   device=device),
-                   total=math.ceil(dataset.size("train") / config.batch_size), disable=not progress, leave=False,
+                                   device=device, shard=(rank, world)),
+                   total=math.ceil(dataset.size("train") / config.batch_size), disable=not (progress and main), leave=False,
                    desc=f"{config.method} epoch {epoch}/{config.epochs}", unit="batch")
         for x, y in bar:
-            loss, logs = objective.loss(model, x, y)
+            noise_generator.manual_seed(distributed.step_seed(config.seed, rank, state["step"]))
+            state["step"] += 1
+            loss, logs = objective.loss(net, x, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}; lower --lr or --sigma")
             optimizer.zero_grad(set_to_none=True)
@@ -255,6 +272,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         improved = noisy > state["best"]
         if improved:
             state.update(best=noisy, best_epoch=epoch)
+        if improved and main:
             checkpoint.save(out / "checkpoint.pt", model, {**metadata, "epoch": epoch, "val_accuracy": noisy,
                                                             "selected_on": select_split})
         state["epoch"] = epoch
@@ -263,23 +281,33 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
                "val_acc_clean": clean, "val_acc_noisy": noisy, "best": int(improved),
                "seconds": round(time.perf_counter() - started, 3)}
         row.update({key: 100 * totals[key] / batches for key in head_fields})
-        _append_log(log_path, fields, row)
-        torch.save({"model": model.state_dict(), "heads": objective.modules().state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "noise_rng": noise_generator.get_state(), "data_rng": data_generator.get_state(), "state": state},
-                   out / "last.tmp")
-        (out / "last.tmp").replace(out / "last.pt")
-        if progress:
+        if main:
+            _append_log(log_path, fields, row)
+            torch.save({"model": model.state_dict(), "heads": objective.modules().state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "data_rng": data_generator.get_state(), "state": state}, out / "last.tmp")
+            (out / "last.tmp").replace(out / "last.pt")
+        if progress and main:
             tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
                        f"{select_split} clean {clean:.2f}%  noisy@{config.sigma:g} {noisy:.2f}%"
                        f"{'  *best' if improved else ''}")
+    distributed.barrier()  # rank 0 has written the checkpoint
     best = checkpoint.load(out, map_location=device)
     summary = {"best_epoch": state["best_epoch"], "best_val_accuracy": state["best"],
                "test_accuracy_clean": _accuracy(best, dataset, "test", device), "epochs": state["epoch"],
-               "seconds": state["seconds"]}
-    if state["epoch"] == config.epochs:
+               "seconds": state["seconds"], "weights_sha256": _digest(model)}
+    if state["epoch"] == config.epochs and main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _digest(model: torch.nn.Module) -> str:
+    """SHA-256 of the model's state_dict tensors (CPU bytes, in key order)."""
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _truncate_log(path: Path, fields: list[str], epochs_done: int) -> None:

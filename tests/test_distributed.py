@@ -1,0 +1,89 @@
+"""Scale-out with torch.distributed: 2 CPU processes with gloo (DESIGN decision 8)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from neft import montecarlo
+from neft.train import TrainConfig, train
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, out, config_kwargs, data_dirs):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from neft import distributed
+
+    try:
+        config = TrainConfig(**{**config_kwargs, "data_dir": data_dirs[rank]})
+        result = {"summary": train(config, out, progress=False)}
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        result = {"error": f"{type(error).__name__}: {error}"}
+    finally:
+        distributed.cleanup()
+    (out.parent / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def _spawn(tmp_path, config_kwargs, data_dirs=(None, None)):
+    out = tmp_path / "run"
+    mp.spawn(_worker, args=(2, _free_port(), out, config_kwargs, list(data_dirs)), nprocs=2, join=True)
+    return out, [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_ddp_step_at_sigma_zero_equals_a_single_process_step(tmp_path):
+    settings = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=256,
+                    test_subset=100, batch_size=128, select_on="test", val_runs=2)
+    out, ranks = _spawn(tmp_path / "ddp", settings)
+    assert all("summary" in r for r in ranks), ranks
+    train(TrainConfig(**settings), tmp_path / "single", progress=False)
+    ddp = torch.load(out / "last.pt", weights_only=True)["model"]
+    single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
+    for name, value in single.items():
+        assert torch.allclose(ddp[name], value, atol=1e-5), name
+    # only rank 0 wrote files, and nothing else appeared
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "last.pt", "summary.json",
+                                                     "train_log.csv"]
+
+
+def test_ddp_ovf_and_irs_learn_and_ranks_agree(tmp_path):
+    settings = dict(model="lenet5", dataset="mnist-5k", method="irs", sigma=0.1, epochs=2, train_subset=1200,
+                    test_subset=300, batch_size=64, val_runs=2, init="torch")
+    out, ranks = _spawn(tmp_path, settings)
+    summaries = [r["summary"] for r in ranks]
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]  # identical parameters on both ranks
+    single = train(TrainConfig(**settings), tmp_path / "single", progress=False)
+    assert summaries[0]["test_accuracy_clean"] > 35, (summaries[0], single)  # chance is 10 %
+    assert abs(summaries[0]["test_accuracy_clean"] - single["test_accuracy_clean"]) < 15, (summaries[0], single)
+
+
+def test_an_error_on_one_rank_ends_both(tmp_path):
+    settings = dict(model="lenet5", dataset="fashion-mnist", method="vanilla", epochs=1, train_subset=64)
+    _, ranks = _spawn(tmp_path, settings, data_dirs=(None, str(tmp_path / "missing")))
+    assert "fashion-mnist not found" in ranks[1]["error"]
+    assert "another rank failed" in ranks[0]["error"] and "fashion-mnist not found" in ranks[0]["error"]
+
+
+def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
+    single = montecarlo.evaluate_run(trained_run, sigmas="0.2", runs=5, test_subset=200, name="single",
+                                     progress=False)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+               "-m", "neft", "evaluate", str(trained_run), "--sigmas", "0.2", "--runs", "5", "--test-subset", "200",
+               "--name", "sharded", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    sharded = json.loads((trained_run / "sharded.json").read_text())
+    assert sharded["per_sigma"][0]["accuracy"]["per_run"] == single["per_sigma"][0]["accuracy"]["per_run"]
+    assert sharded["per_sigma"][0]["ekl"] == pytest.approx(single["per_sigma"][0]["ekl"], rel=1e-9)
+    assert done.stdout.count("wrote ") == 1  # one report, from rank 0

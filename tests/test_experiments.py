@@ -92,3 +92,22 @@ def test_shipped_presets_parse():
     for path in configs.glob("paper-*.toml"):
         with pytest.raises(FileNotFoundError, match="not found"):  # the paper's data sets are not on this machine
             experiments.load_preset(path)
+
+
+def test_shards_and_parallel_workers_fill_one_grid(tmp_path, capsys):
+    preset = tmp_path / "two.toml"
+    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "irs"]', '["vanilla", "noise-injection"]')
+                      .replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "grid"
+    assert main(["reproduce", str(preset), "--out", str(out), "--shard", "1/2"]) == 0
+    assert "1/2 cells finished" in capsys.readouterr().out and not (out / "report.md").exists()
+    assert (out / "noise-injection-s0.2-seed0" / "results.json").is_file()
+    assert main(["reproduce", str(preset), "--out", str(out), "--shard", "0/2"]) == 0
+    assert (out / "report.md").is_file()
+    parallel = tmp_path / "parallel"
+    assert main(["reproduce", str(preset), "--out", str(parallel), "--parallel", "2"]) == 0
+    for cell in ("vanilla-s0-seed0", "noise-injection-s0.2-seed0"):  # same cells, same seeds, same numbers
+        a = json.loads((out / cell / "results.json").read_text())["per_sigma"]
+        b = json.loads((parallel / cell / "results.json").read_text())["per_sigma"]
+        assert [p["accuracy"]["per_run"] for p in a] == [p["accuracy"]["per_run"] for p in b]
+    assert main(["reproduce", str(preset), "--shard", "2/2"]) == 2

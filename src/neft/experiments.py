@@ -193,17 +193,47 @@ def _convergence_section(results: list[dict], num_classes: int) -> str:
     return "\n".join(lines)
 
 
-def run_grid(preset: dict, out: str | Path | None = None, device: str | None = None) -> dict:
-    """Run every cell of a validated preset, then write ``out/report.md``, ``report.csv`` and
-    ``accuracy_vs_sigma.png``; returns the report paths."""
+def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: int) -> list[dict]:
+    """Run cells ``shard::shards`` of the grid (all cells for 0/1)."""
+    cells = _cells(preset)[shard::shards]
+    results = []
+    for method, sigma, seed in tqdm(cells, desc=f"grid cells {shard + 1}/{shards}" if shards > 1 else "grid cells",
+                                    unit="cell"):
+        tqdm.write(f"== {cell_name(method, sigma, seed)}")
+        results.append(run_cell(preset, method, sigma, seed, out, device))
+    return results
+
+
+def _parallel_worker(index: int, preset: dict, out: Path, count: int) -> None:
+    """One local worker of ``--parallel``: its shard of the cells on GPU ``index`` (CPU without CUDA)."""
+    import torch
+
+    _run_shard(preset, out, f"cuda:{index}" if torch.cuda.is_available() else "cpu", index, count)
+
+
+def run_grid(preset: dict, out: str | Path | None = None, device: str | None = None, parallel: int = 1,
+             shard: tuple[int, int] = (0, 1)) -> dict | None:
+    """Run the cells of a validated preset, then write ``out/report.md``, ``report.csv`` and
+    ``accuracy_vs_sigma.png``; returns the report paths.
+
+    ``parallel`` > 1 runs that many cells at once, one per local GPU (``cuda:0`` ...). ``shard=(k, n)`` runs only
+    cells ``k::n`` (one SLURM array task) and writes the report only if every cell of the grid is finished then
+    (returns None otherwise).
+    """
     out = Path(out or preset["experiment"]["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "preset.json").write_text(json.dumps(preset, indent=2, default=str))
-    cells = _cells(preset)
-    results = []
-    for method, sigma, seed in tqdm(cells, desc="grid cells", unit="cell"):
-        tqdm.write(f"== {cell_name(method, sigma, seed)}")
-        results.append(run_cell(preset, method, sigma, seed, out, device))
+    if parallel > 1:
+        import torch.multiprocessing as mp
+
+        mp.spawn(_parallel_worker, args=(preset, out, parallel), nprocs=parallel, join=True)
+    else:
+        _run_shard(preset, out, device, *shard)
+    done = [out / cell_name(*cell) / "results.json" for cell in _cells(preset)]
+    if not all(path.is_file() for path in done):
+        print(f"{sum(p.is_file() for p in done)}/{len(done)} cells finished; the report is written once all are")
+        return None
+    results = [json.loads(path.read_text()) for path in done]
     title = preset["experiment"].get("title", f"neft: {out.name}")
     paths = report.write_report(pooled_results(results), out, title=title)
     seeds = len(preset["experiment"]["seeds"])
@@ -216,17 +246,35 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
     return paths
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"K/N"`` (K counted from 0, e.g. ``$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``) -> ``(K, N)``.
+
+    Raises:
+        ValueError: unless 0 <= K < N.
+    """
+    if not text:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+        if not 0 <= k < n:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--shard must be K/N with 0 <= K < N (e.g. 3/16), got {text!r}") from None
+    return k, n
+
+
 def reproduce(config: str | Path, out: str | Path | None = None, device: str | None = None,
-              parallel: int = 1) -> dict:
+              parallel: int = 1, shard: str | None = None) -> dict | None:
     """``neft reproduce``: validate a TOML preset, then run its grid (skipping finished cells) and report.
 
     Raises:
         FileNotFoundError / ValueError: see :func:`load_preset`; all raised before any training.
     """
-    if parallel != 1:
-        raise ValueError("--parallel > 1 is not supported yet; run one grid per GPU with --device cuda:N instead")
-    paths = run_grid(load_preset(config), out, device)
-    print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
+    if parallel < 1:
+        raise ValueError(f"--parallel must be >= 1, got {parallel}")
+    paths = run_grid(load_preset(config), out, device, parallel=parallel, shard=parse_shard(shard))
+    if paths:
+        print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
     return paths
 
 

@@ -114,3 +114,28 @@ def test_evaluate_run_writes_results_and_never_clobbers(trained_run):
     assert (trained_run / "quick.csv").is_file() and (trained_run / "quick_accuracy_vs_sigma.png").is_file()
     with pytest.raises(FileExistsError, match="--overwrite"):
         montecarlo.evaluate_run(trained_run, sigmas="0.1", runs=2, test_subset=50, name="quick", progress=False)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--sigmas", "-0.1"], "sigma must be"),
+        (["--runs", "1"], "runs must be >= 2"),
+        (["--test-subset", "0"], "at least 1 image"),
+        (["--sigmas", "0:0.4"], "cannot read sigmas"),
+    ],
+)
+def test_cli_evaluate_bad_input(trained_run, capsys, flags, message):
+    from neft.cli import main
+
+    assert main(["evaluate", str(trained_run), "--quiet", "--name", "bad", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (trained_run / "bad.json").exists()
+
+
+def test_cli_evaluate_without_checkpoint(tmp_path, capsys):
+    from neft.cli import main
+
+    assert main(["evaluate", str(tmp_path), "--quiet"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

@@ -31,7 +31,7 @@ images are the mnist-5k test split (``--data random`` for random images, no trai
 
 Examples::
 
-    python benchmarks/montecarlo.py                       # all three models (~4 min on a busy 2-core AVX2 VM)
+    python benchmarks/montecarlo.py                       # all three models (~11 min on a busy 2-core AVX2 VM)
     python benchmarks/montecarlo.py --quick               # LeNet-5 and VGG8 width 0.25 only, 1 round
     python benchmarks/montecarlo.py --models vgg8:1 --runs 8 --images 500 --batch-size 500
 """

@@ -16,7 +16,7 @@ update is not counted) and the achieved GFLOP/s.
 
 Examples::
 
-    python benchmarks/train_step.py                      # everything (~6 min on a busy 2-core AVX2 VM)
+    python benchmarks/train_step.py                      # everything (~17 min on a busy 2-core AVX2 VM: use --quick)
     python benchmarks/train_step.py --quick              # VGG8 width 0.25 + ResNet18 width 0.25, 2 rounds
     python benchmarks/train_step.py --models vgg8 --widths 1 --methods noise-injection,ovf --steps 5
 """

@@ -131,3 +131,12 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    train(_quick(epochs=1, method="vanilla", taps=None), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match=r"different settings \(lr\)"):
+        train(_quick(epochs=1, method="vanilla", lr=0.5), tmp_path / "run", resume=True, progress=False)
+    # where it runs may change: same settings on another device string resume (here: nothing left to do)
+    summary = train(_quick(epochs=1, method="vanilla", device="cpu"), tmp_path / "run", resume=True, progress=False)
+    assert summary["epochs"] == 1

@@ -36,6 +36,9 @@ __all__ = ["TrainConfig", "train", "RunExistsError"]
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
 
+_MAY_CHANGE_ON_RESUME = {"device", "data_dir"}  # where a run computes and reads, not what it computes
+
+
 class RunExistsError(FileExistsError):
     """The run directory already holds a run; pass overwrite=True (``--overwrite``) or resume=True (``--resume``)."""
 
@@ -106,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"select_on must be 'val' or 'test', got {self.select_on!r}")
         if not 0 <= self.validation < 1 or (self.select_on == "val" and self.validation == 0):
             raise ValueError(f"validation must be a fraction in (0, 1) when selecting on it, got {self.validation}")
+        if self.taps is not None:  # the JSON form (lists, not tuples), so config.json compares equal on resume
+            self.taps = json.loads(json.dumps(list(self.taps)))
         if not self.width > 0:
             raise ValueError(f"width must be > 0, got {self.width}")
         resolve_device(self.device)
@@ -184,8 +189,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     out = Path(out)
     if resume and (out / "config.json").is_file():
         saved = json.loads((out / "config.json").read_text())
-        if saved != dataclasses.asdict(config):
-            changed = sorted(k for k in saved if saved[k] != dataclasses.asdict(config).get(k))
+        current = dataclasses.asdict(config)
+        changed = sorted(k for k in saved.keys() | current.keys()
+                         if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
+        if changed:
             raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}); "
                              "use the original flags or a new --out")
     device = distributed.setup(resolve_device(config.device))

@@ -85,5 +85,6 @@ def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     sharded = json.loads((trained_run / "sharded.json").read_text())
     assert sharded["per_sigma"][0]["accuracy"]["per_run"] == single["per_sigma"][0]["accuracy"]["per_run"]
-    assert sharded["per_sigma"][0]["ekl"] == pytest.approx(single["per_sigma"][0]["ekl"], rel=1e-9)
+    # EKL sums are all-reduced across ranks: equal up to float summation order
+    assert sharded["per_sigma"][0]["ekl"] == pytest.approx(single["per_sigma"][0]["ekl"], rel=1e-6)
     assert done.stdout.count("wrote ") == 1  # one report, from rank 0

@@ -1,5 +1,6 @@
 """Trainer, checkpoints and the `neft train` command (SPEC section 2 recipe)."""
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
 )
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, flags, message):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) if "--method" in flags else _no_raise():
+    with pytest.raises(SystemExit) if "--method" in flags else contextlib.nullcontext():
         code = main(["train", "--out", str(out), "--quiet", *flags])
         assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -123,14 +124,6 @@ def test_cli_refuses_an_existing_run(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--quiet", "--model", "lenet5", "--epochs", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "config.json").read_text() == "{}"
-
-
-class _no_raise:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

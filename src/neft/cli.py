@@ -196,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000, help="default: %(default)s")
     p.add_argument("--chips-per-pass", default="auto", type=lambda v: v if v == "auto" else int(v),
                    help="chips evaluated together with vmap (default: auto: 1 on CPU, memory-sized on CUDA)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="default: %(default)s")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
+                        "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     p.add_argument("--name", default="results", help="base name of the result files (default: %(default)s)")

@@ -8,8 +8,7 @@ reload.
 
 Several chips can be evaluated in one pass by ``torch.func.vmap`` over stacked perturbed weights. On a GPU that
 removes the per-chip launch overhead and is the big win; on a CPU the per-chip compute dominates and vmap measured
-slower than one chip at a time except for tiny networks, so ``chips_per_pass="auto"`` picks 4 on CPU for networks
-under 5 MFLOP per image, 1 for larger ones, and fills a memory budget on CUDA.
+slower than one chip at a time, so ``chips_per_pass="auto"`` picks 1 on CPU and fills a memory budget on CUDA.
 Results do not depend on the chunking: each chip's perturbation comes from its own seed.
 """
 
@@ -23,7 +22,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from . import checkpoint, data, devices, distributed, report
@@ -73,19 +71,11 @@ def _forward_chips(model: nn.Module, crossbar: Crossbar, weights: list[dict], x:
     return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
 
 
-# Below this many FLOPs per image a CPU forward is dominated by per-call overhead, and evaluating 4 chips in one
-# vmap pass was measured faster (LeNet-5, 0.6 MFLOP: 1.14x); above it one chip at a time was faster (VGG8 width
-# 0.25, 67 MFLOP: vmap 0.73x; width 1: 0.87x). A fixed rule, not a timing, keeps results reproducible.
-_CPU_VMAP_MAX_FLOPS = 5e6
-
-
 def _auto_chips_per_pass(model: nn.Module, x: torch.Tensor, batch_size: int, runs: int) -> int:
     """Chips per pass: on CUDA as many as fit in a quarter of the free memory (weights + activations), <= 64;
-    on CPU 4 for small networks (< 5 MFLOP per image) and 1 otherwise."""
+    on CPU 1 (vmap over 4 chips measured 2.1x slower for LeNet-5 and 1.2-1.9x slower for VGG8 there)."""
     if x.device.type != "cuda":
-        with FlopCounterMode(display=False) as counter:
-            model(x[:1])
-        return min(4, runs) if counter.get_total_flops() < _CPU_VMAP_MAX_FLOPS else 1
+        return 1
     sizes = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in model.modules()
              if not list(m.children())]

@@ -23,6 +23,7 @@ from .variation import Crossbar
 __all__ = [
     "METHODS",
     "negative_feedback_loss",
+    "check_beta",
     "default_beta",
     "Objective",
     "Vanilla",
@@ -66,6 +67,17 @@ def default_beta(method: str, model: str, dataset: str) -> float:
     return _BETAS.get(pair, _FALLBACK_BETA)[0 if method == "ovf" else 1]
 
 
+def check_beta(beta: float) -> float:
+    """Return ``beta`` as a float after checking it is a finite feedback strength >= 0 (SPEC section 2).
+
+    Raises:
+        ValueError: for a negative, NaN or infinite beta.
+    """
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be a finite number >= 0 (feedback strength, e.g. 1e-3), got {beta!r}")
+    return float(beta)
+
+
 def negative_feedback_loss(
     backbone_logits: torch.Tensor, feedback_logits: Sequence[torch.Tensor], beta: float, target: torch.Tensor
 ) -> torch.Tensor:
@@ -85,8 +97,7 @@ def negative_feedback_loss(
     Raises:
         ValueError: for a negative or non-finite beta.
     """
-    if not (math.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be a finite number >= 0 (feedback strength, e.g. 1e-3), got {beta!r}")
+    check_beta(beta)
     feedback = sum((10.0 ** -i) * z for i, z in enumerate(feedback_logits))
     z_nf = (backbone_logits - beta * feedback) / (len(feedback_logits) + 1)
     return F.cross_entropy(z_nf, target)
@@ -121,9 +132,7 @@ class Objective:
     ) -> None:
         self.device_model = devices.get(device_model)
         self.sigma = check_sigma(sigma)
-        if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0 (feedback strength, e.g. 1e-3), got {beta!r}")
-        self.beta = float(beta)
+        self.beta = check_beta(beta)
         self.generator = generator
         self._crossbars: dict[int, Crossbar] = {}
 

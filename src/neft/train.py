@@ -94,8 +94,7 @@ class TrainConfig:
         devices.get(self.device_model)
         if self.beta is None:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ValueError(f"beta must be >= 0 (feedback strength, e.g. 1e-3), got {self.beta}")
+        self.beta = objectives.check_beta(self.beta)
         for name in ("epochs", "batch_size", "val_runs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

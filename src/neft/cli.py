@@ -116,8 +116,9 @@ def _cmd_evaluate(args) -> None:
     results = evaluate_run(
         args.run_dir, sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
         data_dir=args.data_dir, test_subset=args.test_subset, batch_size=args.batch_size,
-        chips_per_pass=args.chips_per_pass, ci_target=args.ci_target, precision=args.precision, device=args.device,
-        name=args.name, overwrite=args.overwrite, progress=not args.quiet,
+        chips_per_pass=args.chips_per_pass, ci_target=args.ci_target, precision=args.precision,
+        memory_format=args.memory_format, compile={"on": True, "off": False}.get(args.compile, args.compile),
+        device=args.device, name=args.name, overwrite=args.overwrite, progress=not args.quiet,
     )
     if not distributed.is_main():
         return
@@ -199,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
                         "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="torch.compile the forward (~20 s once, then 1.2-1.6x faster on CPU); auto: on CPU when the "
+                        "evaluation exceeds 5 TFLOP (default: %(default)s)")
+    p.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
+                   help="activation layout; auto: channels_last on CPU if the model gives the same logits "
+                        "(default: %(default)s)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     p.add_argument("--name", default="results", help="base name of the result files (default: %(default)s)")

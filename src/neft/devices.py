@@ -114,6 +114,20 @@ class DeviceModel:
         edge = 1.0 / math.sqrt(0.4 * s * s + 0.6)
         return edge, edge * s
 
+    @property
+    def state_independent(self) -> bool:
+        """True when every weight of a layer gets the same std (state factor 1, no measured levels)."""
+        return self.levels is None and self.state_factor == 1.0
+
+    def _scale(self, weight: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(detached weight, max|W|, std_W(sigma) = sigma * bit_factor * max|W|) of one layer (SPEC eq. 1)."""
+        sigma = check_sigma(sigma)
+        w = weight.detach()
+        w_max = w.abs().amax() if w.numel() else w.new_zeros(())
+        if not torch.isfinite(w_max):
+            raise ValueError("weight contains NaN or infinite values; check the model's parameters before perturbing")
+        return w, w_max, sigma * self.bit_factor * w_max
+
     def std(self, weight: torch.Tensor, sigma: float) -> torch.Tensor:
         """Per-element standard deviation of the weight perturbation.
 
@@ -128,13 +142,8 @@ class DeviceModel:
         Raises:
             ValueError: for negative, NaN or infinite sigma, or NaN/infinite weights.
         """
-        sigma = check_sigma(sigma)
-        w = weight.detach()
-        w_max = w.abs().amax() if w.numel() else w.new_zeros(())
-        if not torch.isfinite(w_max):
-            raise ValueError("weight contains NaN or infinite values; check the model's parameters before perturbing")
-        scale = sigma * self.bit_factor * w_max
-        if self.levels is None and self.state_factor == 1.0:
+        w, w_max, scale = self._scale(weight, sigma)
+        if self.state_independent:
             return scale.expand_as(w).clone()
         ratio = w.abs() / torch.where(w_max > 0, w_max, torch.ones_like(w_max))
         if self.levels is not None:
@@ -161,9 +170,9 @@ class DeviceModel:
         Raises:
             ValueError: as :meth:`std`.
         """
-        std = self.std(weight, sigma)
+        std = self._scale(weight, sigma)[2] if self.state_independent else self.std(weight, sigma)
         noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype, device=weight.device)
-        return noise * std
+        return noise.mul_(std)
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable description (the format :func:`from_file` reads)."""

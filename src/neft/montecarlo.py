@@ -6,33 +6,35 @@ The model is evaluated in eval mode (BatchNorm uses its running statistics) with
 never modified and its train/eval mode is restored afterwards. There is no per-run model rebuild or checkpoint
 reload.
 
-Several chips can be evaluated in one pass by ``torch.func.vmap`` over stacked perturbed weights. On a GPU that
-removes the per-chip launch overhead and is the big win; on a CPU the per-chip compute dominates and vmap measured
-slower than one chip at a time, so ``chips_per_pass="auto"`` picks 1 on CPU and fills a memory budget on CUDA.
-Results do not depend on the chunking: each chip's perturbation comes from its own seed.
+How each batch is executed (memory layout, ``torch.compile``, several chips per pass with ``torch.func.vmap``) is
+chosen by :class:`neft.chip_forward.ChipForward`: on CPU one chip at a time in channels_last layout, compiled for
+large evaluations; on CUDA as many chips per pass as fit in memory. Results do not depend on the chunking: each
+chip's perturbation comes from its own seed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from . import checkpoint, data, devices, distributed, report
+from .chip_forward import ChipForward, forward_flops
 from .compute import resolve_device
 from .devices import DeviceModel, check_sigma
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
-from .variation import Chip, Crossbar, make_generator, run_seed
+from .variation import Crossbar, make_generator, run_seed
 
 __all__ = ["evaluate", "evaluate_run", "parse_sigmas", "PRECISIONS"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
 def parse_sigmas(text: str | Iterable[float]) -> list[float]:
@@ -61,14 +63,6 @@ def parse_sigmas(text: str | Iterable[float]) -> list[float]:
     if not values:
         raise ValueError("the sigma list is empty; give at least one sigma, e.g. --sigmas 0.1")
     return sorted({check_sigma(v) for v in values})
-
-
-def _forward_chips(model: nn.Module, crossbar: Crossbar, weights: list[dict], x: torch.Tensor) -> torch.Tensor:
-    """Logits ``[K, B, C]`` of K chips (their perturbed weights) on one batch ``x``."""
-    if len(weights) == 1:
-        return functional_call(model, weights[0], (x,)).unsqueeze(0)
-    stacked = {name: torch.stack([w[name] for w in weights]) for name in crossbar.names}
-    return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
 
 
 def _auto_chips_per_pass(model: nn.Module, x: torch.Tensor, batch_size: int, runs: int) -> int:
@@ -101,6 +95,8 @@ def evaluate(
     ci_target: float | None = None,
     min_runs: int = 30,
     precision: str = "fp32",
+    memory_format: str = "auto",
+    compile: bool | str = "auto",
     progress: bool = True,
 ) -> list[dict]:
     """Monte Carlo evaluation of ``model`` under device variation at each sigma.
@@ -113,19 +109,27 @@ def evaluate(
         runs: R, Monte Carlo runs (programmed chips) per sigma, >= 2 (the maximum when ``ci_target`` is set).
         seed: base seed; run r at sigma s uses ``run_seed(seed, s, r)`` (recorded as ``run_seeds``).
         device_model: device preset, file or :class:`~neft.devices.DeviceModel`.
-        batch_size: test images per forward.
+        batch_size: at most this many test images per forward; the test set is split into equal batches
+            (``ceil(N / ceil(N / batch_size))`` images each), so a compiled forward pads the last one by little.
         chips_per_pass: chips evaluated together with vmap, or ``"auto"``.
         ci_target: stop adding runs at a sigma once the 95 % CI half-width of the mean accuracy is below this many
             percentage points (after at least ``min_runs`` runs).
         precision: ``fp32`` (default), ``bf16`` or ``fp16`` autocast for the forwards (noise is drawn in fp32).
+        memory_format: ``"auto"`` (channels_last on CPU when a dry run agrees), ``"channels_last"`` or
+            ``"contiguous"``; see :class:`neft.chip_forward.ChipForward`.
+        compile: ``torch.compile`` the forward: True, False, or ``"auto"`` (on CPU when the evaluation's forwards
+            exceed ``COMPILE_AFTER_FLOP`` = 5 TFLOP, where the ~20 s compile pays for itself; never on CUDA).
+            Layout and compilation change float rounding only: per-run accuracies agree within one test image.
         progress: show a tqdm bar over runs.
 
     Returns:
         One dict per sigma (ascending): ``{"sigma", "runs", "run_seeds", "accuracy": accuracy_summary(...),
-        "ekl" (nats), "ekl_x1e2", "confidence", "seconds"}``; accuracies in percent.
+        "ekl" (nats), "ekl_x1e2", "confidence", "seconds", "execution": {"chips_per_pass", "memory_format",
+        "compiled"}}``; accuracies in percent.
 
     Raises:
-        ValueError: for an empty test set, mismatched labels, runs < 2, invalid sigma, precision or chunk size.
+        ValueError: for an empty test set, mismatched labels, runs < 2, invalid sigma, precision, chunk size,
+            memory format or compile setting.
     """
     if images.shape[0] == 0:
         raise ValueError("the test set is empty: nothing to evaluate; check the data set and --test-subset")
@@ -138,32 +142,46 @@ def evaluate(
     sigmas = parse_sigmas(sigmas)
     crossbar = Crossbar(model, device_model)
     device = images.device
-    if chips_per_pass == "auto":
-        with torch.no_grad():
-            chips_per_pass = _auto_chips_per_pass(model, images, batch_size, runs)
-    if not (isinstance(chips_per_pass, int) and chips_per_pass >= 1):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = math.ceil(images.shape[0] / math.ceil(images.shape[0] / batch_size))
+    if not (chips_per_pass == "auto" or (isinstance(chips_per_pass, int) and chips_per_pass >= 1)):
         raise ValueError(f"chips_per_pass must be a positive integer or 'auto', got {chips_per_pass!r}")
+    if compile not in (True, False, "auto"):
+        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
     dtype = PRECISIONS[precision]
     was_training = model.training
     model.eval()
     results = []
     bar = tqdm(total=runs * len(sigmas), desc="Monte Carlo", unit="chip", disable=not progress, leave=False)
     try:
+        with torch.no_grad():
+            if chips_per_pass == "auto":
+                chips_per_pass = _auto_chips_per_pass(model, images, batch_size, runs)
+            if compile == "auto":
+                noisy_chips = runs * sum(sigma > 0 for sigma in sigmas)
+                compile = device.type == "cpu" and (
+                    forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
+            forward = ChipForward(model, crossbar.names, images[:batch_size], chips_per_pass=chips_per_pass,
+                                  batch_size=batch_size, memory_format=memory_format, compile=compile)
+        images = forward.images(images)
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
                 results.append(
-                    _evaluate_sigma(model, crossbar, images, labels, sigma, runs, seed, batch_size,
-                                    chips_per_pass, ci_target, min_runs, bar)
+                    _evaluate_sigma(model, crossbar, forward, images, labels, sigma, runs, seed, batch_size,
+                                    ci_target, min_runs, bar)
                 )
+                results[-1]["execution"] = {"chips_per_pass": chips_per_pass, "memory_format": forward.layout,
+                                            "compiled": forward.compiled}
     finally:
         bar.close()
         model.train(was_training)
     return results
 
 
-def _evaluate_sigma(model, crossbar, images, labels, sigma, runs, seed, batch_size, chips_per_pass, ci_target,
-                    min_runs, bar) -> dict:
+def _evaluate_sigma(model, crossbar, forward, images, labels, sigma, runs, seed, batch_size, ci_target, min_runs,
+                    bar) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
     started = time.perf_counter()
     device = images.device
@@ -173,17 +191,17 @@ def _evaluate_sigma(model, crossbar, images, labels, sigma, runs, seed, batch_si
     rank, world = distributed.rank(), distributed.world_size()
     while len(accuracies) < runs:
         done = len(accuracies)
-        round_size = min(chips_per_pass * world, runs - done)
+        round_size = min(forward.chips_per_pass * world, runs - done)
         mine = list(range(done, done + round_size))[rank::world]  # runs of this rank (all runs for one process)
-        chips: list[Chip] = [crossbar.sample_chip(sigma, make_generator(run_seed(seed, sigma, r), device)) for r in mine]
-        weights = [crossbar.perturbed_weights(chip) for chip in chips]
+        chips = [crossbar.sample_chip(sigma, make_generator(run_seed(seed, sigma, r), device)) for r in mine]
+        weights = [forward.weights(crossbar.perturbed_weights(chip)) for chip in chips]
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
             if sigma == 0:  # every chip is the clean network: one forward serves them all
                 logits = model(x).unsqueeze(0).expand(len(mine), -1, -1)
             else:
-                logits = _forward_chips(model, crossbar, weights, x)
+                logits = forward(weights, x)
             correct += accumulator.add(logits.float(), y, start)
         local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
         accuracies += distributed.gather_runs(local)
@@ -221,6 +239,8 @@ def evaluate_run(
     chips_per_pass: int | str = "auto",
     ci_target: float | None = None,
     precision: str = "fp32",
+    memory_format: str = "auto",
+    compile: bool | str = "auto",
     device: str = "auto",
     name: str = "results",
     overwrite: bool = False,
@@ -266,7 +286,8 @@ def evaluate_run(
     started = time.perf_counter()
     per_sigma = evaluate(model, images, labels, chosen, runs=runs, seed=seed, device_model=chip_model,
                          batch_size=batch_size, chips_per_pass=chips_per_pass, ci_target=ci_target,
-                         precision=precision, progress=progress and distributed.is_main())
+                         precision=precision, memory_format=memory_format, compile=compile,
+                         progress=progress and distributed.is_main())
     results = {
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "method": meta["method"], "train_sigma": meta["sigma"],

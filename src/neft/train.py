@@ -157,7 +157,8 @@ def _noisy_accuracy(model, dataset, split, config, device) -> float:
     labels = dataset.splits[split][1]
     x = torch.cat([xb for xb, _ in dataset.batches(split, 1000, device=device)])
     result = montecarlo.evaluate(model, x, labels.to(device), [config.sigma], runs=max(2, config.val_runs),
-                                 seed=config.seed, device_model=config.device_model, progress=False)
+                                 seed=config.seed, device_model=config.device_model, progress=False,
+                                 compile=False)  # a compile per epoch would cost more than it saves
     return result[0]["accuracy"]["mean"]
 
 

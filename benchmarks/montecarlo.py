@@ -56,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import neft.checkpoint
 import neft.models
 from neft import montecarlo
+from neft.compute import keep_freed_memory
 from neft.variation import Crossbar, make_generator, run_seed
 
 # Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
@@ -266,18 +267,24 @@ def main() -> None:
                         help="bf16 row for: all models, none, or auto (all with native bf16 instructions, else only "
                              "lenet5, since emulated bf16 is ~30x slower than fp32)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="call neft.compute.keep_freed_memory() first, as the neft command does (process-wide: "
+                             "every variant runs without re-faulting its activations)")
     parser.add_argument("--quick", action="store_true", help="lenet5:1 and vgg8:0.25 only, 1 round")
     args = parser.parse_args()
     if args.quick:
         args.models, args.rounds = "lenet5:1,vgg8:0.25", 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and not keep_freed_memory():
+        print("keep_freed_memory() does not apply here (not glibc); the allocator is unchanged")
     if args.data == "random":
         args.train_steps = 0
 
     ceilings = {"fp32": matmul_gflops(torch.float32), "native_bf16": native_bf16()}
     ceilings["bf16"] = matmul_gflops(torch.bfloat16, n=4096 if ceilings["native_bf16"] else 512, repeats=3)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 4096^3 matmul: "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{'kept' if args.keep_freed_memory else 'glibc default'} freed memory; 4096^3 matmul: "
           f"fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.1f} GFLOP/s "
           f"({'native' if ceilings['native_bf16'] else 'no avx512_bf16/AMX: emulated, measured at 512^3'})", flush=True)
     rows = []

@@ -11,6 +11,7 @@ import torch
 import neft
 from neft import checkpoint
 from neft.cli import main
+from neft.montecarlo import evaluate_run
 from neft.train import RunExistsError, TrainConfig, train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -31,6 +32,10 @@ def test_vgg8_learns_fashion_mnist_in_two_epochs(tmp_path, method):
     assert float(rows[1]["loss"]) < float(rows[0]["loss"])
     if method == "irs":
         assert {"head1_acc", "head2_acc", "head3_acc"} <= set(rows[0])
+    if method == "noise-injection":  # SPEC section 5: accuracy falls with sigma on a trained VGG8 (real data)
+        result = evaluate_run(tmp_path / method, sigmas="0.1,0.4", runs=8, test_subset=1000, progress=False)
+        low, high = result["per_sigma"]
+        assert high["accuracy"]["mean"] < low["accuracy"]["mean"] - 5
 
 
 def _quick(**overrides):

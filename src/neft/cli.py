@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, distributed
+from .compute import keep_freed_memory
 
 SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
 
@@ -127,7 +128,10 @@ def _cmd_evaluate(args) -> None:
         print(f"sigma {point['sigma']:.3f}: {acc['mean']:.2f} +- {acc['ci95']:.2f} % (95 % CI, {point['runs']} runs), "
               f"std {acc['std']:.2f}, min {acc['min']:.2f}, EKL {point['ekl_x1e2']:.3f}e-2, "
               f"confidence {point['confidence']:.3f}")
-    print(f"wrote {Path(args.run_dir) / (args.name + '.json')} ({results['seconds']:.1f} s)")
+    execution = results["per_sigma"][-1]["execution"]
+    print(f"wrote {Path(args.run_dir) / (args.name + '.json')} ({results['seconds']:.1f} s; "
+          f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
+          f"{', compiled' if execution['compiled'] else ''})")
 
 
 def _cmd_report(args) -> None:
@@ -251,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # no page faults on re-allocated activations: 1.7x faster VGG8 evaluation on CPU
     shown = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
     try:
         args.func(args)

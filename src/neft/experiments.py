@@ -238,8 +238,9 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
     paths = report.write_report(pooled_results(results), out, title=title)
     seeds = len(preset["experiment"]["seeds"])
     if seeds > 1:
-        num_classes = data.load(preset["train"].get("dataset", TrainConfig.dataset),
-                                preset["train"].get("data_dir"), test_subset=1).num_classes
+        num_classes = results[0].get("num_classes") or data.load(  # older results lack num_classes
+            preset["train"].get("dataset", TrainConfig.dataset), preset["train"].get("data_dir"), test_subset=1
+        ).num_classes
         with paths["markdown"].open("a") as file:
             file.write(f"\nAccuracies pool the Monte Carlo runs of {seeds} training seeds per method.\n\n"
                        f"## Convergence over seeds\n\n{_convergence_section(results, num_classes)}\n")

@@ -164,6 +164,8 @@ def evaluate(
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(model, crossbar.names, images[:batch_size], chips_per_pass=chips_per_pass,
                                   batch_size=batch_size, memory_format=memory_format, compile=compile)
+        if forward.compiled:
+            bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")
         images = forward.images(images)
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             for sigma in sigmas:
@@ -205,6 +207,7 @@ def _evaluate_sigma(model, crossbar, forward, images, labels, sigma, runs, seed,
             correct += accumulator.add(logits.float(), y, start)
         local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
         accuracies += distributed.gather_runs(local)
+        bar.set_description("Monte Carlo", refresh=False)
         bar.update(round_size)
         if ci_target is not None and len(accuracies) >= min_runs:
             std = torch.tensor(accuracies, dtype=torch.float64).std().item()
@@ -290,8 +293,8 @@ def evaluate_run(
                          progress=progress and distributed.is_main())
     results = {
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
-        "dataset": meta["dataset"], "method": meta["method"], "train_sigma": meta["sigma"],
-        "train_seed": meta["seed"], "device_model": chip_model.to_dict(), "seed": seed, "runs": runs,
+        "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
+        "train_sigma": meta["sigma"], "train_seed": meta["seed"], "device_model": chip_model.to_dict(), "seed": seed, "runs": runs,
         "ci_target": ci_target, "precision": precision, "test_size": int(labels.numel()), "per_sigma": per_sigma,
         "seconds": time.perf_counter() - started, "versions": checkpoint.versions(),
     }

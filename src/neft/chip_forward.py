@@ -8,8 +8,8 @@ fixed; what this module chooses is how it is executed on the evaluation device:
   layout is kept only if a dry run gives the same logits as the default layout (a model that calls ``.view`` on
   an activation, for instance, falls back to NCHW). On CUDA the default layout is kept.
 * **Compilation.** ``torch.compile`` (inductor) fuses ReLU, BatchNorm and pooling around the convolutions and
-  matmuls: measured 1.35-1.6x over eager channels_last for VGG8 width 0.25 and LeNet-5 on CPU, after a one-off
-  compile of ~20 s (faster later, from inductor's on-disk cache). Batches are padded to the full batch size so
+  matmuls: measured 1.3-1.5x over eager channels_last for LeNet-5, 1.1-1.35x for VGG8 width 0.25 and 1.05x for
+  VGG8 width 1 on CPU, after a one-off compile of ~20 s (a few seconds later, from inductor's on-disk cache). Batches are padded to the full batch size so
   one compiled graph serves the whole test set. If compilation fails (no C++ compiler, unsupported operator) or
   its logits disagree with eager ones, evaluation continues eagerly with a warning.
 * **Chips per pass.** K > 1 chips are evaluated together by ``torch.func.vmap`` over stacked weights (the win on

@@ -103,7 +103,7 @@ def evaluate(
 
     Args:
         model: a trained ``nn.Module`` on the evaluation device.
-        images: preprocessed test images ``[N, C, H, W]`` on the evaluation device (N >= 1).
+        images: preprocessed test inputs ``[N, ...]`` (e.g. ``[N, C, H, W]``) on the evaluation device (N >= 1).
         labels: class indices ``[N]`` on the same device.
         sigmas: relative device variations to evaluate (each >= 0).
         runs: R, Monte Carlo runs (programmed chips) per sigma, >= 2 (the maximum when ``ci_target`` is set).
@@ -128,8 +128,8 @@ def evaluate(
         "compiled"}}``; accuracies in percent.
 
     Raises:
-        ValueError: for an empty test set, mismatched labels, runs < 2, invalid sigma, precision, chunk size,
-            memory format or compile setting.
+        ValueError: for an empty test set, mismatched labels, runs < 2, invalid sigma, precision, batch size,
+            chunk size, memory format or compile setting.
     """
     if images.shape[0] == 0:
         raise ValueError("the test set is empty: nothing to evaluate; check the data set and --test-subset")

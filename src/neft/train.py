@@ -152,11 +152,10 @@ def _accuracy(model, dataset, split, device, batch_size=1000) -> float:
     return 100.0 * correct / dataset.size(split)
 
 
-def _noisy_accuracy(model, dataset, split, config, device) -> float:
-    """Mean accuracy (percent) over ``val_runs`` fixed Monte Carlo chips at the training sigma."""
-    labels = dataset.splits[split][1]
-    x = torch.cat([xb for xb, _ in dataset.batches(split, 1000, device=device)])
-    result = montecarlo.evaluate(model, x, labels.to(device), [config.sigma], runs=max(2, config.val_runs),
+def _noisy_accuracy(model, images, labels, config) -> float:
+    """Mean accuracy (percent) over ``val_runs`` fixed Monte Carlo chips at the training sigma on the preprocessed
+    selection split ``images`` ``[N, C, H, W]`` and ``labels`` ``[N]``."""
+    result = montecarlo.evaluate(model, images, labels, [config.sigma], runs=max(2, config.val_runs),
                                  seed=config.seed, device_model=config.device_model, progress=False,
                                  compile=False)  # a compile per epoch would cost more than it saves
     return result[0]["accuracy"]["mean"]
@@ -250,6 +249,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     }
 
     last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    selection = (torch.cat([x for x, _ in dataset.batches(select_split, 1000, device=device)]),  # preprocessed once
+                 dataset.splits[select_split][1].to(device))
     for epoch in range(state["epoch"] + 1, last_epoch + 1):
         started = time.perf_counter()
         model.train()
@@ -275,7 +276,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         clean = _accuracy(model, dataset, select_split, device)
-        noisy = _noisy_accuracy(model, dataset, select_split, config, device) if config.sigma > 0 else clean
+        noisy = _noisy_accuracy(model, *selection, config) if config.sigma > 0 else clean
         improved = noisy > state["best"]
         if improved:
             state.update(best=noisy, best_epoch=epoch)

@@ -20,10 +20,13 @@ def test_sigma_zero_runs_equal_clean_accuracy(setup):
     model, images, labels = setup
     with torch.no_grad():
         clean = 100 * float((model(images).argmax(1) == labels).float().mean())
+        confidence = float(torch.softmax(model(images), -1).amax(-1).mean())
     assert clean > 80  # the fixture learned real digits
-    result = montecarlo.evaluate(model, images, labels, [0.0], runs=5, progress=False)[0]
-    assert result["accuracy"]["per_run"] == pytest.approx([clean] * 5)
+    result = montecarlo.evaluate(model, images, labels, [0.0], runs=500, progress=False)[0]  # one clean pass
+    assert result["accuracy"]["per_run"] == pytest.approx([clean] * 500)
     assert result["ekl"] == 0.0 and result["accuracy"]["std"] == 0.0
+    assert result["confidence"] == pytest.approx(confidence, rel=1e-5)
+    assert montecarlo.evaluate(model, images, labels, 0.0, runs=300, ci_target=0.5, progress=False)[0]["runs"] == 30
 
 
 def test_seeds_replay_and_differ(setup):
@@ -90,6 +93,15 @@ def test_bf16_is_close_to_fp32(setup):
     assert abs(fp32["accuracy"]["mean"] - bf16["accuracy"]["mean"]) < 2.0
 
 
+def test_inputs_that_require_grad_and_bad_labels(setup):
+    model, images, labels = setup
+    plain = montecarlo.evaluate(model, images, labels, [0.1], runs=2, progress=False)[0]
+    grad = montecarlo.evaluate(model, images.clone().requires_grad_(), labels, [0.1], runs=2, progress=False)[0]
+    assert grad["accuracy"]["per_run"] == plain["accuracy"]["per_run"]
+    with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 9\].*got 0\.\.10"):
+        montecarlo.evaluate(model, images, torch.where(labels == 3, 10, labels), [0.1], runs=2, progress=False)
+
+
 def test_bad_input(setup):
     model, images, labels = setup
     with pytest.raises(ValueError, match="runs must be >= 2"):
@@ -114,6 +126,9 @@ def test_evaluate_run_writes_results_and_never_clobbers(trained_run):
     assert (trained_run / "quick.csv").is_file() and (trained_run / "quick_accuracy_vs_sigma.png").is_file()
     with pytest.raises(FileExistsError, match="--overwrite"):
         montecarlo.evaluate_run(trained_run, sigmas="0.1", runs=2, test_subset=50, name="quick", progress=False)
+    (trained_run / "quick.json").unlink()  # the CSV and the plot are protected too
+    with pytest.raises(FileExistsError, match="quick.csv"):
+        montecarlo.evaluate_run(trained_run, sigmas="0.1", runs=2, test_subset=50, name="quick", progress=False)
 
 
 @pytest.mark.parametrize(
@@ -123,6 +138,10 @@ def test_evaluate_run_writes_results_and_never_clobbers(trained_run):
         (["--runs", "1"], "runs must be >= 2"),
         (["--test-subset", "0"], "at least 1 image"),
         (["--sigmas", "0:0.4"], "cannot read sigmas"),
+        (["--ci-target", "nan", "--runs", "40"], "ci_target must be a positive number"),
+        (["--ci-target", "0.5", "--runs", "10"], "give runs >= 30"),
+        (["--batch-size", "0"], "batch_size must be"),
+        (["--name", "sub/dir"], "must be a plain file name"),
     ],
 )
 def test_cli_evaluate_bad_input(trained_run, capsys, flags, message):

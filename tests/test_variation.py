@@ -110,3 +110,18 @@ def test_forward_needs_exactly_one_of_sigma_or_chip():
 def test_run_seed_depends_only_on_its_inputs():
     assert run_seed(0, 0.1, 3) == run_seed(0, 0.1 + 1e-12, 3)
     assert len({run_seed(0, 0.1, r) for r in range(100)} | {run_seed(1, 0.1, 0), run_seed(0, 0.2, 0)}) == 102
+
+
+def test_tied_weights_are_one_set_of_devices():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 6), nn.Linear(6, 3))
+    model[2].weight = model[0].weight
+    crossbar = Crossbar(model)
+    assert crossbar.names == ["0.weight", "3.weight"]
+    chip = crossbar.sample_chip(0.2, make_generator(1))
+    x = torch.randn(4, 6)
+    tied = model[0].weight + chip["0.weight"]  # both layers see the same perturbed devices
+    h = torch.relu(torch.nn.functional.linear(x, tied, model[0].bias))
+    h = torch.nn.functional.linear(h, tied, model[2].bias)
+    expected = torch.nn.functional.linear(h, model[3].weight + chip["3.weight"], model[3].bias)
+    assert torch.allclose(crossbar.forward(x, chip=chip), expected, atol=1e-6)

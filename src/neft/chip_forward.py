@@ -128,11 +128,13 @@ class ChipForward:
         (in the layout of :meth:`images`)."""
         if self._compiled is None:
             return self._eager(weights, x)
-        size = x.shape[0]
+        size, chips = x.shape[0], len(weights)
         if size < self.batch_size:  # one compiled graph for every batch: pad the last one (eval mode: per image)
             x = _layout(torch.cat([x, x[-1:].expand(self.batch_size - size, *x.shape[1:])]), self.memory_format)
+        if chips < self.chips_per_pass:  # ... and for every group of chips: repeat the last chip
+            weights = weights + [weights[-1]] * (self.chips_per_pass - chips)
         if self._compile_checked:
-            return self._compiled(weights, x)[:, :size]
+            return self._compiled(weights, x)[:chips, :size]
         try:  # first compiled call: check it against eager logits of the first images (eval mode: per image)
             logits = self._compiled(weights, x)
             reference = self._eager(weights, x[:_CHECK_IMAGES]).float()
@@ -145,6 +147,6 @@ class ChipForward:
             warnings.warn(f"torch.compile could not be used ({type(error).__name__}: {first_line}); "
                           "evaluating without compilation", RuntimeWarning, stacklevel=2)
             self._compiled = None
-            return self._eager(weights, x)[:, :size]
+            return self._eager(weights[:chips], x)[:, :size]
         self._compile_checked = True
-        return logits[:, :size]
+        return logits[:chips, :size]

@@ -111,6 +111,19 @@ def _cmd_train(args) -> None:
               f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(out) / 'checkpoint.pt'}")
 
 
+def _chips_per_pass(text: str) -> str | int:
+    """``--chips-per-pass`` value: ``auto`` or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a positive integer")
+    return value
+
+
 def _cmd_evaluate(args) -> None:
     from .montecarlo import evaluate_run
 
@@ -199,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed of the chips (default: %(default)s)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
     p.add_argument("--batch-size", type=int, default=1000, help="default: %(default)s")
-    p.add_argument("--chips-per-pass", default="auto", type=lambda v: v if v == "auto" else int(v),
+    p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
                    help="chips evaluated together with vmap (default: auto: 1 on CPU, memory-sized on CUDA)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "

@@ -37,12 +37,15 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
-def parse_sigmas(text: str | Iterable[float]) -> list[float]:
-    """Parse ``"0,0.1,0.2"`` or ``"start:stop:step"`` (stop included) into a sorted list of unique sigmas.
+def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
+    """Parse ``"0,0.1,0.2"``, ``"start:stop:step"`` (stop included), one number or a list of numbers into a sorted
+    list of unique sigmas.
 
     Raises:
         ValueError: for an empty list, a malformed string, a non-positive step or a negative sigma.
     """
+    if isinstance(text, (int, float)):
+        text = [text]
     if isinstance(text, str):
         parts = text.strip()
         try:
@@ -131,6 +134,7 @@ def evaluate(
         ValueError: for an empty test set, mismatched labels, runs < 2, invalid sigma, precision, batch size,
             chunk size, memory format or compile setting.
     """
+    images = images.detach()
     if images.shape[0] == 0:
         raise ValueError("the test set is empty: nothing to evaluate; check the data set and --test-subset")
     if labels.shape != images.shape[:1]:
@@ -142,10 +146,16 @@ def evaluate(
     sigmas = parse_sigmas(sigmas)
     crossbar = Crossbar(model, device_model)
     device = images.device
+    if ci_target is not None and not (math.isfinite(ci_target) and ci_target > 0):
+        raise ValueError(f"ci_target must be a positive number of percentage points (e.g. 0.5), got {ci_target}")
+    if ci_target is not None and runs < min_runs:
+        raise ValueError(f"a CI target stops a sigma after at least {min_runs} runs; give runs >= {min_runs} "
+                         f"(the maximum), got {runs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batch_size = math.ceil(images.shape[0] / math.ceil(images.shape[0] / batch_size))
-    if not (chips_per_pass == "auto" or (isinstance(chips_per_pass, int) and chips_per_pass >= 1)):
+    if not (chips_per_pass == "auto"
+            or (isinstance(chips_per_pass, int) and not isinstance(chips_per_pass, bool) and chips_per_pass >= 1)):
         raise ValueError(f"chips_per_pass must be a positive integer or 'auto', got {chips_per_pass!r}")
     if compile not in (True, False, "auto"):
         raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
@@ -156,6 +166,10 @@ def evaluate(
     bar = tqdm(total=runs * len(sigmas), desc="Monte Carlo", unit="chip", disable=not progress, leave=False)
     try:
         with torch.no_grad():
+            num_classes = model(images[:1]).shape[-1]
+            if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+                raise ValueError(f"labels must be class indices in [0, {num_classes - 1}] for a model with "
+                                 f"{num_classes} outputs, got {int(labels.min())}..{int(labels.max())}")
             if chips_per_pass == "auto":
                 chips_per_pass = _auto_chips_per_pass(model, images, batch_size, runs)
             if compile == "auto":
@@ -171,27 +185,36 @@ def evaluate(
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
                 results.append(
-                    _evaluate_sigma(model, crossbar, forward, images, labels, sigma, runs, seed, batch_size,
-                                    ci_target, min_runs, bar)
+                    _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, runs, seed,
+                                    batch_size, ci_target, min_runs, bar)
                 )
                 results[-1]["execution"] = {"chips_per_pass": chips_per_pass, "memory_format": forward.layout,
-                                            "compiled": forward.compiled}
+                                            "compiled": forward.compiled and sigma > 0}
     finally:
         bar.close()
         model.train(was_training)
     return results
 
 
-def _evaluate_sigma(model, crossbar, forward, images, labels, sigma, runs, seed, batch_size, ci_target, min_runs,
-                    bar) -> dict:
+def _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, runs, seed, batch_size, ci_target,
+                    min_runs, bar) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
     started = time.perf_counter()
     device = images.device
-    logits_shape = model(images[:1]).shape[-1]
-    accumulator = PredictionAccumulator(images.shape[0], logits_shape, device)
+    accumulator = PredictionAccumulator(images.shape[0], num_classes, device)
     accuracies: list[float] = []
     rank, world = distributed.rank(), distributed.world_size()
-    while len(accuracies) < runs:
+    if sigma == 0:  # every run is the clean network: one pass over the test set stands for all of them
+        count = runs if ci_target is None else min_runs  # (std 0: a CI target is met as soon as it is checked)
+        correct = 0
+        for start in range(0, images.shape[0], batch_size):
+            logits = model(images[start : start + batch_size]).unsqueeze(0).float()
+            correct += int(accumulator.add(logits, labels[start : start + batch_size], start,
+                                           copies=len(range(rank, count, world)))[0])
+        accuracies = [100.0 * correct / images.shape[0]] * count
+        bar.total -= runs - count
+        bar.update(count)
+    while sigma > 0 and len(accuracies) < runs:
         done = len(accuracies)
         round_size = min(forward.chips_per_pass * world, runs - done)
         mine = list(range(done, done + round_size))[rank::world]  # runs of this rank (all runs for one process)
@@ -200,11 +223,7 @@ def _evaluate_sigma(model, crossbar, forward, images, labels, sigma, runs, seed,
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
-            if sigma == 0:  # every chip is the clean network: one forward serves them all
-                logits = model(x).unsqueeze(0).expand(len(mine), -1, -1)
-            else:
-                logits = forward(weights, x)
-            correct += accumulator.add(logits.float(), y, start)
+            correct += accumulator.add(forward(weights, x).float(), y, start)
         local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
         accuracies += distributed.gather_runs(local)
         bar.set_description("Monte Carlo", refresh=False)
@@ -264,16 +283,21 @@ def evaluate_run(
 
     Raises:
         FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
-        FileExistsError: ``{name}.json`` exists and ``overwrite`` is False.
-        ValueError: invalid settings (see :func:`evaluate`).
+        FileExistsError: one of the three result files exists and ``overwrite`` is False.
+        ValueError: invalid settings (see :func:`evaluate`) or a --name that is not a plain file name.
     """
     run_dir = Path(run_dir)
     target = run_dir / f"{name}.json"
+    outputs = [target, run_dir / f"{name}.csv",
+               run_dir / ("accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png")]
     compute = distributed.setup(resolve_device(device))
 
     def prepare():
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{str(target)!r} already exists; pass --overwrite to replace it or --name to keep both")
+        if not name or name.startswith(".") or Path(name).name != name:
+            raise ValueError(f"--name {name!r} must be a plain file name without '/' or a leading '.', e.g. results_rram4")
+        for path in outputs:
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{str(path)!r} already exists; pass --overwrite to replace it or --name to keep both")
         model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
         if runs < 2:
             raise ValueError(f"runs must be >= 2 (the std and CI of the accuracy are undefined for one run), got {runs}")
@@ -302,7 +326,6 @@ def evaluate_run(
         return results
     target.write_text(json.dumps(results, indent=1))
     rows = report.comparison_rows([results])
-    report.write_csv(rows, run_dir / f"{name}.csv")
-    plot_name = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
-    report.plot([results], run_dir / plot_name, title=f"{results['method']} ({run_dir.name})")
+    report.write_csv(rows, outputs[1])
+    report.plot([results], outputs[2], title=f"{results['method']} ({run_dir.name})")
     return results

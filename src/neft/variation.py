@@ -41,6 +41,9 @@ def mapped_weight_names(
 ) -> list[str]:
     """Names (as in ``model.named_parameters()``) of the weights stored on the crossbar.
 
+    A weight shared by several layers (tied weights) is one set of devices: it is listed once, under the name
+    ``named_parameters()`` gives it, and ``functional_call`` passes its perturbed value to every layer that shares it.
+
     Args:
         model: any module.
         include: optional shell-style patterns of module names (e.g. ``"features.*"``); when given only
@@ -51,12 +54,14 @@ def mapped_weight_names(
         ValueError: if no weight is mapped (the model has no conv/linear layer or the patterns exclude them all).
     """
     include, exclude = list(include or []), list(exclude or [])
+    parameters = dict(model.named_parameters())  # a weight shared by several layers appears once, by its first name
     names = [
-        f"{module_name}.weight" if module_name else "weight"
+        name
         for module_name, module in model.named_modules()
         if isinstance(module, MAPPED_LAYER_TYPES)
         and (not include or _matches(module_name, include))
         and not _matches(module_name, exclude)
+        and (name := f"{module_name}.weight" if module_name else "weight") in parameters
     ]
     if not names:
         raise ValueError(

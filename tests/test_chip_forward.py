@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from neft import checkpoint, chip_forward, data, montecarlo
+from neft import Crossbar, checkpoint, chip_forward, data, montecarlo
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_a_model_that_breaks_in_channels_last_falls_back_to_nchw():
         model(images.contiguous(memory_format=torch.channels_last))
     result = montecarlo.evaluate(model, images, labels, [0.1], runs=3, compile=False, progress=False)
     assert result[0]["execution"]["memory_format"] == "contiguous"
-    forward = chip_forward.ChipForward(model, ["conv.weight", "fc.weight"], images, memory_format="channels_last")
+    forward = chip_forward.ChipForward(Crossbar(model), images, memory_format="channels_last")
     assert forward.layout == "contiguous"
 
 

@@ -9,9 +9,10 @@ fixed; what this module chooses is how it is executed on the evaluation device:
   an activation, for instance, falls back to NCHW). On CUDA the default layout is kept.
 * **Compilation.** ``torch.compile`` (inductor) fuses ReLU, BatchNorm and pooling around the convolutions and
   matmuls: measured 1.3-1.5x over eager channels_last for LeNet-5, 1.1-1.35x for VGG8 width 0.25 and 1.05x for
-  VGG8 width 1 on CPU, after a one-off compile of ~20 s (a few seconds later, from inductor's on-disk cache). Batches are padded to the full batch size so
-  one compiled graph serves the whole test set. If compilation fails (no C++ compiler, unsupported operator) or
-  its logits disagree with eager ones, evaluation continues eagerly with a warning.
+  VGG8 width 1 on CPU, after a one-off compile of ~20 s (a few seconds later, from inductor's on-disk cache).
+  Batches are padded to the full batch size so one compiled graph serves the whole test set. If compilation fails
+  (no C++ compiler, unsupported operator) or its logits disagree with eager ones, evaluation continues eagerly
+  with a warning.
 * **Chips per pass.** K > 1 chips are evaluated together by ``torch.func.vmap`` over stacked weights (the win on
   GPUs, where one chip leaves the device idle); K = 1 is a plain ``functional_call``.
 
@@ -21,12 +22,14 @@ Stored parameters are never modified: perturbed weights reach the model through 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.utils.flop_counter import FlopCounterMode
+
+from .variation import Crossbar
 
 __all__ = ["ChipForward", "forward_flops", "MEMORY_FORMATS"]
 
@@ -49,8 +52,8 @@ class ChipForward:
     """Logits of K programmed chips on one batch: ``forward(weights, x) -> [K, B, C]``.
 
     Args:
-        model: the network, in eval mode, on the evaluation device; never modified.
-        names: the mapped weight names (:attr:`neft.variation.Crossbar.names`).
+        crossbar: the network (``crossbar.model``, in eval mode, on the evaluation device; never modified) and its
+            mapped weights.
         example: a batch ``[B, ...]`` of real inputs on the evaluation device (its first images run the dry runs).
         chips_per_pass: K, chips evaluated together (vmap when K > 1).
         batch_size: the batch size the caller uses; compiled forwards pad shorter batches to it.
@@ -64,8 +67,7 @@ class ChipForward:
 
     def __init__(
         self,
-        model: nn.Module,
-        names: Sequence[str],
+        crossbar: Crossbar,
         example: torch.Tensor,
         *,
         chips_per_pass: int = 1,
@@ -75,7 +77,8 @@ class ChipForward:
     ) -> None:
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(f"unknown memory_format {memory_format!r}; choose one of {', '.join(MEMORY_FORMATS)}")
-        self.model, self.names, self.chips_per_pass, self.batch_size = model, list(names), chips_per_pass, batch_size
+        self.crossbar, self.chips_per_pass, self.batch_size = crossbar, chips_per_pass, batch_size
+        model = crossbar.model
         self.memory_format = torch.contiguous_format
         wants_nhwc = memory_format == "channels_last" or (
             memory_format == "auto" and example.device.type == "cpu"
@@ -106,22 +109,22 @@ class ChipForward:
 
     def _agrees(self, x: torch.Tensor, memory_format: torch.memory_format) -> bool:
         """Whether the model gives the same logits in ``memory_format`` as in NCHW (and does not fail)."""
-        params = dict(self.model.named_parameters())
-        clean = {name: params[name].detach() for name in self.names}
+        model, clean = self.crossbar.model, {name: w.detach() for name, w in self.crossbar.weights().items()}
         with torch.no_grad():
-            reference = functional_call(self.model, clean, (x,))
+            reference = functional_call(model, clean, (x,))
             try:
-                other = functional_call(self.model, {k: _layout(w, memory_format) for k, w in clean.items()},
+                other = functional_call(model, {k: _layout(w, memory_format) for k, w in clean.items()},
                                         (_layout(x, memory_format),))
             except RuntimeError:
                 return False
         return other.shape == reference.shape and torch.allclose(other, reference, rtol=1e-3, atol=1e-4)
 
     def _eager(self, weights: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+        model = self.crossbar.model
         if len(weights) == 1:
-            return functional_call(self.model, weights[0], (x,)).unsqueeze(0)
-        stacked = {name: torch.stack([w[name] for w in weights]) for name in self.names}
-        return vmap(lambda params, inputs: functional_call(self.model, params, (inputs,)), in_dims=(0, None))(stacked, x)
+            return functional_call(model, weights[0], (x,)).unsqueeze(0)
+        stacked = {name: torch.stack([w[name] for w in weights]) for name in self.crossbar.names}
+        return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
 
     def __call__(self, weights: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         """Logits ``[K, B, C]`` of the K chips ``weights`` (from :meth:`weights`) on the batch ``x`` ``[B, ...]``

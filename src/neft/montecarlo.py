@@ -70,7 +70,7 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
 
 def _auto_chips_per_pass(model: nn.Module, x: torch.Tensor, batch_size: int, runs: int) -> int:
     """Chips per pass: on CUDA as many as fit in a quarter of the free memory (weights + activations), <= 64;
-    on CPU 1 (vmap over 4 chips measured 2.1x slower for LeNet-5 and 1.2-1.9x slower for VGG8 there)."""
+    on CPU 1 (vmap over 4 chips was slower than one chip at a time for LeNet-5 and VGG8 in every benchmark run)."""
     if x.device.type != "cuda":
         return 1
     sizes = []
@@ -176,7 +176,7 @@ def evaluate(
                 noisy_chips = runs * sum(sigma > 0 for sigma in sigmas)
                 compile = device.type == "cpu" and (
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
-            forward = ChipForward(model, crossbar.names, images[:batch_size], chips_per_pass=chips_per_pass,
+            forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
                                   batch_size=batch_size, memory_format=memory_format, compile=compile)
         if forward.compiled:
             bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")

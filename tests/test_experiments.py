@@ -49,7 +49,7 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
     report = (out / "report.md").read_text()
     for method in ("vanilla", "noise-injection", "ovf", "irs"):
         assert f"| {method} |" in report
-    assert "Convergence over seeds" in report and (out / "accuracy_vs_sigma.png").stat().st_size > 10_000
+    assert "## Over training seeds" in report and (out / "accuracy_vs_sigma.png").stat().st_size > 10_000
     pooled = vanilla["per_sigma"][0]["accuracy"]["per_run"] + json.loads(
         (out / "vanilla-s0-seed1" / "results.json").read_text())["per_sigma"][0]["accuracy"]["per_run"]
     assert f"{sum(pooled) / len(pooled):.2f} ± " in report  # pooled over both seeds' chips

@@ -52,3 +52,33 @@ def test_convergence_probability_and_wilson():
     assert metrics.wilson_interval(10, 10)[1] == 1.0
     with pytest.raises(ValueError):
         metrics.convergence_probability([], 10)
+
+
+def test_seed_interval_by_hand():
+    # per-seed means 71.58, 75.53, 75.16: mean 74.09, std = sqrt(((-2.51)^2 + 1.44^2 + 1.07^2) / 2) = 2.18158,
+    # t_{0.975, 2} = 4.302653, half-width = 4.302653 * 2.18158 / sqrt(3) = 5.41935
+    summary = metrics.seed_interval([71.58, 75.53, 75.16])
+    assert summary["mean"] == pytest.approx(74.09)
+    assert summary["std"] == pytest.approx(2.181582, rel=1e-5)
+    assert summary["half_width"] == pytest.approx(5.41935, rel=1e-5)
+    assert summary["seeds"] == 3
+    # two seeds: t_{0.975, 1} = 12.7062; values 1, 3: std sqrt(2), half = 12.7062 * sqrt(2) / sqrt(2) = 12.7062
+    assert metrics.seed_interval([1.0, 3.0])["half_width"] == pytest.approx(12.7062, rel=1e-4)
+    one = metrics.seed_interval([50.0])
+    assert one["mean"] == 50.0 and one["half_width"] is None and one["std"] is None
+    with pytest.raises(ValueError):
+        metrics.seed_interval([])
+    with pytest.raises(ValueError):
+        metrics.seed_interval([1.0, float("nan")])
+
+
+def test_shared_convergence_threshold_by_hand():
+    # 10 classes: chance 10 %; best run of any method 80 % -> threshold 45 %
+    assert metrics.convergence_threshold(80.0, 10) == pytest.approx(45.0)
+    # a method whose runs are all poor does not get its own, lower bar
+    poor = metrics.convergence_probability([20.0, 30.0, 50.0], 10, threshold=metrics.convergence_threshold(80.0, 10))
+    assert poor["converged"] == 1 and poor["threshold"] == pytest.approx(45.0)
+    own = metrics.convergence_probability([20.0, 30.0, 50.0], 10)  # its own best (50 %) sets 30 %: 1 of 3 above
+    assert own["threshold"] == pytest.approx(30.0) and own["converged"] == 1
+    with pytest.raises(ValueError):
+        metrics.convergence_threshold(80.0, 1)

@@ -134,3 +134,39 @@ def test_default_betas_from_spec_table():
     assert objectives.default_beta("noise-injection", "vgg8", "mnist") == 0.0
     with pytest.raises(ValueError, match="unknown method"):
         objectives.default_beta("dropout", "vgg8", "mnist")
+
+
+def test_noise_injection_temperature_at_sigma_zero_is_scaled_cross_entropy():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5))
+    x, y = torch.randn(16, 6) * 10, torch.randint(0, 5, (16,))
+    for temperature in (1.0, 4.0, 0.5):
+        objective = objectives.create("noise-injection", model, x, 5, sigma=0.0, temperature=temperature)
+        loss, _ = objective.loss(model, x, y)
+        assert abs(loss.item() - F.cross_entropy(model(x) / temperature, y).item()) < 1e-5
+    # T = 4 is a real change: the loss differs from plain cross-entropy by more than rounding
+    plain = float(F.cross_entropy(model(x), y))
+    assert abs(float(objectives.create("noise-injection", model, x, 5, sigma=0.0, temperature=4.0)
+                     .loss(model, x, y)[0]) - plain) > 0.1
+
+
+def test_ovf_beta_zero_equals_noise_injection_at_temperature_n_plus_1_with_the_same_noise():
+    """OVF draws the backbone's perturbation first; with beta 0 its loss is CE(z / 4) of that same forward."""
+    torch.manual_seed(1)
+    model = models.create("lenet5", 10, 1, 0.5)
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    ovf = objectives.create("ovf", model, x, 10, sigma=0.3, beta=0.0, generator=make_generator(5))
+    ni = objectives.create("noise-injection", model, x, 10, sigma=0.3, temperature=len(objectives.OVF_OFFSETS) + 1,
+                           generator=make_generator(5))
+    ovf_loss, ni_loss = ovf.loss(model, x, y)[0], ni.loss(model, x, y)[0]
+    assert abs(float(ovf_loss) - float(ni_loss)) < 1e-5
+    assert abs(float(ni_loss) - float(F.cross_entropy(model(x) / 4, y))) > 1e-3  # the noise is really there
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_temperature_is_a_clear_error(bad):
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        objectives.create("noise-injection", model, torch.randn(1, 3), 2, sigma=0.1, temperature=bad)
+    with pytest.raises(ValueError, match="temperature applies to noise-injection only"):
+        objectives.create("ovf", model, torch.randn(1, 3), 2, sigma=0.1, temperature=4.0)

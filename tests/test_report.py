@@ -88,7 +88,7 @@ def test_rows_sorted_by_method_order_with_values():
         ("ovf", 0.1), ("ovf", 0.2), ("irs", 0.1), ("awp", 0.1)]
     assert rows[1] == {"method": "vanilla", "train_sigma": 0.0, "sigma": 0.2, "mean": 73.98, "ci95": 1.234,
                        "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
-                       "run": "runs/vanilla"}
+                       "run": "runs/vanilla", "seeds": "", "seed_mean": "", "seed_ci95": ""}
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
 
@@ -145,3 +145,44 @@ def test_write_report(run_dirs, tmp_path):
     # loaded results work too, and a second report overwrites nothing of the first
     other = report.write_report([OVF_01, OVF_02], out_dir, name="ovf")
     assert other["plot"].name == "ovf_accuracy_vs_sigma.png" and paths["plot"].exists()
+
+
+def _seeded(label_fields, means, dataset="fashion-mnist"):
+    """One results dict per seed, MC mean ``means[seed]`` at training sigma 0.35."""
+    out = []
+    for seed, mean in enumerate(means):
+        result = make_result(label_fields["method"], 0.35, {0.35: (mean, 0.5, 1.0, 0.9)}, run=f"r{seed}",
+                             train_seed=seed)
+        out.append({**result, **label_fields, "dataset": dataset, "num_classes": 10, "model": "vgg8"})
+    return out
+
+
+def test_seed_sections_shared_threshold_t_intervals_and_paired_differences():
+    ni = _seeded({"method": "noise-injection", "beta": 0.0}, [20.0, 30.0, 70.0])
+    ovf = _seeded({"method": "ovf", "beta": 1e-3}, [60.0, 62.0, 80.0])
+    ovf0 = _seeded({"method": "ovf", "beta": 0.0}, [58.0, 65.0, 81.0])
+    text = report.seed_sections(ni + ovf + ovf0)
+    # best mean of any run at (fashion-mnist, 0.35) is 81 %: threshold 10 + (81 - 10) / 2 = 45.5 % for every method
+    assert "fashion-mnist sigma 0.35: 45.5 %" in text
+    # noise-injection: 1 of 3 above 45.5; its mean 40, std sqrt(700) = 26.458, half = 4.302653 * 26.458 / sqrt(3)
+    assert "| noise-injection | 0.35 | 20.00, 30.00, 70.00 | 40.00 ± 65.72 | 1/3 = 0.33" in text
+    assert "| ovf | 0.35 | 60.00, 62.00, 80.00 | 67.33 ± 27.36 | 3/3 = 1.00" in text
+    assert "| ovf beta=0 | 0.35 |" in text
+    # paired by seed: ovf - noise-injection = +40, +32, +10: mean 27.33, std 15.534, half 38.59
+    assert "| ovf | noise-injection | 0.35 | +40.00, +32.00, +10.00 | +27.33 ± 38.59 |" in text
+    # the feedback term: ovf - ovf beta=0 = +2, -3, -1: mean -0.67, std 2.5166, half 6.25
+    assert "| ovf | ovf beta=0 | 0.35 | +2.00, -3.00, -1.00 | -0.67 ± 6.25 |" in text
+
+
+def test_pooled_report_shows_both_intervals(tmp_path):
+    from neft.experiments import pooled_results
+
+    results = _seeded({"method": "noise-injection", "beta": 0.0}, [70.0, 74.0, 75.0])
+    pooled = pooled_results(results)
+    point = pooled[0]["per_sigma"][0]
+    assert point["over_seeds"]["mean"] == pytest.approx(73.0)
+    # std sqrt(((-3)^2 + 1 + 4) / 2) = sqrt(7) = 2.6458; half = 4.302653 * 2.6458 / sqrt(3) = 6.5724
+    assert point["over_seeds"]["half_width"] == pytest.approx(6.5724, rel=1e-4)
+    text = report.write_report(pooled, tmp_path, title="t", notes="What this shows.")["markdown"].read_text()
+    assert "What this shows." in text and "73.00 ± 6.57 (n=3)" in text and "over chips" in text
+    assert "noise-injection: trained at sigma 0.35" in text

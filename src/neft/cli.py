@@ -38,6 +38,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6) or a .toml/.json file (default: %(default)s)")
     parser.add_argument("--beta", type=float, default=None,
                         help="negative feedback strength (default: the paper's value for model/data set, see SPEC 2)")
+    parser.add_argument("--temperature", type=float, default=d.temperature,
+                        help="noise-injection only: divide the logits by T in the loss, CE(z / T); T = 4 gives the "
+                             "1 / (N + 1) scaling of OVF/IRS without feedback (default: %(default)s)")
     parser.add_argument("--taps", nargs="+", default=None, metavar="MODULE",
                         help="IRS snapshot points as module names, optionally NAME:POOL (default: the model's own)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (default: %(default)s)")
@@ -100,11 +103,12 @@ def _cmd_train(args) -> None:
     config = TrainConfig(
         model=args.model, width=args.width, init=args.init, dataset=args.dataset, data_dir=args.data_dir,
         method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
-        beta=args.beta, taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        beta=args.beta, temperature=args.temperature, taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
     )
-    out = args.out or f"runs/{config.model}-{config.dataset}-{config.method}-s{config.sigma:g}-seed{config.seed}"
+    variant = config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
+    out = args.out or f"runs/{config.model}-{config.dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
     summary = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
         print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "

@@ -2,7 +2,9 @@
 
 A preset is a TOML file with three tables (see ``configs/``):
 
-- ``[experiment]``: ``out``, ``methods``, ``train_sigmas``, ``seeds``, and optional ``title``;
+- ``[experiment]``: ``out``, ``methods`` (method names or variants such as ``"noise-injection T=4"``,
+  ``"ovf beta=0"``, ``"noise-injection init=torch"``, see :mod:`neft.variants`), ``train_sigmas``, ``seeds``,
+  and optional ``title`` and ``notes`` (a paragraph placed under the report's title);
 - ``[train]``: any :class:`neft.train.TrainConfig` field except method, sigma and seed (model, dataset, epochs ...);
   ``beta_ovf`` / ``beta_irs`` override the SPEC betas;
 - ``[evaluate]``: ``runs``, ``sigmas`` (list or ``"start:stop:step"``), ``sweep`` (evaluate every model at every
@@ -11,7 +13,8 @@ A preset is a TOML file with three tables (see ``configs/``):
 
 Each grid cell (method, training sigma, seed) is one run directory ``out/METHOD-sSIGMA-seedSEED``; a cell with a
 ``results.json`` is skipped, a cell with an unfinished training resumes from its last epoch, so an interrupted
-grid continues where it stopped. The report pools each method's Monte Carlo runs over seeds.
+grid continues where it stopped. The report pools each variant's Monte Carlo runs over seeds and, with several
+seeds, adds the interval over seeds, paired differences and the convergence probability (:mod:`neft.report`).
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ except ModuleNotFoundError:  # pragma: no cover
 
 from tqdm.auto import tqdm
 
-from . import data, metrics, montecarlo, objectives, report
+from . import data, metrics, montecarlo, report, variants
 from .train import TrainConfig, train
 
 __all__ = ["load_preset", "reproduce", "demo", "cell_name", "pooled_results", "DEMO"]
 
-_SECTIONS = {"experiment": {"out", "methods", "train_sigmas", "seeds", "title"},
+_SECTIONS = {"experiment": {"out", "methods", "train_sigmas", "seeds", "title", "notes"},
              "train": {f.name for f in dataclasses.fields(TrainConfig)} - {"method", "sigma", "seed"}
              | {"beta_ovf", "beta_irs"},
              "evaluate": {"runs", "sigmas", "sweep", "seed", "test_subset", "ci_target", "batch_size", "precision"}}
@@ -58,18 +61,21 @@ def _check_preset(preset: dict, source: str) -> dict:
     experiment = preset.setdefault("experiment", {})
     train_table = preset.setdefault("train", {})
     evaluate = preset.setdefault("evaluate", {})
-    experiment.setdefault("methods", list(objectives.METHODS))
+    experiment.setdefault("methods", ["vanilla", "noise-injection", "ovf", "irs"])
     experiment.setdefault("seeds", [0])
     for key in ("methods", "train_sigmas", "seeds"):
         if not experiment.get(key):
             raise ValueError(f"{source}: [experiment] {key} is empty or missing; give at least one value")
-    for method in experiment["methods"]:
-        objectives.default_beta(method, "any", "any")  # raises for an unknown method
+    for spec in experiment["methods"]:
+        variants.parse(spec)  # raises for an unknown method or option
+    if len({variants.directory_name(spec) for spec in experiment["methods"]}) < len(experiment["methods"]):
+        raise ValueError(f"{source}: [experiment] methods lists a variant twice: {experiment['methods']}")
     evaluate["sigmas"] = montecarlo.parse_sigmas(evaluate.get("sigmas", experiment["train_sigmas"]))
     if int(evaluate.setdefault("runs", 100)) < 2:
         raise ValueError(f"{source}: [evaluate] runs must be >= 2")
     for sigma in experiment["train_sigmas"]:
-        _train_config(preset, "noise-injection", sigma, experiment["seeds"][0]).check()
+        for spec in experiment["methods"]:
+            _train_config(preset, spec, sigma, experiment["seeds"][0]).check()
     data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1)
     return preset
 
@@ -92,51 +98,58 @@ def load_preset(path: str | Path) -> dict:
     return _check_preset(preset, str(path))
 
 
-def cell_name(method: str, sigma: float, seed: int) -> str:
-    """Run directory name of one grid cell."""
-    return f"{method}-s{sigma:g}-seed{seed}"
+def cell_name(spec: str, sigma: float, seed: int) -> str:
+    """Run directory name of one grid cell, e.g. ``ovf-s0.35-seed0`` or ``ovf_beta=0-s0.35-seed0``."""
+    return f"{variants.directory_name(spec)}-s{sigma:g}-seed{seed}"
 
 
-def _train_config(preset: dict, method: str, sigma: float, seed: int) -> TrainConfig:
+def _train_config(preset: dict, spec: str, sigma: float, seed: int) -> TrainConfig:
+    """The TrainConfig of one cell: the [train] table, the preset's betas, then the variant's own settings."""
+    method, overrides = variants.parse(spec)
     table = dict(preset["train"])
     betas = {"ovf": table.pop("beta_ovf", None), "irs": table.pop("beta_irs", None)}
     if method in betas and betas[method] is not None:
         table["beta"] = betas[method]
+    table.update(overrides)
     return TrainConfig(method=method, sigma=0.0 if method == "vanilla" else sigma, seed=seed, **table)
 
 
+def _is_vanilla(spec: str) -> bool:
+    return variants.parse(spec)[0] == "vanilla"
+
+
 def _cells(preset: dict) -> list[tuple[str, float, int]]:
-    """(method, training sigma, seed) of every grid cell; vanilla once per seed (it trains without variation)."""
+    """(variant, training sigma, seed) of every grid cell; vanilla once per seed (it trains without variation)."""
     experiment = preset["experiment"]
     cells = []
     for seed in experiment["seeds"]:
-        for method in experiment["methods"]:
-            for sigma in [0.0] if method == "vanilla" else experiment["train_sigmas"]:
-                cells.append((method, float(sigma), int(seed)))
+        for spec in experiment["methods"]:
+            for sigma in [0.0] if _is_vanilla(spec) else experiment["train_sigmas"]:
+                cells.append((spec, float(sigma), int(seed)))
     return cells
 
 
-def _eval_sigmas(preset: dict, method: str, sigma: float) -> list[float]:
+def _eval_sigmas(preset: dict, spec: str, sigma: float) -> list[float]:
     evaluate = preset["evaluate"]
-    if evaluate.get("sweep", False) or method == "vanilla":
+    if evaluate.get("sweep", False) or _is_vanilla(spec):
         return evaluate["sigmas"]
     return [sigma]
 
 
-def run_cell(preset: dict, method: str, sigma: float, seed: int, out: Path, device: str | None = None) -> dict:
+def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device: str | None = None) -> dict:
     """Train (or resume) and evaluate one grid cell; returns its results (read back when already finished)."""
-    run_dir = out / cell_name(method, sigma, seed)
+    run_dir = out / cell_name(spec, sigma, seed)
     results_file = run_dir / "results.json"
     if results_file.is_file():
         return json.loads(results_file.read_text())
-    config = _train_config(preset, method, sigma, seed)
+    config = _train_config(preset, spec, sigma, seed)
     if device:
         config.device = device
     if not (run_dir / "summary.json").is_file():
         train(config, run_dir, resume=True, progress=True)
     evaluate = preset["evaluate"]
     return montecarlo.evaluate_run(
-        run_dir, sigmas=_eval_sigmas(preset, method, sigma), runs=int(evaluate["runs"]),
+        run_dir, sigmas=_eval_sigmas(preset, spec, sigma), runs=int(evaluate["runs"]),
         seed=int(evaluate.get("seed", 0)), data_dir=config.data_dir, test_subset=evaluate.get("test_subset"),
         batch_size=int(evaluate.get("batch_size", 1000)), ci_target=evaluate.get("ci_target"),
         precision=evaluate.get("precision", "fp32"), device=config.device, overwrite=True,
@@ -144,17 +157,19 @@ def run_cell(preset: dict, method: str, sigma: float, seed: int, out: Path, devi
 
 
 def pooled_results(results: list[dict]) -> list[dict]:
-    """Pool each (method, training sigma) group's Monte Carlo runs over training seeds.
+    """Pool each (variant, training sigma) group's Monte Carlo runs over training seeds.
 
-    Per evaluated sigma, the per-run accuracies of all seeds are concatenated (so the mean is over seeds and chips
-    and the CI reflects both); EKL and confidence are averaged over seeds. Returns results-schema dicts with
-    ``seeds`` listing the pooled training seeds.
+    Per evaluated sigma, the per-run accuracies of all seeds are concatenated into ``accuracy`` (mean over seeds
+    and chips, per-chip CI); ``over_seeds`` holds the mean of the per-seed MC means with its t-interval over seeds
+    (:func:`neft.metrics.seed_interval`), the interval to compare methods with; EKL and confidence are averaged
+    over seeds. Returns results-schema dicts with ``seeds`` listing the pooled training seeds.
     """
+    show_init = len({r.get("init", "kaiming") for r in results}) > 1
     groups: dict[tuple[str, float], list[dict]] = {}
     for result in results:
-        groups.setdefault((result["method"], result["train_sigma"]), []).append(result)
+        groups.setdefault((variants.label(result, show_init), result["train_sigma"]), []).append(result)
     pooled = []
-    for (method, train_sigma), group in groups.items():
+    for group in groups.values():
         points = {}
         for result in group:
             for point in result["per_sigma"]:
@@ -164,33 +179,17 @@ def pooled_results(results: list[dict]) -> list[dict]:
             per_run = [a for point in same for a in point["accuracy"]["per_run"]]
             per_sigma.append({
                 "sigma": sigma, "runs": len(per_run), "accuracy": metrics.accuracy_summary(per_run),
+                "over_seeds": metrics.seed_interval([p["accuracy"]["mean"] for p in same]),
                 "ekl_x1e2": sum(p["ekl_x1e2"] for p in same) / len(same),
                 "ekl": sum(p["ekl"] for p in same) / len(same),
                 "confidence": sum(p["confidence"] for p in same) / len(same),
             })
         first = group[0]
-        pooled.append({**{k: first[k] for k in ("model", "dataset", "device_model", "test_size")},
-                       "run": f"{len(group)} seed(s)", "method": method, "train_sigma": train_sigma,
+        keys = ("model", "dataset", "device_model", "test_size", "method", "train_sigma", "beta", "temperature",
+                "init", "epochs", "train_subset", "num_classes")
+        pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
                        "seeds": sorted(r["train_seed"] for r in group), "per_sigma": per_sigma})
     return pooled
-
-
-def _convergence_section(results: list[dict], num_classes: int) -> str:
-    """Markdown table: per (method, training sigma), MC mean at the training sigma per seed and the convergence
-    probability over seeds (SPEC section 5)."""
-    groups: dict[tuple[str, float], list[float]] = {}
-    for result in results:
-        target = 0.0 if result["method"] == "vanilla" else result["train_sigma"]
-        point = min(result["per_sigma"], key=lambda p: abs(p["sigma"] - target))
-        groups.setdefault((result["method"], result["train_sigma"]), []).append(point["accuracy"]["mean"])
-    lines = ["| method | train sigma | MC mean per seed (%) | convergence probability [Wilson 95 %] |",
-             "|---|---|---|---|"]
-    for (method, sigma), means in groups.items():
-        c = metrics.convergence_probability(means, num_classes)
-        lines.append(f"| {method} | {sigma:g} | {', '.join(f'{m:.2f}' for m in means)} | "
-                     f"{c['probability']:.2f} [{c['wilson95'][0]:.2f}, {c['wilson95'][1]:.2f}] "
-                     f"(threshold {c['threshold']:.1f} %) |")
-    return "\n".join(lines)
 
 
 def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: int) -> list[dict]:
@@ -234,16 +233,15 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
         print(f"{sum(p.is_file() for p in done)}/{len(done)} cells finished; the report is written once all are")
         return None
     results = [json.loads(path.read_text()) for path in done]
-    title = preset["experiment"].get("title", f"neft: {out.name}")
-    paths = report.write_report(pooled_results(results), out, title=title)
-    seeds = len(preset["experiment"]["seeds"])
-    if seeds > 1:
-        num_classes = results[0].get("num_classes") or data.load(  # older results lack num_classes
-            preset["train"].get("dataset", TrainConfig.dataset), preset["train"].get("data_dir"), test_subset=1
-        ).num_classes
+    for result in results:  # older results lack num_classes
+        result.setdefault("num_classes", data.load(preset["train"].get("dataset", TrainConfig.dataset),
+                                                   preset["train"].get("data_dir"), test_subset=1).num_classes)
+    experiment = preset["experiment"]
+    paths = report.write_report(pooled_results(results), out, title=experiment.get("title", f"neft: {out.name}"),
+                                notes=experiment.get("notes"))
+    if len(experiment["seeds"]) > 1:
         with paths["markdown"].open("a") as file:
-            file.write(f"\nAccuracies pool the Monte Carlo runs of {seeds} training seeds per method.\n\n"
-                       f"## Convergence over seeds\n\n{_convergence_section(results, num_classes)}\n")
+            file.write("\n" + report.seed_sections(results))
     return paths
 
 

@@ -15,7 +15,8 @@ import torch
 
 from .distributed import all_reduce_
 
-__all__ = ["accuracy_summary", "PredictionAccumulator", "convergence_probability", "wilson_interval", "ci_half_width"]
+__all__ = ["accuracy_summary", "PredictionAccumulator", "convergence_probability", "convergence_threshold",
+           "wilson_interval", "ci_half_width", "seed_interval"]
 
 Z95, Z99 = 1.96, 2.576
 EKL_ROUNDING = 1e-12  # nats; see PredictionAccumulator.ekl
@@ -144,13 +145,62 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def seed_interval(per_seed: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean and Student-t confidence interval over T training seeds [ours].
+
+    The chips of one training seed share its weights, so a method's accuracy over seeds is summarised by the T
+    per-seed Monte Carlo means (one number per trained network) and a t-interval with T - 1 degrees of freedom:
+    ``half = t_{(1 + confidence) / 2, T-1} * std(ddof=1) / sqrt(T)``. The same applies to paired method
+    differences (one difference per seed). Pooling the T x R chips as independent would understate the spread.
+
+    Args:
+        per_seed: T values in percent (per-seed MC means, or per-seed differences), T >= 1.
+        confidence: two-sided level in (0, 1).
+
+    Returns:
+        ``{"mean", "std", "half_width", "seeds", "per_seed"}`` in percent; ``std`` and ``half_width`` are None
+        for T = 1 (no spread can be estimated from one seed).
+
+    Raises:
+        ValueError: for an empty or non-finite input, or a confidence outside (0, 1).
+    """
+    from scipy import stats
+
+    values = np.asarray(per_seed, dtype=np.float64)
+    if values.size < 1 or not np.isfinite(values).all():
+        raise ValueError(f"need at least one finite per-seed value, got {list(values)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    std = half = None
+    if values.size > 1:
+        std = float(values.std(ddof=1))
+        half = float(stats.t.ppf((1 + confidence) / 2, values.size - 1) * std / math.sqrt(values.size))
+    return {"mean": float(values.mean()), "std": std, "half_width": half, "seeds": int(values.size),
+            "per_seed": [float(v) for v in values]}
+
+
+def convergence_threshold(best_mean: float, num_classes: int) -> float:
+    """Accuracy (percent) above which a training run counts as converged [ours]: halfway between chance
+    (``100 / num_classes``) and ``best_mean``, the best MC mean of any run, of any method, at the same data set and
+    training sigma, so that every method is judged against the same bar. E.g. 10 classes, best 80 %: 45 %.
+
+    Raises:
+        ValueError: for num_classes < 2.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    chance = 100.0 / num_classes
+    return chance + (float(best_mean) - chance) / 2
+
+
 def convergence_probability(mean_accuracies: Sequence[float], num_classes: int, threshold: float | None = None) -> dict:
     """Fraction of T training runs (different seeds) that converged [ours] (SPEC section 5).
 
     Args:
         mean_accuracies: each run's MC mean accuracy (percent) at its training sigma, T >= 1.
         num_classes: to place chance accuracy at ``100 / num_classes``.
-        threshold: percent; default halfway between chance and the best run of the group.
+        threshold: percent; default :func:`convergence_threshold` of the best run of this group. To compare
+            methods, pass one threshold shared by all of them (the best run of any method at that sigma).
 
     Returns:
         ``{"probability", "converged", "runs", "threshold", "wilson95": [low, high]}``.
@@ -162,8 +212,7 @@ def convergence_probability(mean_accuracies: Sequence[float], num_classes: int, 
     if not values:
         raise ValueError("convergence probability needs at least one training run")
     if threshold is None:
-        chance = 100.0 / num_classes
-        threshold = chance + (max(values) - chance) / 2
+        threshold = convergence_threshold(max(values), num_classes)
     converged = sum(v > threshold for v in values)
     return {
         "probability": converged / len(values),

@@ -318,7 +318,10 @@ def evaluate_run(
     results = {
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
-        "train_sigma": meta["sigma"], "train_seed": meta["seed"], "device_model": chip_model.to_dict(), "seed": seed, "runs": runs,
+        "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
+        "temperature": meta.get("temperature", 1.0), "init": meta["config"].get("init", "kaiming"),
+        "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
+        "device_model": chip_model.to_dict(), "seed": seed, "runs": runs,
         "ci_target": ci_target, "precision": precision, "test_size": int(labels.numel()), "per_sigma": per_sigma,
         "seconds": time.perf_counter() - started, "versions": checkpoint.versions(),
     }

@@ -24,6 +24,7 @@ __all__ = [
     "METHODS",
     "negative_feedback_loss",
     "check_beta",
+    "check_temperature",
     "default_beta",
     "Objective",
     "Vanilla",
@@ -76,6 +77,18 @@ def check_beta(beta: float) -> float:
     if not (math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0 (feedback strength, e.g. 1e-3), got {beta!r}")
     return float(beta)
+
+
+def check_temperature(temperature: float) -> float:
+    """Return ``temperature`` as a float after checking it is a finite logit temperature > 0.
+
+    Raises:
+        ValueError: for a zero, negative, NaN or infinite temperature.
+    """
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0 (logit divisor, 1 = plain cross-entropy), "
+                         f"got {temperature!r}")
+    return float(temperature)
 
 
 def negative_feedback_loss(
@@ -170,13 +183,29 @@ class Vanilla(Objective):
 
 class NoiseInjection(Objective):
     """Noise-injection training, the paper's "W/ Noise" baseline: cross-entropy of one perturbed forward at sigma
-    (SPEC section 2)."""
+    (the paper's "W/ Noise" model), optionally with a logit temperature T: ``loss = CE(z / T, y)``.
+
+    T = 1 (default) is the paper's baseline. T = N + 1 (4 for OVF's three oriented forwards) is the ablation that
+    gives the backbone logits the same 1 / (N + 1) scaling as the negative feedback loss without any feedback
+    term: OVF with beta = 0 computes exactly this loss (the README's Results section measures both).
+
+    Args:
+        temperature: T > 0, a logit divisor (dimensionless).
+        Other arguments as :class:`Objective`.
+
+    Raises:
+        ValueError: for a temperature that is not a finite number > 0.
+    """
 
     name = "noise-injection"
 
+    def __init__(self, temperature: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.temperature = check_temperature(temperature)
+
     def loss(self, model, x, y):
         logits = self.noisy_forward(model, x, self.sigma)
-        return F.cross_entropy(logits, y), {"acc": _accuracy(logits, y)}
+        return F.cross_entropy(logits / self.temperature, y), {"acc": _accuracy(logits, y)}
 
 
 class OVF(Objective):
@@ -324,17 +353,26 @@ def create(
     generator: torch.Generator | None = None,
     sigma_block: float | None = None,
     taps: Sequence[str | tuple[str, int]] | None = None,
+    temperature: float = 1.0,
 ) -> Objective:
     """Build an objective by CLI name: ``vanilla``, ``noise-injection``, ``ovf`` or ``irs``.
 
-    ``sample_input``, ``num_classes``, ``sigma_block`` and ``taps`` are used by IRS only.
+    ``sample_input``, ``num_classes``, ``sigma_block`` and ``taps`` are used by IRS only; ``temperature`` (the
+    logit divisor T of the noise-injection ablation, see :class:`NoiseInjection`) by noise-injection only.
 
     Raises:
-        ValueError: for an unknown method, invalid sigma/beta or IRS taps.
+        ValueError: for an unknown method, invalid sigma/beta/temperature or IRS taps, or a temperature other
+            than 1 for a method other than noise-injection (OVF and IRS already divide by N + 1).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_temperature(temperature)
+    if temperature != 1.0 and method != "noise-injection":
+        raise ValueError(f"temperature applies to noise-injection only, not {method!r} (OVF and IRS divide their "
+                         "logits by N + 1 already); drop the temperature or use method='noise-injection'")
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
     if method == "irs":
         return IRS(model, sample_input, num_classes, taps=taps, sigma_block=sigma_block, **common)
+    if method == "noise-injection":
+        return NoiseInjection(temperature=temperature, **common)
     return METHODS[method](**common)

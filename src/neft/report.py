@@ -22,10 +22,13 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["load_results", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report"]
+from . import metrics, variants
+
+__all__ = ["load_results", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report", "seed_sections"]
 
 METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs")
-ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "ekl_x1e2", "confidence", "runs", "run")
+ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "ekl_x1e2", "confidence", "runs", "run",
+            "seeds", "seed_mean", "seed_ci95")
 REQUIRED_KEYS = ("run", "method", "train_sigma", "test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
@@ -89,20 +92,28 @@ def _sort_key(*values) -> tuple:
     return tuple((value is not None, value or 0) for value in values)
 
 
+def _variant_labels(results: list[dict]) -> list[str]:
+    """:func:`neft.variants.label` of each result; the init is named only when the results mix inits."""
+    show_init = len({r.get("init", "kaiming") for r in results}) > 1
+    return [variants.label(r, show_init) for r in results]
+
+
 def _labels(results: list[dict]) -> list[tuple[str, tuple]]:
-    """(label, sort key) per result; the label grows only as far as needed to keep (label, sigma) unique."""
+    """(label, sort key) per result; the label is the method variant (:func:`neft.variants.label`, e.g.
+    ``ovf beta=0``), grown only as far as needed to keep (label, sigma) unique."""
+    variant = _variant_labels(results)
     labelled = []
-    for result in results:
-        group = [r for r in results if r["method"] == result["method"]]
+    for result, name in zip(results, variant):
+        group = [r for r, v in zip(results, variant) if v == name]
         points = [(r["train_sigma"], r.get("train_seed"), p["sigma"]) for r in group for p in r["per_sigma"]]
         train_sigma, train_seed = result["train_sigma"], result.get("train_seed")
         if not _has_duplicates([sigma for _, _, sigma in points]):
-            labelled.append((result["method"], ()))
+            labelled.append((name, (name,)))
         elif not _has_duplicates([(ts, sigma) for ts, _, sigma in points]):
-            labelled.append((f"{result['method']} (sigma_train={train_sigma})", _sort_key(train_sigma)))
+            labelled.append((f"{name} (sigma_train={train_sigma})", (name, *_sort_key(train_sigma))))
         else:
-            label = f"{result['method']} (sigma_train={train_sigma}, seed={train_seed})"
-            labelled.append((label, _sort_key(train_sigma, train_seed)))
+            label = f"{name} (sigma_train={train_sigma}, seed={train_seed})"
+            labelled.append((label, (name, *_sort_key(train_sigma, train_seed))))
     return labelled
 
 
@@ -110,8 +121,10 @@ def comparison_rows(results: list[dict]) -> list[dict]:
     """One row per (method label, evaluated sigma) over all results, following the SPEC section 5 protocol.
 
     Row keys: ``method`` (label), ``train_sigma``, ``sigma`` (relative device variation), ``mean``, ``ci95``,
-    ``std``, ``min`` (Top-1 accuracy in %, CI95 a half-width), ``ekl_x1e2`` (EKL in 1e-2 nats), ``confidence``
-    (mean max softmax probability, fraction), ``runs`` (Monte Carlo runs) and ``run`` (run directory).
+    ``std``, ``min`` (Top-1 accuracy in %, CI95 a half-width over chips), ``ekl_x1e2`` (EKL in 1e-2 nats),
+    ``confidence`` (mean max softmax probability, fraction), ``runs`` (Monte Carlo runs), ``run`` (run directory),
+    and for results pooled over training seeds ``seeds`` (T), ``seed_mean`` and ``seed_ci95`` (mean of the T
+    per-seed MC means and its 95 % t-interval half-width, :func:`neft.metrics.seed_interval`; empty otherwise).
 
     The label is the method name, extended with ``(sigma_train=..)`` only when the same method has several
     training sigmas whose points would share a sigma, and further with the training seed when that is still
@@ -137,6 +150,9 @@ def comparison_rows(results: list[dict]) -> list[dict]:
                 "confidence": point["confidence"],
                 "runs": point["runs"],
                 "run": result["run"],
+                "seeds": point.get("over_seeds", {}).get("seeds", ""),
+                "seed_mean": point.get("over_seeds", {}).get("mean", ""),
+                "seed_ci95": point.get("over_seeds", {}).get("half_width", ""),
             }
             rows.append(((_method_rank(result["method"]), label_key, row["sigma"]), row))
     rows.sort(key=lambda keyed: keyed[0])
@@ -165,8 +181,10 @@ def _pivot(rows: list[dict], caption: str, cell) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """Markdown tables pivoted by sigma (one line per method label, one column per evaluated sigma).
 
-    First table: Top-1 accuracy in %, cells ``"mean ± CI95"`` with two decimals (SPEC section 5). Second table:
-    EKL in 1e-2 nats (two decimals) and confidence (fraction, three decimals), cells ``"EKL / confidence"``.
+    First table: Top-1 accuracy in %, cells ``"mean ± CI95"`` with two decimals (SPEC section 5). When rows pool
+    several training seeds, a second table gives the mean of the per-seed MC means ± its 95 % t-interval over
+    seeds. Last table: EKL in 1e-2 nats (two decimals) and confidence (fraction, three decimals), cells
+    ``"EKL / confidence"``.
     A cell is blank where a method was not evaluated at that sigma. ``rows`` come from :func:`comparison_rows`.
     """
     accuracy = _pivot(
@@ -179,7 +197,19 @@ def markdown_table(rows: list[dict]) -> str:
         "**EKL (x1e-2 nats) / confidence (mean max softmax probability)**",
         lambda row: f"{row['ekl_x1e2']:.2f} / {row['confidence']:.3f}",
     )
-    return accuracy + "\n\n" + uncertainty + "\n"
+    tables = [accuracy, uncertainty]
+    if any(isinstance(row.get("seeds"), int) and row["seeds"] > 1 for row in rows):
+        accuracy_caption = ("**Top-1 accuracy (%), mean ± 95 % CI half-width over chips** (chips of all training "
+                            "seeds pooled: this interval ignores seed-to-seed spread)")
+        tables[0] = tables[0].replace(tables[0].split("\n")[0], accuracy_caption, 1)
+        tables.insert(1, _pivot(
+            rows,
+            "**Top-1 accuracy over training seeds (%): mean of the per-seed MC means ± 95 % t-interval half-width "
+            "(n = seeds; compare methods with this one)**",
+            lambda row: f"{row['seed_mean']:.2f} ± {row['seed_ci95']:.2f} (n={row['seeds']})"
+            if isinstance(row.get("seed_ci95"), float) else "",
+        ))
+    return "\n\n".join(tables) + "\n"
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
@@ -227,6 +257,7 @@ def write_report(
     out_dir: str | Path,
     title: str | None = None,
     name: str = "report",
+    notes: str | None = None,
 ) -> dict[str, Path]:
     """Write a comparison report (SPEC sections 5 and 6) into ``out_dir`` (created if needed; files overwritten).
 
@@ -234,7 +265,8 @@ def write_report(
     Writes ``{name}.md`` (title, Monte Carlo runs per point and test set size, both tables of
     :func:`markdown_table` and the plot as an image link), ``{name}.csv`` (:func:`write_csv`) and the plot
     ``accuracy_vs_sigma.png`` (``{name}_accuracy_vs_sigma.png`` for a name other than ``"report"``, so that
-    reports sharing a directory keep their own plot). Returns ``{"markdown": .., "csv": .., "plot": ..}``.
+    reports sharing a directory keep their own plot); ``notes`` is a paragraph placed under the title. Returns
+    ``{"markdown": .., "csv": .., "plot": ..}``.
     """
     if isinstance(paths_or_results, (str, Path)):
         paths_or_results = [paths_or_results]
@@ -262,6 +294,112 @@ def write_report(
         f"model: {listing(r.get('model', '?') for r in results)}; "
         f"device model: {listing(r.get('device_model', {}).get('name', '?') for r in results)}."
     )
-    text = f"# {title}\n\n{setup}\n\n{markdown_table(rows)}\n![Accuracy and EKL vs sigma]({plot_name})\n"
+    training = _training_setup(results)
+    intro = "\n\n".join(part for part in (notes, setup, training) if part)
+    text = f"# {title}\n\n{intro}\n\n{markdown_table(rows)}\n![Accuracy and EKL vs sigma]({plot_name})\n"
     paths["markdown"].write_text(text)
     return paths
+
+
+def _training_setup(results: list[dict]) -> str:
+    """One line per variant: how its networks were trained (sigma, epochs, images, init, beta, T, seeds)."""
+    lines = []
+    for result, (label, _) in zip(results, _labels(results)):
+        facts = [f"trained at sigma {result['train_sigma']:g}"]
+        if result.get("epochs"):
+            facts.append(f"{result['epochs']} epochs")
+        if result.get("train_subset"):
+            facts.append(f"{result['train_subset']} training images")
+        if result.get("init"):
+            facts.append(f"init {result['init']}")
+        if result["method"] in ("ovf", "irs") and result.get("beta") is not None:
+            facts.append(f"beta {result['beta']:g}")
+        if result.get("temperature", 1.0) != 1.0:
+            facts.append(f"T {result['temperature']:g}")
+        seeds = result.get("seeds", [result["train_seed"]] if "train_seed" in result else [])
+        if seeds:
+            facts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+        lines.append(f"- {label}: {', '.join(facts)}")
+    return "Training:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""
+
+
+def _mean_at_training_sigma(result: dict) -> float:
+    """MC mean accuracy (%) at the point nearest the network's training sigma (sigma 0 for vanilla)."""
+    target = 0.0 if result["method"] == "vanilla" else result["train_sigma"]
+    return min(result["per_sigma"], key=lambda p: abs(p["sigma"] - target))["accuracy"]["mean"]
+
+
+def _interval(summary: dict) -> str:
+    if summary["half_width"] is None:
+        return f"{summary['mean']:+.2f} (one seed)"
+    return f"{summary['mean']:+.2f} ± {summary['half_width']:.2f}"
+
+
+def seed_sections(results: list[dict]) -> str:
+    """Markdown sections comparing methods over training seeds, from per-seed (not pooled) results.
+
+    Every network counts once, by its MC mean at its training sigma (sigma 0 for vanilla):
+
+    - per variant and training sigma: the per-seed means, their mean ± 95 % t-interval over seeds
+      (:func:`neft.metrics.seed_interval`) and the convergence probability with a Wilson 95 % interval, against
+      one threshold per (data set, training sigma) shared by every method (:func:`neft.metrics.convergence_threshold`
+      of the best run of any method there), printed with the table;
+    - paired differences in accuracy points, paired by training seed: every variant minus plain
+      ``noise-injection``, and plain OVF/IRS minus each of their ablations (e.g. ``ovf`` - ``ovf beta=0``, the
+      effect of the feedback term), each with its 95 % t-interval over the shared seeds.
+
+    Args:
+        results: ``results.json`` dicts, one per trained network, each with ``train_seed`` and ``num_classes``.
+
+    Raises:
+        KeyError: a result lacks ``num_classes`` or ``train_seed``.
+    """
+    labels = _variant_labels(results)
+    groups: dict[tuple[str, str, float], dict[int, float]] = {}
+    classes: dict[str, int] = {}
+    for result, label in zip(results, labels):
+        key = (result.get("dataset", "?"), label, result["train_sigma"])
+        groups.setdefault(key, {})[result["train_seed"]] = _mean_at_training_sigma(result)
+        classes[key[0]] = result["num_classes"]
+    best: dict[tuple[str, float], float] = {}
+    for (dataset, _, sigma), by_seed in groups.items():
+        best[(dataset, sigma)] = max(best.get((dataset, sigma), float("-inf")), *by_seed.values())
+    thresholds = {key: metrics.convergence_threshold(value, classes[key[0]]) for key, value in best.items()}
+    lines = ["## Over training seeds", "",
+             "Each trained network counts once, by its Monte Carlo mean at its training sigma (sigma 0 for vanilla). "
+             "Intervals are 95 % Student-t intervals over seeds. A network has converged when its mean exceeds the "
+             "threshold of its (data set, training sigma), shared by every method: halfway between chance and the "
+             "best mean of any network there ("
+             + "; ".join(f"{dataset} sigma {sigma:g}: {t:.1f} %" for (dataset, sigma), t in sorted(thresholds.items()))
+             + ").", "",
+             "| method | train sigma | MC mean per seed (%) | mean ± 95 % t-interval over seeds | "
+             "convergence probability [Wilson 95 %] |", "|---|---|---|---|---|"]
+    for (dataset, label, sigma), by_seed in groups.items():
+        seeds = sorted(by_seed)
+        summary = metrics.seed_interval([by_seed[s] for s in seeds])
+        c = metrics.convergence_probability(list(by_seed.values()), classes[dataset], thresholds[(dataset, sigma)])
+        spread = f"± {summary['half_width']:.2f}" if summary["half_width"] is not None else "(one seed)"
+        lines.append(f"| {label} | {sigma:g} | {', '.join(f'{by_seed[s]:.2f}' for s in seeds)} | "
+                     f"{summary['mean']:.2f} {spread} | {c['converged']}/{c['runs']} = {c['probability']:.2f} "
+                     f"[{c['wilson95'][0]:.2f}, {c['wilson95'][1]:.2f}] |")
+    pairs = []
+    for (dataset, label, sigma) in groups:
+        method = label.split()[0]
+        if method == "vanilla":
+            continue
+        if label != "noise-injection" and (dataset, "noise-injection", sigma) in groups:
+            pairs.append(((dataset, label, sigma), (dataset, "noise-injection", sigma)))
+        if method in ("ovf", "irs") and label != method and (dataset, method, sigma) in groups:
+            pairs.append(((dataset, method, sigma), (dataset, label, sigma)))
+    if pairs:
+        lines += ["", "**Paired differences (accuracy points, A − B, paired by training seed)**", "",
+                  "| A | B | train sigma | difference per seed | mean ± 95 % t-interval |", "|---|---|---|---|---|"]
+        for a, b in pairs:
+            seeds = sorted(set(groups[a]) & set(groups[b]))
+            if not seeds:
+                continue
+            differences = [groups[a][s] - groups[b][s] for s in seeds]
+            lines.append(f"| {a[1]} | {b[1]} | {a[2]:g} | {', '.join(f'{d:+.2f}' for d in differences)} | "
+                         f"{_interval(metrics.seed_interval(differences))} |")
+    return "\n".join(lines) + "\n"
+

@@ -48,7 +48,8 @@ class TrainConfig:
     """Everything that defines a training run (written to ``config.json``).
 
     sigma and sigma_block are relative device variations (fractions of a device's conductance range, e.g. 0.1).
-    ``beta=None`` takes :func:`neft.objectives.default_beta`; ``lr=None`` takes the SPEC recipe for the model.
+    ``beta=None`` takes :func:`neft.objectives.default_beta`; ``temperature`` is the logit divisor T of
+    noise-injection (:class:`neft.objectives.NoiseInjection`; 1 = the paper's baseline); ``lr=None`` takes the SPEC recipe for the model.
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     """
@@ -63,6 +64,7 @@ class TrainConfig:
     sigma_block: float | None = None
     device_model: str | dict = "RRAM1"
     beta: float | None = None
+    temperature: float = 1.0
     taps: list[str] | None = None
     epochs: int = 200
     batch_size: int = 128
@@ -95,6 +97,10 @@ class TrainConfig:
         if self.beta is None:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)
         self.beta = objectives.check_beta(self.beta)
+        self.temperature = objectives.check_temperature(self.temperature)
+        if self.temperature != 1.0 and self.method != "noise-injection":
+            raise ValueError(f"temperature applies to noise-injection only, not {self.method!r} (OVF and IRS divide "
+                             "their logits by N + 1 already)")
         for name in ("epochs", "batch_size", "val_runs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -187,7 +193,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     config.check()
     out = Path(out)
     if resume and (out / "config.json").is_file():
-        saved = json.loads((out / "config.json").read_text())
+        # settings added in later versions take their defaults when an older config.json lacks them
+        saved = {**dataclasses.asdict(TrainConfig()), **json.loads((out / "config.json").read_text())}
         current = dataclasses.asdict(config)
         changed = sorted(k for k in saved.keys() | current.keys()
                          if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
@@ -212,7 +219,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     objective = objectives.create(
         config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
         device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
-        taps=config.taps,
+        taps=config.taps, temperature=config.temperature,
     )
     net = model
     if world > 1:  # gradients of the backbone and IRS heads averaged over ranks
@@ -244,7 +251,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         "model": {"name": config.model, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
                   "width": config.width},
         "dataset": dataset.name, "method": config.method, "sigma": config.sigma, "sigma_block": config.sigma_block,
-        "beta": config.beta, "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
+        "beta": config.beta, "temperature": config.temperature, "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
         "config": dataclasses.asdict(config),
     }
 

@@ -1,0 +1,88 @@
+"""Method variants: a training method plus the settings that turn it into an ablation.
+
+Experiments that ask *which part* of Negative Feedback Training does the work compare a method with variants of
+itself (see the README's Results section):
+
+- ``noise-injection T=4``: noise-injection with its logits divided by a temperature T (loss ``CE(z / T, y)``);
+  T = N + 1 = 4 gives the backbone the same logit scaling as OVF's and IRS's negative feedback loss without any
+  feedback term;
+- ``ovf beta=0`` / ``irs beta=0``: the negative feedback loss with the feedback switched off;
+- ``noise-injection init=torch``: PyTorch's default initialisation instead of the release's Kaiming fan_out.
+
+A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature), ``beta`` and ``init``, in presets
+(``methods = ["ovf", "ovf beta=0"]``) and in report labels, so the label of a result is the text that made it.
+"""
+
+from __future__ import annotations
+
+from . import objectives
+
+__all__ = ["parse", "label", "directory_name"]
+
+_KEYS = {"T": "temperature", "beta": "beta", "init": "init"}
+_INITS = ("kaiming", "torch")
+
+
+def parse(spec: str) -> tuple[str, dict]:
+    """Split a variant ``"METHOD key=value ..."`` into the method and its :class:`~neft.train.TrainConfig` overrides.
+
+    ``parse("noise-injection T=4") == ("noise-injection", {"temperature": 4.0})``;
+    ``parse("ovf beta=0") == ("ovf", {"beta": 0.0})``; ``parse("ovf") == ("ovf", {})``.
+
+    Raises:
+        ValueError: for an unknown method or key, a malformed ``key=value``, an invalid value (T <= 0, beta < 0,
+            an unknown init), or T given for a method other than noise-injection.
+    """
+    method, *options = str(spec).split()
+    if method not in objectives.METHODS:
+        raise ValueError(f"unknown method {method!r} in {spec!r}; choose one of {', '.join(objectives.METHODS)}, "
+                         "optionally followed by T=..., beta=... or init=... (e.g. 'ovf beta=0')")
+    overrides: dict = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in _KEYS:
+            raise ValueError(f"{spec!r}: expected key=value with key T, beta or init, got {option!r}")
+        if key == "init":
+            if value not in _INITS:
+                raise ValueError(f"{spec!r}: init must be one of {', '.join(_INITS)}, got {value!r}")
+            overrides["init"] = value
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{spec!r}: {key} must be a number, got {value!r}") from None
+        check = objectives.check_temperature if key == "T" else objectives.check_beta
+        overrides[_KEYS[key]] = check(number)
+    if overrides.get("temperature", 1.0) != 1.0 and method != "noise-injection":
+        raise ValueError(f"{spec!r}: T applies to noise-injection only (OVF and IRS divide their logits by N + 1)")
+    return method, overrides
+
+
+def label(result: dict, show_init: bool = False) -> str:
+    """The variant label of a trained run: its method, plus ``T=..`` when the temperature is not 1, ``beta=..``
+    when beta differs from the paper's value for the model and data set, and ``init=..`` when ``show_init`` and
+    the run did not use the release's Kaiming init.
+
+    Args:
+        result: a ``results.json`` dict (or anything with ``method`` and optionally ``temperature``, ``beta``,
+            ``init``, ``model``, ``dataset``; results written before these keys existed read as the defaults).
+        show_init: label the init (set it when the compared runs use different inits).
+    """
+    method = result["method"]
+    parts = [method]
+    temperature = result.get("temperature", 1.0) or 1.0
+    if temperature != 1.0:
+        parts.append(f"T={temperature:g}")
+    beta = result.get("beta")
+    if method in ("ovf", "irs") and beta is not None:
+        default = objectives.default_beta(method, result.get("model", "any"), result.get("dataset", "any"))
+        if beta != default:
+            parts.append(f"beta={beta:g}")
+    if show_init and result.get("init", "kaiming") != "kaiming":
+        parts.append(f"init={result['init']}")
+    return " ".join(parts)
+
+
+def directory_name(spec: str) -> str:
+    """A file-system name for a variant: spaces become ``_`` (``"ovf beta=0"`` -> ``"ovf_beta=0"``)."""
+    return "_".join(str(spec).split())

@@ -1,0 +1,35 @@
+"""Method variants (ablations) and how reports label them."""
+
+import pytest
+
+from neft import variants
+
+
+def test_parse_variants():
+    assert variants.parse("ovf") == ("ovf", {})
+    assert variants.parse("noise-injection T=4") == ("noise-injection", {"temperature": 4.0})
+    assert variants.parse("ovf beta=0") == ("ovf", {"beta": 0.0})
+    assert variants.parse("noise-injection init=torch T=2") == ("noise-injection", {"init": "torch", "temperature": 2.0})
+    assert variants.directory_name("ovf beta=0") == "ovf_beta=0"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("awp", "unknown method"), ("ovf gamma=1", "key T, beta or init"), ("ovf beta", "key=value"),
+    ("ovf beta=-1", "beta must be"), ("noise-injection T=0", "temperature must be"), ("ovf T=4", "noise-injection only"),
+    ("irs init=xavier", "init must be"), ("ovf beta=abc", "must be a number"),
+])
+def test_bad_variants(spec, message):
+    with pytest.raises(ValueError, match=message):
+        variants.parse(spec)
+
+
+def test_labels_name_only_what_differs_from_the_paper():
+    base = {"model": "vgg8", "dataset": "fashion-mnist", "init": "kaiming", "temperature": 1.0}
+    assert variants.label({**base, "method": "ovf", "beta": 1e-3}) == "ovf"  # the paper's VGG8/MNIST beta
+    assert variants.label({**base, "method": "ovf", "beta": 0.0}) == "ovf beta=0"
+    assert variants.label({**base, "method": "irs", "beta": 0.1}) == "irs beta=0.1"
+    assert variants.label({**base, "method": "noise-injection", "beta": 0.0, "temperature": 4.0}) == "noise-injection T=4"
+    torch_init = {**base, "method": "noise-injection", "beta": 0.0, "init": "torch"}
+    assert variants.label(torch_init) == "noise-injection"
+    assert variants.label(torch_init, show_init=True) == "noise-injection init=torch"
+    assert variants.label({"method": "vanilla"}) == "vanilla"  # results written before these keys existed

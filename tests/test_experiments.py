@@ -105,9 +105,12 @@ def test_shards_and_parallel_workers_fill_one_grid(tmp_path, capsys):
     assert main(["reproduce", str(preset), "--out", str(out), "--shard", "0/2"]) == 0
     assert (out / "report.md").is_file()
     parallel = tmp_path / "parallel"
-    assert main(["reproduce", str(preset), "--out", str(parallel), "--parallel", "2"]) == 0
+    # two cells at once on one device (the CPU here, its cores shared out) give the same numbers
+    assert main(["reproduce", str(preset), "--out", str(parallel), "--cells-per-device", "2"]) == 0
     for cell in ("vanilla-s0-seed0", "noise-injection-s0.2-seed0"):  # same cells, same seeds, same numbers
         a = json.loads((out / cell / "results.json").read_text())["per_sigma"]
         b = json.loads((parallel / cell / "results.json").read_text())["per_sigma"]
         assert [p["accuracy"]["per_run"] for p in a] == [p["accuracy"]["per_run"] for p in b]
     assert main(["reproduce", str(preset), "--shard", "2/2"]) == 2
+    assert main(["reproduce", str(preset), "--shard", "0/2", "--cells-per-device", "2"]) == 2
+    assert "drop --parallel/--cells-per-device or --shard" in capsys.readouterr().err

@@ -168,7 +168,8 @@ def _cmd_demo(args) -> None:
 def _cmd_reproduce(args) -> None:
     from .experiments import reproduce
 
-    reproduce(args.config, out=args.out, device=args.device, parallel=args.parallel, shard=args.shard)
+    reproduce(args.config, out=args.out, device=args.device, parallel=args.parallel, shard=args.shard,
+              cells_per_device=args.cells_per_device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="TOML preset, e.g. configs/cpu-fashion-mnist.toml")
     p.add_argument("--out", default=None, help="output folder (default: the preset's `out`)")
     p.add_argument("--device", default=None, help="override the preset's compute device")
-    p.add_argument("--parallel", type=int, default=1, help="grid cells run at once, one per local GPU (default: 1)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="local GPUs to spread the cells over, one cell per GPU at a time (default: 1)")
+    p.add_argument("--cells-per-device", type=int, default=1, metavar="K",
+                   help="cells run at once on each device: small cells do not fill a large GPU; on a CPU the cores "
+                        "are shared out (default: 1)")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="run only cells K, K+N, ... (e.g. one SLURM array task: "
                         "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); the report is written once all cells are done")

@@ -203,29 +203,40 @@ def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: 
     return results
 
 
-def _parallel_worker(index: int, preset: dict, out: Path, count: int) -> None:
-    """One local worker of ``--parallel``: its shard of the cells on GPU ``index`` (CPU without CUDA)."""
+def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None) -> None:
+    """One local worker of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
+    ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA, sharing its cores evenly)."""
+    import os
+
     import torch
 
-    _run_shard(preset, out, f"cuda:{index}" if torch.cuda.is_available() else "cpu", index, count)
+    if device is None and torch.cuda.is_available():
+        device = f"cuda:{index % devices}"
+    if device is None or device == "cpu":
+        device = "cpu"
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    _run_shard(preset, out, device, index, workers)
 
 
 def run_grid(preset: dict, out: str | Path | None = None, device: str | None = None, parallel: int = 1,
-             shard: tuple[int, int] = (0, 1)) -> dict | None:
+             shard: tuple[int, int] = (0, 1), cells_per_device: int = 1) -> dict | None:
     """Run the cells of a validated preset, then write ``out/report.md``, ``report.csv`` and
     ``accuracy_vs_sigma.png``; returns the report paths.
 
-    ``parallel`` > 1 runs that many cells at once, one per local GPU (``cuda:0`` ...). ``shard=(k, n)`` runs only
-    cells ``k::n`` (one SLURM array task) and writes the report only if every cell of the grid is finished then
-    (returns None otherwise).
+    ``parallel`` > 1 spreads the cells over that many local GPUs (``cuda:0`` ...); ``cells_per_device`` > 1 runs
+    that many cells at once on each device (one small cell does not fill a large GPU; on a CPU the cores are
+    shared out between the cells). Results are the same as one cell at a time: every cell has its own seeds.
+    ``shard=(k, n)`` runs only cells ``k::n`` (one SLURM array task) and writes the report only if every cell of
+    the grid is finished then (returns None otherwise).
     """
     out = Path(out or preset["experiment"]["out"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "preset.json").write_text(json.dumps(preset, indent=2, default=str))
-    if parallel > 1:
+    if parallel * cells_per_device > 1:
         import torch.multiprocessing as mp
 
-        mp.spawn(_parallel_worker, args=(preset, out, parallel), nprocs=parallel, join=True)
+        workers = parallel * cells_per_device
+        mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device), nprocs=workers, join=True)
     else:
         _run_shard(preset, out, device, *shard)
     done = [out / cell_name(*cell) / "results.json" for cell in _cells(preset)]
@@ -263,15 +274,19 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def reproduce(config: str | Path, out: str | Path | None = None, device: str | None = None,
-              parallel: int = 1, shard: str | None = None) -> dict | None:
+              parallel: int = 1, shard: str | None = None, cells_per_device: int = 1) -> dict | None:
     """``neft reproduce``: validate a TOML preset, then run its grid (skipping finished cells) and report.
+    ``parallel``, ``cells_per_device`` and ``shard`` as in :func:`run_grid`.
 
     Raises:
         FileNotFoundError / ValueError: see :func:`load_preset`; all raised before any training.
     """
-    if parallel < 1:
-        raise ValueError(f"--parallel must be >= 1, got {parallel}")
-    paths = run_grid(load_preset(config), out, device, parallel=parallel, shard=parse_shard(shard))
+    if parallel < 1 or cells_per_device < 1:
+        raise ValueError(f"--parallel and --cells-per-device must be >= 1, got {parallel} and {cells_per_device}")
+    if shard and parallel * cells_per_device > 1:
+        raise ValueError("--shard runs one cell at a time; drop --parallel/--cells-per-device or --shard")
+    paths = run_grid(load_preset(config), out, device, parallel=parallel, shard=parse_shard(shard),
+                     cells_per_device=cells_per_device)
     if paths:
         print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
     return paths

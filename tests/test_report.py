@@ -172,6 +172,12 @@ def test_seed_sections_shared_threshold_t_intervals_and_paired_differences():
     assert "| ovf | noise-injection | 0.35 | +40.00, +32.00, +10.00 | +27.33 ± 38.59 |" in text
     # the feedback term: ovf - ovf beta=0 = +2, -3, -1: mean -0.67, std 2.5166, half 6.25
     assert "| ovf | ovf beta=0 | 0.35 | +2.00, -3.00, -1.00 | -0.67 ± 6.25 |" in text
+    paragraph = report.findings(ni + ovf + ovf0)
+    assert "noise-injection 40.0 % (1/3 seeds converged)" in paragraph and "threshold 45.5 %" in paragraph
+    assert "ovf and ovf beta=0 do not differ beyond seed noise (-0.7 ± 6.3 points over 3 seeds)" in paragraph
+    # a difference whose interval excludes 0 is called one: ovf - noise-injection = +30 for every seed
+    shifted = report.findings(ni + _seeded({"method": "ovf", "beta": 1e-3}, [50.0, 60.0, 100.0]))
+    assert "ovf beats noise-injection (+30.0 ± 0.0 points over 3 seeds)" in shifted
 
 
 def test_pooled_report_shows_both_intervals(tmp_path):

@@ -251,8 +251,9 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
     paths = report.write_report(pooled_results(results), out, title=experiment.get("title", f"neft: {out.name}"),
                                 notes=experiment.get("notes"))
     if len(experiment["seeds"]) > 1:
+        (out / "report_seeds.json").write_text(json.dumps(report.seed_comparison(results), indent=1))
         with paths["markdown"].open("a") as file:
-            file.write("\n" + report.seed_sections(results))
+            file.write(f"\n{report.seed_sections(results)}\n**What these numbers show.** {report.findings(results)}\n")
     return paths
 
 

@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 
 from . import metrics, variants
 
-__all__ = ["load_results", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report", "seed_sections"]
+__all__ = ["load_results", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
+           "seed_sections", "findings"]
 
 METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs")
 ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "ekl_x1e2", "confidence", "runs", "run",
@@ -335,18 +336,19 @@ def _interval(summary: dict) -> str:
     return f"{summary['mean']:+.2f} ± {summary['half_width']:.2f}"
 
 
-def seed_sections(results: list[dict]) -> str:
-    """Markdown sections comparing methods over training seeds, from per-seed (not pooled) results.
+def seed_comparison(results: list[dict]) -> dict:
+    """Compare variants over training seeds, from per-seed (not pooled) results.
 
-    Every network counts once, by its MC mean at its training sigma (sigma 0 for vanilla):
+    Every network counts once, by its MC mean accuracy (%) at its training sigma (sigma 0 for vanilla):
 
-    - per variant and training sigma: the per-seed means, their mean ± 95 % t-interval over seeds
-      (:func:`neft.metrics.seed_interval`) and the convergence probability with a Wilson 95 % interval, against
-      one threshold per (data set, training sigma) shared by every method (:func:`neft.metrics.convergence_threshold`
-      of the best run of any method there), printed with the table;
-    - paired differences in accuracy points, paired by training seed: every variant minus plain
-      ``noise-injection``, and plain OVF/IRS minus each of their ablations (e.g. ``ovf`` - ``ovf beta=0``, the
-      effect of the feedback term), each with its 95 % t-interval over the shared seeds.
+    - ``thresholds``: one convergence threshold per (data set, training sigma), shared by every method
+      (:func:`neft.metrics.convergence_threshold` of the best network of any method there);
+    - ``variants``: per (data set, variant label, training sigma): ``per_seed`` means, ``over_seeds`` (mean ± 95 %
+      t-interval, :func:`neft.metrics.seed_interval`) and ``convergence`` (probability with a Wilson 95 % interval
+      against the shared threshold);
+    - ``differences``: paired by training seed, in accuracy points: every variant minus plain ``noise-injection``,
+      and plain OVF/IRS minus each of their ablations (e.g. ``ovf`` - ``ovf beta=0``, the effect of the feedback
+      term), each with its 95 % t-interval over the shared seeds.
 
     Args:
         results: ``results.json`` dicts, one per trained network, each with ``train_seed`` and ``num_classes``.
@@ -354,10 +356,9 @@ def seed_sections(results: list[dict]) -> str:
     Raises:
         KeyError: a result lacks ``num_classes`` or ``train_seed``.
     """
-    labels = _variant_labels(results)
     groups: dict[tuple[str, str, float], dict[int, float]] = {}
     classes: dict[str, int] = {}
-    for result, label in zip(results, labels):
+    for result, label in zip(results, _variant_labels(results)):
         key = (result.get("dataset", "?"), label, result["train_sigma"])
         groups.setdefault(key, {})[result["train_seed"]] = _mean_at_training_sigma(result)
         classes[key[0]] = result["num_classes"]
@@ -365,25 +366,16 @@ def seed_sections(results: list[dict]) -> str:
     for (dataset, _, sigma), by_seed in groups.items():
         best[(dataset, sigma)] = max(best.get((dataset, sigma), float("-inf")), *by_seed.values())
     thresholds = {key: metrics.convergence_threshold(value, classes[key[0]]) for key, value in best.items()}
-    lines = ["## Over training seeds", "",
-             "Each trained network counts once, by its Monte Carlo mean at its training sigma (sigma 0 for vanilla). "
-             "Intervals are 95 % Student-t intervals over seeds. A network has converged when its mean exceeds the "
-             "threshold of its (data set, training sigma), shared by every method: halfway between chance and the "
-             "best mean of any network there ("
-             + "; ".join(f"{dataset} sigma {sigma:g}: {t:.1f} %" for (dataset, sigma), t in sorted(thresholds.items()))
-             + ").", "",
-             "| method | train sigma | MC mean per seed (%) | mean ± 95 % t-interval over seeds | "
-             "convergence probability [Wilson 95 %] |", "|---|---|---|---|---|"]
+    rows = []
     for (dataset, label, sigma), by_seed in groups.items():
         seeds = sorted(by_seed)
-        summary = metrics.seed_interval([by_seed[s] for s in seeds])
-        c = metrics.convergence_probability(list(by_seed.values()), classes[dataset], thresholds[(dataset, sigma)])
-        spread = f"± {summary['half_width']:.2f}" if summary["half_width"] is not None else "(one seed)"
-        lines.append(f"| {label} | {sigma:g} | {', '.join(f'{by_seed[s]:.2f}' for s in seeds)} | "
-                     f"{summary['mean']:.2f} {spread} | {c['converged']}/{c['runs']} = {c['probability']:.2f} "
-                     f"[{c['wilson95'][0]:.2f}, {c['wilson95'][1]:.2f}] |")
+        rows.append({"dataset": dataset, "label": label, "train_sigma": sigma, "seeds": seeds,
+                     "per_seed": [by_seed[s] for s in seeds],
+                     "over_seeds": metrics.seed_interval([by_seed[s] for s in seeds]),
+                     "convergence": metrics.convergence_probability(list(by_seed.values()), classes[dataset],
+                                                                    thresholds[(dataset, sigma)])})
     pairs = []
-    for (dataset, label, sigma) in groups:
+    for dataset, label, sigma in groups:
         method = label.split()[0]
         if method == "vanilla":
             continue
@@ -391,15 +383,65 @@ def seed_sections(results: list[dict]) -> str:
             pairs.append(((dataset, label, sigma), (dataset, "noise-injection", sigma)))
         if method in ("ovf", "irs") and label != method and (dataset, method, sigma) in groups:
             pairs.append(((dataset, method, sigma), (dataset, label, sigma)))
-    if pairs:
+    differences = []
+    for a, b in pairs:
+        seeds = sorted(set(groups[a]) & set(groups[b]))
+        if seeds:
+            per_seed = [groups[a][s] - groups[b][s] for s in seeds]
+            differences.append({"a": a[1], "b": b[1], "dataset": a[0], "train_sigma": a[2], "seeds": seeds,
+                                "per_seed": per_seed, "over_seeds": metrics.seed_interval(per_seed)})
+    return {"thresholds": [{"dataset": d, "train_sigma": s, "threshold": t} for (d, s), t in sorted(thresholds.items())],
+            "variants": rows, "differences": differences}
+
+
+def seed_sections(results: list[dict]) -> str:
+    """Markdown rendering of :func:`seed_comparison`: a table per variant (per-seed means, mean ± 95 %
+    t-interval over seeds, convergence probability against the shared threshold, which the text states) and a
+    table of paired differences. ``results`` as in :func:`seed_comparison`."""
+    comparison = seed_comparison(results)
+    lines = ["## Over training seeds", "",
+             "Each trained network counts once, by its Monte Carlo mean at its training sigma (sigma 0 for vanilla). "
+             "Intervals are 95 % Student-t intervals over seeds. A network has converged when its mean exceeds the "
+             "threshold of its (data set, training sigma), shared by every method: halfway between chance and the "
+             "best mean of any network there ("
+             + "; ".join(f"{t['dataset']} sigma {t['train_sigma']:g}: {t['threshold']:.1f} %"
+                         for t in comparison["thresholds"]) + ").", "",
+             "| method | train sigma | MC mean per seed (%) | mean ± 95 % t-interval over seeds | "
+             "convergence probability [Wilson 95 %] |", "|---|---|---|---|---|"]
+    for row in comparison["variants"]:
+        summary, c = row["over_seeds"], row["convergence"]
+        spread = f"± {summary['half_width']:.2f}" if summary["half_width"] is not None else "(one seed)"
+        lines.append(f"| {row['label']} | {row['train_sigma']:g} | {', '.join(f'{m:.2f}' for m in row['per_seed'])} | "
+                     f"{summary['mean']:.2f} {spread} | {c['converged']}/{c['runs']} = {c['probability']:.2f} "
+                     f"[{c['wilson95'][0]:.2f}, {c['wilson95'][1]:.2f}] |")
+    if comparison["differences"]:
         lines += ["", "**Paired differences (accuracy points, A − B, paired by training seed)**", "",
                   "| A | B | train sigma | difference per seed | mean ± 95 % t-interval |", "|---|---|---|---|---|"]
-        for a, b in pairs:
-            seeds = sorted(set(groups[a]) & set(groups[b]))
-            if not seeds:
-                continue
-            differences = [groups[a][s] - groups[b][s] for s in seeds]
-            lines.append(f"| {a[1]} | {b[1]} | {a[2]:g} | {', '.join(f'{d:+.2f}' for d in differences)} | "
-                         f"{_interval(metrics.seed_interval(differences))} |")
+        for d in comparison["differences"]:
+            lines.append(f"| {d['a']} | {d['b']} | {d['train_sigma']:g} | "
+                         f"{', '.join(f'{v:+.2f}' for v in d['per_seed'])} | {_interval(d['over_seeds'])} |")
     return "\n".join(lines) + "\n"
 
+
+def findings(results: list[dict]) -> str:
+    """One paragraph stating what per-seed results show, generated from the numbers of :func:`seed_comparison`:
+    each variant's mean over seeds and how many seeds converged, then each paired difference, called a difference
+    only when its 95 % t-interval excludes 0. ``results`` as in :func:`seed_comparison`."""
+    comparison = seed_comparison(results)
+    sentences = []
+    for t in comparison["thresholds"]:
+        rows = [r for r in comparison["variants"] if (r["dataset"], r["train_sigma"]) == (t["dataset"], t["train_sigma"])]
+        parts = [f"{r['label']} {r['over_seeds']['mean']:.1f} % ({r['convergence']['converged']}/"
+                 f"{r['convergence']['runs']} seeds converged)" for r in rows]
+        sentences.append(f"Trained at sigma {t['train_sigma']:g} on {t['dataset']} and tested there (convergence "
+                         f"threshold {t['threshold']:.1f} %): " + "; ".join(parts) + ".")
+    for d in comparison["differences"]:
+        summary = d["over_seeds"]
+        if summary["half_width"] is None:
+            continue
+        low, high = summary["mean"] - summary["half_width"], summary["mean"] + summary["half_width"]
+        verdict = (f"{d['a']} beats {d['b']}" if low > 0 else f"{d['a']} is worse than {d['b']}" if high < 0
+                   else f"{d['a']} and {d['b']} do not differ beyond seed noise")
+        sentences.append(f"{verdict} ({summary['mean']:+.1f} ± {summary['half_width']:.1f} points over "
+                         f"{summary['seeds']} seeds).")
+    return " ".join(sentences)

@@ -9,7 +9,7 @@ from neft.cli import main
 
 TINY = """
 [experiment]
-methods = ["vanilla", "noise-injection", "ovf", "irs"]
+methods = ["vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"]
 train_sigmas = [0.2]
 seeds = [0, 1]
 
@@ -37,7 +37,11 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     cells = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert cells == sorted(f"{m}-s{s}-seed{seed}" for seed in (0, 1) for m, s in
-                           [("vanilla", 0), ("noise-injection", 0.2), ("ovf", 0.2), ("irs", 0.2)])
+                           [("vanilla", 0), ("noise-injection", 0.2), ("ovf", 0.2), ("irs", 0.2),
+                            ("noise-injection_T=4", 0.2), ("ovf_beta=0", 0.2)])
+    ablation = json.loads((out / "noise-injection_T=4-s0.2-seed0" / "results.json").read_text())
+    assert ablation["method"] == "noise-injection" and ablation["temperature"] == 4.0
+    assert json.loads((out / "ovf_beta=0-s0.2-seed1" / "results.json").read_text())["beta"] == 0.0
     vanilla = json.loads((out / "vanilla-s0-seed0" / "results.json").read_text())
     assert [p["sigma"] for p in vanilla["per_sigma"]] == [0.0, 0.2, 0.4]  # vanilla is swept
     ovf = json.loads((out / "ovf-s0.2-seed1" / "results.json").read_text())
@@ -47,8 +51,10 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
             assert 0 <= point["accuracy"]["mean"] <= 100 and point["runs"] == 3 and point["ekl"] >= 0
             assert 0 < point["confidence"] <= 1
     report = (out / "report.md").read_text()
-    for method in ("vanilla", "noise-injection", "ovf", "irs"):
+    for method in ("vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"):
         assert f"| {method} |" in report
+    assert "| ovf | ovf beta=0 | 0.2 |" in report and "**What these numbers show.**" in report
+    assert json.loads((out / "report_seeds.json").read_text())["thresholds"][0]["train_sigma"] == 0.0
     assert "## Over training seeds" in report and (out / "accuracy_vs_sigma.png").stat().st_size > 10_000
     pooled = vanilla["per_sigma"][0]["accuracy"]["per_run"] + json.loads(
         (out / "vanilla-s0-seed1" / "results.json").read_text())["per_sigma"][0]["accuracy"]["per_run"]
@@ -70,6 +76,8 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
         (('dataset = "mnist-5k"', 'dataset = "cifar10"\ndata_dir = "/nonexistent"'), "cifar10 not found"),
         (("train_sigmas = [0.2]", "train_sigmas = [-0.2]"), "sigma must be"),
         (('methods = ["vanilla",', 'methods = ["dropout",'), "unknown method"),
+        (('methods = ["vanilla",', 'methods = ["ovf T=4",'), "T applies to noise-injection only"),
+        (('methods = ["vanilla",', 'methods = ["ovf", "ovf",'), "lists a variant twice"),
     ],
 )
 def test_bad_preset_fails_before_training(tmp_path, capsys, edit, message):

@@ -43,6 +43,19 @@ def test_kaiming_init_and_zero_bias():
     assert float(fc.weight.detach().std()) == pytest.approx((2 / 1024) ** 0.5, rel=0.02)  # fan_out = 1024
 
 
+def test_kaiming_uniform_init_has_the_release_std_and_a_small_max():
+    """Same std as the release's Kaiming-normal fan_out, but max|W| = sqrt(3) std instead of ~4.5 std."""
+    torch.manual_seed(0)
+    normal = models.create("vgg8", 10, 1).classifier[1].weight.detach()  # 1024 x 8192 weights
+    uniform = models.create("vgg8", 10, 1, init="kaiming-uniform").classifier[1].weight.detach()
+    std = (2 / 1024) ** 0.5
+    assert float(uniform.std()) == pytest.approx(std, rel=0.01)
+    assert float(uniform.abs().max()) == pytest.approx(3 ** 0.5 * std, rel=0.01)
+    assert float(normal.abs().max()) / float(normal.std()) > 4.5  # ~ the largest of 8.4 M normal draws
+    with pytest.raises(ValueError, match="unknown init"):
+        models.create("vgg8", 10, 1, init="xavier")
+
+
 def test_declared_taps_exist():
     for name in models.MODELS:
         model = models.create(name, 10, 3)

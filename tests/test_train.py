@@ -108,13 +108,15 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
         (["--dataset", "imagenet"], "unknown data set"),
         (["--sigma", "-0.1"], "sigma must be"),
         (["--beta", "-1"], "beta must be"),
+        (["--temperature", "0"], "temperature must be a finite number > 0"),
+        (["--method", "ovf", "--temperature", "4"], "temperature applies to noise-injection only"),
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10 not found"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, flags, message):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) if "--method" in flags else contextlib.nullcontext():
+    with pytest.raises(SystemExit) if "dropout" in flags else contextlib.nullcontext():
         code = main(["train", "--out", str(out), "--quiet", *flags])
         assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -138,3 +140,8 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     # where it runs may change: same settings on another device string resume (here: nothing left to do)
     summary = train(_quick(epochs=1, method="vanilla", device="cpu"), tmp_path / "run", resume=True, progress=False)
     assert summary["epochs"] == 1
+    # a config.json written before a setting existed resumes: the missing key reads as its default
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    del config["temperature"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert train(_quick(epochs=1, method="vanilla"), tmp_path / "run", resume=True, progress=False)["epochs"] == 1

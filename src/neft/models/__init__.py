@@ -18,14 +18,22 @@ from .vgg import VGG8
 __all__ = ["MODELS", "create", "default_taps", "init_weights", "VGG8", "ResNet18", "LeNet5"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"vgg8": VGG8, "resnet18": ResNet18, "lenet5": LeNet5}
-INITS = ("kaiming", "torch")
+INITS = ("kaiming", "kaiming-uniform", "torch")
 
 
-def init_weights(model: nn.Module) -> nn.Module:
-    """Kaiming-normal (fan_out, ReLU gain) conv/linear weights and zero biases, in place [release] (SPEC 3)."""
+def init_weights(model: nn.Module, distribution: str = "normal") -> nn.Module:
+    """Kaiming (fan_out, ReLU gain) conv/linear weights and zero biases, in place: ``distribution="normal"`` is the
+    release's init [release] (SPEC 3); ``"uniform"`` draws the same std from a uniform distribution [ours].
+
+    The two differ in what matters under relative device variation: the noise std of a layer is proportional to
+    its max|W| (see :mod:`neft.devices`), and a normal layer's max|W| is ~4-5 std (it grows with the layer size),
+    a uniform one's sqrt(3) std. At sigma 0.35 the normal init starts with weight noise 0.7-1.5x the weight std,
+    the uniform one with 0.47x (measured on LeNet-5 and VGG8; ``neft layers --sigma`` prints it).
+    """
+    initialise = {"normal": nn.init.kaiming_normal_, "uniform": nn.init.kaiming_uniform_}[distribution]
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            initialise(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     return model
@@ -39,7 +47,9 @@ def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, in
         num_classes: number of output logits.
         in_channels: image channels (1 for MNIST, 3 for CIFAR).
         width: channel multiplier (1.0 = the paper's network); every layer keeps at least one channel.
-        init: ``"kaiming"`` (the release's Kaiming-normal fan_out, default) or ``"torch"`` (PyTorch's default).
+        init: ``"kaiming"`` (the release's Kaiming-normal fan_out, default), ``"kaiming-uniform"`` (the same std,
+            uniform: max|W| is sqrt(3) std instead of ~4-5 std, see :func:`init_weights`) or ``"torch"``
+            (PyTorch's default, also uniform).
 
     Returns:
         The model; ``model(x)`` maps ``[B, in_channels, H, W]`` to logits ``[B, num_classes]``.
@@ -57,7 +67,9 @@ def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, in
             f"need width > 0, num_classes >= 2 and in_channels >= 1, got {width}, {num_classes}, {in_channels}"
         )
     model = MODELS[key](num_classes=num_classes, in_channels=in_channels, width=width)
-    return init_weights(model) if init == "kaiming" else model
+    if init == "torch":
+        return model
+    return init_weights(model, "uniform" if init == "kaiming-uniform" else "normal")
 
 
 def default_taps(model: nn.Module) -> tuple[tuple[str, int], ...]:

@@ -346,9 +346,10 @@ def seed_comparison(results: list[dict]) -> dict:
     - ``variants``: per (data set, variant label, training sigma): ``per_seed`` means, ``over_seeds`` (mean ± 95 %
       t-interval, :func:`neft.metrics.seed_interval`) and ``convergence`` (probability with a Wilson 95 % interval
       against the shared threshold);
-    - ``differences``: paired by training seed, in accuracy points: every variant minus plain ``noise-injection``,
-      and plain OVF/IRS minus each of their ablations (e.g. ``ovf`` - ``ovf beta=0``, the effect of the feedback
-      term), each with its 95 % t-interval over the shared seeds.
+    - ``differences``: paired by training seed, in accuracy points: every variant minus the noise-injection
+      baseline trained with the same init (``ovf init=torch`` - ``noise-injection init=torch``; plain
+      ``noise-injection`` otherwise), and OVF/IRS minus each of their beta ablations (e.g. ``ovf`` -
+      ``ovf beta=0``, the effect of the feedback term), each with its 95 % t-interval over the shared seeds.
 
     Args:
         results: ``results.json`` dicts, one per trained network, each with ``train_seed`` and ``num_classes``.
@@ -376,13 +377,18 @@ def seed_comparison(results: list[dict]) -> dict:
                                                                     thresholds[(dataset, sigma)])})
     pairs = []
     for dataset, label, sigma in groups:
-        method = label.split()[0]
+        method, *options = label.split()
         if method == "vanilla":
             continue
-        if label != "noise-injection" and (dataset, "noise-injection", sigma) in groups:
-            pairs.append(((dataset, label, sigma), (dataset, "noise-injection", sigma)))
-        if method in ("ovf", "irs") and label != method and (dataset, method, sigma) in groups:
-            pairs.append(((dataset, method, sigma), (dataset, label, sigma)))
+        inits = [option for option in options if option.startswith("init=")]
+        reference = " ".join(["noise-injection", *inits])  # the baseline trained the same way
+        if reference == label or (dataset, reference, sigma) not in groups:
+            reference = "noise-injection"
+        if label != reference and (dataset, reference, sigma) in groups:
+            pairs.append(((dataset, label, sigma), (dataset, reference, sigma)))
+        base = " ".join([method, *inits])
+        if method in ("ovf", "irs") and label != base and (dataset, base, sigma) in groups:
+            pairs.append(((dataset, base, sigma), (dataset, label, sigma)))
     differences = []
     for a, b in pairs:
         seeds = sorted(set(groups[a]) & set(groups[b]))

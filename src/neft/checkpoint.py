@@ -1,4 +1,5 @@
-"""Inference checkpoints: the trained backbone's plain ``state_dict`` plus the settings that made it (DESIGN 7).
+"""Inference checkpoints: the trained backbone's plain ``state_dict`` plus the settings that made it
+(docs/results.md, 'Run directory').
 
 ``checkpoint.pt`` holds ``{"format", "model": {"name", "num_classes", "in_channels", "width"}, "state_dict",
 "dataset", "method", "sigma", "sigma_block", "beta", "device_model", "seed", "epoch", "val_accuracy",

@@ -1,4 +1,5 @@
-"""How the Monte Carlo engine runs one test batch through K programmed chips, fast (DESIGN decision 4).
+"""How the Monte Carlo engine runs one test batch through K programmed chips, fast
+(docs/method.md, 'Noise timing').
 
 The engine (:mod:`neft.montecarlo`) evaluates the same network with many perturbed weight sets. The arithmetic is
 fixed; what this module chooses is how it is executed on the evaluation device:

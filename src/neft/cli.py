@@ -39,7 +39,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-model", default="RRAM1",
                         help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6) or a .toml/.json file (default: %(default)s)")
     parser.add_argument("--beta", type=float, default=None,
-                        help="negative feedback strength (default: the paper's value for model/data set, see SPEC 2)")
+                        help="negative feedback strength (default: the paper's value for model/data set, see "
+                             "docs/method.md, 'Negative feedback loss')")
     parser.add_argument("--temperature", type=float, default=d.temperature,
                         help="noise-injection only: divide the logits by T in the loss, CE(z / T); T = 4 gives the "
                              "1 / (N + 1) scaling of OVF/IRS without feedback (default: %(default)s)")
@@ -82,7 +83,7 @@ def _cmd_devices(args) -> None:
         print(f"{name:<8} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
               f"{str(model.band):>12} {model.bit_factor:>10.5f} {edge:>7.3f} {middle:>8.3f}")
     print("\nstd(w) = sigma * bit factor * max|W| * (edge x or middle x); 'middle' = intermediate states, "
-          "band < |w|/max|W| (SPEC section 1). Own models: --device-model FILE.toml")
+          "band < |w|/max|W| (docs/method.md, 'Device variation model'). Own models: --device-model FILE.toml")
 
 
 def _cmd_layers(args) -> None:
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one network (vanilla, noise-injection, ovf or irs)",
                        description="Train one network and write config.json, checkpoint.pt and train_log.csv. "
-                                   f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %%).")
+                                   f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")

@@ -1,12 +1,13 @@
-"""Image data sets read offline from their standard distribution formats, and their preprocessing (SPEC section 4).
+"""Image data sets read offline from their standard distribution formats, and their preprocessing
+(docs/method.md, 'Data sets and preprocessing').
 
 ``load(name)`` returns an :class:`ImageDataset` whose splits hold the raw images as uint8 ``[N, C, H, W]`` tensors
 and the labels as int64 ``[N]``; :meth:`ImageDataset.batches` turns a split into preprocessed float batches on any
-device. Preprocessing follows the release (SPEC section 4):
+device. Preprocessing follows the release (docs/method.md, 'Data sets and preprocessing'):
 
 - MNIST, Fashion-MNIST (and the offline ``mnist-5k`` and ``digits`` sets): resize to 32x32, mean 0.5, std 0.5,
   no augmentation.
-- CIFAR-10 / CIFAR-100: 32x32, per-channel mean/std of SPEC section 4, random crop (zero padding 4) + horizontal
+- CIFAR-10 / CIFAR-100: 32x32, the release's per-channel mean/std, random crop (zero padding 4) + horizontal
   flip on training batches.
 - Tiny ImageNet: 64x64, ImageNet mean/std, random crop (zero padding 4) + horizontal flip on training batches.
 
@@ -38,7 +39,7 @@ _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "
             "tinyimagenet": "tiny-imagenet", "mnist5k": "mnist-5k", "mnist_5k": "mnist-5k",
             "cifar-10": "cifar10", "cifar-100": "cifar100"}
 
-# name -> (num_classes, mean, std, image_size, augment)                                  (SPEC section 4)
+# name -> (num_classes, mean, std, image_size, augment)            (docs/method.md, 'Data sets and preprocessing')
 _PREPROCESSING = {
     "mnist": (10, (0.5,), (0.5,), 32, False),
     "fashion-mnist": (10, (0.5,), (0.5,), 32, False),
@@ -71,17 +72,17 @@ _LAYOUT = {
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
-_PAD = 4  # zero padding of the random crop (SPEC section 4)
+_PAD = 4  # zero padding of the random crop [release]
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A data set's files were not found; the message names the folders searched, the files expected there and
-    where to get them (SPEC section 4)."""
+    where to get them (docs/method.md, 'Data sets and preprocessing')."""
 
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """An image classification data set held in memory as uint8, with its preprocessing (SPEC section 4).
+    """An image classification data set held in memory as uint8, with its preprocessing (docs/method.md).
 
     Attributes:
         name: canonical name, one of :data:`DATASETS`.
@@ -118,7 +119,7 @@ class ImageDataset:
 
     def preprocess(self, images: torch.Tensor, train: bool = False,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-        """Turn raw images into network inputs (SPEC section 4).
+        """Turn raw images into network inputs (docs/method.md, 'Data sets and preprocessing').
 
         Scales uint8 ``[B, C, H, W]`` to [0, 1], resizes to ``image_size`` (bilinear, antialiased, only when H
         differs), then, when ``train`` and ``self.augment``, applies a random crop with zero padding 4 and a random
@@ -352,7 +353,7 @@ def _subset(split: Split, n: int, seed: int, what: str) -> Split:
 
 def load(name: str, data_dir: str | Path | None = None, *, validation: int | float = 0, seed: int = 0,
          train_subset: int | None = None, test_subset: int | None = None) -> ImageDataset:
-    """Load a data set into memory (SPEC section 4).
+    """Load a data set into memory (docs/method.md, 'Data sets and preprocessing').
 
     Args:
         name: one of :data:`DATASETS`, case-insensitive; aliases ``fashion_mnist``, ``fashionmnist``,

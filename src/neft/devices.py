@@ -4,13 +4,14 @@ A weight of ``weight_bits`` bits is stored on ``weight_bits / device_bits`` devi
 significance ``2**(j * device_bits)``. Each device deviates from its programmed conductance by a zero-mean
 Gaussian whose standard deviation is ``sigma`` times that device's full conductance range (device-to-device
 variation). Summed over the devices of one weight this is an additive Gaussian weight perturbation
-(SPEC section 1):
+(docs/method.md, 'Device variation model'):
 
     std_W = sigma * max|W| * sqrt(sum_j 4**(j K)) / sum_j 2**(j K)        (0.77763 * sigma * max|W| for 8/2 bits)
 
 State-dependent variation: weights in the intermediate conductance band ``lo < |w| / max|W| < hi`` vary ``s``
 times more than the edge states, with the overall sigma rescaled by ``1 / sqrt(0.4 s^2 + 0.6)`` so the
-population-average variance stays at sigma (SPEC section 1, [release]). A measured per-state table
+population-average variance stays at sigma when 40 % of the weights are intermediate ([release];
+docs/method.md, 'State-dependent variation and presets'). A measured per-state table
 (``levels``) replaces the band model when a user has characterised their own chip.
 """
 
@@ -51,7 +52,7 @@ def check_sigma(sigma: float, name: str = "sigma") -> float:
 
 @dataclass(frozen=True)
 class DeviceModel:
-    """An immutable NVM device variation model (SPEC section 1).
+    """An immutable NVM device variation model (docs/method.md, 'Device variation model').
 
     Attributes:
         name: a label used in reports and checkpoints.
@@ -103,7 +104,7 @@ class DeviceModel:
 
     @property
     def bit_factor(self) -> float:
-        """``sqrt(sum_j 4**(jK)) / sum_j 2**(jK)``: std of a weight per unit sigma and unit max|W| (SPEC eq. 1)."""
+        """``sqrt(sum_j 4**(jK)) / sum_j 2**(jK)``: std of a weight per unit sigma and unit max|W| (docs/method.md)."""
         k, n = self.device_bits, self.devices_per_weight
         return math.sqrt(sum(4 ** (j * k) for j in range(n))) / sum(2 ** (j * k) for j in range(n))
 
@@ -120,7 +121,7 @@ class DeviceModel:
         return self.levels is None and self.state_factor == 1.0
 
     def _scale(self, weight: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(detached weight, max|W|, std_W(sigma) = sigma * bit_factor * max|W|) of one layer (SPEC eq. 1)."""
+        """(detached weight, max|W|, std_W(sigma) = sigma * bit_factor * max|W|) of one layer (docs/method.md)."""
         sigma = check_sigma(sigma)
         w = weight.detach()
         w_max = w.abs().amax() if w.numel() else w.new_zeros(())

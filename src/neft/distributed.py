@@ -1,4 +1,4 @@
-"""Scale-out with ``torch.distributed`` (DESIGN decision 8): one process group, started by ``torchrun``.
+"""Scale-out with ``torch.distributed`` (README, 'Scaling out'): one process group, started by ``torchrun``.
 
 Training wraps the backbone (and IRS heads) in ``DistributedDataParallel``; Monte Carlo runs are sharded over the
 same ranks and gathered, so every rank ends with the full, single-process-identical result. Backend: NCCL on CUDA,

@@ -6,9 +6,10 @@ A preset is a TOML file with three tables (see ``configs/``):
   ``"ovf beta=0"``, ``"noise-injection init=torch"``, see :mod:`neft.variants`), ``train_sigmas``, ``seeds``,
   and optional ``title`` and ``notes`` (a paragraph placed under the report's title);
 - ``[train]``: any :class:`neft.train.TrainConfig` field except method, sigma and seed (model, dataset, epochs ...);
-  ``beta_ovf`` / ``beta_irs`` override the SPEC betas;
+  ``beta_ovf`` / ``beta_irs`` override the paper's betas (docs/method.md, 'Negative feedback loss');
 - ``[evaluate]``: ``runs``, ``sigmas`` (list or ``"start:stop:step"``), ``sweep`` (evaluate every model at every
-  sigma; default false = the paper's protocol, SPEC section 5: each noise-aware model at its own training sigma and
+  sigma; default false = the paper's protocol, docs/method.md, 'Protocol': each noise-aware model at its own
+  training sigma and
   the vanilla model over all sigmas), ``seed``, ``test_subset``, ``ci_target``, ``batch_size``, ``precision``.
 
 Each grid cell (method, training sigma, seed) is one run directory ``out/METHOD-sSIGMA-seedSEED``; a cell with a

@@ -1,4 +1,4 @@
-"""Robustness metrics over Monte Carlo runs (SPEC section 5).
+"""Robustness metrics over Monte Carlo runs (docs/method.md, 'Monte Carlo evaluation and metrics').
 
 Accuracy statistics over runs (each run = one programmed chip), epistemic uncertainty as the expected KL
 divergence (EKL) between each chip's softmax and the mean softmax over chips, mean confidence, and the
@@ -23,12 +23,13 @@ EKL_ROUNDING = 1e-12  # nats; see PredictionAccumulator.ekl
 
 
 def ci_half_width(std: float, runs: int, z: float = Z95) -> float:
-    """Half-width ``z * std / sqrt(runs)`` of the normal confidence interval of a mean [release] (SPEC section 5)."""
+    """Half-width ``z * std / sqrt(runs)`` of the normal confidence interval of a mean [release] (docs/method.md)."""
     return z * std / math.sqrt(runs)
 
 
 def accuracy_summary(per_run: Sequence[float]) -> dict:
-    """Statistics of per-run accuracies (percent) over R Monte Carlo runs (SPEC section 5).
+    """Statistics of per-run accuracies (percent) over R Monte Carlo runs (docs/method.md, 'Monte Carlo evaluation
+    and metrics').
 
     Args:
         per_run: R accuracies in percent, R >= 2.
@@ -67,7 +68,7 @@ class PredictionAccumulator:
 
         EKL = mean_x mean_k KL(p_k(.|x) || pbar(.|x)) = mean_x [ H(pbar(x)) - mean_k H(p_k(x)) ]   (nats)
 
-    (the mutual information between prediction and chip, SPEC section 5) and
+    (the mutual information between prediction and chip, docs/method.md) and
     confidence = mean over x and k of max_y p_k(y|x). Sums are kept in float64.
 
     Args:
@@ -194,7 +195,8 @@ def convergence_threshold(best_mean: float, num_classes: int) -> float:
 
 
 def convergence_probability(mean_accuracies: Sequence[float], num_classes: int, threshold: float | None = None) -> dict:
-    """Fraction of T training runs (different seeds) that converged [ours] (SPEC section 5).
+    """Fraction of T training runs (different seeds) that converged [ours] (docs/method.md, 'Monte Carlo evaluation
+    and metrics').
 
     Args:
         mean_accuracies: each run's MC mean accuracy (percent) at its training sigma, T >= 1.

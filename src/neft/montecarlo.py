@@ -1,4 +1,5 @@
-"""Monte Carlo robustness evaluation: many simulated programmed chips per sigma (SPEC section 5, DESIGN decision 4).
+"""Monte Carlo robustness evaluation: many simulated programmed chips per sigma
+(docs/method.md, 'Monte Carlo evaluation and metrics'; the files: docs/results.md).
 
 Run ``r`` at sigma ``s`` is one programmed chip: one frozen perturbation of every mapped weight, drawn on the
 evaluation device from the seed :func:`neft.variation.run_seed` ``(seed, s, r)`` and held for the whole test set.
@@ -279,7 +280,7 @@ def evaluate_run(
         Other arguments as :func:`evaluate`.
 
     Returns:
-        The results dict (``results.json`` schema, SPEC section 5; accuracy in percent).
+        The results dict (``results.json`` schema, every field in docs/results.md; accuracy in percent).
 
     Raises:
         FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
@@ -316,6 +317,7 @@ def evaluate_run(
                          precision=precision, memory_format=memory_format, compile=compile,
                          progress=progress and distributed.is_main())
     results = {
+        "schema_version": 1,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],

@@ -1,8 +1,8 @@
 """Training objectives: vanilla, noise-injection, and the two Negative Feedback Training instances OVF and IRS.
 
-Each objective is a small class with one method, ``loss(model, x, y) -> (loss, logs)`` (DESIGN decision 6); the
-NeFT objectives share :func:`negative_feedback_loss` (SPEC section 2). All training-time noise is fresh per forward
-and drawn from the objective's own ``generator`` so a run replays exactly from its seed.
+Each objective is a small class with one method, ``loss(model, x, y) -> (loss, logs)``; the NeFT objectives
+share :func:`negative_feedback_loss` (docs/method.md, 'Negative feedback loss'). All training-time noise is fresh
+per forward and drawn from the objective's own ``generator`` so a run replays exactly from its seed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ __all__ = [
     "create",
 ]
 
-# SPEC section 2 beta table [release]: (model, data-set family) -> (beta OVF, beta IRS).
+# beta table [release] (docs/method.md, 'Negative feedback loss'): (model, data-set family) -> (beta OVF, beta IRS).
 _BETAS = {
     ("vgg8", "mnist"): (1e-3, 1e-2),
     ("vgg8", "cifar10"): (1e-3, 1e-1),
@@ -47,13 +47,14 @@ _BETAS = {
 # [ours] data sets of the MNIST family use the paper's MNIST betas; any other pair uses the VGG8/MNIST values.
 _FAMILY = {"fashion-mnist": "mnist", "mnist-5k": "mnist", "digits": "mnist"}
 _FALLBACK_BETA = (1e-3, 1e-2)
-OVF_OFFSETS = (0.15, 0.10, 0.05)  # sigma offsets of the oriented forwards, weights 1, 0.1, 0.01 (SPEC section 2)
+OVF_OFFSETS = (0.15, 0.10, 0.05)  # sigma offsets of the oriented forwards, weights 1, 0.1, 0.01 (docs/method.md, 'OVF')
 
 
 def default_beta(method: str, model: str, dataset: str) -> float:
     """The feedback strength beta for ``method`` (``ovf`` or ``irs``) on a model/data-set pair.
 
-    Paper pairs use the SPEC section 2 table [release]; Fashion-MNIST, mnist-5k and digits use the MNIST row;
+    Paper pairs use the release's table [release] (docs/method.md, 'Negative feedback loss'); Fashion-MNIST,
+    mnist-5k and digits use the MNIST row;
     any other pair falls back to beta OVF = 1e-3, beta IRS = 1e-2 (the VGG8/MNIST values) [ours].
     Methods without feedback return 0.
 
@@ -69,7 +70,8 @@ def default_beta(method: str, model: str, dataset: str) -> float:
 
 
 def check_beta(beta: float) -> float:
-    """Return ``beta`` as a float after checking it is a finite feedback strength >= 0 (SPEC section 2).
+    """Return ``beta`` as a float after checking it is a finite feedback strength >= 0 (docs/method.md,
+    'Negative feedback loss').
 
     Raises:
         ValueError: for a negative, NaN or infinite beta.
@@ -94,7 +96,7 @@ def check_temperature(temperature: float) -> float:
 def negative_feedback_loss(
     backbone_logits: torch.Tensor, feedback_logits: Sequence[torch.Tensor], beta: float, target: torch.Tensor
 ) -> torch.Tensor:
-    """Cross-entropy of the negative-feedback logits (SPEC section 2):
+    """Cross-entropy of the negative-feedback logits (docs/method.md, 'Negative feedback loss'):
 
         z_nf = (z - beta * sum_{i=1}^{N} 10^-(i-1) * z_i) / (N + 1),    loss = CE(z_nf, y)
 
@@ -209,7 +211,7 @@ class NoiseInjection(Objective):
 
 
 class OVF(Objective):
-    """Oriented Variational Forward (SPEC section 2): the backbone forward at sigma plus oriented forwards of the
+    """Oriented Variational Forward (docs/method.md, 'OVF'): the backbone forward at sigma plus oriented forwards of the
     same network at sigma + 0.15, + 0.10, + 0.05 (feedback weights 1, 0.1, 0.01), each with its own perturbation of
     every mapped layer, all in training mode, combined by :func:`negative_feedback_loss`."""
 
@@ -222,7 +224,7 @@ class OVF(Objective):
 
 
 class SnapshotHead(nn.Module):
-    """IRS snapshot head (SPEC section 2): adaptive average pool to ``pool x pool`` -> flatten ->
+    """IRS snapshot head (docs/method.md, 'IRS'): adaptive average pool to ``pool x pool`` -> flatten ->
     Linear(C*pool*pool, 512) -> ReLU -> Linear(512, classes); Kaiming-normal (fan_out) weights, zero biases.
 
     Input: a feature map ``[B, C, H, W]`` (``[B, C, L]`` pools to ``pool``; ``[B, F]`` is used as is).
@@ -264,7 +266,7 @@ def _capture(model: nn.Module, names: Sequence[str]):
 
 
 class IRS(Objective):
-    """Intermediate Representation Snapshot (SPEC section 2, DESIGN decision 5).
+    """Intermediate Representation Snapshot (docs/method.md, 'IRS').
 
     Snapshot heads read intermediate feature maps through forward hooks on named modules (the backbone continues
     unchanged); their logits, earliest first with weights 1, 0.1, 0.01, 0.001, are the feedback terms of

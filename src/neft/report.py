@@ -1,13 +1,13 @@
-"""Comparison reports from Monte Carlo results: tables, CSV and plots (SPEC sections 5 and 6).
+"""Comparison reports from Monte Carlo results: tables, CSV and plots (fields and units: docs/results.md).
 
 Input is the ``results.json`` that Monte Carlo evaluation writes into each run directory (one trained network).
 Accuracy is Top-1 in percent, its error is the 95 % CI half-width ``1.96*std/sqrt(R)`` over R programmed chips,
 EKL is the expected KL divergence reported as x1e-2 nats and confidence is the mean max softmax probability
-(a fraction in [0, 1]), all as defined in SPEC section 5.
+(a fraction in [0, 1]), all as defined in docs/method.md, 'Monte Carlo evaluation and metrics'.
 
-Protocol (SPEC section 5): every evaluated sigma of every result is a point; a noise-aware method trained at
-several sigmas, each tested at its own sigma, therefore forms one line over sigma, like the paper's table
-(SPEC section 6).
+Protocol (docs/method.md, 'Protocol'): every evaluated sigma of every result is a point; a noise-aware method
+trained at several sigmas, each tested at its own sigma, therefore forms one line over sigma, like the paper's
+accuracy-versus-sigma results.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _read_results_file(path: Path) -> dict:
 
 
 def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
-    """Load Monte Carlo results (SPEC section 5) from results files and/or run directories.
+    """Load Monte Carlo results (docs/results.md, 'results.json') from results files and/or run directories.
 
     A directory contributes its ``results.json``, or, if that is absent, every ``results*.json`` in it (sorted by
     name). A single path is accepted as well as a sequence. Results are returned as stored (accuracy in %).
@@ -119,7 +119,7 @@ def _labels(results: list[dict]) -> list[tuple[str, tuple]]:
 
 
 def comparison_rows(results: list[dict]) -> list[dict]:
-    """One row per (method label, evaluated sigma) over all results, following the SPEC section 5 protocol.
+    """One row per (method label, evaluated sigma) over all results, following docs/method.md, 'Protocol'.
 
     Row keys: ``method`` (label), ``train_sigma``, ``sigma`` (relative device variation), ``mean``, ``ci95``,
     ``std``, ``min`` (Top-1 accuracy in %, CI95 a half-width over chips), ``ekl_x1e2`` (EKL in 1e-2 nats),
@@ -182,7 +182,8 @@ def _pivot(rows: list[dict], caption: str, cell) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """Markdown tables pivoted by sigma (one line per method label, one column per evaluated sigma).
 
-    First table: Top-1 accuracy in %, cells ``"mean ± CI95"`` with two decimals (SPEC section 5). When rows pool
+    First table: Top-1 accuracy in %, cells ``"mean ± CI95"`` with two decimals (docs/method.md, 'Monte Carlo
+    evaluation and metrics'). When rows pool
     several training seeds, a second table gives the mean of the per-seed MC means ± its 95 % t-interval over
     seeds. Last table: EKL in 1e-2 nats (two decimals) and confidence (fraction, three decimals), cells
     ``"EKL / confidence"``.
@@ -214,7 +215,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
-    """Write :func:`comparison_rows` rows to a CSV file (header = row keys, units as in SPEC section 5)."""
+    """Write :func:`comparison_rows` rows to a CSV file (header = row keys; columns and units: docs/results.md)."""
     path = Path(path)
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=ROW_KEYS)
@@ -226,7 +227,8 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
 def plot(results: list[dict], path: str | Path, title: str | None = None) -> Path:
     """Save a PNG (150 dpi) with accuracy (%, 95 % CI error bars) and EKL (x1e-2 nats) vs sigma, one line per label.
 
-    Sigma is the relative device variation of SPEC section 1; the metrics are those of SPEC section 5.
+    Sigma is the relative device variation (docs/method.md, 'Device variation model'); the metrics are those of
+    docs/method.md, 'Monte Carlo evaluation and metrics'.
     """
     rows = comparison_rows(results)
     figure = Figure(figsize=(11, 4.2), layout="constrained")
@@ -260,7 +262,8 @@ def write_report(
     name: str = "report",
     notes: str | None = None,
 ) -> dict[str, Path]:
-    """Write a comparison report (SPEC sections 5 and 6) into ``out_dir`` (created if needed; files overwritten).
+    """Write a comparison report (docs/results.md, 'Report files') into ``out_dir`` (created if needed; files
+    overwritten).
 
     ``paths_or_results`` holds results files, run directories (see :func:`load_results`) and/or loaded results.
     Writes ``{name}.md`` (title, Monte Carlo runs per point and test set size, both tables of
@@ -360,7 +363,8 @@ def seed_comparison(results: list[dict]) -> dict:
     groups: dict[tuple[str, str, float], dict[int, float]] = {}
     classes: dict[str, int] = {}
     for result, label in zip(results, _variant_labels(results)):
-        key = (result.get("dataset", "?"), label, result["train_sigma"])
+        sigma = 0.0 if result["method"] == "vanilla" else result["train_sigma"]  # vanilla trains without variation
+        key = (result.get("dataset", "?"), label, sigma)
         groups.setdefault(key, {})[result["train_seed"]] = _mean_at_training_sigma(result)
         classes[key[0]] = result["num_classes"]
     best: dict[tuple[str, float], float] = {}

@@ -1,9 +1,10 @@
 """The trainer: one loop for every objective, with checkpoints, exact resume, progress and a per-epoch log.
 
-Recipe defaults follow SPEC section 2 [release]: batch 128, Adam (lr 1e-3 for VGG8 and LeNet-5, 1e-2 for
-ResNet-18), no weight decay, cosine annealing over the epochs stepped per epoch. [ours] The best epoch is chosen
-on the *noisy validation* accuracy (a few fixed Monte Carlo chips at the training sigma on a split held out of the
-training set); ``select_on="test"`` reproduces the release's selection on the test set.
+Recipe defaults follow the release [release] (docs/method.md, 'Training recipe'): batch 128, Adam (lr 1e-3 for
+VGG8 and LeNet-5, 1e-2 for ResNet-18), no weight decay, cosine annealing over the epochs stepped per epoch.
+[ours] The best epoch is chosen on the *noisy validation* accuracy (a few fixed Monte Carlo chips at the training
+sigma on a split held out of the training set); ``select_on="test"`` reproduces the release's selection on the
+test set.
 
 A run directory holds ``config.json``, ``checkpoint.pt`` (best backbone, see :mod:`neft.checkpoint`),
 ``last.pt`` (everything needed to resume bit-exactly: model, IRS heads, optimiser, scheduler, RNG states) and
@@ -49,7 +50,8 @@ class TrainConfig:
 
     sigma and sigma_block are relative device variations (fractions of a device's conductance range, e.g. 0.1).
     ``beta=None`` takes :func:`neft.objectives.default_beta`; ``temperature`` is the logit divisor T of
-    noise-injection (:class:`neft.objectives.NoiseInjection`; 1 = the paper's baseline); ``lr=None`` takes the SPEC recipe for the model.
+    noise-injection (:class:`neft.objectives.NoiseInjection`; 1 = the paper's baseline); ``lr=None``
+    takes the release's learning rate for the model (docs/method.md, 'Training recipe').
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     """

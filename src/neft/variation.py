@@ -1,14 +1,14 @@
 """Model-agnostic weight perturbation: run any ``nn.Module`` as if its weights were programmed on NVM devices.
 
-Noise lives outside the model (DESIGN decision 1): a perturbed forward is
+Noise lives outside the model (docs/method.md, 'Noise timing'): a perturbed forward is
 ``torch.func.functional_call(model, {name: w + dW}, x)``. Stored parameters are never modified, gradients reach
 the clean weights exactly as through ``w + dW``, and hooks on the model's modules still fire.
 
-Which weights are on the crossbar is a rule (DESIGN decision 2, SPEC section 1): the ``weight`` of every
+Which weights are on the crossbar is a rule (docs/method.md, 'Which weights are mapped'): the ``weight`` of every
 ``nn.Conv1d/2d/3d`` (any groups or dilation) and ``nn.Linear``; biases and normalisation layers stay digital.
 
-Noise timing (DESIGN decision 3): :meth:`Crossbar.forward` without a chip draws a fresh perturbation on every
-call (training); :meth:`Crossbar.sample_chip` draws one frozen perturbation (one programmed chip) that
+Noise timing (docs/method.md, 'Noise timing'): :meth:`Crossbar.forward` without a chip draws a fresh perturbation
+on every call (training); :meth:`Crossbar.sample_chip` draws one frozen perturbation (one programmed chip) that
 :meth:`Crossbar.forward` can reuse for any number of batches (Monte Carlo evaluation).
 """
 
@@ -82,7 +82,7 @@ def run_seed(base_seed: int, sigma: float, run: int) -> int:
     """Seed of Monte Carlo run ``run`` at ``sigma``: depends only on (base seed, sigma, run index).
 
     A stable hash (SHA-256 of ``"base:sigma:run"`` with sigma rounded to 1e-9), so any single chip can be
-    replayed and runs are independent of chunking, order and process count (DESIGN decision 3).
+    replayed and runs are independent of chunking, order and process count (docs/method.md, 'Noise timing').
     """
     key = f"{int(base_seed)}:{round(float(sigma), 9):.9f}:{int(run)}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
@@ -157,8 +157,8 @@ class Crossbar:
         """Run the model on ``x`` with perturbed mapped weights.
 
         Give either ``sigma`` (a fresh perturbation is drawn from ``generator`` for this call: training-time
-        noise, SPEC section 1) or ``chip`` (a frozen perturbation from :meth:`sample_chip`). sigma = 0 runs the
-        clean model and returns bit-identical outputs.
+        noise, docs/method.md, 'Noise timing') or ``chip`` (a frozen perturbation from :meth:`sample_chip`).
+        sigma = 0 runs the clean model and returns bit-identical outputs.
 
         Args:
             x: model input, e.g. ``[B, C, H, W]``.

@@ -1,8 +1,8 @@
-"""Model zoo: plain ``nn.Module`` architectures from the paper, built by name (SPEC section 3).
+"""Model zoo: plain ``nn.Module`` architectures from the paper, built by name (docs/method.md, 'Models').
 
 Every model is an ordinary network with no noise code inside; :class:`neft.variation.Crossbar` perturbs it.
 Each class declares ``irs_taps``: its default IRS snapshot points as ``(module name, pool size)`` pairs
-(SPEC section 2, IRS table).
+(docs/method.md, 'IRS', taps table).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ INITS = ("kaiming", "kaiming-uniform", "torch")
 
 def init_weights(model: nn.Module, distribution: str = "normal") -> nn.Module:
     """Kaiming (fan_out, ReLU gain) conv/linear weights and zero biases, in place: ``distribution="normal"`` is the
-    release's init [release] (SPEC 3); ``"uniform"`` draws the same std from a uniform distribution [ours].
+    release's init [release] (docs/method.md, 'Models'); ``"uniform"`` draws the same std from a uniform
+    distribution [ours].
 
     The two differ in what matters under relative device variation: the noise std of a layer is proportional to
     its max|W| (see :mod:`neft.devices`), and a normal layer's max|W| is ~4-5 std (it grows with the layer size),

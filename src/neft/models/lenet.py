@@ -1,4 +1,4 @@
-"""LeNet-5 [ours] (SPEC section 3): a small network so experiments fit a laptop CPU."""
+"""LeNet-5 [ours] (docs/method.md, 'Models'): a small network so experiments fit a laptop CPU."""
 
 from __future__ import annotations
 

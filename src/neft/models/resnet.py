@@ -1,4 +1,4 @@
-"""CIFAR-style ResNet-18 (SPEC section 3): 3x3 stride-1 stem, no max-pool, BasicBlocks [2, 2, 2, 2]."""
+"""CIFAR-style ResNet-18 (docs/method.md, 'Models'): 3x3 stride-1 stem, no max-pool, BasicBlocks [2, 2, 2, 2]."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class ResNet18(nn.Module):
     (64/128/256/512 channels times ``width``), global average pool, ``fc`` Linear(512, classes).
 
     Input ``[B, in_channels, H, W]``, output logits ``[B, num_classes]``.
-    IRS taps (SPEC section 2): ``stem`` (pool 6), ``layer1`` (6), ``layer2`` (4), ``layer3`` (3).
+    IRS taps (docs/method.md, 'IRS'): ``stem`` (pool 6), ``layer1`` (6), ``layer2`` (4), ``layer3`` (3).
     """
 
     irs_taps = (("stem", 6), ("layer1", 6), ("layer2", 4), ("layer3", 3))

@@ -1,4 +1,5 @@
-"""VGG8 as used by the paper (SPEC section 3): six bias-free 3x3 convs with BatchNorm and ReLU, three max-pools."""
+"""VGG8 as used by the paper (docs/method.md, 'Models'): six bias-free 3x3 convs with BatchNorm and ReLU, three
+max-pools."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class VGG8(nn.Module):
     ReLU, Linear(1024, classes) (channel counts times ``width``).
 
     Input ``[B, in_channels, 32, 32]``, output logits ``[B, num_classes]``.
-    IRS taps (SPEC section 2): after conv1 (``features.0``, pool 6), conv2+pool (``features.1``, pool 4) and
+    IRS taps (docs/method.md, 'IRS'): after conv1 (``features.0``, pool 6), conv2+pool (``features.1``, pool 4) and
     conv4+pool (``features.3``, pool 3).
     """
 

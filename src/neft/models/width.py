@@ -1,4 +1,4 @@
-"""Channel-width scaling shared by the model zoo ([ours], SPEC section 3)."""
+"""Channel-width scaling shared by the model zoo ([ours], docs/method.md, 'Models')."""
 
 
 def scaled(channels: int, width: float) -> int:

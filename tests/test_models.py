@@ -68,3 +68,18 @@ def test_bad_arguments():
         models.create("alexnet", 10, 3)
     with pytest.raises(ValueError, match="width"):
         models.create("vgg8", 10, 3, width=0)
+
+
+def test_layers_command_prints_noise_to_weight_ratio_at_init(capsys):
+    """Uniform init: max|W| = sqrt(3) std, so the RRAM1 noise/weight std is 0.35 * 0.77763 * sqrt(3) = 0.4714."""
+    from neft.cli import main
+
+    torch.manual_seed(0)
+    assert main(["layers", "--model", "lenet5", "--sigma", "0.35", "--init", "kaiming-uniform"]) == 0
+    ratios = [float(line.split()[-1]) for line in capsys.readouterr().out.splitlines() if "noise/weight" in line]
+    # sample max and std of 150 .. 48,000 draws: within 0.03 of the limit
+    assert len(ratios) == 5 and all(abs(r - 0.4714) < 0.03 for r in ratios)
+    torch.manual_seed(0)
+    assert main(["layers", "--model", "lenet5", "--sigma", "0.35"]) == 0  # the release's normal init: larger
+    ratios = [float(line.split()[-1]) for line in capsys.readouterr().out.splitlines() if "noise/weight" in line]
+    assert len(ratios) == 5 and min(ratios) > 0.6

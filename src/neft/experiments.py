@@ -74,7 +74,10 @@ def _check_preset(preset: dict, source: str) -> dict:
         if not experiment.get(key):
             raise ValueError(f"{source}: [experiment] {key} is empty or missing; give at least one value")
     for spec in experiment["methods"]:
-        variants.parse(spec)  # raises for an unknown method or option
+        try:
+            variants.parse(spec)
+        except ValueError as error:
+            raise ValueError(f"{source}: [experiment] methods: {error}") from None
     if len({variants.directory_name(spec) for spec in experiment["methods"]}) < len(experiment["methods"]):
         raise ValueError(f"{source}: [experiment] methods lists a variant twice: {experiment['methods']}")
     evaluate["sigmas"] = montecarlo.parse_sigmas(evaluate.get("sigmas", experiment["train_sigmas"]))

@@ -171,7 +171,7 @@ def _cmd_demo(args) -> None:
     from .experiments import demo
 
     demo(out=args.out, dataset=args.dataset, data_dir=args.data_dir, sigma=args.sigma, epochs=args.epochs,
-         runs=args.runs, device=args.device)
+         runs=args.runs, device=args.device, cells_per_device=args.cells_per_device)
 
 
 def _cmd_reproduce(args) -> None:
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, default=None, help=f"training {SIGMA_HELP} (default: 0.35)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 30)")
     p.add_argument("--runs", type=int, default=None, help="Monte Carlo runs per sigma (default: 50)")
+    p.add_argument("--cells-per-device", type=int, default=2, metavar="K",
+                   help="networks trained and evaluated at once (default: %(default)s)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_demo)
 

@@ -220,9 +220,9 @@ def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers:
 
     import torch
 
-    if device is None and torch.cuda.is_available():
+    if device in (None, "auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{index % devices}"
-    if device is None or device == "cpu":
+    if device in (None, "auto", "cpu"):
         device = "cpu"
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     _run_shard(preset, out, device, index, workers)

@@ -104,7 +104,8 @@ def test_shipped_presets_parse():
 
 def test_shards_and_parallel_workers_fill_one_grid(tmp_path, capsys):
     preset = tmp_path / "two.toml"
-    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "irs"]', '["vanilla", "noise-injection"]')
+    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"]',
+                                   '["vanilla", "noise-injection"]')
                       .replace("seeds = [0, 1]", "seeds = [0]"))
     out = tmp_path / "grid"
     assert main(["reproduce", str(preset), "--out", str(out), "--shard", "1/2"]) == 0

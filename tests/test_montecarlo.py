@@ -110,8 +110,10 @@ def test_bad_input(setup):
         montecarlo.evaluate(model, images, labels, [-0.1], runs=2)
     with pytest.raises(ValueError, match="test set is empty"):
         montecarlo.evaluate(model, images[:0], labels[:0], [0.1], runs=2)
-    with pytest.raises(ValueError, match="sigma list is empty"):
+    with pytest.raises(ValueError, match="sigma list '' is empty"):
         montecarlo.parse_sigmas("")
+    with pytest.raises(ValueError, match=r"is empty \(start:stop:step needs start <= stop\)"):
+        montecarlo.parse_sigmas("0.4:0:0.1")
     assert montecarlo.parse_sigmas("0:0.4:0.1") == [0.0, 0.1, 0.2, 0.3, 0.4]
 
 

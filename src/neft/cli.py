@@ -191,18 +191,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("devices", help="list the NVM device presets and their std multipliers")
+    p = sub.add_parser("devices", help="list the NVM device presets and their std multipliers",
+                       description="List the NVM device presets: weight bits, device bits, state factor, the band of "
+                                   "intermediate states and the std multipliers of edge and intermediate weights "
+                                   "(docs/method.md, 'Device variation model').")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model")
-    p.add_argument("--model", default="vgg8")
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--in-channels", type=int, default=1)
+    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model",
+                       description="List the weights of a zoo model that sit on the crossbar (every Conv/Linear "
+                                   "weight unless --include/--exclude say otherwise), their shapes and counts, and "
+                                   "the model's IRS snapshot points; with --sigma also each layer's weight-noise std "
+                                   "over its weight std at initialisation.")
+    p.add_argument("--model", default="vgg8", help="vgg8 | resnet18 | lenet5 (default: %(default)s)")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
+    p.add_argument("--classes", type=int, default=10, help="number of classes (default: %(default)s)")
+    p.add_argument("--in-channels", type=int, default=1, help="image channels, 3 for CIFAR (default: %(default)s)")
     p.add_argument("--init", default="kaiming", choices=["kaiming", "kaiming-uniform", "torch"],
                    help="weight init, for --sigma (default: %(default)s)")
     p.add_argument("--sigma", type=float, default=None,
-                   help="also print each layer's weight-noise std at this sigma over its weight std, at init")
+                   help=f"also print each layer's weight-noise std at this {SIGMA_HELP} over its weight std, at init")
     p.add_argument("--device-model", default="RRAM1", help="device preset or file, for --sigma (default: %(default)s)")
     p.add_argument("--include", nargs="*", default=None, help="module-name patterns to map (default: all)")
     p.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep digital")
@@ -242,17 +249,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
                    help="activation layout; auto: channels_last on CPU if the model gives the same logits "
                         "(default: %(default)s)")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the data set (default: the run's, then $NEFT_DATA, then /usr/share/datasets)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     p.add_argument("--name", default="results", help="base name of the result files (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same name")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("report", help="compare evaluated runs in one table and one plot")
+    p = sub.add_parser("report", help="compare evaluated runs in one table and one plot",
+                       description="Compare evaluated runs: writes OUT/report.md (accuracy and EKL/confidence tables "
+                                   "pivoted by sigma, labelled by method variant), OUT/report.csv and "
+                                   "OUT/accuracy_vs_sigma.png (docs/results.md, 'Report files').")
     p.add_argument("paths", nargs="+", help="run directories or results*.json files")
     p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="report and plot title (default: Robustness comparison)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the main job: where NeFT helps, on real digits (noise-injection, T=4, OVF; "

@@ -65,7 +65,8 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
     else:
         values = list(text)
     if not values:
-        raise ValueError("the sigma list is empty; give at least one sigma, e.g. --sigmas 0.1")
+        hint = " (start:stop:step needs start <= stop)" if isinstance(text, str) and ":" in text else ""
+        raise ValueError(f"the sigma list {text!r} is empty{hint}; give at least one sigma, e.g. 0.1 or 0:0.4:0.05")
     return sorted({check_sigma(v) for v in values})
 
 

@@ -192,3 +192,9 @@ def test_pooled_report_shows_both_intervals(tmp_path):
     text = report.write_report(pooled, tmp_path, title="t", notes="What this shows.")["markdown"].read_text()
     assert "What this shows." in text and "73.00 ± 6.57 (n=3)" in text and "over chips" in text
     assert "noise-injection: trained at sigma 0.35" in text
+
+
+def test_a_failed_report_creates_no_folder(tmp_path):
+    with pytest.raises(ValueError, match="several results for the same point"):
+        report.write_report([NOISE, NOISE], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -145,3 +145,14 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     del config["temperature"]
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     assert train(_quick(epochs=1, method="vanilla"), tmp_path / "run", resume=True, progress=False)["epochs"] == 1
+
+
+def test_a_run_refused_for_a_bad_tap_leaves_nothing_behind(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["train", "--out", str(out), "--quiet", "--model", "lenet5", "--epochs", "1", "--train-subset", "64",
+             "--test-subset", "64", "--method", "irs", "--sigma", "0.1"]
+    assert main([*flags, "--taps", "no.such.module"]) == 2
+    assert "name no module" in capsys.readouterr().err
+    assert not (out / "config.json").exists()
+    assert main([*flags, "--taps", "features.0"]) == 0  # the corrected rerun needs no --overwrite
+    assert (out / "checkpoint.pt").is_file()

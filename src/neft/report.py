@@ -277,10 +277,10 @@ def write_report(
     results = [r for item in paths_or_results for r in ([item] if isinstance(item, dict) else load_results(item))]
     if not results:
         raise ValueError("no results to report")
+    rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or "Robustness comparison"
-    rows = comparison_rows(results)
     plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
     paths = {
         "markdown": out_dir / f"{name}.md",

@@ -210,8 +210,6 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         train_subset=config.train_subset, test_subset=config.test_subset))
     resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                  else resume and (out / "last.pt").is_file())
-    if main:
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
     torch.manual_seed(config.seed)
     model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width, config.init).to(device)
@@ -223,6 +221,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
         taps=config.taps, temperature=config.temperature,
     )
+    if main:  # only once the objective accepted its settings: a bad --taps leaves no half-made run behind
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     net = model
     if world > 1:  # gradients of the backbone and IRS heads averaged over ranks
         def wrap(module):

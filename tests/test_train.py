@@ -78,8 +78,14 @@ def test_checkpoint_for_another_architecture_is_rejected(tmp_path):
     raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     raw["model"]["name"] = "vgg8"
     torch.save(raw, tmp_path / "wrong.pt")
-    with pytest.raises(ValueError, match="does not fit vgg8"):
+    with pytest.raises(ValueError, match="does not fit vgg8") as error:
         neft.load(tmp_path / "wrong.pt")
+    assert len(str(error.value)) < 600 and "more" in str(error.value)  # a summary, not every key
+    raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    raw["state_dict"] = {f"module.{k}": v for k, v in raw["state_dict"].items()}  # saved from a DDP wrapper
+    torch.save(raw, tmp_path / "ddp.pt")
+    with pytest.raises(ValueError, match=r"'module.' prefix .* save model.module.state_dict\(\)"):
+        neft.load(tmp_path / "ddp.pt")
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a neft checkpoint"):
         neft.load(tmp_path / "other.pt")

@@ -74,12 +74,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                          "pass a run directory written by `neft train`")
     spec = data["model"]
     model = models.create(spec["name"], spec["num_classes"], spec["in_channels"], spec["width"], init="torch")
-    try:
-        model.load_state_dict(data["state_dict"], strict=True)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        raise ValueError(f"checkpoint {str(file)!r} does not fit {spec['name']} (width {spec['width']}): "
-                         f"{' '.join(line.strip() for line in first[:3])}") from None
+    mismatch = _mismatch(model.state_dict(), data["state_dict"])
+    if mismatch:
+        raise ValueError(f"checkpoint {str(file)!r} does not fit {spec['name']} (width {spec['width']}): {mismatch}")
+    model.load_state_dict(data["state_dict"], strict=True)
     metadata = {key: value for key, value in data.items() if key != "state_dict"}
     return model.to(map_location).eval(), metadata
 
@@ -87,3 +85,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """The trained backbone of a run directory or checkpoint file, in eval mode; see :func:`load_checkpoint`."""
     return load_checkpoint(path, map_location)[0]
+
+
+def _mismatch(expected: dict, found: dict, shown: int = 3) -> str:
+    """A short description of how ``found`` (a state_dict) differs from ``expected``; empty when it fits."""
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k} {list(found[k].shape)} instead of {list(expected[k].shape)}" for k in expected
+              if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
+    parts = [f"{len(missing)} missing ({names(missing)})" if missing else "",
+             f"{len(unexpected)} unexpected ({names(unexpected)})" if unexpected else "",
+             f"{len(shapes)} of another shape ({names(shapes)})" if shapes else ""]
+    text = "; ".join(part for part in parts if part)
+    if unexpected and all(k.startswith("module.") for k in unexpected) and \
+            {k[len("module."):] for k in unexpected} >= set(missing):
+        text += ("; the keys carry the 'module.' prefix of DataParallel/DistributedDataParallel: save "
+                 "model.module.state_dict() instead")
+    return text

@@ -67,6 +67,13 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
     assert (out / "ovf-s0.2-seed1" / "results.json").stat().st_mtime_ns == stamp
     assert (out / "report.md").read_text() == report
 
+    # the same folder with other training settings would reuse cells made with the old ones: refused, untouched
+    preset.write_text(TINY.replace("epochs = 1", "epochs = 2"))
+    capsys.readouterr()
+    assert main(["reproduce", str(preset), "--out", str(out)]) == 2
+    assert "made with other settings ([train] epochs)" in capsys.readouterr().err
+    assert json.loads((out / "preset.json").read_text())["train"]["epochs"] == 1
+
 
 @pytest.mark.parametrize(
     "edit, message",

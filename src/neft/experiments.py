@@ -228,6 +228,26 @@ def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers:
     _run_shard(preset, out, device, index, workers)
 
 
+def _check_same_settings(preset: dict, saved: Path) -> None:
+    """Refuse to continue a grid folder whose cells were made with other [train] or [evaluate] settings (finished
+    cells would be reused as if made with the new ones). Adding methods, sigmas or seeds is fine; so is another
+    device or data folder.
+
+    Raises:
+        ValueError: naming the settings that differ.
+    """
+    if not saved.is_file():
+        return
+    old, new = json.loads(saved.read_text()), json.loads(json.dumps(preset, default=str))
+    changed = [f"[{table}] {key}" for table in ("train", "evaluate")
+               for key in sorted(set(old.get(table, {})) | set(new.get(table, {})))
+               if key not in ("device", "data_dir") and old.get(table, {}).get(key) != new.get(table, {}).get(key)]
+    if changed:
+        raise ValueError(f"{str(saved.parent)!r} holds a grid made with other settings ({', '.join(changed)}); "
+                         "its finished cells would be reused as they are: choose another output folder, or delete "
+                         "that one to start afresh")
+
+
 def run_grid(preset: dict, out: str | Path | None = None, device: str | None = None, parallel: int = 1,
              shard: tuple[int, int] = (0, 1), cells_per_device: int = 1) -> dict | None:
     """Run the cells of a validated preset, then write ``out/report.md``, ``report.csv`` and
@@ -240,6 +260,7 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
     the grid is finished then (returns None otherwise).
     """
     out = Path(out or preset["experiment"]["out"])
+    _check_same_settings(preset, out / "preset.json")
     out.mkdir(parents=True, exist_ok=True)
     (out / "preset.json").write_text(json.dumps(preset, indent=2, default=str))
     if parallel * cells_per_device > 1:

@@ -85,6 +85,8 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
         (('methods = ["vanilla",', 'methods = ["dropout",'), "unknown method"),
         (('methods = ["vanilla",', 'methods = ["ovf T=4",'), "T applies to noise-injection only"),
         (('methods = ["vanilla",', 'methods = ["ovf", "ovf",'), "lists a variant twice"),
+        (('methods = ["vanilla",', 'methods = ["noise-injection T=1", "ovf beta=0.001",'), "train the same networks"),
+        (('methods = ["vanilla",', 'methods = ["ovf init=torch",'), "train the same networks"),  # [train] init is torch
     ],
 )
 def test_bad_preset_fails_before_training(tmp_path, capsys, edit, message):

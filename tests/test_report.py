@@ -198,3 +198,11 @@ def test_a_failed_report_creates_no_folder(tmp_path):
     with pytest.raises(ValueError, match="several results for the same point"):
         report.write_report([NOISE, NOISE], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_seed_comparison_needs_the_training_sigma():
+    off = _seeded({"method": "noise-injection", "beta": 0.0}, [20.0, 30.0])
+    for result in off:
+        result["per_sigma"][0]["sigma"] = 0.3  # evaluated next to, not at, the training sigma 0.35
+    with pytest.raises(ValueError, match="not evaluated at its training sigma 0.35"):
+        report.seed_comparison(off)

@@ -115,6 +115,7 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
         (["--sigma", "-0.1"], "sigma must be"),
         (["--beta", "-1"], "beta must be"),
         (["--temperature", "0"], "temperature must be a finite number > 0"),
+        (["--beta", "3"], "applies to ovf and irs only"),
         (["--method", "ovf", "--temperature", "4"], "temperature applies to noise-injection only"),
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10 not found"),

@@ -87,9 +87,12 @@ def _cmd_devices(args) -> None:
 
 
 def _cmd_layers(args) -> None:
+    import torch
+
     from . import models
     from .variation import Crossbar
 
+    torch.manual_seed(args.seed)
     model = models.create(args.model, args.classes, args.in_channels, args.width, args.init)
     crossbar = Crossbar(model, args.device_model, include=args.include, exclude=args.exclude)
     weights = crossbar.weights()
@@ -116,7 +119,9 @@ def _cmd_train(args) -> None:
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
     )
-    variant = config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
+    variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
+               + (f"-beta{args.beta:g}" if args.beta is not None else "")
+               + (f"-{config.init}" if config.init != "kaiming" else ""))
     out = args.out or f"runs/{config.model}-{config.dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
     summary = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
@@ -211,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, default=None,
                    help=f"also print each layer's weight-noise std at this {SIGMA_HELP} over its weight std, at init")
     p.add_argument("--device-model", default="RRAM1", help="device preset or file, for --sigma (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, for --sigma (default: %(default)s)")
     p.add_argument("--include", nargs="*", default=None, help="module-name patterns to map (default: all)")
     p.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep digital")
     p.set_defaults(func=_cmd_layers)

@@ -32,6 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover
 from tqdm.auto import tqdm
 
 from . import data, metrics, montecarlo, report, variants
+from .compute import resolve_device
 from .train import TrainConfig, train
 
 __all__ = ["load_preset", "reproduce", "demo", "cell_name", "pooled_results", "DEMO"]
@@ -84,8 +85,13 @@ def _check_preset(preset: dict, source: str) -> dict:
     if int(evaluate.setdefault("runs", 100)) < 2:
         raise ValueError(f"{source}: [evaluate] runs must be >= 2")
     for sigma in experiment["train_sigmas"]:
+        made: dict[str, str] = {}
         for spec in experiment["methods"]:
-            _train_config(preset, spec, sigma, experiment["seeds"][0]).check()
+            config = json.dumps(dataclasses.asdict(_train_config(preset, spec, sigma, experiment["seeds"][0]).check()))
+            if config in made:
+                raise ValueError(f"{source}: [experiment] methods {made[config]!r} and {spec!r} train the same "
+                                 "networks; list each variant once")
+            made[config] = spec
     data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1)
     return preset
 
@@ -141,8 +147,10 @@ def _cells(preset: dict) -> list[tuple[str, float, int]]:
 
 def _eval_sigmas(preset: dict, spec: str, sigma: float) -> list[float]:
     evaluate = preset["evaluate"]
-    if evaluate.get("sweep", False) or _is_vanilla(spec):
-        return evaluate["sigmas"]
+    if _is_vanilla(spec):  # swept, and always at sigma 0, where it is compared over seeds
+        return sorted(set(evaluate["sigmas"]) | {0.0})
+    if evaluate.get("sweep", False):  # always the training sigma too: the comparison over seeds is made there
+        return sorted(set(evaluate["sigmas"]) | {sigma})
     return [sigma]
 
 
@@ -267,7 +275,11 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
         import torch.multiprocessing as mp
 
         workers = parallel * cells_per_device
-        mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device), nprocs=workers, join=True)
+        try:
+            mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device), nprocs=workers, join=True)
+        except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
+            last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
+            raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None
     else:
         _run_shard(preset, out, device, *shard)
     done = [out / cell_name(*cell) / "results.json" for cell in _cells(preset)]
@@ -317,6 +329,8 @@ def reproduce(config: str | Path, out: str | Path | None = None, device: str | N
         raise ValueError(f"--parallel and --cells-per-device must be >= 1, got {parallel} and {cells_per_device}")
     if shard and parallel * cells_per_device > 1:
         raise ValueError("--shard runs one cell at a time; drop --parallel/--cells-per-device or --shard")
+    if device:
+        resolve_device(device)  # an unusable device fails before anything is written
     paths = run_grid(load_preset(config), out, device, parallel=parallel, shard=parse_shard(shard),
                      cells_per_device=cells_per_device)
     if paths:

@@ -167,9 +167,9 @@ def seed_interval(per_seed: Sequence[float], confidence: float = 0.95) -> dict:
     """
     from scipy import stats
 
-    values = np.asarray(per_seed, dtype=np.float64)
-    if values.size < 1 or not np.isfinite(values).all():
-        raise ValueError(f"need at least one finite per-seed value, got {list(values)}")
+    values = np.atleast_1d(np.asarray(per_seed, dtype=np.float64))
+    if values.ndim != 1 or values.size < 1 or not np.isfinite(values).all():
+        raise ValueError(f"need a flat list of at least one finite per-seed value, got {values.tolist()}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     std = half = None

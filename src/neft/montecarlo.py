@@ -330,8 +330,10 @@ def evaluate_run(
     }
     if not distributed.is_main():
         return results
-    target.write_text(json.dumps(results, indent=1))
     rows = report.comparison_rows([results])
     report.write_csv(rows, outputs[1])
     report.plot([results], outputs[2], title=f"{results['method']} ({run_dir.name})")
+    partial = target.with_suffix(".json.tmp")  # written last and whole: a results.json marks a finished evaluation
+    partial.write_text(json.dumps(results, indent=1))
+    partial.replace(target)
     return results

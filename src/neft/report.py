@@ -328,9 +328,17 @@ def _training_setup(results: list[dict]) -> str:
 
 
 def _mean_at_training_sigma(result: dict) -> float:
-    """MC mean accuracy (%) at the point nearest the network's training sigma (sigma 0 for vanilla)."""
+    """MC mean accuracy (%) at the network's training sigma (sigma 0 for vanilla).
+
+    Raises:
+        ValueError: the result was not evaluated at that sigma.
+    """
     target = 0.0 if result["method"] == "vanilla" else result["train_sigma"]
-    return min(result["per_sigma"], key=lambda p: abs(p["sigma"] - target))["accuracy"]["mean"]
+    for point in result["per_sigma"]:
+        if abs(point["sigma"] - target) < 1e-9:
+            return point["accuracy"]["mean"]
+    raise ValueError(f"{result.get('run', 'a result')} was not evaluated at its training sigma {target:g}; "
+                     f"evaluate it there (e.g. neft evaluate RUN --sigmas {target:g}) to compare it over seeds")
 
 
 def _interval(summary: dict) -> str:
@@ -359,6 +367,7 @@ def seed_comparison(results: list[dict]) -> dict:
 
     Raises:
         KeyError: a result lacks ``num_classes`` or ``train_seed``.
+        ValueError: a result was not evaluated at its training sigma.
     """
     groups: dict[tuple[str, str, float], dict[int, float]] = {}
     classes: dict[str, int] = {}

@@ -30,9 +30,12 @@ def parse(spec: str) -> tuple[str, dict]:
     ``parse("ovf beta=0") == ("ovf", {"beta": 0.0})``; ``parse("ovf") == ("ovf", {})``.
 
     Raises:
-        ValueError: for an unknown method or key, a malformed ``key=value``, an invalid value (T <= 0, beta < 0,
-            an unknown init), or T given for a method other than noise-injection.
+        ValueError: for an empty spec, an unknown method or key, a key given twice, a malformed ``key=value``, an
+            invalid value (T <= 0, beta < 0, an unknown init), T for a method other than noise-injection or beta
+            for a method other than ovf/irs.
     """
+    if not str(spec).split():
+        raise ValueError("an empty method name; give e.g. 'ovf' or 'ovf beta=0'")
     method, *options = str(spec).split()
     if method not in objectives.METHODS:
         raise ValueError(f"unknown method {method!r} in {spec!r}; choose one of {', '.join(objectives.METHODS)}, "
@@ -42,6 +45,10 @@ def parse(spec: str) -> tuple[str, dict]:
         key, sep, value = option.partition("=")
         if not sep or key not in _KEYS:
             raise ValueError(f"{spec!r}: expected key=value with key T, beta or init, got {option!r}")
+        if _KEYS[key] in overrides:
+            raise ValueError(f"{spec!r}: {key} is given twice")
+        if key == "beta" and method not in ("ovf", "irs"):
+            raise ValueError(f"{spec!r}: beta applies to ovf and irs only (the negative feedback strength)")
         if key == "init":
             if value not in _INITS:
                 raise ValueError(f"{spec!r}: init must be one of {', '.join(_INITS)}, got {value!r}")

@@ -1,6 +1,7 @@
 """Monte Carlo engine (SPEC section 5, DESIGN decision 4)."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -160,3 +161,28 @@ def test_cli_evaluate_without_checkpoint(tmp_path, capsys):
 
     assert main(["evaluate", str(tmp_path), "--quiet"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_non_finite_numbers_are_errors_not_results(setup):
+    model, images, labels = setup
+    bad = images.clone()
+    bad[3, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="1 test image\\(s\\) contain NaN or infinite values"):
+        montecarlo.evaluate(model, bad, labels, [0.1], runs=2, progress=False)
+    huge = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 10))
+    with torch.no_grad():
+        huge[1].weight.fill_(3e37)  # logits overflow float32 to +-inf
+    for sigma in (0.0, 0.1):
+        with pytest.raises(ValueError, match=f"NaN or infinite logits at sigma {sigma:g}"):
+            montecarlo.evaluate(huge, images[:50], labels[:50], [sigma], runs=2, progress=False)
+
+
+def test_ekl_of_nan_logits_is_nan_not_zero():
+    from neft.metrics import PredictionAccumulator
+
+    accumulator = PredictionAccumulator(1, 2)
+    accumulator.add(torch.tensor([[[float("nan"), 0.0]]]), torch.tensor([0]), 0)
+    accumulator.finish_runs(1)
+    assert math.isnan(accumulator.ekl())
+    with pytest.raises(ValueError, match="NaN or infinite logits"):
+        accumulator.check_finite()

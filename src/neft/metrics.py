@@ -82,6 +82,7 @@ class PredictionAccumulator:
         self.sum_probs = torch.zeros(num_images, num_classes, dtype=torch.float64, device=device)
         self.sum_entropy = torch.zeros((), dtype=torch.float64, device=device)
         self.sum_confidence = torch.zeros((), dtype=torch.float64, device=device)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # a device flag: no host sync per batch
         self.runs = 0
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, start: int, copies: int = 1) -> torch.Tensor:
@@ -97,12 +98,23 @@ class PredictionAccumulator:
         Returns:
             Number of correct predictions per chip, int64 ``[K]``.
         """
+        self.nonfinite |= ~torch.isfinite(logits).all()
         log_probs = torch.log_softmax(logits.double(), dim=-1)
         probs = log_probs.exp()
         self.sum_probs[start : start + logits.shape[1]] += copies * probs.sum(0)
         self.sum_entropy -= copies * (probs * log_probs).sum()
         self.sum_confidence += copies * probs.amax(-1).sum()
         return (logits.argmax(-1) == labels).sum(-1)
+
+    def check_finite(self, where: str = "") -> None:
+        """Raise if any logits fed so far were NaN or infinite (their argmax, softmax and EKL mean nothing).
+
+        Raises:
+            ValueError: naming ``where`` and the usual causes.
+        """
+        if bool(self.nonfinite):
+            raise ValueError(f"the model gave NaN or infinite logits{where}: with fp16 precision large logits "
+                             "overflow (use fp32 or bf16); otherwise check the weights and the inputs")
 
     def finish_runs(self, count: int) -> None:
         """Record that ``count`` more runs have been fed for every image."""
@@ -124,7 +136,7 @@ class PredictionAccumulator:
         entropy_of_mean = -(pbar * torch.log(pbar.clamp_min(1e-300))).sum(-1).mean()
         mean_entropy = self.sum_entropy / (self.runs * self.num_images)
         value = float(entropy_of_mean - mean_entropy)
-        return value if value >= EKL_ROUNDING else 0.0
+        return 0.0 if value < EKL_ROUNDING else value  # NaN stays NaN: never read as "no uncertainty"
 
     def confidence(self) -> float:
         """Mean over images and runs of the top-class probability, in [0, 1]."""

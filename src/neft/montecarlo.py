@@ -133,12 +133,16 @@ def evaluate(
         "compiled"}}``; accuracies in percent.
 
     Raises:
-        ValueError: for an empty test set, mismatched labels, runs < 2, invalid sigma, precision, batch size,
-            chunk size, memory format or compile setting.
+        ValueError: for an empty test set, non-finite images, mismatched labels, runs < 2, invalid sigma,
+            precision, batch size, chunk size, memory format or compile setting, or NaN/infinite logits (e.g. fp16
+            overflow).
     """
     images = images.detach()
     if images.shape[0] == 0:
         raise ValueError("the test set is empty: nothing to evaluate; check the data set and --test-subset")
+    if not torch.isfinite(images).all():
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+        raise ValueError(f"{bad} test image(s) contain NaN or infinite values; clean or drop them before evaluating")
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels {tuple(labels.shape)} must be [N] for images {tuple(images.shape)}")
     if runs < 2:
@@ -235,6 +239,7 @@ def _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma
             if ci_half_width(std, len(accuracies)) < ci_target:
                 bar.total -= runs - len(accuracies)
                 break
+    accumulator.check_finite(f" at sigma {sigma:g}")
     accumulator.finish_runs(len(accuracies))
     accumulator.all_reduce()
     ekl = accumulator.ekl()

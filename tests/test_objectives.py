@@ -170,3 +170,29 @@ def test_bad_temperature_is_a_clear_error(bad):
         objectives.create("noise-injection", model, torch.randn(1, 3), 2, sigma=0.1, temperature=bad)
     with pytest.raises(ValueError, match="temperature applies to noise-injection only"):
         objectives.create("ovf", model, torch.randn(1, 3), 2, sigma=0.1, temperature=4.0)
+
+
+def test_irs_head_reads_the_tapped_output_even_when_an_inplace_op_follows():
+    torch.manual_seed(2)
+    model = models.create("lenet5", 10, 1, 1.0, init="torch")  # features.0 = conv, ReLU(inplace=True), pool
+    x, y = torch.randn(6, 1, 32, 32), torch.randint(0, 10, (6,))
+    objective = objectives.create("irs", model, x, 10, sigma=0.0, beta=0.5, taps=["features.0.0"])
+    loss, _ = objective.loss(model, x, y)
+    conv = model.features[0][0](x)
+    assert (conv < 0).any()  # the ReLU would change it
+    expected = negative_feedback_loss(model(x), [objective.heads[0](conv)], 0.5, y)
+    assert abs(loss.item() - expected.item()) < 1e-5
+
+
+def test_irs_tap_the_forward_never_calls_is_refused_at_creation():
+    class WithSpare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.spare = nn.Linear(4, 3), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.body(x)
+
+    model = WithSpare()
+    with pytest.raises(ValueError, match=r"\['spare'\] are modules that WithSpare's forward never calls"):
+        objectives.create("irs", model, torch.randn(2, 4), 3, sigma=0.1, beta=0.1, taps=["spare"])

@@ -251,11 +251,15 @@ class SnapshotHead(nn.Module):
 
 @contextmanager
 def _capture(model: nn.Module, names: Sequence[str]):
-    """Collect the outputs of the named modules during forwards inside the block, in ``names`` order."""
+    """Collect the outputs of the named modules during forwards inside the block, in ``names`` order.
+
+    Each output is cloned when captured: a later in-place operation of the forward (``ReLU(inplace=True)`` after
+    a tapped convolution) would otherwise change what the snapshot head reads.
+    """
     modules = dict(getattr(model, "module", model).named_modules())  # DistributedDataParallel wraps the model
     outputs: dict[str, torch.Tensor] = {}
     handles = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out))
+        modules[name].register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.clone()))
         for name in names
     ]
     try:
@@ -281,7 +285,8 @@ class IRS(Objective):
         sigma_block: heads' sigma (default: the backbone sigma).
 
     Raises:
-        ValueError: when no taps are given and the model declares none, or a tap names no module.
+        ValueError: when no taps are given and the model declares none, a tap names no module, or a tapped
+            module is never called by the forward.
     """
 
     name = "irs"
@@ -315,6 +320,10 @@ class IRS(Objective):
         with torch.no_grad(), _capture(model, names) as outputs:
             model(sample_input[:1])
         model.train(was_training)
+        unused = [name for name in names if name not in outputs]
+        if unused:
+            raise ValueError(f"IRS taps {unused} are modules that {type(model).__name__}'s forward never calls; "
+                             "tap modules the forward runs (see `neft layers` for the zoo models' taps)")
         device = sample_input.device
         self.heads = nn.ModuleList(
             SnapshotHead(tuple(outputs[name].shape[1:]), pool, num_classes).to(device) for name, pool in self.taps

@@ -1,6 +1,7 @@
 """Model-agnostic weight perturbation (DESIGN decisions 1-3)."""
 
 import pytest
+import torch.nn.utils.prune
 import torch
 from torch import nn
 
@@ -125,3 +126,35 @@ def test_tied_weights_are_one_set_of_devices():
     h = torch.nn.functional.linear(h, tied, model[2].bias)
     expected = torch.nn.functional.linear(h, model[3].weight + chip["3.weight"], model[3].bias)
     assert torch.allclose(crossbar.forward(x, chip=chip), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("reparametrize, fix", [
+    (lambda layer: torch.nn.utils.prune.l1_unstructured(layer, "weight", 0.3), "prune.remove"),
+    (lambda layer: torch.nn.utils.parametrizations.weight_norm(layer), "remove_parametrizations"),
+    (lambda layer: torch.nn.utils.parametrizations.spectral_norm(layer), "remove_parametrizations"),
+    (lambda layer: torch.nn.utils.weight_norm(layer), "remove_weight_norm"),
+])
+def test_pruned_or_parametrized_weights_are_refused_not_left_clean(reparametrize, fix):
+    import warnings
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own deprecation of the legacy weight_norm
+        reparametrize(model[0])
+    with pytest.raises(ValueError, match=rf"layer '0' computes its weight at every forward .*{fix}"):
+        Crossbar(model)
+    Crossbar(model, exclude=["0"])  # left digital on purpose: fine
+
+
+def test_matrix_weights_left_digital_are_named_once():
+    class WithEmbedding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.head = nn.Embedding(10, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.embed(x))
+
+    with pytest.warns(UserWarning, match=r"1 matrix-shaped parameter\(s\) of WithEmbedding stay digital.*embed.weight"):
+        Crossbar(WithEmbedding())

@@ -15,10 +15,12 @@ on every call (training); :meth:`Crossbar.sample_chip` draws one frozen perturba
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 
 import torch
+import torch.nn.utils.parametrize
 from torch import nn
 from torch.func import functional_call
 
@@ -50,25 +52,65 @@ def mapped_weight_names(
             matching conv/linear modules are mapped.
         exclude: optional patterns of module names left digital (e.g. ``"classifier.2"``).
 
+    A conv/linear layer whose forward computes its weight from other tensors (pruning, weight or spectral
+    normalisation) cannot be mapped as a plain ``weight`` and is refused; weights of other shapes that stay
+    digital (e.g. an ``nn.Embedding`` or a bare ``nn.Parameter`` used in a matmul) get one warning naming them.
+
     Raises:
-        ValueError: if no weight is mapped (the model has no conv/linear layer or the patterns exclude them all).
+        ValueError: if no weight is mapped (the model has no conv/linear layer or the patterns exclude them all),
+            or a selected layer's weight is pruned or parametrized (the message names the layer and the fix).
     """
     include, exclude = list(include or []), list(exclude or [])
     parameters = dict(model.named_parameters())  # a weight shared by several layers appears once, by its first name
-    names = [
-        name
-        for module_name, module in model.named_modules()
-        if isinstance(module, MAPPED_LAYER_TYPES)
-        and (not include or _matches(module_name, include))
-        and not _matches(module_name, exclude)
-        and (name := f"{module_name}.weight" if module_name else "weight") in parameters
-    ]
+    selected = [(module_name, module) for module_name, module in model.named_modules()
+                if isinstance(module, MAPPED_LAYER_TYPES)
+                and (not include or _matches(module_name, include)) and not _matches(module_name, exclude)]
+    for module_name, module in selected:
+        reason = _derived_weight(module)
+        if reason:
+            raise ValueError(f"layer {module_name or type(module).__name__!r} computes its weight at every forward "
+                             f"({reason}), so neft cannot put that weight on the crossbar: {_REMOVE[reason]} "
+                             "before mapping the model")
+    names = [name for module_name, _ in selected
+             if (name := f"{module_name}.weight" if module_name else "weight") in parameters]
+    digital = [name for name, p in parameters.items() if p.dim() >= 2 and name not in names
+               and not any(fnmatchcase(name, f"{m}.*") for m in _excluded(model, include, exclude))]
+    if digital and names:
+        warnings.warn(f"{len(digital)} matrix-shaped parameter(s) of {type(model).__name__} stay digital (not on "
+                      f"the crossbar, no variation): {', '.join(digital[:6])}{' ...' if len(digital) > 6 else ''}; "
+                      "neft maps the weights of nn.Conv1d/2d/3d and nn.Linear only", UserWarning, stacklevel=3)
     if not names:
         raise ValueError(
             f"{type(model).__name__} has no crossbar-mapped weight: neft perturbs the weight of nn.Conv1d/2d/3d and "
             f"nn.Linear layers (include={include or None}, exclude={exclude or None}); check the model or the patterns"
         )
     return names
+
+
+_REMOVE = {
+    "pruned or spectral_norm, from weight_orig": "call torch.nn.utils.prune.remove(layer, 'weight') (or "
+                                                 "torch.nn.utils.remove_spectral_norm(layer))",
+    "parametrized, e.g. parametrizations.weight_norm or spectral_norm": "call torch.nn.utils.parametrize."
+                                                                        "remove_parametrizations(layer, 'weight')",
+    "legacy weight_norm, from weight_g and weight_v": "call torch.nn.utils.remove_weight_norm(layer)",
+}
+
+
+def _derived_weight(module: nn.Module) -> str | None:
+    """Why ``module.weight`` is computed from other tensors at each forward, or None for a plain parameter."""
+    if torch.nn.utils.parametrize.is_parametrized(module, "weight"):
+        return "parametrized, e.g. parametrizations.weight_norm or spectral_norm"
+    if hasattr(module, "weight_orig"):
+        return "pruned or spectral_norm, from weight_orig"
+    if hasattr(module, "weight_g") and hasattr(module, "weight_v"):
+        return "legacy weight_norm, from weight_g and weight_v"
+    return None
+
+
+def _excluded(model: nn.Module, include: list[str], exclude: list[str]) -> list[str]:
+    """Names of conv/linear modules the user chose to leave digital with include/exclude patterns."""
+    return [name for name, module in model.named_modules() if isinstance(module, MAPPED_LAYER_TYPES)
+            and ((include and not _matches(name, include)) or _matches(name, exclude))]
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -145,9 +145,9 @@ def test_noise_injection_temperature_at_sigma_zero_is_scaled_cross_entropy():
         loss, _ = objective.loss(model, x, y)
         assert abs(loss.item() - F.cross_entropy(model(x) / temperature, y).item()) < 1e-5
     # T = 4 is a real change: the loss differs from plain cross-entropy by more than rounding
-    plain = float(F.cross_entropy(model(x), y))
-    assert abs(float(objectives.create("noise-injection", model, x, 5, sigma=0.0, temperature=4.0)
-                     .loss(model, x, y)[0]) - plain) > 0.1
+    plain = F.cross_entropy(model(x), y).item()
+    assert abs(objectives.create("noise-injection", model, x, 5, sigma=0.0, temperature=4.0)
+               .loss(model, x, y)[0].item() - plain) > 0.1
 
 
 def test_ovf_beta_zero_equals_noise_injection_at_temperature_n_plus_1_with_the_same_noise():

@@ -159,8 +159,8 @@ def test_ovf_beta_zero_equals_noise_injection_at_temperature_n_plus_1_with_the_s
     ni = objectives.create("noise-injection", model, x, 10, sigma=0.3, temperature=len(objectives.OVF_OFFSETS) + 1,
                            generator=make_generator(5))
     ovf_loss, ni_loss = ovf.loss(model, x, y)[0], ni.loss(model, x, y)[0]
-    assert abs(float(ovf_loss) - float(ni_loss)) < 1e-5
-    assert abs(float(ni_loss) - float(F.cross_entropy(model(x) / 4, y))) > 1e-3  # the noise is really there
+    assert abs(ovf_loss.item() - ni_loss.item()) < 1e-5
+    assert abs(ni_loss.item() - F.cross_entropy(model(x) / 4, y).item()) > 1e-3  # the noise is really there
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])

@@ -68,6 +68,14 @@ def test_ddp_ovf_and_irs_learn_and_ranks_agree(tmp_path):
     assert abs(summaries[0]["test_accuracy_clean"] - single["test_accuracy_clean"]) < 15, (summaries[0], single)
 
 
+def test_ddp_ranks_share_batchnorm_statistics(tmp_path):
+    settings = dict(model="vgg8", width=0.125, dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=1,
+                    train_subset=256, test_subset=100, batch_size=64, val_runs=2, init="torch")
+    out, ranks = _spawn(tmp_path, settings)
+    summaries = [r["summary"] for r in ranks]
+    assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]  # running mean/var included
+
+
 def test_an_error_on_one_rank_ends_both(tmp_path):
     settings = dict(model="lenet5", dataset="fashion-mnist", method="vanilla", epochs=1, train_subset=64)
     _, ranks = _spawn(tmp_path, settings, data_dirs=(None, str(tmp_path / "missing")))

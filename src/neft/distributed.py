@@ -89,6 +89,19 @@ def all_reduce_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def average_buffers_(module: torch.nn.Module) -> None:
+    """Average the floating-point buffers of ``module`` (BatchNorm running mean/var) over ranks, in place; no-op
+    for one process. DistributedDataParallel broadcasts rank 0's buffers before each forward, so after the last
+    step of an epoch every rank holds its own update; averaging makes the ranks agree (and their checkpoints and
+    digests identical)."""
+    if not _active():
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer /= world_size()
+
+
 def agree(action: Callable[[], T]) -> T:
     """Run ``action`` on every rank; if it fails on any rank, raise the first failure's error on all ranks.
 

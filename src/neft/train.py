@@ -284,6 +284,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             for key, value in {"loss": loss.item(), **logs}.items():
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix(loss=f"{totals['loss'] / batches:.3f}", acc=f"{100 * totals['acc'] / batches:.1f}")
+        distributed.average_buffers_(model)  # BatchNorm statistics: one set for all ranks
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         clean = _accuracy(model, dataset, select_split, device)

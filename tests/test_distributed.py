@@ -57,6 +57,22 @@ def test_ddp_step_at_sigma_zero_equals_a_single_process_step(tmp_path):
                                                      "train_log.csv"]
 
 
+@pytest.mark.parametrize("images", [131, 129])
+def test_ddp_with_uneven_last_batches(tmp_path, images):
+    """131 images in batches of 128: the last step has 3 images, 2 on rank 0 and 1 on rank 1, and the weighted
+    losses give the single-process step. 129: the last step's single image would leave rank 1 empty: skipped."""
+    settings = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=images,
+                    test_subset=100, batch_size=128, select_on="test", val_runs=2)
+    out, ranks = _spawn(tmp_path / "ddp", settings)
+    assert all("summary" in r for r in ranks), ranks
+    if images == 131:
+        train(TrainConfig(**settings), tmp_path / "single", progress=False)
+        ddp = torch.load(out / "last.pt", weights_only=True)["model"]
+        single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
+        for name, value in single.items():
+            assert torch.allclose(ddp[name], value, atol=1e-5), name
+
+
 def test_ddp_ovf_and_irs_learn_and_ranks_agree(tmp_path):
     settings = dict(model="lenet5", dataset="mnist-5k", method="irs", sigma=0.1, epochs=2, train_subset=1200,
                     test_subset=300, batch_size=64, val_runs=2, init="torch")

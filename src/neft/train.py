@@ -185,6 +185,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         stop_after: stop once this epoch is done (for time-limited jobs); the run stays resumable and the
             summary is written only when all ``config.epochs`` are done.
 
+    Under ``torchrun`` (data-parallel, one process per rank) every step's batch is split over the ranks and each
+    rank's loss is weighted by its share of the batch, so the step equals the single-process one; a last batch
+    with fewer images than ranks is skipped. BatchNorm statistics are averaged over ranks after every epoch.
+
     Returns:
         Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds",
         "weights_sha256"}`` (the digest of the last epoch's weights: equal runs, resumed runs and data-parallel
@@ -271,14 +275,19 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
                                    device=device, shard=(rank, world)),
                    total=math.ceil(dataset.size("train") / config.batch_size), disable=not (progress and main), leave=False,
                    desc=f"{config.method} epoch {epoch}/{config.epochs}", unit="batch")
-        for x, y in bar:
+        for index, (x, y) in enumerate(bar):
+            in_step = min(config.batch_size, dataset.size("train") - index * config.batch_size)  # over all ranks
+            if in_step < world:  # a last batch smaller than the rank count would leave a rank with no image
+                continue
             noise_generator.manual_seed(distributed.step_seed(config.seed, rank, state["step"]))
             state["step"] += 1
             loss, logs = objective.loss(net, x, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}; lower --lr or --sigma")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the step's images
+            # makes that average the gradient of the mean over all of them, even when the shares are unequal
+            (loss * (world * len(y) / in_step) if world > 1 else loss).backward()
             optimizer.step()
             batches += 1
             for key, value in {"loss": loss.item(), **logs}.items():

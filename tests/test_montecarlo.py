@@ -186,3 +186,20 @@ def test_ekl_of_nan_logits_is_nan_not_zero():
     assert math.isnan(accumulator.ekl())
     with pytest.raises(ValueError, match="NaN or infinite logits"):
         accumulator.check_finite()
+
+
+def test_evaluate_and_objectives_leave_the_model_exactly_as_it_was():
+    from neft import objectives
+
+    torch.manual_seed(0)
+    model = models.create("vgg8", 10, 1, 0.125, init="torch")
+    model.train()
+    model.features[1][1].eval()  # a user's frozen BatchNorm inside a training model
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    images, labels = torch.randn(20, 1, 32, 32), torch.randint(0, 10, (20,))
+    montecarlo.evaluate(model, images, labels, [0.0, 0.2], runs=2, progress=False)
+    for method in ("vanilla", "noise-injection", "ovf", "irs"):
+        objectives.create(method, model, images, 10, sigma=0.1, beta=0.01 if method in ("ovf", "irs") else 0.0)
+    assert [m.training for m in model.modules()] == flags
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())

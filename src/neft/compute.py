@@ -1,15 +1,34 @@
-"""Choosing the torch compute device ("auto", "cpu", "cuda", "cuda:1", ...) and keeping CPU memory for reuse."""
+"""Choosing the torch compute device ("auto", "cpu", "cuda", "cuda:1", ...), keeping CPU memory for reuse, and
+running a model in eval mode without losing its own train/eval flags."""
 
 from __future__ import annotations
 
 import ctypes
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
-__all__ = ["resolve_device", "keep_freed_memory"]
+__all__ = ["resolve_device", "keep_freed_memory", "eval_mode"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameter numbers of glibc's malloc.h
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put every module of ``model`` in eval mode inside the block, then give each module back its own flag.
+
+    ``model.train(was_training)`` would set every submodule to the top-level flag, so a user's frozen BatchNorm
+    (eval inside a training model) would come back in training mode.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in flags:
+            module.training = training
 
 
 def resolve_device(name: str) -> torch.device:

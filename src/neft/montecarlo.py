@@ -15,6 +15,7 @@ chip's perturbation comes from its own seed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, data, devices, distributed, report
 from .chip_forward import ChipForward, forward_flops
-from .compute import resolve_device
+from .compute import eval_mode, resolve_device
 from .devices import DeviceModel, check_sigma
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
 from .variation import Crossbar, make_generator, run_seed
@@ -166,11 +167,9 @@ def evaluate(
     if compile not in (True, False, "auto"):
         raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
     dtype = PRECISIONS[precision]
-    was_training = model.training
-    model.eval()
     results = []
     bar = tqdm(total=runs * len(sigmas), desc="Monte Carlo", unit="chip", disable=not progress, leave=False)
-    try:
+    with eval_mode(model), contextlib.closing(bar):  # every module gets its own train/eval flag back
         with torch.no_grad():
             num_classes = model(images[:1]).shape[-1]
             if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
@@ -196,9 +195,6 @@ def evaluate(
                 )
                 results[-1]["execution"] = {"chips_per_pass": chips_per_pass, "memory_format": forward.layout,
                                             "compiled": forward.compiled and sigma > 0}
-    finally:
-        bar.close()
-        model.train(was_training)
     return results
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import devices
+from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
 from .models import default_taps, init_weights
 from .variation import Crossbar
@@ -315,11 +316,8 @@ class IRS(Objective):
             raise ValueError(f"IRS taps {missing} name no module of {type(model).__name__}; valid names include "
                              f"{[n for n in known if n][:12]}")
         names = [name for name, _ in self.taps]
-        was_training = model.training
-        model.eval()
-        with torch.no_grad(), _capture(model, names) as outputs:
+        with torch.no_grad(), eval_mode(model), _capture(model, names) as outputs:
             model(sample_input[:1])
-        model.train(was_training)
         unused = [name for name in names if name not in outputs]
         if unused:
             raise ValueError(f"IRS taps {unused} are modules that {type(model).__name__}'s forward never calls; "

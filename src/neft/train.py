@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import checkpoint, data, devices, distributed, models, montecarlo, objectives
-from .compute import resolve_device
+from .compute import eval_mode, resolve_device
 from .devices import check_sigma
 from .variation import make_generator
 
@@ -152,13 +152,10 @@ def _validation_size(config: TrainConfig) -> int | float:
 
 def _accuracy(model, dataset, split, device, batch_size=1000) -> float:
     """Clean top-1 accuracy (percent) of ``model`` in eval mode on ``split``."""
-    was_training = model.training
-    model.eval()
     correct = 0
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):
         for x, y in dataset.batches(split, batch_size, device=device):
             correct += int((model(x).argmax(1) == y).sum())
-    model.train(was_training)
     return 100.0 * correct / dataset.size(split)
 
 

@@ -188,6 +188,8 @@ def _cmd_reproduce(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``neft`` command (also used to render ``--help``)."""
+    from .models import INITS
+
     parser = argparse.ArgumentParser(
         prog="neft",
         description="Negative Feedback Training (OVF, IRS) and Monte Carlo robustness evaluation of DNNs on "
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
     p.add_argument("--classes", type=int, default=10, help="number of classes (default: %(default)s)")
     p.add_argument("--in-channels", type=int, default=1, help="image channels, 3 for CIFAR (default: %(default)s)")
-    p.add_argument("--init", default="kaiming", choices=["kaiming", "kaiming-uniform", "torch"],
+    p.add_argument("--init", default="kaiming", choices=list(INITS),
                    help="weight init, for --sigma (default: %(default)s)")
     p.add_argument("--sigma", type=float, default=None,
                    help=f"also print each layer's weight-noise std at this {SIGMA_HELP} over its weight std, at init")

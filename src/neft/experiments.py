@@ -182,10 +182,9 @@ def pooled_results(results: list[dict]) -> list[dict]:
     (:func:`neft.metrics.seed_interval`), the interval to compare methods with; EKL and confidence are averaged
     over seeds. Returns results-schema dicts with ``seeds`` listing the pooled training seeds.
     """
-    show_init = len({r.get("init", "kaiming") for r in results}) > 1
     groups: dict[tuple[str, float], list[dict]] = {}
-    for result in results:
-        groups.setdefault((variants.label(result, show_init), result["train_sigma"]), []).append(result)
+    for result, label in zip(results, variants.labels(results)):
+        groups.setdefault((label, result["train_sigma"]), []).append(result)
     pooled = []
     for group in groups.values():
         points = {}

@@ -26,6 +26,7 @@ __all__ = [
     "negative_feedback_loss",
     "check_beta",
     "check_temperature",
+    "check_method_settings",
     "default_beta",
     "Objective",
     "Vanilla",
@@ -92,6 +93,21 @@ def check_temperature(temperature: float) -> float:
         raise ValueError(f"temperature must be a finite number > 0 (logit divisor, 1 = plain cross-entropy), "
                          f"got {temperature!r}")
     return float(temperature)
+
+
+def check_method_settings(method: str, beta: float, temperature: float) -> None:
+    """Check that ``beta`` and ``temperature`` mean something for ``method``: a beta other than 0 only for the
+    negative feedback methods (ovf, irs), a temperature other than 1 only for noise-injection (OVF and IRS already
+    divide their logits by N + 1).
+
+    Raises:
+        ValueError: naming the setting and the methods it applies to.
+    """
+    if temperature != 1.0 and method != "noise-injection":
+        raise ValueError(f"temperature applies to noise-injection only, not {method!r} (OVF and IRS divide their "
+                         "logits by N + 1 already)")
+    if beta != 0 and method not in ("ovf", "irs"):
+        raise ValueError(f"beta (the negative feedback strength) applies to ovf and irs only, not {method!r}")
 
 
 def negative_feedback_loss(
@@ -370,15 +386,13 @@ def create(
     logit divisor T of the noise-injection ablation, see :class:`NoiseInjection`) by noise-injection only.
 
     Raises:
-        ValueError: for an unknown method, invalid sigma/beta/temperature or IRS taps, or a temperature other
-            than 1 for a method other than noise-injection (OVF and IRS already divide by N + 1).
+        ValueError: for an unknown method, invalid sigma/beta/temperature or IRS taps, a temperature other
+            than 1 for a method other than noise-injection (OVF and IRS already divide by N + 1), or a beta other
+            than 0 for a method other than ovf/irs (:func:`check_method_settings`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    check_temperature(temperature)
-    if temperature != 1.0 and method != "noise-injection":
-        raise ValueError(f"temperature applies to noise-injection only, not {method!r} (OVF and IRS divide their "
-                         "logits by N + 1 already); drop the temperature or use method='noise-injection'")
+    check_method_settings(method, check_beta(beta), check_temperature(temperature))
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
     if method == "irs":
         return IRS(model, sample_input, num_classes, taps=taps, sigma_block=sigma_block, **common)

@@ -93,16 +93,10 @@ def _sort_key(*values) -> tuple:
     return tuple((value is not None, value or 0) for value in values)
 
 
-def _variant_labels(results: list[dict]) -> list[str]:
-    """:func:`neft.variants.label` of each result; the init is named only when the results mix inits."""
-    show_init = len({r.get("init", "kaiming") for r in results}) > 1
-    return [variants.label(r, show_init) for r in results]
-
-
 def _labels(results: list[dict]) -> list[tuple[str, tuple]]:
     """(label, sort key) per result; the label is the method variant (:func:`neft.variants.label`, e.g.
     ``ovf beta=0``), grown only as far as needed to keep (label, sigma) unique."""
-    variant = _variant_labels(results)
+    variant = variants.labels(results)
     labelled = []
     for result, name in zip(results, variant):
         group = [r for r, v in zip(results, variant) if v == name]
@@ -327,13 +321,18 @@ def _training_setup(results: list[dict]) -> str:
     return "Training:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""
 
 
+def _training_sigma(result: dict) -> float:
+    """The sigma a network was trained at; vanilla trains without variation whatever its config said."""
+    return 0.0 if result["method"] == "vanilla" else result["train_sigma"]
+
+
 def _mean_at_training_sigma(result: dict) -> float:
     """MC mean accuracy (%) at the network's training sigma (sigma 0 for vanilla).
 
     Raises:
         ValueError: the result was not evaluated at that sigma.
     """
-    target = 0.0 if result["method"] == "vanilla" else result["train_sigma"]
+    target = _training_sigma(result)
     for point in result["per_sigma"]:
         if abs(point["sigma"] - target) < 1e-9:
             return point["accuracy"]["mean"]
@@ -371,9 +370,8 @@ def seed_comparison(results: list[dict]) -> dict:
     """
     groups: dict[tuple[str, str, float], dict[int, float]] = {}
     classes: dict[str, int] = {}
-    for result, label in zip(results, _variant_labels(results)):
-        sigma = 0.0 if result["method"] == "vanilla" else result["train_sigma"]  # vanilla trains without variation
-        key = (result.get("dataset", "?"), label, sigma)
+    for result, label in zip(results, variants.labels(results)):
+        key = (result.get("dataset", "?"), label, _training_sigma(result))
         groups.setdefault(key, {})[result["train_seed"]] = _mean_at_training_sigma(result)
         classes[key[0]] = result["num_classes"]
     best: dict[tuple[str, float], float] = {}

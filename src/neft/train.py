@@ -99,12 +99,8 @@ class TrainConfig:
         if self.beta is None:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)
         self.beta = objectives.check_beta(self.beta)
-        if self.beta != 0 and self.method not in ("ovf", "irs"):
-            raise ValueError(f"beta (the negative feedback strength) applies to ovf and irs only, not {self.method!r}")
         self.temperature = objectives.check_temperature(self.temperature)
-        if self.temperature != 1.0 and self.method != "noise-injection":
-            raise ValueError(f"temperature applies to noise-injection only, not {self.method!r} (OVF and IRS divide "
-                             "their logits by N + 1 already)")
+        objectives.check_method_settings(self.method, self.beta, self.temperature)
         for name in ("epochs", "batch_size", "val_runs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

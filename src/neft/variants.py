@@ -18,7 +18,7 @@ from __future__ import annotations
 from . import objectives
 from .models import INITS as _INITS
 
-__all__ = ["parse", "label", "directory_name"]
+__all__ = ["parse", "label", "labels", "directory_name"]
 
 _KEYS = {"T": "temperature", "beta": "beta", "init": "init"}
 
@@ -88,6 +88,12 @@ def label(result: dict, show_init: bool = False) -> str:
     if show_init and result.get("init", "kaiming") != "kaiming":
         parts.append(f"init={result['init']}")
     return " ".join(parts)
+
+
+def labels(results: list[dict]) -> list[str]:
+    """:func:`label` of each result, naming the init only when the results mix inits."""
+    show_init = len({r.get("init", "kaiming") for r in results}) > 1
+    return [label(r, show_init) for r in results]
 
 
 def directory_name(spec: str) -> str:

@@ -4,9 +4,15 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from neft import Crossbar, checkpoint, chip_forward, data, montecarlo
+from neft import Crossbar, checkpoint, chip_forward, data, make_generator, montecarlo, run_seed
+
+
+def evaluate_points(*args, **kwargs) -> list[dict]:
+    """The per-sigma entries of montecarlo.evaluate."""
+    return montecarlo.evaluate(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +37,33 @@ class ViewsItsActivations(nn.Module):
     def forward(self, x):
         h = torch.relu(self.conv(x))
         return self.fc(h.view(h.shape[0], -1))
+
+
+class DropoutAtTest(nn.Module):
+    """Test-time randomness (Monte Carlo dropout in forward): vmap refuses random operations."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc2(F.dropout(torch.relu(self.fc1(x)), 0.5, training=True))
+
+
+class BranchesOnData(nn.Module):
+    """Data-dependent Python control flow: under vmap the branch cannot be chosen per chip."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        logits = self.fc(x)
+        return logits if logits.sum() > 0 else -logits
+
+
+def vmap_notes(caught) -> list[str]:
+    return [str(w.message) for w in caught if "vmap" in str(w.message)]
 
 
 def test_cpu_uses_channels_last_and_agrees_with_nchw(setup):
@@ -112,3 +145,77 @@ def test_bad_execution_settings(setup):
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         montecarlo.evaluate(model, images, labels, [0.1], runs=2, batch_size=0, progress=False)
     assert model.training == mode
+
+
+@pytest.mark.parametrize("model_type, reason", [(DropoutAtTest, "random operation"),
+                                                (BranchesOnData, "data-dependent control flow")])
+def test_a_model_vmap_cannot_run_is_evaluated_one_chip_per_pass_with_one_warning(model_type, reason):
+    torch.manual_seed(0)
+    model = model_type()
+    images, labels = torch.randn(30, 8), torch.randint(0, 3, (30,))
+    results = {}
+    for chips in (2, 1):
+        torch.manual_seed(1)  # the same dropout masks for both: the fallback is exactly one chip per pass
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results[chips] = per_run(evaluate_points(model, images, labels, [0.1], chips_per_pass=chips, runs=4,
+                                                     progress=False))
+        notes = vmap_notes(caught)
+        assert len(notes) == (1 if chips == 2 else 0), notes
+    assert len(results[2]) == 4 and results[2] == results[1]
+    assert all(0 <= a <= 100 and round(a * 30 / 100, 6) == round(a * 30 / 100) for a in results[2])
+    with pytest.warns(RuntimeWarning, match=f"chips_per_pass=2: torch.func.vmap cannot run {model_type.__name__} "
+                                            f"\\(RuntimeError: vmap: .*{reason}.*\\); evaluating one chip per pass"):
+        forward = chip_forward.ChipForward(Crossbar(model), images, chips_per_pass=2)
+    assert forward.chips_per_pass == 1
+
+
+def test_branching_model_one_chip_per_pass_gives_the_chips_own_accuracies():
+    torch.manual_seed(0)
+    model = BranchesOnData()
+    images, labels = torch.randn(30, 8), torch.randint(0, 3, (30,))
+    with pytest.warns(RuntimeWarning, match="vmap cannot run"):
+        accuracies = per_run(evaluate_points(model, images, labels, [0.1], chips_per_pass=3, runs=4, seed=5,
+                                             progress=False))
+    crossbar = Crossbar(model)
+    expected = []
+    for run in range(4):
+        chip = crossbar.sample_chip(0.1, make_generator(run_seed(5, 0.1, run)))
+        with torch.no_grad():
+            expected.append(100.0 * float((crossbar.forward(images, chip=chip).argmax(1) == labels).double().mean()))
+    assert accuracies == pytest.approx(expected, abs=1e-9)
+
+
+def test_auto_is_one_chip_per_pass_on_cpu(setup):
+    model, images, _ = setup
+    assert chip_forward.choose_chips_per_pass(Crossbar(model), images[:100], max_chips=64) == 1
+
+
+@pytest.mark.parametrize("one, four, chosen", [(1.0, 0.5, 4), (1.0, 2.0, 1), (1.0, 1.0, 1)])
+def test_auto_keeps_several_chips_only_when_they_are_faster_per_chip(setup, monkeypatch, one, four, chosen):
+    model, images, _ = setup
+    forward = chip_forward.ChipForward(Crossbar(model), images[:50], chips_per_pass=4)
+    monkeypatch.setattr(chip_forward.ChipForward, "seconds_per_chip",
+                        lambda self, x, chips: {1: one, 4: four}[chips])
+    assert chip_forward._faster(forward, images[:50]) == chosen
+
+
+def test_auto_never_times_vmap_for_a_model_it_cannot_run(monkeypatch):
+    monkeypatch.setattr(chip_forward.ChipForward, "seconds_per_chip", lambda *args: pytest.fail("timed"))
+    images = torch.randn(10, 8)
+    with pytest.warns(RuntimeWarning, match="vmap cannot run DropoutAtTest"):
+        forward = chip_forward.ChipForward(Crossbar(DropoutAtTest()), images, chips_per_pass=4)
+    assert chip_forward._faster(forward, images) == 1
+
+
+def test_seconds_per_chip_times_warm_forwards_of_stacked_chips(setup):
+    model, images, _ = setup
+    forward = chip_forward.ChipForward(Crossbar(model), images[:50], chips_per_pass=2)
+    calls = []
+    hook = model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        seconds = [forward.seconds_per_chip(images[:50], chips, repeats=3) for chips in (1, 2)]
+    finally:
+        hook.remove()
+    assert len(calls) == 2 * (1 + 3)  # one warm-up + 3 timed forwards each (vmap runs the model once per call)
+    assert all(0 < s < 10 for s in seconds)

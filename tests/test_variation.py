@@ -5,7 +5,7 @@ import torch.nn.utils.prune
 import torch
 from torch import nn
 
-from neft import Crossbar, make_generator, mapped_weight_names, models, run_seed
+from neft import Crossbar, DeviceModel, make_generator, mapped_weight_names, models, run_seed
 
 
 class Odd(nn.Module):
@@ -88,6 +88,33 @@ def test_same_seed_same_chip_different_seed_different():
     c = crossbar.sample_chip(0.1, make_generator(8))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert all(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_cpu_chip_is_the_device_models_draws_in_model_order():
+    """Seeded replay on CPU is unchanged by the device-safe draw: the chip is DeviceModel.sample, layer by layer."""
+    crossbar = Crossbar(models.create("lenet5", 10, 1), "FeFET2")
+    chip = crossbar.sample_chip(0.1, make_generator(7))
+    generator = make_generator(7)
+    for name, w in crossbar.weights().items():
+        expected = crossbar.device_model.sample(w.detach(), 0.1, generator)
+        assert chip[name].device == w.device and torch.equal(chip[name], expected), name
+
+
+def test_a_generator_on_another_device_draws_there_and_returns_the_noise_to_the_weights(monkeypatch):
+    """torch refuses a CPU generator for CUDA draws: each layer is drawn on the generator's device and moved back.
+    This machine may have no second device, so the draw is recorded: 'meta' stands in for the generator's device."""
+    crossbar = Crossbar(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)))
+    seen = []
+
+    def sample(_device_model, weight, sigma, generator):
+        seen.append((weight.device.type, tuple(weight.shape), generator))
+        return torch.full(weight.shape, sigma)  # on the CPU, like the real draw on a CPU generator
+
+    monkeypatch.setattr(DeviceModel, "sample", sample)
+    generator = type("Elsewhere", (), {"device": torch.device("meta")})()
+    chip = crossbar.sample_chip(0.25, generator)
+    assert seen == [("meta", (4, 3), generator), ("meta", (2, 4), generator)]
+    assert all(dw.device.type == "cpu" and torch.equal(dw, torch.full_like(dw, 0.25)) for dw in chip.values())
 
 
 def test_noise_std_per_layer_follows_device_model():

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint, data, devices, distributed, report
-from .chip_forward import ChipForward, forward_flops
+from .chip_forward import ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode, resolve_device
 from .devices import DeviceModel, check_sigma
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
@@ -69,22 +69,6 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
         hint = " (start:stop:step needs start <= stop)" if isinstance(text, str) and ":" in text else ""
         raise ValueError(f"the sigma list {text!r} is empty{hint}; give at least one sigma, e.g. 0.1 or 0:0.4:0.05")
     return sorted({check_sigma(v) for v in values})
-
-
-def _auto_chips_per_pass(model: nn.Module, x: torch.Tensor, batch_size: int, runs: int) -> int:
-    """Chips per pass: on CUDA as many as fit in a quarter of the free memory (weights + activations), <= 64;
-    on CPU 1 (vmap over 4 chips was slower than one chip at a time for LeNet-5 and VGG8 in every benchmark run)."""
-    if x.device.type != "cuda":
-        return 1
-    sizes = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in model.modules()
-             if not list(m.children())]
-    model(x[:1])
-    for hook in hooks:
-        hook.remove()
-    per_chip = 4 * (sum(p.numel() for p in model.parameters()) + 2 * batch_size * sum(sizes))
-    free, _ = torch.cuda.mem_get_info(x.device)
-    return int(max(1, min(64, runs, free // 4 // per_chip)))
 
 
 def evaluate(
@@ -176,7 +160,7 @@ def evaluate(
                 raise ValueError(f"labels must be class indices in [0, {num_classes - 1}] for a model with "
                                  f"{num_classes} outputs, got {int(labels.min())}..{int(labels.max())}")
             if chips_per_pass == "auto":
-                chips_per_pass = _auto_chips_per_pass(model, images, batch_size, runs)
+                chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, memory_format)
             if compile == "auto":
                 noisy_chips = runs * sum(sigma > 0 for sigma in sigmas)
                 compile = device.type == "cpu" and (

@@ -114,7 +114,18 @@ def _excluded(model: nn.Module, include: list[str], exclude: list[str]) -> list[
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    """A ``torch.Generator`` on ``device`` (e.g. ``"cpu"``, ``"cuda"``) seeded with ``seed`` (an int).
+
+    A seed replays the same chip only on the same device type: CPU and CUDA generators draw different numbers
+    from one seed, so chip ``seed`` drawn on a GPU differs from chip ``seed`` drawn on a CPU (results.json
+    records where its chips were drawn). The generator may live on another device than the weights it perturbs:
+    :meth:`Crossbar.sample_chip` then draws on the generator's device and moves the noise to the weights, which
+    gives the generator device's chip but costs a copy of every weight per draw; for training noise on a GPU,
+    ``make_generator(seed, "cuda")`` is faster.
+
+    Raises:
+        RuntimeError: (torch's) for a device this torch build cannot use, e.g. ``"cuda"`` without CUDA.
+    """
     generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(int(seed))
     return generator
@@ -128,6 +139,14 @@ def run_seed(base_seed: int, sigma: float, run: int) -> int:
     """
     key = f"{int(base_seed)}:{round(float(sigma), 9):.9f}:{int(run)}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """``device_model.sample`` drawn on ``generator``'s device (torch refuses a generator of another device type)
+    and returned on ``weight``'s device; no copy when both share a device."""
+    draw_on = weight.device if generator is None else generator.device
+    return device_model.sample(weight.to(draw_on), sigma, generator).to(weight.device)
 
 
 class Crossbar:
@@ -173,7 +192,10 @@ class Crossbar:
 
         Args:
             sigma: relative device variation (fraction of a device's conductance range), >= 0.
-            generator: ``torch.Generator`` on the weights' device; layers are drawn in model order.
+            generator: ``torch.Generator`` (None: torch's global RNG of the weights' device); layers are drawn
+                in model order. On another device than the weights, each layer is drawn on the generator's
+                device from a copy of the weight there and moved back: the chip the same generator gives to the
+                same weights on the generator's device.
 
         Returns:
             ``{name: dW}`` with each ``dW`` shaped like its weight, detached.
@@ -183,7 +205,7 @@ class Crossbar:
         """
         sigma = check_sigma(sigma)
         with torch.no_grad():
-            return {name: self.device_model.sample(w, sigma, generator) for name, w in self.weights().items()}
+            return {name: _sample(self.device_model, w, sigma, generator) for name, w in self.weights().items()}
 
     def perturbed_weights(self, chip: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{name: w + dW}``; differentiable with respect to the clean weights ``w``."""

@@ -10,36 +10,48 @@ run each variant once, in a rotated order; the table reports the median over the
     directory, then ``load_state_dict``), perturb the weights in place with the noise of
     ``Crossbar(model).sample_chip(sigma, make_generator(run_seed(seed, sigma, r)))`` (the engine's draws), and
     evaluate the test set one batch at a time in eval mode under ``torch.no_grad()``.
-``engine``
+``engine`` (``--variants auto``)
     ``neft.montecarlo.evaluate(model, images, labels, [sigma], runs=R, seed=seed, compile=False,
-    progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, one chip per pass and
-    channels_last layout on CPU (``chips_per_pass`` and ``memory_format`` "auto"). This is what ``compile="auto"``
-    runs at these small sizes.
-``engine compiled``
+    progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass`` and
+    ``memory_format`` "auto" (on CPU one chip per pass in channels_last layout, what ``compile="auto"`` runs at
+    these small sizes; on CUDA the faster of one chip and a memory-sized vmap group, timed on the first batch).
+``engine compiled`` (``compiled``)
     The same with ``compile=True`` (what ``compile="auto"`` picks on CPU above 5 TFLOP of forwards). The one-off
     compile happens in the warm-up and is reported separately, with the number of chips after which it pays off.
-``engine vmap4``
-    The same with ``chips_per_pass=4`` (``torch.func.vmap`` over four stacked chips).
-``engine bf16``
-    The engine with ``precision="bf16"`` (autocast) on the same chips; by default only for LeNet-5 unless the CPU
-    has avx512_bf16/AMX (``--bf16``), because emulated bf16 convolutions are ~30x slower than fp32.
+``engine 1 chip`` (``1chip``), ``engine vmap4`` (``vmap4``)
+    The same with ``chips_per_pass=1`` or ``4`` (``torch.func.vmap`` over four stacked chips).
+``engine batch N`` (``batch``), ``engine channels_last`` (``channels_last``)
+    The same with ``--large-batch`` images per forward, or ``memory_format="channels_last"`` (the default
+    layout on CUDA is NCHW).
+``engine bf16`` (``bf16``)
+    The engine with ``precision="bf16"`` (autocast) on the same chips; by default (``--bf16 auto``) only on CUDA,
+    on CPUs with avx512_bf16/AMX and for LeNet-5, because emulated bf16 convolutions are ~30x slower than fp32.
+    Printed with it: whether its mean accuracy lies inside the 95 % CI of the fp32 ``engine`` row's mean (same
+    chips).
+
+Default rows: ``auto,compiled,vmap4,bf16`` on CPU, ``auto,1chip,bf16,batch,channels_last`` on CUDA (``--device``).
 
 Reported: chip-images/s (runs x test images / seconds), the speed-up over naive, the achieved GFLOP/s (FLOPs of one
 clean forward of the test set counted by ``torch.utils.flop_counter.FlopCounterMode``, times the runs, over the
-time) and that as a percentage of the best of 2 x 10 measured 4096x4096 matmuls, at the start and at the end (fp32;
-the bf16 row is also compared with a bf16 matmul, measured at 512^3 where the CPU has no native bf16). The script
-asserts that the per-run accuracies of every fp32 variant agree with naive within one test image for every seed, and
-reports the mean accuracy difference bf16 - fp32.
+time) and that as a percentage of the best of 2 x 10 measured 4096x4096 matmuls (``--matmul-size``), at the start
+and at the end (fp32; the bf16 row is also compared with a bf16 matmul, measured at 512^3 where the CPU has no
+native bf16). On CPU the
+script asserts that the per-run accuracies of every fp32 variant agree with naive within one test image for every
+seed (on CUDA, where batched and vmapped convolutions may pick other cuDNN algorithms, it prints the largest
+difference instead), and reports the mean accuracy difference bf16 - fp32.
 
-Models (``--models``): ``lenet5:1``, ``vgg8:0.25``, ``vgg8:1`` (name:width, 1x32x32 inputs, 10 classes). Each is
-first trained for a few Adam steps on mnist-5k (``--train-steps``) so that the accuracies mean something; test
-images are the mnist-5k test split (``--data random`` for random images, no training data needed).
+Models (``--models``): ``lenet5:1``, ``vgg8:0.25``, ``vgg8:1``, ``resnet18:1`` (name:width, 1x32x32 inputs, 10
+classes). Each is first trained for a few Adam steps (``--train-steps``) so that the accuracies mean something;
+test images are the mnist-5k test split, the first ``--images`` Fashion-MNIST test images (``--data
+fashion-mnist``, IDX files in ``--data-dir`` or $NEFT_DATA), or random (``--data random``, no training).
 
 Examples::
 
     python benchmarks/montecarlo.py                       # all three models (~11 min on a busy 2-core AVX2 VM)
     python benchmarks/montecarlo.py --quick               # LeNet-5 and VGG8 width 0.25 only, 1 round
     python benchmarks/montecarlo.py --models vgg8:1 --runs 8 --images 500 --batch-size 500
+    python benchmarks/montecarlo.py --device cuda --data fashion-mnist --models vgg8:1 --images 10000 --runs 16 \
+        --naive-batch-size 128 --batch-size 1000                # the GPU table of benchmarks/gpu.sh
 """
 
 from __future__ import annotations
@@ -55,13 +67,30 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import neft.checkpoint
 import neft.models
-from neft import montecarlo
+from neft import data, montecarlo
 from neft.compute import keep_freed_memory
-from neft.variation import Crossbar, make_generator, run_seed
+from neft.metrics import ci_half_width
+from neft import run_seed
+from neft.variation import Crossbar, make_generator
 
 # Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
 FALLBACK = (4, 400, 20)
+VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last")
+DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16", "cuda": "auto,1chip,bf16,batch,channels_last"}
+
+
+def variant(key: str, args) -> tuple[str, dict]:
+    """Row label and ``montecarlo.evaluate`` settings of the engine variant ``key`` (one of ``VARIANTS``)."""
+    return {
+        "auto": ("engine", {}),
+        "1chip": ("engine 1 chip", {"chips_per_pass": 1}),
+        "vmap4": ("engine vmap4", {"chips_per_pass": 4}),
+        "compiled": ("engine compiled", {"compile": True}),
+        "bf16": ("engine bf16", {"precision": "bf16"}),
+        "batch": (f"engine batch {args.large_batch}", {"batch_size": args.large_batch}),
+        "channels_last": ("engine channels_last", {"memory_format": "channels_last"}),
+    }[key]
 
 
 def native_bf16() -> bool:
@@ -74,25 +103,31 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 10) -> float:
-    """Best GFLOP/s of an n x n x n matmul in ``dtype`` over ``repeats`` (the machine's ceiling: single
-    measurements on these VMs vary from 72 to 108 GFLOP/s, and a low one would flatter the % of matmul)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 4096, repeats: int = 10) -> float:
+    """Best GFLOP/s of an n x n x n matmul in ``dtype`` on ``device`` over ``repeats`` (the machine's ceiling:
+    single measurements on these VMs vary from 72 to 108 GFLOP/s, and a low one would flatter the % of matmul)."""
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         started = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - started)
     return 2 * n**3 / min(times) / 1e9
 
 
-def load_data(kind: str, count: int, seed: int):
-    """(train images, train labels, test images, test labels), preprocessed float [N, 1, 32, 32]."""
-    if kind == "mnist-5k":
-        from neft import data
-
-        dataset = data.load("mnist-5k")
+def load_data(kind: str, count: int, seed: int, data_dir: str | None = None):
+    """(train images, train labels, test images, test labels), preprocessed float [N, 1, 32, 32] on the CPU; the
+    first ``count`` test images. Fashion-MNIST keeps 20,000 training images (enough for a few hundred steps)."""
+    if kind in ("mnist-5k", "fashion-mnist"):
+        dataset = data.load(kind, data_dir, seed=seed, train_subset=20_000 if kind == "fashion-mnist" else None)
         train_x, train_y = dataset.splits["train"]
         test_x, test_y = dataset.splits["test"]
         return (dataset.preprocess(train_x), train_y, dataset.preprocess(test_x[:count]), test_y[:count])
@@ -127,14 +162,16 @@ def quick_train(model, x, y, steps: int, seed: int, batch: int = 64):
 
 def naive(file: Path, name: str, width: float, images, labels, sigma: float, runs: int, seed: int,
           batch_size: int) -> list[float]:
-    """The authors' loop: rebuild, reload, perturb in place, evaluate batch by batch. Per-run accuracies (%)."""
+    """The authors' loop: rebuild, reload, perturb in place, evaluate batch by batch (one host sync per batch, as
+    ``.item()`` in their test loop), on the device of ``images``. Per-run accuracies (%)."""
+    device = images.device
     accuracies = []
     for r in range(runs):
-        model = neft.models.create(name, 10, images.shape[1], width)
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        model = neft.models.create(name, 10, images.shape[1], width).to(device)
+        state = torch.load(file, map_location=device, weights_only=True)
         model.load_state_dict(state["state_dict"])
         model.eval()
-        chip = Crossbar(model).sample_chip(sigma, make_generator(run_seed(seed, sigma, r)))
+        chip = Crossbar(model).sample_chip(sigma, make_generator(run_seed(seed, sigma, r), device))
         with torch.no_grad():
             for param_name, param in model.named_parameters():
                 if param_name in chip:
@@ -147,12 +184,13 @@ def naive(file: Path, name: str, width: float, images, labels, sigma: float, run
     return accuracies
 
 
-def engine(model, images, labels, sigma, runs, seed, batch_size, chips_per_pass="auto",
-           precision="fp32", compile=False) -> list[float]:
-    result = montecarlo.evaluate(model, images, labels, [sigma], runs=runs, seed=seed, batch_size=batch_size,
-                                 chips_per_pass=chips_per_pass, precision=precision, compile=compile,
-                                 progress=False)
-    return result[0]["accuracy"]["per_run"]
+def engine(model, images, labels, runs: int, args, **settings) -> list[float]:
+    """Per-run accuracies (%) of ``montecarlo.evaluate`` at ``args.sigma`` with ``settings`` over the defaults
+    (``args.batch_size`` images per forward, no compile)."""
+    settings = {"batch_size": args.batch_size, "compile": False, **settings}
+    result = montecarlo.evaluate(model, images, labels, [args.sigma], runs=runs, seed=args.seed, progress=False,
+                                 **settings)
+    return result["per_sigma"][0]["accuracy"]["per_run"]
 
 
 def forward_flops(model, images, batch_size: int) -> int:
@@ -167,9 +205,11 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     runs = args.runs or runs_default
     count = args.images or images_default
     steps = args.train_steps if args.train_steps is not None else steps_default
-    train_x, train_y, images, labels = load_data(args.data, count, args.seed)
+    device = torch.device(args.device)
+    train_x, train_y, images, labels = (t if t is None else t.to(device)
+                                        for t in load_data(args.data, count, args.seed, args.data_dir))
     torch.manual_seed(args.seed)
-    model = neft.models.create(name, 10, images.shape[1], width)
+    model = neft.models.create(name, 10, images.shape[1], width).to(device)
     started = time.perf_counter()
     quick_train(model, train_x, train_y, steps, args.seed)
     trained_in = time.perf_counter() - started
@@ -178,24 +218,20 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
                                                  "width": width}})
     flops = forward_flops(model, images, args.batch_size) * runs
     with torch.no_grad():
-        clean = 100.0 * float((model(images).argmax(1) == labels).float().mean())
+        clean = 100.0 * sum(int((model(images[i:i + args.batch_size]).argmax(1) == labels[i:i + args.batch_size])
+                                .sum()) for i in range(0, len(labels), args.batch_size)) / len(labels)
     print(f"{name} width {width:g}: {runs} chips x {len(labels)} images, batch {args.batch_size}, sigma {args.sigma}, "
           f"{steps} training steps ({trained_in:.0f} s), clean accuracy {clean:.1f} %, "
           f"{flops / runs / len(labels) / 1e9:.3f} GFLOP per image-forward", flush=True)
 
-    variants = {
-        "naive": lambda: naive(file, name, width, images, labels, args.sigma, runs, args.seed, args.batch_size),
-        "engine": lambda: engine(model, images, labels, args.sigma, runs, args.seed, args.batch_size),
-    }
-    if not args.no_compile:
-        variants["engine compiled"] = lambda: engine(model, images, labels, args.sigma, runs, args.seed,
-                                                     args.batch_size, compile=True)
-    if not args.no_vmap:
-        variants["engine vmap4"] = lambda: engine(model, images, labels, args.sigma, runs, args.seed,
-                                                  args.batch_size, chips_per_pass=4)
-    if args.bf16 == "all" or (args.bf16 == "auto" and (ceilings["native_bf16"] or name == "lenet5")):
-        variants["engine bf16"] = lambda: engine(model, images, labels, args.sigma, runs, args.seed,
-                                                 args.batch_size, precision="bf16")
+    variants = {"naive": lambda: naive(file, name, width, images, labels, args.sigma, runs, args.seed,
+                                       args.naive_batch_size or args.batch_size)}
+    for key in args.variants:
+        if key == "bf16" and not (args.bf16 == "all" or (args.bf16 == "auto" and (ceilings["native_bf16"]
+                                                                                    or name == "lenet5"))):
+            continue
+        label, settings = variant(key, args)
+        variants[label] = lambda settings=settings: engine(model, images, labels, runs, args, **settings)
     keys = list(variants)
     times = {k: [] for k in keys}
     accuracies = {}
@@ -211,12 +247,12 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
             times[k].append(time.perf_counter() - started)
 
     tolerance = 100.0 / len(labels) + 1e-9
-    for k in ("engine", "engine compiled", "engine vmap4"):
-        if k in accuracies:
-            worst = max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k]))
+    for k in keys[1:] if device.type == "cpu" else []:  # CUDA: other cuDNN algorithms per batch shape
+        worst = max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k]))
+        if k != "engine bf16":
             assert worst <= tolerance, (f"{name} width {width:g}: {k} per-run accuracies differ from naive by "
                                         f"{worst:.3f} points (> one image): {accuracies['naive']} vs {accuracies[k]}")
-    fp32_mean = statistics.fmean(accuracies["engine"])
+    fp32_mean = statistics.fmean(accuracies["engine" if "engine" in accuracies else "naive"])
     rows = []
     for k in keys:
         seconds = statistics.median(times[k])
@@ -234,12 +270,17 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
         gain = statistics.median(times["engine"]) - statistics.median(times["engine compiled"])
         print(f"  torch.compile: one-off {once:.1f} s; saves {gain / runs:.3f} s per chip over the eager engine"
               f"{f', pays off after {once / gain * runs:.0f} chips' if gain > 0 else ''}", flush=True)
-    print(f"  per-run accuracies within one image of naive for every fp32 variant (max |diff| "
-          f"{max(r['max_diff'] for r in rows if r['variant'] != 'engine bf16'):.3f} points)", flush=True)
-    if "engine bf16" in times:
-        print(f"  bf16 vs fp32 engine: speed-up {statistics.median(times['engine']) / statistics.median(times['engine bf16']):.2f}x, "
-              f"mean accuracy {rows[keys.index('engine bf16')]['d_acc']:+.2f} points, max per-run |diff| "
-              f"{max(abs(a - b) for a, b in zip(accuracies['engine'], accuracies['engine bf16'])):.2f} points", flush=True)
+    print(f"  per-run accuracies of the fp32 variants vs naive: max |diff| "
+          f"{max(r['max_diff'] for r in rows if r['variant'] != 'engine bf16'):.3f} points "
+          f"(one image: {tolerance:.3f})", flush=True)
+    if "engine bf16" in times and "engine" in times:
+        fp32, bf16 = accuracies["engine"], accuracies["engine bf16"]
+        half = ci_half_width(statistics.stdev(fp32), len(fp32))
+        inside = abs(statistics.fmean(bf16) - statistics.fmean(fp32)) <= half
+        speedup = statistics.median(times["engine"]) / statistics.median(times["engine bf16"])
+        print(f"  bf16 vs fp32 engine: speed-up {speedup:.2f}x, mean accuracy {statistics.fmean(bf16):.2f} vs "
+              f"{statistics.fmean(fp32):.2f} +- {half:.2f} (fp32 95 % CI): {'inside' if inside else 'OUTSIDE'} the "
+              f"fp32 CI; max per-run |diff| {max(abs(a - b) for a, b in zip(fp32, bf16)):.2f} points", flush=True)
     return rows
 
 
@@ -254,18 +295,28 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None,
                         help="test images per model (default 1000 lenet5, 500 vgg8:0.25, 500 vgg8:1)")
     parser.add_argument("--batch-size", type=int, default=250, help="test images per forward, both loops (250)")
+    parser.add_argument("--naive-batch-size", type=int, default=None,
+                        help="test images per forward of the naive loop (default: --batch-size; the authors: 128)")
+    parser.add_argument("--large-batch", type=int, default=2500, help="images per forward of the 'batch' row (2500)")
+    parser.add_argument("--variants", default=None,
+                        help=f"comma list of engine rows from {','.join(VARIANTS)} (naive always runs; default "
+                             f"{DEFAULT_VARIANTS['cpu']} on CPU, {DEFAULT_VARIANTS['cuda']} on CUDA)")
+    parser.add_argument("--matmul-size", type=int, default=4096,
+                        help="n of the n^3 matmuls that measure the ceiling (default 4096; smaller for smoke runs)")
+    parser.add_argument("--device", default="cpu", help="torch device of model, images and chips (default cpu)")
     parser.add_argument("--sigma", type=float, default=0.1, help="device variation (default 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds, each runs every variant (default 2)")
-    parser.add_argument("--data", choices=("mnist-5k", "random"), default="mnist-5k",
-                        help="test images: mnist-5k test split (default) or random (untrained models)")
+    parser.add_argument("--data", choices=("mnist-5k", "fashion-mnist", "random"), default="mnist-5k",
+                        help="test images: mnist-5k test split (default), Fashion-MNIST test split or random "
+                             "(untrained models)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding fashion-mnist (default: $NEFT_DATA, then /usr/share/datasets)")
     parser.add_argument("--train-steps", type=int, default=None,
-                        help="Adam steps (batch 64) on mnist-5k before evaluating (default 150/25/5)")
-    parser.add_argument("--no-vmap", action="store_true", help="skip the chips_per_pass=4 row")
-    parser.add_argument("--no-compile", action="store_true", help="skip the compile=True row")
+                        help="Adam steps (batch 64) on the training split before evaluating (default 150/25/5)")
     parser.add_argument("--bf16", choices=("auto", "all", "none"), default="auto",
-                        help="bf16 row for: all models, none, or auto (all with native bf16 instructions, else only "
-                             "lenet5, since emulated bf16 is ~30x slower than fp32)")
+                        help="bf16 row (when --variants has bf16) for: all models, none, or auto (all on CUDA or "
+                             "with native bf16 instructions, else only lenet5: emulated bf16 is ~30x slower)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="call neft.compute.keep_freed_memory() first, as the neft command does (process-wide: "
@@ -280,11 +331,19 @@ def main() -> None:
         print("keep_freed_memory() does not apply here (not glibc); the allocator is unchanged")
     if args.data == "random":
         args.train_steps = 0
+    device = torch.device(args.device)
+    args.variants = [v.strip() for v in (args.variants or DEFAULT_VARIANTS[device.type]).split(",") if v.strip()]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
 
-    ceilings = {"fp32": matmul_gflops(torch.float32), "native_bf16": native_bf16()}
-    ceilings["bf16"] = matmul_gflops(torch.bfloat16, n=4096 if ceilings["native_bf16"] else 512, repeats=3)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{'kept' if args.keep_freed_memory else 'glibc default'} freed memory; 4096^3 matmul: "
+    size = args.matmul_size
+    ceilings = {"fp32": matmul_gflops(torch.float32, device, size),
+                "native_bf16": device.type == "cuda" or native_bf16()}
+    ceilings["bf16"] = matmul_gflops(torch.bfloat16, device, size if ceilings["native_bf16"] else min(size, 512), 3)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, "
+          f"{'kept' if args.keep_freed_memory else 'glibc default'} freed memory; {size}^3 matmul: "
           f"fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.1f} GFLOP/s "
           f"({'native' if ceilings['native_bf16'] else 'no avx512_bf16/AMX: emulated, measured at 512^3'})", flush=True)
     rows = []
@@ -292,24 +351,24 @@ def main() -> None:
         for spec in [s.strip() for s in args.models.split(",") if s.strip()]:
             name, _, width = spec.partition(":")
             rows += bench_model(name.lower(), float(width or 1), args, ceilings, Path(tmp))
-    again = matmul_gflops(torch.float32)
-    print(f"\n4096^3 fp32 matmul measured again: {again:.0f} GFLOP/s; the ceiling is the best of both "
+    again = matmul_gflops(torch.float32, device, size)
+    print(f"\n{size}^3 fp32 matmul measured again: {again:.0f} GFLOP/s; the ceiling is the best of both "
           f"({max(again, ceilings['fp32']):.0f} GFLOP/s)")
     for row in rows:
         row["pct_fp32"] *= ceilings["fp32"] / max(again, ceilings["fp32"])
         if row["variant"] != "engine bf16":
             row["pct_own"] = row["pct_fp32"]
     print()
-    header = (f"{'model':11} {'variant':15} {'chip-img/s':>10} {'s':>7} {'vs naive':>8} {'GFLOP/s':>8} "
+    header = (f"{'model':15} {'variant':20} {'chip-img/s':>10} {'s':>7} {'vs naive':>8} {'GFLOP/s':>8} "
               f"{'% fp32 mm':>9} {'% own mm':>8} {'mean acc':>8} {'d acc':>7}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['model']:11} {row['variant']:15} {row['chip_img_s']:10.1f} {row['seconds']:7.2f} "
+        print(f"{row['model']:15} {row['variant']:20} {row['chip_img_s']:10.1f} {row['seconds']:7.2f} "
               f"{row['speedup']:8.2f} {row['gflop_s']:8.1f} {row['pct_fp32']:8.0f}% {row['pct_own']:7.0f}% "
               f"{row['mean_acc']:8.2f} {row['d_acc']:+7.2f}")
     print("\nvs naive = naive seconds / variant seconds; % fp32 mm / % own mm = GFLOP/s as a share of the fp32 "
-          "(own precision's) 4096^3 matmul; d acc = mean accuracy minus the fp32 engine's (percentage points).")
+          "(own precision's) n^3 matmul; d acc = mean accuracy minus the fp32 engine's (percentage points).")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ Examples::
     python benchmarks/train_step.py                      # everything (~17 min on a busy 2-core AVX2 VM: use --quick)
     python benchmarks/train_step.py --quick              # VGG8 width 0.25 + ResNet18 width 0.25, 2 rounds
     python benchmarks/train_step.py --models vgg8 --widths 1 --methods noise-injection,ovf --steps 5
+    python benchmarks/train_step.py --device cuda --widths 1 --warmup 2 --steps 8    # the table of gpu.sh
+
+On CUDA every timed step ends with ``torch.cuda.synchronize``, so a step's time includes its kernels.
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ DATASET_FAMILY = {"vgg8": "mnist", "resnet18": "cifar10", "lenet5": "mnist"}
 
 
 def build(method: str, model_name: str, width: float, x: torch.Tensor, sigma: float, seed: int):
-    """Model, objective and Adam optimiser for one method (same initial weights for every method)."""
+    """Model, objective and Adam optimiser for one method (same initial weights for every method), on the device
+    of ``x``, with the training noise drawn there."""
     torch.manual_seed(seed)
-    model = models.create(model_name, 10, x.shape[1], width).train()
+    model = models.create(model_name, 10, x.shape[1], width).to(x.device).train()
     beta = objectives.default_beta(method, model_name, DATASET_FAMILY[model_name])
     objective = objectives.create(method, model, x, 10, sigma=sigma if method != "vanilla" else 0.0, beta=beta,
-                                  generator=make_generator(seed))
+                                  generator=make_generator(seed, x.device))
     params = list(model.parameters()) + list(objective.modules().parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
     return model, objective, optimizer
@@ -55,6 +59,8 @@ def step(model, objective, optimizer, x, y) -> None:
     loss, _ = objective.loss(model, x, y)
     loss.backward()
     optimizer.step()
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
 
 
 def count_flops(model, objective, x, y) -> int:
@@ -70,8 +76,8 @@ def count_flops(model, objective, x, y) -> int:
 def bench_config(model_name: str, width: float, methods: list[str], args) -> list[dict]:
     channels = IN_CHANNELS[model_name]
     gen = torch.Generator().manual_seed(args.seed)
-    x = torch.randn(args.batch, channels, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (args.batch,), generator=gen)
+    x = torch.randn(args.batch, channels, 32, 32, generator=gen).to(args.device)
+    y = torch.randint(0, 10, (args.batch,), generator=gen).to(args.device)
     setups = {m: build(m, model_name, width, x, args.sigma, args.seed) for m in methods}
     flops = {m: count_flops(*setups[m][:2], x, y) for m in methods}
     for _ in range(args.warmup):
@@ -107,6 +113,7 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.1, help="training sigma (default 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="torch device of model, batch and noise (default cpu)")
     parser.add_argument("--quick", action="store_true", help="width 0.25 only, 2 timed rounds")
     args = parser.parse_args()
     if args.quick:
@@ -117,7 +124,9 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, batch {args.batch}, "
           f"{args.warmup} warm-up + {args.steps} timed steps per method (median)", flush=True)
     rows = []
     for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:

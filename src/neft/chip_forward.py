@@ -208,7 +208,7 @@ class ChipForward:
             return _first_line(error)
         return None
 
-    def seconds_per_chip(self, x: torch.Tensor, chips: int, repeats: int = 2) -> float:
+    def seconds_per_chip(self, x: torch.Tensor, chips: int, repeats: int = 3) -> float:
         """Measured wall-clock seconds per chip of an eager forward of ``chips`` stacked copies of the clean
         weights on the batch ``x`` ``[B, ...]``: one untimed warm-up forward (cuDNN algorithm choice, allocator),
         then the mean of ``repeats`` forwards, with CUDA synchronised around them. ``chips`` > 1 uses vmap."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from neft import montecarlo
+from neft import montecarlo, runs
 from neft.train import TrainConfig, train
 
 
@@ -100,7 +100,7 @@ def test_an_error_on_one_rank_ends_both(tmp_path):
 
 
 def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
-    single = montecarlo.evaluate_run(trained_run, sigmas="0.2", runs=5, test_subset=200, name="single",
+    single = runs.evaluate_run(trained_run, sigmas="0.2", runs=5, test_subset=200, name="single",
                                      progress=False)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
                "-m", "neft", "evaluate", str(trained_run), "--sigmas", "0.2", "--runs", "5", "--test-subset", "200",

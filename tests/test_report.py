@@ -71,7 +71,7 @@ def test_load_results_errors(tmp_path):
     incomplete = make_result("ovf", 0.1, {0.1: (99.0, 0.1, 0.1, 0.9)})
     del incomplete["per_sigma"][0]["accuracy"]["ci95"], incomplete["method"]
     bad = write_json(tmp_path / "bad" / "results.json", incomplete)
-    with pytest.raises(ValueError, match=r"not a neft results file \(missing keys: accuracy.ci95, method\)"):
+    with pytest.raises(ValueError, match=r"not a neft results file \(missing keys: accuracy.ci95\)"):
         report.load_results([bad])
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
@@ -206,3 +206,39 @@ def test_seed_comparison_needs_the_training_sigma():
         result["per_sigma"][0]["sigma"] = 0.3  # evaluated next to, not at, the training sigma 0.35
     with pytest.raises(ValueError, match="not evaluated at its training sigma 0.35"):
         report.seed_comparison(off)
+
+
+def test_results_from_python_share_a_report_with_labels_and_device_models(tmp_path):
+    """montecarlo.evaluate results (no run metadata) go straight into a report; one network under two device
+    models gets one line per device model; labels= names results."""
+    import torch
+
+    from neft import models, montecarlo
+
+    torch.manual_seed(0)
+    model = models.create("lenet5", 10, 1)
+    images, labels = torch.randn(60, 1, 32, 32), torch.randint(0, 10, (60,))
+    rram1, rram4 = (montecarlo.evaluate(model, images, labels, [0.0, 0.1], runs=2, device_model=name, progress=False)
+                    for name in ("RRAM1", "RRAM4"))
+    paths = report.write_report([rram1, rram4], tmp_path, title="one network, two devices")
+    text = paths["markdown"].read_text()
+    assert "| network (RRAM1) |" in text and "| network (RRAM4) |" in text
+    assert "- network (RRAM4): evaluated under device model RRAM4" in text
+    named = report.write_report([rram1, rram4], tmp_path, name="named", labels=["chip A", "chip B"])
+    assert "| chip A |" in named["markdown"].read_text()
+    with pytest.raises(ValueError, match="2 result"):
+        report.write_report([rram1, rram4], tmp_path, labels=["only one"])
+    with pytest.raises(ValueError, match="same point.*label"):
+        report.write_report([rram1, rram1], tmp_path / "clash")
+    assert not (tmp_path / "clash").exists()
+
+
+def test_report_states_how_each_run_was_trained_and_the_legend_its_training_sigma(tmp_path):
+    noise = {**NOISE, "epochs": 30, "train_subset": 1000, "init": "torch", "train_seed": 3}
+    text = report.write_report([VANILLA, noise], tmp_path)["markdown"].read_text()
+    assert ("- noise-injection init=torch: trained at sigma 0.1, 30 epochs, 1000 training images, init torch, seed 3, "
+            "evaluated under device model RRAM1") in text
+    assert "- vanilla: trained at sigma 0, epochs not recorded, the full training set, init kaiming" in text
+    rows = report.comparison_rows([VANILLA, noise])
+    line = [r for r in rows if r["method"] == "noise-injection init=torch"]
+    assert report._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1)"

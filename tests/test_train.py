@@ -11,7 +11,7 @@ import torch
 import neft
 from neft import checkpoint
 from neft.cli import main
-from neft.montecarlo import evaluate_run
+from neft.runs import evaluate_run
 from neft.train import RunExistsError, TrainConfig, train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

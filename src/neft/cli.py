@@ -143,15 +143,17 @@ def _chips_per_pass(text: str) -> str | int:
 
 
 def _cmd_evaluate(args) -> None:
-    from .montecarlo import evaluate_run
+    from .montecarlo import EvalConfig
+    from .runs import evaluate_run
 
-    results = evaluate_run(
-        args.run_dir, sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
-        data_dir=args.data_dir, test_subset=args.test_subset, batch_size=args.batch_size,
-        chips_per_pass=args.chips_per_pass, ci_target=args.ci_target, precision=args.precision,
-        memory_format=args.memory_format, compile={"on": True, "off": False}.get(args.compile, args.compile),
-        device=args.device, name=args.name, overwrite=args.overwrite, progress=not args.quiet,
+    config = EvalConfig(
+        sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+        test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
+        ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
+        compile={"on": True, "off": False}.get(args.compile, args.compile),
     )
+    results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=args.name,
+                           label=args.label, overwrite=args.overwrite, progress=not args.quiet)
     if not distributed.is_main():
         return
     for point in results["per_sigma"]:
@@ -168,7 +170,7 @@ def _cmd_evaluate(args) -> None:
 def _cmd_report(args) -> None:
     from .report import write_report
 
-    paths = write_report(args.paths, args.out, title=args.title)
+    paths = write_report(args.paths, args.out, title=args.title, labels=args.labels)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
 
 
@@ -260,7 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="folder holding the data set (default: the run's, then $NEFT_DATA, then /usr/share/datasets)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
-    p.add_argument("--name", default="results", help="base name of the result files (default: %(default)s)")
+    p.add_argument("--name", default="results",
+                   help="base name of the result files, to keep several evaluations of one run, e.g. results_rram4 "
+                        "(default: %(default)s)")
+    p.add_argument("--label", default=None,
+                   help="name of this result in reports (default: the method variant, e.g. 'ovf beta=0')")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
@@ -272,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="run directories or results*.json files")
     p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     p.add_argument("--title", default=None, help="report and plot title (default: Robustness comparison)")
+    p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                   help="one name per result, in the order given (a run directory with several results*.json counts "
+                        "once per file; default: each result's own label, else its method variant)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the main job: where NeFT helps, on real digits (noise-injection, T=4, OVF; "
@@ -322,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         print("neft: interrupted; rerun the same command with --resume (train) or as is (demo, reproduce)",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, DatasetNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, DatasetNotFoundError,
+            ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
+        setting = getattr(error, "setting", None)
+        if setting and hasattr(args, setting):  # the library names the setting, the command line its flag
+            message = f"argument --{setting.replace('_', '-')}: {message}"
         if shown:
             print(f"neft: error: {message}", file=sys.stderr)
         return 2

@@ -24,29 +24,41 @@ from pathlib import Path
 
 import torch
 
+from .errors import SettingError
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["DeviceModel", "PRESETS", "get", "from_file", "check_sigma"]
+__all__ = ["DeviceModel", "PRESETS", "get", "from_file", "check_sigma", "MAX_SIGMA"]
+
+MAX_SIGMA = 1.0  # sigma above the conductance range itself describes no programmable device (check_sigma)
 
 
 def check_sigma(sigma: float, name: str = "sigma") -> float:
-    """Return ``sigma`` as a float after checking it is a finite, non-negative relative device variation.
+    """Return ``sigma`` as a float after checking it is a relative device variation in [0, ``MAX_SIGMA``].
+
+    sigma is each device's conductance std as a fraction of its conductance range (docs/method.md, 'Device
+    variation model'). Above 1 the std would exceed the whole range, so a programmed device would land anywhere
+    in it: no memory stores a weight that way (the paper studies 0-0.4).
 
     Raises:
-        ValueError: if sigma is negative, NaN or infinite (sigma is relative to the device's conductance
-            range, e.g. 0.1 for 10 %).
+        SettingError: (a ``ValueError``) if sigma is not a number, is NaN or infinite, negative, or above
+            ``MAX_SIGMA`` = 1.
     """
     try:
         value = float(sigma)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number such as 0.1 (relative device variation), got {sigma!r}") from None
+        raise SettingError(name, f"{name} must be a number such as 0.1 (relative device variation), "
+                                 f"got {sigma!r}") from None
     if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"{name} must be a finite number >= 0 (relative device variation, e.g. 0.1 for 10 %), got {sigma!r}"
-        )
+        raise SettingError(name, f"{name} must be a finite number >= 0 (relative device variation, e.g. 0.1 for "
+                                 f"10 % of the conductance range), got {sigma!r}")
+    if value > MAX_SIGMA:
+        raise SettingError(name, f"{name} {value:g} is above {MAX_SIGMA:g}: sigma is the device std as a fraction "
+                                 "of its conductance range, and a std above the whole range stores no weight; the "
+                                 "paper studies 0-0.4 (did you mean a fraction, e.g. 0.1 for 10 %?)")
     return value
 
 

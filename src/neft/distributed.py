@@ -8,7 +8,6 @@ is a no-op for one process.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -16,7 +15,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = ["setup", "rank", "world_size", "is_main", "gather_runs", "all_reduce_", "step_seed", "agree", "barrier", "cleanup"]
+__all__ = ["setup", "rank", "world_size", "is_main", "gather_runs", "all_reduce_", "agree", "barrier", "cleanup"]
 
 T = TypeVar("T")
 
@@ -64,13 +63,6 @@ def world_size() -> int:
 def is_main() -> bool:
     """True on rank 0, the only rank that writes files."""
     return rank() == 0
-
-
-def step_seed(seed: int, rank_index: int, step: int) -> int:
-    """Seed of the training noise of ``rank_index`` at optimiser step ``step``: ranks draw different chips, and a
-    resumed run redraws exactly the chips of an uninterrupted one."""
-    key = f"train:{int(seed)}:{int(rank_index)}:{int(step)}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
 
 
 def gather_runs(local: list[tuple[int, T]]) -> list[T]:

@@ -7,10 +7,12 @@ A preset is a TOML file with three tables (see ``configs/``):
   and optional ``title`` and ``notes`` (a paragraph placed under the report's title);
 - ``[train]``: any :class:`neft.train.TrainConfig` field except method, sigma and seed (model, dataset, epochs ...);
   ``beta_ovf`` / ``beta_irs`` override the paper's betas (docs/method.md, 'Negative feedback loss');
-- ``[evaluate]``: ``runs``, ``sigmas`` (list or ``"start:stop:step"``), ``sweep`` (evaluate every model at every
-  sigma; default false = the paper's protocol, docs/method.md, 'Protocol': each noise-aware model at its own
-  training sigma and
-  the vanilla model over all sigmas), ``seed``, ``test_subset``, ``ci_target``, ``batch_size``, ``precision``.
+- ``[evaluate]``: any :class:`neft.montecarlo.EvalConfig` field (``runs``, ``sigmas`` as a list or
+  ``"start:stop:step"``, ``seed``, ``device_model``, ``test_subset``, ``ci_target``, ``batch_size``,
+  ``precision``, ``chips_per_pass``, ``memory_format``, ``compile`` ...), with the same defaults as
+  ``neft evaluate``, and ``sweep`` (evaluate every model at every sigma; default false = the paper's protocol,
+  docs/method.md, 'Protocol': each noise-aware model at its own training sigma and the vanilla model over all
+  sigmas).
 
 Each grid cell (method, training sigma, seed) is one run directory ``out/METHOD-sSIGMA-seedSEED``; a cell with a
 ``results.json`` is skipped, a cell with an unfinished training resumes from its last epoch, so an interrupted
@@ -33,6 +35,8 @@ from tqdm.auto import tqdm
 
 from . import data, metrics, montecarlo, report, variants
 from .compute import resolve_device
+from .montecarlo import EvalConfig
+from .runs import evaluate_run
 from .train import TrainConfig, train
 
 __all__ = ["load_preset", "reproduce", "demo", "cell_name", "pooled_results", "DEMO"]
@@ -40,7 +44,7 @@ __all__ = ["load_preset", "reproduce", "demo", "cell_name", "pooled_results", "D
 _SECTIONS = {"experiment": {"out", "methods", "train_sigmas", "seeds", "title", "notes"},
              "train": {f.name for f in dataclasses.fields(TrainConfig)} - {"method", "sigma", "seed"}
              | {"beta_ovf", "beta_irs"},
-             "evaluate": {"runs", "sigmas", "sweep", "seed", "test_subset", "ci_target", "batch_size", "precision"}}
+             "evaluate": {f.name for f in dataclasses.fields(EvalConfig)} | {"sweep"}}
 
 # The main job's defaults; see demo() for why each value.
 DEMO = {
@@ -82,8 +86,10 @@ def _check_preset(preset: dict, source: str) -> dict:
     if len({variants.directory_name(spec) for spec in experiment["methods"]}) < len(experiment["methods"]):
         raise ValueError(f"{source}: [experiment] methods lists a variant twice: {experiment['methods']}")
     evaluate["sigmas"] = montecarlo.parse_sigmas(evaluate.get("sigmas", experiment["train_sigmas"]))
-    if int(evaluate.setdefault("runs", 100)) < 2:
-        raise ValueError(f"{source}: [evaluate] runs must be >= 2")
+    try:
+        _eval_config(preset, experiment["methods"][0], experiment["train_sigmas"][0])
+    except ValueError as error:
+        raise ValueError(f"{source}: [evaluate] {error}") from None
     for sigma in experiment["train_sigmas"]:
         made: dict[str, str] = {}
         for spec in experiment["methods"]:
@@ -154,6 +160,12 @@ def _eval_sigmas(preset: dict, spec: str, sigma: float) -> list[float]:
     return [sigma]
 
 
+def _eval_config(preset: dict, spec: str, sigma: float) -> EvalConfig:
+    """The checked evaluation settings of one cell: the [evaluate] table with the cell's sigmas."""
+    table = {key: value for key, value in preset["evaluate"].items() if key != "sweep"}
+    return EvalConfig(**{**table, "sigmas": _eval_sigmas(preset, spec, sigma)}).check()
+
+
 def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device: str | None = None) -> dict:
     """Train (or resume) and evaluate one grid cell; returns its results (read back when already finished)."""
     run_dir = out / cell_name(spec, sigma, seed)
@@ -165,13 +177,8 @@ def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device
         config.device = device
     if not (run_dir / "summary.json").is_file():
         train(config, run_dir, resume=True, progress=True)
-    evaluate = preset["evaluate"]
-    return montecarlo.evaluate_run(
-        run_dir, sigmas=_eval_sigmas(preset, spec, sigma), runs=int(evaluate["runs"]),
-        seed=int(evaluate.get("seed", 0)), data_dir=config.data_dir, test_subset=evaluate.get("test_subset"),
-        batch_size=int(evaluate.get("batch_size", 1000)), ci_target=evaluate.get("ci_target"),
-        precision=evaluate.get("precision", "fp32"), device=config.device, overwrite=True,
-    )
+    return evaluate_run(run_dir, _eval_config(preset, spec, sigma), data_dir=config.data_dir, device=config.device,
+                        overwrite=True)
 
 
 def pooled_results(results: list[dict]) -> list[dict]:

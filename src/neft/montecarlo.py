@@ -2,8 +2,9 @@
 (docs/method.md, 'Monte Carlo evaluation and metrics'; the files: docs/results.md).
 
 Run ``r`` at sigma ``s`` is one programmed chip: one frozen perturbation of every mapped weight, drawn on the
-evaluation device from the seed :func:`neft.variation.run_seed` ``(seed, s, r)`` and held for the whole test set.
-The model is evaluated in eval mode (BatchNorm uses its running statistics) with no gradients; its parameters are
+evaluation device from the seed :func:`neft.seeds.run_seed` ``(seed, s, r)`` and held for the whole test set.
+This module takes tensors and returns results; run directories (checkpoint, data set, result files) are
+:mod:`neft.runs`' work. The model is evaluated in eval mode (BatchNorm uses its running statistics) with no gradients; its parameters are
 never modified and its train/eval mode is restored afterwards. There is no per-run model rebuild or checkpoint
 reload.
 
@@ -16,26 +17,29 @@ chip's perturbation comes from its own seed.
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoint, data, devices, distributed, report
-from .chip_forward import ChipForward, choose_chips_per_pass, forward_flops
-from .compute import eval_mode, resolve_device
+from . import devices, distributed
+from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
+from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
+from .errors import SettingError
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
-from .variation import Crossbar, make_generator, run_seed
+from .seeds import run_seed
+from .variation import Crossbar, make_generator
 
-__all__ = ["evaluate", "evaluate_run", "parse_sigmas", "PRECISIONS"]
+__all__ = ["EvalConfig", "SettingError", "evaluate", "parse_sigmas", "PRECISIONS", "SCHEMA_VERSION"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+SCHEMA_VERSION = 2  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device"
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
@@ -44,7 +48,8 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
     list of unique sigmas.
 
     Raises:
-        ValueError: for an empty list, a malformed string, a non-positive step or a negative sigma.
+        SettingError: (a ``ValueError``, setting ``sigmas``) for an empty list, a malformed string, a
+            non-positive step or a sigma outside [0, 1] (:func:`neft.devices.check_sigma`).
     """
     if isinstance(text, (int, float)):
         text = [text]
@@ -60,97 +65,184 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
             else:
                 values = [float(v) for v in parts.split(",") if v.strip()]
         except ValueError:
-            raise ValueError(
-                f"cannot read sigmas {text!r}: give a comma list like 0,0.1,0.2 or start:stop:step like 0:0.4:0.05"
-            ) from None
+            raise SettingError("sigmas", f"cannot read sigmas {text!r}: give a comma list like 0,0.1,0.2 or "
+                                         "start:stop:step like 0:0.4:0.05") from None
     else:
         values = list(text)
     if not values:
         hint = " (start:stop:step needs start <= stop)" if isinstance(text, str) and ":" in text else ""
-        raise ValueError(f"the sigma list {text!r} is empty{hint}; give at least one sigma, e.g. 0.1 or 0:0.4:0.05")
-    return sorted({check_sigma(v) for v in values})
+        raise SettingError("sigmas", f"the sigma list {text!r} is empty{hint}; give at least one sigma, e.g. 0.1 "
+                                     "or 0:0.4:0.05")
+    return sorted({check_sigma(v, "sigmas") for v in values})
+
+
+@dataclass
+class EvalConfig:
+    """Every setting of a Monte Carlo evaluation, validated by :meth:`check` and recorded in ``results.json``
+    (``evaluation``; docs/results.md). The command line (``neft evaluate``), presets (``[evaluate]``) and Python
+    build the same object.
+
+    Attributes:
+        sigmas: relative device variations to evaluate (each in [0, 1], a fraction of the conductance range);
+            a list, one number or ``"start:stop:step"``. None: 0 and the training sigma of a run directory.
+        runs: R, Monte Carlo runs (programmed chips) per sigma, >= 2 (the maximum when ``ci_target`` is set).
+        seed: base seed; run r at sigma s uses :func:`neft.seeds.run_seed` ``(seed, s, r)``.
+        device_model: device preset name, file, dict or :class:`~neft.devices.DeviceModel`; None: the run's own
+            (``RRAM1`` for :func:`evaluate`).
+        batch_size: at most this many test images per forward; the test set is split into equal batches
+            (``ceil(N / ceil(N / batch_size))`` images each), so a compiled forward pads the last one by little.
+        test_subset: evaluate a run directory on the first N images of a seeded permutation of its test set;
+            None: the subset the run was trained with (the full test set if it had none).
+        chips_per_pass: chips evaluated together with vmap, or ``"auto"``.
+        ci_target: stop adding runs at a sigma once the 95 % CI half-width of the mean accuracy is below this many
+            percentage points (after at least ``min_runs`` runs).
+        min_runs: runs before a ``ci_target`` may stop a sigma (>= 2).
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast for the forwards (noise is drawn in fp32).
+        memory_format: ``"auto"`` (channels_last on CPU when a dry run agrees), ``"channels_last"`` or
+            ``"contiguous"``; see :class:`neft.chip_forward.ChipForward`.
+        compile: ``torch.compile`` the forward: True, False, or ``"auto"`` (on CPU when the evaluation's forwards
+            exceed ``COMPILE_AFTER_FLOP`` = 5 TFLOP, where the ~20 s compile pays for itself; never on CUDA).
+            Layout and compilation change float rounding only: per-run accuracies agree within one test image.
+    """
+
+    sigmas: list[float] | None = None
+    runs: int = 1000
+    seed: int = 0
+    device_model: str | dict | DeviceModel | None = None
+    batch_size: int = 1000
+    test_subset: int | None = None
+    chips_per_pass: int | str = "auto"
+    ci_target: float | None = None
+    min_runs: int = 30
+    precision: str = "fp32"
+    memory_format: str = "auto"
+    compile: bool | str = "auto"
+
+    def check(self) -> "EvalConfig":
+        """Validate every field (parsing ``sigmas`` into a sorted list); returns self.
+
+        Raises:
+            SettingError: (a ``ValueError``) naming the bad setting and its valid values.
+            FileNotFoundError: ``device_model`` names a file that does not exist.
+        """
+        if self.sigmas is not None:
+            self.sigmas = parse_sigmas(self.sigmas)
+        self.runs = _count("runs", self.runs, 2, "the std and CI of the accuracy are undefined for one run")
+        self.seed = _count("seed", self.seed, 0, "a seed is a non-negative integer")
+        self.batch_size = _count("batch_size", self.batch_size, 1, "images per forward")
+        if self.test_subset is not None:
+            self.test_subset = _count("test_subset", self.test_subset, 1, "images of the test set")
+        self.min_runs = _count("min_runs", self.min_runs, 2, "runs before a CI target may stop a sigma")
+        if self.device_model is not None:
+            devices.get(self.device_model)
+        if not (self.chips_per_pass == "auto" or (isinstance(self.chips_per_pass, int)
+                                                  and not isinstance(self.chips_per_pass, bool)
+                                                  and self.chips_per_pass >= 1)):
+            raise SettingError("chips_per_pass", f"chips_per_pass must be a positive integer or 'auto', "
+                                                 f"got {self.chips_per_pass!r}")
+        if self.ci_target is not None:
+            if not (isinstance(self.ci_target, (int, float)) and math.isfinite(self.ci_target) and self.ci_target > 0):
+                raise SettingError("ci_target", f"ci_target must be a positive number of percentage points "
+                                                f"(e.g. 0.5), got {self.ci_target!r}")
+            if self.runs < self.min_runs:
+                raise SettingError("runs", f"a CI target stops a sigma after at least {self.min_runs} runs; give "
+                                           f"runs >= {self.min_runs} (the maximum), got {self.runs}")
+        if self.precision not in PRECISIONS:
+            raise SettingError("precision", f"unknown precision {self.precision!r}; choose one of "
+                                            f"{', '.join(PRECISIONS)}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise SettingError("memory_format", f"unknown memory_format {self.memory_format!r}; choose one of "
+                                                f"{', '.join(MEMORY_FORMATS)}")
+        if self.compile not in (True, False, "auto"):
+            raise SettingError("compile", f"compile must be True, False or 'auto', got {self.compile!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        """The settings as JSON-ready values (a device model object becomes its dict)."""
+        settings = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        if isinstance(self.device_model, DeviceModel):
+            settings["device_model"] = self.device_model.to_dict()
+        return settings
+
+
+def _count(name: str, value, minimum: int, meaning: str) -> int:
+    """``value`` as an int >= ``minimum``, else a :class:`SettingError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SettingError(name, f"{name} must be an integer >= {minimum} ({meaning}), got {value!r}")
+    return value
 
 
 def evaluate(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    sigmas: Sequence[float],
+    sigmas: str | float | Sequence[float] | None = None,
+    config: EvalConfig | None = None,
     *,
-    runs: int = 1000,
-    seed: int = 0,
-    device_model: DeviceModel | str = "RRAM1",
-    batch_size: int = 1000,
-    chips_per_pass: int | str = "auto",
-    ci_target: float | None = None,
-    min_runs: int = 30,
-    precision: str = "fp32",
-    memory_format: str = "auto",
-    compile: bool | str = "auto",
+    label: str | None = None,
     progress: bool = True,
-) -> list[dict]:
+    **settings,
+) -> dict:
     """Monte Carlo evaluation of ``model`` under device variation at each sigma.
 
     Args:
-        model: a trained ``nn.Module`` on the evaluation device.
+        model: a trained ``nn.Module`` on the evaluation device (never modified; its train/eval flags restored).
         images: preprocessed test inputs ``[N, ...]`` (e.g. ``[N, C, H, W]``) on the evaluation device (N >= 1).
         labels: class indices ``[N]`` on the same device.
-        sigmas: relative device variations to evaluate (each >= 0).
-        runs: R, Monte Carlo runs (programmed chips) per sigma, >= 2 (the maximum when ``ci_target`` is set).
-        seed: base seed; run r at sigma s uses ``run_seed(seed, s, r)`` (recorded as ``run_seeds``).
-        device_model: device preset, file or :class:`~neft.devices.DeviceModel`.
-        batch_size: at most this many test images per forward; the test set is split into equal batches
-            (``ceil(N / ceil(N / batch_size))`` images each), so a compiled forward pads the last one by little.
-        chips_per_pass: chips evaluated together with vmap, or ``"auto"``.
-        ci_target: stop adding runs at a sigma once the 95 % CI half-width of the mean accuracy is below this many
-            percentage points (after at least ``min_runs`` runs).
-        precision: ``fp32`` (default), ``bf16`` or ``fp16`` autocast for the forwards (noise is drawn in fp32).
-        memory_format: ``"auto"`` (channels_last on CPU when a dry run agrees), ``"channels_last"`` or
-            ``"contiguous"``; see :class:`neft.chip_forward.ChipForward`.
-        compile: ``torch.compile`` the forward: True, False, or ``"auto"`` (on CPU when the evaluation's forwards
-            exceed ``COMPILE_AFTER_FLOP`` = 5 TFLOP, where the ~20 s compile pays for itself; never on CUDA).
-            Layout and compilation change float rounding only: per-run accuracies agree within one test image.
+        sigmas: relative device variations to evaluate (overrides ``config.sigmas``; one of them is required).
+        config: the settings (:class:`EvalConfig`); ``settings`` keywords override its fields, e.g.
+            ``evaluate(model, x, y, [0.1], runs=100, device_model="RRAM4")``.
+        label: the name reports give this network (:func:`neft.report.result_label`; None: "network").
         progress: show a tqdm bar over runs.
 
     Returns:
-        One dict per sigma (ascending): ``{"sigma", "runs", "run_seeds", "accuracy": accuracy_summary(...),
-        "ekl" (nats), "ekl_x1e2", "confidence", "seconds", "execution": {"chips_per_pass", "memory_format",
-        "compiled"}}``; accuracies in percent.
+        A results dict that :func:`neft.report.write_report` accepts (docs/results.md): ``{"schema_version",
+        "label", "evaluation": config.to_dict(), "device_model": {...}, "test_size", "chip_device" ("cpu" or
+        "cuda": chips replay from their seeds on the same device type), "seconds", "per_sigma": [{"sigma",
+        "runs", "run_seeds", "accuracy": accuracy_summary(...), "ekl" (nats), "ekl_x1e2", "confidence",
+        "seconds", "execution": {"chips_per_pass", "memory_format", "compiled"}}, ...]}``; accuracies in
+        percent, one ``per_sigma`` entry per sigma, ascending.
 
     Raises:
-        ValueError: for an empty test set, non-finite images, mismatched labels, runs < 2, invalid sigma,
-            precision, batch size, chunk size, memory format or compile setting, or NaN/infinite logits (e.g. fp16
-            overflow).
+        SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`) or no sigmas.
+        TypeError: for a keyword that is not an :class:`EvalConfig` field.
+        ValueError: for an empty test set, non-finite images, mismatched labels, or NaN/infinite logits (e.g.
+            fp16 overflow).
     """
+    unknown = set(settings) - {field.name for field in dataclasses.fields(EvalConfig)}
+    if unknown:
+        raise TypeError(f"evaluate() got unknown setting(s) {sorted(unknown)}; valid: "
+                        f"{', '.join(field.name for field in dataclasses.fields(EvalConfig))}")
+    config = dataclasses.replace(config or EvalConfig(), **settings)
+    if sigmas is not None:
+        config.sigmas = sigmas
+    if config.sigmas is None:
+        raise SettingError("sigmas", "no sigmas to evaluate; pass sigmas, e.g. [0, 0.1, 0.2]")
+    config.check()
+    started = time.perf_counter()
+    per_sigma = _evaluate_sigmas(model, images, labels, config, progress)
+    chip_model = devices.get(config.device_model or "RRAM1")
+    return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),
+            "device_model": chip_model.to_dict(), "test_size": int(labels.numel()),
+            "chip_device": images.device.type, "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
+
+
+def _evaluate_sigmas(model, images, labels, config: EvalConfig, progress: bool) -> list[dict]:
+    """The ``per_sigma`` entries of :func:`evaluate` (``config`` checked)."""
     images = images.detach()
     if images.shape[0] == 0:
-        raise ValueError("the test set is empty: nothing to evaluate; check the data set and --test-subset")
+        raise ValueError("the test set is empty: nothing to evaluate; check the data set and test_subset")
     if not torch.isfinite(images).all():
         bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
         raise ValueError(f"{bad} test image(s) contain NaN or infinite values; clean or drop them before evaluating")
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels {tuple(labels.shape)} must be [N] for images {tuple(images.shape)}")
-    if runs < 2:
-        raise ValueError(f"runs must be >= 2 (the std and CI of the accuracy are undefined for one run), got {runs}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    sigmas = parse_sigmas(sigmas)
-    crossbar = Crossbar(model, device_model)
+    sigmas, runs, batch_size = config.sigmas, config.runs, config.batch_size
+    crossbar = Crossbar(model, devices.get(config.device_model or "RRAM1"))
     device = images.device
-    if ci_target is not None and not (math.isfinite(ci_target) and ci_target > 0):
-        raise ValueError(f"ci_target must be a positive number of percentage points (e.g. 0.5), got {ci_target}")
-    if ci_target is not None and runs < min_runs:
-        raise ValueError(f"a CI target stops a sigma after at least {min_runs} runs; give runs >= {min_runs} "
-                         f"(the maximum), got {runs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batch_size = math.ceil(images.shape[0] / math.ceil(images.shape[0] / batch_size))
-    if not (chips_per_pass == "auto"
-            or (isinstance(chips_per_pass, int) and not isinstance(chips_per_pass, bool) and chips_per_pass >= 1)):
-        raise ValueError(f"chips_per_pass must be a positive integer or 'auto', got {chips_per_pass!r}")
-    if compile not in (True, False, "auto"):
-        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
-    dtype = PRECISIONS[precision]
+    chips_per_pass, compile = config.chips_per_pass, config.compile
+    dtype = PRECISIONS[config.precision]
     results = []
     bar = tqdm(total=runs * len(sigmas), desc="Monte Carlo", unit="chip", disable=not progress, leave=False)
     with eval_mode(model), contextlib.closing(bar):  # every module gets its own train/eval flag back
@@ -160,13 +252,13 @@ def evaluate(
                 raise ValueError(f"labels must be class indices in [0, {num_classes - 1}] for a model with "
                                  f"{num_classes} outputs, got {int(labels.min())}..{int(labels.max())}")
             if chips_per_pass == "auto":
-                chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, memory_format)
+                chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, config.memory_format)
             if compile == "auto":
                 noisy_chips = runs * sum(sigma > 0 for sigma in sigmas)
                 compile = device.type == "cpu" and (
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
-                                  batch_size=batch_size, memory_format=memory_format, compile=compile)
+                                  batch_size=batch_size, memory_format=config.memory_format, compile=compile)
         if forward.compiled:
             bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")
         images = forward.images(images)
@@ -174,17 +266,17 @@ def evaluate(
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
                 results.append(
-                    _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, runs, seed,
-                                    batch_size, ci_target, min_runs, bar)
+                    _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, config,
+                                    batch_size, bar)
                 )
-                results[-1]["execution"] = {"chips_per_pass": chips_per_pass, "memory_format": forward.layout,
+                results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
                                             "compiled": forward.compiled and sigma > 0}
     return results
 
 
-def _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, runs, seed, batch_size, ci_target,
-                    min_runs, bar) -> dict:
+def _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
+    runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
     started = time.perf_counter()
     device = images.device
     accumulator = PredictionAccumulator(images.shape[0], num_classes, device)
@@ -233,92 +325,3 @@ def _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma
         "confidence": accumulator.confidence(),
         "seconds": time.perf_counter() - started,
     }
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    *,
-    sigmas: str | Sequence[float] | None = None,
-    runs: int = 1000,
-    seed: int = 0,
-    device_model: str | None = None,
-    data_dir: str | None = None,
-    test_subset: int | None = None,
-    batch_size: int = 1000,
-    chips_per_pass: int | str = "auto",
-    ci_target: float | None = None,
-    precision: str = "fp32",
-    memory_format: str = "auto",
-    compile: bool | str = "auto",
-    device: str = "auto",
-    name: str = "results",
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Monte Carlo evaluation of a trained run directory; writes ``{name}.json``, ``{name}.csv`` and
-    ``{name}_accuracy_vs_sigma.png`` (``accuracy_vs_sigma.png`` for the default name) into it.
-
-    Args:
-        run_dir: a directory written by ``neft train``.
-        sigmas: sigmas to evaluate (list or ``"start:stop:step"``); default: 0 and the training sigma.
-        device_model: default: the device model the run was trained with.
-        test_subset: evaluate on the first N images of a seeded permutation of the test set (quick looks).
-        Other arguments as :func:`evaluate`.
-
-    Returns:
-        The results dict (``results.json`` schema, every field in docs/results.md; accuracy in percent).
-
-    Raises:
-        FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
-        FileExistsError: one of the three result files exists and ``overwrite`` is False.
-        ValueError: invalid settings (see :func:`evaluate`) or a --name that is not a plain file name.
-    """
-    run_dir = Path(run_dir)
-    target = run_dir / f"{name}.json"
-    outputs = [target, run_dir / f"{name}.csv",
-               run_dir / ("accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png")]
-    compute = distributed.setup(resolve_device(device))
-
-    def prepare():
-        if not name or name.startswith(".") or Path(name).name != name:
-            raise ValueError(f"--name {name!r} must be a plain file name without '/' or a leading '.', e.g. results_rram4")
-        for path in outputs:
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{str(path)!r} already exists; pass --overwrite to replace it or --name to keep both")
-        model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
-        if runs < 2:
-            raise ValueError(f"runs must be >= 2 (the std and CI of the accuracy are undefined for one run), got {runs}")
-        chosen = parse_sigmas(sigmas if sigmas is not None else [0.0, meta["sigma"]])
-        chip_model = devices.get(device_model if device_model is not None else meta["device_model"])
-        dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=seed,
-                            test_subset=test_subset)
-        return model, meta, chosen, chip_model, dataset
-
-    model, meta, chosen, chip_model, dataset = distributed.agree(prepare)
-    images = torch.cat([x for x, _ in dataset.batches("test", batch_size, device=compute)])
-    labels = dataset.splits["test"][1].to(compute)
-    started = time.perf_counter()
-    per_sigma = evaluate(model, images, labels, chosen, runs=runs, seed=seed, device_model=chip_model,
-                         batch_size=batch_size, chips_per_pass=chips_per_pass, ci_target=ci_target,
-                         precision=precision, memory_format=memory_format, compile=compile,
-                         progress=progress and distributed.is_main())
-    results = {
-        "schema_version": 1,
-        "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
-        "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
-        "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
-        "temperature": meta.get("temperature", 1.0), "init": meta["config"].get("init", "kaiming"),
-        "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
-        "device_model": chip_model.to_dict(), "seed": seed, "runs": runs,
-        "ci_target": ci_target, "precision": precision, "test_size": int(labels.numel()), "per_sigma": per_sigma,
-        "seconds": time.perf_counter() - started, "versions": checkpoint.versions(),
-    }
-    if not distributed.is_main():
-        return results
-    rows = report.comparison_rows([results])
-    report.write_csv(rows, outputs[1])
-    report.plot([results], outputs[2], title=f"{results['method']} ({run_dir.name})")
-    partial = target.with_suffix(".json.tmp")  # written last and whole: a results.json marks a finished evaluation
-    partial.write_text(json.dumps(results, indent=1))
-    partial.replace(target)
-    return results

@@ -136,7 +136,8 @@ def negative_feedback_loss(
 
 
 def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
-    return float((logits.argmax(dim=1) == target).float().mean())
+    """Top-1 accuracy of a batch in percent, like every accuracy neft reports."""
+    return 100.0 * float((logits.argmax(dim=1) == target).float().mean())
 
 
 class Objective:
@@ -149,7 +150,8 @@ class Objective:
         generator: ``torch.Generator`` for training noise (on the model's device); ``None`` uses torch's global RNG.
 
     Subclasses implement ``loss(model, x, y) -> (loss, logs)`` where ``x`` is ``[B, ...]``, ``y`` is ``[B]``,
-    ``loss`` a scalar tensor and ``logs`` a dict of floats (``acc``: batch accuracy of the backbone forward).
+    ``loss`` a scalar tensor and ``logs`` a dict of floats (``acc``: batch accuracy of the backbone forward in
+    percent; IRS adds ``head1_acc`` ... in percent).
     ``modules()`` returns extra trainable modules (IRS heads) that are never part of the deployed model.
     """
 

@@ -24,13 +24,13 @@ from matplotlib.figure import Figure
 
 from . import metrics, variants
 
-__all__ = ["load_results", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
+__all__ = ["load_results", "result_label", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]
 
 METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs")
 ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "ekl_x1e2", "confidence", "runs", "run",
             "seeds", "seed_mean", "seed_ci95")
-REQUIRED_KEYS = ("run", "method", "train_sigma", "test_size", "per_sigma")
+REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
 PLOT_NAME = "accuracy_vs_sigma.png"
@@ -93,23 +93,51 @@ def _sort_key(*values) -> tuple:
     return tuple((value is not None, value or 0) for value in values)
 
 
+def result_label(result: dict) -> str:
+    """The name a result goes by in tables and plots: its ``label`` when set (``neft evaluate --label``,
+    ``evaluate(..., label=...)``, ``write_report(..., labels=...)``), else its method variant
+    (:func:`neft.variants.label`, e.g. ``ovf beta=0``), else ``"network"`` for a result without a method."""
+    if result.get("label"):
+        return str(result["label"])
+    return variants.label(result) if result.get("method") else "network"
+
+
+def _device_name(result: dict) -> str:
+    return result.get("device_model", {}).get("name", "?")
+
+
 def _labels(results: list[dict]) -> list[tuple[str, tuple]]:
-    """(label, sort key) per result; the label is the method variant (:func:`neft.variants.label`, e.g.
-    ``ovf beta=0``), grown only as far as needed to keep (label, sigma) unique."""
-    variant = variants.labels(results)
+    """(label, sort key) per result: :func:`result_label` (variant labels name the init only when the results mix
+    inits), grown only as far as needed to keep (label, sigma) unique: by the device model when the clashing
+    results were evaluated under different ones, then by the training sigma, then by the training seed."""
+    names = _names(results)
     labelled = []
-    for result, name in zip(results, variant):
-        group = [r for r, v in zip(results, variant) if v == name]
-        points = [(r["train_sigma"], r.get("train_seed"), p["sigma"]) for r in group for p in r["per_sigma"]]
-        train_sigma, train_seed = result["train_sigma"], result.get("train_seed")
-        if not _has_duplicates([sigma for _, _, sigma in points]):
+    for result, name in zip(results, names):
+        group = [r for r, v in zip(results, names) if v == name]
+        points = [(_device_name(r), r.get("train_sigma"), r.get("train_seed"), p["sigma"])
+                  for r in group for p in r["per_sigma"]]
+        device = _device_name(result)
+        if _has_duplicates([sigma for *_, sigma in points]) and not _has_duplicates([(d, s) for d, _, _, s in points]):
+            name = f"{name} ({device})"
             labelled.append((name, (name,)))
-        elif not _has_duplicates([(ts, sigma) for ts, _, sigma in points]):
+            continue
+        train_sigma, train_seed = result.get("train_sigma"), result.get("train_seed")
+        if not _has_duplicates([sigma for *_, sigma in points]):
+            labelled.append((name, (name,)))
+        elif not _has_duplicates([(ts, sigma) for _, ts, _, sigma in points]):
             labelled.append((f"{name} (sigma_train={train_sigma})", (name, *_sort_key(train_sigma))))
         else:
             label = f"{name} (sigma_train={train_sigma}, seed={train_seed})"
             labelled.append((label, (name, *_sort_key(train_sigma, train_seed))))
     return labelled
+
+
+def _names(results: list[dict]) -> list[str]:
+    """:func:`result_label` of each result, where variant labels name the init only when the results mix inits
+    (:func:`neft.variants.labels`)."""
+    with_method = [r for r in results if r.get("method")]
+    variant = iter(variants.labels(with_method))
+    return [str(r["label"]) if r.get("label") else next(variant) if r.get("method") else "network" for r in results]
 
 
 def comparison_rows(results: list[dict]) -> list[dict]:
@@ -135,7 +163,7 @@ def comparison_rows(results: list[dict]) -> list[dict]:
             accuracy = point["accuracy"]
             row = {
                 "method": label,
-                "train_sigma": result["train_sigma"],
+                "train_sigma": result.get("train_sigma"),
                 "sigma": round(float(point["sigma"]), 6),
                 "mean": accuracy["mean"],
                 "ci95": accuracy["ci95"],
@@ -144,17 +172,18 @@ def comparison_rows(results: list[dict]) -> list[dict]:
                 "ekl_x1e2": point["ekl_x1e2"],
                 "confidence": point["confidence"],
                 "runs": point["runs"],
-                "run": result["run"],
+                "run": result.get("run", ""),
                 "seeds": point.get("over_seeds", {}).get("seeds", ""),
                 "seed_mean": point.get("over_seeds", {}).get("mean", ""),
                 "seed_ci95": point.get("over_seeds", {}).get("half_width", ""),
             }
-            rows.append(((_method_rank(result["method"]), label_key, row["sigma"]), row))
+            rows.append(((_method_rank(result.get("method") or label), label_key, row["sigma"]), row))
     rows.sort(key=lambda keyed: keyed[0])
     counts = Counter((row["method"], row["sigma"]) for _, row in rows)
     duplicated = [f"{label} at sigma {sigma:g}" for (label, sigma), n in counts.items() if n > 1]
     if duplicated:
-        raise ValueError(f"several results for the same point: {'; '.join(duplicated)}")
+        raise ValueError(f"several results for the same point: {'; '.join(duplicated)}; give each result its own "
+                         "label (labels= in write_report, --labels in neft report) or drop the duplicate")
     return [row for _, row in rows]
 
 
@@ -219,7 +248,8 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
 
 
 def plot(results: list[dict], path: str | Path, title: str | None = None) -> Path:
-    """Save a PNG (150 dpi) with accuracy (%, 95 % CI error bars) and EKL (x1e-2 nats) vs sigma, one line per label.
+    """Save a PNG (150 dpi) with accuracy (%, 95 % CI error bars) and EKL (x1e-2 nats) vs sigma, one line per label;
+    the legend gives each line's training sigma.
 
     Sigma is the relative device variation (docs/method.md, 'Device variation model'); the metrics are those of
     docs/method.md, 'Monte Carlo evaluation and metrics'.
@@ -233,8 +263,9 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
         line = [row for row in rows if row["method"] == label]
         sigmas = [row["sigma"] for row in line]
         means, ci95 = [row["mean"] for row in line], [row["ci95"] for row in line]
-        accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=label)
-        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker, label=label)
+        legend = _legend(label, line)
+        accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=legend)
+        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker, label=legend)
     xlabel = "relative device variation sigma"
     accuracy_axes.set(xlabel=xlabel, ylabel="Top-1 accuracy (%)", title="Accuracy (mean, 95 % CI)")
     ekl_axes.set(xlabel=xlabel, ylabel="EKL (x1e-2 nats)", title="Expected KL divergence")
@@ -249,12 +280,21 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
     return path
 
 
+def _legend(label: str, line: list[dict]) -> str:
+    """A plot line's legend: its label and, when all its points share one, the training sigma."""
+    trained = {row["train_sigma"] for row in line}
+    if len(trained) == 1 and None not in trained and "sigma_train" not in label:
+        return f"{label} (trained at σ={next(iter(trained)):g})"
+    return label
+
+
 def write_report(
     paths_or_results: Sequence[str | Path | dict] | str | Path,
     out_dir: str | Path,
     title: str | None = None,
     name: str = "report",
     notes: str | None = None,
+    labels: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write a comparison report (docs/results.md, 'Report files') into ``out_dir`` (created if needed; files
     overwritten).
@@ -265,12 +305,26 @@ def write_report(
     ``accuracy_vs_sigma.png`` (``{name}_accuracy_vs_sigma.png`` for a name other than ``"report"``, so that
     reports sharing a directory keep their own plot); ``notes`` is a paragraph placed under the title. Returns
     ``{"markdown": .., "csv": .., "plot": ..}``.
+
+    Results may come from run directories (:func:`neft.runs.evaluate_run`) or straight from
+    :func:`neft.montecarlo.evaluate`; ``labels`` (one per result, in order; a directory holding several results
+    files counts once per file) names them in tables and plots, overriding their own ``label``. One network
+    evaluated under several device models shares a report: its lines are told apart by the device model.
+
+    Raises:
+        ValueError: no results, ``labels`` of the wrong length, or two results for the same (label, sigma).
+        FileNotFoundError: a path does not exist or holds no results file.
     """
     if isinstance(paths_or_results, (str, Path)):
         paths_or_results = [paths_or_results]
     results = [r for item in paths_or_results for r in ([item] if isinstance(item, dict) else load_results(item))]
     if not results:
         raise ValueError("no results to report")
+    if labels is not None:
+        if len(labels) != len(results):
+            raise ValueError(f"got {len(labels)} label(s) for {len(results)} result(s); give one label per result "
+                             "(a run directory with several results files counts once per file)")
+        results = [{**result, "label": label} for result, label in zip(results, labels)]
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -290,7 +344,7 @@ def write_report(
         f"test images: {listing(r['test_size'] for r in results)}; "
         f"dataset: {listing(r.get('dataset', '?') for r in results)}; "
         f"model: {listing(r.get('model', '?') for r in results)}; "
-        f"device model: {listing(r.get('device_model', {}).get('name', '?') for r in results)}."
+        f"device model: {listing(_device_name(r) for r in results)}."
     )
     training = _training_setup(results)
     intro = "\n\n".join(part for part in (notes, setup, training) if part)
@@ -300,25 +354,27 @@ def write_report(
 
 
 def _training_setup(results: list[dict]) -> str:
-    """One line per variant: how its networks were trained (sigma, epochs, images, init, beta, T, seeds)."""
+    """One line per label: how its networks were trained (sigma, epochs, training images, init, beta, T, seeds)
+    and the device model they were evaluated under."""
     lines = []
     for result, (label, _) in zip(results, _labels(results)):
-        facts = [f"trained at sigma {result['train_sigma']:g}"]
-        if result.get("epochs"):
-            facts.append(f"{result['epochs']} epochs")
-        if result.get("train_subset"):
-            facts.append(f"{result['train_subset']} training images")
-        if result.get("init"):
-            facts.append(f"init {result['init']}")
-        if result["method"] in ("ovf", "irs") and result.get("beta") is not None:
-            facts.append(f"beta {result['beta']:g}")
-        if result.get("temperature", 1.0) != 1.0:
-            facts.append(f"T {result['temperature']:g}")
-        seeds = result.get("seeds", [result["train_seed"]] if "train_seed" in result else [])
-        if seeds:
-            facts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+        facts = []
+        if result.get("method"):
+            facts.append(f"trained at sigma {_training_sigma(result):g}")
+            facts.append(f"{result['epochs']} epochs" if result.get("epochs") else "epochs not recorded")
+            facts.append(f"{result['train_subset']} training images" if result.get("train_subset")
+                         else "the full training set")
+            facts.append(f"init {result.get('init', 'kaiming')}")
+            if result["method"] in ("ovf", "irs") and result.get("beta") is not None:
+                facts.append(f"beta {result['beta']:g}")
+            if result.get("temperature", 1.0) != 1.0:
+                facts.append(f"T {result['temperature']:g}")
+            seeds = result.get("seeds", [result["train_seed"]] if "train_seed" in result else [])
+            if seeds:
+                facts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+        facts.append(f"evaluated under device model {_device_name(result)}")
         lines.append(f"- {label}: {', '.join(facts)}")
-    return "Training:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""
+    return "Runs:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""
 
 
 def _training_sigma(result: dict) -> float:
@@ -370,7 +426,7 @@ def seed_comparison(results: list[dict]) -> dict:
     """
     groups: dict[tuple[str, str, float], dict[int, float]] = {}
     classes: dict[str, int] = {}
-    for result, label in zip(results, variants.labels(results)):
+    for result, label in zip(results, _names(results)):
         key = (result.get("dataset", "?"), label, _training_sigma(result))
         groups.setdefault(key, {})[result["train_seed"]] = _mean_at_training_sigma(result)
         classes[key[0]] = result["num_classes"]

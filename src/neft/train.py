@@ -27,7 +27,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoint, data, devices, distributed, models, montecarlo, objectives
+from . import checkpoint, data, devices, distributed, models, montecarlo, objectives, seeds
 from .compute import eval_mode, resolve_device
 from .devices import check_sigma
 from .variation import make_generator
@@ -161,7 +161,7 @@ def _noisy_accuracy(model, images, labels, config) -> float:
     result = montecarlo.evaluate(model, images, labels, [config.sigma], runs=max(2, config.val_runs),
                                  seed=config.seed, device_model=config.device_model, progress=False,
                                  compile=False)  # a compile per epoch would cost more than it saves
-    return result[0]["accuracy"]["mean"]
+    return result["per_sigma"][0]["accuracy"]["mean"]
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -272,7 +272,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             in_step = min(config.batch_size, dataset.size("train") - index * config.batch_size)  # over all ranks
             if in_step < world:  # a last batch smaller than the rank count would leave a rank with no image
                 continue
-            noise_generator.manual_seed(distributed.step_seed(config.seed, rank, state["step"]))
+            noise_generator.manual_seed(seeds.step_seed(config.seed, rank, state["step"]))
             state["step"] += 1
             loss, logs = objective.loss(net, x, y)
             if not torch.isfinite(loss):
@@ -285,7 +285,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             batches += 1
             for key, value in {"loss": loss.item(), **logs}.items():
                 totals[key] = totals.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{totals['loss'] / batches:.3f}", acc=f"{100 * totals['acc'] / batches:.1f}")
+            bar.set_postfix(loss=f"{totals['loss'] / batches:.3f}", acc=f"{totals['acc'] / batches:.1f}")
         distributed.average_buffers_(model)  # BatchNorm statistics: one set for all ranks
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -299,10 +299,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
                                                             "selected_on": select_split})
         state["epoch"] = epoch
         state["seconds"] += time.perf_counter() - started
-        row = {"epoch": epoch, "lr": lr, "loss": totals["loss"] / batches, "train_acc": 100 * totals["acc"] / batches,
+        row = {"epoch": epoch, "lr": lr, "loss": totals["loss"] / batches, "train_acc": totals["acc"] / batches,
                "val_acc_clean": clean, "val_acc_noisy": noisy, "best": int(improved),
                "seconds": round(time.perf_counter() - started, 3)}
-        row.update({key: 100 * totals[key] / batches for key in head_fields})
+        row.update({key: totals[key] / batches for key in head_fields})
         if main:
             _append_log(log_path, fields, row)
             torch.save({"model": model.state_dict(), "heads": objective.modules().state_dict(),

@@ -14,7 +14,6 @@ on every call (training); :meth:`Crossbar.sample_chip` draws one frozen perturba
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
@@ -27,7 +26,7 @@ from torch.func import functional_call
 from . import devices
 from .devices import DeviceModel, check_sigma
 
-__all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "mapped_weight_names", "run_seed", "make_generator"]
+__all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "mapped_weight_names", "make_generator"]
 
 MAPPED_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -129,16 +128,6 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(int(seed))
     return generator
-
-
-def run_seed(base_seed: int, sigma: float, run: int) -> int:
-    """Seed of Monte Carlo run ``run`` at ``sigma``: depends only on (base seed, sigma, run index).
-
-    A stable hash (SHA-256 of ``"base:sigma:run"`` with sigma rounded to 1e-9), so any single chip can be
-    replayed and runs are independent of chunking, order and process count (docs/method.md, 'Noise timing').
-    """
-    key = f"{int(base_seed)}:{round(float(sigma), 9):.9f}:{int(run)}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
 
 
 def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,

@@ -1,0 +1,116 @@
+"""Run directories: Monte Carlo evaluation of a trained run and its result files (docs/results.md).
+
+:func:`evaluate_run` reads what ``neft train`` wrote (checkpoint, data set, device model), hands tensors to the
+engine (:func:`neft.montecarlo.evaluate`) and writes ``{name}.json``, ``{name}.csv`` and the accuracy-vs-sigma plot
+back into the run directory. ``neft evaluate RUN_DIR`` is this function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, data, devices, distributed, report
+from .compute import resolve_device
+from .errors import SettingError
+from .montecarlo import EvalConfig, evaluate
+
+__all__ = ["evaluate_run", "output_paths"]
+
+
+def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
+    """``[{name}.json, {name}.csv, plot]`` in ``run_dir``; the plot is ``accuracy_vs_sigma.png`` for the default
+    name and ``{name}_accuracy_vs_sigma.png`` otherwise.
+
+    Raises:
+        SettingError: ``name`` is not a plain file name (has a ``/`` or starts with ``.``).
+    """
+    if not name or name.startswith(".") or Path(name).name != name:
+        raise SettingError("name", f"name {name!r} must be a plain file name without '/' or a leading '.', "
+                                   "e.g. results_rram4")
+    run_dir = Path(run_dir)
+    plot = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
+    return [run_dir / f"{name}.json", run_dir / f"{name}.csv", run_dir / plot]
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    config: EvalConfig | None = None,
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+    name: str = "results",
+    label: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **settings,
+) -> dict:
+    """Monte Carlo evaluation of a trained run directory; writes ``{name}.json``, ``{name}.csv`` and the plot
+    (:func:`output_paths`) into it.
+
+    Args:
+        run_dir: a directory written by ``neft train`` (:func:`neft.train.train`).
+        config: evaluation settings (:class:`neft.montecarlo.EvalConfig`); ``settings`` keywords override its
+            fields, e.g. ``evaluate_run(run, sigmas="0:0.4:0.1", runs=100)``. ``sigmas=None`` evaluates 0 and the
+            training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
+            the full test set.
+        data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
+        device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        name: base name of the result files, so several evaluations of one run can coexist.
+        label: the name reports give this result (default: the run's method variant, e.g. ``ovf beta=0``).
+        overwrite: replace existing result files of the same name.
+        progress: show a tqdm bar over runs.
+
+    Returns:
+        The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent).
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
+        FileExistsError: one of the three result files exists and ``overwrite`` is False.
+        SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.montecarlo.EvalConfig`) or a
+            ``name`` that is not a plain file name.
+    """
+    run_dir = Path(run_dir)
+    config = dataclasses.replace(config or EvalConfig(), **settings)
+    outputs = output_paths(run_dir, name)
+    compute = distributed.setup(resolve_device(device))
+
+    def prepare():
+        config.check()
+        for path in outputs:
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
+                                      "(--overwrite) or keep both with another name (--name)")
+        model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
+        chosen = dataclasses.replace(config, sigmas=config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]],
+                                     device_model=devices.get(config.device_model or meta["device_model"]))
+        dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
+                            test_subset=config.test_subset)
+        return model, meta, chosen.check(), dataset
+
+    model, meta, chosen, dataset = distributed.agree(prepare)
+    images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
+    labels = dataset.splits["test"][1].to(compute)
+    evaluation = evaluate(model, images, labels, config=chosen, label=label,
+                          progress=progress and distributed.is_main())
+    results = {
+        **evaluation,
+        "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
+        "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
+        "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
+        "temperature": meta.get("temperature", 1.0), "init": meta["config"].get("init", "kaiming"),
+        "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
+        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target, "precision": chosen.precision,
+        "versions": checkpoint.versions(),
+    }
+    if not distributed.is_main():
+        return results
+    report.write_csv(report.comparison_rows([results]), outputs[1])
+    report.plot([results], outputs[2], title=f"{report.result_label(results)} ({run_dir.name})")
+    partial = outputs[0].with_suffix(".json.tmp")  # written last and whole: a results.json marks a finished evaluation
+    partial.write_text(json.dumps(results, indent=1))
+    partial.replace(outputs[0])
+    return results

@@ -185,3 +185,20 @@ def test_matrix_weights_left_digital_are_named_once():
 
     with pytest.warns(UserWarning, match=r"1 matrix-shaped parameter\(s\) of WithEmbedding stay digital.*embed.weight"):
         Crossbar(WithEmbedding())
+    with pytest.warns(UserWarning):
+        crossbar = Crossbar(WithEmbedding())
+    assert [(row.name, row.count, row.placement.split(":")[0]) for row in crossbar.summary()] == [
+        ("embed.weight", 40, "digital"), ("head.weight", 8, "crossbar"), ("head.bias", 2, "digital")]
+    assert "neft maps the weights of nn.Conv1d/2d/3d and nn.Linear only" in crossbar.summary()[0].placement
+
+
+def test_summary_accounts_for_every_parameter_with_its_reason():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 3), nn.Linear(3, 2))
+    rows = Crossbar(model, exclude=["4"]).summary()
+    assert [row.name for row in rows] == [name for name, _ in model.named_parameters()]
+    assert sum(row.count for row in rows) == sum(p.numel() for p in model.parameters())
+    placements = {row.name: row.placement for row in rows}
+    assert placements["0.weight"] == placements["3.weight"] == "crossbar"
+    assert placements["0.bias"].startswith("digital: bias")
+    assert placements["1.weight"].startswith("digital: normalisation") and placements["1.bias"] == placements["1.weight"]
+    assert placements["4.weight"] == "digital: layer left off by the include/exclude patterns"

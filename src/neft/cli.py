@@ -97,7 +97,11 @@ def _cmd_layers(args) -> None:
     crossbar = Crossbar(model, args.device_model, include=args.include, exclude=args.exclude)
     weights = crossbar.weights()
     total = 0
-    for name, shape, count in crossbar.summary():
+    digital = []
+    for name, shape, count, placement in crossbar.summary():
+        if placement != "crossbar":
+            digital.append(f"  {name:<38} {str(list(shape)):<24} {count:>10,}  {placement.removeprefix('digital: ')}")
+            continue
         ratio = ""
         if args.sigma is not None:  # RMS weight-noise std over the layer's weight std, at initialisation
             w = weights[name].detach()
@@ -107,6 +111,9 @@ def _cmd_layers(args) -> None:
         total += count
     print(f"{len(crossbar.names)} crossbar-mapped weight tensors, {total:,} weights; "
           f"IRS taps: {', '.join(f'{n} (pool {p})' for n, p in models.default_taps(model))}")
+    if digital:
+        print(f"{len(digital)} digital parameter tensors (exact, no variation), and why:")
+        print("\n".join(digital))
 
 
 def _cmd_train(args) -> None:

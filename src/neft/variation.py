@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 import torch
 import torch.nn.utils.parametrize
@@ -26,11 +27,22 @@ from torch.func import functional_call
 from . import devices
 from .devices import DeviceModel, check_sigma
 
-__all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "mapped_weight_names", "make_generator"]
+__all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "ParameterPlacement", "mapped_weight_names", "make_generator"]
 
 MAPPED_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 Chip = dict[str, torch.Tensor]
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+class ParameterPlacement(NamedTuple):
+    """One row of :meth:`Crossbar.summary`: a parameter, its shape, its number of values and where it lives
+    (``"crossbar"`` or ``"digital: <reason>"``)."""
+
+    name: str
+    shape: tuple[int, ...]
+    count: int
+    placement: str
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -172,9 +184,27 @@ class Crossbar:
         params = dict(self.model.named_parameters())
         return {name: params[name] for name in self.names}
 
-    def summary(self) -> list[tuple[str, tuple[int, ...], int]]:
-        """``(name, shape, number of weights)`` for every mapped weight, in model order."""
-        return [(name, tuple(w.shape), w.numel()) for name, w in self.weights().items()]
+    def summary(self) -> list[ParameterPlacement]:
+        """Where every parameter of the model lives, in ``named_parameters()`` order: one
+        :class:`ParameterPlacement` ``(name, shape, count, placement)`` each, ``placement`` being ``"crossbar"``
+        for a mapped weight (perturbed by device variation) or ``"digital: <reason>"`` (exact, no variation)."""
+        modules = dict(self.model.named_modules())
+        rows = []
+        for name, parameter in self.model.named_parameters():
+            owner = modules.get(name.rpartition(".")[0])
+            if name in self.names:
+                placement = "crossbar"
+            elif isinstance(owner, MAPPED_LAYER_TYPES) and name.rpartition(".")[2] == "weight":
+                placement = "digital: layer left off by the include/exclude patterns"
+            elif isinstance(owner, MAPPED_LAYER_TYPES):
+                placement = "digital: bias, added by the digital periphery after the crossbar"
+            elif isinstance(owner, _NORM_TYPES):
+                placement = "digital: normalisation parameter, applied by the digital periphery"
+            else:
+                placement = (f"digital: parameter of {type(owner).__name__ if owner is not None else 'the model'}; "
+                             "neft maps the weights of nn.Conv1d/2d/3d and nn.Linear only")
+            rows.append(ParameterPlacement(name, tuple(parameter.shape), parameter.numel(), placement))
+        return rows
 
     def sample_chip(self, sigma: float, generator: torch.Generator | None = None) -> Chip:
         """Draw one frozen perturbation of every mapped weight (one programmed chip).

@@ -87,6 +87,13 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
         (('methods = ["vanilla",', 'methods = ["ovf", "ovf",'), "lists a variant twice"),
         (('methods = ["vanilla",', 'methods = ["noise-injection T=1", "ovf beta=0.001",'), "train the same networks"),
         (('methods = ["vanilla",', 'methods = ["ovf init=torch",'), "train the same networks"),  # [train] init is torch
+        (("seeds = [0, 1]", 'seeds = [0, "one"]'), "seeds must be integers >= 0, got ['one']"),
+        (("train_sigmas = [0.2]", "train_sigmas = [1.5]"), "[experiment] train_sigmas: sigma 1.5 is above 1"),
+        (("train_sigmas = [0.2]", "train_sigmas = [0.9]"), "sigma 0.9 is too large for OVF"),
+        (("epochs = 1", "epochs = 0"), "[train] epochs: epochs must be an integer >= 1"),
+        (("val_runs = 2", 'val_runs = "2"'), "[train] val_runs: val_runs must be an integer >= 1, got '2'"),
+        (("runs = 3", "runs = 3\nchips_per_pass = 0"), "[evaluate] chips_per_pass: chips_per_pass must be"),
+        (("runs = 3", 'runs = 3\ndevice_model = "RRAM9"'), "unknown device model"),
     ],
 )
 def test_bad_preset_fails_before_training(tmp_path, capsys, edit, message):

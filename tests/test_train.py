@@ -117,7 +117,7 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
         (["--temperature", "0"], "temperature must be a finite number > 0"),
         (["--beta", "3"], "applies to ovf and irs only"),
         (["--method", "ovf", "--temperature", "4"], "temperature applies to noise-injection only"),
-        (["--epochs", "0"], "epochs must be >= 1"),
+        (["--epochs", "0"], "argument --epochs: epochs must be an integer >= 1"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10 not found"),
     ],
 )
@@ -163,3 +163,28 @@ def test_a_run_refused_for_a_bad_tap_leaves_nothing_behind(tmp_path, capsys):
     assert not (out / "config.json").exists()
     assert main([*flags, "--taps", "features.0"]) == 0  # the corrected rerun needs no --overwrite
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_a_diverging_run_names_where_the_numbers_broke(tmp_path, capsys):
+    """lr 1e30: Adam's first step makes every weight ~1e30, the next forward overflows; the CLI says where."""
+    code = main(["train", "--model", "lenet5", "--dataset", "mnist-5k", "--method", "noise-injection", "--sigma",
+                 "0.1", "--epochs", "1", "--train-subset", "256", "--test-subset", "50", "--batch-size", "64",
+                 "--lr", "1e30", "--quiet", "--out", str(tmp_path / "run")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("neft: error: the training loss became") and "epoch 1, step 2 (batch 2" in lines[0]
+    assert "lower the learning rate (lr)" in lines[0]
+
+
+def test_non_finite_origin_names_images_weights_or_the_first_overflowing_layer():
+    from neft.train import _non_finite_origin
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    x = torch.ones(4, 3)
+    assert "1 image(s) of this batch contain NaN" in _non_finite_origin(model, torch.cat([x[:3], x[:1] * torch.nan]))
+    with torch.no_grad():
+        model[2].weight.fill_(3e38)
+    assert "first overflows at layer '2'" in _non_finite_origin(model, x * 10)
+    with torch.no_grad():
+        model[0].bias[0] = torch.inf
+    assert "weights of 0.bias are no longer finite" in _non_finite_origin(model, x)

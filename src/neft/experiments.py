@@ -76,8 +76,12 @@ def _check_preset(preset: dict, source: str) -> dict:
     experiment.setdefault("methods", ["vanilla", "noise-injection", "ovf", "irs"])
     experiment.setdefault("seeds", [0])
     for key in ("methods", "train_sigmas", "seeds"):
-        if not experiment.get(key):
-            raise ValueError(f"{source}: [experiment] {key} is empty or missing; give at least one value")
+        if not experiment.get(key) or not isinstance(experiment[key], list):
+            raise ValueError(f"{source}: [experiment] {key} is empty, missing or not a list; give a list of at "
+                             "least one value, e.g. seeds = [0, 1, 2]")
+    bad_seeds = [seed for seed in experiment["seeds"] if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0]
+    if bad_seeds:
+        raise ValueError(f"{source}: [experiment] seeds must be integers >= 0, got {bad_seeds}")
     for spec in experiment["methods"]:
         try:
             variants.parse(spec)
@@ -85,19 +89,26 @@ def _check_preset(preset: dict, source: str) -> dict:
             raise ValueError(f"{source}: [experiment] methods: {error}") from None
     if len({variants.directory_name(spec) for spec in experiment["methods"]}) < len(experiment["methods"]):
         raise ValueError(f"{source}: [experiment] methods lists a variant twice: {experiment['methods']}")
-    evaluate["sigmas"] = montecarlo.parse_sigmas(evaluate.get("sigmas", experiment["train_sigmas"]))
-    try:
-        _eval_config(preset, experiment["methods"][0], experiment["train_sigmas"][0])
-    except ValueError as error:
-        raise ValueError(f"{source}: [evaluate] {error}") from None
     for sigma in experiment["train_sigmas"]:
         made: dict[str, str] = {}
         for spec in experiment["methods"]:
-            config = json.dumps(dataclasses.asdict(_train_config(preset, spec, sigma, experiment["seeds"][0]).check()))
+            try:
+                config = json.dumps(dataclasses.asdict(
+                    _train_config(preset, spec, sigma, experiment["seeds"][0]).check()))
+            except ValueError as error:
+                setting = getattr(error, "setting", None)
+                where = ("[experiment] train_sigmas" if setting == "sigma" else
+                         f"[train] {setting}" if setting in train_table else f"[experiment] methods {spec!r}")
+                raise ValueError(f"{source}: {where}: {error}") from None
             if config in made:
                 raise ValueError(f"{source}: [experiment] methods {made[config]!r} and {spec!r} train the same "
                                  "networks; list each variant once")
             made[config] = spec
+    try:
+        evaluate["sigmas"] = montecarlo.parse_sigmas(evaluate.get("sigmas", experiment["train_sigmas"]))
+        _eval_config(preset, experiment["methods"][0], experiment["train_sigmas"][0])
+    except ValueError as error:
+        raise ValueError(f"{source}: [evaluate] {getattr(error, 'setting', '')}: {error}") from None
     data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1)
     return preset
 

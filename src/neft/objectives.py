@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from . import devices
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
+from .errors import SettingError
 from .models import default_taps, init_weights
 from .variation import Crossbar
 
@@ -78,8 +79,8 @@ def check_beta(beta: float) -> float:
     Raises:
         ValueError: for a negative, NaN or infinite beta.
     """
-    if not (math.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be a finite number >= 0 (feedback strength, e.g. 1e-3), got {beta!r}")
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+        raise SettingError("beta", f"beta must be a finite number >= 0 (feedback strength, e.g. 1e-3), got {beta!r}")
     return float(beta)
 
 
@@ -89,25 +90,32 @@ def check_temperature(temperature: float) -> float:
     Raises:
         ValueError: for a zero, negative, NaN or infinite temperature.
     """
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0 (logit divisor, 1 = plain cross-entropy), "
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise SettingError("temperature", f"temperature must be a finite number > 0 (logit divisor, 1 = plain "
+                                          "cross-entropy), "
                          f"got {temperature!r}")
     return float(temperature)
 
 
-def check_method_settings(method: str, beta: float, temperature: float) -> None:
+def check_method_settings(method: str, beta: float, temperature: float, sigma: float = 0.0) -> None:
     """Check that ``beta`` and ``temperature`` mean something for ``method``: a beta other than 0 only for the
     negative feedback methods (ovf, irs), a temperature other than 1 only for noise-injection (OVF and IRS already
-    divide their logits by N + 1).
+    divide their logits by N + 1); and that OVF's largest oriented sigma, ``sigma + 0.15``, stays within
+    :data:`neft.devices.MAX_SIGMA`.
 
     Raises:
-        ValueError: naming the setting and the methods it applies to.
+        SettingError: (a ``ValueError``) naming the setting and the methods it applies to.
     """
     if temperature != 1.0 and method != "noise-injection":
-        raise ValueError(f"temperature applies to noise-injection only, not {method!r} (OVF and IRS divide their "
-                         "logits by N + 1 already)")
+        raise SettingError("temperature", f"temperature applies to noise-injection only, not {method!r} (OVF and "
+                                          "IRS divide their logits by N + 1 already)")
     if beta != 0 and method not in ("ovf", "irs"):
-        raise ValueError(f"beta (the negative feedback strength) applies to ovf and irs only, not {method!r}")
+        raise SettingError("beta", f"beta (the negative feedback strength) applies to ovf and irs only, "
+                                   f"not {method!r}")
+    if method == "ovf" and sigma + max(OVF_OFFSETS) > devices.MAX_SIGMA:
+        raise SettingError("sigma", f"OVF trains with oriented forwards at sigma + {max(OVF_OFFSETS):g}, which must "
+                                    f"stay <= {devices.MAX_SIGMA:g}; sigma {sigma:g} is too large for OVF (at most "
+                                    f"{devices.MAX_SIGMA - max(OVF_OFFSETS):g})")
 
 
 def negative_feedback_loss(
@@ -394,7 +402,7 @@ def create(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    check_method_settings(method, check_beta(beta), check_temperature(temperature))
+    check_method_settings(method, check_beta(beta), check_temperature(temperature), check_sigma(sigma))
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
     if method == "irs":
         return IRS(model, sample_input, num_classes, taps=taps, sigma_block=sigma_block, **common)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, data, devices, distributed, models, montecarlo, objectives, seeds
 from .compute import eval_mode, resolve_device
 from .devices import check_sigma
+from .errors import SettingError
 from .variation import make_generator
 
 __all__ = ["TrainConfig", "train", "RunExistsError"]
@@ -84,13 +85,17 @@ class TrainConfig:
         """Validate every field and fill defaults (beta, lr); returns self.
 
         Raises:
-            ValueError: with a message naming the bad setting and how to fix it.
+            SettingError: (a ``ValueError``) naming the bad setting and how to fix it.
+            FileNotFoundError: ``device_model`` names a file that does not exist.
         """
         if self.method not in objectives.METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(objectives.METHODS)}")
-        if self.model.lower() not in models.MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}")
+            raise SettingError("method", f"unknown method {self.method!r}; choose one of "
+                                         f"{', '.join(objectives.METHODS)}")
+        if str(self.model).lower() not in models.MODELS:
+            raise SettingError("model", f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}")
         self.model = self.model.lower()
+        if self.init not in models.INITS:
+            raise SettingError("init", f"unknown init {self.init!r}; choose one of {', '.join(models.INITS)}")
         self.dataset = data.canonical_name(self.dataset)
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
@@ -100,26 +105,36 @@ class TrainConfig:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)
         self.beta = objectives.check_beta(self.beta)
         self.temperature = objectives.check_temperature(self.temperature)
-        objectives.check_method_settings(self.method, self.beta, self.temperature)
-        for name in ("epochs", "batch_size", "val_runs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        objectives.check_method_settings(self.method, self.beta, self.temperature, self.sigma)
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("val_runs", 1), ("seed", 0)):
+            _check_count(name, getattr(self, name), minimum)
+        for name in ("train_subset", "test_subset"):
+            if getattr(self, name) is not None:
+                _check_count(name, getattr(self, name), 1)
         if self.lr is None:
             self.lr = 1e-2 if self.model == "resnet18" else 1e-3
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise SettingError("lr", f"lr must be a finite number > 0 (e.g. 1e-3), got {self.lr!r}")
         if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
+            raise SettingError("optimizer", f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
         if self.select_on not in ("val", "test"):
-            raise ValueError(f"select_on must be 'val' or 'test', got {self.select_on!r}")
-        if not 0 <= self.validation < 1 or (self.select_on == "val" and self.validation == 0):
-            raise ValueError(f"validation must be a fraction in (0, 1) when selecting on it, got {self.validation}")
+            raise SettingError("select_on", f"select_on must be 'val' or 'test', got {self.select_on!r}")
+        if not (isinstance(self.validation, (int, float)) and 0 <= self.validation < 1) or (
+                self.select_on == "val" and self.validation == 0):
+            raise SettingError("validation", f"validation must be a fraction in (0, 1) when selecting on it, "
+                                             f"got {self.validation!r}")
         if self.taps is not None:  # the JSON form (lists, not tuples), so config.json compares equal on resume
             self.taps = json.loads(json.dumps(list(self.taps)))
-        if not self.width > 0:
-            raise ValueError(f"width must be > 0, got {self.width}")
+        if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
+            raise SettingError("width", f"width must be a finite number > 0 (1 = the paper's network), "
+                                        f"got {self.width!r}")
         resolve_device(self.device)
         return self
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SettingError(name, f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
@@ -184,143 +199,240 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
 
     Returns:
         Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds",
-        "weights_sha256"}`` (the digest of the last epoch's weights: equal runs, resumed runs and data-parallel
-        ranks share it).
+        "weights_sha256"}`` (accuracies in percent; the digest of the last epoch's weights: equal runs, resumed
+        runs and data-parallel ranks share it).
 
     Raises:
-        ValueError: invalid settings; RunExistsError: ``out`` holds a run and neither flag is given;
-        data.DatasetNotFoundError: the data set is missing.
+        ValueError: invalid settings (a :class:`~neft.errors.SettingError` names the setting), or ``resume``
+            with settings that differ from the run's; RunExistsError: ``out`` holds a run and neither flag is
+            given; data.DatasetNotFoundError: the data set is missing; FloatingPointError: the loss became NaN or
+            infinite (the message names the epoch, step and the first layer whose output was not finite).
     """
     config.check()
     out = Path(out)
-    if resume and (out / "config.json").is_file():
-        # settings added in later versions take their defaults when an older config.json lacks them
-        saved = {**dataclasses.asdict(TrainConfig()), **json.loads((out / "config.json").read_text())}
-        current = dataclasses.asdict(config)
-        changed = sorted(k for k in saved.keys() | current.keys()
-                         if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
-        if changed:
-            raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}); "
-                             "use the original flags or a new --out")
-    device = distributed.setup(resolve_device(config.device))
-    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
-    dataset = distributed.agree(lambda: data.load(
-        config.dataset, config.data_dir, validation=_validation_size(config), seed=config.seed,
-        train_subset=config.train_subset, test_subset=config.test_subset))
-    resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
-                                 else resume and (out / "last.pt").is_file())
-
-    torch.manual_seed(config.seed)
-    model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width, config.init).to(device)
-    noise_generator = make_generator(0, device)  # reseeded every step from (seed, rank, step)
-    data_generator = make_generator(config.seed + 2, "cpu")
-    sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
-    objective = objectives.create(
-        config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
-        device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
-        taps=config.taps, temperature=config.temperature,
-    )
-    if main:  # only once the objective accepted its settings: a bad --taps leaves no half-made run behind
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
-    net = model
-    if world > 1:  # gradients of the backbone and IRS heads averaged over ranks
-        def wrap(module):
-            return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
-
-        net = wrap(model)
-        objective.distribute(wrap)
-    params = list(model.parameters()) + list(objective.modules().parameters())
-    optimizer = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
-                 else torch.optim.SGD(params, lr=config.lr, momentum=0.9))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    select_split = "val" if config.select_on == "val" else "test"
-    state = {"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0}
-    if resuming:
-        saved = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        objective.modules().load_state_dict(saved["heads"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        data_generator.set_state(saved["data_rng"])
-        state = saved["state"]
-    log_path = out / "train_log.csv"
-    head_fields = [f"head{i + 1}_acc" for i in range(len(objective.modules()))]
-    fields = LOG_FIELDS[:5] + head_fields + LOG_FIELDS[5:]
-    if main:
-        _truncate_log(log_path, fields, state["epoch"])
-    metadata = {
-        "model": {"name": config.model, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
-                  "width": config.width},
-        "dataset": dataset.name, "method": config.method, "sigma": config.sigma, "sigma_block": config.sigma_block,
-        "beta": config.beta, "temperature": config.temperature, "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
-        "config": dataclasses.asdict(config),
-    }
-
+    if resume:
+        _check_resume_settings(config, out)
+    run = _Run.start(config, out, resume, overwrite)
     last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
-    selection = (torch.cat([x for x, _ in dataset.batches(select_split, 1000, device=device)]),  # preprocessed once
-                 dataset.splits[select_split][1].to(device))
-    for epoch in range(state["epoch"] + 1, last_epoch + 1):
+    for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
         started = time.perf_counter()
-        model.train()
+        totals = run.train_epoch(epoch, progress)
+        row = run.select_and_save(epoch, totals, started)
+        if progress and distributed.is_main():
+            tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
+                       f"{run.select_split} clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} "
+                       f"{row['val_acc_noisy']:.2f}%{'  *best' if row['best'] else ''}")
+    return run.finish()
+
+
+def _check_resume_settings(config: TrainConfig, out: Path) -> None:
+    """Refuse to resume ``out`` with settings other than those it was started with."""
+    if not (out / "config.json").is_file():
+        return
+    # settings added in later versions take their defaults when an older config.json lacks them
+    saved = {**dataclasses.asdict(TrainConfig()), **json.loads((out / "config.json").read_text())}
+    current = dataclasses.asdict(config)
+    changed = sorted(k for k in saved.keys() | current.keys()
+                     if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
+    if changed:
+        raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}); "
+                         "use the original settings or another run directory")
+
+
+@dataclass
+class _Run:
+    """The live state of one training run: data, model, objective, optimiser, counters and files."""
+
+    config: TrainConfig
+    out: Path
+    device: torch.device
+    dataset: data.ImageDataset
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, wrapped for data-parallel training when there are several ranks
+    objective: objectives.Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    noise_generator: torch.Generator
+    data_generator: torch.Generator
+    state: dict
+    fields: list[str]
+    metadata: dict
+    selection: tuple[torch.Tensor, torch.Tensor]
+
+    @property
+    def select_split(self) -> str:
+        """The split that chooses the best epoch: ``"val"`` or ``"test"``."""
+        return "val" if self.config.select_on == "val" else "test"
+
+    @classmethod
+    def start(cls, config: TrainConfig, out: Path, resume: bool, overwrite: bool) -> "_Run":
+        """Load the data, build model, objective and optimiser, prepare ``out`` and restore ``last.pt``."""
+        device = distributed.setup(resolve_device(config.device))
+        main = distributed.is_main()
+        dataset = distributed.agree(lambda: data.load(
+            config.dataset, config.data_dir, validation=_validation_size(config), seed=config.seed,
+            train_subset=config.train_subset, test_subset=config.test_subset))
+        resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
+                                     else resume and (out / "last.pt").is_file())
+        torch.manual_seed(config.seed)
+        model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width,
+                              config.init).to(device)
+        noise_generator = make_generator(0, device)  # reseeded every step from (seed, rank, step)
+        sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
+        objective = objectives.create(
+            config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
+            device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
+            taps=config.taps, temperature=config.temperature,
+        )
+        if main:  # only once the objective accepted its settings: a bad tap leaves no half-made run behind
+            (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        net = model
+        if distributed.world_size() > 1:  # gradients of the backbone and IRS heads averaged over ranks
+            def wrap(module):
+                return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+            net = wrap(model)
+            objective.distribute(wrap)
+        params = list(model.parameters()) + list(objective.modules().parameters())
+        optimizer = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
+                     else torch.optim.SGD(params, lr=config.lr, momentum=0.9))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+        split = "val" if config.select_on == "val" else "test"
+        run = cls(
+            config=config, out=out, device=device, dataset=dataset, model=model, net=net, objective=objective,
+            optimizer=optimizer, scheduler=scheduler, noise_generator=noise_generator,
+            data_generator=make_generator(config.seed + 2, "cpu"),
+            state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},
+            fields=LOG_FIELDS[:5] + [f"head{i + 1}_acc" for i in range(len(objective.modules()))] + LOG_FIELDS[5:],
+            metadata={
+                "model": {"name": config.model, "num_classes": dataset.num_classes,
+                          "in_channels": dataset.in_channels, "width": config.width},
+                "dataset": dataset.name, "method": config.method, "sigma": config.sigma,
+                "sigma_block": config.sigma_block, "beta": config.beta, "temperature": config.temperature,
+                "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
+                "config": dataclasses.asdict(config),
+            },
+            selection=(torch.cat([x for x, _ in dataset.batches(split, 1000, device=device)]),  # preprocessed once
+                       dataset.splits[split][1].to(device)),
+        )
+        if resuming:
+            run.restore(torch.load(out / "last.pt", map_location="cpu", weights_only=True))
+        if main:
+            _truncate_log(out / "train_log.csv", run.fields, run.state["epoch"])
+        return run
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a ``last.pt`` dict: weights, IRS heads, optimiser, scheduler, data order, counters."""
+        self.model.load_state_dict(saved["model"])
+        self.objective.modules().load_state_dict(saved["heads"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.data_generator.set_state(saved["data_rng"])
+        self.state = saved["state"]
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
+        """One pass over the training split; returns the mean loss and logged accuracies (%) over its steps."""
+        config, dataset = self.config, self.dataset
+        rank, world = distributed.rank(), distributed.world_size()
+        self.model.train()
         totals: dict[str, float] = {}
-        batches = 0
-        bar = tqdm(dataset.batches("train", config.batch_size, shuffle=True, train=True, generator=data_generator,
-                                   device=device, shard=(rank, world)),
-                   total=math.ceil(dataset.size("train") / config.batch_size), disable=not (progress and main), leave=False,
+        steps = 0
+        bar = tqdm(dataset.batches("train", config.batch_size, shuffle=True, train=True,
+                                   generator=self.data_generator, device=self.device, shard=(rank, world)),
+                   total=math.ceil(dataset.size("train") / config.batch_size),
+                   disable=not (progress and distributed.is_main()), leave=False,
                    desc=f"{config.method} epoch {epoch}/{config.epochs}", unit="batch")
         for index, (x, y) in enumerate(bar):
             in_step = min(config.batch_size, dataset.size("train") - index * config.batch_size)  # over all ranks
             if in_step < world:  # a last batch smaller than the rank count would leave a rank with no image
                 continue
-            noise_generator.manual_seed(seeds.step_seed(config.seed, rank, state["step"]))
-            state["step"] += 1
-            loss, logs = objective.loss(net, x, y)
+            self.noise_generator.manual_seed(seeds.step_seed(config.seed, rank, self.state["step"]))
+            self.state["step"] += 1
+            loss, logs = self.objective.loss(self.net, x, y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch}; lower --lr or --sigma")
-            optimizer.zero_grad(set_to_none=True)
+                raise FloatingPointError(f"the training loss became {float(loss)} at epoch {epoch}, step "
+                                         f"{self.state['step']} (batch {index + 1} of the epoch): "
+                                         f"{_non_finite_origin(self.model, x)}")
+            self.optimizer.zero_grad(set_to_none=True)
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the step's images
             # makes that average the gradient of the mean over all of them, even when the shares are unequal
             (loss * (world * len(y) / in_step) if world > 1 else loss).backward()
-            optimizer.step()
-            batches += 1
+            self.optimizer.step()
+            steps += 1
             for key, value in {"loss": loss.item(), **logs}.items():
                 totals[key] = totals.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{totals['loss'] / batches:.3f}", acc=f"{totals['acc'] / batches:.1f}")
-        distributed.average_buffers_(model)  # BatchNorm statistics: one set for all ranks
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        clean = _accuracy(model, dataset, select_split, device)
-        noisy = _noisy_accuracy(model, *selection, config) if config.sigma > 0 else clean
+            bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}", acc=f"{totals['acc'] / steps:.1f}")
+        distributed.average_buffers_(self.model)  # BatchNorm statistics: one set for all ranks
+        return {key: value / steps for key, value in totals.items()}
+
+    def select_and_save(self, epoch: int, totals: dict[str, float], started: float) -> dict:
+        """Score the epoch on the selection split, keep the best checkpoint, log the epoch and save ``last.pt``;
+        returns the log row (accuracies in percent)."""
+        config, state, main = self.config, self.state, distributed.is_main()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        clean = _accuracy(self.model, self.dataset, self.select_split, self.device)
+        noisy = _noisy_accuracy(self.model, *self.selection, config) if config.sigma > 0 else clean
         improved = noisy > state["best"]
         if improved:
             state.update(best=noisy, best_epoch=epoch)
         if improved and main:
-            checkpoint.save(out / "checkpoint.pt", model, {**metadata, "epoch": epoch, "val_accuracy": noisy,
-                                                            "selected_on": select_split})
+            checkpoint.save(self.out / "checkpoint.pt", self.model,
+                            {**self.metadata, "epoch": epoch, "val_accuracy": noisy, "selected_on": self.select_split})
         state["epoch"] = epoch
         state["seconds"] += time.perf_counter() - started
-        row = {"epoch": epoch, "lr": lr, "loss": totals["loss"] / batches, "train_acc": totals["acc"] / batches,
-               "val_acc_clean": clean, "val_acc_noisy": noisy, "best": int(improved),
-               "seconds": round(time.perf_counter() - started, 3)}
-        row.update({key: totals[key] / batches for key in head_fields})
+        row = {"epoch": epoch, "lr": lr, "loss": totals["loss"], "train_acc": totals["acc"], "val_acc_clean": clean,
+               "val_acc_noisy": noisy, "best": int(improved), "seconds": round(time.perf_counter() - started, 3),
+               **{key: totals[key] for key in self.fields if key.startswith("head")}}
         if main:
-            _append_log(log_path, fields, row)
-            torch.save({"model": model.state_dict(), "heads": objective.modules().state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "data_rng": data_generator.get_state(), "state": state}, out / "last.tmp")
-            (out / "last.tmp").replace(out / "last.pt")
-        if progress and main:
-            tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
-                       f"{select_split} clean {clean:.2f}%  noisy@{config.sigma:g} {noisy:.2f}%"
-                       f"{'  *best' if improved else ''}")
-    distributed.barrier()  # rank 0 has written the checkpoint
-    best = checkpoint.load(out, map_location=device)
-    summary = {"best_epoch": state["best_epoch"], "best_val_accuracy": state["best"],
-               "test_accuracy_clean": _accuracy(best, dataset, "test", device), "epochs": state["epoch"],
-               "seconds": state["seconds"], "weights_sha256": _digest(model)}
-    if state["epoch"] == config.epochs and main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+            _append_log(self.out / "train_log.csv", self.fields, row)
+            torch.save({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
+                        "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                        "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.tmp")
+            (self.out / "last.tmp").replace(self.out / "last.pt")
+        return row
+
+    def finish(self) -> dict:
+        """Test the best checkpoint on clean weights; write ``summary.json`` once every epoch is done."""
+        distributed.barrier()  # rank 0 has written the checkpoint
+        best = checkpoint.load(self.out, map_location=self.device)
+        summary = {"best_epoch": self.state["best_epoch"], "best_val_accuracy": self.state["best"],
+                   "test_accuracy_clean": _accuracy(best, self.dataset, "test", self.device),
+                   "epochs": self.state["epoch"], "seconds": self.state["seconds"],
+                   "weights_sha256": _digest(self.model)}
+        if self.state["epoch"] == self.config.epochs and distributed.is_main():
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+
+def _non_finite_origin(model: torch.nn.Module, x: torch.Tensor) -> str:
+    """Where a non-finite loss comes from: non-finite input images, weights, or the first module whose clean
+    forward output is not finite; with the fix to try."""
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        return f"{bad} image(s) of this batch contain NaN or infinite values; clean the data set"
+    broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if broken:
+        return (f"the weights of {', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''} are no longer finite; "
+                "lower the learning rate (lr) or the training sigma (sigma)")
+    first: list[str] = []
+
+    def check(name):
+        def hook(_module, _inputs, output):
+            if not first and isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
+                first.append(name)
+        return hook
+
+    hooks = [m.register_forward_hook(check(name)) for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    where = (f"the clean forward first overflows at layer {first[0]!r}" if first
+             else "the clean forward is finite, so the noisy forwards overflow")
+    return f"{where}; lower the learning rate (lr) or the training sigma (sigma)"
 
 
 def _digest(model: torch.nn.Module) -> str:

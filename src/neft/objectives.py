@@ -92,8 +92,7 @@ def check_temperature(temperature: float) -> float:
     """
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise SettingError("temperature", f"temperature must be a finite number > 0 (logit divisor, 1 = plain "
-                                          "cross-entropy), "
-                         f"got {temperature!r}")
+                                          f"cross-entropy), got {temperature!r}")
     return float(temperature)
 
 

@@ -201,3 +201,20 @@ def test_irs_tap_the_forward_never_calls_is_refused_at_creation():
     model = WithSpare()
     with pytest.raises(ValueError, match=r"\['spare'\] are modules that WithSpare's forward never calls"):
         objectives.create("irs", model, torch.randn(2, 4), 3, sigma=0.1, beta=0.1, taps=["spare"])
+
+
+@pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs"])
+def test_building_an_objective_leaves_the_model_exactly_as_it_was(method):
+    """Every train/eval flag (a frozen BatchNorm included), every parameter and buffer (BatchNorm running
+    statistics, num_batches_tracked) are unchanged after objectives.create, although IRS runs a forward to size
+    its heads."""
+    torch.manual_seed(0)
+    model = models.create("vgg8", 10, 1, width=0.25)
+    model.train()
+    model.features[0][1].eval()  # a frozen BatchNorm inside a training model
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    objectives.create(method, model, torch.randn(4, 1, 32, 32), 10, sigma=0.1,
+                      beta=objectives.default_beta(method, "vgg8", "mnist"))
+    assert [m.training for m in model.modules()] == flags
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())

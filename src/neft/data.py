@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import SettingError
+
 __all__ = ["DATASETS", "canonical_name", "DatasetNotFoundError", "ImageDataset", "load"]
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "mnist-5k", "digits")
@@ -192,12 +194,12 @@ def canonical_name(name: str) -> str:
     """The data set's canonical name (one of :data:`DATASETS`) for a name or alias, case-insensitive.
 
     Raises:
-        ValueError: for an unknown name (the message lists the valid ones).
+        SettingError: (a ``ValueError``, setting ``dataset``) for an unknown name (the message lists the valid ones).
     """
-    key = name.strip().lower()
+    key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+        raise SettingError("dataset", f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     return key
 
 

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import data, metrics, montecarlo, report, variants
 from .compute import resolve_device
+from .errors import SettingError
 from .montecarlo import EvalConfig
 from .runs import evaluate_run
 from .train import TrainConfig, train
@@ -375,7 +376,7 @@ def demo(out: str | Path = "runs/demo", dataset: str = "mnist-5k", data_dir: str
     """
     preset = json.loads(json.dumps(DEMO))
     preset["train"].update({"dataset": dataset, **({"data_dir": data_dir} if data_dir else {}),
-                            **({"epochs": epochs} if epochs else {})})
+                            **({"epochs": epochs} if epochs is not None else {})})
     if sigma is not None:
         preset["experiment"]["train_sigmas"] = [sigma]
     if runs is not None:
@@ -383,7 +384,7 @@ def demo(out: str | Path = "runs/demo", dataset: str = "mnist-5k", data_dir: str
     if dataset != "mnist-5k":
         preset["experiment"]["title"] = f"neft demo: LeNet-5 on {dataset}, RRAM1"
     if cells_per_device < 1:
-        raise ValueError(f"cells_per_device must be >= 1, got {cells_per_device}")
+        raise SettingError("cells_per_device", f"cells_per_device must be >= 1, got {cells_per_device}")
     paths = run_grid(_check_preset(preset, "demo"), out, None if device == "auto" else device,
                      cells_per_device=cells_per_device)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")

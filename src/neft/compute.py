@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .errors import SettingError
+
 __all__ = ["resolve_device", "keep_freed_memory", "eval_mode"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameter numbers of glibc's malloc.h
@@ -42,9 +44,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown compute device {name!r}; use auto, cpu or cuda") from None
+        raise SettingError("device", f"unknown compute device {name!r}; use auto, cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
+        raise SettingError("device", f"device {name!r} was requested but no CUDA GPU is available; use cpu or auto")
     return device
 
 

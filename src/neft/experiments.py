@@ -331,7 +331,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
         if not 0 <= k < n:
             raise ValueError
     except ValueError:
-        raise ValueError(f"--shard must be K/N with 0 <= K < N (e.g. 3/16), got {text!r}") from None
+        raise SettingError("shard", f"shard must be K/N with 0 <= K < N (e.g. 3/16), got {text!r}") from None
     return k, n
 
 
@@ -344,9 +344,10 @@ def reproduce(config: str | Path, out: str | Path | None = None, device: str | N
         FileNotFoundError / ValueError: see :func:`load_preset`; all raised before any training.
     """
     if parallel < 1 or cells_per_device < 1:
-        raise ValueError(f"--parallel and --cells-per-device must be >= 1, got {parallel} and {cells_per_device}")
+        raise SettingError("parallel", f"parallel and cells_per_device must be >= 1, got {parallel} and "
+                                       f"{cells_per_device}")
     if shard and parallel * cells_per_device > 1:
-        raise ValueError("--shard runs one cell at a time; drop --parallel/--cells-per-device or --shard")
+        raise SettingError("shard", "a shard runs one cell at a time; drop parallel/cells_per_device or the shard")
     if device:
         resolve_device(device)  # an unusable device fails before anything is written
     paths = run_grid(load_preset(config), out, device, parallel=parallel, shard=parse_shard(shard),

@@ -43,7 +43,7 @@ def accuracy_summary(per_run: Sequence[float]) -> dict:
     """
     values = np.asarray(per_run, dtype=np.float64)
     if values.size < 2:
-        raise ValueError(f"need at least 2 Monte Carlo runs to estimate a std and CI, got {values.size}; use --runs 2 or more")
+        raise ValueError(f"need at least 2 Monte Carlo runs to estimate a std and CI, got {values.size}; use runs >= 2")
     if not np.isfinite(values).all():
         raise ValueError("per-run accuracies contain NaN or infinite values")
     std = float(values.std(ddof=1))

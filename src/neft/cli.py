@@ -149,29 +149,43 @@ def _chips_per_pass(text: str) -> str | int:
     return value
 
 
+def _fractions(text: str) -> list[float]:
+    """``--write-verify`` value: one fraction or a comma list of fractions (a sweep)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction or a comma list of fractions like 0,0.01,0.05")
+    return values
+
+
 def _cmd_evaluate(args) -> None:
     from .montecarlo import EvalConfig
     from .runs import evaluate_run
 
-    config = EvalConfig(
-        sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
-        test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
-        ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
-        compile={"on": True, "off": False}.get(args.compile, args.compile),
-    )
-    results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=args.name,
-                           label=args.label, overwrite=args.overwrite, progress=not args.quiet)
-    if not distributed.is_main():
-        return
-    for point in results["per_sigma"]:
-        acc = point["accuracy"]
-        print(f"sigma {point['sigma']:.3f}: {acc['mean']:.2f} +- {acc['ci95']:.2f} % (95 % CI, {point['runs']} runs), "
-              f"std {acc['std']:.2f}, min {acc['min']:.2f}, EKL {point['ekl_x1e2']:.3f}e-2, "
-              f"confidence {point['confidence']:.3f}")
-    execution = results["per_sigma"][-1]["execution"]
-    print(f"wrote {Path(args.run_dir) / (args.name + '.json')} ({results['seconds']:.1f} s; "
-          f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
-          f"{', compiled' if execution['compiled'] else ''})")
+    for fraction in args.write_verify:  # a sweep writes one result file per fraction: {name}_wv{fraction}
+        name = args.name if len(args.write_verify) == 1 else f"{args.name}_wv{fraction:g}"
+        config = EvalConfig(
+            sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+            test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
+            ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
+            compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
+            verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+        )
+        results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
+                               label=args.label, overwrite=args.overwrite, progress=not args.quiet)
+        if not distributed.is_main():
+            continue
+        for point in results["per_sigma"]:
+            acc = point["accuracy"]
+            print(f"sigma {point['sigma']:.3f}: {acc['mean']:.2f} +- {acc['ci95']:.2f} % (95 % CI, {point['runs']} "
+                  f"runs), std {acc['std']:.2f}, min {acc['min']:.2f}, EKL {point['ekl_x1e2']:.3f}e-2, "
+                  f"confidence {point['confidence']:.3f}")
+        execution = results["per_sigma"][-1]["execution"]
+        print(f"wrote {Path(args.run_dir) / (name + '.json')} ({results['seconds']:.1f} s; "
+              f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
+              f"{', compiled' if execution['compiled'] else ''})")
 
 
 def _cmd_report(args) -> None:
@@ -253,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop a sigma once the 95 %% CI half-width is below P percentage points (>= 30 runs)")
     p.add_argument("--device-model", default=None, help="device preset or file (default: the one trained with)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the chips (default: %(default)s)")
+    p.add_argument("--write-verify", type=_fractions, default=[0.0], metavar="P",
+                   help="fraction of the mapped weights write-verified on every chip (selective write-verify, "
+                        "SWIM); a comma list such as 0,0.01,0.05,0.1 evaluates each and writes NAME_wvP.json per "
+                        "fraction (default: 0)")
+    p.add_argument("--verify-select", default="magnitude", choices=["magnitude", "random", "swim"],
+                   help="which weights are verified: largest |w|/max|W|, seeded random, or SWIM's second-derivative "
+                        "sensitivity on 1024 training images (default: %(default)s)")
+    p.add_argument("--verified-sigma", type=float, default=0.0, metavar="S",
+                   help=f"residual {SIGMA_HELP} of a verified device (default: %(default)s: exact)")
+    p.add_argument("--read-sigma", type=float, default=None, metavar="S",
+                   help=f"read noise drawn afresh for every test batch, as a {SIGMA_HELP} (default: the device "
+                        "model's, 0 unless its file sets read_sigma)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
     p.add_argument("--batch-size", type=int, default=1000, help="default: %(default)s")
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,

@@ -74,10 +74,16 @@ class DeviceModel:
         band: ``(lo, hi)`` edges of the intermediate band, as fractions of max|W| (default (0.25, 0.75)).
         levels: optional measured per-state std multipliers for equal-width bins of ``|w| / max|W|`` over
             [0, 1]; when given it replaces ``state_factor``/``band`` and is used as measured (no rescaling).
+        read_sigma: read (cycle-to-cycle) noise, relative to the conductance range like sigma, in [0, 1]
+            (default 0): Monte Carlo evaluation adds a fresh perturbation of std :meth:`std` ``(w, read_sigma)``
+            on every forward on top of the chip's frozen programming noise (docs/method.md, 'Read noise').
+            Training ignores it.
 
     Raises:
         ValueError: for bits that are not positive integers, weight bits not a multiple of device bits,
-            ``state_factor < 1``, band edges outside ``0 <= lo < hi <= 1``, or non-positive levels.
+            ``state_factor < 1``, band edges outside ``0 <= lo < hi <= 1``, or non-positive levels;
+            :class:`~neft.errors.SettingError` (a ``ValueError``, setting ``read_sigma``) for a read sigma that
+            is not a finite number in [0, 1].
     """
 
     name: str = "custom"
@@ -86,8 +92,10 @@ class DeviceModel:
     state_factor: float = 1.0
     band: tuple[float, float] = (0.25, 0.75)
     levels: tuple[float, ...] | None = field(default=None)
+    read_sigma: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "read_sigma", check_sigma(self.read_sigma, "read_sigma"))
         for attr in ("weight_bits", "device_bits"):
             value = getattr(self, attr)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -205,7 +213,7 @@ PRESETS: dict[str, DeviceModel] = {
     "FeFET6": DeviceModel("FeFET6", state_factor=6.0),
 }
 
-_FIELDS = {"name", "weight_bits", "device_bits", "state_factor", "band", "levels"}
+_FIELDS = {"name", "weight_bits", "device_bits", "state_factor", "band", "levels", "read_sigma"}
 
 
 def from_dict(data: dict, default_name: str = "custom") -> DeviceModel:
@@ -231,7 +239,7 @@ def from_file(path: str | Path) -> DeviceModel:
 
     The file holds the keys of :class:`DeviceModel` at top level (TOML may also put them in a ``[device]``
     table), e.g. ``weight_bits = 8``, ``device_bits = 4``, ``state_factor = 3``, ``band = [0.2, 0.8]`` or a
-    measured ``levels = [1.0, 1.6, 1.6, 1.0]``.
+    measured ``levels = [1.0, 1.6, 1.6, 1.0]``, and ``read_sigma = 0.02`` for read noise.
 
     Raises:
         FileNotFoundError: if the file does not exist.

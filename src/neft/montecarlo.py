@@ -3,6 +3,9 @@
 
 Run ``r`` at sigma ``s`` is one programmed chip: one frozen perturbation of every mapped weight, drawn on the
 evaluation device from the seed :func:`neft.seeds.run_seed` ``(seed, s, r)`` and held for the whole test set.
+Deployment options (docs/method.md): a write-verified fraction of the weights programmed with a smaller residual
+std (:mod:`neft.writeverify`), and read noise drawn afresh for every test batch from the chip's own generator
+(:func:`neft.seeds.read_seed`).
 This module takes tensors and returns results; run directories (checkpoint, data set, result files) are
 :mod:`neft.runs`' work. The model is evaluated in eval mode (BatchNorm uses its running statistics) with no gradients; its parameters are
 never modified and its train/eval mode is restored afterwards. There is no per-run model rebuild or checkpoint
@@ -27,19 +30,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import devices, distributed
+from . import devices, distributed, writeverify
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
 from .errors import SettingError
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
-from .seeds import run_seed
+from .seeds import read_seed, run_seed
 from .variation import Crossbar, make_generator
 
 __all__ = ["EvalConfig", "SettingError", "evaluate", "parse_sigmas", "PRECISIONS", "SCHEMA_VERSION"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SCHEMA_VERSION = 2  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device"
+SCHEMA_VERSION = 3  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
+# write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
+# device_model.read_sigma
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
@@ -103,6 +108,17 @@ class EvalConfig:
         compile: ``torch.compile`` the forward: True, False, or ``"auto"`` (on CPU when the evaluation's forwards
             exceed ``COMPILE_AFTER_FLOP`` = 5 TFLOP, where the ~20 s compile pays for itself; never on CUDA).
             Layout and compilation change float rounding only: per-run accuracies agree within one test image.
+        write_verify: p, the fraction of mapped weights write-verified on every chip, in [0, 1] (selective
+            write-verify, SWIM, Yan et al., DAC 2022; docs/method.md, 'Selective write-verify'). 0: none, and
+            chips identical to an evaluation without these settings.
+        verify_select: how the verified weights are chosen, once per network: ``"magnitude"`` (largest
+            ``|w| / max|W|``), ``"random"`` (seeded by ``seed``) or ``"swim"`` (second-derivative sensitivity on
+            training images; :mod:`neft.writeverify`).
+        verified_sigma: residual relative variation of a verified device (like sigma, in [0, 1]); a verified
+            weight gets the std of ``min(verified_sigma, sigma)``. 0: verified weights are exact.
+        read_sigma: read (cycle-to-cycle) noise relative to the conductance range, in [0, 1], drawn afresh on
+            every forward (test batch) on top of the chip's frozen programming noise (docs/method.md, 'Read
+            noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
     """
 
     sigmas: list[float] | None = None
@@ -117,6 +133,10 @@ class EvalConfig:
     precision: str = "fp32"
     memory_format: str = "auto"
     compile: bool | str = "auto"
+    write_verify: float = 0.0
+    verify_select: str = "magnitude"
+    verified_sigma: float = 0.0
+    read_sigma: float | None = None
 
     def check(self) -> "EvalConfig":
         """Validate every field (parsing ``sigmas`` into a sorted list); returns self.
@@ -155,6 +175,17 @@ class EvalConfig:
                                                 f"{', '.join(MEMORY_FORMATS)}")
         if self.compile not in (True, False, "auto"):
             raise SettingError("compile", f"compile must be True, False or 'auto', got {self.compile!r}")
+        if isinstance(self.write_verify, bool) or not (isinstance(self.write_verify, (int, float))
+                                                       and 0 <= self.write_verify <= 1):
+            raise SettingError("write_verify", f"write_verify is the fraction of weights write-verified, a number "
+                                               f"in [0, 1] (e.g. 0.05 for 5 %), got {self.write_verify!r}")
+        if self.verify_select not in writeverify.SELECTIONS:
+            raise SettingError("verify_select", f"unknown verify_select {self.verify_select!r}; choose one of "
+                                                f"{', '.join(writeverify.SELECTIONS)}")
+        self.write_verify = float(self.write_verify)
+        self.verified_sigma = check_sigma(self.verified_sigma, "verified_sigma")
+        if self.read_sigma is not None:
+            self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
         return self
 
     def to_dict(self) -> dict:
@@ -181,6 +212,7 @@ def evaluate(
     *,
     label: str | None = None,
     progress: bool = True,
+    sensitivity_images: torch.Tensor | None = None,
     **settings,
 ) -> dict:
     """Monte Carlo evaluation of ``model`` under device variation at each sigma.
@@ -194,6 +226,9 @@ def evaluate(
             ``evaluate(model, x, y, [0.1], runs=100, device_model="RRAM4")``.
         label: the name reports give this network (:func:`neft.report.result_label`; None: "network").
         progress: show a tqdm bar over runs.
+        sensitivity_images: preprocessed training inputs ``[M, ...]`` on the evaluation device, required by
+            ``verify_select="swim"`` (its sensitivity, :func:`neft.writeverify.swim_sensitivity`) and unused
+            otherwise; e.g. 1024 training images.
 
     Returns:
         A results dict that :func:`neft.report.write_report` accepts (docs/results.md): ``{"schema_version",
@@ -201,10 +236,12 @@ def evaluate(
         "cuda": chips replay from their seeds on the same device type), "seconds", "per_sigma": [{"sigma",
         "runs", "run_seeds", "accuracy": accuracy_summary(...), "ekl" (nats), "ekl_x1e2", "confidence",
         "seconds", "execution": {"chips_per_pass", "memory_format", "compiled"}}, ...]}``; accuracies in
-        percent, one ``per_sigma`` entry per sigma, ascending.
+        percent, one ``per_sigma`` entry per sigma, ascending. ``device_model.read_sigma`` is the read noise
+        used (``config.read_sigma`` when given).
 
     Raises:
-        SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`) or no sigmas.
+        SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`), no sigmas, or
+            ``verify_select="swim"`` with ``write_verify > 0`` and no ``sensitivity_images``.
         TypeError: for a keyword that is not an :class:`EvalConfig` field.
         ValueError: for an empty test set, non-finite images, mismatched labels, or NaN/infinite logits (e.g.
             fp16 overflow).
@@ -220,15 +257,24 @@ def evaluate(
         raise SettingError("sigmas", "no sigmas to evaluate; pass sigmas, e.g. [0, 0.1, 0.2]")
     config.check()
     started = time.perf_counter()
-    per_sigma = _evaluate_sigmas(model, images, labels, config, progress)
     chip_model = devices.get(config.device_model or "RRAM1")
+    if config.read_sigma is not None:
+        chip_model = dataclasses.replace(chip_model, read_sigma=config.read_sigma)
+    crossbar = Crossbar(model, chip_model)
+    verified = None
+    if config.write_verify > 0:  # one selection per network, shared by every chip
+        scores = writeverify.verification_scores(crossbar, config.verify_select, seed=config.seed,
+                                                 sensitivity_images=sensitivity_images)
+        verified = writeverify.verification_mask(scores, config.write_verify)
+    per_sigma = _evaluate_sigmas(crossbar, images, labels, config, progress, verified)
     return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),
             "device_model": chip_model.to_dict(), "test_size": int(labels.numel()),
             "chip_device": images.device.type, "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
 
 
-def _evaluate_sigmas(model, images, labels, config: EvalConfig, progress: bool) -> list[dict]:
-    """The ``per_sigma`` entries of :func:`evaluate` (``config`` checked)."""
+def _evaluate_sigmas(crossbar, images, labels, config: EvalConfig, progress: bool, verified) -> list[dict]:
+    """The ``per_sigma`` entries of :func:`evaluate` (``config`` checked; ``verified``: the write-verify mask)."""
+    model, read_sigma = crossbar.model, crossbar.device_model.read_sigma
     images = images.detach()
     if images.shape[0] == 0:
         raise ValueError("the test set is empty: nothing to evaluate; check the data set and test_subset")
@@ -238,7 +284,6 @@ def _evaluate_sigmas(model, images, labels, config: EvalConfig, progress: bool) 
     if labels.shape != images.shape[:1]:
         raise ValueError(f"labels {tuple(labels.shape)} must be [N] for images {tuple(images.shape)}")
     sigmas, runs, batch_size = config.sigmas, config.runs, config.batch_size
-    crossbar = Crossbar(model, devices.get(config.device_model or "RRAM1"))
     device = images.device
     batch_size = math.ceil(images.shape[0] / math.ceil(images.shape[0] / batch_size))
     chips_per_pass, compile = config.chips_per_pass, config.compile
@@ -254,7 +299,7 @@ def _evaluate_sigmas(model, images, labels, config: EvalConfig, progress: bool) 
             if chips_per_pass == "auto":
                 chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, config.memory_format)
             if compile == "auto":
-                noisy_chips = runs * sum(sigma > 0 for sigma in sigmas)
+                noisy_chips = runs * sum(sigma > 0 or read_sigma > 0 for sigma in sigmas)
                 compile = device.type == "cpu" and (
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
@@ -266,23 +311,24 @@ def _evaluate_sigmas(model, images, labels, config: EvalConfig, progress: bool) 
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
                 results.append(
-                    _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, config,
-                                    batch_size, bar)
+                    _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar,
+                                    verified)
                 )
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
-                                            "compiled": forward.compiled and sigma > 0}
+                                            "compiled": forward.compiled and (sigma > 0 or read_sigma > 0)}
     return results
 
 
-def _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar) -> dict:
+def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar, verified) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
+    model, read_sigma = crossbar.model, crossbar.device_model.read_sigma
     started = time.perf_counter()
     device = images.device
     accumulator = PredictionAccumulator(images.shape[0], num_classes, device)
     accuracies: list[float] = []
     rank, world = distributed.rank(), distributed.world_size()
-    if sigma == 0:  # every run is the clean network: one pass over the test set stands for all of them
+    if sigma == 0 and read_sigma == 0:  # every run is the clean network: one pass over the test set stands for all
         count = runs if ci_target is None else min_runs  # (std 0: a CI target is met as soon as it is checked)
         correct = 0
         for start in range(0, images.shape[0], batch_size):
@@ -292,15 +338,22 @@ def _evaluate_sigma(model, crossbar, forward, images, labels, num_classes, sigma
         accuracies = [100.0 * correct / images.shape[0]] * count
         bar.total -= runs - count
         bar.update(count)
-    while sigma > 0 and len(accuracies) < runs:
+    while (sigma > 0 or read_sigma > 0) and len(accuracies) < runs:
         done = len(accuracies)
         round_size = min(forward.chips_per_pass * world, runs - done)
         mine = list(range(done, done + round_size))[rank::world]  # runs of this rank (all runs for one process)
-        chips = [crossbar.sample_chip(sigma, make_generator(run_seed(seed, sigma, r), device)) for r in mine]
+        chip_seeds = [run_seed(seed, sigma, r) for r in mine]
+        chips = [crossbar.sample_chip(sigma, make_generator(s, device), verified, config.verified_sigma)
+                 for s in chip_seeds]
         weights = [forward.weights(crossbar.perturbed_weights(chip)) for chip in chips]
+        reads = [make_generator(read_seed(s), device) for s in chip_seeds]
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
+            if read_sigma > 0:  # fresh read noise on every forward, on top of each chip's frozen programming noise
+                weights = [forward.weights(crossbar.perturbed_weights(
+                    {name: dw + read[name] for name, dw in chip.items()}))
+                    for chip, read in zip(chips, (crossbar.sample_chip(read_sigma, g) for g in reads))]
             correct += accumulator.add(forward(weights, x).float(), y, start)
         local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
         accuracies += distributed.gather_runs(local)

@@ -96,10 +96,22 @@ def _sort_key(*values) -> tuple:
 def result_label(result: dict) -> str:
     """The name a result goes by in tables and plots: its ``label`` when set (``neft evaluate --label``,
     ``evaluate(..., label=...)``, ``write_report(..., labels=...)``), else its method variant
-    (:func:`neft.variants.label`, e.g. ``ovf beta=0``), else ``"network"`` for a result without a method."""
+    (:func:`neft.variants.label`, e.g. ``ovf beta=0``), else ``"network"`` for a result without a method; then
+    its deployment options (:func:`_deployment`), e.g. ``noise-injection wv=5% swim``."""
     if result.get("label"):
-        return str(result["label"])
-    return variants.label(result) if result.get("method") else "network"
+        return str(result["label"]) + _deployment(result)
+    return (variants.label(result) if result.get("method") else "network") + _deployment(result)
+
+
+def _deployment(result: dict) -> str:
+    """Label suffix for the deployment options of an evaluation: `` wv=5% magnitude`` (write-verified fraction
+    and selection, plus ``verified_sigma=..`` when not 0) and `` read_sigma=0.02``; empty without them."""
+    evaluation, suffix = result.get("evaluation", {}), ""
+    if evaluation.get("write_verify"):
+        suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"
+        suffix += f" verified_sigma={evaluation['verified_sigma']:g}" if evaluation.get("verified_sigma") else ""
+    read_sigma = result.get("device_model", {}).get("read_sigma", 0.0)
+    return suffix + (f" read_sigma={read_sigma:g}" if read_sigma else "")
 
 
 def _device_name(result: dict) -> str:
@@ -137,7 +149,8 @@ def _names(results: list[dict]) -> list[str]:
     (:func:`neft.variants.labels`)."""
     with_method = [r for r in results if r.get("method")]
     variant = iter(variants.labels(with_method))
-    return [str(r["label"]) if r.get("label") else next(variant) if r.get("method") else "network" for r in results]
+    return [(str(r["label"]) if r.get("label") else next(variant) if r.get("method") else "network") + _deployment(r)
+            for r in results]
 
 
 def comparison_rows(results: list[dict]) -> list[dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["run_seed", "step_seed"]
+__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed"]
 
 
 def _hashed(key: str) -> int:
@@ -26,3 +26,15 @@ def step_seed(seed: int, rank_index: int, step: int) -> int:
     """Seed of the training noise of data-parallel rank ``rank_index`` at optimiser step ``step``: ranks draw
     different chips, and a resumed run redraws exactly the chips of an uninterrupted one."""
     return _hashed(f"train:{int(seed)}:{int(rank_index)}:{int(step)}")
+
+
+def read_seed(chip_seed: int) -> int:
+    """Seed of the read-noise generator of the chip drawn from ``chip_seed`` (a :func:`run_seed`): the chip's
+    forwards draw their read noise from it in batch order, so a chip replays with its read noise."""
+    return _hashed(f"read:{int(chip_seed)}")
+
+
+def verify_seed(base_seed: int) -> int:
+    """Seed of the random write-verify selection (``verify_select="random"``) of an evaluation with base seed
+    ``base_seed``: one selection per network, shared by every chip and sigma."""
+    return _hashed(f"verify:{int(base_seed)}")

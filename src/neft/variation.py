@@ -206,7 +206,8 @@ class Crossbar:
             rows.append(ParameterPlacement(name, tuple(parameter.shape), parameter.numel(), placement))
         return rows
 
-    def sample_chip(self, sigma: float, generator: torch.Generator | None = None) -> Chip:
+    def sample_chip(self, sigma: float, generator: torch.Generator | None = None,
+                    verified: Mapping[str, torch.Tensor] | None = None, verified_sigma: float = 0.0) -> Chip:
         """Draw one frozen perturbation of every mapped weight (one programmed chip).
 
         Args:
@@ -215,16 +216,28 @@ class Crossbar:
                 in model order. On another device than the weights, each layer is drawn on the generator's
                 device from a copy of the weight there and moved back: the chip the same generator gives to the
                 same weights on the generator's device.
+            verified: write-verified weights (selective write-verify, SWIM, Yan et al., DAC 2022;
+                docs/method.md, 'Selective write-verify'): ``{name: bool tensor shaped like the weight}`` on the
+                weights' device (:func:`neft.writeverify.verification_mask`); a name it lacks has none. The chip
+                is drawn as without it, then each verified entry is scaled to the std of
+                ``min(verified_sigma, sigma)`` (the std is proportional to sigma, :meth:`DeviceModel.std`).
+            verified_sigma: residual relative variation of a verified device, in [0, 1] (0: verified weights
+                are exact).
 
         Returns:
             ``{name: dW}`` with each ``dW`` shaped like its weight, detached.
 
         Raises:
-            ValueError: for invalid sigma or non-finite weights.
+            ValueError: for invalid sigma or verified_sigma (a :class:`~neft.errors.SettingError`) or non-finite
+                weights.
         """
         sigma = check_sigma(sigma)
+        scale = min(check_sigma(verified_sigma, "verified_sigma"), sigma) / sigma if sigma else 1.0
         with torch.no_grad():
-            return {name: _sample(self.device_model, w, sigma, generator) for name, w in self.weights().items()}
+            chip = {name: _sample(self.device_model, w, sigma, generator) for name, w in self.weights().items()}
+            for name, mask in (verified or {}).items():
+                chip[name] = torch.where(mask, chip[name] * scale, chip[name])
+            return chip
 
     def perturbed_weights(self, chip: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{name: w + dW}``; differentiable with respect to the clean weights ``w``."""

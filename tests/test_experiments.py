@@ -83,7 +83,7 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
         (('dataset = "mnist-5k"', 'dataset = "cifar10"\ndata_dir = "/nonexistent"'), "cifar10 not found"),
         (("train_sigmas = [0.2]", "train_sigmas = [-0.2]"), "sigma must be"),
         (('methods = ["vanilla",', 'methods = ["dropout",'), "unknown method"),
-        (('methods = ["vanilla",', 'methods = ["ovf T=4",'), "T applies to noise-injection only"),
+        (('methods = ["vanilla",', 'methods = ["ovf T=4",'), "T applies to noise-injection and distill only"),
         (('methods = ["vanilla",', 'methods = ["ovf", "ovf",'), "lists a variant twice"),
         (('methods = ["vanilla",', 'methods = ["noise-injection T=1", "ovf beta=0.001",'), "train the same networks"),
         (('methods = ["vanilla",', 'methods = ["ovf init=torch",'), "train the same networks"),  # [train] init is torch

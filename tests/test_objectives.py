@@ -203,7 +203,7 @@ def test_irs_tap_the_forward_never_calls_is_refused_at_creation():
         objectives.create("irs", model, torch.randn(2, 4), 3, sigma=0.1, beta=0.1, taps=["spare"])
 
 
-@pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs"])
+@pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz"])
 def test_building_an_objective_leaves_the_model_exactly_as_it_was(method):
     """Every train/eval flag (a frozen BatchNorm included), every parameter and buffer (BatchNorm running
     statistics, num_batches_tracked) are unchanged after objectives.create, although IRS runs a forward to size
@@ -218,3 +218,218 @@ def test_building_an_objective_leaves_the_model_exactly_as_it_was(method):
                       beta=objectives.default_beta(method, "vgg8", "mnist"))
     assert [m.training for m in model.modules()] == flags
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+
+
+# --- the field's other answers to device variation: RCG, Lipschitz, Distill (docs/method.md) ---------------------
+
+from neft import checkpoint, devices  # noqa: E402
+from neft.errors import SettingError  # noqa: E402
+from neft.objectives import distillation_loss, lipschitz_penalty, spectral_norm  # noqa: E402
+
+
+def _phi(k):
+    return math.exp(-k * k / 2) / math.sqrt(2 * math.pi)
+
+
+def _Phi(k):
+    return 0.5 * (1 + math.erf(k / math.sqrt(2)))
+
+
+@pytest.mark.parametrize("k", [1.0, 0.5, 2.0])
+def test_rcg_draws_follow_the_censored_normal(k):
+    """Y = min(X, k s), X ~ N(0, s^2): E[Y] = s (k (1 - Phi(k)) - phi(k)), E[Y^2] = s^2 (Phi(k) - k phi(k) +
+    k^2 (1 - Phi(k))). 1e6 draws: standard error of the mean < 0.001 s, of the std < 0.001 s."""
+    weight = torch.linspace(-1, 1, 1_000_000)
+    device = devices.get("RRAM1")
+    s = device.std(weight, 0.2)  # 0.2 * 0.77763 * max|W| for every weight
+    draws = device.sample(weight, 0.2, make_generator(3), censor_k=k)
+    assert (draws <= k * s).all()
+    assert (draws == k * s).float().mean().item() == pytest.approx(1 - _Phi(k), abs=0.003)  # the censored mass
+    s = float(s[0])
+    mean = s * (k * (1 - _Phi(k)) - _phi(k))
+    second = s * s * (_Phi(k) - k * _phi(k) + k * k * (1 - _Phi(k)))
+    assert float(draws.mean()) == pytest.approx(mean, abs=0.005 * s)
+    assert float(draws.std()) == pytest.approx(math.sqrt(second - mean * mean), rel=0.005)
+
+
+def test_rcg_censors_each_weight_at_its_own_std_and_none_is_bit_identical():
+    weight = torch.randn(200, 300)
+    device = devices.get("FeFET2")  # state-dependent: intermediate weights get a larger std
+    std = device.std(weight, 0.3)
+    draws = device.sample(weight, 0.3, make_generator(1), censor_k=1.0)
+    assert (draws <= std).all() and (draws == std).any() and (draws < -std).any()
+    plain = device.sample(weight, 0.3, make_generator(1))
+    assert torch.equal(device.sample(weight, 0.3, make_generator(1), censor_k=None), plain)
+    assert torch.equal(plain, torch.randn(weight.shape, generator=make_generator(1)) * std)  # as before censor_k
+    assert torch.equal(draws, torch.minimum(plain, std))  # the same draw, censored
+    model = models.create("lenet5", 10, 1, 0.5)
+    crossbar = objectives.Crossbar(model)
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.equal(crossbar.forward(x, sigma=0.3, generator=make_generator(4), censor_k=None),
+                       crossbar.forward(x, sigma=0.3, generator=make_generator(4)))
+
+
+def test_rcg_loss_is_cross_entropy_of_the_censored_forward():
+    torch.manual_seed(0)
+    model = models.create("lenet5", 10, 1, 0.5)
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    rcg = objectives.create("rcg", model, x, 10, sigma=0.3, censor_k=0.5, generator=make_generator(5))
+    loss, logs = rcg.loss(model, x, y)
+    crossbar = objectives.Crossbar(model)
+    chip = crossbar.sample_chip(0.3, make_generator(5), censor_k=0.5)
+    logits = crossbar.forward(x, chip=chip)
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item(), abs=1e-6)
+    assert logs["acc"] == pytest.approx(100 * (logits.argmax(1) == y).float().mean().item())
+    plain = objectives.create("noise-injection", model, x, 10, sigma=0.3, generator=make_generator(5))
+    assert abs(plain.loss(model, x, y)[0].item() - loss.item()) > 1e-4  # censoring changes the noise
+
+
+def test_spectral_norm_matches_the_exact_norm():
+    torch.manual_seed(0)
+    q1, _ = torch.linalg.qr(torch.randn(6, 6))
+    q2, _ = torch.linalg.qr(torch.randn(4, 4))
+    known = q1[:, :4] @ torch.diag(torch.tensor([3.0, 1.0, 0.5, 0.1])) @ q2.T  # singular values 3, 1, 0.5, 0.1
+    assert spectral_norm(known).item() == pytest.approx(3.0, rel=1e-5)
+    for shape in [(5, 3), (3, 5), (10, 10), (20, 7), (1, 9), (9, 1)]:
+        w = torch.randn(shape)
+        exact = torch.linalg.matrix_norm(w, 2).item()
+        assert spectral_norm(w, iterations=300).item() == pytest.approx(exact, rel=1e-4), shape
+        estimate = spectral_norm(w).item()  # the default iterations: from below, within a few percent
+        assert exact * 0.94 <= estimate <= exact * (1 + 1e-5), shape
+    conv = nn.Conv2d(3, 8, 3).weight  # [8, 3, 3, 3] -> the crossbar matrix [8, 27]
+    assert spectral_norm(conv, 300).item() == pytest.approx(torch.linalg.matrix_norm(conv.reshape(8, 27), 2).item(),
+                                                            rel=1e-4)
+    assert spectral_norm(torch.zeros(4, 5)).item() == 0.0
+
+
+def _lipschitz_net():
+    """Conv rows [1,1,1,1] and 0 (sigma_max 2), Linear with entries 3 and 0.5 (sigma_max 3), Linear 0.5 I (0.5)."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 2, bias=False), nn.Flatten(), nn.Linear(8, 3), nn.ReLU(), nn.Linear(3, 3))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[0] = 1.0
+        model[2].weight.zero_()
+        model[2].weight[0, 0], model[2].weight[1, 1] = 3.0, 0.5
+        model[4].weight.copy_(0.5 * torch.eye(3))
+    return model
+
+
+def test_lipschitz_penalty_by_hand():
+    model = _lipschitz_net()
+    # relu(2 - 1)^2 + relu(3 - 1)^2 + relu(0.5 - 1)^2 = 1 + 4 + 0
+    assert lipschitz_penalty(objectives.Crossbar(model).weights().values()).item() == pytest.approx(5.0, rel=1e-5)
+    x, y = torch.randn(4, 1, 3, 3), torch.tensor([0, 1, 2, 0])
+    objective = objectives.create("lipschitz", model, x, 3, sigma=0.0, lipschitz_lambda=0.1)
+    loss, _ = objective.loss(model, x, y)
+    assert loss.item() == pytest.approx(F.cross_entropy(model(x), y).item() + 0.5, abs=1e-5)
+    assert objectives.create("lipschitz", model, x, 3, sigma=0.0, lipschitz_lambda=0.0).loss(model, x, y)[0].item() \
+        == pytest.approx(F.cross_entropy(model(x), y).item(), abs=1e-6)
+
+
+def test_lipschitz_penalty_gradient_reduces_it():
+    torch.manual_seed(0)
+    model = models.create("lenet5", 10, 1, 0.5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4)  # spectral norms well above 1
+    weights = list(objectives.Crossbar(model).weights().values())
+    before = lipschitz_penalty(weights)
+    before.backward()
+    assert before.item() > 1 and all(w.grad.abs().sum() > 0 for w in weights)
+    with torch.no_grad():
+        for w in weights:
+            w -= 0.05 * w.grad
+    assert lipschitz_penalty(weights).item() < 0.9 * before.item()
+
+
+def test_distillation_loss_by_hand():
+    student = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    teacher = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
+    y = torch.tensor([0, 1])
+    # row 1 at T = 2: softmax([0.5, 0]) and softmax([0, 0.5]) are mirror images, so
+    # KL(p_t || p_s) = (p_t1 - p_t0) * 0.5 = tanh(0.25) / 2; CE = log(1 + e^-1). Row 2: KL 0, CE log 2.
+    kl = [math.tanh(0.25) / 2, 0.0]
+    ce = [math.log(1 + math.exp(-1)), math.log(2)]
+    expected = sum(0.7 * c + 0.3 * 4 * k for c, k in zip(ce, kl)) / 2
+    assert distillation_loss(student, teacher, y, alpha=0.3, temperature=2.0).item() == pytest.approx(expected, rel=1e-6)
+    assert distillation_loss(student, teacher, y, 0.0, 2.0).item() == pytest.approx(F.cross_entropy(student, y).item())
+
+
+def _teacher_run(folder, dataset="mnist-5k", classes=10, in_channels=1, model="lenet5"):
+    """A run directory holding an (untrained) backbone checkpoint, as `neft train` writes it."""
+    torch.manual_seed(1)
+    net = models.create(model, classes, in_channels, 0.5, init="torch")
+    folder.mkdir(parents=True)
+    checkpoint.save(folder / "checkpoint.pt", net, {"model": {"name": model, "num_classes": classes,
+                                                              "in_channels": in_channels, "width": 0.5},
+                                                    "dataset": dataset, "method": "vanilla", "sigma": 0.0})
+    return folder
+
+
+def test_distill_loss_uses_the_clean_teacher_and_never_updates_it(tmp_path):
+    teacher_dir = _teacher_run(tmp_path / "teacher")
+    torch.manual_seed(0)
+    model = models.create("lenet5", 10, 1, 0.5)
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    objective = objectives.create("distill", model, x, 10, sigma=0.3, teacher=teacher_dir, distill_alpha=0.6,
+                                  distill_temperature=3.0, generator=make_generator(7))
+    teacher = objective.teacher
+    frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
+    loss, _ = objective.loss(model, x, y)
+    student = objectives.Crossbar(model).forward(x, sigma=0.3, generator=make_generator(7))
+    expected = distillation_loss(student, checkpoint.load(teacher_dir)(x), y, 0.6, 3.0)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert len(objective.modules()) == 0  # the teacher joins neither the optimiser nor last.pt
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(3):
+        optimizer.zero_grad()
+        objective.loss(model, x, y)[0].backward()
+        optimizer.step()
+    assert not teacher.training and not any(p.requires_grad or p.grad is not None for p in teacher.parameters())
+    assert all(torch.equal(v, frozen[k]) for k, v in teacher.state_dict().items())
+
+
+def test_distill_teacher_of_another_data_set_is_a_clear_error(tmp_path):
+    from neft.train import TrainConfig
+
+    model, x = models.create("lenet5", 10, 1, 0.5), torch.randn(2, 1, 32, 32)
+    with pytest.raises(SettingError, match="distill needs a teacher"):
+        objectives.create("distill", model, x, 10, sigma=0.1)
+    with pytest.raises(SettingError, match="is not a trained run"):
+        objectives.create("distill", model, x, 10, sigma=0.1, teacher=tmp_path / "missing")
+    with pytest.raises(SettingError, match="predicts 3 classes, the student 10"):
+        objectives.create("distill", model, x, 10, sigma=0.1, teacher=_teacher_run(tmp_path / "three", classes=3))
+    with pytest.raises(SettingError, match="cannot read this data set's images"):
+        objectives.create("distill", model, x, 10, sigma=0.1, teacher=_teacher_run(tmp_path / "rgb", in_channels=3))
+    digits = _teacher_run(tmp_path / "digits", dataset="digits")
+    with pytest.raises(SettingError, match="trained on digits, this run trains on mnist-5k") as error:
+        TrainConfig(model="lenet5", dataset="mnist-5k", method="distill", teacher=str(digits)).check()
+    assert error.value.setting == "teacher"
+    # another architecture on the same data set may teach
+    TrainConfig(model="lenet5", dataset="mnist-5k", method="distill",
+                teacher=str(_teacher_run(tmp_path / "vgg", model="vgg8"))).check()
+
+
+@pytest.mark.parametrize("method, setting, value", [
+    ("noise-injection", "censor_k", 2.0), ("ovf", "lipschitz_lambda", 0.5), ("rcg", "distill_alpha", 0.5),
+    ("lipschitz", "distill_temperature", 2.0), ("vanilla", "teacher", "runs/teacher"), ("rcg", "temperature", 4.0),
+    ("rcg", "censor_k", -1.0), ("lipschitz", "lipschitz_lambda", float("nan")), ("distill", "distill_alpha", 1.5),
+])
+def test_settings_are_refused_where_they_do_not_apply_or_are_invalid(method, setting, value):
+    from neft.train import TrainConfig
+
+    extra = {"teacher": "runs/teacher"} if method == "distill" else {}
+    with pytest.raises(SettingError) as error:
+        TrainConfig(model="lenet5", method=method, **{**extra, setting: value}).check()
+    assert error.value.setting == setting
+
+
+def test_results_record_the_settings_of_the_method_only():
+    config = {"censor_k": 2.0, "lipschitz_lambda": 0.1, "distill_alpha": 0.9, "distill_temperature": 4.0,
+              "teacher": None}
+    assert objectives.settings_of("rcg", config) == {"censor_k": 2.0, "lipschitz_lambda": None, "distill_alpha": None,
+                                                     "distill_temperature": None, "teacher": None}
+    assert objectives.settings_of("distill", {"teacher": "runs/t"}) == {  # a config without the keys: defaults
+        "censor_k": None, "lipschitz_lambda": None, "distill_alpha": objectives.DISTILL_ALPHA,
+        "distill_temperature": objectives.DISTILL_TEMPERATURE, "teacher": "runs/t"}

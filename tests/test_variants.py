@@ -11,13 +11,20 @@ def test_parse_variants():
     assert variants.parse("ovf beta=0") == ("ovf", {"beta": 0.0})
     assert variants.parse("noise-injection init=torch T=2") == ("noise-injection", {"init": "torch", "temperature": 2.0})
     assert variants.directory_name("ovf beta=0") == "ovf_beta=0"
+    assert variants.parse("rcg k=2") == ("rcg", {"censor_k": 2.0})
+    assert variants.parse("lipschitz lambda=0.01") == ("lipschitz", {"lipschitz_lambda": 0.01})
+    assert variants.parse("distill alpha=0.5 T=2") == ("distill", {"distill_alpha": 0.5, "distill_temperature": 2.0})
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("awp", "unknown method"), ("ovf gamma=1", "key T, beta or init"), ("ovf beta", "key=value"),
-    ("ovf beta=-1", "beta must be"), ("noise-injection T=0", "temperature must be"), ("ovf T=4", "noise-injection only"),
+    ("awp", "unknown method"), ("ovf gamma=1", "key T, beta, init, k, lambda, alpha"), ("ovf beta", "key=value"),
+    ("ovf beta=-1", "beta must be"), ("noise-injection T=0", "temperature must be"), ("ovf T=4", "noise-injection and distill only"),
     ("irs init=xavier", "init must be"), ("ovf beta=abc", "must be a number"), ("", "empty method"),
     ("ovf beta=0 beta=1", "given twice"), ("noise-injection beta=1", "ovf and irs only"),
+    ("ovf k=1", "k applies to rcg only"), ("noise-injection lambda=1", "lambda applies to lipschitz only"),
+    ("rcg alpha=0.5", "alpha applies to distill only"), ("rcg T=2", "noise-injection and distill only"),
+    ("rcg k=-1", "censor_k must be"), ("distill alpha=1.5", "distill_alpha must be"),
+    ("distill T=0", "distill_temperature must be"), ("distill T=1 T=2", "given twice"),
 ])
 def test_bad_variants(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -34,3 +41,9 @@ def test_labels_name_only_what_differs_from_the_paper():
     assert variants.label(torch_init) == "noise-injection"
     assert variants.label(torch_init, show_init=True) == "noise-injection init=torch"
     assert variants.label({"method": "vanilla"}) == "vanilla"  # results written before these keys existed
+    assert variants.label({"method": "rcg", "censor_k": 1.0}) == "rcg"  # the defaults are not named
+    assert variants.label({"method": "rcg", "censor_k": 2.0}) == "rcg k=2"
+    assert variants.label({"method": "lipschitz", "lipschitz_lambda": 0.01}) == "lipschitz lambda=0.01"
+    assert variants.label({"method": "distill", "distill_alpha": 0.5, "distill_temperature": 4.0,
+                           "teacher": "runs/t"}) == "distill alpha=0.5"
+    assert variants.label({"method": "distill", "distill_alpha": 0.9, "distill_temperature": 2.0}) == "distill T=2"

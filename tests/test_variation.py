@@ -106,7 +106,7 @@ def test_a_generator_on_another_device_draws_there_and_returns_the_noise_to_the_
     crossbar = Crossbar(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)))
     seen = []
 
-    def sample(_device_model, weight, sigma, generator):
+    def sample(_device_model, weight, sigma, generator, censor_k=None):
         seen.append((weight.device.type, tuple(weight.shape), generator))
         return torch.full(weight.shape, sigma)  # on the CPU, like the real draw on a CPU generator
 

@@ -44,6 +44,20 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=d.temperature,
                         help="noise-injection only: divide the logits by T in the loss, CE(z / T); T = 4 gives the "
                              "1 / (N + 1) scaling of OVF/IRS without feedback (default: %(default)s)")
+    parser.add_argument("--censor-k", type=float, default=d.censor_k, metavar="K",
+                        help="rcg only: right-censor the training noise at +K standard deviations (default: "
+                             "%(default)s)")
+    parser.add_argument("--lipschitz-lambda", type=float, default=d.lipschitz_lambda, metavar="LAMBDA",
+                        help="lipschitz only: weight of the penalty sum relu(sigma_max(W) - 1)^2 over the mapped "
+                             "layers (default: %(default)s)")
+    parser.add_argument("--teacher", default=None, metavar="RUN_DIR",
+                        help="distill only (required there): run directory of the clean teacher, trained on the "
+                             "same data set, e.g. with --method vanilla")
+    parser.add_argument("--distill-alpha", type=float, default=d.distill_alpha, metavar="ALPHA",
+                        help="distill only: weight of the distillation term, (1 - ALPHA) CE + ALPHA T^2 KL "
+                             "(default: %(default)s)")
+    parser.add_argument("--distill-temperature", type=float, default=d.distill_temperature, metavar="T",
+                        help="distill only: softmax temperature of teacher and student (default: %(default)s)")
     parser.add_argument("--taps", nargs="+", default=None, metavar="MODULE",
                         help="IRS snapshot points as module names, optionally NAME:POOL (default: the model's own)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (default: %(default)s)")
@@ -116,18 +130,27 @@ def _cmd_layers(args) -> None:
         print("\n".join(digital))
 
 
+# objective settings named in default run directories when not at their defaults
+_OBJECTIVE_FLAGS = {"censor_k": "k", "lipschitz_lambda": "lambda", "distill_alpha": "alpha", "distill_temperature": "T"}
+
+
 def _cmd_train(args) -> None:
     from .train import TrainConfig, train
 
     config = TrainConfig(
         model=args.model, width=args.width, init=args.init, dataset=args.dataset, data_dir=args.data_dir,
         method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
-        beta=args.beta, temperature=args.temperature, taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        beta=args.beta, temperature=args.temperature, censor_k=args.censor_k, lipschitz_lambda=args.lipschitz_lambda,
+        teacher=args.teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
+        taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")
+               + "".join(f"-{flag}{getattr(config, name):g}" for name, flag in _OBJECTIVE_FLAGS.items()
+                         if getattr(config, name) != getattr(TrainConfig, name))
+               + (f"-from-{Path(config.teacher).resolve().name}" if config.teacher else "")
                + (f"-{config.init}" if config.init != "kaiming" else ""))
     out = args.out or f"runs/{config.model}-{config.dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
     summary = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
@@ -246,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep digital")
     p.set_defaults(func=_cmd_layers)
 
-    p = sub.add_parser("train", help="train one network (vanilla, noise-injection, ovf or irs)",
+    p = sub.add_parser("train", help="train one network (vanilla, noise-injection, ovf, irs, rcg, lipschitz or "
+                                     "distill)",
                        description="Train one network and write config.json, checkpoint.pt and train_log.csv. "
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)

@@ -176,7 +176,8 @@ class DeviceModel:
         intermediate = (ratio > lo) & (ratio < hi)
         return scale * torch.where(intermediate, torch.full_like(w, middle), torch.full_like(w, edge))
 
-    def sample(self, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
+               censor_k: float | None = None) -> torch.Tensor:
         """Draw one additive perturbation of ``weight`` (one programmed chip for this layer).
 
         Args:
@@ -184,6 +185,10 @@ class DeviceModel:
             sigma: relative device variation, >= 0.
             generator: the ``torch.Generator`` to draw from (on ``weight``'s device); the same generator state
                 gives the same perturbation.
+            censor_k: right-censor the draw at ``+censor_k`` standard deviations: every element above
+                ``censor_k * std(w)`` is set to it, ``dW = min(z, censor_k) * std(w)`` with ``z ~ N(0, 1)``
+                (right-censored Gaussian noise, Yan et al., ICCAD 2023; docs/method.md, 'RCG'). ``None``
+                (default): the plain Gaussian, bit-identical to a call without it.
 
         Returns:
             Perturbation ``dW`` of ``weight``'s shape (add it to the weights); exactly zero when sigma is 0.
@@ -193,6 +198,8 @@ class DeviceModel:
         """
         std = self._scale(weight, sigma)[2] if self.state_independent else self.std(weight, sigma)
         noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype, device=weight.device)
+        if censor_k is not None:
+            noise.clamp_(max=censor_k)
         return noise.mul_(std)
 
     def to_dict(self) -> dict:

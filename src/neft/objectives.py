@@ -1,21 +1,25 @@
-"""Training objectives: vanilla, noise-injection, and the two Negative Feedback Training instances OVF and IRS.
+"""Training objectives: vanilla, noise-injection, the two Negative Feedback Training instances OVF and IRS, and
+the field's other noise-injection variants RCG, Lipschitz and Distill.
 
 Each objective is a small class with one method, ``loss(model, x, y) -> (loss, logs)``; the NeFT objectives
-share :func:`negative_feedback_loss` (docs/method.md, 'Negative feedback loss'). All training-time noise is fresh
-per forward and drawn from the objective's own ``generator`` so a run replays exactly from its seed.
+share :func:`negative_feedback_loss` (docs/method.md, 'Negative feedback loss'); RCG, Lipschitz and Distill are
+:class:`NoiseInjection` with another noise, a penalty or another loss (docs/method.md, 'Other answers to device
+variation'). All training-time noise is fresh per forward and drawn from the objective's own ``generator`` so a
+run replays exactly from its seed.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import devices
+from . import checkpoint, devices
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
 from .errors import SettingError
@@ -35,6 +39,16 @@ __all__ = [
     "OVF",
     "IRS",
     "SnapshotHead",
+    "RCG",
+    "Lipschitz",
+    "Distill",
+    "spectral_norm",
+    "lipschitz_penalty",
+    "distillation_loss",
+    "load_teacher",
+    "check_setting",
+    "settings_of",
+    "METHOD_SETTINGS",
     "create",
 ]
 
@@ -51,6 +65,24 @@ _BETAS = {
 _FAMILY = {"fashion-mnist": "mnist", "mnist-5k": "mnist", "digits": "mnist"}
 _FALLBACK_BETA = (1e-3, 1e-2)
 OVF_OFFSETS = (0.15, 0.10, 0.05)  # sigma offsets of the oriented forwards, weights 1, 0.1, 0.01 (docs/method.md, 'OVF')
+# [ours] defaults of the other answers to device variation (docs/method.md, 'Other answers to device variation')
+RCG_CENSOR_K = 1.0  # RCG: draws above +k std are set to +k std
+LIPSCHITZ_LAMBDA = 0.1  # Lipschitz: weight of the spectral-norm penalty
+LIPSCHITZ_BOUND = 1.0  # Lipschitz: per-layer spectral norm above which the penalty acts (no error amplification)
+POWER_ITERATIONS = 20  # Lipschitz: power iterations per spectral-norm estimate
+DISTILL_ALPHA = 0.9  # Distill: weight of the distillation term
+DISTILL_TEMPERATURE = 4.0  # Distill: softmax temperature of teacher and student
+# setting -> (the method it applies to, its default, what a valid value is, the check) [ours]
+METHOD_SETTINGS = {
+    "censor_k": ("rcg", RCG_CENSOR_K, "a finite number >= 0 (standard deviations above which draws are censored)",
+                 lambda v: v >= 0),
+    "lipschitz_lambda": ("lipschitz", LIPSCHITZ_LAMBDA, "a finite number >= 0 (weight of the penalty)",
+                         lambda v: v >= 0),
+    "distill_alpha": ("distill", DISTILL_ALPHA, "a number in [0, 1] (weight of the distillation term)",
+                      lambda v: 0 <= v <= 1),
+    "distill_temperature": ("distill", DISTILL_TEMPERATURE, "a finite number > 0 (softmax temperature)",
+                            lambda v: v > 0),
+}
 
 
 def default_beta(method: str, model: str, dataset: str) -> float:
@@ -96,15 +128,51 @@ def check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
-def check_method_settings(method: str, beta: float, temperature: float, sigma: float = 0.0) -> None:
-    """Check that ``beta`` and ``temperature`` mean something for ``method``: a beta other than 0 only for the
-    negative feedback methods (ovf, irs), a temperature other than 1 only for noise-injection (OVF and IRS already
-    divide their logits by N + 1); and that OVF's largest oriented sigma, ``sigma + 0.15``, stays within
-    :data:`neft.devices.MAX_SIGMA`.
+def check_setting(setting: str, value: float) -> float:
+    """Return ``value`` as a float after checking it is valid for ``setting``, one of ``censor_k`` (>= 0,
+    standard deviations), ``lipschitz_lambda`` (>= 0), ``distill_alpha`` (in [0, 1]) or ``distill_temperature``
+    (> 0); all finite.
+
+    Raises:
+        SettingError: (a ``ValueError``) naming the setting, for a value that is not a finite number in range.
+        KeyError: for another setting name.
+    """
+    _, _, valid, ok = METHOD_SETTINGS[setting]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise SettingError(setting, f"{setting} must be {valid}, got {value!r}")
+    return float(value)
+
+
+def settings_of(method: str, config: dict) -> dict:
+    """``{"censor_k", "lipschitz_lambda", "distill_alpha", "distill_temperature", "teacher"}`` of a run's
+    ``config.json`` dict as ``method`` used them: the config's value (its default when the config predates the
+    setting) for the settings of ``method``, None for those of other methods (what ``results.json`` records)."""
+    settings = {name: (config.get(name, default) if owner == method else None)
+                for name, (owner, default, *_) in METHOD_SETTINGS.items()}
+    return {**settings, "teacher": config.get("teacher") if method == "distill" else None}
+
+
+def check_method_settings(method: str, beta: float, temperature: float, sigma: float = 0.0, *,
+                          teacher=None, **settings: float) -> None:
+    """Check that ``beta``, ``temperature`` and the ``settings`` (``censor_k``, ``lipschitz_lambda``,
+    ``distill_alpha``, ``distill_temperature``, each checked by :func:`check_setting`) mean something for
+    ``method``: a beta other than 0 only for the negative feedback methods (ovf, irs), a temperature other than 1
+    only for noise-injection (OVF and IRS already divide their logits by N + 1), each of the other settings only
+    at its default unless ``method`` is the one it belongs to (``censor_k``: rcg, ``lipschitz_lambda``:
+    lipschitz, ``distill_*``: distill); a ``teacher`` for distill and for distill only; and that OVF's largest
+    oriented sigma, ``sigma + 0.15``, stays within :data:`neft.devices.MAX_SIGMA`.
 
     Raises:
         SettingError: (a ``ValueError``) naming the setting and the methods it applies to.
     """
+    for setting, value in settings.items():
+        owner, default = METHOD_SETTINGS[setting][:2]
+        if check_setting(setting, value) != default and method != owner:
+            raise SettingError(setting, f"{setting} applies to {owner} only, not {method!r}")
+    if (teacher is not None) != (method == "distill"):
+        raise SettingError("teacher", f"distill needs a teacher: the run directory of a network trained without "
+                                      f"noise, e.g. `neft train --method vanilla --out runs/teacher`" if teacher is None
+                           else f"teacher applies to distill only, not {method!r}")
     if temperature != 1.0 and method != "noise-injection":
         raise SettingError("temperature", f"temperature applies to noise-injection only, not {method!r} (OVF and "
                                           "IRS divide their logits by N + 1 already)")
@@ -372,7 +440,200 @@ class IRS(Objective):
         return negative_feedback_loss(logits, feedback, self.beta, y), logs
 
 
-METHODS = {"vanilla": Vanilla, "noise-injection": NoiseInjection, "ovf": OVF, "irs": IRS}
+class RCG(NoiseInjection):
+    """Noise-injection with right-censored Gaussian weight noise (RCG; Yan et al., "Improving Realistic
+    Worst-Case Performance of NVCiM DNN Accelerators through Training with Right-Censored Gaussian Noise", ICCAD
+    2023; docs/method.md, 'RCG'): each perturbation is drawn as in noise-injection, then every element above
+    ``+censor_k`` standard deviations of its weight is set to ``+censor_k`` std, ``dW = std(w) * min(z, k)``,
+    ``z ~ N(0, 1)`` (:meth:`neft.devices.DeviceModel.sample`). The loss is cross-entropy of that forward.
+
+    Args:
+        censor_k: k >= 0, in standard deviations of each weight's noise (default :data:`RCG_CENSOR_K` = 1).
+        Other arguments as :class:`NoiseInjection` (temperature 1).
+
+    Raises:
+        SettingError: (a ``ValueError``) for a censor_k that is not a finite number >= 0.
+    """
+
+    name = "rcg"
+
+    def __init__(self, censor_k: float = RCG_CENSOR_K, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.censor_k = check_setting("censor_k", censor_k)
+
+    def noisy_forward(self, model: nn.Module, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Forward with a fresh right-censored perturbation of every mapped weight at ``sigma``."""
+        return self.crossbar(model).forward(x, sigma=sigma, generator=self.generator, censor_k=self.censor_k)
+
+
+def spectral_norm(weight: torch.Tensor, iterations: int = POWER_ITERATIONS) -> torch.Tensor:
+    """Largest singular value of a weight as its crossbar stores it, ``W.reshape(out, -1)`` (a convolution's
+    ``[out, in, kh, kw]`` becomes ``[out, in * kh * kw]``), by ``iterations`` power iterations from a fixed
+    start vector (seeded, so a run replays exactly; no state kept between calls).
+
+    Differentiable: returns ``u^T W v`` with the converged singular vectors ``u``, ``v`` detached, whose gradient
+    ``u v^T`` is the gradient of sigma_max (Miyato et al., "Spectral Normalization for GANs", ICLR 2018).
+
+    Args:
+        weight: ``[out, in]`` (Linear) or ``[out, in, *kernel]`` (Conv1d/2d/3d), any real dtype.
+        iterations: power iterations (>= 1); the estimate approaches sigma_max from below.
+
+    Returns:
+        Scalar tensor (weight units), 0 for an all-zero weight.
+    """
+    matrix = weight.reshape(weight.shape[0], -1)
+    with torch.no_grad():
+        start = torch.Generator().manual_seed(0)
+        v = F.normalize(torch.randn(matrix.shape[1], generator=start).to(matrix), dim=0)
+        for _ in range(iterations):
+            v = F.normalize(matrix.T @ F.normalize(matrix @ v, dim=0), dim=0)
+        u = F.normalize(matrix @ v, dim=0)
+    return u @ matrix @ v
+
+
+def lipschitz_penalty(weights: Iterable[torch.Tensor], bound: float = LIPSCHITZ_BOUND,
+                      iterations: int = POWER_ITERATIONS) -> torch.Tensor:
+    """``sum_l relu(sigma_max(W_l) - bound)^2`` over ``weights`` (docs/method.md, 'Lipschitz'): zero while every
+    layer's spectral norm (:func:`spectral_norm`, conv weights reshaped to ``[out, in * kh * kw]``) is at most
+    ``bound``, so that no layer amplifies the errors that reach it.
+
+    Args:
+        weights: the crossbar-mapped weights, e.g. ``Crossbar(model).weights().values()``.
+        bound: the spectral norm each layer may reach without penalty (default 1).
+        iterations: power iterations per estimate.
+
+    Returns:
+        Scalar tensor, differentiable with respect to the weights.
+    """
+    return sum((F.relu(spectral_norm(w, iterations) - bound) ** 2 for w in weights), torch.zeros(()))
+
+
+class Lipschitz(NoiseInjection):
+    """Noise-injection plus a penalty on the Lipschitz bound of the mapped layers, in the spirit of CorrectNet's
+    training half (Eldebiky et al., "CorrectNet: Robustness Enhancement of Analog In-Memory Computing for Neural
+    Networks by Error Suppression and Compensation", DATE 2023, Sec. III; docs/method.md, 'Lipschitz'; the
+    paper's exact regulariser was not available to us, this is neft's spectral-norm form):
+
+        loss = CE(z_noisy, y) + lipschitz_lambda * sum_l relu(sigma_max(W_l) - 1)^2
+
+    over the clean crossbar-mapped weights ``W_l`` (:func:`lipschitz_penalty`).
+
+    Args:
+        lipschitz_lambda: penalty weight >= 0 (default :data:`LIPSCHITZ_LAMBDA`; 0 is noise-injection).
+        bound: per-layer spectral norm without penalty (default 1).
+        iterations: power iterations per estimate and step.
+        Other arguments as :class:`NoiseInjection` (temperature 1).
+
+    Raises:
+        SettingError: (a ``ValueError``) for a lipschitz_lambda that is not a finite number >= 0.
+    """
+
+    name = "lipschitz"
+
+    def __init__(self, lipschitz_lambda: float = LIPSCHITZ_LAMBDA, bound: float = LIPSCHITZ_BOUND,
+                 iterations: int = POWER_ITERATIONS, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lipschitz_lambda = check_setting("lipschitz_lambda", lipschitz_lambda)
+        self.bound, self.iterations = float(bound), int(iterations)
+
+    def loss(self, model, x, y):
+        loss, logs = super().loss(model, x, y)
+        penalty = lipschitz_penalty(self.crossbar(model).weights().values(), self.bound, self.iterations)
+        return loss + self.lipschitz_lambda * penalty.to(loss.device), logs
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+                      alpha: float, temperature: float) -> torch.Tensor:
+    """Knowledge distillation loss (Hinton et al., 2015; the form Zhou et al., "Noisy Machines", 2020, train
+    noisy students with):
+
+        loss = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))
+
+    Args:
+        student_logits: ``z_s``, ``[B, C]``.
+        teacher_logits: ``z_t``, ``[B, C]`` (used as given; detach it for a frozen teacher).
+        target: class indices ``[B]``.
+        alpha: weight of the distillation term, in [0, 1].
+        temperature: ``T`` > 0; ``T^2`` keeps the soft term's gradients on the scale of the hard term's.
+
+    Returns:
+        Scalar mean loss (nats; the KL divergence is summed over classes and averaged over the batch).
+    """
+    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean", log_target=True)
+    return (1 - alpha) * F.cross_entropy(student_logits, target) + alpha * temperature ** 2 * soft
+
+
+def load_teacher(teacher: str | Path | nn.Module, sample_input: torch.Tensor, num_classes: int) -> nn.Module:
+    """The frozen teacher network of :class:`Distill`: a run directory (or ``checkpoint.pt``) loaded with
+    :func:`neft.checkpoint.load` on ``sample_input``'s device, or a module used as given; returned in eval mode
+    with ``requires_grad`` off. Its architecture may differ from the student's.
+
+    Args:
+        teacher: run directory, checkpoint file or ``nn.Module``.
+        sample_input: one input batch ``[B, ...]`` of the student's data, to check the teacher reads it.
+        num_classes: classes the student predicts.
+
+    Raises:
+        SettingError: (a ``ValueError``, setting ``teacher``) when there is no readable checkpoint, or the teacher
+            does not read these inputs or predicts another number of classes (a run of another data set).
+    """
+    if not isinstance(teacher, nn.Module):
+        try:
+            teacher = checkpoint.load(teacher, map_location=sample_input.device)
+        except (FileNotFoundError, ValueError) as error:
+            raise SettingError("teacher", f"teacher {str(teacher)!r} is not a trained run ({error}); train the "
+                                          f"teacher first, e.g. `neft train --method vanilla --out {teacher}`") from None
+    teacher.eval().requires_grad_(False)
+    try:
+        with torch.no_grad():
+            classes = teacher(sample_input[:1]).shape[-1]
+    except RuntimeError as error:
+        raise SettingError("teacher", f"the teacher cannot read this data set's images {list(sample_input.shape[1:])} "
+                                      f"({' '.join(str(error).split())[:120]}); give a teacher trained on the same "
+                                      "data set") from None
+    if classes != num_classes:
+        raise SettingError("teacher", f"the teacher predicts {classes} classes, the student {num_classes}; give a "
+                                      "teacher trained on the same data set")
+    return teacher
+
+
+class Distill(NoiseInjection):
+    """Noise-injection with knowledge distillation from a clean teacher (Zhou et al., "Noisy Machines:
+    Understanding noisy neural networks and enhancing robustness to analog hardware errors using distillation",
+    2020; docs/method.md, 'Distill'): the student's forward is perturbed as in noise-injection, the
+    teacher's is clean (no noise, eval mode, no gradient, never updated), and the loss is
+    :func:`distillation_loss` of the two.
+
+    Args:
+        teacher: the teacher network (:func:`load_teacher`); never part of the optimiser or the checkpoints.
+        distill_alpha: weight of the distillation term in [0, 1] (default :data:`DISTILL_ALPHA`).
+        distill_temperature: softmax temperature > 0 (default :data:`DISTILL_TEMPERATURE`).
+        Other arguments as :class:`NoiseInjection` (temperature 1).
+
+    Raises:
+        SettingError: (a ``ValueError``) for an alpha outside [0, 1] or a temperature that is not finite > 0.
+    """
+
+    name = "distill"
+
+    def __init__(self, teacher: nn.Module, distill_alpha: float = DISTILL_ALPHA,
+                 distill_temperature: float = DISTILL_TEMPERATURE, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.distill_alpha = check_setting("distill_alpha", distill_alpha)
+        self.distill_temperature = check_setting("distill_temperature", distill_temperature)
+
+    def loss(self, model, x, y):
+        logits = self.noisy_forward(model, x, self.sigma)
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        loss = distillation_loss(logits, teacher_logits, y, self.distill_alpha, self.distill_temperature)
+        return loss, {"acc": _accuracy(logits, y)}
+
+
+METHODS = {"vanilla": Vanilla, "noise-injection": NoiseInjection, "ovf": OVF, "irs": IRS, "rcg": RCG,
+           "lipschitz": Lipschitz, "distill": Distill}
 
 
 def create(
@@ -388,23 +649,43 @@ def create(
     sigma_block: float | None = None,
     taps: Sequence[str | tuple[str, int]] | None = None,
     temperature: float = 1.0,
+    censor_k: float = RCG_CENSOR_K,
+    lipschitz_lambda: float = LIPSCHITZ_LAMBDA,
+    teacher: str | Path | nn.Module | None = None,
+    distill_alpha: float = DISTILL_ALPHA,
+    distill_temperature: float = DISTILL_TEMPERATURE,
 ) -> Objective:
-    """Build an objective by CLI name: ``vanilla``, ``noise-injection``, ``ovf`` or ``irs``.
+    """Build an objective by CLI name: ``vanilla``, ``noise-injection``, ``ovf``, ``irs``, ``rcg``,
+    ``lipschitz`` or ``distill``.
 
-    ``sample_input``, ``num_classes``, ``sigma_block`` and ``taps`` are used by IRS only; ``temperature`` (the
-    logit divisor T of the noise-injection ablation, see :class:`NoiseInjection`) by noise-injection only.
+    ``sample_input`` (``[B, ...]``) and ``num_classes`` are used by IRS and Distill, ``sigma_block`` and ``taps``
+    by IRS only; ``temperature`` (the logit divisor T of the noise-injection ablation, see
+    :class:`NoiseInjection`) by noise-injection only; ``censor_k`` by :class:`RCG`, ``lipschitz_lambda`` by
+    :class:`Lipschitz`, ``teacher`` (a run directory or module, :func:`load_teacher`), ``distill_alpha`` and
+    ``distill_temperature`` by :class:`Distill`.
 
     Raises:
         ValueError: for an unknown method, invalid sigma/beta/temperature or IRS taps, a temperature other
-            than 1 for a method other than noise-injection (OVF and IRS already divide by N + 1), or a beta other
-            than 0 for a method other than ovf/irs (:func:`check_method_settings`).
+            than 1 for a method other than noise-injection (OVF and IRS already divide by N + 1), a beta other
+            than 0 for a method other than ovf/irs, another method's setting away from its default, distill
+            without a teacher (:func:`check_method_settings`; a :class:`~neft.errors.SettingError` names the
+            setting), or a teacher that is no trained run of this data set (:func:`load_teacher`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    check_method_settings(method, check_beta(beta), check_temperature(temperature), check_sigma(sigma))
+    check_method_settings(method, check_beta(beta), check_temperature(temperature), check_sigma(sigma),
+                          censor_k=censor_k, lipschitz_lambda=lipschitz_lambda, teacher=teacher,
+                          distill_alpha=distill_alpha, distill_temperature=distill_temperature)
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
     if method == "irs":
         return IRS(model, sample_input, num_classes, taps=taps, sigma_block=sigma_block, **common)
     if method == "noise-injection":
         return NoiseInjection(temperature=temperature, **common)
+    if method == "rcg":
+        return RCG(censor_k=censor_k, **common)
+    if method == "lipschitz":
+        return Lipschitz(lipschitz_lambda=lipschitz_lambda, **common)
+    if method == "distill":
+        return Distill(load_teacher(teacher, sample_input, num_classes), distill_alpha=distill_alpha,
+                       distill_temperature=distill_temperature, **common)
     return METHODS[method](**common)

@@ -22,12 +22,12 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import metrics, variants
+from . import metrics, objectives, variants
 
 __all__ = ["load_results", "result_label", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]
 
-METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs")
+METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "distill")
 ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "ekl_x1e2", "confidence", "runs", "run",
             "seeds", "seed_mean", "seed_ci95")
 REQUIRED_KEYS = ("test_size", "per_sigma")
@@ -367,8 +367,9 @@ def write_report(
 
 
 def _training_setup(results: list[dict]) -> str:
-    """One line per label: how its networks were trained (sigma, epochs, training images, init, beta, T, seeds)
-    and the device model they were evaluated under."""
+    """One line per label: how its networks were trained (sigma, epochs, training images, init, beta, T, the
+    settings of rcg, lipschitz and distill with distill's teacher, seeds) and the device model they were evaluated
+    under."""
     lines = []
     for result, (label, _) in zip(results, _labels(results)):
         facts = []
@@ -382,6 +383,9 @@ def _training_setup(results: list[dict]) -> str:
                 facts.append(f"beta {result['beta']:g}")
             if result.get("temperature", 1.0) != 1.0:
                 facts.append(f"T {result['temperature']:g}")
+            facts += [f"{name} {result[name]:g}" for name in objectives.METHOD_SETTINGS if result.get(name) is not None]
+            if result.get("teacher"):
+                facts.append(f"teacher {result['teacher']}")
             seeds = result.get("seeds", [result["train_seed"]] if "train_seed" in result else [])
             if seeds:
                 facts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, data, devices, distributed, report
+from . import checkpoint, data, devices, distributed, objectives, report
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
@@ -110,7 +110,8 @@ def evaluate_run(
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
-        "temperature": meta.get("temperature", 1.0), "init": meta["config"].get("init", "kaiming"),
+        "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
+        "init": meta["config"].get("init", "kaiming"),
         "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
         "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target, "precision": chosen.precision,
         "versions": checkpoint.versions(),

@@ -51,7 +51,10 @@ class TrainConfig:
 
     sigma and sigma_block are relative device variations (fractions of a device's conductance range, e.g. 0.1).
     ``beta=None`` takes :func:`neft.objectives.default_beta`; ``temperature`` is the logit divisor T of
-    noise-injection (:class:`neft.objectives.NoiseInjection`; 1 = the paper's baseline); ``lr=None``
+    noise-injection (:class:`neft.objectives.NoiseInjection`; 1 = the paper's baseline); ``censor_k`` (rcg,
+    standard deviations), ``lipschitz_lambda`` (lipschitz), ``teacher`` (distill: a run directory of the same
+    data set), ``distill_alpha`` and ``distill_temperature`` (distill) set the objectives of docs/method.md,
+    'Other answers to device variation', and must stay at their defaults for other methods; ``lr=None``
     takes the release's learning rate for the model (docs/method.md, 'Training recipe').
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
@@ -68,6 +71,11 @@ class TrainConfig:
     device_model: str | dict = "RRAM1"
     beta: float | None = None
     temperature: float = 1.0
+    censor_k: float = objectives.RCG_CENSOR_K
+    lipschitz_lambda: float = objectives.LIPSCHITZ_LAMBDA
+    teacher: str | None = None
+    distill_alpha: float = objectives.DISTILL_ALPHA
+    distill_temperature: float = objectives.DISTILL_TEMPERATURE
     taps: list[str] | None = None
     epochs: int = 200
     batch_size: int = 128
@@ -85,7 +93,8 @@ class TrainConfig:
         """Validate every field and fill defaults (beta, lr); returns self.
 
         Raises:
-            SettingError: (a ``ValueError``) naming the bad setting and how to fix it.
+            SettingError: (a ``ValueError``) naming the bad setting and how to fix it (a ``teacher`` without a
+                checkpoint or trained on another data set included).
             FileNotFoundError: ``device_model`` names a file that does not exist.
         """
         if self.method not in objectives.METHODS:
@@ -105,7 +114,13 @@ class TrainConfig:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)
         self.beta = objectives.check_beta(self.beta)
         self.temperature = objectives.check_temperature(self.temperature)
-        objectives.check_method_settings(self.method, self.beta, self.temperature, self.sigma)
+        objectives.check_method_settings(self.method, self.beta, self.temperature, self.sigma, teacher=self.teacher,
+                                         **{name: getattr(self, name) for name in _OBJECTIVE_SETTINGS})
+        for name in _OBJECTIVE_SETTINGS:
+            setattr(self, name, float(getattr(self, name)))
+        if self.teacher is not None:
+            self.teacher = str(self.teacher)
+            _check_teacher(self.teacher, self.dataset)
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("val_runs", 1), ("seed", 0)):
             _check_count(name, getattr(self, name), minimum)
         for name in ("train_subset", "test_subset"):
@@ -130,6 +145,21 @@ class TrainConfig:
                                         f"got {self.width!r}")
         resolve_device(self.device)
         return self
+
+
+_OBJECTIVE_SETTINGS = ("censor_k", "lipschitz_lambda", "distill_alpha", "distill_temperature")
+
+
+def _check_teacher(teacher: str, dataset: str) -> None:
+    """Refuse a distillation teacher that is no trained run, or one trained on another data set."""
+    try:
+        trained_on = checkpoint.load_checkpoint(teacher)[1]["dataset"]
+    except (FileNotFoundError, ValueError) as error:
+        raise SettingError("teacher", f"teacher {teacher!r} is not a trained run ({error}); train the teacher "
+                                      f"first, e.g. `neft train --method vanilla --out {teacher}`") from None
+    if trained_on != dataset:
+        raise SettingError("teacher", f"teacher {teacher!r} was trained on {trained_on}, this run trains on "
+                                      f"{dataset}; give a teacher run of the same data set")
 
 
 def _check_count(name: str, value, minimum: int) -> None:
@@ -282,7 +312,8 @@ class _Run:
         objective = objectives.create(
             config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
             device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
-            taps=config.taps, temperature=config.temperature,
+            taps=config.taps, temperature=config.temperature, teacher=config.teacher,
+            **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
         )
         if main:  # only once the objective accepted its settings: a bad tap leaves no half-made run behind
             (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))

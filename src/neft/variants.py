@@ -7,10 +7,14 @@ itself (see the README's Results section):
   T = N + 1 = 4 gives the backbone the same logit scaling as OVF's and IRS's negative feedback loss without any
   feedback term;
 - ``ovf beta=0`` / ``irs beta=0``: the negative feedback loss with the feedback switched off;
-- ``noise-injection init=torch``: PyTorch's default initialisation instead of the release's Kaiming fan_out.
+- ``noise-injection init=torch``: PyTorch's default initialisation instead of the release's Kaiming fan_out;
+- ``rcg k=2``, ``lipschitz lambda=0.01``, ``distill alpha=0.5 T=2``: the other answers to device variation
+  (docs/method.md, 'Other answers to device variation') away from their default settings.
 
-A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature), ``beta`` and ``init``, in presets
-(``methods = ["ovf", "ovf beta=0"]``) and in report labels, so the label of a result is the text that made it.
+A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature; for distill its softmax
+temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``lambda`` (lipschitz_lambda) and ``alpha``
+(distill_alpha), in presets (``methods = ["ovf", "ovf beta=0"]``) and in report labels, so the label of a result is
+the text that made it. A distill run's teacher is a [train] setting (``teacher``), not part of the variant.
 """
 
 from __future__ import annotations
@@ -20,19 +24,26 @@ from .models import INITS as _INITS
 
 __all__ = ["parse", "label", "labels", "directory_name"]
 
-_KEYS = {"T": "temperature", "beta": "beta", "init": "init"}
+_KEYS = {"T": "temperature", "beta": "beta", "init": "init", "k": "censor_k", "lambda": "lipschitz_lambda",
+         "alpha": "distill_alpha"}
+# variant key -> setting where a method gives the key its own meaning
+_METHOD_KEYS = {("distill", "T"): "distill_temperature"}
+# settings a label names when they differ from their default, with the variant key that names them
+_LABELLED = {"censor_k": "k", "lipschitz_lambda": "lambda", "distill_alpha": "alpha", "distill_temperature": "T"}
 
 
 def parse(spec: str) -> tuple[str, dict]:
     """Split a variant ``"METHOD key=value ..."`` into the method and its :class:`~neft.train.TrainConfig` overrides.
 
     ``parse("noise-injection T=4") == ("noise-injection", {"temperature": 4.0})``;
-    ``parse("ovf beta=0") == ("ovf", {"beta": 0.0})``; ``parse("ovf") == ("ovf", {})``.
+    ``parse("ovf beta=0") == ("ovf", {"beta": 0.0})``; ``parse("ovf") == ("ovf", {})``;
+    ``parse("distill alpha=0.5 T=2") == ("distill", {"distill_alpha": 0.5, "distill_temperature": 2.0})``.
 
     Raises:
         ValueError: for an empty spec, an unknown method or key, a key given twice, a malformed ``key=value``, an
-            invalid value (T <= 0, beta < 0, an unknown init), T for a method other than noise-injection or beta
-            for a method other than ovf/irs.
+            invalid value (T <= 0, beta < 0, an unknown init, k < 0, lambda < 0, alpha outside [0, 1]), T for a
+            method other than noise-injection or distill, beta for a method other than ovf/irs, or k, lambda or
+            alpha for a method other than rcg, lipschitz or distill.
     """
     if not str(spec).split():
         raise ValueError("an empty method name; give e.g. 'ovf' or 'ovf beta=0'")
@@ -44,11 +55,15 @@ def parse(spec: str) -> tuple[str, dict]:
     for option in options:
         key, sep, value = option.partition("=")
         if not sep or key not in _KEYS:
-            raise ValueError(f"{spec!r}: expected key=value with key T, beta or init, got {option!r}")
-        if _KEYS[key] in overrides:
+            raise ValueError(f"{spec!r}: expected key=value with key {', '.join(_KEYS)}, got {option!r}")
+        setting = _METHOD_KEYS.get((method, key), _KEYS[key])
+        if setting in overrides:
             raise ValueError(f"{spec!r}: {key} is given twice")
         if key == "beta" and method not in ("ovf", "irs"):
             raise ValueError(f"{spec!r}: beta applies to ovf and irs only (the negative feedback strength)")
+        owner = objectives.METHOD_SETTINGS.get(setting, (method,))[0]
+        if owner != method:
+            raise ValueError(f"{spec!r}: {key} applies to {owner} only")
         if key == "init":
             if value not in _INITS:
                 raise ValueError(f"{spec!r}: init must be one of {', '.join(_INITS)}, got {value!r}")
@@ -58,21 +73,24 @@ def parse(spec: str) -> tuple[str, dict]:
             number = float(value)
         except ValueError:
             raise ValueError(f"{spec!r}: {key} must be a number, got {value!r}") from None
-        check = objectives.check_temperature if key == "T" else objectives.check_beta
-        overrides[_KEYS[key]] = check(number)
+        checks = {"temperature": objectives.check_temperature, "beta": objectives.check_beta}
+        overrides[setting] = checks[setting](number) if setting in checks else objectives.check_setting(setting, number)
     if overrides.get("temperature", 1.0) != 1.0 and method != "noise-injection":
-        raise ValueError(f"{spec!r}: T applies to noise-injection only (OVF and IRS divide their logits by N + 1)")
+        raise ValueError(f"{spec!r}: T applies to noise-injection and distill only (OVF and IRS divide their logits "
+                         "by N + 1)")
     return method, overrides
 
 
 def label(result: dict, show_init: bool = False) -> str:
     """The variant label of a trained run: its method, plus ``T=..`` when the temperature is not 1, ``beta=..``
-    when beta differs from the paper's value for the model and data set, and ``init=..`` when ``show_init`` and
-    the run did not use the release's Kaiming init.
+    when beta differs from the paper's value for the model and data set, ``k=..``, ``lambda=..``, ``alpha=..``
+    and (distill) ``T=..`` when rcg's, lipschitz's or distill's settings differ from their defaults, and
+    ``init=..`` when ``show_init`` and the run did not use the release's Kaiming init.
 
     Args:
         result: a ``results.json`` dict (or anything with ``method`` and optionally ``temperature``, ``beta``,
-            ``init``, ``model``, ``dataset``; results written before these keys existed read as the defaults).
+            ``censor_k``, ``lipschitz_lambda``, ``distill_alpha``, ``distill_temperature``, ``init``, ``model``,
+            ``dataset``; results written before these keys existed read as the defaults).
         show_init: label the init (set it when the compared runs use different inits).
     """
     method = result["method"]
@@ -85,6 +103,10 @@ def label(result: dict, show_init: bool = False) -> str:
         default = objectives.default_beta(method, result.get("model", "any"), result.get("dataset", "any"))
         if beta != default:
             parts.append(f"beta={beta:g}")
+    for setting, key in _LABELLED.items():
+        owner, default = objectives.METHOD_SETTINGS[setting][:2]
+        if method == owner and result.get(setting) is not None and result[setting] != default:
+            parts.append(f"{key}={result[setting]:g}")
     if show_init and result.get("init", "kaiming") != "kaiming":
         parts.append(f"init={result['init']}")
     return " ".join(parts)

@@ -143,11 +143,11 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 
 
 def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: torch.Generator | None, censor_k: float | None = None) -> torch.Tensor:
     """``device_model.sample`` drawn on ``generator``'s device (torch refuses a generator of another device type)
     and returned on ``weight``'s device; no copy when both share a device."""
     draw_on = weight.device if generator is None else generator.device
-    return device_model.sample(weight.to(draw_on), sigma, generator).to(weight.device)
+    return device_model.sample(weight.to(draw_on), sigma, generator, censor_k).to(weight.device)
 
 
 class Crossbar:
@@ -207,7 +207,8 @@ class Crossbar:
         return rows
 
     def sample_chip(self, sigma: float, generator: torch.Generator | None = None,
-                    verified: Mapping[str, torch.Tensor] | None = None, verified_sigma: float = 0.0) -> Chip:
+                    verified: Mapping[str, torch.Tensor] | None = None, verified_sigma: float = 0.0,
+                    censor_k: float | None = None) -> Chip:
         """Draw one frozen perturbation of every mapped weight (one programmed chip).
 
         Args:
@@ -223,6 +224,8 @@ class Crossbar:
                 ``min(verified_sigma, sigma)`` (the std is proportional to sigma, :meth:`DeviceModel.std`).
             verified_sigma: residual relative variation of a verified device, in [0, 1] (0: verified weights
                 are exact).
+            censor_k: right-censor every draw at ``+censor_k`` standard deviations (:meth:`DeviceModel.sample`;
+                the RCG objective's training noise); None: the plain Gaussian.
 
         Returns:
             ``{name: dW}`` with each ``dW`` shaped like its weight, detached.
@@ -234,7 +237,8 @@ class Crossbar:
         sigma = check_sigma(sigma)
         scale = min(check_sigma(verified_sigma, "verified_sigma"), sigma) / sigma if sigma else 1.0
         with torch.no_grad():
-            chip = {name: _sample(self.device_model, w, sigma, generator) for name, w in self.weights().items()}
+            chip = {name: _sample(self.device_model, w, sigma, generator, censor_k)
+                    for name, w in self.weights().items()}
             for name, mask in (verified or {}).items():
                 chip[name] = torch.where(mask, chip[name] * scale, chip[name])
             return chip
@@ -249,6 +253,7 @@ class Crossbar:
         sigma: float | None = None,
         generator: torch.Generator | None = None,
         chip: Mapping[str, torch.Tensor] | None = None,
+        censor_k: float | None = None,
     ) -> torch.Tensor:
         """Run the model on ``x`` with perturbed mapped weights.
 
@@ -258,6 +263,8 @@ class Crossbar:
 
         Args:
             x: model input, e.g. ``[B, C, H, W]``.
+            censor_k: with ``sigma``, right-censor the fresh draw at ``+censor_k`` standard deviations
+                (:meth:`DeviceModel.sample`); None (default): the plain Gaussian.
 
         Returns:
             The model's output for ``x``.
@@ -270,5 +277,5 @@ class Crossbar:
         if chip is None:
             if check_sigma(sigma) == 0:
                 return self.model(x)
-            chip = self.sample_chip(sigma, generator)
+            chip = self.sample_chip(sigma, generator, censor_k=censor_k)
         return functional_call(self.model, self.perturbed_weights(chip), (x,))

@@ -138,4 +138,20 @@ def test_shards_and_parallel_workers_fill_one_grid(tmp_path, capsys):
         assert [p["accuracy"]["per_run"] for p in a] == [p["accuracy"]["per_run"] for p in b]
     assert main(["reproduce", str(preset), "--shard", "2/2"]) == 2
     assert main(["reproduce", str(preset), "--shard", "0/2", "--cells-per-device", "2"]) == 2
-    assert "drop --parallel/--cells-per-device or --shard" in capsys.readouterr().err
+    assert "argument --shard: a shard runs one cell at a time; drop parallel/cells_per_device" in capsys.readouterr().err
+
+
+def test_distill_cells_learn_from_the_vanilla_cell_of_their_seed(tmp_path, capsys):
+    preset = tmp_path / "distill.toml"
+    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"]',
+                                   '["distill", "rcg", "vanilla"]')
+                      .replace("seeds = [0, 1]", "seeds = [0]").replace("val_runs = 2", 'val_runs = 2\nteacher = "vanilla"'))
+    out = tmp_path / "grid"
+    assert main(["reproduce", str(preset), "--out", str(out), "--cells-per-device", "2"]) == 0
+    distill = json.loads((out / "distill-s0.2-seed0" / "config.json").read_text())
+    assert distill["teacher"] == str(out / "vanilla-s0-seed0")
+    assert json.loads((out / "rcg-s0.2-seed0" / "config.json").read_text())["teacher"] is None  # not its setting
+    assert "| distill |" in (out / "report.md").read_text()
+    preset.write_text(preset.read_text().replace('["distill", "rcg", "vanilla"]', '["distill"]'))
+    assert main(["reproduce", str(preset), "--out", str(tmp_path / "no-teacher")]) == 2
+    assert 'teacher = "vanilla" needs "vanilla" in [experiment] methods' in capsys.readouterr().err

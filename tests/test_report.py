@@ -87,7 +87,7 @@ def test_rows_sorted_by_method_order_with_values():
         ("vanilla", 0.1), ("vanilla", 0.2), ("vanilla", 0.3), ("noise-injection", 0.1), ("noise-injection", 0.2),
         ("ovf", 0.1), ("ovf", 0.2), ("irs", 0.1), ("awp", 0.1)]
     assert rows[1] == {"method": "vanilla", "train_sigma": 0.0, "sigma": 0.2, "mean": 73.98, "ci95": 1.234,
-                       "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
+                       "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "p1": 73.98 - 1.5, "p5": 73.98 - 1, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
                        "run": "runs/vanilla", "seeds": "", "seed_mean": "", "seed_ci95": ""}
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
@@ -106,13 +106,15 @@ def test_labels_name_training_sigma_and_seed_only_when_needed():
 
 def test_markdown_cells_and_blanks():
     text = report.markdown_table(report.comparison_rows([VANILLA, NOISE, OVF_01, OVF_02]))
-    accuracy, uncertainty = text.split("\n\n**")
+    accuracy, worst, uncertainty = text.split("\n\n**")
     lines = accuracy.splitlines()
     assert lines[2] == "| method | σ = 0.1 | σ = 0.2 | σ = 0.3 |"
     assert lines[4] == "| vanilla | 96.88 ± 0.08 | 73.98 ± 1.23 | 45.00 ± 2.00 |"
     assert lines[5] == "| noise-injection | 99.59 ± 0.02 | 99.45 ± 0.05 |  |"
     assert lines[6] == "| ovf | 99.61 ± 0.01 | 99.53 ± 0.03 |  |"
     assert len(lines) == 7
+    assert worst.startswith("Worst-case accuracy (%): 1st / 5th percentile over chips")
+    assert "| vanilla | 95.38 / 95.88 | 72.48 / 72.98 | 43.50 / 44.00 |" in worst  # make_result: mean - 1.5, - 1
     assert uncertainty.startswith("EKL (x1e-2 nats)")
     assert "| ovf | 0.20 / 0.995 | 0.30 / 0.990 |  |" in uncertainty
 
@@ -242,3 +244,23 @@ def test_report_states_how_each_run_was_trained_and_the_legend_its_training_sigm
     rows = report.comparison_rows([VANILLA, noise])
     line = [r for r in rows if r["method"] == "noise-injection init=torch"]
     assert report._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1)"
+
+
+def test_write_verify_sweeps_become_curves_and_a_plot(tmp_path):
+    def swept(fraction, selection, mean):
+        result = make_result("noise-injection", 0.3, {0.3: (mean, 0.5, 1.0, 0.9)}, run=f"runs/ni-{fraction}")
+        result["evaluation"] = {"write_verify": fraction, "verify_select": selection, "verified_sigma": 0.0}
+        return result
+
+    plain = make_result("noise-injection", 0.3, {0.3: (77.0, 0.7, 1.0, 0.9)}, run="runs/ni")
+    results = [plain, swept(0.01, "magnitude", 78.0), swept(0.05, "magnitude", 79.5), swept(0.01, "swim", 82.0)]
+    curves = report.write_verify_curves(results)
+    assert curves == {("noise-injection", "magnitude", 0.3): [(0.0, 77.0, 0.7), (0.01, 78.0, 0.5), (0.05, 79.5, 0.5)],
+                      ("noise-injection", "swim", 0.3): [(0.0, 77.0, 0.7), (0.01, 82.0, 0.5)]}
+    paths = report.write_report(results, tmp_path)
+    assert paths["write_verify"].read_bytes().startswith(PNG_SIGNATURE)
+    assert "![Accuracy vs fraction write-verified](report_write_verify.png)" in paths["markdown"].read_text()
+    assert "| noise-injection wv=5% magnitude |" in paths["markdown"].read_text()
+    assert "write_verify" not in report.write_report([plain], tmp_path / "plain")
+    with pytest.raises(ValueError, match="no write-verify sweep"):
+        report.plot_write_verify([plain], tmp_path / "none.png")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__, distributed
 from .compute import keep_freed_memory
+from .errors import SettingError
 
 SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
 
@@ -83,6 +84,9 @@ def _taps(values):
     taps = []
     for value in values:
         name, _, pool = value.partition(":")
+        if pool and not pool.isdigit():
+            raise SettingError("taps", f"tap {value!r}: the pooled size after ':' must be a positive integer, "
+                                       "e.g. features.3:2")
         taps.append((name, int(pool)) if pool else name)
     return taps
 
@@ -384,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     shown = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
     try:
         args.func(args)
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `neft layers | head`)
+        sys.stdout = None  # nothing more can be written; let the interpreter exit quietly
+        return 0
     except KeyboardInterrupt:
         print("neft: interrupted; rerun the same command with --resume (train) or as is (demo, reproduce)",
               file=sys.stderr)

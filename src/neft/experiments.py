@@ -6,7 +6,10 @@ A preset is a TOML file with three tables (see ``configs/``):
   ``"ovf beta=0"``, ``"noise-injection init=torch"``, see :mod:`neft.variants`), ``train_sigmas``, ``seeds``,
   and optional ``title`` and ``notes`` (a paragraph placed under the report's title);
 - ``[train]``: any :class:`neft.train.TrainConfig` field except method, sigma and seed (model, dataset, epochs ...);
-  ``beta_ovf`` / ``beta_irs`` override the paper's betas (docs/method.md, 'Negative feedback loss');
+  ``beta_ovf`` / ``beta_irs`` override the paper's betas (docs/method.md, 'Negative feedback loss'); settings of
+  one method (``censor_k``, ``lipschitz_lambda``, ``teacher``, ``distill_alpha``, ``distill_temperature``) apply
+  to that method's cells only, and ``teacher = "vanilla"`` gives each distill cell the vanilla cell of its seed as
+  teacher (the vanilla cells then run first; with ``--shard`` they must be finished before the distill cells);
 - ``[evaluate]``: any :class:`neft.montecarlo.EvalConfig` field (``runs``, ``sigmas`` as a list or
   ``"start:stop:step"``, ``seed``, ``device_model``, ``test_subset``, ``ci_target``, ``batch_size``,
   ``precision``, ``chips_per_pass``, ``memory_format``, ``compile`` ...), with the same defaults as
@@ -98,6 +101,11 @@ def _check_preset(preset: dict, source: str) -> dict:
                     _train_config(preset, spec, sigma, experiment["seeds"][0]).check()))
             except ValueError as error:
                 setting = getattr(error, "setting", None)
+                if setting == "teacher" and train_table.get("teacher") == SAME_SEED_VANILLA:
+                    if "vanilla" not in experiment["methods"]:
+                        raise ValueError(f"{source}: [train] teacher = \"vanilla\" needs \"vanilla\" in "
+                                         "[experiment] methods (each seed's vanilla cell is its teacher)") from None
+                    continue  # checked when the vanilla cell is trained
                 where = ("[experiment] train_sigmas" if setting == "sigma" else
                          f"[train] {setting}" if setting in train_table else f"[experiment] methods {spec!r}")
                 raise ValueError(f"{source}: {where}: {error}") from None
@@ -137,15 +145,32 @@ def cell_name(spec: str, sigma: float, seed: int) -> str:
     return f"{variants.directory_name(spec)}-s{sigma:g}-seed{seed}"
 
 
-def _train_config(preset: dict, spec: str, sigma: float, seed: int) -> TrainConfig:
-    """The TrainConfig of one cell: the [train] table, the preset's betas, then the variant's own settings."""
+# [train] settings that belong to one method: the other methods' cells ignore them
+_METHOD_SETTINGS = {"censor_k": "rcg", "lipschitz_lambda": "lipschitz", "teacher": "distill",
+                    "distill_alpha": "distill", "distill_temperature": "distill"}
+SAME_SEED_VANILLA = "vanilla"  # [train] teacher = "vanilla": each distill cell learns from the vanilla cell of its seed
+
+
+def _train_config(preset: dict, spec: str, sigma: float, seed: int, out: Path | None = None) -> TrainConfig:
+    """The TrainConfig of one cell: the [train] table (settings of other methods dropped), the preset's betas, then
+    the variant's own settings. ``teacher = "vanilla"`` becomes the vanilla cell of the same seed under ``out``
+    (None while the preset is only being checked)."""
     method, overrides = variants.parse(spec)
-    table = dict(preset["train"])
+    table = {key: value for key, value in preset["train"].items() if _METHOD_SETTINGS.get(key, method) == method}
     betas = {"ovf": table.pop("beta_ovf", None), "irs": table.pop("beta_irs", None)}
     if method in betas and betas[method] is not None:
         table["beta"] = betas[method]
+    if table.get("teacher") == SAME_SEED_VANILLA:
+        table["teacher"] = str(out / cell_name("vanilla", 0.0, seed)) if out is not None else None
     table.update(overrides)
     return TrainConfig(method=method, sigma=0.0 if method == "vanilla" else sigma, seed=seed, **table)
+
+
+def _teacher_cells(preset: dict) -> list[tuple[str, float, int]]:
+    """The vanilla cells that distill cells learn from (``teacher = "vanilla"``): they run before the others."""
+    if preset["train"].get("teacher") != SAME_SEED_VANILLA:
+        return []
+    return [cell for cell in _cells(preset) if _is_vanilla(cell[0])]
 
 
 def _is_vanilla(spec: str) -> bool:
@@ -184,7 +209,7 @@ def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device
     results_file = run_dir / "results.json"
     if results_file.is_file():
         return json.loads(results_file.read_text())
-    config = _train_config(preset, spec, sigma, seed)
+    config = _train_config(preset, spec, sigma, seed, out)
     if device:
         config.device = device
     if not (run_dir / "summary.json").is_file():
@@ -228,9 +253,10 @@ def pooled_results(results: list[dict]) -> list[dict]:
     return pooled
 
 
-def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: int) -> list[dict]:
-    """Run cells ``shard::shards`` of the grid (all cells for 0/1)."""
-    cells = _cells(preset)[shard::shards]
+def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: int,
+               cells: list[tuple[str, float, int]]) -> list[dict]:
+    """Run ``cells[shard::shards]`` (all of them for 0/1)."""
+    cells = cells[shard::shards]
     results = []
     for method, sigma, seed in tqdm(cells, desc=f"grid cells {shard + 1}/{shards}" if shards > 1 else "grid cells",
                                     unit="cell"):
@@ -239,7 +265,8 @@ def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: 
     return results
 
 
-def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None) -> None:
+def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None,
+                     cells: list[tuple[str, float, int]]) -> None:
     """One local worker of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
     ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA, sharing its cores evenly)."""
     import os
@@ -251,7 +278,7 @@ def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers:
     if device in (None, "auto", "cpu"):
         device = "cpu"
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    _run_shard(preset, out, device, index, workers)
+    _run_shard(preset, out, device, index, workers, cells)
 
 
 def _check_same_settings(preset: dict, saved: Path) -> None:
@@ -289,17 +316,22 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
     _check_same_settings(preset, out / "preset.json")
     out.mkdir(parents=True, exist_ok=True)
     (out / "preset.json").write_text(json.dumps(preset, indent=2, default=str))
-    if parallel * cells_per_device > 1:
-        import torch.multiprocessing as mp
+    teachers = _teacher_cells(preset)  # distillation teachers first, then every other cell
+    for cells in (teachers, [cell for cell in _cells(preset) if cell not in teachers]):
+        if not cells:
+            continue
+        if parallel * cells_per_device > 1:
+            import torch.multiprocessing as mp
 
-        workers = parallel * cells_per_device
-        try:
-            mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device), nprocs=workers, join=True)
-        except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
-            last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
-            raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None
-    else:
-        _run_shard(preset, out, device, *shard)
+            workers = parallel * cells_per_device
+            try:
+                mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device, cells), nprocs=workers,
+                         join=True)
+            except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
+                last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
+                raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None
+        else:
+            _run_shard(preset, out, device, *shard, cells)
     done = [out / cell_name(*cell) / "results.json" for cell in _cells(preset)]
     if not all(path.is_file() for path in done):
         print(f"{sum(p.is_file() for p in done)}/{len(done)} cells finished; the report is written once all are")

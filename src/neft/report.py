@@ -24,11 +24,11 @@ from matplotlib.figure import Figure
 
 from . import metrics, objectives, variants
 
-__all__ = ["load_results", "result_label", "comparison_rows", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
+__all__ = ["load_results", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]
 
 METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "distill")
-ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "ekl_x1e2", "confidence", "runs", "run",
+ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "p1", "p5", "ekl_x1e2", "confidence", "runs", "run",
             "seeds", "seed_mean", "seed_ci95")
 REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
@@ -182,6 +182,8 @@ def comparison_rows(results: list[dict]) -> list[dict]:
                 "ci95": accuracy["ci95"],
                 "std": accuracy["std"],
                 "min": accuracy["min"],
+                "p1": accuracy.get("p1", ""),
+                "p5": accuracy.get("p5", ""),
                 "ekl_x1e2": point["ekl_x1e2"],
                 "confidence": point["confidence"],
                 "runs": point["runs"],
@@ -221,8 +223,9 @@ def markdown_table(rows: list[dict]) -> str:
     First table: Top-1 accuracy in %, cells ``"mean ± CI95"`` with two decimals (docs/method.md, 'Monte Carlo
     evaluation and metrics'). When rows pool
     several training seeds, a second table gives the mean of the per-seed MC means ± its 95 % t-interval over
-    seeds. Last table: EKL in 1e-2 nats (two decimals) and confidence (fraction, three decimals), cells
-    ``"EKL / confidence"``.
+    seeds. Then the worst-case accuracy, the 1st and 5th percentiles over chips (%, cells ``"p1 / p5"``; blank
+    for results without percentiles). Last table: EKL in 1e-2 nats (two decimals) and confidence (fraction, three
+    decimals), cells ``"EKL / confidence"``.
     A cell is blank where a method was not evaluated at that sigma. ``rows`` come from :func:`comparison_rows`.
     """
     accuracy = _pivot(
@@ -235,7 +238,12 @@ def markdown_table(rows: list[dict]) -> str:
         "**EKL (x1e-2 nats) / confidence (mean max softmax probability)**",
         lambda row: f"{row['ekl_x1e2']:.2f} / {row['confidence']:.3f}",
     )
-    tables = [accuracy, uncertainty]
+    worst = _pivot(
+        rows,
+        "**Worst-case accuracy (%): 1st / 5th percentile over chips** (the chips a deployment must live with)",
+        lambda row: f"{row['p1']:.2f} / {row['p5']:.2f}" if isinstance(row.get("p1"), float) else "",
+    )
+    tables = [accuracy, worst, uncertainty]
     if any(isinstance(row.get("seeds"), int) and row["seeds"] > 1 for row in rows):
         accuracy_caption = ("**Top-1 accuracy (%), mean ± 95 % CI half-width over chips** (chips of all training "
                             "seeds pooled: this interval ignores seed-to-seed spread)")
@@ -293,6 +301,56 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
     return path
 
 
+def write_verify_curves(results: list[dict]) -> dict[tuple[str, str, float], list[tuple[float, float, float]]]:
+    """Accuracy against the fraction of write-verified weights (docs/method.md, 'Selective write-verify').
+
+    Groups results by (label without deployment options, selection, evaluated sigma); a result evaluated without
+    write-verify is the fraction-0 point of every selection of its label. Returns ``{(label, selection, sigma):
+    [(fraction, mean %, ci95 points), ...]}`` sorted by fraction, for groups with at least two fractions.
+    """
+    selections = {r.get("evaluation", {}).get("verify_select") for r in results
+                  if r.get("evaluation", {}).get("write_verify")}
+    curves: dict[tuple[str, str, float], dict[float, tuple[float, float]]] = {}
+    for result in results:
+        evaluation = result.get("evaluation", {})
+        fraction = evaluation.get("write_verify") or 0.0
+        base = (str(result["label"]) if result.get("label") else variants.label(result) if result.get("method")
+                else "network")
+        for selection in ([evaluation["verify_select"]] if fraction else sorted(selections)):
+            for point in result["per_sigma"]:
+                key = (base, selection, round(float(point["sigma"]), 6))
+                curves.setdefault(key, {})[fraction] = (point["accuracy"]["mean"], point["accuracy"]["ci95"])
+    return {key: sorted((f, m, c) for f, (m, c) in points.items()) for key, points in sorted(curves.items())
+            if len(points) > 1}
+
+
+def plot_write_verify(results: list[dict], path: str | Path, title: str | None = None) -> Path:
+    """Save a PNG (150 dpi): accuracy (%, 95 % CI error bars) against the fraction of write-verified weights (%),
+    one line per (label, selection, sigma) of :func:`write_verify_curves`.
+
+    Raises:
+        ValueError: no label was evaluated at two or more fractions.
+    """
+    curves = write_verify_curves(results)
+    if not curves:
+        raise ValueError("no write-verify sweep to plot: evaluate a run at several fractions, e.g. "
+                         "neft evaluate RUN --write-verify 0,0.01,0.05 (--verify-select magnitude or swim)")
+    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    for ((label, selection, sigma), points), marker in zip(curves.items(), itertools.cycle("osD^vP*X<>")):
+        fractions, means, ci95 = zip(*points)
+        axes.errorbar([100 * f for f in fractions], means, yerr=ci95, marker=marker, capsize=3,
+                      label=f"{label}, {selection}, σ={sigma:g}")
+    axes.set(xlabel="weights write-verified (%)", ylabel="Top-1 accuracy (%)",
+             title=title or "Accuracy vs fraction write-verified (mean, 95 % CI)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    path = Path(path)
+    figure.savefig(path, dpi=150)
+    return path
+
+
 def _legend(label: str, line: list[dict]) -> str:
     """A plot line's legend: its label and, when all its points share one, the training sigma."""
     trained = {row["train_sigma"] for row in line}
@@ -317,7 +375,8 @@ def write_report(
     :func:`markdown_table` and the plot as an image link), ``{name}.csv`` (:func:`write_csv`) and the plot
     ``accuracy_vs_sigma.png`` (``{name}_accuracy_vs_sigma.png`` for a name other than ``"report"``, so that
     reports sharing a directory keep their own plot); ``notes`` is a paragraph placed under the title. Returns
-    ``{"markdown": .., "csv": .., "plot": ..}``.
+    ``{"markdown": .., "csv": .., "plot": ..}``, plus ``"write_verify"`` (``{name}_write_verify.png``,
+    :func:`plot_write_verify`) when a label was evaluated at several write-verified fractions.
 
     Results may come from run directories (:func:`neft.runs.evaluate_run`) or straight from
     :func:`neft.montecarlo.evaluate`; ``labels`` (one per result, in order; a directory holding several results
@@ -362,6 +421,10 @@ def write_report(
     training = _training_setup(results)
     intro = "\n\n".join(part for part in (notes, setup, training) if part)
     text = f"# {title}\n\n{intro}\n\n{markdown_table(rows)}\n![Accuracy and EKL vs sigma]({plot_name})\n"
+    if write_verify_curves(results):  # a write-verify sweep: accuracy against the fraction verified, too
+        wv_name = f"{name}_write_verify.png"
+        paths["write_verify"] = plot_write_verify(results, out_dir / wv_name)
+        text += f"\n![Accuracy vs fraction write-verified]({wv_name})\n"
     paths["markdown"].write_text(text)
     return paths
 

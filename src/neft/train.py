@@ -173,8 +173,9 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
         return True
     if out.exists() and any(out.iterdir()) and not resume:
         if not overwrite:
-            raise RunExistsError(f"run directory {str(out)!r} already exists; pass --resume to continue it, "
-                                 "--overwrite to replace it, or choose another --out")
+            raise RunExistsError(f"run directory {str(out)!r} already exists; continue it with resume=True "
+                                 "(--resume), replace it with overwrite=True (--overwrite), or choose another "
+                                 "directory (--out)")
         if not (out / "config.json").is_file():
             raise RunExistsError(f"{str(out)!r} is not a neft run directory (no config.json); refusing to delete it")
         shutil.rmtree(out)

@@ -1,4 +1,4 @@
-"""Data sets and preprocessing (SPEC section 4): real Fashion-MNIST and mnist-5k, synthetic files in every format."""
+"""Data sets and preprocessing (docs/method.md, 'Data sets and preprocessing'): real Fashion-MNIST and mnist-5k, synthetic files in every format."""
 
 import gzip
 import pickle

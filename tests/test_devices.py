@@ -1,4 +1,4 @@
-"""Device variation models against SPEC section 1 numbers."""
+"""Device variation models against the numbers of docs/method.md, 'Device variation model'."""
 
 import json
 import math
@@ -58,7 +58,7 @@ def test_sampled_statistics_on_a_million_elements(name):
         expected = float(std[mask][0])
         assert abs(float(noise[mask].mean())) < 3 * expected / math.sqrt(n)
         assert float(noise[mask].std()) == pytest.approx(expected, rel=0.01)
-    # the population-average variance stays at the state-independent value (SPEC: sigma_eff normalisation)
+    # the population-average variance stays at the state-independent value (docs/method.md: sigma_eff normalisation)
     # for a uniform weight distribution half the weights are intermediate, so it is not exactly 1; check the formula
     edge, middle = model.multipliers
     frac_mid = float((std == std.max()).float().mean()) if model.state_factor > 1 else 0.0

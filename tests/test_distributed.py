@@ -1,4 +1,4 @@
-"""Scale-out with torch.distributed: 2 CPU processes with gloo (DESIGN decision 8)."""
+"""Scale-out with torch.distributed: 2 CPU processes with gloo."""
 
 import json
 import os

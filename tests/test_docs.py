@@ -44,7 +44,7 @@ def test_api_doc_runs_in_order(tmp_path, monkeypatch):
 
 def _documentation_files() -> list[Path]:
     files = [ROOT / "README.md"]
-    for folder in (ROOT / "src", ROOT / "docs"):
+    for folder in (ROOT / "src", ROOT / "docs", ROOT / "configs", ROOT / "benchmarks"):
         files += [p for p in folder.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".toml", ".txt", ".json"}
                   and "egg-info" not in p.parts[-2]]
     return files

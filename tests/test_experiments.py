@@ -1,4 +1,4 @@
-"""`neft reproduce` and `neft demo` grids end to end on a tiny preset (SPEC sections 2 and 5)."""
+"""`neft reproduce` and `neft demo` grids end to end on a tiny preset (docs/method.md, 'Training recipe' and 'Protocol')."""
 
 import json
 

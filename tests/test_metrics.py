@@ -1,4 +1,4 @@
-"""Metrics (SPEC section 5) against hand-computed values."""
+"""Metrics (docs/method.md, 'Monte Carlo evaluation and metrics') against hand-computed values."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Model zoo shapes and parameter counts (SPEC section 3)."""
+"""Model zoo shapes and parameter counts (docs/method.md, 'Models')."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Monte Carlo engine (SPEC section 5, DESIGN decision 4)."""
+"""Monte Carlo engine (docs/method.md, 'Monte Carlo evaluation and metrics')."""
 
 import json
 import math

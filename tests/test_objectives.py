@@ -1,4 +1,4 @@
-"""NeFT objectives (SPEC section 2)."""
+"""NeFT objectives (docs/method.md, 'Negative feedback loss', 'OVF', 'IRS')."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Trainer, checkpoints and the `neft train` command (SPEC section 2 recipe)."""
+"""Trainer, checkpoints and the `neft train` command (docs/method.md, 'Training recipe')."""
 
 import contextlib
 import csv
@@ -32,7 +32,7 @@ def test_vgg8_learns_fashion_mnist_in_two_epochs(tmp_path, method):
     assert float(rows[1]["loss"]) < float(rows[0]["loss"])
     if method == "irs":
         assert {"head1_acc", "head2_acc", "head3_acc"} <= set(rows[0])
-    if method == "noise-injection":  # SPEC section 5: accuracy falls with sigma on a trained VGG8 (real data)
+    if method == "noise-injection":  # docs/method.md, Monte Carlo evaluation: accuracy falls with sigma on a trained VGG8 (real data)
         result = evaluate_run(tmp_path / method, sigmas="0.1,0.4", runs=8, test_subset=1000, progress=False)
         low, high = result["per_sigma"]
         assert high["accuracy"]["mean"] < low["accuracy"]["mean"] - 5
@@ -108,7 +108,7 @@ def test_checkpoint_is_the_backbone_alone_and_loads(tmp_path):
     assert not any(k.startswith("heads") for k in raw["state_dict"])
     assert set(raw["state_dict"]) == set(neft.models.create("lenet5", 10, 1).state_dict())
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["beta"] == 1e-2 and config["lr"] == 1e-3  # SPEC defaults filled in
+    assert config["beta"] == 1e-2 and config["lr"] == 1e-3  # the release's defaults filled in
 
 
 def test_checkpoint_for_another_architecture_is_rejected(tmp_path):

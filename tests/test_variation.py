@@ -1,4 +1,4 @@
-"""Model-agnostic weight perturbation (DESIGN decisions 1-3)."""
+"""Model-agnostic weight perturbation."""
 
 import pytest
 import torch.nn.utils.prune

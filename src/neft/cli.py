@@ -62,7 +62,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--taps", nargs="+", default=None, metavar="MODULE",
                         help="IRS snapshot points as module names, optionally NAME:POOL (default: the model's own)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="training epochs (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="training images per optimiser step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3, 1e-2 for resnet18)")
     parser.add_argument("--optimizer", default=d.optimizer, choices=["adam", "sgd"], help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of weights, data order and noise (default: %(default)s)")
@@ -308,9 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"read noise drawn afresh for every test batch, as a {SIGMA_HELP} (default: the device "
                         "model's, 0 unless its file sets read_sigma)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
-    p.add_argument("--batch-size", type=int, default=1000, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=1000,
+                   help="at most this many test images per forward (default: %(default)s)")
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
-                   help="chips evaluated together with vmap (default: auto: 1 on CPU, memory-sized on CUDA)")
+                   help="chips evaluated together with vmap (default: auto: 1 on CPU; on CUDA a memory-sized K if a "
+                        "timing on the first batch finds it faster than 1)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
                         "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")

@@ -6,7 +6,7 @@ speak in API terms and never name a flag.
 
 from __future__ import annotations
 
-__all__ = ["SettingError"]
+__all__ = ["SettingError", "check_count"]
 
 
 class SettingError(ValueError):
@@ -19,3 +19,15 @@ class SettingError(ValueError):
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+def check_count(setting: str, value, minimum: int, meaning: str = "") -> int:
+    """Return ``value`` after checking it is an integer (not a bool) >= ``minimum``.
+
+    Raises:
+        SettingError: naming ``setting``, with ``meaning`` (what the number counts) in the message when given.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = f" ({meaning})" if meaning else ""
+        raise SettingError(setting, f"{setting} must be an integer >= {minimum}{what}, got {value!r}")
+    return value

@@ -36,7 +36,7 @@ except ModuleNotFoundError:  # pragma: no cover
 
 from tqdm.auto import tqdm
 
-from . import data, metrics, montecarlo, report, variants
+from . import data, metrics, montecarlo, objectives, report, variants
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig
@@ -146,8 +146,8 @@ def cell_name(spec: str, sigma: float, seed: int) -> str:
 
 
 # [train] settings that belong to one method: the other methods' cells ignore them
-_METHOD_SETTINGS = {"censor_k": "rcg", "lipschitz_lambda": "lipschitz", "teacher": "distill",
-                    "distill_alpha": "distill", "distill_temperature": "distill"}
+_METHOD_SETTINGS = {name: owner for name, (owner, *_) in objectives.METHOD_SETTINGS.items()}
+_METHOD_SETTINGS["teacher"] = "distill"
 SAME_SEED_VANILLA = "vanilla"  # [train] teacher = "vanilla": each distill cell learns from the vanilla cell of its seed
 
 

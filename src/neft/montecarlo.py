@@ -34,7 +34,7 @@ from . import devices, distributed, writeverify
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
-from .errors import SettingError
+from .errors import SettingError, check_count
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
 from .seeds import read_seed, run_seed
 from .variation import Crossbar, make_generator
@@ -147,12 +147,12 @@ class EvalConfig:
         """
         if self.sigmas is not None:
             self.sigmas = parse_sigmas(self.sigmas)
-        self.runs = _count("runs", self.runs, 2, "the std and CI of the accuracy are undefined for one run")
-        self.seed = _count("seed", self.seed, 0, "a seed is a non-negative integer")
-        self.batch_size = _count("batch_size", self.batch_size, 1, "images per forward")
+        self.runs = check_count("runs", self.runs, 2, "the std and CI of the accuracy are undefined for one run")
+        self.seed = check_count("seed", self.seed, 0, "a seed is a non-negative integer")
+        self.batch_size = check_count("batch_size", self.batch_size, 1, "images per forward")
         if self.test_subset is not None:
-            self.test_subset = _count("test_subset", self.test_subset, 1, "images of the test set")
-        self.min_runs = _count("min_runs", self.min_runs, 2, "runs before a CI target may stop a sigma")
+            self.test_subset = check_count("test_subset", self.test_subset, 1, "images of the test set")
+        self.min_runs = check_count("min_runs", self.min_runs, 2, "runs before a CI target may stop a sigma")
         if self.device_model is not None:
             devices.get(self.device_model)
         if not (self.chips_per_pass == "auto" or (isinstance(self.chips_per_pass, int)
@@ -194,13 +194,6 @@ class EvalConfig:
         if isinstance(self.device_model, DeviceModel):
             settings["device_model"] = self.device_model.to_dict()
         return settings
-
-
-def _count(name: str, value, minimum: int, meaning: str) -> int:
-    """``value`` as an int >= ``minimum``, else a :class:`SettingError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingError(name, f"{name} must be an integer >= {minimum} ({meaning}), got {value!r}")
-    return value
 
 
 def evaluate(

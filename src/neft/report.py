@@ -98,9 +98,14 @@ def result_label(result: dict) -> str:
     ``evaluate(..., label=...)``, ``write_report(..., labels=...)``), else its method variant
     (:func:`neft.variants.label`, e.g. ``ovf beta=0``), else ``"network"`` for a result without a method; then
     its deployment options (:func:`_deployment`), e.g. ``noise-injection wv=5% swim``."""
+    return _base_label(result) + _deployment(result)
+
+
+def _base_label(result: dict, show_init: bool = False) -> str:
+    """:func:`result_label` without the deployment options (``show_init``: see :func:`neft.variants.label`)."""
     if result.get("label"):
-        return str(result["label"]) + _deployment(result)
-    return (variants.label(result) if result.get("method") else "network") + _deployment(result)
+        return str(result["label"])
+    return variants.label(result, show_init) if result.get("method") else "network"
 
 
 def _deployment(result: dict) -> str:
@@ -147,10 +152,8 @@ def _labels(results: list[dict]) -> list[tuple[str, tuple]]:
 def _names(results: list[dict]) -> list[str]:
     """:func:`result_label` of each result, where variant labels name the init only when the results mix inits
     (:func:`neft.variants.labels`)."""
-    with_method = [r for r in results if r.get("method")]
-    variant = iter(variants.labels(with_method))
-    return [(str(r["label"]) if r.get("label") else next(variant) if r.get("method") else "network") + _deployment(r)
-            for r in results]
+    show_init = variants.mixed_inits(results)
+    return [_base_label(r, show_init) + _deployment(r) for r in results]
 
 
 def comparison_rows(results: list[dict]) -> list[dict]:
@@ -314,8 +317,7 @@ def write_verify_curves(results: list[dict]) -> dict[tuple[str, str, float], lis
     for result in results:
         evaluation = result.get("evaluation", {})
         fraction = evaluation.get("write_verify") or 0.0
-        base = (str(result["label"]) if result.get("label") else variants.label(result) if result.get("method")
-                else "network")
+        base = _base_label(result)
         for selection in ([evaluation["verify_select"]] if fraction else sorted(selections)):
             for point in result["per_sigma"]:
                 key = (base, selection, round(float(point["sigma"]), 6))

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, data, devices, distributed, models, montecarlo, objectives, seeds
 from .compute import eval_mode, resolve_device
 from .devices import check_sigma
-from .errors import SettingError
+from .errors import SettingError, check_count
 from .variation import make_generator
 
 __all__ = ["TrainConfig", "train", "RunExistsError"]
@@ -122,10 +122,10 @@ class TrainConfig:
             self.teacher = str(self.teacher)
             _check_teacher(self.teacher, self.dataset)
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("val_runs", 1), ("seed", 0)):
-            _check_count(name, getattr(self, name), minimum)
+            check_count(name, getattr(self, name), minimum)
         for name in ("train_subset", "test_subset"):
             if getattr(self, name) is not None:
-                _check_count(name, getattr(self, name), 1)
+                check_count(name, getattr(self, name), 1)
         if self.lr is None:
             self.lr = 1e-2 if self.model == "resnet18" else 1e-3
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -147,7 +147,7 @@ class TrainConfig:
         return self
 
 
-_OBJECTIVE_SETTINGS = ("censor_k", "lipschitz_lambda", "distill_alpha", "distill_temperature")
+_OBJECTIVE_SETTINGS = tuple(objectives.METHOD_SETTINGS)  # censor_k, lipschitz_lambda, distill_alpha, ...
 
 
 def _check_teacher(teacher: str, dataset: str) -> None:
@@ -160,11 +160,6 @@ def _check_teacher(teacher: str, dataset: str) -> None:
     if trained_on != dataset:
         raise SettingError("teacher", f"teacher {teacher!r} was trained on {trained_on}, this run trains on "
                                       f"{dataset}; give a teacher run of the same data set")
-
-
-def _check_count(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SettingError(name, f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from . import objectives
 from .models import INITS as _INITS
 
-__all__ = ["parse", "label", "labels", "directory_name"]
+__all__ = ["parse", "label", "labels", "mixed_inits", "directory_name"]
 
 _KEYS = {"T": "temperature", "beta": "beta", "init": "init", "k": "censor_k", "lambda": "lipschitz_lambda",
          "alpha": "distill_alpha"}
@@ -112,9 +112,14 @@ def label(result: dict, show_init: bool = False) -> str:
     return " ".join(parts)
 
 
+def mixed_inits(results: list[dict]) -> bool:
+    """Whether the results with a method were trained with more than one init (labels then name it)."""
+    return len({r.get("init", "kaiming") for r in results if r.get("method")}) > 1
+
+
 def labels(results: list[dict]) -> list[str]:
     """:func:`label` of each result, naming the init only when the results mix inits."""
-    show_init = len({r.get("init", "kaiming") for r in results}) > 1
+    show_init = mixed_inits(results)
     return [label(r, show_init) for r in results]
 
 

@@ -51,6 +51,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lipschitz-lambda", type=float, default=d.lipschitz_lambda, metavar="LAMBDA",
                         help="lipschitz only: weight of the penalty sum relu(sigma_max(W) - 1)^2 over the mapped "
                              "layers (default: %(default)s)")
+    parser.add_argument("--correctnet-lambda", type=float, default=d.correctnet_lambda, metavar="LAMBDA",
+                        help="correctnet only: weight of the orthogonality penalty sum ||W^T W - I||_F^2 over the "
+                             "mapped layers (default: %(default)s, the NeFT authors' value)")
     parser.add_argument("--teacher", default=None, metavar="RUN_DIR",
                         help="distill only (required there): run directory of the clean teacher, trained on the "
                              "same data set, e.g. with --method vanilla")
@@ -136,7 +139,8 @@ def _cmd_layers(args) -> None:
 
 
 # objective settings named in default run directories when not at their defaults
-_OBJECTIVE_FLAGS = {"censor_k": "k", "lipschitz_lambda": "lambda", "distill_alpha": "alpha", "distill_temperature": "T"}
+_OBJECTIVE_FLAGS = {"censor_k": "k", "lipschitz_lambda": "lambda", "correctnet_lambda": "lambda",
+                    "distill_alpha": "alpha", "distill_temperature": "T"}
 
 
 def _cmd_train(args) -> None:
@@ -146,7 +150,8 @@ def _cmd_train(args) -> None:
         model=args.model, width=args.width, init=args.init, dataset=args.dataset, data_dir=args.data_dir,
         method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
         beta=args.beta, temperature=args.temperature, censor_k=args.censor_k, lipschitz_lambda=args.lipschitz_lambda,
-        teacher=args.teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
+        correctnet_lambda=args.correctnet_lambda, teacher=args.teacher, distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
@@ -274,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", nargs="*", default=None, help="module-name patterns to keep digital")
     p.set_defaults(func=_cmd_layers)
 
-    p = sub.add_parser("train", help="train one network (vanilla, noise-injection, ovf, irs, rcg, lipschitz or "
-                                     "distill)",
+    p = sub.add_parser("train", help="train one network (vanilla, noise-injection, ovf, irs, rcg, lipschitz, "
+                                     "correctnet or distill)",
                        description="Train one network and write config.json, checkpoint.pt and train_log.csv. "
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)

@@ -1,8 +1,8 @@
 """Training objectives: vanilla, noise-injection, the two Negative Feedback Training instances OVF and IRS, and
-the field's other noise-injection variants RCG, Lipschitz and Distill.
+the field's other noise-injection variants RCG, Lipschitz, CorrectNet and Distill.
 
 Each objective is a small class with one method, ``loss(model, x, y) -> (loss, logs)``; the NeFT objectives
-share :func:`negative_feedback_loss` (docs/method.md, 'Negative feedback loss'); RCG, Lipschitz and Distill are
+share :func:`negative_feedback_loss` (docs/method.md, 'Negative feedback loss'); RCG, Lipschitz, CorrectNet and Distill are
 :class:`NoiseInjection` with another noise, a penalty or another loss (docs/method.md, 'Other answers to device
 variation'). All training-time noise is fresh per forward and drawn from the objective's own ``generator`` so a
 run replays exactly from its seed.
@@ -41,9 +41,11 @@ __all__ = [
     "SnapshotHead",
     "RCG",
     "Lipschitz",
+    "CorrectNet",
     "Distill",
     "spectral_norm",
     "lipschitz_penalty",
+    "orthogonality_penalty",
     "distillation_loss",
     "load_teacher",
     "check_setting",
@@ -70,6 +72,7 @@ RCG_CENSOR_K = 1.0  # RCG: draws above +k std are set to +k std
 LIPSCHITZ_LAMBDA = 0.1  # Lipschitz: weight of the spectral-norm penalty
 LIPSCHITZ_BOUND = 1.0  # Lipschitz: per-layer spectral norm above which the penalty acts (no error amplification)
 POWER_ITERATIONS = 20  # Lipschitz: power iterations per spectral-norm estimate
+CORRECTNET_LAMBDA = 5e-4  # CorrectNet baseline of the NeFT paper: weight of the orthogonality penalty [authors' code]
 DISTILL_ALPHA = 0.9  # Distill: weight of the distillation term
 DISTILL_TEMPERATURE = 4.0  # Distill: softmax temperature of teacher and student
 # setting -> (the method it applies to, its default, what a valid value is, the check) [ours]
@@ -78,6 +81,8 @@ METHOD_SETTINGS = {
                  lambda v: v >= 0),
     "lipschitz_lambda": ("lipschitz", LIPSCHITZ_LAMBDA, "a finite number >= 0 (weight of the penalty)",
                          lambda v: v >= 0),
+    "correctnet_lambda": ("correctnet", CORRECTNET_LAMBDA, "a finite number >= 0 (weight of the orthogonality "
+                                                            "penalty)", lambda v: v >= 0),
     "distill_alpha": ("distill", DISTILL_ALPHA, "a number in [0, 1] (weight of the distillation term)",
                       lambda v: 0 <= v <= 1),
     "distill_temperature": ("distill", DISTILL_TEMPERATURE, "a finite number > 0 (softmax temperature)",
@@ -130,8 +135,8 @@ def check_temperature(temperature: float) -> float:
 
 def check_setting(setting: str, value: float) -> float:
     """Return ``value`` as a float after checking it is valid for ``setting``, one of ``censor_k`` (>= 0,
-    standard deviations), ``lipschitz_lambda`` (>= 0), ``distill_alpha`` (in [0, 1]) or ``distill_temperature``
-    (> 0); all finite.
+    standard deviations), ``lipschitz_lambda`` (>= 0), ``correctnet_lambda`` (>= 0), ``distill_alpha`` (in
+    [0, 1]) or ``distill_temperature`` (> 0); all finite.
 
     Raises:
         SettingError: (a ``ValueError``) naming the setting, for a value that is not a finite number in range.
@@ -144,7 +149,8 @@ def check_setting(setting: str, value: float) -> float:
 
 
 def settings_of(method: str, config: dict) -> dict:
-    """``{"censor_k", "lipschitz_lambda", "distill_alpha", "distill_temperature", "teacher"}`` of a run's
+    """``{"censor_k", "lipschitz_lambda", "correctnet_lambda", "distill_alpha", "distill_temperature", "teacher"}``
+    (every :data:`METHOD_SETTINGS` name and ``teacher``) of a run's
     ``config.json`` dict as ``method`` used them: the config's value (its default when the config predates the
     setting) for the settings of ``method``, None for those of other methods (what ``results.json`` records)."""
     settings = {name: (config.get(name, default) if owner == method else None)
@@ -155,11 +161,13 @@ def settings_of(method: str, config: dict) -> dict:
 def check_method_settings(method: str, beta: float, temperature: float, sigma: float = 0.0, *,
                           teacher=None, **settings: float) -> None:
     """Check that ``beta``, ``temperature`` and the ``settings`` (``censor_k``, ``lipschitz_lambda``,
-    ``distill_alpha``, ``distill_temperature``, each checked by :func:`check_setting`) mean something for
+    ``correctnet_lambda``, ``distill_alpha``, ``distill_temperature``, each checked by :func:`check_setting`) mean
+    something for
     ``method``: a beta other than 0 only for the negative feedback methods (ovf, irs), a temperature other than 1
     only for noise-injection (OVF and IRS already divide their logits by N + 1), each of the other settings only
     at its default unless ``method`` is the one it belongs to (``censor_k``: rcg, ``lipschitz_lambda``:
-    lipschitz, ``distill_*``: distill); a ``teacher`` for distill and for distill only; and that OVF's largest
+    lipschitz, ``correctnet_lambda``: correctnet, ``distill_*``: distill); a ``teacher`` for distill and for
+    distill only; and that OVF's largest
     oriented sigma, ``sigma + 0.15``, stays within :data:`neft.devices.MAX_SIGMA`.
 
     Raises:
@@ -542,6 +550,58 @@ class Lipschitz(NoiseInjection):
         return loss + self.lipschitz_lambda * penalty.to(loss.device), logs
 
 
+def orthogonality_penalty(weights: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum_l ||W_l^T W_l - I||_F^2`` over ``weights`` (docs/method.md, 'CorrectNet'), each weight viewed as a
+    stack of matrices over its last two dimensions, ``w.reshape(-1, a, b)``: a Linear weight ``[out, in]`` is one
+    matrix (``W^T W`` is ``[in, in]``), a convolution weight ``[out, in, kh, kw]`` is ``out * in`` matrices
+    ``[kh, kw]`` (``W^T W`` is ``[kw, kw]``), one per kernel; ``I`` is the ``b x b`` identity. This is the form of
+    the NeFT authors' CorrectNet baseline (their training code, function ``correct_net``).
+
+    Args:
+        weights: the crossbar-mapped weights, e.g. ``Crossbar(model).weights().values()``, each at least 2-D.
+
+    Returns:
+        Scalar tensor (squared weight units), differentiable with respect to the weights.
+    """
+    total = torch.zeros(())
+    for w in weights:
+        matrices = w.reshape(-1, *w.shape[-2:])
+        gram = matrices.transpose(-2, -1) @ matrices
+        eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        total = total + ((gram - eye) ** 2).sum().to(total.device)
+    return total
+
+
+class CorrectNet(NoiseInjection):
+    """The CorrectNet baseline of the NeFT paper (Qin et al., arXiv 2305.14561, its "CorrectNet" curves;
+    docs/method.md, 'CorrectNet'): noise-injection plus the orthogonality penalty of the NeFT authors' own
+    CorrectNet implementation, their stand-in for CorrectNet's training half (Eldebiky et al., DATE 2023):
+
+        loss = CE(z_noisy, y) + correctnet_lambda * sum_l ||W_l^T W_l - I||_F^2
+
+    over the clean crossbar-mapped weights (:func:`orthogonality_penalty`). No feedback term (beta 0).
+
+    Args:
+        correctnet_lambda: penalty weight >= 0 (default :data:`CORRECTNET_LAMBDA` = 5e-4, the authors' value; 0 is
+            noise-injection).
+        Other arguments as :class:`NoiseInjection` (temperature 1).
+
+    Raises:
+        SettingError: (a ``ValueError``) for a correctnet_lambda that is not a finite number >= 0.
+    """
+
+    name = "correctnet"
+
+    def __init__(self, correctnet_lambda: float = CORRECTNET_LAMBDA, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.correctnet_lambda = check_setting("correctnet_lambda", correctnet_lambda)
+
+    def loss(self, model, x, y):
+        loss, logs = super().loss(model, x, y)
+        penalty = orthogonality_penalty(self.crossbar(model).weights().values())
+        return loss + self.correctnet_lambda * penalty.to(loss.device), logs
+
+
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
                       alpha: float, temperature: float) -> torch.Tensor:
     """Knowledge distillation loss (Hinton et al., 2015; the form Zhou et al., "Noisy Machines", 2020, train
@@ -633,7 +693,7 @@ class Distill(NoiseInjection):
 
 
 METHODS = {"vanilla": Vanilla, "noise-injection": NoiseInjection, "ovf": OVF, "irs": IRS, "rcg": RCG,
-           "lipschitz": Lipschitz, "distill": Distill}
+           "lipschitz": Lipschitz, "correctnet": CorrectNet, "distill": Distill}
 
 
 def create(
@@ -651,17 +711,19 @@ def create(
     temperature: float = 1.0,
     censor_k: float = RCG_CENSOR_K,
     lipschitz_lambda: float = LIPSCHITZ_LAMBDA,
+    correctnet_lambda: float = CORRECTNET_LAMBDA,
     teacher: str | Path | nn.Module | None = None,
     distill_alpha: float = DISTILL_ALPHA,
     distill_temperature: float = DISTILL_TEMPERATURE,
 ) -> Objective:
     """Build an objective by CLI name: ``vanilla``, ``noise-injection``, ``ovf``, ``irs``, ``rcg``,
-    ``lipschitz`` or ``distill``.
+    ``lipschitz``, ``correctnet`` or ``distill``.
 
     ``sample_input`` (``[B, ...]``) and ``num_classes`` are used by IRS and Distill, ``sigma_block`` and ``taps``
     by IRS only; ``temperature`` (the logit divisor T of the noise-injection ablation, see
     :class:`NoiseInjection`) by noise-injection only; ``censor_k`` by :class:`RCG`, ``lipschitz_lambda`` by
-    :class:`Lipschitz`, ``teacher`` (a run directory or module, :func:`load_teacher`), ``distill_alpha`` and
+    :class:`Lipschitz`, ``correctnet_lambda`` by :class:`CorrectNet`, ``teacher`` (a run directory or module,
+    :func:`load_teacher`), ``distill_alpha`` and
     ``distill_temperature`` by :class:`Distill`.
 
     Raises:
@@ -674,7 +736,8 @@ def create(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_method_settings(method, check_beta(beta), check_temperature(temperature), check_sigma(sigma),
-                          censor_k=censor_k, lipschitz_lambda=lipschitz_lambda, teacher=teacher,
+                          censor_k=censor_k, lipschitz_lambda=lipschitz_lambda,
+                          correctnet_lambda=correctnet_lambda, teacher=teacher,
                           distill_alpha=distill_alpha, distill_temperature=distill_temperature)
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
     if method == "irs":
@@ -685,6 +748,8 @@ def create(
         return RCG(censor_k=censor_k, **common)
     if method == "lipschitz":
         return Lipschitz(lipschitz_lambda=lipschitz_lambda, **common)
+    if method == "correctnet":
+        return CorrectNet(correctnet_lambda=correctnet_lambda, **common)
     if method == "distill":
         return Distill(load_teacher(teacher, sample_input, num_classes), distill_alpha=distill_alpha,
                        distill_temperature=distill_temperature, **common)

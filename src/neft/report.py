@@ -27,7 +27,7 @@ from . import metrics, objectives, variants
 __all__ = ["load_results", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]
 
-METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "distill")
+METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "correctnet", "distill")
 ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "p1", "p5", "ekl_x1e2", "confidence", "runs", "run",
             "seeds", "seed_mean", "seed_ci95")
 REQUIRED_KEYS = ("test_size", "per_sigma")

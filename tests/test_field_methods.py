@@ -77,3 +77,37 @@ def test_correctnet_learns_real_digits(tmp_path):
                          batch_size=32, train_subset=1500, test_subset=500, val_runs=2)
     summary = train(config, tmp_path / "correctnet", progress=False)
     assert summary["test_accuracy_clean"] >= 50.0
+
+
+# --- the SWIM release's selection score (docs/method.md, 'Selective write-verify') --------------------------------
+
+from torch.func import functional_call  # noqa: E402
+
+from neft import writeverify  # noqa: E402
+
+
+def test_swim_release_score_by_autograd():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    images, labels = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    crossbar = Crossbar(model)
+    scores = writeverify.verification_scores(crossbar, "swim-release", sensitivity_images=images,
+                                             sensitivity_labels=labels)
+    for name, w in crossbar.weights().items():
+        w = w.detach()
+
+        def loss(flat):
+            return F.cross_entropy(functional_call(model, {name: flat.view(w.shape)}, (images,)), labels)
+
+        m = w.abs().max()
+        gradient = torch.autograd.functional.jacobian(loss, w.flatten()).view(w.shape)
+        hessian = torch.autograd.functional.hessian(loss, w.flatten()).diagonal().view(w.shape)
+        by_hand = 1e6 * (hessian * m**2 + 2 * gradient * m).abs() + w.abs() / m
+        assert torch.allclose(scores[name], by_hand, rtol=1e-4)
+    # the first-derivative term and the magnitude make it another ranking than swim's
+    swim = writeverify.verification_scores(crossbar, "swim", sensitivity_images=images)
+    release = writeverify.verification_mask(scores, 0.25)
+    plain = writeverify.verification_mask(swim, 0.25)
+    assert any(not torch.equal(release[n], plain[n]) for n in release)
+    with pytest.raises(SettingError, match="sensitivity_labels"):
+        writeverify.verification_scores(crossbar, "swim-release", sensitivity_images=images)

@@ -305,9 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the mapped weights write-verified on every chip (selective write-verify, "
                         "SWIM); a comma list such as 0,0.01,0.05,0.1 evaluates each and writes NAME_wvP.json per "
                         "fraction (default: 0)")
-    p.add_argument("--verify-select", default="magnitude", choices=["magnitude", "random", "swim"],
-                   help="which weights are verified: largest |w|/max|W|, seeded random, or SWIM's second-derivative "
-                        "sensitivity on 1024 training images (default: %(default)s)")
+    p.add_argument("--verify-select", default="magnitude", choices=["magnitude", "random", "swim", "swim-release"],
+                   help="which weights are verified: largest |w|/max|W|, seeded random, SWIM's second-derivative "
+                        "sensitivity on 1024 training images, or the SWIM release's score (alpha 1e6, first "
+                        "derivative added) (default: %(default)s)")
     p.add_argument("--verified-sigma", type=float, default=0.0, metavar="S",
                    help=f"residual {SIGMA_HELP} of a verified device (default: %(default)s: exact)")
     p.add_argument("--read-sigma", type=float, default=None, metavar="S",

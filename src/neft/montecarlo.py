@@ -112,8 +112,9 @@ class EvalConfig:
             write-verify, SWIM, Yan et al., DAC 2022; docs/method.md, 'Selective write-verify'). 0: none, and
             chips identical to an evaluation without these settings.
         verify_select: how the verified weights are chosen, once per network: ``"magnitude"`` (largest
-            ``|w| / max|W|``), ``"random"`` (seeded by ``seed``) or ``"swim"`` (second-derivative sensitivity on
-            training images; :mod:`neft.writeverify`).
+            ``|w| / max|W|``), ``"random"`` (seeded by ``seed``), ``"swim"`` (second-derivative sensitivity on
+            training images) or ``"swim-release"`` (the SWIM release's score, first derivative included;
+            :mod:`neft.writeverify`).
         verified_sigma: residual relative variation of a verified device (like sigma, in [0, 1]); a verified
             weight gets the std of ``min(verified_sigma, sigma)``. 0: verified weights are exact.
         read_sigma: read (cycle-to-cycle) noise relative to the conductance range, in [0, 1], drawn afresh on
@@ -206,6 +207,7 @@ def evaluate(
     label: str | None = None,
     progress: bool = True,
     sensitivity_images: torch.Tensor | None = None,
+    sensitivity_labels: torch.Tensor | None = None,
     **settings,
 ) -> dict:
     """Monte Carlo evaluation of ``model`` under device variation at each sigma.
@@ -220,8 +222,9 @@ def evaluate(
         label: the name reports give this network (:func:`neft.report.result_label`; None: "network").
         progress: show a tqdm bar over runs.
         sensitivity_images: preprocessed training inputs ``[M, ...]`` on the evaluation device, required by
-            ``verify_select="swim"`` (its sensitivity, :func:`neft.writeverify.swim_sensitivity`) and unused
-            otherwise; e.g. 1024 training images.
+            ``verify_select="swim"`` (its sensitivity, :func:`neft.writeverify.swim_sensitivity`) and
+            ``"swim-release"``, and unused otherwise; e.g. 1024 training images.
+        sensitivity_labels: their class indices ``[M]``, required by ``verify_select="swim-release"``.
 
     Returns:
         A results dict that :func:`neft.report.write_report` accepts (docs/results.md): ``{"schema_version",
@@ -257,7 +260,8 @@ def evaluate(
     verified = None
     if config.write_verify > 0:  # one selection per network, shared by every chip
         scores = writeverify.verification_scores(crossbar, config.verify_select, seed=config.seed,
-                                                 sensitivity_images=sensitivity_images)
+                                                 sensitivity_images=sensitivity_images,
+                                                 sensitivity_labels=sensitivity_labels)
         verified = writeverify.verification_mask(scores, config.write_verify)
     per_sigma = _evaluate_sigmas(crossbar, images, labels, config, progress, verified)
     return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),

@@ -60,8 +60,9 @@ def evaluate_run(
         config: evaluation settings (:class:`neft.montecarlo.EvalConfig`); ``settings`` keywords override its
             fields, e.g. ``evaluate_run(run, sigmas="0:0.4:0.1", runs=100)``. ``sigmas=None`` evaluates 0 and the
             training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
-            the full test set. ``write_verify > 0`` with ``verify_select="swim"`` computes the sensitivity on
-            ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``, no augmentation).
+            the full test set. ``write_verify > 0`` with ``verify_select="swim"`` (or ``"swim-release"``)
+            computes the sensitivity on ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``,
+            no augmentation).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
         device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         name: base name of the result files, so several evaluations of one run can coexist.
@@ -99,12 +100,14 @@ def evaluate_run(
     model, meta, chosen, dataset = distributed.agree(prepare)
     images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
     labels = dataset.splits["test"][1].to(compute)
-    sensitivity_images = None
-    if chosen.write_verify > 0 and chosen.verify_select == "swim":  # SWIM's second derivatives on training images
-        sensitivity_images = next(dataset.batches("train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
-                                                  generator=make_generator(verify_seed(chosen.seed))))[0]
+    sensitivity_images = sensitivity_labels = None
+    if chosen.write_verify > 0 and chosen.verify_select.startswith("swim"):  # SWIM's derivatives on training images
+        sensitivity_images, sensitivity_labels = next(dataset.batches(
+            "train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
+            generator=make_generator(verify_seed(chosen.seed))))
     evaluation = evaluate(model, images, labels, config=chosen, label=label,
-                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images)
+                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
+                          sensitivity_labels=sensitivity_labels)
     results = {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],

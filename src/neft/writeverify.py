@@ -11,7 +11,10 @@ per network, globally across layers, as the p x (number of mapped weights) weigh
   baseline, computed on per-layer normalised weights);
 * ``random``: uniform random scores from a generator seeded by :func:`neft.seeds.verify_seed`;
 * ``swim``: the second-order sensitivity ``H_ii * std_i^2`` (:func:`swim_sensitivity`): the expected increase of
-  the training loss when weight i alone varies with its programming std.
+  the training loss when weight i alone varies with its programming std;
+* ``swim-release``: the score of the authors' release (its default ``--method SM``, :func:`release_score`):
+  ``alpha * |H_ii m^2 + 2 g_i m| + |w_i| / m`` with ``m`` the layer's max|W|, ``g`` the first derivative of the
+  training loss and ``alpha = 1e6``.
 
 Fractions are nested: the weights verified at p are also verified at any larger p (same scores).
 """
@@ -20,15 +23,18 @@ from __future__ import annotations
 
 import torch
 from torch.func import functional_call, jacrev, vmap
+from torch.nn import functional as F
 
 from .compute import eval_mode
 from .errors import SettingError
 from .seeds import verify_seed
 from .variation import Crossbar, make_generator
 
-__all__ = ["SELECTIONS", "verification_mask", "verification_scores", "swim_sensitivity"]
+__all__ = ["SELECTIONS", "RELEASE_ALPHA", "verification_mask", "verification_scores", "swim_sensitivity",
+           "gauss_newton_diagonal", "release_score"]
 
-SELECTIONS = ("magnitude", "random", "swim")
+SELECTIONS = ("magnitude", "random", "swim", "swim-release")
+RELEASE_ALPHA = 1e6  # weight of the derivative term in the release's score (MariusAnje/SWIM, --alpha default)
 _JACOBIAN_FLOATS = 2**24  # per-image Jacobian entries held at once by swim_sensitivity (64 MiB in fp32)
 
 
@@ -63,6 +69,14 @@ def swim_sensitivity(crossbar: Crossbar, images: torch.Tensor) -> dict[str, torc
         RuntimeError: (torch's) for a model ``torch.func`` cannot differentiate per image (e.g. data-dependent
             control flow).
     """
+    return {name: h * crossbar.device_model.std(w.detach(), 1.0).float() ** 2
+            for (name, w), h in zip(crossbar.weights().items(), gauss_newton_diagonal(crossbar, images).values())}
+
+
+def gauss_newton_diagonal(crossbar: Crossbar, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``H_ii`` of :func:`swim_sensitivity`: the exact Gauss-Newton diagonal of the mean cross-entropy over
+    ``images`` ``[M, ...]`` with respect to every mapped weight, ``{name: tensor shaped like the weight}``,
+    float32, >= 0 (loss units per squared weight unit). Raises as :func:`swim_sensitivity`."""
     if not len(images):
         raise ValueError("swim_sensitivity needs at least one training image")
     weights = {name: w.detach() for name, w in crossbar.weights().items()}
@@ -88,27 +102,69 @@ def swim_sensitivity(crossbar: Crossbar, images: torch.Tensor) -> dict[str, torc
         for start in range(0, len(images), chunk):
             for name, h in vmap(per_image, in_dims=(None, 0))(weights, images[start:start + chunk]).items():
                 total[name] += h.sum(0)
-    return {name: total[name] / len(images) * crossbar.device_model.std(w, 1.0).float() ** 2
-            for name, w in weights.items()}
+    return {name: total[name] / len(images) for name in weights}
+
+
+def release_score(crossbar: Crossbar, images: torch.Tensor, labels: torch.Tensor,
+                  alpha: float = RELEASE_ALPHA) -> dict[str, torch.Tensor]:
+    """The selection score of the SWIM authors' release (github.com/MariusAnje/SWIM, ``--method SM``, its default;
+    docs/method.md, 'Selective write-verify'): with the weights normalised by their layer's max|W| = m, the
+    release adds twice the first derivative of the loss to its second derivative, takes the magnitude, scales it
+    by ``alpha`` and adds the normalised weight magnitude:
+
+        score_i = alpha * | H_ii m^2 + 2 g_i m | + |w_i| / m
+
+    ``g`` is the gradient of the mean cross-entropy over ``(images, labels)`` and ``H_ii`` the exact Gauss-Newton
+    diagonal of :func:`swim_sensitivity` (in place of the release's layer-by-layer approximation); ``m^2`` and
+    ``m`` turn derivatives with respect to ``w`` into derivatives with respect to ``w / m``.
+
+    Args:
+        crossbar: the network and its device model (the score does not use the device model).
+        images: training inputs ``[M, ...]`` on the model's device.
+        labels: their class indices ``[M]``.
+        alpha: weight of the derivative term (default :data:`RELEASE_ALPHA` = 1e6, the release's default).
+
+    Returns:
+        ``{name: score}``, each shaped like its weight, float32, >= 0.
+
+    Raises:
+        ValueError: for empty ``images`` or labels that do not match them.
+    """
+    if labels is None or labels.shape != images.shape[:1]:
+        raise ValueError(f"release_score needs one label per training image, got labels "
+                         f"{None if labels is None else tuple(labels.shape)} for images {tuple(images.shape)}")
+    weights = {name: w.detach().requires_grad_(True) for name, w in crossbar.weights().items()}
+    with eval_mode(crossbar.model):
+        loss = F.cross_entropy(functional_call(crossbar.model, weights, (images,)).float(), labels)
+    gradients = torch.autograd.grad(loss, list(weights.values()))
+    hessian = gauss_newton_diagonal(crossbar, images)
+    scores = {}
+    for (name, w), g in zip(weights.items(), gradients):
+        m = w.detach().abs().amax().clamp_min(torch.finfo(w.dtype).tiny).float()
+        scores[name] = alpha * (hessian[name] * m ** 2 + 2 * g.float() * m).abs() + w.detach().abs().float() / m
+    return scores
 
 
 def verification_scores(crossbar: Crossbar, select: str, *, seed: int = 0,
-                        sensitivity_images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                        sensitivity_images: torch.Tensor | None = None,
+                        sensitivity_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The score of every mapped weight under a selection rule (module docstring); higher is verified first.
 
     Args:
         crossbar: the network and its device model.
-        select: ``"magnitude"``, ``"random"`` or ``"swim"``.
+        select: ``"magnitude"``, ``"random"``, ``"swim"`` or ``"swim-release"``.
         seed: base seed of ``random`` (:func:`neft.seeds.verify_seed`; drawn on the CPU, so the same weights on
             any device).
-        sensitivity_images: training inputs ``[M, ...]`` for ``swim`` (see :func:`swim_sensitivity`).
+        sensitivity_images: training inputs ``[M, ...]`` for ``swim`` (see :func:`swim_sensitivity`) and
+            ``swim-release`` (:func:`release_score`).
+        sensitivity_labels: their class indices ``[M]``, for ``swim-release`` (its first derivative).
 
     Returns:
         ``{name: score}``, each shaped like its weight, on the weights' device.
 
     Raises:
-        SettingError: (setting ``verify_select``) for an unknown rule, or ``swim`` without
-            ``sensitivity_images``.
+        SettingError: (setting ``verify_select``) for an unknown rule, ``swim`` without ``sensitivity_images``
+            or ``swim-release`` without both ``sensitivity_images`` and ``sensitivity_labels``.
     """
     weights = {name: w.detach() for name, w in crossbar.weights().items()}
     if select == "magnitude":
@@ -116,6 +172,13 @@ def verification_scores(crossbar: Crossbar, select: str, *, seed: int = 0,
     if select == "random":
         generator = make_generator(verify_seed(seed))
         return {name: torch.rand(w.shape, generator=generator).to(w.device) for name, w in weights.items()}
+    if select == "swim-release":
+        if sensitivity_images is None or sensitivity_labels is None:
+            raise SettingError("verify_select", "verify_select='swim-release' ranks weights by the release's score "
+                                                "on labelled training data: pass sensitivity_images= and "
+                                                "sensitivity_labels= (neft evaluate and runs.evaluate_run pass the "
+                                                "run's)")
+        return release_score(crossbar, sensitivity_images, sensitivity_labels)
     if select == "swim":
         if sensitivity_images is None:
             raise SettingError("verify_select", "verify_select='swim' ranks weights by their second-derivative "

@@ -111,3 +111,78 @@ def test_swim_release_score_by_autograd():
     assert any(not torch.equal(release[n], plain[n]) for n in release)
     with pytest.raises(SettingError, match="sensitivity_labels"):
         writeverify.verification_scores(crossbar, "swim-release", sensitivity_images=images)
+
+
+# --- RCG's training-noise scale and the authors' search (docs/method.md, 'RCG') ------------------------------------
+
+import json  # noqa: E402
+
+from neft import rcgsearch  # noqa: E402
+from neft.cli import main  # noqa: E402
+
+
+def test_rcg_scale_one_is_todays_rcg_bit_for_bit_and_scales_the_same_draw():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 4, (8,))
+    crossbar = Crossbar(model)
+    today = crossbar.forward(x, sigma=0.3, generator=torch.Generator().manual_seed(5), censor_k=1.0)
+    rcg = objectives.create("rcg", model, x, 4, sigma=0.3, rcg_scale=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(rcg.noisy_forward(model, x, 0.3), today)
+    default = objectives.create("rcg", model, x, 4, sigma=0.3, generator=torch.Generator().manual_seed(7))
+    same = objectives.create("rcg", model, x, 4, sigma=0.3, rcg_scale=1.0, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(default.loss(model, x, y)[0], same.loss(model, x, y)[0])
+    chip = crossbar.sample_chip(0.3, torch.Generator().manual_seed(5), censor_k=1.0)
+    scaled = objectives.create("rcg", model, x, 4, sigma=0.3, rcg_scale=1.5, generator=torch.Generator().manual_seed(5))
+    expected = crossbar.forward(x, chip={name: 1.5 * dw for name, dw in chip.items()})
+    assert torch.equal(scaled.noisy_forward(model, x, 0.3), expected)
+    with pytest.raises(SettingError, match="rcg_scale must be a finite number > 0"):
+        objectives.create("rcg", model, x, 4, sigma=0.3, rcg_scale=0.0)
+    with pytest.raises(SettingError, match="rcg_scale applies to rcg only"):
+        TrainConfig(model="lenet5", method="noise-injection", rcg_scale=2.0).check()
+    assert variants.parse("rcg scale=1.5 k=0.5") == ("rcg", {"rcg_scale": 1.5, "censor_k": 0.5})
+    assert variants.label({"method": "rcg", "censor_k": 1.0, "rcg_scale": 1.5}) == "rcg scale=1.5"
+
+
+def test_rcg_search_is_a_golden_section_search_scored_on_validation_chips(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_score(config, run_dir, score, chips, progress):  # a concave validation score peaking at scale 1.3
+        trained.append((config.rcg_scale, config.seed))
+        value = 90.0 - 10.0 * (config.rcg_scale - 1.3) ** 2 + config.seed
+        return {"chips": chips, "mean": value + 2, "p1": value - 1, "p5": value}
+
+    monkeypatch.setattr(rcgsearch, "_score_run", fake_score)
+    base = TrainConfig(model="lenet5", dataset="mnist-5k", method="rcg", sigma=0.35, epochs=1)
+    summary = rcgsearch.search(base, tmp_path, low=0.5, high=2.5, points=6, seeds=[0, 1], score="p5")
+    scales = [p["scale"] for p in summary["points"]]
+    assert scales[:2] == [1.264, 1.736] and len(scales) == 6 and len(trained) == 12
+    assert abs(summary["best"]["scale"] - 1.3) < 0.1
+    assert summary["points"][0]["score"] == pytest.approx(90.0 - 10.0 * (1.264 - 1.3) ** 2 + 0.5)
+    assert json.loads((tmp_path / "search.json").read_text())["best"] == summary["best"]
+    assert (tmp_path / "search.csv").read_text().splitlines()[0] == "scale,score_p5,val_mean,p5_seed0,p5_seed1"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--low", "2", "--high", "1"], "argument --high: high (1) must be larger than low (2)"),
+    (["--points", "1"], "argument --points: points must be an integer >= 2"),
+    (["--seeds", "a"], "argument --seeds: seeds must be a comma list"),
+    (["--val-chips", "1"], "argument --val-chips: val_chips must be an integer >= 2"),
+    (["--method", "ovf"], "argument --method: rcg-search trains rcg networks"),
+])
+def test_rcg_search_refuses_bad_settings_before_training(tmp_path, capsys, flags, message):
+    assert main(["rcg-search", "--model", "lenet5", "--out", str(tmp_path / "s"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_rcg_search_trains_and_scores_real_networks(tmp_path):
+    base = TrainConfig(model="lenet5", dataset="mnist-5k", init="torch", method="rcg", sigma=0.3, epochs=1,
+                       train_subset=300, test_subset=50, val_runs=2)
+    summary = rcgsearch.search(base, tmp_path, low=0.5, high=1.5, points=2, seeds=[0], score="p1", val_chips=4,
+                               progress=False)
+    for point in summary["points"]:
+        validation = json.loads((tmp_path / f"scale{point['scale']:g}-seed0" / "validation.json").read_text())
+        assert point["score"] == validation["p1"] <= validation["mean"] and validation["chips"] == 4
+        config = json.loads((tmp_path / f"scale{point['scale']:g}-seed0" / "config.json").read_text())
+        assert config["rcg_scale"] == point["scale"] and config["censor_k"] == 1.0

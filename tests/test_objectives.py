@@ -428,9 +428,10 @@ def test_settings_are_refused_where_they_do_not_apply_or_are_invalid(method, set
 def test_results_record_the_settings_of_the_method_only():
     config = {"censor_k": 2.0, "lipschitz_lambda": 0.1, "distill_alpha": 0.9, "distill_temperature": 4.0,
               "teacher": None}
-    assert objectives.settings_of("rcg", config) == {"censor_k": 2.0, "lipschitz_lambda": None,
+    assert objectives.settings_of("rcg", config) == {"censor_k": 2.0, "rcg_scale": 1.0, "lipschitz_lambda": None,
                                                      "correctnet_lambda": None, "distill_alpha": None,
                                                      "distill_temperature": None, "teacher": None}
     assert objectives.settings_of("distill", {"teacher": "runs/t"}) == {  # a config without the keys: defaults
-        "censor_k": None, "lipschitz_lambda": None, "correctnet_lambda": None, "distill_alpha": objectives.DISTILL_ALPHA,
+        "censor_k": None, "rcg_scale": None, "lipschitz_lambda": None, "correctnet_lambda": None,
+        "distill_alpha": objectives.DISTILL_ALPHA,
         "distill_temperature": objectives.DISTILL_TEMPERATURE, "teacher": "runs/t"}

@@ -7,6 +7,7 @@ and exit code 2, and nothing existing is overwritten without ``--overwrite``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -48,6 +49,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--censor-k", type=float, default=d.censor_k, metavar="K",
                         help="rcg only: right-censor the training noise at +K standard deviations (default: "
                              "%(default)s)")
+    parser.add_argument("--rcg-scale", type=float, default=d.rcg_scale, metavar="S",
+                        help="rcg only: training-noise magnitude as a multiple of the std at --sigma; validation "
+                             "and evaluation chips stay at sigma (default: %(default)s; see `neft rcg-search`)")
     parser.add_argument("--lipschitz-lambda", type=float, default=d.lipschitz_lambda, metavar="LAMBDA",
                         help="lipschitz only: weight of the penalty sum relu(sigma_max(W) - 1)^2 over the mapped "
                              "layers (default: %(default)s)")
@@ -139,8 +143,8 @@ def _cmd_layers(args) -> None:
 
 
 # objective settings named in default run directories when not at their defaults
-_OBJECTIVE_FLAGS = {"censor_k": "k", "lipschitz_lambda": "lambda", "correctnet_lambda": "lambda",
-                    "distill_alpha": "alpha", "distill_temperature": "T"}
+_OBJECTIVE_FLAGS = {"censor_k": "k", "rcg_scale": "scale", "lipschitz_lambda": "lambda",
+                    "correctnet_lambda": "lambda", "distill_alpha": "alpha", "distill_temperature": "T"}
 
 
 def _cmd_train(args) -> None:
@@ -149,9 +153,9 @@ def _cmd_train(args) -> None:
     config = TrainConfig(
         model=args.model, width=args.width, init=args.init, dataset=args.dataset, data_dir=args.data_dir,
         method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
-        beta=args.beta, temperature=args.temperature, censor_k=args.censor_k, lipschitz_lambda=args.lipschitz_lambda,
-        correctnet_lambda=args.correctnet_lambda, teacher=args.teacher, distill_alpha=args.distill_alpha,
-        distill_temperature=args.distill_temperature,
+        beta=args.beta, temperature=args.temperature, censor_k=args.censor_k, rcg_scale=args.rcg_scale,
+        lipschitz_lambda=args.lipschitz_lambda, correctnet_lambda=args.correctnet_lambda, teacher=args.teacher,
+        distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
@@ -219,6 +223,28 @@ def _cmd_evaluate(args) -> None:
         print(f"wrote {Path(args.run_dir) / (name + '.json')} ({results['seconds']:.1f} s; "
               f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
               f"{', compiled' if execution['compiled'] else ''})")
+
+
+def _cmd_rcg_search(args) -> None:
+    from .rcgsearch import search
+    from .train import TrainConfig
+
+    if args.method != "rcg":
+        raise SettingError("method", f"rcg-search trains rcg networks; drop --method {args.method}")
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+    except ValueError:
+        raise SettingError("seeds", f"seeds must be a comma list of integers like 0,1,2, got {args.seeds!r}") from None
+    config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
+                            if hasattr(args, field.name)})
+    config.taps = _taps(args.taps)
+    summary = search(config, args.out, low=args.low, high=args.high, points=args.points,
+                     seeds=seeds, score=args.score,
+                     val_chips=args.val_chips, progress=not args.quiet)
+    for point in sorted(summary["points"], key=lambda p: p["scale"]):
+        print(f"scale {point['scale']:<6g} validation {args.score} {point['score']:.2f} % (mean over seeds; "
+              f"mean accuracy {point['val_mean']:.2f} %)")
+    print(f"best scale {summary['best']['scale']:g}; wrote {Path(args.out) / 'search.json'}")
 
 
 def _cmd_report(args) -> None:
@@ -340,6 +366,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("rcg-search", help="the RCG authors' search of the training-noise scale at a fixed k",
+                       description="Golden-section search of rcg's training-noise scale (--rcg-scale, set by the "
+                                   "search) in [LOW, HIGH] at a fixed --censor-k: POINTS scales, SEEDS networks each, "
+                                   "every point scored by the mean over its seeds of the 1st or 5th percentile of the "
+                                   "accuracy over VAL_CHIPS programmed chips at --sigma on each run's validation split "
+                                   "(docs/method.md, 'RCG'). Resumable: finished runs are reused.")
+    _add_train_arguments(p)
+    p.set_defaults(method="rcg")
+    p.add_argument("--out", default="runs/rcg-search", help="output folder (default: %(default)s)")
+    p.add_argument("--low", type=float, default=0.5, help="smallest scale searched (default: %(default)s)")
+    p.add_argument("--high", type=float, default=2.5, help="largest scale searched (default: %(default)s)")
+    p.add_argument("--points", type=int, default=5, help="scales trained in all, >= 2 (default: %(default)s)")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds per scale (default: %(default)s)")
+    p.add_argument("--score", default="p5", choices=["p1", "p5"],
+                   help="percentile of the validation chips' accuracy a scale is scored by (default: %(default)s)")
+    p.add_argument("--val-chips", type=int, default=50, help="validation chips per network (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_rcg_search)
 
     p = sub.add_parser("report", help="compare evaluated runs in one table and one plot",
                        description="Compare evaluated runs: writes OUT/report.md (accuracy and EKL/confidence tables "

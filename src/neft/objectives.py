@@ -69,6 +69,7 @@ _FALLBACK_BETA = (1e-3, 1e-2)
 OVF_OFFSETS = (0.15, 0.10, 0.05)  # sigma offsets of the oriented forwards, weights 1, 0.1, 0.01 (docs/method.md, 'OVF')
 # [ours] defaults of the other answers to device variation (docs/method.md, 'Other answers to device variation')
 RCG_CENSOR_K = 1.0  # RCG: draws above +k std are set to +k std
+RCG_SCALE = 1.0  # RCG: training-noise magnitude as a multiple of the std at the training sigma (1: tied to it)
 LIPSCHITZ_LAMBDA = 0.1  # Lipschitz: weight of the spectral-norm penalty
 LIPSCHITZ_BOUND = 1.0  # Lipschitz: per-layer spectral norm above which the penalty acts (no error amplification)
 POWER_ITERATIONS = 20  # Lipschitz: power iterations per spectral-norm estimate
@@ -79,6 +80,8 @@ DISTILL_TEMPERATURE = 4.0  # Distill: softmax temperature of teacher and student
 METHOD_SETTINGS = {
     "censor_k": ("rcg", RCG_CENSOR_K, "a finite number >= 0 (standard deviations above which draws are censored)",
                  lambda v: v >= 0),
+    "rcg_scale": ("rcg", RCG_SCALE, "a finite number > 0 (the training noise's magnitude as a multiple of the std "
+                                    "at the training sigma)", lambda v: v > 0),
     "lipschitz_lambda": ("lipschitz", LIPSCHITZ_LAMBDA, "a finite number >= 0 (weight of the penalty)",
                          lambda v: v >= 0),
     "correctnet_lambda": ("correctnet", CORRECTNET_LAMBDA, "a finite number >= 0 (weight of the orthogonality "
@@ -135,8 +138,8 @@ def check_temperature(temperature: float) -> float:
 
 def check_setting(setting: str, value: float) -> float:
     """Return ``value`` as a float after checking it is valid for ``setting``, one of ``censor_k`` (>= 0,
-    standard deviations), ``lipschitz_lambda`` (>= 0), ``correctnet_lambda`` (>= 0), ``distill_alpha`` (in
-    [0, 1]) or ``distill_temperature`` (> 0); all finite.
+    standard deviations), ``rcg_scale`` (> 0), ``lipschitz_lambda`` (>= 0), ``correctnet_lambda`` (>= 0),
+    ``distill_alpha`` (in [0, 1]) or ``distill_temperature`` (> 0); all finite.
 
     Raises:
         SettingError: (a ``ValueError``) naming the setting, for a value that is not a finite number in range.
@@ -149,7 +152,8 @@ def check_setting(setting: str, value: float) -> float:
 
 
 def settings_of(method: str, config: dict) -> dict:
-    """``{"censor_k", "lipschitz_lambda", "correctnet_lambda", "distill_alpha", "distill_temperature", "teacher"}``
+    """``{"censor_k", "rcg_scale", "lipschitz_lambda", "correctnet_lambda", "distill_alpha", "distill_temperature",
+    "teacher"}``
     (every :data:`METHOD_SETTINGS` name and ``teacher``) of a run's
     ``config.json`` dict as ``method`` used them: the config's value (its default when the config predates the
     setting) for the settings of ``method``, None for those of other methods (what ``results.json`` records)."""
@@ -160,15 +164,14 @@ def settings_of(method: str, config: dict) -> dict:
 
 def check_method_settings(method: str, beta: float, temperature: float, sigma: float = 0.0, *,
                           teacher=None, **settings: float) -> None:
-    """Check that ``beta``, ``temperature`` and the ``settings`` (``censor_k``, ``lipschitz_lambda``,
+    """Check that ``beta``, ``temperature`` and the ``settings`` (``censor_k``, ``rcg_scale``, ``lipschitz_lambda``,
     ``correctnet_lambda``, ``distill_alpha``, ``distill_temperature``, each checked by :func:`check_setting`) mean
-    something for
-    ``method``: a beta other than 0 only for the negative feedback methods (ovf, irs), a temperature other than 1
-    only for noise-injection (OVF and IRS already divide their logits by N + 1), each of the other settings only
-    at its default unless ``method`` is the one it belongs to (``censor_k``: rcg, ``lipschitz_lambda``:
-    lipschitz, ``correctnet_lambda``: correctnet, ``distill_*``: distill); a ``teacher`` for distill and for
-    distill only; and that OVF's largest
-    oriented sigma, ``sigma + 0.15``, stays within :data:`neft.devices.MAX_SIGMA`.
+    something for ``method``: a beta other than 0 only for the negative feedback methods (ovf, irs), a
+    temperature other than 1 only for noise-injection (OVF and IRS already divide their logits by N + 1), each of
+    the other settings only at its default unless ``method`` is the one it belongs to (``censor_k`` and
+    ``rcg_scale``: rcg, ``lipschitz_lambda``: lipschitz, ``correctnet_lambda``: correctnet, ``distill_*``:
+    distill); a ``teacher`` for distill and for distill only; and that OVF's largest oriented sigma,
+    ``sigma + 0.15``, stays within :data:`neft.devices.MAX_SIGMA`.
 
     Raises:
         SettingError: (a ``ValueError``) naming the setting and the methods it applies to.
@@ -453,25 +456,37 @@ class RCG(NoiseInjection):
     Worst-Case Performance of NVCiM DNN Accelerators through Training with Right-Censored Gaussian Noise", ICCAD
     2023; docs/method.md, 'RCG'): each perturbation is drawn as in noise-injection, then every element above
     ``+censor_k`` standard deviations of its weight is set to ``+censor_k`` std, ``dW = std(w) * min(z, k)``,
-    ``z ~ N(0, 1)`` (:meth:`neft.devices.DeviceModel.sample`). The loss is cross-entropy of that forward.
+    ``z ~ N(0, 1)`` (:meth:`neft.devices.DeviceModel.sample`), and multiplied by ``rcg_scale``,
+    ``dW = rcg_scale * std(w) * min(z, k)``: the authors train with a noise magnitude of its own, searched at a
+    fixed k (docs/method.md, 'RCG'; :mod:`neft.rcgsearch`), while validation and evaluation chips stay at the
+    device's sigma. The loss is cross-entropy of that forward.
 
     Args:
         censor_k: k >= 0, in standard deviations of each weight's noise (default :data:`RCG_CENSOR_K` = 1).
+        rcg_scale: training-noise magnitude > 0 as a multiple of the std at the training sigma (default
+            :data:`RCG_SCALE` = 1, tied to it: bit for bit the draw without a scale).
         Other arguments as :class:`NoiseInjection` (temperature 1).
 
     Raises:
-        SettingError: (a ``ValueError``) for a censor_k that is not a finite number >= 0.
+        SettingError: (a ``ValueError``) for a censor_k that is not a finite number >= 0 or an rcg_scale that is
+            not a finite number > 0.
     """
 
     name = "rcg"
 
-    def __init__(self, censor_k: float = RCG_CENSOR_K, **kwargs) -> None:
+    def __init__(self, censor_k: float = RCG_CENSOR_K, rcg_scale: float = RCG_SCALE, **kwargs) -> None:
         super().__init__(**kwargs)
         self.censor_k = check_setting("censor_k", censor_k)
+        self.rcg_scale = check_setting("rcg_scale", rcg_scale)
 
     def noisy_forward(self, model: nn.Module, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        """Forward with a fresh right-censored perturbation of every mapped weight at ``sigma``."""
-        return self.crossbar(model).forward(x, sigma=sigma, generator=self.generator, censor_k=self.censor_k)
+        """Forward with a fresh right-censored perturbation of every mapped weight at ``sigma``, times
+        ``rcg_scale``."""
+        crossbar = self.crossbar(model)
+        if self.rcg_scale == 1 or sigma == 0:
+            return crossbar.forward(x, sigma=sigma, generator=self.generator, censor_k=self.censor_k)
+        chip = crossbar.sample_chip(sigma, self.generator, censor_k=self.censor_k)
+        return crossbar.forward(x, chip={name: self.rcg_scale * dw for name, dw in chip.items()})
 
 
 def spectral_norm(weight: torch.Tensor, iterations: int = POWER_ITERATIONS) -> torch.Tensor:
@@ -710,6 +725,7 @@ def create(
     taps: Sequence[str | tuple[str, int]] | None = None,
     temperature: float = 1.0,
     censor_k: float = RCG_CENSOR_K,
+    rcg_scale: float = RCG_SCALE,
     lipschitz_lambda: float = LIPSCHITZ_LAMBDA,
     correctnet_lambda: float = CORRECTNET_LAMBDA,
     teacher: str | Path | nn.Module | None = None,
@@ -721,8 +737,8 @@ def create(
 
     ``sample_input`` (``[B, ...]``) and ``num_classes`` are used by IRS and Distill, ``sigma_block`` and ``taps``
     by IRS only; ``temperature`` (the logit divisor T of the noise-injection ablation, see
-    :class:`NoiseInjection`) by noise-injection only; ``censor_k`` by :class:`RCG`, ``lipschitz_lambda`` by
-    :class:`Lipschitz`, ``correctnet_lambda`` by :class:`CorrectNet`, ``teacher`` (a run directory or module,
+    :class:`NoiseInjection`) by noise-injection only; ``censor_k`` and ``rcg_scale`` by :class:`RCG`,
+    ``lipschitz_lambda`` by :class:`Lipschitz`, ``correctnet_lambda`` by :class:`CorrectNet`, ``teacher`` (a run directory or module,
     :func:`load_teacher`), ``distill_alpha`` and
     ``distill_temperature`` by :class:`Distill`.
 
@@ -736,7 +752,7 @@ def create(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_method_settings(method, check_beta(beta), check_temperature(temperature), check_sigma(sigma),
-                          censor_k=censor_k, lipschitz_lambda=lipschitz_lambda,
+                          censor_k=censor_k, rcg_scale=rcg_scale, lipschitz_lambda=lipschitz_lambda,
                           correctnet_lambda=correctnet_lambda, teacher=teacher,
                           distill_alpha=distill_alpha, distill_temperature=distill_temperature)
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
@@ -745,7 +761,7 @@ def create(
     if method == "noise-injection":
         return NoiseInjection(temperature=temperature, **common)
     if method == "rcg":
-        return RCG(censor_k=censor_k, **common)
+        return RCG(censor_k=censor_k, rcg_scale=rcg_scale, **common)
     if method == "lipschitz":
         return Lipschitz(lipschitz_lambda=lipschitz_lambda, **common)
     if method == "correctnet":

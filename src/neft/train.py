@@ -51,11 +51,12 @@ class TrainConfig:
 
     sigma and sigma_block are relative device variations (fractions of a device's conductance range, e.g. 0.1).
     ``beta=None`` takes :func:`neft.objectives.default_beta`; ``temperature`` is the logit divisor T of
-    noise-injection (:class:`neft.objectives.NoiseInjection`; 1 = the paper's baseline); ``censor_k`` (rcg,
-    standard deviations), ``lipschitz_lambda`` (lipschitz), ``correctnet_lambda`` (correctnet), ``teacher``
-    (distill: a run directory of the same data set), ``distill_alpha`` and ``distill_temperature`` (distill) set
-    the objectives of docs/method.md, 'Other answers to device variation', and must stay at their defaults for other methods; ``lr=None``
-    takes the release's learning rate for the model (docs/method.md, 'Training recipe').
+    noise-injection (:class:`neft.objectives.NoiseInjection`; 1 = the paper's baseline); ``censor_k`` and
+    ``rcg_scale`` (rcg: censoring point in standard deviations, training-noise magnitude), ``lipschitz_lambda``
+    (lipschitz), ``correctnet_lambda`` (correctnet), ``teacher`` (distill: a run directory of the same data set),
+    ``distill_alpha`` and ``distill_temperature`` (distill) set the objectives of docs/method.md, 'Other answers
+    to device variation', and must stay at their defaults for other methods; ``lr=None`` takes the release's
+    learning rate for the model (docs/method.md, 'Training recipe').
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     """
@@ -72,6 +73,7 @@ class TrainConfig:
     beta: float | None = None
     temperature: float = 1.0
     censor_k: float = objectives.RCG_CENSOR_K
+    rcg_scale: float = objectives.RCG_SCALE
     lipschitz_lambda: float = objectives.LIPSCHITZ_LAMBDA
     correctnet_lambda: float = objectives.CORRECTNET_LAMBDA
     teacher: str | None = None

@@ -8,14 +8,15 @@ itself (see the README's Results section):
   feedback term;
 - ``ovf beta=0`` / ``irs beta=0``: the negative feedback loss with the feedback switched off;
 - ``noise-injection init=torch``: PyTorch's default initialisation instead of the release's Kaiming fan_out;
-- ``rcg k=2``, ``lipschitz lambda=0.01``, ``correctnet lambda=1e-3``, ``distill alpha=0.5 T=2``: the other
-  answers to device variation (docs/method.md, 'Other answers to device variation') away from their default
-  settings.
+- ``rcg k=2``, ``rcg scale=1.5``, ``lipschitz lambda=0.01``, ``correctnet lambda=1e-3``, ``distill alpha=0.5
+  T=2``: the other answers to device variation (docs/method.md, 'Other answers to device variation') away from
+  their default settings.
 
 A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature; for distill its softmax
-temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``lambda`` (lipschitz_lambda; for correctnet its
-correctnet_lambda) and ``alpha`` (distill_alpha), in presets (``methods = ["ovf", "ovf beta=0"]``) and in report
-labels, so the label of a result is the text that made it. A distill run's teacher is a [train] setting (``teacher``), not part of the variant.
+temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``scale`` (rcg_scale), ``lambda`` (lipschitz_lambda;
+for correctnet its correctnet_lambda) and ``alpha`` (distill_alpha), in presets (``methods = ["ovf", "ovf
+beta=0"]``) and in report labels, so the label of a result is the text that made it. A distill run's teacher is a
+[train] setting (``teacher``), not part of the variant.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from .models import INITS as _INITS
 
 __all__ = ["parse", "label", "labels", "mixed_inits", "directory_name"]
 
-_KEYS = {"T": "temperature", "beta": "beta", "init": "init", "k": "censor_k", "lambda": "lipschitz_lambda",
-         "alpha": "distill_alpha"}
+_KEYS = {"T": "temperature", "beta": "beta", "init": "init", "k": "censor_k", "scale": "rcg_scale",
+         "lambda": "lipschitz_lambda", "alpha": "distill_alpha"}
 # variant key -> setting where a method gives the key its own meaning
 _METHOD_KEYS = {("distill", "T"): "distill_temperature", ("correctnet", "lambda"): "correctnet_lambda"}
 # settings a label names when they differ from their default, with the variant key that names them
-_LABELLED = {"censor_k": "k", "lipschitz_lambda": "lambda", "correctnet_lambda": "lambda", "distill_alpha": "alpha",
-             "distill_temperature": "T"}
+_LABELLED = {"censor_k": "k", "rcg_scale": "scale", "lipschitz_lambda": "lambda", "correctnet_lambda": "lambda",
+             "distill_alpha": "alpha", "distill_temperature": "T"}
 
 
 def parse(spec: str) -> tuple[str, dict]:

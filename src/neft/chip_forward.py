@@ -226,7 +226,7 @@ class ChipForward:
         model = self.crossbar.model
         if len(weights) == 1:
             return functional_call(model, weights[0], (x,)).unsqueeze(0)
-        stacked = {name: torch.stack([w[name] for w in weights]) for name in self.crossbar.names}
+        stacked = {name: torch.stack([w[name] for w in weights]) for name in weights[0]}  # per-chip fixes too
         return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
 
     def __call__(self, weights: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:

@@ -209,6 +209,8 @@ def _cmd_evaluate(args) -> None:
             ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
             compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
             verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+            recalibrate_bn=args.recalibrate_bn, chip_tune=args.chip_tune, chip_tune_taps=args.chip_tune_taps,
+            chip_tune_lr=args.chip_tune_lr, chip_tune_batch=args.chip_tune_batch,
         )
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
@@ -340,6 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-sigma", type=float, default=None, metavar="S",
                    help=f"read noise drawn afresh for every test batch, as a {SIGMA_HELP} (default: the device "
                         "model's, 0 unless its file sets read_sigma)")
+    p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                   help="re-estimate the BatchNorm statistics of every programmed chip from N training images "
+                        "before testing it (default: %(default)s: off)")
+    p.add_argument("--chip-tune", type=int, default=0, metavar="STEPS",
+                   help="tune a tiny shared 1x1-convolution block on every chip for STEPS optimizer steps (backbone "
+                        "frozen), then write it with verification (TSB; default: %(default)s: off)")
+    p.add_argument("--chip-tune-taps", nargs="+", default=None, metavar="MODULE",
+                   help="modules after which the block is inserted, outputs of one channel count (default: the "
+                        "model's own, e.g. features.1 for lenet5)")
+    p.add_argument("--chip-tune-lr", type=float, default=1e-2,
+                   help="Adam learning rate of the block (default: %(default)s)")
+    p.add_argument("--chip-tune-batch", type=int, default=64,
+                   help="training images per tuning step (default: %(default)s)")
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="at most this many test images per forward (default: %(default)s)")

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import devices, distributed, writeverify
+from . import chipfix, devices, distributed, writeverify
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
@@ -42,7 +42,9 @@ from .variation import Crossbar, make_generator
 __all__ = ["EvalConfig", "SettingError", "evaluate", "parse_sigmas", "PRECISIONS", "SCHEMA_VERSION"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SCHEMA_VERSION = 3  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
+SCHEMA_VERSION = 4  # of the results dicts (docs/results.md); 4 added the per-chip fixes (evaluation.recalibrate_bn,
+# chip_tune, chip_tune_taps, chip_tune_lr, chip_tune_batch) and "deployment_cost"; 2 added "label", "evaluation"
+# and "chip_device", 3 the
 # write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
 # device_model.read_sigma
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
@@ -120,6 +122,14 @@ class EvalConfig:
         read_sigma: read (cycle-to-cycle) noise relative to the conductance range, in [0, 1], drawn afresh on
             every forward (test batch) on top of the chip's frozen programming noise (docs/method.md, 'Read
             noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
+        recalibrate_bn: N >= 0 training images through which every chip's BatchNorm statistics are re-estimated
+            before it is tested (:mod:`neft.recalibrate`; docs/method.md, 'Fixes for one programmed chip'). 0: off.
+        chip_tune: STEPS >= 0 optimizer steps of a tiny shared 1x1-convolution block tuned on every chip, then
+            written with verification (:mod:`neft.chiptune`). 0: off.
+        chip_tune_taps: module names after which the block is inserted (outputs of one channel count); None: the
+            model's own (``chip_tune_taps`` of the zoo models).
+        chip_tune_lr: Adam learning rate of the block (> 0).
+        chip_tune_batch: training images per tuning step (>= 1).
     """
 
     sigmas: list[float] | None = None
@@ -138,6 +148,11 @@ class EvalConfig:
     verify_select: str = "magnitude"
     verified_sigma: float = 0.0
     read_sigma: float | None = None
+    recalibrate_bn: int = 0
+    chip_tune: int = 0
+    chip_tune_taps: list[str] | None = None
+    chip_tune_lr: float = 1e-2
+    chip_tune_batch: int = 64
 
     def check(self) -> "EvalConfig":
         """Validate every field (parsing ``sigmas`` into a sorted list); returns self.
@@ -187,6 +202,7 @@ class EvalConfig:
         self.verified_sigma = check_sigma(self.verified_sigma, "verified_sigma")
         if self.read_sigma is not None:
             self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
+        chipfix.check_settings(self)
         return self
 
     def to_dict(self) -> dict:
@@ -208,6 +224,8 @@ def evaluate(
     progress: bool = True,
     sensitivity_images: torch.Tensor | None = None,
     sensitivity_labels: torch.Tensor | None = None,
+    fix_images: torch.Tensor | None = None,
+    fix_labels: torch.Tensor | None = None,
     **settings,
 ) -> dict:
     """Monte Carlo evaluation of ``model`` under device variation at each sigma.
@@ -225,11 +243,14 @@ def evaluate(
             ``verify_select="swim"`` (its sensitivity, :func:`neft.writeverify.swim_sensitivity`) and
             ``"swim-release"``, and unused otherwise; e.g. 1024 training images.
         sensitivity_labels: their class indices ``[M]``, required by ``verify_select="swim-release"``.
+        fix_images, fix_labels: preprocessed training images ``[N, ...]`` and their classes ``[N]`` on the
+            evaluation device, required by ``recalibrate_bn`` and ``chip_tune`` (:class:`neft.chipfix.ChipFixes`).
 
     Returns:
         A results dict that :func:`neft.report.write_report` accepts (docs/results.md): ``{"schema_version",
         "label", "evaluation": config.to_dict(), "device_model": {...}, "test_size", "chip_device" ("cpu" or
-        "cuda": chips replay from their seeds on the same device type), "seconds", "per_sigma": [{"sigma",
+        "cuda": chips replay from their seeds on the same device type), "deployment_cost" (what each chip's
+        deployment options cost, :meth:`neft.chipfix.ChipFixes.cost`), "seconds", "per_sigma": [{"sigma",
         "runs", "run_seeds", "accuracy": accuracy_summary(...), "ekl" (nats), "ekl_x1e2", "confidence",
         "seconds", "execution": {"chips_per_pass", "memory_format", "compiled"}}, ...]}``; accuracies in
         percent, one ``per_sigma`` entry per sigma, ascending. ``device_model.read_sigma`` is the read noise
@@ -263,14 +284,17 @@ def evaluate(
                                                  sensitivity_images=sensitivity_images,
                                                  sensitivity_labels=sensitivity_labels)
         verified = writeverify.verification_mask(scores, config.write_verify)
-    per_sigma = _evaluate_sigmas(crossbar, images, labels, config, progress, verified)
+    fixes = chipfix.ChipFixes(crossbar, config, fix_images, fix_labels, verified)
+    with fixes.installed():
+        per_sigma = _evaluate_sigmas(crossbar, images, labels, config, progress, verified, fixes)
     return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),
-            "device_model": chip_model.to_dict(), "test_size": int(labels.numel()),
+            "device_model": chip_model.to_dict(), "test_size": int(labels.numel()), "deployment_cost": fixes.cost(),
             "chip_device": images.device.type, "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
 
 
-def _evaluate_sigmas(crossbar, images, labels, config: EvalConfig, progress: bool, verified) -> list[dict]:
-    """The ``per_sigma`` entries of :func:`evaluate` (``config`` checked; ``verified``: the write-verify mask)."""
+def _evaluate_sigmas(crossbar, images, labels, config: EvalConfig, progress: bool, verified, fixes) -> list[dict]:
+    """The ``per_sigma`` entries of :func:`evaluate` (``config`` checked; ``verified``: the write-verify mask;
+    ``fixes``: the per-chip fixes)."""
     model, read_sigma = crossbar.model, crossbar.device_model.read_sigma
     images = images.detach()
     if images.shape[0] == 0:
@@ -309,14 +333,15 @@ def _evaluate_sigmas(crossbar, images, labels, config: EvalConfig, progress: boo
                 bar.set_postfix(sigma=sigma)
                 results.append(
                     _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar,
-                                    verified)
+                                    verified, fixes)
                 )
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
                                             "compiled": forward.compiled and (sigma > 0 or read_sigma > 0)}
     return results
 
 
-def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar, verified) -> dict:
+def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar, verified,
+                    fixes) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
     model, read_sigma = crossbar.model, crossbar.device_model.read_sigma
@@ -342,15 +367,16 @@ def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, confi
         chip_seeds = [run_seed(seed, sigma, r) for r in mine]
         chips = [crossbar.sample_chip(sigma, make_generator(s, device), verified, config.verified_sigma)
                  for s in chip_seeds]
-        weights = [forward.weights(crossbar.perturbed_weights(chip)) for chip in chips]
+        fixed = [fixes.extras(crossbar.perturbed_weights(chip), s, sigma) for chip, s in zip(chips, chip_seeds)]
+        weights = [forward.weights({**crossbar.perturbed_weights(chip), **extra}) for chip, extra in zip(chips, fixed)]
         reads = [make_generator(read_seed(s), device) for s in chip_seeds]
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
             if read_sigma > 0:  # fresh read noise on every forward, on top of each chip's frozen programming noise
-                weights = [forward.weights(crossbar.perturbed_weights(
-                    {name: dw + read[name] for name, dw in chip.items()}))
-                    for chip, read in zip(chips, (crossbar.sample_chip(read_sigma, g) for g in reads))]
+                weights = [forward.weights({**crossbar.perturbed_weights(
+                    {name: dw + read[name] for name, dw in chip.items()}), **extra})
+                    for chip, read, extra in zip(chips, (crossbar.sample_chip(read_sigma, g) for g in reads), fixed)]
             correct += accumulator.add(forward(weights, x).float(), y, start)
         local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
         accuracies += distributed.gather_runs(local)

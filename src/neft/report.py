@@ -110,13 +110,17 @@ def _base_label(result: dict, show_init: bool = False) -> str:
 
 def _deployment(result: dict) -> str:
     """Label suffix for the deployment options of an evaluation: `` wv=5% magnitude`` (write-verified fraction
-    and selection, plus ``verified_sigma=..`` when not 0) and `` read_sigma=0.02``; empty without them."""
+    and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, `` bn=256`` (BatchNorm
+    recalibrated on 256 images per chip) and `` tune=100`` (the block tuned 100 steps per chip); empty without
+    them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):
         suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"
         suffix += f" verified_sigma={evaluation['verified_sigma']:g}" if evaluation.get("verified_sigma") else ""
     read_sigma = result.get("device_model", {}).get("read_sigma", 0.0)
-    return suffix + (f" read_sigma={read_sigma:g}" if read_sigma else "")
+    suffix += f" read_sigma={read_sigma:g}" if read_sigma else ""
+    suffix += f" bn={evaluation['recalibrate_bn']}" if evaluation.get("recalibrate_bn") else ""
+    return suffix + (f" tune={evaluation['chip_tune']}" if evaluation.get("chip_tune") else "")
 
 
 def _device_name(result: dict) -> str:

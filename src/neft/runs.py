@@ -17,12 +17,13 @@ from . import checkpoint, data, devices, distributed, objectives, report
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
-from .seeds import verify_seed
+from .seeds import fix_seed, verify_seed
 from .variation import make_generator
 
-__all__ = ["evaluate_run", "output_paths", "SENSITIVITY_IMAGES"]
+__all__ = ["evaluate_run", "output_paths", "SENSITIVITY_IMAGES", "FIX_IMAGES"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.writeverify)
+FIX_IMAGES = 4096  # training images (a seeded draw) the per-chip fixes draw from (more if recalibrate_bn asks)
 
 
 def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
@@ -62,7 +63,8 @@ def evaluate_run(
             training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
             the full test set. ``write_verify > 0`` with ``verify_select="swim"`` (or ``"swim-release"``)
             computes the sensitivity on ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``,
-            no augmentation).
+            no augmentation); ``recalibrate_bn`` / ``chip_tune`` draw on ``FIX_IMAGES`` = 4096 training images
+            (a draw seeded by ``seed``, no augmentation; at least ``recalibrate_bn``).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
         device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         name: base name of the result files, so several evaluations of one run can coexist.
@@ -105,9 +107,14 @@ def evaluate_run(
         sensitivity_images, sensitivity_labels = next(dataset.batches(
             "train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
             generator=make_generator(verify_seed(chosen.seed))))
+    fix_images = fix_labels = None
+    if chosen.recalibrate_bn or chosen.chip_tune:  # the per-chip fixes' training images (neft.chipfix)
+        fix_images, fix_labels = next(dataset.batches(
+            "train", max(FIX_IMAGES, chosen.recalibrate_bn), shuffle=True, device=compute,
+            generator=make_generator(fix_seed(chosen.seed))))
     evaluation = evaluate(model, images, labels, config=chosen, label=label,
                           progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
-                          sensitivity_labels=sensitivity_labels)
+                          sensitivity_labels=sensitivity_labels, fix_images=fix_images, fix_labels=fix_labels)
     results = {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed"]
+__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed", "fix_seed"]
 
 
 def _hashed(key: str) -> int:
@@ -38,3 +38,9 @@ def verify_seed(base_seed: int) -> int:
     """Seed of the random write-verify selection (``verify_select="random"``) of an evaluation with base seed
     ``base_seed``: one selection per network, shared by every chip and sigma."""
     return _hashed(f"verify:{int(base_seed)}")
+
+
+def fix_seed(chip_seed: int) -> int:
+    """Seed of the per-chip fixes of the chip drawn from ``chip_seed`` (a :func:`run_seed`): the tuned block's
+    training batches and its residual write noise (:mod:`neft.chipfix`)."""
+    return _hashed(f"fix:{int(chip_seed)}")

@@ -13,10 +13,12 @@ class LeNet5(nn.Module):
     then Linear(16*5*5, 120), ReLU, Linear(120, 84), ReLU, Linear(84, classes) (widths times ``width``).
 
     Input ``[B, in_channels, 32, 32]``, output logits ``[B, num_classes]``.
-    IRS taps [ours]: after each conv block (``features.0`` pool 4, ``features.1`` pool 2).
+    IRS taps [ours]: after each conv block (``features.0`` pool 4, ``features.1`` pool 2). Tuned-block tap
+    [ours] (:mod:`neft.chiptune`): after ``features.1`` (16 channels: a 16x16 block, 0.4 % of the weights).
     """
 
     irs_taps = (("features.0", 4), ("features.1", 2))
+    chip_tune_taps = ("features.1",)
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0) -> None:
         super().__init__()

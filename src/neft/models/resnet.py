@@ -39,9 +39,12 @@ class ResNet18(nn.Module):
 
     Input ``[B, in_channels, H, W]``, output logits ``[B, num_classes]``.
     IRS taps (docs/method.md, 'IRS'): ``stem`` (pool 6), ``layer1`` (6), ``layer2`` (4), ``layer3`` (3).
+    Tuned-block taps [ours] (:mod:`neft.chiptune`): after both blocks of ``layer1`` (64 channels at width 1: one
+    shared 64x64 block, 0.04 % of the weights).
     """
 
     irs_taps = (("stem", 6), ("layer1", 6), ("layer2", 4), ("layer3", 3))
+    chip_tune_taps = ("layer1.0", "layer1.1")
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> None:
         super().__init__()

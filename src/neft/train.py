@@ -34,7 +34,7 @@ from .devices import check_sigma
 from .errors import SettingError, check_count
 from .variation import make_generator
 
-__all__ = ["TrainConfig", "train", "load_config", "RunExistsError"]
+__all__ = ["TrainConfig", "train", "load_config", "record", "RunExistsError"]
 
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
@@ -331,7 +331,7 @@ def _check_resume_settings(config: TrainConfig, out: Path) -> None:
 RECORDED = "recorded"  # config.json key of what a run measured at its start, beside its settings
 
 
-def _recorded(config: TrainConfig, dataset: data.ImageDataset) -> dict:
+def record(config: TrainConfig, dataset: data.ImageDataset) -> dict:
     """What ``config.json`` records beside the settings: the model's source file and digest (import paths) and
     the data set's shape and normalisation (per-channel mean/std of pixel values in [0, 1])."""
     return {
@@ -393,9 +393,9 @@ class _Run:
             taps=config.taps, temperature=config.temperature, teacher=config.teacher,
             **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
         )
+        recorded = record(config, dataset)
         if main:  # only once the objective accepted its settings: a bad tap leaves no half-made run behind
-            (out / "config.json").write_text(json.dumps({**dataclasses.asdict(config),
-                                                         RECORDED: _recorded(config, dataset)}, indent=2))
+            (out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), RECORDED: recorded}, indent=2))
         net = model
         if distributed.world_size() > 1:  # gradients of the backbone and IRS heads averaged over ranks
             def wrap(module):
@@ -417,8 +417,9 @@ class _Run:
             metadata={
                 "model": {"name": config.model, "num_classes": dataset.num_classes,
                           "in_channels": dataset.in_channels, "width": config.width, "args": config.model_args,
-                          "source": _recorded(config, dataset)["model_source"]},
-                "dataset": dataset.name, "dataset_stats": _recorded(config, dataset)["dataset"], "method": config.method, "sigma": config.sigma,
+                          "source": recorded["model_source"]},
+                "dataset": dataset.name, "dataset_stats": recorded["dataset"], "method": config.method,
+                "sigma": config.sigma,
                 "sigma_block": config.sigma_block, "beta": config.beta, "temperature": config.temperature,
                 "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
                 "config": dataclasses.asdict(config),

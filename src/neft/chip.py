@@ -33,7 +33,7 @@ import torch
 from . import mapping
 from .devices import DeviceModel
 
-__all__ = ["sample", "compensation"]
+__all__ = ["sample", "stick", "compensation"]
 
 
 def compensation(reference: torch.Tensor, drifted: torch.Tensor) -> torch.Tensor:
@@ -46,6 +46,25 @@ def compensation(reference: torch.Tensor, drifted: torch.Tensor) -> torch.Tensor
     ref = reference.flatten(1).sum(1).abs().mean()
     now = drifted.flatten(1).sum(1).abs().mean()
     return torch.where(now > 0, ref / torch.where(now > 0, now, torch.ones_like(now)), torch.ones_like(now))
+
+
+def stick(conductances: torch.Tensor, uniform: torch.Tensor, stuck_off: float, stuck_on: float,
+          g_top: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stuck-at devices: a device with ``uniform < stuck_off`` is stuck at 0 (off), one with
+    ``stuck_off <= uniform < stuck_off + stuck_on`` at ``g_top`` (on).
+
+    Args:
+        conductances: any shape, level units.
+        uniform: draws in [0, 1) of the same shape (one per device).
+        stuck_off, stuck_on: the rates, each in [0, 1], summing to at most 1.
+        g_top: the highest conductance, ``2**device_bits - 1`` levels.
+
+    Returns:
+        (conductances with the stuck devices set, bool mask of the stuck devices).
+    """
+    off = uniform < stuck_off
+    on = (uniform >= stuck_off) & (uniform < stuck_off + stuck_on)
+    return torch.where(off, 0.0, torch.where(on, float(g_top), conductances)), off | on
 
 
 def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
@@ -88,10 +107,8 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         g = g + torch.stack([torch.where(negative, 0.0, error), torch.where(negative, error, 0.0)])
         stuck = None
         if model.stuck_off > 0 or model.stuck_on > 0:
-            u = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
-            off, on = u < model.stuck_off, (u >= model.stuck_off) & (u < model.stuck_off + model.stuck_on)
-            g = torch.where(off, 0.0, torch.where(on, float(g_top), g))
-            stuck = off | on
+            uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
+            g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, g_top)
         lsb = w_max / top
         programmed = mapping.from_conductances(g, model.device_bits) * lsb
         chip_weight = programmed

@@ -220,8 +220,8 @@ class EvalConfig:
             for name in ("quantize", "drift_compensation"):
                 if getattr(self, name) not in (None, True, False):
                     raise SettingError(name, f"{name} must be true or false, got {getattr(self, name)!r}")
-            DeviceModel(**{name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None},
-                        quantize=True)
+            DeviceModel(**{**{name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None},
+                           "quantize": True})
         return self
 
     def to_dict(self) -> dict:

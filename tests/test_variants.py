@@ -17,7 +17,7 @@ def test_parse_variants():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("awp", "unknown method"), ("ovf gamma=1", "key T, beta, init, k, scale, lambda, alpha"), ("ovf beta", "key=value"),
+    ("awp", "unknown method"), ("ovf gamma=1", "key T, beta, init, k, scale, lambda, alpha, device"), ("ovf beta", "key=value"),
     ("ovf beta=-1", "beta must be"), ("noise-injection T=0", "temperature must be"), ("ovf T=4", "noise-injection and distill only"),
     ("irs init=xavier", "init must be"), ("ovf beta=abc", "must be a number"), ("", "empty method"),
     ("ovf beta=0 beta=1", "given twice"), ("noise-injection beta=1", "ovf and irs only"),

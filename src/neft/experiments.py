@@ -118,7 +118,8 @@ def _check_preset(preset: dict, source: str) -> dict:
         _eval_config(preset, experiment["methods"][0], experiment["train_sigmas"][0])
     except ValueError as error:
         raise ValueError(f"{source}: [evaluate] {getattr(error, 'setting', '')}: {error}") from None
-    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1)
+    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1,
+              image_size=train_table.get("image_size"))
     return preset
 
 
@@ -246,7 +247,8 @@ def pooled_results(results: list[dict]) -> list[dict]:
                 "confidence": sum(p["confidence"] for p in same) / len(same),
             })
         first = group[0]
-        keys = ("model", "dataset", "device_model", "test_size", "method", "train_sigma", "beta", "temperature",
+        keys = ("model", "dataset", "device_model", "train_device_model", "test_size", "method", "train_sigma", "beta",
+                "temperature",
                 "init", "epochs", "train_subset", "num_classes")
         pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
                        "seeds": sorted(r["train_seed"] for r in group), "per_sigma": per_sigma})

@@ -59,6 +59,16 @@ for model, model_name in MODELS.items():
             means = [r["per_sigma"][0]["accuracy"]["mean"] for r in results]
             p5 = sum(r["per_sigma"][0]["accuracy"]["p5"] for r in results) / len(results)
             print(f"| {method} | {fix_name} | {len(results)} | {interval(means)} | {p5:.2f} | {cost(results[0])} |")
+    print("\nPaired over seeds (same network, same chips), accuracy points, mean ± 95 % t:\n")
+    for method in ("noise-injection", "ovf", "irs"):
+        for a, b in (("tune", "swim1"), ("tune", "none"), ("bn", "none")):
+            pairs = []
+            for cell in sorted(HERE.glob(f"cells/{model}/{method}-s0.35-seed*")):
+                if (cell / f"fix_{a}.json").is_file() and (cell / f"fix_{b}.json").is_file():
+                    pairs.append(json.loads((cell / f"fix_{a}.json").read_text())["per_sigma"][0]["accuracy"]["mean"]
+                                 - json.loads((cell / f"fix_{b}.json").read_text())["per_sigma"][0]["accuracy"]["mean"])
+            if pairs:
+                print(f"- {method}: {FIXES[a]} − {FIXES[b]}: {interval(pairs)} ({len(pairs)} seed(s))")
     print()
 
 curves = HERE / "curves"

@@ -189,18 +189,23 @@ def _fractions(text: str) -> list[float]:
 
 
 def _cmd_evaluate(args) -> None:
-    from .montecarlo import EvalConfig
-    from .runs import evaluate_run
+    import dataclasses
 
-    for fraction in args.write_verify:  # a sweep writes one result file per fraction: {name}_wv{fraction}
-        name = args.name if len(args.write_verify) == 1 else f"{args.name}_wv{fraction:g}"
-        config = EvalConfig(
-            sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
-            test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
-            ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
-            compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
-            verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
-        )
+    from .montecarlo import EvalConfig
+    from .runs import check_outputs, evaluate_run, sweep_names
+
+    settings = EvalConfig(
+        sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+        test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
+        ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
+        compile={"on": True, "off": False}.get(args.compile, args.compile),
+        verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+    )
+    # a sweep writes one result file per fraction ({name}_wv{fraction}): every fraction and file checked first
+    names = sweep_names(args.name, args.write_verify)
+    configs = [dataclasses.replace(settings, write_verify=fraction).check() for fraction in args.write_verify]
+    check_outputs(args.run_dir, names, args.overwrite)
+    for name, config in zip(names, configs):
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
         if not distributed.is_main():

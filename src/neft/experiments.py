@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from . import data, metrics, montecarlo, objectives, report, variants
 from .compute import resolve_device
+from .devices import check_sigma
 from .errors import SettingError
 from .montecarlo import EvalConfig
 from .runs import evaluate_run
@@ -86,6 +87,20 @@ def _check_preset(preset: dict, source: str) -> dict:
     bad_seeds = [seed for seed in experiment["seeds"] if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0]
     if bad_seeds:
         raise ValueError(f"{source}: [experiment] seeds must be integers >= 0, got {bad_seeds}")
+    for key in ("seeds", "train_sigmas"):  # two values naming one cell folder would share (and reuse) it
+        for index, value in enumerate(experiment[key]):
+            if key == "train_sigmas":
+                try:
+                    check_sigma(value, "sigma")
+                except ValueError as error:
+                    raise ValueError(f"{source}: [experiment] train_sigmas: {error}") from None
+            folder = f"-seed{value}" if key == "seeds" else f"-s{value:g}"  # as cell_name() spells it
+            same = [v for v in experiment[key][:index] if f"{v:g}" == f"{value:g}"]
+            if same:
+                raise ValueError(f"{source}: [experiment] {key} lists {same[0]!r} and {value!r}, which name the same "
+                                 f"cell folders (*{folder}); give each value once")
+    if not isinstance(evaluate.get("sweep", False), bool):
+        raise ValueError(f"{source}: [evaluate] sweep must be true or false, got {evaluate['sweep']!r}")
     for spec in experiment["methods"]:
         try:
             variants.parse(spec)
@@ -208,7 +223,7 @@ def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device
     run_dir = out / cell_name(spec, sigma, seed)
     results_file = run_dir / "results.json"
     if results_file.is_file():
-        return json.loads(results_file.read_text())
+        return report.load_results(results_file)[0]
     config = _train_config(preset, spec, sigma, seed, out)
     if device:
         config.device = device
@@ -336,7 +351,7 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
     if not all(path.is_file() for path in done):
         print(f"{sum(p.is_file() for p in done)}/{len(done)} cells finished; the report is written once all are")
         return None
-    results = [json.loads(path.read_text()) for path in done]
+    results = report.load_results(done)
     for result in results:  # older results lack num_classes
         result.setdefault("num_classes", data.load(preset["train"].get("dataset", TrainConfig.dataset),
                                                    preset["train"].get("data_dir"), test_subset=1).num_classes)

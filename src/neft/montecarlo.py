@@ -34,7 +34,7 @@ from . import devices, distributed, writeverify
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
-from .errors import SettingError, check_count
+from .errors import MAX_SEED, SettingError, check_count, check_number
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
 from .seeds import read_seed, run_seed
 from .variation import Crossbar, make_generator
@@ -45,6 +45,8 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SCHEMA_VERSION = 3  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
 # write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
 # device_model.read_sigma
+MAX_SIGMAS = 10_000  # sigmas in one evaluation (a start:stop:step with a tiny step is refused, not expanded)
+SIGMA_DECIMALS = 6  # decimals that tell two sigmas apart (report rows; chip seeds round to 9)
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
@@ -54,7 +56,9 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
 
     Raises:
         SettingError: (a ``ValueError``, setting ``sigmas``) for an empty list, a malformed string, a
-            non-positive step or a sigma outside [0, 1] (:func:`neft.devices.check_sigma`).
+            non-positive step, more than ``MAX_SIGMAS`` sigmas, a sigma outside [0, 1] or a bool
+            (:func:`neft.devices.check_sigma`), or two sigmas equal to ``SIGMA_DECIMALS`` = 6 decimals (one
+            point in reports) but not exactly.
     """
     if isinstance(text, (int, float)):
         text = [text]
@@ -66,6 +70,9 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
                 if step <= 0:
                     raise ValueError
                 count = int(round((stop - start) / step))
+                if count >= MAX_SIGMAS:
+                    raise SettingError("sigmas", f"sigmas {text!r} asks for {count + 1} sigmas; at most "
+                                                 f"{MAX_SIGMAS} per evaluation (use a larger step)")
                 values = [round(start + i * step, 10) for i in range(count + 1)]
             else:
                 values = [float(v) for v in parts.split(",") if v.strip()]
@@ -78,7 +85,12 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
         hint = " (start:stop:step needs start <= stop)" if isinstance(text, str) and ":" in text else ""
         raise SettingError("sigmas", f"the sigma list {text!r} is empty{hint}; give at least one sigma, e.g. 0.1 "
                                      "or 0:0.4:0.05")
-    return sorted({check_sigma(v, "sigmas") for v in values})
+    values = sorted({check_sigma(v, "sigmas") for v in values})
+    for low, high in zip(values, values[1:]):  # reports key points by sigma rounded to SIGMA_DECIMALS
+        if round(low, SIGMA_DECIMALS) == round(high, SIGMA_DECIMALS):
+            raise SettingError("sigmas", f"sigmas {low!r} and {high!r} are the same point to {SIGMA_DECIMALS} "
+                                         "decimals, where reports and chip seeds tell sigmas apart; give one of them")
+    return values
 
 
 @dataclass
@@ -148,7 +160,7 @@ class EvalConfig:
         if self.sigmas is not None:
             self.sigmas = parse_sigmas(self.sigmas)
         self.runs = check_count("runs", self.runs, 2, "the std and CI of the accuracy are undefined for one run")
-        self.seed = check_count("seed", self.seed, 0, "a seed is a non-negative integer")
+        self.seed = check_count("seed", self.seed, 0, "a seed", maximum=MAX_SEED)
         self.batch_size = check_count("batch_size", self.batch_size, 1, "images per forward")
         if self.test_subset is not None:
             self.test_subset = check_count("test_subset", self.test_subset, 1, "images of the test set")
@@ -161,9 +173,8 @@ class EvalConfig:
             raise SettingError("chips_per_pass", f"chips_per_pass must be a positive integer or 'auto', "
                                                  f"got {self.chips_per_pass!r}")
         if self.ci_target is not None:
-            if not (isinstance(self.ci_target, (int, float)) and math.isfinite(self.ci_target) and self.ci_target > 0):
-                raise SettingError("ci_target", f"ci_target must be a positive number of percentage points "
-                                                f"(e.g. 0.5), got {self.ci_target!r}")
+            check_number("ci_target", self.ci_target, "a positive number of percentage points (e.g. 0.5)",
+                         lambda v: v > 0)
             if self.runs < self.min_runs:
                 raise SettingError("runs", f"a CI target stops a sigma after at least {self.min_runs} runs; give "
                                            f"runs >= {self.min_runs} (the maximum), got {self.runs}")
@@ -173,7 +184,7 @@ class EvalConfig:
         if self.memory_format not in MEMORY_FORMATS:
             raise SettingError("memory_format", f"unknown memory_format {self.memory_format!r}; choose one of "
                                                 f"{', '.join(MEMORY_FORMATS)}")
-        if self.compile not in (True, False, "auto"):
+        if not any(self.compile is choice for choice in (True, False)) and self.compile != "auto":  # not 1 or 0
             raise SettingError("compile", f"compile must be True, False or 'auto', got {self.compile!r}")
         if isinstance(self.write_verify, bool) or not (isinstance(self.write_verify, (int, float))
                                                        and 0 <= self.write_verify <= 1):

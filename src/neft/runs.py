@@ -20,7 +20,7 @@ from .montecarlo import EvalConfig, evaluate
 from .seeds import verify_seed
 from .variation import make_generator
 
-__all__ = ["evaluate_run", "output_paths", "SENSITIVITY_IMAGES"]
+__all__ = ["evaluate_run", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.writeverify)
 
@@ -38,6 +38,38 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     run_dir = Path(run_dir)
     plot = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
     return [run_dir / f"{name}.json", run_dir / f"{name}.csv", run_dir / plot]
+
+
+def sweep_names(name: str, fractions: list[float]) -> list[str]:
+    """Base names of the result files of a write-verify sweep: ``name`` for one fraction, else
+    ``{name}_wv{fraction:g}`` per fraction (``results_wv0.05``).
+
+    Raises:
+        SettingError: (setting ``write_verify``) two fractions that would write the same file (a fraction given
+            twice, or two that agree to 6 significant digits), or a ``name`` that is not a plain file name.
+    """
+    names = [name] if len(fractions) == 1 else [f"{name}_wv{fraction:g}" for fraction in fractions]
+    for index, candidate in enumerate(names):
+        output_paths(".", candidate)
+        if candidate in names[:index]:
+            raise SettingError("write_verify", f"the fractions {fractions[names.index(candidate)]!r} and "
+                                               f"{fractions[index]!r} would both write {candidate}.json; give each "
+                                               "fraction once")
+    return names
+
+
+def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False) -> None:
+    """Refuse, before any Monte Carlo work, result files that exist (unless ``overwrite``) or cannot be written.
+
+    Raises:
+        FileExistsError: one of the files of :func:`output_paths` exists and ``overwrite`` is False.
+        SettingError: a ``name`` that is not a plain file name.
+    """
+    for name in names:
+        for path in output_paths(run_dir, name):
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
+                                      "(--overwrite) or keep both with another name (--name)")
 
 
 def evaluate_run(
@@ -85,10 +117,7 @@ def evaluate_run(
 
     def prepare():
         config.check()
-        for path in outputs:
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
-                                      "(--overwrite) or keep both with another name (--name)")
+        check_outputs(run_dir, [name], overwrite)
         model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
         chosen = dataclasses.replace(config, sigmas=config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]],
                                      device_model=devices.get(config.device_model or meta["device_model"]))

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, data, devices, distributed, models, montecarlo, objectives, seeds
 from .compute import eval_mode, resolve_device
 from .devices import check_sigma
-from .errors import SettingError, check_count
+from .errors import MAX_SEED, SettingError, check_count, check_number
 from .variation import make_generator
 
 __all__ = ["TrainConfig", "train", "RunExistsError"]
@@ -121,28 +121,24 @@ class TrainConfig:
         if self.teacher is not None:
             self.teacher = str(self.teacher)
             _check_teacher(self.teacher, self.dataset)
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("val_runs", 1), ("seed", 0)):
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("val_runs", 1)):
             check_count(name, getattr(self, name), minimum)
+        check_count("seed", self.seed, 0, "a seed", maximum=MAX_SEED)
         for name in ("train_subset", "test_subset"):
             if getattr(self, name) is not None:
                 check_count(name, getattr(self, name), 1)
         if self.lr is None:
             self.lr = 1e-2 if self.model == "resnet18" else 1e-3
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise SettingError("lr", f"lr must be a finite number > 0 (e.g. 1e-3), got {self.lr!r}")
+        check_number("lr", self.lr, "a finite number > 0 (e.g. 1e-3)", lambda v: v > 0)
         if self.optimizer not in ("adam", "sgd"):
             raise SettingError("optimizer", f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
         if self.select_on not in ("val", "test"):
             raise SettingError("select_on", f"select_on must be 'val' or 'test', got {self.select_on!r}")
-        if not (isinstance(self.validation, (int, float)) and 0 <= self.validation < 1) or (
-                self.select_on == "val" and self.validation == 0):
-            raise SettingError("validation", f"validation must be a fraction in (0, 1) when selecting on it, "
-                                             f"got {self.validation!r}")
+        check_number("validation", self.validation, "a fraction in [0, 1), above 0 when selecting on it",
+                     lambda v: 0 <= v < 1 and (v > 0 or self.select_on == "test"))
         if self.taps is not None:  # the JSON form (lists, not tuples), so config.json compares equal on resume
             self.taps = json.loads(json.dumps(list(self.taps)))
-        if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
-            raise SettingError("width", f"width must be a finite number > 0 (1 = the paper's network), "
-                                        f"got {self.width!r}")
+        check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
         return self
 

@@ -1,6 +1,7 @@
 """Result files as input (docs/results.md): a hand-edited or damaged results.json is refused with one error naming
 the file and the field; every result file of a run directory is counted once."""
 
+import csv
 import json
 import re
 
@@ -75,3 +76,42 @@ def test_damaged_results_files_give_one_cli_error(text, tmp_path, capsys):
 def test_valid_results_are_accepted_unchanged(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(result()))
     assert report.load_results(tmp_path) == [result()]
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory):
+    """One LeNet-5 (one epoch on 64 digits) evaluated six ways, each into its own results*.json."""
+    from neft.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("many") / "run"
+    train(TrainConfig(model="lenet5", method="noise-injection", sigma=0.2, epochs=1, train_subset=64,
+                      test_subset=32, val_runs=1, init="torch"), run, progress=False)
+    fast = ["--quiet", "--runs", "2", "--test-subset", "32", "--sigmas", "0,0.2", "--compile", "off"]
+    for extra in ([], ["--device-model", "RRAM4", "--name", "results_rram4"],
+                  ["--write-verify", "0,0.1,0.05"],  # results_wv0 is the same evaluation as results.json
+                  ["--write-verify", "0,0.05", "--verify-select", "random", "--name", "results_random"],
+                  ["--read-sigma", "0.02", "--name", "results_read"]):
+        assert main(["evaluate", str(run), *fast, *extra]) == 0
+    return run
+
+
+def test_a_report_counts_every_result_file_of_a_run_once(evaluated_run, tmp_path, capsys):
+    files = sorted(p.name for p in evaluated_run.glob("results*.json"))
+    assert len(files) == 8
+    loaded = report.load_results(evaluated_run)
+    assert len(loaded) == 6  # results.json, results_wv0.json and results_random_wv0.json are one evaluation
+    assert loaded[0]["run"] == str(evaluated_run) and loaded[0]["evaluation"]["write_verify"] == 0.0
+    assert main(["report", str(evaluated_run), "--out", str(tmp_path / "r")]) == 0
+    with (tmp_path / "r" / "report.csv").open() as file:
+        rows = [row for row in csv.DictReader(file) if row["sigma"] == "0.2"]
+    assert [(row["method"], row["device_model"], row["write_verify"], row["verify_select"], row["read_sigma"])
+            for row in rows] == [
+        ("noise-injection (RRAM1)", "RRAM1", "0.0", "", "0.0"),
+        ("noise-injection read_sigma=0.02", "RRAM1", "0.0", "", "0.02"),
+        ("noise-injection wv=5% magnitude", "RRAM1", "0.05", "magnitude", "0.0"),
+        ("noise-injection wv=10% magnitude", "RRAM1", "0.1", "magnitude", "0.0"),  # 5 % before 10 %
+        ("noise-injection wv=5% random", "RRAM1", "0.05", "random", "0.0"),
+        ("noise-injection (RRAM4)", "RRAM4", "0.0", "", "0.0"),
+    ]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| noise-injection (RRAM4) |" in text and "| noise-injection wv=10% magnitude |" in text

@@ -344,12 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compare evaluated runs: writes OUT/report.md (accuracy and EKL/confidence tables "
                                    "pivoted by sigma, labelled by method variant), OUT/report.csv and "
                                    "OUT/accuracy_vs_sigma.png (docs/results.md, 'Report files').")
-    p.add_argument("paths", nargs="+", help="run directories or results*.json files")
+    p.add_argument("paths", nargs="+", help="run directories (each with all its results*.json) or results*.json files")
     p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     p.add_argument("--title", default=None, help="report and plot title (default: Robustness comparison)")
     p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
-                   help="one name per result, in the order given (a run directory with several results*.json counts "
-                        "once per file; default: each result's own label, else its method variant)")
+                   help="one name per result, in the order given (a run directory counts once per distinct "
+                        "evaluation in its results*.json; default: each result's own label, else its method variant)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the main job: where NeFT helps, on real digits (noise-injection, T=4, OVF; "

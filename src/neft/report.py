@@ -486,7 +486,7 @@ def write_report(
 
     Results may come from run directories (:func:`neft.runs.evaluate_run`) or straight from
     :func:`neft.montecarlo.evaluate`; ``labels`` (one per result, in order; a directory holding several results
-    files counts once per file) names them in tables and plots, overriding their own ``label``. One network
+    files counts once per distinct evaluation, :func:`load_results`) names them in tables and plots, overriding their own ``label``. One network
     evaluated under several device models shares a report: its lines are told apart by the device model.
 
     Raises:
@@ -503,7 +503,7 @@ def write_report(
     if labels is not None:
         if len(labels) != len(results):
             raise ValueError(f"got {len(labels)} label(s) for {len(results)} result(s); give one label per result "
-                             "(a run directory with several results files counts once per file)")
+                             "(a run directory with several results files counts once per distinct evaluation)")
         results = [{**result, "label": label} for result, label in zip(results, labels)]
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)

@@ -263,7 +263,9 @@ def pooled_results(results: list[dict]) -> list[dict]:
         first = group[0]
         keys = ("model", "dataset", "device_model", "test_size", "method", "train_sigma", "beta", "temperature",
                 "init", "epochs", "train_subset", "num_classes")
+        trained = [r["epochs_trained"] for r in group if r.get("epochs_trained") is not None]
         pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
+                       **({"epochs_trained": min(trained)} if trained else {}),
                        "seeds": sorted(r["train_seed"] for r in group), "per_sigma": per_sigma})
     return pooled
 

@@ -546,7 +546,7 @@ def _training_setup(results: list[dict]) -> str:
         facts = []
         if result.get("method"):
             facts.append(f"trained at sigma {_training_sigma(result):g}")
-            facts.append(f"{result['epochs']} epochs" if result.get("epochs") else "epochs not recorded")
+            facts.append(_epochs(result))
             facts.append(f"{result['train_subset']} training images" if result.get("train_subset")
                          else "the full training set")
             facts.append(f"init {result.get('init', 'kaiming')}")
@@ -563,6 +563,16 @@ def _training_setup(results: list[dict]) -> str:
         facts.append(f"evaluated under device model {_device_name(result)}")
         lines.append(f"- {label}: {', '.join(facts)}")
     return "Runs:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""
+
+
+def _epochs(result: dict) -> str:
+    """How long a network trained: ``30 epochs``, or ``12 of 30 epochs (training stopped early)``."""
+    planned, trained = result.get("epochs"), result.get("epochs_trained")
+    if not planned:
+        return "epochs not recorded"
+    if trained is not None and trained < planned:
+        return f"{trained} of {planned} epochs (training stopped early)"
+    return f"{planned} epochs"
 
 
 def _training_sigma(result: dict) -> float:

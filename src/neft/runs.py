@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,9 +19,10 @@ from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
 from .seeds import verify_seed
+from .train import epochs_trained
 from .variation import make_generator
 
-__all__ = ["evaluate_run", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES"]
+__all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.writeverify)
 
@@ -38,6 +40,10 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     run_dir = Path(run_dir)
     plot = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
     return [run_dir / f"{name}.json", run_dir / f"{name}.csv", run_dir / plot]
+
+
+class UnfinishedRunWarning(UserWarning):
+    """A run directory is evaluated before its training finished (fewer epochs in train_log.csv than planned)."""
 
 
 def sweep_names(name: str, fractions: list[float]) -> list[str]:
@@ -94,6 +100,8 @@ def evaluate_run(
             training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
             the full test set. ``write_verify > 0`` with ``verify_select="swim"`` computes the sensitivity on
             ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``, no augmentation).
+            ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
+            ``test_subset`` (results.json records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
         device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         name: base name of the result files, so several evaluations of one run can coexist.
@@ -102,7 +110,10 @@ def evaluate_run(
         progress: show a tqdm bar over runs.
 
     Returns:
-        The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent).
+        The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent), with
+        ``epochs`` (planned), ``epochs_trained`` (done, from train_log.csv) and ``checkpoint_epoch`` (the epoch
+        evaluated). A run that trained fewer epochs than planned is evaluated with an
+        :class:`UnfinishedRunWarning`.
 
     Raises:
         FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
@@ -126,6 +137,11 @@ def evaluate_run(
         return model, meta, chosen.check(), dataset
 
     model, meta, chosen, dataset = distributed.agree(prepare)
+    planned, trained = meta["config"].get("epochs"), epochs_trained(run_dir)
+    if distributed.is_main() and trained is not None and planned and trained < planned:
+        warnings.warn(f"{run_dir} trained {trained} of its {planned} epochs (training stopped early): evaluating "
+                      f"the best checkpoint so far (epoch {meta.get('epoch')}); finish it with `neft train --resume "
+                      f"--out {run_dir}` for the final network", UnfinishedRunWarning, stacklevel=2)
     images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
     labels = dataset.splits["test"][1].to(compute)
     sensitivity_images = None
@@ -141,7 +157,9 @@ def evaluate_run(
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
         "init": meta["config"].get("init", "kaiming"),
-        "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
+        "epochs": planned, "epochs_trained": trained, "checkpoint_epoch": meta.get("epoch"),
+        "train_subset": meta["config"].get("train_subset"),
+        "test_set": "full" if chosen.test_subset is None else "subset",
         "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target, "precision": chosen.precision,
         "versions": checkpoint.versions(),
     }

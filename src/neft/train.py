@@ -33,7 +33,7 @@ from .devices import check_sigma
 from .errors import MAX_SEED, SettingError, check_count, check_number
 from .variation import make_generator
 
-__all__ = ["TrainConfig", "train", "RunExistsError"]
+__all__ = ["TrainConfig", "train", "RunExistsError", "read_config", "epochs_trained"]
 
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
@@ -247,12 +247,33 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     return run.finish()
 
 
+def read_config(run_dir: str | Path) -> dict:
+    """The ``config.json`` of a run directory as a dict.
+
+    Raises:
+        FileNotFoundError: there is none.
+        ValueError: it is damaged (not a JSON object); the message names the file.
+    """
+    path = Path(run_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no config.json in {str(run_dir)!r}: not a run directory written by "
+                                "neft train") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is damaged (invalid JSON: {error}); restore it or retrain the run "
+                         "with overwrite=True (--overwrite)") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(path)!r} is damaged (not a JSON object); restore it or retrain the run")
+    return config
+
+
 def _check_resume_settings(config: TrainConfig, out: Path) -> None:
     """Refuse to resume ``out`` with settings other than those it was started with."""
     if not (out / "config.json").is_file():
         return
     # settings added in later versions take their defaults when an older config.json lacks them
-    saved = {**dataclasses.asdict(TrainConfig()), **json.loads((out / "config.json").read_text())}
+    saved = {**dataclasses.asdict(TrainConfig()), **read_config(out)}
     current = dataclasses.asdict(config)
     changed = sorted(k for k in saved.keys() | current.keys()
                      if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
@@ -339,7 +360,13 @@ class _Run:
                        dataset.splits[split][1].to(device)),
         )
         if resuming:
-            run.restore(torch.load(out / "last.pt", map_location="cpu", weights_only=True))
+            try:
+                saved = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+            except Exception as error:  # noqa: BLE001 - a truncated or damaged file, whatever torch says
+                raise ValueError(f"{str(out / 'last.pt')!r} is truncated or damaged ({type(error).__name__}): "
+                                 "this run cannot continue from it; start it afresh with overwrite=True "
+                                 "(--overwrite), or delete last.pt to keep the checkpoint and train anew") from None
+            run.restore(saved)
         if main:
             _truncate_log(out / "train_log.csv", run.fields, run.state["epoch"])
         return run
@@ -426,6 +453,17 @@ class _Run:
         if self.state["epoch"] == self.config.epochs and distributed.is_main():
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+
+def epochs_trained(run_dir: str | Path) -> int | None:
+    """How many epochs a run directory has trained: the last epoch of its ``train_log.csv`` (None without one).
+    Fewer than its ``config.json`` ``epochs`` means training stopped early (``stop_after``, an interruption)."""
+    path = Path(run_dir) / "train_log.csv"
+    if not path.is_file():
+        return None
+    with path.open() as file:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(file) if (row.get("epoch") or "").isdigit()]
+    return max(epochs, default=0)
 
 
 def _non_finite_origin(model: torch.nn.Module, x: torch.Tensor) -> str:

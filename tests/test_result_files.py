@@ -106,12 +106,12 @@ def test_a_report_counts_every_result_file_of_a_run_once(evaluated_run, tmp_path
         rows = [row for row in csv.DictReader(file) if row["sigma"] == "0.2"]
     assert [(row["method"], row["device_model"], row["write_verify"], row["verify_select"], row["read_sigma"])
             for row in rows] == [
-        ("noise-injection (RRAM1)", "RRAM1", "0.0", "", "0.0"),
+        ("noise-injection", "RRAM1", "0.0", "", "0.0"),
         ("noise-injection read_sigma=0.02", "RRAM1", "0.0", "", "0.02"),
         ("noise-injection wv=5% magnitude", "RRAM1", "0.05", "magnitude", "0.0"),
         ("noise-injection wv=10% magnitude", "RRAM1", "0.1", "magnitude", "0.0"),  # 5 % before 10 %
         ("noise-injection wv=5% random", "RRAM1", "0.05", "random", "0.0"),
-        ("noise-injection (RRAM4)", "RRAM4", "0.0", "", "0.0"),
+        ("noise-injection device=RRAM1", "RRAM4", "0.0", "", "0.0"),  # trained on RRAM1, evaluated on RRAM4
     ]
     text = (tmp_path / "r" / "report.md").read_text()
-    assert "| noise-injection (RRAM4) |" in text and "| noise-injection wv=10% magnitude |" in text
+    assert "| noise-injection device=RRAM1 |" in text and "| noise-injection wv=10% magnitude |" in text

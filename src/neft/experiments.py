@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 try:  # Python >= 3.11
@@ -133,7 +136,8 @@ def _check_preset(preset: dict, source: str) -> dict:
         _eval_config(preset, experiment["methods"][0], experiment["train_sigmas"][0])
     except ValueError as error:
         raise ValueError(f"{source}: [evaluate] {getattr(error, 'setting', '')}: {error}") from None
-    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1)
+    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1,
+              image_size=train_table.get("image_size"))
     return preset
 
 
@@ -261,7 +265,8 @@ def pooled_results(results: list[dict]) -> list[dict]:
                 "confidence": sum(p["confidence"] for p in same) / len(same),
             })
         first = group[0]
-        keys = ("model", "dataset", "device_model", "test_size", "method", "train_sigma", "beta", "temperature",
+        keys = ("model", "dataset", "device_model", "train_device_model", "test_size", "method", "train_sigma", "beta",
+                "temperature",
                 "init", "epochs", "train_subset", "num_classes")
         trained = [r["epochs_trained"] for r in group if r.get("epochs_trained") is not None]
         pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
@@ -282,13 +287,26 @@ def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: 
     return results
 
 
-def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None,
-                     cells: list[tuple[str, float, int]]) -> None:
-    """One local worker of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
-    ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA, sharing its cores evenly)."""
-    import os
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Stop this process (exit code 1) as soon as process ``parent`` is gone: a grid worker whose parent was
+    killed would otherwise keep training cells nobody waits for (checked every ``interval`` seconds)."""
 
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None,
+                     cells: list[tuple[str, float, int]], parent: int) -> None:
+    """One local worker of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
+    ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA, sharing its cores evenly); it
+    stops when the grid's process ``parent`` is killed."""
     import torch
+
+    exit_with_parent(parent)
 
     if device in (None, "auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{index % devices}"
@@ -342,8 +360,8 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
 
             workers = parallel * cells_per_device
             try:
-                mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device, cells), nprocs=workers,
-                         join=True)
+                mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device, cells, os.getpid()),
+                         nprocs=workers, join=True)
             except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
                 last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
                 raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None

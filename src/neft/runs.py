@@ -8,13 +8,14 @@ back into the run directory. ``neft evaluate RUN_DIR`` is this function.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import warnings
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, data, devices, distributed, objectives, report
+from . import checkpoint, data, devices, distributed, objectives, report, runlock
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
@@ -46,22 +47,34 @@ class UnfinishedRunWarning(UserWarning):
     """A run directory is evaluated before its training finished (fewer epochs in train_log.csv than planned)."""
 
 
-def sweep_names(name: str, fractions: list[float]) -> list[str]:
-    """Base names of the result files of a write-verify sweep: ``name`` for one fraction, else
-    ``{name}_wv{fraction:g}`` per fraction (``results_wv0.05``).
+_SWEEP_SUFFIXES = {"write_verify": "wv", "drift_time": "t"}  # result-file name suffix of each swept setting
+
+
+def sweep_names(name: str, **axes: list) -> list[tuple[str, dict]]:
+    """The result files of a sweep: ``(base name, {setting: value})`` for every combination of the swept values,
+    e.g. ``sweep_names("results", write_verify=[0, 0.05], drift_time=[None])`` -> ``[("results_wv0",
+    {...}), ("results_wv0.05", {...})]``; a setting with several values adds ``_wv{fraction:g}`` (write_verify)
+    or ``_t{seconds:g}`` (drift_time) to ``name``.
 
     Raises:
-        SettingError: (setting ``write_verify``) two fractions that would write the same file (a fraction given
-            twice, or two that agree to 6 significant digits), or a ``name`` that is not a plain file name.
+        SettingError: naming the swept setting, for two of its values that would write the same file (a value
+            given twice, or two that agree to 6 significant digits), or a ``name`` that is not a plain file name.
     """
-    names = [name] if len(fractions) == 1 else [f"{name}_wv{fraction:g}" for fraction in fractions]
-    for index, candidate in enumerate(names):
-        output_paths(".", candidate)
-        if candidate in names[:index]:
-            raise SettingError("write_verify", f"the fractions {fractions[names.index(candidate)]!r} and "
-                                               f"{fractions[index]!r} would both write {candidate}.json; give each "
-                                               "fraction once")
-    return names
+    for setting, values in axes.items():
+        seen: dict[str, object] = {}
+        for value in values if len(values) > 1 else []:
+            text = f"{value:g}"
+            if text in seen:
+                raise SettingError(setting, f"the {setting} values {seen[text]!r} and {value!r} would both write "
+                                            f"{name}_{_SWEEP_SUFFIXES[setting]}{text}.json; give each value once")
+            seen[text] = value
+    points = []
+    for values in itertools.product(*axes.values()):
+        suffix = "".join(f"_{_SWEEP_SUFFIXES[setting]}{value:g}" for setting, value in zip(axes, values)
+                         if len(axes[setting]) > 1)
+        output_paths(".", name + suffix)
+        points.append((name + suffix, dict(zip(axes, values))))
+    return points
 
 
 def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False) -> None:
@@ -78,6 +91,17 @@ def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False
                                       "(--overwrite) or keep both with another name (--name)")
 
 
+def _trained_normalisation(dataset: data.ImageDataset, stats: dict | None) -> data.ImageDataset:
+    """``dataset`` normalised with the mean/std the network was trained with; a warning when the training split
+    now gives other numbers (the data set's files changed since training)."""
+    if not stats or (tuple(stats["mean"]), tuple(stats["std"])) == (dataset.mean, dataset.std):
+        return dataset
+    warnings.warn(f"the training split of {dataset.name} now has mean {dataset.mean} and std {dataset.std}, the run "
+                  f"was trained with {tuple(stats['mean'])} and {tuple(stats['std'])}: its files changed since "
+                  "training; evaluating with the trained normalisation", UserWarning, stacklevel=3)
+    return dataclasses.replace(dataset, mean=tuple(stats["mean"]), std=tuple(stats["std"]))
+
+
 def evaluate_run(
     run_dir: str | Path,
     config: EvalConfig | None = None,
@@ -88,6 +112,7 @@ def evaluate_run(
     label: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    model: torch.nn.Module | None = None,
     **settings,
 ) -> dict:
     """Monte Carlo evaluation of a trained run directory; writes ``{name}.json``, ``{name}.csv`` and the plot
@@ -108,6 +133,8 @@ def evaluate_run(
         label: the name reports give this result (default: the run's method variant, e.g. ``ovf beta=0``).
         overwrite: replace existing result files of the same name.
         progress: show a tqdm bar over runs.
+        model: the module to load the trained weights into (:func:`neft.checkpoint.load_checkpoint`); needed only
+            for a run whose network was handed to :func:`neft.train.train` in Python.
 
     Returns:
         The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent), with
@@ -117,24 +144,39 @@ def evaluate_run(
 
     Raises:
         FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
-        FileExistsError: one of the three result files exists and ``overwrite`` is False.
+        FileExistsError: one of the three result files exists and ``overwrite`` is False;
+            :class:`~neft.runlock.RunLockedError` another process is training or evaluating ``run_dir``.
+        OSError: ``run_dir`` cannot be written (checked before the Monte Carlo work), or a write failed (full
+            disk); no partial result file is left behind (:func:`neft.runlock.disk_error` names the folder).
         SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.montecarlo.EvalConfig`) or a
             ``name`` that is not a plain file name.
     """
     run_dir = Path(run_dir)
     config = dataclasses.replace(config or EvalConfig(), **settings)
+    output_paths(run_dir, name)
+    config.check()
+    checkpoint.checkpoint_path(run_dir)  # no lock file beside a folder that holds no run
+    with runlock.hold(run_dir, "neft evaluate"):  # one writer per run directory
+        return _evaluate_run(run_dir, config, data_dir, device, name, label, overwrite, progress, model)
+
+
+def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, label, overwrite, progress,
+                  model) -> dict:
+    """:func:`evaluate_run` once the run directory's lock is held."""
     outputs = output_paths(run_dir, name)
     compute = distributed.setup(resolve_device(device))
 
     def prepare():
-        config.check()
         check_outputs(run_dir, [name], overwrite)
-        model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
+        if distributed.is_main():
+            runlock.check_writable(run_dir)  # before the Monte Carlo work, not after it
+        network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
         chosen = dataclasses.replace(config, sigmas=config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]],
                                      device_model=devices.get(config.device_model or meta["device_model"]))
         dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
-                            test_subset=config.test_subset)
-        return model, meta, chosen.check(), dataset
+                            test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
+        dataset = _trained_normalisation(dataset, meta.get("dataset_stats"))
+        return network, meta, chosen.check(), dataset
 
     model, meta, chosen, dataset = distributed.agree(prepare)
     planned, trained = meta["config"].get("epochs"), epochs_trained(run_dir)
@@ -148,13 +190,14 @@ def evaluate_run(
     if chosen.write_verify > 0 and chosen.verify_select == "swim":  # SWIM's second derivatives on training images
         sensitivity_images = next(dataset.batches("train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
                                                   generator=make_generator(verify_seed(chosen.seed))))[0]
-    evaluation = evaluate(model, images, labels, config=chosen, label=label,
+    evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
                           progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images)
     results = {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
+        "train_device_model": meta["device_model"],
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
         "init": meta["config"].get("init", "kaiming"),
         "epochs": planned, "epochs_trained": trained, "checkpoint_epoch": meta.get("epoch"),
@@ -162,12 +205,28 @@ def evaluate_run(
         "test_set": "full" if chosen.test_subset is None else "subset",
         "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target, "precision": chosen.precision,
         "versions": checkpoint.versions(),
+        **({"model_source": {**meta["model"]["source"], "changed": meta["model"]["source_changed"]},
+            "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),
     }
-    if not distributed.is_main():
-        return results
-    report.write_csv(report.comparison_rows([results]), outputs[1])
-    report.plot([results], outputs[2], title=f"{report.result_label(results)} ({run_dir.name})")
-    partial = outputs[0].with_suffix(".json.tmp")  # written last and whole: a results.json marks a finished evaluation
-    partial.write_text(json.dumps(results, indent=1))
-    partial.replace(outputs[0])
+    if distributed.is_main():
+        _write_outputs(results, outputs, f"{report.result_label(results)} ({run_dir.name})")
     return results
+
+
+def _write_outputs(results: dict, outputs: list[Path], title: str) -> None:
+    """Write the CSV, the plot and then the JSON of :func:`output_paths`, each first to a hidden temporary in the
+    same folder: a results.json marks a finished evaluation, and a failed write (full disk) leaves no file behind
+    that would block the same command's rerun."""
+    temporaries = [path.with_name(f".{path.stem}.tmp{path.suffix}") for path in outputs]
+    try:
+        report.write_csv(report.comparison_rows([results]), temporaries[1])
+        report.plot([results], temporaries[2], title=title)
+        temporaries[0].write_text(json.dumps(results, indent=1))
+        for temporary, path in zip(temporaries[::-1], outputs[::-1]):  # the JSON last
+            temporary.replace(path)
+    except BaseException as error:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise runlock.disk_error(outputs[0].parent, error) from None
+        raise

@@ -13,6 +13,7 @@ A run directory holds ``config.json``, ``checkpoint.pt`` (best backbone, see :mo
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -27,13 +28,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoint, data, devices, distributed, models, montecarlo, objectives, seeds
+from . import checkpoint, data, devices, distributed, models, montecarlo, objectives, runlock, seeds
 from .compute import eval_mode, resolve_device
 from .devices import check_sigma
 from .errors import MAX_SEED, SettingError, check_count, check_number
 from .variation import make_generator
 
-__all__ = ["TrainConfig", "train", "RunExistsError", "read_config", "epochs_trained"]
+__all__ = ["TrainConfig", "train", "load_config", "read_config", "epochs_trained", "record", "RunExistsError"]
 
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
@@ -56,15 +57,21 @@ class TrainConfig:
     data set), ``distill_alpha`` and ``distill_temperature`` (distill) set the objectives of docs/method.md,
     'Other answers to device variation', and must stay at their defaults for other methods; ``lr=None``
     takes the release's learning rate for the model (docs/method.md, 'Training recipe').
+    ``dataset`` is a built-in name, ``folder:PATH`` or ``npz:PATH`` (:mod:`neft.userdata`; ``image_size`` resizes
+    the images of those two, pixels per side). ``model`` is a zoo name or an import path of your own factory (``package.module:function`` or
+    ``path/to/nets.py:function``, :mod:`neft.models.registry`; a file path is made absolute), called with
+    ``num_classes``, ``in_channels`` (and ``width`` when it takes one) and the keywords of ``model_args``.
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     """
 
     model: str = "vgg8"
+    model_args: dict | None = None
     width: float = 1.0
     init: str = "kaiming"
     dataset: str = "mnist-5k"
     data_dir: str | None = None
+    image_size: int | None = None
     method: str = "noise-injection"
     sigma: float = 0.1
     sigma_block: float | None = None
@@ -100,9 +107,7 @@ class TrainConfig:
         if self.method not in objectives.METHODS:
             raise SettingError("method", f"unknown method {self.method!r}; choose one of "
                                          f"{', '.join(objectives.METHODS)}")
-        if str(self.model).lower() not in models.MODELS:
-            raise SettingError("model", f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}")
-        self.model = self.model.lower()
+        self._check_model()
         if self.init not in models.INITS:
             raise SettingError("init", f"unknown init {self.init!r}; choose one of {', '.join(models.INITS)}")
         self.dataset = data.canonical_name(self.dataset)
@@ -141,6 +146,47 @@ class TrainConfig:
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
         return self
+
+
+    def _check_model(self) -> None:
+        """A zoo name (lower-cased), an import path whose factory exists (file paths made absolute) or the label of
+        a module passed in Python; ``model_args`` a JSON object, for import paths only."""
+        if self.model_args is not None:
+            if not isinstance(self.model_args, dict):
+                raise SettingError("model_args", f"model_args must be a dict of keyword arguments (a JSON object "
+                                                 f"such as {{\"depth\": 4}}), got {self.model_args!r}")
+            try:  # the JSON form, so config.json compares equal on resume
+                self.model_args = json.loads(json.dumps(self.model_args)) or None
+            except (TypeError, ValueError) as error:
+                raise SettingError("model_args", f"model_args must be JSON values (numbers, strings, lists, "
+                                                 f"dicts): {error}") from None
+        if models.registry.is_import_path(self.model):
+            self.model = models.registry.normalized(self.model)
+            models.registry.resolve(self.model)
+            return
+        if self.model_args:
+            raise SettingError("model_args", f"model_args apply to import-path models, not to {self.model!r}")
+        if models.registry.is_python_object(self.model):
+            return
+        if str(self.model).lower() not in models.MODELS:
+            raise SettingError("model", f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}, "
+                                        "or an import path package.module:function or path/to/nets.py:function")
+        self.model = self.model.lower()
+
+
+def load_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` a run directory was trained with (its ``config.json``; settings added in later
+    versions take their defaults), unchecked.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json``.
+        ValueError: its ``config.json`` is damaged (:func:`read_config`).
+    """
+    if not (Path(run_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} has no config.json, so it is no neft run to resume; start it "
+                                "with `neft train --out ...` and its settings")
+    saved = read_config(run_dir)
+    return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
 
 
 _OBJECTIVE_SETTINGS = tuple(objectives.METHOD_SETTINGS)  # censor_k, lipschitz_lambda, distill_alpha, ...
@@ -202,11 +248,16 @@ def _noisy_accuracy(model, images, labels, config) -> float:
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> dict:
+          progress: bool = True, stop_after: int | None = None, model: torch.nn.Module | None = None) -> dict:
     """Train one network with ``config.method`` and write the run directory ``out``.
 
     Args:
         config: the run's settings (validated here).
+        model: a network built in your own code, trained in place instead of ``config.model`` (which becomes its
+            label ``python:package.module.Class``; ``init`` is not applied). It must map the data set's images
+            ``[B, C, H, W]`` to logits ``[B, num_classes]``. Evaluating or resuming the run needs the same module
+            again (``evaluate_run(run, model=...)``); an import path (``config.model = "pkg.mod:fn"``) lets
+            ``neft evaluate`` rebuild it alone.
         out: run directory; must be new or empty unless ``resume`` or ``overwrite``.
         resume: continue from ``out/last.pt`` (bit-identical to an uninterrupted run on the same device);
             starts fresh when there is none.
@@ -228,23 +279,28 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         ValueError: invalid settings (a :class:`~neft.errors.SettingError` names the setting), or ``resume``
             with settings that differ from the run's; RunExistsError: ``out`` holds a run and neither flag is
             given; data.DatasetNotFoundError: the data set is missing; FloatingPointError: the loss became NaN or
-            infinite (the message names the epoch, step and the first layer whose output was not finite).
+            infinite (the message names the epoch, step and the first layer whose output was not finite);
+            :class:`~neft.runlock.RunLockedError` (a ``FileExistsError``): another process trains or evaluates
+            ``out``; OSError: ``out`` cannot be written (read-only, full disk; the message names it).
     """
+    if model is not None:
+        config.model = models.registry.python_object_name(model)
     config.check()
     out = Path(out)
     if resume:
         _check_resume_settings(config, out)
-    run = _Run.start(config, out, resume, overwrite)
-    last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
-    for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
-        started = time.perf_counter()
-        totals = run.train_epoch(epoch, progress)
-        row = run.select_and_save(epoch, totals, started)
-        if progress and distributed.is_main():
-            tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
-                       f"{run.select_split} clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} "
-                       f"{row['val_acc_noisy']:.2f}%{'  *best' if row['best'] else ''}")
-    return run.finish()
+    with runlock.hold(out, "neft train"):  # one writer per run directory
+        run = _Run.start(config, out, resume, overwrite, model)
+        last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+        for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
+            started = time.perf_counter()
+            totals = run.train_epoch(epoch, progress)
+            row = run.select_and_save(epoch, totals, started)
+            if progress and distributed.is_main():
+                tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
+                           f"{run.select_split} clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} "
+                           f"{row['val_acc_noisy']:.2f}%{'  *best' if row['best'] else ''}")
+        return run.finish()
 
 
 def read_config(run_dir: str | Path) -> dict:
@@ -269,17 +325,42 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def _check_resume_settings(config: TrainConfig, out: Path) -> None:
-    """Refuse to resume ``out`` with settings other than those it was started with."""
+    """Refuse to resume ``out`` with settings other than those it was started with (the message names each
+    differing value), or when the source file of its import-path model changed since."""
     if not (out / "config.json").is_file():
         return
+    recorded = read_config(out)
     # settings added in later versions take their defaults when an older config.json lacks them
-    saved = {**dataclasses.asdict(TrainConfig()), **read_config(out)}
+    saved = {**dataclasses.asdict(TrainConfig()), **recorded}
+    saved.pop(RECORDED, None)
     current = dataclasses.asdict(config)
     changed = sorted(k for k in saved.keys() | current.keys()
                      if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
     if changed:
-        raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}); "
-                         "use the original settings or another run directory")
+        values = "; ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} given" for k in changed)
+        raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}): {values}; "
+                         "give only the run (--resume --out RUN) or the original settings, or another run directory")
+    source = recorded.get(RECORDED, {}).get("model_source")
+    if source and models.registry.describe(config.model)["sha256"] != source["sha256"]:
+        raise ValueError(f"cannot resume {str(out)!r}: the model source {source['file']} changed since the run "
+                         f"was trained (sha256 {source['sha256'][:12]}... in the run, "
+                         f"{models.registry.describe(config.model)['sha256'][:12]}... now); restore the file or "
+                         "train a new run")
+
+
+RECORDED = "recorded"  # config.json key of what a run measured at its start, beside its settings
+
+
+def record(config: TrainConfig, dataset: data.ImageDataset) -> dict:
+    """What ``config.json`` records beside the settings: the model's source file and digest (import paths) and
+    the data set's shape and normalisation (per-channel mean/std of pixel values in [0, 1])."""
+    return {
+        "model_source": (models.registry.describe(config.model) if models.registry.is_import_path(config.model)
+                         else None),
+        "dataset": {"name": dataset.name, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
+                    "image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
+                    "classes": list(dataset.classes) if dataset.classes else None},
+    }
 
 
 @dataclass
@@ -308,28 +389,33 @@ class _Run:
         return "val" if self.config.select_on == "val" else "test"
 
     @classmethod
-    def start(cls, config: TrainConfig, out: Path, resume: bool, overwrite: bool) -> "_Run":
+    def start(cls, config: TrainConfig, out: Path, resume: bool, overwrite: bool,
+              given: torch.nn.Module | None = None) -> "_Run":
         """Load the data, build model, objective and optimiser, prepare ``out`` and restore ``last.pt``."""
         device = distributed.setup(resolve_device(config.device))
         main = distributed.is_main()
         dataset = distributed.agree(lambda: data.load(
             config.dataset, config.data_dir, validation=_validation_size(config), seed=config.seed,
-            train_subset=config.train_subset, test_subset=config.test_subset))
+            train_subset=config.train_subset, test_subset=config.test_subset, image_size=config.image_size))
+        torch.manual_seed(config.seed)
+        model = (given if given is not None else models.create(
+            config.model, dataset.num_classes, dataset.in_channels, config.width, config.init,
+            config.model_args)).to(device)
+        sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
+        if config.model not in models.MODELS:  # your own network: logits of the right shape before any file exists
+            models.registry.check_output(model, sample, dataset.num_classes, repr(config.model))
         resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                      else resume and (out / "last.pt").is_file())
-        torch.manual_seed(config.seed)
-        model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width,
-                              config.init).to(device)
         noise_generator = make_generator(0, device)  # reseeded every step from (seed, rank, step)
-        sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
         objective = objectives.create(
             config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
             device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
             taps=config.taps, temperature=config.temperature, teacher=config.teacher,
             **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
         )
+        recorded = record(config, dataset)
         if main:  # only once the objective accepted its settings: a bad tap leaves no half-made run behind
-            (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            (out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), RECORDED: recorded}, indent=2))
         net = model
         if distributed.world_size() > 1:  # gradients of the backbone and IRS heads averaged over ranks
             def wrap(module):
@@ -350,8 +436,10 @@ class _Run:
             fields=LOG_FIELDS[:5] + [f"head{i + 1}_acc" for i in range(len(objective.modules()))] + LOG_FIELDS[5:],
             metadata={
                 "model": {"name": config.model, "num_classes": dataset.num_classes,
-                          "in_channels": dataset.in_channels, "width": config.width},
-                "dataset": dataset.name, "method": config.method, "sigma": config.sigma,
+                          "in_channels": dataset.in_channels, "width": config.width, "args": config.model_args,
+                          "source": recorded["model_source"]},
+                "dataset": dataset.name, "dataset_stats": recorded["dataset"], "method": config.method,
+                "sigma": config.sigma,
                 "sigma_block": config.sigma_block, "beta": config.beta, "temperature": config.temperature,
                 "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
                 "config": dataclasses.asdict(config),
@@ -436,16 +524,16 @@ class _Run:
                **{key: totals[key] for key in self.fields if key.startswith("head")}}
         if main:
             _append_log(self.out / "train_log.csv", self.fields, row)
-            torch.save({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
-                        "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.tmp")
-            (self.out / "last.tmp").replace(self.out / "last.pt")
+            checkpoint.write({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
+                              "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                              "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.pt")
         return row
 
     def finish(self) -> dict:
         """Test the best checkpoint on clean weights; write ``summary.json`` once every epoch is done."""
         distributed.barrier()  # rank 0 has written the checkpoint
-        best = checkpoint.load(self.out, map_location=self.device)
+        own = copy.deepcopy(self.model) if models.registry.is_python_object(self.config.model) else None
+        best = checkpoint.load(self.out, map_location=self.device, model=own)
         summary = {"best_epoch": self.state["best_epoch"], "best_val_accuracy": self.state["best"],
                    "test_accuracy_clean": _accuracy(best, self.dataset, "test", self.device),
                    "epochs": self.state["epoch"], "seconds": self.state["seconds"],

@@ -79,12 +79,17 @@ def test_number_checks_keep_valid_values():
 
 
 def test_write_verify_sweep_names_collide_up_front():
-    assert runs.sweep_names("results", [0.0, 0.05]) == ["results_wv0", "results_wv0.05"]
-    assert runs.sweep_names("wv", [0.1]) == ["wv"]
+    assert runs.sweep_names("results", write_verify=[0.0, 0.05], drift_time=[None]) == [
+        ("results_wv0", {"write_verify": 0.0, "drift_time": None}),
+        ("results_wv0.05", {"write_verify": 0.05, "drift_time": None})]
+    assert [name for name, _ in runs.sweep_names("r", write_verify=[0.1], drift_time=[1, 3600])] == ["r_t1", "r_t3600"]
     for fractions in ([0.1, 0.1], [0.1, 0.1000001]):
         with pytest.raises(SettingError, match="would both write results_wv0.1.json") as error:
-            runs.sweep_names("results", fractions)
+            runs.sweep_names("results", write_verify=fractions)
         assert error.value.setting == "write_verify"
+    with pytest.raises(SettingError, match="would both write results_t3600.json") as error:
+        runs.sweep_names("results", write_verify=[0.0], drift_time=[3600, 3600.0000001])
+    assert error.value.setting == "drift_time"
 
 
 def test_a_sweep_is_checked_whole_before_its_first_evaluation(run_dir, capsys):
@@ -197,6 +202,8 @@ FUZZ = [
     (EVALUATE + ["--write-verify", "0.1,0.1000001"], "--write-verify"),
     (EVALUATE + ["--write-verify", "0,1.5"], "--write-verify"),
     (EVALUATE + ["--write-verify", "0,0.1", "--name", "../up"], "--name"),
+    (EVALUATE + ["--quantize", "--drift-nu-mean", "0.05", "--drift-times", "3600,3600.0000001"], "--drift-times"),
+    (EVALUATE + ["--quantize", "--drift-nu-mean", "0.05", "--drift-times", "1e39"], "--drift-times"),
     (EVALUATE + ["--verified-sigma", "2"], "--verified-sigma"),
     (EVALUATE + ["--read-sigma", "-1"], "--read-sigma"),
     (EVALUATE + ["--batch-size", "0"], "--batch-size"),

@@ -10,6 +10,7 @@ path, ``args`` holds its keyword arguments and ``source`` its file and SHA-256 (
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch import nn
 
 from . import __version__, models
 
-__all__ = ["FORMAT", "save", "write", "load", "load_checkpoint", "versions", "checkpoint_path"]
+__all__ = ["FORMAT", "save", "write", "digest", "load", "load_checkpoint", "versions", "checkpoint_path"]
 
 FORMAT = "neft-checkpoint-1"
 
@@ -41,6 +42,16 @@ def checkpoint_path(path: str | Path) -> Path:
     if not file.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(file)!r}: train one with `neft train --out {path}` first")
     return file
+
+
+def digest(path: str | Path) -> str:
+    """SHA-256 (hex) of the checkpoint file of a run directory or file (:func:`checkpoint_path`): what pins a
+    distillation teacher (docs/results.md, 'Run directory')."""
+    sha = hashlib.sha256()
+    with checkpoint_path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def save(path: str | Path, model: nn.Module, metadata: dict) -> None:

@@ -199,7 +199,7 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
         "train_device_model": meta["device_model"],
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
-        "init": meta["config"].get("init", "kaiming"),
+        "init": meta["config"].get("init", "kaiming"), "teacher_sha256": meta.get("teacher_sha256"),
         "epochs": planned, "epochs_trained": trained, "checkpoint_epoch": meta.get("epoch"),
         "train_subset": meta["config"].get("train_subset"),
         "test_set": "full" if chosen.test_subset is None else "subset",

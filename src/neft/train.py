@@ -202,6 +202,26 @@ def _check_teacher(teacher: str, dataset: str) -> None:
     if trained_on != dataset:
         raise SettingError("teacher", f"teacher {teacher!r} was trained on {trained_on}, this run trains on "
                                       f"{dataset}; give a teacher run of the same data set")
+    planned, trained = _planned_epochs(teacher), epochs_trained(teacher)
+    if planned and trained is not None and trained < planned:
+        raise SettingError("teacher", f"teacher {teacher!r} trained {trained} of its {planned} epochs (training "
+                                      f"stopped early); finish it first: `neft train --resume --out {teacher}`")
+
+
+def _planned_epochs(run_dir: str) -> int | None:
+    """The ``epochs`` of a run directory's config.json (None for a checkpoint file or a run without one)."""
+    return read_config(run_dir).get("epochs") if (Path(run_dir) / "config.json").is_file() else None
+
+
+def _check_not_teacher(config: TrainConfig, out: Path) -> None:
+    """Refuse a run directory ``out`` that is, or holds, the run's own distillation teacher (replacing it with
+    overwrite would delete the teacher)."""
+    if config.teacher is None:
+        return
+    teacher, target = Path(config.teacher).resolve(), out.resolve()
+    if teacher == target or target in teacher.parents:
+        raise SettingError("teacher", f"the run directory {str(out)!r} is (or holds) the teacher {config.teacher!r};"
+                                      " give the distilled run its own directory (--out)")
 
 
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
@@ -287,6 +307,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         config.model = models.registry.python_object_name(model)
     config.check()
     out = Path(out)
+    _check_not_teacher(config, out)
     if resume:
         _check_resume_settings(config, out)
     with runlock.hold(out, "neft train"):  # one writer per run directory
@@ -334,6 +355,14 @@ def _check_resume_settings(config: TrainConfig, out: Path) -> None:
     saved = {**dataclasses.asdict(TrainConfig()), **recorded}
     saved.pop(RECORDED, None)
     current = dataclasses.asdict(config)
+    pinned = recorded.get(RECORDED, {}).get("teacher")
+    if pinned and config.teacher:  # the teacher is pinned by its checkpoint's digest, wherever it now lies
+        now = checkpoint.digest(config.teacher)
+        if now != pinned["sha256"]:
+            raise ValueError(f"cannot resume {str(out)!r}: its teacher {config.teacher!r} is not the network it "
+                             f"started from (checkpoint sha256 {pinned['sha256'][:12]}... then, {now[:12]}... now: "
+                             "retrained or replaced); restore that teacher or train a new run")
+        current["teacher"] = saved.get("teacher")  # same digest: another spelling or location of the same teacher
     changed = sorted(k for k in saved.keys() | current.keys()
                      if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
     if changed:
@@ -352,11 +381,14 @@ RECORDED = "recorded"  # config.json key of what a run measured at its start, be
 
 
 def record(config: TrainConfig, dataset: data.ImageDataset) -> dict:
-    """What ``config.json`` records beside the settings: the model's source file and digest (import paths) and
-    the data set's shape and normalisation (per-channel mean/std of pixel values in [0, 1])."""
+    """What ``config.json`` records beside the settings: the model's source file and digest (import paths), the
+    distillation teacher's checkpoint digest (checked on resume) and the data set's shape and normalisation
+    (per-channel mean/std of pixel values in [0, 1])."""
     return {
         "model_source": (models.registry.describe(config.model) if models.registry.is_import_path(config.model)
                          else None),
+        "teacher": ({"path": config.teacher, "sha256": checkpoint.digest(config.teacher)} if config.teacher
+                    else None),
         "dataset": {"name": dataset.name, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
                     "image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
                     "classes": list(dataset.classes) if dataset.classes else None},
@@ -439,6 +471,7 @@ class _Run:
                           "in_channels": dataset.in_channels, "width": config.width, "args": config.model_args,
                           "source": recorded["model_source"]},
                 "dataset": dataset.name, "dataset_stats": recorded["dataset"], "method": config.method,
+                "teacher_sha256": (recorded["teacher"] or {}).get("sha256"),
                 "sigma": config.sigma,
                 "sigma_block": config.sigma_block, "beta": config.beta, "temperature": config.temperature,
                 "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,

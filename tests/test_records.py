@@ -61,3 +61,25 @@ def test_a_damaged_run_file_on_resume_is_one_error_naming_it(damage, file, tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("neft: error: ") and f"{run / file}" in err[0]
+
+
+def test_a_weight_tied_between_embedding_and_linear_is_on_the_crossbar_either_way():
+    import torch
+    from torch import nn
+
+    from neft.variation import mapped_weight_names
+
+    class Tied(nn.Module):
+        def __init__(self, embedding_first):
+            super().__init__()
+            modules = [("embed", nn.Embedding(10, 4)), ("head", nn.Linear(4, 10, bias=False))]
+            for name, module in modules if embedding_first else modules[::-1]:
+                self.add_module(name, module)
+            self.head.weight = self.embed.weight  # [10, 4] either way
+
+        def forward(self, x):
+            return self.head(self.embed(x))
+
+    torch.manual_seed(0)
+    assert mapped_weight_names(Tied(embedding_first=False)) == ["head.weight"]
+    assert mapped_weight_names(Tied(embedding_first=True)) == ["embed.weight"]  # named as named_parameters() does

@@ -115,3 +115,16 @@ def test_a_report_counts_every_result_file_of_a_run_once(evaluated_run, tmp_path
     ]
     text = (tmp_path / "r" / "report.md").read_text()
     assert "| noise-injection device=RRAM1 |" in text and "| noise-injection wv=10% magnitude |" in text
+
+
+def test_pooled_grid_results_keep_every_variant_setting_in_their_labels(tmp_path):
+    from neft.experiments import pooled_results
+
+    cells = [result("rcg", train_seed=seed, censor_k=2.0, lipschitz_lambda=None, run=f"runs/rcg{seed}")
+             for seed in (0, 1)]
+    cells += [result("distill", train_seed=seed, distill_alpha=0.5, distill_temperature=2.0, teacher="runs/v",
+                     run=f"runs/d{seed}") for seed in (0, 1)]
+    pooled = pooled_results(cells)
+    assert [row["method"] for row in report.comparison_rows(pooled)] == ["rcg k=2", "distill alpha=0.5 T=2"]
+    text = report.write_report(pooled, tmp_path)["markdown"].read_text()
+    assert "| rcg k=2 |" in text and "censor_k 2" in text and "teacher runs/v" in text

@@ -2,6 +2,7 @@
 fuzz of bad inputs that must each end in exit 2 with one ``neft: error:`` line and nothing written."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -224,6 +225,13 @@ FUZZ = [
     (["reproduce", "PRESET:epochs = 1|epochs = 1\nbeta_ovf = 1e39"], "beta"),
     (["reproduce", "PRESET:epochs = 1|epochs = 1\nseed = 3"], "unknown key"),
     (["reproduce", "RUNS/none.toml"], "not found"),
+    (["reproduce", "PRESET:train_sigmas = [0.2]\n|"], "e.g. train_sigmas = [0.1, 0.2]"),  # names the missing key
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "distill"'], '[train] teacher = "vanilla"'),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ovf gamma=2"'], "T, beta, init, k, lambda, alpha"),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ofv"'], "T=..., beta=..., init=..., k=..., lambda=..., alpha=..."),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "distill", "distill alpha=0.9"&&[train]|[train]\nteacher = '
+                   '"vanilla"'], "train the same networks"),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "rcg", "rcg k=1.0"'], "train the same networks"),
     (["reproduce", "PRESET:", "--parallel", "0"], "--parallel"),
     (["reproduce", "PRESET:", "--shard", "2/2"], "--shard"),
     # report: every input refused before the report folder is made
@@ -235,25 +243,29 @@ FUZZ = [
     (["report", "RESULT:per_sigma=[]", "--out", "RUNS/report"], "field per_sigma"),
     (["report", "RESULT:test_size=true", "--out", "RUNS/report"], "field test_size"),
     (["report", "RESULT:", "--labels", "a", "b", "--out", "RUNS/report"], "label"),
+    (["report", "RESULT:", "--out", "RUNS/old"], "report.md' already exists; replace the report with"),
 ]
 
 
 def _expand(argv, tmp_path, run_dir):
     """Fill the placeholders of a fuzz case: RUN (the trained run), RUNS/ (a fresh folder), DEVICE:text (a device
-    file), PRESET:old|new (the preset, edited), RESULT:field=value (a results.json, edited)."""
+    file), PRESET:old|new&&old|new (the preset, edited), RESULT:field=value (a results.json, edited)."""
     expanded = []
     for arg in argv:
         if arg == "RUN":
             arg = str(run_dir)
         elif arg.startswith("RUNS/"):
             arg = str(tmp_path / arg)
+            if arg.endswith("old"):  # a folder holding an earlier report
+                Path(arg).mkdir()
+                (Path(arg) / "report.md").write_text("# an earlier report\n")
         elif arg.startswith("DEVICE:"):
             arg = _device_file(tmp_path, arg[len("DEVICE:"):])
         elif arg.startswith("RESULT:"):
             arg = _results_dir(tmp_path, arg[len("RESULT:"):])
         elif arg.startswith("PRESET:"):
             edit = arg[len("PRESET:"):]
-            arg = _preset(tmp_path, [tuple(edit.split("|"))] if edit else ())
+            arg = _preset(tmp_path, [tuple(part.split("|")) for part in edit.split("&&")] if edit else ())
         expanded.append(arg)
     return expanded
 

@@ -356,7 +356,7 @@ def _cmd_import(args) -> None:
 def _cmd_report(args) -> None:
     from .report import write_report
 
-    paths = write_report(args.paths, args.out, title=args.title, labels=args.labels)
+    paths = write_report(args.paths, args.out, title=args.title, labels=args.labels, overwrite=args.overwrite)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
 
 
@@ -512,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="run directories (each with all its results*.json) or results*.json files")
     p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     p.add_argument("--title", default=None, help="report and plot title (default: Robustness comparison)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                    help="one name per result, in the order given (a run directory counts once per distinct "
                         "evaluation in its results*.json; default: each result's own label, else its method variant)")

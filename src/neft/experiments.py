@@ -83,10 +83,12 @@ def _check_preset(preset: dict, source: str) -> dict:
     evaluate = preset.setdefault("evaluate", {})
     experiment.setdefault("methods", ["vanilla", "noise-injection", "ovf", "irs"])
     experiment.setdefault("seeds", [0])
-    for key in ("methods", "train_sigmas", "seeds"):
+    examples = {"methods": 'methods = ["vanilla", "ovf"]', "train_sigmas": "train_sigmas = [0.1, 0.2]",
+                "seeds": "seeds = [0, 1, 2]"}
+    for key, example in examples.items():
         if not experiment.get(key) or not isinstance(experiment[key], list):
             raise ValueError(f"{source}: [experiment] {key} is empty, missing or not a list; give a list of at "
-                             "least one value, e.g. seeds = [0, 1, 2]")
+                             f"least one value, e.g. {example}")
     bad_seeds = [seed for seed in experiment["seeds"] if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0]
     if bad_seeds:
         raise ValueError(f"{source}: [experiment] seeds must be integers >= 0, got {bad_seeds}")
@@ -123,10 +125,14 @@ def _check_preset(preset: dict, source: str) -> dict:
                     if "vanilla" not in experiment["methods"]:
                         raise ValueError(f"{source}: [train] teacher = \"vanilla\" needs \"vanilla\" in "
                                          "[experiment] methods (each seed's vanilla cell is its teacher)") from None
-                    continue  # checked when the vanilla cell is trained
-                where = ("[experiment] train_sigmas" if setting == "sigma" else
-                         f"[train] {setting}" if setting in train_table else f"[experiment] methods {spec!r}")
-                raise ValueError(f"{source}: {where}: {error}") from None
+                    # the teacher is checked once the vanilla cell is trained; the settings already were
+                    config = json.dumps(dataclasses.asdict(_train_config(preset, spec, sigma, experiment["seeds"][0])))
+                else:
+                    where = ("[experiment] train_sigmas" if setting == "sigma" else
+                             f"[train] {setting}" if setting in train_table else f"[experiment] methods {spec!r}")
+                    hint = ("; in a preset, set [train] teacher = \"vanilla\" (each seed's vanilla cell teaches) or a "
+                            "trained run directory" if setting == "teacher" and "teacher" not in train_table else "")
+                    raise ValueError(f"{source}: {where}: {error}{hint}") from None
             if config in made:
                 raise ValueError(f"{source}: [experiment] methods {made[config]!r} and {spec!r} train the same "
                                  "networks; list each variant once")
@@ -266,7 +272,7 @@ def pooled_results(results: list[dict]) -> list[dict]:
             })
         first = group[0]
         keys = ("model", "dataset", "device_model", "train_device_model", "test_size", "method", "train_sigma", "beta",
-                "temperature",
+                "temperature", *objectives.METHOD_SETTINGS, "teacher", "evaluation",  # what labels name
                 "init", "epochs", "train_subset", "num_classes")
         trained = [r["epochs_trained"] for r in group if r.get("epochs_trained") is not None]
         pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
@@ -376,7 +382,8 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
         result.setdefault("num_classes", data.load(preset["train"].get("dataset", TrainConfig.dataset),
                                                    preset["train"].get("data_dir"), test_subset=1).num_classes)
     experiment = preset["experiment"]
-    paths = report.write_report(pooled_results(results), out, title=experiment.get("title", f"neft: {out.name}"),
+    paths = report.write_report(pooled_results(results), out, overwrite=True,  # the grid's own report, refreshed
+                                title=experiment.get("title", f"neft: {out.name}"),
                                 notes=experiment.get("notes"))
     if len(experiment["seeds"]) > 1:
         (out / "report_seeds.json").write_text(json.dumps(report.seed_comparison(results), indent=1))

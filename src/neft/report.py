@@ -476,9 +476,10 @@ def write_report(
     name: str = "report",
     notes: str | None = None,
     labels: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write a comparison report (docs/results.md, 'Report files') into ``out_dir`` (created if needed; files
-    overwritten).
+    """Write a comparison report (docs/results.md, 'Report files') into ``out_dir`` (created if needed); an
+    earlier report of the same ``name`` there is replaced only with ``overwrite=True`` (``--overwrite``).
 
     ``paths_or_results`` holds results files, run directories (see :func:`load_results`) and/or loaded results.
     Writes ``{name}.md`` (title, Monte Carlo runs per point and test set size, both tables of
@@ -497,6 +498,7 @@ def write_report(
 
     Raises:
         ValueError: no results, ``labels`` of the wrong length, or two results for the same (label, sigma).
+        FileExistsError: the report's files exist and ``overwrite`` is False.
         FileNotFoundError: a path does not exist or holds no results file.
     """
     if isinstance(paths_or_results, (str, Path)):
@@ -513,9 +515,14 @@ def write_report(
         results = [{**result, "label": label} for result, label in zip(results, labels)]
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
+    plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
+    existing = [path for path in (out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / plot_name)
+                if path.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{str(existing[0])!r} already exists; replace the report with overwrite=True "
+                              "(--overwrite), or write it elsewhere (--out) or under another name")
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or "Robustness comparison"
-    plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
     paths = {
         "markdown": out_dir / f"{name}.md",
         "csv": write_csv(rows, out_dir / f"{name}.csv"),

@@ -99,6 +99,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (quick runs)")
     parser.add_argument("--test-subset", type=int, default=None, metavar="N", help="test on N images (quick runs)")
     parser.add_argument("--device", default="auto", help="torch compute device: auto | cpu | cuda (default: %(default)s)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the train_log.csv columns as TensorBoard scalars into OUT/tensorboard "
+                             "(needs `pip install tensorboard`)")
 
 
 def _taps(values):
@@ -180,6 +183,7 @@ def _cmd_train(args) -> None:
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+        tensorboard=args.tensorboard,
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")

@@ -333,9 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(docs/method.md, 'Device variation model').")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model",
-                       description="List the weights of a zoo model that sit on the crossbar (every Conv/Linear "
-                                   "weight unless --include/--exclude say otherwise), their shapes and counts, and "
+    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model or your own",
+                       description="List the weights of a zoo model or your own (--model pkg.mod:fn) that sit on "
+                                   "the crossbar (every Conv/Linear weight, LSTM/GRU/RNN weight matrix and "
+                                   "MultiheadAttention projection unless --include/--exclude say otherwise), their "
+                                   "shapes and counts, and "
                                    "the model's IRS snapshot points; with --sigma also each layer's weight-noise std "
                                    "over its weight std at initialisation.")
     p.add_argument("--model", default="vgg8", help=MODEL_HELP)

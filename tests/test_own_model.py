@@ -118,7 +118,7 @@ def test_a_module_built_in_python_trains_and_evaluates(tmp_path):
     assert results["per_sigma"][0]["accuracy"]["per_run"] == direct["per_sigma"][0]["accuracy"]["per_run"]
 
 
-def test_own_model_in_a_two_cell_preset(tmp_path, nets):
+def test_own_model_in_a_two_cell_preset_run_in_parallel(tmp_path, nets, capfd):
     preset = tmp_path / "grid.toml"
     preset.write_text(textwrap.dedent(f"""
         [experiment]
@@ -128,7 +128,7 @@ def test_own_model_in_a_two_cell_preset(tmp_path, nets):
         seeds = [0]
         [train]
         model = "{nets}:make_net"
-        dataset = "mnist-5k"
+        dataset = "digits"  # read faster than mnist-5k by each worker
         epochs = 1
         train_subset = 200
         test_subset = 100
@@ -138,10 +138,13 @@ def test_own_model_in_a_two_cell_preset(tmp_path, nets):
         [evaluate]
         runs = 3
     """))
-    assert main(["reproduce", str(preset)]) == 0
+    assert main(["reproduce", str(preset), "--cells-per-device", "2"]) == 0
+    out, err = capfd.readouterr()
     for cell in ("noise-injection-s0.1-seed0", "ovf-s0.1-seed0"):
         config = json.loads((tmp_path / "grid" / cell / "config.json").read_text())
         assert config["model_args"] == {"hidden": 8} and (tmp_path / "grid" / cell / "results.json").is_file()
+        assert f"[{cell}] epoch 1/1: loss" in out and f"[{cell}] evaluated: sigma 0.1" in out  # prefixed lines
+    assert "grid cells (2 at once): 100%" in err and "2/2" in err  # one bar over the whole grid
 
 
 @pytest.mark.parametrize("model, message", [

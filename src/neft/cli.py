@@ -100,6 +100,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (quick runs)")
     parser.add_argument("--test-subset", type=int, default=None, metavar="N", help="test on N images (quick runs)")
     parser.add_argument("--device", default="auto", help="torch compute device: auto | cpu | cuda (default: %(default)s)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the train_log.csv columns as TensorBoard scalars into OUT/tensorboard "
+                             "(needs `pip install tensorboard`)")
 
 
 def _taps(values):
@@ -236,6 +239,7 @@ def _cmd_train(args) -> None:
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+        tensorboard=args.tensorboard,
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")
@@ -390,9 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(docs/method.md, 'Device variation model').")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model",
-                       description="List the weights of a zoo model that sit on the crossbar (every Conv/Linear "
-                                   "weight unless --include/--exclude say otherwise), their shapes and counts, and "
+    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model or your own",
+                       description="List the weights of a zoo model or your own (--model pkg.mod:fn) that sit on "
+                                   "the crossbar (every Conv/Linear weight, LSTM/GRU/RNN weight matrix and "
+                                   "MultiheadAttention projection unless --include/--exclude say otherwise), their "
+                                   "shapes and counts, and "
                                    "the model's IRS snapshot points; with --sigma also each layer's weight-noise std "
                                    "over its weight std at initialisation.")
     p.add_argument("--model", default="vgg8", help=MODEL_HELP)

@@ -215,6 +215,19 @@ def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
     return 100.0 * float((logits.argmax(dim=1) == target).float().mean())
 
 
+def _ce(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Cross-entropy (nats) of a batch of logits, for the logs only (no gradient)."""
+    return float(F.cross_entropy(logits.detach(), target))
+
+
+def _feedback_logs(logits: torch.Tensor, feedback: Sequence[torch.Tensor], loss: torch.Tensor,
+                   target: torch.Tensor) -> dict[str, float]:
+    """Loss parts of the negative feedback loss: ``ce`` = CE(z, y) of the backbone logits, and ``feedback`` =
+    loss - CE(z / (N + 1), y), what the feedback term adds to the loss (0 at beta = 0)."""
+    scaled = _ce(logits / (len(feedback) + 1), target)
+    return {"ce": _ce(logits, target), "feedback": float(loss.detach()) - scaled}
+
+
 class Objective:
     """Base class: holds the device model, training sigma and noise generator.
 
@@ -226,11 +239,15 @@ class Objective:
 
     Subclasses implement ``loss(model, x, y) -> (loss, logs)`` where ``x`` is ``[B, ...]``, ``y`` is ``[B]``,
     ``loss`` a scalar tensor and ``logs`` a dict of floats (``acc``: batch accuracy of the backbone forward in
-    percent; IRS adds ``head1_acc`` ... in percent).
+    percent; IRS adds ``head1_acc`` ... in percent) holding the loss parts named in ``parts`` (nats): ``ce`` the
+    cross-entropy CE(z, y) of the backbone's logits (before any temperature), ``feedback`` what the negative
+    feedback term adds to the loss (OVF, IRS), ``penalty`` the weighted Lipschitz penalty, ``kl`` the
+    distillation term T^2 KL (docs/method.md); ``neft train`` logs them per epoch in train_log.csv.
     ``modules()`` returns extra trainable modules (IRS heads) that are never part of the deployed model.
     """
 
     name = "objective"
+    parts: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -271,10 +288,12 @@ class Vanilla(Objective):
     """Plain cross-entropy without any variation (the paper's "W/O Noise" model)."""
 
     name = "vanilla"
+    parts = ("ce",)
 
     def loss(self, model, x, y):
         logits = model(x)
-        return F.cross_entropy(logits, y), {"acc": _accuracy(logits, y)}
+        loss = F.cross_entropy(logits, y)
+        return loss, {"acc": _accuracy(logits, y), "ce": float(loss.detach())}
 
 
 class NoiseInjection(Objective):
@@ -294,6 +313,7 @@ class NoiseInjection(Objective):
     """
 
     name = "noise-injection"
+    parts = ("ce",)
 
     def __init__(self, temperature: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -301,7 +321,7 @@ class NoiseInjection(Objective):
 
     def loss(self, model, x, y):
         logits = self.noisy_forward(model, x, self.sigma)
-        return F.cross_entropy(logits / self.temperature, y), {"acc": _accuracy(logits, y)}
+        return F.cross_entropy(logits / self.temperature, y), {"acc": _accuracy(logits, y), "ce": _ce(logits, y)}
 
 
 class OVF(Objective):
@@ -310,11 +330,13 @@ class OVF(Objective):
     every mapped layer, all in training mode, combined by :func:`negative_feedback_loss`."""
 
     name = "ovf"
+    parts = ("ce", "feedback")
 
     def loss(self, model, x, y):
         logits = self.noisy_forward(model, x, self.sigma)
         oriented = [self.noisy_forward(model, x, self.sigma + offset) for offset in OVF_OFFSETS]
-        return negative_feedback_loss(logits, oriented, self.beta, y), {"acc": _accuracy(logits, y)}
+        loss = negative_feedback_loss(logits, oriented, self.beta, y)
+        return loss, {"acc": _accuracy(logits, y), **_feedback_logs(logits, oriented, loss, y)}
 
 
 class SnapshotHead(nn.Module):
@@ -384,6 +406,7 @@ class IRS(Objective):
     """
 
     name = "irs"
+    parts = ("ce", "feedback")
 
     def __init__(
         self,
@@ -435,9 +458,10 @@ class IRS(Objective):
             crossbar.forward(outputs[name], sigma=self.sigma_block, generator=self.generator)
             for crossbar, name in zip(self._head_crossbars, names)
         ]
-        logs = {"acc": _accuracy(logits, y)}
+        loss = negative_feedback_loss(logits, feedback, self.beta, y)
+        logs = {"acc": _accuracy(logits, y), **_feedback_logs(logits, feedback, loss, y)}
         logs.update({f"head{i + 1}_acc": _accuracy(z, y) for i, z in enumerate(feedback)})
-        return negative_feedback_loss(logits, feedback, self.beta, y), logs
+        return loss, logs
 
 
 class RCG(NoiseInjection):
@@ -536,10 +560,13 @@ class Lipschitz(NoiseInjection):
         self.lipschitz_lambda = check_setting("lipschitz_lambda", lipschitz_lambda)
         self.bound, self.iterations = float(bound), int(iterations)
 
+    parts = ("ce", "penalty")
+
     def loss(self, model, x, y):
         loss, logs = super().loss(model, x, y)
-        penalty = lipschitz_penalty(self.crossbar(model).weights().values(), self.bound, self.iterations)
-        return loss + self.lipschitz_lambda * penalty.to(loss.device), logs
+        penalty = self.lipschitz_lambda * lipschitz_penalty(self.crossbar(model).weights().values(), self.bound,
+                                                            self.iterations).to(loss.device)
+        return loss + penalty, {**logs, "penalty": float(penalty.detach())}
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
@@ -559,9 +586,14 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     Returns:
         Scalar mean loss (nats; the KL divergence is summed over classes and averaged over the batch).
     """
-    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
-                    reduction="batchmean", log_target=True)
+    soft = _soft_kl(student_logits, teacher_logits, temperature)
     return (1 - alpha) * F.cross_entropy(student_logits, target) + alpha * temperature ** 2 * soft
+
+
+def _soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(softmax(z_t / T) || softmax(z_s / T)), summed over classes, mean over the batch (nats)."""
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean", log_target=True)
 
 
 def load_teacher(teacher: str | Path | nn.Module, sample_input: torch.Tensor, num_classes: int) -> nn.Module:
@@ -616,6 +648,7 @@ class Distill(NoiseInjection):
     """
 
     name = "distill"
+    parts = ("ce", "kl")
 
     def __init__(self, teacher: nn.Module, distill_alpha: float = DISTILL_ALPHA,
                  distill_temperature: float = DISTILL_TEMPERATURE, **kwargs) -> None:
@@ -629,7 +662,8 @@ class Distill(NoiseInjection):
         with torch.no_grad():
             teacher_logits = self.teacher(x)
         loss = distillation_loss(logits, teacher_logits, y, self.distill_alpha, self.distill_temperature)
-        return loss, {"acc": _accuracy(logits, y)}
+        kl = self.distill_temperature ** 2 * float(_soft_kl(logits.detach(), teacher_logits, self.distill_temperature))
+        return loss, {"acc": _accuracy(logits, y), "ce": _ce(logits, y), "kl": kl}
 
 
 METHODS = {"vanilla": Vanilla, "noise-injection": NoiseInjection, "ovf": OVF, "irs": IRS, "rcg": RCG,

@@ -338,7 +338,9 @@ def _cmd_evaluate(args) -> None:
         execution = results["per_sigma"][-1]["execution"]
         print(f"wrote {Path(args.run_dir) / (name + '.json')} ({results['seconds']:.1f} s; "
               f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
-              f"{', compiled' if execution['compiled'] else ''})")
+              f"{', compiled' if execution['compiled'] else ''}, {results['precision']})")
+        if results["precision_check"]:  # precision auto on a device with native bf16: what the check measured
+            print(f"precision auto: {results['precision_check']['reason']}")
 
 
 def _cmd_import(args) -> None:
@@ -461,9 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
                    help="chips evaluated together with vmap (default: auto: 1 on CPU; on CUDA a memory-sized K if a "
                         "timing on the first batch finds it faster than 1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
-                        "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision of the forwards; auto: bf16 on GPUs and CPUs with native bf16 "
+                        "(avx512_bf16/AMX) if the first 8 chips of the first noisy sigma agree with fp32 (mean inside "
+                        "the fp32 95 %% CI, no chip more than 1 point off), fp32 elsewhere (emulated bf16 is slower); "
+                        "fp32: today's results bit for bit (default: %(default)s)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="torch.compile the forward (~20 s once, then 1.2-1.6x faster on CPU); auto: on CPU when the "
                         "evaluation exceeds 5 TFLOP (default: %(default)s)")

@@ -12,7 +12,7 @@ run each variant once, in a rotated order; the table reports the median over the
     evaluate the test set one batch at a time in eval mode under ``torch.no_grad()``.
 ``engine`` (``--variants auto``)
     ``neft.montecarlo.evaluate(model, images, labels, [sigma], runs=R, seed=seed, compile=False,
-    progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass`` and
+    precision="fp32", progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass`` and
     ``memory_format`` "auto" (on CPU one chip per pass in channels_last layout, what ``compile="auto"`` runs at
     these small sizes; on CUDA the faster of one chip and a memory-sized vmap group, timed on the first batch).
 ``engine compiled`` (``compiled``)
@@ -77,6 +77,7 @@ import neft.models
 from neft import data, montecarlo
 from neft.compute import keep_freed_memory
 from neft.metrics import ci_half_width
+from neft.precision import native_bf16
 from neft import run_seed
 from neft.variation import Crossbar, make_generator
 
@@ -103,16 +104,6 @@ def variant(key: str, args) -> tuple[str, dict]:
         "off": ("engine chip options off", OFF),
         "chip": ("engine realistic chip", {"device_model": str(CHIP_FILE)}),
     }[key]
-
-
-def native_bf16() -> bool:
-    """Whether the CPU has bf16 instructions (avx512_bf16 or AMX); without them bf16 matmul/conv fall back to slow
-    reference kernels (measured ~1 GFLOP/s on an AVX2-only EPYC)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def synchronize(device: torch.device) -> None:
@@ -198,8 +189,8 @@ def naive(file: Path, name: str, width: float, images, labels, sigma: float, run
 
 def engine(model, images, labels, runs: int, args, **settings) -> list[float]:
     """Per-run accuracies (%) of ``montecarlo.evaluate`` at ``args.sigma`` with ``settings`` over the defaults
-    (``args.batch_size`` images per forward, no compile)."""
-    settings = {"batch_size": args.batch_size, "compile": False, **settings}
+    (``args.batch_size`` images per forward, no compile, fp32 unless ``settings`` say otherwise)."""
+    settings = {"batch_size": args.batch_size, "compile": False, "precision": "fp32", **settings}
     result = montecarlo.evaluate(model, images, labels, [args.sigma], runs=runs, seed=args.seed, progress=False,
                                  **settings)
     return result["per_sigma"][0]["accuracy"]["per_run"]
@@ -355,7 +346,7 @@ def main() -> None:
 
     size = args.matmul_size
     ceilings = {"fp32": matmul_gflops(torch.float32, device, size),
-                "native_bf16": device.type == "cuda" or native_bf16()}
+                "native_bf16": native_bf16(device)}
     ceilings["bf16"] = matmul_gflops(torch.bfloat16, device, size if ceilings["native_bf16"] else min(size, 512), 3)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}, "

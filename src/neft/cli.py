@@ -171,8 +171,9 @@ def _cmd_train(args) -> None:
     from .models.registry import short_name
     from .train import TrainConfig
 
-    if args.resume and args.out and (Path(args.out) / "config.json").is_file():
-        _train_and_print(_resume_config(args), args)
+    if args.resume and args.out and ((Path(args.out) / "config.json").is_file()
+                                     or not _given_flags(args, _add_train_arguments)):
+        _train_and_print(_resume_config(args), args)  # a folder without config.json and no settings: one error
         return
     config = TrainConfig(
         model=args.model, model_args=args.model_args, width=args.width, init=args.init, dataset=args.dataset,

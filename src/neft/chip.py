@@ -28,6 +28,8 @@ Random draws per layer, in this order from the chip's generator: programming ``r
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import mapping
@@ -63,8 +65,8 @@ def stick(conductances: torch.Tensor, uniform: torch.Tensor, stuck_off: float, s
         (conductances with the stuck devices set, bool mask of the stuck devices).
     """
     off = uniform < stuck_off
-    on = (uniform >= stuck_off) & (uniform < stuck_off + stuck_on)
-    return torch.where(off, 0.0, torch.where(on, float(g_top), conductances)), off | on
+    on = (uniform < stuck_off + stuck_on) & ~off
+    return conductances.masked_fill(off, 0.0).masked_fill_(on, float(g_top)), off | on
 
 
 def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
@@ -96,15 +98,17 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         g = mapping.to_conductances(levels, model.weight_bits, model.device_bits, w.dtype)
         n, g_top = model.devices_per_weight, 2 ** model.device_bits - 1
         # programming: std in levels = sigma * (2**K - 1) * the weight's state multiplier
-        unit = model.std(w, 1.0)
-        unit = unit / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
-        std = sigma * g_top * (unit if verified_scale is None else unit * verified_scale)
+        std = sigma * g_top
+        if not model.state_independent:
+            std = std * model.std(w, 1.0) / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
+        if verified_scale is not None:
+            std = std * verified_scale
         error = torch.randn((n, *w.shape), generator=generator, dtype=w.dtype, device=w.device)
         if censor_k is not None:
             error.clamp_(max=censor_k)
-        error = error * std
-        negative = levels < 0
-        g = g + torch.stack([torch.where(negative, 0.0, error), torch.where(negative, error, 0.0)])
+        error.mul_(std)
+        negative = (levels < 0).to(w.dtype)
+        g += torch.stack([error * (1 - negative), error * negative])
         stuck = None
         if model.stuck_off > 0 or model.stuck_on > 0:
             uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
@@ -116,9 +120,9 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
             nu = (model.drift_nu_mean + model.drift_nu_std
                   * torch.randn(g.shape, generator=generator, dtype=w.dtype, device=w.device)).clamp_(min=0)
             if model.drift_time is not None and model.drift_time != model.drift_t0:  # read at drift_time
-                factor = torch.pow(torch.as_tensor(model.drift_time / model.drift_t0, dtype=w.dtype, device=w.device), -nu)
+                factor = nu.mul_(-math.log(model.drift_time / model.drift_t0)).exp_()  # (t / t0) ** -nu
                 if stuck is not None:
-                    factor = torch.where(stuck, 1.0, factor)
+                    factor.masked_fill_(stuck, 1.0)
                 chip_weight = mapping.from_conductances(g * factor, model.device_bits) * lsb
         if model.drift_compensation:
             chip_weight = chip_weight * compensation(programmed, chip_weight)

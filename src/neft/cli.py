@@ -60,7 +60,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, default=d.sigma, help=f"training {SIGMA_HELP}, e.g. 0.1 (default: %(default)s)")
     parser.add_argument("--sigma-block", type=float, default=None, help="IRS heads' sigma (default: --sigma)")
     parser.add_argument("--device-model", default="RRAM1",
-                        help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6) or a .toml/.json file (default: %(default)s)")
+                        help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6, RRAM-chip, PCM-chip; `neft devices`) "
+                             "or a .toml/.json file (default: %(default)s)")
     parser.add_argument("--beta", type=float, default=None,
                         help="negative feedback strength (default: the paper's value for model/data set, see "
                              "docs/method.md, 'Negative feedback loss')")
@@ -118,16 +119,24 @@ def _taps(values):
 
 
 def _cmd_devices(args) -> None:
-    from .devices import PRESETS
+    from .devices import PRESET_SOURCES, PRESETS
 
-    print(f"{'preset':<8} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
-          f"{'edge x':>7} {'middle x':>8}")
+    print(f"{'preset':<9} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
+          f"{'edge x':>7} {'middle x':>8}  chip (quantized mapping, stuck devices, drift)")
     for name, model in PRESETS.items():
         edge, middle = model.multipliers
-        print(f"{name:<8} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
-              f"{str(model.band):>12} {model.bit_factor:>10.5f} {edge:>7.3f} {middle:>8.3f}")
+        chip = "-"
+        if model.quantize:
+            chip = (f"quantized; stuck off {100 * model.stuck_off:g} %, on {100 * model.stuck_on:g} %; drift nu "
+                    f"{model.drift_nu_mean:g} +- {model.drift_nu_std:g} from t0 {model.drift_t0:g} s"
+                    + ("; drift compensation" if model.drift_compensation else ""))
+        print(f"{name:<9} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
+              f"{str(model.band):>12} {model.bit_factor:>10.5f} {edge:>7.3f} {middle:>8.3f}  {chip}")
     print("\nstd(w) = sigma * bit factor * max|W| * (edge x or middle x); 'middle' = intermediate states, "
           "band < |w|/max|W| (docs/method.md, 'Device variation model'). Own models: --device-model FILE.toml")
+    print("\nSources:")
+    for name, source in PRESET_SOURCES.items():
+        print(f"  {name}: {source}")
 
 
 def _cmd_layers(args) -> None:
@@ -166,8 +175,51 @@ def _cmd_layers(args) -> None:
 _OBJECTIVE_FLAGS = {"censor_k": "k", "lipschitz_lambda": "lambda", "distill_alpha": "alpha", "distill_temperature": "T"}
 
 
+def _add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None:
+    """The realistic chip's flags (docs/method.md, 'The realistic chip'); each overrides the device model's own."""
+    parser.add_argument("--quantize", action="store_const", const=True, default=None,
+                        help="quantized mapping: weight_bits-level weights, digits on device_bits devices, sign on "
+                             "a differential pair (default: the device model's, off for RRAM1)")
+    parser.add_argument("--stuck-off", type=float, default=None, metavar="P",
+                        help="fraction of devices stuck at their lowest conductance, drawn per chip (needs --quantize)")
+    parser.add_argument("--stuck-on", type=float, default=None, metavar="P",
+                        help="fraction of devices stuck at their highest conductance, drawn per chip (needs --quantize)")
+    parser.add_argument("--drift-nu-mean", type=float, default=None, metavar="NU",
+                        help="drift G(t) = G(t0) (t/t0)^-nu: mean of nu per device (PCM ~0.06; needs --quantize)")
+    parser.add_argument("--drift-nu-std", type=float, default=None, metavar="S", help="std of nu over devices")
+    parser.add_argument("--drift-compensation", action="store_const", const=True, default=None,
+                        help="global drift compensation: one scale per layer from an all-ones calibration read")
+    if training:
+        parser.add_argument("--drift-time", type=float, default=None, metavar="T",
+                            help="train against the chip read T seconds after programming (default: the device "
+                                 "model's, t0 = 20 s: no drift)")
+    else:
+        parser.add_argument("--drift-times", type=_times, default=[None], metavar="T",
+                            help="read the chips T seconds after programming; a comma list such as "
+                                 "1,3600,86400,2.6e6,3.15e7 writes NAME_tT.json per time (default: the device "
+                                 "model's, t0: no drift)")
+
+
+def _chip_settings(args) -> dict:
+    """The chip flags given on the command line, by setting name."""
+    names = ("quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_compensation", "drift_time")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _times(text: str) -> list[float]:
+    """``--drift-times`` value: one time in seconds or a comma list of times."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time or a comma list of times in seconds like "
+                                         "1,3600,86400")
+    return values
+
+
 def _cmd_train(args) -> None:
-    from . import userdata
+    from . import devices, userdata
     from .models.registry import short_name
     from .train import TrainConfig
 
@@ -175,10 +227,14 @@ def _cmd_train(args) -> None:
                                      or not _given_flags(args, _add_train_arguments)):
         _train_and_print(_resume_config(args), args)  # a folder without config.json and no settings: one error
         return
+    device_model = args.device_model
+    if _chip_settings(args):  # the chip flags change the training device model: a dict in config.json
+        device_model = {**devices.get(device_model).to_dict(), **_chip_settings(args)}
+        devices.get(device_model)
     config = TrainConfig(
         model=args.model, model_args=args.model_args, width=args.width, init=args.init, dataset=args.dataset,
         data_dir=args.data_dir, image_size=args.image_size,
-        method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
+        method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=device_model,
         beta=args.beta, temperature=args.temperature, censor_k=args.censor_k, lipschitz_lambda=args.lipschitz_lambda,
         teacher=args.teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -257,15 +313,20 @@ def _cmd_evaluate(args) -> None:
     from .montecarlo import EvalConfig
     from .runs import evaluate_run
 
-    for fraction in args.write_verify:  # a sweep writes one result file per fraction: {name}_wv{fraction}
-        name = args.name if len(args.write_verify) == 1 else f"{args.name}_wv{fraction:g}"
-        config = EvalConfig(
-            sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
-            test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
-            ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
-            compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
-            verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
-        )
+    sweep = {}  # a sweep writes one result file per point: {name}_wv{fraction}_t{time}; all checked before any work
+    for fraction in args.write_verify:
+        for time in args.drift_times:
+            name = (args.name + (f"_wv{fraction:g}" if len(args.write_verify) > 1 else "")
+                    + (f"_t{time:g}" if len(args.drift_times) > 1 else ""))
+            sweep[name] = EvalConfig(
+                sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+                test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
+                ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
+                compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
+                verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+                drift_time=time, **_chip_settings(args),
+            ).check()
+    for name, config in sweep.items():
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
         if not distributed.is_main():
@@ -278,7 +339,9 @@ def _cmd_evaluate(args) -> None:
         execution = results["per_sigma"][-1]["execution"]
         print(f"wrote {Path(args.run_dir) / (name + '.json')} ({results['seconds']:.1f} s; "
               f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
-              f"{', compiled' if execution['compiled'] else ''})")
+              f"{', compiled' if execution['compiled'] else ''}, {results['precision']})")
+        if results["precision_check"]:  # precision auto on a device with native bf16: what the check measured
+            print(f"precision auto: {results['precision_check']['reason']}")
 
 
 def _cmd_import(args) -> None:
@@ -362,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one network and write config.json, checkpoint.pt and train_log.csv. "
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)
+    _add_chip_arguments(p, training=True)
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch; `--resume --out RUN` alone takes every "
@@ -393,15 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-sigma", type=float, default=None, metavar="S",
                    help=f"read noise drawn afresh for every test batch, as a {SIGMA_HELP} (default: the device "
                         "model's, 0 unless its file sets read_sigma)")
+    _add_chip_arguments(p, training=False)
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="at most this many test images per forward (default: %(default)s)")
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
                    help="chips evaluated together with vmap (default: auto: 1 on CPU; on CUDA a memory-sized K if a "
                         "timing on the first batch finds it faster than 1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
-                        "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision of the forwards; auto: bf16 on GPUs and CPUs with native bf16 "
+                        "(avx512_bf16/AMX) if the first 8 chips of the first noisy sigma agree with fp32 (mean inside "
+                        "the fp32 95 %% CI, no chip more than 1 point off), fp32 elsewhere (emulated bf16 is slower); "
+                        "fp32: today's results bit for bit (default: %(default)s)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="torch.compile the forward (~20 s once, then 1.2-1.6x faster on CPU); auto: on CPU when the "
                         "evaluation exceeds 5 TFLOP (default: %(default)s)")
@@ -514,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
             ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         setting = getattr(error, "setting", None)
+        if setting and not hasattr(args, setting) and hasattr(args, setting + "s"):  # a list flag: --drift-times
+            setting += "s"
         if setting and hasattr(args, setting):  # the library names the setting, the command line its flag
             message = f"argument --{setting.replace('_', '-')}: {message}"
         if shown:

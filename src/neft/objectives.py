@@ -210,6 +210,16 @@ def negative_feedback_loss(
     return F.cross_entropy(z_nf, target)
 
 
+def _without_feedback(backbone_logits: torch.Tensor, terms: int, target: torch.Tensor) -> torch.Tensor:
+    """:func:`negative_feedback_loss` at beta = 0 without the N feedback logits: ``CE(z / (N + 1), y)``.
+
+    The feedback enters that loss only as ``0 * z_i``, so its forwards add nothing to the loss or to any gradient:
+    OVF and IRS with beta 0 skip them and get the same loss and backbone gradients bit for bit (IRS heads then get
+    no gradient instead of zeros). ``backbone_logits``: ``[B, C]``; ``terms``: N; ``target``: ``[B]``.
+    """
+    return F.cross_entropy(backbone_logits / (terms + 1), target)
+
+
 def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
     """Top-1 accuracy of a batch in percent, like every accuracy neft reports."""
     return 100.0 * float((logits.argmax(dim=1) == target).float().mean())
@@ -327,16 +337,21 @@ class NoiseInjection(Objective):
 class OVF(Objective):
     """Oriented Variational Forward (docs/method.md, 'OVF'): the backbone forward at sigma plus oriented forwards of the
     same network at sigma + 0.15, + 0.10, + 0.05 (feedback weights 1, 0.1, 0.01), each with its own perturbation of
-    every mapped layer, all in training mode, combined by :func:`negative_feedback_loss`."""
+    every mapped layer, all in training mode, combined by :func:`negative_feedback_loss`. With beta = 0 the oriented
+    forwards are skipped (their term is 0; the loss is noise-injection's with T = 4, bit for bit, and one step costs
+    one forward instead of four); their training-mode BatchNorm statistics updates are skipped with them."""
 
     name = "ovf"
     parts = ("ce", "feedback")
 
     def loss(self, model, x, y):
         logits = self.noisy_forward(model, x, self.sigma)
+        logs = {"acc": _accuracy(logits, y)}
+        if self.beta == 0:
+            return _without_feedback(logits, len(OVF_OFFSETS), y), {**logs, "ce": _ce(logits, y), "feedback": 0.0}
         oriented = [self.noisy_forward(model, x, self.sigma + offset) for offset in OVF_OFFSETS]
         loss = negative_feedback_loss(logits, oriented, self.beta, y)
-        return loss, {"acc": _accuracy(logits, y), **_feedback_logs(logits, oriented, loss, y)}
+        return loss, {**logs, **_feedback_logs(logits, oriented, loss, y)}
 
 
 class SnapshotHead(nn.Module):
@@ -395,6 +410,8 @@ class IRS(Objective):
     unchanged); their logits, earliest first with weights 1, 0.1, 0.01, 0.001, are the feedback terms of
     :func:`negative_feedback_loss`. Head weights are perturbed with their own ``sigma_block`` under the
     state-independent RRAM1 device. Head input sizes come from a dry run of ``model`` on ``sample_input``.
+    With beta = 0 the heads do not enter the loss and are not run (no snapshots, no head forwards; their
+    accuracies are logged as NaN, and they stay as initialised, as they did with zero gradients before).
 
     Args:
         model: the backbone (only inspected; hooks are attached during each loss call and removed after).
@@ -455,6 +472,11 @@ class IRS(Objective):
 
     def loss(self, model, x, y):
         names = [name for name, _ in self.taps]
+        if self.beta == 0:
+            logits = self.noisy_forward(model, x, self.sigma)
+            logs = {"acc": _accuracy(logits, y), "ce": _ce(logits, y), "feedback": 0.0,
+                    **{f"head{i + 1}_acc": math.nan for i in range(len(names))}}
+            return _without_feedback(logits, len(names), y), logs
         with _capture(model, names) as outputs:
             logits = self.noisy_forward(model, x, self.sigma)
         feedback = [

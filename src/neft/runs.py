@@ -130,7 +130,7 @@ def evaluate_run(
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
         "init": meta["config"].get("init", "kaiming"),
         "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
-        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target, "precision": chosen.precision,
+        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target,
         "versions": checkpoint.versions(),
         **({"model_source": {**meta["model"]["source"], "changed": meta["model"]["source_changed"]},
             "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),

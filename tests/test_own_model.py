@@ -186,6 +186,8 @@ def test_imported_state_dict_evaluates_like_montecarlo_evaluate(tmp_path, nets, 
     for ours, theirs in zip(results["per_sigma"], direct["per_sigma"]):
         assert ours["accuracy"]["per_run"] == theirs["accuracy"]["per_run"] and ours["ekl"] == theirs["ekl"]
     assert results["label"] == "imported plain"
+    assert main(["evaluate", str(tmp_path / "run"), "--sigmas", "0.2", "--runs", "2", "--test-subset", "100",
+                 "--write-verify", "0.05", "--verify-select", "swim", "--name", "wv", "--quiet"]) == 0  # SWIM works
     assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
     assert "imported plain" in (tmp_path / "report" / "report.md").read_text()
 

@@ -223,8 +223,9 @@ def _cmd_train(args) -> None:
     from .models.registry import short_name
     from .train import TrainConfig
 
-    if args.resume and args.out and (Path(args.out) / "config.json").is_file():
-        _train_and_print(_resume_config(args), args)
+    if args.resume and args.out and ((Path(args.out) / "config.json").is_file()
+                                     or not _given_flags(args, _add_train_arguments)):
+        _train_and_print(_resume_config(args), args)  # a folder without config.json and no settings: one error
         return
     device_model = args.device_model
     if _chip_settings(args):  # the chip flags change the training device model: a dict in config.json

@@ -385,14 +385,17 @@ def _capture(model: nn.Module, names: Sequence[str]):
     """Collect the outputs of the named modules during forwards inside the block, in ``names`` order.
 
     Each output is cloned when captured: a later in-place operation of the forward (``ReLU(inplace=True)`` after
-    a tapped convolution) would otherwise change what the snapshot head reads.
+    a tapped convolution) would otherwise change what the snapshot head reads. A module returning a tuple (an
+    ``nn.LSTM``'s ``(output, state)``, ``nn.MultiheadAttention``'s ``(output, weights)``) is read by its first
+    element.
     """
     modules = dict(getattr(model, "module", model).named_modules())  # DistributedDataParallel wraps the model
     outputs: dict[str, torch.Tensor] = {}
-    handles = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.clone()))
-        for name in names
-    ]
+
+    def keep(name, out):
+        outputs[name] = (out[0] if isinstance(out, tuple) else out).clone()
+
+    handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: keep(name, out)) for name in names]
     try:
         yield outputs
     finally:

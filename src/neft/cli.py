@@ -101,6 +101,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (quick runs)")
     parser.add_argument("--test-subset", type=int, default=None, metavar="N", help="test on N images (quick runs)")
     parser.add_argument("--device", default="auto", help="torch compute device: auto | cpu | cuda (default: %(default)s)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the train_log.csv columns as TensorBoard scalars into OUT/tensorboard "
+                             "(needs `pip install tensorboard`)")
 
 
 def _taps(values):
@@ -221,8 +224,9 @@ def _cmd_train(args) -> None:
     from .models.registry import short_name
     from .train import TrainConfig
 
-    if args.resume and args.out and (Path(args.out) / "config.json").is_file():
-        _train_and_print(_resume_config(args), args)
+    if args.resume and args.out and ((Path(args.out) / "config.json").is_file()
+                                     or not _given_flags(args, _add_train_arguments)):
+        _train_and_print(_resume_config(args), args)  # a folder without config.json and no settings: one error
         return
     device_model = args.device_model
     if _chip_settings(args):  # the chip flags change the training device model: a dict in config.json
@@ -237,6 +241,7 @@ def _cmd_train(args) -> None:
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+        tensorboard=args.tensorboard,
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")
@@ -336,7 +341,9 @@ def _cmd_evaluate(args) -> None:
         execution = results["per_sigma"][-1]["execution"]
         print(f"wrote {Path(args.run_dir) / (name + '.json')} ({results['seconds']:.1f} s; "
               f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
-              f"{', compiled' if execution['compiled'] else ''})")
+              f"{', compiled' if execution['compiled'] else ''}, {results['precision']})")
+        if results["precision_check"]:  # precision auto on a device with native bf16: what the check measured
+            print(f"precision auto: {results['precision_check']['reason']}")
 
 
 def _cmd_import(args) -> None:
@@ -392,9 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(docs/method.md, 'Device variation model').")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model",
-                       description="List the weights of a zoo model that sit on the crossbar (every Conv/Linear "
-                                   "weight unless --include/--exclude say otherwise), their shapes and counts, and "
+    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model or your own",
+                       description="List the weights of a zoo model or your own (--model pkg.mod:fn) that sit on "
+                                   "the crossbar (every Conv/Linear weight, LSTM/GRU/RNN weight matrix and "
+                                   "MultiheadAttention projection unless --include/--exclude say otherwise), their "
+                                   "shapes and counts, and "
                                    "the model's IRS snapshot points; with --sigma also each layer's weight-noise std "
                                    "over its weight std at initialisation.")
     p.add_argument("--model", default="vgg8", help=MODEL_HELP)
@@ -458,9 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
                    help="chips evaluated together with vmap (default: auto: 1 on CPU; on CUDA a memory-sized K if a "
                         "timing on the first batch finds it faster than 1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
-                        "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision of the forwards; auto: bf16 on GPUs and CPUs with native bf16 "
+                        "(avx512_bf16/AMX) if the first 8 chips of the first noisy sigma agree with fp32 (mean inside "
+                        "the fp32 95 %% CI, no chip more than 1 point off), fp32 elsewhere (emulated bf16 is slower); "
+                        "fp32: today's results bit for bit (default: %(default)s)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="torch.compile the forward (~20 s once, then 1.2-1.6x faster on CPU); auto: on CPU when the "
                         "evaluation exceeds 5 TFLOP (default: %(default)s)")

@@ -203,7 +203,7 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         "epochs": planned, "epochs_trained": trained, "checkpoint_epoch": meta.get("epoch"),
         "train_subset": meta["config"].get("train_subset"),
         "test_set": "full" if chosen.test_subset is None else "subset",
-        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target, "precision": chosen.precision,
+        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target,
         "versions": checkpoint.versions(),
         **({"model_source": {**meta["model"]["source"], "changed": meta["model"]["source_changed"]},
             "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),

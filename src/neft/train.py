@@ -8,7 +8,7 @@ test set.
 
 A run directory holds ``config.json``, ``checkpoint.pt`` (best backbone, see :mod:`neft.checkpoint`),
 ``last.pt`` (everything needed to resume bit-exactly: model, IRS heads, optimiser, scheduler, RNG states) and
-``train_log.csv``.
+``train_log.csv`` (one row per epoch: learning rate, loss and its parts, accuracies, seconds).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ __all__ = ["TrainConfig", "train", "load_config", "read_config", "epochs_trained
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
 
-_MAY_CHANGE_ON_RESUME = {"device", "data_dir"}  # where a run computes and reads, not what it computes
+_MAY_CHANGE_ON_RESUME = {"device", "data_dir", "tensorboard"}  # where a run computes and reads, not what it computes
 
 
 class RunExistsError(FileExistsError):
@@ -61,6 +62,8 @@ class TrainConfig:
     the images of those two, pixels per side). ``model`` is a zoo name or an import path of your own factory (``package.module:function`` or
     ``path/to/nets.py:function``, :mod:`neft.models.registry`; a file path is made absolute), called with
     ``num_classes``, ``in_channels`` (and ``width`` when it takes one) and the keywords of ``model_args``.
+    ``tensorboard`` also writes every ``train_log.csv`` column per epoch as a TensorBoard scalar into
+    ``out/tensorboard`` (needs the ``tensorboard`` package).
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     """
@@ -95,6 +98,7 @@ class TrainConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     device: str = "auto"
+    tensorboard: bool = False
 
     def check(self) -> "TrainConfig":
         """Validate every field and fill defaults (beta, lr); returns self.
@@ -145,6 +149,8 @@ class TrainConfig:
             self.taps = json.loads(json.dumps(list(self.taps)))
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
+        if self.tensorboard:
+            _summary_writer()
         return self
 
 
@@ -172,6 +178,16 @@ class TrainConfig:
             raise SettingError("model", f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}, "
                                         "or an import path package.module:function or path/to/nets.py:function")
         self.model = self.model.lower()
+
+
+def _summary_writer():
+    """``torch.utils.tensorboard.SummaryWriter``, or a SettingError saying how to install the package."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SettingError("tensorboard", "tensorboard=True needs the tensorboard package: pip install tensorboard "
+                                          "(or neft[tensorboard]); train_log.csv has the same numbers") from None
+    return SummaryWriter
 
 
 def load_config(run_dir: str | Path) -> TrainConfig:
@@ -268,7 +284,8 @@ def _noisy_accuracy(model, images, labels, config) -> float:
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, stop_after: int | None = None, model: torch.nn.Module | None = None) -> dict:
+          progress: bool = True, stop_after: int | None = None, model: torch.nn.Module | None = None,
+          log_name: str | None = None) -> dict:
     """Train one network with ``config.method`` and write the run directory ``out``.
 
     Args:
@@ -282,7 +299,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         resume: continue from ``out/last.pt`` (bit-identical to an uninterrupted run on the same device);
             starts fresh when there is none.
         overwrite: delete an existing run directory (only one with a ``config.json``) first.
-        progress: tqdm progress bars.
+        progress: tqdm progress bars on a terminal, and one line per epoch (the only output when the output is
+            not a terminal, e.g. a log file).
+        log_name: prefix every line with ``[log_name]`` and draw no bars (a grid cell running beside others).
         stop_after: stop once this epoch is done (for time-limited jobs); the run stays resumable and the
             summary is written only when all ``config.epochs`` are done.
 
@@ -313,14 +332,21 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     with runlock.hold(out, "neft train"):  # one writer per run directory
         run = _Run.start(config, out, resume, overwrite, model)
         last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+        bars = progress and log_name is None and sys.stderr.isatty()
         for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
             started = time.perf_counter()
-            totals = run.train_epoch(epoch, progress)
+            totals = run.train_epoch(epoch, bars)
             row = run.select_and_save(epoch, totals, started)
             if progress and distributed.is_main():
-                tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
-                           f"{run.select_split} clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} "
-                           f"{row['val_acc_noisy']:.2f}%{'  *best' if row['best'] else ''}")
+                parts = "".join(f" {part} {row[part]:.4f}" for part in run.objective.parts)
+                line = (f"{f'[{log_name}] ' if log_name else ''}epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}"
+                        f"{f' ({parts.strip()})' if parts else ''}  train {row['train_acc']:.2f}%  {run.select_split} "
+                        f"clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%"
+                        f"{'  *best' if row['best'] else ''}")
+                if bars:
+                    tqdm.write(line)
+                else:
+                    print(line, flush=True)
         return run.finish()
 
 
@@ -414,6 +440,7 @@ class _Run:
     fields: list[str]
     metadata: dict
     selection: tuple[torch.Tensor, torch.Tensor]
+    writer: object | None = None  # a TensorBoard SummaryWriter (config.tensorboard, main rank)
 
     @property
     def select_split(self) -> str:
@@ -465,7 +492,8 @@ class _Run:
             optimizer=optimizer, scheduler=scheduler, noise_generator=noise_generator,
             data_generator=make_generator(config.seed + 2, "cpu"),
             state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},
-            fields=LOG_FIELDS[:5] + [f"head{i + 1}_acc" for i in range(len(objective.modules()))] + LOG_FIELDS[5:],
+            fields=(LOG_FIELDS[:3] + list(objective.parts) + LOG_FIELDS[3:5]
+                    + [f"head{i + 1}_acc" for i in range(len(objective.modules()))] + LOG_FIELDS[5:]),
             metadata={
                 "model": {"name": config.model, "num_classes": dataset.num_classes,
                           "in_channels": dataset.in_channels, "width": config.width, "args": config.model_args,
@@ -490,6 +518,7 @@ class _Run:
             run.restore(saved)
         if main:
             _truncate_log(out / "train_log.csv", run.fields, run.state["epoch"])
+            run.writer = _summary_writer()(log_dir=str(out / "tensorboard")) if config.tensorboard else None
         return run
 
     def restore(self, saved: dict) -> None:
@@ -554,9 +583,14 @@ class _Run:
         state["seconds"] += time.perf_counter() - started
         row = {"epoch": epoch, "lr": lr, "loss": totals["loss"], "train_acc": totals["acc"], "val_acc_clean": clean,
                "val_acc_noisy": noisy, "best": int(improved), "seconds": round(time.perf_counter() - started, 3),
-               **{key: totals[key] for key in self.fields if key.startswith("head")}}
+               **{key: totals[key] for key in self.fields if key.startswith("head") or key in self.objective.parts}}
         if main:
             _append_log(self.out / "train_log.csv", self.fields, row)
+            if self.writer is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        self.writer.add_scalar(key, value, epoch)
+                self.writer.flush()
             checkpoint.write({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
                               "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                               "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.pt")
@@ -573,6 +607,8 @@ class _Run:
                    "weights_sha256": _digest(self.model)}
         if self.state["epoch"] == self.config.epochs and distributed.is_main():
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.writer is not None:
+            self.writer.close()
         return summary
 
 

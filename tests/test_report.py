@@ -244,7 +244,7 @@ def test_report_states_how_each_run_was_trained_and_the_legend_its_training_sigm
     assert "- vanilla: trained at sigma 0, epochs not recorded, the full training set, init kaiming" in text
     rows = report.comparison_rows([VANILLA, noise])
     line = [r for r in rows if r["method"] == "noise-injection init=torch"]
-    assert report._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1)"
+    assert report._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1, on RRAM1)"
 
 
 def test_write_verify_sweeps_become_curves_and_a_plot(tmp_path):

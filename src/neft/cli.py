@@ -259,7 +259,8 @@ def _train_and_print(config, args) -> None:
 
     summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
-        print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
+        print(f"best epoch {summary['best_epoch']}: {summary['best_val_kind']} validation "
+              f"{summary['best_val_accuracy']:.2f}%, "
               f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(args.out) / 'checkpoint.pt'}")
 
 

@@ -36,6 +36,7 @@ REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
 PLOT_NAME = "accuracy_vs_sigma.png"
+MIN_SEEDS = 3  # seeds below which a t-interval over seeds (t = 12.7 at 2 seeds) cannot resolve a difference
 
 
 def _bad(path: Path, field: str, problem: str) -> ValueError:
@@ -380,31 +381,40 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
 
 
 def plot(results: list[dict], path: str | Path, title: str | None = None) -> Path:
-    """Save a PNG (150 dpi) with accuracy (%, 95 % CI error bars) and EKL (x1e-2 nats) vs sigma, one line per label;
-    the legend gives each line's training sigma.
+    """Save a PNG (150 dpi) with three panels against sigma, one line per label: accuracy (%, mean with 95 % CI
+    error bars), the worst case (the 5th percentile over chips, %, with the 1st as a dotted line; skipped for
+    results without percentiles) and EKL (x1e-2 nats). The legend, below the panels so that it never hides a
+    curve, gives each line's training sigma and the device model it was evaluated under.
 
     Sigma is the relative device variation (docs/method.md, 'Device variation model'); the metrics are those of
     docs/method.md, 'Monte Carlo evaluation and metrics'.
     """
     rows = comparison_rows(results)
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(14, 4.8), layout="constrained")
     FigureCanvasAgg(figure)
-    accuracy_axes, ekl_axes = figure.subplots(1, 2)
+    accuracy_axes, worst_axes, ekl_axes = figure.subplots(1, 3)
     labels = list(dict.fromkeys(row["method"] for row in rows))
     for label, marker in zip(labels, itertools.cycle("osD^vP*X<>")):  # distinct markers: points often overlap
         line = [row for row in rows if row["method"] == label]
         sigmas = [row["sigma"] for row in line]
         means, ci95 = [row["mean"] for row in line], [row["ci95"] for row in line]
-        legend = _legend(label, line)
-        accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=legend)
-        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker, label=legend)
+        drawn = accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=_legend(label, line))
+        worst = [(row["sigma"], row["p5"], row["p1"]) for row in line if isinstance(row.get("p5"), float)]
+        if worst:
+            color = drawn[0].get_color()
+            worst_axes.plot([w[0] for w in worst], [w[1] for w in worst], marker=marker, color=color)
+            worst_axes.plot([w[0] for w in worst], [w[2] for w in worst], linestyle=":", color=color)
+        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker)
     xlabel = "relative device variation sigma"
     accuracy_axes.set(xlabel=xlabel, ylabel="Top-1 accuracy (%)", title="Accuracy (mean, 95 % CI)")
+    worst_axes.set(xlabel=xlabel, ylabel="Top-1 accuracy (%)",
+                   title="Worst case: 5th percentile over chips (1st dotted)")
     ekl_axes.set(xlabel=xlabel, ylabel="EKL (x1e-2 nats)", title="Expected KL divergence")
-    for axes in (accuracy_axes, ekl_axes):
+    for axes in (accuracy_axes, worst_axes, ekl_axes):
         axes.set_xticks(sorted({row["sigma"] for row in rows}))
         axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
+    figure.legend(*accuracy_axes.get_legend_handles_labels(), loc="outside lower center", fontsize="small",
+                  ncols=min(3, len(labels)))
     if title:
         figure.suptitle(title)
     path = Path(path)
@@ -462,11 +472,16 @@ def plot_write_verify(results: list[dict], path: str | Path, title: str | None =
 
 
 def _legend(label: str, line: list[dict]) -> str:
-    """A plot line's legend: its label and, when all its points share one, the training sigma."""
+    """A plot line's legend: its label and, when all its points share one, the training sigma, then the device
+    model it was evaluated under (unless the label names it)."""
     trained = {row["train_sigma"] for row in line}
+    facts = []
     if len(trained) == 1 and None not in trained and "sigma_train" not in label:
-        return f"{label} (trained at σ={next(iter(trained)):g})"
-    return label
+        facts.append(f"trained at σ={next(iter(trained)):g}")
+    devices = {row.get("device_model") for row in line} - {None, "?"}
+    if len(devices) == 1 and next(iter(devices)) not in label:
+        facts.append(f"on {next(iter(devices))}")
+    return f"{label} ({', '.join(facts)})" if facts else label
 
 
 def write_report(
@@ -533,7 +548,7 @@ def write_report(
         return ", ".join(str(value) for value in sorted(set(values)))
 
     setup = (
-        f"Monte Carlo runs per point: {listing(row['runs'] for row in rows)}; "
+        f"Monte Carlo runs per point: {listing(_runs_per_point(row) for row in rows)}; "
         f"test images: {listing(r['test_size'] for r in results)}; "
         f"dataset: {listing(r.get('dataset', '?') for r in results)}; "
         f"model: {listing(r.get('model', '?') for r in results)}; "
@@ -553,6 +568,17 @@ def write_report(
         text += f"\n![Accuracy vs time after programming]({name}_drift.png)\n"
     paths["markdown"].write_text(text)
     return paths
+
+
+def _runs_per_point(row: dict) -> str:
+    """A row's Monte Carlo runs: ``50``, or for chips pooled over T networks (training seeds) ``50 chips per
+    network x 3 networks = 150``."""
+    seeds, runs = row.get("seeds"), row["runs"]
+    if not (isinstance(seeds, int) and seeds > 1):
+        return str(runs)
+    if runs % seeds:
+        return f"{runs} chips over {seeds} networks"
+    return f"{runs // seeds} chips per network x {seeds} networks = {runs}"
 
 
 def _training_setup(results: list[dict]) -> str:
@@ -730,7 +756,9 @@ def findings(results: list[dict]) -> str:
             continue
         low, high = summary["mean"] - summary["half_width"], summary["mean"] + summary["half_width"]
         verdict = (f"{d['a']} beats {d['b']}" if low > 0 else f"{d['a']} is worse than {d['b']}" if high < 0
-                   else f"{d['a']} and {d['b']} do not differ beyond seed noise")
+                   else f"{d['a']} and {d['b']} do not differ beyond seed noise" if summary["seeds"] >= MIN_SEEDS
+                   else f"with {summary['seeds']} seeds the interval is too wide to resolve a difference between "
+                        f"{d['a']} and {d['b']} (run at least {MIN_SEEDS} seeds)")
         sentences.append(f"{verdict} ({summary['mean']:+.1f} ± {summary['half_width']:.1f} points over "
                          f"{summary['seeds']} seeds).")
     return " ".join(sentences)

@@ -209,7 +209,8 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
             "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),
     }
     if distributed.is_main():
-        _write_outputs(results, outputs, f"{report.result_label(results)} ({run_dir.name})")
+        _write_outputs(results, outputs, f"{report.result_label(results)} ({run_dir.name}, evaluated on "
+                                         f"{results['device_model']['name']})")
     return results
 
 

@@ -310,7 +310,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     with fewer images than ranks is skipped. BatchNorm statistics are averaged over ranks after every epoch.
 
     Returns:
-        Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds",
+        Summary ``{"best_epoch", "best_val_accuracy", "best_val_kind" ("noisy", or "clean" at sigma 0),
+        "test_accuracy_clean", "epochs", "seconds",
         "weights_sha256"}`` (accuracies in percent; the digest of the last epoch's weights: equal runs, resumed
         runs and data-parallel ranks share it).
 
@@ -339,9 +340,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             row = run.select_and_save(epoch, totals, started)
             if progress and distributed.is_main():
                 parts = "".join(f" {part} {row[part]:.4f}" for part in run.objective.parts)
+                noisy = f"  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%" if config.sigma else ""  # sigma 0: clean
                 line = (f"{f'[{log_name}] ' if log_name else ''}epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}"
                         f"{f' ({parts.strip()})' if parts else ''}  train {row['train_acc']:.2f}%  {run.select_split} "
-                        f"clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%"
+                        f"clean {row['val_acc_clean']:.2f}%{noisy}"
                         f"{'  *best' if row['best'] else ''}")
                 if bars:
                     tqdm.write(line)
@@ -602,6 +604,7 @@ class _Run:
         own = copy.deepcopy(self.model) if models.registry.is_python_object(self.config.model) else None
         best = checkpoint.load(self.out, map_location=self.device, model=own)
         summary = {"best_epoch": self.state["best_epoch"], "best_val_accuracy": self.state["best"],
+                   "best_val_kind": "noisy" if self.config.sigma > 0 else "clean",
                    "test_accuracy_clean": _accuracy(best, self.dataset, "test", self.device),
                    "epochs": self.state["epoch"], "seconds": self.state["seconds"],
                    "weights_sha256": _digest(self.model)}

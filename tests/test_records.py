@@ -83,3 +83,22 @@ def test_a_weight_tied_between_embedding_and_linear_is_on_the_crossbar_either_wa
     torch.manual_seed(0)
     assert mapped_weight_names(Tied(embedding_first=False)) == ["head.weight"]
     assert mapped_weight_names(Tied(embedding_first=True)) == ["embed.weight"]  # named as named_parameters() does
+
+
+def test_a_ci_target_stops_at_the_same_run_whatever_the_chips_per_pass():
+    import torch
+
+    from neft import models, montecarlo
+
+    torch.manual_seed(0)
+    model = models.create("lenet5", 10, 1, width=0.5, init="torch").eval()
+    images, labels = torch.randn(48, 1, 32, 32), torch.randint(0, 10, (48,))
+    fast = dict(sigmas=[0.3], runs=40, min_runs=5, compile=False, memory_format="contiguous", progress=False)
+    one = montecarlo.evaluate(model, images, labels, chips_per_pass=1, ci_target=2.5, **fast)["per_sigma"][0]
+    assert 5 <= one["runs"] < 40 and one["runs"] % 4 and one["runs"] % 3  # stops between two rounds of 3 and of 4
+    for chips in (3, 4):
+        other = montecarlo.evaluate(model, images, labels, chips_per_pass=chips, ci_target=2.5, **fast)["per_sigma"][0]
+        assert other["runs"] == one["runs"] and other["run_seeds"] == one["run_seeds"]
+        assert other["accuracy"]["per_run"] == pytest.approx(one["accuracy"]["per_run"], abs=100 / 48 + 1e-9)
+        assert other["ekl"] == pytest.approx(one["ekl"], rel=1e-4)
+        assert other["confidence"] == pytest.approx(one["confidence"], rel=1e-5)

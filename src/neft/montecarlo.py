@@ -20,6 +20,7 @@ chip's perturbation comes from its own seed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -383,6 +384,17 @@ def _noisy(crossbar, sigma: float) -> bool:
     return sigma > 0 or crossbar.device_model.read_sigma > 0 or crossbar.device_model.quantize
 
 
+def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float) -> int | None:
+    """The first run count n in ``(done, len(accuracies)]``, n >= ``min_runs``, at which the 95 % CI half-width of
+    ``accuracies[:n]`` is below ``ci_target``; None if there is none. Checking every count (not every round) makes
+    a CI target stop at the same run whatever the chips per pass and the number of processes."""
+    values = torch.tensor(accuracies, dtype=torch.float64)
+    for n in range(max(done + 1, min_runs), len(accuracies) + 1):
+        if ci_half_width(values[:n].std().item(), n) < ci_target:
+            return n
+    return None
+
+
 def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar, verified) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
@@ -403,10 +415,9 @@ def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, confi
         accuracies = [100.0 * correct / images.shape[0]] * count
         bar.total -= runs - count
         bar.update(count)
-    while _noisy(crossbar, sigma) and len(accuracies) < runs:
-        done = len(accuracies)
-        round_size = min(forward.chips_per_pass * world, runs - done)
-        mine = list(range(done, done + round_size))[rank::world]  # runs of this rank (all runs for one process)
+    def programmed_chips(first: int, last: int) -> list[float]:
+        """Evaluate chips ``first .. last - 1`` (this rank's share) into the accumulator; all ranks' accuracies."""
+        mine = list(range(first, last))[rank::world]  # runs of this rank (all runs for one process)
         chip_seeds = [run_seed(seed, sigma, r) for r in mine]
         chips = [crossbar.sample_chip(sigma, make_generator(s, device), verified, config.verified_sigma)
                  for s in chip_seeds]
@@ -420,15 +431,23 @@ def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, confi
                     {name: dw + read[name] for name, dw in chip.items()}))
                     for chip, read in zip(chips, (reader.sample_chip(read_sigma, g) for g in reads))]
             correct += accumulator.add(forward(weights, x).float(), y, start)
-        local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
-        accuracies += distributed.gather_runs(local)
+        return distributed.gather_runs(list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist())))
+
+    while _noisy(crossbar, sigma) and len(accuracies) < runs:
+        done = len(accuracies)
+        round_size = min(forward.chips_per_pass * world, runs - done)
+        before = copy.deepcopy(accumulator) if ci_target is not None else None
+        new = programmed_chips(done, done + round_size)
         bar.set_description("Monte Carlo", refresh=False)
         bar.update(round_size)
-        if ci_target is not None and len(accuracies) >= min_runs:
-            std = torch.tensor(accuracies, dtype=torch.float64).std().item()
-            if ci_half_width(std, len(accuracies)) < ci_target:
-                bar.total -= runs - len(accuracies)
-                break
+        stop = None if ci_target is None else _ci_stop(accuracies + new, done, min_runs, ci_target)
+        if stop is not None and stop < done + round_size:  # the target was met inside this round: the same run
+            accumulator = before  # count as with one chip per pass and one process, so chips past it are undone
+            programmed_chips(done, stop)
+        accuracies += new[: (stop or done + round_size) - done]
+        if stop is not None:
+            bar.total -= runs - len(accuracies)
+            break
     accumulator.check_finite(f" at sigma {sigma:g}")
     accumulator.finish_runs(len(accuracies))
     accumulator.all_reduce()

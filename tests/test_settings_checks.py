@@ -297,3 +297,13 @@ def test_cli_fuzz_bad_input_is_one_error_line_and_nothing_written(argv, expected
 def test_the_fuzz_covers_every_command_with_forty_cases():
     commands = [case[0][0] for case in FUZZ]
     assert len(FUZZ) >= 40 and {"train", "evaluate", "report", "reproduce"} <= set(commands)
+
+
+@pytest.mark.parametrize("settings, setting", [({"parallel": True}, "parallel"), ({"cells_per_device": True},
+                                                                                   "cells_per_device")])
+def test_grid_process_counts_refuse_booleans(settings, setting, tmp_path):
+    from neft.experiments import reproduce
+
+    with pytest.raises(SettingError) as error:
+        reproduce(_preset(tmp_path), **settings)
+    assert error.value.setting == setting and not (tmp_path / "RUNS").exists()

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from . import data, metrics, montecarlo, objectives, report, variants
 from .compute import resolve_device
 from .devices import check_sigma
-from .errors import SettingError
+from .errors import SettingError, check_count
 from .montecarlo import EvalConfig
 from .runs import evaluate_run
 from .train import TrainConfig, train
@@ -443,9 +443,8 @@ def reproduce(config: str | Path, out: str | Path | None = None, device: str | N
     Raises:
         FileNotFoundError / ValueError: see :func:`load_preset`; all raised before any training.
     """
-    if parallel < 1 or cells_per_device < 1:
-        raise SettingError("parallel", f"parallel and cells_per_device must be >= 1, got {parallel} and "
-                                       f"{cells_per_device}")
+    check_count("parallel", parallel, 1, "local GPUs")
+    check_count("cells_per_device", cells_per_device, 1, "cells at once per device")
     if shard and parallel * cells_per_device > 1:
         raise SettingError("shard", "a shard runs one cell at a time; drop parallel/cells_per_device or the shard")
     if device:
@@ -484,8 +483,7 @@ def demo(out: str | Path = "runs/demo", dataset: str = "mnist-5k", data_dir: str
         preset["evaluate"]["runs"] = runs
     if dataset != "mnist-5k":
         preset["experiment"]["title"] = f"neft demo: LeNet-5 on {dataset}, RRAM1"
-    if cells_per_device < 1:
-        raise SettingError("cells_per_device", f"cells_per_device must be >= 1, got {cells_per_device}")
+    check_count("cells_per_device", cells_per_device, 1, "cells at once per device")
     paths = run_grid(_check_preset(preset, "demo"), out, None if device == "auto" else device,
                      cells_per_device=cells_per_device)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")

@@ -182,9 +182,11 @@ def _add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None
                         help="quantized mapping: weight_bits-level weights, digits on device_bits devices, sign on "
                              "a differential pair (default: the device model's, off for RRAM1)")
     parser.add_argument("--stuck-off", type=float, default=None, metavar="P",
-                        help="fraction of devices stuck at their lowest conductance, drawn per chip (needs --quantize)")
+                        help="fraction of devices stuck at their lowest conductance, drawn per chip "
+                             "(needs --quantize)")
     parser.add_argument("--stuck-on", type=float, default=None, metavar="P",
-                        help="fraction of devices stuck at their highest conductance, drawn per chip (needs --quantize)")
+                        help="fraction of devices stuck at their highest conductance, drawn per chip "
+                             "(needs --quantize)")
     parser.add_argument("--drift-nu-mean", type=float, default=None, metavar="NU",
                         help="drift G(t) = G(t0) (t/t0)^-nu: mean of nu per device (PCM ~0.06; needs --quantize)")
     parser.add_argument("--drift-nu-std", type=float, default=None, metavar="S", help="std of nu over devices")

@@ -17,8 +17,8 @@ itself (see the README's Results section):
 
 A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature; for distill its softmax
 temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``lambda`` (lipschitz_lambda), ``alpha``
-(distill_alpha) and ``device`` (the training device model), in presets (``methods = ["ovf", "ovf beta=0"]``) and in report labels, so the label of a result is
-the text that made it. A distill run's teacher is a [train] setting (``teacher``), not part of the variant.
+(distill_alpha) and ``device`` (the training device model), in presets (``methods = ["ovf", "ovf beta=0"]``)
+and in report labels, so the label of a result is the text that made it. A distill run's teacher is a [train] setting (``teacher``), not part of the variant.
 """
 
 from __future__ import annotations

@@ -165,3 +165,54 @@ def test_unknown_device_file_key_and_presets():
         preset = devices.get(name)
         assert preset.quantize and name in devices.PRESET_SOURCES
     assert devices.get("rram-chip").stuck_on == 0.0904 and devices.get("PCM-chip").drift_compensation
+
+
+def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_path, capsys):
+    import json
+
+    from neft import report
+    from neft.cli import main
+
+    files = set(trained_run.iterdir())
+    assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "3", "--test-subset", "200",
+                 "--drift-times", "3600,0", "--device-model", "PCM-chip", "--name", "bad"]) == 2
+    assert "argument --drift-times: drift_time is a time" in capsys.readouterr().err
+    assert main(["evaluate", str(trained_run), "--quiet", "--stuck-on", "0.02", "--name", "bad"]) == 2
+    assert "argument --stuck-on: stuck_on acts on the devices of the quantized mapping" in capsys.readouterr().err
+    assert set(trained_run.iterdir()) == files  # refused before any work: nothing written
+    assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "3", "--test-subset", "200",
+                 "--device-model", "PCM-chip", "--stuck-off", "0.01", "--drift-times", "20,3.15e7",
+                 "--name", "drift"]) == 0
+    results = [json.loads((trained_run / f"drift_t{t}.json").read_text()) for t in ("20", "3.15e+07")]
+    assert [r["device_model"]["drift_time"] for r in results] == [20.0, 3.15e7]
+    assert results[1]["evaluation"]["stuck_off"] == 0.01 and results[1]["device_model"]["quantize"]
+    assert report.result_label(results[1]) == ("noise-injection device=RRAM1 q8/2 stuck 1%+0% nu=0.06+-0.02 t=1y "
+                                               "comp")
+    paths = report.write_report(results, tmp_path / "report")
+    assert paths["drift"].is_file() and "report_drift.png" in paths["markdown"].read_text()
+    rows = list(__import__("csv").DictReader(paths["csv"].open()))
+    assert {row["drift_time"] for row in rows} == {"20.0", "31500000.0"} and rows[0]["stuck_off"] == "0.01"
+
+
+def test_training_device_variant_and_cli_chip_flags(tmp_path):
+    from neft import variants
+    from neft.cli import build_parser, _chip_settings
+
+    assert variants.parse("ovf device=PCM-chip") == ("ovf", {"device_model": "PCM-chip"})
+    assert variants.directory_name("ovf device=configs/chips/x.toml") == "ovf_device=configs_chips_x.toml"
+    with pytest.raises(ValueError, match="unknown device model"):
+        variants.parse("ovf device=NOPE")
+    args = build_parser().parse_args(["train", "--quantize", "--stuck-off", "0.01", "--drift-time", "3600"])
+    assert _chip_settings(args) == {"quantize": True, "stuck_off": 0.01, "drift_time": 3600.0}
+
+
+def test_cached_mapping_follows_weight_updates():
+    torch.manual_seed(0)
+    model = nn.Linear(16, 4)
+    crossbar = Crossbar(model, DeviceModel(quantize=True, stuck_on=0.05))
+    first = crossbar.sample_chip(0.1, make_generator(0))
+    assert torch.equal(first["weight"], crossbar.sample_chip(0.1, make_generator(0))["weight"])  # cached mapping
+    with torch.no_grad():
+        model.weight.mul_(-0.5)  # an optimiser step in place: the mapping is redone
+    fresh = Crossbar(model, crossbar.device_model).sample_chip(0.1, make_generator(0))
+    assert torch.equal(crossbar.sample_chip(0.1, make_generator(0))["weight"], fresh["weight"])

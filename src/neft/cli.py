@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__, distributed
@@ -107,6 +108,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (quick runs)")
     parser.add_argument("--test-subset", type=int, default=None, metavar="N", help="test on N images (quick runs)")
     parser.add_argument("--device", default="auto", help="torch compute device: auto | cpu | cuda (default: %(default)s)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the train_log.csv columns as TensorBoard scalars into OUT/tensorboard "
+                             "(needs `pip install tensorboard`)")
 
 
 def _taps(values):
@@ -186,9 +190,11 @@ def _add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None
                         help="quantized mapping: weight_bits-level weights, digits on device_bits devices, sign on "
                              "a differential pair (default: the device model's, off for RRAM1)")
     parser.add_argument("--stuck-off", type=float, default=None, metavar="P",
-                        help="fraction of devices stuck at their lowest conductance, drawn per chip (needs --quantize)")
+                        help="fraction of devices stuck at their lowest conductance, drawn per chip "
+                             "(needs --quantize)")
     parser.add_argument("--stuck-on", type=float, default=None, metavar="P",
-                        help="fraction of devices stuck at their highest conductance, drawn per chip (needs --quantize)")
+                        help="fraction of devices stuck at their highest conductance, drawn per chip "
+                             "(needs --quantize)")
     parser.add_argument("--drift-nu-mean", type=float, default=None, metavar="NU",
                         help="drift G(t) = G(t0) (t/t0)^-nu: mean of nu per device (PCM ~0.06; needs --quantize)")
     parser.add_argument("--drift-nu-std", type=float, default=None, metavar="S", help="std of nu over devices")
@@ -239,8 +245,9 @@ def _cmd_train(args) -> None:
     from .models.registry import short_name
     from .train import TrainConfig
 
-    if args.resume and args.out and (Path(args.out) / "config.json").is_file():
-        _train_and_print(_resume_config(args), args)
+    if args.resume and args.out and ((Path(args.out) / "config.json").is_file()
+                                     or not _given_flags(args, _add_train_arguments)):
+        _train_and_print(_resume_config(args), args)  # a folder without config.json and no settings: one error
         return
     device_model = _training_device_model(args)
     config = TrainConfig(
@@ -253,6 +260,7 @@ def _cmd_train(args) -> None:
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+        tensorboard=args.tensorboard,
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")
@@ -270,7 +278,8 @@ def _train_and_print(config, args) -> None:
 
     summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
-        print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
+        print(f"best epoch {summary['best_epoch']}: {summary['best_val_kind']} validation "
+              f"{summary['best_val_accuracy']:.2f}%, "
               f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(args.out) / 'checkpoint.pt'}")
 
 
@@ -322,24 +331,24 @@ def _fractions(text: str) -> list[float]:
 
 
 def _cmd_evaluate(args) -> None:
-    from .montecarlo import EvalConfig
-    from .runs import evaluate_run
+    import dataclasses
 
-    sweep = {}  # a sweep writes one result file per point: {name}_wv{fraction}_t{time}; all checked before any work
-    for fraction in args.write_verify:
-        for time in args.drift_times:
-            name = (args.name + (f"_wv{fraction:g}" if len(args.write_verify) > 1 else "")
-                    + (f"_t{time:g}" if len(args.drift_times) > 1 else ""))
-            sweep[name] = EvalConfig(
-                sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
-                test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
-                ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
-                compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
-                verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
-                drift_time=time, recalibrate_bn=args.recalibrate_bn, chip_tune=args.chip_tune,
-                chip_tune_taps=args.chip_tune_taps, chip_tune_lr=args.chip_tune_lr,
-                chip_tune_batch=args.chip_tune_batch, **_chip_settings(args),
-            ).check()
+    from .montecarlo import EvalConfig
+    from .runs import check_outputs, evaluate_run, sweep_names
+
+    settings = EvalConfig(
+        sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+        test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
+        ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
+        compile={"on": True, "off": False}.get(args.compile, args.compile),
+        verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+        recalibrate_bn=args.recalibrate_bn, chip_tune=args.chip_tune, chip_tune_taps=args.chip_tune_taps,
+        chip_tune_lr=args.chip_tune_lr, chip_tune_batch=args.chip_tune_batch, **_chip_settings(args),
+    )
+    # a sweep writes one result file per point ({name}_wv{fraction}_t{time}): every point and file checked first
+    points = sweep_names(args.name, write_verify=args.write_verify, drift_time=args.drift_times)
+    sweep = {name: dataclasses.replace(settings, **point).check() for name, point in points}
+    check_outputs(args.run_dir, list(sweep), args.overwrite)
     for name, config in sweep.items():
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
@@ -353,7 +362,9 @@ def _cmd_evaluate(args) -> None:
         execution = results["per_sigma"][-1]["execution"]
         print(f"wrote {Path(args.run_dir) / (name + '.json')} ({results['seconds']:.1f} s; "
               f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
-              f"{', compiled' if execution['compiled'] else ''})")
+              f"{', compiled' if execution['compiled'] else ''}, {results['precision']})")
+        if results["precision_check"]:  # precision auto on a device with native bf16: what the check measured
+            print(f"precision auto: {results['precision_check']['reason']}")
 
 
 def _cmd_import(args) -> None:
@@ -393,7 +404,7 @@ def _cmd_rcg_search(args) -> None:
 def _cmd_report(args) -> None:
     from .report import write_report
 
-    paths = write_report(args.paths, args.out, title=args.title, labels=args.labels)
+    paths = write_report(args.paths, args.out, title=args.title, labels=args.labels, overwrite=args.overwrite)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
 
 
@@ -429,9 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(docs/method.md, 'Device variation model').")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model",
-                       description="List the weights of a zoo model that sit on the crossbar (every Conv/Linear "
-                                   "weight unless --include/--exclude say otherwise), their shapes and counts, and "
+    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model or your own",
+                       description="List the weights of a zoo model or your own (--model pkg.mod:fn) that sit on "
+                                   "the crossbar (every Conv/Linear weight, LSTM/GRU/RNN weight matrix and "
+                                   "MultiheadAttention projection unless --include/--exclude say otherwise), their "
+                                   "shapes and counts, and "
                                    "the model's IRS snapshot points; with --sigma also each layer's weight-noise std "
                                    "over its weight std at initialisation.")
     p.add_argument("--model", default="vgg8", help=MODEL_HELP)
@@ -502,15 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Adam learning rate of the block (default: %(default)s)")
     p.add_argument("--chip-tune-batch", type=int, default=64,
                    help="training images per tuning step (default: %(default)s)")
-    p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
+    p.add_argument("--test-subset", type=int, default=None, metavar="N",
+                   help="evaluate on N test images (default: the full test set, whatever the run trained with)")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="at most this many test images per forward (default: %(default)s)")
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
                    help="chips evaluated together with vmap (default: auto: 1 on CPU; on CUDA a memory-sized K if a "
                         "timing on the first batch finds it faster than 1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
-                        "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision of the forwards; auto: bf16 on GPUs and CPUs with native bf16 "
+                        "(avx512_bf16/AMX) if the first 8 chips of the first noisy sigma agree with fp32 (mean inside "
+                        "the fp32 95 %% CI, no chip more than 1 point off), fp32 elsewhere (emulated bf16 is slower); "
+                        "fp32: today's results bit for bit (default: %(default)s)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="torch.compile the forward (~20 s once, then 1.2-1.6x faster on CPU); auto: on CPU when the "
                         "evaluation exceeds 5 TFLOP (default: %(default)s)")
@@ -577,12 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compare evaluated runs: writes OUT/report.md (accuracy and EKL/confidence tables "
                                    "pivoted by sigma, labelled by method variant), OUT/report.csv and "
                                    "OUT/accuracy_vs_sigma.png (docs/results.md, 'Report files').")
-    p.add_argument("paths", nargs="+", help="run directories or results*.json files")
+    p.add_argument("paths", nargs="+", help="run directories (each with all its results*.json) or results*.json files")
     p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     p.add_argument("--title", default=None, help="report and plot title (default: Robustness comparison)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
-                   help="one name per result, in the order given (a run directory with several results*.json counts "
-                        "once per file; default: each result's own label, else its method variant)")
+                   help="one name per result, in the order given (a run directory counts once per distinct "
+                        "evaluation in its results*.json; default: each result's own label, else its method variant)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the main job: where NeFT helps, on real digits (noise-injection, T=4, OVF; "
@@ -626,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = lambda message, *_, **__: f"neft: warning: {message}\n"  # one line, no source line
     keep_freed_memory()  # no page faults on re-allocated activations: 1.7x faster VGG8 evaluation on CPU
     shown = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
     try:
@@ -637,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         print("neft: interrupted; rerun the same command with --resume (train) or as is (demo, reproduce)",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, DatasetNotFoundError,
+    except (ValueError, OSError, FloatingPointError, DatasetNotFoundError,  # OSError: also a full disk
             ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         setting = getattr(error, "setting", None)

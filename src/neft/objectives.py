@@ -10,6 +10,7 @@ run replays exactly from its seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path

@@ -204,3 +204,15 @@ def test_training_device_variant_and_cli_chip_flags(tmp_path):
         variants.parse("ovf device=NOPE")
     args = build_parser().parse_args(["train", "--quantize", "--stuck-off", "0.01", "--drift-time", "3600"])
     assert _chip_settings(args) == {"quantize": True, "stuck_off": 0.01, "drift_time": 3600.0}
+
+
+def test_cached_mapping_follows_weight_updates():
+    torch.manual_seed(0)
+    model = nn.Linear(16, 4)
+    crossbar = Crossbar(model, DeviceModel(quantize=True, stuck_on=0.05))
+    first = crossbar.sample_chip(0.1, make_generator(0))
+    assert torch.equal(first["weight"], crossbar.sample_chip(0.1, make_generator(0))["weight"])  # cached mapping
+    with torch.no_grad():
+        model.weight.mul_(-0.5)  # an optimiser step in place: the mapping is redone
+    fresh = Crossbar(model, crossbar.device_model).sample_chip(0.1, make_generator(0))
+    assert torch.equal(crossbar.sample_chip(0.1, make_generator(0))["weight"], fresh["weight"])

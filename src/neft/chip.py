@@ -13,7 +13,8 @@ A layer of a chip with ``DeviceModel.quantize`` is drawn in four steps on the de
    programming error and does not drift.
 3. **Drift.** Each device follows ``G(t) = G(t0) * (t / t0) ** -nu``, ``nu ~ N(drift_nu_mean, drift_nu_std)``
    clipped at 0, drawn per device (Joshi et al., Nature Communications 2020; aihwkit PCMLikeNoiseModel). ``nu`` is
-   drawn whatever ``t`` is, so one chip seed gives the same chip at every read time ``drift_time``, and ``t = t0`` is no drift.
+   drawn whatever ``t`` is, so one chip seed gives the same chip at every read time ``drift_time``, and ``t = t0``
+   is no drift.
 4. **Global drift compensation** (``drift_compensation``): the layer is scaled by
    ``alpha = readout(W(t0)) / readout(W(t))`` with ``readout(W) = mean |W x|`` for the all-ones calibration input
    ``x`` over the crossbar's rows (one scalar per layer, as aihwkit's GlobalDriftCompensation), measured on this
@@ -29,13 +30,14 @@ Random draws per layer, in this order from the chip's generator: programming ``r
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from . import mapping
 from .devices import DeviceModel
 
-__all__ = ["sample", "stick", "compensation"]
+__all__ = ["sample", "map_layer", "Mapped", "stick", "compensation"]
 
 
 def compensation(reference: torch.Tensor, drifted: torch.Tensor) -> torch.Tensor:
@@ -69,8 +71,34 @@ def stick(conductances: torch.Tensor, uniform: torch.Tensor, stuck_off: float, s
     return conductances.masked_fill(off, 0.0).masked_fill_(on, float(g_top)), off | on
 
 
+class Mapped(NamedTuple):
+    """The deterministic part of one layer's chip (:func:`map_layer`): ``w_max`` (0-d, max|W|), ``conductances``
+    (programmed targets ``[2, n, *shape]`` in level units) and ``rows`` (``[2, 1, *shape]``, 1 on the row that
+    holds each weight: ``G+`` for ``w >= 0``, ``G-`` for ``w < 0``)."""
+
+    w_max: torch.Tensor
+    conductances: torch.Tensor
+    rows: torch.Tensor
+
+
+def map_layer(device_model: DeviceModel, weight: torch.Tensor) -> Mapped:
+    """Quantize one layer and map it onto its differential pair (:mod:`neft.mapping`); no random draws, so a
+    :class:`~neft.variation.Crossbar` reuses it for every chip of unchanged weights.
+
+    Raises:
+        ValueError: for NaN or infinite weights.
+    """
+    with torch.no_grad():
+        w, w_max, _ = device_model._scale(weight, 0.0)
+        levels = mapping.quantize(w, w_max, device_model.weight_bits)
+        g = mapping.to_conductances(levels, device_model.weight_bits, device_model.device_bits, w.dtype)
+        negative = (levels < 0).to(w.dtype)
+        return Mapped(w_max, g, torch.stack([1 - negative, negative]).unsqueeze(1))
+
+
 def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
-           censor_k: float | None = None, verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+           censor_k: float | None = None, verified_scale: torch.Tensor | None = None,
+           mapped: Mapped | None = None) -> torch.Tensor:
     """Draw one layer of a realistic chip and return its weight error ``dW = W_chip - w``.
 
     Args:
@@ -82,6 +110,7 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         censor_k: right-censor each device's programming draw at ``+censor_k`` std (rcg's training noise).
         verified_scale: optional per-weight factor on the programming std, shaped like ``weight``
             (write-verified weights, :meth:`neft.variation.Crossbar.sample_chip`).
+        mapped: :func:`map_layer` of these weights (None: computed here).
 
     Returns:
         ``dW``, shaped like ``weight``, detached. At sigma 0 without stuck devices or drift ``w + dW`` is the
@@ -92,10 +121,9 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
     """
     model = device_model
     with torch.no_grad():
-        w, w_max, _ = model._scale(weight, sigma)
+        w = model._scale(weight, sigma)[0]
+        w_max, g, rows = mapped if mapped is not None else map_layer(model, w)
         top = mapping.magnitude_levels(model.weight_bits)
-        levels = mapping.quantize(w, w_max, model.weight_bits)
-        g = mapping.to_conductances(levels, model.weight_bits, model.device_bits, w.dtype)
         n, g_top = model.devices_per_weight, 2 ** model.device_bits - 1
         # programming: std in levels = sigma * (2**K - 1) * the weight's state multiplier
         std = sigma * g_top
@@ -106,16 +134,13 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         error = torch.randn((n, *w.shape), generator=generator, dtype=w.dtype, device=w.device)
         if censor_k is not None:
             error.clamp_(max=censor_k)
-        error.mul_(std)
-        negative = (levels < 0).to(w.dtype)
-        g += torch.stack([error * (1 - negative), error * negative])
+        g = g + error.mul_(std) * rows  # the programmed row's devices; the other row stays at its lowest
         stuck = None
         if model.stuck_off > 0 or model.stuck_on > 0:
             uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
             g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, g_top)
         lsb = w_max / top
-        programmed = mapping.from_conductances(g, model.device_bits) * lsb
-        chip_weight = programmed
+        programmed = chip_weight = mapping.from_conductances(g, model.device_bits) * lsb
         if model.drifts:
             nu = (model.drift_nu_mean + model.drift_nu_std
                   * torch.randn(g.shape, generator=generator, dtype=w.dtype, device=w.device)).clamp_(min=0)

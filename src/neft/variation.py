@@ -74,7 +74,9 @@ def mapped_weight_names(
     """Names (as in ``model.named_parameters()``) of the weights stored on the crossbar.
 
     A weight shared by several layers (tied weights) is one set of devices: it is listed once, under the name
-    ``named_parameters()`` gives it, and ``functional_call`` passes its perturbed value to every layer that shares it.
+    ``named_parameters()`` gives it, and ``functional_call`` passes its perturbed value to every layer that shares it;
+    it is mapped when any mapped layer uses it, whichever module (e.g. an ``nn.Embedding`` tied to the output
+    ``nn.Linear``) was registered first.
 
     Args:
         model: any module.
@@ -103,8 +105,9 @@ def mapped_weight_names(
             raise ValueError(f"layer {module_name or type(module).__name__!r} computes its weight at every forward "
                              f"({reason}), so neft cannot put that weight on the crossbar: {_REMOVE[reason]} "
                              "before mapping the model")
-    names = [name for module_name, module in selected for local in layer_weights(module)
-             if (name := f"{module_name}.{local}" if module_name else local) in parameters]
+    first_name = {id(p): name for name, p in parameters.items()}  # a tied weight by whichever name came first
+    names = list(dict.fromkeys(first_name[id(weight)] for _, module in selected for local in layer_weights(module)
+                               if id(weight := getattr(module, local)) in first_name))
     digital = [name for name, p in parameters.items() if p.dim() >= 2 and name not in names
                and not any(fnmatchcase(name, f"{m}.*") for m in _excluded(model, include, exclude))]
     if digital and names:
@@ -165,14 +168,23 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 
 def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
             generator: torch.Generator | None, censor_k: float | None = None,
-            verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+            verified_scale: torch.Tensor | None = None, mappings: dict | None = None,
+            name: str = "") -> torch.Tensor:
     """``device_model.sample`` (or, with ``quantize``, :func:`neft.chip.sample`) drawn on ``generator``'s device
     (torch refuses a generator of another device type) and returned on ``weight``'s device; no copy when both share
-    a device."""
+    a device. ``mappings`` caches each layer's :func:`neft.chip.map_layer` while its weights are unchanged."""
     draw_on = weight.device if generator is None else generator.device
     if device_model.quantize:
         scale = None if verified_scale is None else verified_scale.to(draw_on)
-        return chip.sample(device_model, weight.to(draw_on), sigma, generator, censor_k, scale).to(weight.device)
+        w = weight.to(draw_on)
+        cached = (mappings or {}).get(name)  # (the weight itself, its version, device, mapping): held, not reused
+        if cached and cached[0] is weight and cached[1:3] == (weight._version, draw_on):
+            mapped = cached[3]
+        else:
+            mapped = chip.map_layer(device_model, w)
+            if mappings is not None:
+                mappings[name] = (weight, weight._version, draw_on, mapped)
+        return chip.sample(device_model, w, sigma, generator, censor_k, scale, mapped).to(weight.device)
     return device_model.sample(weight.to(draw_on), sigma, generator, censor_k).to(weight.device)
 
 
@@ -204,6 +216,7 @@ class Crossbar:
         self.model = model
         self.device_model = devices.get(device_model)
         self.names = mapped_weight_names(model, include, exclude)
+        self._mappings: dict = {}  # realistic chips: each layer's quantized mapping while its weights are unchanged
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The current clean mapped weights, ``{name: parameter}`` (live parameters, gradients flow)."""
@@ -270,7 +283,7 @@ class Crossbar:
             if self.device_model.quantize:  # the verified devices' programming std is scaled (neft.chip)
                 return {name: _sample(self.device_model, w, sigma, generator, censor_k,
                                       None if name not in (verified or {}) else
-                                      torch.where(verified[name], scale, 1.0).to(w.dtype))
+                                      torch.where(verified[name], scale, 1.0).to(w.dtype), self._mappings, name)
                         for name, w in self.weights().items()}
             drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k)
                      for name, w in self.weights().items()}

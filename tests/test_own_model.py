@@ -186,6 +186,8 @@ def test_imported_state_dict_evaluates_like_montecarlo_evaluate(tmp_path, nets, 
     for ours, theirs in zip(results["per_sigma"], direct["per_sigma"]):
         assert ours["accuracy"]["per_run"] == theirs["accuracy"]["per_run"] and ours["ekl"] == theirs["ekl"]
     assert results["label"] == "imported plain"
+    assert main(["evaluate", str(tmp_path / "run"), "--sigmas", "0.2", "--runs", "2", "--test-subset", "100",
+                 "--write-verify", "0.05", "--verify-select", "swim", "--name", "wv", "--quiet"]) == 0  # SWIM works
     assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
     assert "imported plain" in (tmp_path / "report" / "report.md").read_text()
 
@@ -218,3 +220,22 @@ def test_bad_weights_are_one_clear_line(tmp_path, nets, capsys, weights, message
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_every_train_flag_is_a_trainconfig_field():
+    """`neft train --resume --out RUN` applies the flags given by their names: each must be a TrainConfig field."""
+    import argparse
+    import dataclasses
+
+    from neft.cli import _add_train_arguments
+
+    parser = argparse.ArgumentParser()
+    _add_train_arguments(parser)
+    assert {a.dest for a in parser._actions} - {"help"} == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_resume_of_a_folder_without_a_run_is_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--resume", "--out", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no config.json, so it is no neft run to resume" in err[0]
+    assert not (tmp_path / "typo").exists()

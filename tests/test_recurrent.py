@@ -131,3 +131,17 @@ def test_lstm_and_transformer_models_train_with_noise_injection_and_evaluate(tmp
     assert results["per_sigma"][0]["ekl"] == 0 and results["per_sigma"][1]["ekl"] > 0  # chips differ from clean
     recurrent = evaluate(model, x, dataset.splits["test"][1], [0.2], runs=3, progress=False)
     assert recurrent["per_sigma"][0]["accuracy"]["per_run"] == noisy["per_run"]
+
+
+def test_irs_taps_a_recurrent_module_by_its_output_sequence(tmp_path):
+    from neft import objectives
+    from neft.models import registry
+
+    (tmp_path / "nets.py").write_text(NETS)
+    model = registry.build(f"{tmp_path / 'nets.py'}:RowLSTM", 10, 1)
+    x, y = torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,))
+    irs = objectives.create("irs", model, x, 10, sigma=0.1, beta=0.01, taps=[("lstm", 4)], generator=make_generator(0))
+    assert irs.modules()[0].in_features == 32 * 4  # (output [B, 32 steps, 16]) pooled to 4 per step
+    loss, logs = irs.loss(model, x, y)
+    loss.backward()
+    assert model.lstm.weight_hh_l1.grad is not None and "head1_acc" in logs

@@ -54,7 +54,8 @@ def parse(spec: str) -> tuple[str, dict]:
     method, *options = str(spec).split()
     if method not in objectives.METHODS:
         raise ValueError(f"unknown method {method!r} in {spec!r}; choose one of {', '.join(objectives.METHODS)}, "
-                         "optionally followed by T=..., beta=... or init=... (e.g. 'ovf beta=0')")
+                         f"optionally followed by {', '.join(f'{key}=...' for key in _KEYS)} (e.g. 'ovf beta=0', "
+                         "'rcg k=2', 'distill alpha=0.5 T=2')")
     overrides: dict = {}
     for option in options:
         key, sep, value = option.partition("=")

@@ -13,10 +13,17 @@ times more than the edge states, with the overall sigma rescaled by ``1 / sqrt(0
 population-average variance stays at sigma when 40 % of the weights are intermediate ([release];
 docs/method.md, 'State-dependent variation and presets'). A measured per-state table
 (``levels``) replaces the band model when a user has characterised their own chip.
+
+A realistic chip (``quantize = True``, docs/method.md, 'The realistic chip'): every weight is quantized to
+``weight_bits`` levels and stored digit by digit on a differential pair of device rows (:mod:`neft.mapping`); its
+devices then carry programming variation, stuck-at faults and conductance drift, frozen per chip
+(:mod:`neft.chip`). With ``quantize = False`` (the default) none of these apply and chips are the Gaussian model
+above, bit for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -31,9 +38,11 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["DeviceModel", "PRESETS", "get", "from_file", "check_sigma", "MAX_SIGMA"]
+__all__ = ["DeviceModel", "PRESETS", "PRESET_SOURCES", "get", "from_file", "check_sigma", "check_rate", "check_time",
+           "MAX_SIGMA", "DRIFT_T0"]
 
 MAX_SIGMA = 1.0  # sigma above the conductance range itself describes no programmable device (check_sigma)
+DRIFT_T0 = 20.0  # s, the first read after programming that drift counts from (aihwkit PCMLikeNoiseModel t_0 = 20 s)
 
 
 def check_sigma(sigma: float, name: str = "sigma") -> float:
@@ -62,6 +71,36 @@ def check_sigma(sigma: float, name: str = "sigma") -> float:
     return value
 
 
+def check_rate(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a probability per device in [0, 1].
+
+    Raises:
+        SettingError: (a ``ValueError``) naming ``name`` for a value that is not a number, NaN, negative or above 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise SettingError(name, f"{name} is the fraction of devices stuck, a number in [0, 1] (e.g. 0.01 for 1 %), "
+                                 f"got {value!r}")
+    return float(value)
+
+
+def check_time(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite time in seconds > 0.
+
+    Raises:
+        SettingError: (a ``ValueError``) naming ``name`` for a value that is not a finite number > 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise SettingError(name, f"{name} is a time in seconds after programming, a finite number > 0 (e.g. 3600 "
+                                 f"for one hour), got {value!r}")
+    return float(value)
+
+
+def _check_exponent(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise SettingError(name, f"{name} is a drift exponent, a finite number >= 0 (PCM: about 0.05), got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class DeviceModel:
     """An immutable NVM device variation model (docs/method.md, 'Device variation model').
@@ -78,12 +117,29 @@ class DeviceModel:
             (default 0): Monte Carlo evaluation adds a fresh perturbation of std :meth:`std` ``(w, read_sigma)``
             on every forward on top of the chip's frozen programming noise (docs/method.md, 'Read noise').
             Training ignores it.
+        quantize: store each weight as ``weight_bits``-level digits on a differential pair of device rows
+            (:mod:`neft.mapping`; docs/method.md, 'The realistic chip'); a chip's weight is then the dequantized
+            level plus its devices' errors. False (default): the Gaussian model above, bit for bit.
+        stuck_off, stuck_on: probability that a device is stuck at its lowest (off) or highest (on) conductance,
+            each in [0, 1], sum <= 1; drawn per chip (:mod:`neft.chip`). Needs ``quantize``.
+        drift_nu_mean, drift_nu_std: conductance drift ``G(t) = G(t0) (t / t0) ** -nu`` with ``nu`` drawn per
+            device from ``N(drift_nu_mean, drift_nu_std)`` and clipped at 0 (Joshi et al., Nature
+            Communications 2020). Both >= 0; 0 and 0 (default): no drift. Needs ``quantize``.
+        drift_t0: t0 in seconds, the read that drift counts from (default 20 s, as aihwkit).
+        drift_time: the time in seconds after programming at which the chip is read (training and evaluation;
+            ``EvalConfig.drift_time`` overrides it); None (default): at t0, no drift.
+        drift_compensation: rescale each layer's outputs by one scalar measured on the chip with an all-ones
+            calibration input, read at t0 over read at t (global drift compensation, aihwkit
+            GlobalDriftCompensation). Needs ``quantize``.
 
     Raises:
         ValueError: for bits that are not positive integers, weight bits not a multiple of device bits,
             ``state_factor < 1``, band edges outside ``0 <= lo < hi <= 1``, or non-positive levels;
             :class:`~neft.errors.SettingError` (a ``ValueError``, setting ``read_sigma``) for a read sigma that
-            is not a finite number in [0, 1].
+            is not a finite number in [0, 1]; a :class:`~neft.errors.SettingError` naming the chip setting for a
+            stuck rate outside [0, 1] or rates summing above 1, a negative or NaN drift exponent or std, a time
+            <= 0, a non-bool ``quantize``/``drift_compensation``, or stuck devices, drift or compensation without
+            ``quantize``.
     """
 
     name: str = "custom"
@@ -93,9 +149,18 @@ class DeviceModel:
     band: tuple[float, float] = (0.25, 0.75)
     levels: tuple[float, ...] | None = field(default=None)
     read_sigma: float = 0.0
+    quantize: bool = False
+    stuck_off: float = 0.0
+    stuck_on: float = 0.0
+    drift_nu_mean: float = 0.0
+    drift_nu_std: float = 0.0
+    drift_t0: float = DRIFT_T0
+    drift_time: float | None = None
+    drift_compensation: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "read_sigma", check_sigma(self.read_sigma, "read_sigma"))
+        self._check_chip()
         for attr in ("weight_bits", "device_bits"):
             value = getattr(self, attr)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -116,6 +181,44 @@ class DeviceModel:
             if not levels or not all(math.isfinite(v) and v > 0 for v in levels):
                 raise ValueError(f"levels must be a non-empty list of positive std multipliers, got {self.levels!r}")
             object.__setattr__(self, "levels", levels)
+
+    def _check_chip(self) -> None:
+        """Check the realistic-chip settings (docs/method.md, 'The realistic chip')."""
+        for name in ("quantize", "drift_compensation"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError(name, f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("stuck_off", "stuck_on"):
+            object.__setattr__(self, name, check_rate(getattr(self, name), name))
+        if self.stuck_off + self.stuck_on > 1:
+            raise SettingError("stuck_on", f"stuck_off + stuck_on = {self.stuck_off + self.stuck_on:g} is above 1: "
+                                           "they are the fractions of devices stuck off and stuck on")
+        for name in ("drift_nu_mean", "drift_nu_std"):
+            object.__setattr__(self, name, _check_exponent(getattr(self, name), name))
+        object.__setattr__(self, "drift_t0", check_time(self.drift_t0, "drift_t0"))
+        if self.drift_time is not None:
+            object.__setattr__(self, "drift_time", check_time(self.drift_time, "drift_time"))
+        if not self.quantize:
+            needs = [name for name in ("stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_compensation")
+                     if getattr(self, name)]
+            if needs:
+                raise SettingError(needs[0], f"{needs[0]} acts on the devices of the quantized mapping, so it needs "
+                                             "quantize = true (--quantize): set quantize, or leave "
+                                             f"{', '.join(needs)} at 0/false")
+        if self.quantize and self.weight_bits > 24:
+            raise SettingError("weight_bits", f"quantize = true supports weight_bits <= 24 (float32 holds every "
+                                              f"level exactly), got {self.weight_bits}")
+
+    @property
+    def gaussian(self) -> "DeviceModel":
+        """This model without the realistic chip (``quantize`` off, no stuck devices, drift or compensation): the
+        Gaussian model its read noise is drawn from."""
+        return dataclasses.replace(self, quantize=False, stuck_off=0.0, stuck_on=0.0, drift_nu_mean=0.0,
+                                   drift_nu_std=0.0, drift_time=None, drift_compensation=False)
+
+    @property
+    def drifts(self) -> bool:
+        """True when devices drift (a drift exponent is set); the chip is then read at ``drift_time``."""
+        return self.drift_nu_mean > 0 or self.drift_nu_std > 0
 
     @property
     def devices_per_weight(self) -> int:
@@ -218,20 +321,39 @@ PRESETS: dict[str, DeviceModel] = {
     "FeFET2": DeviceModel("FeFET2", state_factor=2.0),
     "RRAM4": DeviceModel("RRAM4", state_factor=4.0),
     "FeFET6": DeviceModel("FeFET6", state_factor=6.0),
+    "RRAM-chip": DeviceModel("RRAM-chip", quantize=True, stuck_off=0.0175, stuck_on=0.0904),
+    "PCM-chip": DeviceModel("PCM-chip", quantize=True, drift_nu_mean=0.06, drift_nu_std=0.02,
+                            drift_compensation=True),
 }
 
-_FIELDS = {"name", "weight_bits", "device_bits", "state_factor", "band", "levels", "read_sigma"}
+# Where every number of a preset comes from (``neft devices`` prints it; docs/method.md, 'Realistic presets').
+PRESET_SOURCES: dict[str, str] = {
+    "RRAM1": "state-independent variation, 8/2 bits (NeFT, Qin et al. 2023, and its release)",
+    "FeFET2": "intermediate states vary 2x (the release's FeFET2)",
+    "RRAM4": "intermediate states vary 4x (the release's RRAM4)",
+    "FeFET6": "intermediate states vary 6x (the release's FeFET6)",
+    "RRAM-chip": "8/2-bit quantized differential mapping; stuck_off 1.75 %, stuck_on 9.04 % (RRAM stuck-at-0/1 "
+                 "rates of Chen et al., IEEE Trans. Computers 64(1), 2015, as fault-tolerance papers cite them); "
+                 "no drift (RRAM retention loss is small next to PCM drift)",
+    "PCM-chip": "8/2-bit quantized differential mapping; drift nu ~ N(0.06, 0.02) clipped at 0 from t0 = 20 s "
+                "(aihwkit PCMLikeNoiseModel: mean 0.060, std 0.023 at 10 % of g_max, fitted on the PCM devices "
+                "of Joshi et al., Nature Communications 2020); global drift compensation on (aihwkit "
+                "GlobalDriftCompensation); no stuck devices",
+}
+
+_FIELDS = {f.name for f in dataclasses.fields(DeviceModel)}
 
 
 def from_dict(data: dict, default_name: str = "custom") -> DeviceModel:
     """Build a :class:`DeviceModel` from a mapping with the keys of :meth:`DeviceModel.to_dict`.
 
     Raises:
-        ValueError: for unknown keys or invalid values.
+        SettingError: (a ``ValueError``, setting ``device_model``) for unknown keys; ValueError for invalid values.
     """
     unknown = set(data) - _FIELDS
     if unknown:
-        raise ValueError(f"unknown device model keys {sorted(unknown)}; valid keys are {sorted(_FIELDS)}")
+        raise SettingError("device_model", f"unknown device model keys {sorted(unknown)}; valid keys are "
+                                           f"{sorted(_FIELDS)}")
     data = dict(data)
     data.setdefault("name", default_name)
     if "band" in data:
@@ -246,7 +368,9 @@ def from_file(path: str | Path) -> DeviceModel:
 
     The file holds the keys of :class:`DeviceModel` at top level (TOML may also put them in a ``[device]``
     table), e.g. ``weight_bits = 8``, ``device_bits = 4``, ``state_factor = 3``, ``band = [0.2, 0.8]`` or a
-    measured ``levels = [1.0, 1.6, 1.6, 1.0]``, and ``read_sigma = 0.02`` for read noise.
+    measured ``levels = [1.0, 1.6, 1.6, 1.0]``, ``read_sigma = 0.02`` for read noise, and the realistic chip's
+    ``quantize = true``, ``stuck_off``, ``stuck_on``, ``drift_nu_mean``, ``drift_nu_std``, ``drift_t0``,
+    ``drift_time`` and ``drift_compensation``.
 
     Raises:
         FileNotFoundError: if the file does not exist.

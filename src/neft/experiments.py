@@ -246,7 +246,8 @@ def pooled_results(results: list[dict]) -> list[dict]:
                 "confidence": sum(p["confidence"] for p in same) / len(same),
             })
         first = group[0]
-        keys = ("model", "dataset", "device_model", "test_size", "method", "train_sigma", "beta", "temperature",
+        keys = ("model", "dataset", "device_model", "train_device_model", "test_size", "method", "train_sigma", "beta",
+                "temperature",
                 "init", "epochs", "train_subset", "num_classes")
         pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
                        "seeds": sorted(r["train_seed"] for r in group), "per_sigma": per_sigma})

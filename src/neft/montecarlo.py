@@ -44,10 +44,13 @@ from .variation import Crossbar, make_generator
 __all__ = ["EvalConfig", "SettingError", "evaluate", "parse_sigmas", "PRECISIONS", "SCHEMA_VERSION"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SCHEMA_VERSION = 4  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
+SCHEMA_VERSION = 5  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
 # write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
-# device_model.read_sigma; 4 the circuit settings (evaluation.tile_rows, dac_bits, adc_bits, adc_range) and read
-# noise per read (each image's own draw, independent of batch_size)
+# device_model.read_sigma, 4 the realistic chip's settings (evaluation and device_model: quantize, stuck_off,
+# stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation; device_model.drift_t0); 5 the circuit
+# settings (evaluation.tile_rows, dac_bits, adc_bits, adc_range) and read noise per read (each image's own draw)
+CHIP_SETTINGS = ("read_sigma", "quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_time",
+                 "drift_compensation")  # EvalConfig fields that override the device model's own (None: keep it)
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
@@ -128,6 +131,13 @@ class EvalConfig:
         adc_bits: ADC bits of every tile's partial sums (1-32); None: ideal sums.
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100 = max); the calibration images are :func:`evaluate`'s ``calibration_images``.
+        quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
+            chip's settings (:class:`~neft.devices.DeviceModel`; docs/method.md, 'The realistic chip'), each None
+            (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
+            mapping, stuck rates per device in [0, 1], drift exponent mean/std >= 0, ``drift_time`` the read time
+            in seconds after programming (> 0; the CLI's ``--drift-times`` writes one result file per time),
+            ``drift_compensation`` global drift compensation. Stuck devices, drift and compensation need
+            ``quantize``.
     """
 
     sigmas: list[float] | None = None
@@ -150,6 +160,24 @@ class EvalConfig:
     dac_bits: int | None = None
     adc_bits: int | None = None
     adc_range: float = 100.0
+    quantize: bool | None = None
+    stuck_off: float | None = None
+    stuck_on: float | None = None
+    drift_nu_mean: float | None = None
+    drift_nu_std: float | None = None
+    drift_time: float | None = None
+    drift_compensation: bool | None = None
+
+    def chip_model(self, base: str | dict | DeviceModel | None = None) -> DeviceModel:
+        """The device model chips are drawn from: ``base`` (None: ``device_model``, else ``RRAM1``) with every
+        chip setting of this config that is not None (``CHIP_SETTINGS``) replacing the device model's own.
+
+        Raises:
+            SettingError: an invalid chip setting or combination (e.g. stuck devices without ``quantize``).
+        """
+        model = devices.get(base if base is not None else self.device_model or "RRAM1")
+        overrides = {name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None}
+        return dataclasses.replace(model, **overrides) if overrides else model
 
     def check(self) -> "EvalConfig":
         """Validate every field (parsing ``sigmas`` into a sorted list); returns self.
@@ -199,6 +227,14 @@ class EvalConfig:
         self.verified_sigma = check_sigma(self.verified_sigma, "verified_sigma")
         if self.read_sigma is not None:
             self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
+        if self.device_model is not None:
+            self.chip_model()
+        else:  # each value on its own; the combination is checked once the device model is known
+            for name in ("quantize", "drift_compensation"):
+                if getattr(self, name) not in (None, True, False):
+                    raise SettingError(name, f"{name} must be true or false, got {getattr(self, name)!r}")
+            DeviceModel(**{name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None},
+                        quantize=True)
         self.circuit_settings(0.0)
         return self
 
@@ -251,8 +287,8 @@ def evaluate(
         "cuda": chips replay from their seeds on the same device type), "seconds", "per_sigma": [{"sigma",
         "runs", "run_seeds", "accuracy": accuracy_summary(...), "ekl" (nats), "ekl_x1e2", "confidence",
         "seconds", "execution": {"chips_per_pass", "memory_format", "compiled"}}, ...]}``; accuracies in
-        percent, one ``per_sigma`` entry per sigma, ascending. ``device_model.read_sigma`` is the read noise
-        used (``config.read_sigma`` when given).
+        percent, one ``per_sigma`` entry per sigma, ascending. ``device_model`` is the device model the chips
+        were drawn from, with the config's chip settings applied (:meth:`EvalConfig.chip_model`).
 
     Raises:
         SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`), no sigmas, or
@@ -273,9 +309,7 @@ def evaluate(
         raise SettingError("sigmas", "no sigmas to evaluate; pass sigmas, e.g. [0, 0.1, 0.2]")
     config.check()
     started = time.perf_counter()
-    chip_model = devices.get(config.device_model or "RRAM1")
-    if config.read_sigma is not None:
-        chip_model = dataclasses.replace(chip_model, read_sigma=config.read_sigma)
+    chip_model = config.chip_model()
     circuit_settings = config.circuit_settings(chip_model.read_sigma)
     if circuit_settings.calibrated and (calibration_images is None or calibration_images.shape[0] == 0):
         raise SettingError("calibration_images", "dac_bits/adc_bits need a range calibration on clean inputs: pass "
@@ -304,7 +338,7 @@ def evaluate(
 def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, progress: bool, verified) -> list[dict]:
     """The ``per_sigma`` entries of :func:`evaluate` (``config`` checked; ``circuit`` applied; ``verified``: the
     write-verify mask)."""
-    model, read_sigma = crossbar.model, crossbar.device_model.read_sigma
+    model = crossbar.model
     images = images.detach()
     if images.shape[0] == 0:
         raise ValueError("the test set is empty: nothing to evaluate; check the data set and test_subset")
@@ -329,7 +363,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
             if chips_per_pass == "auto":
                 chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, config.memory_format)
             if compile == "auto":
-                noisy_chips = runs * sum(sigma > 0 or read_sigma > 0 for sigma in sigmas)
+                noisy_chips = runs * sum(_noisy(crossbar, sigma) for sigma in sigmas)
                 compile = device.type == "cpu" and (
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
@@ -346,8 +380,13 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
                                     verified)
                 )
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
-                                            "compiled": forward.compiled and (sigma > 0 or read_sigma > 0)}
+                                            "compiled": forward.compiled and _noisy(crossbar, sigma)}
     return results
+
+
+def _noisy(crossbar, sigma: float) -> bool:
+    """Whether chips at ``sigma`` differ from the clean network: variation, read noise or a realistic chip."""
+    return sigma > 0 or crossbar.device_model.read_sigma > 0 or crossbar.device_model.quantize
 
 
 def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config, batch_size, bar, verified) -> dict:
@@ -359,7 +398,7 @@ def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sig
     accumulator = PredictionAccumulator(images.shape[0], num_classes, device)
     accuracies: list[float] = []
     rank, world = distributed.rank(), distributed.world_size()
-    if sigma == 0 and read_sigma == 0:  # every run is the clean network: one pass over the test set stands for all
+    if not _noisy(crossbar, sigma):  # every run is the clean network: one pass over the test set stands for all
         count = runs if ci_target is None else min_runs  # (std 0: a CI target is met as soon as it is checked)
         correct = 0
         for start in range(0, images.shape[0], batch_size):
@@ -369,7 +408,7 @@ def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sig
         accuracies = [100.0 * correct / images.shape[0]] * count
         bar.total -= runs - count
         bar.update(count)
-    while (sigma > 0 or read_sigma > 0) and len(accuracies) < runs:
+    while _noisy(crossbar, sigma) and len(accuracies) < runs:
         done = len(accuracies)
         round_size = min(forward.chips_per_pass * world, runs - done)
         mine = list(range(done, done + round_size))[rank::world]  # runs of this rank (all runs for one process)

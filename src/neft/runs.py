@@ -110,6 +110,7 @@ def evaluate_run(
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
+        "train_device_model": meta["device_model"],
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
         "init": meta["config"].get("init", "kaiming"),
         "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),

@@ -9,23 +9,27 @@ itself (see the README's Results section):
 - ``ovf beta=0`` / ``irs beta=0``: the negative feedback loss with the feedback switched off;
 - ``noise-injection init=torch``: PyTorch's default initialisation instead of the release's Kaiming fan_out;
 - ``rcg k=2``, ``lipschitz lambda=0.01``, ``distill alpha=0.5 T=2``: the other answers to device variation
-  (docs/method.md, 'Other answers to device variation') away from their default settings.
+  (docs/method.md, 'Other answers to device variation') away from their default settings;
+- ``ovf device=RRAM-chip``, ``ovf device=configs/chips/realistic-chip.toml``: training against another device
+  model (a preset or a file), e.g. hardware-aware training on a realistic chip (docs/method.md, 'Training against
+  the chip'); a label names ``device=NAME`` when the run was trained on another device model than the one it was
+  evaluated on.
 
 A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature; for distill its softmax
-temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``lambda`` (lipschitz_lambda) and ``alpha``
-(distill_alpha), in presets (``methods = ["ovf", "ovf beta=0"]``) and in report labels, so the label of a result is
+temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``lambda`` (lipschitz_lambda), ``alpha``
+(distill_alpha) and ``device`` (the training device model), in presets (``methods = ["ovf", "ovf beta=0"]``) and in report labels, so the label of a result is
 the text that made it. A distill run's teacher is a [train] setting (``teacher``), not part of the variant.
 """
 
 from __future__ import annotations
 
-from . import objectives
+from . import devices, objectives
 from .models import INITS as _INITS
 
 __all__ = ["parse", "label", "labels", "mixed_inits", "directory_name"]
 
 _KEYS = {"T": "temperature", "beta": "beta", "init": "init", "k": "censor_k", "lambda": "lipschitz_lambda",
-         "alpha": "distill_alpha"}
+         "alpha": "distill_alpha", "device": "device_model"}
 # variant key -> setting where a method gives the key its own meaning
 _METHOD_KEYS = {("distill", "T"): "distill_temperature"}
 # settings a label names when they differ from their default, with the variant key that names them
@@ -69,6 +73,13 @@ def parse(spec: str) -> tuple[str, dict]:
                 raise ValueError(f"{spec!r}: init must be one of {', '.join(_INITS)}, got {value!r}")
             overrides["init"] = value
             continue
+        if key == "device":
+            try:
+                devices.get(value)
+            except (ValueError, FileNotFoundError) as error:
+                raise ValueError(f"{spec!r}: device: {error}") from None
+            overrides["device_model"] = value
+            continue
         try:
             number = float(value)
         except ValueError:
@@ -109,6 +120,9 @@ def label(result: dict, show_init: bool = False) -> str:
             parts.append(f"{key}={result[setting]:g}")
     if show_init and result.get("init", "kaiming") != "kaiming":
         parts.append(f"init={result['init']}")
+    trained_on = result.get("train_device_model", {}).get("name")
+    if trained_on and trained_on != result.get("device_model", {}).get("name", trained_on):
+        parts.append(f"device={trained_on}")
     return " ".join(parts)
 
 
@@ -124,5 +138,5 @@ def labels(results: list[dict]) -> list[str]:
 
 
 def directory_name(spec: str) -> str:
-    """A file-system name for a variant: spaces become ``_`` (``"ovf beta=0"`` -> ``"ovf_beta=0"``)."""
-    return "_".join(str(spec).split())
+    """A file-system name for a variant: spaces and ``/`` become ``_`` (``"ovf beta=0"`` -> ``"ovf_beta=0"``)."""
+    return "_".join(str(spec).split()).replace("/", "_")

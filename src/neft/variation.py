@@ -24,7 +24,7 @@ import torch.nn.utils.parametrize
 from torch import nn
 from torch.func import functional_call
 
-from . import devices
+from . import chip, devices
 from .devices import DeviceModel, check_sigma
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "ParameterPlacement", "mapped_weight_names", "make_generator"]
@@ -143,10 +143,15 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 
 
 def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
-            generator: torch.Generator | None, censor_k: float | None = None) -> torch.Tensor:
-    """``device_model.sample`` drawn on ``generator``'s device (torch refuses a generator of another device type)
-    and returned on ``weight``'s device; no copy when both share a device."""
+            generator: torch.Generator | None, censor_k: float | None = None,
+            verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``device_model.sample`` (or, with ``quantize``, :func:`neft.chip.sample`) drawn on ``generator``'s device
+    (torch refuses a generator of another device type) and returned on ``weight``'s device; no copy when both share
+    a device."""
     draw_on = weight.device if generator is None else generator.device
+    if device_model.quantize:
+        scale = None if verified_scale is None else verified_scale.to(draw_on)
+        return chip.sample(device_model, weight.to(draw_on), sigma, generator, censor_k, scale).to(weight.device)
     return device_model.sample(weight.to(draw_on), sigma, generator, censor_k).to(weight.device)
 
 
@@ -227,6 +232,10 @@ class Crossbar:
             censor_k: right-censor every draw at ``+censor_k`` standard deviations (:meth:`DeviceModel.sample`;
                 the RCG objective's training noise); None: the plain Gaussian.
 
+        With a realistic-chip device model (``quantize``) every layer is drawn by :func:`neft.chip.sample`:
+        quantized levels on a differential pair, programming variation (verified weights' devices with the
+        scaled std), stuck devices, drift at the model's ``drift_time`` and drift compensation.
+
         Returns:
             ``{name: dW}`` with each ``dW`` shaped like its weight, detached.
 
@@ -237,11 +246,16 @@ class Crossbar:
         sigma = check_sigma(sigma)
         scale = min(check_sigma(verified_sigma, "verified_sigma"), sigma) / sigma if sigma else 1.0
         with torch.no_grad():
-            chip = {name: _sample(self.device_model, w, sigma, generator, censor_k)
-                    for name, w in self.weights().items()}
+            if self.device_model.quantize:  # the verified devices' programming std is scaled (neft.chip)
+                return {name: _sample(self.device_model, w, sigma, generator, censor_k,
+                                      None if name not in (verified or {}) else
+                                      torch.where(verified[name], scale, 1.0).to(w.dtype))
+                        for name, w in self.weights().items()}
+            drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k)
+                     for name, w in self.weights().items()}
             for name, mask in (verified or {}).items():
-                chip[name] = torch.where(mask, chip[name] * scale, chip[name])
-            return chip
+                drawn[name] = torch.where(mask, drawn[name] * scale, drawn[name])
+            return drawn
 
     def perturbed_weights(self, chip: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{name: w + dW}``; differentiable with respect to the clean weights ``w``."""
@@ -259,7 +273,8 @@ class Crossbar:
 
         Give either ``sigma`` (a fresh perturbation is drawn from ``generator`` for this call: training-time
         noise, docs/method.md, 'Noise timing') or ``chip`` (a frozen perturbation from :meth:`sample_chip`).
-        sigma = 0 runs the clean model and returns bit-identical outputs.
+        sigma = 0 runs the clean model and returns bit-identical outputs (unless the device model is a realistic
+        chip, ``quantize``: its chips differ from the clean weights at sigma 0 too).
 
         Args:
             x: model input, e.g. ``[B, C, H, W]``.
@@ -275,7 +290,7 @@ class Crossbar:
         if (sigma is None) == (chip is None):
             raise ValueError("give exactly one of sigma= (fresh perturbation) or chip= (frozen perturbation)")
         if chip is None:
-            if check_sigma(sigma) == 0:
+            if check_sigma(sigma) == 0 and not self.device_model.quantize:
                 return self.model(x)
             chip = self.sample_chip(sigma, generator, censor_k=censor_k)
         return functional_call(self.model, self.perturbed_weights(chip), (x,))

@@ -100,9 +100,10 @@ def test_16_bit_adc_on_64_row_tiles_is_the_float_layer():
     assert float((tiled - clean).abs().max() / clean.abs().max()) < 1e-3
 
 
-def test_each_tile_reads_at_most_2_to_the_b_values(monkeypatch):
+@pytest.mark.parametrize("adc_mode, slices", [("analog", 1), ("sliced", 4)])
+def test_each_tile_reads_at_most_2_to_the_b_values(monkeypatch, adc_mode, slices):
     model, x = vgg_like(), torch.randn(20, 3, 8, 8)
-    circuit = Circuit(Crossbar(model), CircuitSettings(tile_rows=24, adc_bits=3))
+    circuit = Circuit(Crossbar(model), CircuitSettings(tile_rows=24, adc_bits=3, adc_mode=adc_mode))
     circuit.calibrate(x)
     seen = []
 
@@ -114,8 +115,8 @@ def test_each_tile_reads_at_most_2_to_the_b_values(monkeypatch):
     monkeypatch.setattr(circuit_module, "quantize", recording)
     with torch.no_grad(), circuit.applied():
         model(x)
-    assert len(seen) == circuit.tiles == 2 + 2 + 43
-    assert max(seen) <= 2 ** 3 and min(seen) >= 3  # every ADC quantizes; none reads more than 8 codes
+    assert len(seen) == circuit.tiles * slices == (2 + 2 + 43) * slices  # one ADC per tile (and slice)
+    assert max(seen) <= 2 ** 3 and min(seen) >= 2  # every ADC quantizes; none reads more than 8 codes
 
 
 def test_dac_quantizes_inputs_signed_or_unsigned():
@@ -209,3 +210,51 @@ def test_calibration_without_images_and_a_model_without_mapped_weights_fail_firs
     with pytest.raises(SettingError, match="no crossbar-mapped weight") as error:
         montecarlo.evaluate(digital, images, labels, [0.3], runs=2, adc_bits=6, calibration_images=images, **FAST)
     assert error.value.setting == "adc_bits"
+
+
+def test_bit_slices_sum_to_the_weight_and_hold_the_mapping_digits():
+    device_model = DeviceModel(weight_bits=4, device_bits=2)
+    clean = torch.tensor([[1.5, -0.7], [0.0, 0.25]])  # max|W| 1.5: levels round(w / 1.5 * 15) = 15, -7, 0, 2
+    parts = circuit_module.slices(clean, clean, device_model)
+    lsb = 1.5 / 15
+    expected = torch.tensor([[[3, -3], [0, 2]], [[3 * 4, -1 * 4], [0, 0]]]) * lsb  # digits 15 = 3 + 3*4, 7 = 3 + 1*4
+    residual = clean - expected.sum(0)  # the quantization error, split 1 : 16 over the slices
+    torch.testing.assert_close(parts, expected + torch.stack([residual / 17, residual * 16 / 17]))
+    chip = clean + 0.01
+    torch.testing.assert_close(circuit_module.slices(chip, clean, device_model).sum(0), chip)
+
+
+def reference_sliced(layer, x, tile_rows, adc_bits, device_model, scales=None):
+    """Bit-sliced reference for a Linear: a loop over tiles and slices, each slice's column digitised on its own."""
+    parts = circuit_module.slices(layer.weight.double(), layer.weight.double(), device_model)
+    rows, total, maxima = layer.in_features, 0, []
+    for t, r0 in enumerate(range(0, rows, tile_rows)):
+        for j in range(parts.shape[0]):
+            partial = x.double()[:, r0 : r0 + tile_rows] @ parts[j][:, r0 : r0 + tile_rows].T
+            maxima.append(partial.abs().max())
+            if scales is not None:
+                partial = quantize(partial, scales[t * parts.shape[0] + j], adc_bits)
+            total = total + partial
+    return torch.stack(maxima) if scales is None else total + layer.bias.double()
+
+
+def test_sliced_adc_equals_the_reference_and_differs_from_analog():
+    torch.manual_seed(4)
+    layer, x = nn.Linear(40, 6).double(), torch.randn(8, 40, dtype=torch.float64)
+    device_model = DeviceModel(weight_bits=8, device_bits=2)
+    scales = reference_sliced(layer, x, 16, 4, device_model)
+    circuit = Circuit(Crossbar(layer, device_model), CircuitSettings(tile_rows=16, adc_bits=4, adc_mode="sliced"))
+    circuit.calibrate(x)
+    assert circuit.layers[0].slice_count == 4 and len(circuit.layers[0].adc_scale) == 3 * 4
+    with torch.no_grad(), circuit.applied():
+        sliced = layer(x)
+    torch.testing.assert_close(sliced, reference_sliced(layer, x, 16, 4, device_model, list(scales)))
+    analog = Circuit(Crossbar(layer, device_model), CircuitSettings(tile_rows=16, adc_bits=4))
+    analog.calibrate(x)
+    with torch.no_grad(), analog.applied():
+        assert not torch.allclose(layer(x), sliced)
+    fine = Circuit(Crossbar(layer, device_model), CircuitSettings(tile_rows=16, adc_bits=16, adc_mode="sliced"))
+    fine.calibrate(x)
+    clean = layer(x).detach()
+    with torch.no_grad(), fine.applied():
+        assert float((layer(x) - clean).abs().max()) < 1e-3 * float(clean.abs().max())

@@ -11,7 +11,10 @@ mapped layer computes with them. :class:`Circuit` runs every crossbar-mapped ``n
 * **DAC** (``dac_bits``): the input of each mapped layer is quantized before the crossbar, with a range
   calibrated on clean activations (unsigned if the calibration inputs were all >= 0, else signed).
 * **ADC** (``adc_bits``): each tile's partial sums are quantized, signed, with a per-layer-and-tile range
-  calibrated on the clean partial sums of the calibration images (one ADC reads each column's analog sum).
+  calibrated on the clean partial sums of the calibration images. ``adc_mode="analog"``: one ADC reads each
+  column's analog sum over the weight's devices; ``"sliced"``: each bit slice (device digit of the quantized
+  mapping, :mod:`neft.mapping`) has its own column, digitised on its own (range per layer, tile and slice) and
+  shifted and added digitally, as in bit-sliced macros (CrossSim's bit-sliced cores).
 * **Read noise per read** (``read_sigma``): Gaussian read noise R with per-device std s on every read gives
   ``x (W + R) = x W + e`` with e Gaussian of variance ``x^2 s^2`` per output (exact for linear and convolutional
   layers): one extra pass of squared inputs over squared stds, added to each tile's partial sums before its ADC.
@@ -37,12 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .devices import check_sigma
+from . import mapping
+from .devices import DeviceModel, check_sigma
 from .errors import SettingError
 from .seeds import read_seed
 from .variation import Crossbar
 
-__all__ = ["CircuitSettings", "Circuit", "READ_BLOCK", "quantize"]
+__all__ = ["CircuitSettings", "Circuit", "READ_BLOCK", "ADC_MODES", "quantize", "slices"]
+
+ADC_MODES = ("analog", "sliced")
 
 READ_BLOCK = 16  # images per read-noise draw: image i's noise is row i % 16 of block i // 16's draw
 MAX_BITS = 32
@@ -66,6 +72,9 @@ class CircuitSettings:
         tile_rows: crossbar rows per tile (>= 1); None: one tile per layer (as many rows as its input).
         dac_bits: input DAC resolution in bits (1-32); None: ideal inputs.
         adc_bits: ADC resolution in bits (1-32) of each tile's partial sums; None: ideal (float) sums.
+        adc_mode: ``"analog"`` (one ADC per column reads the analog sum of a weight's devices) or ``"sliced"``
+            (one ADC per bit slice, then shift and add; the slices are the device digits of the layer's
+            ``weight_bits``/``device_bits`` mapping, :func:`slices`).
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100: the maximum, nothing clipped on the calibration images).
         read_sigma: read noise per read, relative to the conductance range like sigma, in [0, 1].
@@ -76,6 +85,7 @@ class CircuitSettings:
     adc_bits: int | None = None
     adc_range: float = 100.0
     read_sigma: float = 0.0
+    adc_mode: str = "analog"
 
     def check(self) -> "CircuitSettings":
         """Validate every field; returns self.
@@ -96,6 +106,8 @@ class CircuitSettings:
                                             f"the converters' full scale, in (0, 100] (100 = max), got "
                                             f"{self.adc_range!r}")
         self.adc_range = float(self.adc_range)
+        if self.adc_mode not in ADC_MODES:
+            raise SettingError("adc_mode", f"unknown adc_mode {self.adc_mode!r}; choose one of {', '.join(ADC_MODES)}")
         self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
         return self
 
@@ -120,6 +132,7 @@ class CircuitSettings:
         parts = [f"tile={self.tile_rows}" if self.tile_rows is not None and self.adc_bits is not None else "",
                  f"dac={self.dac_bits}b" if self.dac_bits is not None else "",
                  f"adc={self.adc_bits}b" if self.adc_bits is not None else "",
+                 "sliced" if self.adc_bits is not None and self.adc_mode == "sliced" else "",
                  f"range=p{self.adc_range:g}" if self.calibrated and self.adc_range < 100 else ""]
         return "".join(f" {p}" for p in parts if p)
 
@@ -148,6 +161,37 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
     return clipped + (torch.round(clipped / step) * step - clipped).detach()
 
 
+def slices(weight: torch.Tensor, clean: torch.Tensor, device_model: DeviceModel) -> torch.Tensor:
+    """The bit slices of a mapped layer, in weight units: ``[n, *weight.shape]`` summing to ``weight``.
+
+    Slice j (``n = weight_bits / device_bits`` of them, j = 0 least significant) holds digit j of the clean
+    weight's quantized magnitude (:func:`neft.mapping.quantize`, :func:`neft.mapping.to_digits`), with its sign
+    (the differential pair) and significance ``2**(j * device_bits)`` times the level ``max|W| / (2**weight_bits -
+    1)``. The rest, ``weight`` minus the clean quantized weight (the chip's device errors, and the quantization
+    error when the chip is not quantized), is split over the slices in proportion to their shares
+    ``4**(j K) / sum_i 4**(i K)`` of the programming variance: the expected error of each slice given the weight's
+    error (the engine carries one effective weight per mapped weight; docs/method.md, 'The crossbar circuit').
+    Differentiable with respect to ``weight``.
+
+    Args:
+        weight: the weight the layer reads (a chip's ``w + dW``, or ``w`` in training), any shape.
+        clean: the layer's clean weight, same shape (its max|W| sets the levels).
+        device_model: gives ``weight_bits`` and ``device_bits``.
+    """
+    bits, k = device_model.weight_bits, device_model.device_bits
+    with torch.no_grad():
+        clean = clean.detach()
+        w_max = clean.abs().amax()
+        levels = mapping.quantize(clean, w_max, bits)
+        digits = mapping.to_digits(levels.abs(), bits, k).to(weight.dtype)
+        lsb = w_max.to(weight.dtype) / mapping.magnitude_levels(bits)
+        significance = torch.tensor([2.0 ** (j * k) for j in range(digits.shape[0])], dtype=weight.dtype,
+                                    device=weight.device).view(-1, *[1] * clean.dim())
+        ideal = digits * significance * levels.sign().to(weight.dtype) * lsb
+        share = significance.square() / significance.square().sum()
+    return ideal + share * (weight - ideal.sum(0))
+
+
 def _magnitude(values: torch.Tensor, percentile: float) -> torch.Tensor:
     """The ``percentile`` of ``|values|`` (100: the maximum), from at most 2**24 evenly strided samples."""
     magnitudes = values.detach().abs().flatten()
@@ -162,8 +206,9 @@ def _magnitude(values: torch.Tensor, percentile: float) -> torch.Tensor:
 class _Layer:
     """One mapped layer as the crossbar runs it: its tiles (row ranges), read-noise stds and calibrated ranges."""
 
-    def __init__(self, index: int, module: nn.Module, std: torch.Tensor | None, tile_rows: int | None) -> None:
-        self.index, self.module = index, module
+    def __init__(self, index: int, module: nn.Module, std: torch.Tensor | None, tile_rows: int | None,
+                 slice_count: int = 1) -> None:
+        self.index, self.module, self.slice_count = index, module, slice_count
         self.conv = _CONV.get(type(module))
         weight = module.weight
         self.kernel = math.prod(weight.shape[2:])  # rows per input channel (1 for a Linear)
@@ -172,6 +217,7 @@ class _Layer:
         self.tiles = [(start, min(start + size, rows)) for start in range(0, rows, size)]
         self.masks = [self._mask(r0, r1, weight) for r0, r1 in self.tiles]
         self.read_var = None if std is None else [self._variance_kernel(std, t) for t in range(len(self.tiles))]
+        self.clean = weight  # the live clean parameter: bit slices follow it (training updates it)
         self.dac_scale: torch.Tensor | None = None
         self.dac_signed = True
         self.adc_scale: list[torch.Tensor] | None = None
@@ -258,11 +304,17 @@ class Circuit:
         for index, name in enumerate(crossbar.names):
             module = modules[name.rpartition(".")[0]]
             std = crossbar.device_model.std(module.weight.detach(), read) if read > 0 else None
-            self.layers.append(_Layer(index, module, std, self.settings.tile_rows))
+            count = crossbar.device_model.devices_per_weight if self.sliced else 1
+            self.layers.append(_Layer(index, module, std, self.settings.tile_rows, count))
         self._reads: tuple[Sequence[int], int] | None = None
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._generator: torch.Generator | None = None
+
+    @property
+    def sliced(self) -> bool:
+        """Whether each bit slice has its own ADC (``adc_mode="sliced"`` with ``adc_bits`` set)."""
+        return self.settings.adc_bits is not None and self.settings.adc_mode == "sliced"
 
     @property
     def tiles(self) -> int:
@@ -342,19 +394,27 @@ class Circuit:
         reads = self._reads is not None and layer.read_var is not None
         if self._calibrating and settings.adc_bits is not None:
             layer.adc_scale = []
+        count = layer.slice_count
+        parts = [weight] if count == 1 else slices(weight, layer.clean, self.crossbar.device_model).unbind(0)
+        shares = [1.0] if count == 1 else [4.0 ** (j * self.crossbar.device_model.device_bits) for j in range(count)]
         total = None
         for tile in range(len(layer.tiles)):
-            xt, wt = layer.tile_inputs(x, weight, tile)
-            partial = layer.matmul(xt, wt)
-            if reads:
-                noise = self._read_noise(layer.index, tile, partial)
-                partial = partial + noise * layer.read_variance(xt, tile, out_channels).sqrt()
-            if settings.adc_bits is not None:
-                if self._calibrating:
-                    layer.adc_scale.append(_magnitude(partial, settings.adc_range))
-                else:
-                    partial = quantize(partial, layer.adc_scale[tile], settings.adc_bits)
-            total = partial if total is None else total + partial
+            variance = None
+            for part, (weight_part, share) in enumerate(zip(parts, shares)):
+                column = tile * count + part  # one ADC per tile and slice
+                xt, wt = layer.tile_inputs(x, weight_part, tile)
+                partial = layer.matmul(xt, wt)
+                if reads:  # a slice's devices carry their share of the weight's read variance
+                    if variance is None:
+                        variance = layer.read_variance(xt, tile, out_channels)
+                    noise = self._read_noise(layer.index, column, partial)
+                    partial = partial + noise * (variance * (share / sum(shares))).sqrt()
+                if settings.adc_bits is not None:
+                    if self._calibrating:
+                        layer.adc_scale.append(_magnitude(partial, settings.adc_range))
+                    else:
+                        partial = quantize(partial, layer.adc_scale[column], settings.adc_bits)
+                total = partial if total is None else total + partial
         if bias is not None:
             shape = (-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,)
             total = total + bias.reshape(shape)

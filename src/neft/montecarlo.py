@@ -131,6 +131,8 @@ class EvalConfig:
         adc_bits: ADC bits of every tile's partial sums (1-32); None: ideal sums.
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100 = max); the calibration images are :func:`evaluate`'s ``calibration_images``.
+        adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of
+            the ``weight_bits``/``device_bits`` mapping, shifted and added digitally).
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
             chip's settings (:class:`~neft.devices.DeviceModel`; docs/method.md, 'The realistic chip'), each None
             (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
@@ -160,6 +162,7 @@ class EvalConfig:
     dac_bits: int | None = None
     adc_bits: int | None = None
     adc_range: float = 100.0
+    adc_mode: str = "analog"
     quantize: bool | None = None
     stuck_off: float | None = None
     stuck_on: float | None = None
@@ -240,7 +243,8 @@ class EvalConfig:
 
     def circuit_settings(self, read_sigma: float) -> CircuitSettings:
         """The checked :class:`neft.circuit.CircuitSettings` of this evaluation with read noise ``read_sigma``."""
-        return CircuitSettings(self.tile_rows, self.dac_bits, self.adc_bits, self.adc_range, read_sigma).check()
+        return CircuitSettings(self.tile_rows, self.dac_bits, self.adc_bits, self.adc_range, read_sigma,
+                               self.adc_mode).check()
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values (a device model object becomes its dict)."""

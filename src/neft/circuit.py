@@ -46,9 +46,12 @@ from .errors import SettingError
 from .seeds import read_seed
 from .variation import Crossbar
 
-__all__ = ["CircuitSettings", "Circuit", "READ_BLOCK", "ADC_MODES", "quantize", "slices"]
+__all__ = ["CircuitSettings", "Circuit", "READ_BLOCK", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "quantize",
+           "slices", "settings_of"]
 
 ADC_MODES = ("analog", "sliced")
+FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode")  # the settings EvalConfig/TrainConfig carry
+CALIBRATION_IMAGES = 256  # training images that calibrate the converter ranges of a run (neft evaluate, neft train)
 
 READ_BLOCK = 16  # images per read-noise draw: image i's noise is row i % 16 of block i // 16's draw
 MAX_BITS = 32
@@ -135,6 +138,15 @@ class CircuitSettings:
                  "sliced" if self.adc_bits is not None and self.adc_mode == "sliced" else "",
                  f"range=p{self.adc_range:g}" if self.calibrated and self.adc_range < 100 else ""]
         return "".join(f" {p}" for p in parts if p)
+
+
+def settings_of(config, read_sigma: float = 0.0) -> CircuitSettings:
+    """The checked :class:`CircuitSettings` of an ``EvalConfig`` or ``TrainConfig`` (its :data:`FIELDS`).
+
+    Raises:
+        SettingError: as :meth:`CircuitSettings.check`.
+    """
+    return CircuitSettings(**{name: getattr(config, name) for name in FIELDS}, read_sigma=read_sigma).check()
 
 
 def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool = True) -> torch.Tensor:

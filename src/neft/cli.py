@@ -18,6 +18,34 @@ from .errors import SettingError
 SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
 
 
+def _add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The crossbar circuit's flags (neft.circuit.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
+    from .circuit import ADC_MODES
+
+    group = parser.add_argument_group("crossbar circuit (docs/method.md, 'The crossbar circuit'; all off by default)")
+    group.add_argument("--tile-rows", type=int, default=None, metavar="N",
+                       help="crossbar rows per tile: each mapped layer's input is split into tiles of N rows, each "
+                            "with its own partial sums (default: one tile per layer)")
+    group.add_argument("--dac-bits", type=int, default=None, metavar="B",
+                       help="input DAC bits of every mapped layer, range calibrated on 256 training images")
+    group.add_argument("--adc-bits", type=int, default=None, metavar="B",
+                       help="ADC bits of every tile's partial sums, range calibrated per layer and tile on 256 "
+                            "training images")
+    group.add_argument("--adc-range", type=float, default=100.0, metavar="P",
+                       help="percentile of the calibration magnitudes that sets the DAC/ADC full scale "
+                            "(default: %(default)s = the maximum)")
+    group.add_argument("--adc-mode", default="analog", choices=list(ADC_MODES),
+                       help="analog: one ADC reads each column's analog sum; sliced: one ADC per bit slice of the "
+                            "weight_bits/device_bits mapping, shifted and added (default: %(default)s)")
+
+
+def _circuit_settings(args) -> dict:
+    """The circuit flags as EvalConfig/TrainConfig keywords."""
+    from .circuit import FIELDS
+
+    return {name: getattr(args, name) for name in FIELDS}
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from . import models
     from .objectives import METHODS
@@ -150,6 +178,7 @@ def _cmd_train(args) -> None:
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+        **_circuit_settings(args),
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")
@@ -200,6 +229,7 @@ def _cmd_evaluate(args) -> None:
             ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
             compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
             verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+            **_circuit_settings(args),
         )
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
@@ -279,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one network and write config.json, checkpoint.pt and train_log.csv. "
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)
+    _add_circuit_arguments(p)
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -306,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verified-sigma", type=float, default=0.0, metavar="S",
                    help=f"residual {SIGMA_HELP} of a verified device (default: %(default)s: exact)")
     p.add_argument("--read-sigma", type=float, default=None, metavar="S",
-                   help=f"read noise drawn afresh for every test batch, as a {SIGMA_HELP} (default: the device "
-                        "model's, 0 unless its file sets read_sigma)")
+                   help=f"read noise drawn afresh on every read (every test image), as a {SIGMA_HELP} (default: "
+                        "the device model's, 0 unless its file sets read_sigma)")
+    _add_circuit_arguments(p)
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="at most this many test images per forward (default: %(default)s)")

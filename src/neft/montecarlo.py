@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import devices, distributed, writeverify
-from .circuit import Circuit, CircuitSettings
+from .circuit import Circuit, CircuitSettings, settings_of
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
@@ -243,8 +243,7 @@ class EvalConfig:
 
     def circuit_settings(self, read_sigma: float) -> CircuitSettings:
         """The checked :class:`neft.circuit.CircuitSettings` of this evaluation with read noise ``read_sigma``."""
-        return CircuitSettings(self.tile_rows, self.dac_bits, self.adc_bits, self.adc_range, read_sigma,
-                               self.adc_mode).check()
+        return settings_of(self, read_sigma)
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values (a device model object becomes its dict)."""

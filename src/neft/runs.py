@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, data, devices, distributed, objectives, report
+from .circuit import CALIBRATION_IMAGES
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
@@ -61,7 +62,9 @@ def evaluate_run(
             fields, e.g. ``evaluate_run(run, sigmas="0:0.4:0.1", runs=100)``. ``sigmas=None`` evaluates 0 and the
             training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
             the full test set. ``write_verify > 0`` with ``verify_select="swim"`` computes the sensitivity on
-            ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``, no augmentation).
+            ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``, no augmentation);
+            ``dac_bits``/``adc_bits`` calibrate their ranges on the first ``CALIBRATION_IMAGES`` = 256 training
+            images (:meth:`neft.circuit.Circuit.calibrate`).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
         device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         name: base name of the result files, so several evaluations of one run can coexist.
@@ -103,8 +106,12 @@ def evaluate_run(
     if chosen.write_verify > 0 and chosen.verify_select == "swim":  # SWIM's second derivatives on training images
         sensitivity_images = next(dataset.batches("train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
                                                   generator=make_generator(verify_seed(chosen.seed))))[0]
+    calibration_images = None
+    if chosen.dac_bits is not None or chosen.adc_bits is not None:  # converter ranges from clean training images
+        calibration_images = next(dataset.batches("train", CALIBRATION_IMAGES, device=compute))[0]
     evaluation = evaluate(model, images, labels, config=chosen, label=label,
-                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images)
+                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
+                          calibration_images=calibration_images)
     results = {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],

@@ -169,7 +169,9 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
     step = full_scale.clamp_min(torch.finfo(torch.float32).tiny) / levels
     low = -levels * step if signed else torch.zeros_like(step)
     high = (levels - 1) * step if signed else levels * step
-    clipped = torch.minimum(torch.maximum(x, low.to(x.dtype)), high.to(x.dtype))
+    clipped = torch.clamp(x, low.to(x.dtype), high.to(x.dtype))
+    if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: the same values, in place
+        return clipped.div_(step).round_().mul_(step)
     return clipped + (torch.round(clipped / step) * step - clipped).detach()
 
 
@@ -283,13 +285,16 @@ class _Layer:
         return self.conv(x, weight, None, m.stride, padding, m.dilation, m.groups)
 
     def read_variance(self, x: torch.Tensor, tile: int, out_channels: int) -> torch.Tensor:
-        """``x^2 s^2`` summed over the tile's rows of ``x`` (the tile's input): its read-noise variance per output."""
+        """``x^2 s^2`` summed over the tile's rows of ``x`` (the tile's input): its read-noise variance per output
+        (size 1 along the output channels when it is the same for all of them, to broadcast)."""
         var = self.read_var[tile].to(x.dtype)
         variance = self.matmul(x.square(), var)
         if var.shape[0] == out_channels:
             return variance
-        if self.conv is None:  # one row for every output
-            return variance.expand(*variance.shape[:-1], out_channels)
+        if self.conv is None:  # [..., 1]: one row for every output, broadcast
+            return variance
+        if var.shape[0] == 1:
+            return variance  # [B, 1, ...]: the same for every output channel, broadcast
         return variance.repeat_interleave(out_channels // var.shape[0], dim=1)  # one row per group
 
 
@@ -411,16 +416,17 @@ class Circuit:
         shares = [1.0] if count == 1 else [4.0 ** (j * self.crossbar.device_model.device_bits) for j in range(count)]
         total = None
         for tile in range(len(layer.tiles)):
-            variance = None
+            std = None
             for part, (weight_part, share) in enumerate(zip(parts, shares)):
                 column = tile * count + part  # one ADC per tile and slice
                 xt, wt = layer.tile_inputs(x, weight_part, tile)
                 partial = layer.matmul(xt, wt)
                 if reads:  # a slice's devices carry their share of the weight's read variance
-                    if variance is None:
-                        variance = layer.read_variance(xt, tile, out_channels)
+                    if std is None:
+                        std = layer.read_variance(xt, tile, out_channels).sqrt_()
                     noise = self._read_noise(layer.index, column, partial)
-                    partial = partial + noise * (variance * (share / sum(shares))).sqrt()
+                    scale = std if count == 1 else std * math.sqrt(share / sum(shares))
+                    partial = partial + noise.mul_(scale)
                 if settings.adc_bits is not None:
                     if self._calibrating:
                         layer.adc_scale.append(_magnitude(partial, settings.adc_range))
@@ -455,6 +461,7 @@ def _draw(circuit: Circuit, layer: int, tile: int, chip_seeds: Sequence[int], st
         for block in range(first, last + 1):
             generator.manual_seed(read_seed(chip_seed, layer, tile, block))
             blocks.append(torch.randn((READ_BLOCK, *shape), generator=generator, device=device))
-        draws.append(torch.cat(blocks)[offset : offset + size])
-    noise = torch.stack(draws).to(like.dtype)
-    return noise[0] if circuit._chip_index is None else noise[circuit._chip_index]
+        draws.append((torch.cat(blocks) if len(blocks) > 1 else blocks[0])[offset : offset + size])
+    if circuit._chip_index is None:
+        return draws[0].to(like.dtype)
+    return torch.stack(draws).to(like.dtype)[circuit._chip_index]

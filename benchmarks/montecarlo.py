@@ -12,7 +12,7 @@ run each variant once, in a rotated order; the table reports the median over the
     evaluate the test set one batch at a time in eval mode under ``torch.no_grad()``.
 ``engine`` (``--variants auto``)
     ``neft.montecarlo.evaluate(model, images, labels, [sigma], runs=R, seed=seed, compile=False,
-    progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass`` and
+    precision="fp32", progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass`` and
     ``memory_format`` "auto" (on CPU one chip per pass in channels_last layout, what ``compile="auto"`` runs at
     these small sizes; on CUDA the faster of one chip and a memory-sized vmap group, timed on the first batch).
 ``engine compiled`` (``compiled``)
@@ -37,7 +37,14 @@ run each variant once, in a rotated order; the table reports the median over the
     noise's variance pass); ``vs plain`` is their chip-images/s over the ``engine`` row's, same process. Their
     accuracies differ from naive by design (no agreement check).
 
-Default rows: ``auto,compiled,vmap4,bf16`` on CPU, ``auto,1chip,bf16,batch,channels_last`` on CUDA (``--device``).
+``engine chip options off`` (``off``), ``engine realistic chip`` (``chip``)
+    The engine with every realistic-chip option given and off (must match ``engine`` in speed and, per run,
+    exactly in accuracy), and on the realistic chip of ``configs/chips/realistic-chip.toml`` (8/2-bit quantized
+    differential mapping, 1 % + 1 % stuck devices, drift read at one year, global drift compensation;
+    docs/method.md, 'The realistic chip'); each is printed as a ratio of the plain engine's chip-images/s.
+
+Default rows: ``auto,compiled,vmap4,bf16,off,chip`` on CPU, ``auto,1chip,bf16,batch,channels_last,off,chip`` on CUDA
+(``--device``).
 
 Reported: chip-images/s (runs x test images / seconds), the speed-up over naive, the achieved GFLOP/s (FLOPs of one
 clean forward of the test set counted by ``torch.utils.flop_counter.FlopCounterMode``, times the runs, over the
@@ -79,15 +86,20 @@ import neft.models
 from neft import data, montecarlo
 from neft.compute import keep_freed_memory
 from neft.metrics import ci_half_width
+from neft.precision import native_bf16
 from neft import run_seed
 from neft.variation import Crossbar, make_generator
 
 # Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
 FALLBACK = (4, 400, 20)
-VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "read", "adc", "sliced")
+VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "off", "chip", "read", "adc",
+            "sliced")
 CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced")
-DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16", "cuda": "auto,1chip,bf16,batch,channels_last"}
+DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16,off,chip", "cuda": "auto,1chip,bf16,batch,channels_last,off,chip"}
+CHIP_FILE = Path(__file__).resolve().parent.parent / "configs" / "chips" / "realistic-chip.toml"
+OFF = {"quantize": False, "stuck_off": 0.0, "stuck_on": 0.0, "drift_nu_mean": 0.0, "drift_nu_std": 0.0,
+       "drift_compensation": False}  # every realistic-chip option given explicitly, off
 
 
 def variant(key: str, args) -> tuple[str, dict]:
@@ -100,6 +112,8 @@ def variant(key: str, args) -> tuple[str, dict]:
         "bf16": ("engine bf16", {"precision": "bf16"}),
         "batch": (f"engine batch {args.large_batch}", {"batch_size": args.large_batch}),
         "channels_last": ("engine channels_last", {"memory_format": "channels_last"}),
+        "off": ("engine chip options off", OFF),
+        "chip": ("engine realistic chip", {"device_model": str(CHIP_FILE)}),
         "read": ("engine read noise", {"read_sigma": 0.05}),
         "adc": ("engine ADC", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8}),
         "sliced": ("engine ADC sliced", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8,
@@ -210,8 +224,8 @@ def naive(file: Path, name: str, width: float, images, labels, sigma: float, run
 
 def engine(model, images, labels, runs: int, args, **settings) -> list[float]:
     """Per-run accuracies (%) of ``montecarlo.evaluate`` at ``args.sigma`` with ``settings`` over the defaults
-    (``args.batch_size`` images per forward, no compile)."""
-    settings = {"batch_size": args.batch_size, "compile": False, **settings}
+    (``args.batch_size`` images per forward, no compile, fp32 unless ``settings`` say otherwise)."""
+    settings = {"batch_size": args.batch_size, "compile": False, "precision": "fp32", **settings}
     result = montecarlo.evaluate(model, images, labels, [args.sigma], runs=runs, seed=args.seed, progress=False,
                                  **settings)
     return result["per_sigma"][0]["accuracy"]["per_run"]
@@ -278,7 +292,7 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     tolerance = 100.0 / len(labels) + 1e-9
     for k in keys[1:] if device.type == "cpu" else []:  # CUDA: other cuDNN algorithms per batch shape
         worst = max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k]))
-        if k != "engine bf16" and k not in CIRCUIT_ROWS:
+        if k not in ("engine bf16", "engine realistic chip", *CIRCUIT_ROWS):  # other numerics / other chips
             assert worst <= tolerance, (f"{name} width {width:g}: {k} per-run accuracies differ from naive by "
                                         f"{worst:.3f} points (> one image): {accuracies['naive']} vs {accuracies[k]}")
     fp32_mean = statistics.fmean(accuracies["engine" if "engine" in accuracies else "naive"])
@@ -307,8 +321,12 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
         print(f"  torch.compile: one-off {once:.1f} s; saves {gain / runs:.3f} s per chip over the eager engine"
               f"{f', pays off after {once / gain * runs:.0f} chips' if gain > 0 else ''}", flush=True)
     print(f"  per-run accuracies of the fp32 variants vs naive: max |diff| "
-          f"{max(r['max_diff'] for r in rows if r['variant'] != 'engine bf16'):.3f} points "
+          f"{max(r['max_diff'] for r in rows if r['variant'] not in ('engine bf16', 'engine realistic chip')):.3f} points "
           f"(one image: {tolerance:.3f})", flush=True)
+    for k in ("engine chip options off", "engine realistic chip"):
+        if k in times and "engine" in times:
+            print(f"  {k} vs the plain engine: {statistics.median(times['engine']) / statistics.median(times[k]):.2f}x "
+                  f"the chip-images/s", flush=True)
     if "engine bf16" in times and "engine" in times:
         fp32, bf16 = accuracies["engine"], accuracies["engine bf16"]
         half = ci_half_width(statistics.stdev(fp32), len(fp32))
@@ -377,7 +395,7 @@ def main() -> None:
 
     size = args.matmul_size
     ceilings = {"fp32": matmul_gflops(torch.float32, device, size),
-                "native_bf16": device.type == "cuda" or native_bf16()}
+                "native_bf16": native_bf16(device)}
     ceilings["bf16"] = matmul_gflops(torch.bfloat16, device, size if ceilings["native_bf16"] else min(size, 512), 3)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}, "

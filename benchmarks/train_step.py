@@ -10,7 +10,9 @@ of each method, in a rotated order, after one FLOP-counting step (and ``--warmup
 ``--steps`` rounds. This matters on shared VMs, where identical runs differ by 10-15 %.
 
 Reported per row: images/s, ms/step, the overhead of the method over noise-injection as the ratio
-``noise-injection img/s / method img/s`` (OVF does four forwards, so ~4x is expected; IRS adds small heads), the
+``noise-injection img/s / method img/s`` (OVF does four forwards, so ~4x is expected; IRS adds small heads;
+``ovf beta=0`` and ``irs beta=0`` skip their feedback forwards, so ~1x: before that change they cost what ``ovf``
+and ``irs`` cost, the same forwards with the feedback weighted by 0), the
 FLOPs of one step (counted once with ``torch.utils.flop_counter.FlopCounterMode`` over loss + backward; the Adam
 update is not counted) and the achieved GFLOP/s.
 
@@ -19,6 +21,7 @@ Examples::
     python benchmarks/train_step.py                      # everything (~17 min on a busy 2-core AVX2 VM: use --quick)
     python benchmarks/train_step.py --quick              # VGG8 width 0.25 + ResNet18 width 0.25, 2 rounds
     python benchmarks/train_step.py --models vgg8 --widths 1 --methods noise-injection,ovf --steps 5
+    python benchmarks/train_step.py --models vgg8 --widths 0.25 --methods "noise-injection,ovf,ovf beta=0,irs,irs beta=0"
     python benchmarks/train_step.py --device cuda --widths 1 --warmup 2 --steps 8    # the table of gpu.sh
 
 On CUDA every timed step ends with ``torch.cuda.synchronize``, so a step's time includes its kernels.
@@ -37,6 +40,7 @@ from neft import models, objectives
 from neft.variation import make_generator
 
 METHODS = ("vanilla", "noise-injection", "ovf", "irs")
+VARIANTS = METHODS + ("ovf beta=0", "irs beta=0")  # beta 0: the feedback forwards are skipped
 IN_CHANNELS = {"vgg8": 1, "resnet18": 3, "lenet5": 1}
 DATASET_FAMILY = {"vgg8": "mnist", "resnet18": "cifar10", "lenet5": "mnist"}
 
@@ -46,7 +50,8 @@ def build(method: str, model_name: str, width: float, x: torch.Tensor, sigma: fl
     of ``x``, with the training noise drawn there."""
     torch.manual_seed(seed)
     model = models.create(model_name, 10, x.shape[1], width).to(x.device).train()
-    beta = objectives.default_beta(method, model_name, DATASET_FAMILY[model_name])
+    method, _, beta = method.partition(" beta=")
+    beta = float(beta) if beta else objectives.default_beta(method, model_name, DATASET_FAMILY[model_name])
     objective = objectives.create(method, model, x, 10, sigma=sigma if method != "vanilla" else 0.0, beta=beta,
                                   generator=make_generator(seed, x.device))
     params = list(model.parameters()) + list(objective.modules().parameters())
@@ -105,7 +110,8 @@ def main() -> None:
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--models", default="vgg8,resnet18", help="comma list of vgg8, resnet18 (default both)")
     parser.add_argument("--widths", default="1,0.25", help="comma list of widths (default 1,0.25)")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma list (default all four)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma list of {', '.join(VARIANTS)} (default the first four)")
     parser.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     parser.add_argument("--warmup", type=int, default=0,
                         help="extra untimed steps per method (default 0: the FLOP-counting step warms up)")
@@ -121,9 +127,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in VARIANTS]
     if unknown:
-        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(VARIANTS)}")
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}, batch {args.batch}, "

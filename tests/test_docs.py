@@ -58,3 +58,48 @@ def test_no_references_to_internal_notes():
             if REFERENCE.search(line):
                 hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not hits, "replace these references with docs/... sections or the paper:\n" + "\n".join(hits)
+
+
+PRESETS = ROOT / "docs" / "presets.md"
+
+
+def test_presets_doc_lists_every_key_and_variant():
+    """docs/presets.md documents every key of every preset table and every variant key."""
+    from neft import experiments, variants
+
+    text = PRESETS.read_text()
+    sections = {table: text.split(f"## `[{table}]`")[1].split("\n## ")[0] for table in experiments._SECTIONS}
+    missing = [f"[{table}] {key}" for table, keys in experiments._SECTIONS.items() for key in sorted(keys)
+               if f"`{key}`" not in sections[table]]
+    assert not missing, f"docs/presets.md lacks {missing}"
+    variant_rows = text.split("## Variants")[1]
+    assert not [key for key in variants._KEYS if f"`{key}=`" not in variant_rows]
+    for example in re.findall(r'`"([a-z-]+ [^"`]+)"`', variant_rows):
+        variants.parse(example)
+
+
+def test_presets_doc_blocks_are_valid_presets(tmp_path, monkeypatch):
+    """Every ```toml block of docs/presets.md passes neft.experiments.load_preset (the own-model one with its
+    model file and data set made here)."""
+    import numpy as np
+
+    from neft.experiments import load_preset
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mynets.py").write_text(
+        "from torch import nn\n"
+        "def make_net(num_classes, in_channels, depth=1):\n"
+        "    net = nn.Sequential()\n"
+        "    net.add_module('block1', nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, 8)))\n"
+        "    net.add_module('block2', nn.Sequential(*[nn.Linear(8, 8) for _ in range(depth)]))\n"
+        "    net.add_module('head', nn.Linear(8, num_classes))\n"
+        "    return net\n")
+    y = np.arange(20) % 2
+    np.savez(tmp_path / "signals.npz", x_train=np.zeros((20, 8, 8), np.uint8), y_train=y,
+             x_test=np.zeros((20, 8, 8), np.uint8), y_test=y)
+    blocks = re.findall(r"^```toml\n(.*?)^```\s*$", PRESETS.read_text(), re.DOTALL | re.MULTILINE)
+    assert len(blocks) >= 2
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"block{index}.toml"
+        path.write_text(block)
+        load_preset(path)

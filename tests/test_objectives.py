@@ -59,6 +59,41 @@ def test_sigma_zero_beta_zero_equals_plain_objective(method, n):
         assert torch.allclose(got, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["ovf", "irs"])
+def test_beta_zero_skips_the_feedback_forwards_with_the_same_loss_and_gradients(method, monkeypatch):
+    """Counted forwards: at beta 0 only the backbone runs (1 instead of 4 forwards for OVF, no snapshot-head
+    forward for IRS); loss and gradients equal, bit for bit, those of every feedback forward weighted by beta 0."""
+    torch.manual_seed(2)
+    model = models.create("lenet5", 10, 1, 0.5)
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+
+    def run(beta, heads=None):
+        objective = objectives.create(method, model, x, 10, sigma=0.2, beta=beta, generator=make_generator(3))
+        if heads is not None:
+            objective.modules().load_state_dict(heads)
+        calls = []
+        hooks = [m.register_forward_hook(lambda m, _i, _o: calls.append(m is model))
+                 for m in [model, *objective.modules()]]
+        loss, logs = objective.loss(model, x, y)
+        for hook in hooks:
+            hook.remove()
+        return objective, loss, _grads(model, loss), calls, logs
+
+    skipping, loss, grads, calls, logs = run(0.0)
+    feedback_terms = 3 if method == "ovf" else len(skipping.taps)
+    assert calls == [True]  # one forward, the backbone's
+    # the full computation: every feedback forward (same heads, same generator seed), combined with beta 0
+    monkeypatch.setattr(objectives, "negative_feedback_loss",
+                        lambda z, feedback, _beta, target: negative_feedback_loss(z, feedback, 0.0, target))
+    _, full_loss, full_grads, full_calls, _ = run(1.0, skipping.modules().state_dict())
+    assert full_calls == ([True] * 4 if method == "ovf" else [True] + [False] * feedback_terms)
+    assert torch.equal(loss, full_loss)
+    for got, want in zip(grads, full_grads):
+        assert torch.equal(got, want)
+    if method == "irs":
+        assert math.isnan(logs["head1_acc"]) and all(p.grad is None for p in skipping.modules().parameters())
+
+
 class _Recorder(objectives.OVF):
     """OVF that records every perturbation it draws."""
 
@@ -117,10 +152,13 @@ def test_irs_on_a_user_model_with_named_taps_needs_no_sizes():
     x, y = torch.randn(6, 3, 20, 20), torch.randint(0, 4, (6,))
     loss, logs = objective.loss(model, x, y)
     loss.backward()
-    assert set(logs) == {"acc", "head1_acc", "head2_acc"}
+    assert set(logs) == {"acc", "ce", "feedback", "head1_acc", "head2_acc"}
     with torch.no_grad():  # percent, like every accuracy neft reports; sigma 0.1 noise rarely flips 6 argmaxes
         clean = 100 * (model(x).argmax(1) == y).double().mean().item()
-    assert all(0 <= value <= 100 and value * 6 / 100 == pytest.approx(round(value * 6 / 100)) for value in logs.values())
+    accuracies = {key: value for key, value in logs.items() if key.endswith("acc")}
+    assert all(0 <= value <= 100 and value * 6 / 100 == pytest.approx(round(value * 6 / 100))
+               for value in accuracies.values())
+    assert logs["ce"] > 0 and math.isfinite(logs["feedback"])
     assert abs(logs["acc"] - clean) <= 100 / 6 * 3
     assert all(p.grad is not None for p in objective.heads.parameters())
     assert model.encoder[0].weight.grad.abs().sum() > 0

@@ -6,7 +6,7 @@ import json
 import pytest
 from matplotlib.image import imread
 
-from neft import report
+from neft import chip_report, report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -88,7 +88,8 @@ def test_rows_sorted_by_method_order_with_values():
         ("ovf", 0.1), ("ovf", 0.2), ("irs", 0.1), ("awp", 0.1)]
     assert rows[1] == {"method": "vanilla", "train_sigma": 0.0, "sigma": 0.2, "mean": 73.98, "ci95": 1.234,
                        "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "p1": 73.98 - 1.5, "p5": 73.98 - 1, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
-                       "run": "runs/vanilla", "seeds": "", "seed_mean": "", "seed_ci95": ""}
+                       "run": "runs/vanilla", "seeds": "", "seed_mean": "", "seed_ci95": "",
+                       **chip_report.CHIP_COLUMNS}  # the Gaussian model's chip columns
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
 

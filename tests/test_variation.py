@@ -189,7 +189,8 @@ def test_matrix_weights_left_digital_are_named_once():
         crossbar = Crossbar(WithEmbedding())
     assert [(row.name, row.count, row.placement.split(":")[0]) for row in crossbar.summary()] == [
         ("embed.weight", 40, "digital"), ("head.weight", 8, "crossbar"), ("head.bias", 2, "digital")]
-    assert "neft maps the weights of nn.Conv1d/2d/3d and nn.Linear only" in crossbar.summary()[0].placement
+    assert ("neft maps the weights of nn.Conv1d/2d/3d, nn.Linear, nn.LSTM/GRU/RNN and nn.MultiheadAttention only"
+            in crossbar.summary()[0].placement)
 
 
 def test_summary_accounts_for_every_parameter_with_its_reason():

@@ -1,14 +1,17 @@
 """Inference checkpoints: the trained backbone's plain ``state_dict`` plus the settings that made it
 (docs/results.md, 'Run directory').
 
-``checkpoint.pt`` holds ``{"format", "model": {"name", "num_classes", "in_channels", "width"}, "state_dict",
+``checkpoint.pt`` holds ``{"format", "model": {"name", "num_classes", "in_channels", "width", "args", "source"},
+"state_dict",
 "dataset", "method", "sigma", "sigma_block", "beta", "device_model", "seed", "epoch", "val_accuracy",
-"versions"}``. IRS heads and optimiser state never enter it (they live in the resumable ``last.pt``).
+"versions"}``. IRS heads and optimiser state never enter it (they live in the resumable ``last.pt``). For a model given by import
+path, ``args`` holds its keyword arguments and ``source`` its file and SHA-256 (:mod:`neft.models.registry`).
 """
 
 from __future__ import annotations
 
 import platform
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +52,28 @@ def save(path: str | Path, model: nn.Module, metadata: dict) -> None:
     temporary.replace(path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    model: nn.Module | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the trained backbone from a checkpoint alone.
+
+    A model given by import path is rebuilt by calling its factory again with the recorded arguments; when its
+    source file changed since training (another SHA-256) a ``UserWarning`` says so and ``metadata["model"]
+    ["source_changed"]`` is True.
 
     Args:
         path: a run directory or a ``checkpoint.pt`` file.
         map_location: device for the loaded tensors and the returned model.
+        model: load the weights into this module instead of rebuilding the architecture (needed for a run whose
+            network was handed to :func:`neft.train.train` in Python).
 
     Returns:
         ``(model, metadata)``: the model in eval mode on ``map_location``; the checkpoint without its state_dict.
 
     Raises:
         FileNotFoundError: no checkpoint there.
-        ValueError: the file is not a neft checkpoint, names an unknown model, or its weights do not fit the
-            architecture it names (missing, unexpected or mis-shaped keys; never loaded with ``strict=False``).
+        ValueError: the file is not a neft checkpoint, names an unknown model or an import path that fails, or its
+            weights do not fit the architecture (missing, unexpected or mis-shaped keys; never loaded with
+            ``strict=False``).
     """
     file = checkpoint_path(path)
     try:
@@ -73,7 +84,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{str(file)!r} is not a neft checkpoint (expected format {FORMAT!r}); "
                          "pass a run directory written by `neft train`")
     spec = data["model"]
-    model = models.create(spec["name"], spec["num_classes"], spec["in_channels"], spec["width"], init="torch")
+    if model is None:
+        model = models.create(spec["name"], spec["num_classes"], spec["in_channels"], spec["width"], init="torch",
+                              model_args=spec.get("args"))
+        spec["source_changed"] = _source_changed(spec)
     mismatch = _mismatch(model.state_dict(), data["state_dict"])
     if mismatch:
         raise ValueError(f"checkpoint {str(file)!r} does not fit {spec['name']} (width {spec['width']}): {mismatch}")
@@ -82,9 +96,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return model.to(map_location).eval(), metadata
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+def load(path: str | Path, map_location: str | torch.device = "cpu", model: nn.Module | None = None) -> nn.Module:
     """The trained backbone of a run directory or checkpoint file, in eval mode; see :func:`load_checkpoint`."""
-    return load_checkpoint(path, map_location)[0]
+    return load_checkpoint(path, map_location, model)[0]
+
+
+def _source_changed(spec: dict) -> bool:
+    """Whether the source file of an import-path model differs from the one recorded at training (warns if so)."""
+    source = spec.get("source")
+    if not source:
+        return False
+    now = models.registry.describe(spec["name"])["sha256"]
+    if now == source["sha256"]:
+        return False
+    warnings.warn(f"the model source {source['file']} changed since this network was trained (sha256 "
+                  f"{source['sha256'][:12]}... then, {now[:12]}... now): the architecture rebuilt from it may "
+                  "compute something else than the trained one; restore the file to be sure", UserWarning,
+                  stacklevel=3)
+    return True
 
 
 def _mismatch(expected: dict, found: dict, shown: int = 3) -> str:

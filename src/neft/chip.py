@@ -28,12 +28,15 @@ Random draws per layer, in this order from the chip's generator: programming ``r
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 
 from . import mapping
 from .devices import DeviceModel
 
-__all__ = ["sample", "compensation"]
+__all__ = ["sample", "map_layer", "Mapped", "stick", "compensation"]
 
 
 def compensation(reference: torch.Tensor, drifted: torch.Tensor) -> torch.Tensor:
@@ -48,8 +51,53 @@ def compensation(reference: torch.Tensor, drifted: torch.Tensor) -> torch.Tensor
     return torch.where(now > 0, ref / torch.where(now > 0, now, torch.ones_like(now)), torch.ones_like(now))
 
 
+def stick(conductances: torch.Tensor, uniform: torch.Tensor, stuck_off: float, stuck_on: float,
+          g_top: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stuck-at devices: a device with ``uniform < stuck_off`` is stuck at 0 (off), one with
+    ``stuck_off <= uniform < stuck_off + stuck_on`` at ``g_top`` (on).
+
+    Args:
+        conductances: any shape, level units.
+        uniform: draws in [0, 1) of the same shape (one per device).
+        stuck_off, stuck_on: the rates, each in [0, 1], summing to at most 1.
+        g_top: the highest conductance, ``2**device_bits - 1`` levels.
+
+    Returns:
+        (conductances with the stuck devices set, bool mask of the stuck devices).
+    """
+    off = uniform < stuck_off
+    on = (uniform < stuck_off + stuck_on) & ~off
+    return conductances.masked_fill(off, 0.0).masked_fill_(on, float(g_top)), off | on
+
+
+class Mapped(NamedTuple):
+    """The deterministic part of one layer's chip (:func:`map_layer`): ``w_max`` (0-d, max|W|), ``conductances``
+    (programmed targets ``[2, n, *shape]`` in level units) and ``rows`` (``[2, 1, *shape]``, 1 on the row that
+    holds each weight: ``G+`` for ``w >= 0``, ``G-`` for ``w < 0``)."""
+
+    w_max: torch.Tensor
+    conductances: torch.Tensor
+    rows: torch.Tensor
+
+
+def map_layer(device_model: DeviceModel, weight: torch.Tensor) -> Mapped:
+    """Quantize one layer and map it onto its differential pair (:mod:`neft.mapping`); no random draws, so a
+    :class:`~neft.variation.Crossbar` reuses it for every chip of unchanged weights.
+
+    Raises:
+        ValueError: for NaN or infinite weights.
+    """
+    with torch.no_grad():
+        w, w_max, _ = device_model._scale(weight, 0.0)
+        levels = mapping.quantize(w, w_max, device_model.weight_bits)
+        g = mapping.to_conductances(levels, device_model.weight_bits, device_model.device_bits, w.dtype)
+        negative = (levels < 0).to(w.dtype)
+        return Mapped(w_max, g, torch.stack([1 - negative, negative]).unsqueeze(1))
+
+
 def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
-           censor_k: float | None = None, verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+           censor_k: float | None = None, verified_scale: torch.Tensor | None = None,
+           mapped: Mapped | None = None) -> torch.Tensor:
     """Draw one layer of a realistic chip and return its weight error ``dW = W_chip - w``.
 
     Args:
@@ -61,6 +109,7 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         censor_k: right-censor each device's programming draw at ``+censor_k`` std (rcg's training noise).
         verified_scale: optional per-weight factor on the programming std, shaped like ``weight``
             (write-verified weights, :meth:`neft.variation.Crossbar.sample_chip`).
+        mapped: :func:`map_layer` of these weights (None: computed here).
 
     Returns:
         ``dW``, shaped like ``weight``, detached. At sigma 0 without stuck devices or drift ``w + dW`` is the
@@ -71,37 +120,33 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
     """
     model = device_model
     with torch.no_grad():
-        w, w_max, _ = model._scale(weight, sigma)
+        w = model._scale(weight, sigma)[0]
+        w_max, g, rows = mapped if mapped is not None else map_layer(model, w)
         top = mapping.magnitude_levels(model.weight_bits)
-        levels = mapping.quantize(w, w_max, model.weight_bits)
-        g = mapping.to_conductances(levels, model.weight_bits, model.device_bits, w.dtype)
         n, g_top = model.devices_per_weight, 2 ** model.device_bits - 1
         # programming: std in levels = sigma * (2**K - 1) * the weight's state multiplier
-        unit = model.std(w, 1.0)
-        unit = unit / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
-        std = sigma * g_top * (unit if verified_scale is None else unit * verified_scale)
+        std = sigma * g_top
+        if not model.state_independent:
+            std = std * model.std(w, 1.0) / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
+        if verified_scale is not None:
+            std = std * verified_scale
         error = torch.randn((n, *w.shape), generator=generator, dtype=w.dtype, device=w.device)
         if censor_k is not None:
             error.clamp_(max=censor_k)
-        error = error * std
-        negative = levels < 0
-        g = g + torch.stack([torch.where(negative, 0.0, error), torch.where(negative, error, 0.0)])
+        g = g + error.mul_(std) * rows  # the programmed row's devices; the other row stays at its lowest
         stuck = None
         if model.stuck_off > 0 or model.stuck_on > 0:
-            u = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
-            off, on = u < model.stuck_off, (u >= model.stuck_off) & (u < model.stuck_off + model.stuck_on)
-            g = torch.where(off, 0.0, torch.where(on, float(g_top), g))
-            stuck = off | on
+            uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
+            g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, g_top)
         lsb = w_max / top
-        programmed = mapping.from_conductances(g, model.device_bits) * lsb
-        chip_weight = programmed
+        programmed = chip_weight = mapping.from_conductances(g, model.device_bits) * lsb
         if model.drifts:
             nu = (model.drift_nu_mean + model.drift_nu_std
                   * torch.randn(g.shape, generator=generator, dtype=w.dtype, device=w.device)).clamp_(min=0)
             if model.drift_time is not None and model.drift_time != model.drift_t0:  # read at drift_time
-                factor = torch.pow(torch.as_tensor(model.drift_time / model.drift_t0, dtype=w.dtype, device=w.device), -nu)
+                factor = nu.mul_(-math.log(model.drift_time / model.drift_t0)).exp_()  # (t / t0) ** -nu
                 if stuck is not None:
-                    factor = torch.where(stuck, 1.0, factor)
+                    factor.masked_fill_(stuck, 1.0)
                 chip_weight = mapping.from_conductances(g * factor, model.device_bits) * lsb
         if model.drift_compensation:
             chip_weight = chip_weight * compensation(programmed, chip_weight)

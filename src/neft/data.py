@@ -11,6 +11,9 @@ device. Preprocessing follows the release (docs/method.md, 'Data sets and prepro
   flip on training batches.
 - Tiny ImageNet: 64x64, ImageNet mean/std, random crop (zero padding 4) + horizontal flip on training batches.
 
+Data sets of your own, ``folder:PATH`` (one subfolder of images per class) and ``npz:PATH`` (NumPy arrays), are
+read by :mod:`neft.userdata`, normalised with their training split's own mean/std and not augmented.
+
 No torchvision: IDX files are parsed with numpy, CIFAR batches with pickle (only open files you trust: unpickling
 can run code) and Tiny ImageNet JPEGs with pillow (optional dependency).
 """
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import userdata
 from .errors import SettingError
 
 __all__ = ["DATASETS", "canonical_name", "DatasetNotFoundError", "ImageDataset", "load"]
@@ -90,10 +94,12 @@ class ImageDataset:
         name: canonical name, one of :data:`DATASETS`.
         num_classes: number of classes; labels are ``0 .. num_classes - 1``.
         mean, std: per-channel normalisation, applied to pixel values scaled to [0, 1].
-        image_size: side S of the preprocessed square images (32; 64 for Tiny ImageNet).
+        image_size: side S of the preprocessed square images (32; 64 for Tiny ImageNet); None keeps the stored
+            size (an ``npz:`` set without ``image_size``).
         augment: whether training batches get a random crop (zero padding 4) and a random horizontal flip.
-        splits: ``"train"``, ``"test"`` and optionally ``"val"`` -> (images uint8 ``[N, C, H, W]``,
-            labels int64 ``[N]``).
+        splits: ``"train"``, ``"test"`` and optionally ``"val"`` -> (images uint8 ``[N, C, H, W]``, or float32
+            for an ``npz:`` set of float images, used as they are; labels int64 ``[N]``).
+        classes: class names in label order (``folder:`` sets), else None.
     """
 
     name: str
@@ -103,6 +109,7 @@ class ImageDataset:
     image_size: int
     augment: bool
     splits: dict[str, Split]
+    classes: tuple[str, ...] | None = None
 
     @property
     def in_channels(self) -> int:
@@ -132,9 +139,9 @@ class ImageDataset:
         Returns:
             float32 ``[B, C, S, S]`` on the device of ``images``, S = ``image_size``.
         """
-        x = images.float() / 255
+        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
         size = self.image_size
-        if x.shape[-2:] != (size, size):
+        if size is not None and x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         if train and self.augment:
             device = generator.device if generator is not None else torch.device("cpu")
@@ -193,13 +200,19 @@ def _crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: tor
 def canonical_name(name: str) -> str:
     """The data set's canonical name (one of :data:`DATASETS`) for a name or alias, case-insensitive.
 
+    ``folder:PATH`` and ``npz:PATH`` (:mod:`neft.userdata`) come back with the absolute path.
+
     Raises:
-        SettingError: (a ``ValueError``, setting ``dataset``) for an unknown name (the message lists the valid ones).
+        SettingError: (a ``ValueError``, setting ``dataset``) for an unknown name (the message lists the valid ones)
+            or a ``folder:``/``npz:`` path that is not there.
     """
+    if userdata.is_user_dataset(name):
+        return userdata.canonical(name)
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in DATASETS:
-        raise SettingError("dataset", f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+        raise SettingError("dataset", f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}, or "
+                                      "folder:PATH (one subfolder of images per class) or npz:PATH")
     return key
 
 
@@ -354,7 +367,8 @@ def _subset(split: Split, n: int, seed: int, what: str) -> Split:
 
 
 def load(name: str, data_dir: str | Path | None = None, *, validation: int | float = 0, seed: int = 0,
-         train_subset: int | None = None, test_subset: int | None = None) -> ImageDataset:
+         train_subset: int | None = None, test_subset: int | None = None,
+         image_size: int | None = None) -> ImageDataset:
     """Load a data set into memory (docs/method.md, 'Data sets and preprocessing').
 
     Args:
@@ -370,24 +384,37 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int | flo
         seed: seeds the validation hold-out and the subsets.
         train_subset, test_subset: keep only this many images (the first of a seeded permutation, taken after the
             validation hold-out); values above the split size keep everything. For quick runs.
+        image_size: side of the images of a ``folder:`` (default 32) or ``npz:`` set (default: as stored);
+            the built-in sets have their own (None).
 
     Returns:
         an :class:`ImageDataset` with splits ``"train"``, ``"test"`` and, if ``validation > 0``, ``"val"``.
 
     Raises:
         ValueError: unknown name; a corrupt file; ``validation`` negative or not smaller than the training set;
-            a subset <= 0; an empty test set.
+            a subset <= 0; an empty test set; ``image_size`` for a built-in set; a ``folder:``/``npz:`` set that
+            cannot be used (:func:`neft.userdata.read`; a :class:`~neft.errors.SettingError`).
         DatasetNotFoundError: the data set's files are not in any searched folder.
         ImportError: pillow (Tiny ImageNet) or scikit-learn (digits) is missing.
     """
     key = canonical_name(name)
-    if key == "mnist-5k":
-        train, test = _read_mnist_5k()
-    elif key == "digits":
-        train, test = _read_digits()
+    classes = None
+    if userdata.is_user_dataset(key):
+        train, test, info = userdata.read(key, image_size)
+        num_classes, mean, std, image_size, classes = (info[k] for k in ("num_classes", "mean", "std", "image_size",
+                                                                         "classes"))
+        augment = False
     else:
-        train, test = _READERS[key](_find(key, data_dir))
-    num_classes, mean, std, image_size, augment = _PREPROCESSING[key]
+        if image_size is not None:
+            raise SettingError("image_size", f"image_size applies to folder: and npz: data sets; {key} has its "
+                                             f"own ({_PREPROCESSING[key][3]})")
+        if key == "mnist-5k":
+            train, test = _read_mnist_5k()
+        elif key == "digits":
+            train, test = _read_digits()
+        else:
+            train, test = _READERS[key](_find(key, data_dir))
+        num_classes, mean, std, image_size, augment = _PREPROCESSING[key]
     for split_name, (_, labels) in (("train", train), ("test", test)):
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
             raise ValueError(f"{key} {split_name} labels span {int(labels.min())}..{int(labels.max())}, "
@@ -408,4 +435,4 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int | flo
     splits["test"] = test if test_subset is None else _subset(test, test_subset, seed, "test_subset")
     if not len(splits["test"][1]):
         raise ValueError(f"the test set of {key} is empty; check its files ({key} needs a non-empty test split)")
-    return ImageDataset(key, num_classes, mean, std, image_size, augment, splits)
+    return ImageDataset(key, num_classes, mean, std, image_size, augment, splits, classes)

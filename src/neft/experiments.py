@@ -118,7 +118,8 @@ def _check_preset(preset: dict, source: str) -> dict:
         _eval_config(preset, experiment["methods"][0], experiment["train_sigmas"][0])
     except ValueError as error:
         raise ValueError(f"{source}: [evaluate] {getattr(error, 'setting', '')}: {error}") from None
-    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1)
+    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1,
+              image_size=train_table.get("image_size"))
     return preset
 
 
@@ -203,8 +204,11 @@ def _eval_config(preset: dict, spec: str, sigma: float) -> EvalConfig:
     return EvalConfig(**{**table, "sigmas": _eval_sigmas(preset, spec, sigma)}).check()
 
 
-def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device: str | None = None) -> dict:
-    """Train (or resume) and evaluate one grid cell; returns its results (read back when already finished)."""
+def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device: str | None = None,
+             beside_others: bool = False) -> dict:
+    """Train (or resume) and evaluate one grid cell; returns its results (read back when already finished).
+    ``beside_others``: the cell runs in parallel with others, so its lines start with ``[cell name]`` and it
+    draws no progress bars."""
     run_dir = out / cell_name(spec, sigma, seed)
     results_file = run_dir / "results.json"
     if results_file.is_file():
@@ -212,10 +216,15 @@ def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device
     config = _train_config(preset, spec, sigma, seed, out)
     if device:
         config.device = device
+    name = run_dir.name if beside_others else None
     if not (run_dir / "summary.json").is_file():
-        train(config, run_dir, resume=True, progress=True)
-    return evaluate_run(run_dir, _eval_config(preset, spec, sigma), data_dir=config.data_dir, device=config.device,
-                        overwrite=True)
+        train(config, run_dir, resume=True, progress=True, log_name=name)
+    results = evaluate_run(run_dir, _eval_config(preset, spec, sigma), data_dir=config.data_dir,
+                           device=config.device, overwrite=True, progress=not beside_others)
+    if beside_others:
+        print(f"[{name}] evaluated: " + ", ".join(f"sigma {p['sigma']:g} {p['accuracy']['mean']:.2f}%"
+                                                  for p in results["per_sigma"]), flush=True)
+    return results
 
 
 def pooled_results(results: list[dict]) -> list[dict]:
@@ -255,15 +264,33 @@ def pooled_results(results: list[dict]) -> list[dict]:
 
 
 def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: int,
-               cells: list[tuple[str, float, int]]) -> list[dict]:
-    """Run ``cells[shard::shards]`` (all of them for 0/1)."""
+               cells: list[tuple[str, float, int]], beside_others: bool = False) -> list[dict]:
+    """Run ``cells[shard::shards]`` (all of them for 0/1); ``beside_others``: a worker of a parallel grid (no bar
+    of its own, cell-prefixed lines; the parent's bar counts the whole grid)."""
     cells = cells[shard::shards]
     results = []
     for method, sigma, seed in tqdm(cells, desc=f"grid cells {shard + 1}/{shards}" if shards > 1 else "grid cells",
-                                    unit="cell"):
-        tqdm.write(f"== {cell_name(method, sigma, seed)}")
-        results.append(run_cell(preset, method, sigma, seed, out, device))
+                                    unit="cell", disable=beside_others):
+        if not beside_others:
+            tqdm.write(f"== {cell_name(method, sigma, seed)}")
+        results.append(run_cell(preset, method, sigma, seed, out, device, beside_others))
     return results
+
+
+def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str, float, int]]) -> None:
+    """Run the ``--parallel``/``--cells-per-device`` workers; one progress bar counts the finished ones of
+    ``cells`` (the whole grid; a cell is finished when its ``results.json`` exists)."""
+    import torch.multiprocessing as mp
+
+    def finished() -> int:
+        return sum((out / cell_name(*cell) / "results.json").is_file() for cell in cells)
+
+    context = mp.spawn(_parallel_worker, args=args, nprocs=workers, join=False)
+    with tqdm(total=len(cells), initial=finished(), desc=f"grid cells ({workers} at once)", unit="cell") as bar:
+        while not context.join(timeout=2):
+            if finished() != bar.n:  # a redraw only when a cell finished: one line per cell in a log file
+                bar.update(finished() - bar.n)
+        bar.update(finished() - bar.n)
 
 
 def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None,
@@ -279,7 +306,7 @@ def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers:
     if device in (None, "auto", "cpu"):
         device = "cpu"
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    _run_shard(preset, out, device, index, workers, cells)
+    _run_shard(preset, out, device, index, workers, cells, beside_others=True)
 
 
 def _check_same_settings(preset: dict, saved: Path) -> None:
@@ -326,8 +353,7 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
 
             workers = parallel * cells_per_device
             try:
-                mp.spawn(_parallel_worker, args=(preset, out, parallel, workers, device, cells), nprocs=workers,
-                         join=True)
+                _spawn_with_bar(workers, (preset, out, parallel, workers, device, cells), out, _cells(preset))
             except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
                 last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
                 raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None

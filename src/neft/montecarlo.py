@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from . import devices, distributed, writeverify
 from .circuit import Circuit, CircuitSettings, settings_of
+from .precision import CHECK_CHIPS, choose_precision
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
@@ -108,7 +109,10 @@ class EvalConfig:
         ci_target: stop adding runs at a sigma once the 95 % CI half-width of the mean accuracy is below this many
             percentage points (after at least ``min_runs`` runs).
         min_runs: runs before a ``ci_target`` may stop a sigma (>= 2).
-        precision: ``fp32``, ``bf16`` or ``fp16`` autocast for the forwards (noise is drawn in fp32).
+        precision: ``"auto"`` (bf16 autocast where the device computes bf16 natively and a measured check on
+            this network's first chips passes, fp32 elsewhere; :mod:`neft.precision`), or ``fp32``, ``bf16`` or
+            ``fp16`` autocast for the forwards (noise is drawn in fp32). ``fp32`` gives the results of fp32
+            forwards bit for bit, as does ``"auto"`` on a device without native bf16.
         memory_format: ``"auto"`` (channels_last on CPU when a dry run agrees), ``"channels_last"`` or
             ``"contiguous"``; see :class:`neft.chip_forward.ChipForward`.
         compile: ``torch.compile`` the forward: True, False, or ``"auto"`` (on CPU when the evaluation's forwards
@@ -151,7 +155,7 @@ class EvalConfig:
     chips_per_pass: int | str = "auto"
     ci_target: float | None = None
     min_runs: int = 30
-    precision: str = "fp32"
+    precision: str = "auto"
     memory_format: str = "auto"
     compile: bool | str = "auto"
     write_verify: float = 0.0
@@ -211,8 +215,8 @@ class EvalConfig:
             if self.runs < self.min_runs:
                 raise SettingError("runs", f"a CI target stops a sigma after at least {self.min_runs} runs; give "
                                            f"runs >= {self.min_runs} (the maximum), got {self.runs}")
-        if self.precision not in PRECISIONS:
-            raise SettingError("precision", f"unknown precision {self.precision!r}; choose one of "
+        if self.precision not in ("auto", *PRECISIONS):
+            raise SettingError("precision", f"unknown precision {self.precision!r}; choose one of auto, "
                                             f"{', '.join(PRECISIONS)}")
         if self.memory_format not in MEMORY_FORMATS:
             raise SettingError("memory_format", f"unknown memory_format {self.memory_format!r}; choose one of "
@@ -236,8 +240,8 @@ class EvalConfig:
             for name in ("quantize", "drift_compensation"):
                 if getattr(self, name) not in (None, True, False):
                     raise SettingError(name, f"{name} must be true or false, got {getattr(self, name)!r}")
-            DeviceModel(**{name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None},
-                        quantize=True)
+            DeviceModel(**{**{name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None},
+                           "quantize": True})
         self.circuit_settings(0.0)
         return self
 
@@ -332,15 +336,18 @@ def evaluate(
                                                  sensitivity_images=sensitivity_images)
         verified = writeverify.verification_mask(scores, config.write_verify)
     with circuit.applied():
-        per_sigma = _evaluate_sigmas(crossbar, circuit, images, labels, config, progress, verified)
+        per_sigma, precision, precision_check = _evaluate_sigmas(crossbar, circuit, images, labels, config, progress,
+                                                                 verified)
     return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),
             "device_model": chip_model.to_dict(), "test_size": int(labels.numel()),
-            "chip_device": images.device.type, "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
+            "chip_device": images.device.type, "precision": precision, "precision_check": precision_check,
+            "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
 
 
-def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, progress: bool, verified) -> list[dict]:
-    """The ``per_sigma`` entries of :func:`evaluate` (``config`` checked; ``circuit`` applied; ``verified``: the
-    write-verify mask)."""
+def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, progress: bool,
+                     verified) -> tuple[list[dict], str, dict | None]:
+    """The ``per_sigma`` entries of :func:`evaluate`, the precision used and its check (``config`` checked;
+    ``circuit`` applied; ``verified``: the write-verify mask)."""
     model = crossbar.model
     images = images.detach()
     if images.shape[0] == 0:
@@ -354,7 +361,6 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
     device = images.device
     batch_size = math.ceil(images.shape[0] / math.ceil(images.shape[0] / batch_size))
     chips_per_pass, compile = config.chips_per_pass, config.compile
-    dtype = PRECISIONS[config.precision]
     results = []
     bar = tqdm(total=runs * len(sigmas), desc="Monte Carlo", unit="chip", disable=not progress, leave=False)
     with eval_mode(model), contextlib.closing(bar):  # every module gets its own train/eval flag back
@@ -375,16 +381,31 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
         if forward.compiled:
             bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")
         images = forward.images(images)
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        noisy = [sigma for sigma in sigmas if _noisy(crossbar, sigma)]
+        check_config = dataclasses.replace(config, runs=min(CHECK_CHIPS, runs), ci_target=None)
+
+        def measure(dtype):  # per-run accuracies of the first chips at the first noisy sigma, autocast to dtype
+            with torch.no_grad(), _autocast(device, dtype), tqdm(disable=True) as quiet:
+                quiet.total = check_config.runs
+                return _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, noisy[0],
+                                       check_config, batch_size, quiet, verified)["accuracy"]["per_run"]
+
+        precision, check = choose_precision(config.precision, device, noisy[0] if noisy else None, measure)
+        with torch.no_grad(), _autocast(device, PRECISIONS[precision]):
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
                 results.append(
-                    _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config, batch_size, bar,
-                                    verified)
+                    _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config,
+                                    batch_size, bar, verified)
                 )
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
                                             "compiled": forward.compiled and _noisy(crossbar, sigma)}
-    return results
+    return results, precision, check
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast of ``device`` to ``dtype``; None: disabled (fp32 forwards)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def _noisy(crossbar, sigma: float) -> bool:
@@ -392,7 +413,8 @@ def _noisy(crossbar, sigma: float) -> bool:
     return sigma > 0 or crossbar.device_model.read_sigma > 0 or crossbar.device_model.quantize
 
 
-def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config, batch_size, bar, verified) -> dict:
+def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config, batch_size, bar,
+                    verified) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
     model, read_sigma = crossbar.model, crossbar.device_model.read_sigma

@@ -210,9 +210,32 @@ def negative_feedback_loss(
     return F.cross_entropy(z_nf, target)
 
 
+def _without_feedback(backbone_logits: torch.Tensor, terms: int, target: torch.Tensor) -> torch.Tensor:
+    """:func:`negative_feedback_loss` at beta = 0 without the N feedback logits: ``CE(z / (N + 1), y)``.
+
+    The feedback enters that loss only as ``0 * z_i``, so its forwards add nothing to the loss or to any gradient:
+    OVF and IRS with beta 0 skip them and get the same loss and backbone gradients bit for bit (IRS heads then get
+    no gradient instead of zeros). ``backbone_logits``: ``[B, C]``; ``terms``: N; ``target``: ``[B]``.
+    """
+    return F.cross_entropy(backbone_logits / (terms + 1), target)
+
+
 def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
     """Top-1 accuracy of a batch in percent, like every accuracy neft reports."""
     return 100.0 * float((logits.argmax(dim=1) == target).float().mean())
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Cross-entropy (nats) of a batch of logits, for the logs only (no gradient)."""
+    return float(F.cross_entropy(logits.detach(), target))
+
+
+def _feedback_logs(logits: torch.Tensor, feedback: Sequence[torch.Tensor], loss: torch.Tensor,
+                   target: torch.Tensor) -> dict[str, float]:
+    """Loss parts of the negative feedback loss: ``ce`` = CE(z, y) of the backbone logits, and ``feedback`` =
+    loss - CE(z / (N + 1), y), what the feedback term adds to the loss (0 at beta = 0)."""
+    scaled = _ce(logits / (len(feedback) + 1), target)
+    return {"ce": _ce(logits, target), "feedback": float(loss.detach()) - scaled}
 
 
 class Objective:
@@ -226,11 +249,15 @@ class Objective:
 
     Subclasses implement ``loss(model, x, y) -> (loss, logs)`` where ``x`` is ``[B, ...]``, ``y`` is ``[B]``,
     ``loss`` a scalar tensor and ``logs`` a dict of floats (``acc``: batch accuracy of the backbone forward in
-    percent; IRS adds ``head1_acc`` ... in percent).
+    percent; IRS adds ``head1_acc`` ... in percent) holding the loss parts named in ``parts`` (nats): ``ce`` the
+    cross-entropy CE(z, y) of the backbone's logits (before any temperature), ``feedback`` what the negative
+    feedback term adds to the loss (OVF, IRS), ``penalty`` the weighted Lipschitz penalty, ``kl`` the
+    distillation term T^2 KL (docs/method.md); ``neft train`` logs them per epoch in train_log.csv.
     ``modules()`` returns extra trainable modules (IRS heads) that are never part of the deployed model.
     """
 
     name = "objective"
+    parts: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -271,10 +298,12 @@ class Vanilla(Objective):
     """Plain cross-entropy without any variation (the paper's "W/O Noise" model)."""
 
     name = "vanilla"
+    parts = ("ce",)
 
     def loss(self, model, x, y):
         logits = model(x)
-        return F.cross_entropy(logits, y), {"acc": _accuracy(logits, y)}
+        loss = F.cross_entropy(logits, y)
+        return loss, {"acc": _accuracy(logits, y), "ce": float(loss.detach())}
 
 
 class NoiseInjection(Objective):
@@ -294,6 +323,7 @@ class NoiseInjection(Objective):
     """
 
     name = "noise-injection"
+    parts = ("ce",)
 
     def __init__(self, temperature: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -301,20 +331,27 @@ class NoiseInjection(Objective):
 
     def loss(self, model, x, y):
         logits = self.noisy_forward(model, x, self.sigma)
-        return F.cross_entropy(logits / self.temperature, y), {"acc": _accuracy(logits, y)}
+        return F.cross_entropy(logits / self.temperature, y), {"acc": _accuracy(logits, y), "ce": _ce(logits, y)}
 
 
 class OVF(Objective):
     """Oriented Variational Forward (docs/method.md, 'OVF'): the backbone forward at sigma plus oriented forwards of the
     same network at sigma + 0.15, + 0.10, + 0.05 (feedback weights 1, 0.1, 0.01), each with its own perturbation of
-    every mapped layer, all in training mode, combined by :func:`negative_feedback_loss`."""
+    every mapped layer, all in training mode, combined by :func:`negative_feedback_loss`. With beta = 0 the oriented
+    forwards are skipped (their term is 0; the loss is noise-injection's with T = 4, bit for bit, and one step costs
+    one forward instead of four); their training-mode BatchNorm statistics updates are skipped with them."""
 
     name = "ovf"
+    parts = ("ce", "feedback")
 
     def loss(self, model, x, y):
         logits = self.noisy_forward(model, x, self.sigma)
+        logs = {"acc": _accuracy(logits, y)}
+        if self.beta == 0:
+            return _without_feedback(logits, len(OVF_OFFSETS), y), {**logs, "ce": _ce(logits, y), "feedback": 0.0}
         oriented = [self.noisy_forward(model, x, self.sigma + offset) for offset in OVF_OFFSETS]
-        return negative_feedback_loss(logits, oriented, self.beta, y), {"acc": _accuracy(logits, y)}
+        loss = negative_feedback_loss(logits, oriented, self.beta, y)
+        return loss, {**logs, **_feedback_logs(logits, oriented, loss, y)}
 
 
 class SnapshotHead(nn.Module):
@@ -348,14 +385,17 @@ def _capture(model: nn.Module, names: Sequence[str]):
     """Collect the outputs of the named modules during forwards inside the block, in ``names`` order.
 
     Each output is cloned when captured: a later in-place operation of the forward (``ReLU(inplace=True)`` after
-    a tapped convolution) would otherwise change what the snapshot head reads.
+    a tapped convolution) would otherwise change what the snapshot head reads. A module returning a tuple (an
+    ``nn.LSTM``'s ``(output, state)``, ``nn.MultiheadAttention``'s ``(output, weights)``) is read by its first
+    element.
     """
     modules = dict(getattr(model, "module", model).named_modules())  # DistributedDataParallel wraps the model
     outputs: dict[str, torch.Tensor] = {}
-    handles = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.clone()))
-        for name in names
-    ]
+
+    def keep(name, out):
+        outputs[name] = (out[0] if isinstance(out, tuple) else out).clone()
+
+    handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: keep(name, out)) for name in names]
     try:
         yield outputs
     finally:
@@ -370,6 +410,8 @@ class IRS(Objective):
     unchanged); their logits, earliest first with weights 1, 0.1, 0.01, 0.001, are the feedback terms of
     :func:`negative_feedback_loss`. Head weights are perturbed with their own ``sigma_block`` under the
     state-independent RRAM1 device. Head input sizes come from a dry run of ``model`` on ``sample_input``.
+    With beta = 0 the heads do not enter the loss and are not run (no snapshots, no head forwards; their
+    accuracies are logged as NaN, and they stay as initialised, as they did with zero gradients before).
 
     Args:
         model: the backbone (only inspected; hooks are attached during each loss call and removed after).
@@ -384,6 +426,7 @@ class IRS(Objective):
     """
 
     name = "irs"
+    parts = ("ce", "feedback")
 
     def __init__(
         self,
@@ -429,15 +472,21 @@ class IRS(Objective):
 
     def loss(self, model, x, y):
         names = [name for name, _ in self.taps]
+        if self.beta == 0:
+            logits = self.noisy_forward(model, x, self.sigma)
+            logs = {"acc": _accuracy(logits, y), "ce": _ce(logits, y), "feedback": 0.0,
+                    **{f"head{i + 1}_acc": math.nan for i in range(len(names))}}
+            return _without_feedback(logits, len(names), y), logs
         with _capture(model, names) as outputs:
             logits = self.noisy_forward(model, x, self.sigma)
         feedback = [
             crossbar.forward(outputs[name], sigma=self.sigma_block, generator=self.generator)
             for crossbar, name in zip(self._head_crossbars, names)
         ]
-        logs = {"acc": _accuracy(logits, y)}
+        loss = negative_feedback_loss(logits, feedback, self.beta, y)
+        logs = {"acc": _accuracy(logits, y), **_feedback_logs(logits, feedback, loss, y)}
         logs.update({f"head{i + 1}_acc": _accuracy(z, y) for i, z in enumerate(feedback)})
-        return negative_feedback_loss(logits, feedback, self.beta, y), logs
+        return loss, logs
 
 
 class RCG(NoiseInjection):
@@ -536,10 +585,13 @@ class Lipschitz(NoiseInjection):
         self.lipschitz_lambda = check_setting("lipschitz_lambda", lipschitz_lambda)
         self.bound, self.iterations = float(bound), int(iterations)
 
+    parts = ("ce", "penalty")
+
     def loss(self, model, x, y):
         loss, logs = super().loss(model, x, y)
-        penalty = lipschitz_penalty(self.crossbar(model).weights().values(), self.bound, self.iterations)
-        return loss + self.lipschitz_lambda * penalty.to(loss.device), logs
+        penalty = self.lipschitz_lambda * lipschitz_penalty(self.crossbar(model).weights().values(), self.bound,
+                                                            self.iterations).to(loss.device)
+        return loss + penalty, {**logs, "penalty": float(penalty.detach())}
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
@@ -559,9 +611,14 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     Returns:
         Scalar mean loss (nats; the KL divergence is summed over classes and averaged over the batch).
     """
-    soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
-                    reduction="batchmean", log_target=True)
+    soft = _soft_kl(student_logits, teacher_logits, temperature)
     return (1 - alpha) * F.cross_entropy(student_logits, target) + alpha * temperature ** 2 * soft
+
+
+def _soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(softmax(z_t / T) || softmax(z_s / T)), summed over classes, mean over the batch (nats)."""
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean", log_target=True)
 
 
 def load_teacher(teacher: str | Path | nn.Module, sample_input: torch.Tensor, num_classes: int) -> nn.Module:
@@ -616,6 +673,7 @@ class Distill(NoiseInjection):
     """
 
     name = "distill"
+    parts = ("ce", "kl")
 
     def __init__(self, teacher: nn.Module, distill_alpha: float = DISTILL_ALPHA,
                  distill_temperature: float = DISTILL_TEMPERATURE, **kwargs) -> None:
@@ -629,7 +687,8 @@ class Distill(NoiseInjection):
         with torch.no_grad():
             teacher_logits = self.teacher(x)
         loss = distillation_loss(logits, teacher_logits, y, self.distill_alpha, self.distill_temperature)
-        return loss, {"acc": _accuracy(logits, y)}
+        kl = self.distill_temperature ** 2 * float(_soft_kl(logits.detach(), teacher_logits, self.distill_temperature))
+        return loss, {"acc": _accuracy(logits, y), "ce": _ce(logits, y), "kl": kl}
 
 
 METHODS = {"vanilla": Vanilla, "noise-injection": NoiseInjection, "ovf": OVF, "irs": IRS, "rcg": RCG,

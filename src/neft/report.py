@@ -22,7 +22,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import metrics, objectives, variants
+from . import chip_report, metrics, objectives, variants
 from .circuit import FIELDS, CircuitSettings
 
 __all__ = ["load_results", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
@@ -30,7 +30,7 @@ __all__ = ["load_results", "result_label", "comparison_rows", "write_verify_curv
 
 METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "distill")
 ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "p1", "p5", "ekl_x1e2", "confidence", "runs", "run",
-            "seeds", "seed_mean", "seed_ci95")
+            "seeds", "seed_mean", "seed_ci95", *chip_report.CHIP_COLUMNS)
 REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
@@ -111,14 +111,16 @@ def _base_label(result: dict, show_init: bool = False) -> str:
 
 def _deployment(result: dict) -> str:
     """Label suffix for the deployment options of an evaluation: `` wv=5% magnitude`` (write-verified fraction
-    and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02`` and the crossbar circuit's
-    (:meth:`neft.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b sliced``); empty without them."""
+    and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, the realistic chip's
+    non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``) and the
+    crossbar circuit's (:meth:`neft.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b sliced``); empty
+    without them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):
         suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"
         suffix += f" verified_sigma={evaluation['verified_sigma']:g}" if evaluation.get("verified_sigma") else ""
     read_sigma = result.get("device_model", {}).get("read_sigma", 0.0)
-    suffix += f" read_sigma={read_sigma:g}" if read_sigma else ""
+    suffix += (f" read_sigma={read_sigma:g}" if read_sigma else "") + chip_report.chip_label(result)
     circuit = {name: evaluation[name] for name in FIELDS if name in evaluation}  # `` tile=128 adc=6b``
     return suffix + (CircuitSettings(**circuit).label() if circuit else "")
 
@@ -198,6 +200,7 @@ def comparison_rows(results: list[dict]) -> list[dict]:
                 "seeds": point.get("over_seeds", {}).get("seeds", ""),
                 "seed_mean": point.get("over_seeds", {}).get("mean", ""),
                 "seed_ci95": point.get("over_seeds", {}).get("half_width", ""),
+                **chip_report.chip_columns(result),
             }
             rows.append(((_method_rank(result.get("method") or label), label_key, row["sigma"]), row))
     rows.sort(key=lambda keyed: keyed[0])
@@ -382,7 +385,9 @@ def write_report(
     ``accuracy_vs_sigma.png`` (``{name}_accuracy_vs_sigma.png`` for a name other than ``"report"``, so that
     reports sharing a directory keep their own plot); ``notes`` is a paragraph placed under the title. Returns
     ``{"markdown": .., "csv": .., "plot": ..}``, plus ``"write_verify"`` (``{name}_write_verify.png``,
-    :func:`plot_write_verify`) when a label was evaluated at several write-verified fractions.
+    :func:`plot_write_verify`) when a label was evaluated at several write-verified fractions, and ``"drift"``
+    (``{name}_drift.png``, :func:`neft.chip_report.plot_drift`) when a network of a drifting chip was read at
+    several times after programming.
 
     Results may come from run directories (:func:`neft.runs.evaluate_run`) or straight from
     :func:`neft.montecarlo.evaluate`; ``labels`` (one per result, in order; a directory holding several results
@@ -431,6 +436,11 @@ def write_report(
         wv_name = f"{name}_write_verify.png"
         paths["write_verify"] = plot_write_verify(results, out_dir / wv_name)
         text += f"\n![Accuracy vs fraction write-verified]({wv_name})\n"
+    drift = chip_report.drift_curves(results, [_base_label(r) + chip_report.chip_label(r, with_time=False)
+                                               for r in results])
+    if drift:  # networks read at several times after programming: accuracy against time, too
+        paths["drift"] = chip_report.plot_drift(drift, out_dir / f"{name}_drift.png")
+        text += f"\n![Accuracy vs time after programming]({name}_drift.png)\n"
     paths["markdown"].write_text(text)
     return paths
 

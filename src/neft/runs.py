@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,6 +42,17 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     return [run_dir / f"{name}.json", run_dir / f"{name}.csv", run_dir / plot]
 
 
+def _trained_normalisation(dataset: data.ImageDataset, stats: dict | None) -> data.ImageDataset:
+    """``dataset`` normalised with the mean/std the network was trained with; a warning when the training split
+    now gives other numbers (the data set's files changed since training)."""
+    if not stats or (tuple(stats["mean"]), tuple(stats["std"])) == (dataset.mean, dataset.std):
+        return dataset
+    warnings.warn(f"the training split of {dataset.name} now has mean {dataset.mean} and std {dataset.std}, the run "
+                  f"was trained with {tuple(stats['mean'])} and {tuple(stats['std'])}: its files changed since "
+                  "training; evaluating with the trained normalisation", UserWarning, stacklevel=3)
+    return dataclasses.replace(dataset, mean=tuple(stats["mean"]), std=tuple(stats["std"]))
+
+
 def evaluate_run(
     run_dir: str | Path,
     config: EvalConfig | None = None,
@@ -51,6 +63,7 @@ def evaluate_run(
     label: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    model: torch.nn.Module | None = None,
     **settings,
 ) -> dict:
     """Monte Carlo evaluation of a trained run directory; writes ``{name}.json``, ``{name}.csv`` and the plot
@@ -71,6 +84,8 @@ def evaluate_run(
         label: the name reports give this result (default: the run's method variant, e.g. ``ovf beta=0``).
         overwrite: replace existing result files of the same name.
         progress: show a tqdm bar over runs.
+        model: the module to load the trained weights into (:func:`neft.checkpoint.load_checkpoint`); needed only
+            for a run whose network was handed to :func:`neft.train.train` in Python.
 
     Returns:
         The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent).
@@ -92,12 +107,13 @@ def evaluate_run(
             if path.exists() and not overwrite:
                 raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
                                       "(--overwrite) or keep both with another name (--name)")
-        model, meta = checkpoint.load_checkpoint(run_dir, map_location=compute)
+        network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
         chosen = dataclasses.replace(config, sigmas=config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]],
                                      device_model=devices.get(config.device_model or meta["device_model"]))
         dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
-                            test_subset=config.test_subset)
-        return model, meta, chosen.check(), dataset
+                            test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
+        dataset = _trained_normalisation(dataset, meta.get("dataset_stats"))
+        return network, meta, chosen.check(), dataset
 
     model, meta, chosen, dataset = distributed.agree(prepare)
     images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
@@ -109,7 +125,7 @@ def evaluate_run(
     calibration_images = None
     if chosen.dac_bits is not None or chosen.adc_bits is not None:  # converter ranges from clean training images
         calibration_images = next(dataset.batches("train", CALIBRATION_IMAGES, device=compute))[0]
-    evaluation = evaluate(model, images, labels, config=chosen, label=label,
+    evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
                           progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
                           calibration_images=calibration_images)
     results = {
@@ -121,8 +137,10 @@ def evaluate_run(
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
         "init": meta["config"].get("init", "kaiming"),
         "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
-        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target, "precision": chosen.precision,
+        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target,
         "versions": checkpoint.versions(),
+        **({"model_source": {**meta["model"]["source"], "changed": meta["model"]["source_changed"]},
+            "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),
     }
     if not distributed.is_main():
         return results

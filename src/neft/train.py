@@ -8,18 +8,20 @@ test set.
 
 A run directory holds ``config.json``, ``checkpoint.pt`` (best backbone, see :mod:`neft.checkpoint`),
 ``last.pt`` (everything needed to resume bit-exactly: model, IRS heads, optimiser, scheduler, RNG states) and
-``train_log.csv``.
+``train_log.csv`` (one row per epoch: learning rate, loss and its parts, accuracies, seconds).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +36,12 @@ from .devices import check_sigma
 from .errors import SettingError, check_count
 from .variation import Crossbar, make_generator
 
-__all__ = ["TrainConfig", "train", "RunExistsError"]
+__all__ = ["TrainConfig", "train", "load_config", "record", "RunExistsError"]
 
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
 
-_MAY_CHANGE_ON_RESUME = {"device", "data_dir"}  # where a run computes and reads, not what it computes
+_MAY_CHANGE_ON_RESUME = {"device", "data_dir", "tensorboard"}  # where a run computes and reads, not what it computes
 
 
 class RunExistsError(FileExistsError):
@@ -57,6 +59,12 @@ class TrainConfig:
     data set), ``distill_alpha`` and ``distill_temperature`` (distill) set the objectives of docs/method.md,
     'Other answers to device variation', and must stay at their defaults for other methods; ``lr=None``
     takes the release's learning rate for the model (docs/method.md, 'Training recipe').
+    ``dataset`` is a built-in name, ``folder:PATH`` or ``npz:PATH`` (:mod:`neft.userdata`; ``image_size`` resizes
+    the images of those two, pixels per side). ``model`` is a zoo name or an import path of your own factory (``package.module:function`` or
+    ``path/to/nets.py:function``, :mod:`neft.models.registry`; a file path is made absolute), called with
+    ``num_classes``, ``in_channels`` (and ``width`` when it takes one) and the keywords of ``model_args``.
+    ``tensorboard`` also writes every ``train_log.csv`` column per epoch as a TensorBoard scalar into
+    ``out/tensorboard`` (needs the ``tensorboard`` package).
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
@@ -67,10 +75,12 @@ class TrainConfig:
     """
 
     model: str = "vgg8"
+    model_args: dict | None = None
     width: float = 1.0
     init: str = "kaiming"
     dataset: str = "mnist-5k"
     data_dir: str | None = None
+    image_size: int | None = None
     method: str = "noise-injection"
     sigma: float = 0.1
     sigma_block: float | None = None
@@ -99,6 +109,7 @@ class TrainConfig:
     adc_bits: int | None = None
     adc_range: float = 100.0
     adc_mode: str = "analog"
+    tensorboard: bool = False
 
     def check(self) -> "TrainConfig":
         """Validate every field and fill defaults (beta, lr); returns self.
@@ -111,9 +122,7 @@ class TrainConfig:
         if self.method not in objectives.METHODS:
             raise SettingError("method", f"unknown method {self.method!r}; choose one of "
                                          f"{', '.join(objectives.METHODS)}")
-        if str(self.model).lower() not in models.MODELS:
-            raise SettingError("model", f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}")
-        self.model = self.model.lower()
+        self._check_model()
         if self.init not in models.INITS:
             raise SettingError("init", f"unknown init {self.init!r}; choose one of {', '.join(models.INITS)}")
         self.dataset = data.canonical_name(self.dataset)
@@ -156,7 +165,60 @@ class TrainConfig:
                                         f"got {self.width!r}")
         resolve_device(self.device)
         circuit.settings_of(self)
+        if self.tensorboard:
+            _summary_writer()
         return self
+
+
+    def _check_model(self) -> None:
+        """A zoo name (lower-cased), an import path whose factory exists (file paths made absolute) or the label of
+        a module passed in Python; ``model_args`` a JSON object, for import paths only."""
+        if self.model_args is not None:
+            if not isinstance(self.model_args, dict):
+                raise SettingError("model_args", f"model_args must be a dict of keyword arguments (a JSON object "
+                                                 f"such as {{\"depth\": 4}}), got {self.model_args!r}")
+            try:  # the JSON form, so config.json compares equal on resume
+                self.model_args = json.loads(json.dumps(self.model_args)) or None
+            except (TypeError, ValueError) as error:
+                raise SettingError("model_args", f"model_args must be JSON values (numbers, strings, lists, "
+                                                 f"dicts): {error}") from None
+        if models.registry.is_import_path(self.model):
+            self.model = models.registry.normalized(self.model)
+            models.registry.resolve(self.model)
+            return
+        if self.model_args:
+            raise SettingError("model_args", f"model_args apply to import-path models, not to {self.model!r}")
+        if models.registry.is_python_object(self.model):
+            return
+        if str(self.model).lower() not in models.MODELS:
+            raise SettingError("model", f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}, "
+                                        "or an import path package.module:function or path/to/nets.py:function")
+        self.model = self.model.lower()
+
+
+def _summary_writer():
+    """``torch.utils.tensorboard.SummaryWriter``, or a SettingError saying how to install the package."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SettingError("tensorboard", "tensorboard=True needs the tensorboard package: pip install tensorboard "
+                                          "(or neft[tensorboard]); train_log.csv has the same numbers") from None
+    return SummaryWriter
+
+
+def load_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` a run directory was trained with (its ``config.json``; settings added in later
+    versions take their defaults), unchecked.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json``.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} has no config.json, so it is no neft run to resume; start it "
+                                "with `neft train --out ...` and its settings")
+    saved = json.loads(path.read_text())
+    return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
 
 
 _OBJECTIVE_SETTINGS = tuple(objectives.METHOD_SETTINGS)  # censor_k, lipschitz_lambda, distill_alpha, ...
@@ -221,16 +283,24 @@ def _noisy_accuracy(model, images, labels, config, calibration_images=None) -> f
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> dict:
+          progress: bool = True, stop_after: int | None = None, model: torch.nn.Module | None = None,
+          log_name: str | None = None) -> dict:
     """Train one network with ``config.method`` and write the run directory ``out``.
 
     Args:
         config: the run's settings (validated here).
+        model: a network built in your own code, trained in place instead of ``config.model`` (which becomes its
+            label ``python:package.module.Class``; ``init`` is not applied). It must map the data set's images
+            ``[B, C, H, W]`` to logits ``[B, num_classes]``. Evaluating or resuming the run needs the same module
+            again (``evaluate_run(run, model=...)``); an import path (``config.model = "pkg.mod:fn"``) lets
+            ``neft evaluate`` rebuild it alone.
         out: run directory; must be new or empty unless ``resume`` or ``overwrite``.
         resume: continue from ``out/last.pt`` (bit-identical to an uninterrupted run on the same device);
             starts fresh when there is none.
         overwrite: delete an existing run directory (only one with a ``config.json``) first.
-        progress: tqdm progress bars.
+        progress: tqdm progress bars on a terminal, and one line per epoch (the only output when the output is
+            not a terminal, e.g. a log file).
+        log_name: prefix every line with ``[log_name]`` and draw no bars (a grid cell running beside others).
         stop_after: stop once this epoch is done (for time-limited jobs); the run stays resumable and the
             summary is written only when all ``config.epochs`` are done.
 
@@ -249,35 +319,69 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             given; data.DatasetNotFoundError: the data set is missing; FloatingPointError: the loss became NaN or
             infinite (the message names the epoch, step and the first layer whose output was not finite).
     """
+    if model is not None:
+        config.model = models.registry.python_object_name(model)
     config.check()
     out = Path(out)
     if resume:
         _check_resume_settings(config, out)
-    run = _Run.start(config, out, resume, overwrite)
+    run = _Run.start(config, out, resume, overwrite, model)
     last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    bars = progress and log_name is None and sys.stderr.isatty()
     for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
         started = time.perf_counter()
-        totals = run.train_epoch(epoch, progress)
+        totals = run.train_epoch(epoch, bars)
         row = run.select_and_save(epoch, totals, started)
         if progress and distributed.is_main():
-            tqdm.write(f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}  train {row['train_acc']:.2f}%  "
-                       f"{run.select_split} clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} "
-                       f"{row['val_acc_noisy']:.2f}%{'  *best' if row['best'] else ''}")
+            parts = "".join(f" {part} {row[part]:.4f}" for part in run.objective.parts)
+            line = (f"{f'[{log_name}] ' if log_name else ''}epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}"
+                    f"{f' ({parts.strip()})' if parts else ''}  train {row['train_acc']:.2f}%  {run.select_split} "
+                    f"clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%"
+                    f"{'  *best' if row['best'] else ''}")
+            if bars:
+                tqdm.write(line)
+            else:
+                print(line, flush=True)
     return run.finish()
 
 
 def _check_resume_settings(config: TrainConfig, out: Path) -> None:
-    """Refuse to resume ``out`` with settings other than those it was started with."""
+    """Refuse to resume ``out`` with settings other than those it was started with (the message names each
+    differing value), or when the source file of its import-path model changed since."""
     if not (out / "config.json").is_file():
         return
+    recorded = json.loads((out / "config.json").read_text())
     # settings added in later versions take their defaults when an older config.json lacks them
-    saved = {**dataclasses.asdict(TrainConfig()), **json.loads((out / "config.json").read_text())}
+    saved = {**dataclasses.asdict(TrainConfig()), **recorded}
+    saved.pop(RECORDED, None)
     current = dataclasses.asdict(config)
     changed = sorted(k for k in saved.keys() | current.keys()
                      if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
     if changed:
-        raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}); "
-                         "use the original settings or another run directory")
+        values = "; ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} given" for k in changed)
+        raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}): {values}; "
+                         "give only the run (--resume --out RUN) or the original settings, or another run directory")
+    source = recorded.get(RECORDED, {}).get("model_source")
+    if source and models.registry.describe(config.model)["sha256"] != source["sha256"]:
+        raise ValueError(f"cannot resume {str(out)!r}: the model source {source['file']} changed since the run "
+                         f"was trained (sha256 {source['sha256'][:12]}... in the run, "
+                         f"{models.registry.describe(config.model)['sha256'][:12]}... now); restore the file or "
+                         "train a new run")
+
+
+RECORDED = "recorded"  # config.json key of what a run measured at its start, beside its settings
+
+
+def record(config: TrainConfig, dataset: data.ImageDataset) -> dict:
+    """What ``config.json`` records beside the settings: the model's source file and digest (import paths) and
+    the data set's shape and normalisation (per-channel mean/std of pixel values in [0, 1])."""
+    return {
+        "model_source": (models.registry.describe(config.model) if models.registry.is_import_path(config.model)
+                         else None),
+        "dataset": {"name": dataset.name, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
+                    "image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
+                    "classes": list(dataset.classes) if dataset.classes else None},
+    }
 
 
 @dataclass
@@ -301,6 +405,7 @@ class _Run:
     selection: tuple[torch.Tensor, torch.Tensor]
     circuit: circuit.Circuit | None  # the crossbar circuit the objective trains with (None: off)
     calibration: torch.Tensor | None  # the training images that calibrate its converter ranges
+    writer: object | None = None  # a TensorBoard SummaryWriter (config.tensorboard, main rank)
 
     @property
     def select_split(self) -> str:
@@ -308,28 +413,33 @@ class _Run:
         return "val" if self.config.select_on == "val" else "test"
 
     @classmethod
-    def start(cls, config: TrainConfig, out: Path, resume: bool, overwrite: bool) -> "_Run":
+    def start(cls, config: TrainConfig, out: Path, resume: bool, overwrite: bool,
+              given: torch.nn.Module | None = None) -> "_Run":
         """Load the data, build model, objective and optimiser, prepare ``out`` and restore ``last.pt``."""
         device = distributed.setup(resolve_device(config.device))
         main = distributed.is_main()
         dataset = distributed.agree(lambda: data.load(
             config.dataset, config.data_dir, validation=_validation_size(config), seed=config.seed,
-            train_subset=config.train_subset, test_subset=config.test_subset))
+            train_subset=config.train_subset, test_subset=config.test_subset, image_size=config.image_size))
+        torch.manual_seed(config.seed)
+        model = (given if given is not None else models.create(
+            config.model, dataset.num_classes, dataset.in_channels, config.width, config.init,
+            config.model_args)).to(device)
+        sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
+        if config.model not in models.MODELS:  # your own network: logits of the right shape before any file exists
+            models.registry.check_output(model, sample, dataset.num_classes, repr(config.model))
         resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                      else resume and (out / "last.pt").is_file())
-        torch.manual_seed(config.seed)
-        model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width,
-                              config.init).to(device)
         noise_generator = make_generator(0, device)  # reseeded every step from (seed, rank, step)
-        sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
         objective = objectives.create(
             config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
             device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
             taps=config.taps, temperature=config.temperature, teacher=config.teacher,
             **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
         )
+        recorded = record(config, dataset)
         if main:  # only once the objective accepted its settings: a bad tap leaves no half-made run behind
-            (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            (out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), RECORDED: recorded}, indent=2))
         net = model
         if distributed.world_size() > 1:  # gradients of the backbone and IRS heads averaged over ranks
             def wrap(module):
@@ -347,11 +457,14 @@ class _Run:
             optimizer=optimizer, scheduler=scheduler, noise_generator=noise_generator,
             data_generator=make_generator(config.seed + 2, "cpu"),
             state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},
-            fields=LOG_FIELDS[:5] + [f"head{i + 1}_acc" for i in range(len(objective.modules()))] + LOG_FIELDS[5:],
+            fields=(LOG_FIELDS[:3] + list(objective.parts) + LOG_FIELDS[3:5]
+                    + [f"head{i + 1}_acc" for i in range(len(objective.modules()))] + LOG_FIELDS[5:]),
             metadata={
                 "model": {"name": config.model, "num_classes": dataset.num_classes,
-                          "in_channels": dataset.in_channels, "width": config.width},
-                "dataset": dataset.name, "method": config.method, "sigma": config.sigma,
+                          "in_channels": dataset.in_channels, "width": config.width, "args": config.model_args,
+                          "source": recorded["model_source"]},
+                "dataset": dataset.name, "dataset_stats": recorded["dataset"], "method": config.method,
+                "sigma": config.sigma,
                 "sigma_block": config.sigma_block, "beta": config.beta, "temperature": config.temperature,
                 "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
                 "config": dataclasses.asdict(config),
@@ -367,6 +480,7 @@ class _Run:
             run.restore(torch.load(out / "last.pt", map_location="cpu", weights_only=True))
         if main:
             _truncate_log(out / "train_log.csv", run.fields, run.state["epoch"])
+            run.writer = _summary_writer()(log_dir=str(out / "tensorboard")) if config.tensorboard else None
         return run
 
     def restore(self, saved: dict) -> None:
@@ -434,9 +548,14 @@ class _Run:
         state["seconds"] += time.perf_counter() - started
         row = {"epoch": epoch, "lr": lr, "loss": totals["loss"], "train_acc": totals["acc"], "val_acc_clean": clean,
                "val_acc_noisy": noisy, "best": int(improved), "seconds": round(time.perf_counter() - started, 3),
-               **{key: totals[key] for key in self.fields if key.startswith("head")}}
+               **{key: totals[key] for key in self.fields if key.startswith("head") or key in self.objective.parts}}
         if main:
             _append_log(self.out / "train_log.csv", self.fields, row)
+            if self.writer is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        self.writer.add_scalar(key, value, epoch)
+                self.writer.flush()
             torch.save({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
                         "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                         "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.tmp")
@@ -446,13 +565,16 @@ class _Run:
     def finish(self) -> dict:
         """Test the best checkpoint on clean weights; write ``summary.json`` once every epoch is done."""
         distributed.barrier()  # rank 0 has written the checkpoint
-        best = checkpoint.load(self.out, map_location=self.device)
+        own = copy.deepcopy(self.model) if models.registry.is_python_object(self.config.model) else None
+        best = checkpoint.load(self.out, map_location=self.device, model=own)
         summary = {"best_epoch": self.state["best_epoch"], "best_val_accuracy": self.state["best"],
                    "test_accuracy_clean": _accuracy(best, self.dataset, "test", self.device),
                    "epochs": self.state["epoch"], "seconds": self.state["seconds"],
                    "weights_sha256": _digest(self.model)}
         if self.state["epoch"] == self.config.epochs and distributed.is_main():
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.writer is not None:
+            self.writer.close()
         return summary
 
 

@@ -5,7 +5,12 @@ Noise lives outside the model (docs/method.md, 'Noise timing'): a perturbed forw
 the clean weights exactly as through ``w + dW``, and hooks on the model's modules still fire.
 
 Which weights are on the crossbar is a rule (docs/method.md, 'Which weights are mapped'): the ``weight`` of every
-``nn.Conv1d/2d/3d`` (any groups or dilation) and ``nn.Linear``; biases and normalisation layers stay digital.
+``nn.Conv1d/2d/3d`` (any groups or dilation) and ``nn.Linear``, the weight matrices of ``nn.LSTM``, ``nn.GRU`` and
+``nn.RNN`` (``weight_ih_l*``, ``weight_hh_l*``, ``weight_hr_l*``, each direction) and the input projections of
+``nn.MultiheadAttention`` (``in_proj_weight``, or ``q_proj_weight``/``k_proj_weight``/``v_proj_weight``; its
+``out_proj`` is an ``nn.Linear``): each is a matrix-vector product on the chip. Biases and normalisation layers
+stay digital. ``functional_call`` substitutes the recurrent layers' flat weights and the attention projections
+at every forward, like any parameter.
 
 Noise timing (docs/method.md, 'Noise timing'): :meth:`Crossbar.forward` without a chip draws a fresh perturbation
 on every call (training); :meth:`Crossbar.sample_chip` draws one frozen perturbation (one programmed chip) that
@@ -27,9 +32,12 @@ from torch.func import functional_call
 from . import chip, devices
 from .devices import DeviceModel, check_sigma
 
-__all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "ParameterPlacement", "mapped_weight_names", "make_generator"]
+__all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",
+           "mapped_weight_names", "make_generator"]
 
-MAPPED_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+MAPPED_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # one ``weight`` each
+MATRIX_LAYER_TYPES = (nn.RNNBase, nn.MultiheadAttention)  # several weight matrices each (see layer_weights)
+_MAPPED_TEXT = "nn.Conv1d/2d/3d, nn.Linear, nn.LSTM/GRU/RNN and nn.MultiheadAttention"
 
 Chip = dict[str, torch.Tensor]
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -49,6 +57,17 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
+def layer_weights(module: nn.Module) -> list[str]:
+    """The local names of the crossbar weights of one layer: ``["weight"]`` for Conv/Linear; the weight matrices of
+    an RNN/LSTM/GRU (every layer, direction and projection) and the input projection(s) of a MultiheadAttention
+    (``in_proj_weight``, or ``q_proj_weight``, ``k_proj_weight``, ``v_proj_weight``); none for other modules."""
+    if isinstance(module, MAPPED_LAYER_TYPES):
+        return ["weight"]
+    if isinstance(module, MATRIX_LAYER_TYPES):
+        return [name for name, p in module.named_parameters(recurse=False) if "weight" in name and p.dim() == 2]
+    return []
+
+
 def mapped_weight_names(
     model: nn.Module, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
 ) -> list[str]:
@@ -60,40 +79,42 @@ def mapped_weight_names(
     Args:
         model: any module.
         include: optional shell-style patterns of module names (e.g. ``"features.*"``); when given only
-            matching conv/linear modules are mapped.
+            matching layers are mapped.
         exclude: optional patterns of module names left digital (e.g. ``"classifier.2"``).
 
+    Mapped are the layers of the module docstring's rule (Conv/Linear ``weight``, the recurrent weight matrices
+    of ``nn.LSTM``/``GRU``/``RNN``, the input projections of ``nn.MultiheadAttention``; :func:`layer_weights`).
     A conv/linear layer whose forward computes its weight from other tensors (pruning, weight or spectral
     normalisation) cannot be mapped as a plain ``weight`` and is refused; weights of other shapes that stay
     digital (e.g. an ``nn.Embedding`` or a bare ``nn.Parameter`` used in a matmul) get one warning naming them.
 
     Raises:
-        ValueError: if no weight is mapped (the model has no conv/linear layer or the patterns exclude them all),
+        ValueError: if no weight is mapped (the model has no mapped layer or the patterns exclude them all),
             or a selected layer's weight is pruned or parametrized (the message names the layer and the fix).
     """
     include, exclude = list(include or []), list(exclude or [])
     parameters = dict(model.named_parameters())  # a weight shared by several layers appears once, by its first name
     selected = [(module_name, module) for module_name, module in model.named_modules()
-                if isinstance(module, MAPPED_LAYER_TYPES)
+                if layer_weights(module)
                 and (not include or _matches(module_name, include)) and not _matches(module_name, exclude)]
     for module_name, module in selected:
-        reason = _derived_weight(module)
+        reason = _derived_weight(module) if isinstance(module, MAPPED_LAYER_TYPES) else None
         if reason:
             raise ValueError(f"layer {module_name or type(module).__name__!r} computes its weight at every forward "
                              f"({reason}), so neft cannot put that weight on the crossbar: {_REMOVE[reason]} "
                              "before mapping the model")
-    names = [name for module_name, _ in selected
-             if (name := f"{module_name}.weight" if module_name else "weight") in parameters]
+    names = [name for module_name, module in selected for local in layer_weights(module)
+             if (name := f"{module_name}.{local}" if module_name else local) in parameters]
     digital = [name for name, p in parameters.items() if p.dim() >= 2 and name not in names
                and not any(fnmatchcase(name, f"{m}.*") for m in _excluded(model, include, exclude))]
     if digital and names:
         warnings.warn(f"{len(digital)} matrix-shaped parameter(s) of {type(model).__name__} stay digital (not on "
                       f"the crossbar, no variation): {', '.join(digital[:6])}{' ...' if len(digital) > 6 else ''}; "
-                      "neft maps the weights of nn.Conv1d/2d/3d and nn.Linear only", UserWarning, stacklevel=3)
+                      f"neft maps the weights of {_MAPPED_TEXT} only", UserWarning, stacklevel=3)
     if not names:
         raise ValueError(
-            f"{type(model).__name__} has no crossbar-mapped weight: neft perturbs the weight of nn.Conv1d/2d/3d and "
-            f"nn.Linear layers (include={include or None}, exclude={exclude or None}); check the model or the patterns"
+            f"{type(model).__name__} has no crossbar-mapped weight: neft perturbs the weights of {_MAPPED_TEXT} "
+            f"layers (include={include or None}, exclude={exclude or None}); check the model or the patterns"
         )
     return names
 
@@ -119,8 +140,8 @@ def _derived_weight(module: nn.Module) -> str | None:
 
 
 def _excluded(model: nn.Module, include: list[str], exclude: list[str]) -> list[str]:
-    """Names of conv/linear modules the user chose to leave digital with include/exclude patterns."""
-    return [name for name, module in model.named_modules() if isinstance(module, MAPPED_LAYER_TYPES)
+    """Names of mapped-type layers the user chose to leave digital with include/exclude patterns."""
+    return [name for name, module in model.named_modules() if layer_weights(module)
             and ((include and not _matches(name, include)) or _matches(name, exclude))]
 
 
@@ -144,14 +165,23 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 
 def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
             generator: torch.Generator | None, censor_k: float | None = None,
-            verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+            verified_scale: torch.Tensor | None = None, mappings: dict | None = None,
+            name: str = "") -> torch.Tensor:
     """``device_model.sample`` (or, with ``quantize``, :func:`neft.chip.sample`) drawn on ``generator``'s device
     (torch refuses a generator of another device type) and returned on ``weight``'s device; no copy when both share
-    a device."""
+    a device. ``mappings`` caches each layer's :func:`neft.chip.map_layer` while its weights are unchanged."""
     draw_on = weight.device if generator is None else generator.device
     if device_model.quantize:
         scale = None if verified_scale is None else verified_scale.to(draw_on)
-        return chip.sample(device_model, weight.to(draw_on), sigma, generator, censor_k, scale).to(weight.device)
+        w = weight.to(draw_on)
+        cached = (mappings or {}).get(name)  # (the weight itself, its version, device, mapping): held, not reused
+        if cached and cached[0] is weight and cached[1:3] == (weight._version, draw_on):
+            mapped = cached[3]
+        else:
+            mapped = chip.map_layer(device_model, w)
+            if mappings is not None:
+                mappings[name] = (weight, weight._version, draw_on, mapped)
+        return chip.sample(device_model, w, sigma, generator, censor_k, scale, mapped).to(weight.device)
     return device_model.sample(weight.to(draw_on), sigma, generator, censor_k).to(weight.device)
 
 
@@ -183,6 +213,7 @@ class Crossbar:
         self.model = model
         self.device_model = devices.get(device_model)
         self.names = mapped_weight_names(model, include, exclude)
+        self._mappings: dict = {}  # realistic chips: each layer's quantized mapping while its weights are unchanged
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The current clean mapped weights, ``{name: parameter}`` (live parameters, gradients flow)."""
@@ -199,15 +230,15 @@ class Crossbar:
             owner = modules.get(name.rpartition(".")[0])
             if name in self.names:
                 placement = "crossbar"
-            elif isinstance(owner, MAPPED_LAYER_TYPES) and name.rpartition(".")[2] == "weight":
+            elif owner is not None and name.rpartition(".")[2] in layer_weights(owner):
                 placement = "digital: layer left off by the include/exclude patterns"
-            elif isinstance(owner, MAPPED_LAYER_TYPES):
+            elif isinstance(owner, MAPPED_LAYER_TYPES + MATRIX_LAYER_TYPES):
                 placement = "digital: bias, added by the digital periphery after the crossbar"
             elif isinstance(owner, _NORM_TYPES):
                 placement = "digital: normalisation parameter, applied by the digital periphery"
             else:
                 placement = (f"digital: parameter of {type(owner).__name__ if owner is not None else 'the model'}; "
-                             "neft maps the weights of nn.Conv1d/2d/3d and nn.Linear only")
+                             f"neft maps the weights of {_MAPPED_TEXT} only")
             rows.append(ParameterPlacement(name, tuple(parameter.shape), parameter.numel(), placement))
         return rows
 
@@ -249,7 +280,7 @@ class Crossbar:
             if self.device_model.quantize:  # the verified devices' programming std is scaled (neft.chip)
                 return {name: _sample(self.device_model, w, sigma, generator, censor_k,
                                       None if name not in (verified or {}) else
-                                      torch.where(verified[name], scale, 1.0).to(w.dtype))
+                                      torch.where(verified[name], scale, 1.0).to(w.dtype), self._mappings, name)
                         for name, w in self.weights().items()}
             drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k)
                      for name, w in self.weights().items()}

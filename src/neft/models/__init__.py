@@ -2,7 +2,8 @@
 
 Every model is an ordinary network with no noise code inside; :class:`neft.variation.Crossbar` perturbs it.
 Each class declares ``irs_taps``: its default IRS snapshot points as ``(module name, pool size)`` pairs
-(docs/method.md, 'IRS', taps table).
+(docs/method.md, 'IRS', taps table). Wherever a zoo name is accepted, so is an import path of your own factory,
+``package.module:function`` or ``path/to/nets.py:function`` (:mod:`neft.models.registry`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..errors import SettingError
+
+from . import registry
 from .lenet import LeNet5
 from .resnet import ResNet18
 from .vgg import VGG8
 
-__all__ = ["MODELS", "create", "default_taps", "init_weights", "VGG8", "ResNet18", "LeNet5"]
+__all__ = ["MODELS", "create", "registry", "default_taps", "init_weights", "VGG8", "ResNet18", "LeNet5"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"vgg8": VGG8, "resnet18": ResNet18, "lenet5": LeNet5}
 INITS = ("kaiming", "kaiming-uniform", "torch")
@@ -40,34 +44,49 @@ def init_weights(model: nn.Module, distribution: str = "normal") -> nn.Module:
     return model
 
 
-def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, init: str = "kaiming") -> nn.Module:
-    """Build a model of the zoo by name.
+def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, init: str = "kaiming",
+           model_args: dict | None = None) -> nn.Module:
+    """Build a model of the zoo by name, or your own by import path.
 
     Args:
-        name: ``vgg8``, ``resnet18`` or ``lenet5`` (case-insensitive).
+        name: ``vgg8``, ``resnet18`` or ``lenet5`` (case-insensitive), or an import path
+            ``package.module:function`` / ``path/to/nets.py:function`` (:func:`neft.models.registry.build`).
         num_classes: number of output logits.
         in_channels: image channels (1 for MNIST, 3 for CIFAR).
         width: channel multiplier (1.0 = the paper's network); every layer keeps at least one channel.
         init: ``"kaiming"`` (the release's Kaiming-normal fan_out, default), ``"kaiming-uniform"`` (the same std,
             uniform: max|W| is sqrt(3) std instead of ~4-5 std, see :func:`init_weights`) or ``"torch"``
-            (PyTorch's default, also uniform).
+            (PyTorch's default, also uniform; for your own factory: the factory's own init).
+        model_args: keyword arguments for an import-path factory (none for the zoo).
 
     Returns:
         The model; ``model(x)`` maps ``[B, in_channels, H, W]`` to logits ``[B, num_classes]``.
 
     Raises:
-        ValueError: for an unknown name or init, or non-positive sizes.
+        ValueError: for an unknown name or init, or non-positive sizes; a
+            :class:`~neft.errors.SettingError` for an import path that fails (:func:`~neft.models.registry.build`)
+            or ``model_args`` given to a zoo model.
     """
     key = str(name).lower()
-    if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if registry.is_python_object(name):
+        raise SettingError("model", f"this run's model ({name}) was built in Python and handed to neft.train.train"
+                                    "(config, model=...); pass the same module again (model=...), or train with "
+                                    "an import path (--model package.module:function) to rebuild it anywhere")
+    if key not in MODELS and not registry.is_import_path(name):
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}, or an import path "
+                         "package.module:function or path/to/nets.py:function")
+    if model_args and key in MODELS:
+        raise SettingError("model_args", f"model_args apply to import-path models, not to the zoo's {key}")
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     if not (width > 0 and num_classes >= 2 and in_channels >= 1):
         raise ValueError(
             f"need width > 0, num_classes >= 2 and in_channels >= 1, got {width}, {num_classes}, {in_channels}"
         )
-    model = MODELS[key](num_classes=num_classes, in_channels=in_channels, width=width)
+    if key in MODELS:
+        model = MODELS[key](num_classes=num_classes, in_channels=in_channels, width=width)
+    else:
+        model = registry.build(name, num_classes, in_channels, width, model_args)
     if init == "torch":
         return model
     return init_weights(model, "uniform" if init == "kaiming-uniform" else "normal")

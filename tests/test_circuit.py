@@ -107,8 +107,8 @@ def test_each_tile_reads_at_most_2_to_the_b_values(monkeypatch, adc_mode, slices
     circuit.calibrate(x)
     seen = []
 
-    def recording(values, full_scale, bits, signed=True):
-        out = quantize(values, full_scale, bits, signed)
+    def recording(values, full_scale, bits, signed=True, inplace=False):
+        out = quantize(values, full_scale, bits, signed, inplace)
         seen.append(out.unique().numel())
         return out
 

@@ -149,7 +149,8 @@ def settings_of(config, read_sigma: float = 0.0) -> CircuitSettings:
     return CircuitSettings(**{name: getattr(config, name) for name in FIELDS}, read_sigma=read_sigma).check()
 
 
-def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool = True) -> torch.Tensor:
+def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool = True,
+             inplace: bool = False) -> torch.Tensor:
     """Uniform quantization with a straight-through gradient (docs/method.md, 'The crossbar circuit').
 
     Signed: codes ``-2**(bits-1) .. 2**(bits-1) - 1`` of step ``full_scale / 2**(bits-1)`` (a two's-complement
@@ -161,6 +162,7 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
         full_scale: a positive scalar tensor (a zero full scale reads 0).
         bits: 1-32.
         signed: as above.
+        inplace: overwrite ``x`` when no gradient is wanted (saves a copy of partial sums the caller owns).
 
     Returns:
         ``x`` quantized, same shape and dtype; its gradient is 1 inside the range and 0 where clipped.
@@ -169,9 +171,11 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
     step = full_scale.clamp_min(torch.finfo(torch.float32).tiny) / levels
     low = -levels * step if signed else torch.zeros_like(step)
     high = (levels - 1) * step if signed else levels * step
-    clipped = torch.clamp(x, low.to(x.dtype), high.to(x.dtype))
     if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: the same values, in place
+        clipped = x.clamp_(low.to(x.dtype), high.to(x.dtype)) if inplace else x.clamp(low.to(x.dtype),
+                                                                                          high.to(x.dtype))
         return clipped.div_(step).round_().mul_(step)
+    clipped = torch.clamp(x, low.to(x.dtype), high.to(x.dtype))
     return clipped + (torch.round(clipped / step) * step - clipped).detach()
 
 
@@ -259,19 +263,23 @@ class _Layer:
             var = var.unflatten(0, (groups, -1))[:, 0]
         return var
 
-    def tile_inputs(self, x: torch.Tensor, weight: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The tile's slice of the input and of the (masked) weight."""
+    def tile_input(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        """The tile's slice of the input (the channels its rows read)."""
         if len(self.tiles) == 1:
-            return x, weight
+            return x
+        c0, c1 = self._channels(tile)
+        if self.conv is None:
+            return x[..., c0:c1]
+        groups = self.module.groups
+        return x[:, c0:c1] if groups == 1 else x.unflatten(1, (groups, -1))[:, :, c0:c1].flatten(1, 2)
+
+    def tile_weight(self, weight: torch.Tensor, tile: int) -> torch.Tensor:
+        """The tile's slice of the weight, its rows outside the tile masked to 0."""
+        if len(self.tiles) == 1:
+            return weight
         c0, c1 = self._channels(tile)
         weight = weight[:, c0:c1]
-        if self.masks[tile] is not None:
-            weight = weight * self.masks[tile]
-        if self.conv is None:
-            return x[..., c0:c1], weight
-        groups = self.module.groups
-        x = x[:, c0:c1] if groups == 1 else x.unflatten(1, (groups, -1))[:, :, c0:c1].flatten(1, 2)
-        return x, weight
+        return weight if self.masks[tile] is None else weight * self.masks[tile]
 
     def matmul(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """The crossbar product without bias, with the layer's stride, padding, dilation and groups."""
@@ -402,11 +410,10 @@ class Circuit:
 
     def _run(self, layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         settings = self.settings
+        dac = settings.dac_bits is not None and not self._calibrating
         if self._calibrating and settings.dac_bits is not None:
             layer.dac_signed = bool((x < 0).any())
             layer.dac_scale = _magnitude(x, settings.adc_range)
-        elif settings.dac_bits is not None:
-            x = quantize(x, layer.dac_scale, settings.dac_bits, layer.dac_signed)
         out_channels = weight.shape[0]
         reads = self._reads is not None and layer.read_var is not None
         if self._calibrating and settings.adc_bits is not None:
@@ -414,28 +421,31 @@ class Circuit:
         count = layer.slice_count
         parts = [weight] if count == 1 else slices(weight, layer.clean, self.crossbar.device_model).unbind(0)
         shares = [1.0] if count == 1 else [4.0 ** (j * self.crossbar.device_model.device_bits) for j in range(count)]
+        fresh = not torch.is_grad_enabled()  # no autograd: partial sums are overwritten in place (less memory)
         total = None
         for tile in range(len(layer.tiles)):
             std = None
+            xt = layer.tile_input(x, tile)
+            if dac:  # per tile: a copy of the tile's inputs only
+                xt = quantize(xt, layer.dac_scale, settings.dac_bits, layer.dac_signed)
             for part, (weight_part, share) in enumerate(zip(parts, shares)):
                 column = tile * count + part  # one ADC per tile and slice
-                xt, wt = layer.tile_inputs(x, weight_part, tile)
-                partial = layer.matmul(xt, wt)
+                partial = layer.matmul(xt, layer.tile_weight(weight_part, tile))
                 if reads:  # a slice's devices carry their share of the weight's read variance
                     if std is None:
                         std = layer.read_variance(xt, tile, out_channels).sqrt_()
                     noise = self._read_noise(layer.index, column, partial)
                     scale = std if count == 1 else std * math.sqrt(share / sum(shares))
-                    partial = partial + noise.mul_(scale)
+                    partial = partial.add_(noise.mul_(scale)) if fresh else partial + noise.mul_(scale)
                 if settings.adc_bits is not None:
                     if self._calibrating:
                         layer.adc_scale.append(_magnitude(partial, settings.adc_range))
                     else:
-                        partial = quantize(partial, layer.adc_scale[column], settings.adc_bits)
-                total = partial if total is None else total + partial
+                        partial = quantize(partial, layer.adc_scale[column], settings.adc_bits, inplace=fresh)
+                total = partial if total is None else total.add_(partial) if fresh else total + partial
         if bias is not None:
             shape = (-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,)
-            total = total + bias.reshape(shape)
+            total = total.add_(bias.reshape(shape)) if fresh else total + bias.reshape(shape)
         return total
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:

@@ -321,7 +321,8 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
         print(f"  torch.compile: one-off {once:.1f} s; saves {gain / runs:.3f} s per chip over the eager engine"
               f"{f', pays off after {once / gain * runs:.0f} chips' if gain > 0 else ''}", flush=True)
     print(f"  per-run accuracies of the fp32 variants vs naive: max |diff| "
-          f"{max(r['max_diff'] for r in rows if r['variant'] not in ('engine bf16', 'engine realistic chip')):.3f} points "
+          f"{max(r['max_diff'] for r in rows if r['variant'] not in ('engine bf16', 'engine realistic chip')):.3f} "
+          "points "
           f"(one image: {tolerance:.3f})", flush=True)
     for k in ("engine chip options off", "engine realistic chip"):
         if k in times and "engine" in times:

@@ -19,7 +19,7 @@ def make_result(method, train_sigma, points, run="runs/x", train_seed=0):
             "runs": 100,
             "run_seeds": list(range(100)),
             "accuracy": {"mean": mean, "std": ci95 * 10 / 1.96, "ci95": ci95, "ci99": ci95 * 1.3, "min": mean - 2,
-                         "p1": mean - 1.5, "p5": mean - 1, "p10": mean - 0.5, "per_run": [mean] * 3},
+                         "p1": mean - 1.5, "p5": mean - 1, "p10": mean - 0.5, "per_run": [mean] * 100},
             "ekl": ekl / 100,
             "ekl_x1e2": ekl,
             "confidence": confidence,
@@ -50,7 +50,6 @@ def run_dirs(tmp_path):
     """Vanilla and noise-injection as run dirs with results.json; OVF as two results*.json files in one dir."""
     write_json(tmp_path / "vanilla" / "results.json", VANILLA)
     write_json(tmp_path / "ni" / "results.json", NOISE)
-    write_json(tmp_path / "ni" / "results_extra.json", {"ignored": True})  # results.json takes precedence
     write_json(tmp_path / "ovf" / "results_sigma0.1.json", OVF_01)
     write_json(tmp_path / "ovf" / "results_sigma0.2.json", OVF_02)
     return [tmp_path / "ovf", tmp_path / "vanilla", tmp_path / "ni"]
@@ -71,7 +70,7 @@ def test_load_results_errors(tmp_path):
     incomplete = make_result("ovf", 0.1, {0.1: (99.0, 0.1, 0.1, 0.9)})
     del incomplete["per_sigma"][0]["accuracy"]["ci95"], incomplete["method"]
     bad = write_json(tmp_path / "bad" / "results.json", incomplete)
-    with pytest.raises(ValueError, match=r"not a neft results file \(missing keys: accuracy.ci95\)"):
+    with pytest.raises(ValueError, match=r"not a neft results file \(missing keys in per_sigma\[0\]: accuracy.ci95\)"):
         report.load_results([bad])
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
@@ -89,6 +88,7 @@ def test_rows_sorted_by_method_order_with_values():
     assert rows[1] == {"method": "vanilla", "train_sigma": 0.0, "sigma": 0.2, "mean": 73.98, "ci95": 1.234,
                        "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "p1": 73.98 - 1.5, "p5": 73.98 - 1, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
                        "run": "runs/vanilla", "seeds": "", "seed_mean": "", "seed_ci95": "",
+                       "device_model": "RRAM1", "write_verify": 0.0, "verify_select": "",
                        **chip_report.CHIP_COLUMNS}  # the Gaussian model's chip columns
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
@@ -244,7 +244,7 @@ def test_report_states_how_each_run_was_trained_and_the_legend_its_training_sigm
     assert "- vanilla: trained at sigma 0, epochs not recorded, the full training set, init kaiming" in text
     rows = report.comparison_rows([VANILLA, noise])
     line = [r for r in rows if r["method"] == "noise-injection init=torch"]
-    assert report._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1)"
+    assert report._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1, on RRAM1)"
 
 
 def test_write_verify_sweeps_become_curves_and_a_plot(tmp_path):

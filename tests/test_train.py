@@ -18,6 +18,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs `apt-get install dataset-fashion-mnist`")
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs"])
 def test_vgg8_learns_fashion_mnist_in_two_epochs(tmp_path, method):
     # measured on 2 CPU cores: 76 % clean test accuracy for noise-injection and OVF (PyTorch init; the release's
@@ -52,6 +53,7 @@ def _digits(**overrides):
     return TrainConfig(**{**settings, **overrides})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["rcg", "lipschitz", "distill"])
 def test_the_fields_other_answers_learn_real_digits(tmp_path, method, digits_teacher):
     # measured on 2 CPU cores: 74 % (rcg), 76 % (lipschitz), 68 % (distill, from an 83 % teacher) clean test

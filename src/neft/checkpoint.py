@@ -10,6 +10,7 @@ path, ``args`` holds its keyword arguments and ``source`` its file and SHA-256 (
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch import nn
 
 from . import __version__, models
 
-__all__ = ["FORMAT", "save", "load", "load_checkpoint", "versions", "checkpoint_path"]
+__all__ = ["FORMAT", "save", "write", "digest", "load", "load_checkpoint", "versions", "checkpoint_path"]
 
 FORMAT = "neft-checkpoint-1"
 
@@ -43,13 +44,39 @@ def checkpoint_path(path: str | Path) -> Path:
     return file
 
 
+def digest(path: str | Path) -> str:
+    """SHA-256 (hex) of the checkpoint file of a run directory or file (:func:`checkpoint_path`): what pins a
+    distillation teacher (docs/results.md, 'Run directory')."""
+    sha = hashlib.sha256()
+    with checkpoint_path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def save(path: str | Path, model: nn.Module, metadata: dict) -> None:
     """Write ``model``'s state_dict (moved to CPU) and ``metadata`` atomically (temporary file, then rename)."""
     path = Path(path)
     state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    write({"format": FORMAT, **metadata, "versions": versions(), "state_dict": state}, path)
+
+
+def write(data: dict, path: str | Path) -> None:
+    """``torch.save`` ``data`` to ``path`` atomically: to ``path`` with the suffix ``.tmp``, then renamed.
+
+    Raises:
+        OSError: the file cannot be written (full disk, read-only folder); the message names it, and no
+            temporary file is left behind.
+    """
+    path = Path(path)
     temporary = path.with_suffix(".tmp")
-    torch.save({"format": FORMAT, **metadata, "versions": versions(), "state_dict": state}, temporary)
-    temporary.replace(path)
+    try:
+        torch.save(data, temporary)
+        temporary.replace(path)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as a RuntimeError
+        temporary.unlink(missing_ok=True)
+        reason = error.strerror if isinstance(error, OSError) else str(error).strip().splitlines()[-1]
+        raise OSError(f"cannot write {str(path)!r} ({reason}); free space or make the folder writable") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",

@@ -13,7 +13,8 @@ A layer of a chip with ``DeviceModel.quantize`` is drawn in four steps on the de
    programming error and does not drift.
 3. **Drift.** Each device follows ``G(t) = G(t0) * (t / t0) ** -nu``, ``nu ~ N(drift_nu_mean, drift_nu_std)``
    clipped at 0, drawn per device (Joshi et al., Nature Communications 2020; aihwkit PCMLikeNoiseModel). ``nu`` is
-   drawn whatever ``t`` is, so one chip seed gives the same chip at every read time ``drift_time``, and ``t = t0`` is no drift.
+   drawn whatever ``t`` is, so one chip seed gives the same chip at every read time ``drift_time``, and ``t = t0``
+   is no drift.
 4. **Global drift compensation** (``drift_compensation``): the layer is scaled by
    ``alpha = readout(W(t0)) / readout(W(t))`` with ``readout(W) = mean |W x|`` for the all-ones calibration input
    ``x`` over the crossbar's rows (one scalar per layer, as aihwkit's GlobalDriftCompensation), measured on this

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__, distributed
@@ -209,9 +210,11 @@ def _add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None
                         help="quantized mapping: weight_bits-level weights, digits on device_bits devices, sign on "
                              "a differential pair (default: the device model's, off for RRAM1)")
     parser.add_argument("--stuck-off", type=float, default=None, metavar="P",
-                        help="fraction of devices stuck at their lowest conductance, drawn per chip (needs --quantize)")
+                        help="fraction of devices stuck at their lowest conductance, drawn per chip "
+                             "(needs --quantize)")
     parser.add_argument("--stuck-on", type=float, default=None, metavar="P",
-                        help="fraction of devices stuck at their highest conductance, drawn per chip (needs --quantize)")
+                        help="fraction of devices stuck at their highest conductance, drawn per chip "
+                             "(needs --quantize)")
     parser.add_argument("--drift-nu-mean", type=float, default=None, metavar="NU",
                         help="drift G(t) = G(t0) (t/t0)^-nu: mean of nu per device (PCM ~0.06; needs --quantize)")
     parser.add_argument("--drift-nu-std", type=float, default=None, metavar="S", help="std of nu over devices")
@@ -287,7 +290,8 @@ def _train_and_print(config, args) -> None:
 
     summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
-        print(f"best epoch {summary['best_epoch']}: noisy validation {summary['best_val_accuracy']:.2f}%, "
+        print(f"best epoch {summary['best_epoch']}: {summary['best_val_kind']} validation "
+              f"{summary['best_val_accuracy']:.2f}%, "
               f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(args.out) / 'checkpoint.pt'}")
 
 
@@ -339,22 +343,23 @@ def _fractions(text: str) -> list[float]:
 
 
 def _cmd_evaluate(args) -> None:
-    from .montecarlo import EvalConfig
-    from .runs import evaluate_run
+    import dataclasses
 
-    sweep = {}  # a sweep writes one result file per point: {name}_wv{fraction}_t{time}; all checked before any work
-    for fraction in args.write_verify:
-        for time in args.drift_times:
-            name = (args.name + (f"_wv{fraction:g}" if len(args.write_verify) > 1 else "")
-                    + (f"_t{time:g}" if len(args.drift_times) > 1 else ""))
-            sweep[name] = EvalConfig(
-                sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
-                test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
-                ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
-                compile={"on": True, "off": False}.get(args.compile, args.compile), write_verify=fraction,
-                verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
-                drift_time=time, **_chip_settings(args), **_circuit_settings(args),
-            ).check()
+    from .montecarlo import EvalConfig
+    from .runs import check_outputs, evaluate_run, sweep_names
+
+    settings = EvalConfig(
+        sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
+        test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
+        ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
+        compile={"on": True, "off": False}.get(args.compile, args.compile),
+        verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
+        **_chip_settings(args), **_circuit_settings(args),
+    )
+    # a sweep writes one result file per point ({name}_wv{fraction}_t{time}): every point and file checked first
+    points = sweep_names(args.name, write_verify=args.write_verify, drift_time=args.drift_times)
+    sweep = {name: dataclasses.replace(settings, **point).check() for name, point in points}
+    check_outputs(args.run_dir, list(sweep), args.overwrite)
     for name, config in sweep.items():
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
@@ -390,7 +395,7 @@ def _cmd_import(args) -> None:
 def _cmd_report(args) -> None:
     from .report import write_report
 
-    paths = write_report(args.paths, args.out, title=args.title, labels=args.labels)
+    paths = write_report(args.paths, args.out, title=args.title, labels=args.labels, overwrite=args.overwrite)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
 
 
@@ -489,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the device model's, 0 unless its file sets read_sigma)")
     _add_chip_arguments(p, training=False)
     _add_circuit_arguments(p)
-    p.add_argument("--test-subset", type=int, default=None, metavar="N", help="evaluate on N test images")
+    p.add_argument("--test-subset", type=int, default=None, metavar="N",
+                   help="evaluate on N test images (default: the full test set, whatever the run trained with)")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="at most this many test images per forward (default: %(default)s)")
     p.add_argument("--chips-per-pass", default="auto", type=_chips_per_pass,
@@ -548,12 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compare evaluated runs: writes OUT/report.md (accuracy and EKL/confidence tables "
                                    "pivoted by sigma, labelled by method variant), OUT/report.csv and "
                                    "OUT/accuracy_vs_sigma.png (docs/results.md, 'Report files').")
-    p.add_argument("paths", nargs="+", help="run directories or results*.json files")
+    p.add_argument("paths", nargs="+", help="run directories (each with all its results*.json) or results*.json files")
     p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     p.add_argument("--title", default=None, help="report and plot title (default: Robustness comparison)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
-                   help="one name per result, in the order given (a run directory with several results*.json counts "
-                        "once per file; default: each result's own label, else its method variant)")
+                   help="one name per result, in the order given (a run directory counts once per distinct "
+                        "evaluation in its results*.json; default: each result's own label, else its method variant)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the main job: where NeFT helps, on real digits (noise-injection, T=4, OVF; "
@@ -597,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = lambda message, *_, **__: f"neft: warning: {message}\n"  # one line, no source line
     keep_freed_memory()  # no page faults on re-allocated activations: 1.7x faster VGG8 evaluation on CPU
     shown = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone reports
     try:
@@ -608,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         print("neft: interrupted; rerun the same command with --resume (train) or as is (demo, reproduce)",
               file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, DatasetNotFoundError,
+    except (ValueError, OSError, FloatingPointError, DatasetNotFoundError,  # OSError: also a full disk
             ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         setting = getattr(error, "setting", None)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import SettingError
+from .errors import SettingError, check_count, check_number
 
 try:  # Python >= 3.11
     import tomllib
@@ -41,6 +41,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 __all__ = ["DeviceModel", "PRESETS", "PRESET_SOURCES", "get", "from_file", "check_sigma", "check_rate", "check_time",
            "MAX_SIGMA", "DRIFT_T0"]
 
+MAX_BITS = 64  # bits per weight or device: beyond, the significances 2**(j K) overflow float64
 MAX_SIGMA = 1.0  # sigma above the conductance range itself describes no programmable device (check_sigma)
 DRIFT_T0 = 20.0  # s, the first read after programming that drift counts from (aihwkit PCMLikeNoiseModel t_0 = 20 s)
 
@@ -53,12 +54,14 @@ def check_sigma(sigma: float, name: str = "sigma") -> float:
     in it: no memory stores a weight that way (the paper studies 0-0.4).
 
     Raises:
-        SettingError: (a ``ValueError``) if sigma is not a number, is NaN or infinite, negative, or above
+        SettingError: (a ``ValueError``) if sigma is not a number (a bool included), is NaN or infinite, negative, or above
             ``MAX_SIGMA`` = 1.
     """
     try:
+        if isinstance(sigma, bool):  # True would read as sigma 1
+            raise TypeError
         value = float(sigma)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SettingError(name, f"{name} must be a number such as 0.1 (relative device variation), "
                                  f"got {sigma!r}") from None
     if not math.isfinite(value) or value < 0:
@@ -89,16 +92,12 @@ def check_time(value, name: str) -> float:
     Raises:
         SettingError: (a ``ValueError``) naming ``name`` for a value that is not a finite number > 0.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise SettingError(name, f"{name} is a time in seconds after programming, a finite number > 0 (e.g. 3600 "
-                                 f"for one hour), got {value!r}")
-    return float(value)
+    return check_number(name, value, "a time in seconds after programming, a finite number > 0 (e.g. 3600 for "
+                        "one hour)", lambda v: v > 0)
 
 
 def _check_exponent(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
-        raise SettingError(name, f"{name} is a drift exponent, a finite number >= 0 (PCM: about 0.05), got {value!r}")
-    return float(value)
+    return check_number(name, value, "a drift exponent, a finite number >= 0 (PCM: about 0.05)", lambda v: v >= 0)
 
 
 @dataclass(frozen=True)
@@ -133,13 +132,13 @@ class DeviceModel:
             GlobalDriftCompensation). Needs ``quantize``.
 
     Raises:
-        ValueError: for bits that are not positive integers, weight bits not a multiple of device bits,
-            ``state_factor < 1``, band edges outside ``0 <= lo < hi <= 1``, or non-positive levels;
-            :class:`~neft.errors.SettingError` (a ``ValueError``, setting ``read_sigma``) for a read sigma that
-            is not a finite number in [0, 1]; a :class:`~neft.errors.SettingError` naming the chip setting for a
+        SettingError: (a ``ValueError`` naming the field) for bits that are not integers in [1, ``MAX_BITS``
+            = 64], a ``state_factor`` below 1, band edges or levels that are not finite numbers (booleans
+            included), or a read sigma that is not a finite number in [0, 1]; naming the chip setting for a
             stuck rate outside [0, 1] or rates summing above 1, a negative or NaN drift exponent or std, a time
             <= 0, a non-bool ``quantize``/``drift_compensation``, or stuck devices, drift or compensation without
             ``quantize``.
+        ValueError: for weight bits not a multiple of device bits, band edges outside ``0 <= lo < hi <= 1``.
     """
 
     name: str = "custom"
@@ -160,26 +159,27 @@ class DeviceModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "read_sigma", check_sigma(self.read_sigma, "read_sigma"))
+        for attr in ("weight_bits", "device_bits"):  # 2**64 levels: beyond that bit_factor overflows float64
+            check_count(attr, getattr(self, attr), 1, "bits per weight or per device", maximum=MAX_BITS)
         self._check_chip()
-        for attr in ("weight_bits", "device_bits"):
-            value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{attr} must be a positive integer, got {value!r}")
         if self.weight_bits % self.device_bits:
             raise ValueError(
                 f"weight_bits ({self.weight_bits}) must be a positive multiple of device_bits "
                 f"({self.device_bits}): each weight is split over whole devices; e.g. use 8 and 2, 8 and 4, or 6 and 2"
             )
-        if not (math.isfinite(self.state_factor) and self.state_factor >= 1):
-            raise ValueError(f"state_factor must be >= 1 (1 = state-independent), got {self.state_factor!r}")
-        lo, hi = self.band
+        check_number("state_factor", self.state_factor, "a finite number >= 1 (1 = state-independent)",
+                     lambda v: v >= 1)
+        if isinstance(self.band, (str, bytes)) or len(self.band) != 2:
+            raise SettingError("band", f"band must be two fractions of max|W| [lo, hi], got {self.band!r}")
+        lo, hi = (check_number("band", v, "two fractions of max|W| with 0 <= lo < hi <= 1") for v in self.band)
         if not 0 <= lo < hi <= 1:
             raise ValueError(f"band must satisfy 0 <= lo < hi <= 1 (fractions of max|W|), got {self.band!r}")
         object.__setattr__(self, "band", (float(lo), float(hi)))
         if self.levels is not None:
-            levels = tuple(float(v) for v in self.levels)
-            if not levels or not all(math.isfinite(v) and v > 0 for v in levels):
-                raise ValueError(f"levels must be a non-empty list of positive std multipliers, got {self.levels!r}")
+            valid = "a non-empty list of finite positive std multipliers"
+            levels = tuple(check_number("levels", v, valid, lambda v: v > 0) for v in self.levels)
+            if not levels:
+                raise SettingError("levels", f"levels must be {valid}, got {self.levels!r}")
             object.__setattr__(self, "levels", levels)
 
     def _check_chip(self) -> None:
@@ -397,7 +397,8 @@ def get(name_or_path: str | Path | DeviceModel | dict) -> DeviceModel:
     """Look up a device model by preset name (case-insensitive), file path, dict, or pass one through.
 
     Raises:
-        ValueError: for an unknown preset name (the message lists the valid names) or an invalid file.
+        SettingError: (a ``ValueError``, setting ``device_model``) for an unknown preset name (the message lists
+            the valid names); ValueError: an invalid file.
         FileNotFoundError: for a path that does not exist.
     """
     if isinstance(name_or_path, DeviceModel):
@@ -410,6 +411,5 @@ def get(name_or_path: str | Path | DeviceModel | dict) -> DeviceModel:
             return preset
     if text.lower().endswith((".toml", ".json")) or Path(text).exists():
         return from_file(text)
-    raise ValueError(
-        f"unknown device model {text!r}; choose a preset ({', '.join(PRESETS)}) or give a .toml/.json file"
-    )
+    raise SettingError("device_model", f"unknown device model {text!r}; choose a preset ({', '.join(PRESETS)}) or "
+                                       "give a .toml/.json file")

@@ -1,4 +1,5 @@
-"""The error raised for an invalid setting, naming the setting as the Python API spells it.
+"""The error raised for an invalid setting, naming the setting as the Python API spells it, and the checks that
+every number setting shares.
 
 The command line shows the same message with the matching flag (``runs`` -> ``--runs``), so library messages
 speak in API terms and never name a flag.
@@ -6,7 +7,12 @@ speak in API terms and never name a flag.
 
 from __future__ import annotations
 
-__all__ = ["SettingError", "check_count"]
+import math
+
+__all__ = ["SettingError", "check_count", "check_number", "FLOAT32_MAX", "MAX_SEED"]
+
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max: a larger setting becomes inf in the tensors
+MAX_SEED = 2**63 - 1  # seeds reach torch.Generator.manual_seed (at most 2**64 - 1) with small offsets added
 
 
 class SettingError(ValueError):
@@ -21,13 +27,38 @@ class SettingError(ValueError):
         self.setting = setting
 
 
-def check_count(setting: str, value, minimum: int, meaning: str = "") -> int:
-    """Return ``value`` after checking it is an integer (not a bool) >= ``minimum``.
+def check_count(setting: str, value, minimum: int, meaning: str = "", maximum: int | None = None) -> int:
+    """Return ``value`` after checking it is an integer (not a bool) in [``minimum``, ``maximum``].
 
     Raises:
         SettingError: naming ``setting``, with ``meaning`` (what the number counts) in the message when given.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
         what = f" ({meaning})" if meaning else ""
-        raise SettingError(setting, f"{setting} must be an integer >= {minimum}{what}, got {value!r}")
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise SettingError(setting, f"{setting} must be an integer {bound}{what}, got {value!r}")
     return value
+
+
+def check_number(setting: str, value, valid: str, ok=lambda value: True) -> float:
+    """Return ``value`` as a float after checking it is a real number (an int or float, not a bool), finite, no
+    larger in size than ``FLOAT32_MAX`` (the computations run in float32, where a larger value is infinite) and
+    ``ok(value)``.
+
+    Args:
+        setting: the setting's name (in the message and the error's ``setting``).
+        valid: what a valid value is, e.g. ``"a finite number > 0 (e.g. 1e-3)"``.
+        ok: the range check, e.g. ``lambda v: v > 0``.
+
+    Raises:
+        SettingError: naming ``setting`` and ``valid``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingError(setting, f"{setting} must be {valid}, got {value!r} (a {type(value).__name__})")
+    if abs(value) > FLOAT32_MAX:
+        raise SettingError(setting, f"{setting} must be {valid}, got {value!r}, which is beyond the largest "
+                                    f"float32 ({FLOAT32_MAX:.4g}) and would compute as infinite")
+    if not math.isfinite(value) or not ok(value):
+        raise SettingError(setting, f"{setting} must be {valid}, got {value!r}")
+    return float(value)

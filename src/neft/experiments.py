@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 try:  # Python >= 3.11
@@ -38,7 +41,8 @@ from tqdm.auto import tqdm
 
 from . import data, metrics, montecarlo, objectives, report, variants
 from .compute import resolve_device
-from .errors import SettingError
+from .devices import check_sigma
+from .errors import SettingError, check_count
 from .montecarlo import EvalConfig
 from .runs import evaluate_run
 from .train import TrainConfig, train
@@ -79,13 +83,29 @@ def _check_preset(preset: dict, source: str) -> dict:
     evaluate = preset.setdefault("evaluate", {})
     experiment.setdefault("methods", ["vanilla", "noise-injection", "ovf", "irs"])
     experiment.setdefault("seeds", [0])
-    for key in ("methods", "train_sigmas", "seeds"):
+    examples = {"methods": 'methods = ["vanilla", "ovf"]', "train_sigmas": "train_sigmas = [0.1, 0.2]",
+                "seeds": "seeds = [0, 1, 2]"}
+    for key, example in examples.items():
         if not experiment.get(key) or not isinstance(experiment[key], list):
             raise ValueError(f"{source}: [experiment] {key} is empty, missing or not a list; give a list of at "
-                             "least one value, e.g. seeds = [0, 1, 2]")
+                             f"least one value, e.g. {example}")
     bad_seeds = [seed for seed in experiment["seeds"] if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0]
     if bad_seeds:
         raise ValueError(f"{source}: [experiment] seeds must be integers >= 0, got {bad_seeds}")
+    for key in ("seeds", "train_sigmas"):  # two values naming one cell folder would share (and reuse) it
+        for index, value in enumerate(experiment[key]):
+            if key == "train_sigmas":
+                try:
+                    check_sigma(value, "sigma")
+                except ValueError as error:
+                    raise ValueError(f"{source}: [experiment] train_sigmas: {error}") from None
+            folder = f"-seed{value}" if key == "seeds" else f"-s{value:g}"  # as cell_name() spells it
+            same = [v for v in experiment[key][:index] if f"{v:g}" == f"{value:g}"]
+            if same:
+                raise ValueError(f"{source}: [experiment] {key} lists {same[0]!r} and {value!r}, which name the same "
+                                 f"cell folders (*{folder}); give each value once")
+    if not isinstance(evaluate.get("sweep", False), bool):
+        raise ValueError(f"{source}: [evaluate] sweep must be true or false, got {evaluate['sweep']!r}")
     for spec in experiment["methods"]:
         try:
             variants.parse(spec)
@@ -105,10 +125,14 @@ def _check_preset(preset: dict, source: str) -> dict:
                     if "vanilla" not in experiment["methods"]:
                         raise ValueError(f"{source}: [train] teacher = \"vanilla\" needs \"vanilla\" in "
                                          "[experiment] methods (each seed's vanilla cell is its teacher)") from None
-                    continue  # checked when the vanilla cell is trained
-                where = ("[experiment] train_sigmas" if setting == "sigma" else
-                         f"[train] {setting}" if setting in train_table else f"[experiment] methods {spec!r}")
-                raise ValueError(f"{source}: {where}: {error}") from None
+                    # the teacher is checked once the vanilla cell is trained; the settings already were
+                    config = json.dumps(dataclasses.asdict(_train_config(preset, spec, sigma, experiment["seeds"][0])))
+                else:
+                    where = ("[experiment] train_sigmas" if setting == "sigma" else
+                             f"[train] {setting}" if setting in train_table else f"[experiment] methods {spec!r}")
+                    hint = ("; in a preset, set [train] teacher = \"vanilla\" (each seed's vanilla cell teaches) or a "
+                            "trained run directory" if setting == "teacher" and "teacher" not in train_table else "")
+                    raise ValueError(f"{source}: {where}: {error}{hint}") from None
             if config in made:
                 raise ValueError(f"{source}: [experiment] methods {made[config]!r} and {spec!r} train the same "
                                  "networks; list each variant once")
@@ -212,7 +236,7 @@ def run_cell(preset: dict, spec: str, sigma: float, seed: int, out: Path, device
     run_dir = out / cell_name(spec, sigma, seed)
     results_file = run_dir / "results.json"
     if results_file.is_file():
-        return json.loads(results_file.read_text())
+        return report.load_results(results_file)[0]
     config = _train_config(preset, spec, sigma, seed, out)
     if device:
         config.device = device
@@ -256,9 +280,11 @@ def pooled_results(results: list[dict]) -> list[dict]:
             })
         first = group[0]
         keys = ("model", "dataset", "device_model", "train_device_model", "test_size", "method", "train_sigma", "beta",
-                "temperature",
+                "temperature", *objectives.METHOD_SETTINGS, "teacher", "evaluation",  # what labels name
                 "init", "epochs", "train_subset", "num_classes")
+        trained = [r["epochs_trained"] for r in group if r.get("epochs_trained") is not None]
         pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
+                       **({"epochs_trained": min(trained)} if trained else {}),
                        "seeds": sorted(r["train_seed"] for r in group), "per_sigma": per_sigma})
     return pooled
 
@@ -275,6 +301,18 @@ def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: 
             tqdm.write(f"== {cell_name(method, sigma, seed)}")
         results.append(run_cell(preset, method, sigma, seed, out, device, beside_others))
     return results
+
+
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Stop this process (exit code 1) as soon as process ``parent`` is gone: a grid worker whose parent was
+    killed would otherwise keep training cells nobody waits for (checked every ``interval`` seconds)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str, float, int]]) -> None:
@@ -294,12 +332,13 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
 
 
 def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None,
-                     cells: list[tuple[str, float, int]]) -> None:
+                     cells: list[tuple[str, float, int]], parent: int) -> None:
     """One local worker of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
-    ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA, sharing its cores evenly)."""
-    import os
-
+    ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA, sharing its cores evenly); it
+    stops when the grid's process ``parent`` is killed."""
     import torch
+
+    exit_with_parent(parent)
 
     if device in (None, "auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{index % devices}"
@@ -353,7 +392,8 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
 
             workers = parallel * cells_per_device
             try:
-                _spawn_with_bar(workers, (preset, out, parallel, workers, device, cells), out, _cells(preset))
+                _spawn_with_bar(workers, (preset, out, parallel, workers, device, cells, os.getpid()), out,
+                                _cells(preset))
             except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
                 last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
                 raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None
@@ -363,12 +403,13 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
     if not all(path.is_file() for path in done):
         print(f"{sum(p.is_file() for p in done)}/{len(done)} cells finished; the report is written once all are")
         return None
-    results = [json.loads(path.read_text()) for path in done]
+    results = report.load_results(done)
     for result in results:  # older results lack num_classes
         result.setdefault("num_classes", data.load(preset["train"].get("dataset", TrainConfig.dataset),
                                                    preset["train"].get("data_dir"), test_subset=1).num_classes)
     experiment = preset["experiment"]
-    paths = report.write_report(pooled_results(results), out, title=experiment.get("title", f"neft: {out.name}"),
+    paths = report.write_report(pooled_results(results), out, overwrite=True,  # the grid's own report, refreshed
+                                title=experiment.get("title", f"neft: {out.name}"),
                                 notes=experiment.get("notes"))
     if len(experiment["seeds"]) > 1:
         (out / "report_seeds.json").write_text(json.dumps(report.seed_comparison(results), indent=1))
@@ -402,9 +443,8 @@ def reproduce(config: str | Path, out: str | Path | None = None, device: str | N
     Raises:
         FileNotFoundError / ValueError: see :func:`load_preset`; all raised before any training.
     """
-    if parallel < 1 or cells_per_device < 1:
-        raise SettingError("parallel", f"parallel and cells_per_device must be >= 1, got {parallel} and "
-                                       f"{cells_per_device}")
+    check_count("parallel", parallel, 1, "local GPUs")
+    check_count("cells_per_device", cells_per_device, 1, "cells at once per device")
     if shard and parallel * cells_per_device > 1:
         raise SettingError("shard", "a shard runs one cell at a time; drop parallel/cells_per_device or the shard")
     if device:
@@ -443,8 +483,7 @@ def demo(out: str | Path = "runs/demo", dataset: str = "mnist-5k", data_dir: str
         preset["evaluate"]["runs"] = runs
     if dataset != "mnist-5k":
         preset["experiment"]["title"] = f"neft demo: LeNet-5 on {dataset}, RRAM1"
-    if cells_per_device < 1:
-        raise SettingError("cells_per_device", f"cells_per_device must be >= 1, got {cells_per_device}")
+    check_count("cells_per_device", cells_per_device, 1, "cells at once per device")
     paths = run_grid(_check_preset(preset, "demo"), out, None if device == "auto" else device,
                      cells_per_device=cells_per_device)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")

@@ -21,6 +21,7 @@ chip's perturbation comes from its own seed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -37,7 +38,7 @@ from .precision import CHECK_CHIPS, choose_precision
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
-from .errors import SettingError, check_count
+from .errors import MAX_SEED, SettingError, check_count, check_number
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
 from .seeds import run_seed
 from .variation import Crossbar, make_generator
@@ -52,6 +53,8 @@ SCHEMA_VERSION = 5  # of the results dicts (docs/results.md); 2 added "label", "
 # settings (evaluation.tile_rows, dac_bits, adc_bits, adc_range) and read noise per read (each image's own draw)
 CHIP_SETTINGS = ("read_sigma", "quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_time",
                  "drift_compensation")  # EvalConfig fields that override the device model's own (None: keep it)
+MAX_SIGMAS = 10_000  # sigmas in one evaluation (a start:stop:step with a tiny step is refused, not expanded)
+SIGMA_DECIMALS = 6  # decimals that tell two sigmas apart (report rows; chip seeds round to 9)
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
@@ -61,7 +64,9 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
 
     Raises:
         SettingError: (a ``ValueError``, setting ``sigmas``) for an empty list, a malformed string, a
-            non-positive step or a sigma outside [0, 1] (:func:`neft.devices.check_sigma`).
+            non-positive step, more than ``MAX_SIGMAS`` sigmas, a sigma outside [0, 1] or a bool
+            (:func:`neft.devices.check_sigma`), or two sigmas equal to ``SIGMA_DECIMALS`` = 6 decimals (one
+            point in reports) but not exactly.
     """
     if isinstance(text, (int, float)):
         text = [text]
@@ -73,6 +78,9 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
                 if step <= 0:
                     raise ValueError
                 count = int(round((stop - start) / step))
+                if count >= MAX_SIGMAS:
+                    raise SettingError("sigmas", f"sigmas {text!r} asks for {count + 1} sigmas; at most "
+                                                 f"{MAX_SIGMAS} per evaluation (use a larger step)")
                 values = [round(start + i * step, 10) for i in range(count + 1)]
             else:
                 values = [float(v) for v in parts.split(",") if v.strip()]
@@ -85,7 +93,12 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
         hint = " (start:stop:step needs start <= stop)" if isinstance(text, str) and ":" in text else ""
         raise SettingError("sigmas", f"the sigma list {text!r} is empty{hint}; give at least one sigma, e.g. 0.1 "
                                      "or 0:0.4:0.05")
-    return sorted({check_sigma(v, "sigmas") for v in values})
+    values = sorted({check_sigma(v, "sigmas") for v in values})
+    for low, high in zip(values, values[1:]):  # reports key points by sigma rounded to SIGMA_DECIMALS
+        if round(low, SIGMA_DECIMALS) == round(high, SIGMA_DECIMALS):
+            raise SettingError("sigmas", f"sigmas {low!r} and {high!r} are the same point to {SIGMA_DECIMALS} "
+                                         "decimals, where reports and chip seeds tell sigmas apart; give one of them")
+    return values
 
 
 @dataclass
@@ -104,7 +117,7 @@ class EvalConfig:
         batch_size: at most this many test images per forward; the test set is split into equal batches
             (``ceil(N / ceil(N / batch_size))`` images each), so a compiled forward pads the last one by little.
         test_subset: evaluate a run directory on the first N images of a seeded permutation of its test set;
-            None: the subset the run was trained with (the full test set if it had none).
+            None: the full test set, whatever subset the run was trained with (results.json: ``test_set``).
         chips_per_pass: chips evaluated together with vmap, or ``"auto"``.
         ci_target: stop adding runs at a sigma once the 95 % CI half-width of the mean accuracy is below this many
             percentage points (after at least ``min_runs`` runs).
@@ -196,7 +209,7 @@ class EvalConfig:
         if self.sigmas is not None:
             self.sigmas = parse_sigmas(self.sigmas)
         self.runs = check_count("runs", self.runs, 2, "the std and CI of the accuracy are undefined for one run")
-        self.seed = check_count("seed", self.seed, 0, "a seed is a non-negative integer")
+        self.seed = check_count("seed", self.seed, 0, "a seed", maximum=MAX_SEED)
         self.batch_size = check_count("batch_size", self.batch_size, 1, "images per forward")
         if self.test_subset is not None:
             self.test_subset = check_count("test_subset", self.test_subset, 1, "images of the test set")
@@ -209,9 +222,8 @@ class EvalConfig:
             raise SettingError("chips_per_pass", f"chips_per_pass must be a positive integer or 'auto', "
                                                  f"got {self.chips_per_pass!r}")
         if self.ci_target is not None:
-            if not (isinstance(self.ci_target, (int, float)) and math.isfinite(self.ci_target) and self.ci_target > 0):
-                raise SettingError("ci_target", f"ci_target must be a positive number of percentage points "
-                                                f"(e.g. 0.5), got {self.ci_target!r}")
+            check_number("ci_target", self.ci_target, "a positive number of percentage points (e.g. 0.5)",
+                         lambda v: v > 0)
             if self.runs < self.min_runs:
                 raise SettingError("runs", f"a CI target stops a sigma after at least {self.min_runs} runs; give "
                                            f"runs >= {self.min_runs} (the maximum), got {self.runs}")
@@ -221,7 +233,7 @@ class EvalConfig:
         if self.memory_format not in MEMORY_FORMATS:
             raise SettingError("memory_format", f"unknown memory_format {self.memory_format!r}; choose one of "
                                                 f"{', '.join(MEMORY_FORMATS)}")
-        if self.compile not in (True, False, "auto"):
+        if not any(self.compile is choice for choice in (True, False)) and self.compile != "auto":  # not 1 or 0
             raise SettingError("compile", f"compile must be True, False or 'auto', got {self.compile!r}")
         if isinstance(self.write_verify, bool) or not (isinstance(self.write_verify, (int, float))
                                                        and 0 <= self.write_verify <= 1):
@@ -413,6 +425,17 @@ def _noisy(crossbar, sigma: float) -> bool:
     return sigma > 0 or crossbar.device_model.read_sigma > 0 or crossbar.device_model.quantize
 
 
+def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float) -> int | None:
+    """The first run count n in ``(done, len(accuracies)]``, n >= ``min_runs``, at which the 95 % CI half-width of
+    ``accuracies[:n]`` is below ``ci_target``; None if there is none. Checking every count (not every round) makes
+    a CI target stop at the same run whatever the chips per pass and the number of processes."""
+    values = torch.tensor(accuracies, dtype=torch.float64)
+    for n in range(max(done + 1, min_runs), len(accuracies) + 1):
+        if ci_half_width(values[:n].std().item(), n) < ci_target:
+            return n
+    return None
+
+
 def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config, batch_size, bar,
                     verified) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
@@ -433,10 +456,9 @@ def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sig
         accuracies = [100.0 * correct / images.shape[0]] * count
         bar.total -= runs - count
         bar.update(count)
-    while _noisy(crossbar, sigma) and len(accuracies) < runs:
-        done = len(accuracies)
-        round_size = min(forward.chips_per_pass * world, runs - done)
-        mine = list(range(done, done + round_size))[rank::world]  # runs of this rank (all runs for one process)
+    def programmed_chips(first: int, last: int) -> list[float]:
+        """Evaluate chips ``first .. last - 1`` (this rank's share) into the accumulator; all ranks' accuracies."""
+        mine = list(range(first, last))[rank::world]  # runs of this rank (all runs for one process)
         chip_seeds = [run_seed(seed, sigma, r) for r in mine]
         chips = [crossbar.sample_chip(sigma, make_generator(s, device), verified, config.verified_sigma)
                  for s in chip_seeds]
@@ -446,15 +468,23 @@ def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sig
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
             with circuit.reading(chip_seeds if read_sigma > 0 else None, start):  # each image's own reads
                 correct += accumulator.add(forward(weights, x).float(), y, start)
-        local = list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist()))
-        accuracies += distributed.gather_runs(local)
+        return distributed.gather_runs(list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist())))
+
+    while _noisy(crossbar, sigma) and len(accuracies) < runs:
+        done = len(accuracies)
+        round_size = min(forward.chips_per_pass * world, runs - done)
+        before = copy.deepcopy(accumulator) if ci_target is not None else None
+        new = programmed_chips(done, done + round_size)
         bar.set_description("Monte Carlo", refresh=False)
         bar.update(round_size)
-        if ci_target is not None and len(accuracies) >= min_runs:
-            std = torch.tensor(accuracies, dtype=torch.float64).std().item()
-            if ci_half_width(std, len(accuracies)) < ci_target:
-                bar.total -= runs - len(accuracies)
-                break
+        stop = None if ci_target is None else _ci_stop(accuracies + new, done, min_runs, ci_target)
+        if stop is not None and stop < done + round_size:  # the target was met inside this round: the same run
+            accumulator = before  # count as with one chip per pass and one process, so chips past it are undone
+            programmed_chips(done, stop)
+        accuracies += new[: (stop or done + round_size) - done]
+        if stop is not None:
+            bar.total -= runs - len(accuracies)
+            break
     accumulator.check_finite(f" at sigma {sigma:g}")
     accumulator.finish_runs(len(accuracies))
     accumulator.all_reduce()

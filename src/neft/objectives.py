@@ -10,7 +10,6 @@ run replays exactly from its seed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch.nn import functional as F
 from . import checkpoint, devices
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
-from .errors import SettingError
+from .errors import SettingError, check_number
 from .models import default_taps, init_weights
 from .variation import Crossbar
 
@@ -109,23 +108,20 @@ def check_beta(beta: float) -> float:
     'Negative feedback loss').
 
     Raises:
-        ValueError: for a negative, NaN or infinite beta.
+        SettingError: (a ``ValueError``) for a negative, NaN, infinite or float32-overflowing beta, or a bool.
     """
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-        raise SettingError("beta", f"beta must be a finite number >= 0 (feedback strength, e.g. 1e-3), got {beta!r}")
-    return float(beta)
+    return check_number("beta", beta, "a finite number >= 0 (feedback strength, e.g. 1e-3)", lambda v: v >= 0)
 
 
 def check_temperature(temperature: float) -> float:
     """Return ``temperature`` as a float after checking it is a finite logit temperature > 0.
 
     Raises:
-        ValueError: for a zero, negative, NaN or infinite temperature.
+        SettingError: (a ``ValueError``) for a zero, negative, NaN, infinite or float32-overflowing temperature,
+            or a bool.
     """
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise SettingError("temperature", f"temperature must be a finite number > 0 (logit divisor, 1 = plain "
-                                          f"cross-entropy), got {temperature!r}")
-    return float(temperature)
+    return check_number("temperature", temperature, "a finite number > 0 (logit divisor, 1 = plain "
+                        "cross-entropy)", lambda v: v > 0)
 
 
 def check_setting(setting: str, value: float) -> float:
@@ -138,9 +134,7 @@ def check_setting(setting: str, value: float) -> float:
         KeyError: for another setting name.
     """
     _, _, valid, ok = METHOD_SETTINGS[setting]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
-        raise SettingError(setting, f"{setting} must be {valid}, got {value!r}")
-    return float(value)
+    return check_number(setting, value, valid, ok)
 
 
 def settings_of(method: str, config: dict) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,51 +26,117 @@ from matplotlib.figure import Figure
 from . import chip_report, metrics, objectives, variants
 from .circuit import FIELDS, CircuitSettings
 
-__all__ = ["load_results", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
+__all__ = ["load_results", "check_result", "same_evaluation", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]
 
 METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "distill")
 ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "p1", "p5", "ekl_x1e2", "confidence", "runs", "run",
-            "seeds", "seed_mean", "seed_ci95", *chip_report.CHIP_COLUMNS)
+            "seeds", "seed_mean", "seed_ci95", "device_model", "write_verify", "verify_select",
+            *chip_report.CHIP_COLUMNS)
 REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
 PLOT_NAME = "accuracy_vs_sigma.png"
+MIN_SEEDS = 3  # seeds below which a t-interval over seeds (t = 12.7 at 2 seeds) cannot resolve a difference
+
+
+def _bad(path: Path, field: str, problem: str) -> ValueError:
+    return ValueError(f"{path}: field {field} {problem}; this is not a result an evaluation writes (edited or "
+                      "damaged?): re-evaluate the run (neft evaluate RUN --overwrite) or fix the field")
+
+
+def _number(path: Path, field: str, value, low: float | None = None, high: float | None = None,
+            integer: bool = False) -> None:
+    """Refuse a results-file value that is not a finite number (an integer when ``integer``) in [low, high]."""
+    kind = "an integer" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+        raise _bad(path, field, f"is {value!r}, not {kind}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+        raise _bad(path, field, f"is {value!r}, outside {where}")
+
+
+def check_result(result, path: str | Path = "a result") -> dict:
+    """Return ``result`` after checking it is a results dict an evaluation can produce (docs/results.md): a
+    non-empty ``per_sigma`` list; per point a sigma in [0, 1], runs >= 1, accuracies (mean, min, percentiles,
+    per-run values) in [0, 100] %, std and CI half-widths >= 0, EKL >= 0 and confidence in [0, 1]; a
+    ``test_size`` >= 1 and a ``train_sigma`` (when present) in [0, 1]. Booleans and NaN are no numbers.
+
+    Raises:
+        ValueError: naming ``path`` and the first bad field, e.g. ``per_sigma[0].accuracy.mean``.
+    """
+    path = Path(str(path))
+    if not isinstance(result, dict):
+        raise ValueError(f"{path}: not a neft results file (expected a JSON object)")
+    missing = [key for key in REQUIRED_KEYS if key not in result]
+    if missing:
+        raise ValueError(f"{path}: not a neft results file (missing keys: {', '.join(missing)})")
+    _number(path, "test_size", result["test_size"], 1, integer=True)
+    if result.get("train_sigma") is not None:
+        _number(path, "train_sigma", result["train_sigma"], 0, 1)
+    points = result["per_sigma"]
+    if not isinstance(points, list) or not points:
+        raise _bad(path, "per_sigma", "is empty or not a list: no sigma was evaluated, so there is nothing to report")
+    for index, point in enumerate(points):
+        where = f"per_sigma[{index}]"
+        if not isinstance(point, dict):
+            raise _bad(path, where, "is not an object")
+        missing = [key for key in REQUIRED_POINT_KEYS if key not in point]
+        accuracy = point.get("accuracy")
+        if isinstance(accuracy, dict):
+            missing += [f"accuracy.{key}" for key in REQUIRED_ACCURACY_KEYS if key not in accuracy]
+        elif "accuracy" in point:
+            raise _bad(path, f"{where}.accuracy", "is not an object")
+        if missing:
+            raise ValueError(f"{path}: not a neft results file (missing keys in {where}: {', '.join(missing)})")
+        _number(path, f"{where}.sigma", point["sigma"], 0, 1)
+        _number(path, f"{where}.runs", point["runs"], 1, integer=True)
+        for key in ("mean", "min", "p1", "p5", "p10"):
+            if key in accuracy:
+                _number(path, f"{where}.accuracy.{key}", accuracy[key], 0, 100)
+        for key in ("std", "ci95", "ci99"):
+            if key in accuracy:
+                _number(path, f"{where}.accuracy.{key}", accuracy[key], 0)
+        for run, value in enumerate(accuracy.get("per_run", [])):
+            _number(path, f"{where}.accuracy.per_run[{run}]", value, 0, 100)
+        if "per_run" in accuracy and len(accuracy["per_run"]) != point["runs"]:
+            raise _bad(path, f"{where}.accuracy.per_run", f"has {len(accuracy['per_run'])} values for "
+                                                          f"{point['runs']} runs")
+        _number(path, f"{where}.ekl_x1e2", point["ekl_x1e2"], 0)
+        if "ekl" in point:
+            _number(path, f"{where}.ekl", point["ekl"], 0)
+        _number(path, f"{where}.confidence", point["confidence"], 0, 1)
+    return result
 
 
 def _read_results_file(path: Path) -> dict:
     try:
         result = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a neft results file (invalid JSON: {error})") from error
-    if not isinstance(result, dict):
-        raise ValueError(f"{path}: not a neft results file (expected a JSON object)")
-    missing = [key for key in REQUIRED_KEYS if key not in result]
-    for point in result.get("per_sigma", []):
-        missing += [key for key in REQUIRED_POINT_KEYS if key not in point]
-        missing += [f"accuracy.{key}" for key in REQUIRED_ACCURACY_KEYS if key not in point.get("accuracy", {})]
-    if missing:
-        raise ValueError(f"{path}: not a neft results file (missing keys: {', '.join(sorted(set(missing)))})")
-    return result
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a neft results file (invalid JSON: {error})") from None
+    return check_result(result, path)
 
 
 def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
     """Load Monte Carlo results (docs/results.md, 'results.json') from results files and/or run directories.
 
-    A directory contributes its ``results.json``, or, if that is absent, every ``results*.json`` in it (sorted by
-    name). A single path is accepted as well as a sequence. Results are returned as stored (accuracy in %).
+    A directory contributes every result file of its run: ``results.json`` and each ``results*.json`` (other
+    device models, write-verify sweeps, read noise; ``results.json`` first, then by name). Evaluations that are
+    the same computation (:func:`same_evaluation`, e.g. the fraction-0 file of two write-verify sweeps) count
+    once, the first one found. A single path is accepted as well as a sequence. Results are returned as stored
+    (accuracy in %), each checked by :func:`check_result`.
 
     Raises:
         FileNotFoundError: a path does not exist or a directory holds no results file.
-        ValueError: a file is not valid JSON or lacks keys of the results schema.
+        ValueError: a file is not valid JSON or is not a result an evaluation writes (the message names the
+            file and the field).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            default = path / "results.json"
-            found = [default] if default.is_file() else sorted(path.glob("results*.json"))
+            found = sorted(path.glob("results*.json"), key=lambda file: (file.name != "results.json", file.name))
             if not found:
                 raise FileNotFoundError(f"no results.json in {path}: run `neft evaluate {path}` first")
             files += found
@@ -77,7 +144,32 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
             files.append(path)
         else:
             raise FileNotFoundError(f"{path} does not exist (run `neft evaluate RUN_DIR` to create results.json)")
-    return [_read_results_file(file) for file in files]
+    results, seen = [], set()
+    for file in dict.fromkeys(files):  # a file named twice (its directory and itself) counts once
+        result = _read_results_file(file)
+        key = same_evaluation(result)
+        if key is None or key not in seen:
+            results.append(result)
+        seen.add(key)
+    return results
+
+
+_HOW_NOT_WHAT = ("chips_per_pass", "memory_format", "compile", "batch_size")  # change rounding only (docs/results.md)
+
+
+def same_evaluation(result: dict) -> str | None:
+    """A key equal for two results that are the same computation: the same run, label, device model and
+    evaluation settings, where the write-verify selection and residual do not count when nothing is verified
+    (``write_verify`` 0) and the execution settings (chips per pass, layout, compile, batch size) never count.
+    None for a result without ``run`` and ``evaluation`` (e.g. straight from :func:`neft.montecarlo.evaluate`)."""
+    if "run" not in result or "evaluation" not in result:
+        return None
+    evaluation = {key: value for key, value in result["evaluation"].items() if key not in _HOW_NOT_WHAT}
+    if not evaluation.get("write_verify"):
+        evaluation.pop("verify_select", None)
+        evaluation.pop("verified_sigma", None)
+    return json.dumps([result["run"], result.get("label"), result.get("device_model"), evaluation], sort_keys=True,
+                      default=str)
 
 
 def _method_rank(method: str) -> tuple[int, str]:
@@ -123,6 +215,16 @@ def _deployment(result: dict) -> str:
     suffix += (f" read_sigma={read_sigma:g}" if read_sigma else "") + chip_report.chip_label(result)
     circuit = {name: evaluation[name] for name in FIELDS if name in evaluation}  # `` tile=128 adc=6b``
     return suffix + (CircuitSettings(**circuit).label() if circuit else "")
+
+
+def _setting_columns(result: dict) -> dict:
+    """The CSV columns of what sets one network's results apart besides its chip (``chip_report.chip_columns``:
+    read noise, quantization, stuck devices, drift): device model, fraction write-verified and its selection
+    (empty when nothing is verified)."""
+    evaluation = result.get("evaluation", {})
+    fraction = evaluation.get("write_verify") or 0.0
+    return {"device_model": _device_name(result), "write_verify": fraction,
+            "verify_select": evaluation.get("verify_select", "") if fraction else ""}
 
 
 def _device_name(result: dict) -> str:
@@ -200,9 +302,13 @@ def comparison_rows(results: list[dict]) -> list[dict]:
                 "seeds": point.get("over_seeds", {}).get("seeds", ""),
                 "seed_mean": point.get("over_seeds", {}).get("mean", ""),
                 "seed_ci95": point.get("over_seeds", {}).get("half_width", ""),
+                **_setting_columns(result),
                 **chip_report.chip_columns(result),
             }
-            rows.append(((_method_rank(result.get("method") or label), label_key, row["sigma"]), row))
+            # by method, then numerically by what sets results apart (write-verify 1 %, 5 %, 10 %), then label
+            order = (_base_label(result), row["device_model"], row["verify_select"], row["write_verify"] or 0.0,
+                     row["read_sigma"] or 0.0, row["drift_time"] or 0.0)
+            rows.append(((_method_rank(result.get("method") or label), order, label_key, row["sigma"]), row))
     rows.sort(key=lambda keyed: keyed[0])
     counts = Counter((row["method"], row["sigma"]) for _, row in rows)
     duplicated = [f"{label} at sigma {sigma:g}" for (label, sigma), n in counts.items() if n > 1]
@@ -279,31 +385,40 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
 
 
 def plot(results: list[dict], path: str | Path, title: str | None = None) -> Path:
-    """Save a PNG (150 dpi) with accuracy (%, 95 % CI error bars) and EKL (x1e-2 nats) vs sigma, one line per label;
-    the legend gives each line's training sigma.
+    """Save a PNG (150 dpi) with three panels against sigma, one line per label: accuracy (%, mean with 95 % CI
+    error bars), the worst case (the 5th percentile over chips, %, with the 1st as a dotted line; skipped for
+    results without percentiles) and EKL (x1e-2 nats). The legend, below the panels so that it never hides a
+    curve, gives each line's training sigma and the device model it was evaluated under.
 
     Sigma is the relative device variation (docs/method.md, 'Device variation model'); the metrics are those of
     docs/method.md, 'Monte Carlo evaluation and metrics'.
     """
     rows = comparison_rows(results)
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(14, 4.8), layout="constrained")
     FigureCanvasAgg(figure)
-    accuracy_axes, ekl_axes = figure.subplots(1, 2)
+    accuracy_axes, worst_axes, ekl_axes = figure.subplots(1, 3)
     labels = list(dict.fromkeys(row["method"] for row in rows))
     for label, marker in zip(labels, itertools.cycle("osD^vP*X<>")):  # distinct markers: points often overlap
         line = [row for row in rows if row["method"] == label]
         sigmas = [row["sigma"] for row in line]
         means, ci95 = [row["mean"] for row in line], [row["ci95"] for row in line]
-        legend = _legend(label, line)
-        accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=legend)
-        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker, label=legend)
+        drawn = accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=_legend(label, line))
+        worst = [(row["sigma"], row["p5"], row["p1"]) for row in line if isinstance(row.get("p5"), float)]
+        if worst:
+            color = drawn[0].get_color()
+            worst_axes.plot([w[0] for w in worst], [w[1] for w in worst], marker=marker, color=color)
+            worst_axes.plot([w[0] for w in worst], [w[2] for w in worst], linestyle=":", color=color)
+        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker)
     xlabel = "relative device variation sigma"
     accuracy_axes.set(xlabel=xlabel, ylabel="Top-1 accuracy (%)", title="Accuracy (mean, 95 % CI)")
+    worst_axes.set(xlabel=xlabel, ylabel="Top-1 accuracy (%)",
+                   title="Worst case: 5th percentile over chips (1st dotted)")
     ekl_axes.set(xlabel=xlabel, ylabel="EKL (x1e-2 nats)", title="Expected KL divergence")
-    for axes in (accuracy_axes, ekl_axes):
+    for axes in (accuracy_axes, worst_axes, ekl_axes):
         axes.set_xticks(sorted({row["sigma"] for row in rows}))
         axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
+    figure.legend(*accuracy_axes.get_legend_handles_labels(), loc="outside lower center", fontsize="small",
+                  ncols=min(3, len(labels)))
     if title:
         figure.suptitle(title)
     path = Path(path)
@@ -361,11 +476,16 @@ def plot_write_verify(results: list[dict], path: str | Path, title: str | None =
 
 
 def _legend(label: str, line: list[dict]) -> str:
-    """A plot line's legend: its label and, when all its points share one, the training sigma."""
+    """A plot line's legend: its label and, when all its points share one, the training sigma, then the device
+    model it was evaluated under (unless the label names it)."""
     trained = {row["train_sigma"] for row in line}
+    facts = []
     if len(trained) == 1 and None not in trained and "sigma_train" not in label:
-        return f"{label} (trained at σ={next(iter(trained)):g})"
-    return label
+        facts.append(f"trained at σ={next(iter(trained)):g}")
+    devices = {row.get("device_model") for row in line} - {None, "?"}
+    if len(devices) == 1 and next(iter(devices)) not in label:
+        facts.append(f"on {next(iter(devices))}")
+    return f"{label} ({', '.join(facts)})" if facts else label
 
 
 def write_report(
@@ -375,9 +495,10 @@ def write_report(
     name: str = "report",
     notes: str | None = None,
     labels: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write a comparison report (docs/results.md, 'Report files') into ``out_dir`` (created if needed; files
-    overwritten).
+    """Write a comparison report (docs/results.md, 'Report files') into ``out_dir`` (created if needed); an
+    earlier report of the same ``name`` there is replaced only with ``overwrite=True`` (``--overwrite``).
 
     ``paths_or_results`` holds results files, run directories (see :func:`load_results`) and/or loaded results.
     Writes ``{name}.md`` (title, Monte Carlo runs per point and test set size, both tables of
@@ -391,28 +512,36 @@ def write_report(
 
     Results may come from run directories (:func:`neft.runs.evaluate_run`) or straight from
     :func:`neft.montecarlo.evaluate`; ``labels`` (one per result, in order; a directory holding several results
-    files counts once per file) names them in tables and plots, overriding their own ``label``. One network
+    files counts once per distinct evaluation, :func:`load_results`) names them in tables and plots, overriding their own ``label``. One network
     evaluated under several device models shares a report: its lines are told apart by the device model.
 
     Raises:
         ValueError: no results, ``labels`` of the wrong length, or two results for the same (label, sigma).
+        FileExistsError: the report's files exist and ``overwrite`` is False.
         FileNotFoundError: a path does not exist or holds no results file.
     """
     if isinstance(paths_or_results, (str, Path)):
         paths_or_results = [paths_or_results]
-    results = [r for item in paths_or_results for r in ([item] if isinstance(item, dict) else load_results(item))]
+    results = [r for index, item in enumerate(paths_or_results)
+               for r in ([check_result(item, f"result {index + 1} (a dict)")] if isinstance(item, dict)
+                         else load_results(item))]
     if not results:
         raise ValueError("no results to report")
     if labels is not None:
         if len(labels) != len(results):
             raise ValueError(f"got {len(labels)} label(s) for {len(results)} result(s); give one label per result "
-                             "(a run directory with several results files counts once per file)")
+                             "(a run directory with several results files counts once per distinct evaluation)")
         results = [{**result, "label": label} for result, label in zip(results, labels)]
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
+    plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
+    existing = [path for path in (out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / plot_name)
+                if path.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{str(existing[0])!r} already exists; replace the report with overwrite=True "
+                              "(--overwrite), or write it elsewhere (--out) or under another name")
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or "Robustness comparison"
-    plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
     paths = {
         "markdown": out_dir / f"{name}.md",
         "csv": write_csv(rows, out_dir / f"{name}.csv"),
@@ -423,7 +552,7 @@ def write_report(
         return ", ".join(str(value) for value in sorted(set(values)))
 
     setup = (
-        f"Monte Carlo runs per point: {listing(row['runs'] for row in rows)}; "
+        f"Monte Carlo runs per point: {listing(_runs_per_point(row) for row in rows)}; "
         f"test images: {listing(r['test_size'] for r in results)}; "
         f"dataset: {listing(r.get('dataset', '?') for r in results)}; "
         f"model: {listing(r.get('model', '?') for r in results)}; "
@@ -445,6 +574,17 @@ def write_report(
     return paths
 
 
+def _runs_per_point(row: dict) -> str:
+    """A row's Monte Carlo runs: ``50``, or for chips pooled over T networks (training seeds) ``50 chips per
+    network x 3 networks = 150``."""
+    seeds, runs = row.get("seeds"), row["runs"]
+    if not (isinstance(seeds, int) and seeds > 1):
+        return str(runs)
+    if runs % seeds:
+        return f"{runs} chips over {seeds} networks"
+    return f"{runs // seeds} chips per network x {seeds} networks = {runs}"
+
+
 def _training_setup(results: list[dict]) -> str:
     """One line per label: how its networks were trained (sigma, epochs, training images, init, beta, T, the
     settings of rcg, lipschitz and distill with distill's teacher, seeds) and the device model they were evaluated
@@ -454,7 +594,7 @@ def _training_setup(results: list[dict]) -> str:
         facts = []
         if result.get("method"):
             facts.append(f"trained at sigma {_training_sigma(result):g}")
-            facts.append(f"{result['epochs']} epochs" if result.get("epochs") else "epochs not recorded")
+            facts.append(_epochs(result))
             facts.append(f"{result['train_subset']} training images" if result.get("train_subset")
                          else "the full training set")
             facts.append(f"init {result.get('init', 'kaiming')}")
@@ -471,6 +611,16 @@ def _training_setup(results: list[dict]) -> str:
         facts.append(f"evaluated under device model {_device_name(result)}")
         lines.append(f"- {label}: {', '.join(facts)}")
     return "Runs:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""
+
+
+def _epochs(result: dict) -> str:
+    """How long a network trained: ``30 epochs``, or ``12 of 30 epochs (training stopped early)``."""
+    planned, trained = result.get("epochs"), result.get("epochs_trained")
+    if not planned:
+        return "epochs not recorded"
+    if trained is not None and trained < planned:
+        return f"{trained} of {planned} epochs (training stopped early)"
+    return f"{planned} epochs"
 
 
 def _training_sigma(result: dict) -> float:
@@ -610,7 +760,9 @@ def findings(results: list[dict]) -> str:
             continue
         low, high = summary["mean"] - summary["half_width"], summary["mean"] + summary["half_width"]
         verdict = (f"{d['a']} beats {d['b']}" if low > 0 else f"{d['a']} is worse than {d['b']}" if high < 0
-                   else f"{d['a']} and {d['b']} do not differ beyond seed noise")
+                   else f"{d['a']} and {d['b']} do not differ beyond seed noise" if summary["seeds"] >= MIN_SEEDS
+                   else f"with {summary['seeds']} seeds the interval is too wide to resolve a difference between "
+                        f"{d['a']} and {d['b']} (run at least {MIN_SEEDS} seeds)")
         sentences.append(f"{verdict} ({summary['mean']:+.1f} ± {summary['half_width']:.1f} points over "
                          f"{summary['seeds']} seeds).")
     return " ".join(sentences)

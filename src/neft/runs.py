@@ -8,21 +8,23 @@ back into the run directory. ``neft evaluate RUN_DIR`` is this function.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import warnings
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, data, devices, distributed, objectives, report
+from . import checkpoint, data, devices, distributed, objectives, report, runlock
 from .circuit import CALIBRATION_IMAGES
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
 from .seeds import verify_seed
+from .train import epochs_trained
 from .variation import make_generator
 
-__all__ = ["evaluate_run", "output_paths", "SENSITIVITY_IMAGES"]
+__all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.writeverify)
 
@@ -40,6 +42,54 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     run_dir = Path(run_dir)
     plot = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
     return [run_dir / f"{name}.json", run_dir / f"{name}.csv", run_dir / plot]
+
+
+class UnfinishedRunWarning(UserWarning):
+    """A run directory is evaluated before its training finished (fewer epochs in train_log.csv than planned)."""
+
+
+_SWEEP_SUFFIXES = {"write_verify": "wv", "drift_time": "t"}  # result-file name suffix of each swept setting
+
+
+def sweep_names(name: str, **axes: list) -> list[tuple[str, dict]]:
+    """The result files of a sweep: ``(base name, {setting: value})`` for every combination of the swept values,
+    e.g. ``sweep_names("results", write_verify=[0, 0.05], drift_time=[None])`` -> ``[("results_wv0",
+    {...}), ("results_wv0.05", {...})]``; a setting with several values adds ``_wv{fraction:g}`` (write_verify)
+    or ``_t{seconds:g}`` (drift_time) to ``name``.
+
+    Raises:
+        SettingError: naming the swept setting, for two of its values that would write the same file (a value
+            given twice, or two that agree to 6 significant digits), or a ``name`` that is not a plain file name.
+    """
+    for setting, values in axes.items():
+        seen: dict[str, object] = {}
+        for value in values if len(values) > 1 else []:
+            text = f"{value:g}"
+            if text in seen:
+                raise SettingError(setting, f"the {setting} values {seen[text]!r} and {value!r} would both write "
+                                            f"{name}_{_SWEEP_SUFFIXES[setting]}{text}.json; give each value once")
+            seen[text] = value
+    points = []
+    for values in itertools.product(*axes.values()):
+        suffix = "".join(f"_{_SWEEP_SUFFIXES[setting]}{value:g}" for setting, value in zip(axes, values)
+                         if len(axes[setting]) > 1)
+        output_paths(".", name + suffix)
+        points.append((name + suffix, dict(zip(axes, values))))
+    return points
+
+
+def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False) -> None:
+    """Refuse, before any Monte Carlo work, result files that exist (unless ``overwrite``) or cannot be written.
+
+    Raises:
+        FileExistsError: one of the files of :func:`output_paths` exists and ``overwrite`` is False.
+        SettingError: a ``name`` that is not a plain file name.
+    """
+    for name in names:
+        for path in output_paths(run_dir, name):
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
+                                      "(--overwrite) or keep both with another name (--name)")
 
 
 def _trained_normalisation(dataset: data.ImageDataset, stats: dict | None) -> data.ImageDataset:
@@ -75,7 +125,9 @@ def evaluate_run(
             fields, e.g. ``evaluate_run(run, sigmas="0:0.4:0.1", runs=100)``. ``sigmas=None`` evaluates 0 and the
             training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
             the full test set. ``write_verify > 0`` with ``verify_select="swim"`` computes the sensitivity on
-            ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``, no augmentation);
+            ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``, no augmentation).
+            ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
+            ``test_subset`` (results.json records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
             ``dac_bits``/``adc_bits`` calibrate their ranges on the first ``CALIBRATION_IMAGES`` = 256 training
             images (:meth:`neft.circuit.Circuit.calibrate`).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
@@ -88,25 +140,39 @@ def evaluate_run(
             for a run whose network was handed to :func:`neft.train.train` in Python.
 
     Returns:
-        The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent).
+        The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent), with
+        ``epochs`` (planned), ``epochs_trained`` (done, from train_log.csv) and ``checkpoint_epoch`` (the epoch
+        evaluated). A run that trained fewer epochs than planned is evaluated with an
+        :class:`UnfinishedRunWarning`.
 
     Raises:
         FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
-        FileExistsError: one of the three result files exists and ``overwrite`` is False.
+        FileExistsError: one of the three result files exists and ``overwrite`` is False;
+            :class:`~neft.runlock.RunLockedError` another process is training or evaluating ``run_dir``.
+        OSError: ``run_dir`` cannot be written (checked before the Monte Carlo work), or a write failed (full
+            disk); no partial result file is left behind (:func:`neft.runlock.disk_error` names the folder).
         SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.montecarlo.EvalConfig`) or a
             ``name`` that is not a plain file name.
     """
     run_dir = Path(run_dir)
     config = dataclasses.replace(config or EvalConfig(), **settings)
+    output_paths(run_dir, name)
+    config.check()
+    checkpoint.checkpoint_path(run_dir)  # no lock file beside a folder that holds no run
+    with runlock.hold(run_dir, "neft evaluate"):  # one writer per run directory
+        return _evaluate_run(run_dir, config, data_dir, device, name, label, overwrite, progress, model)
+
+
+def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, label, overwrite, progress,
+                  model) -> dict:
+    """:func:`evaluate_run` once the run directory's lock is held."""
     outputs = output_paths(run_dir, name)
     compute = distributed.setup(resolve_device(device))
 
     def prepare():
-        config.check()
-        for path in outputs:
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
-                                      "(--overwrite) or keep both with another name (--name)")
+        check_outputs(run_dir, [name], overwrite)
+        if distributed.is_main():
+            runlock.check_writable(run_dir)  # before the Monte Carlo work, not after it
         network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
         chosen = dataclasses.replace(config, sigmas=config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]],
                                      device_model=devices.get(config.device_model or meta["device_model"]))
@@ -116,6 +182,11 @@ def evaluate_run(
         return network, meta, chosen.check(), dataset
 
     model, meta, chosen, dataset = distributed.agree(prepare)
+    planned, trained = meta["config"].get("epochs"), epochs_trained(run_dir)
+    if distributed.is_main() and trained is not None and planned and trained < planned:
+        warnings.warn(f"{run_dir} trained {trained} of its {planned} epochs (training stopped early): evaluating "
+                      f"the best checkpoint so far (epoch {meta.get('epoch')}); finish it with `neft train --resume "
+                      f"--out {run_dir}` for the final network", UnfinishedRunWarning, stacklevel=2)
     images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
     labels = dataset.splits["test"][1].to(compute)
     sensitivity_images = None
@@ -135,18 +206,35 @@ def evaluate_run(
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
         "train_device_model": meta["device_model"],
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
-        "init": meta["config"].get("init", "kaiming"),
-        "epochs": meta["config"].get("epochs"), "train_subset": meta["config"].get("train_subset"),
+        "init": meta["config"].get("init", "kaiming"), "teacher_sha256": meta.get("teacher_sha256"),
+        "epochs": planned, "epochs_trained": trained, "checkpoint_epoch": meta.get("epoch"),
+        "train_subset": meta["config"].get("train_subset"),
+        "test_set": "full" if chosen.test_subset is None else "subset",
         "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target,
         "versions": checkpoint.versions(),
         **({"model_source": {**meta["model"]["source"], "changed": meta["model"]["source_changed"]},
             "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),
     }
-    if not distributed.is_main():
-        return results
-    report.write_csv(report.comparison_rows([results]), outputs[1])
-    report.plot([results], outputs[2], title=f"{report.result_label(results)} ({run_dir.name})")
-    partial = outputs[0].with_suffix(".json.tmp")  # written last and whole: a results.json marks a finished evaluation
-    partial.write_text(json.dumps(results, indent=1))
-    partial.replace(outputs[0])
+    if distributed.is_main():
+        _write_outputs(results, outputs, f"{report.result_label(results)} ({run_dir.name}, evaluated on "
+                                         f"{results['device_model']['name']})")
     return results
+
+
+def _write_outputs(results: dict, outputs: list[Path], title: str) -> None:
+    """Write the CSV, the plot and then the JSON of :func:`output_paths`, each first to a hidden temporary in the
+    same folder: a results.json marks a finished evaluation, and a failed write (full disk) leaves no file behind
+    that would block the same command's rerun."""
+    temporaries = [path.with_name(f".{path.stem}.tmp{path.suffix}") for path in outputs]
+    try:
+        report.write_csv(report.comparison_rows([results]), temporaries[1])
+        report.plot([results], temporaries[2], title=title)
+        temporaries[0].write_text(json.dumps(results, indent=1))
+        for temporary, path in zip(temporaries[::-1], outputs[::-1]):  # the JSON last
+            temporary.replace(path)
+    except BaseException as error:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise runlock.disk_error(outputs[0].parent, error) from None
+        raise

@@ -30,13 +30,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoint, circuit, data, devices, distributed, models, montecarlo, objectives, seeds
+from . import checkpoint, circuit, data, devices, distributed, models, montecarlo, objectives, runlock, seeds
 from .compute import eval_mode, resolve_device
 from .devices import check_sigma
-from .errors import SettingError, check_count
+from .errors import MAX_SEED, SettingError, check_count, check_number
 from .variation import Crossbar, make_generator
 
-__all__ = ["TrainConfig", "train", "load_config", "record", "RunExistsError"]
+__all__ = ["TrainConfig", "train", "load_config", "read_config", "epochs_trained", "record", "RunExistsError"]
 
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
@@ -141,28 +141,24 @@ class TrainConfig:
         if self.teacher is not None:
             self.teacher = str(self.teacher)
             _check_teacher(self.teacher, self.dataset)
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("val_runs", 1), ("seed", 0)):
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("val_runs", 1)):
             check_count(name, getattr(self, name), minimum)
+        check_count("seed", self.seed, 0, "a seed", maximum=MAX_SEED)
         for name in ("train_subset", "test_subset"):
             if getattr(self, name) is not None:
                 check_count(name, getattr(self, name), 1)
         if self.lr is None:
             self.lr = 1e-2 if self.model == "resnet18" else 1e-3
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise SettingError("lr", f"lr must be a finite number > 0 (e.g. 1e-3), got {self.lr!r}")
+        check_number("lr", self.lr, "a finite number > 0 (e.g. 1e-3)", lambda v: v > 0)
         if self.optimizer not in ("adam", "sgd"):
             raise SettingError("optimizer", f"unknown optimizer {self.optimizer!r}; choose adam or sgd")
         if self.select_on not in ("val", "test"):
             raise SettingError("select_on", f"select_on must be 'val' or 'test', got {self.select_on!r}")
-        if not (isinstance(self.validation, (int, float)) and 0 <= self.validation < 1) or (
-                self.select_on == "val" and self.validation == 0):
-            raise SettingError("validation", f"validation must be a fraction in (0, 1) when selecting on it, "
-                                             f"got {self.validation!r}")
+        check_number("validation", self.validation, "a fraction in [0, 1), above 0 when selecting on it",
+                     lambda v: 0 <= v < 1 and (v > 0 or self.select_on == "test"))
         if self.taps is not None:  # the JSON form (lists, not tuples), so config.json compares equal on resume
             self.taps = json.loads(json.dumps(list(self.taps)))
-        if not (isinstance(self.width, (int, float)) and math.isfinite(self.width) and self.width > 0):
-            raise SettingError("width", f"width must be a finite number > 0 (1 = the paper's network), "
-                                        f"got {self.width!r}")
+        check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
         circuit.settings_of(self)
         if self.tensorboard:
@@ -212,12 +208,12 @@ def load_config(run_dir: str | Path) -> TrainConfig:
 
     Raises:
         FileNotFoundError: ``run_dir`` has no ``config.json``.
+        ValueError: its ``config.json`` is damaged (:func:`read_config`).
     """
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    if not (Path(run_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} has no config.json, so it is no neft run to resume; start it "
                                 "with `neft train --out ...` and its settings")
-    saved = json.loads(path.read_text())
+    saved = read_config(run_dir)
     return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
 
 
@@ -234,6 +230,26 @@ def _check_teacher(teacher: str, dataset: str) -> None:
     if trained_on != dataset:
         raise SettingError("teacher", f"teacher {teacher!r} was trained on {trained_on}, this run trains on "
                                       f"{dataset}; give a teacher run of the same data set")
+    planned, trained = _planned_epochs(teacher), epochs_trained(teacher)
+    if planned and trained is not None and trained < planned:
+        raise SettingError("teacher", f"teacher {teacher!r} trained {trained} of its {planned} epochs (training "
+                                      f"stopped early); finish it first: `neft train --resume --out {teacher}`")
+
+
+def _planned_epochs(run_dir: str) -> int | None:
+    """The ``epochs`` of a run directory's config.json (None for a checkpoint file or a run without one)."""
+    return read_config(run_dir).get("epochs") if (Path(run_dir) / "config.json").is_file() else None
+
+
+def _check_not_teacher(config: TrainConfig, out: Path) -> None:
+    """Refuse a run directory ``out`` that is, or holds, the run's own distillation teacher (replacing it with
+    overwrite would delete the teacher)."""
+    if config.teacher is None:
+        return
+    teacher, target = Path(config.teacher).resolve(), out.resolve()
+    if teacher == target or target in teacher.parents:
+        raise SettingError("teacher", f"the run directory {str(out)!r} is (or holds) the teacher {config.teacher!r};"
+                                      " give the distilled run its own directory (--out)")
 
 
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
@@ -309,7 +325,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     with fewer images than ranks is skipped. BatchNorm statistics are averaged over ranks after every epoch.
 
     Returns:
-        Summary ``{"best_epoch", "best_val_accuracy", "test_accuracy_clean", "epochs", "seconds",
+        Summary ``{"best_epoch", "best_val_accuracy", "best_val_kind" ("noisy", or "clean" at sigma 0),
+        "test_accuracy_clean", "epochs", "seconds",
         "weights_sha256"}`` (accuracies in percent; the digest of the last epoch's weights: equal runs, resumed
         runs and data-parallel ranks share it).
 
@@ -317,32 +334,58 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         ValueError: invalid settings (a :class:`~neft.errors.SettingError` names the setting), or ``resume``
             with settings that differ from the run's; RunExistsError: ``out`` holds a run and neither flag is
             given; data.DatasetNotFoundError: the data set is missing; FloatingPointError: the loss became NaN or
-            infinite (the message names the epoch, step and the first layer whose output was not finite).
+            infinite (the message names the epoch, step and the first layer whose output was not finite);
+            :class:`~neft.runlock.RunLockedError` (a ``FileExistsError``): another process trains or evaluates
+            ``out``; OSError: ``out`` cannot be written (read-only, full disk; the message names it).
     """
     if model is not None:
         config.model = models.registry.python_object_name(model)
     config.check()
     out = Path(out)
+    _check_not_teacher(config, out)
     if resume:
         _check_resume_settings(config, out)
-    run = _Run.start(config, out, resume, overwrite, model)
-    last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
-    bars = progress and log_name is None and sys.stderr.isatty()
-    for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
-        started = time.perf_counter()
-        totals = run.train_epoch(epoch, bars)
-        row = run.select_and_save(epoch, totals, started)
-        if progress and distributed.is_main():
-            parts = "".join(f" {part} {row[part]:.4f}" for part in run.objective.parts)
-            line = (f"{f'[{log_name}] ' if log_name else ''}epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}"
-                    f"{f' ({parts.strip()})' if parts else ''}  train {row['train_acc']:.2f}%  {run.select_split} "
-                    f"clean {row['val_acc_clean']:.2f}%  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%"
-                    f"{'  *best' if row['best'] else ''}")
-            if bars:
-                tqdm.write(line)
-            else:
-                print(line, flush=True)
-    return run.finish()
+    with runlock.hold(out, "neft train"):  # one writer per run directory
+        run = _Run.start(config, out, resume, overwrite, model)
+        last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+        bars = progress and log_name is None and sys.stderr.isatty()
+        for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
+            started = time.perf_counter()
+            totals = run.train_epoch(epoch, bars)
+            row = run.select_and_save(epoch, totals, started)
+            if progress and distributed.is_main():
+                parts = "".join(f" {part} {row[part]:.4f}" for part in run.objective.parts)
+                noisy = f"  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%" if config.sigma else ""  # sigma 0: clean
+                line = (f"{f'[{log_name}] ' if log_name else ''}epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}"
+                        f"{f' ({parts.strip()})' if parts else ''}  train {row['train_acc']:.2f}%  {run.select_split} "
+                        f"clean {row['val_acc_clean']:.2f}%{noisy}"
+                        f"{'  *best' if row['best'] else ''}")
+                if bars:
+                    tqdm.write(line)
+                else:
+                    print(line, flush=True)
+        return run.finish()
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """The ``config.json`` of a run directory as a dict.
+
+    Raises:
+        FileNotFoundError: there is none.
+        ValueError: it is damaged (not a JSON object); the message names the file.
+    """
+    path = Path(run_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no config.json in {str(run_dir)!r}: not a run directory written by "
+                                "neft train") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is damaged (invalid JSON: {error}); restore it or retrain the run "
+                         "with overwrite=True (--overwrite)") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(path)!r} is damaged (not a JSON object); restore it or retrain the run")
+    return config
 
 
 def _check_resume_settings(config: TrainConfig, out: Path) -> None:
@@ -350,11 +393,19 @@ def _check_resume_settings(config: TrainConfig, out: Path) -> None:
     differing value), or when the source file of its import-path model changed since."""
     if not (out / "config.json").is_file():
         return
-    recorded = json.loads((out / "config.json").read_text())
+    recorded = read_config(out)
     # settings added in later versions take their defaults when an older config.json lacks them
     saved = {**dataclasses.asdict(TrainConfig()), **recorded}
     saved.pop(RECORDED, None)
     current = dataclasses.asdict(config)
+    pinned = recorded.get(RECORDED, {}).get("teacher")
+    if pinned and config.teacher:  # the teacher is pinned by its checkpoint's digest, wherever it now lies
+        now = checkpoint.digest(config.teacher)
+        if now != pinned["sha256"]:
+            raise ValueError(f"cannot resume {str(out)!r}: its teacher {config.teacher!r} is not the network it "
+                             f"started from (checkpoint sha256 {pinned['sha256'][:12]}... then, {now[:12]}... now: "
+                             "retrained or replaced); restore that teacher or train a new run")
+        current["teacher"] = saved.get("teacher")  # same digest: another spelling or location of the same teacher
     changed = sorted(k for k in saved.keys() | current.keys()
                      if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
     if changed:
@@ -373,11 +424,14 @@ RECORDED = "recorded"  # config.json key of what a run measured at its start, be
 
 
 def record(config: TrainConfig, dataset: data.ImageDataset) -> dict:
-    """What ``config.json`` records beside the settings: the model's source file and digest (import paths) and
-    the data set's shape and normalisation (per-channel mean/std of pixel values in [0, 1])."""
+    """What ``config.json`` records beside the settings: the model's source file and digest (import paths), the
+    distillation teacher's checkpoint digest (checked on resume) and the data set's shape and normalisation
+    (per-channel mean/std of pixel values in [0, 1])."""
     return {
         "model_source": (models.registry.describe(config.model) if models.registry.is_import_path(config.model)
                          else None),
+        "teacher": ({"path": config.teacher, "sha256": checkpoint.digest(config.teacher)} if config.teacher
+                    else None),
         "dataset": {"name": dataset.name, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
                     "image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
                     "classes": list(dataset.classes) if dataset.classes else None},
@@ -464,6 +518,7 @@ class _Run:
                           "in_channels": dataset.in_channels, "width": config.width, "args": config.model_args,
                           "source": recorded["model_source"]},
                 "dataset": dataset.name, "dataset_stats": recorded["dataset"], "method": config.method,
+                "teacher_sha256": (recorded["teacher"] or {}).get("sha256"),
                 "sigma": config.sigma,
                 "sigma_block": config.sigma_block, "beta": config.beta, "temperature": config.temperature,
                 "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
@@ -477,7 +532,13 @@ class _Run:
                          if circuit.settings_of(config).calibrated else None),
         )
         if resuming:
-            run.restore(torch.load(out / "last.pt", map_location="cpu", weights_only=True))
+            try:
+                saved = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+            except Exception as error:  # noqa: BLE001 - a truncated or damaged file, whatever torch says
+                raise ValueError(f"{str(out / 'last.pt')!r} is truncated or damaged ({type(error).__name__}): "
+                                 "this run cannot continue from it; start it afresh with overwrite=True "
+                                 "(--overwrite), or delete last.pt to keep the checkpoint and train anew") from None
+            run.restore(saved)
         if main:
             _truncate_log(out / "train_log.csv", run.fields, run.state["epoch"])
             run.writer = _summary_writer()(log_dir=str(out / "tensorboard")) if config.tensorboard else None
@@ -556,10 +617,9 @@ class _Run:
                     if key != "epoch":
                         self.writer.add_scalar(key, value, epoch)
                 self.writer.flush()
-            torch.save({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
-                        "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.tmp")
-            (self.out / "last.tmp").replace(self.out / "last.pt")
+            checkpoint.write({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
+                              "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                              "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.pt")
         return row
 
     def finish(self) -> dict:
@@ -568,6 +628,7 @@ class _Run:
         own = copy.deepcopy(self.model) if models.registry.is_python_object(self.config.model) else None
         best = checkpoint.load(self.out, map_location=self.device, model=own)
         summary = {"best_epoch": self.state["best_epoch"], "best_val_accuracy": self.state["best"],
+                   "best_val_kind": "noisy" if self.config.sigma > 0 else "clean",
                    "test_accuracy_clean": _accuracy(best, self.dataset, "test", self.device),
                    "epochs": self.state["epoch"], "seconds": self.state["seconds"],
                    "weights_sha256": _digest(self.model)}
@@ -576,6 +637,17 @@ class _Run:
         if self.writer is not None:
             self.writer.close()
         return summary
+
+
+def epochs_trained(run_dir: str | Path) -> int | None:
+    """How many epochs a run directory has trained: the last epoch of its ``train_log.csv`` (None without one).
+    Fewer than its ``config.json`` ``epochs`` means training stopped early (``stop_after``, an interruption)."""
+    path = Path(run_dir) / "train_log.csv"
+    if not path.is_file():
+        return None
+    with path.open() as file:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(file) if (row.get("epoch") or "").isdigit()]
+    return max(epochs, default=0)
 
 
 def _non_finite_origin(model: torch.nn.Module, x: torch.Tensor) -> str:

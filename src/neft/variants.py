@@ -17,8 +17,8 @@ itself (see the README's Results section):
 
 A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature; for distill its softmax
 temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``lambda`` (lipschitz_lambda), ``alpha``
-(distill_alpha) and ``device`` (the training device model), in presets (``methods = ["ovf", "ovf beta=0"]``) and in report labels, so the label of a result is
-the text that made it. A distill run's teacher is a [train] setting (``teacher``), not part of the variant.
+(distill_alpha) and ``device`` (the training device model), in presets (``methods = ["ovf", "ovf beta=0"]``)
+and in report labels, so the label of a result is the text that made it. A distill run's teacher is a [train] setting (``teacher``), not part of the variant.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def parse(spec: str) -> tuple[str, dict]:
     method, *options = str(spec).split()
     if method not in objectives.METHODS:
         raise ValueError(f"unknown method {method!r} in {spec!r}; choose one of {', '.join(objectives.METHODS)}, "
-                         "optionally followed by T=..., beta=... or init=... (e.g. 'ovf beta=0')")
+                         f"optionally followed by {', '.join(f'{key}=...' for key in _KEYS)} (e.g. 'ovf beta=0', "
+                         "'rcg k=2', 'distill alpha=0.5 T=2')")
     overrides: dict = {}
     for option in options:
         key, sep, value = option.partition("=")

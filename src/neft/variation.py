@@ -74,7 +74,9 @@ def mapped_weight_names(
     """Names (as in ``model.named_parameters()``) of the weights stored on the crossbar.
 
     A weight shared by several layers (tied weights) is one set of devices: it is listed once, under the name
-    ``named_parameters()`` gives it, and ``functional_call`` passes its perturbed value to every layer that shares it.
+    ``named_parameters()`` gives it, and ``functional_call`` passes its perturbed value to every layer that shares it;
+    it is mapped when any mapped layer uses it, whichever module (e.g. an ``nn.Embedding`` tied to the output
+    ``nn.Linear``) was registered first.
 
     Args:
         model: any module.
@@ -103,8 +105,9 @@ def mapped_weight_names(
             raise ValueError(f"layer {module_name or type(module).__name__!r} computes its weight at every forward "
                              f"({reason}), so neft cannot put that weight on the crossbar: {_REMOVE[reason]} "
                              "before mapping the model")
-    names = [name for module_name, module in selected for local in layer_weights(module)
-             if (name := f"{module_name}.{local}" if module_name else local) in parameters]
+    first_name = {id(p): name for name, p in parameters.items()}  # a tied weight by whichever name came first
+    names = list(dict.fromkeys(first_name[id(weight)] for _, module in selected for local in layer_weights(module)
+                               if id(weight := getattr(module, local)) in first_name))
     digital = [name for name, p in parameters.items() if p.dim() >= 2 and name not in names
                and not any(fnmatchcase(name, f"{m}.*") for m in _excluded(model, include, exclude))]
     if digital and names:

@@ -1,0 +1,136 @@
+"""Concurrent writers and failing disks (docs/results.md, 'Run directory'): a run directory has one writer at a
+time (a lock file), an unwritable folder is refused before the Monte Carlo work, a failed write leaves nothing that
+blocks the rerun, and a grid's workers stop with their parent."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from neft import report, runlock, runs
+from neft.cli import main
+from neft.train import TrainConfig, train
+
+EVALUATE = ["--quiet", "--runs", "2", "--sigmas", "0.2", "--compile", "off"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("writers") / "run"
+    train(TrainConfig(model="lenet5", method="vanilla", sigma=0.0, epochs=1, train_subset=64, test_subset=32,
+                      val_runs=1, init="torch"), out, progress=False)
+    return out
+
+
+def _one_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("neft: error: ") and "Traceback" not in err[0], err
+    return err[0]
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_second_writer_of_a_run_directory_is_refused(run_dir, capsys):
+    before = _files(run_dir)
+    with runlock.hold(run_dir, "neft evaluate (the first)"):
+        assert runlock.lock_path(run_dir).is_file()
+        assert main(["evaluate", str(run_dir), *EVALUATE]) == 2
+        assert f"is being written by neft evaluate (the first) (process {os.getpid()}" in _one_error(capsys)
+        assert main(["train", "--model", "lenet5", "--method", "vanilla", "--sigma", "0", "--epochs", "1",
+                     "--out", str(run_dir / "." / ""), "--overwrite", "--quiet"]) == 2  # another spelling, one lock
+        assert "is being written by" in _one_error(capsys)
+    assert not runlock.lock_path(run_dir).exists() and _files(run_dir) == before
+
+
+def test_a_stale_lock_is_taken_over(run_dir):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runlock.lock_path(run_dir).write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename,
+                                                      "command": "neft train"}))
+    results = runs.evaluate_run(run_dir, sigmas=[0.2], runs=2, name="stale", progress=False, compile=False)
+    assert results["per_sigma"][0]["runs"] == 2 and not runlock.lock_path(run_dir).exists()
+
+
+def test_an_unwritable_run_directory_is_refused_before_the_monte_carlo_work(run_dir, capsys, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the Monte Carlo work started")
+
+    monkeypatch.setattr(runlock.tempfile, "mkstemp", read_only)  # root may write anywhere: the file system says no
+    monkeypatch.setattr(runs, "evaluate", no_work)
+    before = _files(run_dir)
+    assert main(["evaluate", str(run_dir), *EVALUATE, "--name", "ro"]) == 2
+    assert f"cannot write {str(run_dir)!r}: the file system is read-only" in _one_error(capsys)
+    assert _files(run_dir) == before
+
+
+def test_a_full_disk_leaves_nothing_that_blocks_the_rerun(run_dir, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = _files(run_dir)
+    with monkeypatch.context() as patch:
+        patch.setattr(report, "plot", full)  # the CSV is written, then the disk fills
+        assert main(["evaluate", str(run_dir), *EVALUATE, "--name", "full"]) == 2
+    assert "the disk is full" in _one_error(capsys)
+    assert _files(run_dir) == before  # no CSV, PNG or temporary left behind
+    assert main(["evaluate", str(run_dir), *EVALUATE, "--name", "full"]) == 0  # the same command again
+    assert {"full.json", "full.csv", "full_accuracy_vs_sigma.png"} <= set(_files(run_dir))
+
+
+def test_a_failed_checkpoint_write_is_one_error_and_no_temporary(tmp_path, capsys, monkeypatch):
+    import torch
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] .\nPytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(torch, "save", full)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "lenet5", "--method", "vanilla", "--sigma", "0", "--epochs", "1",
+                 "--train-subset", "64", "--test-subset", "32", "--out", str(out), "--quiet"]) == 2
+    assert "cannot write" in _one_error(capsys)
+    assert not list(out.glob("*.tmp")) and not runlock.lock_path(out).exists()
+
+
+WORKER = """
+import multiprocessing, os, sys, time
+from neft.experiments import exit_with_parent
+
+def worker(parent):
+    exit_with_parent(parent, interval=0.1)
+    time.sleep(60)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=worker, args=(os.getpid(),))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_killing_a_grid_parent_stops_its_workers(tmp_path):
+    script = tmp_path / "grid.py"
+    script.write_text(WORKER)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):  # the worker notices within its 0.1 s interval
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent")

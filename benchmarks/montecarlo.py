@@ -131,16 +131,6 @@ def circuit_flops(model, images, batch_size: int, settings: dict, calibration) -
         return forward_flops(model, images, batch_size)
 
 
-def native_bf16() -> bool:
-    """Whether the CPU has bf16 instructions (avx512_bf16 or AMX); without them bf16 matmul/conv fall back to slow
-    reference kernels (measured ~1 GFLOP/s on an AVX2-only EPYC)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import chip_report, metrics, objectives, variants
+from .circuit import FIELDS, CircuitSettings
 
 __all__ = ["load_results", "check_result", "same_evaluation", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]
@@ -203,8 +204,9 @@ def _base_label(result: dict, show_init: bool = False) -> str:
 def _deployment(result: dict) -> str:
     """Label suffix for the deployment options of an evaluation: `` wv=5% magnitude`` (write-verified fraction
     and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, `` bn=256`` (BatchNorm
-    recalibrated on 256 images per chip), `` tune=100`` (the block tuned 100 steps per chip) and the realistic
-    chip's non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``); empty
+    recalibrated on 256 images per chip), `` tune=100`` (the block tuned 100 steps per chip), the realistic chip's
+    non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``) and the
+    crossbar circuit's (:meth:`neft.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b sliced``); empty
     without them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):
@@ -213,8 +215,9 @@ def _deployment(result: dict) -> str:
     read_sigma = result.get("device_model", {}).get("read_sigma", 0.0)
     suffix += f" read_sigma={read_sigma:g}" if read_sigma else ""
     suffix += f" bn={evaluation['recalibrate_bn']}" if evaluation.get("recalibrate_bn") else ""
-    suffix += f" tune={evaluation['chip_tune']}" if evaluation.get("chip_tune") else ""
-    return suffix + chip_report.chip_label(result)
+    suffix += (f" tune={evaluation['chip_tune']}" if evaluation.get("chip_tune") else "") + chip_report.chip_label(result)
+    circuit = {name: evaluation[name] for name in FIELDS if name in evaluation}  # `` tile=128 adc=6b``
+    return suffix + (CircuitSettings(**circuit).label() if circuit else "")
 
 
 def _setting_columns(result: dict) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, data, devices, distributed, objectives, report, runlock
+from .circuit import CALIBRATION_IMAGES
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
@@ -131,6 +132,8 @@ def evaluate_run(
             (a draw seeded by ``seed``, no augmentation; at least ``recalibrate_bn``).
             ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
             ``test_subset`` (results.json records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
+            ``dac_bits``/``adc_bits`` calibrate their ranges on the first ``CALIBRATION_IMAGES`` = 256 training
+            images (:meth:`neft.circuit.Circuit.calibrate`).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
         device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         name: base name of the result files, so several evaluations of one run can coexist.
@@ -195,6 +198,9 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         sensitivity_images, sensitivity_labels = next(dataset.batches(
             "train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
             generator=make_generator(verify_seed(chosen.seed))))
+    calibration_images = None
+    if chosen.dac_bits is not None or chosen.adc_bits is not None:  # converter ranges from clean training images
+        calibration_images = next(dataset.batches("train", CALIBRATION_IMAGES, device=compute))[0]
     fix_images = fix_labels = None
     if chosen.recalibrate_bn or chosen.chip_tune:  # the per-chip fixes' training images (neft.chipfix)
         fix_images, fix_labels = next(dataset.batches(
@@ -202,7 +208,8 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
             generator=make_generator(fix_seed(chosen.seed))))
     evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
                           progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
-                          sensitivity_labels=sensitivity_labels, fix_images=fix_images, fix_labels=fix_labels)
+                          sensitivity_labels=sensitivity_labels, calibration_images=calibration_images,
+                          fix_images=fix_images, fix_labels=fix_labels)
     results = {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],

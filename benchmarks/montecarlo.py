@@ -29,6 +29,14 @@ run each variant once, in a rotated order; the table reports the median over the
     Printed with it: whether its mean accuracy lies inside the 95 % CI of the fp32 ``engine`` row's mean (same
     chips).
 
+``engine read noise`` (``read``), ``engine ADC`` (``adc``), ``engine ADC sliced`` (``sliced``)
+    The crossbar circuit (docs/method.md, 'The crossbar circuit'): read noise per read (``read_sigma`` 0.05), or
+    ``--tile-rows`` (128) row tiles with ``--adc-bits`` (6) ADCs on every tile's partial sums (an analog sum per
+    column, or one ADC per bit slice of the 8/2-bit mapping), ranges calibrated on 256 training images. Their
+    GFLOP/s count their own FLOPs (``FlopCounterMode`` over the circuit's forward: tiles, slices and the read
+    noise's variance pass); ``vs plain`` is their chip-images/s over the ``engine`` row's, same process. Their
+    accuracies differ from naive by design (no agreement check).
+
 ``engine chip options off`` (``off``), ``engine realistic chip`` (``chip``)
     The engine with every realistic-chip option given and off (must match ``engine`` in speed and, per run,
     exactly in accuracy), and on the realistic chip of ``configs/chips/realistic-chip.toml`` (8/2-bit quantized
@@ -73,6 +81,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import neft.checkpoint
+import neft.circuit
 import neft.models
 from neft import data, montecarlo
 from neft.compute import keep_freed_memory
@@ -84,7 +93,9 @@ from neft.variation import Crossbar, make_generator
 # Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
 FALLBACK = (4, 400, 20)
-VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "off", "chip")
+VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "off", "chip", "read", "adc",
+            "sliced")
+CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced")
 DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16,off,chip", "cuda": "auto,1chip,bf16,batch,channels_last,off,chip"}
 CHIP_FILE = Path(__file__).resolve().parent.parent / "configs" / "chips" / "realistic-chip.toml"
 OFF = {"quantize": False, "stuck_off": 0.0, "stuck_on": 0.0, "drift_nu_mean": 0.0, "drift_nu_std": 0.0,
@@ -103,7 +114,21 @@ def variant(key: str, args) -> tuple[str, dict]:
         "channels_last": ("engine channels_last", {"memory_format": "channels_last"}),
         "off": ("engine chip options off", OFF),
         "chip": ("engine realistic chip", {"device_model": str(CHIP_FILE)}),
+        "read": ("engine read noise", {"read_sigma": 0.05}),
+        "adc": ("engine ADC", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8}),
+        "sliced": ("engine ADC sliced", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8,
+                                         "adc_mode": "sliced"}),
     }[key]
+
+
+def circuit_flops(model, images, batch_size: int, settings: dict, calibration) -> int:
+    """FLOPs of one clean forward of ``images`` through the crossbar circuit of ``settings`` (its tiles, slices
+    and read-noise variance pass), counted by ``FlopCounterMode``."""
+    fields = {k: v for k, v in settings.items() if k in neft.circuit.FIELDS or k == "read_sigma"}
+    executor = neft.circuit.Circuit(Crossbar(model), neft.circuit.CircuitSettings(**fields))
+    executor.calibrate(calibration)
+    with executor.applied(), executor.reading([0] if fields.get("read_sigma") else None):
+        return forward_flops(model, images, batch_size)
 
 
 def synchronize(device: torch.device) -> None:
@@ -227,6 +252,7 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
           f"{steps} training steps ({trained_in:.0f} s), clean accuracy {clean:.1f} %, "
           f"{flops / runs / len(labels) / 1e9:.3f} GFLOP per image-forward", flush=True)
 
+    own_flops = {}  # the circuit rows' own FLOPs
     variants = {"naive": lambda: naive(file, name, width, images, labels, args.sigma, runs, args.seed,
                                        args.naive_batch_size or args.batch_size)}
     for key in args.variants:
@@ -234,6 +260,10 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
                                                                                     or name == "lenet5"))):
             continue
         label, settings = variant(key, args)
+        if label in CIRCUIT_ROWS:
+            calibration = (train_x if train_x is not None else images)[:256]
+            own_flops[label] = circuit_flops(model, images, args.batch_size, settings, calibration) * runs
+            settings = {**settings, "calibration_images": calibration} if key != "read" else settings
         variants[label] = lambda settings=settings: engine(model, images, labels, runs, args, **settings)
     keys = list(variants)
     times = {k: [] for k in keys}
@@ -252,14 +282,14 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     tolerance = 100.0 / len(labels) + 1e-9
     for k in keys[1:] if device.type == "cpu" else []:  # CUDA: other cuDNN algorithms per batch shape
         worst = max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k]))
-        if k not in ("engine bf16", "engine realistic chip"):  # other numerics / other chips
+        if k not in ("engine bf16", "engine realistic chip", *CIRCUIT_ROWS):  # other numerics / other chips
             assert worst <= tolerance, (f"{name} width {width:g}: {k} per-run accuracies differ from naive by "
                                         f"{worst:.3f} points (> one image): {accuracies['naive']} vs {accuracies[k]}")
     fp32_mean = statistics.fmean(accuracies["engine" if "engine" in accuracies else "naive"])
     rows = []
     for k in keys:
         seconds = statistics.median(times[k])
-        gflop_s = flops / seconds / 1e9
+        gflop_s = own_flops.get(k, flops) / seconds / 1e9
         ceiling = ceilings["bf16" if k == "engine bf16" else "fp32"]
         rows.append({
             "model": f"{name} w{width:g}", "variant": k, "seconds": seconds,
@@ -268,6 +298,13 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
             "mean_acc": statistics.fmean(accuracies[k]), "d_acc": statistics.fmean(accuracies[k]) - fp32_mean,
             "max_diff": max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k])),
         })
+    if "engine" in times:
+        plain = statistics.median(times["engine"])
+        for row in rows:
+            if row["variant"] in CIRCUIT_ROWS:
+                print(f"  {row['variant']}: {plain / row['seconds']:.2f}x the plain engine's chip-images/s, "
+                      f"{row['gflop_s'] / (flops / plain / 1e9):.0%} of its GFLOP/s (own FLOPs "
+                      f"{own_flops[row['variant']] / flops:.2f}x the plain forward's)", flush=True)
     if "engine compiled" in times:
         once = warmup["engine compiled"] - statistics.median(times["engine compiled"])
         gain = statistics.median(times["engine"]) - statistics.median(times["engine compiled"])
@@ -314,6 +351,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="torch device of model, images and chips (default cpu)")
     parser.add_argument("--sigma", type=float, default=0.1, help="device variation (default 0.1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tile-rows", type=int, default=128, help="rows per tile of the adc/sliced rows (128)")
+    parser.add_argument("--adc-bits", type=int, default=6, help="ADC bits of the adc/sliced rows (6)")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds, each runs every variant (default 2)")
     parser.add_argument("--data", choices=("mnist-5k", "fashion-mnist", "random"), default="mnist-5k",
                         help="test images: mnist-5k test split (default), Fashion-MNIST test split or random "

@@ -7,9 +7,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from neft import Crossbar, DeviceModel, checkpoint, data, devices, make_generator, montecarlo, report, run_seed
+from neft import Crossbar, DeviceModel, checkpoint, data, devices, make_generator, montecarlo, report
 from neft.errors import SettingError
-from neft.seeds import read_seed
 from neft.writeverify import swim_sensitivity, verification_mask, verification_scores
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}
@@ -119,40 +118,6 @@ def test_magnitude_picks_the_largest_normalised_weights_and_random_is_seeded(tin
     smaller = torch.cat([m.flatten() for m in verification_mask(verification_scores(crossbar, "random"),
                                                                 0.1).values()])
     assert bool((draws[0] | ~smaller).all())  # nested: the weights verified at 10 % are verified at 30 %
-
-
-def test_read_noise_is_fresh_per_forward_over_a_frozen_chip(setup):
-    model, images, labels, _ = setup
-    layer = model.classifier[1]  # Linear(400, 120): 48,000 weights
-    seen = []
-    hook = layer.register_forward_hook(lambda module, args, out: seen.append((module.weight.detach().clone(),
-                                                                               out.detach().clone())))
-    x = images[:50]
-    try:  # the same 50 images twice: two forwards of every chip on identical inputs
-        montecarlo.evaluate(model, torch.cat([x, x]), torch.cat([labels[:50]] * 2), [0.3], runs=2,
-                            batch_size=50, read_sigma=0.05, **FAST)
-        read = seen[1:]  # after the one-image forward that counts the classes
-        seen.clear()
-        montecarlo.evaluate(model, torch.cat([x, x]), torch.cat([labels[:50]] * 2), [0.3], runs=2,
-                            batch_size=50, **FAST)
-        frozen = seen[1:]
-    finally:
-        hook.remove()
-    assert len(read) == 4 and not torch.equal(read[0][1], read[1][1])  # chip 0, forwards 1 and 2 differ
-    assert torch.equal(frozen[0][1], frozen[1][1])  # without read noise they are the same
-    crossbar = Crossbar(model)
-    name = "classifier.1.weight"
-    clean = layer.weight.detach()
-    for chip_index in range(2):
-        chip_seed = run_seed(0, 0.3, chip_index)
-        programmed = clean + crossbar.sample_chip(0.3, make_generator(chip_seed))[name]
-        generator = make_generator(read_seed(chip_seed))
-        for forward in range(2):  # the programming noise is the chip's; read noise the next draw of its generator
-            weight = read[2 * chip_index + forward][0]
-            assert torch.allclose(weight, programmed + crossbar.sample_chip(0.05, generator)[name], atol=1e-6)
-            std = float((weight - programmed).std())
-            expected = 0.05 * devices.get("RRAM1").bit_factor * float(clean.abs().max())  # DeviceModel.std formula
-            assert std == pytest.approx(expected, rel=0.03)  # 48,000 draws: sampling error of the std ~0.3 %
 
 
 def test_read_noise_at_sigma_zero_and_from_a_device_file(setup, tmp_path):

@@ -34,6 +34,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
+from .circuit import Circuit
 from .variation import Crossbar
 
 __all__ = ["ChipForward", "choose_chips_per_pass", "forward_flops", "MEMORY_FORMATS"]
@@ -129,6 +130,10 @@ class ChipForward:
         memory_format: ``"auto"`` (channels_last on CPU for 4-D inputs of a model with 2-D convolutions, if a dry
             run agrees with NCHW), ``"channels_last"`` (same check, but on any device) or ``"contiguous"``.
         compile: run the forward through ``torch.compile``.
+        circuit: the :class:`neft.circuit.Circuit` the mapped layers run through (applied by the caller, around
+            every call); with read noise, vmap passes each chip its position in the pass
+            (:meth:`neft.circuit.Circuit.chip`) and runs with ``randomness="same"`` (the noise is drawn per chip
+            from its own seeds, outside vmap's random streams).
 
     Raises:
         ValueError: for an unknown ``memory_format``.
@@ -143,10 +148,12 @@ class ChipForward:
         batch_size: int = 1000,
         memory_format: str = "auto",
         compile: bool = False,
+        circuit: Circuit | None = None,
     ) -> None:
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(f"unknown memory_format {memory_format!r}; choose one of {', '.join(MEMORY_FORMATS)}")
         self.crossbar, self.chips_per_pass, self.batch_size = crossbar, chips_per_pass, batch_size
+        self.circuit = circuit
         model = crossbar.model
         self.memory_format = torch.contiguous_format
         wants_nhwc = memory_format == "channels_last" or (
@@ -227,7 +234,14 @@ class ChipForward:
         if len(weights) == 1:
             return functional_call(model, weights[0], (x,)).unsqueeze(0)
         stacked = {name: torch.stack([w[name] for w in weights]) for name in self.crossbar.names}
-        return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
+        if self.circuit is None or self.circuit.settings.read_sigma == 0:
+            return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
+
+        def chip(params, index, inputs):
+            with self.circuit.chip(index):
+                return functional_call(model, params, (inputs,))
+        index = torch.arange(len(weights), device=x.device)
+        return vmap(chip, in_dims=(0, 0, None), randomness="same")(stacked, index, x)
 
     def __call__(self, weights: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         """Logits ``[K, B, C]`` of the K chips ``weights`` (from :meth:`weights`) on the batch ``x`` ``[B, ...]``

@@ -34,6 +34,34 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The crossbar circuit's flags (neft.circuit.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
+    from .circuit import ADC_MODES
+
+    group = parser.add_argument_group("crossbar circuit (docs/method.md, 'The crossbar circuit'; all off by default)")
+    group.add_argument("--tile-rows", type=int, default=None, metavar="N",
+                       help="crossbar rows per tile: each mapped layer's input is split into tiles of N rows, each "
+                            "with its own partial sums (default: one tile per layer)")
+    group.add_argument("--dac-bits", type=int, default=None, metavar="B",
+                       help="input DAC bits of every mapped layer, range calibrated on 256 training images")
+    group.add_argument("--adc-bits", type=int, default=None, metavar="B",
+                       help="ADC bits of every tile's partial sums, range calibrated per layer and tile on 256 "
+                            "training images")
+    group.add_argument("--adc-range", type=float, default=100.0, metavar="P",
+                       help="percentile of the calibration magnitudes that sets the DAC/ADC full scale "
+                            "(default: %(default)s = the maximum)")
+    group.add_argument("--adc-mode", default="analog", choices=list(ADC_MODES),
+                       help="analog: one ADC reads each column's analog sum; sliced: one ADC per bit slice of the "
+                            "weight_bits/device_bits mapping, shifted and added (default: %(default)s)")
+
+
+def _circuit_settings(args) -> dict:
+    """The circuit flags as EvalConfig/TrainConfig keywords."""
+    from .circuit import FIELDS
+
+    return {name: getattr(args, name) for name in FIELDS}
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from . import models
     from .objectives import METHODS
@@ -244,6 +272,7 @@ def _cmd_train(args) -> None:
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
         tensorboard=args.tensorboard,
+        **_circuit_settings(args),
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")
@@ -325,7 +354,7 @@ def _cmd_evaluate(args) -> None:
         ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
         compile={"on": True, "off": False}.get(args.compile, args.compile),
         verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
-        **_chip_settings(args),
+        **_chip_settings(args), **_circuit_settings(args),
     )
     # a sweep writes one result file per point ({name}_wv{fraction}_t{time}): every point and file checked first
     points = sweep_names(args.name, write_verify=args.write_verify, drift_time=args.drift_times)
@@ -431,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)
     _add_chip_arguments(p, training=True)
+    _add_circuit_arguments(p)
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch; `--resume --out RUN` alone takes every "
@@ -460,9 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verified-sigma", type=float, default=0.0, metavar="S",
                    help=f"residual {SIGMA_HELP} of a verified device (default: %(default)s: exact)")
     p.add_argument("--read-sigma", type=float, default=None, metavar="S",
-                   help=f"read noise drawn afresh for every test batch, as a {SIGMA_HELP} (default: the device "
-                        "model's, 0 unless its file sets read_sigma)")
+                   help=f"read noise drawn afresh on every read (every test image), as a {SIGMA_HELP} (default: "
+                        "the device model's, 0 unless its file sets read_sigma)")
     _add_chip_arguments(p, training=False)
+    _add_circuit_arguments(p)
     p.add_argument("--test-subset", type=int, default=None, metavar="N",
                    help="evaluate on N test images (default: the full test set, whatever the run trained with)")
     p.add_argument("--batch-size", type=int, default=1000,

@@ -4,8 +4,9 @@
 Run ``r`` at sigma ``s`` is one programmed chip: one frozen perturbation of every mapped weight, drawn on the
 evaluation device from the seed :func:`neft.seeds.run_seed` ``(seed, s, r)`` and held for the whole test set.
 Deployment options (docs/method.md): a write-verified fraction of the weights programmed with a smaller residual
-std (:mod:`neft.writeverify`), and read noise drawn afresh for every test batch from the chip's own generator
-(:func:`neft.seeds.read_seed`).
+std (:mod:`neft.writeverify`); the crossbar circuit (:mod:`neft.circuit`: tiles, DAC, ADC and read noise per read,
+each image's read noise drawn from generators keyed by the chip's seed and the image's index,
+:func:`neft.seeds.read_seed`).
 This module takes tensors and returns results; run directories (checkpoint, data set, result files) are
 :mod:`neft.runs`' work. The model is evaluated in eval mode (BatchNorm uses its running statistics) with no gradients; its parameters are
 never modified and its train/eval mode is restored afterwards. There is no per-run model rebuild or checkpoint
@@ -32,22 +33,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import devices, distributed, writeverify
+from .circuit import Circuit, CircuitSettings, settings_of
 from .precision import CHECK_CHIPS, choose_precision
 from .chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
 from .compute import eval_mode
 from .devices import DeviceModel, check_sigma
 from .errors import MAX_SEED, SettingError, check_count, check_number
 from .metrics import PredictionAccumulator, accuracy_summary, ci_half_width
-from .seeds import read_seed, run_seed
+from .seeds import run_seed
 from .variation import Crossbar, make_generator
 
 __all__ = ["EvalConfig", "SettingError", "evaluate", "parse_sigmas", "PRECISIONS", "SCHEMA_VERSION"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SCHEMA_VERSION = 4  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
+SCHEMA_VERSION = 5  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
 # write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
 # device_model.read_sigma, 4 the realistic chip's settings (evaluation and device_model: quantize, stuck_off,
-# stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation; device_model.drift_t0)
+# stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation; device_model.drift_t0); 5 the circuit
+# settings (evaluation.tile_rows, dac_bits, adc_bits, adc_range) and read noise per read (each image's own draw)
 CHIP_SETTINGS = ("read_sigma", "quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_time",
                  "drift_compensation")  # EvalConfig fields that override the device model's own (None: keep it)
 MAX_SIGMAS = 10_000  # sigmas in one evaluation (a start:stop:step with a tiny step is refused, not expanded)
@@ -137,8 +140,16 @@ class EvalConfig:
         verified_sigma: residual relative variation of a verified device (like sigma, in [0, 1]); a verified
             weight gets the std of ``min(verified_sigma, sigma)``. 0: verified weights are exact.
         read_sigma: read (cycle-to-cycle) noise relative to the conductance range, in [0, 1], drawn afresh on
-            every forward (test batch) on top of the chip's frozen programming noise (docs/method.md, 'Read
-            noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
+            every read, i.e. for every test image, on top of the chip's frozen programming noise (docs/method.md,
+            'Read noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
+        tile_rows: crossbar rows per tile (:class:`neft.circuit.CircuitSettings`; docs/method.md, 'The crossbar
+            circuit'); None: one tile per layer.
+        dac_bits: input DAC bits of every mapped layer (1-32); None: ideal inputs.
+        adc_bits: ADC bits of every tile's partial sums (1-32); None: ideal sums.
+        adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
+            (100 = max); the calibration images are :func:`evaluate`'s ``calibration_images``.
+        adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of
+            the ``weight_bits``/``device_bits`` mapping, shifted and added digitally).
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
             chip's settings (:class:`~neft.devices.DeviceModel`; docs/method.md, 'The realistic chip'), each None
             (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
@@ -164,6 +175,11 @@ class EvalConfig:
     verify_select: str = "magnitude"
     verified_sigma: float = 0.0
     read_sigma: float | None = None
+    tile_rows: int | None = None
+    dac_bits: int | None = None
+    adc_bits: int | None = None
+    adc_range: float = 100.0
+    adc_mode: str = "analog"
     quantize: bool | None = None
     stuck_off: float | None = None
     stuck_on: float | None = None
@@ -238,7 +254,12 @@ class EvalConfig:
                     raise SettingError(name, f"{name} must be true or false, got {getattr(self, name)!r}")
             DeviceModel(**{**{name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None},
                            "quantize": True})
+        self.circuit_settings(0.0)
         return self
+
+    def circuit_settings(self, read_sigma: float) -> CircuitSettings:
+        """The checked :class:`neft.circuit.CircuitSettings` of this evaluation with read noise ``read_sigma``."""
+        return settings_of(self, read_sigma)
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values (a device model object becomes its dict)."""
@@ -258,6 +279,7 @@ def evaluate(
     label: str | None = None,
     progress: bool = True,
     sensitivity_images: torch.Tensor | None = None,
+    calibration_images: torch.Tensor | None = None,
     **settings,
 ) -> dict:
     """Monte Carlo evaluation of ``model`` under device variation at each sigma.
@@ -274,6 +296,9 @@ def evaluate(
         sensitivity_images: preprocessed training inputs ``[M, ...]`` on the evaluation device, required by
             ``verify_select="swim"`` (its sensitivity, :func:`neft.writeverify.swim_sensitivity`) and unused
             otherwise; e.g. 1024 training images.
+        calibration_images: clean inputs ``[M, ...]`` on the evaluation device that calibrate the DAC and ADC
+            ranges (:meth:`neft.circuit.Circuit.calibrate`), required when ``dac_bits`` or ``adc_bits`` is set;
+            e.g. 256 training images.
 
     Returns:
         A results dict that :func:`neft.report.write_report` accepts (docs/results.md): ``{"schema_version",
@@ -286,7 +311,8 @@ def evaluate(
 
     Raises:
         SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`), no sigmas, or
-            ``verify_select="swim"`` with ``write_verify > 0`` and no ``sensitivity_images``.
+            ``verify_select="swim"`` with ``write_verify > 0`` and no ``sensitivity_images``, or a DAC/ADC
+            without ``calibration_images``.
         TypeError: for a keyword that is not an :class:`EvalConfig` field.
         ValueError: for an empty test set, non-finite images, mismatched labels, or NaN/infinite logits (e.g.
             fp16 overflow).
@@ -303,23 +329,37 @@ def evaluate(
     config.check()
     started = time.perf_counter()
     chip_model = config.chip_model()
-    crossbar = Crossbar(model, chip_model)
+    circuit_settings = config.circuit_settings(chip_model.read_sigma)
+    if circuit_settings.calibrated and (calibration_images is None or calibration_images.shape[0] == 0):
+        raise SettingError("calibration_images", "dac_bits/adc_bits need a range calibration on clean inputs: pass "
+                                                 "calibration_images (e.g. 256 training images)")
+    try:
+        crossbar = Crossbar(model, chip_model)
+    except ValueError as error:
+        if circuit_settings.active:  # name the circuit setting that needs a mapped layer
+            raise SettingError(circuit_settings.names()[0], f"{circuit_settings.names()[0]} is set but {error}") \
+                from None
+        raise
+    circuit = Circuit(crossbar, circuit_settings)
+    circuit.calibrate(calibration_images)
     verified = None
     if config.write_verify > 0:  # one selection per network, shared by every chip
         scores = writeverify.verification_scores(crossbar, config.verify_select, seed=config.seed,
                                                  sensitivity_images=sensitivity_images)
         verified = writeverify.verification_mask(scores, config.write_verify)
-    per_sigma, precision, precision_check = _evaluate_sigmas(crossbar, images, labels, config, progress, verified)
+    with circuit.applied():
+        per_sigma, precision, precision_check = _evaluate_sigmas(crossbar, circuit, images, labels, config, progress,
+                                                                 verified)
     return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),
             "device_model": chip_model.to_dict(), "test_size": int(labels.numel()),
             "chip_device": images.device.type, "precision": precision, "precision_check": precision_check,
             "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
 
 
-def _evaluate_sigmas(crossbar, images, labels, config: EvalConfig, progress: bool,
+def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, progress: bool,
                      verified) -> tuple[list[dict], str, dict | None]:
     """The ``per_sigma`` entries of :func:`evaluate`, the precision used and its check (``config`` checked;
-    ``verified``: the write-verify mask)."""
+    ``circuit`` applied; ``verified``: the write-verify mask)."""
     model = crossbar.model
     images = images.detach()
     if images.shape[0] == 0:
@@ -348,7 +388,8 @@ def _evaluate_sigmas(crossbar, images, labels, config: EvalConfig, progress: boo
                 compile = device.type == "cpu" and (
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
-                                  batch_size=batch_size, memory_format=config.memory_format, compile=compile)
+                                  batch_size=batch_size, memory_format=config.memory_format, compile=compile,
+                                  circuit=circuit)
         if forward.compiled:
             bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")
         images = forward.images(images)
@@ -358,16 +399,16 @@ def _evaluate_sigmas(crossbar, images, labels, config: EvalConfig, progress: boo
         def measure(dtype):  # per-run accuracies of the first chips at the first noisy sigma, autocast to dtype
             with torch.no_grad(), _autocast(device, dtype), tqdm(disable=True) as quiet:
                 quiet.total = check_config.runs
-                return _evaluate_sigma(crossbar, forward, images, labels, num_classes, noisy[0], check_config,
-                                       batch_size, quiet, verified)["accuracy"]["per_run"]
+                return _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, noisy[0],
+                                       check_config, batch_size, quiet, verified)["accuracy"]["per_run"]
 
         precision, check = choose_precision(config.precision, device, noisy[0] if noisy else None, measure)
         with torch.no_grad(), _autocast(device, PRECISIONS[precision]):
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
                 results.append(
-                    _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar,
-                                    verified)
+                    _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config,
+                                    batch_size, bar, verified)
                 )
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
                                             "compiled": forward.compiled and _noisy(crossbar, sigma)}
@@ -395,11 +436,11 @@ def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float
     return None
 
 
-def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, config, batch_size, bar, verified) -> dict:
+def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config, batch_size, bar,
+                    verified) -> dict:
     """All runs at one sigma; see :func:`evaluate`."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
     model, read_sigma = crossbar.model, crossbar.device_model.read_sigma
-    reader = Crossbar(model, crossbar.device_model.gaussian) if crossbar.device_model.quantize else crossbar
     started = time.perf_counter()
     device = images.device
     accumulator = PredictionAccumulator(images.shape[0], num_classes, device)
@@ -422,15 +463,11 @@ def _evaluate_sigma(crossbar, forward, images, labels, num_classes, sigma, confi
         chips = [crossbar.sample_chip(sigma, make_generator(s, device), verified, config.verified_sigma)
                  for s in chip_seeds]
         weights = [forward.weights(crossbar.perturbed_weights(chip)) for chip in chips]
-        reads = [make_generator(read_seed(s), device) for s in chip_seeds]
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
-            if read_sigma > 0:  # fresh read noise on every forward, on top of each chip's frozen programming noise
-                weights = [forward.weights(crossbar.perturbed_weights(
-                    {name: dw + read[name] for name, dw in chip.items()}))
-                    for chip, read in zip(chips, (reader.sample_chip(read_sigma, g) for g in reads))]
-            correct += accumulator.add(forward(weights, x).float(), y, start)
+            with circuit.reading(chip_seeds if read_sigma > 0 else None, start):  # each image's own reads
+                correct += accumulator.add(forward(weights, x).float(), y, start)
         return distributed.gather_runs(list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist())))
 
     while _noisy(crossbar, sigma) and len(accuracies) < runs:

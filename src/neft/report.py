@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import chip_report, metrics, objectives, variants
+from .circuit import FIELDS, CircuitSettings
 
 __all__ = ["load_results", "check_result", "same_evaluation", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]
@@ -202,16 +203,18 @@ def _base_label(result: dict, show_init: bool = False) -> str:
 
 def _deployment(result: dict, chip: bool = True) -> str:
     """Label suffix for the deployment options of an evaluation: `` wv=5% magnitude`` (write-verified fraction
-    and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02`` and, with ``chip``, the realistic
-    chip's non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``); empty
+    and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, with ``chip`` the realistic
+    chip's non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``) and the
+    crossbar circuit's (:meth:`neft.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b sliced``); empty
     without them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):
         suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"
         suffix += f" verified_sigma={evaluation['verified_sigma']:g}" if evaluation.get("verified_sigma") else ""
     read_sigma = result.get("device_model", {}).get("read_sigma", 0.0)
-    return suffix + (f" read_sigma={read_sigma:g}" if read_sigma else "") + (chip_report.chip_label(result)
-                                                                             if chip else "")
+    suffix += (f" read_sigma={read_sigma:g}" if read_sigma else "") + (chip_report.chip_label(result) if chip else "")
+    circuit = {name: evaluation[name] for name in FIELDS if name in evaluation}  # `` tile=128 adc=6b``
+    return suffix + (CircuitSettings(**circuit).label() if circuit else "")
 
 
 def _setting_columns(result: dict) -> dict:

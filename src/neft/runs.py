@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, data, devices, distributed, objectives, report, runlock
+from .circuit import CALIBRATION_IMAGES
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
@@ -127,6 +128,8 @@ def evaluate_run(
             ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``, no augmentation).
             ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
             ``test_subset`` (results.json records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
+            ``dac_bits``/``adc_bits`` calibrate their ranges on the first ``CALIBRATION_IMAGES`` = 256 training
+            images (:meth:`neft.circuit.Circuit.calibrate`).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
         device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         name: base name of the result files, so several evaluations of one run can coexist.
@@ -190,8 +193,12 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
     if chosen.write_verify > 0 and chosen.verify_select == "swim":  # SWIM's second derivatives on training images
         sensitivity_images = next(dataset.batches("train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
                                                   generator=make_generator(verify_seed(chosen.seed))))[0]
+    calibration_images = None
+    if chosen.dac_bits is not None or chosen.adc_bits is not None:  # converter ranges from clean training images
+        calibration_images = next(dataset.batches("train", CALIBRATION_IMAGES, device=compute))[0]
     evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
-                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images)
+                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
+                          calibration_images=calibration_images)
     results = {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],

@@ -28,10 +28,12 @@ def step_seed(seed: int, rank_index: int, step: int) -> int:
     return _hashed(f"train:{int(seed)}:{int(rank_index)}:{int(step)}")
 
 
-def read_seed(chip_seed: int) -> int:
-    """Seed of the read-noise generator of the chip drawn from ``chip_seed`` (a :func:`run_seed`): the chip's
-    forwards draw their read noise from it in batch order, so a chip replays with its read noise."""
-    return _hashed(f"read:{int(chip_seed)}")
+def read_seed(chip_seed: int, layer: int, tile: int, block: int) -> int:
+    """Seed of the read noise of the chip drawn from ``chip_seed`` (a :func:`run_seed`) in mapped layer ``layer``
+    (its index in :attr:`neft.variation.Crossbar.names`), tile ``tile``, for the block ``block`` of
+    :data:`neft.circuit.READ_BLOCK` consecutive test images (image i is in block ``i // READ_BLOCK``): each image
+    reads with its own noise, whatever the batch size and chips per pass (docs/method.md, 'Read noise')."""
+    return _hashed(f"read:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}")
 
 
 def verify_seed(base_seed: int) -> int:

@@ -13,6 +13,7 @@ A run directory holds ``config.json``, ``checkpoint.pt`` (best backbone, see :mo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -29,11 +30,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import checkpoint, data, devices, distributed, models, montecarlo, objectives, runlock, seeds
+from . import checkpoint, circuit, data, devices, distributed, models, montecarlo, objectives, runlock, seeds
 from .compute import eval_mode, resolve_device
 from .devices import check_sigma
 from .errors import MAX_SEED, SettingError, check_count, check_number
-from .variation import make_generator
+from .variation import Crossbar, make_generator
 
 __all__ = ["TrainConfig", "train", "load_config", "read_config", "epochs_trained", "record", "RunExistsError"]
 
@@ -66,6 +67,11 @@ class TrainConfig:
     ``out/tensorboard`` (needs the ``tensorboard`` package).
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
+    ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
+    (:class:`neft.circuit.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of every
+    objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
+    on the first ``CALIBRATION_IMAGES`` = 256 training images at the start of every epoch, and the noisy
+    validation chips use the same circuit. All off (None) by default: training is unchanged.
     """
 
     model: str = "vgg8"
@@ -98,6 +104,11 @@ class TrainConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     device: str = "auto"
+    tile_rows: int | None = None
+    dac_bits: int | None = None
+    adc_bits: int | None = None
+    adc_range: float = 100.0
+    adc_mode: str = "analog"
     tensorboard: bool = False
 
     def check(self) -> "TrainConfig":
@@ -149,6 +160,7 @@ class TrainConfig:
             self.taps = json.loads(json.dumps(list(self.taps)))
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
+        circuit.settings_of(self)
         if self.tensorboard:
             _summary_writer()
         return self
@@ -274,12 +286,15 @@ def _accuracy(model, dataset, split, device, batch_size=1000) -> float:
     return 100.0 * correct / dataset.size(split)
 
 
-def _noisy_accuracy(model, images, labels, config) -> float:
+def _noisy_accuracy(model, images, labels, config, calibration_images=None) -> float:
     """Mean accuracy (percent) over ``val_runs`` fixed Monte Carlo chips at the training sigma on the preprocessed
-    selection split ``images`` ``[N, C, H, W]`` and ``labels`` ``[N]``."""
+    selection split ``images`` ``[N, C, H, W]`` and ``labels`` ``[N]`` (with the run's circuit, its ranges
+    calibrated on ``calibration_images``)."""
     result = montecarlo.evaluate(model, images, labels, [config.sigma], runs=max(2, config.val_runs),
                                  seed=config.seed, device_model=config.device_model, progress=False,
-                                 compile=False)  # a compile per epoch would cost more than it saves
+                                 compile=False,  # a compile per epoch would cost more than it saves
+                                 calibration_images=calibration_images,
+                                 **{name: getattr(config, name) for name in circuit.FIELDS})
     return result["per_sigma"][0]["accuracy"]["mean"]
 
 
@@ -442,6 +457,8 @@ class _Run:
     fields: list[str]
     metadata: dict
     selection: tuple[torch.Tensor, torch.Tensor]
+    circuit: circuit.Circuit | None  # the crossbar circuit the objective trains with (None: off)
+    calibration: torch.Tensor | None  # the training images that calibrate its converter ranges
     writer: object | None = None  # a TensorBoard SummaryWriter (config.tensorboard, main rank)
 
     @property
@@ -509,6 +526,10 @@ class _Run:
             },
             selection=(torch.cat([x for x, _ in dataset.batches(split, 1000, device=device)]),  # preprocessed once
                        dataset.splits[split][1].to(device)),
+            circuit=(circuit.Circuit(Crossbar(model, config.device_model), circuit.settings_of(config))
+                     if circuit.settings_of(config).active else None),
+            calibration=(next(dataset.batches("train", circuit.CALIBRATION_IMAGES, device=device))[0]
+                         if circuit.settings_of(config).calibrated else None),
         )
         if resuming:
             try:
@@ -536,6 +557,8 @@ class _Run:
         """One pass over the training split; returns the mean loss and logged accuracies (%) over its steps."""
         config, dataset = self.config, self.dataset
         rank, world = distributed.rank(), distributed.world_size()
+        if self.circuit is not None:
+            self.circuit.calibrate(self.calibration)  # converter ranges of this epoch's weights
         self.model.train()
         totals: dict[str, float] = {}
         steps = 0
@@ -550,7 +573,8 @@ class _Run:
                 continue
             self.noise_generator.manual_seed(seeds.step_seed(config.seed, rank, self.state["step"]))
             self.state["step"] += 1
-            loss, logs = self.objective.loss(self.net, x, y)
+            with self.circuit.applied() if self.circuit is not None else contextlib.nullcontext():
+                loss, logs = self.objective.loss(self.net, x, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {float(loss)} at epoch {epoch}, step "
                                          f"{self.state['step']} (batch {index + 1} of the epoch): "
@@ -574,7 +598,7 @@ class _Run:
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         clean = _accuracy(self.model, self.dataset, self.select_split, self.device)
-        noisy = _noisy_accuracy(self.model, *self.selection, config) if config.sigma > 0 else clean
+        noisy = _noisy_accuracy(self.model, *self.selection, config, self.calibration) if config.sigma > 0 else clean
         improved = noisy > state["best"]
         if improved:
             state.update(best=noisy, best_epoch=epoch)

@@ -201,13 +201,13 @@ def _base_label(result: dict, show_init: bool = False) -> str:
     return variants.label(result, show_init) if result.get("method") else "network"
 
 
-def _deployment(result: dict) -> str:
+def _deployment(result: dict, chip: bool = True) -> str:
     """Label suffix for the deployment options of an evaluation: `` wv=5% magnitude`` (write-verified fraction
     and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, `` bn=256`` (BatchNorm
-    recalibrated on 256 images per chip), `` tune=100`` (the block tuned 100 steps per chip), the realistic chip's
-    non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``) and the
-    crossbar circuit's (:meth:`neft.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b sliced``); empty
-    without them."""
+    recalibrated on 256 images per chip), `` tune=100`` (the block tuned 100 steps per chip), with ``chip`` the
+    realistic chip's non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y
+    comp``) and the crossbar circuit's (:meth:`neft.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b
+    sliced``); empty without them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):
         suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"
@@ -215,7 +215,8 @@ def _deployment(result: dict) -> str:
     read_sigma = result.get("device_model", {}).get("read_sigma", 0.0)
     suffix += f" read_sigma={read_sigma:g}" if read_sigma else ""
     suffix += f" bn={evaluation['recalibrate_bn']}" if evaluation.get("recalibrate_bn") else ""
-    suffix += (f" tune={evaluation['chip_tune']}" if evaluation.get("chip_tune") else "") + chip_report.chip_label(result)
+    suffix += f" tune={evaluation['chip_tune']}" if evaluation.get("chip_tune") else ""
+    suffix += chip_report.chip_label(result) if chip else ""
     circuit = {name: evaluation[name] for name in FIELDS if name in evaluation}  # `` tile=128 adc=6b``
     return suffix + (CircuitSettings(**circuit).label() if circuit else "")
 
@@ -264,7 +265,8 @@ def _names(results: list[dict]) -> list[str]:
     """:func:`result_label` of each result, where variant labels name the init only when the results mix inits
     (:func:`neft.variants.labels`)."""
     show_init = variants.mixed_inits(results)
-    return [_base_label(r, show_init) + _deployment(r) for r in results]
+    chip = len({chip_report.chip_label(r) for r in results}) > 1  # a chip shared by all is named once, in the setup
+    return [_base_label(r, show_init) + _deployment(r, chip) for r in results]
 
 
 def comparison_rows(results: list[dict]) -> list[dict]:
@@ -559,7 +561,7 @@ def write_report(
         f"test images: {listing(r['test_size'] for r in results)}; "
         f"dataset: {listing(r.get('dataset', '?') for r in results)}; "
         f"model: {listing(r.get('model', '?') for r in results)}; "
-        f"device model: {listing(_device_name(r) for r in results)}."
+        f"device model: {listing(_device_name(r) + chip_report.chip_label(r) for r in results)}."
     )
     training = _training_setup(results)
     intro = "\n\n".join(part for part in (notes, setup, training) if part)

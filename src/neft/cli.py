@@ -139,6 +139,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write the train_log.csv columns as TensorBoard scalars into OUT/tensorboard "
                              "(needs `pip install tensorboard`)")
+    _add_circuit_arguments(parser)  # train against the crossbar circuit (TrainConfig fields too)
 
 
 def _taps(values):
@@ -409,6 +410,8 @@ def _cmd_import(args) -> None:
               "state_dict from every key")
     print(f"imported {args.weights} into {args.out}: clean test accuracy {summary['test_accuracy_clean']:.2f}%; "
           f"next: neft evaluate {args.out}")
+
+
 def _cmd_rcg_search(args) -> None:
     from .rcgsearch import search
     from .train import TrainConfig
@@ -499,7 +502,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"sigma is the {SIGMA_HELP} (e.g. 0.1 = 10 %).")
     _add_train_arguments(p)
     _add_chip_arguments(p, training=True)
-    _add_circuit_arguments(p)
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch; `--resume --out RUN` alone takes every "

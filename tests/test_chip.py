@@ -176,7 +176,7 @@ def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_pat
     files = set(trained_run.iterdir())
     assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "3", "--test-subset", "200",
                  "--drift-times", "3600,0", "--device-model", "PCM-chip", "--name", "bad"]) == 2
-    assert "argument --drift-times: drift_time is a time" in capsys.readouterr().err
+    assert "argument --drift-times: drift_time must be a time" in capsys.readouterr().err
     assert main(["evaluate", str(trained_run), "--quiet", "--stuck-on", "0.02", "--name", "bad"]) == 2
     assert "argument --stuck-on: stuck_on acts on the devices of the quantized mapping" in capsys.readouterr().err
     assert set(trained_run.iterdir()) == files  # refused before any work: nothing written

@@ -81,7 +81,7 @@ def plot_drift(curves: dict, path: str | Path, title: str | None = None) -> Path
         raise ValueError("no drift sweep to plot: evaluate a run of a drifting chip at several read times, e.g. "
                          "neft evaluate RUN --device-model PCM-chip --drift-times 1,3600,86400,2.6e6,3.15e7")
     sigmas = sorted({sigma for _, sigma in curves})
-    figure = Figure(figsize=(4.5 * len(sigmas) + 1, 4.2), layout="constrained")
+    figure = Figure(figsize=(max(7.5, 5.5 * len(sigmas)), 4.6), layout="constrained")
     FigureCanvasAgg(figure)
     panels = figure.subplots(1, len(sigmas), squeeze=False)[0]
     for axes, sigma in zip(panels, sigmas):
@@ -93,7 +93,7 @@ def plot_drift(curves: dict, path: str | Path, title: str | None = None) -> Path
         axes.set(xlabel="time after programming (s)", ylabel="Top-1 accuracy (%)", title=f"σ = {sigma:g}")
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
-    figure.suptitle(title or "Accuracy vs time after programming (conductance drift; mean, 95 % CI)")
+    figure.suptitle(title or "Accuracy vs time after programming (drift; mean, 95 % CI)")
     path = Path(path)
     figure.savefig(path, dpi=150)
     return path

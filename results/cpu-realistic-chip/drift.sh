@@ -18,4 +18,4 @@ for cell in "${cells[@]}"; do
   cp "$grid/$cell"/drift_t*.json "$out/$cell/"
   results+=("$out/$cell"/drift_t*.json)
 done
-neft report "${results[@]}" --out "$out" --title "Realistic chip at sigma 0.35: accuracy against time after programming (seed 0)"
+neft report "${results[@]}" --out "$out" --overwrite --title "Realistic chip at sigma 0.35: accuracy against time after programming (seed 0)"

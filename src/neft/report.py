@@ -201,10 +201,10 @@ def _base_label(result: dict, show_init: bool = False) -> str:
     return variants.label(result, show_init) if result.get("method") else "network"
 
 
-def _deployment(result: dict) -> str:
+def _deployment(result: dict, chip: bool = True) -> str:
     """Label suffix for the deployment options of an evaluation: `` wv=5% magnitude`` (write-verified fraction
-    and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, the realistic chip's
-    non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``) and the
+    and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, with ``chip`` the realistic
+    chip's non-default settings (:func:`neft.chip_report.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y comp``) and the
     crossbar circuit's (:meth:`neft.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b sliced``); empty
     without them."""
     evaluation, suffix = result.get("evaluation", {}), ""
@@ -212,7 +212,7 @@ def _deployment(result: dict) -> str:
         suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"
         suffix += f" verified_sigma={evaluation['verified_sigma']:g}" if evaluation.get("verified_sigma") else ""
     read_sigma = result.get("device_model", {}).get("read_sigma", 0.0)
-    suffix += (f" read_sigma={read_sigma:g}" if read_sigma else "") + chip_report.chip_label(result)
+    suffix += (f" read_sigma={read_sigma:g}" if read_sigma else "") + (chip_report.chip_label(result) if chip else "")
     circuit = {name: evaluation[name] for name in FIELDS if name in evaluation}  # `` tile=128 adc=6b``
     return suffix + (CircuitSettings(**circuit).label() if circuit else "")
 
@@ -261,7 +261,8 @@ def _names(results: list[dict]) -> list[str]:
     """:func:`result_label` of each result, where variant labels name the init only when the results mix inits
     (:func:`neft.variants.labels`)."""
     show_init = variants.mixed_inits(results)
-    return [_base_label(r, show_init) + _deployment(r) for r in results]
+    chip = len({chip_report.chip_label(r) for r in results}) > 1  # a chip shared by all is named once, in the setup
+    return [_base_label(r, show_init) + _deployment(r, chip) for r in results]
 
 
 def comparison_rows(results: list[dict]) -> list[dict]:
@@ -556,7 +557,7 @@ def write_report(
         f"test images: {listing(r['test_size'] for r in results)}; "
         f"dataset: {listing(r.get('dataset', '?') for r in results)}; "
         f"model: {listing(r.get('model', '?') for r in results)}; "
-        f"device model: {listing(_device_name(r) for r in results)}."
+        f"device model: {listing(_device_name(r) + chip_report.chip_label(r) for r in results)}."
     )
     training = _training_setup(results)
     intro = "\n\n".join(part for part in (notes, setup, training) if part)

@@ -50,9 +50,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="test images in the one batch (default 1000)")
     parser.add_argument("--width", type=float, default=1.0, help="VGG8 width (default 1)")
     parser.add_argument("--tile-rows", type=int, default=128, help="rows per tile of the ADC rows (default 128)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of rows (default {','.join(ROWS)})")
     args = parser.parse_args()
+    chosen = ["plain"] + [row for row in args.rows.split(",") if row in ROWS and row != "plain"]
     peaks = {}
-    for label, settings in ROWS.items():
+    for label, settings in ((row, ROWS[row]) for row in chosen):
         if "adc_bits" in settings:
             settings = {**settings, "tile_rows": args.tile_rows}
         out = subprocess.run([sys.executable, "-c", CHILD, str(args.width), str(args.batch), json.dumps(settings)],

@@ -145,3 +145,19 @@ def test_irs_taps_a_recurrent_module_by_its_output_sequence(tmp_path):
     loss, logs = irs.loss(model, x, y)
     loss.backward()
     assert model.lstm.weight_hh_l1.grad is not None and "head1_acc" in logs
+
+
+@pytest.mark.parametrize("setting", [{"read_sigma": 0.05}, {"adc_bits": 6}])
+def test_circuit_settings_on_a_recurrent_model_are_one_error_naming_the_setting(setting):
+    """The crossbar circuit runs Conv/Linear layers only: an active setting on a model with recurrent weights on
+    the crossbar is refused before any work, naming the setting; with the circuit off the same model evaluates."""
+    from neft.errors import SettingError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Attention(separate=False), nn.Linear(6, 3))
+    x, y = torch.randn(20, 4, 6), torch.randint(0, 3, (20,))
+    name = next(iter(setting))
+    with pytest.raises(SettingError, match=f"{name} is set, but the crossbar circuit .* MultiheadAttention"):
+        evaluate(model, x, y, [0.1], runs=2, progress=False, calibration_images=x, **setting)
+    plain = evaluate(model, x, y, [0.1], runs=2, progress=False)
+    assert plain["per_sigma"][0]["runs"] == 2

@@ -227,8 +227,8 @@ FUZZ = [
     (["reproduce", "RUNS/none.toml"], "not found"),
     (["reproduce", "PRESET:train_sigmas = [0.2]\n|"], "e.g. train_sigmas = [0.1, 0.2]"),  # names the missing key
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "distill"'], '[train] teacher = "vanilla"'),
-    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ovf gamma=2"'], "T, beta, init, k, lambda, alpha"),
-    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ofv"'], "T=..., beta=..., init=..., k=..., lambda=..., alpha=..."),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ovf gamma=2"'], "T, beta, init, k, scale, lambda, alpha, device"),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ofv"'], "T=..., beta=..., init=..., k=..., scale=..., lambda=..., alpha=..., device=..."),
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "distill", "distill alpha=0.9"&&[train]|[train]\nteacher = '
                    '"vanilla"'], "train the same networks"),
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "rcg", "rcg k=1.0"'], "train the same networks"),

@@ -44,7 +44,7 @@ from . import mapping
 from .devices import DeviceModel, check_sigma
 from .errors import SettingError
 from .seeds import read_seed
-from .variation import Crossbar
+from .variation import MAPPED_LAYER_TYPES, Crossbar
 
 __all__ = ["CircuitSettings", "Circuit", "READ_BLOCK", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "quantize",
            "slices", "settings_of"]
@@ -318,7 +318,8 @@ class Circuit:
     the chips and the first image index of each batch with :meth:`reading` for read noise.
 
     Raises:
-        SettingError: for invalid settings.
+        SettingError: for invalid settings, or an active setting on a model whose mapped weights include recurrent or
+            attention weights (the circuit runs Conv/Linear layers only).
     """
 
     def __init__(self, crossbar: Crossbar, settings: CircuitSettings) -> None:
@@ -327,7 +328,16 @@ class Circuit:
         read = self.settings.read_sigma
         self.layers = []
         for index, name in enumerate(crossbar.names):
-            module = modules[name.rpartition(".")[0]]
+            owner, _, attribute = name.rpartition(".")
+            module = modules[owner]
+            if not (isinstance(module, MAPPED_LAYER_TYPES) and attribute == "weight"):
+                if self.settings.active:
+                    setting = self.settings.names()[0]
+                    raise SettingError(setting, f"{setting} is set, but the crossbar circuit (tiles, DAC, ADC, read "
+                                                f"noise per read) runs nn.Conv1d/2d/3d and nn.Linear layers only, "
+                                                f"and {name!r} belongs to a {type(module).__name__}: leave the "
+                                                "circuit settings off for this model")
+                continue  # recurrent / attention weights: device effects only
             std = crossbar.device_model.std(module.weight.detach(), read) if read > 0 else None
             count = crossbar.device_model.devices_per_weight if self.sliced else 1
             self.layers.append(_Layer(index, module, std, self.settings.tile_rows, count))

@@ -246,16 +246,20 @@ def _chip_settings(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def _times(text: str) -> list[float]:
-    """``--drift-times`` value: one time in seconds or a comma list of times."""
+def _number_list(text: str, what: str) -> list[float]:
+    """A flag's value as one number or a comma list of numbers; ``what`` completes the error message."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
     if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time or a comma list of times in seconds like "
-                                         "1,3600,86400")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return values
+
+
+def _times(text: str) -> list[float]:
+    """``--drift-times`` value: one time in seconds or a comma list of times."""
+    return _number_list(text, "a time or a comma list of times in seconds like 1,3600,86400")
 
 
 def _training_device_model(args):
@@ -351,13 +355,7 @@ def _chips_per_pass(text: str) -> str | int:
 
 def _fractions(text: str) -> list[float]:
     """``--write-verify`` value: one fraction or a comma list of fractions (a sweep)."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction or a comma list of fractions like 0,0.01,0.05")
-    return values
+    return _number_list(text, "a fraction or a comma list of fractions like 0,0.01,0.05")
 
 
 def _cmd_evaluate(args) -> None:

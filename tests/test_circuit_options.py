@@ -1,6 +1,6 @@
 """The crossbar circuit under the Monte Carlo engine's execution options (docs/method.md, 'The crossbar circuit',
-'Engine options'): several chips per pass with vmap, channels_last, bf16 and torch.compile give the per-run
-accuracies of the reference path (one chip per pass, NCHW, fp32, eager)."""
+'With the engine's options'): several chips per pass with vmap, channels_last, bf16 and torch.compile give the
+per-run accuracies of the reference path (one chip per pass, NCHW, fp32, eager), or a documented fallback."""
 
 import warnings
 

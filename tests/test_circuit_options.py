@@ -97,20 +97,21 @@ def tiny_conv_net():
                          nn.Linear(4 * 4 * 4, 5)).eval()
 
 
-@pytest.mark.slow  # one compile of the per-tile graph: ~20 s on an idle 2-core machine
+@pytest.mark.slow  # one compile of the per-tile graph under vmap
 def test_compiled_circuit_matches_eager():
     model = tiny_conv_net()  # 9 and 64 crossbar rows: 1 and 2 tiles of 32 rows, 4 bit slices each
     torch.manual_seed(4)
-    images, labels = torch.randn(60, 1, 8, 8), torch.randint(0, 5, (60,))
+    images, labels = torch.randn(50, 1, 8, 8), torch.randint(0, 5, (50,))
     settings = {**REFERENCE, "tile_rows": 32, "adc_bits": 4, "dac_bits": 4, "adc_mode": "sliced", "runs": 3,
-                "batch_size": 25, "calibration_images": images[:20]}
+                "batch_size": 20, "calibration_images": images[:20]}
     eager = montecarlo.evaluate(model, images, labels, [0.2], **settings)["per_sigma"][0]
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compiled = montecarlo.evaluate(model, images, labels, [0.2], **{**settings, "compile": True})["per_sigma"][0]
+        warnings.simplefilter("always")  # batches of 17, 17 and 16 (padded) images; 3 chips in passes of 2 (padded)
+        compiled = montecarlo.evaluate(model, images, labels, [0.2],
+                                       **{**settings, "compile": True, "chips_per_pass": 2})["per_sigma"][0]
     if not compiled["execution"]["compiled"]:  # no working compiler here (the fallback: test_chip_forward.py)
         pytest.skip(f"torch.compile does not work on this machine: {[str(w.message) for w in caught]}")
-    one_image = 100 / 60
+    one_image = 100 / 50
     assert max(abs(a - b) for a, b in zip(compiled["accuracy"]["per_run"], eager["accuracy"]["per_run"])) \
         <= one_image + 1e-9
     assert compiled["ekl"] == pytest.approx(eager["ekl"], rel=1e-3)

@@ -99,15 +99,16 @@ def test_ddp_ranks_share_batchnorm_statistics(tmp_path):
 
 def test_ddp_with_the_crossbar_circuit_equals_one_process(trained_run, tmp_path):
     """Training through the circuit (tiles, DAC, bit-sliced ADC, straight-through rounding) and a Monte Carlo
-    evaluation through it (tiles, DAC, ADC, read noise per read), each sharded over 2 ranks (one spawn for both):
-    every rank calibrates the converter ranges on the same training images and each chip's read noise is keyed by
-    its own seed, so the step and the per-run accuracies are those of one process."""
+    evaluation through it (tiles, DAC, ADC, read noise per read; 2 chips per pass with vmap), each sharded over 2
+    ranks (one spawn for both): every rank calibrates the converter ranges on the same training images and each
+    chip's read noise is keyed by its own seed, so the step and the per-run accuracies are those of one process."""
     training = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=256,
                     test_subset=100, batch_size=128, select_on="test", val_runs=2, tile_rows=64, dac_bits=4,
                     adc_bits=4, adc_mode="sliced")
     evaluation = dict(sigmas="0.2", runs=5, test_subset=200, tile_rows=64, dac_bits=5, adc_bits=5, read_sigma=0.1,
-                      memory_format="contiguous", compile=False)
-    out, ranks = _spawn(tmp_path / "ddp", training, evaluation=(trained_run, {**evaluation, "name": "sharded-adc"}))
+                      memory_format="contiguous", compile=False, chips_per_pass=1)
+    sharded = {**evaluation, "name": "sharded-adc", "chips_per_pass": 2}  # 5 chips: rounds of 2 x 2 ranks
+    out, ranks = _spawn(tmp_path / "ddp", training, evaluation=(trained_run, sharded))
     assert all("summary" in r for r in ranks), ranks
     assert ranks[0]["summary"]["weights_sha256"] == ranks[1]["summary"]["weights_sha256"]
     train(TrainConfig(**training), tmp_path / "single", progress=False)

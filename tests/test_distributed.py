@@ -20,9 +20,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, out, config_kwargs, data_dirs, evaluation=None):
-    """Train ``config_kwargs`` into ``out``; then, given ``evaluation`` = (run directory, settings), evaluate that
-    run in the same process group (its per-run accuracies and EKL at the first sigma go into the result)."""
+def _worker(rank, world, port, out, config_kwargs, data_dirs):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -31,9 +29,6 @@ def _worker(rank, world, port, out, config_kwargs, data_dirs, evaluation=None):
     try:
         config = TrainConfig(**{**config_kwargs, "data_dir": data_dirs[rank]})
         result = {"summary": train(config, out, progress=False)}
-        if evaluation is not None:
-            point = runs.evaluate_run(evaluation[0], progress=False, **evaluation[1])["per_sigma"][0]
-            result.update(per_run=point["accuracy"]["per_run"], ekl=point["ekl"])
     except Exception as error:  # noqa: BLE001 - reported to the test
         result = {"error": f"{type(error).__name__}: {error}"}
     finally:
@@ -41,9 +36,9 @@ def _worker(rank, world, port, out, config_kwargs, data_dirs, evaluation=None):
     (out.parent / f"rank{rank}.json").write_text(json.dumps(result))
 
 
-def _spawn(tmp_path, config_kwargs, data_dirs=(None, None), evaluation=None):
+def _spawn(tmp_path, config_kwargs, data_dirs=(None, None)):
     out = tmp_path / "run"
-    mp.spawn(_worker, args=(2, _free_port(), out, config_kwargs, list(data_dirs), evaluation), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), out, config_kwargs, list(data_dirs)), nprocs=2, join=True)
     return out, [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
 
@@ -97,32 +92,6 @@ def test_ddp_ranks_share_batchnorm_statistics(tmp_path):
     assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]  # running mean/var included
 
 
-def test_ddp_with_the_crossbar_circuit_equals_one_process(trained_run, tmp_path):
-    """Training through the circuit (tiles, DAC, bit-sliced ADC, straight-through rounding) and a Monte Carlo
-    evaluation through it (tiles, DAC, ADC, read noise per read; 2 chips per pass with vmap), each sharded over 2
-    ranks (one spawn for both): every rank calibrates the converter ranges on the same training images and each
-    chip's read noise is keyed by its own seed, so the step and the per-run accuracies are those of one process."""
-    training = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=256,
-                    test_subset=100, batch_size=128, select_on="test", val_runs=2, tile_rows=64, dac_bits=4,
-                    adc_bits=4, adc_mode="sliced")
-    evaluation = dict(sigmas="0.2", runs=5, test_subset=200, tile_rows=64, dac_bits=5, adc_bits=5, read_sigma=0.1,
-                      memory_format="contiguous", compile=False, chips_per_pass=1)
-    sharded = {**evaluation, "name": "sharded-adc", "chips_per_pass": 2}  # 5 chips: rounds of 2 x 2 ranks
-    out, ranks = _spawn(tmp_path / "ddp", training, evaluation=(trained_run, sharded))
-    assert all("summary" in r for r in ranks), ranks
-    assert ranks[0]["summary"]["weights_sha256"] == ranks[1]["summary"]["weights_sha256"]
-    train(TrainConfig(**training), tmp_path / "single", progress=False)
-    ddp = torch.load(out / "last.pt", weights_only=True)["model"]
-    single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
-    for name, value in single.items():
-        assert torch.allclose(ddp[name], value, atol=1e-5), name
-    point = runs.evaluate_run(trained_run, name="single-adc", progress=False, **evaluation)["per_sigma"][0]
-    assert len(set(point["accuracy"]["per_run"])) > 1  # the chips differ: the comparison is not vacuous
-    for rank in ranks:  # every rank ends with the full result
-        assert rank["per_run"] == point["accuracy"]["per_run"]
-        assert rank["ekl"] == pytest.approx(point["ekl"], rel=1e-6)
-
-
 def test_an_error_on_one_rank_ends_both(tmp_path):
     settings = dict(model="lenet5", dataset="fashion-mnist", method="vanilla", epochs=1, train_subset=64)
     _, ranks = _spawn(tmp_path, settings, data_dirs=(None, str(tmp_path / "missing")))
@@ -143,3 +112,51 @@ def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
     # EKL sums are all-reduced across ranks: equal up to float summation order
     assert sharded["per_sigma"][0]["ekl"] == pytest.approx(single["per_sigma"][0]["ekl"], rel=1e-6)
     assert done.stdout.count("wrote ") == 1  # one report, from rank 0
+
+
+def _circuit_worker(rank, world, port, out, training, evaluation):
+    """Train ``training`` into ``out``, then evaluate ``evaluation`` = (run directory, settings) in the same process
+    group; the summary, per-run accuracies and EKL at the first sigma go to ``out.parent / rank{rank}.json``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from neft import distributed
+
+    try:
+        result = {"summary": train(TrainConfig(**training), out, progress=False)}
+        point = runs.evaluate_run(evaluation[0], progress=False, **evaluation[1])["per_sigma"][0]
+        result.update(per_run=point["accuracy"]["per_run"], ekl=point["ekl"])
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        result = {"error": f"{type(error).__name__}: {error}"}
+    finally:
+        distributed.cleanup()
+    (out.parent / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def test_ddp_with_the_crossbar_circuit_equals_one_process(trained_run, tmp_path):
+    """Training through the circuit (tiles, DAC, bit-sliced ADC, straight-through rounding) and a Monte Carlo
+    evaluation through it (tiles, DAC, ADC, read noise per read; 2 chips per pass with vmap), each sharded over 2
+    ranks (one spawn for both): every rank calibrates the converter ranges on the same training images and each
+    chip's read noise is keyed by its own seed, so the step and the per-run accuracies are those of one process."""
+    training = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=256,
+                    test_subset=100, batch_size=128, select_on="test", val_runs=2, tile_rows=64, dac_bits=4,
+                    adc_bits=4, adc_mode="sliced")
+    evaluation = dict(sigmas="0.2", runs=5, test_subset=200, tile_rows=64, dac_bits=5, adc_bits=5, read_sigma=0.1,
+                      memory_format="contiguous", compile=False, chips_per_pass=1)
+    sharded = {**evaluation, "name": "sharded-adc", "chips_per_pass": 2}  # 5 chips: rounds of 2 x 2 ranks
+    out = tmp_path / "ddp" / "run"
+    out.parent.mkdir()
+    mp.spawn(_circuit_worker, args=(2, _free_port(), out, training, (trained_run, sharded)), nprocs=2, join=True)
+    ranks = [json.loads((out.parent / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all("summary" in r for r in ranks), ranks
+    assert ranks[0]["summary"]["weights_sha256"] == ranks[1]["summary"]["weights_sha256"]
+    train(TrainConfig(**training), tmp_path / "single", progress=False)
+    ddp = torch.load(out / "last.pt", weights_only=True)["model"]
+    single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
+    for name, value in single.items():
+        assert torch.allclose(ddp[name], value, atol=1e-5), name
+    point = runs.evaluate_run(trained_run, name="single-adc", progress=False, **evaluation)["per_sigma"][0]
+    assert len(set(point["accuracy"]["per_run"])) > 1  # the chips differ: the comparison is not vacuous
+    for rank in ranks:  # every rank ends with the full result
+        assert rank["per_run"] == point["accuracy"]["per_run"]
+        assert rank["ekl"] == pytest.approx(point["ekl"], rel=1e-6)

@@ -171,9 +171,9 @@ class ChipForward:
                               RuntimeWarning, stacklevel=2)
                 self.chips_per_pass = 1
         if compile and circuit is not None and circuit.settings.read_sigma > 0:
-            warnings.warn("compile=True: torch.compile is not used with read noise per read (each read's draw, "
-                          "keyed by the chip's seed, breaks the graph and recompiles per chip); evaluating without "
-                          "compilation", RuntimeWarning, stacklevel=2)
+            warnings.warn("compile=True: torch.compile is not used with read noise per read (each read's draw "
+                          "breaks the graph in every mapped layer, and the pieces recompile per layer and tile "
+                          "without a speed-up); evaluating without compilation", RuntimeWarning, stacklevel=2)
             compile = False
         self._compiled = torch.compile(self._eager, dynamic=False) if compile else None
         self._compile_checked = False

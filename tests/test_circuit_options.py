@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from neft import checkpoint, chip_forward, data, montecarlo
+from neft import chip_forward, montecarlo
 
 REFERENCE = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "precision": "fp32",
              "progress": False}
@@ -19,14 +19,6 @@ CIRCUITS = {
     "read noise": {"read_sigma": 0.2},
     "all": {"tile_rows": 48, "adc_bits": 5, "dac_bits": 5, "read_sigma": 0.1},
 }
-
-
-@pytest.fixture(scope="module")
-def lenet(trained_run):
-    model = checkpoint.load(trained_run)
-    dataset = data.load("mnist-5k", test_subset=100)
-    return (model, dataset.preprocess(dataset.splits["test"][0]), dataset.splits["test"][1],
-            dataset.preprocess(dataset.splits["train"][0][:64]))
 
 
 @pytest.fixture(scope="module")

@@ -173,8 +173,11 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
     low = -levels * step if signed else torch.zeros_like(step)
     high = (levels - 1) * step if signed else levels * step
     if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: the same values, in place
-        clipped = x.clamp_(low.to(x.dtype), high.to(x.dtype)) if inplace else x.clamp(low.to(x.dtype),
-                                                                                          high.to(x.dtype))
+        # clamp_min_/clamp_max_ rather than clamp_: torch.func.vmap over chips has no batching rule for clamp_
+        # with tensor bounds (it warns on every call and loops over the chips); on CPU it is also faster (8.4 ms
+        # against 12 ms for [250, 64, 16, 16] fp32, one thread)
+        clipped = (x.clamp_min_(low.to(x.dtype)).clamp_max_(high.to(x.dtype)) if inplace
+                   else x.clamp(low.to(x.dtype), high.to(x.dtype)))
         return clipped.div_(step).round_().mul_(step)
     clipped = torch.clamp(x, low.to(x.dtype), high.to(x.dtype))
     return clipped + (torch.round(clipped / step) * step - clipped).detach()

@@ -1,7 +1,8 @@
 """Scale-out with torch.distributed: 2 CPU processes with gloo.
 
-The training scenarios run in one pair of processes (one process group, one `train` after another, as a
-long-lived job would): spawning a pair per test cost each test two interpreter and torch start-ups."""
+The training scenarios and a Monte Carlo evaluation through the crossbar circuit run in one pair of processes (one
+process group, one `train` after another, as a long-lived job would): spawning a pair per test cost each test two
+interpreter and torch start-ups."""
 
 import json
 import os
@@ -34,12 +35,36 @@ SCENARIOS = {
                  test_subset=300, batch_size=64, val_runs=2, init="torch"), (None, None)),
     "batchnorm": (dict(model="vgg8", width=0.125, dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=1,
                        train_subset=256, test_subset=100, batch_size=64, val_runs=2, init="torch"), (None, None)),
+    # through the crossbar circuit: tiles, DAC, bit-sliced ADC, straight-through rounding
+    "circuit": ({**_EVEN, "train_subset": 256, "tile_rows": 64, "dac_bits": 4, "adc_bits": 4, "adc_mode": "sliced"},
+                (None, None)),
+    "circuit-irs": ({**_EVEN, "train_subset": 256, "tile_rows": 64, "dac_bits": 4, "adc_bits": 4, "adc_mode": "analog",
+                     "method": "irs", "sigma": 0.1}, (None, None)),
     "error": (dict(model="lenet5", dataset="fashion-mnist", method="vanilla", epochs=1, train_subset=64),
               (None, "MISSING")),
 }
+# Monte Carlo evaluation through the circuit (tiles, DAC, ADC, read noise per read), one process and sharded
+_CIRCUIT_EVAL = dict(sigmas="0.2", runs=5, test_subset=200, tile_rows=64, dac_bits=5, adc_bits=5, read_sigma=0.1,
+                     memory_format="contiguous", compile=False, chips_per_pass=1)
+_SHARDED_EVAL = {**_CIRCUIT_EVAL, "name": "sharded-adc", "chips_per_pass": 2}  # 5 chips: rounds of 2 x 2 ranks
 
 
-def _worker(rank, world, port, root):
+def _record(path, work):
+    """Write ``work()``'s result, or the error it raised, to ``path`` as JSON."""
+    try:
+        result = work()
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        result = {"error": f"{type(error).__name__}: {error}"}
+    path.write_text(json.dumps(result))
+
+
+def _evaluate(run_dir):
+    point = runs.evaluate_run(run_dir, progress=False, **_SHARDED_EVAL)["per_sigma"][0]
+    return {"per_run": point["accuracy"]["per_run"], "ekl": point["ekl"]}
+
+
+def _worker(rank, world, port, root, evaluated_run):
+    """Train every scenario, then evaluate ``evaluated_run`` through the circuit before the failing scenario."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -47,25 +72,25 @@ def _worker(rank, world, port, root):
 
     try:
         for name, (settings, data_dirs) in SCENARIOS.items():
+            if name == "error":
+                (root / "evaluation").mkdir(exist_ok=True)
+                _record(root / "evaluation" / f"rank{rank}.json", lambda: _evaluate(evaluated_run))
             data_dir = data_dirs[rank] and str(root / data_dirs[rank])
             (root / name).mkdir(exist_ok=True)
-            try:
-                result = {"summary": train(TrainConfig(**{**settings, "data_dir": data_dir}), root / name / "run",
-                                           progress=False)}
-            except Exception as error:  # noqa: BLE001 - reported to the test
-                result = {"error": f"{type(error).__name__}: {error}"}
-            (root / name / f"rank{rank}.json").write_text(json.dumps(result))
+            _record(root / name / f"rank{rank}.json", lambda: {"summary": train(
+                TrainConfig(**{**settings, "data_dir": data_dir}), root / name / "run", progress=False)})
     finally:
         distributed.cleanup()
 
 
 @pytest.fixture(scope="module")
-def ddp(tmp_path_factory):
-    """Every scenario trained by 2 gloo ranks: name -> (run directory, [rank 0 result, rank 1 result])."""
+def ddp(tmp_path_factory, trained_run):
+    """Every scenario trained by 2 gloo ranks, and the evaluation of ``trained_run`` through the circuit (name
+    "evaluation"): name -> (run directory, [rank 0 result, rank 1 result])."""
     root = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, _free_port(), root), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), root, trained_run), nprocs=2, join=True)
     return {name: (root / name / "run", [json.loads((root / name / f"rank{r}.json").read_text()) for r in range(2)])
-            for name in SCENARIOS}
+            for name in [*SCENARIOS, "evaluation"]}
 
 
 def test_ddp_step_at_sigma_zero_equals_a_single_process_step(ddp, tmp_path):
@@ -130,55 +155,24 @@ def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
     assert done.stdout.count("wrote ") == 1  # one report, from rank 0
 
 
-def _circuit_worker(rank, world, port, out, trainings, evaluation):
-    """Train each of ``trainings`` into ``out / index``, then evaluate ``evaluation`` = (run directory, settings) in
-    the same process group; the summaries, per-run accuracies and EKL at the first sigma go to
-    ``out / rank{rank}.json``."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from neft import distributed
-
-    try:
-        result = {"summaries": [train(TrainConfig(**settings), out / str(index), progress=False)
-                                for index, settings in enumerate(trainings)]}
-        point = runs.evaluate_run(evaluation[0], progress=False, **evaluation[1])["per_sigma"][0]
-        result.update(per_run=point["accuracy"]["per_run"], ekl=point["ekl"])
-    except Exception as error:  # noqa: BLE001 - reported to the test
-        result = {"error": f"{type(error).__name__}: {error}"}
-    finally:
-        distributed.cleanup()
-    (out / f"rank{rank}.json").write_text(json.dumps(result))
-
-
-def test_ddp_with_the_crossbar_circuit_equals_one_process(trained_run, tmp_path):
+def test_ddp_with_the_crossbar_circuit_equals_one_process(ddp, trained_run, tmp_path):
     """Training through the circuit (tiles, DAC, bit-sliced ADC, straight-through rounding) and a Monte Carlo
     evaluation through it (tiles, DAC, ADC, read noise per read; 2 chips per pass with vmap), each sharded over 2
-    ranks (one spawn for all): every rank calibrates the converter ranges on the same training images and each
+    ranks (in the shared spawn): every rank calibrates the converter ranges on the same training images and each
     chip's read noise is keyed by its own seed, so the step and the per-run accuracies are those of one process.
     IRS (heads on taps, noisy forwards seeded per rank) trains through the circuit too, the ranks agreeing."""
-    training = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=256,
-                    test_subset=100, batch_size=128, select_on="test", val_runs=2, tile_rows=64, dac_bits=4,
-                    adc_bits=4, adc_mode="sliced")
-    irs = {**training, "method": "irs", "sigma": 0.1, "adc_mode": "analog"}
-    evaluation = dict(sigmas="0.2", runs=5, test_subset=200, tile_rows=64, dac_bits=5, adc_bits=5, read_sigma=0.1,
-                      memory_format="contiguous", compile=False, chips_per_pass=1)
-    sharded = {**evaluation, "name": "sharded-adc", "chips_per_pass": 2}  # 5 chips: rounds of 2 x 2 ranks
-    out = tmp_path / "ddp"
-    out.mkdir()
-    mp.spawn(_circuit_worker, args=(2, _free_port(), out, [training, irs], (trained_run, sharded)), nprocs=2,
-             join=True)
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
-    assert all("summaries" in r for r in ranks), ranks
-    for first, second in zip(*(r["summaries"] for r in ranks)):  # identical parameters on both ranks
-        assert first["weights_sha256"] == second["weights_sha256"]
-    train(TrainConfig(**training), tmp_path / "single", progress=False)
-    ddp = torch.load(out / "0" / "last.pt", weights_only=True)["model"]
+    for name in ("circuit", "circuit-irs"):
+        first, second = ddp[name][1]
+        assert "summary" in first and "summary" in second, (first, second)
+        assert first["summary"]["weights_sha256"] == second["summary"]["weights_sha256"]  # identical on both ranks
+    train(TrainConfig(**SCENARIOS["circuit"][0]), tmp_path / "single", progress=False)
+    ddp_weights = torch.load(ddp["circuit"][0] / "last.pt", weights_only=True)["model"]
     single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
     for name, value in single.items():
-        assert torch.allclose(ddp[name], value, atol=1e-5), name
-    point = runs.evaluate_run(trained_run, name="single-adc", progress=False, **evaluation)["per_sigma"][0]
+        assert torch.allclose(ddp_weights[name], value, atol=1e-5), name
+    point = runs.evaluate_run(trained_run, name="single-adc", progress=False, **_CIRCUIT_EVAL)["per_sigma"][0]
     assert len(set(point["accuracy"]["per_run"])) > 1  # the chips differ: the comparison is not vacuous
-    for rank in ranks:  # every rank ends with the full result
+    for rank in ddp["evaluation"][1]:  # every rank ends with the full result
+        assert "per_run" in rank, rank
         assert rank["per_run"] == point["accuracy"]["per_run"]
         assert rank["ekl"] == pytest.approx(point["ekl"], rel=1e-6)

@@ -35,6 +35,16 @@ def trained_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A LeNet-5 trained one epoch on 64 digits: just a checkpoint to evaluate (its accuracy does not matter). Tests
+    may add evaluation files of their own names; none may change or remove what it holds."""
+    out = tmp_path_factory.mktemp("quick") / "run"
+    train(TrainConfig(model="lenet5", method="vanilla", sigma=0.0, epochs=1, train_subset=64, test_subset=32,
+                      val_runs=1, init="torch"), out, progress=False)
+    return out
+
+
 @pytest.fixture(scope="module")
 def lenet(trained_run):
     """The trained LeNet-5 with 100 test images, their labels and 64 training images that calibrate the converter

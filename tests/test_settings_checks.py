@@ -10,16 +10,7 @@ from neft import devices, montecarlo, runs
 from neft.cli import main
 from neft.devices import DeviceModel, check_sigma
 from neft.errors import FLOAT32_MAX, SettingError, check_number
-from neft.train import TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A LeNet-5 trained one epoch on 64 digits: just a checkpoint to evaluate (its accuracy does not matter)."""
-    out = tmp_path_factory.mktemp("fuzz") / "run"
-    train(TrainConfig(model="lenet5", method="vanilla", sigma=0.0, epochs=1, train_subset=64, test_subset=32,
-                      val_runs=1, init="torch"), out, progress=False)
-    return out
+from neft.train import TrainConfig
 
 
 # ---- item 1 in Python: booleans are no numbers, float32 overflow is infinite --------------------------------------

@@ -14,17 +14,8 @@ import pytest
 
 from neft import report, runlock, runs
 from neft.cli import main
-from neft.train import TrainConfig, train
 
 EVALUATE = ["--quiet", "--runs", "2", "--sigmas", "0.2", "--compile", "off"]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("writers") / "run"
-    train(TrainConfig(model="lenet5", method="vanilla", sigma=0.0, epochs=1, train_subset=64, test_subset=32,
-                      val_runs=1, init="torch"), out, progress=False)
-    return out
 
 
 def _one_error(capsys) -> str:

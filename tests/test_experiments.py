@@ -9,7 +9,7 @@ from neft.cli import main
 
 TINY = """
 [experiment]
-methods = ["vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"]
+methods = ["vanilla", "noise-injection", "ovf", "noise-injection T=4", "ovf beta=0"]
 train_sigmas = [0.2]
 seeds = [0, 1]
 
@@ -37,8 +37,8 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     cells = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert cells == sorted(f"{m}-s{s}-seed{seed}" for seed in (0, 1) for m, s in
-                           [("vanilla", 0), ("noise-injection", 0.2), ("ovf", 0.2), ("irs", 0.2),
-                            ("noise-injection_T=4", 0.2), ("ovf_beta=0", 0.2)])
+                           [("vanilla", 0), ("noise-injection", 0.2), ("ovf", 0.2), ("noise-injection_T=4", 0.2),
+                            ("ovf_beta=0", 0.2)])
     ablation = json.loads((out / "noise-injection_T=4-s0.2-seed0" / "results.json").read_text())
     assert ablation["method"] == "noise-injection" and ablation["temperature"] == 4.0
     assert json.loads((out / "ovf_beta=0-s0.2-seed1" / "results.json").read_text())["beta"] == 0.0
@@ -51,7 +51,7 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
             assert 0 <= point["accuracy"]["mean"] <= 100 and point["runs"] == 3 and point["ekl"] >= 0
             assert 0 < point["confidence"] <= 1
     report = (out / "report.md").read_text()
-    for method in ("vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"):
+    for method in ("vanilla", "noise-injection", "ovf", "noise-injection T=4", "ovf beta=0"):
         assert f"| {method} |" in report
     assert "| ovf | ovf beta=0 | 0.2 |" in report and "**What these numbers show.**" in report
     assert json.loads((out / "report_seeds.json").read_text())["thresholds"][0]["train_sigma"] == 0.0
@@ -62,7 +62,7 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
 
     # interrupted and restarted: a finished cell is reused untouched, a removed one is redone identically
     stamp = (out / "ovf-s0.2-seed1" / "results.json").stat().st_mtime_ns
-    (out / "irs-s0.2-seed1" / "results.json").unlink()
+    (out / "noise-injection-s0.2-seed1" / "results.json").unlink()
     assert main(["reproduce", str(preset), "--out", str(out)]) == 0
     assert (out / "ovf-s0.2-seed1" / "results.json").stat().st_mtime_ns == stamp
     assert (out / "report.md").read_text() == report
@@ -120,7 +120,7 @@ def test_shipped_presets_parse():
 
 def test_shards_and_parallel_workers_fill_one_grid(tmp_path, capsys):
     preset = tmp_path / "two.toml"
-    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"]',
+    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "noise-injection T=4", "ovf beta=0"]',
                                    '["vanilla", "noise-injection"]')
                       .replace("seeds = [0, 1]", "seeds = [0]"))
     out = tmp_path / "grid"
@@ -143,7 +143,7 @@ def test_shards_and_parallel_workers_fill_one_grid(tmp_path, capsys):
 
 def test_distill_cells_learn_from_the_vanilla_cell_of_their_seed(tmp_path, capsys):
     preset = tmp_path / "distill.toml"
-    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "irs", "noise-injection T=4", "ovf beta=0"]',
+    preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "noise-injection T=4", "ovf beta=0"]',
                                    '["distill", "rcg", "vanilla"]')
                       .replace("seeds = [0, 1]", "seeds = [0]").replace("val_runs = 2", 'val_runs = 2\nteacher = "vanilla"'))
     out = tmp_path / "grid"

@@ -323,7 +323,7 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
     def finished() -> int:
         return sum((out / cell_name(*cell) / "results.json").is_file() for cell in cells)
 
-    context = mp.spawn(_parallel_worker, args=args, nprocs=workers, join=False)
+    context = mp.spawn(_parallel_worker, args=(workers, *args), nprocs=workers, join=False)
     with tqdm(total=len(cells), initial=finished(), desc=f"grid cells ({workers} at once)", unit="cell") as bar:
         while not context.join(timeout=2):
             if finished() != bar.n:  # a redraw only when a cell finished: one line per cell in a log file
@@ -331,11 +331,11 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
         bar.update(finished() - bar.n)
 
 
-def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers: int, device: str | None,
-                     cells: list[tuple[str, float, int]], parent: int) -> None:
-    """One local worker of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
-    ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA, sharing its cores evenly); it
-    stops when the grid's process ``parent`` is killed."""
+def _parallel_worker(index: int, workers: int, preset: dict, out: Path, devices: int, share: int,
+                     device: str | None, cells: list[tuple[str, float, int]], parent: int) -> None:
+    """One of ``workers`` local workers of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
+    ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA with 1/``share`` of its cores, the
+    share of one of the cells run at once); it stops when the grid's process ``parent`` is killed."""
     import torch
 
     exit_with_parent(parent)
@@ -344,7 +344,7 @@ def _parallel_worker(index: int, preset: dict, out: Path, devices: int, workers:
         device = f"cuda:{index % devices}"
     if device in (None, "auto", "cpu"):
         device = "cpu"
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // share))
     _run_shard(preset, out, device, index, workers, cells, beside_others=True)
 
 
@@ -390,10 +390,14 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
         if parallel * cells_per_device > 1:
             import torch.multiprocessing as mp
 
-            workers = parallel * cells_per_device
+            # only the unfinished cells, and no more workers than them (a worker costs a torch start-up)
+            cells = [cell for cell in cells if not (out / cell_name(*cell) / "results.json").is_file()]
+            if not cells:
+                continue
+            workers = min(parallel * cells_per_device, len(cells))
             try:
-                _spawn_with_bar(workers, (preset, out, parallel, workers, device, cells, os.getpid()), out,
-                                _cells(preset))
+                _spawn_with_bar(workers, (preset, out, parallel, parallel * cells_per_device, device, cells,
+                                          os.getpid()), out, _cells(preset))
             except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
                 last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
                 raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None

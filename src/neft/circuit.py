@@ -168,7 +168,6 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
         ``x`` quantized, same shape and dtype; its gradient is 1 inside the range and 0 where clipped.
     """
     step = full_scale.clamp_min(torch.finfo(torch.float32).tiny) / _levels(bits, signed)
-    step = step.to(x.dtype)
     scaled = x.div_(step) if inplace and not (x.requires_grad and torch.is_grad_enabled()) else x / step
     return codes(scaled, bits, signed, inplace=True).mul_(step)
 

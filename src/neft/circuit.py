@@ -552,8 +552,10 @@ class Circuit:
         return total
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise shaped like one chip's partial sums ``like`` ``[B, ...]``; image ``start + b``
-        takes row ``(start + b) % READ_BLOCK`` of the draw of block ``(start + b) // READ_BLOCK``."""
+        """Standard normal noise shaped like one chip's partial sums ``like`` ``[B, C, *positions]`` (or ``[B, C]``);
+        image ``start + b`` takes row ``(start + b) % READ_BLOCK`` of the draw of block ``(start + b) // READ_BLOCK``,
+        drawn per read: output position by output position, the C columns of one read consecutive (so the noise
+        lies in the channels-last order of the partial sums)."""
         chip_seeds, start = self._reads
         return _draw(self, layer, tile, chip_seeds, start, like)
 
@@ -561,7 +563,8 @@ class Circuit:
 @torch.compiler.disable
 def _draw(circuit: Circuit, layer: int, tile: int, chip_seeds: Sequence[int], start: int,
           like: torch.Tensor) -> torch.Tensor:
-    size, shape = like.shape[0], tuple(like.shape[1:])
+    size = like.shape[0]
+    shape = (*like.shape[2:], like.shape[1]) if like.dim() > 2 else tuple(like.shape[1:])  # per read: channels last
     device = like.device
     if circuit._generator is None or circuit._generator.device != device:
         circuit._generator = torch.Generator(device=device)
@@ -578,4 +581,6 @@ def _draw(circuit: Circuit, layer: int, tile: int, chip_seeds: Sequence[int], st
                 lo, hi = max(first, start), min(last, start + size)
                 draws[chip, lo - start : hi - start] = block_draw[lo - first : hi - first]
     draws = draws.to(like.dtype)
+    if like.dim() > 2:  # [K, B, *positions, C] as [K, B, C, *positions] (a channels-last view)
+        draws = draws.movedim(-1, 2)
     return draws[0] if circuit._chip_index is None else draws[circuit._chip_index]

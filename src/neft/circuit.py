@@ -521,6 +521,8 @@ class Circuit:
             xt = layer.tile_input(x, tile)
             if dac:  # per tile: a copy of the tile's inputs only, in DAC codes
                 xt = codes(xt / input_step, settings.dac_bits, layer.dac_signed, inplace=True)
+            elif len(layer.tiles) > 1:  # a dense copy of the tile's channels: convolutions read a strided slice slowly
+                xt = xt.clone()
             for part, (weight_part, share) in enumerate(zip(parts, shares)):
                 column = tile * count + part  # one ADC per tile and slice
                 step = layer.adc_step[column] if adc else 1.0  # partial sums in ADC steps

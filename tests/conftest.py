@@ -33,3 +33,15 @@ def trained_run(tmp_path_factory):
                          init="torch", val_runs=2)
     train(config, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def lenet(trained_run):
+    """The trained LeNet-5 with 100 test images, their labels and 64 training images that calibrate the converter
+    ranges of the crossbar circuit: ``(model, images, labels, calibration_images)``."""
+    from neft import checkpoint, data
+
+    model = checkpoint.load(trained_run)
+    dataset = data.load("mnist-5k", test_subset=100)
+    return (model, dataset.preprocess(dataset.splits["test"][0]), dataset.splits["test"][1],
+            dataset.preprocess(dataset.splits["train"][0][:64]))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neft import Crossbar, DeviceModel, checkpoint, data, montecarlo, report
+from neft import Crossbar, DeviceModel, checkpoint, montecarlo, report
 from neft import circuit as circuit_module
 from neft.circuit import Circuit, CircuitSettings, codes, quantize
 from neft.errors import SettingError
@@ -154,14 +154,6 @@ def test_read_noise_variance_is_x_squared_s_squared(kind, tile_rows, device_mode
                                rtol=0)
     ratio = out.var(0) / expected[0]
     assert float((ratio - 1).abs().max()) < 0.02  # 1e5 draws: standard error of a variance 0.45 %
-
-
-@pytest.fixture(scope="module")
-def lenet(trained_run):
-    model = checkpoint.load(trained_run)
-    dataset = data.load("mnist-5k", test_subset=100)
-    return (model, dataset.preprocess(dataset.splits["test"][0]), dataset.splits["test"][1],
-            dataset.preprocess(dataset.splits["train"][0][:64]))
 
 
 def per_run(model, images, labels, sigmas, **settings):

@@ -112,3 +112,57 @@ def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
     # EKL sums are all-reduced across ranks: equal up to float summation order
     assert sharded["per_sigma"][0]["ekl"] == pytest.approx(single["per_sigma"][0]["ekl"], rel=1e-6)
     assert done.stdout.count("wrote ") == 1  # one report, from rank 0
+
+
+def _circuit_worker(rank, world, port, out, trainings, evaluation):
+    """Train each of ``trainings`` into ``out / index``, then evaluate ``evaluation`` = (run directory, settings) in
+    the same process group; the summaries, per-run accuracies and EKL at the first sigma go to
+    ``out / rank{rank}.json``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from neft import distributed
+
+    try:
+        result = {"summaries": [train(TrainConfig(**settings), out / str(index), progress=False)
+                                for index, settings in enumerate(trainings)]}
+        point = runs.evaluate_run(evaluation[0], progress=False, **evaluation[1])["per_sigma"][0]
+        result.update(per_run=point["accuracy"]["per_run"], ekl=point["ekl"])
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        result = {"error": f"{type(error).__name__}: {error}"}
+    finally:
+        distributed.cleanup()
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def test_ddp_with_the_crossbar_circuit_equals_one_process(trained_run, tmp_path):
+    """Training through the circuit (tiles, DAC, bit-sliced ADC, straight-through rounding) and a Monte Carlo
+    evaluation through it (tiles, DAC, ADC, read noise per read; 2 chips per pass with vmap), each sharded over 2
+    ranks (one spawn for all): every rank calibrates the converter ranges on the same training images and each
+    chip's read noise is keyed by its own seed, so the step and the per-run accuracies are those of one process.
+    IRS (heads on taps, noisy forwards seeded per rank) trains through the circuit too, the ranks agreeing."""
+    training = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=256,
+                    test_subset=100, batch_size=128, select_on="test", val_runs=2, tile_rows=64, dac_bits=4,
+                    adc_bits=4, adc_mode="sliced")
+    irs = {**training, "method": "irs", "sigma": 0.1, "adc_mode": "analog"}
+    evaluation = dict(sigmas="0.2", runs=5, test_subset=200, tile_rows=64, dac_bits=5, adc_bits=5, read_sigma=0.1,
+                      memory_format="contiguous", compile=False, chips_per_pass=1)
+    sharded = {**evaluation, "name": "sharded-adc", "chips_per_pass": 2}  # 5 chips: rounds of 2 x 2 ranks
+    out = tmp_path / "ddp"
+    out.mkdir()
+    mp.spawn(_circuit_worker, args=(2, _free_port(), out, [training, irs], (trained_run, sharded)), nprocs=2,
+             join=True)
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all("summaries" in r for r in ranks), ranks
+    for first, second in zip(*(r["summaries"] for r in ranks)):  # identical parameters on both ranks
+        assert first["weights_sha256"] == second["weights_sha256"]
+    train(TrainConfig(**training), tmp_path / "single", progress=False)
+    ddp = torch.load(out / "0" / "last.pt", weights_only=True)["model"]
+    single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
+    for name, value in single.items():
+        assert torch.allclose(ddp[name], value, atol=1e-5), name
+    point = runs.evaluate_run(trained_run, name="single-adc", progress=False, **evaluation)["per_sigma"][0]
+    assert len(set(point["accuracy"]["per_run"])) > 1  # the chips differ: the comparison is not vacuous
+    for rank in ranks:  # every rank ends with the full result
+        assert rank["per_run"] == point["accuracy"]["per_run"]
+        assert rank["ekl"] == pytest.approx(point["ekl"], rel=1e-6)

@@ -129,7 +129,8 @@ class ChipForward:
         batch_size: the batch size the caller uses; compiled forwards pad shorter batches to it.
         memory_format: ``"auto"`` (channels_last on CPU for 4-D inputs of a model with 2-D convolutions, if a dry
             run agrees with NCHW), ``"channels_last"`` (same check, but on any device) or ``"contiguous"``.
-        compile: run the forward through ``torch.compile``.
+        compile: run the forward through ``torch.compile``; with read noise per read (``circuit`` with
+            ``read_sigma`` > 0) it is not used, with one ``RuntimeWarning`` (docs/method.md, 'The crossbar circuit').
         circuit: the :class:`neft.circuit.Circuit` the mapped layers run through (applied by the caller, around
             every call); with read noise, vmap passes each chip its position in the pass
             (:meth:`neft.circuit.Circuit.chip`) and runs with ``randomness="same"`` (the noise is drawn per chip
@@ -169,6 +170,11 @@ class ChipForward:
                               f"{type(model).__name__} ({reason}); evaluating one chip per pass instead",
                               RuntimeWarning, stacklevel=2)
                 self.chips_per_pass = 1
+        if compile and circuit is not None and circuit.settings.read_sigma > 0:
+            warnings.warn("compile=True: torch.compile is not used with read noise per read (each read's draw "
+                          "breaks the graph in every mapped layer, and the pieces recompile per layer and tile "
+                          "without a speed-up); evaluating without compilation", RuntimeWarning, stacklevel=2)
+            compile = False
         self._compiled = torch.compile(self._eager, dynamic=False) if compile else None
         self._compile_checked = False
 

@@ -194,7 +194,9 @@ def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False
     levels = _levels(bits, signed)
     low, high = (-levels, levels - 1) if signed else (0, levels)
     if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: in place where allowed
-        return (x.clamp_(low, high) if inplace else x.clamp(low, high)).round_()
+        # clamp_min_/clamp_max_ rather than clamp_: torch.func.vmap over chips has no batching rule for clamp_ (it
+        # warns on every call and loops over the chips)
+        return (x.clamp_min_(low).clamp_max_(high) if inplace else x.clamp(low, high)).round_()
     clipped = torch.clamp(x, low, high)
     return clipped + (torch.round(clipped) - clipped).detach()
 

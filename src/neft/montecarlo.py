@@ -131,7 +131,9 @@ class EvalConfig:
         memory_format: ``"auto"`` (channels_last on CPU when a dry run agrees), ``"channels_last"`` or
             ``"contiguous"``; see :class:`neft.chip_forward.ChipForward`.
         compile: ``torch.compile`` the forward: True, False, or ``"auto"`` (on CPU when the evaluation's forwards
-            exceed ``COMPILE_AFTER_FLOP`` = 5 TFLOP, where the ~20 s compile pays for itself; never on CUDA).
+            exceed ``COMPILE_AFTER_FLOP`` = 5 TFLOP, where the ~20 s compile pays for itself; never on CUDA, and
+            never with an active crossbar circuit, whose per-tile graph compiles for minutes). True with read noise
+            per read evaluates without compilation, with one warning (docs/method.md, 'The crossbar circuit').
             Layout and compilation change float rounding only: per-run accuracies agree within one test image.
         write_verify: p, the fraction of mapped weights write-verified on every chip, in [0, 1] (selective
             write-verify, SWIM, Yan et al., DAC 2022; docs/method.md, 'Selective write-verify'). 0: none, and
@@ -411,7 +413,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
                 chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, config.memory_format)
             if compile == "auto":
                 noisy_chips = runs * sum(_noisy(crossbar, sigma) for sigma in sigmas)
-                compile = device.type == "cpu" and (
+                compile = device.type == "cpu" and not circuit.settings.active and (  # per-tile graphs: minutes
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
                                   batch_size=batch_size, memory_format=config.memory_format, compile=compile,

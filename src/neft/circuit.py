@@ -498,9 +498,9 @@ class Circuit:
         return forward
 
     def _run(self, layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's output through the circuit. Converters work in their codes: the DAC's input codes and the
-        ADC's step are folded into each tile's (small) weight, so a tile's partial sums come out in ADC steps and
-        are clipped and rounded in place, then added to the output times the step (three passes over them)."""
+        """The layer's output through the circuit. The ADC works in its codes: its step is folded into each tile's
+        (small) weight, so a tile's partial sums come out in ADC steps and are clipped and rounded in place, then
+        added to the output times the step (four passes over them)."""
         settings = self.settings
         calibrating = self._calibrating
         dac = settings.dac_bits is not None and not calibrating
@@ -516,19 +516,18 @@ class Circuit:
         parts = [weight] if count == 1 else slices(weight, layer.clean, self.crossbar.device_model).unbind(0)
         shares = [1.0] if count == 1 else [4.0 ** (j * self.crossbar.device_model.device_bits) for j in range(count)]
         fresh = not torch.is_grad_enabled()  # no autograd: partial sums are overwritten in place (less memory)
-        input_step = layer.dac_step if dac else 1.0  # x reads in DAC codes: a weight in these units
         total = None
         for tile in range(len(layer.tiles)):
             std = None
             xt = layer.tile_input(x, tile)
-            if dac:  # per tile: a copy of the tile's inputs only, in DAC codes
-                xt = codes(xt / input_step, settings.dac_bits, layer.dac_signed, inplace=True)
+            if dac:  # per tile: a copy of the tile's inputs only, quantized
+                xt = codes(xt / layer.dac_step, settings.dac_bits, layer.dac_signed, inplace=True) * layer.dac_step
             elif len(layer.tiles) > 1:  # a dense copy of the tile's channels: convolutions read a strided slice slowly
                 xt = xt.clone()
             for part, (weight_part, share) in enumerate(zip(parts, shares)):
                 column = tile * count + part  # one ADC per tile and slice
                 step = layer.adc_step[column] if adc else 1.0  # partial sums in ADC steps
-                unit = input_step / step
+                unit = 1.0 / step
                 tile_weight = layer.tile_weight(weight_part, tile)
                 partial = layer.matmul(xt, tile_weight * unit if unit != 1.0 else tile_weight)
                 if reads:  # a slice's devices carry their share of the weight's read variance

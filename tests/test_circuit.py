@@ -263,6 +263,16 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
     assert summary["best_val_accuracy"] > 25
     saved = checkpoint.load_checkpoint(tmp_path / "run")[1]["config"]
     assert (saved["tile_rows"], saved["adc_bits"], saved["dac_bits"]) == (64, 4, 4)
+    # its evaluations record the training periphery and their labels name it beside the evaluated one
+    from neft.montecarlo import EvalConfig
+    from neft.runs import evaluate_run
+
+    result = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], tile_rows=64, adc_bits=6, test_subset=50), progress=False)
+    assert result["train_circuit"] == {"tile_rows": 64, "dac_bits": 4, "adc_bits": 4, "adc_range": 100.0,
+                                       "adc_mode": "analog"}
+    assert report.result_label(result) == "noise-injection trained[tile=64 dac=4b adc=4b] tile=64 adc=6b"
+    plain = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], test_subset=50), name="plain", progress=False)
+    assert report.result_label(plain) == "noise-injection trained[tile=64 dac=4b adc=4b]"
 
 
 def test_cli_evaluate_with_circuit_flags(trained_run, capsys):

@@ -1,4 +1,7 @@
-"""Scale-out with torch.distributed: 2 CPU processes with gloo."""
+"""Scale-out with torch.distributed: 2 CPU processes with gloo.
+
+The training scenarios run in one pair of processes (one process group, one `train` after another, as a
+long-lived job would): spawning a pair per test cost each test two interpreter and torch start-ups."""
 
 import json
 import os
@@ -20,81 +23,94 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, out, config_kwargs, data_dirs):
+_EVEN = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, test_subset=100,
+             batch_size=128, select_on="test", val_runs=2)
+# scenario name -> (TrainConfig settings, data_dir on rank 0 and rank 1); the failing one runs last
+SCENARIOS = {
+    "even": ({**_EVEN, "train_subset": 256}, (None, None)),
+    "uneven131": ({**_EVEN, "train_subset": 131}, (None, None)),
+    "uneven129": ({**_EVEN, "train_subset": 129}, (None, None)),
+    "irs": (dict(model="lenet5", dataset="mnist-5k", method="irs", sigma=0.1, epochs=2, train_subset=1200,
+                 test_subset=300, batch_size=64, val_runs=2, init="torch"), (None, None)),
+    "batchnorm": (dict(model="vgg8", width=0.125, dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=1,
+                       train_subset=256, test_subset=100, batch_size=64, val_runs=2, init="torch"), (None, None)),
+    "error": (dict(model="lenet5", dataset="fashion-mnist", method="vanilla", epochs=1, train_subset=64),
+              (None, "MISSING")),
+}
+
+
+def _worker(rank, world, port, root):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from neft import distributed
 
     try:
-        config = TrainConfig(**{**config_kwargs, "data_dir": data_dirs[rank]})
-        result = {"summary": train(config, out, progress=False)}
-    except Exception as error:  # noqa: BLE001 - reported to the test
-        result = {"error": f"{type(error).__name__}: {error}"}
+        for name, (settings, data_dirs) in SCENARIOS.items():
+            data_dir = data_dirs[rank] and str(root / data_dirs[rank])
+            (root / name).mkdir(exist_ok=True)
+            try:
+                result = {"summary": train(TrainConfig(**{**settings, "data_dir": data_dir}), root / name / "run",
+                                           progress=False)}
+            except Exception as error:  # noqa: BLE001 - reported to the test
+                result = {"error": f"{type(error).__name__}: {error}"}
+            (root / name / f"rank{rank}.json").write_text(json.dumps(result))
     finally:
         distributed.cleanup()
-    (out.parent / f"rank{rank}.json").write_text(json.dumps(result))
 
 
-def _spawn(tmp_path, config_kwargs, data_dirs=(None, None)):
-    out = tmp_path / "run"
-    mp.spawn(_worker, args=(2, _free_port(), out, config_kwargs, list(data_dirs)), nprocs=2, join=True)
-    return out, [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory):
+    """Every scenario trained by 2 gloo ranks: name -> (run directory, [rank 0 result, rank 1 result])."""
+    root = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, _free_port(), root), nprocs=2, join=True)
+    return {name: (root / name / "run", [json.loads((root / name / f"rank{r}.json").read_text()) for r in range(2)])
+            for name in SCENARIOS}
 
 
-def test_ddp_step_at_sigma_zero_equals_a_single_process_step(tmp_path):
-    settings = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=256,
-                    test_subset=100, batch_size=128, select_on="test", val_runs=2)
-    out, ranks = _spawn(tmp_path / "ddp", settings)
+def test_ddp_step_at_sigma_zero_equals_a_single_process_step(ddp, tmp_path):
+    out, ranks = ddp["even"]
     assert all("summary" in r for r in ranks), ranks
-    train(TrainConfig(**settings), tmp_path / "single", progress=False)
-    ddp = torch.load(out / "last.pt", weights_only=True)["model"]
+    train(TrainConfig(**SCENARIOS["even"][0]), tmp_path / "single", progress=False)
+    ddp_weights = torch.load(out / "last.pt", weights_only=True)["model"]
     single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
     for name, value in single.items():
-        assert torch.allclose(ddp[name], value, atol=1e-5), name
+        assert torch.allclose(ddp_weights[name], value, atol=1e-5), name
     # only rank 0 wrote files, and nothing else appeared
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "last.pt", "summary.json",
                                                      "train_log.csv"]
 
 
 @pytest.mark.parametrize("images", [131, 129])
-def test_ddp_with_uneven_last_batches(tmp_path, images):
+def test_ddp_with_uneven_last_batches(ddp, tmp_path, images):
     """131 images in batches of 128: the last step has 3 images, 2 on rank 0 and 1 on rank 1, and the weighted
     losses give the single-process step. 129: the last step's single image would leave rank 1 empty: skipped."""
-    settings = dict(model="lenet5", dataset="mnist-5k", method="vanilla", sigma=0.0, epochs=1, train_subset=images,
-                    test_subset=100, batch_size=128, select_on="test", val_runs=2)
-    out, ranks = _spawn(tmp_path / "ddp", settings)
+    out, ranks = ddp[f"uneven{images}"]
     assert all("summary" in r for r in ranks), ranks
     if images == 131:
-        train(TrainConfig(**settings), tmp_path / "single", progress=False)
-        ddp = torch.load(out / "last.pt", weights_only=True)["model"]
+        train(TrainConfig(**SCENARIOS["uneven131"][0]), tmp_path / "single", progress=False)
+        ddp_weights = torch.load(out / "last.pt", weights_only=True)["model"]
         single = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
         for name, value in single.items():
-            assert torch.allclose(ddp[name], value, atol=1e-5), name
+            assert torch.allclose(ddp_weights[name], value, atol=1e-5), name
 
 
-def test_ddp_ovf_and_irs_learn_and_ranks_agree(tmp_path):
-    settings = dict(model="lenet5", dataset="mnist-5k", method="irs", sigma=0.1, epochs=2, train_subset=1200,
-                    test_subset=300, batch_size=64, val_runs=2, init="torch")
-    out, ranks = _spawn(tmp_path, settings)
+def test_ddp_ovf_and_irs_learn_and_ranks_agree(ddp, tmp_path):
+    _, ranks = ddp["irs"]
     summaries = [r["summary"] for r in ranks]
     assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]  # identical parameters on both ranks
-    single = train(TrainConfig(**settings), tmp_path / "single", progress=False)
+    single = train(TrainConfig(**SCENARIOS["irs"][0]), tmp_path / "single", progress=False)
     assert summaries[0]["test_accuracy_clean"] > 35, (summaries[0], single)  # chance is 10 %
     assert abs(summaries[0]["test_accuracy_clean"] - single["test_accuracy_clean"]) < 15, (summaries[0], single)
 
 
-def test_ddp_ranks_share_batchnorm_statistics(tmp_path):
-    settings = dict(model="vgg8", width=0.125, dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=1,
-                    train_subset=256, test_subset=100, batch_size=64, val_runs=2, init="torch")
-    out, ranks = _spawn(tmp_path, settings)
-    summaries = [r["summary"] for r in ranks]
+def test_ddp_ranks_share_batchnorm_statistics(ddp):
+    summaries = [r["summary"] for r in ddp["batchnorm"][1]]
     assert summaries[0]["weights_sha256"] == summaries[1]["weights_sha256"]  # running mean/var included
 
 
-def test_an_error_on_one_rank_ends_both(tmp_path):
-    settings = dict(model="lenet5", dataset="fashion-mnist", method="vanilla", epochs=1, train_subset=64)
-    _, ranks = _spawn(tmp_path, settings, data_dirs=(None, str(tmp_path / "missing")))
+def test_an_error_on_one_rank_ends_both(ddp):
+    ranks = ddp["error"][1]
     assert "fashion-mnist not found" in ranks[1]["error"]
     assert "another rank failed" in ranks[0]["error"] and "fashion-mnist not found" in ranks[0]["error"]
 

@@ -3,6 +3,7 @@ legend outside the panels, a worst-case panel, honest seed comparisons and run c
 IRS head accuracy explained."""
 
 import pytest
+from matplotlib.figure import Figure
 
 from neft import report
 from neft.cli import main
@@ -23,13 +24,13 @@ def result(method, mean, seed=0, device="RRAM4", p5=None):
 def figures(monkeypatch):
     """The matplotlib figures the report saves."""
     saved = []
-    original = report.Figure.savefig
+    original = Figure.savefig
 
     def keep(figure, *args, **kwargs):
         saved.append(figure)
         return original(figure, *args, **kwargs)
 
-    monkeypatch.setattr(report.Figure, "savefig", keep)
+    monkeypatch.setattr(Figure, "savefig", keep)
     return saved
 
 

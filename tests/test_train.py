@@ -21,12 +21,14 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs"])
 def test_vgg8_learns_fashion_mnist_in_two_epochs(tmp_path, method):
-    # measured on 2 CPU cores: 76 % clean test accuracy for noise-injection and OVF (PyTorch init; the release's
-    # Kaiming fan_out init reached 55-70 % in the same budget); chance is 10 %.
-    config = TrainConfig(model="vgg8", width=0.25, init="torch", dataset="fashion-mnist", method=method, sigma=0.1,
-                         epochs=2, train_subset=3000, test_subset=1000, val_runs=2)
+    # VGG8 width 0.125, 1,000 training images in batches of 32, 2 epochs, 500 held-out test images; measured on
+    # 2 CPU cores (one thread): 77.2 % (vanilla), 72.4 % (noise-injection), 71.2 % (OVF), 73.2 % (IRS) clean test
+    # accuracy, 7-24 CPU-s each; chance is 10 %. (Width 0.25 on 3,000 images in batches of 128 reached 76 % in
+    # 7x the time.)
+    config = TrainConfig(model="vgg8", width=0.125, init="torch", dataset="fashion-mnist", method=method, sigma=0.1,
+                         epochs=2, batch_size=32, train_subset=1000, test_subset=500, val_runs=2)
     summary = train(config, tmp_path / method, progress=False)
-    assert summary["test_accuracy_clean"] >= 70.0
+    assert summary["test_accuracy_clean"] >= 60.0
     with (tmp_path / method / "train_log.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -34,7 +36,8 @@ def test_vgg8_learns_fashion_mnist_in_two_epochs(tmp_path, method):
     if method == "irs":
         assert {"head1_acc", "head2_acc", "head3_acc"} <= set(rows[0])
     if method == "noise-injection":  # docs/method.md, Monte Carlo evaluation: accuracy falls with sigma on a trained VGG8 (real data)
-        result = evaluate_run(tmp_path / method, sigmas="0.1,0.4", runs=8, test_subset=1000, progress=False)
+        # measured: 70.7 % at sigma 0.1, 28.2 % (std 16.8 over the 4 chips) at 0.4
+        result = evaluate_run(tmp_path / method, sigmas="0.1,0.4", runs=4, test_subset=500, progress=False)
         low, high = result["per_sigma"]
         assert high["accuracy"]["mean"] < low["accuracy"]["mean"] - 5
 

@@ -30,6 +30,7 @@ nothing is substituted and results are bit-identical.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 from collections.abc import Iterator, Sequence
@@ -422,6 +423,7 @@ class Circuit:
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._generator: torch.Generator | None = None
+        self._draw = _eager_draw() if read > 0 else None
 
     @property
     def sliced(self) -> bool:
@@ -560,10 +562,17 @@ class Circuit:
         drawn per read: output position by output position, the C columns of one read consecutive (so the noise
         lies in the channels-last order of the partial sums)."""
         chip_seeds, start = self._reads
-        return _draw(self, layer, tile, chip_seeds, start, like)
+        return self._draw(self, layer, tile, chip_seeds, start, like)
 
 
-@torch.compiler.disable
+@functools.cache
+def _eager_draw():
+    """:func:`_draw` hidden from ``torch.compile`` (it seeds a generator per block of reads), made when the first
+    circuit with read noise is built: ``torch.compiler.disable`` imports ``torch._dynamo``, about 2 CPU-seconds
+    that every ``import neft`` (every ``neft`` command, every worker process) would pay otherwise."""
+    return torch.compiler.disable(_draw)
+
+
 def _draw(circuit: Circuit, layer: int, tile: int, chip_seeds: Sequence[int], start: int,
           like: torch.Tensor) -> torch.Tensor:
     size = like.shape[0]

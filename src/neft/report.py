@@ -20,9 +20,6 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from . import chip_report, metrics, objectives, variants
 from .circuit import FIELDS, CircuitSettings
 
@@ -399,8 +396,7 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
     docs/method.md, 'Monte Carlo evaluation and metrics'.
     """
     rows = comparison_rows(results)
-    figure = Figure(figsize=(14, 4.8), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = chip_report.new_figure((14, 4.8))
     accuracy_axes, worst_axes, ekl_axes = figure.subplots(1, 3)
     labels = list(dict.fromkeys(row["method"] for row in rows))
     for label, marker in zip(labels, itertools.cycle("osD^vP*X<>")):  # distinct markers: points often overlap
@@ -464,8 +460,7 @@ def plot_write_verify(results: list[dict], path: str | Path, title: str | None =
     if not curves:
         raise ValueError("no write-verify sweep to plot: evaluate a run at several fractions, e.g. "
                          "neft evaluate RUN --write-verify 0,0.01,0.05 (--verify-select magnitude or swim)")
-    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = chip_report.new_figure((6.5, 4.2))
     axes = figure.subplots()
     for ((label, selection, sigma), points), marker in zip(curves.items(), itertools.cycle("osD^vP*X<>")):
         fractions, means, ci95 = zip(*points)

@@ -8,7 +8,7 @@ from torch import nn
 
 from neft import Crossbar, DeviceModel, checkpoint, montecarlo, report
 from neft import circuit as circuit_module
-from neft.circuit import Circuit, CircuitSettings, quantize
+from neft.circuit import Circuit, CircuitSettings, codes, quantize
 from neft.errors import SettingError
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}
@@ -107,12 +107,12 @@ def test_each_tile_reads_at_most_2_to_the_b_values(monkeypatch, adc_mode, slices
     circuit.calibrate(x)
     seen = []
 
-    def recording(values, full_scale, bits, signed=True, inplace=False):
-        out = quantize(values, full_scale, bits, signed, inplace)
+    def recording(values, bits, signed=True, inplace=False):  # the ADC codes of each tile (and slice)
+        out = codes(values, bits, signed, inplace)
         seen.append(out.unique().numel())
         return out
 
-    monkeypatch.setattr(circuit_module, "quantize", recording)
+    monkeypatch.setattr(circuit_module, "codes", recording)
     with torch.no_grad(), circuit.applied():
         model(x)
     assert len(seen) == circuit.tiles * slices == (2 + 2 + 43) * slices  # one ADC per tile (and slice)
@@ -132,15 +132,15 @@ def test_dac_quantizes_inputs_signed_or_unsigned():
 
 
 @pytest.mark.parametrize("device_model", ["RRAM1", DeviceModel("state", state_factor=3.0)], ids=["uniform", "state"])
-@pytest.mark.parametrize("kind", ["linear", "conv2d"])
-def test_read_noise_variance_is_x_squared_s_squared(kind, device_model):
+@pytest.mark.parametrize("kind, tile_rows", [("linear", 5), ("conv2d", 5), ("conv2d", None)])
+def test_read_noise_variance_is_x_squared_s_squared(kind, tile_rows, device_model):
     torch.manual_seed(2)
     if kind == "linear":
         layer, image = nn.Linear(12, 3), torch.randn(1, 12)
-    else:
-        layer, image = nn.Conv2d(4, 4, 3, padding=1, groups=2), torch.randn(1, 4, 3, 3)
+    else:  # 5-row tiles split channels; one tile of a uniform std: window sums of x^2
+        layer, image = nn.Conv2d(4, 4, 3, stride=2, dilation=2, padding=2, groups=2), torch.randn(1, 4, 5, 5)
     crossbar = Crossbar(layer, device_model)
-    circuit = Circuit(crossbar, CircuitSettings(read_sigma=0.05, tile_rows=5))
+    circuit = Circuit(crossbar, CircuitSettings(read_sigma=0.05, tile_rows=tile_rows))
     std = crossbar.device_model.std(layer.weight.detach(), 0.05)
     draws = 100_000
     with torch.no_grad(), circuit.applied(), circuit.reading([7]):
@@ -149,7 +149,7 @@ def test_read_noise_variance_is_x_squared_s_squared(kind, device_model):
     if kind == "linear":
         expected = image.square() @ std.square().T
     else:
-        expected = F.conv2d(image.square(), std.square(), None, 1, 1, 1, 2)
+        expected = F.conv2d(image.square(), std.square(), None, 2, 2, 2, 2)
     torch.testing.assert_close(out.mean(0), clean[0], atol=4 * float(expected.max().sqrt()) / draws ** 0.5,
                                rtol=0)
     ratio = out.var(0) / expected[0]
@@ -263,6 +263,16 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
     assert summary["best_val_accuracy"] > 25
     saved = checkpoint.load_checkpoint(tmp_path / "run")[1]["config"]
     assert (saved["tile_rows"], saved["adc_bits"], saved["dac_bits"]) == (64, 4, 4)
+    # its evaluations record the training periphery and their labels name it beside the evaluated one
+    from neft.montecarlo import EvalConfig
+    from neft.runs import evaluate_run
+
+    result = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], tile_rows=64, adc_bits=6, test_subset=50), progress=False)
+    assert result["train_circuit"] == {"tile_rows": 64, "dac_bits": 4, "adc_bits": 4, "adc_range": 100.0,
+                                       "adc_mode": "analog"}
+    assert report.result_label(result) == "noise-injection trained[tile=64 dac=4b adc=4b] tile=64 adc=6b"
+    plain = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], test_subset=50), name="plain", progress=False)
+    assert report.result_label(plain) == "noise-injection trained[tile=64 dac=4b adc=4b]"
 
 
 def test_cli_evaluate_with_circuit_flags(trained_run, capsys):

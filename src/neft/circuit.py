@@ -48,7 +48,7 @@ from .seeds import read_seed
 from .variation import MAPPED_LAYER_TYPES, Crossbar
 
 __all__ = ["CircuitSettings", "Circuit", "READ_BLOCK", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "quantize",
-           "slices", "settings_of"]
+           "codes", "slices", "settings_of"]
 
 ADC_MODES = ("analog", "sliced")
 FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode")  # the settings EvalConfig/TrainConfig carry
@@ -168,19 +168,38 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
     Returns:
         ``x`` quantized, same shape and dtype; its gradient is 1 inside the range and 0 where clipped.
     """
-    levels = 2 ** (bits - 1) if signed else 2 ** bits - 1
-    step = full_scale.clamp_min(torch.finfo(torch.float32).tiny) / levels
-    low = -levels * step if signed else torch.zeros_like(step)
-    high = (levels - 1) * step if signed else levels * step
-    if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: the same values, in place
-        # clamp_min_/clamp_max_ rather than clamp_: torch.func.vmap over chips has no batching rule for clamp_
-        # with tensor bounds (it warns on every call and loops over the chips); on CPU it is also faster (8.4 ms
-        # against 12 ms for [250, 64, 16, 16] fp32, one thread)
-        clipped = (x.clamp_min_(low.to(x.dtype)).clamp_max_(high.to(x.dtype)) if inplace
-                   else x.clamp(low.to(x.dtype), high.to(x.dtype)))
-        return clipped.div_(step).round_().mul_(step)
-    clipped = torch.clamp(x, low.to(x.dtype), high.to(x.dtype))
-    return clipped + (torch.round(clipped / step) * step - clipped).detach()
+    step = full_scale.clamp_min(torch.finfo(torch.float32).tiny) / _levels(bits, signed)
+    scaled = x.div_(step) if inplace and not (x.requires_grad and torch.is_grad_enabled()) else x / step
+    return codes(scaled, bits, signed, inplace=True).mul_(step)
+
+
+def _levels(bits: int, signed: bool) -> int:
+    """Steps in a converter's full scale: ``2**(bits-1)`` signed, ``2**bits - 1`` unsigned."""
+    return 2 ** (bits - 1) if signed else 2 ** bits - 1
+
+
+def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False) -> torch.Tensor:
+    """The converter codes of ``x`` given in units of its step: ``x`` clipped to the codes of :func:`quantize`
+    (signed ``-2**(bits-1) .. 2**(bits-1) - 1``, unsigned ``0 .. 2**bits - 1``) and rounded to the nearest
+    integer, with a straight-through gradient (1 inside the range, 0 where clipped).
+
+    Args:
+        x: any shape, in steps of the converter.
+        bits: 1-32.
+        signed: as above.
+        inplace: overwrite ``x`` when no gradient is wanted.
+
+    Returns:
+        The codes as floats, same shape and dtype as ``x``.
+    """
+    levels = _levels(bits, signed)
+    low, high = (-levels, levels - 1) if signed else (0, levels)
+    if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: in place where allowed
+        # clamp_min_/clamp_max_ rather than clamp_: torch.func.vmap over chips has no batching rule for clamp_ (it
+        # warns on every call and loops over the chips)
+        return (x.clamp_min_(low).clamp_max_(high) if inplace else x.clamp(low, high)).round_()
+    clipped = torch.clamp(x, low, high)
+    return clipped + (torch.round(clipped) - clipped).detach()
 
 
 def slices(weight: torch.Tensor, clean: torch.Tensor, device_model: DeviceModel) -> torch.Tensor:
@@ -216,13 +235,35 @@ def slices(weight: torch.Tensor, clean: torch.Tensor, device_model: DeviceModel)
 
 def _magnitude(values: torch.Tensor, percentile: float) -> torch.Tensor:
     """The ``percentile`` of ``|values|`` (100: the maximum), from at most 2**24 evenly strided samples."""
-    magnitudes = values.detach().abs().flatten()
-    if magnitudes.dtype not in (torch.float32, torch.float64):
-        magnitudes = magnitudes.float()
-    if percentile >= 100:
-        return magnitudes.amax()
+    values = values.detach()
+    if values.dtype not in (torch.float32, torch.float64):
+        values = values.float()
+    if percentile >= 100:  # max |v| from one pass, without a copy of |values|
+        low, high = torch.aminmax(values)
+        return torch.maximum(-low, high)
+    magnitudes = values.abs().flatten()
     stride = max(1, math.ceil(magnitudes.numel() / 2 ** 24))
     return torch.quantile(magnitudes[::stride], percentile / 100)
+
+
+def _box(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+         dilation: Sequence[int]) -> torch.Tensor:
+    """Sums of ``x`` ``[B, C, *spatial]`` over each (zero-padded, strided, dilated) kernel window, per channel:
+    the convolution with a kernel of ones, as separable sums of shifted views (cheaper than a one-channel conv)."""
+    if any(padding):
+        x = F.pad(x, [p for p in reversed(padding) for _ in range(2)])
+    for axis, (k, s, d) in enumerate(zip(kernel, stride, dilation), start=2):
+        span = (x.shape[axis] - d * (k - 1) - 1) // s * s + 1  # the input positions the first tap reads
+        index = [slice(None)] * x.dim()
+        views = []
+        for tap in range(k):
+            index[axis] = slice(tap * d, tap * d + span, s)
+            views.append(x[tuple(index)])
+        total = views[0] if k == 1 else views[0] + views[1]
+        for view in views[2:]:
+            total.add_(view)
+        x = total
+    return x
 
 
 class _Layer:
@@ -239,10 +280,33 @@ class _Layer:
         self.tiles = [(start, min(start + size, rows)) for start in range(0, rows, size)]
         self.masks = [self._mask(r0, r1, weight) for r0, r1 in self.tiles]
         self.read_var = None if std is None else [self._variance_kernel(std, t) for t in range(len(self.tiles))]
+        # every device of the tile has the same read std: its variance kernel is s^2 times ones (a box sum)
+        uniform = std is not None and bool((std == std.flatten()[0]).all()) and self._box_padding() is not None
+        self.read_const = [float(std.flatten()[0]) ** 2 if uniform and mask is None else None for mask in self.masks]
         self.clean = weight  # the live clean parameter: bit slices follow it (training updates it)
         self.dac_scale: torch.Tensor | None = None
         self.dac_signed = True
         self.adc_scale: list[torch.Tensor] | None = None
+        self.dac_step: float | None = None  # the converters' steps as numbers (set by :meth:`set_steps`)
+        self.adc_step: list[float] | None = None
+
+    def set_steps(self, dac_bits: int | None, adc_bits: int | None) -> None:
+        """The DAC step and each ADC's step (full scale / levels, as in :func:`quantize`) from the calibrated
+        full scales."""
+        tiny = torch.finfo(torch.float32).tiny
+        if dac_bits is not None:
+            self.dac_step = max(float(self.dac_scale), tiny) / _levels(dac_bits, self.dac_signed)
+        if adc_bits is not None:
+            self.adc_step = [max(float(scale), tiny) / _levels(adc_bits, True) for scale in self.adc_scale]
+
+    def _box_padding(self) -> tuple[int, ...] | None:
+        """The zero padding of the layer's convolution as integers (0s for a Linear), None for string padding."""
+        if self.conv is None:
+            return ()
+        padding = self.module.padding
+        if isinstance(padding, str):
+            return None
+        return tuple(padding) if self.module.padding_mode == "zeros" else (0,) * len(padding)
 
     def _channels(self, tile: int) -> tuple[int, int]:
         r0, r1 = self.tiles[tile]
@@ -299,6 +363,16 @@ class _Layer:
     def read_variance(self, x: torch.Tensor, tile: int, out_channels: int) -> torch.Tensor:
         """``x^2 s^2`` summed over the tile's rows of ``x`` (the tile's input): its read-noise variance per output
         (size 1 along the output channels when it is the same for all of them, to broadcast)."""
+        const = self.read_const[tile]
+        if const is not None and self.conv is None:
+            return x.square().sum(-1, keepdim=True).mul_(const)
+        if const is not None:  # s^2 times the window sums of the squared inputs, summed over each group's channels
+            m = self.module
+            if m.padding_mode != "zeros":
+                x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+            squares = x.square().unflatten(1, (m.groups, -1)).sum(2)  # [B, groups, *spatial]
+            variance = _box(squares, m.kernel_size, m.stride, self._box_padding(), m.dilation).mul_(const)
+            return variance if m.groups == 1 else variance.repeat_interleave(out_channels // m.groups, dim=1)
         var = self.read_var[tile].to(x.dtype)
         variance = self.matmul(x.square(), var)
         if var.shape[0] == out_channels:
@@ -383,6 +457,8 @@ class Circuit:
                 self.crossbar.model(images)
         finally:
             self._calibrating = False
+        for layer in self.layers:
+            layer.set_steps(self.settings.dac_bits, self.settings.adc_bits)
 
     @contextmanager
     def applied(self) -> Iterator["Circuit"]:
@@ -424,15 +500,20 @@ class Circuit:
         return forward
 
     def _run(self, layer: _Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The layer's output through the circuit. The ADC works in its codes: its step is folded into each tile's
+        (small) weight, so a tile's partial sums come out in ADC steps and are clipped and rounded in place, then
+        added to the output times the step (four passes over them)."""
         settings = self.settings
-        dac = settings.dac_bits is not None and not self._calibrating
-        if self._calibrating and settings.dac_bits is not None:
+        calibrating = self._calibrating
+        dac = settings.dac_bits is not None and not calibrating
+        adc = settings.adc_bits is not None and not calibrating
+        if calibrating and settings.dac_bits is not None:
             layer.dac_signed = bool((x < 0).any())
             layer.dac_scale = _magnitude(x, settings.adc_range)
+        if calibrating and settings.adc_bits is not None:
+            layer.adc_scale = []
         out_channels = weight.shape[0]
         reads = self._reads is not None and layer.read_var is not None
-        if self._calibrating and settings.adc_bits is not None:
-            layer.adc_scale = []
         count = layer.slice_count
         parts = [weight] if count == 1 else slices(weight, layer.clean, self.crossbar.device_model).unbind(0)
         shares = [1.0] if count == 1 else [4.0 ** (j * self.crossbar.device_model.device_bits) for j in range(count)]
@@ -441,31 +522,45 @@ class Circuit:
         for tile in range(len(layer.tiles)):
             std = None
             xt = layer.tile_input(x, tile)
-            if dac:  # per tile: a copy of the tile's inputs only
-                xt = quantize(xt, layer.dac_scale, settings.dac_bits, layer.dac_signed)
+            if dac:  # per tile: a copy of the tile's inputs only, quantized
+                xt = codes(xt / layer.dac_step, settings.dac_bits, layer.dac_signed, inplace=True) * layer.dac_step
+            elif len(layer.tiles) > 1:  # a dense copy of the tile's channels: convolutions read a strided slice slowly
+                xt = xt.clone()
             for part, (weight_part, share) in enumerate(zip(parts, shares)):
                 column = tile * count + part  # one ADC per tile and slice
-                partial = layer.matmul(xt, layer.tile_weight(weight_part, tile))
+                step = layer.adc_step[column] if adc else 1.0  # partial sums in ADC steps
+                unit = 1.0 / step
+                tile_weight = layer.tile_weight(weight_part, tile)
+                partial = layer.matmul(xt, tile_weight * unit if unit != 1.0 else tile_weight)
                 if reads:  # a slice's devices carry their share of the weight's read variance
                     if std is None:
                         std = layer.read_variance(xt, tile, out_channels).sqrt_()
                     noise = self._read_noise(layer.index, column, partial)
-                    scale = std if count == 1 else std * math.sqrt(share / sum(shares))
-                    partial = partial.add_(noise.mul_(scale)) if fresh else partial + noise.mul_(scale)
-                if settings.adc_bits is not None:
-                    if self._calibrating:
-                        layer.adc_scale.append(_magnitude(partial, settings.adc_range))
-                    else:
-                        partial = quantize(partial, layer.adc_scale[column], settings.adc_bits, inplace=fresh)
-                total = partial if total is None else total.add_(partial) if fresh else total + partial
+                    scale = unit * math.sqrt(share / sum(shares))
+                    if not fresh:
+                        partial = partial + noise * std * scale
+                    elif self._chip_index is None:  # one fused pass
+                        partial = partial.addcmul_(noise, std, value=scale)
+                    else:  # under vmap (addcmul_ has no batching rule)
+                        partial = partial.add_(noise.mul_(std), alpha=scale)
+                if calibrating and settings.adc_bits is not None:
+                    layer.adc_scale.append(_magnitude(partial, settings.adc_range))
+                if adc:
+                    partial = codes(partial, settings.adc_bits, inplace=fresh)
+                if total is None:
+                    total = partial if step == 1.0 else partial.mul_(step) if fresh else partial * step
+                else:
+                    total = total.add_(partial, alpha=step) if fresh else total + partial * step
         if bias is not None:
             shape = (-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,)
             total = total.add_(bias.reshape(shape)) if fresh else total + bias.reshape(shape)
         return total
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise shaped like one chip's partial sums ``like`` ``[B, ...]``; image ``start + b``
-        takes row ``(start + b) % READ_BLOCK`` of the draw of block ``(start + b) // READ_BLOCK``."""
+        """Standard normal noise shaped like one chip's partial sums ``like`` ``[B, C, *positions]`` (or ``[B, C]``);
+        image ``start + b`` takes row ``(start + b) % READ_BLOCK`` of the draw of block ``(start + b) // READ_BLOCK``,
+        drawn per read: output position by output position, the C columns of one read consecutive (so the noise
+        lies in the channels-last order of the partial sums)."""
         chip_seeds, start = self._reads
         return self._draw(self, layer, tile, chip_seeds, start, like)
 
@@ -480,20 +575,24 @@ def _eager_draw():
 
 def _draw(circuit: Circuit, layer: int, tile: int, chip_seeds: Sequence[int], start: int,
           like: torch.Tensor) -> torch.Tensor:
-    size, shape = like.shape[0], tuple(like.shape[1:])
-    first, last = start // READ_BLOCK, (start + size - 1) // READ_BLOCK
-    offset = start - first * READ_BLOCK
+    size = like.shape[0]
+    shape = (*like.shape[2:], like.shape[1]) if like.dim() > 2 else tuple(like.shape[1:])  # per read: channels last
     device = like.device
     if circuit._generator is None or circuit._generator.device != device:
         circuit._generator = torch.Generator(device=device)
     generator = circuit._generator
-    draws = []
-    for chip_seed in chip_seeds:
-        blocks = []
-        for block in range(first, last + 1):
+    draws = torch.empty((len(chip_seeds), size, *shape), device=device)
+    for chip, chip_seed in enumerate(chip_seeds):
+        for block in range(start // READ_BLOCK, (start + size - 1) // READ_BLOCK + 1):
             generator.manual_seed(read_seed(chip_seed, layer, tile, block))
-            blocks.append(torch.randn((READ_BLOCK, *shape), generator=generator, device=device))
-        draws.append((torch.cat(blocks) if len(blocks) > 1 else blocks[0])[offset : offset + size])
-    if circuit._chip_index is None:
-        return draws[0].to(like.dtype)
-    return torch.stack(draws).to(like.dtype)[circuit._chip_index]
+            first, last = block * READ_BLOCK, (block + 1) * READ_BLOCK  # the images of the block
+            if first >= start and last <= start + size:  # a whole block: drawn in place
+                draws[chip, first - start : last - start].normal_(generator=generator)
+            else:
+                block_draw = torch.randn((READ_BLOCK, *shape), generator=generator, device=device)
+                lo, hi = max(first, start), min(last, start + size)
+                draws[chip, lo - start : hi - start] = block_draw[lo - first : hi - first]
+    draws = draws.to(like.dtype)
+    if like.dim() > 2:  # [K, B, *positions, C] as [K, B, C, *positions] (a channels-last view)
+        draws = draws.movedim(-1, 2)
+    return draws[0] if circuit._chip_index is None else draws[circuit._chip_index]

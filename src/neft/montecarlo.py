@@ -46,13 +46,13 @@ from .variation import Crossbar, make_generator
 __all__ = ["EvalConfig", "SettingError", "evaluate", "parse_sigmas", "PRECISIONS", "SCHEMA_VERSION"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SCHEMA_VERSION = 6  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
+SCHEMA_VERSION = 7  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
 # write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
 # device_model.read_sigma, 4 the realistic chip's settings (evaluation and device_model: quantize, stuck_off,
 # stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation; device_model.drift_t0); 5 the circuit
 # settings (evaluation.tile_rows, dac_bits, adc_bits, adc_range) and read noise per read (each image's own draw); 6
 # the per-chip fixes (evaluation.recalibrate_bn, chip_tune, chip_tune_taps, chip_tune_lr, chip_tune_batch) and
-# "deployment_cost"
+# "deployment_cost", 7 "train_circuit" (the crossbar circuit the network was trained through; run evaluations)
 CHIP_SETTINGS = ("read_sigma", "quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_time",
                  "drift_compensation")  # EvalConfig fields that override the device model's own (None: keep it)
 MAX_SIGMAS = 10_000  # sigmas in one evaluation (a start:stop:step with a tiny step is refused, not expanded)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, data, devices, distributed, objectives, report, runlock
-from .circuit import CALIBRATION_IMAGES
+from .circuit import CALIBRATION_IMAGES, FIELDS as CIRCUIT_FIELDS, CircuitSettings
 from .compute import resolve_device
 from .errors import SettingError
 from .montecarlo import EvalConfig, evaluate
@@ -216,6 +216,7 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
         "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
         "train_device_model": meta["device_model"],
+        "train_circuit": {name: meta["config"].get(name, getattr(CircuitSettings(), name)) for name in CIRCUIT_FIELDS},
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
         "init": meta["config"].get("init", "kaiming"), "teacher_sha256": meta.get("teacher_sha256"),
         "epochs": planned, "epochs_trained": trained, "checkpoint_epoch": meta.get("epoch"),

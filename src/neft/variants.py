@@ -26,6 +26,7 @@ it. A distill run's teacher is a [train] setting (``teacher``), not part of the 
 from __future__ import annotations
 
 from . import devices, objectives
+from .circuit import CircuitSettings
 from .models import INITS as _INITS
 
 __all__ = ["parse", "label", "labels", "mixed_inits", "directory_name"]
@@ -99,8 +100,10 @@ def parse(spec: str) -> tuple[str, dict]:
 def label(result: dict, show_init: bool = False) -> str:
     """The variant label of a trained run: its method, plus ``T=..`` when the temperature is not 1, ``beta=..``
     when beta differs from the paper's value for the model and data set, ``k=..``, ``lambda=..``, ``alpha=..``
-    and (distill) ``T=..`` when rcg's, lipschitz's or distill's settings differ from their defaults, and
-    ``init=..`` when ``show_init`` and the run did not use the release's Kaiming init.
+    and (distill) ``T=..`` when rcg's, lipschitz's or distill's settings differ from their defaults,
+    ``init=..`` when ``show_init`` and the run did not use the release's Kaiming init, ``device=..`` when it was
+    trained under another device model than it is evaluated on, and ``trained[tile=64 adc=6b]`` when it was trained
+    through the crossbar circuit (``train_circuit``; docs/method.md, 'The crossbar circuit').
 
     Args:
         result: a ``results.json`` dict (or anything with ``method`` and optionally ``temperature``, ``beta``,
@@ -127,6 +130,9 @@ def label(result: dict, show_init: bool = False) -> str:
     trained_on = result.get("train_device_model", {}).get("name")
     if trained_on and trained_on != result.get("device_model", {}).get("name", trained_on):
         parts.append(f"device={trained_on}")
+    periphery = CircuitSettings(**result["train_circuit"]).label() if result.get("train_circuit") else ""
+    if periphery:  # trained through the crossbar circuit: ``trained[tile=64 adc=6b]``
+        parts.append(f"trained[{periphery.strip()}]")
     return " ".join(parts)
 
 

@@ -375,7 +375,9 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
 
     ``parallel`` > 1 spreads the cells over that many local GPUs (``cuda:0`` ...); ``cells_per_device`` > 1 runs
     that many cells at once on each device (one small cell does not fill a large GPU; on a CPU the cores are
-    shared out between the cells). Results are the same as one cell at a time: every cell has its own seeds.
+    shared out between the cells). Distillation teachers run first, then the other cells; each of these phases
+    starts one worker per unfinished cell at most, each with the core share of one of ``parallel *
+    cells_per_device`` cells. Results are the same as one cell at a time: every cell has its own seeds.
     ``shard=(k, n)`` runs only cells ``k::n`` (one SLURM array task) and writes the report only if every cell of
     the grid is finished then (returns None otherwise).
     """

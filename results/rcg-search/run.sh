@@ -17,5 +17,5 @@ for run in "$work"/scale*-seed*; do
   cp "$run"/config.json "$run"/summary.json "$run"/validation.json "$run"/results.json "$out/cells/$(basename "$run")/"
   results+=("$out/cells/$(basename "$run")/results.json")
 done
-neft report "${results[@]}" --out "$out" \
+neft report "${results[@]}" --out "$out" --overwrite \
   --title "rcg k=1 on LeNet-5 / mnist-5k at sigma 0.35: test accuracy of every scale the search trained (3 seeds)"

@@ -148,6 +148,8 @@ def test_distill_cells_learn_from_the_vanilla_cell_of_their_seed(tmp_path, capsy
                       .replace("seeds = [0, 1]", "seeds = [0]").replace("val_runs = 2", 'val_runs = 2\nteacher = "vanilla"'))
     out = tmp_path / "grid"
     assert main(["reproduce", str(preset), "--out", str(out), "--cells-per-device", "2"]) == 0
+    err = capsys.readouterr().err  # the teacher phase starts one worker (one cell), the other phase two
+    assert "grid cells (1 at once)" in err and "grid cells (2 at once)" in err
     distill = json.loads((out / "distill-s0.2-seed0" / "config.json").read_text())
     assert distill["teacher"] == str(out / "vanilla-s0-seed0")
     assert json.loads((out / "rcg-s0.2-seed0" / "config.json").read_text())["teacher"] is None  # not its setting

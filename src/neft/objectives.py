@@ -481,7 +481,7 @@ class IRS(Objective):
         if self.beta == 0:
             logits = self.noisy_forward(model, x, self.sigma)
             logs = {"acc": _accuracy(logits, y), "ce": _ce(logits, y), "feedback": 0.0,
-                    **{f"head{i + 1}_acc": float("nan") for i in range(len(names))}}
+                    **{f"head{i + 1}_acc": math.nan for i in range(len(names))}}
             return _without_feedback(logits, len(names), y), logs
         with _capture(model, names) as outputs:
             logits = self.noisy_forward(model, x, self.sigma)

@@ -2,6 +2,7 @@
 network and data')."""
 
 import json
+import multiprocessing.forkserver
 import textwrap
 
 import pytest
@@ -138,6 +139,9 @@ def test_own_model_in_a_two_cell_preset_run_in_parallel(tmp_path, nets, capfd):
         [evaluate]
         runs = 3
     """))
+    # grid workers are forked from one forkserver per process, and write to the stdout it started with: stop one
+    # started by an earlier test, whose output pytest captured elsewhere, so that this test's capture sees them
+    multiprocessing.forkserver._forkserver._stop()
     assert main(["reproduce", str(preset), "--cells-per-device", "2"]) == 0
     out, err = capfd.readouterr()
     for cell in ("noise-injection-s0.1-seed0", "ovf-s0.1-seed0"):

@@ -19,14 +19,15 @@ CHIP_COLUMNS = {"quantize": False, "weight_bits": 8, "device_bits": 2, "stuck_of
 _UNITS = ((3.15e7, "y"), (86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
 
 
-def new_figure(size: tuple[float, float]):
-    """A matplotlib ``Figure`` of ``size`` (width, height) inches with constrained layout and an Agg canvas (PNG
-    files, no display). matplotlib is imported here, at the first plot, not with neft: about 1 CPU-second saved at
-    the start of every ``neft`` command and worker process that draws nothing."""
+def new_figure(size: tuple[float, float], layout: str | None = "constrained"):
+    """A matplotlib ``Figure`` of ``size`` (width, height) inches with ``layout`` (constrained by default; None:
+    the caller places the axes) and an Agg canvas (PNG files, no display). matplotlib is imported here, at the
+    first plot, not with neft: about 1 CPU-second saved at the start of every ``neft`` command and worker process
+    that draws nothing."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=size, layout="constrained")
+    figure = Figure(figsize=size, layout=layout)
     FigureCanvasAgg(figure)
     return figure
 

@@ -323,7 +323,11 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
     def finished() -> int:
         return sum((out / cell_name(*cell) / "results.json").is_file() for cell in cells)
 
-    context = mp.spawn(_parallel_worker, args=(workers, *args), nprocs=workers, join=False)
+    # forkserver: one server process imports torch and neft once, and every worker is forked from it, so a worker
+    # costs a fork instead of a torch start-up (~3 CPU-s); the server exits with this process, its workers with it
+    mp.set_forkserver_preload(["neft.experiments"])
+    context = mp.start_processes(_parallel_worker, args=(workers, *args), nprocs=workers, join=False,
+                                 start_method="forkserver")
     with tqdm(total=len(cells), initial=finished(), desc=f"grid cells ({workers} at once)", unit="cell") as bar:
         while not context.join(timeout=2):
             if finished() != bar.n:  # a redraw only when a cell finished: one line per cell in a log file
@@ -332,13 +336,14 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
 
 
 def _parallel_worker(index: int, workers: int, preset: dict, out: Path, devices: int, share: int,
-                     device: str | None, cells: list[tuple[str, float, int]], parent: int) -> None:
+                     device: str | None, cells: list[tuple[str, float, int]]) -> None:
     """One of ``workers`` local workers of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
     ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA with 1/``share`` of its cores, the
-    share of one of the cells run at once); it stops when the grid's process ``parent`` is killed."""
+    share of one of the cells run at once); it stops when the grid's process is killed (its parent, the forkserver,
+    exits with the grid)."""
     import torch
 
-    exit_with_parent(parent)
+    exit_with_parent(os.getppid())
 
     if device in (None, "auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{index % devices}"
@@ -398,8 +403,8 @@ def run_grid(preset: dict, out: str | Path | None = None, device: str | None = N
                 continue
             workers = min(parallel * cells_per_device, len(cells))
             try:
-                _spawn_with_bar(workers, (preset, out, parallel, parallel * cells_per_device, device, cells,
-                                          os.getpid()), out, _cells(preset))
+                _spawn_with_bar(workers, (preset, out, parallel, parallel * cells_per_device, device, cells),
+                                out, _cells(preset))
             except mp.ProcessRaisedException as error:  # one line of the worker's error, not its traceback
                 last = [line for line in str(error).strip().splitlines() if line.strip()][-1]
                 raise ValueError(f"a grid worker stopped: {last}; finished cells are kept, rerun to continue") from None

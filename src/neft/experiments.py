@@ -317,7 +317,8 @@ def exit_with_parent(parent: int, interval: float = 0.5) -> None:
 
 def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str, float, int]]) -> None:
     """Run the ``--parallel``/``--cells-per-device`` workers; one progress bar counts the finished ones of
-    ``cells`` (the whole grid; a cell is finished when its ``results.json`` exists)."""
+    ``cells`` (the whole grid; a cell is finished when its ``results.json`` exists). The workers write to the
+    standard output and error this process had when its first grid started workers (those of the forkserver)."""
     import torch.multiprocessing as mp
 
     def finished() -> int:
@@ -325,9 +326,11 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
 
     # forkserver: one server process imports torch and neft once, and every worker is forked from it, so a worker
     # costs a fork instead of a torch start-up (~3 CPU-s); the server exits with this process, its workers with it
+    # (spawn where there is no forkserver: Windows)
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     mp.set_forkserver_preload(["neft.experiments"])
     context = mp.start_processes(_parallel_worker, args=(workers, *args), nprocs=workers, join=False,
-                                 start_method="forkserver")
+                                 start_method=method)
     with tqdm(total=len(cells), initial=finished(), desc=f"grid cells ({workers} at once)", unit="cell") as bar:
         while not context.join(timeout=2):
             if finished() != bar.n:  # a redraw only when a cell finished: one line per cell in a log file

@@ -6,7 +6,7 @@
 # results/cpu-realistic-chip-30/drift/.
 set -euo pipefail
 grid=${1:-runs/cpu-realistic-chip-30}
-out=results/cpu-realistic-chip-30/drift
+out=${2:-results/cpu-realistic-chip-30/drift}
 times=1,3600,86400,2.6e6,3.15e7
 chip=configs/chips/realistic-chip.toml
 on_chip=_device=configs_chips_realistic-chip.toml
@@ -23,4 +23,4 @@ for cell in "${cells[@]}"; do
   results+=("$out/$cell"/drift_t*.json)
 done
 neft report "${results[@]}" --out "$out" --overwrite \
-  --title "Realistic chip at sigma 0.35, 30-epoch networks: accuracy against time after programming (seed 0)"
+  --title "Realistic chip at sigma 0.35, networks of $(basename "$grid"): accuracy against time after programming (seed 0)"

@@ -1,21 +1,5 @@
 #!/usr/bin/env bash
-# Accuracy against the time after programming on the realistic chip of configs/chips/realistic-chip.toml (1 % + 1 %
-# stuck devices, drift nu ~ N(0.06, 0.02), global drift compensation), for the seed-0 networks of the
-# cpu-realistic-chip grid, at sigma 0.35 (their training sigma; vanilla too), 20 chips per read time. Run after
-# `neft reproduce configs/cpu-realistic-chip.toml`; writes results/cpu-realistic-chip/drift/.
-set -euo pipefail
-grid=${1:-runs/cpu-realistic-chip}
-out=results/cpu-realistic-chip/drift
-times=1,3600,86400,2.6e6,3.15e7
-chip=configs/chips/realistic-chip.toml
-cells=(vanilla-s0-seed0 noise-injection-s0.35-seed0 "noise-injection_device=configs_chips_realistic-chip.toml-s0.35-seed0"
-       ovf-s0.35-seed0 "ovf_device=configs_chips_realistic-chip.toml-s0.35-seed0")
-results=()
-for cell in "${cells[@]}"; do
-  neft evaluate "$grid/$cell" --sigmas 0.35 --runs 20 --device-model "$chip" --drift-times "$times" \
-    --name drift --overwrite --quiet
-  mkdir -p "$out/$cell"
-  cp "$grid/$cell"/drift_t*.json "$out/$cell/"
-  results+=("$out/$cell"/drift_t*.json)
-done
-neft report "${results[@]}" --out "$out" --overwrite --title "Realistic chip at sigma 0.35: accuracy against time after programming (seed 0)"
+# The drift sweep of the 4-epoch cpu-realistic-chip grid (run after `neft reproduce configs/cpu-realistic-chip.toml`):
+# the script of the 30-epoch grid on this grid's networks, writing results/cpu-realistic-chip/drift/ (its committed
+# files cover the seed-0 networks of vanilla, noise-injection and OVF; this evaluates IRS and rcg too).
+exec bash "$(dirname "$0")/../cpu-realistic-chip-30/drift.sh" "${1:-runs/cpu-realistic-chip}" results/cpu-realistic-chip/drift

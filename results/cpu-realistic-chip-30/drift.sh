@@ -3,7 +3,8 @@
 # stuck devices, drift nu ~ N(0.06, 0.02), global drift compensation), for the seed-0 network of every method of
 # the 30-epoch cpu-realistic-chip-30 grid, at sigma 0.35 (their training sigma; vanilla too), 20 chips per read
 # time, the same chips at every time. Run after `neft reproduce configs/cpu-realistic-chip-30.toml`; writes
-# results/cpu-realistic-chip-30/drift/.
+# results/cpu-realistic-chip-30/drift/. Optional arguments: the grid folder and the output folder (the 4-epoch
+# grid's: results/cpu-realistic-chip/drift.sh).
 set -euo pipefail
 grid=${1:-runs/cpu-realistic-chip-30}
 out=${2:-results/cpu-realistic-chip-30/drift}

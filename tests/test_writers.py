@@ -92,36 +92,57 @@ def test_a_failed_checkpoint_write_is_one_error_and_no_temporary(tmp_path, capsy
     assert not list(out.glob("*.tmp")) and not runlock.lock_path(out).exists()
 
 
-WORKER = """
-import multiprocessing, os, sys, time
-from neft.experiments import exit_with_parent
-
-def worker(parent):
-    exit_with_parent(parent, interval=0.1)
-    time.sleep(60)
-
-if __name__ == "__main__":
-    child = multiprocessing.get_context("fork").Process(target=worker, args=(os.getpid(),))
-    child.start()
-    print(child.pid, flush=True)
-    time.sleep(60)
+LONG_GRID = """
+[experiment]
+methods = ["noise-injection", "ovf"]
+train_sigmas = [0.2]
+seeds = [0]
+[train]
+model = "lenet5"
+dataset = "digits"
+epochs = 500
+train_subset = 500
+test_subset = 100
+val_runs = 2
+[evaluate]
+runs = 2
 """
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc (Linux)")
 def test_killing_a_grid_parent_stops_its_workers(tmp_path):
-    script = tmp_path / "grid.py"
-    script.write_text(WORKER)
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    child = int(parent.stdout.readline())
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
-    for _ in range(100):  # the worker notices within its 0.1 s interval
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
+    """A grid killed with SIGKILL (no chance to clean up): its workers, forked from the forkserver (their parent,
+    which the workers themselves keep alive), notice that the grid is gone and exit."""
+    preset = tmp_path / "grid.toml"
+    preset.write_text(LONG_GRID)
+    grid = subprocess.Popen([sys.executable, "-m", "neft", "reproduce", str(preset), "--out", str(tmp_path / "grid"),
+                             "--cells-per-device", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"})
+    locks = []
+    for _ in range(600):  # each worker locks its cell's run directory (its pid in the lock file) once it trains
+        locks = list(tmp_path.glob("grid/.*.neft-lock"))
+        if len(locks) == 2 or grid.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert len(locks) == 2, "the grid's two workers did not start"
+    workers = [json.loads(lock.read_text())["pid"] for lock in locks]
+    os.kill(grid.pid, signal.SIGKILL)
+    grid.wait()
+    for _ in range(100):  # the workers notice at once (end-of-file on their pipe from the grid)
+        alive = [pid for pid in workers if _running(pid)]
+        if not alive:
             break
         time.sleep(0.05)
     else:
-        os.kill(child, signal.SIGKILL)
-        pytest.fail("the worker outlived its killed parent")
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"grid workers {alive} outlived their killed grid")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a worker's parent, the forkserver, reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

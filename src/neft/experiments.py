@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 try:  # Python >= 3.11
@@ -303,13 +302,17 @@ def _run_shard(preset: dict, out: Path, device: str | None, shard: int, shards: 
     return results
 
 
-def exit_with_parent(parent: int, interval: float = 0.5) -> None:
-    """Stop this process (exit code 1) as soon as process ``parent`` is gone: a grid worker whose parent was
-    killed would otherwise keep training cells nobody waits for (checked every ``interval`` seconds)."""
+def exit_with_parent(alive) -> None:
+    """Stop this process (exit code 1) as soon as the grid process that started it is gone: a grid worker whose
+    parent was killed would otherwise keep training cells nobody waits for. ``alive`` is the read end of a pipe
+    (a ``multiprocessing`` ``Connection``) whose write end only the grid holds: it reads end-of-file once the grid
+    has exited, however it ended (a forked worker's parent is the forkserver, which outlives the grid)."""
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(interval)
+        try:
+            alive.recv_bytes()
+        except (EOFError, OSError):
+            pass
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
@@ -325,28 +328,33 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
         return sum((out / cell_name(*cell) / "results.json").is_file() for cell in cells)
 
     # forkserver: one server process imports torch and neft once, and every worker is forked from it, so a worker
-    # costs a fork instead of a torch start-up (~3 CPU-s); the server exits with this process, its workers with it
+    # costs a fork instead of a torch start-up (~3 CPU-s); the workers stop when this process is gone
     # (spawn where there is no forkserver: Windows)
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     mp.set_forkserver_preload(["neft.experiments"])
-    context = mp.start_processes(_parallel_worker, args=(workers, *args), nprocs=workers, join=False,
+    alive, grid_alive = mp.get_context(method).Pipe(duplex=False)  # this process alone holds the write end
+    context = mp.start_processes(_parallel_worker, args=(workers, *args, alive), nprocs=workers, join=False,
                                  start_method=method)
-    with tqdm(total=len(cells), initial=finished(), desc=f"grid cells ({workers} at once)", unit="cell") as bar:
-        while not context.join(timeout=2):
-            if finished() != bar.n:  # a redraw only when a cell finished: one line per cell in a log file
-                bar.update(finished() - bar.n)
-        bar.update(finished() - bar.n)
+    try:
+        with tqdm(total=len(cells), initial=finished(), desc=f"grid cells ({workers} at once)", unit="cell") as bar:
+            while not context.join(timeout=2):
+                if finished() != bar.n:  # a redraw only when a cell finished: one line per cell in a log file
+                    bar.update(finished() - bar.n)
+            bar.update(finished() - bar.n)
+    finally:
+        grid_alive.close()
+        alive.close()
 
 
 def _parallel_worker(index: int, workers: int, preset: dict, out: Path, devices: int, share: int,
-                     device: str | None, cells: list[tuple[str, float, int]]) -> None:
+                     device: str | None, cells: list[tuple[str, float, int]], alive) -> None:
     """One of ``workers`` local workers of ``--parallel``/``--cells-per-device``: cells ``index::workers`` on GPU
     ``index % devices`` (or on ``device`` when given, or on the CPU without CUDA with 1/``share`` of its cores, the
-    share of one of the cells run at once); it stops when the grid's process is killed (its parent, the forkserver,
-    exits with the grid)."""
+    share of one of the cells run at once); it stops when the grid's process is gone (``alive``: see
+    :func:`exit_with_parent`)."""
     import torch
 
-    exit_with_parent(os.getppid())
+    exit_with_parent(alive)
 
     if device in (None, "auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{index % devices}"

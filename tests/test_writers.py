@@ -118,14 +118,13 @@ def test_killing_a_grid_parent_stops_its_workers(tmp_path):
     grid = subprocess.Popen([sys.executable, "-m", "neft", "reproduce", str(preset), "--out", str(tmp_path / "grid"),
                              "--cells-per-device", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"})
-    locks = []
-    for _ in range(600):  # each worker locks its cell's run directory (its pid in the lock file) once it trains
-        locks = list(tmp_path.glob("grid/.*.neft-lock"))
-        if len(locks) == 2 or grid.poll() is not None:
+    workers = []
+    for _ in range(1200):  # each worker locks its cell's run directory (its pid in the lock file) once it trains
+        workers = [pid for pid in map(_lock_owner, tmp_path.glob("grid/.*.neft-lock")) if pid is not None]
+        if len(workers) == 2 or grid.poll() is not None:
             break
         time.sleep(0.05)
-    assert len(locks) == 2, "the grid's two workers did not start"
-    workers = [json.loads(lock.read_text())["pid"] for lock in locks]
+    assert len(workers) == 2, f"the grid's two workers did not start (grid exit code {grid.poll()})"
     os.kill(grid.pid, signal.SIGKILL)
     grid.wait()
     for _ in range(100):  # the workers notice at once (end-of-file on their pipe from the grid)
@@ -137,6 +136,14 @@ def test_killing_a_grid_parent_stops_its_workers(tmp_path):
         for pid in alive:
             os.kill(pid, signal.SIGKILL)
         pytest.fail(f"grid workers {alive} outlived their killed grid")
+
+
+def _lock_owner(lock) -> int | None:
+    """The pid in a run directory's lock file; None while its owner is still writing it."""
+    try:
+        return int(json.loads(lock.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _running(pid: int) -> bool:

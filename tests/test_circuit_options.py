@@ -121,3 +121,33 @@ def test_compiled_circuit_matches_eager():
     assert max(abs(a - b) for a, b in zip(compiled["accuracy"]["per_run"], eager["accuracy"]["per_run"])) \
         <= one_image + 1e-9
     assert compiled["ekl"] == pytest.approx(eager["ekl"], rel=1e-3)
+
+
+def test_auto_layout_is_channels_last_with_the_circuit_and_its_tiles_keep_it(lenet, monkeypatch):
+    """The layout check compares the model itself in NCHW and channels_last, with the circuit bypassed (the ADC's
+    rounding would flip codes on float-level differences and refuse channels_last), and the tile convolutions of a
+    channels_last evaluation read channels_last inputs and weights, as the plain path does."""
+    from neft import circuit as circuit_module
+
+    substituted, layouts = [], []
+    agrees = chip_forward.ChipForward._agrees
+
+    def spy_agrees(self, x, memory_format):
+        substituted.extend("forward" in layer.module.__dict__ for layer in self.circuit.layers)
+        layouts.clear()  # the calibration forward ran before, on the NCHW calibration images
+        return agrees(self, x, memory_format)
+
+    matmul = circuit_module._Layer.matmul
+
+    def spy_matmul(self, x, weight):
+        if x.dim() == 4 and x.shape[1] > 1:
+            layouts.append((x.is_contiguous(memory_format=torch.channels_last),
+                            weight.is_contiguous(memory_format=torch.channels_last)))
+        return matmul(self, x, weight)
+
+    monkeypatch.setattr(chip_forward.ChipForward, "_agrees", spy_agrees)
+    monkeypatch.setattr(circuit_module._Layer, "matmul", spy_matmul)
+    entry, _ = evaluate(lenet, CIRCUITS["adc"], memory_format="auto")
+    assert entry["execution"]["memory_format"] == "channels_last"
+    assert substituted and not any(substituted)  # checked on the plain layers
+    assert layouts and all(x and w for x, w in layouts)

@@ -25,6 +25,8 @@ Stored parameters are never modified: perturbed weights reach the model through 
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 import warnings
 from collections.abc import Mapping
@@ -161,8 +163,10 @@ class ChipForward:
             memory_format == "auto" and example.device.type == "cpu"
             and any(isinstance(m, nn.Conv2d) for m in model.modules())
         )
-        if wants_nhwc and example.dim() == 4 and self._agrees(example[:_CHECK_IMAGES], torch.channels_last):
-            self.memory_format = torch.channels_last
+        if wants_nhwc and example.dim() == 4:
+            with circuit.bypassed() if circuit is not None else contextlib.nullcontext():
+                if self._agrees(example[:_CHECK_IMAGES], torch.channels_last):
+                    self.memory_format = torch.channels_last
         if chips_per_pass > 1:
             reason = self._vmap_error(example[:_CHECK_IMAGES])
             if reason:

@@ -476,6 +476,19 @@ class Circuit:
                 del layer.module.forward
 
     @contextmanager
+    def bypassed(self) -> Iterator[None]:
+        """Inside the block (itself inside :meth:`applied`) the mapped layers run as plain layers again: used to
+        check that the model computes the same in another memory layout, a check the converters' rounding would
+        fail on float-level differences."""
+        saved = [layer.module.__dict__.pop("forward", None) for layer in self.layers]
+        try:
+            yield
+        finally:
+            for layer, forward in zip(self.layers, saved):
+                if forward is not None:
+                    layer.module.forward = forward
+
+    @contextmanager
     def reading(self, chip_seeds: Sequence[int] | None, start: int = 0) -> Iterator[None]:
         """Forwards inside the block read chips ``chip_seeds`` (one per chip of the pass, in stacking order) on
         images numbered from ``start``: read noise is drawn for them. Without it, forwards have no read noise."""
@@ -518,6 +531,12 @@ class Circuit:
         parts = [weight] if count == 1 else slices(weight, layer.clean, self.crossbar.device_model).unbind(0)
         shares = [1.0] if count == 1 else [4.0 ** (j * self.crossbar.device_model.device_bits) for j in range(count)]
         fresh = not torch.is_grad_enabled()  # no autograd: partial sums are overwritten in place (less memory)
+        # channels_last weights (the Monte Carlo engine's layout on a CPU): the tiles keep that layout, or each
+        # tile's convolution would reorder NCHW tensors and every op after the layer would run in NCHW
+        nhwc = (layer.conv is F.conv2d and not weight.is_contiguous()
+                and weight.is_contiguous(memory_format=torch.channels_last))
+        if nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
         total = None
         for tile in range(len(layer.tiles)):
             std = None
@@ -525,12 +544,14 @@ class Circuit:
             if dac:  # per tile: a copy of the tile's inputs only, quantized
                 xt = codes(xt / layer.dac_step, settings.dac_bits, layer.dac_signed, inplace=True) * layer.dac_step
             elif len(layer.tiles) > 1:  # a dense copy of the tile's channels: convolutions read a strided slice slowly
-                xt = xt.clone()
+                xt = xt.contiguous(memory_format=torch.channels_last) if nhwc else xt.clone()
             for part, (weight_part, share) in enumerate(zip(parts, shares)):
                 column = tile * count + part  # one ADC per tile and slice
                 step = layer.adc_step[column] if adc else 1.0  # partial sums in ADC steps
                 unit = 1.0 / step
                 tile_weight = layer.tile_weight(weight_part, tile)
+                if nhwc:
+                    tile_weight = tile_weight.contiguous(memory_format=torch.channels_last)
                 partial = layer.matmul(xt, tile_weight * unit if unit != 1.0 else tile_weight)
                 if reads:  # a slice's devices carry their share of the weight's read variance
                     if std is None:

@@ -18,8 +18,8 @@ model = "lenet5"
 dataset = "mnist-5k"
 init = "torch"
 epochs = 1
-train_subset = 300
-test_subset = 100
+train_subset = 160
+test_subset = 60
 val_runs = 2
 
 [evaluate]

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from neft import montecarlo, runs
+from neft import experiments, montecarlo, runs
 from neft.train import TrainConfig, train
 
 
@@ -88,9 +88,8 @@ def ddp(tmp_path_factory, trained_run):
     """Every scenario trained by 2 gloo ranks, and the evaluation of ``trained_run`` through the circuit (name
     "evaluation"): name -> (run directory, [rank 0 result, rank 1 result])."""
     root = tmp_path_factory.mktemp("ddp")
-    mp.set_forkserver_preload(["neft.experiments"])  # as grid workers start: forked, not a torch start-up each
     mp.start_processes(_worker, args=(2, _free_port(), root, trained_run), nprocs=2, join=True,
-                       start_method="forkserver")
+                       start_method=experiments.worker_start_method())  # as grid workers start
     return {name: (root / name / "run", [json.loads((root / name / f"rank{r}.json").read_text()) for r in range(2)])
             for name in [*SCENARIOS, "evaluation"]}
 

@@ -26,7 +26,6 @@ Stored parameters are never modified: perturbed weights reach the model through 
 from __future__ import annotations
 
 import contextlib
-
 import time
 import warnings
 from collections.abc import Mapping

@@ -318,6 +318,18 @@ def exit_with_parent(alive) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def worker_start_method() -> str:
+    """The start method of local worker processes: ``"forkserver"`` (its one server process imports torch and neft
+    once, so a worker costs a fork instead of a torch start-up of about 3 CPU-s), or ``"spawn"`` where the
+    platform has no forkserver (Windows)."""
+    import torch.multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return "spawn"
+    mp.set_forkserver_preload(["neft.experiments"])
+    return "forkserver"
+
+
 def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str, float, int]]) -> None:
     """Run the ``--parallel``/``--cells-per-device`` workers; one progress bar counts the finished ones of
     ``cells`` (the whole grid; a cell is finished when its ``results.json`` exists). The workers write to the
@@ -327,11 +339,7 @@ def _spawn_with_bar(workers: int, args: tuple, out: Path, cells: list[tuple[str,
     def finished() -> int:
         return sum((out / cell_name(*cell) / "results.json").is_file() for cell in cells)
 
-    # forkserver: one server process imports torch and neft once, and every worker is forked from it, so a worker
-    # costs a fork instead of a torch start-up (~3 CPU-s); the workers stop when this process is gone
-    # (spawn where there is no forkserver: Windows)
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    mp.set_forkserver_preload(["neft.experiments"])
+    method = worker_start_method()  # the workers stop when this process is gone: see exit_with_parent
     alive, grid_alive = mp.get_context(method).Pipe(duplex=False)  # this process alone holds the write end
     context = mp.start_processes(_parallel_worker, args=(workers, *args, alive), nprocs=workers, join=False,
                                  start_method=method)

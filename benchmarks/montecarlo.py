@@ -34,7 +34,8 @@ run each variant once, in a rotated order; the table reports the median over the
     ``--tile-rows`` (128) row tiles with ``--adc-bits`` (6) ADCs on every tile's partial sums (an analog sum per
     column, or one ADC per bit slice of the 8/2-bit mapping), ranges calibrated on 256 training images. Their
     GFLOP/s count their own FLOPs (``FlopCounterMode`` over the circuit's forward: tiles, slices and the read
-    noise's variance pass); ``vs plain`` is their chip-images/s over the ``engine`` row's, same process. Their
+    noise's variance pass, for every chip, plus the range calibration's tiled forward of the 256 images, once per
+    ``evaluate`` call); ``vs plain`` is their chip-images/s over the ``engine`` row's, same process. Their
     accuracies differ from naive by design (no agreement check).
 
 ``engine chip options off`` (``off``), ``engine realistic chip`` (``chip``)
@@ -121,14 +122,16 @@ def variant(key: str, args) -> tuple[str, dict]:
     }[key]
 
 
-def circuit_flops(model, images, batch_size: int, settings: dict, calibration) -> int:
+def circuit_flops(model, images, batch_size: int, settings: dict, calibration) -> tuple[int, int]:
     """FLOPs of one clean forward of ``images`` through the crossbar circuit of ``settings`` (its tiles, slices
-    and read-noise variance pass), counted by ``FlopCounterMode``."""
+    and read-noise variance pass), and of the one-off range calibration on ``calibration`` (a tiled forward that
+    every ``evaluate`` call runs when a converter is on; 0 otherwise), counted by ``FlopCounterMode``."""
     fields = {k: v for k, v in settings.items() if k in neft.circuit.FIELDS or k == "read_sigma"}
     executor = neft.circuit.Circuit(Crossbar(model), neft.circuit.CircuitSettings(**fields))
-    executor.calibrate(calibration)
+    with FlopCounterMode(display=False) as counter:
+        executor.calibrate(calibration)
     with executor.applied(), executor.reading([0] if fields.get("read_sigma") else None):
-        return forward_flops(model, images, batch_size)
+        return forward_flops(model, images, batch_size), counter.get_total_flops()
 
 
 def synchronize(device: torch.device) -> None:
@@ -262,7 +265,8 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
         label, settings = variant(key, args)
         if label in CIRCUIT_ROWS:
             calibration = (train_x if train_x is not None else images)[:256]
-            own_flops[label] = circuit_flops(model, images, args.batch_size, settings, calibration) * runs
+            per_chip, calibrating = circuit_flops(model, images, args.batch_size, settings, calibration)
+            own_flops[label] = per_chip * runs + calibrating
             settings = {**settings, "calibration_images": calibration} if key != "read" else settings
         variants[label] = lambda settings=settings: engine(model, images, labels, runs, args, **settings)
     keys = list(variants)

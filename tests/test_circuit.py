@@ -107,8 +107,8 @@ def test_each_tile_reads_at_most_2_to_the_b_values(monkeypatch, adc_mode, slices
     circuit.calibrate(x)
     seen = []
 
-    def recording(values, bits, signed=True, inplace=False):  # the ADC codes of each tile (and slice)
-        out = codes(values, bits, signed, inplace)
+    def recording(values, bits, signed=True, inplace=False, batched=False):  # the ADC codes of each tile (and slice)
+        out = codes(values, bits, signed, inplace, batched)
         seen.append(out.unique().numel())
         return out
 

@@ -243,14 +243,15 @@ class ChipForward:
         if len(weights) == 1:
             return functional_call(model, weights[0], (x,)).unsqueeze(0)
         stacked = {name: torch.stack([w[name] for w in weights]) for name in weights[0]}  # per-chip fixes too
-        if self.circuit is None or self.circuit.settings.read_sigma == 0:
+        if self.circuit is None or not self.circuit.settings.active:
             return vmap(lambda params, inputs: functional_call(model, params, (inputs,)), in_dims=(0, None))(stacked, x)
 
-        def chip(params, index, inputs):
+        def chip(params, index, inputs):  # the circuit knows it runs under vmap, and the chip (for read noise)
             with self.circuit.chip(index):
                 return functional_call(model, params, (inputs,))
         index = torch.arange(len(weights), device=x.device)
-        return vmap(chip, in_dims=(0, 0, None), randomness="same")(stacked, index, x)
+        randomness = "same" if self.circuit.settings.read_sigma > 0 else "error"
+        return vmap(chip, in_dims=(0, 0, None), randomness=randomness)(stacked, index, x)
 
     def __call__(self, weights: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         """Logits ``[K, B, C]`` of the K chips ``weights`` (from :meth:`weights`) on the batch ``x`` ``[B, ...]``

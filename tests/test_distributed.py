@@ -45,7 +45,7 @@ SCENARIOS = {
 }
 # Monte Carlo evaluation through the circuit (tiles, DAC, ADC, read noise per read), one process and sharded
 _CIRCUIT_EVAL = dict(sigmas="0.2", runs=5, test_subset=200, tile_rows=64, dac_bits=5, adc_bits=5, read_sigma=0.1,
-                     memory_format="contiguous", compile=False, chips_per_pass=1)
+                     memory_format="contiguous", compile=False, chips_per_pass=1, precision="fp32")
 _SHARDED_EVAL = {**_CIRCUIT_EVAL, "name": "sharded-adc", "chips_per_pass": 2}  # 5 chips: rounds of 2 x 2 ranks
 
 
@@ -146,7 +146,7 @@ def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
                                      progress=False)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
                "-m", "neft", "evaluate", str(trained_run), "--sigmas", "0.2", "--runs", "5", "--test-subset", "200",
-               "--name", "sharded", "--quiet"]
+               "--name", "sharded", "--precision", "fp32", "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     sharded = json.loads((trained_run / "sharded.json").read_text())

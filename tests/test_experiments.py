@@ -26,6 +26,7 @@ val_runs = 2
 runs = 3
 sigmas = [0.0, 0.2, 0.4]
 sweep = false
+precision = "fp32"  # cells in worker processes compare with cells here (tests/conftest.py)
 """
 
 

@@ -127,7 +127,7 @@ def test_options_off_are_todays_chips_bit_for_bit():
     images, labels = torch.randn(40, 1, 4, 4), torch.randint(0, 10, (40,))
     fast = dict(runs=4, progress=False, compile=False, chips_per_pass=1)
     today = montecarlo.evaluate(model, images, labels, [0.0, 0.2], **fast)
-    off = montecarlo.evaluate(model, images, labels, [0.0, 0.2], quantize=False, drift_time=3600.0,
+    off = montecarlo.evaluate(model, images, labels, [0.0, 0.2], quantize=False, stuck_on=0.0,
                               device_model=DeviceModel("RRAM1", drift_compensation=False), **fast)
     for a, b in zip(today["per_sigma"], off["per_sigma"]):
         assert a["accuracy"]["per_run"] == b["accuracy"]["per_run"]
@@ -144,6 +144,7 @@ def test_options_off_are_todays_chips_bit_for_bit():
     (dict(quantize=True, drift_nu_std=-0.01), "drift_nu_std"),
     (dict(quantize=True, drift_time=0.0), "drift_time"),
     (dict(quantize=True, drift_time=-5.0), "drift_time"),
+    (dict(quantize=True, drift_time=3600.0), "drift_time"),  # a read time without drift has no effect
     (dict(stuck_off=0.01), "stuck_off"),
     (dict(drift_nu_mean=0.05), "drift_nu_mean"),
     (dict(drift_compensation=True), "drift_compensation"),
@@ -192,6 +193,14 @@ def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_pat
     assert paths["drift"].is_file() and "report_drift.png" in paths["markdown"].read_text()
     rows = list(__import__("csv").DictReader(paths["csv"].open()))
     assert {row["drift_time"] for row in rows} == {"20.0", "31500000.0"} and rows[0]["stuck_off"] == "0.01"
+    per_run = list(__import__("csv").DictReader((trained_run / "drift_t3.15e+07.csv").open()))
+    assert per_run[0]["method"] == report.result_label(results[1])  # the run's own CSV names its chip too
+    assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "3", "--test-subset", "200",
+                 "--device-model", "PCM-chip", "--no-drift-compensation", "--drift-times", "3.15e7",
+                 "--name", "uncompensated"]) == 0  # a preset's compensation switched off from the command line
+    off = json.loads((trained_run / "uncompensated.json").read_text())
+    assert off["device_model"]["drift_compensation"] is False and off["device_model"]["quantize"]
+    assert report.result_label(off).endswith(" nu=0.06+-0.02 t=1y")
 
 
 def test_training_device_variant_and_cli_chip_flags(tmp_path):

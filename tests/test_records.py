@@ -63,6 +63,32 @@ def test_a_damaged_run_file_on_resume_is_one_error_naming_it(damage, file, tmp_p
     assert len(err) == 1 and err[0].startswith("neft: error: ") and f"{run / file}" in err[0]
 
 
+def test_files_of_another_run_are_refused_naming_what_differs(stopped_run, tmp_path, capsys):
+    """A last.pt or checkpoint.pt copied in from a run of another width: resume and evaluate end in one error
+    naming the mismatch (never load_state_dict's traceback, never the checkpoint's settings used silently)."""
+    import shutil
+
+    other = tmp_path / "other"
+    train(TrainConfig(**{**CONFIG, "width": 0.5, "epochs": 1}), other, progress=False)
+    run = tmp_path / "run"
+    shutil.copytree(stopped_run, run)
+    shutil.copy(other / "last.pt", run / "last.pt")
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt' does not fit 'lenet5' (width 1): " in err and "of another shape" in err
+    assert "belongs to another run" in err and "Traceback" not in err
+    shutil.copy(other / "checkpoint.pt", run / "checkpoint.pt")
+    assert main(["evaluate", str(run), "--quiet", "--runs", "2", "--sigmas", "0.2", "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "was not trained with the settings of the config.json beside it" in err
+    assert "width: 1.0 in config.json, 0.5 in checkpoint.pt" in err and not (run / "x.json").exists()
+    (run / "config.json").unlink()  # a checkpoint on its own: its recorded settings, and a warning saying so
+    with pytest.warns(UserWarning, match="has no config.json: the settings recorded in checkpoint.pt are used "
+                                         r"\(model 'lenet5'"):
+        assert evaluate_run(run, sigmas=[0.2], runs=2, progress=False, name="alone")["model"] == "lenet5"
+
+
 def test_a_weight_tied_between_embedding_and_linear_is_on_the_crossbar_either_way():
     import torch
     from torch import nn

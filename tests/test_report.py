@@ -89,7 +89,9 @@ def test_rows_sorted_by_method_order_with_values():
                        "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "p1": 73.98 - 1.5, "p5": 73.98 - 1, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
                        "run": "runs/vanilla", "seeds": "", "seed_mean": "", "seed_ci95": "",
                        "device_model": "RRAM1", "write_verify": 0.0, "verify_select": "",
-                       **chip_report.CHIP_COLUMNS}  # the Gaussian model's chip columns
+                       **chip_report.CHIP_COLUMNS,  # the Gaussian model's chip columns
+                       "tile_rows": None, "dac_bits": None, "adc_bits": None, "adc_mode": "analog",
+                       "adc_range": 100.0}
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
 
@@ -265,3 +267,23 @@ def test_write_verify_sweeps_become_curves_and_a_plot(tmp_path):
     assert "write_verify" not in report.write_report([plain], tmp_path / "plain")
     with pytest.raises(ValueError, match="no write-verify sweep"):
         report.plot_write_verify([plain], tmp_path / "none.png")
+
+
+def test_chip_and_circuit_settings_have_columns_and_reach_labels_and_legends():
+    """report.csv has a column per chip and circuit setting; a chip shared by all results is named once in the
+    setup, and then in each plot legend; one result alone (a run's own CSV) names it in its label."""
+    chip = {"quantize": True, "weight_bits": 8, "device_bits": 2, "stuck_off": 0.01, "stuck_on": 0.02}
+    results = [{**make_result(method, 0.1, {0.1: (90.0, 0.5, 0.5, 0.9)}), "device_model": {"name": "RRAM1", **chip},
+                "evaluation": {"tile_rows": 64, "adc_bits": 6, "adc_mode": "sliced"}}
+               for method in ("ovf", "irs")]
+    rows = report.comparison_rows(results)
+    assert [row["method"] for row in rows] == ["ovf tile=64 adc=6b sliced", "irs tile=64 adc=6b sliced"]
+    assert {key: rows[0][key] for key in ("quantize", "stuck_on", "tile_rows", "dac_bits", "adc_bits", "adc_mode",
+                                          "adc_range")} == {"quantize": True, "stuck_on": 0.02, "tile_rows": 64,
+                                                            "dac_bits": None, "adc_bits": 6, "adc_mode": "sliced",
+                                                            "adc_range": 100.0}
+    assert report._legend(rows[0]["method"], rows[:1]) == ("ovf tile=64 adc=6b sliced (trained at σ=0.1, on RRAM1 "
+                                                           "q8/2 stuck 1%+2%)")
+    alone = report.comparison_rows(results[:1])[0]["method"]
+    assert alone == "ovf q8/2 stuck 1%+2% tile=64 adc=6b sliced"
+    assert report._legend(alone, report.comparison_rows(results[:1])) == f"{alone} (trained at σ=0.1, on RRAM1)"

@@ -181,6 +181,12 @@ FUZZ = [
     (TRAIN + ["--device-model", "DEVICE:band = [true, 0.5]"], "band"),
     (TRAIN + ["--device-model", "NOPE"], "--device-model"),
     (TRAIN + ["--taps", "features.0:x"], "--taps"),
+    (TRAIN + ["--taps", "features.0"], "argument --taps: taps are the snapshot points of IRS"),  # noise-injection
+    (TRAIN + ["--drift-time", "3600"], "argument --drift-time: drift_time 3600 s has no effect"),
+    (TRAIN + ["--adc-mode", "sliced"], "argument --adc-mode: adc_mode 'sliced'"),
+    (TRAIN + ["--device-model", "DEVICE:quantize = true\nstuck_on = 2"], "chip.toml: stuck_on is"),
+    # a bad setting is named before the run directory that already exists
+    (["train", "--method", "irs", "--taps", "nope", "--epochs", "1", "--quiet", "--out", "RUN"], "name no module"),
     # evaluate: the whole sweep and every output file checked before the first chip
     (EVALUATE + ["--sigmas", "0,0.1,0.1000001"], "--sigmas"),
     (EVALUATE + ["--sigmas", "0:1:1e-9"], "--sigmas"),
@@ -197,6 +203,10 @@ FUZZ = [
     (EVALUATE + ["--quantize", "--drift-nu-mean", "0.05", "--drift-times", "3600,3600.0000001"], "--drift-times"),
     (EVALUATE + ["--quantize", "--drift-nu-mean", "0.05", "--drift-times", "1e39"], "--drift-times"),
     (EVALUATE + ["--verified-sigma", "2"], "--verified-sigma"),
+    (EVALUATE + ["--drift-times", "1,3600"], "argument --drift-times: drift_time 1 s has no effect"),  # RRAM1
+    (EVALUATE + ["--adc-range", "99"], "argument --adc-range: adc_range 99 sets the converters' full scale"),
+    (EVALUATE + ["--device-model", "DEVICE:quantize = true\ndrift_time = 3600"],
+     "chip.toml: drift_time 3600 s has no effect"),  # the file, not --drift-times, set it
     (EVALUATE + ["--read-sigma", "-1"], "--read-sigma"),
     (EVALUATE + ["--batch-size", "0"], "--batch-size"),
     (EVALUATE + ["--test-subset", "0"], "--test-subset"),

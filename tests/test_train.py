@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,17 @@ def test_non_finite_origin_names_images_weights_or_the_first_overflowing_layer()
     with torch.no_grad():
         model[0].bias[0] = torch.inf
     assert "weights of 0.bias are no longer finite" in _non_finite_origin(model, x)
+
+
+@pytest.mark.parametrize("sigma, use", [(0.1, "it only shapes the noisy validation chips at sigma 0.1"),
+                                        (0.0, "at sigma 0 there is no noisy validation either")])
+def test_vanilla_says_it_never_trains_against_the_chip(tmp_path, sigma, use):
+    chip = {"name": "q", "quantize": True, "stuck_on": 0.01}
+    with pytest.warns(UserWarning, match=rf"vanilla trains the clean network: its steps never read the device "
+                                         rf"model's chip \(quantize\); {use}"):
+        train(_quick(method="vanilla", sigma=sigma, epochs=1, train_subset=64, test_subset=32, val_runs=1,
+                     device_model=chip), tmp_path / "run", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a noise-aware method trains against it: nothing to say
+        train(_quick(method="noise-injection", epochs=1, train_subset=64, test_subset=32, val_runs=1,
+                     device_model=chip), tmp_path / "aware", progress=False)

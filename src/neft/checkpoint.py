@@ -11,6 +11,7 @@ path, ``args`` holds its keyword arguments and ``source`` its file and SHA-256 (
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import warnings
 from pathlib import Path
@@ -21,9 +22,12 @@ from torch import nn
 
 from . import __version__, models
 
-__all__ = ["FORMAT", "save", "write", "digest", "load", "load_checkpoint", "versions", "checkpoint_path"]
+__all__ = ["FORMAT", "save", "write", "digest", "load", "load_checkpoint", "versions", "checkpoint_path", "state_dict_mismatch",
+           "WHERE_SETTINGS"]
 
 FORMAT = "neft-checkpoint-1"
+# settings that say where a run computes and reads, not what it computes: they may change on resume
+WHERE_SETTINGS = frozenset({"device", "data_dir", "tensorboard"})
 
 
 def versions() -> dict[str, str]:
@@ -98,9 +102,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
 
     Raises:
         FileNotFoundError: no checkpoint there.
-        ValueError: the file is not a neft checkpoint, names an unknown model or an import path that fails, or its
+        ValueError: the file is not a neft checkpoint, names an unknown model or an import path that fails, its
             weights do not fit the architecture (missing, unexpected or mis-shaped keys; never loaded with
-            ``strict=False``).
+            ``strict=False``), or the ``config.json`` beside a ``checkpoint.pt`` records other settings (the
+            checkpoint is another run's; a missing ``config.json`` only warns).
     """
     file = checkpoint_path(path)
     try:
@@ -110,12 +115,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{str(file)!r} is not a neft checkpoint (expected format {FORMAT!r}); "
                          "pass a run directory written by `neft train`")
+    _check_run_config(file, data.get("config"))
     spec = data["model"]
     if model is None:
         model = models.create(spec["name"], spec["num_classes"], spec["in_channels"], spec["width"], init="torch",
                               model_args=spec.get("args"))
         spec["source_changed"] = _source_changed(spec)
-    mismatch = _mismatch(model.state_dict(), data["state_dict"])
+    mismatch = state_dict_mismatch(model.state_dict(), data["state_dict"])
     if mismatch:
         raise ValueError(f"checkpoint {str(file)!r} does not fit {spec['name']} (width {spec['width']}): {mismatch}")
     model.load_state_dict(data["state_dict"], strict=True)
@@ -143,7 +149,35 @@ def _source_changed(spec: dict) -> bool:
     return True
 
 
-def _mismatch(expected: dict, found: dict, shown: int = 3) -> str:
+def _check_run_config(file: Path, embedded: dict | None) -> None:
+    """Refuse a checkpoint whose run directory's ``config.json`` names other settings than the checkpoint holds
+    (the checkpoint came from another run); warn when a run directory's checkpoint.pt has no config.json beside
+    it, since the settings then come from the checkpoint alone."""
+    config_file = file.parent / "config.json"
+    if embedded is None or file.name != "checkpoint.pt":
+        return
+    if not config_file.is_file():
+        warnings.warn(f"{str(file.parent)!r} has no config.json: the settings recorded in checkpoint.pt are used "
+                      f"(model {embedded.get('model')!r}, dataset {embedded.get('dataset')!r}, method "
+                      f"{embedded.get('method')!r})", UserWarning, stacklevel=4)
+        return
+    try:
+        written = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{str(config_file)!r} is damaged (not JSON); restore it or remove it to use the settings "
+                         "recorded in checkpoint.pt") from None
+    # a distillation teacher is pinned by its digest (checked on resume), wherever it lies now
+    changed = sorted(key for key in written.keys() & embedded.keys() - WHERE_SETTINGS - {"teacher"}
+                     if written[key] != embedded[key])
+    if changed:
+        values = "; ".join(f"{key}: {written[key]!r} in config.json, {embedded[key]!r} in checkpoint.pt"
+                           for key in changed[:4])
+        raise ValueError(f"{str(file)!r} was not trained with the settings of the config.json beside it "
+                         f"({values}): the checkpoint belongs to another run; put it back in its own run "
+                         "directory, or evaluate the checkpoint file under another name (e.g. copied to net.pt)")
+
+
+def state_dict_mismatch(expected: dict, found: dict, shown: int = 3) -> str:
     """A short description of how ``found`` (a state_dict) differs from ``expected``; empty when it fits."""
 
     def names(keys: list[str]) -> str:

@@ -8,14 +8,17 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from .circuit import FIELDS as CIRCUIT_FIELDS, CircuitSettings
 from .devices import DRIFT_T0
 
-__all__ = ["CHIP_COLUMNS", "chip_columns", "chip_label", "drift_curves", "new_figure", "plot_drift", "time_label"]
+__all__ = ["CHIP_COLUMNS", "CIRCUIT_COLUMNS", "chip_columns", "chip_label", "columns_label", "drift_curves", "new_figure", "plot_drift", "time_label"]
 
 # report.csv columns, with the value a results file without the key (written before these settings) stands for
 CHIP_COLUMNS = {"quantize": False, "weight_bits": 8, "device_bits": 2, "stuck_off": 0.0, "stuck_on": 0.0,
                 "drift_nu_mean": 0.0, "drift_nu_std": 0.0, "drift_t0": DRIFT_T0, "drift_time": None,
                 "drift_compensation": False, "read_sigma": 0.0}
+# report.csv columns of the crossbar circuit (docs/method.md, 'The crossbar circuit'), with their off values
+CIRCUIT_COLUMNS = {name: getattr(CircuitSettings(), name) for name in CIRCUIT_FIELDS}
 _UNITS = ((3.15e7, "y"), (86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
 
 
@@ -41,16 +44,23 @@ def time_label(seconds: float) -> str:
 
 
 def chip_columns(result: dict) -> dict:
-    """``{setting: value}`` of the device model a result's chips were drawn from (``CHIP_COLUMNS`` keys)."""
-    model = result.get("device_model", {})
-    return {name: model.get(name, default) for name, default in CHIP_COLUMNS.items()}
+    """``{setting: value}`` of the device model a result's chips were drawn from (``CHIP_COLUMNS`` keys) and of
+    the crossbar circuit it was read through (``CIRCUIT_COLUMNS`` keys, from its ``evaluation``; a result
+    written without them reads as the circuit off)."""
+    model, evaluation = result.get("device_model", {}), result.get("evaluation", {})
+    return {**{name: model.get(name, default) for name, default in CHIP_COLUMNS.items()},
+            **{name: evaluation.get(name, default) for name, default in CIRCUIT_COLUMNS.items()}}
 
 
 def chip_label(result: dict, with_time: bool = True) -> str:
     """Label suffix naming the realistic chip's non-default settings, e.g. `` q8/2 stuck 1%+1% t=1y comp``
     (quantized weight/device bits, stuck-off + stuck-on percentages, read time when devices drift, global drift
     compensation); empty for the Gaussian model. ``with_time=False`` leaves the read time out."""
-    chip = chip_columns(result)
+    return columns_label(chip_columns(result), with_time)
+
+
+def columns_label(chip: dict, with_time: bool = True) -> str:
+    """:func:`chip_label` from the realistic chip's columns (``CHIP_COLUMNS`` keys, e.g. a report.csv row)."""
     if not chip["quantize"]:
         return ""
     suffix = f" q{chip['weight_bits']}/{chip['device_bits']}"

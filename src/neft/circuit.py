@@ -96,7 +96,8 @@ class CircuitSettings:
 
         Raises:
             SettingError: naming the bad setting (``tile_rows`` < 1, bits outside 1-32, a percentile outside
-                (0, 100], a read sigma outside [0, 1]).
+                (0, 100], a read sigma outside [0, 1], ``adc_mode="sliced"`` without ``adc_bits``, an
+                ``adc_range`` below 100 without a DAC or ADC).
         """
         if self.tile_rows is not None and (isinstance(self.tile_rows, bool) or not isinstance(self.tile_rows, int)
                                            or self.tile_rows < 1):
@@ -112,6 +113,12 @@ class CircuitSettings:
         self.adc_range = float(self.adc_range)
         if self.adc_mode not in ADC_MODES:
             raise SettingError("adc_mode", f"unknown adc_mode {self.adc_mode!r}; choose one of {', '.join(ADC_MODES)}")
+        if self.adc_mode == "sliced" and self.adc_bits is None:
+            raise SettingError("adc_mode", "adc_mode 'sliced' sets how the ADC reads the bit slices, so it needs "
+                                           "adc_bits (e.g. --adc-bits 6): set adc_bits, or leave adc_mode 'analog'")
+        if self.adc_range != 100 and not self.calibrated:
+            raise SettingError("adc_range", f"adc_range {self.adc_range:g} sets the converters' full scale, so it "
+                                            "needs dac_bits or adc_bits: set one, or leave adc_range at 100")
         self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
         return self
 

@@ -215,9 +215,10 @@ _OBJECTIVE_FLAGS = {"censor_k": "k", "rcg_scale": "scale", "lipschitz_lambda": "
 
 def _add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None:
     """The realistic chip's flags (docs/method.md, 'The realistic chip'); each overrides the device model's own."""
-    parser.add_argument("--quantize", action="store_const", const=True, default=None,
+    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
                         help="quantized mapping: weight_bits-level weights, digits on device_bits devices, sign on "
-                             "a differential pair (default: the device model's, off for RRAM1)")
+                             "a differential pair (default: the device model's, off for RRAM1; --no-quantize "
+                             "turns a device model's off)")
     parser.add_argument("--stuck-off", type=float, default=None, metavar="P",
                         help="fraction of devices stuck at their lowest conductance, drawn per chip "
                              "(needs --quantize)")
@@ -227,8 +228,9 @@ def _add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None
     parser.add_argument("--drift-nu-mean", type=float, default=None, metavar="NU",
                         help="drift G(t) = G(t0) (t/t0)^-nu: mean of nu per device (PCM ~0.06; needs --quantize)")
     parser.add_argument("--drift-nu-std", type=float, default=None, metavar="S", help="std of nu over devices")
-    parser.add_argument("--drift-compensation", action="store_const", const=True, default=None,
-                        help="global drift compensation: one scale per layer from an all-ones calibration read")
+    parser.add_argument("--drift-compensation", action=argparse.BooleanOptionalAction, default=None,
+                        help="global drift compensation: one scale per layer from an all-ones calibration read "
+                             "(default: the device model's, on for PCM-chip; --no-drift-compensation turns it off)")
     if training:
         parser.add_argument("--drift-time", type=float, default=None, metavar="T",
                             help="train against the chip read T seconds after programming (default: the device "
@@ -690,17 +692,32 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, FloatingPointError, DatasetNotFoundError,  # OSError: also a full disk
             ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
-        setting = getattr(error, "setting", None)
-        if setting and not hasattr(args, setting) and hasattr(args, setting + "s"):  # a list flag: --drift-times
-            setting += "s"
-        if setting and hasattr(args, setting):  # the library names the setting, the command line its flag
-            message = f"argument --{setting.replace('_', '-')}: {message}"
+        message = _where(args, getattr(error, "setting", None), message)
         if shown:
             print(f"neft: error: {message}", file=sys.stderr)
         return 2
     finally:
         distributed.cleanup()
     return 0
+
+
+def _where(args, setting: str | None, message: str) -> str:
+    """An error message prefixed with where the bad setting came from: the flag that set it (``argument
+    --drift-times: ...``; the library names settings as the Python API does), or the device-model file when no
+    flag gave it (``device model file chip.toml: ...``)."""
+    from .devices import DeviceModel
+
+    if not setting:
+        return message
+    flag = setting + "s" if not hasattr(args, setting) and hasattr(args, setting + "s") else setting  # --drift-times
+    given = getattr(args, flag, None)
+    source = getattr(args, "device_model", None)
+    if (given is None or given == [None]) and setting in {field.name for field in dataclasses.fields(DeviceModel)} \
+            and isinstance(source, str) and Path(source).is_file():  # no flag set it ([None]: no sweep): the file did
+        return f"device model file {source}: {message}"
+    if hasattr(args, flag):
+        return f"argument --{flag.replace('_', '-')}: {message}"
+    return message
 
 
 if __name__ == "__main__":

@@ -136,8 +136,8 @@ class DeviceModel:
             = 64], a ``state_factor`` below 1, band edges or levels that are not finite numbers (booleans
             included), or a read sigma that is not a finite number in [0, 1]; naming the chip setting for a
             stuck rate outside [0, 1] or rates summing above 1, a negative or NaN drift exponent or std, a time
-            <= 0, a non-bool ``quantize``/``drift_compensation``, or stuck devices, drift or compensation without
-            ``quantize``.
+            <= 0, a non-bool ``quantize``/``drift_compensation``, stuck devices, drift or compensation without
+            ``quantize``, or a ``drift_time`` without drift.
         ValueError: for weight bits not a multiple of device bits, band edges outside ``0 <= lo < hi <= 1``.
     """
 
@@ -204,6 +204,10 @@ class DeviceModel:
                 raise SettingError(needs[0], f"{needs[0]} acts on the devices of the quantized mapping, so it needs "
                                              "quantize = true (--quantize): set quantize, or leave "
                                              f"{', '.join(needs)} at 0/false")
+        if self.drift_time is not None and not self.drifts:
+            raise SettingError("drift_time", f"drift_time {self.drift_time:g} s has no effect: devices drift only "
+                                             "with drift_nu_mean or drift_nu_std > 0 (and quantize = true); set "
+                                             "them (e.g. --device-model PCM-chip) or leave drift_time unset")
         if self.quantize and self.weight_bits > 24:
             raise SettingError("weight_bits", f"quantize = true supports weight_bits <= 24 (float32 holds every "
                                               f"level exactly), got {self.weight_bits}")

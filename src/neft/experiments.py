@@ -172,6 +172,7 @@ def cell_name(spec: str, sigma: float, seed: int) -> str:
 # [train] settings that belong to one method: the other methods' cells ignore them
 _METHOD_SETTINGS = {name: owner for name, (owner, *_) in objectives.METHOD_SETTINGS.items()}
 _METHOD_SETTINGS["teacher"] = "distill"
+_METHOD_SETTINGS["taps"] = "irs"  # the IRS snapshot points
 SAME_SEED_VANILLA = "vanilla"  # [train] teacher = "vanilla": each distill cell learns from the vanilla cell of its seed
 
 

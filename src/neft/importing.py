@@ -109,7 +109,7 @@ def import_run(
     network = models.create(config.model, loaded.num_classes, loaded.in_channels, config.width, "torch",
                             config.model_args)
     state, stripped = _strip_prefix(state, network.state_dict())
-    mismatch = checkpoint._mismatch(network.state_dict(), state)
+    mismatch = checkpoint.state_dict_mismatch(network.state_dict(), state)
     if mismatch:
         raise SettingError("weights", f"{str(weights)!r} does not fit {config.model}: {mismatch}")
     network.load_state_dict(state, strict=True)

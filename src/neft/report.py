@@ -29,7 +29,7 @@ __all__ = ["load_results", "check_result", "same_evaluation", "result_label", "c
 METHOD_ORDER = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "correctnet", "distill")
 ROW_KEYS = ("method", "train_sigma", "sigma", "mean", "ci95", "std", "min", "p1", "p5", "ekl_x1e2", "confidence", "runs", "run",
             "seeds", "seed_mean", "seed_ci95", "device_model", "write_verify", "verify_select",
-            *chip_report.CHIP_COLUMNS)
+            *chip_report.CHIP_COLUMNS, *chip_report.CIRCUIT_COLUMNS)
 REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
@@ -262,7 +262,8 @@ def _names(results: list[dict]) -> list[str]:
     """:func:`result_label` of each result, where variant labels name the init only when the results mix inits
     (:func:`neft.variants.labels`)."""
     show_init = variants.mixed_inits(results)
-    chip = len({chip_report.chip_label(r) for r in results}) > 1  # a chip shared by all is named once, in the setup
+    # a chip shared by several results is named once, in the report's setup and the plot legend
+    chip = len(results) == 1 or len({chip_report.chip_label(r) for r in results}) > 1
     return [_base_label(r, show_init) + _deployment(r, chip) for r in results]
 
 
@@ -484,14 +485,16 @@ def plot_write_verify(results: list[dict], path: str | Path, title: str | None =
 
 def _legend(label: str, line: list[dict]) -> str:
     """A plot line's legend: its label and, when all its points share one, the training sigma, then the device
-    model it was evaluated under (unless the label names it)."""
+    model it was evaluated under with the realistic chip's non-default settings (unless the label names them)."""
     trained = {row["train_sigma"] for row in line}
     facts = []
     if len(trained) == 1 and None not in trained and "sigma_train" not in label:
         facts.append(f"trained at σ={next(iter(trained)):g}")
     devices = {row.get("device_model") for row in line} - {None, "?"}
-    if len(devices) == 1 and next(iter(devices)) not in label:
-        facts.append(f"on {next(iter(devices))}")
+    chips = {chip_report.columns_label(row) for row in line} - {""}
+    chip = next(iter(chips)) if len(chips) == 1 and next(iter(chips)) not in label else ""
+    if len(devices) == 1 and (next(iter(devices)) not in label or chip):
+        facts.append(f"on {next(iter(devices))}{chip}")
     return f"{label} ({', '.join(facts)})" if facts else label
 
 

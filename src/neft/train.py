@@ -23,6 +23,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,6 @@ __all__ = ["TrainConfig", "train", "load_config", "read_config", "epochs_trained
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
 
-_MAY_CHANGE_ON_RESUME = {"device", "data_dir", "tensorboard"}  # where a run computes and reads, not what it computes
 
 
 class RunExistsError(FileExistsError):
@@ -161,6 +161,9 @@ class TrainConfig:
                      lambda v: 0 <= v < 1 and (v > 0 or self.select_on == "test"))
         if self.taps is not None:  # the JSON form (lists, not tuples), so config.json compares equal on resume
             self.taps = json.loads(json.dumps(list(self.taps)))
+            if self.taps and self.method != "irs":
+                raise SettingError("taps", f"taps are the snapshot points of IRS: they apply to method 'irs', not "
+                                           f"{self.method!r}; drop them or train with method irs")
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
         circuit.settings_of(self)
@@ -255,6 +258,21 @@ def _check_not_teacher(config: TrainConfig, out: Path) -> None:
                                       " give the distilled run its own directory (--out)")
 
 
+def _warn_vanilla_chip(config: TrainConfig) -> None:
+    """Say (``UserWarning``) that vanilla's steps never read the realistic chip of its device model (quantized
+    mapping, stuck devices, drift, read noise; docs/method.md, 'Training against the chip'): it only shapes the
+    noisy validation chips that select the checkpoint at sigma > 0, and has no effect at sigma 0."""
+    chip = devices.get(config.device_model)
+    named = (["quantize"] if chip.quantize else []) + (["read_sigma"] if chip.read_sigma > 0 else [])
+    if config.method != "vanilla" or not named:
+        return
+    use = (f"it only shapes the noisy validation chips at sigma {config.sigma:g} that select the checkpoint"
+           if config.sigma > 0 else "at sigma 0 there is no noisy validation either, so it has no effect here")
+    warnings.warn(f"vanilla trains the clean network: its steps never read the device model's chip "
+                  f"({', '.join(named)}); {use}. Train a noise-aware method against the chip, or evaluate the "
+                  "vanilla network on it with neft evaluate", UserWarning, stacklevel=3)
+
+
 def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
     """Create the run directory; True when resuming from ``last.pt``."""
     if resume and (out / "last.pt").is_file():
@@ -346,6 +364,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     config.check()
     out = Path(out)
     _check_not_teacher(config, out)
+    if distributed.is_main():
+        _warn_vanilla_chip(config)
     if resume:
         _check_resume_settings(config, out)
     with runlock.hold(out, "neft train"):  # one writer per run directory
@@ -410,7 +430,7 @@ def _check_resume_settings(config: TrainConfig, out: Path) -> None:
                              "retrained or replaced); restore that teacher or train a new run")
         current["teacher"] = saved.get("teacher")  # same digest: another spelling or location of the same teacher
     changed = sorted(k for k in saved.keys() | current.keys()
-                     if k not in _MAY_CHANGE_ON_RESUME and saved.get(k) != current.get(k))
+                     if k not in checkpoint.WHERE_SETTINGS and saved.get(k) != current.get(k))
     if changed:
         values = "; ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} given" for k in changed)
         raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}): {values}; "
@@ -485,8 +505,6 @@ class _Run:
         sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
         if config.model not in models.MODELS:  # your own network: logits of the right shape before any file exists
             models.registry.check_output(model, sample, dataset.num_classes, repr(config.model))
-        resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
-                                     else resume and (out / "last.pt").is_file())
         noise_generator = make_generator(0, device)  # reseeded every step from (seed, rank, step)
         objective = objectives.create(
             config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
@@ -495,6 +513,9 @@ class _Run:
             **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
         )
         recorded = record(config, dataset)
+        # the run directory is checked (and, to overwrite it, cleared) only once every setting was accepted
+        resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
+                                     else resume and (out / "last.pt").is_file())
         if main:  # only once the objective accepted its settings: a bad tap leaves no half-made run behind
             (out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), RECORDED: recorded}, indent=2))
         net = model
@@ -548,7 +569,16 @@ class _Run:
         return run
 
     def restore(self, saved: dict) -> None:
-        """Continue from a ``last.pt`` dict: weights, IRS heads, optimiser, scheduler, data order, counters."""
+        """Continue from a ``last.pt`` dict: weights, IRS heads, optimiser, scheduler, data order, counters.
+
+        Raises:
+            ValueError: ``last.pt`` holds another network's weights (another architecture or width).
+        """
+        mismatch = checkpoint.state_dict_mismatch(self.model.state_dict(), saved["model"])
+        if mismatch:
+            raise ValueError(f"{str(self.out / 'last.pt')!r} does not fit {self.config.model!r} (width "
+                             f"{self.config.width:g}): {mismatch}; it belongs to another run: start this one "
+                             "afresh with overwrite=True (--overwrite), or resume the run it came from")
         self.model.load_state_dict(saved["model"])
         self.objective.modules().load_state_dict(saved["heads"])
         self.optimizer.load_state_dict(saved["optimizer"])

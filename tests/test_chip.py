@@ -145,6 +145,7 @@ def test_options_off_are_todays_chips_bit_for_bit():
     (dict(quantize=True, drift_time=0.0), "drift_time"),
     (dict(quantize=True, drift_time=-5.0), "drift_time"),
     (dict(quantize=True, drift_time=3600.0), "drift_time"),  # a read time without drift has no effect
+    (dict(quantize=True, drift_compensation=True), "drift_compensation"),  # so has compensation
     (dict(stuck_off=0.01), "stuck_off"),
     (dict(drift_nu_mean=0.05), "drift_nu_mean"),
     (dict(drift_compensation=True), "drift_compensation"),
@@ -225,3 +226,24 @@ def test_cached_mapping_follows_weight_updates():
         model.weight.mul_(-0.5)  # an optimiser step in place: the mapping is redone
     fresh = Crossbar(model, crossbar.device_model).sample_chip(0.1, make_generator(0))
     assert torch.equal(crossbar.sample_chip(0.1, make_generator(0))["weight"], fresh["weight"])
+
+
+def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flags(tmp_path, capsys):
+    from neft.cli import _training_device_model, build_parser, main
+    from neft.train import TrainConfig, train
+
+    off = devices.get("RRAM-chip").gaussian  # stuck devices go with the quantized mapping they act on
+    args = build_parser().parse_args(["train", "--device-model", "RRAM-chip", "--no-quantize"])
+    assert devices.get(_training_device_model(args)) == off and not off.quantize and off.stuck_on == 0.0
+    assert montecarlo.EvalConfig(device_model="PCM-chip", quantize=False).chip_model() == devices.get("PCM-chip").gaussian
+    with pytest.raises(SettingError, match="stuck_on acts on the devices of the quantized mapping"):
+        montecarlo.EvalConfig(device_model="PCM-chip", quantize=False, stuck_on=0.1).chip_model()
+    run = tmp_path / "run"
+    train(TrainConfig(model="lenet5", method="noise-injection", sigma=0.1, epochs=2, train_subset=64, test_subset=32,
+                      val_runs=1, device_model="RRAM-chip"), run, progress=False, stop_after=1)
+    capsys.readouterr()
+    for flags, changed in ((["--stuck-on", "0.05"], "stuck_on: 0.0904 in the run, 0.05 given"),
+                           (["--no-quantize"], "quantize: True in the run, False given")):
+        assert main(["train", "--resume", "--out", str(run), "--quiet", *flags]) == 2
+        assert f"with different settings ({changed.split(':')[0]}): {changed}" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "--quantize"]) == 0  # the run's own: resumes

@@ -184,7 +184,7 @@ FUZZ = [
     (TRAIN + ["--taps", "features.0"], "argument --taps: taps are the snapshot points of IRS"),  # noise-injection
     (TRAIN + ["--drift-time", "3600"], "argument --drift-time: drift_time 3600 s has no effect"),
     (TRAIN + ["--adc-mode", "sliced"], "argument --adc-mode: adc_mode 'sliced'"),
-    (TRAIN + ["--device-model", "DEVICE:quantize = true\nstuck_on = 2"], "chip.toml: stuck_on is"),
+    (TRAIN + ["--device-model", "DEVICE:quantize = true\nstuck_on = 2"], "chip.toml': stuck_on is"),
     # a bad setting is named before the run directory that already exists
     (["train", "--method", "irs", "--taps", "nope", "--epochs", "1", "--quiet", "--out", "RUN"], "name no module"),
     # evaluate: the whole sweep and every output file checked before the first chip
@@ -203,10 +203,15 @@ FUZZ = [
     (EVALUATE + ["--quantize", "--drift-nu-mean", "0.05", "--drift-times", "3600,3600.0000001"], "--drift-times"),
     (EVALUATE + ["--quantize", "--drift-nu-mean", "0.05", "--drift-times", "1e39"], "--drift-times"),
     (EVALUATE + ["--verified-sigma", "2"], "--verified-sigma"),
+    (EVALUATE + ["--device-model", "DEVICE:state_factor = 9.0\n[device]\nquantize = true"],
+     "has keys both at top level (state_factor) and in a [device] table"),  # not the table alone, silently
+    (EVALUATE + ["--device-model", "DEVICE:weight_bits = 6\ndevice_bits = 4"],
+     "argument --device-model: device model file"),  # the file named, for a value error too
+    (EVALUATE + ["--quantize", "--drift-compensation"], "drift_compensation rescales drifted conductances"),
     (EVALUATE + ["--drift-times", "1,3600"], "argument --drift-times: drift_time 1 s has no effect"),  # RRAM1
     (EVALUATE + ["--adc-range", "99"], "argument --adc-range: adc_range 99 sets the converters' full scale"),
     (EVALUATE + ["--device-model", "DEVICE:quantize = true\ndrift_time = 3600"],
-     "chip.toml: drift_time 3600 s has no effect"),  # the file, not --drift-times, set it
+     "chip.toml': drift_time 3600 s has no effect"),  # the file, not --drift-times, set it
     (EVALUATE + ["--read-sigma", "-1"], "--read-sigma"),
     (EVALUATE + ["--batch-size", "0"], "--batch-size"),
     (EVALUATE + ["--test-subset", "0"], "--test-subset"),
@@ -226,6 +231,7 @@ FUZZ = [
     (["reproduce", "PRESET:epochs = 1|epochs = 1\nbeta_ovf = 1e39"], "beta"),
     (["reproduce", "PRESET:epochs = 1|epochs = 1\nseed = 3"], "unknown key"),
     (["reproduce", "RUNS/none.toml"], "not found"),
+    (["reproduce", 'PRESET:epochs = 1|epochs = 1\ntaps = ["features.0"]'], "[train] taps are the snapshot points"),
     (["reproduce", "PRESET:train_sigmas = [0.2]\n|"], "e.g. train_sigmas = [0.1, 0.2]"),  # names the missing key
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "distill"'], '[train] teacher = "vanilla"'),
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ovf gamma=2"'], "T, beta, init, k, scale, lambda, alpha, device"),
@@ -308,3 +314,16 @@ def test_grid_process_counts_refuse_booleans(settings, setting, tmp_path):
     with pytest.raises(SettingError) as error:
         reproduce(_preset(tmp_path), **settings)
     assert error.value.setting == setting and not (tmp_path / "RUNS").exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["evaluate", "RUN", "--stuck-on", "abc"], "argument --stuck-on: invalid float value: 'abc'"),
+    (["train", "--drift-time", "1,2"], "argument --drift-time: invalid float value: '1,2'"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_a_flag_of_the_wrong_type_is_one_error_line_too(argv, expected, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(f"neft: error: {expected}")
+    assert "--help` lists the flags" in err and "usage:" not in err

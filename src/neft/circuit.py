@@ -140,7 +140,7 @@ class CircuitSettings:
 
     def label(self) -> str:
         """The non-default settings as a report suffix, e.g. ``" tile=128 adc=6b"``; empty when off."""
-        parts = [f"tile={self.tile_rows}" if self.tile_rows is not None and self.adc_bits is not None else "",
+        parts = [f"tile={self.tile_rows}" if self.tile_rows is not None else "",
                  f"dac={self.dac_bits}b" if self.dac_bits is not None else "",
                  f"adc={self.adc_bits}b" if self.adc_bits is not None else "",
                  "sliced" if self.adc_bits is not None and self.adc_mode == "sliced" else "",

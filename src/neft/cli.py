@@ -270,9 +270,7 @@ def _training_device_model(args):
 
     if not _chip_settings(args):
         return args.device_model
-    device_model = {**devices.get(args.device_model).to_dict(), **_chip_settings(args)}
-    devices.get(device_model)
-    return device_model
+    return devices.get(args.device_model).with_chip(**_chip_settings(args)).to_dict()
 
 
 def _cmd_train(args) -> None:
@@ -336,9 +334,18 @@ def _resume_config(args):
     mismatch is refused by :func:`neft.train.train`, naming each differing value)."""
     from .train import load_config
 
+    from . import devices
+
     config = load_config(args.out)
-    for name in _given_flags(args, _add_train_arguments):
+    chip = _chip_settings(args)  # chip flags given with --resume must be the run's own chip settings
+    for name in _given_flags(args, _add_train_arguments) - set(chip):
         setattr(config, name, _taps(args.taps) if name == "taps" else getattr(args, name))
+    trained = devices.get(config.device_model).to_dict()
+    changed = {name: value for name, value in chip.items() if trained.get(name) != value}
+    if changed:
+        values = "; ".join(f"{name}: {trained.get(name)!r} in the run, {value!r} given" for name, value in changed.items())
+        raise ValueError(f"cannot resume {str(args.out)!r} with different settings ({', '.join(changed)}): {values}; "
+                         "give only the run (--resume --out RUN) or the original settings, or another run directory")
     return config
 
 
@@ -455,11 +462,19 @@ def _cmd_reproduce(args) -> None:
               cells_per_device=args.cells_per_device)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors (an unknown flag, a value of the wrong type) are one line, as every other
+    bad input is, pointing at ``--help`` instead of printing the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"neft: error: {message} (`{self.prog} --help` lists the flags)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``neft`` command (also used to render ``--help``)."""
     from .models import INITS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="neft",
         description="Negative Feedback Training (OVF, IRS) and Monte Carlo robustness evaluation of DNNs on "
                     "NVM compute-in-memory accelerators with device-to-device variation.",
@@ -714,7 +729,7 @@ def _where(args, setting: str | None, message: str) -> str:
     source = getattr(args, "device_model", None)
     if (given is None or given == [None]) and setting in {field.name for field in dataclasses.fields(DeviceModel)} \
             and isinstance(source, str) and Path(source).is_file():  # no flag set it ([None]: no sweep): the file did
-        return f"device model file {source}: {message}"
+        return message if message.startswith("device model file") else f"device model file {source}: {message}"
     if hasattr(args, flag):
         return f"argument --{flag.replace('_', '-')}: {message}"
     return message

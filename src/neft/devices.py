@@ -137,7 +137,7 @@ class DeviceModel:
             included), or a read sigma that is not a finite number in [0, 1]; naming the chip setting for a
             stuck rate outside [0, 1] or rates summing above 1, a negative or NaN drift exponent or std, a time
             <= 0, a non-bool ``quantize``/``drift_compensation``, stuck devices, drift or compensation without
-            ``quantize``, or a ``drift_time`` without drift.
+            ``quantize``, or a ``drift_time`` or compensation without drift.
         ValueError: for weight bits not a multiple of device bits, band edges outside ``0 <= lo < hi <= 1``.
     """
 
@@ -208,9 +208,24 @@ class DeviceModel:
             raise SettingError("drift_time", f"drift_time {self.drift_time:g} s has no effect: devices drift only "
                                              "with drift_nu_mean or drift_nu_std > 0 (and quantize = true); set "
                                              "them (e.g. --device-model PCM-chip) or leave drift_time unset")
+        if self.drift_compensation and self.quantize and not self.drifts:
+            raise SettingError("drift_compensation", "drift_compensation rescales drifted conductances, so it "
+                                                     "needs drift (drift_nu_mean or drift_nu_std > 0): set one, or "
+                                                     "leave drift_compensation off")
         if self.quantize and self.weight_bits > 24:
             raise SettingError("weight_bits", f"quantize = true supports weight_bits <= 24 (float32 holds every "
                                               f"level exactly), got {self.weight_bits}")
+
+    def with_chip(self, **settings) -> "DeviceModel":
+        """This model with the realistic-chip settings ``settings`` (``quantize``, ``stuck_off``, ... by name)
+        replacing its own; ``quantize=False`` turns its whole realistic chip off first (:attr:`gaussian`), so that
+        a preset's stuck devices and drift go with its quantization.
+
+        Raises:
+            SettingError: an invalid setting or combination (e.g. stuck devices given with ``quantize=False``).
+        """
+        base = self.gaussian if settings.get("quantize") is False else self
+        return dataclasses.replace(base, **settings) if settings else self
 
     @property
     def gaussian(self) -> "DeviceModel":
@@ -378,7 +393,9 @@ def from_file(path: str | Path) -> DeviceModel:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: for an unsupported extension, a parse error, unknown keys or invalid values.
+        ValueError: for an unsupported extension or a parse error; SettingError (a ``ValueError``) naming the
+            file and the key for unknown keys (setting ``device_model``), keys both at top level and in
+            ``[device]``, or invalid values (the setting of the bad key).
     """
     path = Path(path)
     if not path.is_file():
@@ -387,6 +404,10 @@ def from_file(path: str | Path) -> DeviceModel:
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
+            if "device" in data and len(data) > 1:
+                raise SettingError("device_model", f"device model file {str(path)!r} has keys both at top level "
+                                                   f"({', '.join(sorted(set(data) - {'device'}))}) and in a [device] "
+                                                   "table: put them all in one place")
             data = data.get("device", data)
         elif path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -394,7 +415,11 @@ def from_file(path: str | Path) -> DeviceModel:
             raise ValueError(f"device model file {str(path)!r} must end in .toml or .json")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot parse device model file {str(path)!r}: {error}") from None
-    return from_dict(data, default_name=path.stem)
+    try:
+        return from_dict(data, default_name=path.stem)
+    except ValueError as error:  # the file named in the message; a SettingError keeps the key it names
+        raise SettingError(getattr(error, "setting", "device_model"),
+                           f"device model file {str(path)!r}: {error}") from None
 
 
 def get(name_or_path: str | Path | DeviceModel | dict) -> DeviceModel:

@@ -112,6 +112,9 @@ def _check_preset(preset: dict, source: str) -> dict:
             raise ValueError(f"{source}: [experiment] methods: {error}") from None
     if len({variants.directory_name(spec) for spec in experiment["methods"]}) < len(experiment["methods"]):
         raise ValueError(f"{source}: [experiment] methods lists a variant twice: {experiment['methods']}")
+    if preset["train"].get("taps") and not any(variants.parse(spec)[0] == "irs" for spec in experiment["methods"]):
+        raise ValueError(f"{source}: [train] taps are the snapshot points of IRS, but [experiment] methods has no "
+                         "irs variant; drop taps or add \"irs\"")
     for sigma in experiment["train_sigmas"]:
         made: dict[str, str] = {}
         for spec in experiment["methods"]:

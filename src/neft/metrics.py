@@ -113,8 +113,9 @@ class PredictionAccumulator:
             ValueError: naming ``where`` and the usual causes.
         """
         if bool(self.nonfinite):
-            raise ValueError(f"the model gave NaN or infinite logits{where}: with fp16 precision large logits "
-                             "overflow (use fp32 or bf16); otherwise check the weights and the inputs")
+            raise ValueError(f"the model gave NaN or infinite logits{where}: check the weights, the inputs and "
+                             "the chip (a drift read time far below drift_t0 scales conductances by (t/t0)^-nu); "
+                             "under fp16 precision large logits overflow (use fp32 or bf16)")
 
     def finish_runs(self, count: int) -> None:
         """Record that ``count`` more runs have been fed for every image."""

@@ -203,14 +203,15 @@ class EvalConfig:
 
     def chip_model(self, base: str | dict | DeviceModel | None = None) -> DeviceModel:
         """The device model chips are drawn from: ``base`` (None: ``device_model``, else ``RRAM1``) with every
-        chip setting of this config that is not None (``CHIP_SETTINGS``) replacing the device model's own.
+        chip setting of this config that is not None (``CHIP_SETTINGS``) replacing the device model's own
+        (:meth:`neft.devices.DeviceModel.with_chip`: ``quantize=False`` turns the model's realistic chip off).
 
         Raises:
             SettingError: an invalid chip setting or combination (e.g. stuck devices without ``quantize``).
         """
         model = devices.get(base if base is not None else self.device_model or "RRAM1")
         overrides = {name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None}
-        return dataclasses.replace(model, **overrides) if overrides else model
+        return model.with_chip(**overrides)
     recalibrate_bn: int = 0
     chip_tune: int = 0
     chip_tune_taps: list[str] | None = None

@@ -34,6 +34,7 @@ REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
 PLOT_NAME = "accuracy_vs_sigma.png"
+LEGEND_INCHES_PER_CHARACTER = 0.068  # matplotlib's "small" legend font (8.33 pt DejaVu Sans), an average width
 MIN_SEEDS = 3  # seeds below which a t-interval over seeds (t = 12.7 at 2 seeds) cannot resolve a difference
 
 
@@ -398,7 +399,10 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
     """
     rows = comparison_rows(results)
     labels = list(dict.fromkeys(row["method"] for row in rows))
-    columns = min(3, len(labels))
+    legends = {label: _legend(label, [row for row in rows if row["method"] == label]) for label in labels}
+    # as many legend columns (at most 3) as the longest entry leaves room for across the 14-inch figure
+    width = 0.5 + LEGEND_INCHES_PER_CHARACTER * max(len(text) for text in legends.values())
+    columns = max(1, min(3, len(labels), int(14 / width)))
     # a fixed layout, in inches (a constrained layout costs a second drawing pass, 40 % of the plot's time): the
     # panels keep their height, the legend below them adds one line per row of labels
     legend = 0.1 + 0.22 * math.ceil(len(labels) / columns)
@@ -411,7 +415,7 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
         line = [row for row in rows if row["method"] == label]
         sigmas = [row["sigma"] for row in line]
         means, ci95 = [row["mean"] for row in line], [row["ci95"] for row in line]
-        drawn = accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=_legend(label, line))
+        drawn = accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=legends[label])
         worst = [(row["sigma"], row["p5"], row["p1"]) for row in line if isinstance(row.get("p5"), float)]
         if worst:
             color = drawn[0].get_color()

@@ -572,8 +572,19 @@ class _Run:
         """Continue from a ``last.pt`` dict: weights, IRS heads, optimiser, scheduler, data order, counters.
 
         Raises:
-            ValueError: ``last.pt`` holds another network's weights (another architecture or width).
+            ValueError: ``last.pt`` is another run's: its recorded settings differ from this run's, or it holds
+                another network's weights (another architecture or width).
         """
+        settings = saved.get("config")  # a last.pt written before it recorded its settings: the weights tell
+        if settings is not None:
+            current = dataclasses.asdict(self.config)
+            changed = sorted(key for key in settings.keys() & current.keys() - checkpoint.WHERE_SETTINGS - {"teacher"}
+                             if settings[key] != current[key])
+            if changed:
+                values = "; ".join(f"{key}: {settings[key]!r} in last.pt, {current[key]!r} in this run"
+                                   for key in changed[:4])
+                raise ValueError(f"{str(self.out / 'last.pt')!r} belongs to another run ({values}); start this "
+                                 "one afresh with overwrite=True (--overwrite), or resume the run it came from")
         mismatch = checkpoint.state_dict_mismatch(self.model.state_dict(), saved["model"])
         if mismatch:
             raise ValueError(f"{str(self.out / 'last.pt')!r} does not fit {self.config.model!r} (width "
@@ -650,7 +661,8 @@ class _Run:
                     if key != "epoch":
                         self.writer.add_scalar(key, value, epoch)
                 self.writer.flush()
-            checkpoint.write({"model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
+            checkpoint.write({"config": dataclasses.asdict(config),  # whose last.pt this is (checked on resume)
+                              "model": self.model.state_dict(), "heads": self.objective.modules().state_dict(),
                               "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                               "data_rng": self.data_generator.get_state(), "state": state}, self.out / "last.pt")
         return row

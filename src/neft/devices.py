@@ -416,10 +416,15 @@ def from_file(path: str | Path) -> DeviceModel:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot parse device model file {str(path)!r}: {error}") from None
     try:
-        return from_dict(data, default_name=path.stem)
+        model = from_dict(data, default_name=path.stem)
     except ValueError as error:  # the file named in the message; a SettingError keeps the key it names
         raise SettingError(getattr(error, "setting", "device_model"),
                            f"device model file {str(path)!r}: {error}") from None
+    preset = {key.lower(): value for key, value in PRESETS.items()}.get(model.name.lower())
+    if preset is not None and dataclasses.replace(preset, name=model.name) != model:  # reports name models by name
+        raise SettingError("name", f"device model file {str(path)!r} is named {model.name!r}, a preset's name, but "
+                                   "holds other values; give it a name of its own (or leave name out: the file's)")
+    return model
 
 
 def get(name_or_path: str | Path | DeviceModel | dict) -> DeviceModel:

@@ -160,6 +160,9 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     config = dataclasses.replace(config or EvalConfig(), **settings)
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise SettingError("label", f"label must be a non-empty text (the name reports give this result), got "
+                                    f"{label!r}")
     output_paths(run_dir, name)
     config.check()
     checkpoint.checkpoint_path(run_dir)  # no lock file beside a folder that holds no run

@@ -92,6 +92,10 @@ def test_files_of_another_run_are_refused_naming_what_differs(stopped_run, tmp_p
     assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "last.pt' does not fit 'lenet5' (width 1): " in err and "of another shape" in err
+    trained = (run / "checkpoint.pt").read_bytes()
+    (run / "last.pt").unlink()  # no last.pt: a fresh start would replace the trained checkpoint.pt
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    assert "it has no last.pt" in capsys.readouterr().err and (run / "checkpoint.pt").read_bytes() == trained
     shutil.copy(other / "checkpoint.pt", run / "checkpoint.pt")
     assert main(["evaluate", str(run), "--quiet", "--runs", "2", "--sigmas", "0.2", "--name", "x"]) == 2
     err = capsys.readouterr().err

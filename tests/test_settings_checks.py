@@ -208,8 +208,12 @@ FUZZ = [
     (EVALUATE + ["--device-model", "DEVICE:weight_bits = 6\ndevice_bits = 4"],
      "argument --device-model: device model file"),  # the file named, for a value error too
     (EVALUATE + ["--quantize", "--drift-compensation"], "drift_compensation rescales drifted conductances"),
-    (EVALUATE + ["--label", "   "], "argument --label: label must be a non-empty text"),
-    (EVALUATE + ["--device-model", 'DEVICE:name = "RRAM1"\nstate_factor = 5'], "a preset's name, but holds other"),
+    (EVALUATE + ["--label", "   "], "argument --label: label must be a non-empty line of text"),
+    (EVALUATE + ["--device-model", 'DEVICE:name = "RRAM1"\nstate_factor = 5'],
+     "argument --device-model: device model file"),  # a preset's name, other values
+    (EVALUATE + ["--label", "a\nb"], "no line breaks or control characters"),  # it would split report rows
+    (EVALUATE + ["--name", "config", "--overwrite"], "would replace the run's own config.json/.csv"),
+    (EVALUATE + ["--name", "train_log", "--overwrite"], "would replace the run's own train_log.json/.csv"),
     (EVALUATE + ["--drift-times", "1,3600"], "argument --drift-times: drift_time 1 s has no effect"),  # RRAM1
     (EVALUATE + ["--adc-range", "99"], "argument --adc-range: adc_range 99 sets the converters' full scale"),
     (EVALUATE + ["--device-model", "DEVICE:quantize = true\ndrift_time = 3600"],

@@ -28,6 +28,7 @@ __all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names"
            "FIX_IMAGES"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.writeverify)
+RUN_FILES = ("config", "summary", "train_log")  # a run directory's own files: config.json, summary.json, train_log.csv
 FIX_IMAGES = 4096  # training images (a seeded draw) the per-chip fixes draw from (more if recalibrate_bn asks)
 
 
@@ -36,11 +37,15 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     name and ``{name}_accuracy_vs_sigma.png`` otherwise.
 
     Raises:
-        SettingError: ``name`` is not a plain file name (has a ``/`` or starts with ``.``).
+        SettingError: ``name`` is not a plain file name (has a ``/`` or starts with ``.``) or is one of the run's
+            own files (``config``, ``summary``, ``train_log``), which no evaluation may replace.
     """
     if not name or name.startswith(".") or Path(name).name != name:
         raise SettingError("name", f"name {name!r} must be a plain file name without '/' or a leading '.', "
                                    "e.g. results_rram4")
+    if name.lower() in RUN_FILES:
+        raise SettingError("name", f"name {name!r} would replace the run's own {name}.json/.csv (written by neft "
+                                   "train, even with overwrite); choose another, e.g. results_rram4")
     run_dir = Path(run_dir)
     plot = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
     return [run_dir / f"{name}.json", run_dir / f"{name}.csv", run_dir / plot]
@@ -160,9 +165,9 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     config = dataclasses.replace(config or EvalConfig(), **settings)
-    if label is not None and (not isinstance(label, str) or not label.strip()):
-        raise SettingError("label", f"label must be a non-empty text (the name reports give this result), got "
-                                    f"{label!r}")
+    if label is not None and (not isinstance(label, str) or not label.strip() or not label.isprintable()):
+        raise SettingError("label", f"label must be a non-empty line of text (the name reports give this result; "
+                                    f"no line breaks or control characters), got {label!r}")
     output_paths(run_dir, name)
     config.check()
     checkpoint.checkpoint_path(run_dir)  # no lock file beside a folder that holds no run

@@ -277,6 +277,10 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
     """Create the run directory; True when resuming from ``last.pt``."""
     if resume and (out / "last.pt").is_file():
         return True
+    if resume and (out / "checkpoint.pt").is_file():  # a fresh start would replace the trained network
+        raise RunExistsError(f"cannot resume {str(out)!r}: it has no last.pt (removed, or the run predates it), so "
+                             "it would start from epoch 1 and replace its checkpoint.pt; start it afresh with "
+                             "overwrite=True (--overwrite), or train into another directory (--out)")
     if out.exists() and any(out.iterdir()) and not resume:
         if not overwrite:
             raise RunExistsError(f"run directory {str(out)!r} already exists; continue it with resume=True "
@@ -561,7 +565,7 @@ class _Run:
             except Exception as error:  # noqa: BLE001 - a truncated or damaged file, whatever torch says
                 raise ValueError(f"{str(out / 'last.pt')!r} is truncated or damaged ({type(error).__name__}): "
                                  "this run cannot continue from it; start it afresh with overwrite=True "
-                                 "(--overwrite), or delete last.pt to keep the checkpoint and train anew") from None
+                                 "(--overwrite), after copying its checkpoint.pt elsewhere to keep that network") from None
             run.restore(saved)
         if main:
             _truncate_log(out / "train_log.csv", run.fields, run.state["epoch"])

@@ -287,3 +287,14 @@ def test_chip_and_circuit_settings_have_columns_and_reach_labels_and_legends():
     alone = report.comparison_rows(results[:1])[0]["method"]
     assert alone == "ovf q8/2 stuck 1%+2% tile=64 adc=6b sliced"
     assert report._legend(alone, report.comparison_rows(results[:1])) == f"{alone} (trained at σ=0.1, on RRAM1)"
+
+
+def test_a_report_never_replaces_a_run_directorys_own_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "train_log.csv").write_text("epoch\n1\n")
+    with pytest.raises(ValueError, match="would replace the run's own train_log file"):
+        report.write_report([VANILLA], run, name="train_log", overwrite=True)
+    assert (run / "train_log.csv").read_text() == "epoch\n1\n"
+    assert report.write_report([VANILLA], run, name="rram1")["csv"] == run / "rram1.csv"  # another name: written

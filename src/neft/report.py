@@ -34,6 +34,7 @@ REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
 REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
 PLOT_NAME = "accuracy_vs_sigma.png"
+RUN_FILES = ("config", "summary", "train_log")  # a run directory's own files: config.json, summary.json, train_log.csv
 LEGEND_INCHES_PER_CHARACTER = 0.068  # matplotlib's "small" legend font (8.33 pt DejaVu Sans), an average width
 MIN_SEEDS = 3  # seeds below which a t-interval over seeds (t = 12.7 at 2 seeds) cannot resolve a difference
 
@@ -530,7 +531,8 @@ def write_report(
     evaluated under several device models shares a report: its lines are told apart by the device model.
 
     Raises:
-        ValueError: no results, ``labels`` of the wrong length, or two results for the same (label, sigma).
+        ValueError: no results, ``labels`` of the wrong length, two results for the same (label, sigma), or a
+            ``name`` in a run directory that is one of its own files (``RUN_FILES``), even with ``overwrite``.
         FileExistsError: the report's files exist and ``overwrite`` is False.
         FileNotFoundError: a path does not exist or holds no results file.
     """
@@ -548,6 +550,9 @@ def write_report(
         results = [{**result, "label": label} for result, label in zip(results, labels)]
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
+    if name.lower() in RUN_FILES and (out_dir / "config.json").is_file():
+        raise ValueError(f"a report named {name!r} in the run directory {str(out_dir)!r} would replace the run's own "
+                         f"{name} file; choose another name")
     plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
     existing = [path for path in (out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / plot_name)
                 if path.exists()]

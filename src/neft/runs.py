@@ -28,7 +28,6 @@ __all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names"
            "FIX_IMAGES"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.writeverify)
-RUN_FILES = ("config", "summary", "train_log")  # a run directory's own files: config.json, summary.json, train_log.csv
 FIX_IMAGES = 4096  # training images (a seeded draw) the per-chip fixes draw from (more if recalibrate_bn asks)
 
 
@@ -43,7 +42,7 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     if not name or name.startswith(".") or Path(name).name != name:
         raise SettingError("name", f"name {name!r} must be a plain file name without '/' or a leading '.', "
                                    "e.g. results_rram4")
-    if name.lower() in RUN_FILES:
+    if name.lower() in report.RUN_FILES:
         raise SettingError("name", f"name {name!r} would replace the run's own {name}.json/.csv (written by neft "
                                    "train, even with overwrite); choose another, e.g. results_rram4")
     run_dir = Path(run_dir)

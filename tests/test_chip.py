@@ -235,7 +235,8 @@ def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flag
     off = devices.get("RRAM-chip").gaussian  # stuck devices go with the quantized mapping they act on
     args = build_parser().parse_args(["train", "--device-model", "RRAM-chip", "--no-quantize"])
     assert devices.get(_training_device_model(args)) == off and not off.quantize and off.stuck_on == 0.0
-    assert montecarlo.EvalConfig(device_model="PCM-chip", quantize=False).chip_model() == devices.get("PCM-chip").gaussian
+    pcm_off = devices.get("PCM-chip").gaussian
+    assert montecarlo.EvalConfig(device_model="PCM-chip", quantize=False).chip_model() == pcm_off
     with pytest.raises(SettingError, match="stuck_on acts on the devices of the quantized mapping"):
         montecarlo.EvalConfig(device_model="PCM-chip", quantize=False, stuck_on=0.1).chip_model()
     run = tmp_path / "run"

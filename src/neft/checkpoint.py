@@ -22,8 +22,8 @@ from torch import nn
 
 from . import __version__, models
 
-__all__ = ["FORMAT", "save", "write", "digest", "load", "load_checkpoint", "versions", "checkpoint_path", "state_dict_mismatch",
-           "WHERE_SETTINGS"]
+__all__ = ["FORMAT", "save", "write", "digest", "load", "load_checkpoint", "versions", "checkpoint_path",
+           "state_dict_mismatch", "settings_changes", "WHERE_SETTINGS"]
 
 FORMAT = "neft-checkpoint-1"
 # settings that say where a run computes and reads, not what it computes: they may change on resume
@@ -153,9 +153,9 @@ def _check_run_config(file: Path, embedded: dict | None) -> None:
     """Refuse a checkpoint whose run directory's ``config.json`` names other settings than the checkpoint holds
     (the checkpoint came from another run); warn when a run directory's checkpoint.pt has no config.json beside
     it, since the settings then come from the checkpoint alone."""
-    config_file = file.parent / "config.json"
     if embedded is None or file.name != "checkpoint.pt":
         return
+    config_file = file.parent / "config.json"
     if not config_file.is_file():
         warnings.warn(f"{str(file.parent)!r} has no config.json: the settings recorded in checkpoint.pt are used "
                       f"(model {embedded.get('model')!r}, dataset {embedded.get('dataset')!r}, method "
@@ -166,15 +166,22 @@ def _check_run_config(file: Path, embedded: dict | None) -> None:
     except (OSError, ValueError):
         raise ValueError(f"{str(config_file)!r} is damaged (not JSON); restore it or remove it to use the settings "
                          "recorded in checkpoint.pt") from None
-    # a distillation teacher is pinned by its digest (checked on resume), wherever it lies now
-    changed = sorted(key for key in written.keys() & embedded.keys() - WHERE_SETTINGS - {"teacher"}
-                     if written[key] != embedded[key])
-    if changed:
-        values = "; ".join(f"{key}: {written[key]!r} in config.json, {embedded[key]!r} in checkpoint.pt"
-                           for key in changed[:4])
+    values = settings_changes(written, embedded, "config.json", "checkpoint.pt")
+    if values:
         raise ValueError(f"{str(file)!r} was not trained with the settings of the config.json beside it "
                          f"({values}): the checkpoint belongs to another run; put it back in its own run "
                          "directory, or evaluate the checkpoint file under another name (e.g. copied to net.pt)")
+
+
+def settings_changes(first: dict, second: dict, first_in: str, second_in: str, shown: int = 4) -> str:
+    """How two records of a run's settings (``TrainConfig`` dicts) differ, e.g. ``"seed: 1 in last.pt, 0 in this
+    run"`` (the first ``shown`` differing keys, sorted); empty when they are the same run's. Keys only one of them
+    holds (a file written before a setting existed), :data:`WHERE_SETTINGS` and a distillation teacher's path
+    (pinned by its digest, wherever it lies now) are not compared."""
+    changed = sorted(key for key in first.keys() & second.keys() - WHERE_SETTINGS - {"teacher"}
+                     if first[key] != second[key])
+    return "; ".join(f"{key}: {first[key]!r} in {first_in}, {second[key]!r} in {second_in}"
+                     for key in changed[:shown])
 
 
 def state_dict_mismatch(expected: dict, found: dict, shown: int = 3) -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 from .circuit import FIELDS as CIRCUIT_FIELDS, CircuitSettings
 from .devices import DRIFT_T0
 
-__all__ = ["CHIP_COLUMNS", "CIRCUIT_COLUMNS", "chip_columns", "chip_label", "columns_label", "drift_curves", "new_figure", "plot_drift", "time_label"]
+__all__ = ["CHIP_COLUMNS", "CIRCUIT_COLUMNS", "chip_columns", "chip_label", "columns_label", "drift_curves",
+           "new_figure", "plot_drift", "time_label"]
 
 # report.csv columns, with the value a results file without the key (written before these settings) stands for
 CHIP_COLUMNS = {"quantize": False, "weight_bits": 8, "device_bits": 2, "stuck_off": 0.0, "stuck_on": 0.0,

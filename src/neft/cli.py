@@ -332,9 +332,8 @@ def _given_flags(args, add_arguments) -> set[str]:
 def _resume_config(args):
     """``neft train --resume --out RUN``: the run's own settings; flags given with it must confirm them (a
     mismatch is refused by :func:`neft.train.train`, naming each differing value)."""
-    from .train import load_config
-
     from . import devices
+    from .train import load_config
 
     config = load_config(args.out)
     chip = _chip_settings(args)  # chip flags given with --resume must be the run's own chip settings
@@ -343,7 +342,8 @@ def _resume_config(args):
     trained = devices.get(config.device_model).to_dict()
     changed = {name: value for name, value in chip.items() if trained.get(name) != value}
     if changed:
-        values = "; ".join(f"{name}: {trained.get(name)!r} in the run, {value!r} given" for name, value in changed.items())
+        values = "; ".join(f"{name}: {trained.get(name)!r} in the run, {value!r} given"
+                           for name, value in changed.items())
         raise ValueError(f"cannot resume {str(args.out)!r} with different settings ({', '.join(changed)}): {values}; "
                          "give only the run (--resume --out RUN) or the original settings, or another run directory")
     return config

@@ -422,8 +422,9 @@ def from_file(path: str | Path) -> DeviceModel:
                            f"device model file {str(path)!r}: {error}") from None
     preset = {key.lower(): value for key, value in PRESETS.items()}.get(model.name.lower())
     if preset is not None and dataclasses.replace(preset, name=model.name) != model:  # reports name models by name
-        raise SettingError("device_model", f"device model file {str(path)!r} is named {model.name!r}, a preset's name, but "
-                                   "holds other values; give it a name of its own (or leave name out: the file's)")
+        raise SettingError("device_model", f"device model file {str(path)!r} is named {model.name!r}, a preset's "
+                                           "name, but holds other values; give it a name of its own (or leave "
+                                           "name out: the file's)")
     return model
 
 

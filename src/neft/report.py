@@ -400,7 +400,8 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
     """
     rows = comparison_rows(results)
     labels = list(dict.fromkeys(row["method"] for row in rows))
-    legends = {label: _legend(label, [row for row in rows if row["method"] == label]) for label in labels}
+    lines = {label: [row for row in rows if row["method"] == label] for label in labels}
+    legends = {label: _legend(label, line) for label, line in lines.items()}
     # as many legend columns (at most 3) as the longest entry leaves room for across the 14-inch figure
     width = 0.5 + LEGEND_INCHES_PER_CHARACTER * max(len(text) for text in legends.values())
     columns = max(1, min(3, len(labels), int(14 / width)))
@@ -413,7 +414,7 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
     figure.subplots_adjust(left=0.05, right=0.99, bottom=below / height, top=1 - above / height, wspace=0.2)
     accuracy_axes, worst_axes, ekl_axes = figure.subplots(1, 3)
     for label, marker in zip(labels, itertools.cycle("osD^vP*X<>")):  # distinct markers: points often overlap
-        line = [row for row in rows if row["method"] == label]
+        line = lines[label]
         sigmas = [row["sigma"] for row in line]
         means, ci95 = [row["mean"] for row in line], [row["ci95"] for row in line]
         drawn = accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=legends[label])

@@ -42,8 +42,6 @@ __all__ = ["TrainConfig", "train", "load_config", "read_config", "epochs_trained
 LOG_FIELDS = ["epoch", "lr", "loss", "train_acc", "val_acc_clean", "val_acc_noisy", "best", "seconds"]
 
 
-
-
 class RunExistsError(FileExistsError):
     """The run directory already holds a run; pass overwrite=True (``--overwrite``) or resume=True (``--resume``)."""
 
@@ -565,7 +563,8 @@ class _Run:
             except Exception as error:  # noqa: BLE001 - a truncated or damaged file, whatever torch says
                 raise ValueError(f"{str(out / 'last.pt')!r} is truncated or damaged ({type(error).__name__}): "
                                  "this run cannot continue from it; start it afresh with overwrite=True "
-                                 "(--overwrite), after copying its checkpoint.pt elsewhere to keep that network") from None
+                                 "(--overwrite), after copying its checkpoint.pt elsewhere to keep that "
+                                 "network") from None
             run.restore(saved)
         if main:
             _truncate_log(out / "train_log.csv", run.fields, run.state["epoch"])
@@ -579,16 +578,12 @@ class _Run:
             ValueError: ``last.pt`` is another run's: its recorded settings differ from this run's, or it holds
                 another network's weights (another architecture or width).
         """
-        settings = saved.get("config")  # a last.pt written before it recorded its settings: the weights tell
-        if settings is not None:
-            current = dataclasses.asdict(self.config)
-            changed = sorted(key for key in settings.keys() & current.keys() - checkpoint.WHERE_SETTINGS - {"teacher"}
-                             if settings[key] != current[key])
-            if changed:
-                values = "; ".join(f"{key}: {settings[key]!r} in last.pt, {current[key]!r} in this run"
-                                   for key in changed[:4])
-                raise ValueError(f"{str(self.out / 'last.pt')!r} belongs to another run ({values}); start this "
-                                 "one afresh with overwrite=True (--overwrite), or resume the run it came from")
+        # a last.pt written before it recorded its settings has none: then its weights' shapes tell
+        values = checkpoint.settings_changes(saved.get("config", {}), dataclasses.asdict(self.config), "last.pt",
+                                             "this run")
+        if values:
+            raise ValueError(f"{str(self.out / 'last.pt')!r} belongs to another run ({values}); start this "
+                             "one afresh with overwrite=True (--overwrite), or resume the run it came from")
         mismatch = checkpoint.state_dict_mismatch(self.model.state_dict(), saved["model"])
         if mismatch:
             raise ValueError(f"{str(self.out / 'last.pt')!r} does not fit {self.config.model!r} (width "

@@ -21,7 +21,7 @@ import sys
 CHILD = """
 import json, resource, sys, torch
 import neft.models
-from neft import montecarlo
+from neft.evaluation import montecarlo
 torch.manual_seed(0)
 width, batch, settings = float(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
 model = neft.models.create("vgg8", 10, 1, width).eval()

@@ -25,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neft import Crossbar, make_generator, models, montecarlo, objectives
-from neft.chip_forward import ChipForward, _chips_that_fit, choose_chips_per_pass
+from neft import Crossbar, make_generator, models
+from neft.evaluation import montecarlo
+from neft.training import objectives
+from neft.evaluation.chip_forward import ChipForward, _chips_that_fit, choose_chips_per_pass
 
 
 class DropoutAtTest(nn.Module):

@@ -1,4 +1,4 @@
-"""Monte Carlo evaluation throughput: the authors' per-run loop versus ``neft.montecarlo.evaluate``.
+"""Monte Carlo evaluation throughput: the authors' per-run loop versus ``neft.evaluation.montecarlo.evaluate``.
 
 The same trained model, the same programmed chips (seeds ``run_seed(seed, sigma, r)``) and the same test images are
 evaluated in several ways, in one process: one untimed warm-up call of every variant, then ``--rounds`` rounds that
@@ -6,12 +6,12 @@ run each variant once, in a rotated order; the table reports the median over the
 
 ``naive``
     What the authors' release does: for every run rebuild the model (``neft.models.create``), reload the
-    checkpoint from disk (``torch.load`` of a file written once by ``neft.checkpoint.save`` in a temporary
+    checkpoint from disk (``torch.load`` of a file written once by ``neft.store.checkpoint.save`` in a temporary
     directory, then ``load_state_dict``), perturb the weights in place with the noise of
     ``Crossbar(model).sample_chip(sigma, make_generator(run_seed(seed, sigma, r)))`` (the engine's draws), and
     evaluate the test set one batch at a time in eval mode under ``torch.no_grad()``.
 ``engine`` (``--variants auto``)
-    ``neft.montecarlo.evaluate(model, images, labels, [sigma], runs=R, seed=seed, compile=False,
+    ``neft.evaluation.montecarlo.evaluate(model, images, labels, [sigma], runs=R, seed=seed, compile=False,
     precision="fp32", progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass`` and
     ``memory_format`` "auto" (on CPU one chip per pass in channels_last layout, what ``compile="auto"`` runs at
     these small sizes; on CUDA the faster of one chip and a memory-sized vmap group, timed on the first batch).
@@ -81,15 +81,16 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import neft.checkpoint
-import neft.circuit
+import neft.store.checkpoint
+import neft.chip.circuit
 import neft.models
-from neft import data, montecarlo
-from neft.compute import keep_freed_memory
-from neft.metrics import ci_half_width
-from neft.precision import native_bf16
+from neft import data
+from neft.evaluation import montecarlo
+from neft.common.compute import keep_freed_memory
+from neft.evaluation.metrics import ci_half_width
+from neft.evaluation.precision import native_bf16
 from neft import run_seed
-from neft.variation import Crossbar, make_generator
+from neft.chip.crossbar import Crossbar, make_generator
 
 # Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
@@ -126,8 +127,8 @@ def circuit_flops(model, images, batch_size: int, settings: dict, calibration) -
     """FLOPs of one clean forward of ``images`` through the crossbar circuit of ``settings`` (its tiles, slices
     and read-noise variance pass), and of the one-off range calibration on ``calibration`` (a tiled forward that
     every ``evaluate`` call runs when a converter is on; 0 otherwise), counted by ``FlopCounterMode``."""
-    fields = {k: v for k, v in settings.items() if k in neft.circuit.FIELDS or k == "read_sigma"}
-    executor = neft.circuit.Circuit(Crossbar(model), neft.circuit.CircuitSettings(**fields))
+    fields = {k: v for k, v in settings.items() if k in neft.chip.circuit.FIELDS or k == "read_sigma"}
+    executor = neft.chip.circuit.Circuit(Crossbar(model), neft.chip.circuit.CircuitSettings(**fields))
     with FlopCounterMode(display=False) as counter:
         executor.calibrate(calibration)
     with executor.applied(), executor.reading([0] if fields.get("read_sigma") else None):
@@ -245,7 +246,7 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     quick_train(model, train_x, train_y, steps, args.seed)
     trained_in = time.perf_counter() - started
     file = tmp / f"{name}_{width:g}.pt"
-    neft.checkpoint.save(file, model, {"model": {"name": name, "num_classes": 10, "in_channels": images.shape[1],
+    neft.store.checkpoint.save(file, model, {"model": {"name": name, "num_classes": 10, "in_channels": images.shape[1],
                                                  "width": width}})
     flops = forward_flops(model, images, args.batch_size) * runs
     with torch.no_grad():
@@ -370,7 +371,7 @@ def main() -> None:
                              "with native bf16 instructions, else only lenet5: emulated bf16 is ~30x slower)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="call neft.compute.keep_freed_memory() first, as the neft command does (process-wide: "
+                        help="call neft.common.compute.keep_freed_memory() first, as the neft command does (process-wide: "
                              "every variant runs without re-faulting its activations)")
     parser.add_argument("--quick", action="store_true", help="lenet5:1 and vgg8:0.25 only, 1 round")
     args = parser.parse_args()

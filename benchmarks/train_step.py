@@ -36,8 +36,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from neft import models, objectives
-from neft.variation import make_generator
+from neft import models
+from neft.training import objectives
+from neft.chip.crossbar import make_generator
 
 METHODS = ("vanilla", "noise-injection", "ovf", "irs")
 VARIANTS = METHODS + ("ovf beta=0", "irs beta=0")  # beta 0: the feedback forwards are skipped

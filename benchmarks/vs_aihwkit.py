@@ -33,7 +33,7 @@ default settings otherwise: one chip per pass, channels_last, eager at these siz
 tiles, then the test set in batches under ``torch.no_grad()``) alternately, after one untimed warm-up of each; the
 table gives the median over ``--rounds``, for each ``--threads`` value. The training step: one noise-injection step
 (batch 128, fresh Gaussian weight noise per forward, cross-entropy, backward, Adam) with
-``neft.objectives.NoiseInjection`` against aihwkit's hardware-aware training noise
+``neft.training.objectives.NoiseInjection`` against aihwkit's hardware-aware training noise
 ``WeightModifierParameter(ADD_NORMAL, std_dev=0.77763 * sigma, rel_to_actual_wmax=True)`` (the same std relative to
 max|W|) with ``AnalogAdam``; median images/s over ``--steps`` alternating steps.
 
@@ -73,7 +73,10 @@ except ImportError as error:  # pragma: no cover - the usual case: aihwkit is no
 
 from montecarlo import load_data, quick_train  # noqa: E402 - the sibling benchmark's data and training helpers
 
-from neft import Crossbar, devices, make_generator, models, montecarlo, objectives, run_seed  # noqa: E402
+from neft import Crossbar, make_generator, models, run_seed  # noqa: E402
+from neft.chip import devices
+from neft.evaluation import montecarlo
+from neft.training import objectives
 
 RRAM1 = devices.get("RRAM1")
 

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from neft.train import TrainConfig, train
+from neft.training.trainer import TrainConfig, train
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,7 +31,7 @@ def fp32_unless_a_test_says(monkeypatch, tmp_path_factory):
     sums' order follows the chips per pass, the batch and the processes, and the tests that compare those
     settings compare per-run accuracies exactly. tests/test_precision.py sets the flags it needs itself; processes
     a test starts are given ``--precision fp32``."""
-    from neft import precision
+    from neft.evaluation import precision
 
     monkeypatch.setattr(precision, "CPUINFO", tmp_path_factory.getbasetemp() / "no-cpuinfo")
 
@@ -60,7 +60,8 @@ def run_dir(tmp_path_factory):
 def lenet(trained_run):
     """The trained LeNet-5 with 100 test images, their labels and 64 training images that calibrate the converter
     ranges of the crossbar circuit: ``(model, images, labels, calibration_images)``."""
-    from neft import checkpoint, data
+    from neft.store import checkpoint
+    from neft import data
 
     model = checkpoint.load(trained_run)
     dataset = data.load("mnist-5k", test_subset=100)

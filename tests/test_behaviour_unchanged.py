@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from neft import data, models, objectives
-from neft.runs import evaluate_run
-from neft.train import TrainConfig, train
+from neft import data, models
+from neft.training import objectives
+from neft.runs.evaluate import evaluate_run
+from neft.training.trainer import TrainConfig, train
 
 REFERENCE = Path(__file__).parent / "data" / "behaviour_reference.json"
 TEST_IMAGES = 200  # per evaluation: one image is 0.5 percentage points

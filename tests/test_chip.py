@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from neft import chip, devices, mapping, montecarlo
-from neft.devices import DeviceModel
-from neft.errors import SettingError
-from neft.variation import Crossbar, make_generator
+from neft.chip import effects as chip, devices, mapping
+from neft.evaluation import montecarlo
+from neft.chip.devices import DeviceModel
+from neft.common.errors import SettingError
+from neft.chip.crossbar import Crossbar, make_generator
 
 QUANTIZED = DeviceModel("q", quantize=True)
 
@@ -172,8 +173,8 @@ def test_unknown_device_file_key_and_presets():
 def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_path, capsys):
     import json
 
-    from neft import report
-    from neft.cli import main
+    from neft.reporting import report
+    from neft.cli.main import main
 
     files = set(trained_run.iterdir())
     assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "3", "--test-subset", "200",
@@ -205,8 +206,8 @@ def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_pat
 
 
 def test_training_device_variant_and_cli_chip_flags(tmp_path):
-    from neft import variants
-    from neft.cli import build_parser, _chip_settings
+    from neft.training import variants
+    from neft.cli.main import build_parser, _chip_settings
 
     assert variants.parse("ovf device=PCM-chip") == ("ovf", {"device_model": "PCM-chip"})
     assert variants.directory_name("ovf device=configs/chips/x.toml") == "ovf_device=configs_chips_x.toml"
@@ -229,8 +230,8 @@ def test_cached_mapping_follows_weight_updates():
 
 
 def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flags(tmp_path, capsys):
-    from neft.cli import _training_device_model, build_parser, main
-    from neft.train import TrainConfig, train
+    from neft.cli.main import _training_device_model, build_parser, main
+    from neft.training.trainer import TrainConfig, train
 
     off = devices.get("RRAM-chip").gaussian  # stuck devices go with the quantized mapping they act on
     args = build_parser().parse_args(["train", "--device-model", "RRAM-chip", "--no-quantize"])

@@ -9,11 +9,15 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from neft import Crossbar, checkpoint, chiptune, data, make_generator, models, montecarlo, report
-from neft.cli import main
-from neft.errors import SettingError
-from neft.recalibrate import recalibrate_bn
-from neft.runs import evaluate_run
+from neft import Crossbar, data, make_generator, models
+from neft.store import checkpoint
+from neft.deployment import tuned_block as chiptune
+from neft.evaluation import montecarlo
+from neft.reporting import report
+from neft.cli.main import main
+from neft.common.errors import SettingError
+from neft.deployment.recalibration import recalibrate_bn
+from neft.runs.evaluate import evaluate_run
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}
 

@@ -1,4 +1,4 @@
-"""Execution of the Monte Carlo forwards: memory layout, torch.compile and its fallback (neft.chip_forward)."""
+"""Execution of the Monte Carlo forwards: memory layout, torch.compile and its fallback (neft.evaluation.chip_forward)."""
 
 import warnings
 
@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neft import Crossbar, checkpoint, chip_forward, data, make_generator, montecarlo, run_seed
+from neft import Crossbar, data, make_generator, run_seed
+from neft.store import checkpoint
+from neft.evaluation import chip_forward, montecarlo
 
 
 def evaluate_points(*args, **kwargs) -> list[dict]:

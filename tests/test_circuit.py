@@ -6,10 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neft import Crossbar, DeviceModel, checkpoint, montecarlo, report
-from neft import circuit as circuit_module
-from neft.circuit import Circuit, CircuitSettings, codes, quantize
-from neft.errors import SettingError
+from neft import Crossbar, DeviceModel
+from neft.store import checkpoint
+from neft.evaluation import montecarlo
+from neft.reporting import report
+from neft.chip import circuit as circuit_module
+from neft.chip.circuit import Circuit, CircuitSettings, codes, quantize
+from neft.common.errors import SettingError
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}
 
@@ -253,7 +256,7 @@ def test_sliced_adc_equals_the_reference_and_differs_from_analog():
 
 
 def test_training_with_the_periphery_learns_and_records_it(tmp_path):
-    from neft.train import TrainConfig, train
+    from neft.training.trainer import TrainConfig, train
 
     config = TrainConfig(model="lenet5", dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=2,
                          init="torch", val_runs=2, train_subset=1000, test_subset=200, tile_rows=64, adc_bits=4,
@@ -264,8 +267,8 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
     saved = checkpoint.load_checkpoint(tmp_path / "run")[1]["config"]
     assert (saved["tile_rows"], saved["adc_bits"], saved["dac_bits"]) == (64, 4, 4)
     # its evaluations record the training periphery and their labels name it beside the evaluated one
-    from neft.montecarlo import EvalConfig
-    from neft.runs import evaluate_run
+    from neft.evaluation.montecarlo import EvalConfig
+    from neft.runs.evaluate import evaluate_run
 
     result = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], tile_rows=64, adc_bits=6, test_subset=50), progress=False)
     assert result["train_circuit"] == {"tile_rows": 64, "dac_bits": 4, "adc_bits": 4, "adc_range": 100.0,
@@ -278,7 +281,7 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
 def test_cli_evaluate_with_circuit_flags(trained_run, capsys):
     import json
 
-    from neft.cli import main
+    from neft.cli.main import main
 
     assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "2", "--test-subset", "100",
                  "--tile-rows", "64", "--adc-bits", "6", "--adc-mode", "sliced", "--name", "adc"]) == 0

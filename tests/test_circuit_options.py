@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from neft import chip_forward, montecarlo
+from neft.evaluation import chip_forward, montecarlo
 
 REFERENCE = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "precision": "fp32",
              "progress": False}
@@ -127,7 +127,7 @@ def test_auto_layout_is_channels_last_with_the_circuit_and_its_tiles_keep_it(len
     """The layout check compares the model itself in NCHW and channels_last, with the circuit bypassed (the ADC's
     rounding would flip codes on float-level differences and refuse channels_last), and the tile convolutions of a
     channels_last evaluation read channels_last inputs and weights, as the plain path does."""
-    from neft import circuit as circuit_module
+    from neft.chip import circuit as circuit_module
 
     substituted, layouts = [], []
     agrees = chip_forward.ChipForward._agrees

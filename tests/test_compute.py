@@ -1,4 +1,4 @@
-"""Compute helpers: device choice and the CPU allocator setting of the neft command (neft.compute)."""
+"""Compute helpers: device choice and the CPU allocator setting of the neft command (neft.common.compute)."""
 
 import platform
 import subprocess
@@ -7,13 +7,13 @@ import sys
 import pytest
 import torch
 
-from neft.compute import resolve_device
+from neft.common.compute import resolve_device
 
 # Allocates and frees two 64 MiB tensors ten times, printing the minor page faults of each round, before and after
 # keep_freed_memory(), in a fresh interpreter (the setting is process-wide and cannot be undone).
 PAGE_FAULTS = """
 import resource, torch
-from neft.compute import keep_freed_memory
+from neft.common.compute import keep_freed_memory
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

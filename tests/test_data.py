@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neft import data
+from neft.data import datasets as data
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -7,9 +7,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from neft import Crossbar, DeviceModel, checkpoint, data, devices, make_generator, montecarlo, report
-from neft.errors import SettingError
-from neft.writeverify import swim_sensitivity, verification_mask, verification_scores
+from neft import Crossbar, DeviceModel, data, make_generator
+from neft.store import checkpoint
+from neft.chip import devices
+from neft.evaluation import montecarlo
+from neft.reporting import report
+from neft.common.errors import SettingError
+from neft.deployment.write_verify import swim_sensitivity, verification_mask, verification_scores
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}
 
@@ -157,7 +161,7 @@ def test_swim_without_data_and_bad_device_read_sigma(setup):
 
 
 def test_cli_sweep_writes_one_result_per_fraction(trained_run, capsys):
-    from neft.cli import main
+    from neft.cli.main import main
 
     assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.3", "--runs", "3", "--test-subset", "200",
                  "--write-verify", "0,0.5", "--verify-select", "swim", "--name", "wv"]) == 0

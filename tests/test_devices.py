@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from neft import devices
-from neft.devices import DeviceModel
+from neft.chip import devices
+from neft.chip.devices import DeviceModel
 
 
 def weight_with_max_two():

@@ -14,8 +14,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from neft import experiments, montecarlo, runs
-from neft.train import TrainConfig, train
+from neft import runs
+from neft.experiments import grid as experiments
+from neft.evaluation import montecarlo
+from neft.training.trainer import TrainConfig, train
 
 
 def _free_port() -> int:
@@ -68,7 +70,7 @@ def _worker(rank, world, port, root, evaluated_run):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from neft import distributed
+    from neft.common import distributed
 
     try:
         for name, (settings, data_dirs) in SCENARIOS.items():

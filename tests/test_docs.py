@@ -65,7 +65,8 @@ PRESETS = ROOT / "docs" / "presets.md"
 
 def test_presets_doc_lists_every_key_and_variant():
     """docs/presets.md documents every key of every preset table and every variant key."""
-    from neft import experiments, variants
+    from neft.experiments import grid as experiments
+    from neft.training import variants
 
     text = PRESETS.read_text()
     sections = {table: text.split(f"## `[{table}]`")[1].split("\n## ")[0] for table in experiments._SECTIONS}
@@ -83,7 +84,7 @@ def test_presets_doc_blocks_are_valid_presets(tmp_path, monkeypatch):
     model file and data set made here)."""
     import numpy as np
 
-    from neft.experiments import load_preset
+    from neft.experiments.grid import load_preset
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mynets.py").write_text(

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from neft import experiments
-from neft.cli import main
+from neft.experiments import grid as experiments
+from neft.cli.main import main
 
 TINY = """
 [experiment]

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neft import objectives, variants
-from neft.errors import SettingError
-from neft.objectives import orthogonality_penalty
-from neft.train import TrainConfig, train
-from neft.variation import Crossbar
+from neft.training import objectives, variants
+from neft.common.errors import SettingError
+from neft.training.objectives import orthogonality_penalty
+from neft.training.trainer import TrainConfig, train
+from neft.chip.crossbar import Crossbar
 
 
 def _conv_linear_net():
@@ -83,7 +83,7 @@ def test_correctnet_learns_real_digits(tmp_path):
 
 from torch.func import functional_call  # noqa: E402
 
-from neft import writeverify  # noqa: E402
+from neft.deployment import write_verify as writeverify  # noqa: E402
 
 
 def test_swim_release_score_by_autograd():
@@ -117,8 +117,8 @@ def test_swim_release_score_by_autograd():
 
 import json  # noqa: E402
 
-from neft import rcgsearch  # noqa: E402
-from neft.cli import main  # noqa: E402
+from neft.experiments import rcg_search as rcgsearch  # noqa: E402
+from neft.cli.main import main  # noqa: E402
 
 
 def test_rcg_scale_one_is_todays_rcg_bit_for_bit_and_scales_the_same_draw():

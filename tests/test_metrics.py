@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from neft import metrics
+from neft.evaluation import metrics
 
 
 def test_accuracy_summary_by_hand():

@@ -72,7 +72,7 @@ def test_bad_arguments():
 
 def test_layers_command_prints_noise_to_weight_ratio_at_init(capsys):
     """Uniform init: max|W| = sqrt(3) std, so the RRAM1 noise/weight std is 0.35 * 0.77763 * sqrt(3) = 0.4714."""
-    from neft.cli import main
+    from neft.cli.main import main
 
     torch.manual_seed(0)
     assert main(["layers", "--model", "lenet5", "--sigma", "0.35", "--init", "kaiming-uniform"]) == 0

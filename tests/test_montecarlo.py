@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from neft import Crossbar, checkpoint, data, make_generator, models, montecarlo, run_seed, runs
+from neft import Crossbar, data, make_generator, models, run_seed, runs
+from neft.store import checkpoint
+from neft.evaluation import montecarlo
 
 
 def evaluate_points(*args, **kwargs) -> list[dict]:
@@ -155,7 +157,7 @@ def test_evaluate_run_writes_results_and_never_clobbers(trained_run):
     ],
 )
 def test_cli_evaluate_bad_input(trained_run, capsys, flags, message):
-    from neft.cli import main
+    from neft.cli.main import main
 
     assert main(["evaluate", str(trained_run), "--quiet", "--name", "bad", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -164,7 +166,7 @@ def test_cli_evaluate_bad_input(trained_run, capsys, flags, message):
 
 
 def test_cli_evaluate_without_checkpoint(tmp_path, capsys):
-    from neft.cli import main
+    from neft.cli.main import main
 
     assert main(["evaluate", str(tmp_path), "--quiet"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
@@ -185,7 +187,7 @@ def test_non_finite_numbers_are_errors_not_results(setup):
 
 
 def test_ekl_of_nan_logits_is_nan_not_zero():
-    from neft.metrics import PredictionAccumulator
+    from neft.evaluation.metrics import PredictionAccumulator
 
     accumulator = PredictionAccumulator(1, 2)
     accumulator.add(torch.tensor([[[float("nan"), 0.0]]]), torch.tensor([0]), 0)
@@ -196,7 +198,7 @@ def test_ekl_of_nan_logits_is_nan_not_zero():
 
 
 def test_evaluate_and_objectives_leave_the_model_exactly_as_it_was():
-    from neft import objectives
+    from neft.training import objectives
 
     torch.manual_seed(0)
     model = models.create("vgg8", 10, 1, 0.125, init="torch")

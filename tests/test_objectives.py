@@ -7,8 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neft import make_generator, models, objectives
-from neft.objectives import negative_feedback_loss
+from neft import make_generator, models
+from neft.training import objectives
+from neft.training.objectives import negative_feedback_loss
 
 
 def test_negative_feedback_loss_by_hand_n1():
@@ -260,9 +261,10 @@ def test_building_an_objective_leaves_the_model_exactly_as_it_was(method):
 
 # --- the field's other answers to device variation: RCG, Lipschitz, Distill (docs/method.md) ---------------------
 
-from neft import checkpoint, devices  # noqa: E402
-from neft.errors import SettingError  # noqa: E402
-from neft.objectives import distillation_loss, lipschitz_penalty, spectral_norm  # noqa: E402
+from neft.store import checkpoint  # noqa: E402
+from neft.chip import devices
+from neft.common.errors import SettingError  # noqa: E402
+from neft.training.objectives import distillation_loss, lipschitz_penalty, spectral_norm  # noqa: E402
 
 
 def _phi(k):
@@ -429,7 +431,7 @@ def test_distill_loss_uses_the_clean_teacher_and_never_updates_it(tmp_path):
 
 
 def test_distill_teacher_of_another_data_set_is_a_clear_error(tmp_path):
-    from neft.train import TrainConfig
+    from neft.training.trainer import TrainConfig
 
     model, x = models.create("lenet5", 10, 1, 0.5), torch.randn(2, 1, 32, 32)
     with pytest.raises(SettingError, match="distill needs a teacher"):
@@ -455,7 +457,7 @@ def test_distill_teacher_of_another_data_set_is_a_clear_error(tmp_path):
     ("rcg", "censor_k", -1.0), ("lipschitz", "lipschitz_lambda", float("nan")), ("distill", "distill_alpha", 1.5),
 ])
 def test_settings_are_refused_where_they_do_not_apply_or_are_invalid(method, setting, value):
-    from neft.train import TrainConfig
+    from neft.training.trainer import TrainConfig
 
     extra = {"teacher": "runs/teacher"} if method == "distill" else {}
     with pytest.raises(SettingError) as error:

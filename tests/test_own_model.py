@@ -8,12 +8,13 @@ import textwrap
 import pytest
 import torch
 
-from neft import checkpoint, data, models
-from neft.cli import main
+from neft.store import checkpoint
+from neft import data, models
+from neft.cli.main import main
 from neft.models import registry
-from neft.montecarlo import evaluate
-from neft.runs import evaluate_run
-from neft.train import TrainConfig, load_config, train
+from neft.evaluation.montecarlo import evaluate
+from neft.runs.evaluate import evaluate_run
+from neft.training.trainer import TrainConfig, load_config, train
 
 NETS = textwrap.dedent("""
     from torch import nn
@@ -231,7 +232,7 @@ def test_every_train_flag_is_a_trainconfig_field():
     import argparse
     import dataclasses
 
-    from neft.cli import _add_train_arguments
+    from neft.cli.main import _add_train_arguments
 
     parser = argparse.ArgumentParser()
     _add_train_arguments(parser)

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from neft import checkpoint, data, montecarlo, precision, runs
+from neft.store import checkpoint
+from neft import data, runs
+from neft.evaluation import montecarlo, precision
 
 
 @pytest.fixture(scope="module")

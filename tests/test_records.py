@@ -7,10 +7,10 @@ import warnings
 import pytest
 import torch
 
-from neft import report
-from neft.cli import main
-from neft.runs import UnfinishedRunWarning, evaluate_run
-from neft.train import TrainConfig, train
+from neft.reporting import report
+from neft.cli.main import main
+from neft.runs.evaluate import UnfinishedRunWarning, evaluate_run
+from neft.training.trainer import TrainConfig, train
 
 CONFIG = dict(model="lenet5", method="noise-injection", sigma=0.2, epochs=3, train_subset=64, test_subset=32,
               val_runs=1, init="torch")
@@ -111,7 +111,7 @@ def test_a_weight_tied_between_embedding_and_linear_is_on_the_crossbar_either_wa
     import torch
     from torch import nn
 
-    from neft.variation import mapped_weight_names
+    from neft.chip.crossbar import mapped_weight_names
 
     class Tied(nn.Module):
         def __init__(self, embedding_first):
@@ -132,7 +132,8 @@ def test_a_weight_tied_between_embedding_and_linear_is_on_the_crossbar_either_wa
 def test_a_ci_target_stops_at_the_same_run_whatever_the_chips_per_pass():
     import torch
 
-    from neft import models, montecarlo
+    from neft import models
+    from neft.evaluation import montecarlo
 
     torch.manual_seed(0)
     model = models.create("lenet5", 10, 1, width=0.5, init="torch").eval()

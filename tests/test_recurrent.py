@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from neft import Crossbar, make_generator, mapped_weight_names
-from neft.cli import main
-from neft.montecarlo import evaluate
+from neft.cli.main import main
+from neft.evaluation.montecarlo import evaluate
 
 NETS = textwrap.dedent("""
     import torch
@@ -119,7 +119,8 @@ def test_lstm_and_transformer_models_train_with_noise_injection_and_evaluate(tmp
     assert main(["evaluate", str(run), "--sigmas", "0,0.2", "--runs", "3", "--test-subset", "100", "--quiet"]) == 0
     results = json.loads((run / "results.json").read_text())
     clean, noisy = (point["accuracy"] for point in results["per_sigma"])
-    from neft import checkpoint, data
+    from neft.store import checkpoint
+    from neft import data
 
     model = checkpoint.load(run)
     assert set(wanted) <= set(Crossbar(model).names)
@@ -134,7 +135,7 @@ def test_lstm_and_transformer_models_train_with_noise_injection_and_evaluate(tmp
 
 
 def test_irs_taps_a_recurrent_module_by_its_output_sequence(tmp_path):
-    from neft import objectives
+    from neft.training import objectives
     from neft.models import registry
 
     (tmp_path / "nets.py").write_text(NETS)
@@ -151,7 +152,7 @@ def test_irs_taps_a_recurrent_module_by_its_output_sequence(tmp_path):
 def test_circuit_settings_on_a_recurrent_model_are_one_error_naming_the_setting(setting):
     """The crossbar circuit runs Conv/Linear layers only: an active setting on a model with recurrent weights on
     the crossbar is refused before any work, naming the setting; with the circuit off the same model evaluates."""
-    from neft.errors import SettingError
+    from neft.common.errors import SettingError
 
     torch.manual_seed(0)
     model = nn.Sequential(Attention(separate=False), nn.Linear(6, 3))

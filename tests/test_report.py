@@ -1,4 +1,4 @@
-"""Tests for neft.report: loading Monte Carlo results, comparison rows, markdown, CSV, plot and report files."""
+"""Tests for neft.reporting.report: loading Monte Carlo results, comparison rows, markdown, CSV, plot and report files."""
 
 import csv
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 from matplotlib.image import imread
 
-from neft import chip_report, report
+from neft.reporting import chip_plots as chip_report, report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -186,7 +186,7 @@ def test_seed_sections_shared_threshold_t_intervals_and_paired_differences():
 
 
 def test_pooled_report_shows_both_intervals(tmp_path):
-    from neft.experiments import pooled_results
+    from neft.experiments.grid import pooled_results
 
     results = _seeded({"method": "noise-injection", "beta": 0.0}, [70.0, 74.0, 75.0])
     pooled = pooled_results(results)
@@ -218,7 +218,8 @@ def test_results_from_python_share_a_report_with_labels_and_device_models(tmp_pa
     models gets one line per device model; labels= names results."""
     import torch
 
-    from neft import models, montecarlo
+    from neft import models
+    from neft.evaluation import montecarlo
 
     torch.manual_seed(0)
     model = models.create("lenet5", 10, 1)

@@ -5,9 +5,9 @@ IRS head accuracy explained."""
 import pytest
 from matplotlib.figure import Figure
 
-from neft import report
-from neft.cli import main
-from neft.experiments import pooled_results
+from neft.reporting import report
+from neft.cli.main import main
+from neft.experiments.grid import pooled_results
 
 
 def result(method, mean, seed=0, device="RRAM4", p5=None):
@@ -48,7 +48,7 @@ def test_the_plot_names_the_device_keeps_the_legend_outside_and_shows_the_worst_
 
 
 def test_a_single_run_plot_is_titled_with_its_device_model(tmp_path, figures):
-    from neft.runs import _write_outputs
+    from neft.runs.evaluate import _write_outputs
 
     results = {**result("ovf", 90.0), "evaluation": {}}
     _write_outputs(results, [tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.png"], "ovf (run, evaluated on "

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from neft import report
-from neft.cli import main
+from neft.reporting import report
+from neft.cli.main import main
 
 
 def result(method="ovf", sigma=0.1, mean=90.0, **fields):
@@ -81,7 +81,7 @@ def test_valid_results_are_accepted_unchanged(tmp_path):
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory):
     """One LeNet-5 (one epoch on 64 digits) evaluated six ways, each into its own results*.json."""
-    from neft.train import TrainConfig, train
+    from neft.training.trainer import TrainConfig, train
 
     run = tmp_path_factory.mktemp("many") / "run"
     train(TrainConfig(model="lenet5", method="noise-injection", sigma=0.2, epochs=1, train_subset=64,
@@ -118,7 +118,7 @@ def test_a_report_counts_every_result_file_of_a_run_once(evaluated_run, tmp_path
 
 
 def test_pooled_grid_results_keep_every_variant_setting_in_their_labels(tmp_path):
-    from neft.experiments import pooled_results
+    from neft.experiments.grid import pooled_results
 
     cells = [result("rcg", train_seed=seed, censor_k=2.0, lipschitz_lambda=None, run=f"runs/rcg{seed}")
              for seed in (0, 1)]

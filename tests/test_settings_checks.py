@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from neft import devices, montecarlo, runs
-from neft.cli import main
-from neft.devices import DeviceModel, check_sigma
-from neft.errors import FLOAT32_MAX, SettingError, check_number
-from neft.train import TrainConfig
+from neft.chip import devices
+from neft.evaluation import montecarlo
+from neft import runs
+from neft.cli.main import main
+from neft.chip.devices import DeviceModel, check_sigma
+from neft.common.errors import FLOAT32_MAX, SettingError, check_number
+from neft.training.trainer import TrainConfig
 
 
 # ---- item 1 in Python: booleans are no numbers, float32 overflow is infinite --------------------------------------
@@ -315,7 +317,7 @@ def test_the_fuzz_covers_every_command_with_forty_cases():
 @pytest.mark.parametrize("settings, setting", [({"parallel": True}, "parallel"), ({"cells_per_device": True},
                                                                                    "cells_per_device")])
 def test_grid_process_counts_refuse_booleans(settings, setting, tmp_path):
-    from neft.experiments import reproduce
+    from neft.experiments.grid import reproduce
 
     with pytest.raises(SettingError) as error:
         reproduce(_preset(tmp_path), **settings)

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import neft
-from neft import checkpoint, report
-from neft.cli import main
-from neft.runs import evaluate_run
-from neft.train import RunExistsError, TrainConfig, train
+from neft.store import checkpoint
+from neft.reporting import report
+from neft.cli.main import main
+from neft.runs.evaluate import evaluate_run
+from neft.training.trainer import RunExistsError, TrainConfig, train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -225,7 +226,7 @@ def test_a_diverging_run_names_where_the_numbers_broke(tmp_path, capsys):
 
 
 def test_non_finite_origin_names_images_weights_or_the_first_overflowing_layer():
-    from neft.train import _non_finite_origin
+    from neft.training.trainer import _non_finite_origin
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     x = torch.ones(4, 3)

@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-from neft import make_generator, models, objectives
-from neft.cli import main
-from neft.train import TrainConfig, train
+from neft import make_generator, models
+from neft.training import objectives
+from neft.cli.main import main
+from neft.training.trainer import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

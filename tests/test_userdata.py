@@ -1,4 +1,4 @@
-"""Data sets of your own: folder:PATH and npz:PATH (neft.userdata; docs/api.md, 'Your own network and data')."""
+"""Data sets of your own: folder:PATH and npz:PATH (neft.data.own; docs/api.md, 'Your own network and data')."""
 
 import json
 
@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from neft import data
-from neft.cli import main
-from neft.errors import SettingError
+from neft.cli.main import main
+from neft.common.errors import SettingError
 
 QUICK = ["--model", "lenet5", "--init", "torch", "--epochs", "1", "--val-runs", "2", "--sigma", "0.1", "--quiet",
          "--lr", "0.01", "--batch-size", "16"]

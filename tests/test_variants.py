@@ -2,7 +2,7 @@
 
 import pytest
 
-from neft import variants
+from neft.training import variants
 
 
 def test_parse_variants():

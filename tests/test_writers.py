@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from neft import report, runlock, runs
-from neft.cli import main
+from neft.reporting import report
+from neft.store import lock as runlock
+from neft import runs
+from neft.cli.main import main
 
 EVALUATE = ["--quiet", "--runs", "2", "--sigmas", "0.2", "--compile", "off"]
 

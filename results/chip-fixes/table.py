@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from neft.metrics import seed_interval  # noqa: E402
+from neft.evaluation.metrics import seed_interval  # noqa: E402
 
 HERE = Path(__file__).parent
 FIXES = {"none": "no fix", "bn": "BatchNorm recalibration", "swim1": "SWIM write-verify 1 %", "tune": "tuned block"}

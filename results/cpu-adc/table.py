@@ -6,7 +6,7 @@ over chips, and paired differences (same network, same chips). Usage:
 import json
 from pathlib import Path
 
-from neft.metrics import seed_interval
+from neft.evaluation.metrics import seed_interval
 
 RUNS = Path(__file__).parent / "runs"
 NETWORKS = {"vanilla-s0": "vanilla", "noise-injection-s0.35": "noise-injection", "ovf-s0.35": "ovf",

@@ -7,7 +7,7 @@ the mean over training seeds of the per-seed Monte Carlo means on the realistic 
 import json
 from pathlib import Path
 
-from neft.metrics import seed_interval
+from neft.evaluation.metrics import seed_interval
 
 CELLS = Path(__file__).parent / "cells"
 ON_CHIP = "_device=configs_chips_realistic-chip.toml"

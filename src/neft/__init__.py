@@ -1,16 +1,27 @@
 """neft: Negative Feedback Training (OVF, IRS) for robust NVCiM DNN accelerators, and Monte Carlo evaluation.
 
 Qin et al., "Negative Feedback Training: A Novel Concept to Improve Robustness of NVCIM DNN Accelerators",
-arXiv 2305.14561 / IEEE TCAD 2025.
+arXiv 2305.14561 / IEEE TCAD 2025. The packages, their purposes and the order in which they may import each other:
+docs/architecture.md. What README.md and docs/api.md use is listed in ``__all__``.
 """
 
-__version__ = "0.1.0"
+from neft.common.version import __version__
+from neft.common.seeds import run_seed
+from neft import data, models
+from neft.chip import devices
+from neft.chip.crossbar import Crossbar, make_generator, mapped_weight_names
+from neft.chip.devices import DeviceModel
+from neft.store.checkpoint import load, load_checkpoint
+from neft.evaluation import metrics
+from neft.evaluation.montecarlo import EvalConfig, evaluate, parse_sigmas
+from neft.training import objectives
+from neft.training.trainer import TrainConfig, load_config, train
+from neft import reporting
+from neft.reporting import write_report
+from neft.runs.evaluate import evaluate_run
+from neft.runs.importing import import_run
 
-from . import devices, models  # noqa: E402
-from .checkpoint import load, load_checkpoint  # noqa: E402
-from .devices import DeviceModel  # noqa: E402
-from .seeds import run_seed  # noqa: E402
-from .variation import Crossbar, make_generator, mapped_weight_names  # noqa: E402
-
-__all__ = ["devices", "models", "DeviceModel", "Crossbar", "make_generator", "mapped_weight_names", "run_seed",
-           "load", "load_checkpoint"]
+__all__ = ["__version__", "data", "models", "devices", "metrics", "objectives", "reporting", "Crossbar", "DeviceModel",
+           "EvalConfig", "TrainConfig", "evaluate", "evaluate_run", "import_run", "load", "load_checkpoint",
+           "load_config", "make_generator", "mapped_weight_names", "parse_sigmas", "run_seed", "train",
+           "write_report"]

@@ -1,6 +1,6 @@
 """Model zoo: plain ``nn.Module`` architectures from the paper, built by name (docs/method.md, 'Models').
 
-Every model is an ordinary network with no noise code inside; :class:`neft.variation.Crossbar` perturbs it.
+Every model is an ordinary network with no noise code inside; :class:`neft.chip.crossbar.Crossbar` perturbs it.
 Each class declares ``irs_taps``: its default IRS snapshot points as ``(module name, pool size)`` pairs
 (docs/method.md, 'IRS', taps table). Wherever a zoo name is accepted, so is an import path of your own factory,
 ``package.module:function`` or ``path/to/nets.py:function`` (:mod:`neft.models.registry`).
@@ -12,12 +12,12 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..errors import SettingError
+from neft.common.errors import SettingError
 
-from . import registry
-from .lenet import LeNet5
-from .resnet import ResNet18
-from .vgg import VGG8
+from neft.models import registry
+from neft.models.lenet import LeNet5
+from neft.models.resnet import ResNet18
+from neft.models.vgg import VGG8
 
 __all__ = ["MODELS", "create", "registry", "default_taps", "init_weights", "VGG8", "ResNet18", "LeNet5"]
 
@@ -31,7 +31,7 @@ def init_weights(model: nn.Module, distribution: str = "normal") -> nn.Module:
     distribution [ours].
 
     The two differ in what matters under relative device variation: the noise std of a layer is proportional to
-    its max|W| (see :mod:`neft.devices`), and a normal layer's max|W| is ~4-5 std (it grows with the layer size),
+    its max|W| (see :mod:`neft.chip.devices`), and a normal layer's max|W| is ~4-5 std (it grows with the layer size),
     a uniform one's sqrt(3) std. At sigma 0.35 the normal init starts with weight noise 0.7-1.5x the weight std,
     the uniform one with 0.47x (measured on LeNet-5 and VGG8; ``neft layers --sigma`` prints it).
     """
@@ -64,12 +64,12 @@ def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, in
 
     Raises:
         ValueError: for an unknown name or init, or non-positive sizes; a
-            :class:`~neft.errors.SettingError` for an import path that fails (:func:`~neft.models.registry.build`)
+            :class:`~neft.common.errors.SettingError` for an import path that fails (:func:`~neft.models.registry.build`)
             or ``model_args`` given to a zoo model.
     """
     key = str(name).lower()
     if registry.is_python_object(name):
-        raise SettingError("model", f"this run's model ({name}) was built in Python and handed to neft.train.train"
+        raise SettingError("model", f"this run's model ({name}) was built in Python and handed to neft.training.trainer.train"
                                     "(config, model=...); pass the same module again (model=...), or train with "
                                     "an import path (--model package.module:function) to rebuild it anywhere")
     if key not in MODELS and not registry.is_import_path(name):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .width import scaled
+from neft.models.width import scaled
 
 
 class BasicBlock(nn.Module):
@@ -39,7 +39,7 @@ class ResNet18(nn.Module):
 
     Input ``[B, in_channels, H, W]``, output logits ``[B, num_classes]``.
     IRS taps (docs/method.md, 'IRS'): ``stem`` (pool 6), ``layer1`` (6), ``layer2`` (4), ``layer3`` (3).
-    Tuned-block taps [ours] (:mod:`neft.chiptune`): after both blocks of ``layer1`` (64 channels at width 1: one
+    Tuned-block taps [ours] (:mod:`neft.deployment.tuned_block`): after both blocks of ``layer1`` (64 channels at width 1: one
     shared 64x64 block, 0.04 % of the weights).
     """
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .width import scaled
+from neft.models.width import scaled
 
 # (output channels, max-pool after) for the six conv blocks: 64, 128, P, 256, 256, P, 512, 512, P.
 _BLOCKS = ((64, False), (128, True), (256, False), (256, True), (512, False), (512, True))
@@ -18,7 +18,7 @@ class VGG8(nn.Module):
 
     Input ``[B, in_channels, 32, 32]``, output logits ``[B, num_classes]``.
     IRS taps (docs/method.md, 'IRS'): after conv1 (``features.0``, pool 6), conv2+pool (``features.1``, pool 4) and
-    conv4+pool (``features.3``, pool 3). Tuned-block taps [ours] (:mod:`neft.chiptune`): after conv3 and conv4
+    conv4+pool (``features.3``, pool 3). Tuned-block taps [ours] (:mod:`neft.deployment.tuned_block`): after conv3 and conv4
     (``features.2``, ``features.3``; 256 channels at width 1: one shared 256x256 block, 0.5 % of the weights).
     """
 

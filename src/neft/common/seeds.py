@@ -1,0 +1,48 @@
+"""Every seed neft derives from a user's seed, in one place (docs/method.md, 'Noise timing').
+
+Seeds are stable hashes (the first 8 bytes of SHA-256, as a non-negative 63-bit integer) of a key naming what
+they seed, so a chip or a training step is replayed from its coordinates alone: independent of chunking, order,
+process count and of whatever else ran before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed", "fix_seed"]
+
+
+def _hashed(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def run_seed(base_seed: int, sigma: float, run: int) -> int:
+    """Seed of Monte Carlo run (programmed chip) ``run`` at relative device variation ``sigma``: depends only on
+    (base seed, sigma rounded to 1e-9, run index), so any single chip can be replayed."""
+    return _hashed(f"{int(base_seed)}:{round(float(sigma), 9):.9f}:{int(run)}")
+
+
+def step_seed(seed: int, rank_index: int, step: int) -> int:
+    """Seed of the training noise of data-parallel rank ``rank_index`` at optimiser step ``step``: ranks draw
+    different chips, and a resumed run redraws exactly the chips of an uninterrupted one."""
+    return _hashed(f"train:{int(seed)}:{int(rank_index)}:{int(step)}")
+
+
+def read_seed(chip_seed: int, layer: int, tile: int, block: int) -> int:
+    """Seed of the read noise of the chip drawn from ``chip_seed`` (a :func:`run_seed`) in mapped layer ``layer``
+    (its index in :attr:`neft.chip.crossbar.Crossbar.names`), tile ``tile``, for the block ``block`` of
+    :data:`neft.chip.circuit.READ_BLOCK` consecutive test images (image i is in block ``i // READ_BLOCK``): each image
+    reads with its own noise, whatever the batch size and chips per pass (docs/method.md, 'Read noise')."""
+    return _hashed(f"read:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}")
+
+
+def verify_seed(base_seed: int) -> int:
+    """Seed of the random write-verify selection (``verify_select="random"``) of an evaluation with base seed
+    ``base_seed``: one selection per network, shared by every chip and sigma."""
+    return _hashed(f"verify:{int(base_seed)}")
+
+
+def fix_seed(chip_seed: int) -> int:
+    """Seed of the per-chip fixes of the chip drawn from ``chip_seed`` (a :func:`run_seed`): the tuned block's
+    training batches and its residual write noise (:mod:`neft.deployment.fixes`)."""
+    return _hashed(f"fix:{int(chip_seed)}")

@@ -1,0 +1,234 @@
+"""Data sets of your own: ``folder:PATH`` (one subfolder of images per class) and ``npz:PATH`` (NumPy arrays)
+(docs/api.md, 'Your own network and data').
+
+- ``folder:PATH``: torchvision's ImageFolder layout, read with Pillow. ``PATH/train/<class>/`` and
+  ``PATH/test/<class>/`` give the split; a plain ``PATH/<class>/`` is split 80/20 by a fixed seed (0), so
+  training and evaluation see the same test images. Classes are the subfolder names in sorted order (label k =
+  k-th name). Files ending in .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff or .webp are read (others are skipped),
+  resized to ``image_size`` x ``image_size`` (bilinear; default 32) and kept grayscale when every image is
+  (1 channel), else converted to RGB (3 channels).
+- ``npz:PATH``: a ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``. Images ``[N, H, W]``
+  (one channel), ``[N, C, H, W]`` or ``[N, H, W, C]`` (channels last when the last axis has at most 4 entries
+  and the second more); uint8 pixels (0..255) or floats used as they are. Labels are integers ``0 .. K - 1``,
+  K = 1 + the largest training label.
+
+Normalisation: the per-channel mean and std of the training split (pixels scaled to [0, 1] for uint8 images,
+float images as given), computed on the whole training split before any validation hold-out, so every run of
+the data set uses the same numbers; ``neft train`` records them in config.json. No augmentation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neft.common.errors import SettingError
+
+__all__ = ["PREFIXES", "is_user_dataset", "canonical", "short_name", "read", "IMAGE_EXTENSIONS"]
+
+PREFIXES = ("folder:", "npz:")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DEFAULT_FOLDER_SIZE = 32  # side of folder: images after resizing, without image_size
+TEST_FRACTION = 0.2  # of a folder without train/ and test/, split by seed SPLIT_SEED
+SPLIT_SEED = 0
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def is_user_dataset(name: str) -> bool:
+    """Whether ``name`` is ``folder:PATH`` or ``npz:PATH``."""
+    return str(name).strip().startswith(PREFIXES)
+
+
+def canonical(name: str) -> str:
+    """``folder:`` or ``npz:`` with the absolute path, after checking the path exists.
+
+    Raises:
+        SettingError: (setting ``dataset``) for a path that is not there (or not a folder / not a file).
+    """
+    kind, _, where = str(name).strip().partition(":")
+    path = Path(where).expanduser()
+    if not where or not (path.is_dir() if kind == "folder" else path.is_file()):
+        what = "a folder with one subfolder of images per class" if kind == "folder" else "a .npz file"
+        raise SettingError("dataset", f"data set {name!r}: {where!r} is not {what}; give {kind}:PATH to it")
+    return f"{kind}:{path.resolve()}"
+
+
+def short_name(name: str) -> str:
+    """A name fit for a run directory, e.g. ``folder-flowers`` or ``npz-signals``."""
+    kind, _, where = str(name).partition(":")
+    return f"{kind}-{Path(where).stem}"
+
+
+def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
+    """Read ``folder:PATH`` or ``npz:PATH`` (canonical, see :func:`canonical`).
+
+    Args:
+        name: the data set.
+        image_size: side S to resize the images to (folder: default 32; npz: default the stored size).
+
+    Returns:
+        ``(train, test, info)``: splits of images (uint8 or float32 ``[N, C, H, W]``) and int64 labels ``[N]``;
+        ``info`` = ``{"num_classes", "mean", "std", "image_size", "classes"}``.
+
+    Raises:
+        SettingError: (setting ``dataset``) for a folder with fewer than two classes, an unreadable image, an
+            npz without one of its four arrays, images of an unusable shape or type, labels that are not
+            integers ``0 .. K - 1`` or test labels the training split lacks; (setting ``image_size``) for a size < 1.
+    """
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
+        raise SettingError("image_size", f"image_size must be an integer >= 1 (pixels per side), got {image_size!r}")
+    kind, _, where = name.partition(":")
+    if kind == "folder":
+        train, test, classes = _read_folder(Path(where), image_size or DEFAULT_FOLDER_SIZE)
+    else:
+        train, test, classes = _read_npz(Path(where), name)
+    num_classes = _check_labels(name, train[1], test[1], classes)
+    mean, std = _statistics(train[0])
+    size = image_size if image_size is not None else (train[0].shape[-1] if train[0].shape[-1] == train[0].shape[-2]
+                                                      else None)
+    return train, test, {"num_classes": num_classes, "mean": mean, "std": std, "image_size": size,
+                         "classes": classes}
+
+
+def _statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (population) of ``images`` ``[N, C, H, W]``, uint8 scaled to [0, 1]."""
+    x = images.double() / 255 if images.dtype == torch.uint8 else images.double()
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3), unbiased=False).clamp_min(1e-6)  # a constant channel: no division by zero
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _check_labels(name: str, train: torch.Tensor, test: torch.Tensor, classes: tuple[str, ...] | None) -> int:
+    for split, labels in (("train", train), ("test", test)):
+        if not len(labels):
+            raise SettingError("dataset", f"data set {name!r} has no {split} images")
+        if int(labels.min()) < 0:
+            raise SettingError("dataset", f"data set {name!r}: {split} labels must be 0 .. K - 1, found "
+                                          f"{int(labels.min())}")
+    num_classes = len(classes) if classes else int(train.max()) + 1
+    if int(test.max()) >= num_classes:
+        raise SettingError("dataset", f"data set {name!r}: test labels reach {int(test.max())} but the training "
+                                      f"labels only 0 .. {num_classes - 1}; labels out of range")
+    if num_classes < 2:
+        raise SettingError("dataset", f"data set {name!r} has {num_classes} class; a classifier needs at least two "
+                                      "(one subfolder or label value per class)")
+    return num_classes
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_folder(root: Path, size: int) -> tuple[Split, Split, tuple[str, ...]]:
+    split_folders = (root / "train").is_dir() and (root / "test").is_dir()
+    classes = tuple(p.name for p in _class_folders(root / "train" if split_folders else root))
+    if len(classes) < 2:
+        raise SettingError("dataset", f"folder:{root} has {len(classes)} class folder(s) "
+                                      f"{list(classes)}; put the images of each class (at least two) in their own "
+                                      "subfolder, e.g. cats/ and dogs/")
+    label = {name: k for k, name in enumerate(classes)}
+    if split_folders:
+        unknown = sorted(p.name for p in _class_folders(root / "test") if p.name not in label)
+        if unknown:
+            raise SettingError("dataset", f"folder:{root}: test/ has classes {unknown} that train/ lacks")
+        items = {split: _image_files(root / split, label) for split in ("train", "test")}
+    else:
+        files = _image_files(root, label)
+        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+        n_test = max(1, round(TEST_FRACTION * len(files)))
+        items = {"test": [files[i] for i in order[:n_test]], "train": [files[i] for i in order[n_test:]]}
+    everything = items["train"] + items["test"]
+    images = _read_images([path for path, _ in everything], size)
+    labels = torch.tensor([k for _, k in everything], dtype=torch.int64)
+    n = len(items["train"])
+    return (images[:n], labels[:n]), (images[n:], labels[n:]), classes
+
+
+def _image_files(folder: Path, label: dict[str, int]) -> list[tuple[Path, int]]:
+    return [(path, k) for name, k in label.items() if (folder / name).is_dir()
+            for path in sorted((folder / name).rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
+
+
+def _read_images(paths: list[Path], size: int) -> torch.Tensor:
+    """uint8 ``[N, C, size, size]``: grayscale (C = 1) when every image is, else RGB (C = 3)."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as error:
+        raise ImportError("folder: data sets need pillow: pip install pillow") from error
+    opened = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                opened.append(image.copy())
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise SettingError("dataset", f"cannot read image {path} ({type(error).__name__}: "
+                                          f"{(str(error).splitlines() or [''])[0][:120]}); fix or remove the file"
+                               ) from None
+    gray = all(image.mode in _GRAY_MODES for image in opened)
+    arrays = [np.asarray(image.convert("L" if gray else "RGB").resize((size, size), Image.BILINEAR))
+              for image in opened]
+    stacked = np.stack(arrays).reshape(len(arrays), size, size, -1)
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_npz(path: Path, name: str) -> tuple[Split, Split, None]:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [key for key in _NPZ_KEYS if key not in arrays.files]
+            if missing:
+                raise SettingError("dataset", f"{name!r} lacks {', '.join(missing)} (it has "
+                                              f"{', '.join(arrays.files) or 'no array'}); save it with "
+                                              "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+            loaded = {key: arrays[key] for key in _NPZ_KEYS}
+    except SettingError:
+        raise
+    except (OSError, ValueError) as error:
+        raise SettingError("dataset", f"cannot read {name!r} as a .npz file ({type(error).__name__}: "
+                                      f"{(str(error).splitlines() or [''])[0][:120]})") from None
+    splits = []
+    for split in ("train", "test"):
+        images, labels = _npz_images(loaded[f"x_{split}"], name, split), _npz_labels(loaded[f"y_{split}"], name, split)
+        if len(images) != len(labels):
+            raise SettingError("dataset", f"{name!r}: x_{split} has {len(images)} images but y_{split} "
+                                          f"{len(labels)} labels")
+        splits.append((images, labels))
+    if splits[0][0].shape[1:] != splits[1][0].shape[1:]:
+        raise SettingError("dataset", f"{name!r}: training images are {list(splits[0][0].shape[1:])}, test images "
+                                      f"{list(splits[1][0].shape[1:])}; both splits need one shape")
+    return splits[0], splits[1], None
+
+
+def _npz_images(x: np.ndarray, name: str, split: str) -> torch.Tensor:
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise SettingError("dataset", f"{name!r}: x_{split} has shape {list(x.shape)}; give images [N, H, W], "
+                                      "[N, C, H, W] or [N, H, W, C]")
+    if x.shape[-1] <= 4 < x.shape[1]:  # channels last
+        x = x.transpose(0, 3, 1, 2)
+    if x.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(x))
+    if np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise SettingError("dataset", f"{name!r}: x_{split} contains NaN or infinite values")
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise SettingError("dataset", f"{name!r}: x_{split} is {x.dtype}; give uint8 pixels (0..255) or floats")
+
+
+def _npz_labels(y: np.ndarray, name: str, split: str) -> torch.Tensor:
+    y = np.asarray(y).reshape(-1) if y.ndim == 2 and 1 in y.shape else y
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or
+                           (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))):
+        raise SettingError("dataset", f"{name!r}: y_{split} must be integer class labels [N], got {y.dtype} "
+                                      f"{list(y.shape)}")
+    return torch.from_numpy(y.astype(np.int64))

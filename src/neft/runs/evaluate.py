@@ -1,0 +1,264 @@
+"""Run directories: Monte Carlo evaluation of a trained run and its result files (docs/results.md).
+
+:func:`evaluate_run` reads what ``neft train`` wrote (checkpoint, data set, device model), hands tensors to the
+engine (:func:`neft.evaluation.montecarlo.evaluate`) and writes ``{name}.json``, ``{name}.csv`` and the accuracy-vs-sigma plot
+back into the run directory. ``neft evaluate RUN_DIR`` is this function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from neft.store import checkpoint, lock as runlock
+from neft import data
+from neft.chip import devices
+from neft.common import distributed
+from neft.training import objectives
+from neft.reporting import report
+from neft.chip.circuit import CALIBRATION_IMAGES, FIELDS as CIRCUIT_FIELDS, CircuitSettings
+from neft.common.compute import resolve_device
+from neft.common.errors import SettingError
+from neft.evaluation.montecarlo import EvalConfig, evaluate
+from neft.common.seeds import fix_seed, verify_seed
+from neft.training.trainer import epochs_trained
+from neft.chip.crossbar import make_generator
+
+__all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES",
+           "FIX_IMAGES"]
+
+SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.deployment.write_verify)
+FIX_IMAGES = 4096  # training images (a seeded draw) the per-chip fixes draw from (more if recalibrate_bn asks)
+
+
+def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
+    """``[{name}.json, {name}.csv, plot]`` in ``run_dir``; the plot is ``accuracy_vs_sigma.png`` for the default
+    name and ``{name}_accuracy_vs_sigma.png`` otherwise.
+
+    Raises:
+        SettingError: ``name`` is not a plain file name (has a ``/`` or starts with ``.``) or is one of the run's
+            own files (``config``, ``summary``, ``train_log``), which no evaluation may replace.
+    """
+    if not name or name.startswith(".") or Path(name).name != name:
+        raise SettingError("name", f"name {name!r} must be a plain file name without '/' or a leading '.', "
+                                   "e.g. results_rram4")
+    if name.lower() in report.RUN_FILES:
+        raise SettingError("name", f"name {name!r} would replace the run's own {name}.json/.csv (written by neft "
+                                   "train, even with overwrite); choose another, e.g. results_rram4")
+    run_dir = Path(run_dir)
+    plot = "accuracy_vs_sigma.png" if name == "results" else f"{name}_accuracy_vs_sigma.png"
+    return [run_dir / f"{name}.json", run_dir / f"{name}.csv", run_dir / plot]
+
+
+class UnfinishedRunWarning(UserWarning):
+    """A run directory is evaluated before its training finished (fewer epochs in train_log.csv than planned)."""
+
+
+_SWEEP_SUFFIXES = {"write_verify": "wv", "drift_time": "t"}  # result-file name suffix of each swept setting
+
+
+def sweep_names(name: str, **axes: list) -> list[tuple[str, dict]]:
+    """The result files of a sweep: ``(base name, {setting: value})`` for every combination of the swept values,
+    e.g. ``sweep_names("results", write_verify=[0, 0.05], drift_time=[None])`` -> ``[("results_wv0",
+    {...}), ("results_wv0.05", {...})]``; a setting with several values adds ``_wv{fraction:g}`` (write_verify)
+    or ``_t{seconds:g}`` (drift_time) to ``name``.
+
+    Raises:
+        SettingError: naming the swept setting, for two of its values that would write the same file (a value
+            given twice, or two that agree to 6 significant digits), or a ``name`` that is not a plain file name.
+    """
+    for setting, values in axes.items():
+        seen: dict[str, object] = {}
+        for value in values if len(values) > 1 else []:
+            text = f"{value:g}"
+            if text in seen:
+                raise SettingError(setting, f"the {setting} values {seen[text]!r} and {value!r} would both write "
+                                            f"{name}_{_SWEEP_SUFFIXES[setting]}{text}.json; give each value once")
+            seen[text] = value
+    points = []
+    for values in itertools.product(*axes.values()):
+        suffix = "".join(f"_{_SWEEP_SUFFIXES[setting]}{value:g}" for setting, value in zip(axes, values)
+                         if len(axes[setting]) > 1)
+        output_paths(".", name + suffix)
+        points.append((name + suffix, dict(zip(axes, values))))
+    return points
+
+
+def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False) -> None:
+    """Refuse, before any Monte Carlo work, result files that exist (unless ``overwrite``) or cannot be written.
+
+    Raises:
+        FileExistsError: one of the files of :func:`output_paths` exists and ``overwrite`` is False.
+        SettingError: a ``name`` that is not a plain file name.
+    """
+    for name in names:
+        for path in output_paths(run_dir, name):
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
+                                      "(--overwrite) or keep both with another name (--name)")
+
+
+def _trained_normalisation(dataset: data.ImageDataset, stats: dict | None) -> data.ImageDataset:
+    """``dataset`` normalised with the mean/std the network was trained with; a warning when the training split
+    now gives other numbers (the data set's files changed since training)."""
+    if not stats or (tuple(stats["mean"]), tuple(stats["std"])) == (dataset.mean, dataset.std):
+        return dataset
+    warnings.warn(f"the training split of {dataset.name} now has mean {dataset.mean} and std {dataset.std}, the run "
+                  f"was trained with {tuple(stats['mean'])} and {tuple(stats['std'])}: its files changed since "
+                  "training; evaluating with the trained normalisation", UserWarning, stacklevel=3)
+    return dataclasses.replace(dataset, mean=tuple(stats["mean"]), std=tuple(stats["std"]))
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    config: EvalConfig | None = None,
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+    name: str = "results",
+    label: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    model: torch.nn.Module | None = None,
+    **settings,
+) -> dict:
+    """Monte Carlo evaluation of a trained run directory; writes ``{name}.json``, ``{name}.csv`` and the plot
+    (:func:`output_paths`) into it.
+
+    Args:
+        run_dir: a directory written by ``neft train`` (:func:`neft.training.trainer.train`).
+        config: evaluation settings (:class:`neft.evaluation.montecarlo.EvalConfig`); ``settings`` keywords override its
+            fields, e.g. ``evaluate_run(run, sigmas="0:0.4:0.1", runs=100)``. ``sigmas=None`` evaluates 0 and the
+            training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
+            the full test set. ``write_verify > 0`` with ``verify_select="swim"`` (or ``"swim-release"``)
+            computes the sensitivity on ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``,
+            no augmentation); ``recalibrate_bn`` / ``chip_tune`` draw on ``FIX_IMAGES`` = 4096 training images
+            (a draw seeded by ``seed``, no augmentation; at least ``recalibrate_bn``).
+            ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
+            ``test_subset`` (results.json records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
+            ``dac_bits``/``adc_bits`` calibrate their ranges on the first ``CALIBRATION_IMAGES`` = 256 training
+            images (:meth:`neft.chip.circuit.Circuit.calibrate`).
+        data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
+        device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        name: base name of the result files, so several evaluations of one run can coexist.
+        label: the name reports give this result (default: the run's method variant, e.g. ``ovf beta=0``).
+        overwrite: replace existing result files of the same name.
+        progress: show a tqdm bar over runs.
+        model: the module to load the trained weights into (:func:`neft.store.checkpoint.load_checkpoint`); needed only
+            for a run whose network was handed to :func:`neft.training.trainer.train` in Python.
+
+    Returns:
+        The results dict (the ``results.json`` schema, every field in docs/results.md; accuracy in percent), with
+        ``epochs`` (planned), ``epochs_trained`` (done, from train_log.csv) and ``checkpoint_epoch`` (the epoch
+        evaluated). A run that trained fewer epochs than planned is evaluated with an
+        :class:`UnfinishedRunWarning`.
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``run_dir`` or a missing data set.
+        FileExistsError: one of the three result files exists and ``overwrite`` is False;
+            :class:`~neft.store.lock.RunLockedError` another process is training or evaluating ``run_dir``.
+        OSError: ``run_dir`` cannot be written (checked before the Monte Carlo work), or a write failed (full
+            disk); no partial result file is left behind (:func:`neft.store.lock.disk_error` names the folder).
+        SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.evaluation.montecarlo.EvalConfig`) or a
+            ``name`` that is not a plain file name.
+    """
+    run_dir = Path(run_dir)
+    config = dataclasses.replace(config or EvalConfig(), **settings)
+    if label is not None and (not isinstance(label, str) or not label.strip() or not label.isprintable()):
+        raise SettingError("label", f"label must be a non-empty line of text (the name reports give this result; "
+                                    f"no line breaks or control characters), got {label!r}")
+    output_paths(run_dir, name)
+    config.check()
+    checkpoint.checkpoint_path(run_dir)  # no lock file beside a folder that holds no run
+    with runlock.hold(run_dir, "neft evaluate"):  # one writer per run directory
+        return _evaluate_run(run_dir, config, data_dir, device, name, label, overwrite, progress, model)
+
+
+def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, label, overwrite, progress,
+                  model) -> dict:
+    """:func:`evaluate_run` once the run directory's lock is held."""
+    outputs = output_paths(run_dir, name)
+    compute = distributed.setup(resolve_device(device))
+
+    def prepare():
+        check_outputs(run_dir, [name], overwrite)
+        if distributed.is_main():
+            runlock.check_writable(run_dir)  # before the Monte Carlo work, not after it
+        network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
+        chosen = dataclasses.replace(config, sigmas=config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]],
+                                     device_model=devices.get(config.device_model or meta["device_model"]))
+        dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
+                            test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
+        dataset = _trained_normalisation(dataset, meta.get("dataset_stats"))
+        return network, meta, chosen.check(), dataset
+
+    model, meta, chosen, dataset = distributed.agree(prepare)
+    planned, trained = meta["config"].get("epochs"), epochs_trained(run_dir)
+    if distributed.is_main() and trained is not None and planned and trained < planned:
+        warnings.warn(f"{run_dir} trained {trained} of its {planned} epochs (training stopped early): evaluating "
+                      f"the best checkpoint so far (epoch {meta.get('epoch')}); finish it with `neft train --resume "
+                      f"--out {run_dir}` for the final network", UnfinishedRunWarning, stacklevel=2)
+    images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
+    labels = dataset.splits["test"][1].to(compute)
+    sensitivity_images = sensitivity_labels = None
+    if chosen.write_verify > 0 and chosen.verify_select.startswith("swim"):  # SWIM's derivatives on training images
+        sensitivity_images, sensitivity_labels = next(dataset.batches(
+            "train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
+            generator=make_generator(verify_seed(chosen.seed))))
+    calibration_images = None
+    if chosen.dac_bits is not None or chosen.adc_bits is not None:  # converter ranges from clean training images
+        calibration_images = next(dataset.batches("train", CALIBRATION_IMAGES, device=compute))[0]
+    fix_images = fix_labels = None
+    if chosen.recalibrate_bn or chosen.chip_tune:  # the per-chip fixes' training images (neft.deployment.fixes)
+        fix_images, fix_labels = next(dataset.batches(
+            "train", max(FIX_IMAGES, chosen.recalibrate_bn), shuffle=True, device=compute,
+            generator=make_generator(fix_seed(chosen.seed))))
+    evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
+                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
+                          sensitivity_labels=sensitivity_labels, calibration_images=calibration_images,
+                          fix_images=fix_images, fix_labels=fix_labels)
+    results = {
+        **evaluation,
+        "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
+        "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
+        "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
+        "train_device_model": meta["device_model"],
+        "train_circuit": {name: meta["config"].get(name, getattr(CircuitSettings(), name)) for name in CIRCUIT_FIELDS},
+        "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),
+        "init": meta["config"].get("init", "kaiming"), "teacher_sha256": meta.get("teacher_sha256"),
+        "epochs": planned, "epochs_trained": trained, "checkpoint_epoch": meta.get("epoch"),
+        "train_subset": meta["config"].get("train_subset"),
+        "test_set": "full" if chosen.test_subset is None else "subset",
+        "seed": chosen.seed, "runs": chosen.runs, "ci_target": chosen.ci_target,
+        "versions": checkpoint.versions(),
+        **({"model_source": {**meta["model"]["source"], "changed": meta["model"]["source_changed"]},
+            "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),
+    }
+    if distributed.is_main():
+        _write_outputs(results, outputs, f"{report.result_label(results)} ({run_dir.name}, evaluated on "
+                                         f"{results['device_model']['name']})")
+    return results
+
+
+def _write_outputs(results: dict, outputs: list[Path], title: str) -> None:
+    """Write the CSV, the plot and then the JSON of :func:`output_paths`, each first to a hidden temporary in the
+    same folder: a results.json marks a finished evaluation, and a failed write (full disk) leaves no file behind
+    that would block the same command's rerun."""
+    temporaries = [path.with_name(f".{path.stem}.tmp{path.suffix}") for path in outputs]
+    try:
+        report.write_csv(report.comparison_rows([results]), temporaries[1])
+        report.plot([results], temporaries[2], title=title)
+        temporaries[0].write_text(json.dumps(results, indent=1))
+        for temporary, path in zip(temporaries[::-1], outputs[::-1]):  # the JSON last
+            temporary.replace(path)
+    except BaseException as error:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise runlock.disk_error(outputs[0].parent, error) from None
+        raise

@@ -27,8 +27,8 @@ from torch import nn
 
 from neft import Crossbar, make_generator, models
 from neft.evaluation import montecarlo
-from neft.training import objectives
 from neft.evaluation.chip_forward import ChipForward, _chips_that_fit, choose_chips_per_pass
+from neft.training import objectives
 
 
 class DropoutAtTest(nn.Module):

@@ -81,16 +81,15 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import neft.store.checkpoint
 import neft.chip.circuit
 import neft.models
-from neft import data
-from neft.evaluation import montecarlo
+import neft.store.checkpoint
+from neft import data, run_seed
+from neft.chip.crossbar import Crossbar, make_generator
 from neft.common.compute import keep_freed_memory
+from neft.evaluation import montecarlo
 from neft.evaluation.metrics import ci_half_width
 from neft.evaluation.precision import native_bf16
-from neft import run_seed
-from neft.chip.crossbar import Crossbar, make_generator
 
 # Per-model defaults, sized so that the default run stays short on a 2-core CPU: (runs, test images, train steps).
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}

@@ -37,8 +37,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from neft import models
-from neft.training import objectives
 from neft.chip.crossbar import make_generator
+from neft.training import objectives
 
 METHODS = ("vanilla", "noise-injection", "ovf", "irs")
 VARIANTS = METHODS + ("ovf beta=0", "irs beta=0")  # beta 0: the feedback forwards are skipped

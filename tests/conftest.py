@@ -60,8 +60,8 @@ def run_dir(tmp_path_factory):
 def lenet(trained_run):
     """The trained LeNet-5 with 100 test images, their labels and 64 training images that calibrate the converter
     ranges of the crossbar circuit: ``(model, images, labels, calibration_images)``."""
-    from neft.store import checkpoint
     from neft import data
+    from neft.store import checkpoint
 
     model = checkpoint.load(trained_run)
     dataset = data.load("mnist-5k", test_subset=100)

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from neft import data, models
-from neft.training import objectives
 from neft.runs.evaluate import evaluate_run
+from neft.training import objectives
 from neft.training.trainer import TrainConfig, train
 
 REFERENCE = Path(__file__).parent / "data" / "behaviour_reference.json"

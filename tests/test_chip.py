@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from neft.chip import effects as chip, devices, mapping
-from neft.evaluation import montecarlo
+from neft.chip import devices, mapping
+from neft.chip import effects as chip
+from neft.chip.crossbar import Crossbar, make_generator
 from neft.chip.devices import DeviceModel
 from neft.common.errors import SettingError
-from neft.chip.crossbar import Crossbar, make_generator
+from neft.evaluation import montecarlo
 
 QUANTIZED = DeviceModel("q", quantize=True)
 
@@ -173,8 +174,8 @@ def test_unknown_device_file_key_and_presets():
 def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_path, capsys):
     import json
 
-    from neft.reporting import report
     from neft.cli.main import main
+    from neft.reporting import report
 
     files = set(trained_run.iterdir())
     assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "3", "--test-subset", "200",
@@ -206,8 +207,8 @@ def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_pat
 
 
 def test_training_device_variant_and_cli_chip_flags(tmp_path):
+    from neft.cli.main import _chip_settings, build_parser
     from neft.training import variants
-    from neft.cli.main import build_parser, _chip_settings
 
     assert variants.parse("ovf device=PCM-chip") == ("ovf", {"device_model": "PCM-chip"})
     assert variants.directory_name("ovf device=configs/chips/x.toml") == "ovf_device=configs_chips_x.toml"

@@ -9,15 +9,15 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from neft import Crossbar, data, make_generator, models
-from neft.store import checkpoint
-from neft.deployment import tuned_block as chiptune
-from neft.evaluation import montecarlo
-from neft.reporting import report
+from neft import Crossbar, data, models
 from neft.cli.main import main
 from neft.common.errors import SettingError
+from neft.deployment import tuned_block as chiptune
 from neft.deployment.recalibration import recalibrate_bn
+from neft.evaluation import montecarlo
+from neft.reporting import report
 from neft.runs.evaluate import evaluate_run
+from neft.store import checkpoint
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}
 

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from neft import Crossbar, data, make_generator, run_seed
-from neft.store import checkpoint
 from neft.evaluation import chip_forward, montecarlo
+from neft.store import checkpoint
 
 
 def evaluate_points(*args, **kwargs) -> list[dict]:

@@ -16,7 +16,6 @@ import torch.multiprocessing as mp
 
 from neft import runs
 from neft.experiments import grid as experiments
-from neft.evaluation import montecarlo
 from neft.training.trainer import TrainConfig, train
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from neft.experiments import grid as experiments
 from neft.cli.main import main
+from neft.experiments import grid as experiments
 
 TINY = """
 [experiment]

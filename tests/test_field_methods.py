@@ -6,11 +6,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neft.training import objectives, variants
+from neft.chip.crossbar import Crossbar
 from neft.common.errors import SettingError
+from neft.training import objectives, variants
 from neft.training.objectives import orthogonality_penalty
 from neft.training.trainer import TrainConfig, train
-from neft.chip.crossbar import Crossbar
 
 
 def _conv_linear_net():
@@ -117,8 +117,8 @@ def test_swim_release_score_by_autograd():
 
 import json  # noqa: E402
 
-from neft.experiments import rcg_search as rcgsearch  # noqa: E402
 from neft.cli.main import main  # noqa: E402
+from neft.experiments import rcg_search as rcgsearch  # noqa: E402
 
 
 def test_rcg_scale_one_is_todays_rcg_bit_for_bit_and_scales_the_same_draw():

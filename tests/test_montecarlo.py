@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from neft import Crossbar, data, make_generator, models, run_seed, runs
-from neft.store import checkpoint
 from neft.evaluation import montecarlo
+from neft.store import checkpoint
 
 
 def evaluate_points(*args, **kwargs) -> list[dict]:

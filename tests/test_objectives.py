@@ -261,9 +261,9 @@ def test_building_an_objective_leaves_the_model_exactly_as_it_was(method):
 
 # --- the field's other answers to device variation: RCG, Lipschitz, Distill (docs/method.md) ---------------------
 
-from neft.store import checkpoint  # noqa: E402
 from neft.chip import devices
 from neft.common.errors import SettingError  # noqa: E402
+from neft.store import checkpoint  # noqa: E402
 from neft.training.objectives import distillation_loss, lipschitz_penalty, spectral_norm  # noqa: E402
 
 

@@ -8,12 +8,12 @@ import textwrap
 import pytest
 import torch
 
-from neft.store import checkpoint
 from neft import data, models
 from neft.cli.main import main
-from neft.models import registry
 from neft.evaluation.montecarlo import evaluate
+from neft.models import registry
 from neft.runs.evaluate import evaluate_run
+from neft.store import checkpoint
 from neft.training.trainer import TrainConfig, load_config, train
 
 NETS = textwrap.dedent("""

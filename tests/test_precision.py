@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from neft.store import checkpoint
 from neft import data, runs
 from neft.evaluation import montecarlo, precision
+from neft.store import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import warnings
 import pytest
 import torch
 
-from neft.reporting import report
 from neft.cli.main import main
+from neft.reporting import report
 from neft.runs.evaluate import UnfinishedRunWarning, evaluate_run
 from neft.training.trainer import TrainConfig, train
 

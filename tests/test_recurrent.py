@@ -119,8 +119,8 @@ def test_lstm_and_transformer_models_train_with_noise_injection_and_evaluate(tmp
     assert main(["evaluate", str(run), "--sigmas", "0,0.2", "--runs", "3", "--test-subset", "100", "--quiet"]) == 0
     results = json.loads((run / "results.json").read_text())
     clean, noisy = (point["accuracy"] for point in results["per_sigma"])
-    from neft.store import checkpoint
     from neft import data
+    from neft.store import checkpoint
 
     model = checkpoint.load(run)
     assert set(wanted) <= set(Crossbar(model).names)
@@ -135,8 +135,8 @@ def test_lstm_and_transformer_models_train_with_noise_injection_and_evaluate(tmp
 
 
 def test_irs_taps_a_recurrent_module_by_its_output_sequence(tmp_path):
-    from neft.training import objectives
     from neft.models import registry
+    from neft.training import objectives
 
     (tmp_path / "nets.py").write_text(NETS)
     model = registry.build(f"{tmp_path / 'nets.py'}:RowLSTM", 10, 1)

@@ -6,7 +6,8 @@ import json
 import pytest
 from matplotlib.image import imread
 
-from neft.reporting import chip_plots as chip_report, report
+from neft.reporting import chip_plots as chip_report
+from neft.reporting import report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

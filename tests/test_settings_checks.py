@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from neft.chip import devices
-from neft.evaluation import montecarlo
 from neft import runs
-from neft.cli.main import main
+from neft.chip import devices
 from neft.chip.devices import DeviceModel, check_sigma
+from neft.cli.main import main
 from neft.common.errors import FLOAT32_MAX, SettingError, check_number
+from neft.evaluation import montecarlo
 from neft.training.trainer import TrainConfig
-
 
 # ---- item 1 in Python: booleans are no numbers, float32 overflow is infinite --------------------------------------
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from neft import make_generator, models
-from neft.training import objectives
 from neft.cli.main import main
+from neft.training import objectives
 from neft.training.trainer import TrainConfig, train
 
 

@@ -1,8 +1,8 @@
 """Model-agnostic weight perturbation."""
 
 import pytest
-import torch.nn.utils.prune
 import torch
+import torch.nn.utils.prune
 from torch import nn
 
 from neft import Crossbar, DeviceModel, make_generator, mapped_weight_names, models, run_seed

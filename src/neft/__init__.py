@@ -5,21 +5,20 @@ arXiv 2305.14561 / IEEE TCAD 2025. The packages, their purposes and the order in
 docs/architecture.md. What README.md and docs/api.md use is listed in ``__all__``.
 """
 
-from neft.common.version import __version__
-from neft.common.seeds import run_seed
-from neft import data, models
+from neft import data, models, reporting
 from neft.chip import devices
 from neft.chip.crossbar import Crossbar, make_generator, mapped_weight_names
 from neft.chip.devices import DeviceModel
-from neft.store.checkpoint import load, load_checkpoint
+from neft.common.seeds import run_seed
+from neft.common.version import __version__
 from neft.evaluation import metrics
 from neft.evaluation.montecarlo import EvalConfig, evaluate, parse_sigmas
-from neft.training import objectives
-from neft.training.trainer import TrainConfig, load_config, train
-from neft import reporting
 from neft.reporting import write_report
 from neft.runs.evaluate import evaluate_run
 from neft.runs.importing import import_run
+from neft.store.checkpoint import load, load_checkpoint
+from neft.training import objectives
+from neft.training.trainer import TrainConfig, load_config, train
 
 __all__ = ["__version__", "data", "models", "devices", "metrics", "objectives", "reporting", "Crossbar", "DeviceModel",
            "EvalConfig", "TrainConfig", "evaluate", "evaluate_run", "import_run", "load", "load_checkpoint",

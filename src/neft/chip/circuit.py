@@ -42,10 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from neft.chip import mapping
+from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar
 from neft.chip.devices import DeviceModel, check_sigma
 from neft.common.errors import SettingError
 from neft.common.seeds import read_seed
-from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar
 
 __all__ = ["CircuitSettings", "Circuit", "READ_BLOCK", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "quantize",
            "codes", "slices", "settings_of"]
@@ -91,7 +91,7 @@ class CircuitSettings:
     read_sigma: float = 0.0
     adc_mode: str = "analog"
 
-    def check(self) -> "CircuitSettings":
+    def check(self) -> CircuitSettings:
         """Validate every field; returns self.
 
         Raises:
@@ -479,7 +479,7 @@ class Circuit:
             layer.set_steps(self.settings.dac_bits, self.settings.adc_bits)
 
     @contextmanager
-    def applied(self) -> Iterator["Circuit"]:
+    def applied(self) -> Iterator[Circuit]:
         """Inside the block every mapped layer of the model runs through the circuit (its ``forward`` is
         substituted and restored afterwards; nothing is substituted when no setting is active)."""
         if not self.settings.active:

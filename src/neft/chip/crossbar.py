@@ -29,7 +29,8 @@ import torch.nn.utils.parametrize
 from torch import nn
 from torch.func import functional_call
 
-from neft.chip import effects as chip, devices
+from neft.chip import devices
+from neft.chip import effects as chip
 from neft.chip.devices import DeviceModel, check_sigma
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",

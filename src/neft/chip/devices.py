@@ -216,7 +216,7 @@ class DeviceModel:
             raise SettingError("weight_bits", f"quantize = true supports weight_bits <= 24 (float32 holds every "
                                               f"level exactly), got {self.weight_bits}")
 
-    def with_chip(self, **settings) -> "DeviceModel":
+    def with_chip(self, **settings) -> DeviceModel:
         """This model with the realistic-chip settings ``settings`` (``quantize``, ``stuck_off``, ... by name)
         replacing its own; ``quantize=False`` turns its whole realistic chip off first (:attr:`gaussian`), so that
         a preset's stuck devices and drift go with its quantization.
@@ -228,7 +228,7 @@ class DeviceModel:
         return dataclasses.replace(base, **settings) if settings else self
 
     @property
-    def gaussian(self) -> "DeviceModel":
+    def gaussian(self) -> DeviceModel:
         """This model without the realistic chip (``quantize`` off, no stuck devices, drift or compensation): the
         Gaussian model its read noise is drawn from."""
         return dataclasses.replace(self, quantize=False, stuck_off=0.0, stuck_on=0.0, drift_nu_mean=0.0,

@@ -13,10 +13,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from neft.common.version import __version__
 from neft.common import distributed
 from neft.common.compute import keep_freed_memory
 from neft.common.errors import SettingError
+from neft.common.version import __version__
 
 SIGMA_HELP = "relative device variation sigma: std of each NVM device as a fraction of its conductance range"
 MODEL_HELP = ("vgg8 | resnet18 | lenet5, or your own: package.module:function or path/to/nets.py:function, called "

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neft.data import own as userdata
 from neft.common.errors import SettingError
+from neft.data import own as userdata
 
 __all__ = ["DATASETS", "canonical_name", "DatasetNotFoundError", "ImageDataset", "load"]
 

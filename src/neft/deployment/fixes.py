@@ -22,11 +22,11 @@ from contextlib import contextmanager
 
 import torch
 
-from neft.deployment import tuned_block as chiptune
-from neft.common.errors import SettingError, check_count
-from neft.deployment.recalibration import batchnorm_layers, recalibrate_bn
-from neft.common.seeds import fix_seed
 from neft.chip.crossbar import Crossbar, make_generator
+from neft.common.errors import SettingError, check_count
+from neft.common.seeds import fix_seed
+from neft.deployment import tuned_block as chiptune
+from neft.deployment.recalibration import batchnorm_layers, recalibrate_bn
 
 __all__ = ["ChipFixes", "check_settings"]
 

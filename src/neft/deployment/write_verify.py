@@ -25,10 +25,10 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 from torch.nn import functional as F
 
+from neft.chip.crossbar import Crossbar, make_generator
 from neft.common.compute import eval_mode
 from neft.common.errors import SettingError
 from neft.common.seeds import verify_seed
-from neft.chip.crossbar import Crossbar, make_generator
 
 __all__ = ["SELECTIONS", "RELEASE_ALPHA", "verification_mask", "verification_scores", "swim_sensitivity",
            "gauss_newton_diagonal", "release_score"]

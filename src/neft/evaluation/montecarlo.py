@@ -32,18 +32,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from neft.deployment import fixes as chipfix, write_verify as writeverify
 from neft.chip import devices
-from neft.common import distributed
 from neft.chip.circuit import Circuit, CircuitSettings, settings_of
-from neft.evaluation.precision import CHECK_CHIPS, choose_precision
-from neft.evaluation.chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
-from neft.common.compute import eval_mode
-from neft.chip.devices import DeviceModel, check_sigma
-from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
-from neft.evaluation.metrics import PredictionAccumulator, accuracy_summary, ci_half_width
-from neft.common.seeds import run_seed
 from neft.chip.crossbar import Crossbar, make_generator
+from neft.chip.devices import DeviceModel, check_sigma
+from neft.common import distributed
+from neft.common.compute import eval_mode
+from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
+from neft.common.seeds import run_seed
+from neft.deployment import fixes as chipfix
+from neft.deployment import write_verify as writeverify
+from neft.evaluation.chip_forward import MEMORY_FORMATS, ChipForward, choose_chips_per_pass, forward_flops
+from neft.evaluation.metrics import PredictionAccumulator, accuracy_summary, ci_half_width
+from neft.evaluation.precision import CHECK_CHIPS, choose_precision
 
 __all__ = ["EvalConfig", "SettingError", "evaluate", "parse_sigmas", "PRECISIONS", "SCHEMA_VERSION"]
 
@@ -220,7 +221,7 @@ class EvalConfig:
     chip_tune_lr: float = 1e-2
     chip_tune_batch: int = 64
 
-    def check(self) -> "EvalConfig":
+    def check(self) -> EvalConfig:
         """Validate every field (parsing ``sigmas`` into a sorted list); returns self.
 
         Raises:

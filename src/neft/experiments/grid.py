@@ -39,14 +39,14 @@ except ModuleNotFoundError:  # pragma: no cover
 from tqdm.auto import tqdm
 
 from neft import data
-from neft.evaluation import metrics, montecarlo
-from neft.training import objectives, variants
-from neft.reporting import report
-from neft.common.compute import resolve_device
 from neft.chip.devices import check_sigma
+from neft.common.compute import resolve_device
 from neft.common.errors import SettingError, check_count
+from neft.evaluation import metrics, montecarlo
 from neft.evaluation.montecarlo import EvalConfig
+from neft.reporting import report
 from neft.runs.evaluate import evaluate_run
+from neft.training import objectives, variants
 from neft.training.trainer import TrainConfig, train
 
 __all__ = ["load_preset", "reproduce", "demo", "cell_name", "pooled_results", "DEMO"]

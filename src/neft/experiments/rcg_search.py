@@ -22,11 +22,11 @@ import json
 import math
 from pathlib import Path
 
-from neft.store import checkpoint
 from neft import data
-from neft.evaluation import montecarlo
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError, check_count
+from neft.evaluation import montecarlo
+from neft.store import checkpoint
 from neft.training.trainer import TrainConfig, _validation_size, train
 
 __all__ = ["SCORES", "search"]

@@ -4,6 +4,8 @@ Every model is an ordinary network with no noise code inside; :class:`neft.chip.
 Each class declares ``irs_taps``: its default IRS snapshot points as ``(module name, pool size)`` pairs
 (docs/method.md, 'IRS', taps table). Wherever a zoo name is accepted, so is an import path of your own factory,
 ``package.module:function`` or ``path/to/nets.py:function`` (:mod:`neft.models.registry`).
+
+May import: :mod:`neft.common`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from collections.abc import Callable
 from torch import nn
 
 from neft.common.errors import SettingError
-
 from neft.models import registry
 from neft.models.lenet import LeNet5
 from neft.models.resnet import ResNet18

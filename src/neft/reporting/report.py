@@ -20,10 +20,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from neft.reporting import chip_plots as chip_report
-from neft.evaluation import metrics
-from neft.training import objectives, variants
 from neft.chip.circuit import FIELDS, CircuitSettings
+from neft.evaluation import metrics
+from neft.reporting import chip_plots as chip_report
+from neft.training import objectives, variants
 
 __all__ = ["load_results", "check_result", "same_evaluation", "result_label", "comparison_rows", "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report", "seed_comparison",
            "seed_sections", "findings"]

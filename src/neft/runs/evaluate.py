@@ -15,19 +15,21 @@ from pathlib import Path
 
 import torch
 
-from neft.store import checkpoint, lock as runlock
 from neft import data
 from neft.chip import devices
+from neft.chip.circuit import CALIBRATION_IMAGES, CircuitSettings
+from neft.chip.circuit import FIELDS as CIRCUIT_FIELDS
+from neft.chip.crossbar import make_generator
 from neft.common import distributed
-from neft.training import objectives
-from neft.reporting import report
-from neft.chip.circuit import CALIBRATION_IMAGES, FIELDS as CIRCUIT_FIELDS, CircuitSettings
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError
-from neft.evaluation.montecarlo import EvalConfig, evaluate
 from neft.common.seeds import fix_seed, verify_seed
+from neft.evaluation.montecarlo import EvalConfig, evaluate
+from neft.reporting import report
+from neft.store import checkpoint
+from neft.store import lock as runlock
+from neft.training import objectives
 from neft.training.trainer import epochs_trained
-from neft.chip.crossbar import make_generator
 
 __all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES",
            "FIX_IMAGES"]

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from neft.store import checkpoint
 from neft import data, models
 from neft.chip import devices
 from neft.common.errors import SettingError
+from neft.store import checkpoint
 from neft.training.trainer import RECORDED, TrainConfig, _accuracy, _prepare_out, record
 
 __all__ = ["import_run", "read_state_dict", "DDP_PREFIX"]

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from neft.common.version import __version__
 from neft import models
+from neft.common.version import __version__
 
 __all__ = ["FORMAT", "save", "write", "digest", "load", "load_checkpoint", "versions", "checkpoint_path",
            "state_dict_mismatch", "settings_changes", "WHERE_SETTINGS"]

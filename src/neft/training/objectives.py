@@ -19,13 +19,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neft.store import checkpoint
 from neft.chip import devices
-from neft.common.compute import eval_mode
+from neft.chip.crossbar import Crossbar
 from neft.chip.devices import DeviceModel, check_sigma
+from neft.common.compute import eval_mode
 from neft.common.errors import SettingError, check_number
 from neft.models import default_taps, init_weights
-from neft.chip.crossbar import Crossbar
+from neft.store import checkpoint
 
 __all__ = [
     "METHODS",
@@ -177,8 +177,8 @@ def check_method_settings(method: str, beta: float, temperature: float, sigma: f
         if check_setting(setting, value) != default and method != owner:
             raise SettingError(setting, f"{setting} applies to {owner} only, not {method!r}")
     if (teacher is not None) != (method == "distill"):
-        raise SettingError("teacher", f"distill needs a teacher: the run directory of a network trained without "
-                                      f"noise, e.g. `neft train --method vanilla --out runs/teacher`" if teacher is None
+        raise SettingError("teacher", "distill needs a teacher: the run directory of a network trained without "
+                                      "noise, e.g. `neft train --method vanilla --out runs/teacher`" if teacher is None
                            else f"teacher applies to distill only, not {method!r}")
     if temperature != 1.0 and method != "noise-injection":
         raise SettingError("temperature", f"temperature applies to noise-injection only, not {method!r} (OVF and "

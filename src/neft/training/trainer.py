@@ -31,16 +31,17 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from neft.store import checkpoint, lock as runlock
-from neft.chip import circuit, devices
 from neft import data, models
-from neft.common import distributed, seeds
-from neft.evaluation import montecarlo
-from neft.training import objectives
-from neft.common.compute import eval_mode, resolve_device
-from neft.chip.devices import check_sigma
-from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
+from neft.chip import circuit, devices
 from neft.chip.crossbar import Crossbar, make_generator
+from neft.chip.devices import check_sigma
+from neft.common import distributed, seeds
+from neft.common.compute import eval_mode, resolve_device
+from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
+from neft.evaluation import montecarlo
+from neft.store import checkpoint
+from neft.store import lock as runlock
+from neft.training import objectives
 
 __all__ = ["TrainConfig", "train", "load_config", "read_config", "epochs_trained", "record", "RunExistsError"]
 
@@ -117,7 +118,7 @@ class TrainConfig:
     adc_mode: str = "analog"
     tensorboard: bool = False
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         """Validate every field and fill defaults (beta, lr); returns self.
 
         Raises:
@@ -498,7 +499,7 @@ class _Run:
 
     @classmethod
     def start(cls, config: TrainConfig, out: Path, resume: bool, overwrite: bool,
-              given: torch.nn.Module | None = None) -> "_Run":
+              given: torch.nn.Module | None = None) -> _Run:
         """Load the data, build model, objective and optimiser, prepare ``out`` and restore ``last.pt``."""
         device = distributed.setup(resolve_device(config.device))
         main = distributed.is_main()

@@ -26,9 +26,9 @@ it. A distill run's teacher is a [train] setting (``teacher``), not part of the 
 from __future__ import annotations
 
 from neft.chip import devices
-from neft.training import objectives
 from neft.chip.circuit import CircuitSettings
 from neft.models import INITS as _INITS
+from neft.training import objectives
 
 __all__ = ["parse", "label", "labels", "mixed_inits", "directory_name"]
 

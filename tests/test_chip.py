@@ -174,8 +174,8 @@ def test_unknown_device_file_key_and_presets():
 def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_path, capsys):
     import json
 
+    from neft import reporting as report
     from neft.cli.main import main
-    from neft.reporting import report
 
     files = set(trained_run.iterdir())
     assert main(["evaluate", str(trained_run), "--quiet", "--sigmas", "0.1", "--runs", "3", "--test-subset", "200",

@@ -10,12 +10,12 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from neft import Crossbar, data, models
+from neft import reporting as report
 from neft.cli.main import main
 from neft.common.errors import SettingError
 from neft.deployment import tuned_block as chiptune
 from neft.deployment.recalibration import recalibrate_bn
 from neft.evaluation import montecarlo
-from neft.reporting import report
 from neft.runs.evaluate import evaluate_run
 from neft.store import checkpoint
 

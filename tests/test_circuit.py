@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from neft import Crossbar, DeviceModel
+from neft import reporting as report
 from neft.chip import circuit as circuit_module
 from neft.chip.circuit import Circuit, CircuitSettings, codes, quantize
 from neft.common.errors import SettingError
 from neft.evaluation import montecarlo
-from neft.reporting import report
 from neft.store import checkpoint
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}

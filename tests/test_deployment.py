@@ -8,11 +8,11 @@ from torch import nn
 from torch.func import functional_call
 
 from neft import Crossbar, DeviceModel, data, make_generator
+from neft import reporting as report
 from neft.chip import devices
 from neft.common.errors import SettingError
 from neft.deployment.write_verify import swim_sensitivity, verification_mask, verification_scores
 from neft.evaluation import montecarlo
-from neft.reporting import report
 from neft.store import checkpoint
 
 FAST = {"memory_format": "contiguous", "compile": False, "chips_per_pass": 1, "progress": False}

@@ -1,4 +1,4 @@
-"""Tests for neft.reporting.report: loading Monte Carlo results, comparison rows, markdown, CSV, plot and report files."""
+"""Tests for neft.reporting: loading Monte Carlo results, comparison rows, markdown, CSV, plot and report files."""
 
 import csv
 import json
@@ -6,8 +6,9 @@ import json
 import pytest
 from matplotlib.image import imread
 
+from neft import reporting as report
 from neft.reporting import chip_plots as chip_report
-from neft.reporting import report
+from neft.reporting import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -248,7 +249,7 @@ def test_report_states_how_each_run_was_trained_and_the_legend_its_training_sigm
     assert "- vanilla: trained at sigma 0, epochs not recorded, the full training set, init kaiming" in text
     rows = report.comparison_rows([VANILLA, noise])
     line = [r for r in rows if r["method"] == "noise-injection init=torch"]
-    assert report._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1, on RRAM1)"
+    assert plots._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1, on RRAM1)"
 
 
 def test_write_verify_sweeps_become_curves_and_a_plot(tmp_path):
@@ -284,11 +285,11 @@ def test_chip_and_circuit_settings_have_columns_and_reach_labels_and_legends():
                                           "adc_range")} == {"quantize": True, "stuck_on": 0.02, "tile_rows": 64,
                                                             "dac_bits": None, "adc_bits": 6, "adc_mode": "sliced",
                                                             "adc_range": 100.0}
-    assert report._legend(rows[0]["method"], rows[:1]) == ("ovf tile=64 adc=6b sliced (trained at σ=0.1, on RRAM1 "
+    assert plots._legend(rows[0]["method"], rows[:1]) == ("ovf tile=64 adc=6b sliced (trained at σ=0.1, on RRAM1 "
                                                            "q8/2 stuck 1%+2%)")
     alone = report.comparison_rows(results[:1])[0]["method"]
     assert alone == "ovf q8/2 stuck 1%+2% tile=64 adc=6b sliced"
-    assert report._legend(alone, report.comparison_rows(results[:1])) == f"{alone} (trained at σ=0.1, on RRAM1)"
+    assert plots._legend(alone, report.comparison_rows(results[:1])) == f"{alone} (trained at σ=0.1, on RRAM1)"
 
 
 def test_a_report_never_replaces_a_run_directorys_own_files(tmp_path):

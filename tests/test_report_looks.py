@@ -5,9 +5,9 @@ IRS head accuracy explained."""
 import pytest
 from matplotlib.figure import Figure
 
+from neft import reporting as report
 from neft.cli.main import main
 from neft.experiments.grid import pooled_results
-from neft.reporting import report
 
 
 def result(method, mean, seed=0, device="RRAM4", p5=None):

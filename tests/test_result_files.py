@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from neft import reporting as report
 from neft.cli.main import main
-from neft.reporting import report
 
 
 def result(method="ovf", sigma=0.1, mean=90.0, **fields):

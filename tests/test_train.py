@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import neft
+from neft import reporting as report
 from neft.cli.main import main
-from neft.reporting import report
 from neft.runs.evaluate import evaluate_run
 from neft.store import checkpoint
 from neft.training.trainer import RunExistsError, TrainConfig, train

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
+from neft import reporting as report
 from neft import runs
 from neft.cli.main import main
-from neft.reporting import report
 from neft.store import lock as runlock
 
 EVALUATE = ["--quiet", "--runs", "2", "--sigmas", "0.2", "--compile", "off"]

@@ -20,7 +20,7 @@ A preset is a TOML file with three tables (see ``configs/``):
 Each grid cell (method, training sigma, seed) is one run directory ``out/METHOD-sSIGMA-seedSEED``; a cell with a
 ``results.json`` is skipped, a cell with an unfinished training resumes from its last epoch, so an interrupted
 grid continues where it stopped. The report pools each variant's Monte Carlo runs over seeds and, with several
-seeds, adds the interval over seeds, paired differences and the convergence probability (:mod:`neft.reporting.report`).
+seeds, adds the interval over seeds, paired differences and the convergence probability (:mod:`neft.reporting.seeds`).
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ except ModuleNotFoundError:  # pragma: no cover
 from tqdm.auto import tqdm
 
 from neft import data
+from neft import reporting as report
 from neft.chip.devices import check_sigma
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError, check_count
 from neft.evaluation import metrics, montecarlo
 from neft.evaluation.montecarlo import EvalConfig
-from neft.reporting import report
 from neft.runs.evaluate import evaluate_run
 from neft.training import objectives, variants
 from neft.training.trainer import TrainConfig, train

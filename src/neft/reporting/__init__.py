@@ -1,19 +1,20 @@
 """Reports over results files: tables, plots and seed statistics (docs/results.md). May import everything below it:
 :mod:`neft.common`, :mod:`neft.data`, :mod:`neft.models`, :mod:`neft.chip`, :mod:`neft.store`,
-:mod:`neft.deployment`, :mod:`neft.evaluation`, :mod:`neft.training`."""
+:mod:`neft.deployment`, :mod:`neft.evaluation`, :mod:`neft.training`.
 
-from neft.reporting.report import (
-                                   check_result,
-                                   comparison_rows,
-                                   findings,
-                                   load_results,
-                                   markdown_table,
-                                   plot,
-                                   result_label,
-                                   seed_comparison,
-                                   write_csv,
-                                   write_report,
-)
+Modules: :mod:`~neft.reporting.results` (loading and checking results files), :mod:`~neft.reporting.labels`
+(the names results go by), :mod:`~neft.reporting.tables` (comparison rows, markdown and CSV),
+:mod:`~neft.reporting.plots` (accuracy vs sigma, vs fraction write-verified), :mod:`~neft.reporting.chip_plots`
+(the realistic chip's columns, labels and drift plot), :mod:`~neft.reporting.seeds` (statistics over training
+seeds) and :mod:`~neft.reporting.report` (the report files)."""
 
-__all__ = ["check_result", "comparison_rows", "findings", "load_results", "markdown_table", "plot", "result_label",
-           "seed_comparison", "write_csv", "write_report"]
+from neft.reporting.labels import result_label
+from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
+from neft.reporting.report import write_report
+from neft.reporting.results import check_result, load_results, same_evaluation
+from neft.reporting.seeds import findings, seed_comparison, seed_sections
+from neft.reporting.tables import comparison_rows, markdown_table, write_csv
+
+__all__ = ["load_results", "check_result", "same_evaluation", "result_label", "comparison_rows",
+           "write_verify_curves", "plot_write_verify", "markdown_table", "write_csv", "plot", "write_report",
+           "seed_comparison", "seed_sections", "findings"]

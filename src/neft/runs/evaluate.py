@@ -1,8 +1,8 @@
 """Run directories: Monte Carlo evaluation of a trained run and its result files (docs/results.md).
 
 :func:`evaluate_run` reads what ``neft train`` wrote (checkpoint, data set, device model), hands tensors to the
-engine (:func:`neft.evaluation.montecarlo.evaluate`) and writes ``{name}.json``, ``{name}.csv`` and the accuracy-vs-sigma plot
-back into the run directory. ``neft evaluate RUN_DIR`` is this function.
+engine (:func:`neft.evaluation.montecarlo.evaluate`) and writes ``{name}.json``, ``{name}.csv`` and the
+accuracy-vs-sigma plot back into the run directory. ``neft evaluate RUN_DIR`` is this function.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from neft import data
+from neft import data, reporting
 from neft.chip import devices
 from neft.chip.circuit import CALIBRATION_IMAGES, CircuitSettings
 from neft.chip.circuit import FIELDS as CIRCUIT_FIELDS
@@ -25,7 +25,7 @@ from neft.common.compute import resolve_device
 from neft.common.errors import SettingError
 from neft.common.seeds import fix_seed, verify_seed
 from neft.evaluation.montecarlo import EvalConfig, evaluate
-from neft.reporting import report
+from neft.reporting.report import RUN_FILES
 from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training import objectives
@@ -49,7 +49,7 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     if not name or name.startswith(".") or Path(name).name != name:
         raise SettingError("name", f"name {name!r} must be a plain file name without '/' or a leading '.', "
                                    "e.g. results_rram4")
-    if name.lower() in report.RUN_FILES:
+    if name.lower() in RUN_FILES:
         raise SettingError("name", f"name {name!r} would replace the run's own {name}.json/.csv (written by neft "
                                    "train, even with overwrite); choose another, e.g. results_rram4")
     run_dir = Path(run_dir)
@@ -171,14 +171,26 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     config = dataclasses.replace(config or EvalConfig(), **settings)
+    _check_request(run_dir, config, name, label)
+    with runlock.hold(run_dir, "neft evaluate"):  # one writer per run directory
+        return _evaluate_run(run_dir, config, data_dir, device, name, label, overwrite, progress, model)
+
+
+def _check_request(run_dir: Path, config: EvalConfig, name: str, label: str | None) -> None:
+    """Refuse, before the run directory is locked, a bad ``label``, ``name`` or setting, or a folder that holds no
+    run.
+
+    Raises:
+        SettingError: a ``label`` that is not a non-empty line of text, a ``name`` that is not a plain file name, or
+            an invalid setting.
+        FileNotFoundError: no checkpoint in ``run_dir``.
+    """
     if label is not None and (not isinstance(label, str) or not label.strip() or not label.isprintable()):
         raise SettingError("label", f"label must be a non-empty line of text (the name reports give this result; "
                                     f"no line breaks or control characters), got {label!r}")
     output_paths(run_dir, name)
     config.check()
     checkpoint.checkpoint_path(run_dir)  # no lock file beside a folder that holds no run
-    with runlock.hold(run_dir, "neft evaluate"):  # one writer per run directory
-        return _evaluate_run(run_dir, config, data_dir, device, name, label, overwrite, progress, model)
 
 
 def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, label, overwrite, progress,
@@ -192,7 +204,8 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         if distributed.is_main():
             runlock.check_writable(run_dir)  # before the Monte Carlo work, not after it
         network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
-        chosen = dataclasses.replace(config, sigmas=config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]],
+        sigmas = config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]]
+        chosen = dataclasses.replace(config, sigmas=sigmas,
                                      device_model=devices.get(config.device_model or meta["device_model"]))
         dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
                             test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
@@ -207,6 +220,21 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
                       f"--out {run_dir}` for the final network", UnfinishedRunWarning, stacklevel=2)
     images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
     labels = dataset.splits["test"][1].to(compute)
+    evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
+                          progress=progress and distributed.is_main(), **_training_images(dataset, chosen, compute))
+    results = _results_record(evaluation, run_dir, meta, chosen, planned, trained)
+    if distributed.is_main():
+        _write_outputs(results, outputs, f"{reporting.result_label(results)} ({run_dir.name}, evaluated on "
+                                         f"{results['device_model']['name']})")
+    return results
+
+
+def _training_images(dataset: data.ImageDataset, chosen: EvalConfig, compute: torch.device) -> dict:
+    """The training images the evaluation's options draw on, as keywords of
+    :func:`neft.evaluation.montecarlo.evaluate` (None where an option is off): SWIM's sensitivity images and labels
+    (``SENSITIVITY_IMAGES``, a draw seeded by the verify seed), the converters' calibration images (the first
+    ``CALIBRATION_IMAGES``) and the per-chip fixes' images and labels (``FIX_IMAGES`` or ``recalibrate_bn``, a draw
+    seeded by the fix seed)."""
     sensitivity_images = sensitivity_labels = None
     if chosen.write_verify > 0 and chosen.verify_select.startswith("swim"):  # SWIM's derivatives on training images
         sensitivity_images, sensitivity_labels = next(dataset.batches(
@@ -220,11 +248,15 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         fix_images, fix_labels = next(dataset.batches(
             "train", max(FIX_IMAGES, chosen.recalibrate_bn), shuffle=True, device=compute,
             generator=make_generator(fix_seed(chosen.seed))))
-    evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
-                          progress=progress and distributed.is_main(), sensitivity_images=sensitivity_images,
-                          sensitivity_labels=sensitivity_labels, calibration_images=calibration_images,
-                          fix_images=fix_images, fix_labels=fix_labels)
-    results = {
+    return {"sensitivity_images": sensitivity_images, "sensitivity_labels": sensitivity_labels,
+            "calibration_images": calibration_images, "fix_images": fix_images, "fix_labels": fix_labels}
+
+
+def _results_record(evaluation: dict, run_dir: Path, meta: dict, chosen: EvalConfig, planned: int | None,
+                    trained: int | None) -> dict:
+    """The results dict of :func:`evaluate_run`: the evaluation's fields and the run's (network, data set, how it
+    was trained and for how many epochs, the evaluation's seed and runs, library versions)."""
+    return {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
@@ -241,10 +273,6 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         **({"model_source": {**meta["model"]["source"], "changed": meta["model"]["source_changed"]},
             "model_args": meta["model"].get("args")} if meta["model"].get("source") else {}),
     }
-    if distributed.is_main():
-        _write_outputs(results, outputs, f"{report.result_label(results)} ({run_dir.name}, evaluated on "
-                                         f"{results['device_model']['name']})")
-    return results
 
 
 def _write_outputs(results: dict, outputs: list[Path], title: str) -> None:
@@ -253,8 +281,8 @@ def _write_outputs(results: dict, outputs: list[Path], title: str) -> None:
     that would block the same command's rerun."""
     temporaries = [path.with_name(f".{path.stem}.tmp{path.suffix}") for path in outputs]
     try:
-        report.write_csv(report.comparison_rows([results]), temporaries[1])
-        report.plot([results], temporaries[2], title=title)
+        reporting.write_csv(reporting.comparison_rows([results]), temporaries[1])
+        reporting.plot([results], temporaries[2], title=title)
         temporaries[0].write_text(json.dumps(results, indent=1))
         for temporary, path in zip(temporaries[::-1], outputs[::-1]):  # the JSON last
             temporary.replace(path)

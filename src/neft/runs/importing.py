@@ -108,6 +108,28 @@ def import_run(
                          init="torch", epochs=1, select_on="test", validation=0.0).check()
     state, key = read_state_dict(weights)
     loaded = data.load(config.dataset, config.data_dir, image_size=config.image_size)
+    network, stripped = _load_network(config, loaded, state, weights)
+    out = Path(out)
+    _prepare_out(out, resume=False, overwrite=overwrite)
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    imported = {"weights": str(Path(weights).resolve()), "sha256": digest, "state_dict_key": key,
+                "stripped_prefix": stripped}
+    _write_run(out, config, loaded, network, imported, label or f"imported {Path(weights).stem}")
+    summary = {"test_accuracy_clean": _accuracy(network, loaded, "test", "cpu"), "stripped_prefix": stripped,
+               "state_dict_key": key, "imported": imported["weights"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _load_network(config: TrainConfig, loaded: data.ImageDataset, state: dict[str, torch.Tensor],
+                  weights: str | Path) -> tuple[torch.nn.Module, str | None]:
+    """The network ``config`` builds for ``loaded`` with the weights ``state`` in it (a DataParallel/DDP prefix
+    removed, :func:`_strip_prefix`), checked to return ``[B, num_classes]``; and the prefix removed, or None.
+
+    Raises:
+        SettingError: weights that do not fit the network (missing, unexpected or mis-shaped keys), or a network
+            whose output has the wrong shape.
+    """
     network = models.create(config.model, loaded.num_classes, loaded.in_channels, config.width, "torch",
                             config.model_args)
     state, stripped = _strip_prefix(state, network.state_dict())
@@ -117,11 +139,13 @@ def import_run(
     network.load_state_dict(state, strict=True)
     sample = loaded.preprocess(loaded.splits["train"][0][:2])
     models.registry.check_output(network, sample, loaded.num_classes, repr(config.model))
-    out = Path(out)
-    _prepare_out(out, resume=False, overwrite=overwrite)
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-    imported = {"weights": str(Path(weights).resolve()), "sha256": digest, "state_dict_key": key,
-                "stripped_prefix": stripped}
+    return network, stripped
+
+
+def _write_run(out: Path, config: TrainConfig, loaded: data.ImageDataset, network: torch.nn.Module, imported: dict,
+               label: str) -> None:
+    """Write ``config.json`` and ``checkpoint.pt`` into ``out`` as ``neft train`` does, recording where the weights
+    came from (``imported``) and no training epochs."""
     recorded = record(config, loaded)
     settings = {**dataclasses.asdict(config), "epochs": None}  # trained elsewhere
     (out / "config.json").write_text(json.dumps({**settings, RECORDED: {**recorded, "imported": imported}},
@@ -132,10 +156,5 @@ def import_run(
         "dataset": loaded.name, "dataset_stats": recorded["dataset"], "method": config.method,
         "sigma": config.sigma, "sigma_block": None, "beta": config.beta, "temperature": config.temperature,
         "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed, "config": settings,
-        "epoch": None, "val_accuracy": None, "selected_on": None, "imported": imported,
-        "label": label or f"imported {Path(weights).stem}",
+        "epoch": None, "val_accuracy": None, "selected_on": None, "imported": imported, "label": label,
     })
-    summary = {"test_accuracy_clean": _accuracy(network, loaded, "test", "cpu"), "stripped_prefix": stripped,
-               "state_dict_key": key, "imported": imported["weights"]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary

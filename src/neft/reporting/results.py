@@ -1,0 +1,158 @@
+"""Results files (``results.json``, docs/results.md): loading them from files and run directories, checking
+that each is a result an evaluation can produce, and telling which two are the same evaluation.
+
+Accuracy is Top-1 in percent, its error is the 95 % CI half-width ``1.96*std/sqrt(R)`` over R programmed chips,
+EKL is the expected KL divergence reported as x1e-2 nats and confidence is the mean max softmax probability
+(a fraction in [0, 1]), all as defined in docs/method.md, 'Monte Carlo evaluation and metrics'.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["load_results", "check_result", "same_evaluation"]
+
+REQUIRED_KEYS = ("test_size", "per_sigma")
+REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
+REQUIRED_ACCURACY_KEYS = ("mean", "std", "ci95", "min")
+
+
+def _bad(path: Path, field: str, problem: str) -> ValueError:
+    return ValueError(f"{path}: field {field} {problem}; this is not a result an evaluation writes (edited or "
+                      "damaged?): re-evaluate the run (neft evaluate RUN --overwrite) or fix the field")
+
+
+def _number(path: Path, field: str, value, low: float | None = None, high: float | None = None,
+            integer: bool = False) -> None:
+    """Refuse a results-file value that is not a finite number (an integer when ``integer``) in [low, high]."""
+    kind = "an integer" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+        raise _bad(path, field, f"is {value!r}, not {kind}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        where = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+        raise _bad(path, field, f"is {value!r}, outside {where}")
+
+
+def check_result(result, path: str | Path = "a result") -> dict:
+    """Return ``result`` after checking it is a results dict an evaluation can produce (docs/results.md): a
+    non-empty ``per_sigma`` list; per point a sigma in [0, 1], runs >= 1, accuracies (mean, min, percentiles,
+    per-run values) in [0, 100] %, std and CI half-widths >= 0, EKL >= 0 and confidence in [0, 1]; a
+    ``test_size`` >= 1 and a ``train_sigma`` (when present) in [0, 1]. Booleans and NaN are no numbers.
+
+    Raises:
+        ValueError: naming ``path`` and the first bad field, e.g. ``per_sigma[0].accuracy.mean``.
+    """
+    path = Path(str(path))
+    if not isinstance(result, dict):
+        raise ValueError(f"{path}: not a neft results file (expected a JSON object)")
+    missing = [key for key in REQUIRED_KEYS if key not in result]
+    if missing:
+        raise ValueError(f"{path}: not a neft results file (missing keys: {', '.join(missing)})")
+    _number(path, "test_size", result["test_size"], 1, integer=True)
+    if result.get("train_sigma") is not None:
+        _number(path, "train_sigma", result["train_sigma"], 0, 1)
+    points = result["per_sigma"]
+    if not isinstance(points, list) or not points:
+        raise _bad(path, "per_sigma", "is empty or not a list: no sigma was evaluated, so there is nothing to report")
+    for index, point in enumerate(points):
+        where = f"per_sigma[{index}]"
+        if not isinstance(point, dict):
+            raise _bad(path, where, "is not an object")
+        missing = [key for key in REQUIRED_POINT_KEYS if key not in point]
+        accuracy = point.get("accuracy")
+        if isinstance(accuracy, dict):
+            missing += [f"accuracy.{key}" for key in REQUIRED_ACCURACY_KEYS if key not in accuracy]
+        elif "accuracy" in point:
+            raise _bad(path, f"{where}.accuracy", "is not an object")
+        if missing:
+            raise ValueError(f"{path}: not a neft results file (missing keys in {where}: {', '.join(missing)})")
+        _number(path, f"{where}.sigma", point["sigma"], 0, 1)
+        _number(path, f"{where}.runs", point["runs"], 1, integer=True)
+        for key in ("mean", "min", "p1", "p5", "p10"):
+            if key in accuracy:
+                _number(path, f"{where}.accuracy.{key}", accuracy[key], 0, 100)
+        for key in ("std", "ci95", "ci99"):
+            if key in accuracy:
+                _number(path, f"{where}.accuracy.{key}", accuracy[key], 0)
+        for run, value in enumerate(accuracy.get("per_run", [])):
+            _number(path, f"{where}.accuracy.per_run[{run}]", value, 0, 100)
+        if "per_run" in accuracy and len(accuracy["per_run"]) != point["runs"]:
+            raise _bad(path, f"{where}.accuracy.per_run", f"has {len(accuracy['per_run'])} values for "
+                                                          f"{point['runs']} runs")
+        _number(path, f"{where}.ekl_x1e2", point["ekl_x1e2"], 0)
+        if "ekl" in point:
+            _number(path, f"{where}.ekl", point["ekl"], 0)
+        _number(path, f"{where}.confidence", point["confidence"], 0, 1)
+    return result
+
+
+def _read_results_file(path: Path) -> dict:
+    try:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a neft results file (invalid JSON: {error})") from None
+    return check_result(result, path)
+
+
+def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
+    """Load Monte Carlo results (docs/results.md, 'results.json') from results files and/or run directories.
+
+    A directory contributes every result file of its run: ``results.json`` and each ``results*.json`` (other
+    device models, write-verify sweeps, read noise; ``results.json`` first, then by name). Evaluations that are
+    the same computation (:func:`same_evaluation`, e.g. the fraction-0 file of two write-verify sweeps) count
+    once, the first one found. A single path is accepted as well as a sequence. Results are returned as stored
+    (accuracy in %), each checked by :func:`check_result`.
+
+    Raises:
+        FileNotFoundError: a path does not exist or a directory holds no results file.
+        ValueError: a file is not valid JSON or is not a result an evaluation writes (the message names the
+            file and the field).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.glob("results*.json"), key=lambda file: (file.name != "results.json", file.name))
+            if not found:
+                raise FileNotFoundError(f"no results.json in {path}: run `neft evaluate {path}` first")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path} does not exist (run `neft evaluate RUN_DIR` to create results.json)")
+    results, seen = [], set()
+    for file in dict.fromkeys(files):  # a file named twice (its directory and itself) counts once
+        result = _read_results_file(file)
+        key = same_evaluation(result)
+        if key is None or key not in seen:
+            results.append(result)
+        seen.add(key)
+    return results
+
+
+_HOW_NOT_WHAT = ("chips_per_pass", "memory_format", "compile", "batch_size")  # change rounding only (docs/results.md)
+
+
+def same_evaluation(result: dict) -> str | None:
+    """A key equal for two results that are the same computation: the same run, label, device model and
+    evaluation settings, where the write-verify selection and residual do not count when nothing is verified
+    (``write_verify`` 0) and the execution settings (chips per pass, layout, compile, batch size) never count.
+    None for a result without ``run`` and ``evaluation`` (e.g. straight from
+    :func:`neft.evaluation.montecarlo.evaluate`)."""
+    if "run" not in result or "evaluation" not in result:
+        return None
+    evaluation = {key: value for key, value in result["evaluation"].items() if key not in _HOW_NOT_WHAT}
+    if not evaluation.get("write_verify"):
+        evaluation.pop("verify_select", None)
+        evaluation.pop("verified_sigma", None)
+    return json.dumps([result["run"], result.get("label"), result.get("device_model"), evaluation], sort_keys=True,
+                      default=str)
+
+
+def _training_sigma(result: dict) -> float:
+    """The sigma a network was trained at; vanilla trains without variation whatever its config said."""
+    return 0.0 if result["method"] == "vanilla" else result["train_sigma"]

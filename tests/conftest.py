@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from neft.training.trainer import TrainConfig, train
+from neft.training import TrainConfig, train
 
 
 @pytest.fixture(scope="session", autouse=True)

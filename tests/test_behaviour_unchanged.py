@@ -18,8 +18,7 @@ import torch
 
 from neft import data, models
 from neft.runs.evaluate import evaluate_run
-from neft.training import objectives
-from neft.training.trainer import TrainConfig, train
+from neft.training import TrainConfig, objectives, train
 
 REFERENCE = Path(__file__).parent / "data" / "behaviour_reference.json"
 TEST_IMAGES = 200  # per evaluation: one image is 0.5 percentage points

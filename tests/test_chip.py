@@ -232,7 +232,7 @@ def test_cached_mapping_follows_weight_updates():
 
 def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flags(tmp_path, capsys):
     from neft.cli.main import _training_device_model, build_parser, main
-    from neft.training.trainer import TrainConfig, train
+    from neft.training import TrainConfig, train
 
     off = devices.get("RRAM-chip").gaussian  # stuck devices go with the quantized mapping they act on
     args = build_parser().parse_args(["train", "--device-model", "RRAM-chip", "--no-quantize"])

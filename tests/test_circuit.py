@@ -256,7 +256,7 @@ def test_sliced_adc_equals_the_reference_and_differs_from_analog():
 
 
 def test_training_with_the_periphery_learns_and_records_it(tmp_path):
-    from neft.training.trainer import TrainConfig, train
+    from neft.training import TrainConfig, train
 
     config = TrainConfig(model="lenet5", dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=2,
                          init="torch", val_runs=2, train_subset=1000, test_subset=200, tile_rows=64, adc_bits=4,

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from neft import runs
 from neft.experiments import grid as experiments
-from neft.training.trainer import TrainConfig, train
+from neft.training import TrainConfig, train
 
 
 def _free_port() -> int:

@@ -8,9 +8,8 @@ from torch.nn import functional as F
 
 from neft.chip.crossbar import Crossbar
 from neft.common.errors import SettingError
-from neft.training import objectives, variants
+from neft.training import TrainConfig, objectives, train, variants
 from neft.training.objectives import orthogonality_penalty
-from neft.training.trainer import TrainConfig, train
 
 
 def _conv_linear_net():

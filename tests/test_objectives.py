@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neft import make_generator, models
+from neft import Crossbar, make_generator, models
 from neft.training import objectives
-from neft.training.objectives import negative_feedback_loss
+from neft.training.objectives import feedback, negative_feedback_loss
 
 
 def test_negative_feedback_loss_by_hand_n1():
@@ -84,7 +84,7 @@ def test_beta_zero_skips_the_feedback_forwards_with_the_same_loss_and_gradients(
     feedback_terms = 3 if method == "ovf" else len(skipping.taps)
     assert calls == [True]  # one forward, the backbone's
     # the full computation: every feedback forward (same heads, same generator seed), combined with beta 0
-    monkeypatch.setattr(objectives, "negative_feedback_loss",
+    monkeypatch.setattr(feedback, "negative_feedback_loss",
                         lambda z, feedback, _beta, target: negative_feedback_loss(z, feedback, 0.0, target))
     _, full_loss, full_grads, full_calls, _ = run(1.0, skipping.modules().state_dict())
     assert full_calls == ([True] * 4 if method == "ovf" else [True] + [False] * feedback_terms)
@@ -117,7 +117,7 @@ def test_ovf_draws_four_perturbations_oriented_ones_larger_on_every_resnet_layer
     sigmas = [s for s, _ in objective.draws]
     assert sigmas == pytest.approx([0.1, 0.25, 0.2, 0.15])
     chips = [chip for _, chip in objective.draws]
-    names = objectives.Crossbar(model).names
+    names = Crossbar(model).names
     assert any(".conv1." in n for n in names) and any("shortcut" in n for n in names)
     for name in names:  # block convolutions included: the release's ResNet-18 bug is not reproduced
         stds = [float(chip[name].std()) for chip in chips]
@@ -303,7 +303,7 @@ def test_rcg_censors_each_weight_at_its_own_std_and_none_is_bit_identical():
     assert torch.equal(plain, torch.randn(weight.shape, generator=make_generator(1)) * std)  # as before censor_k
     assert torch.equal(draws, torch.minimum(plain, std))  # the same draw, censored
     model = models.create("lenet5", 10, 1, 0.5)
-    crossbar = objectives.Crossbar(model)
+    crossbar = Crossbar(model)
     x = torch.randn(2, 1, 32, 32)
     assert torch.equal(crossbar.forward(x, sigma=0.3, generator=make_generator(4), censor_k=None),
                        crossbar.forward(x, sigma=0.3, generator=make_generator(4)))
@@ -315,7 +315,7 @@ def test_rcg_loss_is_cross_entropy_of_the_censored_forward():
     x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
     rcg = objectives.create("rcg", model, x, 10, sigma=0.3, censor_k=0.5, generator=make_generator(5))
     loss, logs = rcg.loss(model, x, y)
-    crossbar = objectives.Crossbar(model)
+    crossbar = Crossbar(model)
     chip = crossbar.sample_chip(0.3, make_generator(5), censor_k=0.5)
     logits = crossbar.forward(x, chip=chip)
     assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item(), abs=1e-6)
@@ -357,7 +357,7 @@ def _lipschitz_net():
 def test_lipschitz_penalty_by_hand():
     model = _lipschitz_net()
     # relu(2 - 1)^2 + relu(3 - 1)^2 + relu(0.5 - 1)^2 = 1 + 4 + 0
-    assert lipschitz_penalty(objectives.Crossbar(model).weights().values()).item() == pytest.approx(5.0, rel=1e-5)
+    assert lipschitz_penalty(Crossbar(model).weights().values()).item() == pytest.approx(5.0, rel=1e-5)
     x, y = torch.randn(4, 1, 3, 3), torch.tensor([0, 1, 2, 0])
     objective = objectives.create("lipschitz", model, x, 3, sigma=0.0, lipschitz_lambda=0.1)
     loss, _ = objective.loss(model, x, y)
@@ -372,7 +372,7 @@ def test_lipschitz_penalty_gradient_reduces_it():
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(4)  # spectral norms well above 1
-    weights = list(objectives.Crossbar(model).weights().values())
+    weights = list(Crossbar(model).weights().values())
     before = lipschitz_penalty(weights)
     before.backward()
     assert before.item() > 1 and all(w.grad.abs().sum() > 0 for w in weights)
@@ -416,7 +416,7 @@ def test_distill_loss_uses_the_clean_teacher_and_never_updates_it(tmp_path):
     teacher = objective.teacher
     frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
     loss, _ = objective.loss(model, x, y)
-    student = objectives.Crossbar(model).forward(x, sigma=0.3, generator=make_generator(7))
+    student = Crossbar(model).forward(x, sigma=0.3, generator=make_generator(7))
     expected = distillation_loss(student, checkpoint.load(teacher_dir)(x), y, 0.6, 3.0)
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
     assert len(objective.modules()) == 0  # the teacher joins neither the optimiser nor last.pt
@@ -431,7 +431,7 @@ def test_distill_loss_uses_the_clean_teacher_and_never_updates_it(tmp_path):
 
 
 def test_distill_teacher_of_another_data_set_is_a_clear_error(tmp_path):
-    from neft.training.trainer import TrainConfig
+    from neft.training import TrainConfig
 
     model, x = models.create("lenet5", 10, 1, 0.5), torch.randn(2, 1, 32, 32)
     with pytest.raises(SettingError, match="distill needs a teacher"):
@@ -457,7 +457,7 @@ def test_distill_teacher_of_another_data_set_is_a_clear_error(tmp_path):
     ("rcg", "censor_k", -1.0), ("lipschitz", "lipschitz_lambda", float("nan")), ("distill", "distill_alpha", 1.5),
 ])
 def test_settings_are_refused_where_they_do_not_apply_or_are_invalid(method, setting, value):
-    from neft.training.trainer import TrainConfig
+    from neft.training import TrainConfig
 
     extra = {"teacher": "runs/teacher"} if method == "distill" else {}
     with pytest.raises(SettingError) as error:

@@ -14,7 +14,7 @@ from neft.evaluation.montecarlo import evaluate
 from neft.models import registry
 from neft.runs.evaluate import evaluate_run
 from neft.store import checkpoint
-from neft.training.trainer import TrainConfig, load_config, train
+from neft.training import TrainConfig, load_config, train
 
 NETS = textwrap.dedent("""
     from torch import nn

@@ -10,7 +10,7 @@ import torch
 from neft.cli.main import main
 from neft.reporting import report
 from neft.runs.evaluate import UnfinishedRunWarning, evaluate_run
-from neft.training.trainer import TrainConfig, train
+from neft.training import TrainConfig, train
 
 CONFIG = dict(model="lenet5", method="noise-injection", sigma=0.2, epochs=3, train_subset=64, test_subset=32,
               val_runs=1, init="torch")

@@ -81,7 +81,7 @@ def test_valid_results_are_accepted_unchanged(tmp_path):
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory):
     """One LeNet-5 (one epoch on 64 digits) evaluated six ways, each into its own results*.json."""
-    from neft.training.trainer import TrainConfig, train
+    from neft.training import TrainConfig, train
 
     run = tmp_path_factory.mktemp("many") / "run"
     train(TrainConfig(model="lenet5", method="noise-injection", sigma=0.2, epochs=1, train_subset=64,

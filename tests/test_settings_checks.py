@@ -12,7 +12,7 @@ from neft.chip.devices import DeviceModel, check_sigma
 from neft.cli.main import main
 from neft.common.errors import FLOAT32_MAX, SettingError, check_number
 from neft.evaluation import montecarlo
-from neft.training.trainer import TrainConfig
+from neft.training import TrainConfig
 
 # ---- item 1 in Python: booleans are no numbers, float32 overflow is infinite --------------------------------------
 

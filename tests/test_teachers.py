@@ -10,7 +10,7 @@ import pytest
 from neft.cli.main import main
 from neft.common.errors import SettingError
 from neft.store import checkpoint
-from neft.training.trainer import TrainConfig, train
+from neft.training import TrainConfig, train
 
 TINY = dict(model="lenet5", epochs=1, train_subset=64, test_subset=32, val_runs=1, init="torch")
 

@@ -14,7 +14,7 @@ from neft import reporting as report
 from neft.cli.main import main
 from neft.runs.evaluate import evaluate_run
 from neft.store import checkpoint
-from neft.training.trainer import RunExistsError, TrainConfig, train
+from neft.training import RunExistsError, TrainConfig, train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -8,8 +8,7 @@ import torch
 
 from neft import make_generator, models
 from neft.cli.main import main
-from neft.training import objectives
-from neft.training.trainer import TrainConfig, train
+from neft.training import TrainConfig, objectives, train
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from neft.reporting import write_report
 from neft.runs.evaluate import evaluate_run
 from neft.runs.importing import import_run
 from neft.store.checkpoint import load, load_checkpoint
-from neft.training import objectives
-from neft.training.trainer import TrainConfig, load_config, train
+from neft.training import TrainConfig, load_config, objectives, train
 
 __all__ = ["__version__", "data", "models", "devices", "metrics", "objectives", "reporting", "Crossbar", "DeviceModel",
            "EvalConfig", "TrainConfig", "evaluate", "evaluate_run", "import_run", "load", "load_checkpoint",

@@ -66,8 +66,8 @@ def _circuit_settings(args) -> dict:
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from neft import models
+    from neft.training import TrainConfig
     from neft.training.objectives import METHODS
-    from neft.training.trainer import TrainConfig
 
     d = TrainConfig()
     parser.add_argument("--model", default=d.model, help=MODEL_HELP)
@@ -277,7 +277,7 @@ def _training_device_model(args):
 def _cmd_train(args) -> None:
     from neft.data import own as userdata
     from neft.models.registry import short_name
-    from neft.training.trainer import TrainConfig
+    from neft.training import TrainConfig
 
     if args.resume and args.out and ((Path(args.out) / "config.json").is_file()
                                      or not _given_flags(args, _add_train_arguments)):
@@ -309,7 +309,7 @@ def _cmd_train(args) -> None:
 
 
 def _train_and_print(config, args) -> None:
-    from neft.training.trainer import train
+    from neft.training import train
 
     summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     if distributed.is_main():
@@ -334,7 +334,7 @@ def _resume_config(args):
     """``neft train --resume --out RUN``: the run's own settings; flags given with it must confirm them (a
     mismatch is refused by :func:`neft.training.trainer.train`, naming each differing value)."""
     from neft.chip import devices
-    from neft.training.trainer import load_config
+    from neft.training import load_config
 
     config = load_config(args.out)
     chip = _chip_settings(args)  # chip flags given with --resume must be the run's own chip settings
@@ -422,7 +422,7 @@ def _cmd_import(args) -> None:
 
 def _cmd_rcg_search(args) -> None:
     from neft.experiments.rcg_search import search
-    from neft.training.trainer import TrainConfig
+    from neft.training import TrainConfig
 
     if args.method != "rcg":
         raise SettingError("method", f"rcg-search trains rcg networks; drop --method {args.method}")

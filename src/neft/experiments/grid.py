@@ -5,7 +5,7 @@ A preset is a TOML file with three tables (see ``configs/``):
 - ``[experiment]``: ``out``, ``methods`` (method names or variants such as ``"noise-injection T=4"``,
   ``"ovf beta=0"``, ``"noise-injection init=torch"``, see :mod:`neft.training.variants`), ``train_sigmas``, ``seeds``,
   and optional ``title`` and ``notes`` (a paragraph placed under the report's title);
-- ``[train]``: any :class:`neft.training.trainer.TrainConfig` field except method, sigma and seed (model, dataset, epochs ...);
+- ``[train]``: any :class:`neft.training.config.TrainConfig` field except method, sigma and seed (model, dataset, epochs ...);
   ``beta_ovf`` / ``beta_irs`` override the paper's betas (docs/method.md, 'Negative feedback loss'); settings of
   one method (``censor_k``, ``lipschitz_lambda``, ``teacher``, ``distill_alpha``, ``distill_temperature``) apply
   to that method's cells only, and ``teacher = "vanilla"`` gives each distill cell the vanilla cell of its seed as
@@ -46,8 +46,7 @@ from neft.common.errors import SettingError, check_count
 from neft.evaluation import metrics, montecarlo
 from neft.evaluation.montecarlo import EvalConfig
 from neft.runs.evaluate import evaluate_run
-from neft.training import objectives, variants
-from neft.training.trainer import TrainConfig, train
+from neft.training import TrainConfig, objectives, train, variants
 
 __all__ = ["load_preset", "reproduce", "demo", "cell_name", "pooled_results", "DEMO"]
 

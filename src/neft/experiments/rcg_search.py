@@ -27,7 +27,8 @@ from neft.common.compute import resolve_device
 from neft.common.errors import SettingError, check_count
 from neft.evaluation import montecarlo
 from neft.store import checkpoint
-from neft.training.trainer import TrainConfig, _validation_size, train
+from neft.training import TrainConfig, train
+from neft.training.selection import _validation_size
 
 __all__ = ["SCORES", "search"]
 

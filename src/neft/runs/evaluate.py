@@ -28,8 +28,7 @@ from neft.evaluation.montecarlo import EvalConfig, evaluate
 from neft.reporting.report import RUN_FILES
 from neft.store import checkpoint
 from neft.store import lock as runlock
-from neft.training import objectives
-from neft.training.trainer import epochs_trained
+from neft.training import epochs_trained, objectives
 
 __all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES",
            "FIX_IMAGES"]

@@ -23,7 +23,9 @@ from neft import data, models
 from neft.chip import devices
 from neft.common.errors import SettingError
 from neft.store import checkpoint
-from neft.training.trainer import RECORDED, TrainConfig, _accuracy, _prepare_out, record
+from neft.training.config import RECORDED, TrainConfig, record
+from neft.training.run_directory import _prepare_out
+from neft.training.selection import _accuracy
 
 __all__ = ["import_run", "read_state_dict", "DDP_PREFIX"]
 
@@ -89,7 +91,7 @@ def import_run(
             ``module.`` prefix and wrapped dicts).
         dataset: the data set the network classifies (built-in, ``folder:PATH`` or ``npz:PATH``).
         out: the run directory to create (must be new or empty unless ``overwrite``).
-        model_args, width, image_size, data_dir: as in :class:`neft.training.trainer.TrainConfig`.
+        model_args, width, image_size, data_dir: as in :class:`neft.training.config.TrainConfig`.
         method, sigma, device_model: how the network was trained, for the record (method ``vanilla``,
             sigma 0 by default); ``neft evaluate`` evaluates at 0 and ``sigma`` unless given ``--sigmas``.
         label: the name reports give the network (default ``imported <weights file stem>``).

@@ -42,7 +42,8 @@ _LABELLED = {"censor_k": "k", "rcg_scale": "scale", "lipschitz_lambda": "lambda"
 
 
 def parse(spec: str) -> tuple[str, dict]:
-    """Split a variant ``"METHOD key=value ..."`` into the method and its :class:`~neft.training.trainer.TrainConfig` overrides.
+    """Split a variant ``"METHOD key=value ..."`` into the method and its :class:`~neft.training.config.TrainConfig`
+    overrides.
 
     ``parse("noise-injection T=4") == ("noise-injection", {"temperature": 4.0})``;
     ``parse("ovf beta=0") == ("ovf", {"beta": 0.0})``; ``parse("ovf") == ("ovf", {})``;

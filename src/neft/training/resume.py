@@ -1,0 +1,96 @@
+"""Resuming a run bit-exactly: ``last.pt`` (model, IRS heads, optimiser, scheduler, data order, counters) written
+after every epoch and read back, and the check that a resumed run keeps the settings it was started with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from neft import models
+from neft.store import checkpoint
+from neft.training.config import RECORDED, TrainConfig, read_config
+from neft.training.run import Run
+
+
+def _check_resume_settings(config: TrainConfig, out: Path) -> None:
+    """Refuse to resume ``out`` with settings other than those it was started with (the message names each
+    differing value), or when the source file of its import-path model changed since."""
+    if not (out / "config.json").is_file():
+        return
+    recorded = read_config(out)
+    # settings added in later versions take their defaults when an older config.json lacks them
+    saved = {**dataclasses.asdict(TrainConfig()), **recorded}
+    saved.pop(RECORDED, None)
+    current = dataclasses.asdict(config)
+    pinned = recorded.get(RECORDED, {}).get("teacher")
+    if pinned and config.teacher:  # the teacher is pinned by its checkpoint's digest, wherever it now lies
+        now = checkpoint.digest(config.teacher)
+        if now != pinned["sha256"]:
+            raise ValueError(f"cannot resume {str(out)!r}: its teacher {config.teacher!r} is not the network it "
+                             f"started from (checkpoint sha256 {pinned['sha256'][:12]}... then, {now[:12]}... now: "
+                             "retrained or replaced); restore that teacher or train a new run")
+        current["teacher"] = saved.get("teacher")  # same digest: another spelling or location of the same teacher
+    changed = sorted(k for k in saved.keys() | current.keys()
+                     if k not in checkpoint.WHERE_SETTINGS and saved.get(k) != current.get(k))
+    if changed:
+        values = "; ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} given" for k in changed)
+        raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}): {values}; "
+                         "give only the run (--resume --out RUN) or the original settings, or another run directory")
+    source = recorded.get(RECORDED, {}).get("model_source")
+    if source and models.registry.describe(config.model)["sha256"] != source["sha256"]:
+        raise ValueError(f"cannot resume {str(out)!r}: the model source {source['file']} changed since the run "
+                         f"was trained (sha256 {source['sha256'][:12]}... in the run, "
+                         f"{models.registry.describe(config.model)['sha256'][:12]}... now); restore the file or "
+                         "train a new run")
+
+
+def save_last(run: Run) -> None:
+    """Write ``last.pt`` of ``run``: everything needed to continue it after the epoch just done."""
+    checkpoint.write({"config": dataclasses.asdict(run.config),  # whose last.pt this is (checked on resume)
+                      "model": run.model.state_dict(), "heads": run.objective.modules().state_dict(),
+                      "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                      "data_rng": run.data_generator.get_state(), "state": run.state}, run.out / "last.pt")
+
+
+def load_last(out: Path) -> dict:
+    """The ``last.pt`` dict of the run directory ``out`` (on the CPU).
+
+    Raises:
+        ValueError: the file is truncated or damaged.
+    """
+    try:
+        return torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a truncated or damaged file, whatever torch says
+        raise ValueError(f"{str(out / 'last.pt')!r} is truncated or damaged ({type(error).__name__}): "
+                         "this run cannot continue from it; start it afresh with overwrite=True "
+                         "(--overwrite), after copying its checkpoint.pt elsewhere to keep that "
+                         "network") from None
+
+
+def restore(run: Run, saved: dict) -> None:
+    """Continue from a ``last.pt`` dict: weights, IRS heads, optimiser, scheduler, data order, counters.
+
+    Raises:
+        ValueError: ``last.pt`` is another run's: its recorded settings differ from this run's, or it holds
+            another network's weights (another architecture or width).
+    """
+    # a last.pt written before it recorded its settings has none: then its weights' shapes tell
+    values = checkpoint.settings_changes(saved.get("config", {}), dataclasses.asdict(run.config), "last.pt",
+                                         "this run")
+    if values:
+        raise ValueError(f"{str(run.out / 'last.pt')!r} belongs to another run ({values}); start this "
+                         "one afresh with overwrite=True (--overwrite), or resume the run it came from")
+    mismatch = checkpoint.state_dict_mismatch(run.model.state_dict(), saved["model"])
+    if mismatch:
+        raise ValueError(f"{str(run.out / 'last.pt')!r} does not fit {run.config.model!r} (width "
+                         f"{run.config.width:g}): {mismatch}; it belongs to another run: start this one "
+                         "afresh with overwrite=True (--overwrite), or resume the run it came from")
+    run.model.load_state_dict(saved["model"])
+    run.objective.modules().load_state_dict(saved["heads"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    run.data_generator.set_state(saved["data_rng"])
+    run.state = saved["state"]

@@ -1,0 +1,48 @@
+"""The run directory a training run writes: created new, replaced (``overwrite``) or continued (``resume``), and
+never the run's own distillation teacher.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from neft.common.errors import SettingError
+from neft.training.config import TrainConfig
+
+__all__ = ["RunExistsError"]
+
+
+class RunExistsError(FileExistsError):
+    """The run directory already holds a run; pass overwrite=True (``--overwrite``) or resume=True (``--resume``)."""
+
+
+def _check_not_teacher(config: TrainConfig, out: Path) -> None:
+    """Refuse a run directory ``out`` that is, or holds, the run's own distillation teacher (replacing it with
+    overwrite would delete the teacher)."""
+    if config.teacher is None:
+        return
+    teacher, target = Path(config.teacher).resolve(), out.resolve()
+    if teacher == target or target in teacher.parents:
+        raise SettingError("teacher", f"the run directory {str(out)!r} is (or holds) the teacher {config.teacher!r};"
+                                      " give the distilled run its own directory (--out)")
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Create the run directory; True when resuming from ``last.pt``."""
+    if resume and (out / "last.pt").is_file():
+        return True
+    if resume and (out / "checkpoint.pt").is_file():  # a fresh start would replace the trained network
+        raise RunExistsError(f"cannot resume {str(out)!r}: it has no last.pt (removed, or the run predates it), so "
+                             "it would start from epoch 1 and replace its checkpoint.pt; start it afresh with "
+                             "overwrite=True (--overwrite), or train into another directory (--out)")
+    if out.exists() and any(out.iterdir()) and not resume:
+        if not overwrite:
+            raise RunExistsError(f"run directory {str(out)!r} already exists; continue it with resume=True "
+                                 "(--resume), replace it with overwrite=True (--overwrite), or choose another "
+                                 "directory (--out)")
+        if not (out / "config.json").is_file():
+            raise RunExistsError(f"{str(out)!r} is not a neft run directory (no config.json); refusing to delete it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return False

@@ -1,0 +1,92 @@
+"""Choosing the best epoch: the selection split (a validation split held out of the training images, or the test
+set with ``select_on="test"``), the clean and noisy accuracies that score each epoch on it, and the best
+``checkpoint.pt`` with what it records beside the weights (docs/method.md, 'Training recipe').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from neft import data
+from neft.chip import circuit, devices
+from neft.common.compute import eval_mode
+from neft.evaluation import montecarlo
+from neft.store import checkpoint
+from neft.training.config import TrainConfig
+
+
+def _validation_size(config: TrainConfig) -> int | float:
+    """Images held out for selection: the fraction of the training images used (of ``train_subset`` if given)."""
+    if config.select_on == "test":
+        return 0
+    if config.train_subset is None:
+        return config.validation
+    return max(1, round(config.validation * config.train_subset))
+
+
+def _accuracy(model, dataset, split, device, batch_size=1000) -> float:
+    """Clean top-1 accuracy (percent) of ``model`` in eval mode on ``split``."""
+    correct = 0
+    with torch.no_grad(), eval_mode(model):
+        for x, y in dataset.batches(split, batch_size, device=device):
+            correct += int((model(x).argmax(1) == y).sum())
+    return 100.0 * correct / dataset.size(split)
+
+
+def _noisy_accuracy(model, images, labels, config, calibration_images=None) -> float:
+    """Mean accuracy (percent) over ``val_runs`` fixed Monte Carlo chips at the training sigma on the preprocessed
+    selection split ``images`` ``[N, C, H, W]`` and ``labels`` ``[N]`` (with the run's circuit, its ranges
+    calibrated on ``calibration_images``)."""
+    result = montecarlo.evaluate(model, images, labels, [config.sigma], runs=max(2, config.val_runs),
+                                 seed=config.seed, device_model=config.device_model, progress=False,
+                                 compile=False,  # a compile per epoch would cost more than it saves
+                                 calibration_images=calibration_images,
+                                 **{name: getattr(config, name) for name in circuit.FIELDS})
+    return result["per_sigma"][0]["accuracy"]["mean"]
+
+
+
+@dataclass
+class Selection:
+    """The split that chooses the best epoch, preprocessed once: ``images`` ``[N, C, H, W]`` on the run's device and
+    ``labels`` ``[N]``; ``metadata`` is what the best ``checkpoint.pt`` records beside the weights."""
+
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    metadata: dict
+
+    @classmethod
+    def of(cls, config: TrainConfig, dataset: data.ImageDataset, device: torch.device, recorded: dict) -> Selection:
+        """The selection split of ``dataset`` for ``config``; ``recorded``: :func:`neft.training.config.record`."""
+        split = "val" if config.select_on == "val" else "test"
+        metadata = {
+            "model": {"name": config.model, "num_classes": dataset.num_classes,
+                      "in_channels": dataset.in_channels, "width": config.width, "args": config.model_args,
+                      "source": recorded["model_source"]},
+            "dataset": dataset.name, "dataset_stats": recorded["dataset"], "method": config.method,
+            "teacher_sha256": (recorded["teacher"] or {}).get("sha256"),
+            "sigma": config.sigma,
+            "sigma_block": config.sigma_block, "beta": config.beta, "temperature": config.temperature,
+            "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed,
+            "config": dataclasses.asdict(config),
+        }
+        images = torch.cat([x for x, _ in dataset.batches(split, 1000, device=device)])
+        return cls(split, images, dataset.splits[split][1].to(device), metadata)
+
+    def score(self, model: torch.nn.Module, dataset: data.ImageDataset, config: TrainConfig, device: torch.device,
+              calibration: torch.Tensor | None) -> tuple[float, float]:
+        """``(clean, noisy)`` accuracy (percent) of ``model`` on the split; noisy is the clean one at sigma 0."""
+        clean = _accuracy(model, dataset, self.split, device)
+        noisy = (_noisy_accuracy(model, self.images, self.labels, config, calibration) if config.sigma > 0
+                 else clean)
+        return clean, noisy
+
+    def save_best(self, out: Path, model: torch.nn.Module, epoch: int, accuracy: float) -> None:
+        """Write ``out/checkpoint.pt``: ``model``, the best so far at ``epoch`` with the selection ``accuracy``."""
+        checkpoint.save(out / "checkpoint.pt", model,
+                        {**self.metadata, "epoch": epoch, "val_accuracy": accuracy, "selected_on": self.split})

@@ -207,7 +207,8 @@ def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_pat
 
 
 def test_training_device_variant_and_cli_chip_flags(tmp_path):
-    from neft.cli.main import _chip_settings, build_parser
+    from neft.cli import build_parser
+    from neft.cli.chip_arguments import chip_settings as _chip_settings
     from neft.training import variants
 
     assert variants.parse("ovf device=PCM-chip") == ("ovf", {"device_model": "PCM-chip"})
@@ -231,7 +232,8 @@ def test_cached_mapping_follows_weight_updates():
 
 
 def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flags(tmp_path, capsys):
-    from neft.cli.main import _training_device_model, build_parser, main
+    from neft.cli import build_parser, main
+    from neft.cli.chip_arguments import training_device_model as _training_device_model
     from neft.training import TrainConfig, train
 
     off = devices.get("RRAM-chip").gaussian  # stuck devices go with the quantized mapping they act on

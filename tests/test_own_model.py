@@ -232,7 +232,7 @@ def test_every_train_flag_is_a_trainconfig_field():
     import argparse
     import dataclasses
 
-    from neft.cli.main import _add_train_arguments
+    from neft.cli.train_arguments import add_train_arguments as _add_train_arguments
 
     parser = argparse.ArgumentParser()
     _add_train_arguments(parser)

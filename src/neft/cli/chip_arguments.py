@@ -1,0 +1,81 @@
+"""The chip and crossbar-circuit flags shared by ``neft train``, ``neft evaluate`` (and ``neft rcg-search``'s
+device model): how each is added to a parser, and how the given values become settings (docs/method.md, 'The
+realistic chip' and 'The crossbar circuit')."""
+
+from __future__ import annotations
+
+import argparse
+
+from neft.cli.value_types import times
+
+
+def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The crossbar circuit's flags (neft.chip.circuit.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
+    from neft.chip.circuit import ADC_MODES
+
+    group = parser.add_argument_group("crossbar circuit (docs/method.md, 'The crossbar circuit'; all off by default)")
+    group.add_argument("--tile-rows", type=int, default=None, metavar="N",
+                       help="crossbar rows per tile: each mapped layer's input is split into tiles of N rows, each "
+                            "with its own partial sums (default: one tile per layer)")
+    group.add_argument("--dac-bits", type=int, default=None, metavar="B",
+                       help="input DAC bits of every mapped layer, range calibrated on 256 training images")
+    group.add_argument("--adc-bits", type=int, default=None, metavar="B",
+                       help="ADC bits of every tile's partial sums, range calibrated per layer and tile on 256 "
+                            "training images")
+    group.add_argument("--adc-range", type=float, default=100.0, metavar="P",
+                       help="percentile of the calibration magnitudes that sets the DAC/ADC full scale "
+                            "(default: %(default)s = the maximum)")
+    group.add_argument("--adc-mode", default="analog", choices=list(ADC_MODES),
+                       help="analog: one ADC reads each column's analog sum; sliced: one ADC per bit slice of the "
+                            "weight_bits/device_bits mapping, shifted and added (default: %(default)s)")
+
+
+def circuit_settings(args) -> dict:
+    """The circuit flags as EvalConfig/TrainConfig keywords."""
+    from neft.chip.circuit import FIELDS
+
+    return {name: getattr(args, name) for name in FIELDS}
+
+
+def add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None:
+    """The realistic chip's flags (docs/method.md, 'The realistic chip'); each overrides the device model's own."""
+    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction, default=None,
+                        help="quantized mapping: weight_bits-level weights, digits on device_bits devices, sign on "
+                             "a differential pair (default: the device model's, off for RRAM1; --no-quantize "
+                             "turns a device model's off)")
+    parser.add_argument("--stuck-off", type=float, default=None, metavar="P",
+                        help="fraction of devices stuck at their lowest conductance, drawn per chip "
+                             "(needs --quantize)")
+    parser.add_argument("--stuck-on", type=float, default=None, metavar="P",
+                        help="fraction of devices stuck at their highest conductance, drawn per chip "
+                             "(needs --quantize)")
+    parser.add_argument("--drift-nu-mean", type=float, default=None, metavar="NU",
+                        help="drift G(t) = G(t0) (t/t0)^-nu: mean of nu per device (PCM ~0.06; needs --quantize)")
+    parser.add_argument("--drift-nu-std", type=float, default=None, metavar="S", help="std of nu over devices")
+    parser.add_argument("--drift-compensation", action=argparse.BooleanOptionalAction, default=None,
+                        help="global drift compensation: one scale per layer from an all-ones calibration read "
+                             "(default: the device model's, on for PCM-chip; --no-drift-compensation turns it off)")
+    if training:
+        parser.add_argument("--drift-time", type=float, default=None, metavar="T",
+                            help="train against the chip read T seconds after programming (default: the device "
+                                 "model's, t0 = 20 s: no drift)")
+    else:
+        parser.add_argument("--drift-times", type=times, default=[None], metavar="T",
+                            help="read the chips T seconds after programming; a comma list such as "
+                                 "1,3600,86400,2.6e6,3.15e7 writes NAME_tT.json per time (default: the device "
+                                 "model's, t0: no drift)")
+
+
+def chip_settings(args) -> dict:
+    """The chip flags given on the command line, by setting name."""
+    names = ("quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_compensation", "drift_time")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def training_device_model(args):
+    """``--device-model`` with the chip flags applied: the name as given, or a dict for config.json."""
+    from neft.chip import devices
+
+    if not chip_settings(args):
+        return args.device_model
+    return devices.get(args.device_model).with_chip(**chip_settings(args)).to_dict()

@@ -37,8 +37,8 @@ def _json_object(text: str) -> dict:
 
 
 def _add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
-    """The crossbar circuit's flags (neft.chip.circuit.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
-    from neft.chip.circuit import ADC_MODES
+    """The crossbar circuit's flags (neft.chip.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
+    from neft.chip.circuit_settings import ADC_MODES
 
     group = parser.add_argument_group("crossbar circuit (docs/method.md, 'The crossbar circuit'; all off by default)")
     group.add_argument("--tile-rows", type=int, default=None, metavar="N",
@@ -59,7 +59,7 @@ def _add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _circuit_settings(args) -> dict:
     """The circuit flags as EvalConfig/TrainConfig keywords."""
-    from neft.chip.circuit import FIELDS
+    from neft.chip.circuit_settings import FIELDS
 
     return {name: getattr(args, name) for name in FIELDS}
 
@@ -157,7 +157,7 @@ def _taps(values):
 
 
 def _cmd_devices(args) -> None:
-    from neft.chip.devices import PRESET_SOURCES, PRESETS
+    from neft.chip.presets import PRESET_SOURCES, PRESETS
 
     print(f"{'preset':<9} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
           f"{'edge x':>7} {'middle x':>8}  chip (quantized mapping, stuck devices, drift)")
@@ -721,7 +721,7 @@ def _where(args, setting: str | None, message: str) -> str:
     """An error message prefixed with where the bad setting came from: the flag that set it (``argument
     --drift-times: ...``; the library names settings as the Python API does), or the device-model file when no
     flag gave it (``device model file chip.toml: ...``)."""
-    from neft.chip.devices import DeviceModel
+    from neft.chip.device_model import DeviceModel
 
     if not setting:
         return message

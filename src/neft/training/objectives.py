@@ -21,7 +21,8 @@ from torch.nn import functional as F
 
 from neft.chip import devices
 from neft.chip.crossbar import Crossbar
-from neft.chip.devices import DeviceModel, check_sigma
+from neft.chip.device_checks import MAX_SIGMA, check_sigma
+from neft.chip.device_model import DeviceModel
 from neft.common.compute import eval_mode
 from neft.common.errors import SettingError, check_number
 from neft.models import default_taps, init_weights
@@ -167,7 +168,7 @@ def check_method_settings(method: str, beta: float, temperature: float, sigma: f
     the other settings only at its default unless ``method`` is the one it belongs to (``censor_k`` and
     ``rcg_scale``: rcg, ``lipschitz_lambda``: lipschitz, ``correctnet_lambda``: correctnet, ``distill_*``:
     distill); a ``teacher`` for distill and for distill only; and that OVF's largest oriented sigma,
-    ``sigma + 0.15``, stays within :data:`neft.chip.devices.MAX_SIGMA`.
+    ``sigma + 0.15``, stays within :data:`neft.chip.device_checks.MAX_SIGMA`.
 
     Raises:
         SettingError: (a ``ValueError``) naming the setting and the methods it applies to.
@@ -186,10 +187,10 @@ def check_method_settings(method: str, beta: float, temperature: float, sigma: f
     if beta != 0 and method not in ("ovf", "irs"):
         raise SettingError("beta", f"beta (the negative feedback strength) applies to ovf and irs only, "
                                    f"not {method!r}")
-    if method == "ovf" and sigma + max(OVF_OFFSETS) > devices.MAX_SIGMA:
+    if method == "ovf" and sigma + max(OVF_OFFSETS) > MAX_SIGMA:
         raise SettingError("sigma", f"OVF trains with oriented forwards at sigma + {max(OVF_OFFSETS):g}, which must "
-                                    f"stay <= {devices.MAX_SIGMA:g}; sigma {sigma:g} is too large for OVF (at most "
-                                    f"{devices.MAX_SIGMA - max(OVF_OFFSETS):g})")
+                                    f"stay <= {MAX_SIGMA:g}; sigma {sigma:g} is too large for OVF (at most "
+                                    f"{MAX_SIGMA - max(OVF_OFFSETS):g})")
 
 
 def negative_feedback_loss(
@@ -249,7 +250,7 @@ class Objective:
     """Base class: holds the device model, training sigma and noise generator.
 
     Args:
-        device_model: device preset name, file or :class:`~neft.chip.devices.DeviceModel` (default RRAM1).
+        device_model: device preset name, file or :class:`~neft.chip.DeviceModel` (default RRAM1).
         sigma: training relative device variation (>= 0).
         beta: feedback strength (NeFT objectives only).
         generator: ``torch.Generator`` for training noise (on the model's device); ``None`` uses torch's global RNG.
@@ -501,7 +502,7 @@ class RCG(NoiseInjection):
     Worst-Case Performance of NVCiM DNN Accelerators through Training with Right-Censored Gaussian Noise", ICCAD
     2023; docs/method.md, 'RCG'): each perturbation is drawn as in noise-injection, then every element above
     ``+censor_k`` standard deviations of its weight is set to ``+censor_k`` std, ``dW = std(w) * min(z, k)``,
-    ``z ~ N(0, 1)`` (:meth:`neft.chip.devices.DeviceModel.sample`), and multiplied by ``rcg_scale``,
+    ``z ~ N(0, 1)`` (:meth:`neft.chip.DeviceModel.sample`), and multiplied by ``rcg_scale``,
     ``dW = rcg_scale * std(w) * min(z, k)``: the authors train with a noise magnitude of its own, searched at a
     fixed k (docs/method.md, 'RCG'; :mod:`neft.experiments.rcg_search`), while validation and evaluation chips stay at the
     device's sigma. The loss is cross-entropy of that forward.

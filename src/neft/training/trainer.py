@@ -32,9 +32,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from neft import data, models
-from neft.chip import circuit, devices
+from neft.chip import circuit, circuit_settings, devices
 from neft.chip.crossbar import Crossbar, make_generator
-from neft.chip.devices import check_sigma
+from neft.chip.device_checks import check_sigma
 from neft.common import distributed, seeds
 from neft.common.compute import eval_mode, resolve_device
 from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
@@ -73,7 +73,7 @@ class TrainConfig:
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
-    (:class:`neft.chip.circuit.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of every
+    (:class:`neft.chip.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of every
     objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
     on the first ``CALIBRATION_IMAGES`` = 256 training images at the start of every epoch, and the noisy
     validation chips use the same circuit. All off (None) by default: training is unchanged.
@@ -170,7 +170,7 @@ class TrainConfig:
                                            f"{self.method!r}; drop them or train with method irs")
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
-        circuit.settings_of(self)
+        circuit_settings.settings_of(self)
         if self.tensorboard:
             _summary_writer()
         return self
@@ -323,7 +323,7 @@ def _noisy_accuracy(model, images, labels, config, calibration_images=None) -> f
                                  seed=config.seed, device_model=config.device_model, progress=False,
                                  compile=False,  # a compile per epoch would cost more than it saves
                                  calibration_images=calibration_images,
-                                 **{name: getattr(config, name) for name in circuit.FIELDS})
+                                 **{name: getattr(config, name) for name in circuit_settings.FIELDS})
     return result["per_sigma"][0]["accuracy"]["mean"]
 
 
@@ -558,10 +558,10 @@ class _Run:
             },
             selection=(torch.cat([x for x, _ in dataset.batches(split, 1000, device=device)]),  # preprocessed once
                        dataset.splits[split][1].to(device)),
-            circuit=(circuit.Circuit(Crossbar(model, config.device_model), circuit.settings_of(config))
-                     if circuit.settings_of(config).active else None),
-            calibration=(next(dataset.batches("train", circuit.CALIBRATION_IMAGES, device=device))[0]
-                         if circuit.settings_of(config).calibrated else None),
+            circuit=(circuit.Circuit(Crossbar(model, config.device_model), circuit_settings.settings_of(config))
+                     if circuit_settings.settings_of(config).active else None),
+            calibration=(next(dataset.batches("train", circuit_settings.CALIBRATION_IMAGES, device=device))[0]
+                         if circuit_settings.settings_of(config).calibrated else None),
         )
         if resuming:
             try:

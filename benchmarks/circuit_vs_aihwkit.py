@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from neft import Crossbar
-from neft.chip.circuit import Circuit, CircuitSettings
+from neft.chip import Circuit, CircuitSettings
 
 
 def relative_rms(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -82,6 +82,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import neft.chip.circuit
+import neft.chip.circuit_settings
 import neft.models
 import neft.store.checkpoint
 from neft import data, run_seed
@@ -126,8 +127,8 @@ def circuit_flops(model, images, batch_size: int, settings: dict, calibration) -
     """FLOPs of one clean forward of ``images`` through the crossbar circuit of ``settings`` (its tiles, slices
     and read-noise variance pass), and of the one-off range calibration on ``calibration`` (a tiled forward that
     every ``evaluate`` call runs when a converter is on; 0 otherwise), counted by ``FlopCounterMode``."""
-    fields = {k: v for k, v in settings.items() if k in neft.chip.circuit.FIELDS or k == "read_sigma"}
-    executor = neft.chip.circuit.Circuit(Crossbar(model), neft.chip.circuit.CircuitSettings(**fields))
+    fields = {k: v for k, v in settings.items() if k in neft.chip.circuit_settings.FIELDS or k == "read_sigma"}
+    executor = neft.chip.circuit.Circuit(Crossbar(model), neft.chip.circuit_settings.CircuitSettings(**fields))
     with FlopCounterMode(display=False) as counter:
         executor.calibrate(calibration)
     with executor.applied(), executor.reading([0] if fields.get("read_sigma") else None):

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from neft.chip import devices, mapping
+from neft.chip import PRESET_SOURCES, DeviceModel, devices, mapping
 from neft.chip import effects as chip
 from neft.chip.crossbar import Crossbar, make_generator
-from neft.chip.devices import DeviceModel
+from neft.chip.device_files import from_dict
 from neft.common.errors import SettingError
 from neft.evaluation import montecarlo
 
@@ -164,10 +164,10 @@ def test_bad_chip_settings_name_the_setting(settings, setting):
 
 def test_unknown_device_file_key_and_presets():
     with pytest.raises(SettingError, match="unknown device model keys"):
-        devices.from_dict({"quantise": True})
+        from_dict({"quantise": True})
     for name in ("RRAM-chip", "PCM-chip"):
         preset = devices.get(name)
-        assert preset.quantize and name in devices.PRESET_SOURCES
+        assert preset.quantize and name in PRESET_SOURCES
     assert devices.get("rram-chip").stuck_on == 0.0904 and devices.get("PCM-chip").drift_compensation
 
 

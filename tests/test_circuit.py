@@ -9,7 +9,9 @@ from torch import nn
 from neft import Crossbar, DeviceModel
 from neft import reporting as report
 from neft.chip import circuit as circuit_module
-from neft.chip.circuit import Circuit, CircuitSettings, codes, quantize
+from neft.chip.circuit import Circuit
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.converters import codes, quantize, slices
 from neft.common.errors import SettingError
 from neft.evaluation import montecarlo
 from neft.store import checkpoint
@@ -210,18 +212,18 @@ def test_calibration_without_images_and_a_model_without_mapped_weights_fail_firs
 def test_bit_slices_sum_to_the_weight_and_hold_the_mapping_digits():
     device_model = DeviceModel(weight_bits=4, device_bits=2)
     clean = torch.tensor([[1.5, -0.7], [0.0, 0.25]])  # max|W| 1.5: levels round(w / 1.5 * 15) = 15, -7, 0, 2
-    parts = circuit_module.slices(clean, clean, device_model)
+    parts = slices(clean, clean, device_model)
     lsb = 1.5 / 15
     expected = torch.tensor([[[3, -3], [0, 2]], [[3 * 4, -1 * 4], [0, 0]]]) * lsb  # digits 15 = 3 + 3*4, 7 = 3 + 1*4
     residual = clean - expected.sum(0)  # the quantization error, split 1 : 16 over the slices
     torch.testing.assert_close(parts, expected + torch.stack([residual / 17, residual * 16 / 17]))
     chip = clean + 0.01
-    torch.testing.assert_close(circuit_module.slices(chip, clean, device_model).sum(0), chip)
+    torch.testing.assert_close(slices(chip, clean, device_model).sum(0), chip)
 
 
 def reference_sliced(layer, x, tile_rows, adc_bits, device_model, scales=None):
     """Bit-sliced reference for a Linear: a loop over tiles and slices, each slice's column digitised on its own."""
-    parts = circuit_module.slices(layer.weight.double(), layer.weight.double(), device_model)
+    parts = slices(layer.weight.double(), layer.weight.double(), device_model)
     rows, total, maxima = layer.in_features, 0, []
     for t, r0 in enumerate(range(0, rows, tile_rows)):
         for j in range(parts.shape[0]):

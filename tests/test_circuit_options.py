@@ -127,7 +127,7 @@ def test_auto_layout_is_channels_last_with_the_circuit_and_its_tiles_keep_it(len
     """The layout check compares the model itself in NCHW and channels_last, with the circuit bypassed (the ADC's
     rounding would flip codes on float-level differences and refuse channels_last), and the tile convolutions of a
     channels_last evaluation read channels_last inputs and weights, as the plain path does."""
-    from neft.chip import circuit as circuit_module
+    from neft.chip.circuit_layer import CircuitLayer
 
     substituted, layouts = [], []
     agrees = chip_forward.ChipForward._agrees
@@ -137,7 +137,7 @@ def test_auto_layout_is_channels_last_with_the_circuit_and_its_tiles_keep_it(len
         layouts.clear()  # the calibration forward ran before, on the NCHW calibration images
         return agrees(self, x, memory_format)
 
-    matmul = circuit_module._Layer.matmul
+    matmul = CircuitLayer.matmul
 
     def spy_matmul(self, x, weight):
         if x.dim() == 4 and x.shape[1] > 1:
@@ -146,7 +146,7 @@ def test_auto_layout_is_channels_last_with_the_circuit_and_its_tiles_keep_it(len
         return matmul(self, x, weight)
 
     monkeypatch.setattr(chip_forward.ChipForward, "_agrees", spy_agrees)
-    monkeypatch.setattr(circuit_module._Layer, "matmul", spy_matmul)
+    monkeypatch.setattr(CircuitLayer, "matmul", spy_matmul)
     entry, _ = evaluate(lenet, CIRCUITS["adc"], memory_format="auto")
     assert entry["execution"]["memory_format"] == "channels_last"
     assert substituted and not any(substituted)  # checked on the plain layers

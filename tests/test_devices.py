@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from neft.chip import devices
-from neft.chip.devices import DeviceModel
+from neft.chip import DeviceModel, devices
+from neft.chip.device_files import from_dict
 
 
 def weight_with_max_two():
@@ -107,7 +107,7 @@ def test_user_device_model_from_toml_and_json(tmp_path):
     base = 0.1 * 0.777628370336976
     # bins of |w|/max: [0, .5) -> 1.0, [.5, 1] -> 2.0
     assert torch.allclose(std, torch.tensor([2 * base, base, 2 * base, 2 * base]))
-    assert devices.from_dict(lab.to_dict()) == lab
+    assert from_dict(lab.to_dict()) == lab
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"bits": 8}))
     with pytest.raises(ValueError, match="unknown device model keys"):

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from neft import runs
-from neft.chip import devices
-from neft.chip.devices import DeviceModel, check_sigma
+from neft.chip import DeviceModel, check_sigma, devices
 from neft.cli.main import main
 from neft.common.errors import FLOAT32_MAX, SettingError, check_number
 from neft.evaluation import montecarlo

@@ -8,7 +8,7 @@ docs/architecture.md. What README.md and docs/api.md use is listed in ``__all__`
 from neft import data, models, reporting
 from neft.chip import devices
 from neft.chip.crossbar import Crossbar, make_generator, mapped_weight_names
-from neft.chip.devices import DeviceModel
+from neft.chip.device_model import DeviceModel
 from neft.common.seeds import run_seed
 from neft.common.version import __version__
 from neft.evaluation import metrics

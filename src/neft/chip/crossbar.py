@@ -31,7 +31,8 @@ from torch.func import functional_call
 
 from neft.chip import devices
 from neft.chip import effects as chip
-from neft.chip.devices import DeviceModel, check_sigma
+from neft.chip.device_checks import check_sigma
+from neft.chip.device_model import DeviceModel
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",
            "mapped_weight_names", "make_generator"]
@@ -194,7 +195,7 @@ class Crossbar:
 
     Args:
         model: any ``nn.Module``; it is never modified.
-        device_model: a :class:`~neft.chip.devices.DeviceModel`, a preset name (``"RRAM1"``) or a file path.
+        device_model: a :class:`~neft.chip.device_model.DeviceModel`, a preset name (``"RRAM1"``) or a file path.
         include, exclude: module-name patterns, see :func:`mapped_weight_names`.
 
     Raises:
@@ -259,8 +260,8 @@ class Crossbar:
                 same weights on the generator's device.
             verified: write-verified weights (selective write-verify, SWIM, Yan et al., DAC 2022;
                 docs/method.md, 'Selective write-verify'): ``{name: bool tensor shaped like the weight}`` on the
-                weights' device (:func:`neft.deployment.write_verify.verification_mask`); a name it lacks has none. The chip
-                is drawn as without it, then each verified entry is scaled to the std of
+                weights' device (:func:`neft.deployment.write_verify.verification_mask`); a name it lacks has none.
+                The chip is drawn as without it, then each verified entry is scaled to the std of
                 ``min(verified_sigma, sigma)`` (the std is proportional to sigma, :meth:`DeviceModel.std`).
             verified_sigma: residual relative variation of a verified device, in [0, 1] (0: verified weights
                 are exact).

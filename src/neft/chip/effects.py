@@ -34,8 +34,8 @@ from typing import NamedTuple
 
 import torch
 
-from neft.chip import mapping
-from neft.chip.devices import DeviceModel
+from neft.chip import mapping, variation
+from neft.chip.device_model import DeviceModel
 
 __all__ = ["sample", "map_layer", "Mapped", "stick", "compensation"]
 
@@ -89,7 +89,7 @@ def map_layer(device_model: DeviceModel, weight: torch.Tensor) -> Mapped:
         ValueError: for NaN or infinite weights.
     """
     with torch.no_grad():
-        w, w_max, _ = device_model._scale(weight, 0.0)
+        w, w_max, _ = variation.weight_scale(device_model, weight, 0.0)
         levels = mapping.quantize(w, w_max, device_model.weight_bits)
         g = mapping.to_conductances(levels, device_model.weight_bits, device_model.device_bits, w.dtype)
         negative = (levels < 0).to(w.dtype)
@@ -102,7 +102,7 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
     """Draw one layer of a realistic chip and return its weight error ``dW = W_chip - w``.
 
     Args:
-        device_model: a :class:`~neft.chip.devices.DeviceModel` with ``quantize`` set (the mapping's bits and the
+        device_model: a :class:`~neft.chip.device_model.DeviceModel` with ``quantize`` set (the mapping's bits and the
             device effects come from it).
         weight: the clean weights of one mapped layer, any shape with a leading output dimension (Conv/Linear).
         sigma: relative device variation (programming), in [0, 1].
@@ -121,7 +121,7 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
     """
     model = device_model
     with torch.no_grad():
-        w = model._scale(weight, sigma)[0]
+        w = variation.weight_scale(model, weight, sigma)[0]
         w_max, g, rows = mapped if mapped is not None else map_layer(model, w)
         top = mapping.magnitude_levels(model.weight_bits)
         n, g_top = model.devices_per_weight, 2 ** model.device_bits - 1

@@ -10,8 +10,8 @@ from neft.cli.value_types import times
 
 
 def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
-    """The crossbar circuit's flags (neft.chip.circuit.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
-    from neft.chip.circuit import ADC_MODES
+    """The crossbar circuit's flags (neft.chip.circuit_settings.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
+    from neft.chip.circuit_settings import ADC_MODES
 
     group = parser.add_argument_group("crossbar circuit (docs/method.md, 'The crossbar circuit'; all off by default)")
     group.add_argument("--tile-rows", type=int, default=None, metavar="N",
@@ -32,7 +32,7 @@ def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def circuit_settings(args) -> dict:
     """The circuit flags as EvalConfig/TrainConfig keywords."""
-    from neft.chip.circuit import FIELDS
+    from neft.chip.circuit_settings import FIELDS
 
     return {name: getattr(args, name) for name in FIELDS}
 

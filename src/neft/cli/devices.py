@@ -16,7 +16,7 @@ def add_devices_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_devices(args) -> None:
-    from neft.chip.devices import PRESET_SOURCES, PRESETS
+    from neft.chip.presets import PRESET_SOURCES, PRESETS
 
     print(f"{'preset':<9} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
           f"{'edge x':>7} {'middle x':>8}  chip (quantized mapping, stuck devices, drift)")

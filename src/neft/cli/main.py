@@ -88,7 +88,7 @@ def _where(args, setting: str | None, message: str) -> str:
     """An error message prefixed with where the bad setting came from: the flag that set it (``argument
     --drift-times: ...``; the library names settings as the Python API does), or the device-model file when no
     flag gave it (``device model file chip.toml: ...``)."""
-    from neft.chip.devices import DeviceModel
+    from neft.chip.device_model import DeviceModel
 
     if not setting:
         return message

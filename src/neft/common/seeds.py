@@ -31,8 +31,8 @@ def step_seed(seed: int, rank_index: int, step: int) -> int:
 def read_seed(chip_seed: int, layer: int, tile: int, block: int) -> int:
     """Seed of the read noise of the chip drawn from ``chip_seed`` (a :func:`run_seed`) in mapped layer ``layer``
     (its index in :attr:`neft.chip.crossbar.Crossbar.names`), tile ``tile``, for the block ``block`` of
-    :data:`neft.chip.circuit.READ_BLOCK` consecutive test images (image i is in block ``i // READ_BLOCK``): each image
-    reads with its own noise, whatever the batch size and chips per pass (docs/method.md, 'Read noise')."""
+    :data:`neft.chip.read_noise.READ_BLOCK` consecutive test images (image i is in block ``i // READ_BLOCK``): each
+    image reads with its own noise, whatever the batch size and chips per pass (docs/method.md, 'Read noise')."""
     return _hashed(f"read:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}")
 
 

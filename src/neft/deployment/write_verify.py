@@ -47,7 +47,7 @@ def swim_sensitivity(crossbar: Crossbar, images: torch.Tensor) -> dict[str, torc
     model, so no labels are needed). For networks whose logits are linear in each single weight (linear and
     convolution layers with ReLU, max- or average-pooling, eval-mode BatchNorm, residual additions) this is the
     exact diagonal of the Hessian of the loss. ``std_i`` is the programming std of weight i per unit sigma,
-    :meth:`~neft.chip.devices.DeviceModel.std` ``(W, 1)`` (in weight units; state-dependent for state-dependent device
+    :meth:`~neft.chip.DeviceModel.std` ``(W, 1)`` (in weight units; state-dependent for state-dependent device
     models), so ``H_ii * std_i^2 * sigma^2 / 2`` is the expected loss increase when weight i alone is perturbed
     at sigma (second-order Taylor expansion at a trained minimum, SWIM Sec. 3). The ranking does not depend on
     sigma.

@@ -33,9 +33,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from neft.chip import devices
-from neft.chip.circuit import Circuit, CircuitSettings, settings_of
+from neft.chip.circuit import Circuit
+from neft.chip.circuit_settings import CircuitSettings, settings_of
 from neft.chip.crossbar import Crossbar, make_generator
-from neft.chip.devices import DeviceModel, check_sigma
+from neft.chip.device_checks import check_sigma
+from neft.chip.device_model import DeviceModel
 from neft.common import distributed
 from neft.common.compute import eval_mode
 from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
@@ -70,7 +72,7 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
     Raises:
         SettingError: (a ``ValueError``, setting ``sigmas``) for an empty list, a malformed string, a
             non-positive step, more than ``MAX_SIGMAS`` sigmas, a sigma outside [0, 1] or a bool
-            (:func:`neft.chip.devices.check_sigma`), or two sigmas equal to ``SIGMA_DECIMALS`` = 6 decimals (one
+            (:func:`neft.chip.check_sigma`), or two sigmas equal to ``SIGMA_DECIMALS`` = 6 decimals (one
             point in reports) but not exactly.
     """
     if isinstance(text, (int, float)):
@@ -117,7 +119,7 @@ class EvalConfig:
             a list, one number or ``"start:stop:step"``. None: 0 and the training sigma of a run directory.
         runs: R, Monte Carlo runs (programmed chips) per sigma, >= 2 (the maximum when ``ci_target`` is set).
         seed: base seed; run r at sigma s uses :func:`neft.common.seeds.run_seed` ``(seed, s, r)``.
-        device_model: device preset name, file, dict or :class:`~neft.chip.devices.DeviceModel`; None: the run's own
+        device_model: device preset name, file, dict or :class:`~neft.chip.DeviceModel`; None: the run's own
             (``RRAM1`` for :func:`evaluate`).
         batch_size: at most this many test images per forward; the test set is split into equal batches
             (``ceil(N / ceil(N / batch_size))`` images each), so a compiled forward pads the last one by little.
@@ -150,7 +152,7 @@ class EvalConfig:
         read_sigma: read (cycle-to-cycle) noise relative to the conductance range, in [0, 1], drawn afresh on
             every read, i.e. for every test image, on top of the chip's frozen programming noise (docs/method.md,
             'Read noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
-        tile_rows: crossbar rows per tile (:class:`neft.chip.circuit.CircuitSettings`; docs/method.md, 'The crossbar
+        tile_rows: crossbar rows per tile (:class:`neft.chip.CircuitSettings`; docs/method.md, 'The crossbar
             circuit'); None: one tile per layer.
         dac_bits: input DAC bits of every mapped layer (1-32); None: ideal inputs.
         adc_bits: ADC bits of every tile's partial sums (1-32); None: ideal sums.
@@ -159,7 +161,7 @@ class EvalConfig:
         adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of
             the ``weight_bits``/``device_bits`` mapping, shifted and added digitally).
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
-            chip's settings (:class:`~neft.chip.devices.DeviceModel`; docs/method.md, 'The realistic chip'), each None
+            chip's settings (:class:`~neft.chip.DeviceModel`; docs/method.md, 'The realistic chip'), each None
             (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
             mapping, stuck rates per device in [0, 1], drift exponent mean/std >= 0, ``drift_time`` the read time
             in seconds after programming (> 0; the CLI's ``--drift-times`` writes one result file per time),
@@ -207,7 +209,7 @@ class EvalConfig:
     def chip_model(self, base: str | dict | DeviceModel | None = None) -> DeviceModel:
         """The device model chips are drawn from: ``base`` (None: ``device_model``, else ``RRAM1``) with every
         chip setting of this config that is not None (``CHIP_SETTINGS``) replacing the device model's own
-        (:meth:`neft.chip.devices.DeviceModel.with_chip`: ``quantize=False`` turns the model's realistic chip off).
+        (:meth:`neft.chip.DeviceModel.with_chip`: ``quantize=False`` turns the model's realistic chip off).
 
         Raises:
             SettingError: an invalid chip setting or combination (e.g. stuck devices without ``quantize``).
@@ -281,7 +283,7 @@ class EvalConfig:
         return self
 
     def circuit_settings(self, read_sigma: float) -> CircuitSettings:
-        """The checked :class:`neft.chip.circuit.CircuitSettings` of this evaluation with read noise ``read_sigma``."""
+        """The checked :class:`neft.chip.CircuitSettings` of this evaluation with read noise ``read_sigma``."""
         return settings_of(self, read_sigma)
 
     def to_dict(self) -> dict:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from neft import data
 from neft import reporting as report
-from neft.chip.devices import check_sigma
+from neft.chip.device_checks import check_sigma
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError, check_count
 from neft.evaluation import metrics, montecarlo

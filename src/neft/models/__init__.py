@@ -32,7 +32,7 @@ def init_weights(model: nn.Module, distribution: str = "normal") -> nn.Module:
     distribution [ours].
 
     The two differ in what matters under relative device variation: the noise std of a layer is proportional to
-    its max|W| (see :mod:`neft.chip.devices`), and a normal layer's max|W| is ~4-5 std (it grows with the layer size),
+    its max|W| (see :mod:`neft.chip.variation`), and a normal layer's max|W| is ~4-5 std (it grows with the layer size),
     a uniform one's sqrt(3) std. At sigma 0.35 the normal init starts with weight noise 0.7-1.5x the weight std,
     the uniform one with 0.47x (measured on LeNet-5 and VGG8; ``neft layers --sigma`` prints it).
     """

@@ -8,9 +8,9 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from neft.chip.circuit import FIELDS as CIRCUIT_FIELDS
-from neft.chip.circuit import CircuitSettings
-from neft.chip.devices import DRIFT_T0
+from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.device_model import DRIFT_T0
 
 __all__ = ["CHIP_COLUMNS", "CIRCUIT_COLUMNS", "chip_columns", "chip_label", "columns_label", "drift_curves",
            "new_figure", "plot_drift", "time_label"]

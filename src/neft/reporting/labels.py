@@ -4,7 +4,7 @@ variant) with its deployment options, grown only as far as needed to tell result
 
 from __future__ import annotations
 
-from neft.chip.circuit import FIELDS, CircuitSettings
+from neft.chip.circuit_settings import FIELDS, CircuitSettings
 from neft.reporting import chip_plots as chip_report
 from neft.training import variants
 
@@ -31,7 +31,7 @@ def _deployment(result: dict, chip: bool = True) -> str:
     and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, `` bn=256`` (BatchNorm
     recalibrated on 256 images per chip), `` tune=100`` (the block tuned 100 steps per chip), with ``chip`` the
     realistic chip's non-default settings (:func:`neft.reporting.chip_plots.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y
-    comp``) and the crossbar circuit's (:meth:`neft.chip.circuit.CircuitSettings.label`, e.g. `` tile=128 adc=6b
+    comp``) and the crossbar circuit's (:meth:`neft.chip.circuit_settings.CircuitSettings.label`, e.g. `` tile=128 adc=6b
     sliced``); empty without them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):

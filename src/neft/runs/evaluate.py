@@ -17,8 +17,8 @@ import torch
 
 from neft import data, reporting
 from neft.chip import devices
-from neft.chip.circuit import CALIBRATION_IMAGES, CircuitSettings
-from neft.chip.circuit import FIELDS as CIRCUIT_FIELDS
+from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
+from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
 from neft.chip.crossbar import make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device

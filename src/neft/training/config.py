@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neft import data, models
-from neft.chip import circuit, devices
-from neft.chip.devices import check_sigma
+from neft.chip import devices
+from neft.chip.circuit_settings import settings_of
+from neft.chip.device_checks import check_sigma
 from neft.common.compute import resolve_device
 from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
 from neft.store import checkpoint
@@ -49,7 +50,7 @@ class TrainConfig:
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
-    (:class:`neft.chip.circuit.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of every
+    (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of every
     objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
     on the first ``CALIBRATION_IMAGES`` = 256 training images at the start of every epoch, and the noisy
     validation chips use the same circuit. All off (None) by default: training is unchanged.
@@ -146,7 +147,7 @@ class TrainConfig:
                                            f"{self.method!r}; drop them or train with method irs")
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
-        circuit.settings_of(self)
+        settings_of(self)
         if self.tensorboard:
             _summary_writer()
         return self

@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from neft import data, models
 from neft.chip import circuit
+from neft.chip.circuit_settings import CALIBRATION_IMAGES, settings_of
 from neft.chip.crossbar import Crossbar, make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device
@@ -81,10 +82,10 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},
         fields=log_fields(objective.parts, len(objective.modules())),
         selection=Selection.of(config, dataset, device, recorded),  # preprocessed once
-        circuit=(circuit.Circuit(Crossbar(model, config.device_model), circuit.settings_of(config))
-                 if circuit.settings_of(config).active else None),
-        calibration=(next(dataset.batches("train", circuit.CALIBRATION_IMAGES, device=device))[0]
-                     if circuit.settings_of(config).calibrated else None),
+        circuit=(circuit.Circuit(Crossbar(model, config.device_model), settings_of(config))
+                 if settings_of(config).active else None),
+        calibration=(next(dataset.batches("train", CALIBRATION_IMAGES, device=device))[0]
+                     if settings_of(config).calibrated else None),
     )
     return run, resuming
 

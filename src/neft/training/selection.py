@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from neft import data
-from neft.chip import circuit, devices
+from neft.chip import devices
+from neft.chip.circuit_settings import FIELDS
 from neft.common.compute import eval_mode
 from neft.evaluation import montecarlo
 from neft.store import checkpoint
@@ -45,7 +46,7 @@ def _noisy_accuracy(model, images, labels, config, calibration_images=None) -> f
                                  seed=config.seed, device_model=config.device_model, progress=False,
                                  compile=False,  # a compile per epoch would cost more than it saves
                                  calibration_images=calibration_images,
-                                 **{name: getattr(config, name) for name in circuit.FIELDS})
+                                 **{name: getattr(config, name) for name in FIELDS})
     return result["per_sigma"][0]["accuracy"]["mean"]
 
 

@@ -26,7 +26,7 @@ it. A distill run's teacher is a [train] setting (``teacher``), not part of the 
 from __future__ import annotations
 
 from neft.chip import devices
-from neft.chip.circuit import CircuitSettings
+from neft.chip.circuit_settings import CircuitSettings
 from neft.models import INITS as _INITS
 from neft.training import objectives
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from neft.chip.devices import DeviceModel, check_sigma
+from neft.chip.device_checks import check_sigma
+from neft.chip.device_model import DeviceModel
 from neft.training.objectives.base import Objective
 from neft.training.objectives.distillation import Distill, distillation_loss, load_teacher
 from neft.training.objectives.feedback import IRS, OVF, SnapshotHead, negative_feedback_loss

@@ -10,7 +10,8 @@ from torch.nn import functional as F
 
 from neft.chip import devices
 from neft.chip.crossbar import Crossbar
-from neft.chip.devices import DeviceModel, check_sigma
+from neft.chip.device_checks import check_sigma
+from neft.chip.device_model import DeviceModel
 from neft.training.objectives.settings import check_beta
 
 
@@ -28,7 +29,7 @@ class Objective:
     """Base class: holds the device model, training sigma and noise generator.
 
     Args:
-        device_model: device preset name, file or :class:`~neft.chip.devices.DeviceModel` (default RRAM1).
+        device_model: device preset name, file or :class:`~neft.chip.device_model.DeviceModel` (default RRAM1).
         sigma: training relative device variation (>= 0).
         beta: feedback strength (NeFT objectives only).
         generator: ``torch.Generator`` for training noise (on the model's device); ``None`` uses torch's global RNG.

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from neft.chip.crossbar import Crossbar
-from neft.chip.devices import check_sigma
+from neft.chip.device_checks import check_sigma
 from neft.common.compute import eval_mode
 from neft.models import default_taps, init_weights
 from neft.training.objectives.base import Objective, _accuracy, _ce

@@ -57,7 +57,7 @@ class RCG(NoiseInjection):
     Worst-Case Performance of NVCiM DNN Accelerators through Training with Right-Censored Gaussian Noise", ICCAD
     2023; docs/method.md, 'RCG'): each perturbation is drawn as in noise-injection, then every element above
     ``+censor_k`` standard deviations of its weight is set to ``+censor_k`` std, ``dW = std(w) * min(z, k)``,
-    ``z ~ N(0, 1)`` (:meth:`neft.chip.devices.DeviceModel.sample`), and multiplied by ``rcg_scale``,
+    ``z ~ N(0, 1)`` (:meth:`neft.chip.device_model.DeviceModel.sample`), and multiplied by ``rcg_scale``,
     ``dW = rcg_scale * std(w) * min(z, k)``: the authors train with a noise magnitude of its own, searched at a
     fixed k (docs/method.md, 'RCG'; :mod:`neft.experiments.rcg_search`), while validation and evaluation chips stay at
     the device's sigma. The loss is cross-entropy of that forward.

@@ -6,7 +6,7 @@ device variation').
 
 from __future__ import annotations
 
-from neft.chip import devices
+from neft.chip.device_checks import MAX_SIGMA
 from neft.common.errors import SettingError, check_number
 
 OVF_OFFSETS = (0.15, 0.10, 0.05)  # sigma offsets of the oriented forwards, weights 1, 0.1, 0.01 (docs/method.md, 'OVF')
@@ -90,7 +90,7 @@ def check_method_settings(method: str, beta: float, temperature: float, sigma: f
     the other settings only at its default unless ``method`` is the one it belongs to (``censor_k`` and
     ``rcg_scale``: rcg, ``lipschitz_lambda``: lipschitz, ``correctnet_lambda``: correctnet, ``distill_*``:
     distill); a ``teacher`` for distill and for distill only; and that OVF's largest oriented sigma,
-    ``sigma + 0.15``, stays within :data:`neft.chip.devices.MAX_SIGMA`.
+    ``sigma + 0.15``, stays within :data:`neft.chip.device_checks.MAX_SIGMA`.
 
     Raises:
         SettingError: (a ``ValueError``) naming the setting and the methods it applies to.
@@ -109,7 +109,7 @@ def check_method_settings(method: str, beta: float, temperature: float, sigma: f
     if beta != 0 and method not in ("ovf", "irs"):
         raise SettingError("beta", f"beta (the negative feedback strength) applies to ovf and irs only, "
                                    f"not {method!r}")
-    if method == "ovf" and sigma + max(OVF_OFFSETS) > devices.MAX_SIGMA:
+    if method == "ovf" and sigma + max(OVF_OFFSETS) > MAX_SIGMA:
         raise SettingError("sigma", f"OVF trains with oriented forwards at sigma + {max(OVF_OFFSETS):g}, which must "
-                                    f"stay <= {devices.MAX_SIGMA:g}; sigma {sigma:g} is too large for OVF (at most "
-                                    f"{devices.MAX_SIGMA - max(OVF_OFFSETS):g})")
+                                    f"stay <= {MAX_SIGMA:g}; sigma {sigma:g} is too large for OVF (at most "
+                                    f"{MAX_SIGMA - max(OVF_OFFSETS):g})")

@@ -1,0 +1,167 @@
+"""One crossbar-mapped layer as the crossbar circuit runs it (docs/method.md, 'The crossbar circuit'): its tiles (row
+ranges of the weight's input dimension), each tile's slice of the input and weight, the crossbar product, the read-noise
+variance of each tile's partial sums, and the converters' calibrated ranges.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.converters import calibration_magnitude, full_scale_steps
+
+__all__ = ["CircuitLayer"]
+
+_CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
+
+
+def _box(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+         dilation: Sequence[int]) -> torch.Tensor:
+    """Sums of ``x`` ``[B, C, *spatial]`` over each (zero-padded, strided, dilated) kernel window, per channel:
+    the convolution with a kernel of ones, as separable sums of shifted views (cheaper than a one-channel conv)."""
+    if any(padding):
+        x = F.pad(x, [p for p in reversed(padding) for _ in range(2)])
+    for axis, (k, s, d) in enumerate(zip(kernel, stride, dilation), start=2):
+        span = (x.shape[axis] - d * (k - 1) - 1) // s * s + 1  # the input positions the first tap reads
+        index = [slice(None)] * x.dim()
+        views = []
+        for tap in range(k):
+            index[axis] = slice(tap * d, tap * d + span, s)
+            views.append(x[tuple(index)])
+        total = views[0] if k == 1 else views[0] + views[1]
+        for view in views[2:]:
+            total.add_(view)
+        x = total
+    return x
+
+
+class CircuitLayer:
+    """One mapped layer as the crossbar runs it: its tiles (row ranges), read-noise stds and calibrated ranges."""
+
+    def __init__(self, index: int, module: nn.Module, std: torch.Tensor | None, tile_rows: int | None,
+                 slice_count: int = 1) -> None:
+        self.index, self.module, self.slice_count = index, module, slice_count
+        self.conv = _CONV.get(type(module))
+        weight = module.weight
+        self.kernel = math.prod(weight.shape[2:])  # rows per input channel (1 for a Linear)
+        rows = weight[0].numel()
+        size = rows if tile_rows is None else tile_rows
+        self.tiles = [(start, min(start + size, rows)) for start in range(0, rows, size)]
+        self.masks = [self._mask(r0, r1, weight) for r0, r1 in self.tiles]
+        self.read_var = None if std is None else [self._variance_kernel(std, t) for t in range(len(self.tiles))]
+        # every device of the tile has the same read std: its variance kernel is s^2 times ones (a box sum)
+        uniform = std is not None and bool((std == std.flatten()[0]).all()) and self._box_padding() is not None
+        self.read_const = [float(std.flatten()[0]) ** 2 if uniform and mask is None else None for mask in self.masks]
+        self.clean = weight  # the live clean parameter: bit slices follow it (training updates it)
+        self.dac_scale: torch.Tensor | None = None
+        self.dac_signed = True
+        self.adc_scale: list[torch.Tensor] | None = None
+        self.dac_step: float | None = None  # the converters' steps as numbers (set by :meth:`set_steps`)
+        self.adc_step: list[float] | None = None
+
+    def calibrate_input(self, x: torch.Tensor, settings: CircuitSettings) -> None:
+        """In the calibration forward: the DAC's sign and full scale from the layer's clean input ``x``, and an empty
+        list for the ADC full scales of its tiles (and slices), appended as they are read."""
+        if settings.dac_bits is not None:
+            self.dac_signed = bool((x < 0).any())
+            self.dac_scale = calibration_magnitude(x, settings.adc_range)
+        if settings.adc_bits is not None:
+            self.adc_scale = []
+
+    def set_steps(self, dac_bits: int | None, adc_bits: int | None) -> None:
+        """The DAC step and each ADC's step (full scale / levels, as in :func:`neft.chip.converters.quantize`) from
+        the calibrated full scales."""
+        tiny = torch.finfo(torch.float32).tiny
+        if dac_bits is not None:
+            self.dac_step = max(float(self.dac_scale), tiny) / full_scale_steps(dac_bits, self.dac_signed)
+        if adc_bits is not None:
+            self.adc_step = [max(float(scale), tiny) / full_scale_steps(adc_bits, True) for scale in self.adc_scale]
+
+    def _box_padding(self) -> tuple[int, ...] | None:
+        """The zero padding of the layer's convolution as integers (0s for a Linear), None for string padding."""
+        if self.conv is None:
+            return ()
+        padding = self.module.padding
+        if isinstance(padding, str):
+            return None
+        return tuple(padding) if self.module.padding_mode == "zeros" else (0,) * len(padding)
+
+    def _channels(self, tile: int) -> tuple[int, int]:
+        r0, r1 = self.tiles[tile]
+        return r0 // self.kernel, -(-r1 // self.kernel)
+
+    def _mask(self, r0: int, r1: int, weight: torch.Tensor) -> torch.Tensor | None:
+        """Rows of the tile's channels that belong to it (None when the tile holds whole channels)."""
+        c0, c1 = r0 // self.kernel, -(-r1 // self.kernel)
+        if r0 == c0 * self.kernel and r1 == c1 * self.kernel:
+            return None
+        rows = torch.arange(c0 * self.kernel, c1 * self.kernel, device=weight.device)
+        return ((rows >= r0) & (rows < r1)).to(weight.dtype).reshape(c1 - c0, *weight.shape[2:])
+
+    def _variance_kernel(self, std: torch.Tensor, tile: int) -> torch.Tensor:
+        """The tile's squared read stds as a weight; one row per group when every device has the same std."""
+        c0, c1 = self._channels(tile)
+        var = std[:, c0:c1].square()
+        if self.masks[tile] is not None:
+            var = var * self.masks[tile]
+        groups = getattr(self.module, "groups", 1)
+        if bool((std == std.flatten()[0]).all()):  # state-independent: the same kernel for every output row
+            var = var.unflatten(0, (groups, -1))[:, 0]
+        return var
+
+    def tile_input(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        """The tile's slice of the input (the channels its rows read)."""
+        if len(self.tiles) == 1:
+            return x
+        c0, c1 = self._channels(tile)
+        if self.conv is None:
+            return x[..., c0:c1]
+        groups = self.module.groups
+        return x[:, c0:c1] if groups == 1 else x.unflatten(1, (groups, -1))[:, :, c0:c1].flatten(1, 2)
+
+    def tile_weight(self, weight: torch.Tensor, tile: int) -> torch.Tensor:
+        """The tile's slice of the weight, its rows outside the tile masked to 0."""
+        if len(self.tiles) == 1:
+            return weight
+        c0, c1 = self._channels(tile)
+        weight = weight[:, c0:c1]
+        return weight if self.masks[tile] is None else weight * self.masks[tile]
+
+    def matmul(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The crossbar product without bias, with the layer's stride, padding, dilation and groups."""
+        if self.conv is None:
+            return F.linear(x, weight)
+        m = self.module
+        padding = m.padding
+        if m.padding_mode != "zeros":
+            x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+            padding = 0
+        return self.conv(x, weight, None, m.stride, padding, m.dilation, m.groups)
+
+    def read_variance(self, x: torch.Tensor, tile: int, out_channels: int) -> torch.Tensor:
+        """``x^2 s^2`` summed over the tile's rows of ``x`` (the tile's input): its read-noise variance per output
+        (size 1 along the output channels when it is the same for all of them, to broadcast)."""
+        const = self.read_const[tile]
+        if const is not None and self.conv is None:
+            return x.square().sum(-1, keepdim=True).mul_(const)
+        if const is not None:  # s^2 times the window sums of the squared inputs, summed over each group's channels
+            m = self.module
+            if m.padding_mode != "zeros":
+                x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+            squares = x.square().unflatten(1, (m.groups, -1)).sum(2)  # [B, groups, *spatial]
+            variance = _box(squares, m.kernel_size, m.stride, self._box_padding(), m.dilation).mul_(const)
+            return variance if m.groups == 1 else variance.repeat_interleave(out_channels // m.groups, dim=1)
+        var = self.read_var[tile].to(x.dtype)
+        variance = self.matmul(x.square(), var)
+        if var.shape[0] == out_channels:
+            return variance
+        if self.conv is None:  # [..., 1]: one row for every output, broadcast
+            return variance
+        if var.shape[0] == 1:
+            return variance  # [B, 1, ...]: the same for every output channel, broadcast
+        return variance.repeat_interleave(out_channels // var.shape[0], dim=1)  # one row per group

@@ -1,0 +1,155 @@
+"""The checks of a device model's settings: sigma, stuck rates, drift times and exponents, bits, state factor, band,
+levels, and the realistic chip's combinations (docs/method.md, 'Device variation model', 'The realistic chip').
+
+Each check returns the value it accepts, normalised (a float, a tuple), or raises a
+:class:`~neft.common.errors.SettingError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from neft.common.errors import SettingError, check_count, check_number
+
+if TYPE_CHECKING:
+    from neft.chip.device_model import DeviceModel
+
+__all__ = ["check_sigma", "check_rate", "check_time", "check_device_model", "MAX_SIGMA", "MAX_BITS"]
+
+MAX_BITS = 64  # bits per weight or device: beyond, the significances 2**(j K) overflow float64
+MAX_SIGMA = 1.0  # sigma above the conductance range itself describes no programmable device (check_sigma)
+
+
+def check_sigma(sigma: float, name: str = "sigma") -> float:
+    """Return ``sigma`` as a float after checking it is a relative device variation in [0, ``MAX_SIGMA``].
+
+    sigma is each device's conductance std as a fraction of its conductance range (docs/method.md, 'Device
+    variation model'). Above 1 the std would exceed the whole range, so a programmed device would land anywhere
+    in it: no memory stores a weight that way (the paper studies 0-0.4).
+
+    Raises:
+        SettingError: (a ``ValueError``) if sigma is not a number (a bool included), is NaN or infinite, negative, or
+            above ``MAX_SIGMA`` = 1.
+    """
+    try:
+        if isinstance(sigma, bool):  # True would read as sigma 1
+            raise TypeError
+        value = float(sigma)
+    except (TypeError, ValueError, OverflowError):
+        raise SettingError(name, f"{name} must be a number such as 0.1 (relative device variation), "
+                                 f"got {sigma!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise SettingError(name, f"{name} must be a finite number >= 0 (relative device variation, e.g. 0.1 for "
+                                 f"10 % of the conductance range), got {sigma!r}")
+    if value > MAX_SIGMA:
+        raise SettingError(name, f"{name} {value:g} is above {MAX_SIGMA:g}: sigma is the device std as a fraction "
+                                 "of its conductance range, and a std above the whole range stores no weight; the "
+                                 "paper studies 0-0.4 (did you mean a fraction, e.g. 0.1 for 10 %?)")
+    return value
+
+
+def check_rate(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a probability per device in [0, 1].
+
+    Raises:
+        SettingError: (a ``ValueError``) naming ``name`` for a value that is not a number, NaN, negative or above 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise SettingError(name, f"{name} is the fraction of devices stuck, a number in [0, 1] (e.g. 0.01 for 1 %), "
+                                 f"got {value!r}")
+    return float(value)
+
+
+def check_time(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite time in seconds > 0.
+
+    Raises:
+        SettingError: (a ``ValueError``) naming ``name`` for a value that is not a finite number > 0.
+    """
+    return check_number(name, value, "a time in seconds after programming, a finite number > 0 (e.g. 3600 for "
+                        "one hour)", lambda v: v > 0)
+
+
+def _check_exponent(value, name: str) -> float:
+    return check_number(name, value, "a drift exponent, a finite number >= 0 (PCM: about 0.05)", lambda v: v >= 0)
+
+
+def check_device_model(model: DeviceModel) -> None:
+    """Check every setting of ``model`` and store the normalised values on it (it is frozen: ``object.__setattr__``),
+    in this order: read sigma, bits, the realistic chip (:func:`_check_chip`), bits per weight against bits per
+    device, then the state-dependent variation (:func:`_check_variation`).
+
+    Raises:
+        SettingError: (a ``ValueError`` naming the field) for bits that are not integers in [1, ``MAX_BITS``
+            = 64], a ``state_factor`` below 1, band edges or levels that are not finite numbers (booleans
+            included), or a read sigma that is not a finite number in [0, 1]; naming the chip setting for a
+            stuck rate outside [0, 1] or rates summing above 1, a negative or NaN drift exponent or std, a time
+            <= 0, a non-bool ``quantize``/``drift_compensation``, stuck devices, drift or compensation without
+            ``quantize``, or a ``drift_time`` or compensation without drift.
+        ValueError: for weight bits not a multiple of device bits, band edges outside ``0 <= lo < hi <= 1``.
+    """
+    object.__setattr__(model, "read_sigma", check_sigma(model.read_sigma, "read_sigma"))
+    for attr in ("weight_bits", "device_bits"):  # 2**64 levels: beyond that bit_factor overflows float64
+        check_count(attr, getattr(model, attr), 1, "bits per weight or per device", maximum=MAX_BITS)
+    _check_chip(model)
+    if model.weight_bits % model.device_bits:
+        raise ValueError(
+            f"weight_bits ({model.weight_bits}) must be a positive multiple of device_bits "
+            f"({model.device_bits}): each weight is split over whole devices; e.g. use 8 and 2, 8 and 4, or 6 and 2"
+        )
+    _check_variation(model)
+
+
+def _check_variation(model: DeviceModel) -> None:
+    """Check the state-dependent variation: ``state_factor`` >= 1, the band ``0 <= lo < hi <= 1`` (stored as two
+    floats) and the measured ``levels`` (stored as a tuple of floats)."""
+    check_number("state_factor", model.state_factor, "a finite number >= 1 (1 = state-independent)",
+                 lambda v: v >= 1)
+    if isinstance(model.band, (str, bytes)) or len(model.band) != 2:
+        raise SettingError("band", f"band must be two fractions of max|W| [lo, hi], got {model.band!r}")
+    lo, hi = (check_number("band", v, "two fractions of max|W| with 0 <= lo < hi <= 1") for v in model.band)
+    if not 0 <= lo < hi <= 1:
+        raise ValueError(f"band must satisfy 0 <= lo < hi <= 1 (fractions of max|W|), got {model.band!r}")
+    object.__setattr__(model, "band", (float(lo), float(hi)))
+    if model.levels is not None:
+        valid = "a non-empty list of finite positive std multipliers"
+        levels = tuple(check_number("levels", v, valid, lambda v: v > 0) for v in model.levels)
+        if not levels:
+            raise SettingError("levels", f"levels must be {valid}, got {model.levels!r}")
+        object.__setattr__(model, "levels", levels)
+
+
+def _check_chip(model: DeviceModel) -> None:
+    """Check the realistic-chip settings (docs/method.md, 'The realistic chip')."""
+    for name in ("quantize", "drift_compensation"):
+        if not isinstance(getattr(model, name), bool):
+            raise SettingError(name, f"{name} must be true or false, got {getattr(model, name)!r}")
+    for name in ("stuck_off", "stuck_on"):
+        object.__setattr__(model, name, check_rate(getattr(model, name), name))
+    if model.stuck_off + model.stuck_on > 1:
+        raise SettingError("stuck_on", f"stuck_off + stuck_on = {model.stuck_off + model.stuck_on:g} is above 1: "
+                                       "they are the fractions of devices stuck off and stuck on")
+    for name in ("drift_nu_mean", "drift_nu_std"):
+        object.__setattr__(model, name, _check_exponent(getattr(model, name), name))
+    object.__setattr__(model, "drift_t0", check_time(model.drift_t0, "drift_t0"))
+    if model.drift_time is not None:
+        object.__setattr__(model, "drift_time", check_time(model.drift_time, "drift_time"))
+    if not model.quantize:
+        needs = [name for name in ("stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_compensation")
+                 if getattr(model, name)]
+        if needs:
+            raise SettingError(needs[0], f"{needs[0]} acts on the devices of the quantized mapping, so it needs "
+                                         "quantize = true (--quantize): set quantize, or leave "
+                                         f"{', '.join(needs)} at 0/false")
+    if model.drift_time is not None and not model.drifts:
+        raise SettingError("drift_time", f"drift_time {model.drift_time:g} s has no effect: devices drift only "
+                                         "with drift_nu_mean or drift_nu_std > 0 (and quantize = true); set "
+                                         "them (e.g. --device-model PCM-chip) or leave drift_time unset")
+    if model.drift_compensation and model.quantize and not model.drifts:
+        raise SettingError("drift_compensation", "drift_compensation rescales drifted conductances, so it "
+                                                 "needs drift (drift_nu_mean or drift_nu_std > 0): set one, or "
+                                                 "leave drift_compensation off")
+    if model.quantize and model.weight_bits > 24:
+        raise SettingError("weight_bits", f"quantize = true supports weight_bits <= 24 (float32 holds every "
+                                          f"level exactly), got {model.weight_bits}")

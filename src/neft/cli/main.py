@@ -371,7 +371,7 @@ def _fractions(text: str) -> list[float]:
 def _cmd_evaluate(args) -> None:
     import dataclasses
 
-    from neft.evaluation.montecarlo import EvalConfig
+    from neft.evaluation import EvalConfig
     from neft.runs.evaluate import check_outputs, evaluate_run, sweep_names
 
     settings = EvalConfig(
@@ -450,7 +450,7 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from neft.experiments.grid import demo
+    from neft.experiments import demo
 
     demo(out=args.out, dataset=args.dataset, data_dir=args.data_dir, sigma=args.sigma, epochs=args.epochs,
          runs=args.runs, device=args.device, cells_per_device=args.cells_per_device)
@@ -689,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``neft`` console script; returns the exit code (2 for bad input)."""
-    from neft.data.datasets import DatasetNotFoundError
+    from neft.data import DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

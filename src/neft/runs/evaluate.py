@@ -24,7 +24,7 @@ from neft.common import distributed
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError
 from neft.common.seeds import fix_seed, verify_seed
-from neft.evaluation.montecarlo import EvalConfig, evaluate
+from neft.evaluation import EvalConfig, evaluate
 from neft.reporting import report
 from neft.store import checkpoint
 from neft.store import lock as runlock
@@ -134,7 +134,7 @@ def evaluate_run(
 
     Args:
         run_dir: a directory written by ``neft train`` (:func:`neft.training.trainer.train`).
-        config: evaluation settings (:class:`neft.evaluation.montecarlo.EvalConfig`); ``settings`` keywords override its
+        config: evaluation settings (:class:`neft.evaluation.config.EvalConfig`); ``settings`` keywords override its
             fields, e.g. ``evaluate_run(run, sigmas="0:0.4:0.1", runs=100)``. ``sigmas=None`` evaluates 0 and the
             training sigma; ``device_model=None`` the device model the run was trained with; ``test_subset=None``
             the full test set. ``write_verify > 0`` with ``verify_select="swim"`` (or ``"swim-release"``)
@@ -166,7 +166,7 @@ def evaluate_run(
             :class:`~neft.store.lock.RunLockedError` another process is training or evaluating ``run_dir``.
         OSError: ``run_dir`` cannot be written (checked before the Monte Carlo work), or a write failed (full
             disk); no partial result file is left behind (:func:`neft.store.lock.disk_error` names the folder).
-        SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.evaluation.montecarlo.EvalConfig`) or a
+        SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.evaluation.config.EvalConfig`) or a
             ``name`` that is not a plain file name.
     """
     run_dir = Path(run_dir)

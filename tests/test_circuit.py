@@ -269,7 +269,7 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
     saved = checkpoint.load_checkpoint(tmp_path / "run")[1]["config"]
     assert (saved["tile_rows"], saved["adc_bits"], saved["dac_bits"]) == (64, 4, 4)
     # its evaluations record the training periphery and their labels name it beside the evaluated one
-    from neft.evaluation.montecarlo import EvalConfig
+    from neft.evaluation import EvalConfig
     from neft.runs.evaluate import evaluate_run
 
     result = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], tile_rows=64, adc_bits=6, test_subset=50), progress=False)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from neft.data import DatasetNotFoundError, formats
 from neft.data import datasets as data
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -90,7 +91,7 @@ def test_idx_round_trip(tmp_path, compress):
 
 
 def test_corrupt_idx_is_a_clear_error(tmp_path):
-    for name in data._IDX_FILES:
+    for name in formats._IDX_FILES:
         _write_idx(tmp_path / name, np.zeros((2, 28, 28) if "images" in name else (2,)), False)
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)  # truncated
     with pytest.raises(ValueError, match="t10k-images-idx3-ubyte"):
@@ -239,11 +240,11 @@ def test_validation_and_subsets(mnist5k):
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="cifar10"):
         data.load("imagenet")
-    with pytest.raises(data.DatasetNotFoundError, match="data_batch_1") as error:
+    with pytest.raises(DatasetNotFoundError, match="data_batch_1") as error:
         data.load("cifar10", tmp_path)
     assert str(tmp_path) in str(error.value) and "NEFT_DATA" in str(error.value)
     assert isinstance(error.value, FileNotFoundError)
-    with pytest.raises(data.DatasetNotFoundError, match="dataset-fashion-mnist"):
+    with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist"):
         data.load("fashion-mnist", tmp_path)
     with pytest.raises(ValueError, match="lower validation"):
         data.load("mnist-5k", validation=4000)

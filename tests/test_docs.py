@@ -65,7 +65,7 @@ PRESETS = ROOT / "docs" / "presets.md"
 
 def test_presets_doc_lists_every_key_and_variant():
     """docs/presets.md documents every key of every preset table and every variant key."""
-    from neft.experiments import grid as experiments
+    from neft.experiments import presets as experiments
     from neft.training import variants
 
     text = PRESETS.read_text()
@@ -84,7 +84,7 @@ def test_presets_doc_blocks_are_valid_presets(tmp_path, monkeypatch):
     model file and data set made here)."""
     import numpy as np
 
-    from neft.experiments.grid import load_preset
+    from neft.experiments import load_preset
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mynets.py").write_text(

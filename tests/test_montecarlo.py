@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neft import Crossbar, data, make_generator, models, run_seed, runs
-from neft.evaluation import montecarlo
+from neft.evaluation import montecarlo, parse_sigmas
 from neft.store import checkpoint
 
 
@@ -121,10 +121,10 @@ def test_bad_input(setup):
     with pytest.raises(ValueError, match="test set is empty"):
         evaluate_points(model, images[:0], labels[:0], [0.1], runs=2)
     with pytest.raises(ValueError, match="sigma list '' is empty"):
-        montecarlo.parse_sigmas("")
+        parse_sigmas("")
     with pytest.raises(ValueError, match=r"is empty \(start:stop:step needs start <= stop\)"):
-        montecarlo.parse_sigmas("0.4:0:0.1")
-    assert montecarlo.parse_sigmas("0:0.4:0.1") == [0.0, 0.1, 0.2, 0.3, 0.4]
+        parse_sigmas("0.4:0:0.1")
+    assert parse_sigmas("0:0.4:0.1") == [0.0, 0.1, 0.2, 0.3, 0.4]
 
 
 def test_evaluate_run_writes_results_and_never_clobbers(trained_run):

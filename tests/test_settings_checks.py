@@ -10,7 +10,7 @@ from neft import runs
 from neft.chip import DeviceModel, check_sigma, devices
 from neft.cli.main import main
 from neft.common.errors import FLOAT32_MAX, SettingError, check_number
-from neft.evaluation import montecarlo
+from neft.evaluation import montecarlo, parse_sigmas
 from neft.training import TrainConfig
 
 # ---- item 1 in Python: booleans are no numbers, float32 overflow is infinite --------------------------------------
@@ -66,7 +66,7 @@ def test_number_checks_keep_valid_values():
     assert check_number("x", FLOAT32_MAX, "a number") == FLOAT32_MAX
     assert check_sigma(0.4) == 0.4 and DeviceModel(state_factor=2, band=[0, 1]).band == (0.0, 1.0)
     assert TrainConfig(method="ovf", beta=0, lr=1, width=2).check().beta == 0.0
-    assert montecarlo.parse_sigmas([0.1, 0.1, 0.2]) == [0.1, 0.2]  # the same sigma twice is one point
+    assert parse_sigmas([0.1, 0.1, 0.2]) == [0.1, 0.2]  # the same sigma twice is one point
     assert montecarlo.EvalConfig(compile=True).check().compile is True
 
 

@@ -11,8 +11,7 @@ from neft.chip.crossbar import Crossbar, make_generator, mapped_weight_names
 from neft.chip.device_model import DeviceModel
 from neft.common.seeds import run_seed
 from neft.common.version import __version__
-from neft.evaluation import metrics
-from neft.evaluation.montecarlo import EvalConfig, evaluate, parse_sigmas
+from neft.evaluation import EvalConfig, evaluate, metrics, parse_sigmas
 from neft.reporting import write_report
 from neft.runs.evaluate import evaluate_run
 from neft.runs.importing import import_run

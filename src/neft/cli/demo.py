@@ -31,7 +31,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from neft.experiments.grid import demo
+    from neft.experiments import demo
 
     demo(out=args.out, dataset=args.dataset, data_dir=args.data_dir, sigma=args.sigma, epochs=args.epochs,
          runs=args.runs, device=args.device, cells_per_device=args.cells_per_device)

@@ -112,7 +112,7 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from neft.evaluation.montecarlo import EvalConfig
+    from neft.evaluation import EvalConfig
     from neft.runs.evaluate import check_outputs, evaluate_run, sweep_names
 
     settings = EvalConfig(

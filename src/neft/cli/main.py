@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``neft`` console script; returns the exit code (2 for bad input)."""
-    from neft.data.datasets import DatasetNotFoundError
+    from neft.data import DatasetNotFoundError
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

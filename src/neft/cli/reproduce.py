@@ -27,7 +27,7 @@ def add_reproduce_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_reproduce(args) -> None:
-    from neft.experiments.grid import reproduce
+    from neft.experiments import reproduce
 
     reproduce(args.config, out=args.out, device=args.device, parallel=args.parallel, shard=args.shard,
               cells_per_device=args.cells_per_device)

@@ -32,7 +32,7 @@ __all__ = ["ChipFixes", "check_settings"]
 
 
 def check_settings(config) -> None:
-    """Check the fix settings of an :class:`neft.evaluation.montecarlo.EvalConfig`: ``recalibrate_bn`` and ``chip_tune``
+    """Check the fix settings of an :class:`neft.evaluation.config.EvalConfig`: ``recalibrate_bn`` and ``chip_tune``
     integers >= 0, ``chip_tune_batch`` an integer >= 1, ``chip_tune_lr`` a finite number > 0, ``chip_tune_taps``
     None or a list of module names.
 
@@ -57,7 +57,7 @@ class ChipFixes:
 
     Args:
         crossbar: the network and its device model (the block is written with the same device model).
-        config: the checked :class:`neft.evaluation.montecarlo.EvalConfig` (``recalibrate_bn``, ``chip_tune``,
+        config: the checked :class:`neft.evaluation.config.EvalConfig` (``recalibrate_bn``, ``chip_tune``,
             ``chip_tune_taps``, ``chip_tune_lr``, ``chip_tune_batch``, ``verified_sigma``, ``write_verify``).
         images: training images ``[N, ...]`` on the evaluation device (no augmentation); required when a fix is
             on. BatchNorm recalibration uses the first ``recalibrate_bn`` of them, the block draws its batches

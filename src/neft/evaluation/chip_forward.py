@@ -1,8 +1,8 @@
 """How the Monte Carlo engine runs one test batch through K programmed chips, fast
 (docs/method.md, 'Noise timing').
 
-The engine (:mod:`neft.evaluation.montecarlo`) evaluates the same network with many perturbed weight sets. The arithmetic is
-fixed; what this module chooses is how it is executed on the evaluation device:
+The engine (:mod:`neft.evaluation.montecarlo`) evaluates the same network with many perturbed weight sets. The
+arithmetic is fixed; what this module chooses is how it is executed on the evaluation device:
 
 * **Memory layout.** On CPU, oneDNN convolutions and max-pooling run faster on channels_last (NHWC) tensors:
   measured 1.3x for VGG8 on a 2-core AVX2 machine. The images and the 4-D conv weights are converted once; the
@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -117,6 +117,40 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _mean_seconds(run: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Mean wall-clock seconds of ``repeats`` calls of ``run`` (without gradients) after one untimed warm-up call
+    (cuDNN algorithm choice, allocator), with CUDA on ``device`` synchronised around them."""
+    with torch.no_grad():
+        run()
+        _synchronize(device)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        _synchronize(device)
+    return (time.perf_counter() - started) / repeats
+
+
+def _wants_channels_last(model: nn.Module, example: torch.Tensor, memory_format: str) -> bool:
+    """Whether :class:`ChipForward` tries channels_last (a dry run decides): asked for, or ``"auto"`` on CPU for a
+    model with 2-D convolutions, and 4-D inputs ``example``."""
+    wants_nhwc = memory_format == "channels_last" or (
+        memory_format == "auto" and example.device.type == "cpu"
+        and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    )
+    return wants_nhwc and example.dim() == 4
+
+
+def _check_compiled(compiled: torch.Tensor, reference: torch.Tensor) -> None:
+    """Refuse compiled logits that differ from the eager ``reference`` logits of the same images (float32).
+
+    Raises:
+        RuntimeError: naming the largest difference.
+    """
+    if not torch.allclose(compiled, reference, rtol=1e-2, atol=1e-3):
+        raise RuntimeError(f"compiled logits differ from eager ones by up to "
+                           f"{(compiled - reference).abs().max().item():.3g}")
+
+
 class ChipForward:
     """Logits of K programmed chips on one batch: ``forward(weights, x) -> [K, B, C]``.
 
@@ -158,11 +192,7 @@ class ChipForward:
         self.circuit = circuit
         model = crossbar.model
         self.memory_format = torch.contiguous_format
-        wants_nhwc = memory_format == "channels_last" or (
-            memory_format == "auto" and example.device.type == "cpu"
-            and any(isinstance(m, nn.Conv2d) for m in model.modules())
-        )
-        if wants_nhwc and example.dim() == 4:
+        if _wants_channels_last(model, example, memory_format):
             with circuit.bypassed() if circuit is not None else contextlib.nullcontext():
                 if self._agrees(example[:_CHECK_IMAGES], torch.channels_last):
                     self.memory_format = torch.channels_last
@@ -229,14 +259,7 @@ class ChipForward:
         weights on the batch ``x`` ``[B, ...]``: one untimed warm-up forward (cuDNN algorithm choice, allocator),
         then the mean of ``repeats`` forwards, with CUDA synchronised around them. ``chips`` > 1 uses vmap."""
         weights, x = [self._clean()] * chips, self.images(x)
-        with torch.no_grad():
-            self._eager(weights, x)
-            _synchronize(x.device)
-            started = time.perf_counter()
-            for _ in range(repeats):
-                self._eager(weights, x)
-            _synchronize(x.device)
-        return (time.perf_counter() - started) / repeats / chips
+        return _mean_seconds(lambda: self._eager(weights, x), x.device, repeats) / chips
 
     def _eager(self, weights: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         model = self.crossbar.model
@@ -268,10 +291,7 @@ class ChipForward:
         try:  # first compiled call: check it against eager logits of the first images (eval mode: per image)
             logits = self._compiled(weights, x)
             reference = self._eager(weights, x[:_CHECK_IMAGES]).float()
-            compiled = logits[:, :_CHECK_IMAGES].float()
-            if not torch.allclose(compiled, reference, rtol=1e-2, atol=1e-3):
-                raise RuntimeError(f"compiled logits differ from eager ones by up to "
-                                   f"{(compiled - reference).abs().max().item():.3g}")
+            _check_compiled(logits[:, :_CHECK_IMAGES].float(), reference)
         except Exception as error:  # noqa: BLE001 - any compiler failure: fall back to eager, loudly
             warnings.warn(f"torch.compile could not be used ({_first_line(error)}); "
                           "evaluating without compilation", RuntimeWarning, stacklevel=2)

@@ -137,10 +137,15 @@ def search(base: TrainConfig, out: str | Path, *, low: float = 0.5, high: float 
                             "seeds": seeds, "score": score, "val_chips": val_chips},
                "points": list(scored.values()), "best": {"scale": best["scale"], "score": best["score"]}}
     (out / "search.json").write_text(json.dumps(summary, indent=1))
-    with open(out / "search.csv", "w", newline="") as handle:
+    _write_csv(out / "search.csv", list(scored.values()), score, seeds)
+    return summary
+
+
+def _write_csv(path: Path, points: list[dict], score: str, seeds: list[int]) -> None:
+    """``search.csv``: one row per scored point, by scale: its score, validation mean and per-seed scores."""
+    with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["scale", f"score_{score}", "val_mean", *[f"{score}_seed{seed}" for seed in seeds]])
-        for point in sorted(scored.values(), key=lambda p: p["scale"]):
+        for point in sorted(points, key=lambda p: p["scale"]):
             writer.writerow([point["scale"], f"{point['score']:.3f}", f"{point['val_mean']:.3f}",
                              *[f"{v:.3f}" for v in point["scores"]]])
-    return summary

@@ -24,7 +24,7 @@ from neft.common import distributed
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError
 from neft.common.seeds import fix_seed, verify_seed
-from neft.evaluation.montecarlo import EvalConfig, evaluate
+from neft.evaluation import EvalConfig, evaluate
 from neft.reporting.report import RUN_FILES
 from neft.store import checkpoint
 from neft.store import lock as runlock

@@ -240,9 +240,9 @@ def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flag
     args = build_parser().parse_args(["train", "--device-model", "RRAM-chip", "--no-quantize"])
     assert devices.get(_training_device_model(args)) == off and not off.quantize and off.stuck_on == 0.0
     pcm_off = devices.get("PCM-chip").gaussian
-    assert montecarlo.EvalConfig(device_model="PCM-chip", quantize=False).chip_model() == pcm_off
+    assert montecarlo.EvalConfig(device_model="PCM-chip", quantize=False).chip().device_model == pcm_off
     with pytest.raises(SettingError, match="stuck_on acts on the devices of the quantized mapping"):
-        montecarlo.EvalConfig(device_model="PCM-chip", quantize=False, stuck_on=0.1).chip_model()
+        montecarlo.EvalConfig(device_model="PCM-chip", quantize=False, stuck_on=0.1).chip()
     run = tmp_path / "run"
     train(TrainConfig(model="lenet5", method="noise-injection", sigma=0.1, epochs=2, train_subset=64, test_subset=32,
                       val_runs=1, device_model="RRAM-chip"), run, progress=False, stop_after=1)

@@ -12,7 +12,9 @@ Three layers, each a few modules:
 - :mod:`~neft.chip.circuit`: circuit effects per forward (tiles, DAC, ADC, read noise per read), with its settings
   :mod:`~neft.chip.circuit_settings`, converters :mod:`~neft.chip.converters`, layers :mod:`~neft.chip.circuit_layer`
   and read-noise draws :mod:`~neft.chip.read_noise`;
-- :mod:`~neft.chip.crossbar`: the :class:`Crossbar` that applies a device model to any ``nn.Module``.
+- :mod:`~neft.chip.crossbar`: the :class:`Crossbar` that applies a device model to any ``nn.Module``;
+- :mod:`~neft.chip.settings`: :class:`ChipSettings`, one chip's device model and circuit in one checked object,
+  shared by training and evaluation.
 """
 
 from neft.chip.circuit import Circuit
@@ -22,6 +24,7 @@ from neft.chip.device_checks import check_sigma
 from neft.chip.device_files import from_file
 from neft.chip.device_model import DeviceModel
 from neft.chip.presets import PRESET_SOURCES, PRESETS
+from neft.chip.settings import ChipSettings
 
-__all__ = ["Circuit", "CircuitSettings", "Crossbar", "DeviceModel", "PRESETS", "PRESET_SOURCES", "check_sigma",
-           "from_file", "make_generator", "mapped_weight_names", "settings_of"]
+__all__ = ["ChipSettings", "Circuit", "CircuitSettings", "Crossbar", "DeviceModel", "PRESETS", "PRESET_SOURCES",
+           "check_sigma", "from_file", "make_generator", "mapped_weight_names", "settings_of"]

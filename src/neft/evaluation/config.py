@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from neft.chip import devices
-from neft.chip.circuit_settings import CircuitSettings, settings_of
+from neft.chip.circuit_settings import settings_of
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
+from neft.chip.settings import EFFECTS, ChipSettings
 from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
 from neft.deployment import fixes as chipfix
 from neft.deployment import write_verify as writeverify
@@ -26,8 +26,6 @@ from neft.evaluation.chip_forward import MEMORY_FORMATS
 __all__ = ["EvalConfig", "SettingError", "parse_sigmas", "PRECISIONS"]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-CHIP_SETTINGS = ("read_sigma", "quantize", "stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_time",
-                 "drift_compensation")  # EvalConfig fields that override the device model's own (None: keep it)
 MAX_SIGMAS = 10_000  # sigmas in one evaluation (a start:stop:step with a tiny step is refused, not expanded)
 SIGMA_DECIMALS = 6  # decimals that tell two sigmas apart (report rows; chip seeds round to 9)
 
@@ -180,17 +178,16 @@ class EvalConfig:
     chip_tune_lr: float = 1e-2
     chip_tune_batch: int = 64
 
-    def chip_model(self, base: str | dict | DeviceModel | None = None) -> DeviceModel:
-        """The device model chips are drawn from: ``base`` (None: ``device_model``, else ``RRAM1``) with every
-        chip setting of this config that is not None (``CHIP_SETTINGS``) replacing the device model's own
-        (:meth:`neft.chip.device_model.DeviceModel.with_chip`: ``quantize=False`` turns the model's realistic chip off).
+    def chip(self, base: str | dict | DeviceModel | None = None) -> ChipSettings:
+        """The chip of this evaluation (:meth:`neft.chip.settings.ChipSettings.of`): ``base`` (None:
+        ``device_model``, else ``RRAM1``) with every device-effect setting that is not None
+        (:data:`neft.chip.settings.EFFECTS`) replacing the device model's own (``quantize=False`` turns the
+        model's realistic chip off), and the circuit with the resulting read noise.
 
         Raises:
             SettingError: an invalid chip setting or combination (e.g. stuck devices without ``quantize``).
         """
-        model = devices.get(base if base is not None else self.device_model or "RRAM1")
-        overrides = {name: getattr(self, name) for name in CHIP_SETTINGS if getattr(self, name) is not None}
-        return model.with_chip(**overrides)
+        return ChipSettings.of(self, base)
 
     def check(self) -> EvalConfig:
         """Validate every field (parsing ``sigmas`` into a sorted list); returns self.
@@ -205,13 +202,8 @@ class EvalConfig:
         _check_execution(self)
         _check_write_verify(self)
         _check_chip_settings(self)
-        self.circuit_settings(0.0)
         chipfix.check_settings(self)
         return self
-
-    def circuit_settings(self, read_sigma: float) -> CircuitSettings:
-        """The checked :class:`neft.chip.circuit_settings.CircuitSettings` of this evaluation with read noise ``read_sigma``."""
-        return settings_of(self, read_sigma)
 
     def to_dict(self) -> dict:
         """The settings as JSON-ready values (a device model object becomes its dict)."""
@@ -229,8 +221,6 @@ def _check_runs(config: EvalConfig) -> None:
     if config.test_subset is not None:
         config.test_subset = check_count("test_subset", config.test_subset, 1, "images of the test set")
     config.min_runs = check_count("min_runs", config.min_runs, 2, "runs before a CI target may stop a sigma")
-    if config.device_model is not None:
-        devices.get(config.device_model)
     if not (config.chips_per_pass == "auto" or (isinstance(config.chips_per_pass, int)
                                                 and not isinstance(config.chips_per_pass, bool)
                                                 and config.chips_per_pass >= 1)):
@@ -270,15 +260,17 @@ def _check_write_verify(config: EvalConfig) -> None:
 
 
 def _check_chip_settings(config: EvalConfig) -> None:
-    """Check (and normalise) ``read_sigma`` and the realistic chip's settings, with the device model when it is
-    known (:meth:`EvalConfig.chip_model`), else each value on its own."""
+    """Check (and normalise) ``read_sigma``, the realistic chip's settings and the circuit: as one chip
+    (:meth:`EvalConfig.chip`) when the device model is known, else each device effect on its own and the circuit
+    (the combination is checked once a run's device model is known)."""
     if config.read_sigma is not None:
         config.read_sigma = check_sigma(config.read_sigma, "read_sigma")
     if config.device_model is not None:
-        config.chip_model()
-    else:  # each value on its own; the combination is checked once the device model is known
-        for name in ("quantize", "drift_compensation"):
-            if getattr(config, name) not in (None, True, False):
-                raise SettingError(name, f"{name} must be true or false, got {getattr(config, name)!r}")
-        chip_settings = {name: getattr(config, name) for name in CHIP_SETTINGS if getattr(config, name) is not None}
-        DeviceModel(**{**chip_settings, "quantize": True})
+        config.chip()
+        return
+    for name in ("quantize", "drift_compensation"):
+        if getattr(config, name) not in (None, True, False):
+            raise SettingError(name, f"{name} must be true or false, got {getattr(config, name)!r}")
+    effects = {name: getattr(config, name) for name in EFFECTS if getattr(config, name) is not None}
+    DeviceModel(**{**effects, "quantize": True})
+    settings_of(config)

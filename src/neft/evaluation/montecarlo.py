@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from neft.chip.circuit import Circuit
 from neft.chip.crossbar import Crossbar, make_generator
-from neft.chip.device_model import DeviceModel
+from neft.chip.settings import ChipSettings
 from neft.common import distributed
 from neft.common.compute import eval_mode
 from neft.common.errors import SettingError
@@ -93,7 +93,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         "runs", "run_seeds", "accuracy": accuracy_summary(...), "ekl" (nats), "ekl_x1e2", "confidence",
         "seconds", "execution": {"chips_per_pass", "memory_format", "compiled"}}, ...]}``; accuracies in
         percent, one ``per_sigma`` entry per sigma, ascending. ``device_model`` is the device model the chips
-        were drawn from, with the config's chip settings applied (:meth:`EvalConfig.chip_model`).
+        were drawn from, with the config's chip settings applied (:meth:`EvalConfig.chip`).
 
     Raises:
         SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`), no sigmas, or
@@ -116,8 +116,8 @@ def _evaluate_checked(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     """:func:`evaluate` with its settings checked (``config``): the network mapped to chips, the write-verified
     weights chosen and the per-chip fixes prepared once, then every sigma evaluated; returns the results dict."""
     started = time.perf_counter()
-    chip_model = config.chip_model()
-    crossbar, circuit = _mapped_network(model, chip_model, config, calibration_images)
+    chip = config.chip()
+    crossbar, circuit = _mapped_network(model, chip, calibration_images)
     verified = None
     if config.write_verify > 0:  # one selection per network, shared by every chip
         scores = writeverify.verification_scores(crossbar, config.verify_select, seed=config.seed,
@@ -129,7 +129,7 @@ def _evaluate_checked(model: nn.Module, images: torch.Tensor, labels: torch.Tens
         per_sigma, precision, precision_check = _evaluate_sigmas(crossbar, circuit, images, labels, config, progress,
                                                                  verified, fixes)
     return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),
-            "device_model": chip_model.to_dict(), "test_size": int(labels.numel()), "deployment_cost": fixes.cost(),
+            "device_model": chip.device_model.to_dict(), "test_size": int(labels.numel()), "deployment_cost": fixes.cost(),
             "chip_device": images.device.type, "precision": precision, "precision_check": precision_check,
             "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
 
@@ -154,20 +154,20 @@ def _checked_config(config: EvalConfig | None, sigmas, settings: dict) -> EvalCo
     return config.check()
 
 
-def _mapped_network(model: nn.Module, chip_model: DeviceModel, config: EvalConfig,
+def _mapped_network(model: nn.Module, chip: ChipSettings,
                     calibration_images: torch.Tensor | None) -> tuple[Crossbar, Circuit]:
-    """The crossbar mapping of ``model`` with ``chip_model`` and its circuit, calibrated on ``calibration_images``.
+    """The crossbar mapping of ``model`` on ``chip`` and its circuit, calibrated on ``calibration_images``.
 
     Raises:
         SettingError: a DAC/ADC without ``calibration_images``, or a circuit setting for a network without mapped
             layers.
     """
-    circuit_settings = config.circuit_settings(chip_model.read_sigma)
+    circuit_settings = chip.circuit
     if circuit_settings.calibrated and (calibration_images is None or calibration_images.shape[0] == 0):
         raise SettingError("calibration_images", "dac_bits/adc_bits need a range calibration on clean inputs: pass "
                                                  "calibration_images (e.g. 256 training images)")
     try:
-        crossbar = Crossbar(model, chip_model)
+        crossbar = Crossbar(model, chip.device_model)
     except ValueError as error:
         if circuit_settings.active:  # name the circuit setting that needs a mapped layer
             raise SettingError(circuit_settings.names()[0], f"{circuit_settings.names()[0]} is set but {error}") \

@@ -3,13 +3,13 @@ importing weights trained elsewhere as a run (:mod:`~neft.runs.importing`). May 
 :mod:`neft.reporting`."""
 
 from neft.runs.evaluate import (
-                                FIX_IMAGES,
-                                SENSITIVITY_IMAGES,
-                                UnfinishedRunWarning,
-                                check_outputs,
-                                evaluate_run,
-                                output_paths,
-                                sweep_names,
+    FIX_IMAGES,
+    SENSITIVITY_IMAGES,
+    UnfinishedRunWarning,
+    check_outputs,
+    evaluate_run,
+    output_paths,
+    sweep_names,
 )
 from neft.runs.importing import import_run
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neft import data, models
-from neft.chip import devices
-from neft.chip.circuit_settings import settings_of
 from neft.chip.device_checks import check_sigma
+from neft.chip.settings import ChipSettings
 from neft.common.compute import resolve_device
 from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
 from neft.store import checkpoint
@@ -95,6 +94,17 @@ class TrainConfig:
     adc_mode: str = "analog"
     tensorboard: bool = False
 
+    def chip(self) -> ChipSettings:
+        """The chip this network trains against (:meth:`neft.chip.settings.ChipSettings.of`): ``device_model``
+        (a preset, file or dict, the command line's chip flags already applied) and the crossbar circuit of
+        ``tile_rows`` ... ``adc_mode``, the same object evaluation uses.
+
+        Raises:
+            SettingError: an unknown device model or an invalid circuit setting, naming it.
+            FileNotFoundError: ``device_model`` names a file that does not exist.
+        """
+        return ChipSettings.of(self)
+
     def check(self) -> TrainConfig:
         """Validate every field and fill defaults (beta, lr); returns self.
 
@@ -113,7 +123,7 @@ class TrainConfig:
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
             self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
-        devices.get(self.device_model)
+        self.chip()  # the device model and the crossbar circuit, checked together
         if self.beta is None:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)
         self.beta = objectives.check_beta(self.beta)
@@ -147,7 +157,6 @@ class TrainConfig:
                                            f"{self.method!r}; drop them or train with method irs")
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
-        settings_of(self)
         if self.tensorboard:
             _summary_writer()
         return self

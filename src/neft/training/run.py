@@ -14,8 +14,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from neft import data, models
-from neft.chip import circuit
-from neft.chip.circuit_settings import CALIBRATION_IMAGES, settings_of
+from neft.chip.circuit import Circuit
+from neft.chip.circuit_settings import CALIBRATION_IMAGES
 from neft.chip.crossbar import Crossbar, make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device
@@ -44,7 +44,7 @@ class Run:
     state: dict
     fields: list[str]  # the columns of train_log.csv
     selection: Selection
-    circuit: circuit.Circuit | None  # the crossbar circuit the objective trains with (None: off)
+    circuit: Circuit | None  # the crossbar circuit the objective trains with (None: off)
     calibration: torch.Tensor | None  # the training images that calibrate its converter ranges
     log: EpochLog | None = None  # train_log.csv and TensorBoard (main rank)
 
@@ -68,6 +68,7 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
     )
     recorded = record(config, dataset)
+    chip = config.chip()
     # the run directory is checked (and, to overwrite it, cleared) only once every setting was accepted
     resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                  else resume and (out / "last.pt").is_file())
@@ -82,10 +83,9 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},
         fields=log_fields(objective.parts, len(objective.modules())),
         selection=Selection.of(config, dataset, device, recorded),  # preprocessed once
-        circuit=(circuit.Circuit(Crossbar(model, config.device_model), settings_of(config))
-                 if settings_of(config).active else None),
+        circuit=Circuit(Crossbar(model, chip.device_model), chip.circuit) if chip.circuit.active else None,
         calibration=(next(dataset.batches("train", CALIBRATION_IMAGES, device=device))[0]
-                     if settings_of(config).calibrated else None),
+                     if chip.circuit.calibrated else None),
     )
     return run, resuming
 

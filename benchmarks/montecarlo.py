@@ -12,8 +12,8 @@ run each variant once, in a rotated order; the table reports the median over the
     evaluate the test set one batch at a time in eval mode under ``torch.no_grad()``.
 ``engine`` (``--variants auto``)
     ``neft.evaluation.montecarlo.evaluate(model, images, labels, [sigma], runs=R, seed=seed, compile=False,
-    precision="fp32", progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass`` and
-    ``memory_format`` "auto" (on CPU one chip per pass in channels_last layout, what ``compile="auto"`` runs at
+    precision="fp32", progress=False)``: no rebuild, no reload, ``functional_call`` with ``w + dW``, ``chips_per_pass``
+    and ``memory_format`` "auto" (on CPU one chip per pass in channels_last layout, what ``compile="auto"`` runs at
     these small sizes; on CUDA the faster of one chip and a memory-sized vmap group, timed on the first batch).
 ``engine compiled`` (``compiled``)
     The same with ``compile=True`` (what ``compile="auto"`` picks on CPU above 5 TFLOP of forwards). The one-off
@@ -371,8 +371,8 @@ def main() -> None:
                              "with native bf16 instructions, else only lenet5: emulated bf16 is ~30x slower)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="call neft.common.compute.keep_freed_memory() first, as the neft command does (process-wide: "
-                             "every variant runs without re-faulting its activations)")
+                        help="call neft.common.compute.keep_freed_memory() first, as the neft command does "
+                             "(process-wide: every variant runs without re-faulting its activations)")
     parser.add_argument("--quick", action="store_true", help="lenet5:1 and vgg8:0.25 only, 1 round")
     args = parser.parse_args()
     if args.quick:

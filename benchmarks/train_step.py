@@ -6,8 +6,8 @@ and ``irs``, on VGG8 (1x32x32 inputs, 10 classes) and ResNet18 (3x32x32 inputs, 
 batch 128, random inputs, training sigma 0.1 (RRAM1), the paper's betas (MNIST row for VGG8, CIFAR-10 for ResNet18).
 
 All methods of one (model, width) live in the same process and are timed alternately: every round times one step
-of each method, in a rotated order, after one FLOP-counting step (and ``--warmup`` extra untimed steps) each; the table reports medians over
-``--steps`` rounds. This matters on shared VMs, where identical runs differ by 10-15 %.
+of each method, in a rotated order, after one FLOP-counting step (and ``--warmup`` extra untimed steps) each; the
+table reports medians over ``--steps`` rounds. This matters on shared VMs, where identical runs differ by 10-15 %.
 
 Reported per row: images/s, ms/step, the overhead of the method over noise-injection as the ratio
 ``noise-injection img/s / method img/s`` (OVF does four forwards, so ~4x is expected; IRS adds small heads;
@@ -21,7 +21,8 @@ Examples::
     python benchmarks/train_step.py                      # everything (~17 min on a busy 2-core AVX2 VM: use --quick)
     python benchmarks/train_step.py --quick              # VGG8 width 0.25 + ResNet18 width 0.25, 2 rounds
     python benchmarks/train_step.py --models vgg8 --widths 1 --methods noise-injection,ovf --steps 5
-    python benchmarks/train_step.py --models vgg8 --widths 0.25 --methods "noise-injection,ovf,ovf beta=0,irs,irs beta=0"
+    python benchmarks/train_step.py --models vgg8 --widths 0.25 \\
+        --methods "noise-injection,ovf,ovf beta=0,irs,irs beta=0"
     python benchmarks/train_step.py --device cuda --widths 1 --warmup 2 --steps 8    # the table of gpu.sh
 
 On CUDA every timed step ends with ``torch.cuda.synchronize``, so a step's time includes its kernels.

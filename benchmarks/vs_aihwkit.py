@@ -240,7 +240,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250, help="test images per forward (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per tool (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per tool (default: %(default)s)")
-    parser.add_argument("--train-steps", type=int, default=300, help="Adam steps before evaluating (default: %(default)s)")
+    parser.add_argument("--train-steps", type=int, default=300,
+                        help="Adam steps before evaluating (default: %(default)s)")
     parser.add_argument("--threads", default="1", help="comma list of torch thread counts (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="LeNet-5 only, 1 thread, 10 chips, 2 rounds")
@@ -268,11 +269,12 @@ def main() -> None:
         training += bench_training(name, width, model, train_x[:128], train_y[:128], args)
         print(f"  {name} width {width:g} done in {time.perf_counter() - started:.0f} s", flush=True)
     print("\nMonte Carlo evaluation (chip-images/s; accuracy over chips: mean +- std, %)")
-    print("| model | chips | threads | neft | aihwkit | neft / aihwkit | neft acc | aihwkit acc | Welch / Levene / KS p "
-          "| agree | same draws: max chip diff |")
+    print("| model | chips | threads | neft | aihwkit | neft / aihwkit | neft acc | aihwkit acc "
+          "| Welch / Levene / KS p | agree | same draws: max chip diff |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
     for r in evaluation:
-        print(f"| {r['model']} | {r['chips']} | {r['threads']} | {r['neft']:.0f} | {r['aihwkit']:.0f} | **{r['ratio']:.2f}** "
+        print(f"| {r['model']} | {r['chips']} | {r['threads']} | {r['neft']:.0f} | {r['aihwkit']:.0f} "
+              f"| **{r['ratio']:.2f}** "
               f"| {r['neft_mean']:.2f} +- {r['neft_std']:.2f} | {r['aihwkit_mean']:.2f} +- {r['aihwkit_std']:.2f} "
               f"| {r['welch']:.2f} / {r['levene']:.2f} / {r['ks']:.2f} | {'yes' if r['agree'] else 'NO'} "
               f"| {r['same_draw_max_diff']:.2f} points |")

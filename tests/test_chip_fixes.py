@@ -153,7 +153,8 @@ def test_run_directory_evaluation_records_the_fixes(trained_run, tmp_path):
     (["--chip-tune", "5", "--chip-tune-lr", "0"], "argument --chip-tune-lr: chip_tune_lr must be a finite number"),
     (["--chip-tune", "5", "--chip-tune-batch", "0"], "argument --chip-tune-batch: chip_tune_batch must be an integer"),
     (["--recalibrate-bn", "100"], "argument --recalibrate-bn: LeNet5 has no BatchNorm layer"),
-    (["--chip-tune", "5", "--chip-tune-taps", "features.7"], "argument --chip-tune-taps: chip_tune_taps ['features.7']"),
+    (["--chip-tune", "5", "--chip-tune-taps", "features.7"],
+     "argument --chip-tune-taps: chip_tune_taps ['features.7']"),
 ])
 def test_bad_fix_settings_are_refused_with_one_line(trained_run, capsys, flags, message):
     assert main(["evaluate", str(trained_run), "--sigmas", "0.3", "--runs", "2", "--name", "bad", "--quiet",

@@ -1,4 +1,5 @@
-"""Execution of the Monte Carlo forwards: memory layout, torch.compile and its fallback (neft.evaluation.chip_forward)."""
+"""Execution of the Monte Carlo forwards: memory layout, torch.compile and its fallback
+(neft.evaluation.chip_forward)."""
 
 import warnings
 

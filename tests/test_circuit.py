@@ -272,11 +272,13 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
     from neft.evaluation import EvalConfig
     from neft.runs.evaluate import evaluate_run
 
-    result = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], tile_rows=64, adc_bits=6, test_subset=50), progress=False)
+    result = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], tile_rows=64, adc_bits=6, test_subset=50),
+                          progress=False)
     assert result["train_circuit"] == {"tile_rows": 64, "dac_bits": 4, "adc_bits": 4, "adc_range": 100.0,
                                        "adc_mode": "analog"}
     assert report.result_label(result) == "noise-injection trained[tile=64 dac=4b adc=4b] tile=64 adc=6b"
-    plain = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], test_subset=50), name="plain", progress=False)
+    plain = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], test_subset=50), name="plain",
+                         progress=False)
     assert report.result_label(plain) == "noise-injection trained[tile=64 dac=4b adc=4b]"
 
 

@@ -1,4 +1,5 @@
-"""Data sets and preprocessing (docs/method.md, 'Data sets and preprocessing'): real Fashion-MNIST and mnist-5k, synthetic files in every format."""
+"""Data sets and preprocessing (docs/method.md, 'Data sets and preprocessing'): real Fashion-MNIST and mnist-5k,
+synthetic files in every format."""
 
 import gzip
 import pickle
@@ -206,7 +207,8 @@ def test_crop_flip_offsets():
     assert torch.equal(data._crop_flip(x, four, four, yes), x.flip(-1))
     shifted = data._crop_flip(x, zero, torch.tensor([4, 8]), no)  # 4 rows of zero padding on top
     assert torch.equal(shifted[:, :, :4], torch.zeros(2, 3, 4, 8)) and torch.equal(shifted[0, :, 4:], x[0, :, :4])
-    assert torch.equal(shifted[1, :, 4:, :4], x[1, :, :4, 4:]) and torch.equal(shifted[1, :, :, 4:], torch.zeros(3, 8, 4))
+    assert (torch.equal(shifted[1, :, 4:, :4], x[1, :, :4, 4:])
+            and torch.equal(shifted[1, :, :, 4:], torch.zeros(3, 8, 4)))
 
 
 def test_batches_cover_each_image_once():

@@ -38,7 +38,8 @@ def test_bit_constants_hand_computed(bits, constant):
     assert torch.allclose(std, torch.full((2,), 0.2 * constant), atol=1e-6)
 
 
-@pytest.mark.parametrize("name, edge, middle", [("FeFET2", 0.674, 1.348), ("RRAM4", 0.378, 1.512), ("FeFET6", 0.258, 1.549)])
+@pytest.mark.parametrize("name, edge, middle",
+                         [("FeFET2", 0.674, 1.348), ("RRAM4", 0.378, 1.512), ("FeFET6", 0.258, 1.549)])
 def test_preset_multipliers_match_spec_table(name, edge, middle):
     e, m = devices.get(name).multipliers
     assert (round(e, 3), round(m, 3)) == (edge, middle)
@@ -63,7 +64,8 @@ def test_sampled_statistics_on_a_million_elements(name):
     edge, middle = model.multipliers
     frac_mid = float((std == std.max()).float().mean()) if model.state_factor > 1 else 0.0
     avg_var = (1 - frac_mid) * edge**2 + frac_mid * middle**2
-    assert float((noise / (sigma * model.bit_factor * weight.abs().max())).pow(2).mean()) == pytest.approx(avg_var, rel=0.01)
+    assert (float((noise / (sigma * model.bit_factor * weight.abs().max())).pow(2).mean())
+            == pytest.approx(avg_var, rel=0.01))
 
 
 def test_zero_weight_and_zero_sigma():
@@ -99,7 +101,8 @@ def test_user_device_model_from_toml_and_json(tmp_path):
     toml = tmp_path / "mychip.toml"
     toml.write_text("weight_bits = 8\ndevice_bits = 4\nstate_factor = 3.0\nband = [0.2, 0.8]\n")
     chip = devices.get(str(toml))
-    assert (chip.name, chip.weight_bits, chip.device_bits, chip.state_factor, chip.band) == ("mychip", 8, 4, 3.0, (0.2, 0.8))
+    assert (chip.name, chip.weight_bits, chip.device_bits, chip.state_factor, chip.band) == (
+        "mychip", 8, 4, 3.0, (0.2, 0.8))
     measured = tmp_path / "measured.json"
     measured.write_text(json.dumps({"name": "lab", "levels": [1.0, 2.0]}))
     lab = devices.get(measured)

@@ -148,7 +148,8 @@ def test_torchrun_evaluate_matches_one_process(trained_run, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
                "-m", "neft", "evaluate", str(trained_run), "--sigmas", "0.2", "--runs", "5", "--test-subset", "200",
                "--name", "sharded", "--precision", "fp32", "--quiet"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     sharded = json.loads((trained_run / "sharded.json").read_text())
     assert sharded["per_sigma"][0]["accuracy"]["per_run"] == single["per_sigma"][0]["accuracy"]["per_run"]

@@ -38,7 +38,8 @@ def test_api_doc_runs_in_order(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     for name in ("report/report.md", "report/report.csv", "report/accuracy_vs_sigma.png", "report/python.md",
-                 "report/custom_plot.png", "report/devices.md", "runs/ovf/results.json", "runs/noise-injection/results.json"):
+                 "report/custom_plot.png", "report/devices.md", "runs/ovf/results.json",
+                 "runs/noise-injection/results.json"):
         assert (tmp_path / name).is_file(), f"docs/api.md should have written {name}"
 
 

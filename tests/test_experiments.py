@@ -1,4 +1,5 @@
-"""`neft reproduce` and `neft demo` grids end to end on a tiny preset (docs/method.md, 'Training recipe' and 'Protocol')."""
+"""`neft reproduce` and `neft demo` grids end to end on a tiny preset (docs/method.md, 'Training recipe' and
+'Protocol')."""
 
 import json
 
@@ -139,14 +140,16 @@ def test_shards_and_parallel_workers_fill_one_grid(tmp_path, capsys):
         assert [p["accuracy"]["per_run"] for p in a] == [p["accuracy"]["per_run"] for p in b]
     assert main(["reproduce", str(preset), "--shard", "2/2"]) == 2
     assert main(["reproduce", str(preset), "--shard", "0/2", "--cells-per-device", "2"]) == 2
-    assert "argument --shard: a shard runs one cell at a time; drop parallel/cells_per_device" in capsys.readouterr().err
+    assert ("argument --shard: a shard runs one cell at a time; drop parallel/cells_per_device"
+            in capsys.readouterr().err)
 
 
 def test_distill_cells_learn_from_the_vanilla_cell_of_their_seed(tmp_path, capsys):
     preset = tmp_path / "distill.toml"
     preset.write_text(TINY.replace('["vanilla", "noise-injection", "ovf", "noise-injection T=4", "ovf beta=0"]',
                                    '["distill", "rcg", "vanilla"]')
-                      .replace("seeds = [0, 1]", "seeds = [0]").replace("val_runs = 2", 'val_runs = 2\nteacher = "vanilla"'))
+                      .replace("seeds = [0, 1]", "seeds = [0]")
+                      .replace("val_runs = 2", 'val_runs = 2\nteacher = "vanilla"'))
     out = tmp_path / "grid"
     assert main(["reproduce", str(preset), "--out", str(out), "--cells-per-device", "2"]) == 0
     err = capsys.readouterr().err  # the teacher phase starts one worker (one cell), the other phase two

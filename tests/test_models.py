@@ -11,7 +11,8 @@ def count(model):
 
 
 @pytest.mark.parametrize(
-    "name, channels, size", [("vgg8", 1, 32), ("vgg8", 3, 32), ("resnet18", 3, 32), ("resnet18", 3, 64), ("lenet5", 1, 32)]
+    "name, channels, size",
+    [("vgg8", 1, 32), ("vgg8", 3, 32), ("resnet18", 3, 32), ("resnet18", 3, 64), ("lenet5", 1, 32)]
 )
 def test_logits_shape(name, channels, size):
     model = models.create(name, 7, channels, width=0.25).eval()

@@ -92,7 +92,8 @@ def test_ci_target_stops_early_and_agrees_with_the_full_run(setup):
     early = evaluate_points(model, images, labels, [0.1], runs=150, ci_target=1.0, progress=False)[0]
     assert 30 <= early["runs"] < 75  # under half the budget (30 measured: the target is met at min_runs)
     assert early["accuracy"]["ci95"] < 1.0
-    assert abs(early["accuracy"]["mean"] - full["accuracy"]["mean"]) < early["accuracy"]["ci95"] + full["accuracy"]["ci95"]
+    assert (abs(early["accuracy"]["mean"] - full["accuracy"]["mean"])
+            < early["accuracy"]["ci95"] + full["accuracy"]["ci95"])
     assert early["accuracy"]["per_run"] == full["accuracy"]["per_run"][: early["runs"]]
 
 
@@ -134,7 +135,8 @@ def test_evaluate_run_writes_results_and_never_clobbers(trained_run):
     assert stored["per_sigma"][1]["accuracy"]["per_run"] == results["per_sigma"][1]["accuracy"]["per_run"]
     assert (stored["model"], stored["method"], stored["train_sigma"], stored["runs"], stored["test_size"]) == (
         "lenet5", "noise-injection", 0.1, 3, 200)
-    assert set(stored["per_sigma"][0]["accuracy"]) >= {"mean", "std", "ci95", "ci99", "min", "p1", "p5", "p10", "per_run"}
+    assert set(stored["per_sigma"][0]["accuracy"]) >= {"mean", "std", "ci95", "ci99", "min", "p1", "p5", "p10",
+                                                       "per_run"}
     assert (trained_run / "quick.csv").is_file() and (trained_run / "quick_accuracy_vs_sigma.png").is_file()
     with pytest.raises(FileExistsError, match="--overwrite"):
         runs.evaluate_run(trained_run, sigmas="0.1", runs=2, test_subset=50, name="quick", progress=False)
@@ -226,7 +228,8 @@ def test_evaluation_settings_are_one_checked_object_recorded_in_the_results(setu
     override = montecarlo.evaluate(model, images, labels, [0.2], config, runs=2, progress=False)
     assert override["per_sigma"][0]["runs"] == 2 and config.runs == 3
     assert override["per_sigma"][0]["accuracy"]["per_run"] == result["per_sigma"][2]["accuracy"]["per_run"][:2]
-    for bad, setting in [(dict(runs=1), "runs"), (dict(batch_size=0), "batch_size"), (dict(precision="fp8"), "precision"),
+    for bad, setting in [(dict(runs=1), "runs"), (dict(batch_size=0), "batch_size"),
+                         (dict(precision="fp8"), "precision"),
                          (dict(sigmas=[1.5]), "sigmas"), (dict(chips_per_pass=0), "chips_per_pass"),
                          (dict(ci_target=-1), "ci_target"), (dict(runs=10, ci_target=0.5), "runs")]:
         with pytest.raises(montecarlo.SettingError) as caught:

@@ -261,7 +261,7 @@ def test_building_an_objective_leaves_the_model_exactly_as_it_was(method):
 
 # --- the field's other answers to device variation: RCG, Lipschitz, Distill (docs/method.md) ---------------------
 
-from neft.chip import devices
+from neft.chip import devices  # noqa: E402
 from neft.common.errors import SettingError  # noqa: E402
 from neft.store import checkpoint  # noqa: E402
 from neft.training.objectives import distillation_loss, lipschitz_penalty, spectral_norm  # noqa: E402
@@ -391,7 +391,8 @@ def test_distillation_loss_by_hand():
     kl = [math.tanh(0.25) / 2, 0.0]
     ce = [math.log(1 + math.exp(-1)), math.log(2)]
     expected = sum(0.7 * c + 0.3 * 4 * k for c, k in zip(ce, kl)) / 2
-    assert distillation_loss(student, teacher, y, alpha=0.3, temperature=2.0).item() == pytest.approx(expected, rel=1e-6)
+    assert (distillation_loss(student, teacher, y, alpha=0.3, temperature=2.0).item()
+            == pytest.approx(expected, rel=1e-6))
     assert distillation_loss(student, teacher, y, 0.0, 2.0).item() == pytest.approx(F.cross_entropy(student, y).item())
 
 

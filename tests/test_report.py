@@ -88,7 +88,8 @@ def test_rows_sorted_by_method_order_with_values():
         ("vanilla", 0.1), ("vanilla", 0.2), ("vanilla", 0.3), ("noise-injection", 0.1), ("noise-injection", 0.2),
         ("ovf", 0.1), ("ovf", 0.2), ("irs", 0.1), ("awp", 0.1)]
     assert rows[1] == {"method": "vanilla", "train_sigma": 0.0, "sigma": 0.2, "mean": 73.98, "ci95": 1.234,
-                       "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "p1": 73.98 - 1.5, "p5": 73.98 - 1, "ekl_x1e2": 4.0, "confidence": 0.8, "runs": 100,
+                       "std": 1.234 * 10 / 1.96, "min": 73.98 - 2, "p1": 73.98 - 1.5, "p5": 73.98 - 1, "ekl_x1e2": 4.0,
+                       "confidence": 0.8, "runs": 100,
                        "run": "runs/vanilla", "seeds": "", "seed_mean": "", "seed_ci95": "",
                        "device_model": "RRAM1", "write_verify": 0.0, "verify_select": "",
                        **chip_report.CHIP_COLUMNS,  # the Gaussian model's chip columns
@@ -249,7 +250,8 @@ def test_report_states_how_each_run_was_trained_and_the_legend_its_training_sigm
     assert "- vanilla: trained at sigma 0, epochs not recorded, the full training set, init kaiming" in text
     rows = report.comparison_rows([VANILLA, noise])
     line = [r for r in rows if r["method"] == "noise-injection init=torch"]
-    assert plots._legend("noise-injection init=torch", line) == "noise-injection init=torch (trained at σ=0.1, on RRAM1)"
+    assert (plots._legend("noise-injection init=torch", line)
+            == "noise-injection init=torch (trained at σ=0.1, on RRAM1)")
 
 
 def test_write_verify_sweeps_become_curves_and_a_plot(tmp_path):

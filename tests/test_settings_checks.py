@@ -49,7 +49,8 @@ def test_python_settings_refuse_booleans_overflow_and_collisions(build, setting)
 @pytest.mark.parametrize("fields, setting", [
     ({"state_factor": True}, "state_factor"), ({"band": (False, 0.5)}, "band"), ({"levels": [1.0, True]}, "levels"),
     ({"levels": [float("nan")]}, "levels"), ({"weight_bits": 1024, "device_bits": 2}, "weight_bits"),
-    ({"device_bits": True}, "device_bits"), ({"read_sigma": True}, "read_sigma"), ({"state_factor": 1e39}, "state_factor"),
+    ({"device_bits": True}, "device_bits"), ({"read_sigma": True}, "read_sigma"),
+    ({"state_factor": 1e39}, "state_factor"),
 ])
 def test_device_models_refuse_booleans_and_overflow(fields, setting, tmp_path):
     with pytest.raises(SettingError) as error:
@@ -240,8 +241,10 @@ FUZZ = [
     (["reproduce", 'PRESET:epochs = 1|epochs = 1\ntaps = ["features.0"]'], "[train] taps are the snapshot points"),
     (["reproduce", "PRESET:train_sigmas = [0.2]\n|"], "e.g. train_sigmas = [0.1, 0.2]"),  # names the missing key
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "distill"'], '[train] teacher = "vanilla"'),
-    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ovf gamma=2"'], "T, beta, init, k, scale, lambda, alpha, device"),
-    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ofv"'], "T=..., beta=..., init=..., k=..., scale=..., lambda=..., alpha=..., device=..."),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ovf gamma=2"'],
+     "T, beta, init, k, scale, lambda, alpha, device"),
+    (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "ofv"'],
+     "T=..., beta=..., init=..., k=..., scale=..., lambda=..., alpha=..., device=..."),
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "distill", "distill alpha=0.9"&&[train]|[train]\nteacher = '
                    '"vanilla"'], "train the same networks"),
     (["reproduce", 'PRESET:"vanilla", "ovf"|"vanilla", "rcg", "rcg k=1.0"'], "train the same networks"),

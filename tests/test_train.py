@@ -36,7 +36,8 @@ def test_vgg8_learns_fashion_mnist_in_two_epochs(tmp_path, method):
     assert float(rows[1]["loss"]) < float(rows[0]["loss"])
     if method == "irs":
         assert {"head1_acc", "head2_acc", "head3_acc"} <= set(rows[0])
-    if method == "noise-injection":  # docs/method.md, Monte Carlo evaluation: accuracy falls with sigma on a trained VGG8 (real data)
+    if method == "noise-injection":
+        # docs/method.md, Monte Carlo evaluation: accuracy falls with sigma on a trained VGG8 (real data)
         # measured: 69.6 % at sigma 0.1, 37.0 % (std 20.3 over the 4 chips) at 0.4
         result = evaluate_run(tmp_path / method, sigmas="0.1,0.4", runs=4, test_subset=500, progress=False)
         low, high = result["per_sigma"]

@@ -49,7 +49,8 @@ def test_distill_parts(batch):
 
 def test_train_log_has_the_parts_and_one_line_per_epoch_off_a_terminal(tmp_path, capsys):
     assert main(["train", "--model", "lenet5", "--init", "torch", "--method", "ovf", "--sigma", "0.1", "--epochs", "2",
-                 "--train-subset", "128", "--test-subset", "64", "--val-runs", "2", "--out", str(tmp_path / "run")]) == 0
+                 "--train-subset", "128", "--test-subset", "64", "--val-runs", "2",
+                 "--out", str(tmp_path / "run")]) == 0
     out, err = capsys.readouterr()
     epochs = [line for line in out.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"] and "(ce " in epochs[0]

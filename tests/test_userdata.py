@@ -39,7 +39,8 @@ def test_folder_with_a_seeded_split_is_gray_resized_and_normalised_on_training_i
     assert dataset.classes == ("horizontal", "vertical") and dataset.num_classes == 2
     assert train[0].shape == (48, 1, 16, 16) and test[0].shape == (12, 1, 16, 16) and train[0].dtype == torch.uint8
     x = train[0].double() / 255
-    assert dataset.mean == pytest.approx((float(x.mean()),)) and dataset.std == pytest.approx((float(x.std(unbiased=False)),))
+    assert (dataset.mean == pytest.approx((float(x.mean()),))
+            and dataset.std == pytest.approx((float(x.std(unbiased=False)),)))
     again = data.load(f"folder:{tmp_path / 'bars'}", image_size=16, seed=5)  # the split does not follow the run seed
     assert torch.equal(again.splits["test"][0], test[0])
 
@@ -68,7 +69,8 @@ def test_npz_nhwc_uint8_and_nchw_float(tmp_path):
     dataset = data.load(f"npz:{tmp_path / 'b.npz'}")
     x = dataset.preprocess(dataset.splits["train"][0])
     assert x.shape == (20, 1, 5, 7) and dataset.image_size is None
-    assert float(x.mean()) == pytest.approx(0.0, abs=1e-5) and float(x.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
+    assert (float(x.mean()) == pytest.approx(0.0, abs=1e-5)
+            and float(x.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4))
 
 
 def test_folder_trains_and_evaluates_with_its_normalisation_recorded(tmp_path):

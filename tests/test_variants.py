@@ -9,7 +9,8 @@ def test_parse_variants():
     assert variants.parse("ovf") == ("ovf", {})
     assert variants.parse("noise-injection T=4") == ("noise-injection", {"temperature": 4.0})
     assert variants.parse("ovf beta=0") == ("ovf", {"beta": 0.0})
-    assert variants.parse("noise-injection init=torch T=2") == ("noise-injection", {"init": "torch", "temperature": 2.0})
+    assert variants.parse("noise-injection init=torch T=2") == (
+        "noise-injection", {"init": "torch", "temperature": 2.0})
     assert variants.directory_name("ovf beta=0") == "ovf_beta=0"
     assert variants.parse("rcg k=2") == ("rcg", {"censor_k": 2.0})
     assert variants.parse("lipschitz lambda=0.01") == ("lipschitz", {"lipschitz_lambda": 0.01})
@@ -17,8 +18,9 @@ def test_parse_variants():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("awp", "unknown method"), ("ovf gamma=1", "key T, beta, init, k, scale, lambda, alpha, device"), ("ovf beta", "key=value"),
-    ("ovf beta=-1", "beta must be"), ("noise-injection T=0", "temperature must be"), ("ovf T=4", "noise-injection and distill only"),
+    ("awp", "unknown method"), ("ovf gamma=1", "key T, beta, init, k, scale, lambda, alpha, device"),
+    ("ovf beta", "key=value"), ("ovf beta=-1", "beta must be"), ("noise-injection T=0", "temperature must be"),
+    ("ovf T=4", "noise-injection and distill only"),
     ("irs init=xavier", "init must be"), ("ovf beta=abc", "must be a number"), ("", "empty method"),
     ("ovf beta=0 beta=1", "given twice"), ("noise-injection beta=1", "ovf and irs only"),
     ("ovf k=1", "k applies to rcg only"), ("noise-injection lambda=1", "lambda applies to lipschitz only"),
@@ -36,7 +38,8 @@ def test_labels_name_only_what_differs_from_the_paper():
     assert variants.label({**base, "method": "ovf", "beta": 1e-3}) == "ovf"  # the paper's VGG8/MNIST beta
     assert variants.label({**base, "method": "ovf", "beta": 0.0}) == "ovf beta=0"
     assert variants.label({**base, "method": "irs", "beta": 0.1}) == "irs beta=0.1"
-    assert variants.label({**base, "method": "noise-injection", "beta": 0.0, "temperature": 4.0}) == "noise-injection T=4"
+    assert (variants.label({**base, "method": "noise-injection", "beta": 0.0, "temperature": 4.0})
+            == "noise-injection T=4")
     torch_init = {**base, "method": "noise-injection", "beta": 0.0, "init": "torch"}
     assert variants.label(torch_init) == "noise-injection"
     assert variants.label(torch_init, show_init=True) == "noise-injection init=torch"

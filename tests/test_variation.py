@@ -201,5 +201,6 @@ def test_summary_accounts_for_every_parameter_with_its_reason():
     placements = {row.name: row.placement for row in rows}
     assert placements["0.weight"] == placements["3.weight"] == "crossbar"
     assert placements["0.bias"].startswith("digital: bias")
-    assert placements["1.weight"].startswith("digital: normalisation") and placements["1.bias"] == placements["1.weight"]
+    assert (placements["1.weight"].startswith("digital: normalisation")
+            and placements["1.bias"] == placements["1.weight"])
     assert placements["4.weight"] == "digital: layer left off by the include/exclude patterns"

@@ -30,8 +30,9 @@ def cost(result: dict) -> str:
         parts.append(f"{spent['recalibrate_bn']['images']} images")
     tune = spent["chip_tune"]
     if tune["optimizer_steps"]:
-        parts.append(f"{tune['optimizer_steps']} steps, {tune['images']:,} images, {tune['weights_written_verified']:,} "
-                     f"weights written ({100 * tune['fraction_of_weights']:.2f} %)")
+        parts.append(f"{tune['optimizer_steps']} steps, {tune['images']:,} images, "
+                     f"{tune['weights_written_verified']:,} weights written "
+                     f"({100 * tune['fraction_of_weights']:.2f} %)")
     return "; ".join(parts) or "none"
 
 

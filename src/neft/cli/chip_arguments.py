@@ -10,7 +10,8 @@ from neft.cli.value_types import times
 
 
 def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
-    """The crossbar circuit's flags (neft.chip.circuit_settings.CircuitSettings; docs/method.md, 'The crossbar circuit')."""
+    """The crossbar circuit's flags (neft.chip.circuit_settings.CircuitSettings; docs/method.md,
+    'The crossbar circuit')."""
     from neft.chip.circuit_settings import ADC_MODES
 
     group = parser.add_argument_group("crossbar circuit (docs/method.md, 'The crossbar circuit'; all off by default)")

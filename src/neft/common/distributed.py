@@ -118,5 +118,6 @@ def agree(action: Callable[[], T]) -> T:
     return result
 
 
-_ERROR_TYPES = {"ValueError": ValueError, "FileNotFoundError": FileNotFoundError, "DatasetNotFoundError": FileNotFoundError,
+_ERROR_TYPES = {"ValueError": ValueError, "FileNotFoundError": FileNotFoundError,
+                "DatasetNotFoundError": FileNotFoundError,
                 "FileExistsError": FileExistsError, "RunExistsError": FileExistsError}

@@ -6,8 +6,8 @@ For every chip, in this fixed order:
 1. the chip is drawn (with the write-verified weights of :mod:`neft.deployment.write_verify`, if any);
 2. BatchNorm recalibration (``recalibrate_bn`` = N > 0, :mod:`neft.deployment.recalibration`): running statistics
    re-estimated through the chip from the first N of the training images given;
-3. the tuned block (``chip_tune`` = STEPS > 0, :mod:`neft.deployment.tuned_block`): tuned for STEPS optimizer steps through the
-   chip (with the recalibrated statistics when 2 is on), then written to the chip with verification;
+3. the tuned block (``chip_tune`` = STEPS > 0, :mod:`neft.deployment.tuned_block`): tuned for STEPS optimizer steps
+   through the chip (with the recalibrated statistics when 2 is on), then written to the chip with verification;
 4. the chip is tested.
 
 At sigma 0 without read noise every chip is the trained network and nothing is fixed. :meth:`ChipFixes.cost` is

@@ -84,8 +84,8 @@ class EvalConfig:
             a list, one number or ``"start:stop:step"``. None: 0 and the training sigma of a run directory.
         runs: R, Monte Carlo runs (programmed chips) per sigma, >= 2 (the maximum when ``ci_target`` is set).
         seed: base seed; run r at sigma s uses :func:`neft.common.seeds.run_seed` ``(seed, s, r)``.
-        device_model: device preset name, file, dict or :class:`~neft.chip.device_model.DeviceModel`; None: the run's own
-            (``RRAM1`` for :func:`evaluate`).
+        device_model: device preset name, file, dict or :class:`~neft.chip.device_model.DeviceModel`; None: the run's
+            own (``RRAM1`` for :func:`evaluate`).
         batch_size: at most this many test images per forward; the test set is split into equal batches
             (``ceil(N / ceil(N / batch_size))`` images each), so a compiled forward pads the last one by little.
         test_subset: evaluate a run directory on the first N images of a seeded permutation of its test set;
@@ -118,8 +118,8 @@ class EvalConfig:
         read_sigma: read (cycle-to-cycle) noise relative to the conductance range, in [0, 1], drawn afresh on
             every read, i.e. for every test image, on top of the chip's frozen programming noise (docs/method.md,
             'Read noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
-        tile_rows: crossbar rows per tile (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar
-            circuit'); None: one tile per layer.
+        tile_rows: crossbar rows per tile (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md,
+            'The crossbar circuit'); None: one tile per layer.
         dac_bits: input DAC bits of every mapped layer (1-32); None: ideal inputs.
         adc_bits: ADC bits of every tile's partial sums (1-32); None: ideal sums.
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
@@ -127,8 +127,8 @@ class EvalConfig:
         adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of
             the ``weight_bits``/``device_bits`` mapping, shifted and added digitally).
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
-            chip's settings (:class:`~neft.chip.device_model.DeviceModel`; docs/method.md, 'The realistic chip'), each None
-            (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
+            chip's settings (:class:`~neft.chip.device_model.DeviceModel`; docs/method.md, 'The realistic chip'), each
+            None (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
             mapping, stuck rates per device in [0, 1], drift exponent mean/std >= 0, ``drift_time`` the read time
             in seconds after programming (> 0; the CLI's ``--drift-times`` writes one result file per time),
             ``drift_compensation`` global drift compensation. Stuck devices, drift and compensation need

@@ -129,7 +129,8 @@ def _evaluate_checked(model: nn.Module, images: torch.Tensor, labels: torch.Tens
         per_sigma, precision, precision_check = _evaluate_sigmas(crossbar, circuit, images, labels, config, progress,
                                                                  verified, fixes)
     return {"schema_version": SCHEMA_VERSION, "label": label, "evaluation": config.to_dict(),
-            "device_model": chip.device_model.to_dict(), "test_size": int(labels.numel()), "deployment_cost": fixes.cost(),
+            "device_model": chip.device_model.to_dict(), "test_size": int(labels.numel()),
+            "deployment_cost": fixes.cost(),
             "chip_device": images.device.type, "precision": precision, "precision_check": precision_check,
             "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
 

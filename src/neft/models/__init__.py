@@ -65,12 +65,13 @@ def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, in
 
     Raises:
         ValueError: for an unknown name or init, or non-positive sizes; a
-            :class:`~neft.common.errors.SettingError` for an import path that fails (:func:`~neft.models.registry.build`)
-            or ``model_args`` given to a zoo model.
+            :class:`~neft.common.errors.SettingError` for an import path that fails
+            (:func:`~neft.models.registry.build`) or ``model_args`` given to a zoo model.
     """
     key = str(name).lower()
     if registry.is_python_object(name):
-        raise SettingError("model", f"this run's model ({name}) was built in Python and handed to neft.training.trainer.train"
+        raise SettingError("model", f"this run's model ({name}) was built in Python and handed to "
+                                    "neft.training.trainer.train"
                                     "(config, model=...); pass the same module again (model=...), or train with "
                                     "an import path (--model package.module:function) to rebuild it anywhere")
     if key not in MODELS and not registry.is_import_path(name):

@@ -14,7 +14,8 @@ class LeNet5(nn.Module):
 
     Input ``[B, in_channels, 32, 32]``, output logits ``[B, num_classes]``.
     IRS taps [ours]: after each conv block (``features.0`` pool 4, ``features.1`` pool 2). Tuned-block tap
-    [ours] (:mod:`neft.deployment.tuned_block`): after ``features.1`` (16 channels: a 16x16 block, 0.4 % of the weights).
+    [ours] (:mod:`neft.deployment.tuned_block`): after ``features.1`` (16 channels: a 16x16 block, 0.4 % of the
+    weights).
     """
 
     irs_taps = (("features.0", 4), ("features.1", 2))

@@ -31,7 +31,8 @@ __all__ = ["is_import_path", "is_python_object", "python_object_name", "resolve"
            "build", "check_output", "normalized", "short_name", "RESERVED"]
 
 RESERVED = ("num_classes", "in_channels", "width")  # keywords neft passes itself
-PYTHON_OBJECT = "python:"  # the model name recorded for a module handed to neft.training.trainer.train(config, model=...)
+# the model name recorded for a module handed to neft.training.trainer.train(config, model=...)
+PYTHON_OBJECT = "python:"
 
 _FILE_MODULES: dict[tuple[str, str], object] = {}  # (resolved file, sha256) -> module, so a changed file reloads
 

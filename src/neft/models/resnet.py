@@ -39,8 +39,8 @@ class ResNet18(nn.Module):
 
     Input ``[B, in_channels, H, W]``, output logits ``[B, num_classes]``.
     IRS taps (docs/method.md, 'IRS'): ``stem`` (pool 6), ``layer1`` (6), ``layer2`` (4), ``layer3`` (3).
-    Tuned-block taps [ours] (:mod:`neft.deployment.tuned_block`): after both blocks of ``layer1`` (64 channels at width 1: one
-    shared 64x64 block, 0.04 % of the weights).
+    Tuned-block taps [ours] (:mod:`neft.deployment.tuned_block`): after both blocks of ``layer1`` (64 channels at
+    width 1: one shared 64x64 block, 0.04 % of the weights).
     """
 
     irs_taps = (("stem", 6), ("layer1", 6), ("layer2", 4), ("layer3", 3))
@@ -50,7 +50,8 @@ class ResNet18(nn.Module):
         super().__init__()
         planes = [scaled(c, width) for c in (64, 128, 256, 512)]
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, planes[0], 3, padding=1, bias=False), nn.BatchNorm2d(planes[0]), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, planes[0], 3, padding=1, bias=False), nn.BatchNorm2d(planes[0]),
+            nn.ReLU(inplace=True)
         )
         layers, in_planes = [], planes[0]
         for index, out in enumerate(planes):

@@ -18,8 +18,8 @@ class VGG8(nn.Module):
 
     Input ``[B, in_channels, 32, 32]``, output logits ``[B, num_classes]``.
     IRS taps (docs/method.md, 'IRS'): after conv1 (``features.0``, pool 6), conv2+pool (``features.1``, pool 4) and
-    conv4+pool (``features.3``, pool 3). Tuned-block taps [ours] (:mod:`neft.deployment.tuned_block`): after conv3 and conv4
-    (``features.2``, ``features.3``; 256 channels at width 1: one shared 256x256 block, 0.5 % of the weights).
+    conv4+pool (``features.3``, pool 3). Tuned-block taps [ours] (:mod:`neft.deployment.tuned_block`): after conv3 and
+    conv4 (``features.2``, ``features.3``; 256 channels at width 1: one shared 256x256 block, 0.5 % of the weights).
     """
 
     irs_taps = (("features.0", 6), ("features.1", 4), ("features.3", 3))

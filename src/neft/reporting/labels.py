@@ -31,8 +31,8 @@ def _deployment(result: dict, chip: bool = True) -> str:
     and selection, plus ``verified_sigma=..`` when not 0), `` read_sigma=0.02``, `` bn=256`` (BatchNorm
     recalibrated on 256 images per chip), `` tune=100`` (the block tuned 100 steps per chip), with ``chip`` the
     realistic chip's non-default settings (:func:`neft.reporting.chip_plots.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y
-    comp``) and the crossbar circuit's (:meth:`neft.chip.circuit_settings.CircuitSettings.label`, e.g. `` tile=128 adc=6b
-    sliced``); empty without them."""
+    comp``) and the crossbar circuit's (:meth:`neft.chip.circuit_settings.CircuitSettings.label`, e.g.
+    `` tile=128 adc=6b sliced``); empty without them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):
         suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"

@@ -4,8 +4,8 @@
 ``checkpoint.pt`` holds ``{"format", "model": {"name", "num_classes", "in_channels", "width", "args", "source"},
 "state_dict",
 "dataset", "method", "sigma", "sigma_block", "beta", "device_model", "seed", "epoch", "val_accuracy",
-"versions"}``. IRS heads and optimiser state never enter it (they live in the resumable ``last.pt``). For a model given by import
-path, ``args`` holds its keyword arguments and ``source`` its file and SHA-256 (:mod:`neft.models.registry`).
+"versions"}``. IRS heads and optimiser state never enter it (they live in the resumable ``last.pt``). For a model given
+by import path, ``args`` holds its keyword arguments and ``source`` its file and SHA-256 (:mod:`neft.models.registry`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ WHERE_SETTINGS = frozenset({"device", "data_dir", "tensorboard"})
 
 def versions() -> dict[str, str]:
     """Package versions recorded in checkpoints and results."""
-    return {"neft": __version__, "torch": str(torch.__version__), "numpy": np.__version__, "python": platform.python_version()}
+    return {"neft": __version__, "torch": str(torch.__version__), "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def checkpoint_path(path: str | Path) -> Path:

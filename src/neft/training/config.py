@@ -49,8 +49,8 @@ class TrainConfig:
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
-    (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of every
-    objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
+    (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of
+    every objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
     on the first ``CALIBRATION_IMAGES`` = 256 training images at the start of every epoch, and the noisy
     validation chips use the same circuit. All off (None) by default: training is unchanged.
     """

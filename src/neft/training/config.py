@@ -116,7 +116,7 @@ class TrainConfig:
         if self.method not in objectives.METHODS:
             raise SettingError("method", f"unknown method {self.method!r}; choose one of "
                                          f"{', '.join(objectives.METHODS)}")
-        self._check_model()
+        _check_model(self)
         if self.init not in models.INITS:
             raise SettingError("init", f"unknown init {self.init!r}; choose one of {', '.join(models.INITS)}")
         self.dataset = data.canonical_name(self.dataset)
@@ -162,30 +162,30 @@ class TrainConfig:
         return self
 
 
-    def _check_model(self) -> None:
-        """A zoo name (lower-cased), an import path whose factory exists (file paths made absolute) or the label of
-        a module passed in Python; ``model_args`` a JSON object, for import paths only."""
-        if self.model_args is not None:
-            if not isinstance(self.model_args, dict):
-                raise SettingError("model_args", f"model_args must be a dict of keyword arguments (a JSON object "
-                                                 f"such as {{\"depth\": 4}}), got {self.model_args!r}")
-            try:  # the JSON form, so config.json compares equal on resume
-                self.model_args = json.loads(json.dumps(self.model_args)) or None
-            except (TypeError, ValueError) as error:
-                raise SettingError("model_args", f"model_args must be JSON values (numbers, strings, lists, "
-                                                 f"dicts): {error}") from None
-        if models.registry.is_import_path(self.model):
-            self.model = models.registry.normalized(self.model)
-            models.registry.resolve(self.model)
-            return
-        if self.model_args:
-            raise SettingError("model_args", f"model_args apply to import-path models, not to {self.model!r}")
-        if models.registry.is_python_object(self.model):
-            return
-        if str(self.model).lower() not in models.MODELS:
-            raise SettingError("model", f"unknown model {self.model!r}; choose one of {', '.join(models.MODELS)}, "
-                                        "or an import path package.module:function or path/to/nets.py:function")
-        self.model = self.model.lower()
+def _check_model(config: TrainConfig) -> None:
+    """A zoo name (lower-cased), an import path whose factory exists (file paths made absolute) or the label of
+    a module passed in Python; ``model_args`` a JSON object, for import paths only."""
+    if config.model_args is not None:
+        if not isinstance(config.model_args, dict):
+            raise SettingError("model_args", f"model_args must be a dict of keyword arguments (a JSON object "
+                                             f"such as {{\"depth\": 4}}), got {config.model_args!r}")
+        try:  # the JSON form, so config.json compares equal on resume
+            config.model_args = json.loads(json.dumps(config.model_args)) or None
+        except (TypeError, ValueError) as error:
+            raise SettingError("model_args", f"model_args must be JSON values (numbers, strings, lists, "
+                                             f"dicts): {error}") from None
+    if models.registry.is_import_path(config.model):
+        config.model = models.registry.normalized(config.model)
+        models.registry.resolve(config.model)
+        return
+    if config.model_args:
+        raise SettingError("model_args", f"model_args apply to import-path models, not to {config.model!r}")
+    if models.registry.is_python_object(config.model):
+        return
+    if str(config.model).lower() not in models.MODELS:
+        raise SettingError("model", f"unknown model {config.model!r}; choose one of {', '.join(models.MODELS)}, "
+                                    "or an import path package.module:function or path/to/nets.py:function")
+    config.model = config.model.lower()
 
 
 def load_config(run_dir: str | Path) -> TrainConfig:

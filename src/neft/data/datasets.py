@@ -31,7 +31,7 @@ from neft.data import formats
 from neft.data import own as userdata
 from neft.data.formats import Split
 
-__all__ = ["DATASETS", "canonical_name", "ImageDataset", "load"]
+__all__ = ["DATASETS", "canonical_name", "ImageDataset", "load", "check_classes"]
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "mnist-5k", "digits")
 
@@ -55,7 +55,8 @@ _PAD = 4  # zero padding of the random crop [release]
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """An image classification data set held in memory as uint8, with its preprocessing (docs/method.md).
+    """An image classification data set held in memory (uint8 for 8-bit images), with its preprocessing
+    (docs/method.md).
 
     Attributes:
         name: canonical name, one of :data:`DATASETS`.
@@ -65,8 +66,9 @@ class ImageDataset:
             size (an ``npz:`` set without ``image_size``).
         augment: whether training batches get a random crop (zero padding 4) and a random horizontal flip.
         splits: ``"train"``, ``"test"`` and optionally ``"val"`` -> (images uint8 ``[N, C, H, W]``, or float32
-            for an ``npz:`` set of float images, used as they are; labels int64 ``[N]``).
-        classes: class names in label order (``folder:`` sets), else None.
+            for a ``folder:``/``npz:`` set of deeper or float images (:mod:`neft.data.pixels`: integers scaled to
+            [0, 1] by their type's range, floats as they are); labels int64 ``[N]``).
+        classes: class names in label order (``folder:`` sets, ``npz:`` sets with ``classes``), else None.
     """
 
     name: str
@@ -97,11 +99,11 @@ class ImageDataset:
                    generator: torch.Generator | None = None) -> torch.Tensor:
         """Turn raw images into network inputs (docs/method.md, 'Data sets and preprocessing').
 
-        Scales uint8 ``[B, C, H, W]`` to [0, 1], resizes to ``image_size`` (bilinear, antialiased, only when H
-        differs), then, when ``train`` and ``self.augment``, applies a random crop with zero padding 4 and a random
-        horizontal flip per image (vectorised; offsets and flips drawn from ``generator``, on the generator's
-        device), and finally normalises with ``mean``/``std``. The padding is black (pixel value 0) as in the
-        release, where the crop precedes normalisation.
+        Scales uint8 ``[B, C, H, W]`` to [0, 1] (float images are used as stored), resizes to ``image_size``
+        (bilinear, antialiased, only when H differs), then, when ``train`` and ``self.augment``, applies a random
+        crop with zero padding 4 and a random horizontal flip per image (vectorised; offsets and flips drawn from
+        ``generator``, on the generator's device), and finally normalises with ``mean``/``std``. The padding is
+        black (pixel value 0) as in the release, where the crop precedes normalisation.
 
         Returns:
             float32 ``[B, C, S, S]`` on the device of ``images``, S = ``image_size``.
@@ -275,3 +277,43 @@ def _hold_out(key: str, train: Split, validation: int | float, seed: int) -> tup
     order = formats.permutation(len(train[1]), seed)
     held_out, kept = order[:validation], order[validation:]
     return (train[0][held_out], train[1][held_out]), (train[0][kept], train[1][kept])
+
+
+def check_classes(dataset: ImageDataset, recorded: dict | None, source: str) -> None:
+    """Refuse ``dataset`` when its classes are not those ``source`` (a run, a weights file) was trained with: a
+    class folder renamed, removed, added or an npz's ``classes`` reordered would give the labels other meanings
+    than the network learnt (docs/method.md, 'Data sets of your own').
+
+    Args:
+        dataset: the data set as loaded now.
+        recorded: ``{"classes": names in label order, "num_classes": K}`` as training recorded them (``recorded
+            .dataset`` of config.json, ``dataset_stats`` of checkpoint.pt); a missing or None entry (a run written
+            before it was recorded, a data set without names) is not checked.
+        source: what recorded them, for the message, e.g. ``"run runs/flowers"``.
+
+    Raises:
+        SettingError: (setting ``dataset``) naming the classes missing now, those new, or, for the same names in
+            another order, the labels whose class changed; or the numbers of classes when names are not known.
+    """
+    names, now = (recorded or {}).get("classes"), dataset.classes
+    if names and now and list(names) != list(now):
+        raise SettingError("dataset", f"{source} was trained with the classes {list(names)}, but {dataset.name} "
+                                      f"has {list(now)} ({_difference(list(names), list(now))}): its labels would "
+                                      "not mean what they meant in training; restore the classes as they were (a "
+                                      "folder's labels follow its class folders' sorted names) or train a new run")
+    number = (recorded or {}).get("num_classes") or (len(names) if names else None)
+    if number is not None and number != dataset.num_classes:
+        raise SettingError("dataset", f"{source} was trained with {number} classes, but {dataset.name} has "
+                                      f"{dataset.num_classes}; use the data set it was trained on or train a new run")
+
+
+def _difference(before: list[str], now: list[str]) -> str:
+    """What changed from the class names ``before`` to ``now``: the names missing and new, or the labels whose
+    name moved."""
+    parts = [f"{', '.join(map(repr, names))} {'is' if len(names) == 1 else 'are'} {what}"
+             for names, what in (([n for n in before if n not in now], "missing"),
+                                 ([n for n in now if n not in before], "new")) if names]
+    if parts:
+        return "; ".join(parts)
+    moved = [f"label {k} is {b!r}, was {a!r}" for k, (a, b) in enumerate(zip(before, now)) if a != b]
+    return "same names in another order: " + "; ".join(moved[:3]) + ("; ..." if len(moved) > 3 else "")

@@ -1,18 +1,20 @@
 """Data sets of your own: ``folder:PATH`` (one subfolder of images per class) and ``npz:PATH`` (NumPy arrays)
-(docs/api.md, 'Your own network and data').
+(docs/api.md, 'Your own network and data'; docs/method.md, 'Data sets of your own').
 
 - ``folder:PATH``: torchvision's ImageFolder layout, read with Pillow. ``PATH/train/<class>/`` and
   ``PATH/test/<class>/`` give the split; a plain ``PATH/<class>/`` is split 80/20 by a fixed seed (0), so
   training and evaluation see the same test images. Classes are the subfolder names in sorted order (label k =
-  k-th name). Files ending in .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff or .webp are read (others are skipped),
-  resized to ``image_size`` x ``image_size`` (bilinear; default 32) and kept grayscale when every image is
-  (1 channel), else converted to RGB (3 channels).
-- ``npz:PATH``: a ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``. Images ``[N, H, W]``
-  (one channel), ``[N, C, H, W]`` or ``[N, H, W, C]`` (channels last when the last axis has at most 4 entries
-  and the second more); uint8 pixels (0..255) or floats used as they are. Labels are integers ``0 .. K - 1``,
-  K = 1 + the largest training label.
+  k-th name); a class folder without images is refused. Files ending in .png, .jpg, .jpeg, .bmp, .gif, .tif,
+  .tiff or .webp are read (others are skipped), resized to ``image_size`` x ``image_size`` (bilinear; default 32)
+  and kept grayscale when every image is (1 channel), else converted to RGB (3 channels). Images of more than 8
+  bits keep their range (:mod:`neft.data.pixels`).
+- ``npz:PATH``: a ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test`` and optionally ``classes``
+  (the K class names in label order). Images ``[N, H, W]`` (one channel), ``[N, C, H, W]`` or ``[N, H, W, C]``
+  (:func:`channels_first`); uint8 pixels (0..255), deeper integers scaled by their type's range, floats used as
+  they are. Labels are integers ``0 .. K - 1``, K = the number of ``classes``, else 1 + the largest training
+  label, in which case every class needs a training image (a label far above the others is refused).
 
-Normalisation: the per-channel mean and std of the training split (pixels scaled to [0, 1] for uint8 images,
+Normalisation: the per-channel mean and std of the training split (pixels scaled to [0, 1] for integer images,
 float images as given), computed on the whole training split before any validation hold-out, so every run of
 the data set uses the same numbers; ``neft train`` records them in config.json. No augmentation.
 """
@@ -25,15 +27,16 @@ import numpy as np
 import torch
 
 from neft.common.errors import SettingError
+from neft.data import pixels
 
-__all__ = ["PREFIXES", "is_user_dataset", "canonical", "short_name", "read", "IMAGE_EXTENSIONS"]
+__all__ = ["PREFIXES", "is_user_dataset", "canonical", "short_name", "read", "channels_first", "IMAGE_EXTENSIONS"]
 
 PREFIXES = ("folder:", "npz:")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_SIZE = 32  # side of folder: images after resizing, without image_size
 TEST_FRACTION = 0.2  # of a folder without train/ and test/, split by seed SPLIT_SEED
 SPLIT_SEED = 0
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -71,13 +74,16 @@ def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
         image_size: side S to resize the images to (folder: default 32; npz: default the stored size).
 
     Returns:
-        ``(train, test, info)``: splits of images (uint8 or float32 ``[N, C, H, W]``) and int64 labels ``[N]``;
-        ``info`` = ``{"num_classes", "mean", "std", "image_size", "classes"}``.
+        ``(train, test, info)``: splits of images (uint8 ``[N, C, H, W]`` for 8-bit images, else float32:
+        :mod:`neft.data.pixels`) and int64 labels ``[N]``; ``info`` = ``{"num_classes", "mean", "std",
+        "image_size", "classes"}`` (``classes``: the class names in label order; None for an npz without them).
 
     Raises:
-        SettingError: (setting ``dataset``) for a folder with fewer than two classes, an unreadable image, an
-            npz without one of its four arrays, images of an unusable shape or type, labels that are not
-            integers ``0 .. K - 1`` or test labels the training split lacks; (setting ``image_size``) for a size < 1.
+        SettingError: (setting ``dataset``) for a folder with fewer than two classes or a class folder without
+            images, an unreadable image, float images mixed with integer ones, an npz without one of its four
+            arrays, images of an unusable shape or type or whose channel axis cannot be told, labels that are not
+            integers ``0 .. K - 1``, a class without training images (an npz without ``classes``), or test labels
+            the training split lacks; (setting ``image_size``) for a size < 1.
     """
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or image_size < 1):
@@ -88,36 +94,58 @@ def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
     else:
         train, test, classes = _read_npz(Path(where), name)
     num_classes = _check_labels(name, train[1], test[1], classes)
-    mean, std = _statistics(train[0])
+    mean, std = pixels.statistics(train[0])
     size = image_size if image_size is not None else (train[0].shape[-1] if train[0].shape[-1] == train[0].shape[-2]
                                                       else None)
     return train, test, {"num_classes": num_classes, "mean": mean, "std": std, "image_size": size,
                          "classes": classes}
 
 
-def _statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std (population) of ``images`` ``[N, C, H, W]``, uint8 scaled to [0, 1]."""
-    x = images.double() / 255 if images.dtype == torch.uint8 else images.double()
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3), unbiased=False).clamp_min(1e-6)  # a constant channel: no division by zero
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
 def _check_labels(name: str, train: torch.Tensor, test: torch.Tensor, classes: tuple[str, ...] | None) -> int:
+    """The number of classes K of data set ``name``: the number of ``classes`` when given, else 1 + the largest
+    training label, which every class below it must then have a training image of (:func:`_check_present`)."""
     for split, labels in (("train", train), ("test", test)):
         if not len(labels):
             raise SettingError("dataset", f"data set {name!r} has no {split} images")
         if int(labels.min()) < 0:
             raise SettingError("dataset", f"data set {name!r}: {split} labels must be 0 .. K - 1, found "
                                           f"{int(labels.min())}")
+    if classes and int(train.max()) >= len(classes):
+        raise SettingError("dataset", f"data set {name!r}: training labels reach {int(train.max())} but classes "
+                                      f"has {len(classes)} names (labels 0 .. {len(classes) - 1}); give one name "
+                                      "per label 0 .. K - 1")
     num_classes = len(classes) if classes else int(train.max()) + 1
+    if not classes:
+        _check_present(name, train)
     if int(test.max()) >= num_classes:
-        raise SettingError("dataset", f"data set {name!r}: test labels reach {int(test.max())} but the training "
-                                      f"labels only 0 .. {num_classes - 1}; labels out of range")
+        raise SettingError("dataset", f"data set {name!r}: test labels reach {int(test.max())} but the "
+                                      f"{'classes' if classes else 'training labels'} only 0 .. {num_classes - 1}; "
+                                      "labels out of range")
     if num_classes < 2:
         raise SettingError("dataset", f"data set {name!r} has {num_classes} class; a classifier needs at least two "
                                       "(one subfolder or label value per class)")
     return num_classes
+
+
+def _check_present(name: str, train: torch.Tensor) -> None:
+    """Refuse training labels that leave a class below the largest label without a training image (e.g. labels
+    0 .. 9 and one 1000: 990 empty classes), naming the largest label and the missing ones."""
+    present = torch.unique(train).tolist()
+    if len(present) == present[-1] + 1:
+        return
+    pieces, expected = [], 0
+    for value in present:
+        if value > expected:
+            pieces.append(str(expected) if value == expected + 1 else f"{expected} .. {value - 1}")
+        expected = value + 1
+    top, count = present[-1], int((train == present[-1]).sum())
+    missing = ", ".join(pieces[:4]) + (", ..." if len(pieces) > 4 else "")
+    raise SettingError("dataset", f"data set {name!r}: the largest training label, {top} ({count} image"
+                                  f"{'s' if count > 1 else ''}), makes K = {top + 1} classes 0 .. {top}, but no "
+                                  f"training image has label {missing} ({top + 1 - len(present)} empty classes); "
+                                  "give labels 0 .. K - 1 with every class present, or, if the empty classes are "
+                                  "intended, store the K class names in the npz as classes (np.savez(..., "
+                                  "classes=names))")
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -137,8 +165,10 @@ def _read_folder(root: Path, size: int) -> tuple[Split, Split, tuple[str, ...]]:
         if unknown:
             raise SettingError("dataset", f"folder:{root}: test/ has classes {unknown} that train/ lacks")
         items = {split: _image_files(root / split, label) for split in ("train", "test")}
+        _check_filled(root / "train", label, items["train"])
     else:
         files = _image_files(root, label)
+        _check_filled(root, label, files)
         order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
         n_test = max(1, round(TEST_FRACTION * len(files)))
         items = {"test": [files[i] for i in order[:n_test]], "train": [files[i] for i in order[n_test:]]}
@@ -149,38 +179,50 @@ def _read_folder(root: Path, size: int) -> tuple[Split, Split, tuple[str, ...]]:
     return (images[:n], labels[:n]), (images[n:], labels[n:]), classes
 
 
+def _check_filled(folder: Path, label: dict[str, int], files: list[tuple[Path, int]]) -> None:
+    """Refuse class folders of ``folder`` that hold no image file (an empty folder would be a class of its own
+    that no image teaches), naming them."""
+    filled = {k for _, k in files}
+    empty = [name for name, k in label.items() if k not in filled]
+    if empty:
+        which = (f"class folder {empty[0]!r} holds" if len(empty) == 1
+                 else f"class folders {', '.join(map(repr, empty))} hold")
+        raise SettingError("dataset", f"folder:{folder}: {which} no image file ({', '.join(IMAGE_EXTENSIONS)}); "
+                                      "add its images or remove the folder")
+
+
 def _image_files(folder: Path, label: dict[str, int]) -> list[tuple[Path, int]]:
     return [(path, k) for name, k in label.items() if (folder / name).is_dir()
             for path in sorted((folder / name).rglob("*")) if path.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def _read_images(paths: list[Path], size: int) -> torch.Tensor:
-    """uint8 ``[N, C, size, size]``: grayscale (C = 1) when every image is, else RGB (C = 3)."""
+    """``[N, C, size, size]`` images, uint8 when every one is 8-bit, else float32 in their own range
+    (:func:`neft.data.pixels.read_pillow`): grayscale (C = 1) when every image is, else RGB (C = 3)."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError as error:
         raise ImportError("folder: data sets need pillow: pip install pillow") from error
-    opened = []
+    opened, scales = [], []
     for path in paths:
         try:
             with Image.open(path) as image:
                 image.load()
+                scales.append(pixels.pillow_scale(image))
                 opened.append(image.copy())
         except (OSError, UnidentifiedImageError, ValueError) as error:
             raise SettingError("dataset", f"cannot read image {path} ({type(error).__name__}: "
                                           f"{(str(error).splitlines() or [''])[0][:120]}); fix or remove the file"
                                ) from None
     gray = all(image.mode in _GRAY_MODES for image in opened)
-    arrays = [np.asarray(image.convert("L" if gray else "RGB").resize((size, size), Image.BILINEAR))
-              for image in opened]
-    stacked = np.stack(arrays).reshape(len(arrays), size, size, -1)
+    stacked = pixels.read_pillow(opened, scales, paths, size, gray)
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _read_npz(path: Path, name: str) -> tuple[Split, Split, None]:
+def _read_npz(path: Path, name: str) -> tuple[Split, Split, tuple[str, ...] | None]:
     try:
         with np.load(path, allow_pickle=False) as arrays:
             missing = [key for key in _NPZ_KEYS if key not in arrays.files]
@@ -188,7 +230,7 @@ def _read_npz(path: Path, name: str) -> tuple[Split, Split, None]:
                 raise SettingError("dataset", f"{name!r} lacks {', '.join(missing)} (it has "
                                               f"{', '.join(arrays.files) or 'no array'}); save it with "
                                               "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
-            loaded = {key: arrays[key] for key in _NPZ_KEYS}
+            loaded = {key: arrays[key] for key in _NPZ_KEYS + ("classes",) if key in arrays.files}
     except SettingError:
         raise
     except (OSError, ValueError) as error:
@@ -204,25 +246,52 @@ def _read_npz(path: Path, name: str) -> tuple[Split, Split, None]:
     if splits[0][0].shape[1:] != splits[1][0].shape[1:]:
         raise SettingError("dataset", f"{name!r}: training images are {list(splits[0][0].shape[1:])}, test images "
                                       f"{list(splits[1][0].shape[1:])}; both splits need one shape")
-    return splits[0], splits[1], None
+    return splits[0], splits[1], _npz_classes(loaded.get("classes"), name)
+
+
+def _npz_classes(names: np.ndarray | None, name: str) -> tuple[str, ...] | None:
+    """The class names of an npz's optional ``classes`` array (one per label, in label order), or None.
+
+    Raises:
+        SettingError: (setting ``dataset``) for names that are not one row of distinct values.
+    """
+    if names is None:
+        return None
+    classes = tuple(str(value) for value in np.asarray(names).reshape(-1)) if names.ndim <= 1 else ()
+    if not classes or len(set(classes)) != len(classes):
+        raise SettingError("dataset", f"{name!r}: classes must be the distinct names of the classes in label order "
+                                      f"(e.g. np.array(['cat', 'dog'])), got {names.dtype} {list(names.shape)}")
+    return classes
 
 
 def _npz_images(x: np.ndarray, name: str, split: str) -> torch.Tensor:
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
+    if x.ndim not in (3, 4):
         raise SettingError("dataset", f"{name!r}: x_{split} has shape {list(x.shape)}; give images [N, H, W], "
                                       "[N, C, H, W] or [N, H, W, C]")
-    if x.shape[-1] <= 4 < x.shape[1]:  # channels last
-        x = x.transpose(0, 3, 1, 2)
-    if x.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(x))
-    if np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise SettingError("dataset", f"{name!r}: x_{split} contains NaN or infinite values")
-        return torch.from_numpy(np.ascontiguousarray(x))
-    raise SettingError("dataset", f"{name!r}: x_{split} is {x.dtype}; give uint8 pixels (0..255) or floats")
+    first = True if x.ndim == 3 else channels_first(x.shape)
+    x = x[:, None] if x.ndim == 3 else x
+    if first is None:
+        raise SettingError("dataset", f"{name!r}: x_{split} has shape {list(x.shape)}, whose channel axis is "
+                                      "ambiguous; accepted are [N, H, W] (one channel), [N, C, H, W] or [N, H, W, C] "
+                                      "where the channel axis has at most 4 entries and the other more, and "
+                                      "[N, C, H, W] with more than 4 channels and C != H: transpose it to one of "
+                                      "these (x.transpose(0, 3, 1, 2) turns [N, H, W, C] into [N, C, H, W])")
+    return pixels.npz_pixels(x if first else x.transpose(0, 3, 1, 2), f"{name!r}: x_{split}")
+
+
+def channels_first(shape: tuple[int, ...]) -> bool | None:
+    """Whether 4-D npz images of ``shape`` ``[N, A, B, D]`` are ``[N, C, H, W]`` (True) or ``[N, H, W, C]``
+    (False); None when that cannot be told.
+
+    The channel axis is the one of A and D with at most 4 entries when the other has more ([N, 3, 32, 32],
+    [N, 32, 32, 3]). With more than 4 entries on both it is A, PyTorch's layout ([N, 8, 64, 64]), unless
+    A == B, which reads as well as square images with D channels ([N, 64, 64, 8]). With at most 4 on both
+    ([N, 3, 32, 3], [N, 4, 4, 4]) it cannot be told.
+    """
+    first, last = shape[1], shape[3]
+    if (first <= 4) != (last <= 4):
+        return first <= 4
+    return None if first <= 4 or first == shape[2] else True
 
 
 def _npz_labels(y: np.ndarray, name: str, split: str) -> torch.Tensor:

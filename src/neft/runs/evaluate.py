@@ -165,8 +165,9 @@ def evaluate_run(
             :class:`~neft.store.lock.RunLockedError` another process is training or evaluating ``run_dir``.
         OSError: ``run_dir`` cannot be written (checked before the Monte Carlo work), or a write failed (full
             disk); no partial result file is left behind (:func:`neft.store.lock.disk_error` names the folder).
-        SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.evaluation.montecarlo.EvalConfig`) or a
-            ``name`` that is not a plain file name.
+        SettingError: (a ``ValueError``) an invalid setting (see :class:`~neft.evaluation.montecarlo.EvalConfig`), a
+            ``name`` that is not a plain file name, or a data set whose classes are not those the run was trained
+            with (:func:`neft.data.check_classes`: a class folder renamed, removed or added since).
     """
     run_dir = Path(run_dir)
     config = dataclasses.replace(config or EvalConfig(), **settings)
@@ -208,6 +209,7 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
                                      device_model=devices.get(config.device_model or meta["device_model"]))
         dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
                             test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
+        data.check_classes(dataset, meta.get("dataset_stats"), f"run {run_dir}")
         dataset = _trained_normalisation(dataset, meta.get("dataset_stats"))
         return network, meta, chosen.check(), dataset
 

@@ -7,7 +7,9 @@ network the import path (or zoo name) builds, checks it on the data set, and wri
 ``neft report`` work on it. A ``state_dict`` saved from a ``DataParallel``/``DistributedDataParallel`` wrapper has
 every key prefixed ``module.``: the prefix is removed when every key carries it and the bare names fit the
 network, and the run records that it was (``imported.stripped_prefix``). A dict that holds the state_dict under
-``"state_dict"`` or ``"model"`` (a training checkpoint) is read from that key, also recorded.
+``"state_dict"`` or ``"model"`` (a training checkpoint) is read from that key, also recorded; when it also names
+the classes it was trained on (``classes``, torchvision's ``class_to_idx``, or a neft checkpoint's
+``dataset_stats``), they are checked against the data set's (:func:`neft.data.check_classes`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ __all__ = ["import_run", "read_state_dict", "DDP_PREFIX"]
 DDP_PREFIX = "module."
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
-    """The tensors of a weights file and the key they were under (None for a bare state_dict).
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None, list[str] | None]:
+    """The tensors of a weights file, the key they were under (None for a bare state_dict) and the class names in
+    label order the file carries beside them (:func:`_carried_classes`; None when it names none).
 
     Read with ``torch.load(weights_only=True)``: a file holding a whole pickled module is refused (it could run
     code); save ``model.state_dict()`` instead.
@@ -54,9 +57,21 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
     for key in (None, "state_dict", "model"):
         candidate = loaded if key is None else loaded.get(key) if isinstance(loaded, dict) else None
         if isinstance(candidate, dict) and candidate and all(isinstance(v, torch.Tensor) for v in candidate.values()):
-            return dict(candidate), key
+            return dict(candidate), key, _carried_classes(loaded) if key else None
     raise SettingError("weights", f"{str(path)!r} holds no state_dict of tensors (a {type(loaded).__name__}); save "
                                   "model.state_dict() with torch.save")
+
+
+def _carried_classes(loaded: dict) -> list[str] | None:
+    """The class names in label order that a training checkpoint records: ``classes`` (a list of names),
+    ``class_to_idx`` (torchvision's ImageFolder: name -> label, labels 0 .. K - 1) or a neft checkpoint's
+    ``dataset_stats["classes"]``; None when it records none of these in that form."""
+    names, mapping, stats = loaded.get("classes"), loaded.get("class_to_idx"), loaded.get("dataset_stats")
+    if names is None and isinstance(mapping, dict) and sorted(mapping.values()) == list(range(len(mapping))):
+        names = sorted(mapping, key=mapping.get)
+    if names is None and isinstance(stats, dict):
+        names = stats.get("classes")
+    return [str(name) for name in names] if isinstance(names, (list, tuple)) and names else None
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], expected: dict) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -102,14 +117,16 @@ def import_run(
 
     Raises:
         SettingError: (a ``ValueError``) for a bad setting, a model that does not build or does not return
-            ``[B, num_classes]``, weights that do not fit it (missing, unexpected or mis-shaped keys).
+            ``[B, num_classes]``, weights that do not fit it (missing, unexpected or mis-shaped keys), or weights
+            that name other classes than the data set has (:func:`neft.data.check_classes`).
         FileNotFoundError: no weights file or data set. RunExistsError: ``out`` holds a run.
     """
     config = TrainConfig(model=model, model_args=model_args, width=width, dataset=dataset, data_dir=data_dir,
                          image_size=image_size, method=method, sigma=sigma, device_model=device_model,
                          init="torch", epochs=1, select_on="test", validation=0.0).check()
-    state, key = read_state_dict(weights)
+    state, key, classes = read_state_dict(weights)
     loaded = data.load(config.dataset, config.data_dir, image_size=config.image_size)
+    data.check_classes(loaded, {"classes": classes}, f"weights file {str(weights)!r}")
     network, stripped = _load_network(config, loaded, state, weights)
     out = Path(out)
     _prepare_out(out, resume=False, overwrite=overwrite)

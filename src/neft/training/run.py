@@ -20,7 +20,7 @@ from neft.chip.crossbar import Crossbar, make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device
 from neft.training import objectives
-from neft.training.config import _OBJECTIVE_SETTINGS, RECORDED, TrainConfig, record
+from neft.training.config import _OBJECTIVE_SETTINGS, RECORDED, TrainConfig, read_config, record
 from neft.training.log import EpochLog, log_fields
 from neft.training.run_directory import _prepare_out
 from neft.training.selection import Selection, _validation_size
@@ -72,6 +72,8 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
     # the run directory is checked (and, to overwrite it, cleared) only once every setting was accepted
     resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                  else resume and (out / "last.pt").is_file())
+    if resuming:  # with the classes it started with: a renamed class folder would give its labels other meanings
+        data.check_classes(dataset, read_config(out).get(RECORDED, {}).get("dataset"), f"run {out}")
     if main:  # only once the objective accepted its settings: a bad tap leaves no half-made run behind
         (out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), RECORDED: recorded}, indent=2))
     net = _distribute(model, objective, device)

@@ -249,7 +249,7 @@ def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> Non
     warnings.warn(f"{run_dir} was trained through the crossbar circuit{train.label()} and is evaluated "
                   f"{'through' + evaluated.label() if evaluated.label() else 'without it'}: its accuracy is that of "
                   f"another chip than it learnt on (labels say so); evaluate with {flags} for the chip it was "
-                  "trained for", CircuitMismatchWarning, stacklevel=3)
+                  "trained for", CircuitMismatchWarning, stacklevel=4)
 
 
 def _training_images(dataset: data.ImageDataset, chosen: EvalConfig, compute: torch.device) -> dict:

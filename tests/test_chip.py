@@ -190,8 +190,9 @@ def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_pat
     results = [json.loads((trained_run / f"drift_t{t}.json").read_text()) for t in ("20", "3.15e+07")]
     assert [r["device_model"]["drift_time"] for r in results] == [20.0, 3.15e7]
     assert results[1]["evaluation"]["stuck_off"] == 0.01 and results[1]["device_model"]["quantize"]
-    assert report.result_label(results[1]) == ("noise-injection device=RRAM1 q8/2 stuck 1%+0% nu=0.06+-0.02 t=1y "
-                                               "comp")
+    assert results[1]["device_model"]["name"] == "PCM-chip stuck-off=0.01"  # not the preset: a name of its own
+    assert report.result_label(results[1]) == ("noise-injection q8/2 stuck 1%+0% nu=0.06+-0.02 t=1y comp (trained "
+                                               "on RRAM1, evaluated on PCM-chip stuck-off=0.01)")
     paths = report.write_report(results, tmp_path / "report")
     assert paths["drift"].is_file() and "report_drift.png" in paths["markdown"].read_text()
     rows = list(__import__("csv").DictReader(paths["csv"].open()))
@@ -203,7 +204,8 @@ def test_cli_drift_sweep_report_and_bad_input_write_nothing(trained_run, tmp_pat
                  "--name", "uncompensated"]) == 0  # a preset's compensation switched off from the command line
     off = json.loads((trained_run / "uncompensated.json").read_text())
     assert off["device_model"]["drift_compensation"] is False and off["device_model"]["quantize"]
-    assert report.result_label(off).endswith(" nu=0.06+-0.02 t=1y")
+    assert report.result_label(off).endswith(" nu=0.06+-0.02 t=1y (trained on RRAM1, evaluated on PCM-chip "
+                                             "no-drift-compensation)")
 
 
 def test_training_device_variant_and_cli_chip_flags(tmp_path):
@@ -236,10 +238,11 @@ def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flag
     from neft.cli.chip_arguments import training_device_model as _training_device_model
     from neft.training import TrainConfig, train
 
-    off = devices.get("RRAM-chip").gaussian  # stuck devices go with the quantized mapping they act on
+    # stuck devices go with the quantized mapping they act on; the model is no longer the preset: its own name
+    off = dataclasses.replace(devices.get("RRAM-chip").gaussian, name="RRAM-chip no-quantize")
     args = build_parser().parse_args(["train", "--device-model", "RRAM-chip", "--no-quantize"])
     assert devices.get(_training_device_model(args)) == off and not off.quantize and off.stuck_on == 0.0
-    pcm_off = devices.get("PCM-chip").gaussian
+    pcm_off = dataclasses.replace(devices.get("PCM-chip").gaussian, name="PCM-chip no-quantize")
     assert montecarlo.EvalConfig(device_model="PCM-chip", quantize=False).chip().device_model == pcm_off
     with pytest.raises(SettingError, match="stuck_on acts on the devices of the quantized mapping"):
         montecarlo.EvalConfig(device_model="PCM-chip", quantize=False, stuck_on=0.1).chip()

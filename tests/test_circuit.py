@@ -276,10 +276,11 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
                           progress=False)
     assert result["train_circuit"] == {"tile_rows": 64, "dac_bits": 4, "adc_bits": 4, "adc_range": 100.0,
                                        "adc_mode": "analog"}
-    assert report.result_label(result) == "noise-injection trained[tile=64 dac=4b adc=4b] tile=64 adc=6b"
+    assert report.result_label(result) == ("noise-injection (trained on RRAM1 tile=64 dac=4b adc=4b, evaluated on "
+                                           "RRAM1 tile=64 adc=6b)")
     plain = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], test_subset=50), name="plain",
                          progress=False)
-    assert report.result_label(plain) == "noise-injection trained[tile=64 dac=4b adc=4b]"
+    assert report.result_label(plain) == "noise-injection (trained on RRAM1 tile=64 dac=4b adc=4b, evaluated on RRAM1)"
 
 
 def test_cli_evaluate_with_circuit_flags(trained_run, capsys):

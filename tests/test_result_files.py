@@ -111,10 +111,11 @@ def test_a_report_counts_every_result_file_of_a_run_once(evaluated_run, tmp_path
         ("noise-injection wv=5% magnitude", "RRAM1", "0.05", "magnitude", "0.0"),
         ("noise-injection wv=10% magnitude", "RRAM1", "0.1", "magnitude", "0.0"),  # 5 % before 10 %
         ("noise-injection wv=5% random", "RRAM1", "0.05", "random", "0.0"),
-        ("noise-injection device=RRAM1", "RRAM4", "0.0", "", "0.0"),  # trained on RRAM1, evaluated on RRAM4
+        ("noise-injection (trained on RRAM1, evaluated on RRAM4)", "RRAM4", "0.0", "", "0.0"),
     ]
     text = (tmp_path / "r" / "report.md").read_text()
-    assert "| noise-injection device=RRAM1 |" in text and "| noise-injection wv=10% magnitude |" in text
+    assert "| noise-injection (trained on RRAM1, evaluated on RRAM4) |" in text
+    assert "| noise-injection wv=10% magnitude |" in text
 
 
 def test_pooled_grid_results_keep_every_variant_setting_in_their_labels(tmp_path):

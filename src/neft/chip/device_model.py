@@ -86,13 +86,16 @@ class DeviceModel:
     def with_chip(self, **settings) -> DeviceModel:
         """This model with the realistic-chip settings ``settings`` (``quantize``, ``stuck_off``, ... by name)
         replacing its own; ``quantize=False`` turns its whole realistic chip off first (:attr:`gaussian`), so that
-        a preset's stuck devices and drift go with its quantization.
+        a preset's stuck devices and drift go with its quantization. A changed model gets a name of its own,
+        this one's followed by what changed as the flags say it (``PCM-chip no-quantize``, ``RRAM-chip
+        stuck-off=0.05``; the read conditions ``read_sigma`` and ``drift_time`` excepted; docs/results.md).
 
         Raises:
             SettingError: an invalid setting or combination (e.g. stuck devices given with ``quantize=False``).
         """
         base = self.gaussian if settings.get("quantize") is False else self
-        return dataclasses.replace(base, **settings) if settings else self
+        changed = dataclasses.replace(base, **settings) if settings else self
+        return dataclasses.replace(changed, name=_derived_name(self, changed))
 
     @property
     def gaussian(self) -> DeviceModel:
@@ -174,3 +177,35 @@ class DeviceModel:
         else:
             data["levels"] = list(self.levels)
         return data
+
+
+_READ_CONDITIONS = ("name", "read_sigma", "drift_time")  # settings a derived name leaves out (reports name them)
+
+
+def _word(setting: str, value) -> str:
+    """How a derived name says one setting: ``quantize`` / ``no-quantize``, ``stuck-off=0.05``."""
+    flag = setting.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else f"no-{flag}"
+    if isinstance(value, tuple):
+        return f"{flag}={','.join(f'{v:g}' for v in value)}"
+    return f"{flag}={value:g}"
+
+
+def _derived_name(old: DeviceModel, new: DeviceModel) -> str:
+    """``old.name`` followed by a word per setting in which ``new`` differs from ``old`` (:func:`_word`), the
+    realistic chip's own settings left out when ``new`` turns it off (``no-quantize`` says it); a word of
+    ``old.name`` that names a setting stays only while it is still true and not said again."""
+    settings = {f.name for f in dataclasses.fields(DeviceModel)} - set(_READ_CONDITIONS)
+    gaussian = ("quantize", "weight_bits", "device_bits", "state_factor", "band", "levels")
+    changed = [f.name for f in dataclasses.fields(DeviceModel) if f.name in settings
+               and getattr(old, f.name) != getattr(new, f.name) and (new.quantize or f.name in gaussian)]
+    if not changed:
+        return old.name
+    first, *rest = old.name.split(" ")
+    kept = []
+    for word in rest:
+        setting = word.split("=")[0].removeprefix("no-").replace("-", "_")
+        if setting not in settings or (setting not in changed and _word(setting, getattr(new, setting)) == word):
+            kept.append(word)
+    return " ".join([first, *kept, *(_word(name, getattr(new, name)) for name in changed)])

@@ -75,7 +75,17 @@ def _train_and_print(config, args) -> None:
     if distributed.is_main():
         print(f"best epoch {summary['best_epoch']}: {summary['best_val_kind']} validation "
               f"{summary['best_val_accuracy']:.2f}%, "
-              f"clean test {summary['test_accuracy_clean']:.2f}%; checkpoint in {Path(args.out) / 'checkpoint.pt'}")
+              f"clean test {summary['test_accuracy_clean']:.2f}%{_ideal(summary)}; checkpoint in "
+              f"{Path(args.out) / 'checkpoint.pt'}")
+
+
+def _ideal(summary: dict) -> str:
+    """`` (ideal layers, without the circuit tile=64 adc=4b it trained through)`` for a run trained through the
+    crossbar circuit, whose clean accuracy skips it; empty otherwise."""
+    from neft.chip.circuit_settings import CircuitSettings
+
+    circuit = CircuitSettings(**summary["train_circuit"]).label()
+    return f" (ideal layers, without the circuit{circuit} it trained through)" if circuit else ""
 
 
 def _given_flags(args, add_arguments) -> set[str]:

@@ -59,10 +59,16 @@ def pooled_results(results: list[dict]) -> list[dict]:
     and chips, per-chip CI); ``over_seeds`` holds the mean of the per-seed MC means with its t-interval over seeds
     (:func:`neft.evaluation.metrics.seed_interval`), the interval to compare methods with; EKL and confidence are
     averaged over seeds. Returns results-schema dicts with ``seeds`` listing the pooled training seeds.
+
+    A group is one variant at one training sigma (0 for vanilla, whatever its run's ``sigma``) trained on one chip
+    (:func:`neft.training.variants.training_chip`) and evaluated on one (its device model's name): networks
+    trained against a chip and on the Gaussian model never pool.
     """
-    groups: dict[tuple[str, float], list[dict]] = {}
+    groups: dict[tuple, list[dict]] = {}
     for result, label in zip(results, variants.labels(results)):
-        groups.setdefault((label, result["train_sigma"]), []).append(result)
+        key = (label, report.training_sigma(result), variants.training_chip(result),
+               result.get("device_model", {}).get("name"))
+        groups.setdefault(key, []).append(result)
     pooled = []
     for group in groups.values():
         points = {}
@@ -80,11 +86,12 @@ def pooled_results(results: list[dict]) -> list[dict]:
                 "confidence": sum(p["confidence"] for p in same) / len(same),
             })
         first = group[0]
-        keys = ("model", "dataset", "device_model", "train_device_model", "test_size", "method", "train_sigma", "beta",
-                "temperature", *objectives.METHOD_SETTINGS, "teacher", "evaluation",  # what labels name
+        keys = ("model", "dataset", "device_model", "train_device_model", "train_circuit", "test_size", "method",
+                "beta", "temperature", *objectives.METHOD_SETTINGS, "teacher", "evaluation",  # what labels name
                 "init", "epochs", "train_subset", "num_classes")
         trained = [r["epochs_trained"] for r in group if r.get("epochs_trained") is not None]
-        pooled.append({**{k: first[k] for k in keys if k in first}, "run": f"{len(group)} seed(s)",
+        pooled.append({**{k: first[k] for k in keys if k in first}, "train_sigma": report.training_sigma(first),
+                       "run": f"{len(group)} seed(s)",
                        **({"epochs_trained": min(trained)} if trained else {}),
                        "seeds": sorted(r["train_seed"] for r in group), "per_sigma": per_sigma})
     return pooled

@@ -6,17 +6,39 @@ from __future__ import annotations
 
 from neft.chip.circuit_settings import FIELDS, CircuitSettings
 from neft.reporting import chip_plots as chip_report
+from neft.reporting.results import training_sigma
 from neft.training import variants
 
-__all__ = ["result_label"]
+__all__ = ["result_label", "evaluated_chip"]
 
 
 def result_label(result: dict) -> str:
     """The name a result goes by in tables and plots: its ``label`` when set (``neft evaluate --label``,
     ``evaluate(..., label=...)``, ``write_report(..., labels=...)``), else its method variant
     (:func:`neft.training.variants.label`, e.g. ``ovf beta=0``), else ``"network"`` for a result without a method; then
-    its deployment options (:func:`_deployment`), e.g. ``noise-injection wv=5% swim``."""
-    return _base_label(result) + _deployment(result)
+    its deployment options (:func:`_deployment`), e.g. ``noise-injection wv=5% swim``; then, where the network was
+    trained on another chip than it was evaluated on (:func:`_trained_on`), ``(trained on X, evaluated on Y)``."""
+    return _base_label(result) + _deployment(result) + _trained_on(result)
+
+
+def evaluated_chip(result: dict) -> str:
+    """The chip a result was evaluated on: its device model's name and the crossbar circuit it was read through,
+    e.g. ``"RRAM4"``, ``"PCM-chip no-quantize"``, ``"RRAM1 tile=64 adc=6b"`` (the counterpart of
+    :func:`neft.training.variants.training_chip`)."""
+    circuit = {name: result.get("evaluation", {})[name] for name in FIELDS if name in result.get("evaluation", {})}
+    return _device_name(result) + (CircuitSettings(**circuit).label() if circuit else "")
+
+
+def _trained_on(result: dict) -> str:
+    """`` (trained on X, evaluated on Y)`` when the chip a network was trained on (device model and circuit,
+    :func:`neft.training.variants.training_chip`) is not the one it was evaluated on (:func:`evaluated_chip`): its
+    device model has another name, or it trained through a crossbar circuit the evaluation did not use as it was.
+    Empty when they are the same, the training chip is not recorded, or only the evaluation adds a circuit (the
+    label's circuit suffix, e.g. `` tile=64 adc=6b``, says so)."""
+    trained, evaluated = variants.training_chip(result), evaluated_chip(result)
+    if not trained or trained in (evaluated, _device_name(result)):  # the same chip, or a circuit added only here
+        return ""
+    return f" (trained on {trained}, evaluated on {evaluated})"
 
 
 def _base_label(result: dict, show_init: bool = False) -> str:
@@ -32,7 +54,8 @@ def _deployment(result: dict, chip: bool = True) -> str:
     recalibrated on 256 images per chip), `` tune=100`` (the block tuned 100 steps per chip), with ``chip`` the
     realistic chip's non-default settings (:func:`neft.reporting.chip_plots.chip_label`, e.g. `` q8/2 stuck 1%+1% t=1y
     comp``) and the crossbar circuit's (:meth:`neft.chip.circuit_settings.CircuitSettings.label`, e.g.
-    `` tile=128 adc=6b sliced``); empty without them."""
+    `` tile=128 adc=6b sliced``; left to :func:`_trained_on`'s ``evaluated on`` where that names it); empty without
+    them."""
     evaluation, suffix = result.get("evaluation", {}), ""
     if evaluation.get("write_verify"):
         suffix += f" wv={100 * evaluation['write_verify']:g}% {evaluation['verify_select']}"
@@ -43,7 +66,7 @@ def _deployment(result: dict, chip: bool = True) -> str:
     suffix += f" tune={evaluation['chip_tune']}" if evaluation.get("chip_tune") else ""
     suffix += chip_report.chip_label(result) if chip else ""
     circuit = {name: evaluation[name] for name in FIELDS if name in evaluation}  # `` tile=128 adc=6b``
-    return suffix + (CircuitSettings(**circuit).label() if circuit else "")
+    return suffix + (CircuitSettings(**circuit).label() if circuit and not _trained_on(result) else "")
 
 
 def _device_name(result: dict) -> str:
@@ -58,20 +81,20 @@ def _labels(results: list[dict]) -> list[tuple[str, tuple]]:
     labelled = []
     for result, name in zip(results, names):
         group = [r for r, v in zip(results, names) if v == name]
-        points = [(_device_name(r), r.get("train_sigma"), r.get("train_seed"), p["sigma"])
+        points = [(_device_name(r), training_sigma(r), r.get("train_seed"), p["sigma"])
                   for r in group for p in r["per_sigma"]]
         device = _device_name(result)
         if _has_duplicates([sigma for *_, sigma in points]) and not _has_duplicates([(d, s) for d, _, _, s in points]):
             name = f"{name} ({device})"
             labelled.append((name, (name,)))
             continue
-        train_sigma, train_seed = result.get("train_sigma"), result.get("train_seed")
+        train_sigma, train_seed = training_sigma(result), result.get("train_seed")
         if not _has_duplicates([sigma for *_, sigma in points]):
             labelled.append((name, (name,)))
         elif not _has_duplicates([(ts, sigma) for _, ts, _, sigma in points]):
             labelled.append((f"{name} (sigma_train={train_sigma})", (name, *_sort_key(train_sigma))))
         else:
-            label = f"{name} (sigma_train={train_sigma}, seed={train_seed})"
+            label = f"{name} (sigma_train={train_sigma}, seed={'unknown' if train_seed is None else train_seed})"
             labelled.append((label, (name, *_sort_key(train_sigma, train_seed))))
     return labelled
 
@@ -82,7 +105,7 @@ def _names(results: list[dict]) -> list[str]:
     show_init = variants.mixed_inits(results)
     # a chip shared by several results is named once, in the report's setup and the plot legend
     chip = len(results) == 1 or len({chip_report.chip_label(r) for r in results}) > 1
-    return [_base_label(r, show_init) + _deployment(r, chip) for r in results]
+    return [_base_label(r, show_init) + _deployment(r, chip) + _trained_on(r) for r in results]
 
 
 def _has_duplicates(keys: list) -> bool:

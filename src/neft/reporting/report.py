@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from neft.reporting import chip_plots as chip_report
-from neft.reporting.labels import _base_label, _device_name, _labels
+from neft.reporting.labels import _base_label, _device_name, _labels, _trained_on
 from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
-from neft.reporting.results import _training_sigma, check_result, load_results
+from neft.reporting.results import check_result, load_results, training_sigma
 from neft.reporting.tables import comparison_rows, markdown_table, write_csv
 from neft.training import objectives
 
@@ -143,7 +143,7 @@ def _extra_plots(results: list[dict], out_dir: Path, name: str, paths: dict[str,
         paths["write_verify"] = plot_write_verify(results, out_dir / wv_name)
         text += f"\n![Accuracy vs fraction write-verified]({wv_name})\n"
     drift = chip_report.drift_curves(results, [_base_label(r) + chip_report.chip_label(r, with_time=False)
-                                               for r in results])
+                                               + _trained_on(r) for r in results])
     if drift:  # networks read at several times after programming: accuracy against time, too
         paths["drift"] = chip_report.plot_drift(drift, out_dir / f"{name}_drift.png")
         text += f"\n![Accuracy vs time after programming]({name}_drift.png)\n"
@@ -169,11 +169,11 @@ def _training_setup(results: list[dict]) -> str:
     for result, (label, _) in zip(results, _labels(results)):
         facts = []
         if result.get("method"):
-            facts.append(f"trained at sigma {_training_sigma(result):g}")
+            facts.append(f"trained at sigma {training_sigma(result):g}")
             facts.append(_epochs(result))
             facts.append(f"{result['train_subset']} training images" if result.get("train_subset")
                          else "the full training set")
-            facts.append(f"init {result.get('init', 'kaiming')}")
+            facts.append(f"init {result.get('init', 'kaiming') or 'unknown'}")
             if result["method"] in ("ovf", "irs") and result.get("beta") is not None:
                 facts.append(f"beta {result['beta']:g}")
             if result.get("temperature", 1.0) != 1.0:
@@ -183,7 +183,8 @@ def _training_setup(results: list[dict]) -> str:
                 facts.append(f"teacher {result['teacher']}")
             seeds = result.get("seeds", [result["train_seed"]] if "train_seed" in result else [])
             if seeds:
-                facts.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+                facts.append(f"seed{'s' if len(seeds) > 1 else ''} "
+                             f"{', '.join('unknown' if seed is None else str(seed) for seed in seeds)}")
         facts.append(f"evaluated under device model {_device_name(result)}")
         lines.append(f"- {label}: {', '.join(facts)}")
     return "Runs:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["load_results", "check_result", "same_evaluation"]
+__all__ = ["load_results", "check_result", "same_evaluation", "training_sigma"]
 
 REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
@@ -153,6 +153,7 @@ def same_evaluation(result: dict) -> str | None:
                       default=str)
 
 
-def _training_sigma(result: dict) -> float:
-    """The sigma a network was trained at; vanilla trains without variation whatever its config said."""
-    return 0.0 if result["method"] == "vanilla" else result["train_sigma"]
+def training_sigma(result: dict) -> float | None:
+    """The sigma a network was trained at, as every report shows it: 0 for vanilla, which trains without variation
+    whatever its config said (its run's ``sigma`` only chose its best epoch); None when not recorded."""
+    return 0.0 if result.get("method") == "vanilla" else result.get("train_sigma")

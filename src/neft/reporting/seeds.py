@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from neft.evaluation import metrics
 from neft.reporting.labels import _names
-from neft.reporting.results import _training_sigma
+from neft.reporting.results import training_sigma
+from neft.training import variants
 
 __all__ = ["seed_comparison", "seed_sections", "findings"]
 
@@ -22,7 +23,7 @@ def _mean_at_training_sigma(result: dict) -> float:
     Raises:
         ValueError: the result was not evaluated at that sigma.
     """
-    target = _training_sigma(result)
+    target = training_sigma(result)
     for point in result["per_sigma"]:
         if abs(point["sigma"] - target) < 1e-9:
             return point["accuracy"]["mean"]
@@ -51,32 +52,57 @@ def seed_comparison(results: list[dict]) -> dict:
       ``noise-injection`` otherwise), and OVF/IRS minus each of their beta ablations (e.g. ``ovf`` -
       ``ovf beta=0``, the effect of the feedback term), each with its 95 % t-interval over the shared seeds.
 
+    Networks trained on different chips (:func:`neft.training.variants.training_chip`: device model and circuit)
+    are different variants, never seeds of one: their labels say ``(trained on X)`` where nothing else tells them
+    apart, and every difference pairs networks trained and evaluated the same way.
+
     Args:
         results: ``results.json`` dicts, one per trained network, each with ``train_seed`` and ``num_classes``.
 
     Raises:
         KeyError: a result lacks ``num_classes`` or ``train_seed``.
-        ValueError: a result was not evaluated at its training sigma.
+        ValueError: a result was not evaluated at its training sigma, or its training seed is unknown (an imported
+            network, ``neft import``).
     """
-    groups, classes = _groups(results)
+    groups, classes, variant_of = _groups(results)
     thresholds = _thresholds(groups, classes)
     rows = _variant_rows(groups, classes, thresholds)
-    differences = _differences(groups, _pairs(groups))
+    differences = _differences(groups, _pairs(groups, variant_of))
     return {"thresholds": [{"dataset": d, "train_sigma": s, "threshold": t}
                            for (d, s), t in sorted(thresholds.items())],
             "variants": rows, "differences": differences}
 
 
-def _groups(results: list[dict]) -> tuple[dict[_Key, dict[int, float]], dict[str, int]]:
+def _groups(results: list[dict]) -> tuple[dict[_Key, dict[int, float]], dict[str, int], dict[_Key, str]]:
     """Each network's MC mean (%) at its training sigma, ``{(data set, label, training sigma): {training seed:
-    mean}}``, and the number of classes of each data set."""
+    mean}}`` (:func:`_seed_labels`), the number of classes of each data set, and each group's method variant
+    (:func:`neft.training.variants.label`; its own label for a labelled result), the part of its label before the
+    deployment options."""
     groups: dict[_Key, dict[int, float]] = {}
     classes: dict[str, int] = {}
-    for result, label in zip(results, _names(results)):
-        key = (result.get("dataset", "?"), label, _training_sigma(result))
+    variant_of: dict[_Key, str] = {}
+    show_init = variants.mixed_inits(results)
+    for result, label in zip(results, _seed_labels(results)):
+        if result["train_seed"] is None:
+            raise ValueError(f"{result.get('run', 'a result')} has no known training seed (an imported network: "
+                             "neft import records none); leave it out of a comparison over training seeds")
+        key = (result.get("dataset", "?"), label, training_sigma(result))
         groups.setdefault(key, {})[result["train_seed"]] = _mean_at_training_sigma(result)
         classes[key[0]] = result["num_classes"]
-    return groups, classes
+        variant_of[key] = result.get("label") or variants.label(result, show_init)
+    return groups, classes, variant_of
+
+
+def _seed_labels(results: list[dict]) -> list[str]:
+    """The label of each result's group: its report name (:func:`neft.reporting.labels._names`), followed by
+    ``(trained on X)`` when results of that name were trained on different chips
+    (:func:`neft.training.variants.training_chip`), so that those never pool as seeds of one variant."""
+    names = _names(results)
+    chips: dict[str, set] = {}
+    for result, name in zip(results, names):
+        chips.setdefault(name, set()).add(variants.training_chip(result))
+    return [f"{name} (trained on {variants.training_chip(result) or 'an unrecorded chip'})"
+            if len(chips[name]) > 1 else name for result, name in zip(results, names)]
 
 
 def _thresholds(groups: dict[_Key, dict[int, float]], classes: dict[str, int]) -> dict[tuple[str, float], float]:
@@ -102,21 +128,25 @@ def _variant_rows(groups: dict[_Key, dict[int, float]], classes: dict[str, int],
     return rows
 
 
-def _pairs(groups: dict[_Key, dict[int, float]]) -> list[tuple[_Key, _Key]]:
-    """The (A, B) groups to compare: every variant against the noise-injection baseline trained with the same init
-    (plain ``noise-injection`` when there is none), and OVF/IRS against each of their beta ablations."""
+def _pairs(groups: dict[_Key, dict[int, float]], variant_of: dict[_Key, str]) -> list[tuple[_Key, _Key]]:
+    """The (A, B) groups to compare, both trained and evaluated the same way (the same label after the variant:
+    deployment options, chip, ``(trained on X, ...)``): every variant against the noise-injection baseline trained
+    with the same init (plain ``noise-injection`` when there is none), and OVF/IRS against each of their beta
+    ablations."""
     pairs = []
     for dataset, label, sigma in groups:
-        method, *options = label.split()
+        variant = variant_of[(dataset, label, sigma)]
+        method, *options = variant.split()
         if method == "vanilla":
             continue
+        rest = label[len(variant):] if label.startswith(variant) else ""  # how it was trained and evaluated
         inits = [option for option in options if option.startswith("init=")]
-        reference = " ".join(["noise-injection", *inits])  # the baseline trained the same way
+        reference = " ".join(["noise-injection", *inits]) + rest  # the baseline trained the same way
         if reference == label or (dataset, reference, sigma) not in groups:
-            reference = "noise-injection"
+            reference = "noise-injection" + rest
         if label != reference and (dataset, reference, sigma) in groups:
             pairs.append(((dataset, label, sigma), (dataset, reference, sigma)))
-        base = " ".join([method, *inits])
+        base = " ".join([method, *inits]) + rest
         if method in ("ovf", "irs") and label != base and (dataset, base, sigma) in groups:
             pairs.append(((dataset, base, sigma), (dataset, label, sigma)))
     return pairs

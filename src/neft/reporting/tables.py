@@ -14,6 +14,7 @@ from pathlib import Path
 
 from neft.reporting import chip_plots as chip_report
 from neft.reporting.labels import _base_label, _device_name, _labels
+from neft.reporting.results import training_sigma
 
 __all__ = ["comparison_rows", "markdown_table", "write_csv"]
 
@@ -62,7 +63,7 @@ def comparison_rows(results: list[dict]) -> list[dict]:
             accuracy = point["accuracy"]
             row = {
                 "method": label,
-                "train_sigma": result.get("train_sigma"),
+                "train_sigma": training_sigma(result),  # 0 for vanilla
                 "sigma": round(float(point["sigma"]), 6),
                 "mean": accuracy["mean"],
                 "ci95": accuracy["ci95"],

@@ -30,8 +30,8 @@ from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training import epochs_trained, objectives
 
-__all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES",
-           "FIX_IMAGES"]
+__all__ = ["evaluate_run", "UnfinishedRunWarning", "CircuitMismatchWarning", "output_paths", "sweep_names",
+           "check_outputs", "SENSITIVITY_IMAGES", "FIX_IMAGES"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.deployment.write_verify)
 FIX_IMAGES = 4096  # training images (a seeded draw) the per-chip fixes draw from (more if recalibrate_bn asks)
@@ -219,15 +219,39 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         warnings.warn(f"{run_dir} trained {trained} of its {planned} epochs (training stopped early): evaluating "
                       f"the best checkpoint so far (epoch {meta.get('epoch')}); finish it with `neft train --resume "
                       f"--out {run_dir}` for the final network", UnfinishedRunWarning, stacklevel=2)
+    if distributed.is_main():
+        _warn_other_circuit(run_dir, meta["config"], chosen)
     images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
     labels = dataset.splits["test"][1].to(compute)
     evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
                           progress=progress and distributed.is_main(), **_training_images(dataset, chosen, compute))
     results = _results_record(evaluation, run_dir, meta, chosen, planned, trained)
     if distributed.is_main():
-        _write_outputs(results, outputs, f"{reporting.result_label(results)} ({run_dir.name}, evaluated on "
-                                         f"{results['device_model']['name']})")
+        label, chip = reporting.result_label(results), reporting.evaluated_chip(results)
+        where = "" if label.endswith(f"evaluated on {chip})") else f", evaluated on {chip}"
+        _write_outputs(results, outputs, f"{label} ({run_dir.name}{where})")
     return results
+
+
+class CircuitMismatchWarning(UserWarning):
+    """A run trained through the crossbar circuit is evaluated without it, or through another one."""
+
+
+def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> None:
+    """Say (:class:`CircuitMismatchWarning`) that a run trained through the crossbar circuit (its config.json's
+    ``tile_rows`` ... ``adc_mode``) is evaluated without it or through another one: its numbers are then those of
+    another chip than it learnt on, and its labels say ``trained on X, evaluated on Y``."""
+    default = CircuitSettings()
+    train = CircuitSettings(**{name: trained.get(name, getattr(default, name)) for name in CIRCUIT_FIELDS})
+    evaluated = CircuitSettings(**{name: getattr(chosen, name) for name in CIRCUIT_FIELDS})
+    if not train.label() or train.label() == evaluated.label():
+        return
+    flags = " ".join(f"--{name.replace('_', '-')} {getattr(train, name)}" for name in CIRCUIT_FIELDS
+                     if getattr(train, name) != getattr(default, name))
+    warnings.warn(f"{run_dir} was trained through the crossbar circuit{train.label()} and is evaluated "
+                  f"{'through' + evaluated.label() if evaluated.label() else 'without it'}: its accuracy is that of "
+                  f"another chip than it learnt on (labels say so); evaluate with {flags} for the chip it was "
+                  "trained for", CircuitMismatchWarning, stacklevel=4)
 
 
 def _training_images(dataset: data.ImageDataset, chosen: EvalConfig, compute: torch.device) -> dict:
@@ -261,7 +285,8 @@ def _results_record(evaluation: dict, run_dir: Path, meta: dict, chosen: EvalCon
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
-        "train_sigma": meta["sigma"], "train_seed": meta["seed"], "beta": meta["beta"],
+        "train_sigma": 0.0 if meta["method"] == "vanilla" else meta["sigma"],  # vanilla trains without variation
+        "train_seed": meta["seed"], "beta": meta["beta"],
         "train_device_model": meta["device_model"],
         "train_circuit": {name: meta["config"].get(name, getattr(CircuitSettings(), name)) for name in CIRCUIT_FIELDS},
         "temperature": meta.get("temperature", 1.0), **objectives.settings_of(meta["method"], meta["config"]),

@@ -164,9 +164,9 @@ def _load_network(config: TrainConfig, loaded: data.ImageDataset, state: dict[st
 def _write_run(out: Path, config: TrainConfig, loaded: data.ImageDataset, network: torch.nn.Module, imported: dict,
                label: str) -> None:
     """Write ``config.json`` and ``checkpoint.pt`` into ``out`` as ``neft train`` does, recording where the weights
-    came from (``imported``) and no training epochs."""
+    came from (``imported``), no training epochs, and its init and training seed as unknown (None)."""
     recorded = record(config, loaded)
-    settings = {**dataclasses.asdict(config), "epochs": None}  # trained elsewhere
+    settings = {**dataclasses.asdict(config), "epochs": None, "init": None, "seed": None}  # trained elsewhere: unknown
     (out / "config.json").write_text(json.dumps({**settings, RECORDED: {**recorded, "imported": imported}},
                                                 indent=2))
     checkpoint.save(out / "checkpoint.pt", network, {
@@ -174,6 +174,6 @@ def _write_run(out: Path, config: TrainConfig, loaded: data.ImageDataset, networ
                   "width": config.width, "args": config.model_args, "source": recorded["model_source"]},
         "dataset": loaded.name, "dataset_stats": recorded["dataset"], "method": config.method,
         "sigma": config.sigma, "sigma_block": None, "beta": config.beta, "temperature": config.temperature,
-        "device_model": devices.get(config.device_model).to_dict(), "seed": config.seed, "config": settings,
+        "device_model": devices.get(config.device_model).to_dict(), "seed": None, "config": settings,
         "epoch": None, "val_accuracy": None, "selected_on": None, "imported": imported, "label": label,
     })

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from neft import models
 from neft.chip import devices
+from neft.chip.circuit_settings import FIELDS
 from neft.common import distributed, seeds
 from neft.common.compute import eval_mode
 from neft.store import checkpoint
@@ -69,9 +70,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
 
     Returns:
         Summary ``{"best_epoch", "best_val_accuracy", "best_val_kind" ("noisy", or "clean" at sigma 0),
-        "test_accuracy_clean", "epochs", "seconds",
-        "weights_sha256"}`` (accuracies in percent; the digest of the last epoch's weights: equal runs, resumed
-        runs and data-parallel ranks share it).
+        "test_accuracy_clean", "clean_circuit" (None: the ideal layers, also for a run trained through
+        ``"train_circuit"``), "train_circuit", "epochs", "seconds", "weights_sha256"}`` (accuracies in percent;
+        the last epoch's weights' digest: equal runs, resumed runs and data-parallel ranks share it).
 
     Raises:
         ValueError: invalid settings (a :class:`~neft.common.errors.SettingError` names the setting), or ``resume``
@@ -201,6 +202,8 @@ def _finish(run: Run) -> dict:
     summary = {"best_epoch": run.state["best_epoch"], "best_val_accuracy": run.state["best"],
                "best_val_kind": "noisy" if run.config.sigma > 0 else "clean",
                "test_accuracy_clean": _accuracy(best, run.dataset, "test", run.device),
+               # the clean accuracies are the ideal layers', never through the circuit the run trained through
+               "clean_circuit": None, "train_circuit": {name: getattr(run.config, name) for name in FIELDS},
                "epochs": run.state["epoch"], "seconds": run.state["seconds"],
                "weights_sha256": _digest(run.model)}
     if run.state["epoch"] == run.config.epochs and distributed.is_main():

@@ -13,8 +13,8 @@ itself (see the README's Results section):
   their default settings;
 - ``ovf device=RRAM-chip``, ``ovf device=configs/chips/realistic-chip.toml``: training against another device
   model (a preset or a file), e.g. hardware-aware training on a realistic chip (docs/method.md, 'Training against
-  the chip'); a label names ``device=NAME`` when the run was trained on another device model than the one it was
-  evaluated on.
+  the chip'); a report's label then says ``trained on NAME, evaluated on OTHER`` when the run was evaluated on
+  another chip (:func:`neft.reporting.result_label`).
 
 A variant is written ``"METHOD key=value ..."`` with keys ``T`` (temperature; for distill its softmax
 temperature), ``beta``, ``init``, ``k`` (rcg's censor_k), ``scale`` (rcg_scale), ``lambda`` (lipschitz_lambda;
@@ -30,7 +30,7 @@ from neft.chip.circuit_settings import CircuitSettings
 from neft.models import INITS as _INITS
 from neft.training import objectives
 
-__all__ = ["parse", "label", "labels", "mixed_inits", "directory_name"]
+__all__ = ["parse", "label", "labels", "mixed_inits", "directory_name", "training_chip"]
 
 _KEYS = {"T": "temperature", "beta": "beta", "init": "init", "k": "censor_k", "scale": "rcg_scale",
          "lambda": "lipschitz_lambda", "alpha": "distill_alpha", "device": "device_model"}
@@ -103,9 +103,9 @@ def label(result: dict, show_init: bool = False) -> str:
     """The variant label of a trained run: its method, plus ``T=..`` when the temperature is not 1, ``beta=..``
     when beta differs from the paper's value for the model and data set, ``k=..``, ``lambda=..``, ``alpha=..``
     and (distill) ``T=..`` when rcg's, lipschitz's or distill's settings differ from their defaults,
-    ``init=..`` when ``show_init`` and the run did not use the release's Kaiming init, ``device=..`` when it was
-    trained under another device model than it is evaluated on, and ``trained[tile=64 adc=6b]`` when it was trained
-    through the crossbar circuit (``train_circuit``; docs/method.md, 'The crossbar circuit').
+    ``init=..`` when ``show_init`` and the run did not use the release's Kaiming init (``init=unknown`` for an
+    imported network, whose init is not known). The chip it was trained on is not part of it: reports add
+    ``(trained on X, evaluated on Y)`` where that chip is not the evaluated one (:func:`training_chip`).
 
     Args:
         result: a ``results.json`` dict (or anything with ``method`` and optionally ``temperature``, ``beta``,
@@ -128,14 +128,20 @@ def label(result: dict, show_init: bool = False) -> str:
         if method == owner and result.get(setting) is not None and result[setting] != default:
             parts.append(f"{key}={result[setting]:g}")
     if show_init and result.get("init", "kaiming") != "kaiming":
-        parts.append(f"init={result['init']}")
-    trained_on = result.get("train_device_model", {}).get("name")
-    if trained_on and trained_on != result.get("device_model", {}).get("name", trained_on):
-        parts.append(f"device={trained_on}")
-    periphery = CircuitSettings(**result["train_circuit"]).label() if result.get("train_circuit") else ""
-    if periphery:  # trained through the crossbar circuit: ``trained[tile=64 adc=6b]``
-        parts.append(f"trained[{periphery.strip()}]")
+        parts.append(f"init={result['init'] or 'unknown'}")
     return " ".join(parts)
+
+
+def training_chip(result: dict) -> str | None:
+    """The chip a result's network was trained on: its training device model's name (derived names included,
+    :meth:`neft.chip.device_model.DeviceModel.with_chip`) followed by the crossbar circuit it trained through,
+    e.g. ``"RRAM1"``, ``"RRAM-chip stuck-off=0.05"``, ``"RRAM1 tile=64 adc=4b"``; None when the result does not
+    record it (``train_device_model``: results straight from :func:`neft.evaluation.montecarlo.evaluate`, or files
+    of schema version < 4). Results with different training chips never pool as seeds of one variant."""
+    if not result.get("train_device_model"):
+        return None
+    circuit = CircuitSettings(**result["train_circuit"]).label() if result.get("train_circuit") else ""
+    return result["train_device_model"].get("name", "?") + circuit
 
 
 def mixed_inits(results: list[dict]) -> bool:

@@ -33,6 +33,12 @@ NETS = textwrap.dedent("""
 
     def wrong_output(num_classes, in_channels):
         return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, num_classes + 1))
+
+    def constant_net(num_classes, in_channels):
+        net = make_net(num_classes, in_channels)
+        for parameter in net.parameters():
+            nn.init.constant_(parameter, 0.01)
+        return net
 """)
 QUICK = ["--dataset", "mnist-5k", "--train-subset", "200", "--test-subset", "100", "--val-runs", "2", "--epochs", "1",
          "--sigma", "0.1", "--quiet"]
@@ -167,6 +173,42 @@ def test_bad_own_model_is_one_clear_line_and_leaves_nothing(tmp_path, nets, caps
     assert code == 2 and len(err) == 1 and err[0].startswith("neft: error: argument --model"), err
     assert message in err[0]
     assert not out.exists()
+
+
+def test_own_model_keeps_its_own_init_unless_init_says_otherwise(tmp_path, nets):
+    """An import-path network is not re-initialised by default ("own"); the zoo keeps the release's Kaiming init;
+    config.json records the init used; an explicit init applies to either."""
+    spec = f"{nets}:constant_net"
+    assert torch.equal(models.create(spec, 10, 1)[0].weight, torch.full((4, 1, 3, 3), 0.01))
+    assert models.create(spec, 10, 1, init="kaiming")[0].weight.std() > 0.1  # re-drawn
+    assert TrainConfig(model=spec).check().init == "own" and TrainConfig(model="LeNet5").check().init == "kaiming"
+    assert TrainConfig(model=spec, init="kaiming").check().init == "kaiming"
+    settings = dict(dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=1, lr=1e-12, batch_size=100,
+                    train_subset=200, test_subset=100, val_runs=2)
+    train(TrainConfig(model=spec, **settings), tmp_path / "own", progress=False)
+    assert json.loads((tmp_path / "own" / "config.json").read_text())["init"] == "own"
+    trained = checkpoint.load(tmp_path / "own")
+    assert all(torch.allclose(p, torch.full_like(p, 0.01), atol=1e-6) for p in trained.parameters())  # lr 1e-12
+    module = models.create(spec, 10, 1)  # a module handed over in Python keeps its init too, unless init names one
+    train(TrainConfig(**settings), tmp_path / "given", progress=False, model=module)
+    assert load_config(tmp_path / "given").init == "own"
+    assert torch.allclose(module[0].weight, torch.full_like(module[0].weight, 0.01), atol=1e-6)
+    train(TrainConfig(init="kaiming-uniform", **settings), tmp_path / "reinit", progress=False, model=module)
+    assert load_config(tmp_path / "reinit").init == "kaiming-uniform" and module[0].weight.std() > 0.1
+
+
+def test_a_run_recorded_with_kaiming_resumes_unchanged(tmp_path, nets, capsys):
+    """A run of an import-path network started when every default init was Kaiming (config.json: "kaiming")
+    resumes as it was: from its directory alone, and in Python with init left unset."""
+    spec, out = f"{nets}:constant_net", tmp_path / "old"
+    settings = dict(model=spec, dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=3, batch_size=100,
+                    train_subset=200, test_subset=100, val_runs=2)
+    train(TrainConfig(init="kaiming", **settings), out, progress=False, stop_after=1)  # as such a run recorded it
+    train(TrainConfig(**settings), out, resume=True, progress=False, stop_after=2)  # init unset: the run's
+    assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
+    assert load_config(out).init == "kaiming" and checkpoint.load_checkpoint(out)[1]["config"]["init"] == "kaiming"
+    assert main(["train", "--resume", "--out", str(out), "--init", "own", "--quiet"]) == 2
+    assert "init: 'kaiming' in the run, 'own' given" in capsys.readouterr().err
 
 
 def test_layers_lists_an_own_model_and_its_modules(nets, capsys):

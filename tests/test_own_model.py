@@ -1,9 +1,11 @@
 """Your own network by import path through train, resume, evaluate, report and presets (docs/api.md, 'Your own
 network and data')."""
 
+import dataclasses
 import json
 import multiprocessing.forkserver
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from neft.cli.main import main
 from neft.evaluation.montecarlo import evaluate
 from neft.models import registry
 from neft.runs.evaluate import evaluate_run
+from neft.runs.importing import import_run
 from neft.store import checkpoint
 from neft.training import TrainConfig, load_config, train
 
@@ -266,6 +269,65 @@ def test_bad_weights_are_one_clear_line(tmp_path, nets, capsys, weights, message
                  str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_states_records_and_evaluates_with_the_normalisation_the_weights_were_trained_with(tmp_path, nets,
+                                                                                                 capsys):
+    """--normalisation none / --mean --std: recorded, printed, used by evaluate (no 'files changed' warning),
+    in the results' fields and the report; the Python argument too."""
+    spec = f"{nets}:make_net"
+    torch.manual_seed(3)
+    net = models.create(spec, 10, 1)
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    base = ["import", "--model", spec, "--weights", str(tmp_path / "w.pt"), "--dataset", "mnist-5k"]
+    assert main([*base, "--normalisation", "none", "--out", str(tmp_path / "raw")]) == 0
+    assert "with input normalisation none (pixel values in [0, 1]): clean test" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "raw" / "config.json").read_text())["recorded"]["dataset"]
+    assert (recorded["normalisation"], recorded["mean"], recorded["std"]) == ("none", [0.0], [1.0])
+    with warnings.catch_warnings():  # a stated normalisation is no data set whose files changed since training
+        warnings.simplefilter("error")
+        assert main(["evaluate", str(tmp_path / "raw"), "--sigmas", "0,0.2", "--runs", "3", "--test-subset", "200",
+                     "--quiet"]) == 0
+    results = json.loads((tmp_path / "raw" / "results.json").read_text())
+    assert results["normalisation"] == {"source": "none", "mean": [0.0], "std": [1.0]}
+    dataset = dataclasses.replace(data.load("mnist-5k", test_subset=200), mean=(0.0,), std=(1.0,))
+    x = torch.cat([b for b, _ in dataset.batches("test", 1000)])
+    direct = evaluate(net.eval(), x, dataset.splits["test"][1], [0.0, 0.2], runs=3, progress=False)
+    assert [p["accuracy"]["per_run"] for p in results["per_sigma"]] == [
+        p["accuracy"]["per_run"] for p in direct["per_sigma"]]
+    assert main(["report", str(tmp_path / "raw"), "--out", str(tmp_path / "report")]) == 0
+    assert "inputs normalised none (pixel values in [0, 1])" in (tmp_path / "report" / "report.md").read_text()
+
+    assert main([*base, "--mean", "0.1307", "--std", "0.3081", "--out", str(tmp_path / "given")]) == 0
+    assert "normalisation given (mean 0.1307; std 0.3081)" in capsys.readouterr().out
+    assert checkpoint.load_checkpoint(tmp_path / "given")[1]["dataset_stats"]["mean"] == [0.1307]
+    summary = import_run(spec, tmp_path / "w.pt", "mnist-5k", tmp_path / "py", normalisation={"mean": [0.2],
+                                                                                               "std": [0.4]})
+    assert summary["normalisation"] == {"source": "given", "mean": [0.2], "std": [0.4]}
+    assert import_run(spec, tmp_path / "w.pt", "mnist-5k", tmp_path / "own")["normalisation"] == {
+        "source": "dataset", "mean": [0.5], "std": [0.5]}  # mnist-5k's own, as neft train uses
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mean", "0.5"], "--mean M... and --std S... together"),
+    (["--normalisation", "none", "--mean", "0.5", "--std", "0.5"], "without --normalisation"),
+    (["--mean", "0.5", "0.5", "--std", "0.2", "0.2"], "must be 1 number(s), one per channel"),
+    (["--mean", "125.3", "--std", "63.0"], "divide by 255 (e.g. mean 123.675 -> 0.485"),
+    (["--mean", "nan", "--std", "0.3"], "normalisation mean must be a finite number in [0, 1], got nan"),
+    (["--weights", "nan.pt"], "holds NaN or infinite values in 4.weight, 6.bias: such a network"),
+])
+def test_a_bad_normalisation_or_non_finite_weights_are_one_clear_line(tmp_path, nets, capsys, flags, message):
+    spec = f"{nets}:make_net"
+    state = models.create(spec, 10, 1).state_dict()
+    torch.save(state, tmp_path / "w.pt")
+    state["4.weight"][0, 0], state["6.bias"][1] = float("nan"), float("-inf")
+    torch.save(state, tmp_path / "nan.pt")
+    flags = [str(tmp_path / flag) if flag == "nan.pt" else flag for flag in flags]
+    code = main(["import", "--model", spec, "--weights", str(tmp_path / "w.pt"), "--dataset", "mnist-5k",
+                 "--out", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("neft: error:") and message in err[0], err
     assert not (tmp_path / "run").exists()
 
 

@@ -4,6 +4,7 @@
 - :mod:`~neft.data.formats`: the standard data sets' files, where they are looked for and how each distribution
   format is read;
 - :mod:`~neft.data.own`: data sets of your own (``folder:PATH``, ``npz:FILE``).
+- :mod:`~neft.data.normalisation`: the input normalisation stated for weights trained elsewhere.
 """
 
 from neft.data.datasets import DATASETS, ImageDataset, canonical_name, load

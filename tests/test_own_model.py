@@ -1,9 +1,11 @@
 """Your own network by import path through train, resume, evaluate, report and presets (docs/api.md, 'Your own
 network and data')."""
 
+import dataclasses
 import json
 import multiprocessing.forkserver
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from neft.cli.main import main
 from neft.evaluation.montecarlo import evaluate
 from neft.models import registry
 from neft.runs.evaluate import evaluate_run
+from neft.runs.importing import import_run
 from neft.store import checkpoint
 from neft.training import TrainConfig, load_config, train
 
@@ -33,6 +36,12 @@ NETS = textwrap.dedent("""
 
     def wrong_output(num_classes, in_channels):
         return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, num_classes + 1))
+
+    def constant_net(num_classes, in_channels):
+        net = make_net(num_classes, in_channels)
+        for parameter in net.parameters():
+            nn.init.constant_(parameter, 0.01)
+        return net
 """)
 QUICK = ["--dataset", "mnist-5k", "--train-subset", "200", "--test-subset", "100", "--val-runs", "2", "--epochs", "1",
          "--sigma", "0.1", "--quiet"]
@@ -169,6 +178,42 @@ def test_bad_own_model_is_one_clear_line_and_leaves_nothing(tmp_path, nets, caps
     assert not out.exists()
 
 
+def test_own_model_keeps_its_own_init_unless_init_says_otherwise(tmp_path, nets):
+    """An import-path network is not re-initialised by default ("own"); the zoo keeps the release's Kaiming init;
+    config.json records the init used; an explicit init applies to either."""
+    spec = f"{nets}:constant_net"
+    assert torch.equal(models.create(spec, 10, 1)[0].weight, torch.full((4, 1, 3, 3), 0.01))
+    assert models.create(spec, 10, 1, init="kaiming")[0].weight.std() > 0.1  # re-drawn
+    assert TrainConfig(model=spec).check().init == "own" and TrainConfig(model="LeNet5").check().init == "kaiming"
+    assert TrainConfig(model=spec, init="kaiming").check().init == "kaiming"
+    settings = dict(dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=1, lr=1e-12, batch_size=100,
+                    train_subset=200, test_subset=100, val_runs=2)
+    train(TrainConfig(model=spec, **settings), tmp_path / "own", progress=False)
+    assert json.loads((tmp_path / "own" / "config.json").read_text())["init"] == "own"
+    trained = checkpoint.load(tmp_path / "own")
+    assert all(torch.allclose(p, torch.full_like(p, 0.01), atol=1e-6) for p in trained.parameters())  # lr 1e-12
+    module = models.create(spec, 10, 1)  # a module handed over in Python keeps its init too, unless init names one
+    train(TrainConfig(**settings), tmp_path / "given", progress=False, model=module)
+    assert load_config(tmp_path / "given").init == "own"
+    assert torch.allclose(module[0].weight, torch.full_like(module[0].weight, 0.01), atol=1e-6)
+    train(TrainConfig(init="kaiming-uniform", **settings), tmp_path / "reinit", progress=False, model=module)
+    assert load_config(tmp_path / "reinit").init == "kaiming-uniform" and module[0].weight.std() > 0.1
+
+
+def test_a_run_recorded_with_kaiming_resumes_unchanged(tmp_path, nets, capsys):
+    """A run of an import-path network started when every default init was Kaiming (config.json: "kaiming")
+    resumes as it was: from its directory alone, and in Python with init left unset."""
+    spec, out = f"{nets}:constant_net", tmp_path / "old"
+    settings = dict(model=spec, dataset="mnist-5k", method="noise-injection", sigma=0.1, epochs=3, batch_size=100,
+                    train_subset=200, test_subset=100, val_runs=2)
+    train(TrainConfig(init="kaiming", **settings), out, progress=False, stop_after=1)  # as such a run recorded it
+    train(TrainConfig(**settings), out, resume=True, progress=False, stop_after=2)  # init unset: the run's
+    assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
+    assert load_config(out).init == "kaiming" and checkpoint.load_checkpoint(out)[1]["config"]["init"] == "kaiming"
+    assert main(["train", "--resume", "--out", str(out), "--init", "own", "--quiet"]) == 2
+    assert "init: 'kaiming' in the run, 'own' given" in capsys.readouterr().err
+
+
 def test_layers_lists_an_own_model_and_its_modules(nets, capsys):
     assert main(["layers", "--model", f"{nets}:make_net", "--model-args", '{"hidden": 6}']) == 0
     out = capsys.readouterr().out
@@ -224,6 +269,65 @@ def test_bad_weights_are_one_clear_line(tmp_path, nets, capsys, weights, message
                  str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_states_records_and_evaluates_with_the_normalisation_the_weights_were_trained_with(tmp_path, nets,
+                                                                                                 capsys):
+    """--normalisation none / --mean --std: recorded, printed, used by evaluate (no 'files changed' warning),
+    in the results' fields and the report; the Python argument too."""
+    spec = f"{nets}:make_net"
+    torch.manual_seed(3)
+    net = models.create(spec, 10, 1)
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    base = ["import", "--model", spec, "--weights", str(tmp_path / "w.pt"), "--dataset", "mnist-5k"]
+    assert main([*base, "--normalisation", "none", "--out", str(tmp_path / "raw")]) == 0
+    assert "with input normalisation none (pixel values in [0, 1]): clean test" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "raw" / "config.json").read_text())["recorded"]["dataset"]
+    assert (recorded["normalisation"], recorded["mean"], recorded["std"]) == ("none", [0.0], [1.0])
+    with warnings.catch_warnings():  # a stated normalisation is no data set whose files changed since training
+        warnings.simplefilter("error")
+        assert main(["evaluate", str(tmp_path / "raw"), "--sigmas", "0,0.2", "--runs", "3", "--test-subset", "200",
+                     "--quiet"]) == 0
+    results = json.loads((tmp_path / "raw" / "results.json").read_text())
+    assert results["normalisation"] == {"source": "none", "mean": [0.0], "std": [1.0]}
+    dataset = dataclasses.replace(data.load("mnist-5k", test_subset=200), mean=(0.0,), std=(1.0,))
+    x = torch.cat([b for b, _ in dataset.batches("test", 1000)])
+    direct = evaluate(net.eval(), x, dataset.splits["test"][1], [0.0, 0.2], runs=3, progress=False)
+    assert [p["accuracy"]["per_run"] for p in results["per_sigma"]] == [
+        p["accuracy"]["per_run"] for p in direct["per_sigma"]]
+    assert main(["report", str(tmp_path / "raw"), "--out", str(tmp_path / "report")]) == 0
+    assert "inputs normalised none (pixel values in [0, 1])" in (tmp_path / "report" / "report.md").read_text()
+
+    assert main([*base, "--mean", "0.1307", "--std", "0.3081", "--out", str(tmp_path / "given")]) == 0
+    assert "normalisation given (mean 0.1307; std 0.3081)" in capsys.readouterr().out
+    assert checkpoint.load_checkpoint(tmp_path / "given")[1]["dataset_stats"]["mean"] == [0.1307]
+    summary = import_run(spec, tmp_path / "w.pt", "mnist-5k", tmp_path / "py", normalisation={"mean": [0.2],
+                                                                                               "std": [0.4]})
+    assert summary["normalisation"] == {"source": "given", "mean": [0.2], "std": [0.4]}
+    assert import_run(spec, tmp_path / "w.pt", "mnist-5k", tmp_path / "own")["normalisation"] == {
+        "source": "dataset", "mean": [0.5], "std": [0.5]}  # mnist-5k's own, as neft train uses
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mean", "0.5"], "--mean M... and --std S... together"),
+    (["--normalisation", "none", "--mean", "0.5", "--std", "0.5"], "without --normalisation"),
+    (["--mean", "0.5", "0.5", "--std", "0.2", "0.2"], "must be 1 number(s), one per channel"),
+    (["--mean", "125.3", "--std", "63.0"], "divide by 255 (e.g. mean 123.675 -> 0.485"),
+    (["--mean", "nan", "--std", "0.3"], "normalisation mean must be a finite number in [0, 1], got nan"),
+    (["--weights", "nan.pt"], "holds NaN or infinite values in 4.weight, 6.bias: such a network"),
+])
+def test_a_bad_normalisation_or_non_finite_weights_are_one_clear_line(tmp_path, nets, capsys, flags, message):
+    spec = f"{nets}:make_net"
+    state = models.create(spec, 10, 1).state_dict()
+    torch.save(state, tmp_path / "w.pt")
+    state["4.weight"][0, 0], state["6.bias"][1] = float("nan"), float("-inf")
+    torch.save(state, tmp_path / "nan.pt")
+    flags = [str(tmp_path / flag) if flag == "nan.pt" else flag for flag in flags]
+    code = main(["import", "--model", spec, "--weights", str(tmp_path / "w.pt"), "--dataset", "mnist-5k",
+                 "--out", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("neft: error:") and message in err[0], err
     assert not (tmp_path / "run").exists()
 
 

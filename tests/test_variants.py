@@ -50,3 +50,11 @@ def test_labels_name_only_what_differs_from_the_paper():
     assert variants.label({"method": "distill", "distill_alpha": 0.5, "distill_temperature": 4.0,
                            "teacher": "runs/t"}) == "distill alpha=0.5"
     assert variants.label({"method": "distill", "distill_alpha": 0.9, "distill_temperature": 2.0}) == "distill T=2"
+
+
+def test_a_network_kept_at_its_own_init_is_named_so_beside_kaiming_ones():
+    """"own" (an import-path network's default: not re-initialised) is a variant and a label like any init."""
+    assert variants.parse("ovf init=own") == ("ovf", {"init": "own"})
+    zoo, own = {"method": "noise-injection", "init": "kaiming"}, {"method": "noise-injection", "init": "own"}
+    assert variants.labels([zoo, own]) == ["noise-injection", "noise-injection init=own"]
+    assert variants.labels([own, own]) == ["noise-injection", "noise-injection"]  # named only when inits mix

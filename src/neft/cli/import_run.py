@@ -17,7 +17,10 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
                                           "RUN/config.json, checkpoint.pt and summary.json, so `neft evaluate RUN` "
                                           "(write-verify included) and `neft report` work on it. The 'module.' "
                                           "prefix of a DataParallel/DDP state_dict is removed when every key "
-                                          "carries it (and said so).")
+                                          "carries it (and said so). State the input normalisation the weights "
+                                          "were trained with (--normalisation, or --mean and --std): evaluation "
+                                          "feeds the network images normalised that way, and a network given other "
+                                          "inputs than it was trained on gives wrong accuracies without any error.")
     p.add_argument("--model", required=True, help=MODEL_HELP.replace(" (default: %(default)s)", ""))
     p.add_argument("--model-args", type=json_object, default=None, metavar="JSON",
                    help="keyword arguments of the model's factory, a JSON object")
@@ -34,20 +37,45 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
                         "%(default)s)")
     p.add_argument("--device-model", default="RRAM1", help="device preset or file evaluate uses by default "
                                                            "(default: %(default)s)")
+    p.add_argument("--normalisation", choices=["dataset", "none"], default=None,
+                   help="the input normalisation the weights were trained with: dataset (the data set's own mean "
+                        "and std, as neft train uses; the default) or none (pixel values in [0, 1]); for other "
+                        "statistics give --mean and --std instead. It matters: a wrong one gives wrong accuracies "
+                        "without any error")
+    p.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
+                   help="the per-channel means the weights were trained with, of pixel values in [0, 1] (one per "
+                        "channel, e.g. 0.485 0.456 0.406); with --std")
+    p.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
+                   help="the per-channel stds the weights were trained with, of pixel values in [0, 1] (one per "
+                        "channel, e.g. 0.229 0.224 0.225); with --mean")
     p.add_argument("--label", default=None, help="name in reports (default: 'imported FILE-STEM')")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.set_defaults(func=_cmd_import)
 
 
+def _normalisation(args) -> str | dict:
+    """The normalisation the flags state: --normalisation's word, or the given --mean and --std (both needed)."""
+    from neft.common.errors import SettingError
+
+    if args.mean is None and args.std is None:
+        return args.normalisation or "dataset"
+    if args.mean is None or args.std is None or args.normalisation is not None:
+        raise SettingError("normalisation", "give the per-channel statistics as --mean M... and --std S... "
+                                            "together, without --normalisation (which states 'dataset' or 'none')")
+    return {"mean": args.mean, "std": args.std}
+
+
 def _cmd_import(args) -> None:
+    from neft.data.normalisation import describe
     from neft.runs.importing import import_run
 
     summary = import_run(args.model, args.weights, args.dataset, args.out, model_args=args.model_args,
                          width=args.width, image_size=args.image_size, data_dir=args.data_dir, method=args.method,
-                         sigma=args.sigma, device_model=args.device_model, label=args.label,
-                         overwrite=args.overwrite)
+                         sigma=args.sigma, device_model=args.device_model, normalisation=_normalisation(args),
+                         label=args.label, overwrite=args.overwrite)
     if summary["stripped_prefix"]:
         print(f"note: removed the {summary['stripped_prefix']!r} prefix of a DataParallel/DistributedDataParallel "
               "state_dict from every key")
-    print(f"imported {args.weights} into {args.out}: clean test accuracy {summary['test_accuracy_clean']:.2f}%; "
+    print(f"imported {args.weights} into {args.out} with input normalisation "
+          f"{describe(**summary['normalisation'])}: clean test accuracy {summary['test_accuracy_clean']:.2f}%; "
           f"next: neft evaluate {args.out}")

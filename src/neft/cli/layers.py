@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from neft.cli.help_texts import MODEL_HELP, SIGMA_HELP
+from neft.cli.help_texts import INIT_HELP, MODEL_HELP, SIGMA_HELP
 from neft.cli.value_types import json_object
 
 
@@ -26,8 +26,7 @@ def add_layers_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
     p.add_argument("--classes", type=int, default=10, help="number of classes (default: %(default)s)")
     p.add_argument("--in-channels", type=int, default=1, help="image channels, 3 for CIFAR (default: %(default)s)")
-    p.add_argument("--init", default="kaiming", choices=list(INITS),
-                   help="weight init, for --sigma (default: %(default)s)")
+    p.add_argument("--init", default=None, choices=list(INITS), help=f"{INIT_HELP}, for --sigma")
     p.add_argument("--sigma", type=float, default=None,
                    help=f"also print each layer's weight-noise std at this {SIGMA_HELP} over its weight std, at init")
     p.add_argument("--device-model", default="RRAM1",

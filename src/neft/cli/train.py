@@ -36,6 +36,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_train(args) -> None:
     from neft.data import own as userdata
+    from neft.models import default_init
     from neft.models.registry import short_name
     from neft.training import TrainConfig
 
@@ -62,7 +63,7 @@ def _cmd_train(args) -> None:
                + "".join(f"-{flag}{getattr(config, name):g}" for name, flag in _OBJECTIVE_FLAGS.items()
                          if getattr(config, name) != getattr(TrainConfig, name))
                + (f"-from-{Path(config.teacher).resolve().name}" if config.teacher else "")
-               + (f"-{config.init}" if config.init != "kaiming" else ""))
+               + (f"-{config.init}" if config.init not in (None, default_init(config.model)) else ""))
     dataset = userdata.short_name(config.dataset) if userdata.is_user_dataset(config.dataset) else config.dataset
     args.out = args.out or f"runs/{short_name(config.model)}-{dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
     _train_and_print(config, args)

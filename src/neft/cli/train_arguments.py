@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from neft.cli.chip_arguments import add_circuit_arguments
-from neft.cli.help_texts import MODEL_HELP, SIGMA_HELP
+from neft.cli.help_texts import INIT_HELP, MODEL_HELP, SIGMA_HELP
 from neft.cli.value_types import json_object
 from neft.common.errors import SettingError
 
@@ -33,9 +33,7 @@ def _add_network_arguments(parser: argparse.ArgumentParser, d) -> None:
     parser.add_argument("--model-args", type=json_object, default=None, metavar="JSON",
                         help="keyword arguments of your own model's factory, a JSON object, e.g. '{\"depth\": 4}'")
     parser.add_argument("--width", type=float, default=d.width, help="channel width multiplier (default: %(default)s)")
-    parser.add_argument("--init", default=d.init, choices=list(models.INITS),
-                        help="weight init: the release's Kaiming-normal fan_out, Kaiming-uniform fan_out (same std, "
-                             "smaller max|W|) or PyTorch's default (default: %(default)s)")
+    parser.add_argument("--init", default=d.init, choices=list(models.INITS), help=INIT_HELP)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, d) -> None:

@@ -5,7 +5,8 @@
 - :mod:`~neft.data.formats`: the standard data sets' files, where they are looked for and how each distribution
   format is read;
 - :mod:`~neft.data.own`: data sets of your own (``folder:PATH``, ``npz:FILE``);
-- :mod:`~neft.data.pixels`: images of any bit depth kept in their own range.
+- :mod:`~neft.data.pixels`: images of any bit depth kept in their own range;
+- :mod:`~neft.data.normalisation`: the input normalisation stated for weights trained elsewhere.
 """
 
 from neft.data.datasets import DATASETS, ImageDataset, canonical_name, check_classes, load

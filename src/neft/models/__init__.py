@@ -20,10 +20,34 @@ from neft.models.lenet import LeNet5
 from neft.models.resnet import ResNet18
 from neft.models.vgg import VGG8
 
-__all__ = ["MODELS", "create", "registry", "default_taps", "init_weights", "VGG8", "ResNet18", "LeNet5"]
+__all__ = ["MODELS", "INITS", "create", "registry", "default_taps", "default_init", "initialise", "init_weights",
+           "VGG8", "ResNet18", "LeNet5"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"vgg8": VGG8, "resnet18": ResNet18, "lenet5": LeNet5}
-INITS = ("kaiming", "kaiming-uniform", "torch")
+# "torch" and "own" leave the network as its constructor built it: for the zoo that is PyTorch's default layer init
+INITS = ("kaiming", "kaiming-uniform", "torch", "own")
+
+
+def default_init(name: str) -> str:
+    """The init a network gets when none is given (docs/method.md, 'Models'): ``"kaiming"``, the release's, for
+    the zoo; ``"own"`` (not re-initialised: the network keeps the initialisation its own code gave it) for your own
+    network, an import path or a module handed to :func:`neft.training.trainer.train` in Python."""
+    return "own" if registry.is_import_path(name) or registry.is_python_object(name) else "kaiming"
+
+
+def initialise(model: nn.Module, init: str) -> nn.Module:
+    """Apply ``init`` (one of :data:`INITS`) to ``model`` in place and return it: ``"kaiming"`` and
+    ``"kaiming-uniform"`` re-draw every conv/linear weight (:func:`init_weights`); ``"torch"`` and ``"own"`` leave
+    the network as built (PyTorch's default layer init for the zoo, your code's own init for your network).
+
+    Raises:
+        ValueError: for an unknown init.
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    if init in ("torch", "own"):
+        return model
+    return init_weights(model, "uniform" if init == "kaiming-uniform" else "normal")
 
 
 def init_weights(model: nn.Module, distribution: str = "normal") -> nn.Module:
@@ -45,7 +69,7 @@ def init_weights(model: nn.Module, distribution: str = "normal") -> nn.Module:
     return model
 
 
-def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, init: str = "kaiming",
+def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, init: str | None = None,
            model_args: dict | None = None) -> nn.Module:
     """Build a model of the zoo by name, or your own by import path.
 
@@ -55,9 +79,11 @@ def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, in
         num_classes: number of output logits.
         in_channels: image channels (1 for MNIST, 3 for CIFAR).
         width: channel multiplier (1.0 = the paper's network); every layer keeps at least one channel.
-        init: ``"kaiming"`` (the release's Kaiming-normal fan_out, default), ``"kaiming-uniform"`` (the same std,
-            uniform: max|W| is sqrt(3) std instead of ~4-5 std, see :func:`init_weights`) or ``"torch"``
-            (PyTorch's default, also uniform; for your own factory: the factory's own init).
+        init: ``"kaiming"`` (the release's Kaiming-normal fan_out), ``"kaiming-uniform"`` (the same std,
+            uniform: max|W| is sqrt(3) std instead of ~4-5 std, see :func:`init_weights`), ``"torch"`` (PyTorch's
+            default, also uniform) or ``"own"`` (not re-initialised: the factory's own init; for the zoo the same
+            as ``"torch"``); None (default) takes :func:`default_init`: ``"kaiming"`` for the zoo, ``"own"`` for
+            an import path.
         model_args: keyword arguments for an import-path factory (none for the zoo).
 
     Returns:
@@ -79,6 +105,7 @@ def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, in
                          "package.module:function or path/to/nets.py:function")
     if model_args and key in MODELS:
         raise SettingError("model_args", f"model_args apply to import-path models, not to the zoo's {key}")
+    init = default_init(name) if init is None else init
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     if not (width > 0 and num_classes >= 2 and in_channels >= 1):
@@ -89,9 +116,7 @@ def create(name: str, num_classes: int, in_channels: int, width: float = 1.0, in
         model = MODELS[key](num_classes=num_classes, in_channels=in_channels, width=width)
     else:
         model = registry.build(name, num_classes, in_channels, width, model_args)
-    if init == "torch":
-        return model
-    return init_weights(model, "uniform" if init == "kaiming-uniform" else "normal")
+    return initialise(model, init)
 
 
 def default_taps(model: nn.Module) -> tuple[tuple[str, int], ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from neft.data.normalisation import describe as describe_normalisation
 from neft.reporting import chip_plots as chip_report
 from neft.reporting.labels import _base_label, _device_name, _labels, _trained_on
 from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
@@ -163,8 +164,8 @@ def _runs_per_point(row: dict) -> str:
 
 def _training_setup(results: list[dict]) -> str:
     """One line per label: how its networks were trained (sigma, epochs, training images, init, beta, T, the
-    settings of rcg, lipschitz and distill with distill's teacher, seeds) and the device model they were evaluated
-    under."""
+    settings of rcg, lipschitz and distill with distill's teacher, seeds), the input normalisation stated for
+    imported weights when it is not the data set's own, and the device model they were evaluated under."""
     lines = []
     for result, (label, _) in zip(results, _labels(results)):
         facts = []
@@ -185,6 +186,9 @@ def _training_setup(results: list[dict]) -> str:
             if seeds:
                 facts.append(f"seed{'s' if len(seeds) > 1 else ''} "
                              f"{', '.join('unknown' if seed is None else str(seed) for seed in seeds)}")
+        normalisation = result.get("normalisation") or {"source": "dataset"}
+        if normalisation["source"] != "dataset":  # weights imported with their own normalisation stated
+            facts.append(f"inputs normalised {describe_normalisation(**normalisation)}")
         facts.append(f"evaluated under device model {_device_name(result)}")
         lines.append(f"- {label}: {', '.join(facts)}")
     return "Runs:\n\n" + "\n".join(dict.fromkeys(lines)) if lines else ""

@@ -105,13 +105,16 @@ def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False
 
 
 def _trained_normalisation(dataset: data.ImageDataset, stats: dict | None) -> data.ImageDataset:
-    """``dataset`` normalised with the mean/std the network was trained with; a warning when the training split
-    now gives other numbers (the data set's files changed since training)."""
+    """``dataset`` normalised with the mean/std the network was trained with: the data set's own (then a warning
+    when the training split now gives other numbers: the data set's files changed since training), or the one
+    stated when its weights were imported (``stats["normalisation"]`` ``"none"`` or ``"given"``,
+    :mod:`neft.data.normalisation`)."""
     if not stats or (tuple(stats["mean"]), tuple(stats["std"])) == (dataset.mean, dataset.std):
         return dataset
-    warnings.warn(f"the training split of {dataset.name} now has mean {dataset.mean} and std {dataset.std}, the run "
-                  f"was trained with {tuple(stats['mean'])} and {tuple(stats['std'])}: its files changed since "
-                  "training; evaluating with the trained normalisation", UserWarning, stacklevel=3)
+    if stats.get("normalisation", "dataset") == "dataset":
+        warnings.warn(f"the training split of {dataset.name} now has mean {dataset.mean} and std {dataset.std}, the "
+                      f"run was trained with {tuple(stats['mean'])} and {tuple(stats['std'])}: its files changed "
+                      "since training; evaluating with the trained normalisation", UserWarning, stacklevel=3)
     return dataclasses.replace(dataset, mean=tuple(stats["mean"]), std=tuple(stats["std"]))
 
 
@@ -225,7 +228,7 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
     labels = dataset.splits["test"][1].to(compute)
     evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
                           progress=progress and distributed.is_main(), **_training_images(dataset, chosen, compute))
-    results = _results_record(evaluation, run_dir, meta, chosen, planned, trained)
+    results = _results_record(evaluation, run_dir, meta, chosen, planned, trained, dataset)
     if distributed.is_main():
         label, chip = reporting.result_label(results), reporting.evaluated_chip(results)
         where = "" if label.endswith(f"evaluated on {chip})") else f", evaluated on {chip}"
@@ -278,13 +281,16 @@ def _training_images(dataset: data.ImageDataset, chosen: EvalConfig, compute: to
 
 
 def _results_record(evaluation: dict, run_dir: Path, meta: dict, chosen: EvalConfig, planned: int | None,
-                    trained: int | None) -> dict:
-    """The results dict of :func:`evaluate_run`: the evaluation's fields and the run's (network, data set, how it
-    was trained and for how many epochs, the evaluation's seed and runs, library versions)."""
+                    trained: int | None, dataset: data.ImageDataset) -> dict:
+    """The results dict of :func:`evaluate_run`: the evaluation's fields and the run's (network, data set and the
+    normalisation its images were given, how it was trained and for how many epochs, the evaluation's seed and
+    runs, library versions)."""
     return {
         **evaluation,
         "run": str(run_dir), "model": meta["model"]["name"], "width": meta["model"]["width"],
         "dataset": meta["dataset"], "num_classes": meta["model"]["num_classes"], "method": meta["method"],
+        "normalisation": {"source": (meta.get("dataset_stats") or {}).get("normalisation", "dataset"),
+                          "mean": list(dataset.mean), "std": list(dataset.std)},
         "train_sigma": 0.0 if meta["method"] == "vanilla" else meta["sigma"],  # vanilla trains without variation
         "train_seed": meta["seed"], "beta": meta["beta"],
         "train_device_model": meta["device_model"],

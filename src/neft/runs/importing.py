@@ -9,7 +9,13 @@ every key prefixed ``module.``: the prefix is removed when every key carries it 
 network, and the run records that it was (``imported.stripped_prefix``). A dict that holds the state_dict under
 ``"state_dict"`` or ``"model"`` (a training checkpoint) is read from that key, also recorded; when it also names
 the classes it was trained on (``classes``, torchvision's ``class_to_idx``, or a neft checkpoint's
-``dataset_stats``), they are checked against the data set's (:func:`neft.data.check_classes`).
+``dataset_stats``), they are checked against the data set's (:func:`neft.data.check_classes`). Weights with NaN or
+infinite values are refused, naming them.
+
+The normalisation the weights were trained with is stated (``normalisation``, :mod:`neft.data.normalisation`: the
+data set's own, none, or given per-channel means and stds), recorded in ``config.json`` (``recorded.dataset``: its
+``mean``, ``std`` and ``normalisation``) and the checkpoint, so ``neft evaluate`` feeds the network the inputs it was
+trained on: evaluated on other normalised inputs, a network gives wrong accuracies without any error.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from neft import data, models
 from neft.chip import devices
 from neft.common.errors import SettingError
+from neft.data import normalisation as normalisations
 from neft.store import checkpoint
 from neft.training.config import RECORDED, TrainConfig, record
 from neft.training.run_directory import _prepare_out
@@ -43,7 +50,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
 
     Raises:
         FileNotFoundError: no such file.
-        SettingError: (setting ``weights``) for a file that is no state_dict of tensors.
+        SettingError: (setting ``weights``) for a file that is no state_dict of tensors, or tensors holding NaN or
+            infinite values (the message names them).
     """
     path = Path(path)
     if not path.is_file():
@@ -57,6 +65,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
     for key in (None, "state_dict", "model"):
         candidate = loaded if key is None else loaded.get(key) if isinstance(loaded, dict) else None
         if isinstance(candidate, dict) and candidate and all(isinstance(v, torch.Tensor) for v in candidate.values()):
+            _check_finite(candidate, path)
             return dict(candidate), key, _carried_classes(loaded) if key else None
     raise SettingError("weights", f"{str(path)!r} holds no state_dict of tensors (a {type(loaded).__name__}); save "
                                   "model.state_dict() with torch.save")
@@ -74,6 +83,17 @@ def _carried_classes(loaded: dict) -> list[str] | None:
     return [str(name) for name in names] if isinstance(names, (list, tuple)) and names else None
 
 
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a state_dict with NaN or infinite values, naming the tensors that hold them."""
+    broken = [name for name, tensor in state.items()
+              if (tensor.is_floating_point() or tensor.is_complex()) and not torch.isfinite(tensor).all()]
+    if broken:
+        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        raise SettingError("weights", f"{str(path)!r} holds NaN or infinite values in {shown}: such a network gives "
+                                      "no accuracy; the training that wrote it diverged or the file is damaged, "
+                                      "import finite weights (e.g. an earlier checkpoint)")
+
+
 def _strip_prefix(state: dict[str, torch.Tensor], expected: dict) -> tuple[dict[str, torch.Tensor], str | None]:
     """``state`` without the ``module.`` prefix of a DataParallel/DDP wrapper when every key has it and the network's
     own keys do not; else ``state`` unchanged."""
@@ -82,22 +102,10 @@ def _strip_prefix(state: dict[str, torch.Tensor], expected: dict) -> tuple[dict[
     return state, None
 
 
-def import_run(
-    model: str,
-    weights: str | Path,
-    dataset: str,
-    out: str | Path,
-    *,
-    model_args: dict | None = None,
-    width: float = 1.0,
-    image_size: int | None = None,
-    data_dir: str | None = None,
-    method: str = "vanilla",
-    sigma: float = 0.0,
-    device_model: str | dict = "RRAM1",
-    label: str | None = None,
-    overwrite: bool = False,
-) -> dict:
+def import_run(model: str, weights: str | Path, dataset: str, out: str | Path, *, model_args: dict | None = None,
+               width: float = 1.0, image_size: int | None = None, data_dir: str | None = None, method: str = "vanilla",
+               sigma: float = 0.0, device_model: str | dict = "RRAM1", normalisation: str | dict = "dataset",
+               label: str | None = None, overwrite: bool = False) -> dict:
     """Turn a state_dict trained elsewhere into a run directory that ``neft evaluate`` and ``neft report`` read.
 
     Args:
@@ -109,23 +117,31 @@ def import_run(
         model_args, width, image_size, data_dir: as in :class:`neft.training.config.TrainConfig`.
         method, sigma, device_model: how the network was trained, for the record (method ``vanilla``,
             sigma 0 by default); ``neft evaluate`` evaluates at 0 and ``sigma`` unless given ``--sigmas``.
+        normalisation: the input normalisation the weights were trained with, which evaluation then uses:
+            ``"dataset"`` (the data set's own mean/std, default), ``"none"`` (pixel values in [0, 1]) or
+            ``{"mean": [...], "std": [...]}`` (one per channel, of pixel values in [0, 1];
+            :func:`neft.data.normalisation.stated`). A wrong one gives wrong accuracies without any error.
         label: the name reports give the network (default ``imported <weights file stem>``).
         overwrite: replace an existing run directory (only one with a ``config.json``).
 
     Returns:
-        ``{"test_accuracy_clean": percent, "stripped_prefix": "module." or None, "state_dict_key": ...}``.
+        ``{"test_accuracy_clean": percent, "stripped_prefix": "module." or None, "state_dict_key": ...,
+        "imported": the weights file, "normalisation": {"source": "dataset" | "none" | "given", "mean": [...],
+        "std": [...]}}``.
 
     Raises:
         SettingError: (a ``ValueError``) for a bad setting, a model that does not build or does not return
-            ``[B, num_classes]``, weights that do not fit it (missing, unexpected or mis-shaped keys), or weights
-            that name other classes than the data set has (:func:`neft.data.check_classes`).
+            ``[B, num_classes]``, weights that do not fit it (missing, unexpected or mis-shaped keys) or hold NaN or
+            infinite values, weights that name other classes than the data set has (:func:`neft.data.check_classes`),
+            or a normalisation that is not one of the three above.
         FileNotFoundError: no weights file or data set. RunExistsError: ``out`` holds a run.
     """
     config = TrainConfig(model=model, model_args=model_args, width=width, dataset=dataset, data_dir=data_dir,
                          image_size=image_size, method=method, sigma=sigma, device_model=device_model,
                          init="torch", epochs=1, select_on="test", validation=0.0).check()
     state, key, classes = read_state_dict(weights)
-    loaded = data.load(config.dataset, config.data_dir, image_size=config.image_size)
+    loaded, source = normalisations.stated(data.load(config.dataset, config.data_dir, image_size=config.image_size),
+                                           normalisation)
     data.check_classes(loaded, {"classes": classes}, f"weights file {str(weights)!r}")
     network, stripped = _load_network(config, loaded, state, weights)
     out = Path(out)
@@ -133,9 +149,10 @@ def import_run(
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     imported = {"weights": str(Path(weights).resolve()), "sha256": digest, "state_dict_key": key,
                 "stripped_prefix": stripped}
-    _write_run(out, config, loaded, network, imported, label or f"imported {Path(weights).stem}")
+    _write_run(out, config, loaded, network, imported, label or f"imported {Path(weights).stem}", source)
     summary = {"test_accuracy_clean": _accuracy(network, loaded, "test", "cpu"), "stripped_prefix": stripped,
-               "state_dict_key": key, "imported": imported["weights"]}
+               "state_dict_key": key, "imported": imported["weights"],
+               "normalisation": {"source": source, "mean": list(loaded.mean), "std": list(loaded.std)}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -162,10 +179,12 @@ def _load_network(config: TrainConfig, loaded: data.ImageDataset, state: dict[st
 
 
 def _write_run(out: Path, config: TrainConfig, loaded: data.ImageDataset, network: torch.nn.Module, imported: dict,
-               label: str) -> None:
+               label: str, normalisation: str) -> None:
     """Write ``config.json`` and ``checkpoint.pt`` into ``out`` as ``neft train`` does, recording where the weights
-    came from (``imported``), no training epochs, and its init and training seed as unknown (None)."""
+    came from (``imported``), the stated normalisation (``loaded``'s mean and std, and ``normalisation``, its
+    source), no training epochs, and its init and training seed as unknown (None)."""
     recorded = record(config, loaded)
+    recorded["dataset"]["normalisation"] = normalisation
     settings = {**dataclasses.asdict(config), "epochs": None, "init": None, "seed": None}  # trained elsewhere: unknown
     (out / "config.json").write_text(json.dumps({**settings, RECORDED: {**recorded, "imported": imported}},
                                                 indent=2))

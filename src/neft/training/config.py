@@ -44,6 +44,9 @@ class TrainConfig:
     (``package.module:function`` or ``path/to/nets.py:function``, :mod:`neft.models.registry`; a file path is made
     absolute), called with ``num_classes``, ``in_channels`` (and ``width`` when it takes one) and the keywords of
     ``model_args``.
+    ``init`` (:data:`neft.models.INITS`) left None takes :func:`neft.models.default_init` in :meth:`check`: the
+    release's ``"kaiming"`` for the zoo, ``"own"`` (the network as your code initialised it) for an import path or a
+    module handed to ``train(config, model=...)``; ``config.json`` records the value used.
     ``tensorboard`` also writes every ``train_log.csv`` column per epoch as a TensorBoard scalar into
     ``out/tensorboard`` (needs the ``tensorboard`` package).
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
@@ -58,7 +61,7 @@ class TrainConfig:
     model: str = "vgg8"
     model_args: dict | None = None
     width: float = 1.0
-    init: str = "kaiming"
+    init: str | None = None
     dataset: str = "mnist-5k"
     data_dir: str | None = None
     image_size: int | None = None
@@ -117,6 +120,8 @@ class TrainConfig:
             raise SettingError("method", f"unknown method {self.method!r}; choose one of "
                                          f"{', '.join(objectives.METHODS)}")
         _check_model(self)
+        if self.init is None:  # the zoo: the release's Kaiming init; your own network: its own
+            self.init = models.default_init(self.model)
         if self.init not in models.INITS:
             raise SettingError("init", f"unknown init {self.init!r}; choose one of {', '.join(models.INITS)}")
         self.dataset = data.canonical_name(self.dataset)

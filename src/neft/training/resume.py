@@ -15,6 +15,18 @@ from neft.training.config import RECORDED, TrainConfig, read_config
 from neft.training.run import Run
 
 
+def inherit_init(config: TrainConfig, out: Path) -> None:
+    """On resume, an ``init`` left unset (None) takes the one ``out/config.json`` records, so a run started when
+    every network's default init was Kaiming (an import-path network's default is now its own init) resumes
+    unchanged.
+
+    Raises:
+        ValueError: ``out/config.json`` is damaged (:func:`neft.training.config.read_config`).
+    """
+    if config.init is None and (out / "config.json").is_file():
+        config.init = read_config(out).get("init")
+
+
 def _check_resume_settings(config: TrainConfig, out: Path) -> None:
     """Refuse to resume ``out`` with settings other than those it was started with (the message names each
     differing value), or when the source file of its import-path model changed since."""

@@ -94,8 +94,9 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
 
 def _model(config: TrainConfig, dataset: data.ImageDataset, device: torch.device,
            given: torch.nn.Module | None) -> tuple[torch.nn.Module, torch.Tensor]:
-    """The network on ``device`` (``given``, or ``config.model`` built) and two preprocessed training images."""
-    model = (given if given is not None else models.create(
+    """The network on ``device`` (``given``, or ``config.model`` built; ``config.init`` applied to either) and two
+    preprocessed training images."""
+    model = (models.initialise(given, config.init) if given is not None else models.create(
         config.model, dataset.num_classes, dataset.in_channels, config.width, config.init,
         config.model_args)).to(device)
     sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))

@@ -34,7 +34,7 @@ from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training.config import TrainConfig
 from neft.training.log import EpochLog, show_epoch
-from neft.training.resume import _check_resume_settings, load_last, restore, save_last
+from neft.training.resume import _check_resume_settings, inherit_init, load_last, restore, save_last
 from neft.training.run import Run, start
 from neft.training.run_directory import _check_not_teacher
 from neft.training.selection import _accuracy
@@ -48,12 +48,11 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     """Train one network with ``config.method`` and write the run directory ``out``.
 
     Args:
-        config: the run's settings (validated here).
+        config: the run's settings (validated here; resuming, an ``init`` left None takes the run's recorded one).
         model: a network built in your own code, trained in place instead of ``config.model`` (which becomes its
-            label ``python:package.module.Class``; ``init`` is not applied). It must map the data set's images
-            ``[B, C, H, W]`` to logits ``[B, num_classes]``. Evaluating or resuming the run needs the same module
-            again (``evaluate_run(run, model=...)``); an import path (``config.model = "pkg.mod:fn"``) lets
-            ``neft evaluate`` rebuild it alone.
+            label ``python:package.module.Class``; it keeps its own init unless ``config.init`` names one), mapping
+            images ``[B, C, H, W]`` to logits ``[B, num_classes]``. Evaluating or resuming the run needs the same
+            module again (``evaluate_run(run, model=...)``); an import path lets ``neft evaluate`` rebuild it alone.
         out: run directory; must be new or empty unless ``resume`` or ``overwrite``.
         resume: continue from ``out/last.pt`` (bit-identical to an uninterrupted run on the same device);
             starts fresh when there is none.
@@ -84,6 +83,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     """
     if model is not None:
         config.model = models.registry.python_object_name(model)
+    if resume:
+        inherit_init(config, Path(out))
     config.check()
     out = Path(out)
     _check_not_teacher(config, out)

@@ -227,17 +227,20 @@ def test_a_diverging_run_names_where_the_numbers_broke(tmp_path, capsys):
 
 
 def test_non_finite_origin_names_images_weights_or_the_first_overflowing_layer():
+    from types import SimpleNamespace
+
     from neft.training.trainer import _non_finite_origin
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    run = SimpleNamespace(model=model, config=TrainConfig(), state={"step": 5}, circuit=None)  # after 4 steps
     x = torch.ones(4, 3)
-    assert "1 image(s) of this batch contain NaN" in _non_finite_origin(model, torch.cat([x[:3], x[:1] * torch.nan]))
+    assert "1 image(s) of this batch contain NaN" in _non_finite_origin(run, torch.cat([x[:3], x[:1] * torch.nan]))
     with torch.no_grad():
         model[2].weight.fill_(3e38)
-    assert "first overflows at layer '2'" in _non_finite_origin(model, x * 10)
+    assert "first overflows at layer '2'" in _non_finite_origin(run, x * 10)
     with torch.no_grad():
         model[0].bias[0] = torch.inf
-    assert "weights of 0.bias are no longer finite" in _non_finite_origin(model, x)
+    assert "weights of 0.bias are no longer finite" in _non_finite_origin(run, x)
 
 
 @pytest.mark.parametrize("sigma, use", [(0.1, "it only shapes the noisy validation chips at sigma 0.1"),

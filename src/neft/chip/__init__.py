@@ -17,7 +17,7 @@ Three layers, each a few modules:
   shared by training and evaluation.
 """
 
-from neft.chip.circuit import Circuit
+from neft.chip.circuit import Circuit, calibration_sample
 from neft.chip.circuit_settings import CircuitSettings, settings_of
 from neft.chip.crossbar import Crossbar, make_generator, mapped_weight_names
 from neft.chip.device_checks import check_sigma
@@ -27,4 +27,4 @@ from neft.chip.presets import PRESET_SOURCES, PRESETS
 from neft.chip.settings import ChipSettings
 
 __all__ = ["ChipSettings", "Circuit", "CircuitSettings", "Crossbar", "DeviceModel", "PRESETS", "PRESET_SOURCES",
-           "check_sigma", "from_file", "make_generator", "mapped_weight_names", "settings_of"]
+           "calibration_sample", "check_sigma", "from_file", "make_generator", "mapped_weight_names", "settings_of"]

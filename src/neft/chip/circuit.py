@@ -44,14 +44,39 @@ import torch
 import torch.nn.functional as F
 
 from neft.chip.circuit_layer import CircuitLayer
-from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
 from neft.chip.converters import calibration_magnitude, codes, slices
-from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar
+from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar, make_generator
 from neft.chip.device_model import DeviceModel
 from neft.chip.read_noise import ReadNoise
 from neft.common.errors import SettingError
+from neft.common.seeds import calibration_seed
 
-__all__ = ["Circuit"]
+__all__ = ["Circuit", "calibration_sample"]
+
+
+def calibration_sample(dataset, seed: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, dict]:
+    """The training images that calibrate the converter ranges of a run or an evaluation with seed ``seed``, and
+    their record (docs/method.md, 'The crossbar circuit', step 5).
+
+    They are the first ``CALIBRATION_IMAGES`` = 256 (or all, when fewer) of a permutation of ``dataset``'s
+    ``"train"`` split drawn from ``make_generator(calibration_seed(seed))`` (:mod:`neft.common.seeds`), preprocessed
+    without augmentation: a class-mixed sample whatever the order the images are stored in (a class-sorted folder
+    or npz would give one class's images first).
+
+    Args:
+        dataset: a :class:`neft.data.ImageDataset`.
+        seed: the run's or the evaluation's seed.
+        device: where the images go.
+
+    Returns:
+        ``(images, record)``: float32 ``[M, C, S, S]`` on ``device``, and ``{"split": "train", "images": M,
+        "seed": s}``: the images are the first M of ``torch.randperm(train size, generator=make_generator(s))``.
+    """
+    drawn = calibration_seed(seed)
+    images = next(dataset.batches("train", CALIBRATION_IMAGES, shuffle=True, generator=make_generator(drawn),
+                                  device=device))[0]
+    return images, {"split": "train", "images": int(images.shape[0]), "seed": drawn}
 
 
 class Circuit:
@@ -94,8 +119,13 @@ class Circuit:
         percentile of each layer's input magnitudes and of each tile's partial-sum magnitudes; no quantization,
         no noise). Runs in eval mode without gradients; the model's train/eval flags are restored.
 
+        A full scale of 0 (the converter read only zeros: an all-zero input, a tile of zero weights) makes that
+        converter read 0, never NaN.
+
         Raises:
             SettingError: (setting ``calibration_images``) when a converter is on and ``images`` is None or empty.
+            FloatingPointError: a full scale is NaN or infinite (the clean forward of the calibration images is not
+                finite at that layer), naming the layer.
         """
         if not self.settings.calibrated:
             return
@@ -112,6 +142,12 @@ class Circuit:
         finally:
             self._calibrating = False
         for layer in self.layers:
+            scales = [scale for scale in [layer.dac_scale, *(layer.adc_scale or [])] if scale is not None]
+            if scales and not bool(torch.isfinite(torch.stack(scales)).all()):
+                raise FloatingPointError(f"the converter ranges of {self.crossbar.names[layer.index]!r} cannot be "
+                                         "calibrated: the clean forward of the calibration images is NaN or "
+                                         "infinite there (the network's weights or the calibration images are not "
+                                         "finite)")
             layer.set_steps(self.settings.dac_bits, self.settings.adc_bits)
 
     @contextmanager
@@ -240,7 +276,7 @@ def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bi
         for part, (weight_part, share) in enumerate(zip(parts, shares)):
             column = tile * count + part  # one ADC per tile and slice
             step = layer.adc_step[column] if adc else 1.0  # partial sums in ADC steps
-            unit = 1.0 / step
+            unit = 1.0 / step if step else 0.0  # a zero range (step 0) reads 0
             tile_weight = layer.tile_weight(weight_part, tile)
             if nhwc:
                 tile_weight = tile_weight.contiguous(memory_format=torch.channels_last)
@@ -269,6 +305,8 @@ def _tile_input(layer: CircuitLayer, x: torch.Tensor, tile: int, dac_bits: int |
     xt = layer.tile_input(x, tile)
     if dac_bits is not None:
         step = layer.dac_step
+        if not step:  # a zero range: the DAC reads 0
+            return torch.zeros_like(xt)
         return codes(xt / step, dac_bits, layer.dac_signed, inplace=True, batched=batched).mul_(step)
     if len(layer.tiles) > 1:
         return xt.contiguous(memory_format=torch.channels_last) if nhwc else xt.clone()

@@ -75,12 +75,12 @@ class CircuitLayer:
 
     def set_steps(self, dac_bits: int | None, adc_bits: int | None) -> None:
         """The DAC step and each ADC's step (full scale / levels, as in :func:`neft.chip.converters.quantize`) from
-        the calibrated full scales."""
-        tiny = torch.finfo(torch.float32).tiny
+        the calibrated full scales. A zero full scale (the converter read only zeros on the calibration images: an
+        all-zero input, or a tile of zero weights) gives step 0: that converter reads 0."""
         if dac_bits is not None:
-            self.dac_step = max(float(self.dac_scale), tiny) / full_scale_steps(dac_bits, self.dac_signed)
+            self.dac_step = float(self.dac_scale) / full_scale_steps(dac_bits, self.dac_signed)
         if adc_bits is not None:
-            self.adc_step = [max(float(scale), tiny) / full_scale_steps(adc_bits, True) for scale in self.adc_scale]
+            self.adc_step = [float(scale) / full_scale_steps(adc_bits, True) for scale in self.adc_scale]
 
     def _box_padding(self) -> tuple[int, ...] | None:
         """The zero padding of the layer's convolution as integers (0s for a Linear), None for string padding."""

@@ -16,15 +16,24 @@ ADC_MODES = ("analog", "sliced")
 FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode")  # the settings EvalConfig/TrainConfig carry
 CALIBRATION_IMAGES = 256  # training images that calibrate the converter ranges of a run (neft evaluate, neft train)
 
-MAX_BITS = 32  # the most bits of a DAC or ADC
+MIN_BITS, MAX_BITS = 2, 32  # the fewest and the most bits of a DAC or ADC
 
 
 def _check_bits(setting: str, value) -> int | None:
+    """``value`` of ``setting`` (``dac_bits`` or ``adc_bits``) if it is None or an integer of bits from 2 to 32.
+
+    Raises:
+        SettingError: naming ``setting``; 1 bit is refused: a signed 1-bit converter has the codes -1 and 0 only
+            (every positive value would read 0), and a DAC is signed as soon as a layer's calibration inputs are.
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BITS:
-        raise SettingError(setting, f"{setting} must be an integer from 1 to {MAX_BITS} (bits of the converter) or "
-                                    f"None (ideal, no quantization), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_BITS <= value <= MAX_BITS:
+        one = (" (a signed 1-bit converter has the codes -1 and 0 only, so every positive value would read 0; a "
+               "DAC is signed on any layer whose inputs are, e.g. the first layer's normalised images)"
+               if value == 1 else "")
+        raise SettingError(setting, f"{setting} must be an integer from {MIN_BITS} to {MAX_BITS} (bits of the "
+                                    f"converter) or None (ideal, no quantization), got {value!r}{one}")
     return value
 
 
@@ -34,8 +43,8 @@ class CircuitSettings:
 
     Attributes:
         tile_rows: crossbar rows per tile (>= 1); None: one tile per layer (as many rows as its input).
-        dac_bits: input DAC resolution in bits (1-32); None: ideal inputs.
-        adc_bits: ADC resolution in bits (1-32) of each tile's partial sums; None: ideal (float) sums.
+        dac_bits: input DAC resolution in bits (2-32); None: ideal inputs.
+        adc_bits: ADC resolution in bits (2-32) of each tile's partial sums; None: ideal (float) sums.
         adc_mode: ``"analog"`` (one ADC per column reads the analog sum of a weight's devices) or ``"sliced"``
             (one ADC per bit slice, then shift and add; the slices are the device digits of the layer's
             ``weight_bits``/``device_bits`` mapping, :func:`slices`).
@@ -55,7 +64,7 @@ class CircuitSettings:
         """Validate every field; returns self.
 
         Raises:
-            SettingError: naming the bad setting (``tile_rows`` < 1, bits outside 1-32, a percentile outside
+            SettingError: naming the bad setting (``tile_rows`` < 1, bits outside 2-32, a percentile outside
                 (0, 100], a read sigma outside [0, 1], ``adc_mode="sliced"`` without ``adc_bits``, an
                 ``adc_range`` below 100 without a DAC or ADC).
         """

@@ -19,10 +19,11 @@ def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
                        help="crossbar rows per tile: each mapped layer's input is split into tiles of N rows, each "
                             "with its own partial sums (default: one tile per layer)")
     group.add_argument("--dac-bits", type=int, default=None, metavar="B",
-                       help="input DAC bits of every mapped layer, range calibrated on 256 training images")
+                       help="input DAC bits of every mapped layer (2-32), range calibrated on 256 training images "
+                            "drawn at random (seeded by --seed)")
     group.add_argument("--adc-bits", type=int, default=None, metavar="B",
-                       help="ADC bits of every tile's partial sums, range calibrated per layer and tile on 256 "
-                            "training images")
+                       help="ADC bits of every tile's partial sums (2-32), range calibrated per layer and tile on "
+                            "256 training images drawn at random (seeded by --seed)")
     group.add_argument("--adc-range", type=float, default=100.0, metavar="P",
                        help="percentile of the calibration magnitudes that sets the DAC/ADC full scale "
                             "(default: %(default)s = the maximum)")

@@ -1,5 +1,5 @@
-"""Choosing the torch compute device ("auto", "cpu", "cuda", "cuda:1", ...), keeping CPU memory for reuse, and
-running a model in eval mode without losing its own train/eval flags."""
+"""Choosing the torch compute device ("auto", "cpu", "cuda", "cuda:1", ...), keeping CPU memory for reuse, running a
+model in eval mode without losing its own train/eval flags, and finding where its forward stops being finite."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from neft.common.errors import SettingError
 
-__all__ = ["resolve_device", "keep_freed_memory", "eval_mode"]
+__all__ = ["resolve_device", "keep_freed_memory", "eval_mode", "first_non_finite"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt(3) parameter numbers of glibc's malloc.h
 
@@ -31,6 +31,30 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     finally:
         for module, training in flags:
             module.training = training
+
+
+def first_non_finite(model: torch.nn.Module, x: torch.Tensor) -> str | None:
+    """Where one forward of ``x`` (eval mode, no gradients) first stops being finite, for a message: ``"layer
+    'NAME'"``, the first module (in call order) whose output is NaN or infinite, ``"the logits"`` when only the
+    model's output is, None when the forward is finite. Used to name the cause of a non-finite loss or logits."""
+    first: list[str] = []
+
+    def check(name):
+        def hook(_module, _inputs, output):
+            if not first and isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
+                first.append(name)
+        return hook
+
+    hooks = [m.register_forward_hook(check(name)) for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            logits = model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if first:
+        return f"layer {first[0]!r}"
+    return None if not isinstance(logits, torch.Tensor) or bool(torch.isfinite(logits).all()) else "the logits"
 
 
 def resolve_device(name: str) -> torch.device:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed", "fix_seed"]
+__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed", "fix_seed", "calibration_seed"]
 
 
 def _hashed(key: str) -> int:
@@ -46,3 +46,10 @@ def fix_seed(chip_seed: int) -> int:
     """Seed of the per-chip fixes of the chip drawn from ``chip_seed`` (a :func:`run_seed`): the tuned block's
     training batches and its residual write noise (:mod:`neft.deployment.fixes`)."""
     return _hashed(f"fix:{int(chip_seed)}")
+
+
+def calibration_seed(seed: int) -> int:
+    """Seed of the shuffled draw of training images that calibrates the converter ranges (DAC, ADC) of a training
+    run or an evaluation with seed ``seed`` (:func:`neft.chip.circuit.calibration_sample`; docs/method.md, 'The
+    crossbar circuit'): the same images at every epoch and on every rank."""
+    return _hashed(f"calibration:{int(seed)}")

@@ -120,8 +120,8 @@ class EvalConfig:
             'Read noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
         tile_rows: crossbar rows per tile (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md,
             'The crossbar circuit'); None: one tile per layer.
-        dac_bits: input DAC bits of every mapped layer (1-32); None: ideal inputs.
-        adc_bits: ADC bits of every tile's partial sums (1-32); None: ideal sums.
+        dac_bits: input DAC bits of every mapped layer (2-32); None: ideal inputs.
+        adc_bits: ADC bits of every tile's partial sums (2-32); None: ideal sums.
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100 = max); the calibration images are :func:`evaluate`'s ``calibration_images``.
         adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of

@@ -8,7 +8,7 @@ convergence probability of a group of training runs with a Wilson interval.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -106,16 +106,20 @@ class PredictionAccumulator:
         self.sum_confidence += copies * probs.amax(-1).sum()
         return (logits.argmax(-1) == labels).sum(-1)
 
-    def check_finite(self, where: str = "") -> None:
+    def check_finite(self, where: str = "", cause: Callable[[], str] | None = None) -> None:
         """Raise if any logits fed so far were NaN or infinite (their argmax, softmax and EKL mean nothing).
 
+        Args:
+            where: appended to "the model gave NaN or infinite logits", e.g. ``" at sigma 0.1"``.
+            cause: called only then, gives the cause and its fix as a sentence
+                (:func:`neft.evaluation.non_finite.non_finite_cause`); None: "check the weights and the inputs".
+
         Raises:
-            ValueError: naming ``where`` and the usual causes.
+            ValueError: naming ``where`` and the cause.
         """
         if bool(self.nonfinite):
-            raise ValueError(f"the model gave NaN or infinite logits{where}: check the weights, the inputs and "
-                             "the chip (a drift read time far below drift_t0 scales conductances by (t/t0)^-nu); "
-                             "under fp16 precision large logits overflow (use fp32 or bf16)")
+            raise ValueError(f"the model gave NaN or infinite logits{where}: "
+                             f"{cause() if cause is not None else 'check the weights and the inputs'}")
 
     def finish_runs(self, count: int) -> None:
         """Record that ``count`` more runs have been fed for every image."""

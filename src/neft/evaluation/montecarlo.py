@@ -43,6 +43,7 @@ from neft.deployment import write_verify as writeverify
 from neft.evaluation.chip_forward import ChipForward, choose_chips_per_pass, forward_flops
 from neft.evaluation.config import PRECISIONS, EvalConfig
 from neft.evaluation.metrics import PredictionAccumulator, accuracy_summary, ci_half_width
+from neft.evaluation.non_finite import non_finite_cause
 from neft.evaluation.precision import CHECK_CHIPS, choose_precision
 
 __all__ = ["evaluate", "SCHEMA_VERSION"]
@@ -278,7 +279,8 @@ def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sig
                                                    batch_size, bar, verified, fixes, accumulator)
     else:
         accuracies = _clean_runs(crossbar.model, images, labels, config, batch_size, bar, accumulator)
-    accumulator.check_finite(f" at sigma {sigma:g}")
+    accumulator.check_finite(f" at sigma {sigma:g}",
+                             lambda: non_finite_cause(crossbar, circuit, images, batch_size, sigma))
     accumulator.finish_runs(len(accuracies))
     accumulator.all_reduce()
     ekl = accumulator.ekl()

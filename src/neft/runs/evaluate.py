@@ -17,8 +17,9 @@ import torch
 
 from neft import data, reporting
 from neft.chip import devices
-from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
+from neft.chip.circuit import calibration_sample
 from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
+from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.crossbar import make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device
@@ -145,8 +146,9 @@ def evaluate_run(
             (a draw seeded by ``seed``, no augmentation; at least ``recalibrate_bn``).
             ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
             ``test_subset`` (results.json records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
-            ``dac_bits``/``adc_bits`` calibrate their ranges on the first ``CALIBRATION_IMAGES`` = 256 training
-            images (:meth:`neft.chip.circuit.Circuit.calibrate`).
+            ``dac_bits``/``adc_bits`` calibrate their ranges on ``CALIBRATION_IMAGES`` = 256 training images, a
+            shuffled draw seeded by ``seed`` (:func:`neft.chip.circuit.calibration_sample`, recorded as
+            ``calibration``; :meth:`neft.chip.circuit.Circuit.calibrate`).
         data_dir: folder holding the data set (default: the run's, then ``$NEFT_DATA``, then /usr/share/datasets).
         device: torch device to evaluate on: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         name: base name of the result files, so several evaluations of one run can coexist.
@@ -226,9 +228,11 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         _warn_other_circuit(run_dir, meta["config"], chosen)
     images = torch.cat([x for x, _ in dataset.batches("test", chosen.batch_size, device=compute)])
     labels = dataset.splits["test"][1].to(compute)
+    drawn, calibration = _training_images(dataset, chosen, compute)
     evaluation = evaluate(model, images, labels, config=chosen, label=meta.get("label") if label is None else label,
-                          progress=progress and distributed.is_main(), **_training_images(dataset, chosen, compute))
-    results = _results_record(evaluation, run_dir, meta, chosen, planned, trained, dataset)
+                          progress=progress and distributed.is_main(), **drawn)
+    results = {**_results_record(evaluation, run_dir, meta, chosen, planned, trained, dataset),
+               "calibration": calibration}
     if distributed.is_main():
         label, chip = reporting.result_label(results), reporting.evaluated_chip(results)
         where = "" if label.endswith(f"evaluated on {chip})") else f", evaluated on {chip}"
@@ -257,27 +261,29 @@ def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> Non
                   "trained for", CircuitMismatchWarning, stacklevel=4)
 
 
-def _training_images(dataset: data.ImageDataset, chosen: EvalConfig, compute: torch.device) -> dict:
+def _training_images(dataset: data.ImageDataset, chosen: EvalConfig,
+                     compute: torch.device) -> tuple[dict, dict | None]:
     """The training images the evaluation's options draw on, as keywords of
     :func:`neft.evaluation.montecarlo.evaluate` (None where an option is off): SWIM's sensitivity images and labels
-    (``SENSITIVITY_IMAGES``, a draw seeded by the verify seed), the converters' calibration images (the first
-    ``CALIBRATION_IMAGES``) and the per-chip fixes' images and labels (``FIX_IMAGES`` or ``recalibrate_bn``, a draw
-    seeded by the fix seed)."""
+    (``SENSITIVITY_IMAGES``, a draw seeded by the verify seed), the converters' calibration images (
+    ``CALIBRATION_IMAGES``, a draw seeded by the calibration seed, :func:`neft.chip.circuit.calibration_sample`) and
+    the per-chip fixes' images and labels (``FIX_IMAGES`` or ``recalibrate_bn``, a draw seeded by the fix seed); and
+    the calibration sample's record (None without a DAC or ADC)."""
     sensitivity_images = sensitivity_labels = None
     if chosen.write_verify > 0 and chosen.verify_select.startswith("swim"):  # SWIM's derivatives on training images
         sensitivity_images, sensitivity_labels = next(dataset.batches(
             "train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
             generator=make_generator(verify_seed(chosen.seed))))
-    calibration_images = None
+    calibration_images = calibration = None
     if chosen.dac_bits is not None or chosen.adc_bits is not None:  # converter ranges from clean training images
-        calibration_images = next(dataset.batches("train", CALIBRATION_IMAGES, device=compute))[0]
+        calibration_images, calibration = calibration_sample(dataset, chosen.seed, compute)
     fix_images = fix_labels = None
     if chosen.recalibrate_bn or chosen.chip_tune:  # the per-chip fixes' training images (neft.deployment.fixes)
         fix_images, fix_labels = next(dataset.batches(
             "train", max(FIX_IMAGES, chosen.recalibrate_bn), shuffle=True, device=compute,
             generator=make_generator(fix_seed(chosen.seed))))
     return {"sensitivity_images": sensitivity_images, "sensitivity_labels": sensitivity_labels,
-            "calibration_images": calibration_images, "fix_images": fix_images, "fix_labels": fix_labels}
+            "calibration_images": calibration_images, "fix_images": fix_images, "fix_labels": fix_labels}, calibration
 
 
 def _results_record(evaluation: dict, run_dir: Path, meta: dict, chosen: EvalConfig, planned: int | None,

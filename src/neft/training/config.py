@@ -54,7 +54,8 @@ class TrainConfig:
     ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
     (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of
     every objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
-    on the first ``CALIBRATION_IMAGES`` = 256 training images at the start of every epoch, and the noisy
+    at the start of every epoch on ``CALIBRATION_IMAGES`` = 256 training images (a shuffled draw seeded by ``seed``,
+    :func:`neft.chip.circuit.calibration_sample`, recorded in config.json), and the noisy
     validation chips use the same circuit. All off (None) by default: training is unchanged.
     """
 
@@ -256,10 +257,11 @@ def read_config(run_dir: str | Path) -> dict:
 RECORDED = "recorded"  # config.json key of what a run measured at its start, beside its settings
 
 
-def record(config: TrainConfig, dataset: data.ImageDataset) -> dict:
+def record(config: TrainConfig, dataset: data.ImageDataset, calibration: dict | None = None) -> dict:
     """What ``config.json`` records beside the settings: the model's source file and digest (import paths), the
-    distillation teacher's checkpoint digest (checked on resume) and the data set's shape and normalisation
-    (per-channel mean/std of pixel values in [0, 1])."""
+    distillation teacher's checkpoint digest (checked on resume), the data set's shape and normalisation
+    (per-channel mean/std of pixel values in [0, 1]) and the converters' ``calibration`` sample (the record of
+    :func:`neft.chip.circuit.calibration_sample`; None without a DAC or ADC)."""
     return {
         "model_source": (models.registry.describe(config.model) if models.registry.is_import_path(config.model)
                          else None),
@@ -268,4 +270,5 @@ def record(config: TrainConfig, dataset: data.ImageDataset) -> dict:
         "dataset": {"name": dataset.name, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
                     "image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
                     "classes": list(dataset.classes) if dataset.classes else None},
+        "calibration": calibration,
     }

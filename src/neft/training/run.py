@@ -14,8 +14,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from neft import data, models
-from neft.chip.circuit import Circuit
-from neft.chip.circuit_settings import CALIBRATION_IMAGES
+from neft.chip.circuit import Circuit, calibration_sample
 from neft.chip.crossbar import Crossbar, make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device
@@ -67,8 +66,10 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         taps=config.taps, temperature=config.temperature, teacher=config.teacher,
         **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
     )
-    recorded = record(config, dataset)
     chip = config.chip()
+    calibration, drawn = (calibration_sample(dataset, config.seed, device) if chip.circuit.calibrated
+                          else (None, None))  # converter ranges from a class-mixed sample, at every epoch
+    recorded = record(config, dataset, drawn)
     # the run directory is checked (and, to overwrite it, cleared) only once every setting was accepted
     resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                  else resume and (out / "last.pt").is_file())
@@ -86,8 +87,7 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         fields=log_fields(objective.parts, len(objective.modules())),
         selection=Selection.of(config, dataset, device, recorded),  # preprocessed once
         circuit=Circuit(Crossbar(model, chip.device_model), chip.circuit) if chip.circuit.active else None,
-        calibration=(next(dataset.batches("train", CALIBRATION_IMAGES, device=device))[0]
-                     if chip.circuit.calibrated else None),
+        calibration=calibration,
     )
     return run, resuming
 

@@ -29,7 +29,7 @@ from neft import models
 from neft.chip import devices
 from neft.chip.circuit_settings import FIELDS
 from neft.common import distributed, seeds
-from neft.common.compute import eval_mode
+from neft.common.compute import first_non_finite
 from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training.config import TrainConfig
@@ -81,17 +81,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             :class:`~neft.store.lock.RunLockedError` (a ``FileExistsError``): another process trains or evaluates
             ``out``; OSError: ``out`` cannot be written (read-only, full disk; the message names it).
     """
-    if model is not None:
-        config.model = models.registry.python_object_name(model)
-    if resume:
-        inherit_init(config, Path(out))
-    config.check()
     out = Path(out)
-    _check_not_teacher(config, out)
-    if distributed.is_main():
-        _warn_vanilla_chip(config)
-    if resume:
-        _check_resume_settings(config, out)
+    _check_request(config, out, resume, model)
     with runlock.hold(out, "neft train"):  # one writer per run directory
         run = _start(config, out, resume, overwrite, model)
         last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
@@ -103,6 +94,22 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
             if progress and distributed.is_main():
                 show_epoch(row, config, run.objective.parts, run.selection.split, log_name, bars)
         return _finish(run)
+
+
+def _check_request(config: TrainConfig, out: Path, resume: bool, model: torch.nn.Module | None) -> None:
+    """Everything :func:`train` checks before it takes the run directory's lock: the settings (a module handed in
+    Python names the model; resuming, an unset ``init`` takes the run's), that ``out`` is no teacher of the run,
+    and a resume's settings against the run's."""
+    if model is not None:
+        config.model = models.registry.python_object_name(model)
+    if resume:
+        inherit_init(config, out)
+    config.check()
+    _check_not_teacher(config, out)
+    if distributed.is_main():
+        _warn_vanilla_chip(config)
+    if resume:
+        _check_resume_settings(config, out)
 
 
 def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, given: torch.nn.Module | None) -> Run:
@@ -156,9 +163,9 @@ def _train_epoch(run: Run, epoch: int, progress: bool) -> dict[str, float]:
         with run.circuit.applied() if run.circuit is not None else contextlib.nullcontext():
             loss, logs = run.objective.loss(run.net, x, y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {float(loss)} at epoch {epoch}, step "
+            raise FloatingPointError(f"the training loss became {float(loss.detach())} at epoch {epoch}, step "
                                      f"{run.state['step']} (batch {index + 1} of the epoch): "
-                                     f"{_non_finite_origin(run.model, x)}")
+                                     f"{_non_finite_origin(run, x)}")
         run.optimizer.zero_grad(set_to_none=True)
         # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the step's images
         # makes that average the gradient of the mean over all of them, even when the shares are unequal
@@ -214,34 +221,39 @@ def _finish(run: Run) -> dict:
     return summary
 
 
-def _non_finite_origin(model: torch.nn.Module, x: torch.Tensor) -> str:
-    """Where a non-finite loss comes from: non-finite input images, weights, or the first module whose clean
-    forward output is not finite; with the fix to try."""
+def _non_finite_origin(run: Run, x: torch.Tensor) -> str:
+    """Where a non-finite training loss comes from, with the fix to try: non-finite input images, non-finite
+    weights, the first module whose clean forward is not finite, the crossbar circuit, or (the clean forward being
+    finite) the training chips and the objective. The learning rate is named only once an optimiser step was taken
+    (before the first one the weights are the initial ones), the training sigma only when it is above 0."""
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
         return f"{bad} image(s) of this batch contain NaN or infinite values; clean the data set"
-    broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    config, stepped = run.config, run.state["step"] > 1  # the counter already holds this step
+    lr = "lower the learning rate (lr)"
+    broken = [name for name, p in run.model.named_parameters() if not torch.isfinite(p).all()]
     if broken:
-        return (f"the weights of {', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''} are no longer finite; "
-                "lower the learning rate (lr) or the training sigma (sigma)")
-    first: list[str] = []
-
-    def check(name):
-        def hook(_module, _inputs, output):
-            if not first and isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
-                first.append(name)
-        return hook
-
-    hooks = [m.register_forward_hook(check(name)) for name, m in model.named_modules() if name]
-    try:
-        with torch.no_grad(), eval_mode(model):
-            model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    where = (f"the clean forward first overflows at layer {first[0]!r}" if first
-             else "the clean forward is finite, so the noisy forwards overflow")
-    return f"{where}; lower the learning rate (lr) or the training sigma (sigma)"
+        named = f"{', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}"
+        return (f"the weights of {named} are no longer finite (the optimiser's updates diverged); {lr}" if stepped
+                else f"the weights of {named} are not finite before the first step: check the network's weights")
+    layer = first_non_finite(run.model, x)
+    if layer is not None:
+        where = f"the clean forward (no chip, no circuit) first overflows at {layer}"
+        return (f"{where}; {lr}" if stepped else f"{where} before the first step: the network as built overflows "
+                                                 "on these images; check its initialisation (init) and its layers")
+    if run.circuit is not None:
+        with run.circuit.applied():
+            layer = first_non_finite(run.model, x)
+        if layer is not None:
+            return (f"the crossbar circuit ({run.circuit.settings.label().strip()}) first gives NaN or infinite "
+                    f"values at {layer} on the clean weights, whose plain forward is finite: check the "
+                    "circuit settings (tile_rows, dac_bits, adc_bits, adc_range)")
+    fixes = ([f"lower the training sigma (sigma {config.sigma:g})"] if config.sigma > 0 else []) + ([lr] if stepped
+                                                                                                   else [])
+    chip = f"chips drawn from device model {devices.get(config.device_model).name!r} at sigma {config.sigma:g}"
+    return (f"the clean forward is finite{' also through the crossbar circuit' if run.circuit else ''}, so "
+            f"{config.method}'s training {chip if config.sigma > 0 else 'objective'} gives it: "
+            f"{' or '.join(fixes) if fixes else f'check the settings of {config.method}'}")
 
 
 def _digest(model: torch.nn.Module) -> str:

@@ -25,13 +25,14 @@ from neft.common.compute import resolve_device
 from neft.common.errors import SettingError
 from neft.common.seeds import fix_seed, verify_seed
 from neft.evaluation import EvalConfig, evaluate
+from neft.evaluation.montecarlo import check_network
 from neft.reporting.report import RUN_FILES
 from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training import epochs_trained, objectives
 
 __all__ = ["evaluate_run", "UnfinishedRunWarning", "output_paths", "sweep_names", "check_outputs", "SENSITIVITY_IMAGES",
-           "FIX_IMAGES"]
+           "FIX_IMAGES", "check_network_settings", "finished_points"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.deployment.write_verify)
 FIX_IMAGES = 4096  # training images (a seeded draw) the per-chip fixes draw from (more if recalibrate_bn asks)
@@ -203,13 +204,11 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         if distributed.is_main():
             runlock.check_writable(run_dir)  # before the Monte Carlo work, not after it
         network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
-        sigmas = config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]]
-        chosen = dataclasses.replace(config, sigmas=sigmas,
-                                     device_model=devices.get(config.device_model or meta["device_model"]))
+        chosen = _resolved(config, meta["sigma"], meta["device_model"])
         dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
                             test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
         dataset = _trained_normalisation(dataset, meta.get("dataset_stats"))
-        return network, meta, chosen.check(), dataset
+        return network, meta, chosen, dataset
 
     model, meta, chosen, dataset = distributed.agree(prepare)
     planned, trained = meta["config"].get("epochs"), epochs_trained(run_dir)
@@ -226,6 +225,34 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         _write_outputs(results, outputs, f"{reporting.result_label(results)} ({run_dir.name}, evaluated on "
                                          f"{results['device_model']['name']})")
     return results
+
+
+def _resolved(config: EvalConfig, train_sigma: float, train_device_model) -> EvalConfig:
+    """``config`` as :func:`evaluate_run` runs it for a network trained at ``train_sigma`` on ``train_device_model``
+    (a name, file or dict): ``sigmas`` None becomes 0 and the training sigma, ``device_model`` None the trained
+    one; checked.
+
+    Raises:
+        SettingError: an invalid setting.
+    """
+    sigmas = config.sigmas if config.sigmas is not None else [0.0, train_sigma]
+    return dataclasses.replace(config, sigmas=sigmas,
+                               device_model=devices.get(config.device_model or train_device_model)).check()
+
+
+def check_network_settings(model: torch.nn.Module, config: EvalConfig, dataset: data.ImageDataset,
+                           train_sigma: float, train_device_model) -> None:
+    """Refuse, before a network is trained, evaluation settings that :func:`evaluate_run` of its run could only
+    refuse after the training: ``config`` resolved for the run (:func:`_resolved`) and checked against ``model``
+    (trained or not) with the training images of ``dataset`` the evaluation would use
+    (:func:`neft.evaluation.montecarlo.check_network`), on the CPU.
+
+    Raises:
+        SettingError: naming the setting, e.g. ``recalibrate_bn`` for a model without BatchNorm or
+            ``chip_tune_taps`` that the model lacks.
+    """
+    chosen = _resolved(config, train_sigma, train_device_model)
+    check_network(model, chosen, **_training_images(dataset, chosen, torch.device("cpu")))
 
 
 def _training_images(dataset: data.ImageDataset, chosen: EvalConfig, compute: torch.device) -> dict:

@@ -155,3 +155,37 @@ def _running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_an_interrupted_sweep_resumes_its_unfinished_points(run_dir, capsys, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("neft.runs.evaluate")
+    engine, calls = module.evaluate, []
+
+    def interrupted(*args, **kwargs):  # the second point is interrupted (Ctrl-C) in its Monte Carlo work
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return engine(*args, **kwargs)
+
+    for axis, values, files in (("--write-verify", "0,0.1", ("wv0", "wv0.1")),
+                                ("--drift-times", "1,3600", ("t1", "t3600"))):
+        sweep = ["evaluate", str(run_dir), *EVALUATE, "--name", "sweep", axis, values]
+        if axis == "--drift-times":
+            sweep += ["--quantize", "--drift-nu-mean", "0.05"]
+        calls.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "evaluate", interrupted)
+            assert main(sweep) == 130
+        first, second = (run_dir / f"sweep_{files[0]}.json", run_dir / f"sweep_{files[1]}.json")
+        done = first.read_text()
+        assert not second.exists()
+        capsys.readouterr()
+        assert main(sweep) == 0  # the same command, no --overwrite: only the unfinished point is computed
+        assert f"kept {first}" in capsys.readouterr().out
+        assert first.read_text() == done and second.is_file()
+        assert main([*sweep, "--seed", "1"]) == 2  # other settings: the earlier points are not this sweep's
+        assert f"{str(run_dir / f'sweep_{files[0]}.json')!r} already exists" in _one_error(capsys)
+        for path in run_dir.glob("sweep_*"):
+            path.unlink()

@@ -114,7 +114,7 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
 def _cmd_evaluate(args) -> None:
     from neft.deployment.fixes import TUNING_SETTINGS, check_tuning_used
     from neft.evaluation import EvalConfig
-    from neft.runs.evaluate import check_outputs, evaluate_run, sweep_names
+    from neft.runs.evaluate import check_outputs, evaluate_run, finished_points, sweep_names
 
     tuning = {name: getattr(args, name) for name in TUNING_SETTINGS if getattr(args, name) is not None}
     settings = EvalConfig(
@@ -130,8 +130,14 @@ def _cmd_evaluate(args) -> None:
     # a sweep writes one result file per point ({name}_wv{fraction}_t{time}): every point and file checked first
     points = sweep_names(args.name, write_verify=args.write_verify, drift_time=args.drift_times)
     sweep = {name: dataclasses.replace(settings, **point).check() for name, point in points}
-    check_outputs(args.run_dir, list(sweep), args.overwrite)
+    # an interrupted sweep resumes: the points it finished with these settings are kept, not recomputed
+    finished = finished_points(args.run_dir, sweep, args.label) if len(sweep) > 1 and not args.overwrite else []
+    check_outputs(args.run_dir, [name for name in sweep if name not in finished], args.overwrite)
     for name, config in sweep.items():
+        if name in finished:
+            if distributed.is_main():
+                print(f"kept {Path(args.run_dir) / (name + '.json')}: finished earlier with these settings")
+            continue
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
         if distributed.is_main():

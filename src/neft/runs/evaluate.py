@@ -105,6 +105,29 @@ def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False
                                       "(--overwrite) or keep both with another name (--name)")
 
 
+def finished_points(run_dir: str | Path, sweep: dict[str, EvalConfig], label: str | None = None) -> list[str]:
+    """The points of a sweep (``{name: settings}``, :func:`sweep_names`) that an earlier run of the same sweep
+    finished: all three result files of the name exist and its ``{name}.json`` records the same evaluation settings
+    (resolved as :func:`evaluate_run` resolves them), the same number of trained epochs of the run and, when
+    ``label`` is given, that label. An interrupted sweep keeps these and evaluates only the others; a point made
+    with other settings is not finished (its files block the sweep unless overwritten)."""
+    finished = []
+    for name, config in sweep.items():
+        outputs = output_paths(run_dir, name)
+        if not all(path.is_file() for path in outputs):
+            continue
+        try:
+            saved = json.loads(outputs[0].read_text())
+            wanted = json.loads(json.dumps(_resolved(config, saved["train_sigma"],
+                                                     saved["train_device_model"]).to_dict()))
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable or another schema: not this sweep's point
+            continue
+        if (saved.get("evaluation") == wanted and saved.get("epochs_trained") == epochs_trained(run_dir)
+                and (label is None or saved.get("label") == label)):
+            finished.append(name)
+    return finished
+
+
 def _trained_normalisation(dataset: data.ImageDataset, stats: dict | None) -> data.ImageDataset:
     """``dataset`` normalised with the mean/std the network was trained with; a warning when the training split
     now gives other numbers (the data set's files changed since training)."""

@@ -189,3 +189,34 @@ def test_an_interrupted_sweep_resumes_its_unfinished_points(run_dir, capsys, mon
         assert f"{str(run_dir / f'sweep_{files[0]}.json')!r} already exists" in _one_error(capsys)
         for path in run_dir.glob("sweep_*"):
             path.unlink()
+
+
+def test_a_full_disk_leaves_no_partial_report(run_dir, tmp_path, capsys, monkeypatch):
+    from neft.reporting import report as report_module
+
+    runs.evaluate_run(run_dir, sigmas=[0.0, 0.2], runs=2, name="for_report", progress=False, compile=False)
+    out = tmp_path / "report"
+    command = ["report", str(run_dir / "for_report.json"), "--out", str(out)]
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(report_module, "plot", full)  # the CSV is written, then the disk fills
+        assert main(command) == 2
+    assert f"cannot write {str(out)!r}: the disk is full" in _one_error(capsys)
+    assert not out.exists() or _files(out) == []  # no partial report.csv, no temporary
+    real_open = type(out).open
+
+    def full_at_the_csv(path, *args, **kwargs):  # the error names the file being written
+        if path.suffix == ".csv":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(out), "open", full_at_the_csv)
+        assert main(command) == 2
+    assert f"cannot write {str(out / 'report.csv')!r}: the disk is full" in _one_error(capsys)
+    assert _files(out) == []
+    assert main(command) == 0  # the same command again
+    assert {"report.md", "report.csv", "accuracy_vs_sigma.png"} == set(_files(out))

@@ -325,19 +325,10 @@ def _results_record(evaluation: dict, run_dir: Path, meta: dict, chosen: EvalCon
 
 
 def _write_outputs(results: dict, outputs: list[Path], title: str) -> None:
-    """Write the CSV, the plot and then the JSON of :func:`output_paths`, each first to a hidden temporary in the
-    same folder: a results.json marks a finished evaluation, and a failed write (full disk) leaves no file behind
-    that would block the same command's rerun."""
-    temporaries = [path.with_name(f".{path.stem}.tmp{path.suffix}") for path in outputs]
-    try:
-        reporting.write_csv(reporting.comparison_rows([results]), temporaries[1])
-        reporting.plot([results], temporaries[2], title=title)
-        temporaries[0].write_text(json.dumps(results, indent=1))
-        for temporary, path in zip(temporaries[::-1], outputs[::-1]):  # the JSON last
-            temporary.replace(path)
-    except BaseException as error:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise runlock.disk_error(outputs[0].parent, error) from None
-        raise
+    """Write the CSV, the plot and then the JSON of :func:`output_paths` all or none
+    (:func:`neft.store.lock.staged_writes`): a results.json marks a finished evaluation, and a failed write (full
+    disk) leaves no file behind that would block the same command's rerun."""
+    with runlock.staged_writes() as stage:
+        reporting.write_csv(reporting.comparison_rows([results]), stage(outputs[1]))
+        reporting.plot([results], stage(outputs[2]), title=title)
+        stage(outputs[0]).write_text(json.dumps(results, indent=1))

@@ -220,3 +220,44 @@ def test_a_full_disk_leaves_no_partial_report(run_dir, tmp_path, capsys, monkeyp
     assert _files(out) == []
     assert main(command) == 0  # the same command again
     assert {"report.md", "report.csv", "accuracy_vs_sigma.png"} == set(_files(out))
+
+
+TRAIN = ["train", "--model", "lenet5", "--method", "vanilla", "--sigma", "0", "--epochs", "1", "--train-subset", "640",
+         "--test-subset", "32", "--quiet"]
+
+
+def test_a_failed_training_leaves_nothing_that_blocks_the_corrected_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--lr", "1e9", "--out", str(out)]) == 2  # the loss becomes NaN in the first epoch
+    assert "the training loss became nan" in _one_error(capsys)
+    assert not out.exists() and not runlock.lock_path(out).exists()
+    out.mkdir()  # a folder made beforehand is kept, emptied
+    assert main([*TRAIN, "--lr", "1e9", "--out", str(out)]) == 2
+    assert _files(out) == []
+    capsys.readouterr()
+    # a start killed before its first epoch (no cleanup ran): only config.json and train_log.csv
+    (out / "config.json").write_text("{}")
+    (out / "train_log.csv").write_text("epoch,lr\n")
+    assert main([*TRAIN, "--out", str(out)]) == 0  # the corrected command, no --overwrite needed
+    assert {"config.json", "checkpoint.pt", "last.pt", "summary.json"} <= set(_files(out))
+    assert json.loads((out / "config.json").read_text())["lr"] == 1e-3
+    assert main([*TRAIN, "--out", str(out)]) == 2  # a trained run is still never replaced silently
+    assert "already exists" in _one_error(capsys)
+
+
+def test_a_model_without_a_mapped_layer_is_refused_before_the_run_directory(tmp_path, capsys):
+    nets = tmp_path / "nets.py"
+    nets.write_text("import torch\nfrom torch import nn\n\n\n"
+                    "class Plain(nn.Module):\n"
+                    "    def __init__(self):\n"
+                    "        super().__init__()\n"
+                    "        self.w = nn.Parameter(torch.randn(32 * 32, 10) * 0.01)\n\n"
+                    "    def forward(self, x):\n"
+                    "        return x.flatten(1) @ self.w\n\n\n"
+                    "def plain(num_classes=10, in_channels=1):\n"
+                    "    return Plain()\n")
+    out = tmp_path / "run"
+    command = [*TRAIN, "--model", f"{nets}:plain", "--method", "noise-injection", "--sigma", "0.1", "--out", str(out)]
+    assert main(command) == 2
+    assert "has no crossbar-mapped weight" in _one_error(capsys)
+    assert not out.exists()

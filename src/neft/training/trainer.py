@@ -35,7 +35,7 @@ from neft.training.config import TrainConfig
 from neft.training.log import EpochLog, show_epoch
 from neft.training.resume import _check_resume_settings, load_last, restore, save_last
 from neft.training.run import Run, start
-from neft.training.run_directory import _check_not_teacher
+from neft.training.run_directory import _check_not_teacher, remove_failed_start
 from neft.training.selection import _accuracy
 
 __all__ = ["train"]
@@ -90,17 +90,28 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         _warn_vanilla_chip(config)
     if resume:
         _check_resume_settings(config, out)
+    created = not out.exists()
     with runlock.hold(out, "neft train"):  # one writer per run directory
-        run = _start(config, out, resume, overwrite, model)
-        last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
-        bars = progress and log_name is None and sys.stderr.isatty()
-        for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
-            started = time.perf_counter()
-            totals = _train_epoch(run, epoch, bars)
-            row = _end_epoch(run, epoch, totals, started)
-            if progress and distributed.is_main():
-                show_epoch(row, config, run.objective.parts, run.selection.split, log_name, bars)
-        return _finish(run)
+        try:
+            run = _start(config, out, resume, overwrite, model)
+            _train_epochs(run, config.epochs if stop_after is None else min(config.epochs, stop_after), progress,
+                          log_name)
+            return _finish(run)
+        except BaseException:  # failed before its first epoch was saved: nothing half-made blocks the rerun
+            if distributed.is_main():
+                remove_failed_start(out, created)
+            raise
+
+
+def _train_epochs(run: Run, last_epoch: int, progress: bool, log_name: str | None) -> None:
+    """Train the epochs after ``run``'s last one up to ``last_epoch``, each ended (scored, logged, saved) and shown."""
+    bars = progress and log_name is None and sys.stderr.isatty()
+    for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
+        started = time.perf_counter()
+        totals = _train_epoch(run, epoch, bars)
+        row = _end_epoch(run, epoch, totals, started)
+        if progress and distributed.is_main():
+            show_epoch(row, run.config, run.objective.parts, run.selection.split, log_name, bars)
 
 
 def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, given: torch.nn.Module | None) -> Run:
@@ -154,7 +165,7 @@ def _train_epoch(run: Run, epoch: int, progress: bool) -> dict[str, float]:
         with run.circuit.applied() if run.circuit is not None else contextlib.nullcontext():
             loss, logs = run.objective.loss(run.net, x, y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {float(loss)} at epoch {epoch}, step "
+            raise FloatingPointError(f"the training loss became {float(loss.detach())} at epoch {epoch}, step "
                                      f"{run.state['step']} (batch {index + 1} of the epoch): "
                                      f"{_non_finite_origin(run.model, x)}")
         run.optimizer.zero_grad(set_to_none=True)

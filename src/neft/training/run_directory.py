@@ -11,8 +11,9 @@ from pathlib import Path
 
 from neft.common.errors import SettingError
 from neft.training.config import TrainConfig
+from neft.training.log import epochs_trained
 
-__all__ = ["RunExistsError", "START_FILES", "remove_failed_start"]
+__all__ = ["RunExistsError", "START_FILES", "config_stamp", "remove_failed_start"]
 
 START_FILES = frozenset({"config.json", "train_log.csv", "tensorboard"})  # what a run writes before its first epoch
 
@@ -32,17 +33,31 @@ def _check_not_teacher(config: TrainConfig, out: Path) -> None:
                                       " give the distilled run its own directory (--out)")
 
 
-def _failed_start(out: Path) -> bool:
-    """Whether ``out`` holds only what a training run writes before its first epoch is saved (a ``config.json``
-    and at most :data:`START_FILES`): a start that failed, with nothing trained in it."""
+def _failed_start(out: Path, logged: bool) -> bool:
+    """Whether ``out`` holds only what a training run writes before its first epoch is saved: a ``config.json`` and
+    at most :data:`START_FILES`, nothing trained. With ``logged`` (a folder found, not one this process just wrote)
+    its ``train_log.csv`` must also be there with no epoch: the trace a start leaves, so a folder holding a
+    ``config.json`` alone is never taken for one."""
     entries = {path.name for path in out.iterdir()} if out.is_dir() else set()
-    return "config.json" in entries and entries <= START_FILES
+    if "config.json" not in entries or not entries <= START_FILES:
+        return False
+    return not logged or ("train_log.csv" in entries and epochs_trained(out) == 0)
 
 
-def remove_failed_start(out: Path, created: bool) -> None:
+def config_stamp(out: Path) -> tuple[int, int] | None:
+    """``(inode, mtime in ns)`` of ``out/config.json``, None without one: a different stamp after a start says that
+    start wrote it."""
+    try:
+        status = (out / "config.json").stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
+def remove_failed_start(out: Path, created: bool, logged: bool = False) -> None:
     """Remove what a failed start wrote into ``out`` (only when :func:`_failed_start`), and ``out`` itself when
     this run ``created`` it and it is left empty."""
-    if not _failed_start(out):
+    if not _failed_start(out, logged):
         return
     for name in START_FILES:
         path = out / name
@@ -59,7 +74,7 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
     ``last.pt``."""
     if resume and (out / "last.pt").is_file():
         return True
-    remove_failed_start(out, created=False)  # nothing trained there: the corrected command starts afresh
+    remove_failed_start(out, created=False, logged=True)  # nothing trained there: the corrected command starts afresh
     if resume and (out / "checkpoint.pt").is_file():  # a fresh start would replace the trained network
         raise RunExistsError(f"cannot resume {str(out)!r}: it has no last.pt (removed, or the run predates it), so "
                              "it would start from epoch 1 and replace its checkpoint.pt; start it afresh with "

@@ -35,7 +35,7 @@ from neft.training.config import TrainConfig
 from neft.training.log import EpochLog, show_epoch
 from neft.training.resume import _check_resume_settings, load_last, restore, save_last
 from neft.training.run import Run, start
-from neft.training.run_directory import _check_not_teacher, remove_failed_start
+from neft.training.run_directory import _check_not_teacher, config_stamp, remove_failed_start
 from neft.training.selection import _accuracy
 
 __all__ = ["train"]
@@ -90,7 +90,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
         _warn_vanilla_chip(config)
     if resume:
         _check_resume_settings(config, out)
-    created = not out.exists()
+    created, stamp = not out.exists(), config_stamp(out)
     with runlock.hold(out, "neft train"):  # one writer per run directory
         try:
             run = _start(config, out, resume, overwrite, model)
@@ -98,7 +98,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
                           log_name)
             return _finish(run)
         except BaseException:  # failed before its first epoch was saved: nothing half-made blocks the rerun
-            if distributed.is_main():
+            if distributed.is_main() and config_stamp(out) != stamp:  # (only what this start wrote)
                 remove_failed_start(out, created)
             raise
 

@@ -162,3 +162,66 @@ def test_bad_fix_settings_are_refused_with_one_line(trained_run, capsys, flags, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (trained_run / "bad.json").exists()
+
+
+def test_recalibration_runs_at_sigma_zero_too(bn_net, digits):
+    """Every sigma gets the same fix: at sigma 0 each chip is recalibrated like at any other sigma, so a fixed
+    curve starts at the fixed clean network, not at the unfixed one."""
+    (train_x, train_y), (x, y) = digits
+    fixed = montecarlo.evaluate(bn_net, x, y, [0.0, 0.3], runs=2, recalibrate_bn=512, fix_images=train_x,
+                                fix_labels=train_y, **FAST)
+    weights = {name: w.detach() for name, w in Crossbar(bn_net).weights().items()}
+    with torch.no_grad():
+        statistics = recalibrate_bn(bn_net, weights, train_x[:512])
+        recalibrated = accuracy(functional_call(bn_net, {**weights, **statistics}, (x,)), y)
+        unfixed = accuracy(bn_net(x), y)
+    assert recalibrated != unfixed  # the fix changes the clean network (else the test could not tell)
+    assert fixed["per_sigma"][0]["accuracy"]["per_run"] == pytest.approx([recalibrated] * 2, abs=1e-4)
+
+
+@pytest.mark.parametrize("flags, setting", [
+    (["--chip-tune-lr", "0.05"], "--chip-tune-lr"),
+    (["--chip-tune-lr", "0.01"], "--chip-tune-lr"),  # even at the default value: the flag was written
+    (["--chip-tune-batch", "64"], "--chip-tune-batch"),
+    (["--chip-tune-taps", "features.1", "--recalibrate-bn", "0"], "--chip-tune-taps"),
+])
+def test_tuning_flags_without_chip_tune_are_refused(trained_run, capsys, flags, setting):
+    assert main(["evaluate", str(trained_run), "--sigmas", "0.3", "--runs", "2", "--name", "unused", "--quiet",
+                 *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {setting}:" in err and "tuned block, which is off" in err and "--chip-tune STEPS" in err
+    assert len(err.strip().splitlines()) == 1 and not (trained_run / "unused.json").exists()
+
+
+def test_tuning_settings_without_chip_tune_are_refused_in_python(bn_net, digits):
+    (train_x, train_y), (x, y) = digits
+    for setting, value in (("chip_tune_lr", 0.05), ("chip_tune_batch", 8), ("chip_tune_taps", ["1"])):
+        with pytest.raises(SettingError, match=f"{setting} .* the tuned block, which is off") as error:
+            montecarlo.evaluate(bn_net, x, y, [0.3], runs=2, **{setting: value}, **FAST)
+        assert error.value.setting == setting
+
+
+def test_the_written_block_carries_the_realistic_chips_effects(trained_run, digits):
+    """The block is written to the same chip as the backbone: on a realistic chip it is quantized to the chip's
+    weight levels (and gets its stuck devices and drift), even when verification leaves no programming error."""
+    from neft.chip import mapping
+    from neft.deployment.fixes import ChipFixes
+    from neft.evaluation import EvalConfig
+
+    model = checkpoint.load(trained_run)
+    (train_x, train_y), _ = digits
+    config = EvalConfig(sigmas=[0.1], chip_tune=3, quantize=True, verified_sigma=0.0).check()
+    crossbar = Crossbar(model, config.chip().device_model)
+    fixes = ChipFixes(crossbar, config, train_x, train_y)
+    with fixes.installed():
+        weights = {name: w.detach() for name, w in crossbar.weights().items()}
+        block = fixes.extras(weights, 7, 0.1)[f"{chiptune.BLOCK}.weight"]
+    levels = block / (block.abs().max() / mapping.magnitude_levels(8))  # the chip's 8-bit weight levels
+    assert block.abs().max() > 0 and torch.allclose(levels, levels.round(), atol=1e-3)
+    stuck = EvalConfig(sigmas=[0.1], chip_tune=3, quantize=True, stuck_on=0.2).check()
+    crossbar = Crossbar(model, stuck.chip().device_model)
+    fixes = ChipFixes(crossbar, stuck, train_x, train_y)
+    with fixes.installed():
+        stuck_block = fixes.extras(weights, 7, 0.1)[f"{chiptune.BLOCK}.weight"]
+    # the same tuned weight (same backbone, same seed) written to a chip with 20 % of its devices stuck on
+    assert (stuck_block != block).float().mean() > 0.3

@@ -96,6 +96,11 @@ def test_tiny_preset_end_to_end_and_resume(tmp_path, capsys):
         (("val_runs = 2", 'val_runs = "2"'), "[train] val_runs: val_runs must be an integer >= 1, got '2'"),
         (("runs = 3", "runs = 3\nchips_per_pass = 0"), "[evaluate] chips_per_pass: chips_per_pass must be"),
         (("runs = 3", 'runs = 3\ndevice_model = "RRAM9"'), "unknown device model"),
+        # settings only the cells' networks can refuse: once refused after the first cell trained
+        (("runs = 3", "runs = 3\nrecalibrate_bn = 64"), "[evaluate] recalibrate_bn: LeNet5 has no BatchNorm layer"),
+        (("runs = 3", 'runs = 3\nchip_tune = 2\nchip_tune_taps = ["features.9"]'),
+         "[evaluate] chip_tune_taps: chip_tune_taps ['features.9'] are not modules of LeNet5"),
+        (("runs = 3", "runs = 3\nchip_tune_lr = 0.1"), "[evaluate] chip_tune_lr: chip_tune_lr (--chip-tune-lr) sets"),
     ],
 )
 def test_bad_preset_fails_before_training(tmp_path, capsys, edit, message):

@@ -181,7 +181,34 @@ def test_rcg_search_trains_and_scores_real_networks(tmp_path):
     summary = rcgsearch.search(base, tmp_path, low=0.5, high=1.5, points=2, seeds=[0], score="p1", val_chips=4,
                                progress=False)
     for point in summary["points"]:
-        validation = json.loads((tmp_path / f"scale{point['scale']:g}-seed0" / "validation.json").read_text())
+        run = tmp_path / point["runs"][0]
+        assert point["runs"] == [f"scale{point['scale']:g}-seed0-{rcgsearch.settings_key(base)}"]
+        validation = json.loads((run / "validation.json").read_text())
         assert point["score"] == validation["p1"] <= validation["mean"] and validation["chips"] == 4
-        config = json.loads((tmp_path / f"scale{point['scale']:g}-seed0" / "config.json").read_text())
+        config = json.loads((run / "config.json").read_text())
         assert config["rcg_scale"] == point["scale"] and config["censor_k"] == 1.0
+
+
+def test_rcg_search_keys_its_networks_by_its_settings(tmp_path, monkeypatch):
+    """A search rerun with other settings in the same folder trains and scores its own networks; one with the same
+    settings (another device, another spelling of the defaults) reuses them."""
+    used = []
+
+    def fake_score(config, run_dir, score, chips, progress):
+        used.append(run_dir)
+        return {"chips": chips, "mean": 90.0, "p1": 80.0 + config.sigma, "p5": 85.0}
+
+    monkeypatch.setattr(rcgsearch, "_score_run", fake_score)
+    base = TrainConfig(model="lenet5", dataset="mnist-5k", method="rcg", sigma=0.35, epochs=1)
+    first = rcgsearch.search(base, tmp_path, points=2, seeds=[0], score="p1")
+    runs = set(used)
+    used.clear()
+    rcgsearch.search(TrainConfig(**{**base.__dict__, "device": "cpu", "lr": 1e-3}), tmp_path, points=2, seeds=[0],
+                     score="p1")
+    assert set(used) == runs  # the same networks
+    used.clear()
+    other = rcgsearch.search(TrainConfig(**{**base.__dict__, "sigma": 0.3}), tmp_path, points=2, seeds=[0],
+                             score="p1")
+    assert len(used) == 2 and not set(used) & runs  # never the 0.35 search's networks or scores
+    assert other["settings"]["key"] != first["settings"]["key"]
+    assert other["points"][0]["score"] == pytest.approx(80.3)

@@ -147,3 +147,22 @@ def test_a_ci_target_stops_at_the_same_run_whatever_the_chips_per_pass():
         assert other["accuracy"]["per_run"] == pytest.approx(one["accuracy"]["per_run"], abs=100 / 48 + 1e-9)
         assert other["ekl"] == pytest.approx(one["ekl"], rel=1e-4)
         assert other["confidence"] == pytest.approx(one["confidence"], rel=1e-5)
+
+
+def test_a_resume_refused_for_edited_settings_points_at_config_json_never_at_overwrite(stopped_run, tmp_path, capsys):
+    """--overwrite deletes the trained epochs: a resume refused for other settings points at the run's config.json."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(stopped_run, run)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--quiet", "--lr", "0.5"]) == 2  # a flag the run did not use
+    err = capsys.readouterr().err
+    assert "with different settings (lr)" in err and f"{str(run / 'config.json')!r}" in err and "overwrite" not in err
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "seed": 5}))  # config.json edited by hand
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "belongs to another run (seed: 0 in last.pt, 5 in this run)" in err
+    assert f"{str(run / 'config.json')!r} was edited" in err and "overwrite" not in err

@@ -155,3 +155,109 @@ def _running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_an_interrupted_sweep_resumes_its_unfinished_points(run_dir, capsys, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("neft.runs.evaluate")
+    engine, calls = module.evaluate, []
+
+    def interrupted(*args, **kwargs):  # the second point is interrupted (Ctrl-C) in its Monte Carlo work
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return engine(*args, **kwargs)
+
+    for axis, values, files in (("--write-verify", "0,0.1", ("wv0", "wv0.1")),
+                                ("--drift-times", "1,3600", ("t1", "t3600"))):
+        sweep = ["evaluate", str(run_dir), *EVALUATE, "--name", "sweep", axis, values]
+        if axis == "--drift-times":
+            sweep += ["--quantize", "--drift-nu-mean", "0.05"]
+        calls.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "evaluate", interrupted)
+            assert main(sweep) == 130
+        first, second = (run_dir / f"sweep_{files[0]}.json", run_dir / f"sweep_{files[1]}.json")
+        done = first.read_text()
+        assert not second.exists()
+        capsys.readouterr()
+        assert main(sweep) == 0  # the same command, no --overwrite: only the unfinished point is computed
+        assert f"kept {first}" in capsys.readouterr().out
+        assert first.read_text() == done and second.is_file()
+        assert main([*sweep, "--seed", "1"]) == 2  # other settings: the earlier points are not this sweep's
+        assert f"{str(run_dir / f'sweep_{files[0]}.json')!r} already exists" in _one_error(capsys)
+        for path in run_dir.glob("sweep_*"):
+            path.unlink()
+
+
+def test_a_full_disk_leaves_no_partial_report(run_dir, tmp_path, capsys, monkeypatch):
+    from neft.reporting import report as report_module
+
+    runs.evaluate_run(run_dir, sigmas=[0.0, 0.2], runs=2, name="for_report", progress=False, compile=False)
+    out = tmp_path / "report"
+    command = ["report", str(run_dir / "for_report.json"), "--out", str(out)]
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(report_module, "plot", full)  # the CSV is written, then the disk fills
+        assert main(command) == 2
+    assert f"cannot write {str(out)!r}: the disk is full" in _one_error(capsys)
+    assert not out.exists() or _files(out) == []  # no partial report.csv, no temporary
+    real_open = type(out).open
+
+    def full_at_the_csv(path, *args, **kwargs):  # the error names the file being written
+        if path.suffix == ".csv":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(out), "open", full_at_the_csv)
+        assert main(command) == 2
+    assert f"cannot write {str(out / 'report.csv')!r}: the disk is full" in _one_error(capsys)
+    assert _files(out) == []
+    assert main(command) == 0  # the same command again
+    assert {"report.md", "report.csv", "accuracy_vs_sigma.png"} == set(_files(out))
+
+
+TRAIN = ["train", "--model", "lenet5", "--method", "vanilla", "--sigma", "0", "--epochs", "1", "--train-subset", "640",
+         "--test-subset", "32", "--quiet"]
+
+
+def test_a_failed_training_leaves_nothing_that_blocks_the_corrected_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--lr", "1e9", "--out", str(out)]) == 2  # the loss becomes NaN in the first epoch
+    assert "the training loss became nan" in _one_error(capsys)
+    assert not out.exists() and not runlock.lock_path(out).exists()
+    out.mkdir()  # a folder made beforehand is kept, emptied
+    assert main([*TRAIN, "--lr", "1e9", "--out", str(out)]) == 2
+    assert _files(out) == []
+    capsys.readouterr()
+    # a start killed before its first epoch (no cleanup ran): only config.json and train_log.csv
+    (out / "config.json").write_text("{}")
+    (out / "train_log.csv").write_text("epoch,lr\n")
+    assert main([*TRAIN, "--out", str(out)]) == 0  # the corrected command, no --overwrite needed
+    assert {"config.json", "checkpoint.pt", "last.pt", "summary.json"} <= set(_files(out))
+    assert json.loads((out / "config.json").read_text())["lr"] == 1e-3
+    assert main([*TRAIN, "--out", str(out)]) == 2  # a trained run is still never replaced silently
+    assert "already exists" in _one_error(capsys)
+
+
+def test_a_model_without_a_mapped_layer_is_refused_before_the_run_directory(tmp_path, capsys):
+    nets = tmp_path / "nets.py"
+    nets.write_text("import torch\nfrom torch import nn\n\n\n"
+                    "class Plain(nn.Module):\n"
+                    "    def __init__(self):\n"
+                    "        super().__init__()\n"
+                    "        self.w = nn.Parameter(torch.randn(32 * 32, 10) * 0.01)\n\n"
+                    "    def forward(self, x):\n"
+                    "        return x.flatten(1) @ self.w\n\n\n"
+                    "def plain(num_classes=10, in_channels=1):\n"
+                    "    return Plain()\n")
+    out = tmp_path / "run"
+    command = [*TRAIN, "--model", f"{nets}:plain", "--method", "noise-injection", "--sigma", "0.1", "--out", str(out)]
+    assert main(command) == 2
+    assert "has no crossbar-mapped weight" in _one_error(capsys)
+    assert not out.exists()

@@ -35,7 +35,7 @@ from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",
-           "mapped_weight_names", "make_generator"]
+           "mapped_weight_names", "make_generator", "written_weight_error"]
 
 MAPPED_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # one ``weight`` each
 MATRIX_LAYER_TYPES = (nn.RNNBase, nn.MultiheadAttention)  # several weight matrices each (see layer_weights)
@@ -188,6 +188,38 @@ def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
                 mappings[name] = (weight, weight._version, draw_on, mapped)
         return chip.sample(device_model, w, sigma, generator, censor_k, scale, mapped).to(weight.device)
     return device_model.sample(weight.to(draw_on), sigma, generator, censor_k).to(weight.device)
+
+
+def written_weight_error(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
+                         generator: torch.Generator | None, verified_sigma: float) -> torch.Tensor:
+    """The error ``dW`` of one extra weight written to a chip with write-verify (e.g. the tuned block of
+    :mod:`neft.deployment.tuned_block`): every device verified, as a verified weight of
+    :meth:`Crossbar.sample_chip`. The programming variation is ``min(verified_sigma, sigma)``; a realistic-chip
+    ``device_model`` (``quantize``) also quantizes the weight onto its differential pairs and gives it the chip's
+    stuck devices, drift at ``drift_time`` and drift compensation (:func:`neft.chip.effects.sample`, with their own
+    draws from ``generator``), which verification does not remove.
+
+    Args:
+        device_model: the chip's device model (its effects applied).
+        weight: the weight as tuned, any Conv/Linear shape.
+        sigma: the chip's relative device variation; verified_sigma: a verified device's residual, both in [0, 1].
+        generator: draws on its device (None: torch's global RNG).
+
+    Returns:
+        ``dW`` shaped like ``weight``, on its device, detached; zeros for a Gaussian device model at residual 0.
+
+    Raises:
+        SettingError: an invalid sigma or verified_sigma.
+    """
+    sigma = check_sigma(sigma)
+    residual = min(check_sigma(verified_sigma, "verified_sigma"), sigma)
+    with torch.no_grad():
+        if device_model.quantize:
+            scale = torch.full_like(weight, residual / sigma if sigma else 1.0)
+            return _sample(device_model, weight, sigma, generator, verified_scale=scale)
+        if residual == 0:
+            return torch.zeros_like(weight)
+        return _sample(device_model, weight, residual, generator)
 
 
 class Crossbar:

@@ -68,11 +68,11 @@ def _add_chip_repair_arguments(p: argparse.ArgumentParser) -> None:
                         "frozen), then write it with verification (TSB; default: %(default)s: off)")
     p.add_argument("--chip-tune-taps", nargs="+", default=None, metavar="MODULE",
                    help="modules after which the block is inserted, outputs of one channel count (default: the "
-                        "model's own, e.g. features.1 for lenet5)")
-    p.add_argument("--chip-tune-lr", type=float, default=1e-2,
-                   help="Adam learning rate of the block (default: %(default)s)")
-    p.add_argument("--chip-tune-batch", type=int, default=64,
-                   help="training images per tuning step (default: %(default)s)")
+                        "model's own, e.g. features.1 for lenet5); with --chip-tune only")
+    p.add_argument("--chip-tune-lr", type=float, default=None,
+                   help="Adam learning rate of the block (default: 0.01); with --chip-tune only")
+    p.add_argument("--chip-tune-batch", type=int, default=None,
+                   help="training images per tuning step (default: 64); with --chip-tune only")
 
 
 def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,24 +112,32 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_evaluate(args) -> None:
+    from neft.deployment.fixes import TUNING_SETTINGS, check_tuning_used
     from neft.evaluation import EvalConfig
-    from neft.runs.evaluate import check_outputs, evaluate_run, sweep_names
+    from neft.runs.evaluate import check_outputs, evaluate_run, finished_points, sweep_names
 
+    tuning = {name: getattr(args, name) for name in TUNING_SETTINGS if getattr(args, name) is not None}
     settings = EvalConfig(
         sigmas=args.sigmas, runs=args.runs, seed=args.seed, device_model=args.device_model,
         test_subset=args.test_subset, batch_size=args.batch_size, chips_per_pass=args.chips_per_pass,
         ci_target=args.ci_target, precision=args.precision, memory_format=args.memory_format,
         compile={"on": True, "off": False}.get(args.compile, args.compile),
         verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
-        recalibrate_bn=args.recalibrate_bn, chip_tune=args.chip_tune, chip_tune_taps=args.chip_tune_taps,
-        chip_tune_lr=args.chip_tune_lr, chip_tune_batch=args.chip_tune_batch, **chip_settings(args),
+        recalibrate_bn=args.recalibrate_bn, chip_tune=args.chip_tune, **tuning, **chip_settings(args),
         **circuit_settings(args),
     )
+    check_tuning_used(settings, tuning)  # a tuning flag without --chip-tune, even at its default value
     # a sweep writes one result file per point ({name}_wv{fraction}_t{time}): every point and file checked first
     points = sweep_names(args.name, write_verify=args.write_verify, drift_time=args.drift_times)
     sweep = {name: dataclasses.replace(settings, **point).check() for name, point in points}
-    check_outputs(args.run_dir, list(sweep), args.overwrite)
+    # an interrupted sweep resumes: the points it finished with these settings are kept, not recomputed
+    finished = finished_points(args.run_dir, sweep, args.label) if len(sweep) > 1 and not args.overwrite else []
+    check_outputs(args.run_dir, [name for name in sweep if name not in finished], args.overwrite)
     for name, config in sweep.items():
+        if name in finished:
+            if distributed.is_main():
+                print(f"kept {Path(args.run_dir) / (name + '.json')}: finished earlier with these settings")
+            continue
         results = evaluate_run(args.run_dir, config, data_dir=args.data_dir, device=args.device, name=name,
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
         if distributed.is_main():

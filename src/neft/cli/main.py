@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = None  # nothing more can be written; let the interpreter exit quietly
         return 0
     except KeyboardInterrupt:
-        print("neft: interrupted; rerun the same command with --resume (train) or as is (demo, reproduce)",
+        print("neft: interrupted; rerun the same command with --resume (train) or as is (evaluate, demo, reproduce)",
               file=sys.stderr)
         return 130
     except (ValueError, OSError, FloatingPointError, DatasetNotFoundError,  # OSError: also a full disk

@@ -20,7 +20,9 @@ def add_rcg_search_command(subparsers: argparse._SubParsersAction) -> None:
                                           "networks each, every point scored by the mean over its seeds of the 1st "
                                           "or 5th percentile of the accuracy over VAL_CHIPS programmed chips at "
                                           "--sigma on each run's validation split (docs/method.md, 'RCG'). "
-                                          "Resumable: finished runs are reused.")
+                                          "Resumable: finished runs of the same settings are reused "
+                                          "(OUT/scale{S}-seed{N}-{KEY}, KEY a digest of the other training "
+                                          "settings).")
     add_train_arguments(p)
     p.set_defaults(method="rcg")
     p.add_argument("--out", default="runs/rcg-search", help="output folder (default: %(default)s)")

@@ -103,6 +103,7 @@ def _resume_config(args):
     mismatch is refused by :func:`neft.training.trainer.train`, naming each differing value)."""
     from neft.chip import devices
     from neft.training import load_config
+    from neft.training.resume import resume_hint
 
     config = load_config(args.out)
     chip = chip_settings(args)  # chip flags given with --resume must be the run's own chip settings
@@ -114,5 +115,5 @@ def _resume_config(args):
         values = "; ".join(f"{name}: {trained.get(name)!r} in the run, {value!r} given"
                            for name, value in changed.items())
         raise ValueError(f"cannot resume {str(args.out)!r} with different settings ({', '.join(changed)}): {values}; "
-                         "give only the run (--resume --out RUN) or the original settings, or another run directory")
+                         f"{resume_hint(Path(args.out))}")
     return config

@@ -7,34 +7,40 @@ For every chip, in this fixed order:
 2. BatchNorm recalibration (``recalibrate_bn`` = N > 0, :mod:`neft.deployment.recalibration`): running statistics
    re-estimated through the chip from the first N of the training images given;
 3. the tuned block (``chip_tune`` = STEPS > 0, :mod:`neft.deployment.tuned_block`): tuned for STEPS optimizer steps
-   through the chip (with the recalibrated statistics when 2 is on), then written to the chip with verification;
+   through the chip (with the recalibrated statistics when 2 is on), then written to the chip with verification
+   (:func:`neft.chip.crossbar.written_weight_error`: the residual variation and a realistic chip's effects);
 4. the chip is tested.
 
-At sigma 0 without read noise every chip is the trained network and nothing is fixed. :meth:`ChipFixes.cost` is
+With a fix on, every sigma runs the same procedure: at sigma 0 each chip is the trained network, fixed like any
+other. :meth:`ChipFixes.cost` is
 what one chip's fixes cost (recorded as ``deployment_cost`` in ``results.json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 
-from neft.chip.crossbar import Crossbar, make_generator
+from neft.chip.crossbar import Crossbar, make_generator, written_weight_error
 from neft.common.errors import SettingError, check_count
 from neft.common.seeds import fix_seed
 from neft.deployment import tuned_block as chiptune
 from neft.deployment.recalibration import batchnorm_layers, recalibrate_bn
 
-__all__ = ["ChipFixes", "check_settings"]
+__all__ = ["ChipFixes", "check_settings", "check_tuning_used", "TUNING_SETTINGS"]
+
+TUNING_SETTINGS = ("chip_tune_taps", "chip_tune_lr", "chip_tune_batch")  # settings of the tuned block only
 
 
 def check_settings(config) -> None:
     """Check the fix settings of an :class:`neft.evaluation.config.EvalConfig`: ``recalibrate_bn`` and ``chip_tune``
     integers >= 0, ``chip_tune_batch`` an integer >= 1, ``chip_tune_lr`` a finite number > 0, ``chip_tune_taps``
-    None or a list of module names.
+    None or a list of module names, and none of them changed from its default while ``chip_tune`` is 0
+    (:func:`check_tuning_used`).
 
     Raises:
         SettingError: naming the setting.
@@ -50,6 +56,24 @@ def check_settings(config) -> None:
     if taps is not None and (isinstance(taps, str) or not all(isinstance(t, str) and t for t in taps)):
         raise SettingError("chip_tune_taps", f"chip_tune_taps must be a list of module names, e.g. ['features.1'], "
                                              f"got {taps!r}")
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    check_tuning_used(config, [name for name in TUNING_SETTINGS if getattr(config, name) != defaults[name]])
+
+
+def check_tuning_used(config, given: Iterable[str]) -> None:
+    """Refuse settings of the tuned block (``given``: names from :data:`TUNING_SETTINGS`, e.g. those changed from
+    their defaults or written on the command line) while the block is off (``config.chip_tune`` 0): they would have
+    no effect.
+
+    Raises:
+        SettingError: naming the first such setting (and the others), before any work.
+    """
+    unused = [name for name in TUNING_SETTINGS if name in set(given)]
+    if unused and not config.chip_tune:
+        flags = ", ".join(f"{name} (--{name.replace('_', '-')})" for name in unused)
+        raise SettingError(unused[0], f"{flags} set{'s' if len(unused) == 1 else ''} the tuned block, which is off "
+                                      "(chip_tune 0), so it would have no effect: turn the block on with chip_tune="
+                                      "STEPS (--chip-tune STEPS) or drop it")
 
 
 class ChipFixes:
@@ -126,9 +150,10 @@ class ChipFixes:
             generator = make_generator(fix_seed(chip_seed))
             weight = chiptune.tune(model, {**weights, **extras}, self.images, self.labels, config.chip_tune,
                                    batch_size=config.chip_tune_batch, lr=config.chip_tune_lr, generator=generator)
-            residual = min(config.verified_sigma, sigma)
-            if residual > 0:  # written with write-verify: a verified device keeps the residual variation
-                weight = weight + self.crossbar.device_model.sample(weight.cpu(), residual, generator).to(weight)
+            # written with write-verify: the residual variation, and a realistic chip's quantization, stuck devices
+            # and drift (verification does not remove them)
+            weight = weight + written_weight_error(self.crossbar.device_model, weight, sigma, generator,
+                                                   config.verified_sigma)
             extras[f"{chiptune.BLOCK}.weight"] = weight
         return extras
 

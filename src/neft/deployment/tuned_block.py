@@ -11,7 +11,8 @@ written with write-verify. No code was published; neft's block is its own readin
 * on each chip it is trained for ``steps`` Adam steps on batches of training images (drawn from the chip's own
   seed), the chip's backbone frozen (its perturbed weights and BatchNorm statistics held fixed, eval mode);
 * then it is written to the chip with verification: a write-verified device keeps the residual variation
-  ``min(verified_sigma, sigma)`` (0: exact), drawn from the chip's seed.
+  ``min(verified_sigma, sigma)`` (0: no programming error), and a realistic chip quantizes it and gives it its
+  stuck devices and drift (:func:`neft.chip.crossbar.written_weight_error`), drawn from the chip's seed.
 
 The block lives on the model only while :func:`installed` is active (a submodule ``neft_chip_block`` and forward
 hooks on the taps); ``functional_call`` passes each chip's tuned weight as ``neft_chip_block.weight``.

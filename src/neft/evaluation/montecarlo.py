@@ -46,7 +46,7 @@ from neft.evaluation.metrics import PredictionAccumulator, accuracy_summary, ci_
 from neft.evaluation.non_finite import non_finite_cause
 from neft.evaluation.precision import CHECK_CHIPS, choose_precision
 
-__all__ = ["evaluate", "SCHEMA_VERSION"]
+__all__ = ["evaluate", "check_network", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 7  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
 # write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
@@ -136,6 +136,29 @@ def _evaluate_checked(model: nn.Module, images: torch.Tensor, labels: torch.Tens
             "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
 
 
+def check_network(model: nn.Module, config: EvalConfig, *, fix_images: torch.Tensor | None = None,
+                  fix_labels: torch.Tensor | None = None, calibration_images: torch.Tensor | None = None,
+                  **_unused) -> None:
+    """The checks :func:`evaluate` makes of ``model`` before its Monte Carlo work, without that work: the network
+    mapped to ``config``'s chip (its circuit calibrated), the per-chip fixes prepared and the tuned block inserted
+    once. For refusing, before a network is trained, evaluation settings that its evaluation could only refuse
+    (e.g. ``recalibrate_bn`` for a model without BatchNorm, tuned-block taps it lacks).
+
+    Args:
+        model: the network, trained or not (its weights do not matter; never modified).
+        config: checked settings (:meth:`EvalConfig.check`).
+        fix_images, fix_labels, calibration_images: as :func:`evaluate` would get them (other keywords of
+            :func:`evaluate`, e.g. ``sensitivity_images``, are accepted and unused).
+
+    Raises:
+        SettingError: naming the setting the network cannot satisfy.
+    """
+    with eval_mode(model), torch.no_grad():
+        crossbar, _ = _mapped_network(model, config.chip(), calibration_images)
+        with chipfix.ChipFixes(crossbar, config, fix_images, fix_labels).installed():
+            pass
+
+
 def _checked_config(config: EvalConfig | None, sigmas, settings: dict) -> EvalConfig:
     """The checked settings of :func:`evaluate`: a copy of ``config`` (None: the defaults) with the ``settings``
     keywords and ``sigmas`` (when given) replacing its fields.
@@ -202,7 +225,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
             if chips_per_pass == "auto":
                 chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, config.memory_format)
             if compile == "auto":
-                noisy_chips = runs * sum(_noisy(crossbar, sigma) for sigma in sigmas)
+                noisy_chips = runs * sum(_noisy(crossbar, sigma, fixes) for sigma in sigmas)
                 compile = device.type == "cpu" and not circuit.settings.active and (  # per-tile graphs: minutes
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
@@ -211,7 +234,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
         if forward.compiled:
             bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")
         images = forward.images(images)
-        noisy = [sigma for sigma in sigmas if _noisy(crossbar, sigma)]
+        noisy = [sigma for sigma in sigmas if _noisy(crossbar, sigma, fixes)]
         check_config = dataclasses.replace(config, runs=min(CHECK_CHIPS, runs), ci_target=None)
 
         def measure(dtype):  # per-run accuracies of the first chips at the first noisy sigma, autocast to dtype
@@ -229,7 +252,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
                                     batch_size, bar, verified, fixes)
                 )
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
-                                            "compiled": forward.compiled and _noisy(crossbar, sigma)}
+                                            "compiled": forward.compiled and _noisy(crossbar, sigma, fixes)}
     return results, precision, check
 
 
@@ -253,9 +276,10 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def _noisy(crossbar, sigma: float) -> bool:
-    """Whether chips at ``sigma`` differ from the clean network: variation, read noise or a realistic chip."""
-    return sigma > 0 or crossbar.device_model.read_sigma > 0 or crossbar.device_model.quantize
+def _noisy(crossbar, sigma: float, fixes) -> bool:
+    """Whether chips at ``sigma`` differ from the clean network: variation, read noise, a realistic chip or a per-chip
+    fix (``fixes`` active: every chip is fixed, at sigma 0 too, so a fixed curve has no unfixed point)."""
+    return sigma > 0 or crossbar.device_model.read_sigma > 0 or crossbar.device_model.quantize or fixes.active
 
 
 def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float) -> int | None:
@@ -274,7 +298,7 @@ def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sig
     """All runs at one sigma; see :func:`evaluate`."""
     started = time.perf_counter()
     accumulator = PredictionAccumulator(images.shape[0], num_classes, images.device)
-    if _noisy(crossbar, sigma):
+    if _noisy(crossbar, sigma, fixes):
         accuracies, accumulator = _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config,
                                                    batch_size, bar, verified, fixes, accumulator)
     else:

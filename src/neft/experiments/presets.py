@@ -31,10 +31,11 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib
 
-from neft import data
+from neft import data, models
 from neft.chip.device_checks import check_sigma
 from neft.evaluation import EvalConfig, parse_sigmas
 from neft.experiments.cells import SAME_SEED_VANILLA, _eval_config, _train_config
+from neft.runs.evaluate import check_network_settings
 from neft.training import TrainConfig, variants
 
 __all__ = ["load_preset"]
@@ -64,9 +65,35 @@ def _check_preset(preset: dict, source: str) -> dict:
     except ValueError as error:
         raise ValueError(f"{source}: [evaluate] {getattr(error, 'setting', '')}: {error}") from None
     train_table = preset["train"]
-    data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1,
-              image_size=train_table.get("image_size"))
+    dataset = data.load(train_table.get("dataset", TrainConfig.dataset), train_table.get("data_dir"), test_subset=1,
+                        image_size=train_table.get("image_size"))
+    _check_networks(preset, dataset, source)
     return preset
+
+
+def _check_networks(preset: dict, dataset: data.ImageDataset, source: str) -> None:
+    """Refuse [evaluate] settings that the cells' networks cannot satisfy (e.g. ``recalibrate_bn`` for a model
+    without BatchNorm, ``chip_tune_taps`` a model lacks), which the evaluation would refuse only after the first
+    cell trained: each distinct network of the methods is built untrained and checked
+    (:func:`neft.runs.evaluate.check_network_settings`)."""
+    experiment = preset["experiment"]
+    checked = set()
+    for spec in experiment["methods"]:
+        sigma = experiment["train_sigmas"][0]
+        config = _train_config(preset, spec, sigma, experiment["seeds"][0])
+        network = json.dumps([config.model, config.width, config.model_args, config.device_model], default=str)
+        if network in checked:
+            continue
+        checked.add(network)
+        model = models.create(config.model, dataset.num_classes, dataset.in_channels, config.width, config.init,
+                              config.model_args)
+        try:
+            check_network_settings(model, _eval_config(preset, spec, sigma), dataset, config.sigma,
+                                   config.device_model)
+        except ValueError as error:
+            raise ValueError(f"{source}: [evaluate] {getattr(error, 'setting', '')}: {error} (the {config.model} "
+                             f"networks of [experiment] methods {spec!r}); every cell's evaluation would fail after "
+                             "its training, so nothing was trained") from None
 
 
 def _check_tables(preset: dict, source: str) -> None:

@@ -10,14 +10,17 @@ sigma, on each run's **validation** split (the test set stays out of the choice)
 PGD-style worst-case weight attack instead; neft uses the realistic worst case over random chips that RCG's paper
 optimises.
 
-Every network is an ordinary run directory ``out/scale{S}-seed{N}`` (resumable: finished runs are reused), and
-``out/search.json`` / ``out/search.csv`` list each point with its per-seed scores.
+Every network is an ordinary run directory ``out/scale{S}-seed{N}-{KEY}`` (resumable: finished runs are reused),
+``KEY`` a digest of the search's other training settings (:func:`settings_key`), so a search with other settings
+never reuses or relabels an earlier search's networks and scores; ``out/search.json`` / ``out/search.csv`` list
+each point with its per-seed scores.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -30,7 +33,7 @@ from neft.store import checkpoint
 from neft.training import TrainConfig, train
 from neft.training.selection import _validation_size
 
-__all__ = ["SCORES", "search"]
+__all__ = ["SCORES", "search", "settings_key"]
 
 SCORES = ("p1", "p5")  # percentiles of the Monte Carlo accuracy over validation chips (metrics.accuracy_summary)
 _GOLDEN = (math.sqrt(5) - 1) / 2
@@ -58,6 +61,20 @@ def _check(base: TrainConfig, low: float, high: float, points: int, seeds, score
     for scale in (low, high):
         dataclasses.replace(base, rcg_scale=scale).check()
     return seeds
+
+
+def settings_key(base: TrainConfig) -> str:
+    """The first 8 hex digits of the SHA-256 of the training settings every network of a search shares: all
+    :class:`TrainConfig` fields, checked (defaults filled in), but ``rcg_scale`` and ``seed`` (set per network) and
+    where a run computes (``device``, ``data_dir``, ``tensorboard``).
+
+    Raises:
+        SettingError: an invalid setting of ``base``.
+    """
+    checked = dataclasses.asdict(dataclasses.replace(base).check())
+    shared = {name: value for name, value in checked.items()
+              if name not in {"rcg_scale", "seed"} | checkpoint.WHERE_SETTINGS}
+    return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def _score_run(config: TrainConfig, run_dir: Path, score: str, val_chips: int, progress: bool) -> dict:
@@ -99,13 +116,15 @@ def search(base: TrainConfig, out: str | Path, *, low: float = 0.5, high: float 
         progress: progress bars while training.
 
     Returns:
-        ``{"settings", "points": [{"scale", "scores", "score", "val_mean"}, ...] (in the order trained),
-        "best": {"scale", "score"}}``, also written to ``out/search.json``; scales rounded to 4 significant digits.
+        ``{"settings" (with ``key``, :func:`settings_key`), "points": [{"scale", "runs" (the run directories'
+        names in ``out``, one per seed), "scores", "score", "val_mean"}, ...] (in the order trained), "best":
+        {"scale", "score"}}``, also written to ``out/search.json``; scales rounded to 4 significant digits.
 
     Raises:
         SettingError: (a ``ValueError``) naming a bad setting, before any training.
     """
     seeds = _check(base, low, high, points, seeds, score, val_chips)
+    key = settings_key(base)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scored: dict[float, dict] = {}
@@ -113,9 +132,10 @@ def search(base: TrainConfig, out: str | Path, *, low: float = 0.5, high: float 
     def evaluate(scale: float) -> float:
         scale = float(f"{scale:.4g}")
         if scale not in scored:
-            runs = [_score_run(dataclasses.replace(base, rcg_scale=scale, seed=seed),
-                               out / f"scale{scale:g}-seed{seed}", score, val_chips, progress) for seed in seeds]
-            scored[scale] = {"scale": scale, "scores": [run[score] for run in runs],
+            names = [f"scale{scale:g}-seed{seed}-{key}" for seed in seeds]
+            runs = [_score_run(dataclasses.replace(base, rcg_scale=scale, seed=seed), out / name, score, val_chips,
+                               progress) for seed, name in zip(seeds, names)]
+            scored[scale] = {"scale": scale, "runs": names, "scores": [run[score] for run in runs],
                              "score": sum(run[score] for run in runs) / len(runs),
                              "val_mean": sum(run["mean"] for run in runs) / len(runs)}
         return scored[scale]["score"]
@@ -133,8 +153,8 @@ def search(base: TrainConfig, out: str | Path, *, low: float = 0.5, high: float 
             d = a + _GOLDEN * (b - a)
             fd = evaluate(d)
     best = max(scored.values(), key=lambda point: point["score"])
-    summary = {"settings": {"train": dataclasses.asdict(base), "low": low, "high": high, "points": points,
-                            "seeds": seeds, "score": score, "val_chips": val_chips},
+    summary = {"settings": {"train": dataclasses.asdict(base), "key": key, "low": low, "high": high,
+                            "points": points, "seeds": seeds, "score": score, "val_chips": val_chips},
                "points": list(scored.values()), "best": {"scale": best["scale"], "score": best["score"]}}
     (out / "search.json").write_text(json.dumps(summary, indent=1))
     _write_csv(out / "search.csv", list(scored.values()), score, seeds)

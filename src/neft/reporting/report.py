@@ -8,7 +8,7 @@ from :mod:`neft.reporting.plots` and :mod:`neft.reporting.chip_plots`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from neft.data.normalisation import describe as describe_normalisation
@@ -17,6 +17,7 @@ from neft.reporting.labels import _base_label, _device_name, _labels, _trained_o
 from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
 from neft.reporting.results import check_result, load_results, training_sigma
 from neft.reporting.tables import comparison_rows, markdown_table, write_csv
+from neft.store.lock import disk_error, staged_writes
 from neft.training import objectives
 
 __all__ = ["write_report"]
@@ -59,23 +60,27 @@ def write_report(
             ``name`` in a run directory that is one of its own files (``RUN_FILES``), even with ``overwrite``.
         FileExistsError: the report's files exist and ``overwrite`` is False.
         FileNotFoundError: a path does not exist or holds no results file.
+        OSError: a write failed (full disk, read-only folder): nothing of the report is left behind and the message
+            names the file (:func:`neft.store.lock.staged_writes`).
     """
     results = _gather(paths_or_results, labels)
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
     plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
     _check_out_dir(out_dir, name, plot_name, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise disk_error(out_dir, error) from None
     title = title or "Robustness comparison"
-    paths = {
-        "markdown": out_dir / f"{name}.md",
-        "csv": write_csv(rows, out_dir / f"{name}.csv"),
-        "plot": plot(results, out_dir / plot_name, title),
-    }
+    paths = {"markdown": out_dir / f"{name}.md", "csv": out_dir / f"{name}.csv", "plot": out_dir / plot_name}
     intro = "\n\n".join(part for part in (notes, _setup(results, rows), _training_setup(results)) if part)
     text = f"# {title}\n\n{intro}\n\n{markdown_table(rows)}\n![Accuracy and EKL vs sigma]({plot_name})\n"
-    text += _extra_plots(results, out_dir, name, paths)
-    paths["markdown"].write_text(text)
+    with staged_writes() as stage:  # all files or none: a full disk leaves no partial report behind
+        write_csv(rows, stage(paths["csv"]))
+        plot(results, stage(paths["plot"]), title)
+        text += _extra_plots(results, out_dir, name, paths, stage)
+        stage(paths["markdown"]).write_text(text)
     return paths
 
 
@@ -134,19 +139,23 @@ def _setup(results: list[dict], rows: list[dict]) -> str:
     )
 
 
-def _extra_plots(results: list[dict], out_dir: Path, name: str, paths: dict[str, Path]) -> str:
-    """Write the plots only some reports have, adding them to ``paths``: accuracy against the fraction
-    write-verified for a write-verify sweep, and accuracy against time for networks read at several times after
-    programming. Returns the markdown image links."""
+def _extra_plots(results: list[dict], out_dir: Path, name: str, paths: dict[str, Path],
+                 stage: Callable[[Path], Path]) -> str:
+    """Write the plots only some reports have (each to ``stage(path)``, :func:`neft.store.lock.staged_writes`),
+    adding their paths to ``paths``: accuracy against the fraction write-verified for a write-verify sweep, and
+    accuracy against time for networks read at several times after programming. Returns the markdown image
+    links."""
     text = ""
     if write_verify_curves(results):  # a write-verify sweep: accuracy against the fraction verified, too
         wv_name = f"{name}_write_verify.png"
-        paths["write_verify"] = plot_write_verify(results, out_dir / wv_name)
+        paths["write_verify"] = out_dir / wv_name
+        plot_write_verify(results, stage(paths["write_verify"]))
         text += f"\n![Accuracy vs fraction write-verified]({wv_name})\n"
     drift = chip_report.drift_curves(results, [_base_label(r) + chip_report.chip_label(r, with_time=False)
                                                + _trained_on(r) for r in results])
     if drift:  # networks read at several times after programming: accuracy against time, too
-        paths["drift"] = chip_report.plot_drift(drift, out_dir / f"{name}_drift.png")
+        paths["drift"] = out_dir / f"{name}_drift.png"
+        chip_report.plot_drift(drift, stage(paths["drift"]))
         text += f"\n![Accuracy vs time after programming]({name}_drift.png)\n"
     return text
 

@@ -26,13 +26,14 @@ from neft.common.compute import resolve_device
 from neft.common.errors import SettingError
 from neft.common.seeds import fix_seed, verify_seed
 from neft.evaluation import EvalConfig, evaluate
+from neft.evaluation.montecarlo import check_network
 from neft.reporting.report import RUN_FILES
 from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training import epochs_trained, objectives
 
 __all__ = ["evaluate_run", "UnfinishedRunWarning", "CircuitMismatchWarning", "output_paths", "sweep_names",
-           "check_outputs", "SENSITIVITY_IMAGES", "FIX_IMAGES"]
+           "check_outputs", "SENSITIVITY_IMAGES", "FIX_IMAGES", "check_network_settings", "finished_points"]
 
 SENSITIVITY_IMAGES = 1024  # training images (a seeded draw) for verify_select="swim" (neft.deployment.write_verify)
 FIX_IMAGES = 4096  # training images (a seeded draw) the per-chip fixes draw from (more if recalibrate_bn asks)
@@ -103,6 +104,29 @@ def check_outputs(run_dir: str | Path, names: list[str], overwrite: bool = False
             if path.exists() and not overwrite:
                 raise FileExistsError(f"{str(path)!r} already exists; replace it with overwrite=True "
                                       "(--overwrite) or keep both with another name (--name)")
+
+
+def finished_points(run_dir: str | Path, sweep: dict[str, EvalConfig], label: str | None = None) -> list[str]:
+    """The points of a sweep (``{name: settings}``, :func:`sweep_names`) that an earlier run of the same sweep
+    finished: all three result files of the name exist and its ``{name}.json`` records the same evaluation settings
+    (resolved as :func:`evaluate_run` resolves them), the same number of trained epochs of the run and, when
+    ``label`` is given, that label. An interrupted sweep keeps these and evaluates only the others; a point made
+    with other settings is not finished (its files block the sweep unless overwritten)."""
+    finished = []
+    for name, config in sweep.items():
+        outputs = output_paths(run_dir, name)
+        if not all(path.is_file() for path in outputs):
+            continue
+        try:
+            saved = json.loads(outputs[0].read_text())
+            wanted = json.loads(json.dumps(_resolved(config, saved["train_sigma"],
+                                                     saved["train_device_model"]).to_dict()))
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable or another schema: not this sweep's point
+            continue
+        if (saved.get("evaluation") == wanted and saved.get("epochs_trained") == epochs_trained(run_dir)
+                and (label is None or saved.get("label") == label)):
+            finished.append(name)
+    return finished
 
 
 def _trained_normalisation(dataset: data.ImageDataset, stats: dict | None) -> data.ImageDataset:
@@ -209,14 +233,12 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         if distributed.is_main():
             runlock.check_writable(run_dir)  # before the Monte Carlo work, not after it
         network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
-        sigmas = config.sigmas if config.sigmas is not None else [0.0, meta["sigma"]]
-        chosen = dataclasses.replace(config, sigmas=sigmas,
-                                     device_model=devices.get(config.device_model or meta["device_model"]))
+        chosen = _resolved(config, meta["sigma"], meta["device_model"])
         dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
                             test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
         data.check_classes(dataset, meta.get("dataset_stats"), f"run {run_dir}")
         dataset = _trained_normalisation(dataset, meta.get("dataset_stats"))
-        return network, meta, chosen.check(), dataset
+        return network, meta, chosen, dataset
 
     model, meta, chosen, dataset = distributed.agree(prepare)
     planned, trained = meta["config"].get("epochs"), epochs_trained(run_dir)
@@ -259,6 +281,35 @@ def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> Non
                   f"{'through' + evaluated.label() if evaluated.label() else 'without it'}: its accuracy is that of "
                   f"another chip than it learnt on (labels say so); evaluate with {flags} for the chip it was "
                   "trained for", CircuitMismatchWarning, stacklevel=4)
+
+
+def _resolved(config: EvalConfig, train_sigma: float, train_device_model) -> EvalConfig:
+    """``config`` as :func:`evaluate_run` runs it for a network trained at ``train_sigma`` on ``train_device_model``
+    (a name, file or dict): ``sigmas`` None becomes 0 and the training sigma, ``device_model`` None the trained
+    one; checked.
+
+    Raises:
+        SettingError: an invalid setting.
+    """
+    sigmas = config.sigmas if config.sigmas is not None else [0.0, train_sigma]
+    return dataclasses.replace(config, sigmas=sigmas,
+                               device_model=devices.get(config.device_model or train_device_model)).check()
+
+
+def check_network_settings(model: torch.nn.Module, config: EvalConfig, dataset: data.ImageDataset,
+                           train_sigma: float, train_device_model) -> None:
+    """Refuse, before a network is trained, evaluation settings that :func:`evaluate_run` of its run could only
+    refuse after the training: ``config`` resolved for the run (:func:`_resolved`) and checked against ``model``
+    (trained or not) with the training images of ``dataset`` the evaluation would use
+    (:func:`neft.evaluation.montecarlo.check_network`), on the CPU.
+
+    Raises:
+        SettingError: naming the setting, e.g. ``recalibrate_bn`` for a model without BatchNorm or
+            ``chip_tune_taps`` that the model lacks.
+    """
+    chosen = _resolved(config, train_sigma, train_device_model)
+    drawn, _ = _training_images(dataset, chosen, torch.device("cpu"))
+    check_network(model, chosen, **drawn)
 
 
 def _training_images(dataset: data.ImageDataset, chosen: EvalConfig,
@@ -314,19 +365,10 @@ def _results_record(evaluation: dict, run_dir: Path, meta: dict, chosen: EvalCon
 
 
 def _write_outputs(results: dict, outputs: list[Path], title: str) -> None:
-    """Write the CSV, the plot and then the JSON of :func:`output_paths`, each first to a hidden temporary in the
-    same folder: a results.json marks a finished evaluation, and a failed write (full disk) leaves no file behind
-    that would block the same command's rerun."""
-    temporaries = [path.with_name(f".{path.stem}.tmp{path.suffix}") for path in outputs]
-    try:
-        reporting.write_csv(reporting.comparison_rows([results]), temporaries[1])
-        reporting.plot([results], temporaries[2], title=title)
-        temporaries[0].write_text(json.dumps(results, indent=1))
-        for temporary, path in zip(temporaries[::-1], outputs[::-1]):  # the JSON last
-            temporary.replace(path)
-    except BaseException as error:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise runlock.disk_error(outputs[0].parent, error) from None
-        raise
+    """Write the CSV, the plot and then the JSON of :func:`output_paths` all or none
+    (:func:`neft.store.lock.staged_writes`): a results.json marks a finished evaluation, and a failed write (full
+    disk) leaves no file behind that would block the same command's rerun."""
+    with runlock.staged_writes() as stage:
+        reporting.write_csv(reporting.comparison_rows([results]), stage(outputs[1]))
+        reporting.plot([results], stage(outputs[2]), title=title)
+        stage(outputs[0]).write_text(json.dumps(results, indent=1))

@@ -16,10 +16,10 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["RunLockedError", "hold", "lock_path", "check_writable", "disk_error"]
+__all__ = ["RunLockedError", "hold", "lock_path", "check_writable", "disk_error", "staged_writes"]
 
 
 class RunLockedError(FileExistsError):
@@ -41,6 +41,39 @@ def disk_error(path: str | Path, error: OSError) -> OSError:
                       "directory")
     failure.errno = error.errno  # the message alone, without the "[Errno N]" prefix
     return failure
+
+
+@contextlib.contextmanager
+def staged_writes() -> Iterator[Callable[[str | Path], Path]]:
+    """Write several files all or none: inside the block, ``stage(path)`` returns a hidden temporary
+    ``.{stem}.tmp{suffix}`` beside ``path`` to write instead; when the block ends, each temporary replaces its path
+    in the order staged (stage the file that marks the whole as finished last). When the block raises, every
+    temporary is removed and no path is touched, so a failed write (full disk) leaves nothing behind that would
+    block the same command's rerun.
+
+    Raises:
+        OSError: a write failed, from :func:`disk_error` naming the file being written (the folder of the first
+            staged file when the error does not say); other errors pass unchanged.
+    """
+    staged: list[tuple[Path, Path]] = []
+
+    def stage(path: str | Path) -> Path:
+        path = Path(path)
+        staged.append((path.with_name(f".{path.stem}.tmp{path.suffix}"), path))
+        return staged[-1][0]
+
+    try:
+        yield stage
+        for temporary, path in staged:
+            temporary.replace(path)
+    except BaseException as error:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            named = {str(temporary): path for temporary, path in staged}
+            where = named.get(str(error.filename), staged[0][1].parent if staged else error.filename)
+            raise disk_error(where, error) from None
+        raise
 
 
 def check_writable(directory: str | Path) -> None:

@@ -50,13 +50,20 @@ def _check_resume_settings(config: TrainConfig, out: Path) -> None:
     if changed:
         values = "; ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} given" for k in changed)
         raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}): {values}; "
-                         "give only the run (--resume --out RUN) or the original settings, or another run directory")
+                         f"{resume_hint(out)}")
     source = recorded.get(RECORDED, {}).get("model_source")
     if source and models.registry.describe(config.model)["sha256"] != source["sha256"]:
         raise ValueError(f"cannot resume {str(out)!r}: the model source {source['file']} changed since the run "
                          f"was trained (sha256 {source['sha256'][:12]}... in the run, "
                          f"{models.registry.describe(config.model)['sha256'][:12]}... now); restore the file or "
                          "train a new run")
+
+
+def resume_hint(out: Path) -> str:
+    """What to do when a resume is refused for other settings: the run's own are in its config.json (never
+    ``--overwrite``, which would delete its trained epochs)."""
+    return (f"the run's settings are in {str(out / 'config.json')!r}: resume with those (give only --resume --out "
+            f"{out}), or train the new settings into another run directory (--out)")
 
 
 def save_last(run: Run) -> None:
@@ -92,14 +99,15 @@ def restore(run: Run, saved: dict) -> None:
     # a last.pt written before it recorded its settings has none: then its weights' shapes tell
     values = checkpoint.settings_changes(saved.get("config", {}), dataclasses.asdict(run.config), "last.pt",
                                          "this run")
+    config = str(run.out / "config.json")
+    fixes = (f"or {config!r} was edited since it was written: restore the run's settings in config.json or put back "
+             "the run's own last.pt; to train other settings, use another run directory (--out)")
     if values:
-        raise ValueError(f"{str(run.out / 'last.pt')!r} belongs to another run ({values}); start this "
-                         "one afresh with overwrite=True (--overwrite), or resume the run it came from")
+        raise ValueError(f"{str(run.out / 'last.pt')!r} belongs to another run ({values}), {fixes}")
     mismatch = checkpoint.state_dict_mismatch(run.model.state_dict(), saved["model"])
     if mismatch:
         raise ValueError(f"{str(run.out / 'last.pt')!r} does not fit {run.config.model!r} (width "
-                         f"{run.config.width:g}): {mismatch}; it belongs to another run: start this one "
-                         "afresh with overwrite=True (--overwrite), or resume the run it came from")
+                         f"{run.config.width:g}): {mismatch}; it belongs to another run, {fixes}")
     run.model.load_state_dict(saved["model"])
     run.objective.modules().load_state_dict(saved["heads"])
     run.optimizer.load_state_dict(saved["optimizer"])

@@ -70,6 +70,8 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
     calibration, drawn = (calibration_sample(dataset, config.seed, device) if chip.circuit.calibrated
                           else (None, None))  # converter ranges from a class-mixed sample, at every epoch
     recorded = record(config, dataset, drawn)
+    if config.sigma > 0 or chip.circuit.active:  # a network without a crossbar-mapped layer: refused up front
+        Crossbar(model, chip.device_model)
     # the run directory is checked (and, to overwrite it, cleared) only once every setting was accepted
     resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                  else resume and (out / "last.pt").is_file())

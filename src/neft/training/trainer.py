@@ -36,7 +36,7 @@ from neft.training.config import TrainConfig
 from neft.training.log import EpochLog, show_epoch
 from neft.training.resume import _check_resume_settings, inherit_init, load_last, restore, save_last
 from neft.training.run import Run, start
-from neft.training.run_directory import _check_not_teacher
+from neft.training.run_directory import _check_not_teacher, config_stamp, remove_failed_start
 from neft.training.selection import _accuracy
 
 __all__ = ["train"]
@@ -83,17 +83,28 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     """
     out = Path(out)
     _check_request(config, out, resume, model)
+    created, stamp = not out.exists(), config_stamp(out)
     with runlock.hold(out, "neft train"):  # one writer per run directory
-        run = _start(config, out, resume, overwrite, model)
-        last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
-        bars = progress and log_name is None and sys.stderr.isatty()
-        for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
-            started = time.perf_counter()
-            totals = _train_epoch(run, epoch, bars)
-            row = _end_epoch(run, epoch, totals, started)
-            if progress and distributed.is_main():
-                show_epoch(row, config, run.objective.parts, run.selection.split, log_name, bars)
-        return _finish(run)
+        try:
+            run = _start(config, out, resume, overwrite, model)
+            _train_epochs(run, config.epochs if stop_after is None else min(config.epochs, stop_after), progress,
+                          log_name)
+            return _finish(run)
+        except BaseException:  # failed before its first epoch was saved: nothing half-made blocks the rerun
+            if distributed.is_main() and config_stamp(out) != stamp:  # (only what this start wrote)
+                remove_failed_start(out, created)
+            raise
+
+
+def _train_epochs(run: Run, last_epoch: int, progress: bool, log_name: str | None) -> None:
+    """Train the epochs after ``run``'s last one up to ``last_epoch``, each ended (scored, logged, saved) and shown."""
+    bars = progress and log_name is None and sys.stderr.isatty()
+    for epoch in range(run.state["epoch"] + 1, last_epoch + 1):
+        started = time.perf_counter()
+        totals = _train_epoch(run, epoch, bars)
+        row = _end_epoch(run, epoch, totals, started)
+        if progress and distributed.is_main():
+            show_epoch(row, run.config, run.objective.parts, run.selection.split, log_name, bars)
 
 
 def _check_request(config: TrainConfig, out: Path, resume: bool, model: torch.nn.Module | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from neft.common.errors import check_name
 from neft.reporting import chip_plots as chip_report
 from neft.reporting.labels import _base_label, _device_name, _labels
 from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
@@ -55,10 +56,15 @@ def write_report(
 
     Raises:
         ValueError: no results, ``labels`` of the wrong length, two results for the same (label, sigma), or a
-            ``name`` in a run directory that is one of its own files (``RUN_FILES``), even with ``overwrite``.
+            ``name`` in a run directory that is one of its own files (``RUN_FILES``), even with ``overwrite``;
+            SettingError (a ``ValueError``) for a ``name``, ``title`` or label that is not a line of printable text
+            (a line break or other control character, :func:`~neft.common.errors.check_name`).
         FileExistsError: the report's files exist and ``overwrite`` is False.
         FileNotFoundError: a path does not exist or holds no results file.
     """
+    check_name("name", name, "the report's file name")
+    if title is not None:
+        check_name("title", title, "the report's title")
     results = _gather(paths_or_results, labels)
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
@@ -96,7 +102,8 @@ def _gather(paths_or_results: Sequence[str | Path | dict] | str | Path, labels: 
         if len(labels) != len(results):
             raise ValueError(f"got {len(labels)} label(s) for {len(results)} result(s); give one label per result "
                              "(a run directory with several results files counts once per distinct evaluation)")
-        results = [{**result, "label": label} for result, label in zip(results, labels)]
+        results = [{**result, "label": check_name("labels", label, "a result's name in tables and plots")}
+                   for result, label in zip(results, labels)]
     return results
 
 

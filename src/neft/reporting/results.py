@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from neft.reporting.result_fields import check_fields
+
 __all__ = ["load_results", "check_result", "same_evaluation"]
 
 REQUIRED_KEYS = ("test_size", "per_sigma")
@@ -37,10 +39,12 @@ def _number(path: Path, field: str, value, low: float | None = None, high: float
 
 
 def check_result(result, path: str | Path = "a result") -> dict:
-    """Return ``result`` after checking it is a results dict an evaluation can produce (docs/results.md): a
-    non-empty ``per_sigma`` list; per point a sigma in [0, 1], runs >= 1, accuracies (mean, min, percentiles,
-    per-run values) in [0, 100] %, std and CI half-widths >= 0, EKL >= 0 and confidence in [0, 1]; a
-    ``test_size`` >= 1 and a ``train_sigma`` (when present) in [0, 1]. Booleans and NaN are no numbers.
+    """Return ``result`` after checking it is a results dict an evaluation can produce (docs/results.md): every
+    field of the type its table gives (:func:`neft.reporting.result_fields.check_fields`: a string, an integer, a
+    finite number, an object, ..., null only where the table allows it), a non-empty ``per_sigma`` list; per
+    point a sigma in [0, 1], runs >= 1, accuracies (mean, min, percentiles, per-run values) in [0, 100] %, std and
+    CI half-widths >= 0, EKL >= 0 and confidence in [0, 1]; a ``test_size`` >= 1 and a ``train_sigma`` (when
+    present) in [0, 1]. Booleans and NaN are no numbers.
 
     Raises:
         ValueError: naming ``path`` and the first bad field, e.g. ``per_sigma[0].accuracy.mean``.
@@ -51,6 +55,7 @@ def check_result(result, path: str | Path = "a result") -> dict:
     missing = [key for key in REQUIRED_KEYS if key not in result]
     if missing:
         raise ValueError(f"{path}: not a neft results file (missing keys: {', '.join(missing)})")
+    check_fields(result, path, _bad)
     _number(path, "test_size", result["test_size"], 1, integer=True)
     if result.get("train_sigma") is not None:
         _number(path, "train_sigma", result["train_sigma"], 0, 1)

@@ -21,7 +21,7 @@ import torch
 
 from neft import data, models
 from neft.chip import devices
-from neft.common.errors import SettingError
+from neft.common.errors import SettingError, check_name
 from neft.store import checkpoint
 from neft.training.config import RECORDED, TrainConfig, record
 from neft.training.run_directory import _prepare_out
@@ -101,13 +101,17 @@ def import_run(
         ``{"test_accuracy_clean": percent, "stripped_prefix": "module." or None, "state_dict_key": ...}``.
 
     Raises:
-        SettingError: (a ``ValueError``) for a bad setting, a model that does not build or does not return
+        SettingError: (a ``ValueError``) for a bad setting (an ``out`` or ``label`` with a line break or other
+            control character included), a model that does not build or does not return
             ``[B, num_classes]``, weights that do not fit it (missing, unexpected or mis-shaped keys).
         FileNotFoundError: no weights file or data set. RunExistsError: ``out`` holds a run.
     """
     config = TrainConfig(model=model, model_args=model_args, width=width, dataset=dataset, data_dir=data_dir,
                          image_size=image_size, method=method, sigma=sigma, device_model=device_model,
                          init="torch", epochs=1, select_on="test", validation=0.0).check()
+    check_name("out", str(out), "the run directory")
+    if label is not None:
+        check_name("label", label, "the name reports give the network")
     state, key = read_state_dict(weights)
     loaded = data.load(config.dataset, config.data_dir, image_size=config.image_size)
     network, stripped = _load_network(config, loaded, state, weights)

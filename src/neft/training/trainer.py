@@ -29,6 +29,7 @@ from neft import models
 from neft.chip import devices
 from neft.common import distributed, seeds
 from neft.common.compute import eval_mode
+from neft.common.errors import check_name
 from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training.config import TrainConfig
@@ -84,7 +85,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     if model is not None:
         config.model = models.registry.python_object_name(model)
     config.check()
-    out = Path(out)
+    out = Path(check_name("out", str(out), "the run directory"))
     _check_not_teacher(config, out)
     if distributed.is_main():
         _warn_vanilla_chip(config)

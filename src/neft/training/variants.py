@@ -26,6 +26,7 @@ it. A distill run's teacher is a [train] setting (``teacher``), not part of the 
 from __future__ import annotations
 
 from neft.chip import devices
+from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
 from neft.chip.circuit_settings import CircuitSettings
 from neft.models import INITS as _INITS
 from neft.training import objectives
@@ -132,7 +133,8 @@ def label(result: dict, show_init: bool = False) -> str:
     trained_on = result.get("train_device_model", {}).get("name")
     if trained_on and trained_on != result.get("device_model", {}).get("name", trained_on):
         parts.append(f"device={trained_on}")
-    periphery = CircuitSettings(**result["train_circuit"]).label() if result.get("train_circuit") else ""
+    circuit = {name: value for name, value in (result.get("train_circuit") or {}).items() if name in CIRCUIT_FIELDS}
+    periphery = CircuitSettings(**circuit).label()
     if periphery:  # trained through the crossbar circuit: ``trained[tile=64 adc=6b]``
         parts.append(f"trained[{periphery.strip()}]")
     return " ".join(parts)

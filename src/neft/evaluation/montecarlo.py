@@ -24,7 +24,9 @@ import contextlib
 import copy
 import dataclasses
 import math
+import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -117,6 +119,7 @@ def _evaluate_checked(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     weights chosen and the per-chip fixes prepared once, then every sigma evaluated; returns the results dict."""
     started = time.perf_counter()
     chip = config.chip()
+    _warn_read_before_t0(chip.device_model)
     crossbar, circuit = _mapped_network(model, chip, calibration_images)
     verified = None
     if config.write_verify > 0:  # one selection per network, shared by every chip
@@ -133,6 +136,16 @@ def _evaluate_checked(model: nn.Module, images: torch.Tensor, labels: torch.Tens
             "deployment_cost": fixes.cost(),
             "chip_device": images.device.type, "precision": precision, "precision_check": precision_check,
             "per_sigma": per_sigma, "seconds": time.perf_counter() - started}
+
+
+def _warn_read_before_t0(model) -> None:
+    """Warn when a drifting chip is read before its drift reference time t0 (docs/method.md, 'The realistic
+    chip'): there the drift law runs backwards, conductances above the programmed ones."""
+    if model.drifts and model.drift_time is not None and model.drift_time < model.drift_t0:
+        warnings.warn(f"drift_time {model.drift_time:g} s is before the drift reference time t0 = "
+                      f"{model.drift_t0:g} s, where conductances equal the programmed ones: G(t) = G(t0) (t / t0) ** "
+                      "-nu then runs backwards (conductances above the programmed ones; aihwkit counts read times "
+                      "from t0, so its reads never come before it); read at t >= t0", RuntimeWarning, stacklevel=4)
 
 
 def _checked_config(config: EvalConfig | None, sigmas, settings: dict) -> EvalConfig:
@@ -223,13 +236,25 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
         with torch.no_grad(), _autocast(device, PRECISIONS[precision]):
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
+                started = time.perf_counter()
                 results.append(
                     _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config,
                                     batch_size, bar, verified, fixes)
                 )
+                if progress and sigma == (noisy or [None])[0] and len(noisy) > 1:  # the cost, said early
+                    _say_estimate(sigma, results[-1]["runs"], time.perf_counter() - started, runs * (len(noisy) - 1))
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
                                             "compiled": forward.compiled and _noisy(crossbar, sigma)}
     return results, precision, check
+
+
+def _say_estimate(sigma: float, chips: int, seconds: float, left: int) -> None:
+    """Print to stderr how long the first noisy sigma's ``chips`` took and the estimated time of the ``left``
+    chips still to come (at most: a CI target may stop a sigma early)."""
+    eta = seconds / chips * left
+    text = f"{eta / 60:.1f} min" if eta >= 60 else f"{eta:.0f} s"
+    tqdm.write(f"Monte Carlo: {chips} chips at sigma {sigma:g} took {seconds:.1f} s ({seconds / chips:.3g} s per "
+               f"chip); about {text} more for the remaining {left} chips", file=sys.stderr)
 
 
 def _check_test_set(images: torch.Tensor, labels: torch.Tensor) -> None:

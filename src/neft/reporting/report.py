@@ -42,7 +42,8 @@ def write_report(
     :func:`~neft.reporting.tables.markdown_table` and the plot as an image link), ``{name}.csv``
     (:func:`~neft.reporting.tables.write_csv`) and the plot ``accuracy_vs_sigma.png``
     (``{name}_accuracy_vs_sigma.png`` for a name other than ``"report"``, so that reports sharing a directory keep
-    their own plot); ``notes`` is a paragraph placed under the title. Returns ``{"markdown": .., "csv": ..,
+    their own plot; it leaves out the points of other kinds of sweeps, which have plots of their own, unless
+    nothing else is left); ``notes`` is a paragraph placed under the title. Returns ``{"markdown": .., "csv": ..,
     "plot": ..}``, plus ``"write_verify"`` (``{name}_write_verify.png``,
     :func:`~neft.reporting.plots.plot_write_verify`) when a label was evaluated at several write-verified
     fractions, and ``"drift"`` (``{name}_drift.png``, :func:`neft.reporting.chip_plots.plot_drift`) when a network
@@ -75,9 +76,10 @@ def write_report(
     paths = {
         "markdown": out_dir / f"{name}.md",
         "csv": write_csv(rows, out_dir / f"{name}.csv"),
-        "plot": plot(results, out_dir / plot_name, title),
+        "plot": plot(_sigma_sweep(results), out_dir / plot_name, title),
     }
-    intro = "\n\n".join(part for part in (notes, _setup(results, rows), _training_setup(results)) if part)
+    intro = "\n\n".join(part for part in (notes, _setup(results, rows), _early_reads(results),
+                                           _training_setup(results)) if part)
     text = f"# {title}\n\n{intro}\n\n{markdown_table(rows)}\n![Accuracy and EKL vs sigma]({plot_name})\n"
     text += _extra_plots(results, out_dir, name, paths)
     paths["markdown"].write_text(text)
@@ -131,12 +133,13 @@ def _setup(results: list[dict], rows: list[dict]) -> str:
     def listing(values) -> str:
         return ", ".join(str(value) for value in sorted(set(values)))
 
+    devices = _by_time(results)
     return (
         f"Monte Carlo runs per point: {listing(_runs_per_point(row) for row in rows)}; "
         f"test images: {listing(r['test_size'] for r in results)}; "
         f"dataset: {listing(r.get('dataset', '?') for r in results)}; "
         f"model: {listing(r.get('model', '?') for r in results)}; "
-        f"device model: {listing(_device_name(r) + chip_report.chip_label(r) for r in results)}."
+        f"device model: {', '.join(dict.fromkeys(_device_name(r) + chip_report.chip_label(r) for r in devices))}."
     )
 
 
@@ -149,12 +152,49 @@ def _extra_plots(results: list[dict], out_dir: Path, name: str, paths: dict[str,
         wv_name = f"{name}_write_verify.png"
         paths["write_verify"] = plot_write_verify(results, out_dir / wv_name)
         text += f"\n![Accuracy vs fraction write-verified]({wv_name})\n"
-    drift = chip_report.drift_curves(results, [_base_label(r) + chip_report.chip_label(r, with_time=False)
-                                               for r in results])
+    drift = chip_report.drift_curves(results, _drift_labels(results))
     if drift:  # networks read at several times after programming: accuracy against time, too
         paths["drift"] = chip_report.plot_drift(drift, out_dir / f"{name}_drift.png")
         text += f"\n![Accuracy vs time after programming]({name}_drift.png)\n"
     return text
+
+
+def _by_time(items: list, key=lambda item: item) -> list:
+    """``items`` (results, or tuples holding them at ``key``) by device model name and read time (a drifting chip's
+    ``drift_time``, else t0), so read times list as 1s, 15s, 1h, 1d, 1y; a stable sort."""
+    def read_time(result: dict) -> float:
+        chip = chip_report.chip_columns(result)
+        return (chip["drift_time"] or chip["drift_t0"]) if chip["drift_nu_mean"] or chip["drift_nu_std"] else 0.0
+
+    return sorted(items, key=lambda item: (_device_name(key(item)), read_time(key(item))))
+
+
+def _drift_labels(results: list[dict]) -> list[str]:
+    """The network of each result as the drift plot names it: its label and chip without the read time."""
+    return [_base_label(r) + chip_report.chip_label(r, with_time=False) for r in results]
+
+
+def _sigma_sweep(results: list[dict]) -> list[dict]:
+    """The results the plot against sigma shows: all but the points of another kind of sweep, which have a plot
+    of their own (a fraction above 0 of a write-verify sweep, every read time of a drift sweep); all of them
+    when nothing else is left."""
+    verified = {label for label, _, _ in write_verify_curves(results)}
+    drifted = {label for label, _ in chip_report.drift_curves(results, _drift_labels(results))}
+    kept = [result for result, network in zip(results, _drift_labels(results))
+            if network not in drifted and not (result.get("evaluation", {}).get("write_verify")
+                                               and _base_label(result) in verified)]
+    return kept or results
+
+
+def _early_reads(results: list[dict]) -> str:
+    """A warning for reads of a drifting chip before its drift reference time t0 (empty when there are none)."""
+    early = chip_report.read_times_before_t0(results)
+    if not early:
+        return ""
+    times = ", ".join(f"{chip_report.time_label(time)} (t0 = {chip_report.time_label(t0)})" for time, t0 in early)
+    return (f"**Warning: read before the drift reference time t0**: {times}. Conductances equal the programmed ones "
+            "at t0; before it the drift law G(t) = G(t0) (t / t0)^-nu runs backwards (conductances above the "
+            "programmed ones), which no measurement supports (aihwkit counts read times from t0). Read at t >= t0.")
 
 
 def _runs_per_point(row: dict) -> str:
@@ -173,7 +213,7 @@ def _training_setup(results: list[dict]) -> str:
     settings of rcg, lipschitz and distill with distill's teacher, seeds) and the device model they were evaluated
     under."""
     lines = []
-    for result, (label, _) in zip(results, _labels(results)):
+    for result, (label, _) in _by_time(list(zip(results, _labels(results))), key=lambda item: item[0]):
         facts = []
         if result.get("method"):
             facts.append(f"trained at sigma {_training_sigma(result):g}")

@@ -107,9 +107,10 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
 
     A directory contributes every result file of its run: ``results.json`` and each ``results*.json`` (other
     device models, write-verify sweeps, read noise; ``results.json`` first, then by name). Evaluations that are
-    the same computation (:func:`same_evaluation`, e.g. the fraction-0 file of two write-verify sweeps) count
-    once, the first one found. A single path is accepted as well as a sequence. Results are returned as stored
-    (accuracy in %), each checked by :func:`check_result`.
+    the same computation (:func:`same_evaluation`, e.g. the fraction-0 file of two write-verify sweeps, or
+    ``results.json`` at sigmas 0, 0.1, 0.2 and a write-verify sweep's fraction 0 at sigma 0.1) count once: the
+    first one found, with the points of the others at sigmas it lacks added. A single path is accepted as well as
+    a sequence. Results are returned as stored (accuracy in %), each checked by :func:`check_result`.
 
     Raises:
         FileNotFoundError: a path does not exist or a directory holds no results file.
@@ -129,23 +130,38 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
             files.append(path)
         else:
             raise FileNotFoundError(f"{path} does not exist (run `neft evaluate RUN_DIR` to create results.json)")
-    results, seen = [], set()
+    results, first = [], {}
     for file in dict.fromkeys(files):  # a file named twice (its directory and itself) counts once
         result = _read_results_file(file)
         key = same_evaluation(result)
-        if key is None or key not in seen:
+        if key is None or key not in first:
             results.append(result)
-        seen.add(key)
+            first.setdefault(key, result)
+        else:  # the same evaluation at other sigmas: its new points join the first one's
+            _add_points(first[key], result)
     return results
 
 
-_HOW_NOT_WHAT = ("chips_per_pass", "memory_format", "compile", "batch_size")  # change rounding only (docs/results.md)
+def _add_points(into: dict, result: dict) -> None:
+    """Add to ``into`` the points of ``result`` (the same evaluation, :func:`same_evaluation`) at sigmas ``into``
+    lacks, keeping ``per_sigma`` and ``evaluation.sigmas`` ascending."""
+    have = {round(point["sigma"], 6) for point in into["per_sigma"]}
+    into["per_sigma"] = sorted(into["per_sigma"] + [point for point in result["per_sigma"]
+                                                    if round(point["sigma"], 6) not in have],
+                               key=lambda point: point["sigma"])
+    into["evaluation"]["sigmas"] = [point["sigma"] for point in into["per_sigma"]]
+
+
+_HOW_NOT_WHAT = ("chips_per_pass", "memory_format", "compile", "batch_size",  # change rounding only (docs/results.md)
+                 "sigmas")  # which points are evaluated, not their values
 
 
 def same_evaluation(result: dict) -> str | None:
     """A key equal for two results that are the same computation: the same run, label, device model and
     evaluation settings, where the write-verify selection and residual do not count when nothing is verified
-    (``write_verify`` 0) and the execution settings (chips per pass, layout, compile, batch size) never count.
+    (``write_verify`` 0) and the execution settings (chips per pass, layout, compile, batch size) and the list of
+    evaluated sigmas never count (chip ``r`` at sigma ``s`` depends on the seed, ``s`` and ``r`` only,
+    :func:`neft.common.seeds.run_seed`, so two such evaluations agree at every sigma both evaluated).
     None for a result without ``run`` and ``evaluation`` (e.g. straight from
     :func:`neft.evaluation.montecarlo.evaluate`)."""
     if "run" not in result or "evaluation" not in result:

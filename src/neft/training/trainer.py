@@ -110,6 +110,11 @@ def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, given:
     run, resuming = start(config, out, resume, overwrite, given)
     if resuming:
         restore(run, load_last(out))
+        if distributed.is_main():  # where it goes on from, said before the work
+            extended = run.state.get("extended", [{}])[-1].get("after_epoch") == run.state["epoch"]
+            print(f"resuming {str(out)!r} after epoch {run.state['epoch']} of {config.epochs}"
+                  + (f" (extended from {run.state['extended'][-1]['from_epochs']} epochs)" if extended else ""),
+                  file=sys.stderr)
     if distributed.is_main():
         run.log = EpochLog.open(out, run.fields, run.state["epoch"], config.tensorboard)
     return run

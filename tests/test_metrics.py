@@ -82,3 +82,12 @@ def test_shared_convergence_threshold_by_hand():
     assert own["threshold"] == pytest.approx(30.0) and own["converged"] == 1
     with pytest.raises(ValueError):
         metrics.convergence_threshold(80.0, 1)
+
+
+@pytest.mark.parametrize("value, runs", [(93.7, 7), (97.3, 1000), (0.1, 3), (33.33, 7)])
+def test_the_spread_of_a_constant_is_exactly_zero(value, runs):
+    summary = metrics.accuracy_summary([value] * runs)  # float sums give a std of ~1e-14 and a mean one ulp off
+    assert (summary["mean"], summary["std"], summary["ci95"], summary["ci99"]) == (value, 0.0, 0.0, 0.0)
+    assert f"{summary['std']:g}" == "0" and math.copysign(1.0, summary["std"]) == 1.0  # never -0
+    seeds = metrics.seed_interval([value] * runs)
+    assert (seeds["mean"], seeds["std"], seeds["half_width"]) == (value, 0.0, 0.0)

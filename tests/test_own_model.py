@@ -80,9 +80,9 @@ def test_own_model_through_the_cli(tmp_path, nets, capsys):
     assert main(["train", "--resume", "--out", str(ovf)]) == 0
     assert main(["train", "--resume", "--out", str(ovf), "--epochs", "1", "--method", "ovf"]) == 0
     capsys.readouterr()
-    assert main(["train", "--resume", "--out", str(ovf), "--epochs", "3", "--lr", "0.5"]) == 2
+    assert main(["train", "--resume", "--out", str(ovf), "--epochs", "3", "--lr", "0.5"]) == 2  # more epochs extend
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "epochs: 1 in the run, 3 given; lr: 0.001 in the run, 0.5 given" in err[0]
+    assert len(err) == 1 and "(lr): lr: 0.001 in the run, 0.5 given" in err[0]
 
     assert main(["evaluate", str(ovf), "--runs", "4", "--quiet"]) == 0
     assert main(["evaluate", str(irs), "--runs", "4", "--quiet"]) == 0

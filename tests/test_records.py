@@ -77,7 +77,7 @@ def test_files_of_another_run_are_refused_naming_what_differs(stopped_run, tmp_p
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "last.pt' belongs to another run (epochs: 1 in last.pt, 3 in this run; width: 0.5 in last.pt" in err
+    assert "last.pt' belongs to another run (width: 0.5 in last.pt, 1.0 in this run)" in err  # epochs may grow
     assert "Traceback" not in err
     same_shape = tmp_path / "seed1"  # the same network with another seed: only the recorded settings tell
     train(TrainConfig(**{**CONFIG, "seed": 1}), same_shape, progress=False, stop_after=1)

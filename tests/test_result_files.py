@@ -4,6 +4,7 @@ the file and the field; every result file of a run directory is counted once."""
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,77 @@ def test_pooled_grid_results_keep_every_variant_setting_in_their_labels(tmp_path
     assert [row["method"] for row in report.comparison_rows(pooled)] == ["rcg k=2", "distill alpha=0.5 T=2"]
     text = report.write_report(pooled, tmp_path)["markdown"].read_text()
     assert "| rcg k=2 |" in text and "censor_k 2" in text and "teacher runs/v" in text
+
+
+WRONG_TYPES = [  # (field path, a value of a type no evaluation writes there, the field the error names)
+    ("per_sigma", {"0": {}}, "per_sigma"), ("per_sigma.0.accuracy.mean", "90", "per_sigma[0].accuracy.mean"),
+    ("per_sigma.0.sigma", None, "per_sigma[0].sigma"), ("per_sigma.0.accuracy.per_run", None,
+                                                        "per_sigma[0].accuracy.per_run"),
+    ("per_sigma.0.run_seeds", [1.5, 2], "per_sigma[0].run_seeds[0]"), ("evaluation", "x", "evaluation"),
+    ("evaluation.write_verify", [0.1], "evaluation.write_verify"), ("evaluation.verify_select", 3,
+                                                                   "evaluation.verify_select"),
+    ("device_model", "RRAM1", "device_model"), ("device_model.name", None, "device_model.name"),
+    ("device_model.stuck_off", None, "device_model.stuck_off"), ("device_model.drift_time", "1y",
+                                                                 "device_model.drift_time"),
+    ("train_device_model", [], "train_device_model"), ("train_circuit", 1.5, "train_circuit"),
+    ("model", None, "model"), ("dataset", {}, "dataset"), ("method", 7, "method"), ("train_sigma", None,
+                                                                                     "train_sigma"),
+    ("beta", [], "beta"), ("temperature", None, "temperature"), ("censor_k", {}, "censor_k"), ("init", [], "init"),
+    ("epochs", "30", "epochs"), ("epochs_trained", "x", "epochs_trained"), ("label", 5, "label"),
+    ("train_seed", "0", "train_seed"), ("seeds", ["a"], "seeds[0]"), ("num_classes", 10.0, "num_classes"),
+]
+
+
+@pytest.mark.parametrize("path, value, field", WRONG_TYPES)
+def test_a_field_of_the_wrong_type_is_one_error_naming_file_and_field(path, value, field, tmp_path, capsys):
+    data = result(evaluation={"write_verify": 0.0, "verify_select": "magnitude"}, beta=0.1, temperature=1.0,
+                  device_model={"name": "RRAM1", "stuck_off": 0.0, "drift_time": None}, epochs=3, init="torch",
+                  train_device_model={"name": "RRAM1"}, train_circuit={"tile_rows": None}, model="lenet5",
+                  dataset="digits", censor_k=None, epochs_trained=3, label=None, seeds=[0], num_classes=10)
+    data["per_sigma"][0]["run_seeds"] = [1, 2]
+    target, keys = data, path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    target[keys[-1]] = value
+    file = tmp_path / "results.json"
+    file.write_text(json.dumps(data))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"neft: error: {file}: field {field} is "), err
+    assert not (tmp_path / "out").exists()
+
+
+def _fields(value, prefix=()):
+    """Every field path of a results dict, the first item standing for each list."""
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value[:1]) if isinstance(value, list) else ()
+    for key, inner in items:
+        yield from _fields(inner, (*prefix, key))
+
+
+def test_every_field_of_a_real_results_file_is_type_checked_or_reported(evaluated_run, tmp_path, monkeypatch):
+    """Any field of a real results.json replaced by a value of any JSON type: one ValueError naming the file and that
+    field, or a report written (never a TypeError or AttributeError from the middle of the report)."""
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(Figure, "savefig", lambda figure, path, **kwargs: Path(path).write_bytes(b""))  # fast
+    real = json.loads((evaluated_run / "results.json").read_text())
+    file, refused = tmp_path / "results.json", 0
+    for path in list(_fields(real))[1:]:
+        for value in (None, "x", 2.5, {}, [1]):  # null, a string, a number, an object, a list
+            data = json.loads(json.dumps(real))
+            target = data
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+            file.write_text(json.dumps(data))
+            field = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in path).lstrip(".")
+            try:
+                report.write_report([file], tmp_path / "out", overwrite=True)
+            except ValueError as error:
+                assert str(error).startswith(f"{file}: "), (path, value, error)
+                named = re.match(rf"{re.escape(str(file))}: (field (\S+) |not a neft results file \(missing keys)",
+                                 str(error))
+                assert named, (path, value, error)  # the field itself, or one it no longer agrees with
+                refused += named.group(2) == field
+    assert refused > 300

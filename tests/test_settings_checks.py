@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from neft import runs
 from neft.chip import DeviceModel, check_sigma, devices
@@ -336,3 +337,61 @@ def test_a_flag_of_the_wrong_type_is_one_error_line_too(argv, expected, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(f"neft: error: {expected}")
     assert "--help` lists the flags" in err and "usage:" not in err
+
+
+@pytest.mark.parametrize("argv, file, content, expected", [
+    (TRAIN + ["--device-model", "FILE"], "lab.json", b'{"name": "lab", "state_factor": 2, "state_factor": 4}',
+     "FILE' gives the key(s) state_factor more than once"),
+    (EVALUATE + ["--device-model", "FILE"], "lab.json", b'{"device": {"name": "lab", "name": "other"}}',
+     "gives the key(s) name more than once"),
+    (EVALUATE + ["--device-model", "FILE"], "lab.toml", b'name = "lab\xff"\n', "FILE' is not UTF-8 text"),
+    (EVALUATE + ["--device-model", "FILE"], "lab.json", b'\xff\xfe{}', "FILE' is not UTF-8 text"),
+    (EVALUATE + ["--device-model", "FILE"], "lab.toml", b"state_factor = = 2\n",
+     "cannot parse device model file 'FILE'"),
+    (EVALUATE + ["--device-model", "FILE"], "lab.json", b"[1, 2]", "FILE' holds list [1, 2], not a table"),
+    (EVALUATE + ["--device-model", "FILE"], "lab.toml", b"device = 5\n", "FILE' holds int 5, not a table"),
+    (EVALUATE + ["--device-model", "FILE"], "lab.toml", b'name = "lab\\u001b[31m"\n',
+     "FILE': name must be a non-empty line of text"),
+    (TRAIN + ["--sigma", "0.5", "--device-model", "FILE"], "lab.toml", b"levels = [1.0, 3.0]\n",
+     "at sigma 0.5 its levels table gives a state the relative std 0.5 x 3 = 1.5, above 1"),
+    (EVALUATE + ["--sigmas", "0,0.4", "--device-model", "FILE"], "lab.toml", b"levels = [1.0, 3.0]\n",
+     "levels <= 2.5"),
+    (EVALUATE + ["--read-sigma", "0.5", "--device-model", "FILE"], "lab.toml", b"levels = [1.0, 3.0]\n",
+     "at read_sigma 0.5"),
+])
+def test_device_files_undecodable_duplicated_or_out_of_range_are_one_error(argv, file, content, expected, tmp_path,
+                                                                          run_dir, capsys, monkeypatch):
+    (tmp_path / file).write_bytes(content)
+    argv = [str(tmp_path / file) if arg == "FILE" else arg for arg in argv]
+    _fuzz(argv, expected.replace("FILE", str(tmp_path / file)), tmp_path, run_dir, capsys, monkeypatch)
+
+
+IMPORT = ["import", "--model", "lenet5", "--weights", "RUN/checkpoint.pt", "--dataset", "mnist-5k"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (TRAIN[:-1] + ["RUNS/new\nrun"], "argument --out: out must be a non-empty line of text"),
+    (TRAIN[:-1] + ["RUNS/new\x1b[2Jrun"], "control characters"),
+    (EVALUATE + ["--name", "results\rx"], "argument --name: name must be a non-empty line of text"),
+    (EVALUATE + ["--label", "ovf\x00"], "argument --label: label must be"),
+    (["report", "RESULT:", "--labels", "ovf\nvanilla", "--out", "RUNS/report"], "labels must be a non-empty line"),
+    (["report", "RESULT:", "--title", "a\x07", "--out", "RUNS/report"], "argument --title: title must be"),
+    (IMPORT + ["--out", "RUNS/a\tb"], "argument --out: out must be"),
+    (IMPORT + ["--out", "RUNS/ok", "--label", "x\ny"], "argument --label: label must be"),
+])
+def test_names_with_control_characters_are_refused(argv, expected, tmp_path, run_dir, capsys, monkeypatch):
+    argv = [str(run_dir / "checkpoint.pt") if arg == "RUN/checkpoint.pt" else arg for arg in argv]
+    _fuzz(argv, expected, tmp_path, run_dir, capsys, monkeypatch)
+
+
+def test_a_levels_table_is_bounded_like_sigma_in_python():
+    from neft.chip.device_model import DeviceModel
+
+    lab = DeviceModel(name="lab", levels=(1.0, 4.0))
+    assert lab.std(torch.tensor([0.1, 1.0]), 0.25).tolist() == pytest.approx([0.25 * lab.bit_factor,
+                                                                              0.25 * lab.bit_factor * 4.0])
+    with pytest.raises(SettingError) as error:
+        lab.std(torch.tensor([0.1, 1.0]), 0.3)
+    assert error.value.setting == "levels" and "0.3 x 4 = 1.2, above 1" in str(error.value)
+    with pytest.raises(SettingError, match="name must be a non-empty line of text"):
+        DeviceModel(name="lab\n2")

@@ -255,3 +255,38 @@ def test_vanilla_says_it_never_trains_against_the_chip(tmp_path, sigma, use):
         warnings.simplefilter("error")  # a noise-aware method trains against it: nothing to say
         train(_quick(method="noise-injection", epochs=1, train_subset=64, test_subset=32, val_runs=1,
                      device_model=chip), tmp_path / "aware", progress=False)
+
+
+def test_resume_says_where_it_goes_on_and_extends_a_run_to_more_epochs(tmp_path, capsys):
+    import math
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "lenet5", "--method", "noise-injection", "--sigma", "0.1", "--epochs", "2",
+                 "--train-subset", "64", "--test-subset", "32", "--val-runs", "1", "--init", "torch", "--quiet",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "4", "--quiet"]) == 0  # today: refused
+    assert f"resuming {str(out)!r} after epoch 2 of 4 (extended from 2 epochs)" in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["epochs"] == 4 and config["recorded"]["extended"] == [
+        {"from_epochs": 2, "to_epochs": 4, "after_epoch": 2}]
+    with (out / "train_log.csv").open() as file:
+        lrs = [float(row["lr"]) for row in csv.DictReader(file)]
+    lr = config["lr"]  # epochs 1-2 on the planned cosine over 2, then the cosine over 4 from epoch 2 on
+    assert lrs == pytest.approx([lr, lr / 2, lr * (1 + math.cos(math.pi * 2 / 4)) / 2,
+                                 lr * (1 + math.cos(math.pi * 3 / 4)) / 2])
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--quiet"]) == 2  # fewer: refused
+    assert "epochs: 4 in the run, 3 given" in capsys.readouterr().err
+    assert main(["evaluate", str(out), "--quiet", "--runs", "2", "--test-subset", "32", "--compile", "off"]) == 0
+
+
+def test_evaluate_says_its_chips_and_an_estimate_before_the_long_work(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--runs", "3", "--sigmas", "0,0.1,0.2", "--test-subset", "32",
+                 "--compile", "off", "--name", "results_cost"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.replace("\r", "\n").splitlines()
+    first = next(index for index, line in enumerate(lines) if line.startswith("neft evaluate: "))
+    assert lines[first].startswith("neft evaluate: 9 chips to program and test (3 sigmas x 3 runs)")
+    estimate = next(line for line in lines if line.startswith("Monte Carlo: 3 chips at sigma 0.1 took"))
+    assert "more for the remaining 3 chips" in estimate and lines.index(estimate) > first
+    assert captured.out.startswith("sigma 0.000: ")  # the results on stdout as before

@@ -8,14 +8,16 @@ Each check returns the value it accepts, normalised (a float, a tuple), or raise
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING
 
-from neft.common.errors import SettingError, check_count, check_number
+from neft.common.errors import SettingError, check_count, check_name, check_number
 
 if TYPE_CHECKING:
     from neft.chip.device_model import DeviceModel
 
-__all__ = ["check_sigma", "check_rate", "check_time", "check_device_model", "MAX_SIGMA", "MAX_BITS"]
+__all__ = ["check_sigma", "check_level_sigma", "check_rate", "check_time", "check_device_model", "MAX_SIGMA",
+           "MAX_BITS"]
 
 MAX_BITS = 64  # bits per weight or device: beyond, the significances 2**(j K) overflow float64
 MAX_SIGMA = 1.0  # sigma above the conductance range itself describes no programmable device (check_sigma)
@@ -49,6 +51,25 @@ def check_sigma(sigma: float, name: str = "sigma") -> float:
     return value
 
 
+def check_level_sigma(model: DeviceModel, sigma: float, name: str = "sigma") -> float:
+    """Return ``sigma`` (checked by :func:`check_sigma`) after checking that no state of ``model``'s measured
+    ``levels`` table varies by more than ``MAX_SIGMA`` at it: a level multiplies sigma (docs/method.md, 'Device
+    variation model'), so state ``i`` has the relative std ``sigma * levels[i]``, bounded like sigma itself.
+
+    Raises:
+        SettingError: (a ``ValueError``, setting ``levels``) when ``sigma * max(levels)`` is above ``MAX_SIGMA`` = 1;
+            as :func:`check_sigma` for a bad ``sigma``.
+    """
+    sigma = check_sigma(sigma, name)
+    if model.levels is not None and sigma * max(model.levels) > MAX_SIGMA:
+        raise SettingError("levels", f"device model {model.name!r}: at {name} {sigma:g} its levels table gives a "
+                                     f"state the relative std {sigma:g} x {max(model.levels):g} = "
+                                     f"{sigma * max(model.levels):g}, above {MAX_SIGMA:g} (a std above the whole "
+                                     "conductance range stores no weight): use a smaller sigma, or levels <= "
+                                     f"{MAX_SIGMA / sigma:g} (levels multiply sigma)")
+    return sigma
+
+
 def check_rate(value, name: str) -> float:
     """Return ``value`` as a float after checking it is a probability per device in [0, 1].
 
@@ -77,11 +98,12 @@ def _check_exponent(value, name: str) -> float:
 
 def check_device_model(model: DeviceModel) -> None:
     """Check every setting of ``model`` and store the normalised values on it (it is frozen: ``object.__setattr__``),
-    in this order: read sigma, bits, the realistic chip (:func:`_check_chip`), bits per weight against bits per
-    device, then the state-dependent variation (:func:`_check_variation`).
+    in this order: the name, read sigma, bits, the realistic chip (:func:`_check_chip`), bits per weight against bits
+    per device, then the state-dependent variation (:func:`_check_variation`).
 
     Raises:
-        SettingError: (a ``ValueError`` naming the field) for bits that are not integers in [1, ``MAX_BITS``
+        SettingError: (a ``ValueError`` naming the field) for a name that is not a line of printable text
+            (:func:`~neft.common.errors.check_name`), bits that are not integers in [1, ``MAX_BITS``
             = 64], a ``state_factor`` below 1, band edges or levels that are not finite numbers (booleans
             included), or a read sigma that is not a finite number in [0, 1]; naming the chip setting for a
             stuck rate outside [0, 1] or rates summing above 1, a negative or NaN drift exponent or std, a time
@@ -89,6 +111,7 @@ def check_device_model(model: DeviceModel) -> None:
             ``quantize``, or a ``drift_time`` or compensation without drift.
         ValueError: for weight bits not a multiple of device bits, band edges outside ``0 <= lo < hi <= 1``.
     """
+    check_name("name", model.name, "the device model's name in reports and labels")
     object.__setattr__(model, "read_sigma", check_sigma(model.read_sigma, "read_sigma"))
     for attr in ("weight_bits", "device_bits"):  # 2**64 levels: beyond that bit_factor overflows float64
         check_count(attr, getattr(model, attr), 1, "bits per weight or per device", maximum=MAX_BITS)
@@ -113,7 +136,7 @@ def _check_variation(model: DeviceModel) -> None:
         raise ValueError(f"band must satisfy 0 <= lo < hi <= 1 (fractions of max|W|), got {model.band!r}")
     object.__setattr__(model, "band", (float(lo), float(hi)))
     if model.levels is not None:
-        valid = "a non-empty list of finite positive std multipliers"
+        valid = "a non-empty list of finite positive std multipliers (levels multiply sigma)"
         levels = tuple(check_number("levels", v, valid, lambda v: v > 0) for v in model.levels)
         if not levels:
             raise SettingError("levels", f"levels must be {valid}, got {model.levels!r}")
@@ -153,3 +176,13 @@ def _check_chip(model: DeviceModel) -> None:
     if model.quantize and model.weight_bits > 24:
         raise SettingError("weight_bits", f"quantize = true supports weight_bits <= 24 (float32 holds every "
                                           f"level exactly), got {model.weight_bits}")
+
+
+def warn_read_before_t0(model: DeviceModel) -> None:
+    """Warn when a drifting chip is read before its drift reference time t0 (docs/method.md, 'The realistic
+    chip'): there the drift law runs backwards, conductances above the programmed ones."""
+    if model.drifts and model.drift_time is not None and model.drift_time < model.drift_t0:
+        warnings.warn(f"drift_time {model.drift_time:g} s is before the drift reference time t0 = "
+                      f"{model.drift_t0:g} s, where conductances equal the programmed ones: G(t) = G(t0) (t / t0) ** "
+                      "-nu then runs backwards (conductances above the programmed ones; aihwkit counts read times "
+                      "from t0, so its reads never come before it); read at t >= t0", RuntimeWarning, stacklevel=4)

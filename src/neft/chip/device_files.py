@@ -41,6 +41,17 @@ def from_dict(data: dict, default_name: str = "custom") -> DeviceModel:
     return DeviceModel(**data)
 
 
+def _unique_keys(pairs: list[tuple[str, object]], path: Path) -> dict:
+    """One JSON object of a device model file as a dict, refusing a key given twice (``json`` would keep the last
+    one without a word, as TOML never does)."""
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise SettingError("device_model", f"device model file {str(path)!r} gives the key(s) {', '.join(twice)} "
+                                           "more than once; keep one value of each")
+    return dict(pairs)
+
+
 def from_file(path: str | Path) -> DeviceModel:
     """Load a user-defined device model from a ``.toml`` or ``.json`` file.
 
@@ -52,14 +63,19 @@ def from_file(path: str | Path) -> DeviceModel:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: for an unsupported extension or a parse error; SettingError (a ``ValueError``) naming the
-            file and the key for unknown keys (setting ``device_model``), keys both at top level and in
+        ValueError: for an unsupported extension or a parse error (naming the file); SettingError (a
+            ``ValueError``) naming the file for a file that is not UTF-8 text or (JSON) gives a key twice, and the
+            key for unknown keys (setting ``device_model``), keys both at top level and in
             ``[device]``, or invalid values (the setting of the bad key).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"device model file {str(path)!r} not found")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SettingError("device_model", f"device model file {str(path)!r} is not UTF-8 text ({error}); save it "
+                                           "as UTF-8") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
@@ -69,11 +85,14 @@ def from_file(path: str | Path) -> DeviceModel:
                                                    "table: put them all in one place")
             data = data.get("device", data)
         elif path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
         else:
             raise ValueError(f"device model file {str(path)!r} must end in .toml or .json")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot parse device model file {str(path)!r}: {error}") from None
+    if not isinstance(data, dict):
+        raise SettingError("device_model", f"device model file {str(path)!r} holds {type(data).__name__} "
+                                           f"{data!r:.40}, not a table of device model keys (e.g. weight_bits = 8)")
     try:
         model = from_dict(data, default_name=path.stem)
     except ValueError as error:  # the file named in the message; a SettingError keeps the key it names

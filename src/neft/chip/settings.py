@@ -15,6 +15,7 @@ from pathlib import Path
 
 from neft.chip import devices
 from neft.chip.circuit_settings import CircuitSettings, settings_of
+from neft.chip.device_checks import check_level_sigma
 from neft.chip.device_model import DeviceModel
 
 __all__ = ["ChipSettings", "EFFECTS"]
@@ -49,12 +50,19 @@ class ChipSettings:
 
         Raises:
             SettingError: an unknown device model, an invalid device-effect or circuit setting, or a combination
-                that would do nothing (e.g. stuck devices without ``quantize``), naming the setting.
+                that would do nothing (e.g. stuck devices without ``quantize``), naming the setting; setting ``levels``
+                when a sigma of ``config`` (``sigmas``, ``sigma``, ``sigma_block``) or the read sigma times a
+                measured level is above ``MAX_SIGMA`` (:func:`~neft.chip.device_checks.check_level_sigma`).
             FileNotFoundError: a device model file that does not exist.
         """
         model = devices.get(base if base is not None else getattr(config, "device_model", None) or "RRAM1")
         overrides = {name: getattr(config, name) for name in EFFECTS if getattr(config, name, None) is not None}
         model = model.with_chip(**overrides)
+        if model.levels is not None:  # each state of a measured levels table varies like sigma times its level
+            for name in ("sigmas", "sigma", "sigma_block", "read_sigma"):
+                values = model.read_sigma if name == "read_sigma" else getattr(config, name, None)
+                for sigma in values if isinstance(values, (list, tuple)) else [] if values is None else [values]:
+                    check_level_sigma(model, sigma, name)
         return cls(model, settings_of(config, model.read_sigma))
 
     def to_dict(self) -> dict:

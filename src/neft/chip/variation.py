@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from neft.chip.device_checks import check_sigma
+from neft.chip.device_checks import check_level_sigma
 
 if TYPE_CHECKING:
     from neft.chip.device_model import DeviceModel
@@ -53,9 +53,11 @@ def weight_scale(model: DeviceModel, weight: torch.Tensor,
     """(detached weight, max|W|, std_W(sigma) = sigma * bit_factor * max|W|) of one layer (docs/method.md).
 
     Raises:
-        ValueError: for negative, NaN or infinite sigma, or NaN/infinite weights.
+        ValueError: for negative, NaN or infinite sigma, a sigma at which a state of the measured ``levels`` would
+            vary by more than the whole conductance range (:func:`~neft.chip.device_checks.check_level_sigma`), or
+            NaN/infinite weights.
     """
-    sigma = check_sigma(sigma)
+    sigma = check_level_sigma(model, sigma)
     w = weight.detach()
     w_max = w.abs().amax() if w.numel() else w.new_zeros(())
     if not torch.isfinite(w_max):

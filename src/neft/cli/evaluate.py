@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from neft.cli.chip_arguments import add_chip_arguments, add_circuit_arguments, chip_settings, circuit_settings
@@ -133,6 +134,8 @@ def _cmd_evaluate(args) -> None:
     # an interrupted sweep resumes: the points it finished with these settings are kept, not recomputed
     finished = finished_points(args.run_dir, sweep, args.label) if len(sweep) > 1 and not args.overwrite else []
     check_outputs(args.run_dir, [name for name in sweep if name not in finished], args.overwrite)
+    if not args.quiet and distributed.is_main():
+        print(_chips_to_come([sweep[name] for name in sweep if name not in finished]), file=sys.stderr)
     for name, config in sweep.items():
         if name in finished:
             if distributed.is_main():
@@ -142,6 +145,19 @@ def _cmd_evaluate(args) -> None:
                                label=args.label, overwrite=args.overwrite, progress=not args.quiet)
         if distributed.is_main():
             _print_results(results, Path(args.run_dir) / (name + ".json"))
+
+
+def _chips_to_come(configs: list) -> str:
+    """The cost of an evaluation said before its work: the chips it programs and tests (result files x sigmas x
+    runs; a run's own sigmas are two, 0 and its training sigma) and when the time estimate follows."""
+    sigmas = [len(config.sigmas) if config.sigmas is not None else 2 for config in configs]
+    total = sum(count * config.runs for count, config in zip(sigmas, configs))
+    files = f"{len(configs)} result files x " if len(configs) > 1 else ""
+    which = (f"{sigmas[0]} sigma{'s' * (sigmas[0] != 1)}" if configs[0].sigmas is not None
+             else "2 sigmas (0 and the run's training sigma)")
+    limit = ", at most: --ci-target stops a sigma early" if configs[0].ci_target is not None else ""
+    return (f"neft evaluate: {total:,} chips to program and test ({files}{which} x {configs[0].runs:,} runs"
+            f"{limit}); the time per chip and an estimate follow the first noisy sigma (fewer chips: --runs)")
 
 
 def _print_results(results: dict, path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SettingError", "check_count", "check_number", "FLOAT32_MAX", "MAX_SEED"]
+__all__ = ["SettingError", "check_count", "check_number", "check_name", "FLOAT32_MAX", "MAX_SEED"]
 
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max: a larger setting becomes inf in the tensors
 MAX_SEED = 2**63 - 1  # seeds reach torch.Generator.manual_seed (at most 2**64 - 1) with small offsets added
@@ -62,3 +62,18 @@ def check_number(setting: str, value, valid: str, ok=lambda value: True) -> floa
     if not math.isfinite(value) or not ok(value):
         raise SettingError(setting, f"{setting} must be {valid}, got {value!r}")
     return float(value)
+
+
+def check_name(setting: str, value, meaning: str) -> str:
+    """Return ``value`` after checking it is a non-empty line of printable text: a name that reports, tables, file
+    names and terminals show as given (a run directory, a results file name, a label, a device model's name).
+
+    Raises:
+        SettingError: naming ``setting``, with ``meaning`` (what the name names) in the message, for a value that is
+            not a string, is empty or blank, or holds a line break, tab or other control character
+            (``str.isprintable``), which would split a table row or a log line or hide in a file name.
+    """
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise SettingError(setting, f"{setting} must be a non-empty line of text ({meaning}; no line breaks or "
+                                    f"control characters such as tabs), got {value!r}")
+    return value

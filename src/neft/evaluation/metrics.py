@@ -46,10 +46,10 @@ def accuracy_summary(per_run: Sequence[float]) -> dict:
         raise ValueError(f"need at least 2 Monte Carlo runs to estimate a std and CI, got {values.size}; use runs >= 2")
     if not np.isfinite(values).all():
         raise ValueError("per-run accuracies contain NaN or infinite values")
-    std = float(values.std(ddof=1))
+    mean, std = _mean_std(values)
     p1, p5, p10 = (float(v) for v in np.percentile(values, [1, 5, 10]))
     return {
-        "mean": float(values.mean()),
+        "mean": mean,
         "std": std,
         "ci95": ci_half_width(std, values.size, Z95),
         "ci99": ci_half_width(std, values.size, Z99),
@@ -163,6 +163,15 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and sample std (ddof = 1; 0 for one value) of a flat float64 array, exactly ``(value, 0.0)`` when all
+    values are equal: float summation would otherwise give a mean one ulp off and a std of about 1e-15 (93.7
+    seven times: 1.5e-14), printed as a spread that is not there."""
+    if values.min() == values.max():
+        return float(values[0]), 0.0
+    return float(values.mean()), float(values.std(ddof=1))
+
+
 def seed_interval(per_seed: Sequence[float], confidence: float = 0.95) -> dict:
     """Mean and Student-t confidence interval over T training seeds [ours].
 
@@ -189,11 +198,13 @@ def seed_interval(per_seed: Sequence[float], confidence: float = 0.95) -> dict:
         raise ValueError(f"need a flat list of at least one finite per-seed value, got {values.tolist()}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    std = half = None
-    if values.size > 1:
-        std = float(values.std(ddof=1))
+    mean, std = _mean_std(values)
+    half = None
+    if values.size == 1:  # no spread can be estimated from one seed
+        std = None
+    else:
         half = float(stats.t.ppf((1 + confidence) / 2, values.size - 1) * std / math.sqrt(values.size))
-    return {"mean": float(values.mean()), "std": std, "half_width": half, "seeds": int(values.size),
+    return {"mean": mean, "std": std, "half_width": half, "seeds": int(values.size),
             "per_seed": [float(v) for v in values]}
 
 

@@ -24,6 +24,7 @@ import contextlib
 import copy
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Sequence
 
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 
 from neft.chip.circuit import Circuit
 from neft.chip.crossbar import Crossbar, make_generator
+from neft.chip.device_checks import warn_read_before_t0
 from neft.chip.settings import ChipSettings
 from neft.common import distributed
 from neft.common.compute import eval_mode
@@ -118,6 +120,7 @@ def _evaluate_checked(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     weights chosen and the per-chip fixes prepared once, then every sigma evaluated; returns the results dict."""
     started = time.perf_counter()
     chip = config.chip()
+    warn_read_before_t0(chip.device_model)
     crossbar, circuit = _mapped_network(model, chip, calibration_images)
     verified = None
     if config.write_verify > 0:  # one selection per network, shared by every chip
@@ -247,13 +250,25 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
         with torch.no_grad(), _autocast(device, PRECISIONS[precision]):
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
+                started = time.perf_counter()
                 results.append(
                     _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config,
                                     batch_size, bar, verified, fixes)
                 )
+                if progress and sigma == (noisy or [None])[0] and len(noisy) > 1:  # the cost, said early
+                    _say_estimate(sigma, results[-1]["runs"], time.perf_counter() - started, runs * (len(noisy) - 1))
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
                                             "compiled": forward.compiled and _noisy(crossbar, sigma, fixes)}
     return results, precision, check
+
+
+def _say_estimate(sigma: float, chips: int, seconds: float, left: int) -> None:
+    """Print to stderr how long the first noisy sigma's ``chips`` took and the estimated time of the ``left``
+    chips still to come (at most: a CI target may stop a sigma early)."""
+    eta = seconds / chips * left
+    text = f"{eta / 60:.1f} min" if eta >= 60 else f"{eta:.0f} s"
+    tqdm.write(f"Monte Carlo: {chips} chips at sigma {sigma:g} took {seconds:.1f} s ({seconds / chips:.3g} s per "
+               f"chip); about {text} more for the remaining {left} chips", file=sys.stderr)
 
 
 def _check_test_set(images: torch.Tensor, labels: torch.Tensor) -> None:

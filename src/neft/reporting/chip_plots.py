@@ -5,7 +5,6 @@ programming (drift), one line per network.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
@@ -13,7 +12,7 @@ from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.device_model import DRIFT_T0
 
 __all__ = ["CHIP_COLUMNS", "CIRCUIT_COLUMNS", "chip_columns", "chip_label", "columns_label", "drift_curves",
-           "new_figure", "plot_drift", "time_label"]
+           "line_styles", "new_figure", "plot_drift", "read_times_before_t0", "time_label"]
 
 # report.csv columns, with the value a results file without the key (written before these settings) stands for
 CHIP_COLUMNS = {"quantize": False, "weight_bits": 8, "device_bits": 2, "stuck_off": 0.0, "stuck_on": 0.0,
@@ -22,6 +21,15 @@ CHIP_COLUMNS = {"quantize": False, "weight_bits": 8, "device_bits": 2, "stuck_of
 # report.csv columns of the crossbar circuit (docs/method.md, 'The crossbar circuit'), with their off values
 CIRCUIT_COLUMNS = {name: getattr(CircuitSettings(), name) for name in CIRCUIT_FIELDS}
 _UNITS = ((3.15e7, "y"), (86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
+COLORS = tuple(f"C{i}" for i in range(10))  # matplotlib's default (tab10) colours
+MARKERS = "osD^vP*X<>"
+
+
+def line_styles(count: int) -> list[tuple[str, str]]:
+    """``(colour, marker)`` of ``count`` plot lines, no two alike for up to 100 lines: line ``i`` takes colour
+    ``i % 10`` and marker ``(i % 10 + i // 10) % 10``, so the 11th line repeats the first colour with the next
+    marker (a colour cycle and a marker cycle of the same length would repeat both together)."""
+    return [(COLORS[i % 10], MARKERS[(i % 10 + i // 10) % 10]) for i in range(count)]
 
 
 def new_figure(size: tuple[float, float], layout: str | None = "constrained"):
@@ -75,6 +83,20 @@ def columns_label(chip: dict, with_time: bool = True) -> str:
     return suffix + (" comp" if chip["drift_compensation"] else "")
 
 
+def read_times_before_t0(results: list[dict]) -> list[tuple[float, float]]:
+    """``(read time, t0)`` in seconds of each read of a drifting chip before its drift reference time ``t0``
+    (``drift_t0``, 20 s by default), sorted: there ``G(t) = G(t0) (t / t0) ** -nu`` runs the power law backwards,
+    conductances above the programmed ones (docs/method.md, 'The realistic chip'; aihwkit counts its
+    ``t_inference`` from t0, so its reads never come before it)."""
+    early = set()
+    for result in results:
+        chip = chip_columns(result)
+        drifts = chip["quantize"] and (chip["drift_nu_mean"] or chip["drift_nu_std"])
+        if drifts and chip["drift_time"] is not None and chip["drift_time"] < chip["drift_t0"]:
+            early.add((chip["drift_time"], chip["drift_t0"]))
+    return sorted(early)
+
+
 def drift_curves(results: list[dict], labels: list[str]) -> dict[tuple[str, float], list[tuple[float, float, float]]]:
     """Accuracy against the read time: ``{(network label, sigma): [(seconds, mean %, ci95 points), ...]}`` sorted
     by time, for each network (``labels``: one label per result, without the read time) evaluated at two or more
@@ -94,7 +116,8 @@ def drift_curves(results: list[dict], labels: list[str]) -> dict[tuple[str, floa
 
 def plot_drift(curves: dict, path: str | Path, title: str | None = None) -> Path:
     """Save a PNG (150 dpi): Top-1 accuracy (%, 95 % CI error bars) against the read time after programming
-    (seconds, log axis), one panel per sigma and one line per network, from :func:`drift_curves`.
+    (log axis, ticked at the read times in human units: ``1s``, ``1h``, ``1d``, ``1y``), one panel per sigma and
+    one line per network (its colour and marker the same in every panel), from :func:`drift_curves`.
 
     Raises:
         ValueError: no network was evaluated at two or more read times.
@@ -103,15 +126,19 @@ def plot_drift(curves: dict, path: str | Path, title: str | None = None) -> Path
         raise ValueError("no drift sweep to plot: evaluate a run of a drifting chip at several read times, e.g. "
                          "neft evaluate RUN --device-model PCM-chip --drift-times 1,3600,86400,2.6e6,3.15e7")
     sigmas = sorted({sigma for _, sigma in curves})
+    styles = dict(zip(dict.fromkeys(label for label, _ in curves), line_styles(len(curves))))  # one per network
+    times = sorted({time for points in curves.values() for time, _, _ in points})
     figure = new_figure((max(7.5, 5.5 * len(sigmas)), 4.6))
     panels = figure.subplots(1, len(sigmas), squeeze=False)[0]
     for axes, sigma in zip(panels, sigmas):
-        for ((label, _), points), marker in zip([(k, v) for k, v in curves.items() if k[1] == sigma],
-                                                itertools.cycle("osD^vP*X<>")):
-            times, means, ci95 = zip(*points)
-            axes.errorbar(times, means, yerr=ci95, marker=marker, capsize=3, label=label)
+        for (label, _), points in [(k, v) for k, v in curves.items() if k[1] == sigma]:
+            color, marker = styles[label]
+            seconds, means, ci95 = zip(*points)
+            axes.errorbar(seconds, means, yerr=ci95, marker=marker, color=color, capsize=3, label=label)
         axes.set_xscale("log")
-        axes.set(xlabel="time after programming (s)", ylabel="Top-1 accuracy (%)", title=f"σ = {sigma:g}")
+        axes.set_xticks(times, [time_label(time) for time in times])  # the read times, in human units
+        axes.minorticks_off()
+        axes.set(xlabel="time after programming", ylabel="Top-1 accuracy (%)", title=f"σ = {sigma:g}")
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
     figure.suptitle(title or "Accuracy vs time after programming (drift; mean, 95 % CI)")

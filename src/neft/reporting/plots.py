@@ -5,7 +5,6 @@ write-verify').
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
@@ -42,17 +41,16 @@ def plot(results: list[dict], path: str | Path, title: str | None = None) -> Pat
     figure = chip_report.new_figure((14, height), layout=None)
     figure.subplots_adjust(left=0.05, right=0.99, bottom=below / height, top=1 - above / height, wspace=0.2)
     accuracy_axes, worst_axes, ekl_axes = figure.subplots(1, 3)
-    for label, marker in zip(labels, itertools.cycle("osD^vP*X<>")):  # distinct markers: points often overlap
+    for label, (color, marker) in zip(labels, chip_report.line_styles(len(labels))):  # points often overlap
         line = lines[label]
         sigmas = [row["sigma"] for row in line]
         means, ci95 = [row["mean"] for row in line], [row["ci95"] for row in line]
-        drawn = accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, capsize=3, label=legends[label])
+        accuracy_axes.errorbar(sigmas, means, yerr=ci95, marker=marker, color=color, capsize=3, label=legends[label])
         worst = [(row["sigma"], row["p5"], row["p1"]) for row in line if isinstance(row.get("p5"), float)]
         if worst:
-            color = drawn[0].get_color()
             worst_axes.plot([w[0] for w in worst], [w[1] for w in worst], marker=marker, color=color)
             worst_axes.plot([w[0] for w in worst], [w[2] for w in worst], linestyle=":", color=color)
-        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker)
+        ekl_axes.plot(sigmas, [row["ekl_x1e2"] for row in line], marker=marker, color=color)
     xlabel = "relative device variation sigma"
     accuracy_axes.set(xlabel=xlabel, ylabel="Top-1 accuracy (%)", title="Accuracy (mean, 95 % CI)")
     worst_axes.set(xlabel=xlabel, ylabel="Top-1 accuracy (%)",
@@ -120,9 +118,10 @@ def plot_write_verify(results: list[dict], path: str | Path, title: str | None =
                          "neft evaluate RUN --write-verify 0,0.01,0.05 (--verify-select magnitude or swim)")
     figure = chip_report.new_figure((6.5, 4.2))
     axes = figure.subplots()
-    for ((label, selection, sigma), points), marker in zip(curves.items(), itertools.cycle("osD^vP*X<>")):
+    for ((label, selection, sigma), points), (color, marker) in zip(curves.items(),
+                                                                    chip_report.line_styles(len(curves))):
         fractions, means, ci95 = zip(*points)
-        axes.errorbar([100 * f for f in fractions], means, yerr=ci95, marker=marker, capsize=3,
+        axes.errorbar([100 * f for f in fractions], means, yerr=ci95, marker=marker, color=color, capsize=3,
                       label=f"{label}, {selection}, σ={sigma:g}")
     axes.set(xlabel="weights write-verified (%)", ylabel="Top-1 accuracy (%)",
              title=title or "Accuracy vs fraction write-verified (mean, 95 % CI)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from neft.common.errors import check_name
 from neft.data.normalisation import describe as describe_normalisation
 from neft.reporting import chip_plots as chip_report
 from neft.reporting.labels import _base_label, _device_name, _labels, _trained_on
@@ -43,7 +44,8 @@ def write_report(
     :func:`~neft.reporting.tables.markdown_table` and the plot as an image link), ``{name}.csv``
     (:func:`~neft.reporting.tables.write_csv`) and the plot ``accuracy_vs_sigma.png``
     (``{name}_accuracy_vs_sigma.png`` for a name other than ``"report"``, so that reports sharing a directory keep
-    their own plot); ``notes`` is a paragraph placed under the title. Returns ``{"markdown": .., "csv": ..,
+    their own plot; it leaves out the points of other kinds of sweeps, which have plots of their own, unless
+    nothing else is left); ``notes`` is a paragraph placed under the title. Returns ``{"markdown": .., "csv": ..,
     "plot": ..}``, plus ``"write_verify"`` (``{name}_write_verify.png``,
     :func:`~neft.reporting.plots.plot_write_verify`) when a label was evaluated at several write-verified
     fractions, and ``"drift"`` (``{name}_drift.png``, :func:`neft.reporting.chip_plots.plot_drift`) when a network
@@ -57,31 +59,47 @@ def write_report(
 
     Raises:
         ValueError: no results, ``labels`` of the wrong length, two results for the same (label, sigma), or a
-            ``name`` in a run directory that is one of its own files (``RUN_FILES``), even with ``overwrite``.
+            ``name`` in a run directory that is one of its own files (``RUN_FILES``), even with ``overwrite``;
+            SettingError (a ``ValueError``) for a ``name``, ``title`` or label that is not a line of printable text
+            (a line break or other control character, :func:`~neft.common.errors.check_name`).
         FileExistsError: the report's files exist and ``overwrite`` is False.
         FileNotFoundError: a path does not exist or holds no results file.
         OSError: a write failed (full disk, read-only folder): nothing of the report is left behind and the message
             names the file (:func:`neft.store.lock.staged_writes`).
     """
+    _check_names(name, title)
     results = _gather(paths_or_results, labels)
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
     plot_name = PLOT_NAME if name == "report" else f"{name}_{PLOT_NAME}"
     _check_out_dir(out_dir, name, plot_name, overwrite)
+    _make_dir(out_dir)
+    title = title or "Robustness comparison"
+    paths = {"markdown": out_dir / f"{name}.md", "csv": out_dir / f"{name}.csv", "plot": out_dir / plot_name}
+    intro = "\n\n".join(part for part in (notes, _setup(results, rows), _early_reads(results),
+                                           _training_setup(results)) if part)
+    text = f"# {title}\n\n{intro}\n\n{markdown_table(rows)}\n![Accuracy and EKL vs sigma]({plot_name})\n"
+    with staged_writes() as stage:  # all files or none: a full disk leaves no partial report behind
+        write_csv(rows, stage(paths["csv"]))
+        plot(_sigma_sweep(results), stage(paths["plot"]), title)
+        text += _extra_plots(results, out_dir, name, paths, stage)
+        stage(paths["markdown"]).write_text(text)
+    return paths
+
+
+def _check_names(name: str, title: str | None) -> None:
+    """Refuse a report ``name`` or ``title`` that is not a line of printable text (:func:`check_name`)."""
+    check_name("name", name, "the report's file name")
+    if title is not None:
+        check_name("title", title, "the report's title")
+
+
+def _make_dir(out_dir: Path) -> None:
+    """Create the report's folder; a failure (read-only, full disk) is one error naming it."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise disk_error(out_dir, error) from None
-    title = title or "Robustness comparison"
-    paths = {"markdown": out_dir / f"{name}.md", "csv": out_dir / f"{name}.csv", "plot": out_dir / plot_name}
-    intro = "\n\n".join(part for part in (notes, _setup(results, rows), _training_setup(results)) if part)
-    text = f"# {title}\n\n{intro}\n\n{markdown_table(rows)}\n![Accuracy and EKL vs sigma]({plot_name})\n"
-    with staged_writes() as stage:  # all files or none: a full disk leaves no partial report behind
-        write_csv(rows, stage(paths["csv"]))
-        plot(results, stage(paths["plot"]), title)
-        text += _extra_plots(results, out_dir, name, paths, stage)
-        stage(paths["markdown"]).write_text(text)
-    return paths
 
 
 def _gather(paths_or_results: Sequence[str | Path | dict] | str | Path, labels: Sequence[str] | None) -> list[dict]:
@@ -102,7 +120,8 @@ def _gather(paths_or_results: Sequence[str | Path | dict] | str | Path, labels: 
         if len(labels) != len(results):
             raise ValueError(f"got {len(labels)} label(s) for {len(results)} result(s); give one label per result "
                              "(a run directory with several results files counts once per distinct evaluation)")
-        results = [{**result, "label": label} for result, label in zip(results, labels)]
+        results = [{**result, "label": check_name("labels", label, "a result's name in tables and plots")}
+                   for result, label in zip(results, labels)]
     return results
 
 
@@ -130,12 +149,13 @@ def _setup(results: list[dict], rows: list[dict]) -> str:
     def listing(values) -> str:
         return ", ".join(str(value) for value in sorted(set(values)))
 
+    devices = _by_time(results)
     return (
         f"Monte Carlo runs per point: {listing(_runs_per_point(row) for row in rows)}; "
         f"test images: {listing(r['test_size'] for r in results)}; "
         f"dataset: {listing(r.get('dataset', '?') for r in results)}; "
         f"model: {listing(r.get('model', '?') for r in results)}; "
-        f"device model: {listing(_device_name(r) + chip_report.chip_label(r) for r in results)}."
+        f"device model: {', '.join(dict.fromkeys(_device_name(r) + chip_report.chip_label(r) for r in devices))}."
     )
 
 
@@ -151,13 +171,50 @@ def _extra_plots(results: list[dict], out_dir: Path, name: str, paths: dict[str,
         paths["write_verify"] = out_dir / wv_name
         plot_write_verify(results, stage(paths["write_verify"]))
         text += f"\n![Accuracy vs fraction write-verified]({wv_name})\n"
-    drift = chip_report.drift_curves(results, [_base_label(r) + chip_report.chip_label(r, with_time=False)
-                                               + _trained_on(r) for r in results])
+    drift = chip_report.drift_curves(results, _drift_labels(results))
     if drift:  # networks read at several times after programming: accuracy against time, too
         paths["drift"] = out_dir / f"{name}_drift.png"
         chip_report.plot_drift(drift, stage(paths["drift"]))
         text += f"\n![Accuracy vs time after programming]({name}_drift.png)\n"
     return text
+
+
+def _by_time(items: list, key=lambda item: item) -> list:
+    """``items`` (results, or tuples holding them at ``key``) by device model name and read time (a drifting chip's
+    ``drift_time``, else t0), so read times list as 1s, 15s, 1h, 1d, 1y; a stable sort."""
+    def read_time(result: dict) -> float:
+        chip = chip_report.chip_columns(result)
+        return (chip["drift_time"] or chip["drift_t0"]) if chip["drift_nu_mean"] or chip["drift_nu_std"] else 0.0
+
+    return sorted(items, key=lambda item: (_device_name(key(item)), read_time(key(item))))
+
+
+def _drift_labels(results: list[dict]) -> list[str]:
+    """The network of each result as the drift plot names it: its label and chip without the read time."""
+    return [_base_label(r) + chip_report.chip_label(r, with_time=False) + _trained_on(r) for r in results]
+
+
+def _sigma_sweep(results: list[dict]) -> list[dict]:
+    """The results the plot against sigma shows: all but the points of another kind of sweep, which have a plot
+    of their own (a fraction above 0 of a write-verify sweep, every read time of a drift sweep); all of them
+    when nothing else is left."""
+    verified = {label for label, _, _ in write_verify_curves(results)}
+    drifted = {label for label, _ in chip_report.drift_curves(results, _drift_labels(results))}
+    kept = [result for result, network in zip(results, _drift_labels(results))
+            if network not in drifted and not (result.get("evaluation", {}).get("write_verify")
+                                               and _base_label(result) in verified)]
+    return kept or results
+
+
+def _early_reads(results: list[dict]) -> str:
+    """A warning for reads of a drifting chip before its drift reference time t0 (empty when there are none)."""
+    early = chip_report.read_times_before_t0(results)
+    if not early:
+        return ""
+    times = ", ".join(f"{chip_report.time_label(time)} (t0 = {chip_report.time_label(t0)})" for time, t0 in early)
+    return (f"**Warning: read before the drift reference time t0**: {times}. Conductances equal the programmed ones "
+            "at t0; before it the drift law G(t) = G(t0) (t / t0)^-nu runs backwards (conductances above the "
+            "programmed ones), which no measurement supports (aihwkit counts read times from t0). Read at t >= t0.")
 
 
 def _runs_per_point(row: dict) -> str:
@@ -176,7 +233,7 @@ def _training_setup(results: list[dict]) -> str:
     settings of rcg, lipschitz and distill with distill's teacher, seeds), the input normalisation stated for
     imported weights when it is not the data set's own, and the device model they were evaluated under."""
     lines = []
-    for result, (label, _) in zip(results, _labels(results)):
+    for result, (label, _) in _by_time(list(zip(results, _labels(results))), key=lambda item: item[0]):
         facts = []
         if result.get("method"):
             facts.append(f"trained at sigma {training_sigma(result):g}")

@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from neft.reporting.result_fields import check_fields
+
 __all__ = ["load_results", "check_result", "same_evaluation", "training_sigma"]
 
 REQUIRED_KEYS = ("test_size", "per_sigma")
@@ -37,10 +39,12 @@ def _number(path: Path, field: str, value, low: float | None = None, high: float
 
 
 def check_result(result, path: str | Path = "a result") -> dict:
-    """Return ``result`` after checking it is a results dict an evaluation can produce (docs/results.md): a
-    non-empty ``per_sigma`` list; per point a sigma in [0, 1], runs >= 1, accuracies (mean, min, percentiles,
-    per-run values) in [0, 100] %, std and CI half-widths >= 0, EKL >= 0 and confidence in [0, 1]; a
-    ``test_size`` >= 1 and a ``train_sigma`` (when present) in [0, 1]. Booleans and NaN are no numbers.
+    """Return ``result`` after checking it is a results dict an evaluation can produce (docs/results.md): every
+    field of the type its table gives (:func:`neft.reporting.result_fields.check_fields`: a string, an integer, a
+    finite number, an object, ..., null only where the table allows it), a non-empty ``per_sigma`` list; per
+    point a sigma in [0, 1], runs >= 1, accuracies (mean, min, percentiles, per-run values) in [0, 100] %, std and
+    CI half-widths >= 0, EKL >= 0 and confidence in [0, 1]; a ``test_size`` >= 1 and a ``train_sigma`` (when
+    present) in [0, 1]. Booleans and NaN are no numbers.
 
     Raises:
         ValueError: naming ``path`` and the first bad field, e.g. ``per_sigma[0].accuracy.mean``.
@@ -51,6 +55,7 @@ def check_result(result, path: str | Path = "a result") -> dict:
     missing = [key for key in REQUIRED_KEYS if key not in result]
     if missing:
         raise ValueError(f"{path}: not a neft results file (missing keys: {', '.join(missing)})")
+    check_fields(result, path, _bad)
     _number(path, "test_size", result["test_size"], 1, integer=True)
     if result.get("train_sigma") is not None:
         _number(path, "train_sigma", result["train_sigma"], 0, 1)
@@ -102,9 +107,10 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
 
     A directory contributes every result file of its run: ``results.json`` and each ``results*.json`` (other
     device models, write-verify sweeps, read noise; ``results.json`` first, then by name). Evaluations that are
-    the same computation (:func:`same_evaluation`, e.g. the fraction-0 file of two write-verify sweeps) count
-    once, the first one found. A single path is accepted as well as a sequence. Results are returned as stored
-    (accuracy in %), each checked by :func:`check_result`.
+    the same computation (:func:`same_evaluation`, e.g. the fraction-0 file of two write-verify sweeps, or
+    ``results.json`` at sigmas 0, 0.1, 0.2 and a write-verify sweep's fraction 0 at sigma 0.1) count once: the
+    first one found, with the points of the others at sigmas it lacks added. A single path is accepted as well as
+    a sequence. Results are returned as stored (accuracy in %), each checked by :func:`check_result`.
 
     Raises:
         FileNotFoundError: a path does not exist or a directory holds no results file.
@@ -124,23 +130,38 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
             files.append(path)
         else:
             raise FileNotFoundError(f"{path} does not exist (run `neft evaluate RUN_DIR` to create results.json)")
-    results, seen = [], set()
+    results, first = [], {}
     for file in dict.fromkeys(files):  # a file named twice (its directory and itself) counts once
         result = _read_results_file(file)
         key = same_evaluation(result)
-        if key is None or key not in seen:
+        if key is None or key not in first:
             results.append(result)
-        seen.add(key)
+            first.setdefault(key, result)
+        else:  # the same evaluation at other sigmas: its new points join the first one's
+            _add_points(first[key], result)
     return results
 
 
-_HOW_NOT_WHAT = ("chips_per_pass", "memory_format", "compile", "batch_size")  # change rounding only (docs/results.md)
+def _add_points(into: dict, result: dict) -> None:
+    """Add to ``into`` the points of ``result`` (the same evaluation, :func:`same_evaluation`) at sigmas ``into``
+    lacks, keeping ``per_sigma`` and ``evaluation.sigmas`` ascending."""
+    have = {round(point["sigma"], 6) for point in into["per_sigma"]}
+    into["per_sigma"] = sorted(into["per_sigma"] + [point for point in result["per_sigma"]
+                                                    if round(point["sigma"], 6) not in have],
+                               key=lambda point: point["sigma"])
+    into["evaluation"]["sigmas"] = [point["sigma"] for point in into["per_sigma"]]
+
+
+_HOW_NOT_WHAT = ("chips_per_pass", "memory_format", "compile", "batch_size",  # change rounding only (docs/results.md)
+                 "sigmas")  # which points are evaluated, not their values
 
 
 def same_evaluation(result: dict) -> str | None:
     """A key equal for two results that are the same computation: the same run, label, device model and
     evaluation settings, where the write-verify selection and residual do not count when nothing is verified
-    (``write_verify`` 0) and the execution settings (chips per pass, layout, compile, batch size) never count.
+    (``write_verify`` 0) and the execution settings (chips per pass, layout, compile, batch size) and the list of
+    evaluated sigmas never count (chip ``r`` at sigma ``s`` depends on the seed, ``s`` and ``r`` only,
+    :func:`neft.common.seeds.run_seed`, so two such evaluations agree at every sigma both evaluated).
     None for a result without ``run`` and ``evaluation`` (e.g. straight from
     :func:`neft.evaluation.montecarlo.evaluate`)."""
     if "run" not in result or "evaluation" not in result:

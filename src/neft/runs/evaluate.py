@@ -23,7 +23,7 @@ from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.crossbar import make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device
-from neft.common.errors import SettingError
+from neft.common.errors import SettingError, check_name
 from neft.common.seeds import fix_seed, verify_seed
 from neft.evaluation import EvalConfig, evaluate
 from neft.evaluation.montecarlo import check_network
@@ -44,10 +44,12 @@ def output_paths(run_dir: str | Path, name: str = "results") -> list[Path]:
     name and ``{name}_accuracy_vs_sigma.png`` otherwise.
 
     Raises:
-        SettingError: ``name`` is not a plain file name (has a ``/`` or starts with ``.``) or is one of the run's
-            own files (``config``, ``summary``, ``train_log``), which no evaluation may replace.
+        SettingError: ``name`` is not a plain file name (has a ``/``, starts with ``.``, or holds a line break or
+            other control character, :func:`~neft.common.errors.check_name`) or is one of the run's own files
+            (``config``, ``summary``, ``train_log``), which no evaluation may replace.
     """
-    if not name or name.startswith(".") or Path(name).name != name:
+    check_name("name", name, "the results file name, e.g. results_rram4")
+    if name.startswith(".") or Path(name).name != name:
         raise SettingError("name", f"name {name!r} must be a plain file name without '/' or a leading '.', "
                                    "e.g. results_rram4")
     if name.lower() in RUN_FILES:
@@ -214,9 +216,8 @@ def _check_request(run_dir: Path, config: EvalConfig, name: str, label: str | No
             an invalid setting.
         FileNotFoundError: no checkpoint in ``run_dir``.
     """
-    if label is not None and (not isinstance(label, str) or not label.strip() or not label.isprintable()):
-        raise SettingError("label", f"label must be a non-empty line of text (the name reports give this result; "
-                                    f"no line breaks or control characters), got {label!r}")
+    if label is not None:
+        check_name("label", label, "the name reports give this result")
     output_paths(run_dir, name)
     config.check()
     checkpoint.checkpoint_path(run_dir)  # no lock file beside a folder that holds no run

@@ -29,7 +29,7 @@ import torch
 
 from neft import data, models
 from neft.chip import devices
-from neft.common.errors import SettingError
+from neft.common.errors import SettingError, check_name
 from neft.data import normalisation as normalisations
 from neft.store import checkpoint
 from neft.training.config import RECORDED, TrainConfig, record
@@ -130,7 +130,8 @@ def import_run(model: str, weights: str | Path, dataset: str, out: str | Path, *
         "std": [...]}}``.
 
     Raises:
-        SettingError: (a ``ValueError``) for a bad setting, a model that does not build or does not return
+        SettingError: (a ``ValueError``) for a bad setting (an ``out`` or ``label`` with a line break or other
+            control character included), a model that does not build or does not return
             ``[B, num_classes]``, weights that do not fit it (missing, unexpected or mis-shaped keys) or hold NaN or
             infinite values, weights that name other classes than the data set has (:func:`neft.data.check_classes`),
             or a normalisation that is not one of the three above.
@@ -139,6 +140,9 @@ def import_run(model: str, weights: str | Path, dataset: str, out: str | Path, *
     config = TrainConfig(model=model, model_args=model_args, width=width, dataset=dataset, data_dir=data_dir,
                          image_size=image_size, method=method, sigma=sigma, device_model=device_model,
                          init="torch", epochs=1, select_on="test", validation=0.0).check()
+    check_name("out", str(out), "the run directory")
+    if label is not None:
+        check_name("label", label, "the name reports give the network")
     state, key, classes = read_state_dict(weights)
     loaded, source = normalisations.stated(data.load(config.dataset, config.data_dir, image_size=config.image_size),
                                            normalisation)

@@ -178,9 +178,10 @@ def _check_run_config(file: Path, embedded: dict | None) -> None:
 def settings_changes(first: dict, second: dict, first_in: str, second_in: str, shown: int = 4) -> str:
     """How two records of a run's settings (``TrainConfig`` dicts) differ, e.g. ``"seed: 1 in last.pt, 0 in this
     run"`` (the first ``shown`` differing keys, sorted); empty when they are the same run's. Keys only one of them
-    holds (a file written before a setting existed), :data:`WHERE_SETTINGS` and a distillation teacher's path
-    (pinned by its digest, wherever it lies now) are not compared."""
-    changed = sorted(key for key in first.keys() & second.keys() - WHERE_SETTINGS - {"teacher"}
+    holds (a file written before a setting existed), :data:`WHERE_SETTINGS`, a distillation teacher's path
+    (pinned by its digest, wherever it lies now) and ``epochs`` (a run extended on resume keeps the files written
+    under its first plan; resuming checks that epochs only grow) are not compared."""
+    changed = sorted(key for key in first.keys() & second.keys() - WHERE_SETTINGS - {"teacher", "epochs"}
                      if first[key] != second[key])
     return "; ".join(f"{key}: {first[key]!r} in {first_in}, {second[key]!r} in {second_in}"
                      for key in changed[:shown])

@@ -5,11 +5,14 @@ after every epoch and read back, and the check that a resumed run keeps the sett
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from pathlib import Path
 
 import torch
 
 from neft import models
+from neft.common import distributed
 from neft.store import checkpoint
 from neft.training.config import RECORDED, TrainConfig, read_config
 from neft.training.run import Run
@@ -29,7 +32,8 @@ def inherit_init(config: TrainConfig, out: Path) -> None:
 
 def _check_resume_settings(config: TrainConfig, out: Path) -> None:
     """Refuse to resume ``out`` with settings other than those it was started with (the message names each
-    differing value), or when the source file of its import-path model changed since."""
+    differing value; more ``epochs`` than planned are no change: they extend the run, :func:`_extend`), or when
+    the source file of its import-path model changed since."""
     if not (out / "config.json").is_file():
         return
     recorded = read_config(out)
@@ -47,6 +51,8 @@ def _check_resume_settings(config: TrainConfig, out: Path) -> None:
         current["teacher"] = saved.get("teacher")  # same digest: another spelling or location of the same teacher
     changed = sorted(k for k in saved.keys() | current.keys()
                      if k not in checkpoint.WHERE_SETTINGS and saved.get(k) != current.get(k))
+    if "epochs" in changed and isinstance(current["epochs"], int) and current["epochs"] > saved["epochs"]:
+        changed.remove("epochs")  # more epochs: the run is extended (restore, _extend)
     if changed:
         values = "; ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} given" for k in changed)
         raise ValueError(f"cannot resume {str(out)!r} with different settings ({', '.join(changed)}): {values}; "
@@ -92,13 +98,18 @@ def load_last(out: Path) -> dict:
 def restore(run: Run, saved: dict) -> None:
     """Continue from a ``last.pt`` dict: weights, IRS heads, optimiser, scheduler, data order, counters.
 
+    A run given more epochs than ``last.pt`` planned is extended (:func:`_extend`).
+
     Raises:
-        ValueError: ``last.pt`` is another run's: its recorded settings differ from this run's, or it holds
-            another network's weights (another architecture or width).
+        ValueError: ``last.pt`` is another run's: its recorded settings differ from this run's (more epochs
+            planned included), or it holds another network's weights (another architecture or width).
     """
     # a last.pt written before it recorded its settings has none: then its weights' shapes tell
     values = checkpoint.settings_changes(saved.get("config", {}), dataclasses.asdict(run.config), "last.pt",
                                          "this run")
+    planned = saved.get("config", {}).get("epochs", run.config.epochs)
+    if planned > run.config.epochs:  # a run is only ever extended
+        values = f"epochs: {planned} in last.pt, {run.config.epochs} in this run" + (f"; {values}" if values else "")
     config = str(run.out / "config.json")
     fixes = (f"or {config!r} was edited since it was written: restore the run's settings in config.json or put back "
              "the run's own last.pt; to train other settings, use another run directory (--out)")
@@ -114,3 +125,24 @@ def restore(run: Run, saved: dict) -> None:
     run.scheduler.load_state_dict(saved["scheduler"])
     run.data_generator.set_state(saved["data_rng"])
     run.state = saved["state"]
+    if planned != run.config.epochs:
+        _extend(run, planned)
+    if run.state.get("extended") and distributed.is_main():  # config.json, rewritten at the start, keeps them
+        config = json.loads((run.out / "config.json").read_text())
+        config[RECORDED]["extended"] = run.state["extended"]
+        (run.out / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def _extend(run: Run, planned: int) -> None:
+    """Continue a run planned for ``planned`` epochs to ``run.config.epochs`` (more; docs/method.md, 'Training
+    recipe'): the cosine schedule is stretched to the new total from the epoch done on, its learning rate set to
+    ``lr * (1 + cos(pi * epoch / epochs)) / 2`` (a step up from the shorter schedule's value, which had already
+    decayed further), and the extension recorded in ``run.state["extended"]`` (``config.json``: ``recorded``).
+    The result is not bit-identical to a run planned with the new total from the start."""
+    done, epochs = run.state["epoch"], run.config.epochs
+    for group, base in zip(run.optimizer.param_groups, run.scheduler.base_lrs):
+        group["lr"] = base * (1 + math.cos(math.pi * done / epochs)) / 2
+    run.scheduler.T_max = epochs
+    run.scheduler._last_lr = [group["lr"] for group in run.optimizer.param_groups]
+    run.state["extended"] = [*run.state.get("extended", []), {"from_epochs": planned, "to_epochs": epochs,
+                                                               "after_epoch": done}]

@@ -30,6 +30,7 @@ from neft.chip import devices
 from neft.chip.circuit_settings import FIELDS
 from neft.common import distributed, seeds
 from neft.common.compute import first_non_finite
+from neft.common.errors import check_name
 from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training.config import TrainConfig
@@ -116,6 +117,7 @@ def _check_request(config: TrainConfig, out: Path, resume: bool, model: torch.nn
     if resume:
         inherit_init(config, out)
     config.check()
+    check_name("out", str(out), "the run directory")
     _check_not_teacher(config, out)
     if distributed.is_main():
         _warn_vanilla_chip(config)
@@ -129,6 +131,11 @@ def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, given:
     run, resuming = start(config, out, resume, overwrite, given)
     if resuming:
         restore(run, load_last(out))
+        if distributed.is_main():  # where it goes on from, said before the work
+            extended = run.state.get("extended", [{}])[-1].get("after_epoch") == run.state["epoch"]
+            print(f"resuming {str(out)!r} after epoch {run.state['epoch']} of {config.epochs}"
+                  + (f" (extended from {run.state['extended'][-1]['from_epochs']} epochs)" if extended else ""),
+                  file=sys.stderr)
     if distributed.is_main():
         run.log = EpochLog.open(out, run.fields, run.state["epoch"], config.tensorboard)
     return run

@@ -26,6 +26,7 @@ it. A distill run's teacher is a [train] setting (``teacher``), not part of the 
 from __future__ import annotations
 
 from neft.chip import devices
+from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
 from neft.chip.circuit_settings import CircuitSettings
 from neft.models import INITS as _INITS
 from neft.training import objectives
@@ -140,7 +141,8 @@ def training_chip(result: dict) -> str | None:
     of schema version < 4). Results with different training chips never pool as seeds of one variant."""
     if not result.get("train_device_model"):
         return None
-    circuit = CircuitSettings(**result["train_circuit"]).label() if result.get("train_circuit") else ""
+    circuit = (CircuitSettings(**{name: value for name, value in result["train_circuit"].items()
+                                  if name in CIRCUIT_FIELDS}).label() if result.get("train_circuit") else "")
     return result["train_device_model"].get("name", "?") + circuit
 
 

@@ -57,7 +57,9 @@ RESULT_FIELDS = {
     "device_model": DEVICE_MODEL, "train_device_model": DEVICE_MODEL, "train_circuit": CIRCUIT, "seed": "int",
     "runs": "int", "ci_target": "number|null", "precision": "str", "precision_check": (PRECISION_CHECK, "null"),
     "test_size": "int", "per_sigma": [POINT], "seconds": "number", "seeds": ["int"],
-    "versions": {name: "str" for name in ("neft", "torch", "numpy", "python")}}
+    "versions": {name: "str" for name in ("neft", "torch", "numpy", "python")},
+    "normalisation": {"source": "str", "mean": ["number"], "std": ["number"]},
+    "calibration": ({"split": "str", "images": "int", "seed": "int"}, "null")}
 
 _KINDS = {
     "str": ("a string", lambda v: isinstance(v, str)),

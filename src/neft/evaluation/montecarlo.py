@@ -75,7 +75,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         sigmas: relative device variations to evaluate (overrides ``config.sigmas``; one of them is required).
         config: the settings (:class:`EvalConfig`); ``settings`` keywords override its fields, e.g.
             ``evaluate(model, x, y, [0.1], runs=100, device_model="RRAM4")``.
-        label: the name reports give this network (:func:`neft.reporting.report.result_label`; None: "network").
+        label: the name reports give this network (:func:`neft.reporting.labels.result_label`; None: "network").
         progress: show a tqdm bar over runs.
         sensitivity_images: preprocessed training inputs ``[M, ...]`` on the evaluation device, required by
             ``verify_select="swim"`` (its sensitivity, :func:`neft.deployment.write_verify.swim_sensitivity`) and

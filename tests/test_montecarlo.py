@@ -237,5 +237,9 @@ def test_evaluation_settings_are_one_checked_object_recorded_in_the_results(setu
         assert caught.value.setting == setting
     with pytest.raises(TypeError, match="unknown setting.*'run'"):
         montecarlo.evaluate(model, images, labels, [0.1], run=3)
+    for label in ("a\nb", "ovf\x1b[2J", "", 5):  # a label reports print as a table cell and a legend
+        with pytest.raises(montecarlo.SettingError, match="label must be a non-empty line of text") as caught:
+            montecarlo.evaluate(model, images, labels, [0.1], runs=2, label=label, progress=False)
+        assert caught.value.setting == "label"
     with pytest.raises(ValueError, match="no sigmas to evaluate"):
         montecarlo.evaluate(model, images, labels, runs=3)

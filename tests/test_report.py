@@ -21,7 +21,8 @@ def make_result(method, train_sigma, points, run="runs/x", train_seed=0):
             "runs": 100,
             "run_seeds": list(range(100)),
             "accuracy": {"mean": mean, "std": ci95 * 10 / 1.96, "ci95": ci95, "ci99": ci95 * 1.3, "min": mean - 2,
-                         "p1": mean - 1.5, "p5": mean - 1, "p10": mean - 0.5, "per_run": [mean] * 100},
+                         "p1": mean - 1.5, "p5": mean - 1, "p10": mean - 0.5,
+                         "per_run": [mean + s * ci95 * 10 / 1.96 * 0.99 ** 0.5 for s in (-1, 1)] * 50},
             "ekl": ekl / 100,
             "ekl_x1e2": ekl,
             "confidence": confidence,
@@ -202,6 +203,20 @@ def test_pooled_report_shows_both_intervals(tmp_path):
     assert "noise-injection: trained at sigma 0.35" in text
 
 
+def test_a_report_into_a_file_says_to_give_a_folder(tmp_path, capsys):
+    from neft.cli.main import main
+
+    write_json(tmp_path / "run" / "results.json", NOISE)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out, where in ((taken, "it is a file"), (taken / "sub", "a folder above it is a file")):
+        assert main(["report", str(tmp_path / "run"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"neft: error: cannot write {str(out)!r}: {where}, not a folder; give the path of a folder (a "
+                       "new one, or one that exists)"]
+    assert taken.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "run"]
+
+
 def test_a_failed_report_creates_no_folder(tmp_path):
     with pytest.raises(ValueError, match="several results for the same point"):
         report.write_report([NOISE, NOISE], tmp_path / "out")
@@ -248,6 +263,12 @@ def test_report_states_how_each_run_was_trained_and_the_legend_its_training_sigm
     assert ("- noise-injection init=torch: trained at sigma 0.1, 30 epochs, 1000 training images, init torch, seed 3, "
             "evaluated under device model RRAM1") in text
     assert "- vanilla: trained at sigma 0, epochs not recorded, the full training set, init kaiming" in text
+    one = {**NOISE, "epochs": 1, "train_seed": 3}
+    text = report.write_report([one], tmp_path / "one")["markdown"].read_text()
+    assert "trained at sigma 0.1, 1 epoch, the full training set" in text
+    stopped = {**NOISE, "epochs": 1, "epochs_trained": 0, "train_seed": 3}
+    assert "0 of 1 epoch (training stopped early)" in report.write_report(
+        [stopped], tmp_path / "stopped")["markdown"].read_text()
     rows = report.comparison_rows([VANILLA, noise])
     line = [r for r in rows if r["method"] == "noise-injection init=torch"]
     assert (plots._legend("noise-injection init=torch", line)

@@ -13,7 +13,7 @@ from neft.cli.main import main
 
 
 def result(method="ovf", sigma=0.1, mean=90.0, **fields):
-    point = {"sigma": sigma, "runs": 2, "accuracy": {"mean": mean, "std": 1.0, "ci95": 1.4, "min": mean - 1,
+    point = {"sigma": sigma, "runs": 2, "accuracy": {"mean": mean, "std": 2 ** 0.5, "ci95": 1.96, "min": mean - 1,
                                                       "per_run": [mean - 1, mean + 1]},
              "ekl": 0.01, "ekl_x1e2": 1.0, "confidence": 0.9}
     return {"schema_version": 3, "method": method, "train_sigma": 0.1, "train_seed": 0, "test_size": 100,
@@ -51,6 +51,12 @@ def edited(path, value):
     ("per_sigma", {"sigma": 0.1}, "per_sigma"),
     ("test_size", 0, "test_size"),
     ("train_sigma", -0.2, "train_sigma"),
+    ("per_sigma.0.accuracy.mean", 12.0, "per_sigma[0].accuracy.mean"),  # not the mean of per_run [89, 91]
+    ("per_sigma.0.accuracy.mean", 90.001, "per_sigma[0].accuracy.mean"),  # beyond float rounding
+    ("per_sigma.0.accuracy.std", 5.0, "per_sigma[0].accuracy.std"),  # not their std, sqrt(2)
+    ("per_sigma.0.accuracy.per_run", [96.0, 97.6], "per_sigma[0].accuracy.mean"),
+    ("label", "ovf\x1b[2J", "label"),  # an escape sequence would reach the terminal and report.md
+    ("label", "ovf\nvanilla", "label"),  # a line break would split report.md's table row
 ])
 def test_an_edited_results_file_is_refused_naming_file_and_field(path, value, field, tmp_path):
     file = tmp_path / "results.json"
@@ -77,6 +83,40 @@ def test_damaged_results_files_give_one_cli_error(text, tmp_path, capsys):
 def test_valid_results_are_accepted_unchanged(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(result()))
     assert report.load_results(tmp_path) == [result()]
+
+
+def test_per_run_statistics_agree_to_float_rounding_and_pooled_results_pass(tmp_path):
+    rounded = edited("per_sigma.0.accuracy.mean", 90.0 + 1e-12)  # float summation differs by an ulp or so
+    assert report.check_result(rounded) == rounded
+    from neft.experiments.grid import pooled_results
+
+    pooled = pooled_results([result(train_seed=0, run="runs/a0", mean=90.0),
+                             result(train_seed=1, run="runs/a1", mean=80.0)])
+    accuracy = report.check_result(pooled[0])["per_sigma"][0]["accuracy"]  # pooled over the chips of both seeds
+    assert accuracy["per_run"] == [89.0, 91.0, 79.0, 81.0] and accuracy["mean"] == pytest.approx(85.0)
+
+
+def test_a_run_folder_reports_every_results_file_evaluate_wrote_under_any_name(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, data in [("config", {"model": "lenet5"}), ("summary", {"best_epoch": 1}),  # the run's own files
+                       ("validation", {"chips": 2, "accuracy": 90.0}),  # neft rcg-search's cache: no results
+                       ("r_wv", result(label="wv")), ("rram4", result(label="rram4", mean=80.0))]:
+        (run / f"{name}.json").write_text(json.dumps(data))
+    assert [r["label"] for r in report.load_results(run)] == ["wv", "rram4"]  # by file name, none left out
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| wv |" in text and "| rram4 |" in text
+    (run / "r_wv.json").write_text("{")  # a damaged file beside the csv its evaluation wrote is an error, not skipped
+    (run / "r_wv.csv").write_text("sigma\n")
+    with pytest.raises(ValueError, match=re.escape(f"{run / 'r_wv.json'}: not a neft results file")):
+        report.load_results(run)
+    for name in ("r_wv.json", "r_wv.csv", "rram4.json"):
+        (run / name).unlink()
+    with pytest.raises(FileNotFoundError) as error:  # no results at all: said so, naming the JSON files there
+        report.load_results(run)
+    assert str(error.value) == (f"no results file in {run} (validation.json holds no results): run `neft evaluate "
+                                f"{run}` first")
 
 
 @pytest.fixture(scope="module")

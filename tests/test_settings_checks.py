@@ -351,7 +351,7 @@ def test_a_flag_of_the_wrong_type_is_one_error_line_too(argv, expected, capsys):
     (EVALUATE + ["--device-model", "FILE"], "lab.json", b"[1, 2]", "FILE' holds list [1, 2], not a table"),
     (EVALUATE + ["--device-model", "FILE"], "lab.toml", b"device = 5\n", "FILE' holds int 5, not a table"),
     (EVALUATE + ["--device-model", "FILE"], "lab.toml", b'name = "lab\\u001b[31m"\n',
-     "FILE': name must be a non-empty line of text"),
+     "argument --device-model: device model file 'FILE': name must be a non-empty line of text"),  # not --name
     (TRAIN + ["--sigma", "0.5", "--device-model", "FILE"], "lab.toml", b"levels = [1.0, 3.0]\n",
      "at sigma 0.5 its levels table gives a state the relative std 0.5 x 3 = 1.5, above 1"),
     (EVALUATE + ["--sigmas", "0,0.4", "--device-model", "FILE"], "lab.toml", b"levels = [1.0, 3.0]\n",
@@ -376,6 +376,8 @@ IMPORT = ["import", "--model", "lenet5", "--weights", "RUN/checkpoint.pt", "--da
     (EVALUATE + ["--label", "ovf\x00"], "argument --label: label must be"),
     (["report", "RESULT:", "--labels", "ovf\nvanilla", "--out", "RUNS/report"], "labels must be a non-empty line"),
     (["report", "RESULT:", "--title", "a\x07", "--out", "RUNS/report"], "argument --title: title must be"),
+    (["report", "RESULT:", "--out", "RUNS/rep\x1bort"], "out_dir must be a non-empty line of text"),
+    (["report", "RESULT:", "--out", "RUNS/a\nb"], "out_dir must be a non-empty line of text"),
     (IMPORT + ["--out", "RUNS/a\tb"], "argument --out: out must be"),
     (IMPORT + ["--out", "RUNS/ok", "--label", "x\ny"], "argument --label: label must be"),
 ])

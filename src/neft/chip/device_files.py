@@ -66,7 +66,8 @@ def from_file(path: str | Path) -> DeviceModel:
         ValueError: for an unsupported extension or a parse error (naming the file); SettingError (a
             ``ValueError``) naming the file for a file that is not UTF-8 text or (JSON) gives a key twice, and the
             key for unknown keys (setting ``device_model``), keys both at top level and in
-            ``[device]``, or invalid values (the setting of the bad key).
+            ``[device]``, or invalid values (the setting of the bad key; ``device_model`` for a bad ``name``, which
+            no other setting gives).
     """
     path = Path(path)
     if not path.is_file():
@@ -95,8 +96,9 @@ def from_file(path: str | Path) -> DeviceModel:
                                            f"{data!r:.40}, not a table of device model keys (e.g. weight_bits = 8)")
     try:
         model = from_dict(data, default_name=path.stem)
-    except ValueError as error:  # the file named in the message; a SettingError keeps the key it names
-        raise SettingError(getattr(error, "setting", "device_model"),
+    except ValueError as error:  # the file named in the message; a SettingError keeps the key it names, but the
+        setting = getattr(error, "setting", "device_model")  # model's name has no setting but the file
+        raise SettingError("device_model" if setting == "name" else setting,
                            f"device model file {str(path)!r}: {error}") from None
     preset = {key.lower(): value for key, value in PRESETS.items()}.get(model.name.lower())
     if preset is not None and dataclasses.replace(preset, name=model.name) != model:  # reports name models by name

@@ -12,13 +12,14 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> None:
                                           "tables pivoted by sigma, labelled by method variant), OUT/report.csv and "
                                           "OUT/accuracy_vs_sigma.png (docs/results.md, 'Report files').")
     p.add_argument("paths", nargs="+",
-                   help="run directories (each with all its results*.json) or results*.json files")
+                   help="run directories (each with every results file neft evaluate wrote into it, whatever its "
+                        "--name) or results files")
     p.add_argument("--out", default="report", help="output folder (default: %(default)s)")
     p.add_argument("--title", default=None, help="report and plot title (default: Robustness comparison)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
                    help="one name per result, in the order given (a run directory counts once per distinct "
-                        "evaluation in its results*.json; default: each result's own label, else its method variant)")
+                        "evaluation in its results files; default: each result's own label, else its method variant)")
     p.set_defaults(func=_cmd_report)
 
 

@@ -38,7 +38,7 @@ from neft.chip.device_checks import warn_read_before_t0
 from neft.chip.settings import ChipSettings
 from neft.common import distributed
 from neft.common.compute import eval_mode
-from neft.common.errors import SettingError
+from neft.common.errors import SettingError, check_name
 from neft.common.seeds import run_seed
 from neft.deployment import fixes as chipfix
 from neft.deployment import write_verify as writeverify
@@ -99,13 +99,16 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         were drawn from, with the config's chip settings applied (:meth:`EvalConfig.chip`).
 
     Raises:
-        SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`), no sigmas, or
+        SettingError: (a ``ValueError``) for an invalid setting (see :class:`EvalConfig`), a ``label`` that is not a
+            line of printable text (:func:`~neft.common.errors.check_name`), no sigmas, or
             ``verify_select="swim"`` with ``write_verify > 0`` and no ``sensitivity_images``, or a DAC/ADC
             without ``calibration_images``.
         TypeError: for a keyword that is not an :class:`EvalConfig` field.
         ValueError: for an empty test set, non-finite images, mismatched labels, or NaN/infinite logits (e.g.
             fp16 overflow).
     """
+    if label is not None:
+        check_name("label", label, "the name reports give this network")
     config = _checked_config(config, sigmas, settings)
     return _evaluate_checked(model, images, labels, config, label=label, progress=progress,
                              sensitivity_images=sensitivity_images, sensitivity_labels=sensitivity_labels,

@@ -16,7 +16,7 @@ from neft.data.normalisation import describe as describe_normalisation
 from neft.reporting import chip_plots as chip_report
 from neft.reporting.labels import _base_label, _device_name, _labels, _trained_on
 from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
-from neft.reporting.results import check_result, load_results, training_sigma
+from neft.reporting.results import RUN_FILES, check_result, load_results, training_sigma
 from neft.reporting.tables import comparison_rows, markdown_table, write_csv
 from neft.store.lock import disk_error, staged_writes
 from neft.training import objectives
@@ -24,7 +24,6 @@ from neft.training import objectives
 __all__ = ["write_report"]
 
 PLOT_NAME = "accuracy_vs_sigma.png"
-RUN_FILES = ("config", "summary", "train_log")  # a run directory's own files: config.json, summary.json, train_log.csv
 
 
 def write_report(
@@ -60,14 +59,16 @@ def write_report(
     Raises:
         ValueError: no results, ``labels`` of the wrong length, two results for the same (label, sigma), or a
             ``name`` in a run directory that is one of its own files (``RUN_FILES``), even with ``overwrite``;
-            SettingError (a ``ValueError``) for a ``name``, ``title`` or label that is not a line of printable text
+            SettingError (a ``ValueError``) for a ``name``, ``title``, ``out_dir`` or label that is not a line of
+            printable text
             (a line break or other control character, :func:`~neft.common.errors.check_name`).
         FileExistsError: the report's files exist and ``overwrite`` is False.
         FileNotFoundError: a path does not exist or holds no results file.
-        OSError: a write failed (full disk, read-only folder): nothing of the report is left behind and the message
-            names the file (:func:`neft.store.lock.staged_writes`).
+        OSError: ``out_dir`` (or a folder above it) is a file; a write failed (full disk, read-only folder): nothing
+            of the report is left behind and the message names the file (:func:`neft.store.lock.staged_writes`).
     """
     _check_names(name, title)
+    check_name("out_dir", str(out_dir), "the report's folder")
     results = _gather(paths_or_results, labels)
     rows = comparison_rows(results)  # raises before anything is created
     out_dir = Path(out_dir)
@@ -261,10 +262,10 @@ def _training_setup(results: list[dict]) -> str:
 
 
 def _epochs(result: dict) -> str:
-    """How long a network trained: ``30 epochs``, or ``12 of 30 epochs (training stopped early)``."""
+    """How long a network trained: ``30 epochs`` (``1 epoch``), or ``12 of 30 epochs (training stopped early)``."""
     planned, trained = result.get("epochs"), result.get("epochs_trained")
     if not planned:
         return "epochs not recorded"
     if trained is not None and trained < planned:
-        return f"{trained} of {planned} epochs (training stopped early)"
-    return f"{planned} epochs"
+        return f"{trained} of {planned} epoch{'s' if planned > 1 else ''} (training stopped early)"
+    return f"{planned} epoch{'s' if planned > 1 else ''}"

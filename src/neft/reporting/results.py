@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from neft.common.errors import check_name
 from neft.reporting.result_fields import check_fields
 
-__all__ = ["load_results", "check_result", "same_evaluation", "training_sigma"]
+__all__ = ["load_results", "check_result", "same_evaluation", "training_sigma", "RUN_FILES"]
+
+RUN_FILES = ("config", "summary", "train_log")  # a run directory's own files: config.json, summary.json, train_log.csv
 
 REQUIRED_KEYS = ("test_size", "per_sigma")
 REQUIRED_POINT_KEYS = ("sigma", "runs", "accuracy", "ekl_x1e2", "confidence")
@@ -44,7 +48,8 @@ def check_result(result, path: str | Path = "a result") -> dict:
     finite number, an object, ..., null only where the table allows it), a non-empty ``per_sigma`` list; per
     point a sigma in [0, 1], runs >= 1, accuracies (mean, min, percentiles, per-run values) in [0, 100] %, std and
     CI half-widths >= 0, EKL >= 0 and confidence in [0, 1]; a ``test_size`` >= 1 and a ``train_sigma`` (when
-    present) in [0, 1]. Booleans and NaN are no numbers.
+    present) in [0, 1]; a ``label`` (when not null) that is a line of printable text; an accuracy ``mean`` and
+    ``std`` that agree with the ``per_run`` list (when stored) to float rounding. Booleans and NaN are no numbers.
 
     Raises:
         ValueError: naming ``path`` and the first bad field, e.g. ``per_sigma[0].accuracy.mean``.
@@ -59,6 +64,7 @@ def check_result(result, path: str | Path = "a result") -> dict:
     _number(path, "test_size", result["test_size"], 1, integer=True)
     if result.get("train_sigma") is not None:
         _number(path, "train_sigma", result["train_sigma"], 0, 1)
+    _check_label(path, result.get("label"))
     points = result["per_sigma"]
     if not isinstance(points, list) or not points:
         raise _bad(path, "per_sigma", "is empty or not a list: no sigma was evaluated, so there is nothing to report")
@@ -87,11 +93,36 @@ def check_result(result, path: str | Path = "a result") -> dict:
         if "per_run" in accuracy and len(accuracy["per_run"]) != point["runs"]:
             raise _bad(path, f"{where}.accuracy.per_run", f"has {len(accuracy['per_run'])} values for "
                                                           f"{point['runs']} runs")
+        _check_per_run(path, f"{where}.accuracy", accuracy)
         _number(path, f"{where}.ekl_x1e2", point["ekl_x1e2"], 0)
         if "ekl" in point:
             _number(path, f"{where}.ekl", point["ekl"], 0)
         _number(path, f"{where}.confidence", point["confidence"], 0, 1)
     return result
+
+
+def _check_label(path: Path, label) -> None:
+    """Refuse a ``label`` (when not null) that is not a line of printable text (:func:`check_name`): a line break
+    would split report.md's table row, an escape sequence reach the terminal."""
+    if label is not None:
+        try:
+            check_name("label", label, "the name reports give this result")
+        except ValueError as error:
+            raise _bad(path, "label", f"is {label!r}, not a line of printable text ({error})") from None
+
+
+def _check_per_run(path: Path, where: str, accuracy: dict) -> None:
+    """Refuse an accuracy ``mean`` or ``std`` (sample std, ddof = 1) that is not the one of its ``per_run`` values
+    (:func:`neft.evaluation.metrics.accuracy_summary` computes both from them; results pooled over training seeds
+    too, from the pooled chips), beyond float rounding: 1e-6 relative, or 1e-9 % absolute."""
+    values = accuracy.get("per_run")
+    if not values:
+        return
+    expected = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    for key, value in expected.items():
+        if key in accuracy and not math.isclose(accuracy[key], value, rel_tol=1e-6, abs_tol=1e-9):
+            raise _bad(path, f"{where}.{key}", f"is {accuracy[key]!r}, but the {key} of its per_run values is "
+                                               f"{value!r}")
 
 
 def _read_results_file(path: Path) -> dict:
@@ -105,15 +136,17 @@ def _read_results_file(path: Path) -> dict:
 def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
     """Load Monte Carlo results (docs/results.md, 'results.json') from results files and/or run directories.
 
-    A directory contributes every result file of its run: ``results.json`` and each ``results*.json`` (other
-    device models, write-verify sweeps, read noise; ``results.json`` first, then by name). Evaluations that are
+    A directory contributes every result file of its run (:func:`_results_files`): ``results.json`` and every
+    other ``NAME.json`` an evaluation wrote (``neft evaluate --name NAME``: other device models, write-verify
+    sweeps, read noise; ``results.json`` first, then by name). Evaluations that are
     the same computation (:func:`same_evaluation`, e.g. the fraction-0 file of two write-verify sweeps, or
     ``results.json`` at sigmas 0, 0.1, 0.2 and a write-verify sweep's fraction 0 at sigma 0.1) count once: the
     first one found, with the points of the others at sigmas it lacks added. A single path is accepted as well as
     a sequence. Results are returned as stored (accuracy in %), each checked by :func:`check_result`.
 
     Raises:
-        FileNotFoundError: a path does not exist or a directory holds no results file.
+        FileNotFoundError: a path does not exist or a directory holds no results file (naming the JSON files it
+            holds that are no results).
         ValueError: a file is not valid JSON or is not a result an evaluation writes (the message names the
             file and the field).
     """
@@ -122,10 +155,7 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(path.glob("results*.json"), key=lambda file: (file.name != "results.json", file.name))
-            if not found:
-                raise FileNotFoundError(f"no results.json in {path}: run `neft evaluate {path}` first")
-            files += found
+            files += _results_files(path)
         elif path.is_file():
             files.append(path)
         else:
@@ -140,6 +170,38 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
         else:  # the same evaluation at other sigmas: its new points join the first one's
             _add_points(first[key], result)
     return results
+
+
+def _results_files(folder: Path) -> list[Path]:
+    """The results files in ``folder``, ``results.json`` first, then by name: every ``*.json`` but the run's own
+    files (``RUN_FILES``) and hidden ones (unfinished writes) that is named ``results*.json``, sits beside the
+    ``NAME.csv`` every evaluation writes with it, or holds ``per_sigma`` (other JSON files, e.g. a device model
+    file or ``neft rcg-search``'s ``validation.json``, are left out).
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no results file.
+    """
+    found, others = [], []
+    for file in sorted(folder.glob("*.json"), key=lambda file: (file.name != "results.json", file.name)):
+        if file.name.startswith(".") or file.stem.lower() in RUN_FILES:
+            continue
+        (found if _is_results_file(file) else others).append(file)
+    if not found:
+        skipped = f" ({', '.join(file.name for file in others)} {'holds' if len(others) == 1 else 'hold'} no results)" \
+            if others else ""
+        raise FileNotFoundError(f"no results file in {folder}{skipped}: run `neft evaluate {folder}` first")
+    return found
+
+
+def _is_results_file(file: Path) -> bool:
+    """Whether ``file`` (a ``*.json`` in a run directory) is meant as a results file: checked, then, in full."""
+    if file.name.startswith("results") or file.with_suffix(".csv").is_file():
+        return True
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "per_sigma" in data
 
 
 def _add_points(into: dict, result: dict) -> None:

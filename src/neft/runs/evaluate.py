@@ -27,7 +27,7 @@ from neft.common.errors import SettingError, check_name
 from neft.common.seeds import fix_seed, verify_seed
 from neft.evaluation import EvalConfig, evaluate
 from neft.evaluation.montecarlo import check_network
-from neft.reporting.report import RUN_FILES
+from neft.reporting.results import RUN_FILES
 from neft.store import checkpoint
 from neft.store import lock as runlock
 from neft.training import epochs_trained, objectives

@@ -33,7 +33,14 @@ def lock_path(directory: str | Path) -> Path:
 
 
 def disk_error(path: str | Path, error: OSError) -> OSError:
-    """An ``OSError`` for a failed write of ``path`` whose message says what to do (one line, the path named)."""
+    """An ``OSError`` for a failed write of ``path`` whose message says what to do (one line, the path named): for a
+    file where a folder must be (``path`` or a folder above it), to give a folder instead."""
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):
+        where = "it is" if error.errno == errno.EEXIST else "a folder above it is"
+        failure = OSError(f"cannot write {str(path)!r}: {where} a file, not a folder; give the path of a folder "
+                          "(a new one, or one that exists)")
+        failure.errno = error.errno
+        return failure
     reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
               errno.EDQUOT: "the disk quota is exceeded"}.get(error.errno, error.strerror or str(error))

@@ -11,12 +11,14 @@
 - ``npz:PATH``: a ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test`` and optionally ``classes``
   (the K class names in label order). Images ``[N, H, W]`` (one channel), ``[N, C, H, W]`` or ``[N, H, W, C]``
   (:func:`channels_first`); uint8 pixels (0..255), deeper integers scaled by their type's range, floats used as
-  they are. Labels are integers ``0 .. K - 1``, K = the number of ``classes``, else 1 + the largest training
-  label, in which case every class needs a training image (a label far above the others is refused).
+  they are (they must lie in [0, 1]). Labels are integers ``0 .. K - 1``, K = the number of ``classes``, else 1 +
+  the largest training label, in which case every class needs a training image (a label far above the others is
+  refused). Every class of the training split needs test images too (a class missing from the test split would
+  bias the accuracy silently).
 
-Normalisation: the per-channel mean and std of the training split (pixels scaled to [0, 1] for integer images,
-float images as given), computed on the whole training split before any validation hold-out, so every run of
-the data set uses the same numbers; ``neft train`` records them in config.json. No augmentation.
+Normalisation: the per-channel mean and std of the training split (pixels in [0, 1]), computed on the whole
+training split before any validation hold-out, so every run of the data set uses the same numbers; ``neft train``
+records them in config.json. No augmentation.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def test_a_label_far_above_the_others_is_named(tmp_path):
         data.load(f"npz:{tmp_path / 'd.npz'}")
     assert "classes" in str(error.value)  # how to say it is intended
     names = np.array([f"c{k}" for k in range(1001)])
-    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:5], y_test=y[:5], classes=names)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y, classes=names)  # every class tested
     dataset = data.load(f"npz:{tmp_path / 'd.npz'}")
     assert dataset.num_classes == 1001 and dataset.classes[1000] == "c1000"
 
@@ -240,6 +240,34 @@ def test_evaluation_refuses_classes_other_than_trained(folder_run, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("neft: error:") and "trained" in err[0], err
     assert not (copy / "results.json").exists()
+
+
+def test_a_class_missing_from_the_test_split_is_refused(tmp_path, capsys):
+    # a test/ split without a class the training split has would leave it out of the accuracy silently
+    for split in ("train", "test"):
+        _folder(tmp_path / "d" / split, classes=("one", "two", "zero"), per_class=8)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'd'}", *QUICK, "--sigma", "0", "--out", str(run)]) == 0
+    shutil.move(tmp_path / "d" / "test" / "two", tmp_path / "two-aside")
+    assert main(["evaluate", str(run), "--runs", "2", "--sigmas", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neft: error:") and "no image of class 'two'" in err[0], err
+    assert not (run / "results.json").exists()
+    fresh = tmp_path / "fresh"  # at training too
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'd'}", *QUICK, "--out", str(fresh)]) == 2
+    assert "no image of class 'two'" in capsys.readouterr().err and not fresh.exists()
+    (tmp_path / "d" / "test" / "two").mkdir()  # an empty folder is no better
+    with pytest.raises(SettingError, match="no image of class 'two'"):
+        data.load(f"folder:{tmp_path / 'd'}")
+    shutil.rmtree(tmp_path / "d" / "test" / "two")
+    shutil.move(tmp_path / "two-aside", tmp_path / "d" / "test" / "two")
+    shutil.copytree(tmp_path / "d" / "test" / "two", tmp_path / "d" / "test" / "three")
+    with pytest.raises(SettingError, match=r"test/ has classes \['three'\] that train/ lacks"):
+        data.load(f"folder:{tmp_path / 'd'}")
+    x = np.zeros((12, 8, 8), np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(12) % 3, x_test=x, y_test=np.arange(12) % 2)
+    with pytest.raises(SettingError, match="no image of class label 2"):
+        data.load(f"npz:{tmp_path / 'd.npz'}")
 
 
 def test_old_runs_without_class_names_still_evaluate(folder_run, tmp_path):

@@ -107,13 +107,31 @@ def test_the_untuned_block_is_the_backbone_bit_for_bit_and_is_shared(digits):
             model(x[:1])
             hook.remove()
             assert len(calls) == 2  # one weight, two insertion points
-        assert not hasattr(model, chiptune.BLOCK) and torch.equal(model(x[:8]), before)
+        assert not hasattr(model, chiptune.WEIGHT) and torch.equal(model(x[:8]), before)
     with pytest.raises(SettingError, match="same channel count"):
         with chiptune.installed(model, ("features.1", "features.2"), x[:1]):
             pass
     with pytest.raises(SettingError, match=r"\['features.9'\] are not modules"):
         with chiptune.installed(model, ("features.9",), x[:1]):
             pass
+
+
+def test_the_block_runs_once_after_its_tap_in_a_sequential_model(bn_net, digits):
+    # a Sequential runs its submodules in order: the block must never be one of them
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())  # ends in a 4-D output: a block run as a layer runs twice
+    x = torch.randn(2, 1, 6, 6)
+    weight = torch.randn(4, 4, 1, 1)
+    with torch.no_grad(), chiptune.installed(net, ("1",), x[:1]):
+        tuned = functional_call(net, {chiptune.WEIGHT: weight}, (x,))
+        assert list(net) == [net[0], net[1]]
+    plain = net(x)
+    assert torch.equal(tuned, plain + F.conv2d(plain, weight))
+    (train_x, train_y), (x, y) = digits
+    result = montecarlo.evaluate(bn_net, x[:64], y[:64], [0.0, 0.2], runs=2, chip_tune=3, chip_tune_taps=["2"],
+                                 fix_images=train_x, fix_labels=train_y, **FAST)
+    assert result["deployment_cost"]["chip_tune"]["weights_written_verified"] == 8 * 8
+    assert all(0 <= level["accuracy"]["mean"] <= 100 for level in result["per_sigma"])
 
 
 def test_chip_tune_zero_is_plain_evaluation_and_tuning_helps(trained_run, digits):
@@ -131,7 +149,7 @@ def test_chip_tune_zero_is_plain_evaluation_and_tuning_helps(trained_run, digits
     assert cost["optimizer_steps"] == 30 and cost["images"] == 30 * 64 and cost["taps"] == ["features.1"]
     assert cost["weights_written_verified"] == 256
     assert cost["fraction_of_weights"] == pytest.approx(256 / (61470 + 256))
-    assert not any(name.startswith(chiptune.BLOCK) for name, _ in model.named_parameters())
+    assert not any(name.startswith(chiptune.WEIGHT) for name, _ in model.named_parameters())
     # several chips per pass (vmap) carry each chip's own block
     paired = montecarlo.evaluate(model, x, y, [0.3], runs=4, chip_tune=30, fix_images=train_x, fix_labels=train_y,
                                  **{**FAST, "chips_per_pass": 2})
@@ -215,13 +233,13 @@ def test_the_written_block_carries_the_realistic_chips_effects(trained_run, digi
     fixes = ChipFixes(crossbar, config, train_x, train_y)
     with fixes.installed():
         weights = {name: w.detach() for name, w in crossbar.weights().items()}
-        block = fixes.extras(weights, 7, 0.1)[f"{chiptune.BLOCK}.weight"]
+        block = fixes.extras(weights, 7, 0.1)[chiptune.WEIGHT]
     levels = block / (block.abs().max() / mapping.magnitude_levels(8))  # the chip's 8-bit weight levels
     assert block.abs().max() > 0 and torch.allclose(levels, levels.round(), atol=1e-3)
     stuck = EvalConfig(sigmas=[0.1], chip_tune=3, quantize=True, stuck_on=0.2).check()
     crossbar = Crossbar(model, stuck.chip().device_model)
     fixes = ChipFixes(crossbar, stuck, train_x, train_y)
     with fixes.installed():
-        stuck_block = fixes.extras(weights, 7, 0.1)[f"{chiptune.BLOCK}.weight"]
+        stuck_block = fixes.extras(weights, 7, 0.1)[chiptune.WEIGHT]
     # the same tuned weight (same backbone, same seed) written to a chip with 20 % of its devices stuck on
     assert (stuck_block != block).float().mean() > 0.3

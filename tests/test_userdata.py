@@ -64,7 +64,7 @@ def test_npz_nhwc_uint8_and_nchw_float(tmp_path):
     assert torch.equal(dataset.splits["train"][0][1, 2], torch.from_numpy(x[1, :, :, 2]))
     expected = x[:20].reshape(-1, 3).astype(np.float64).mean(0) / 255
     assert dataset.mean == pytest.approx(tuple(expected))
-    floats = rng.normal(3.0, 2.0, (30, 1, 5, 7)).astype(np.float32)  # non-square, used as given
+    floats = rng.uniform(0.2, 0.6, (30, 1, 5, 7)).astype(np.float32)  # non-square, in [0, 1], used as given
     np.savez(tmp_path / "b.npz", x_train=floats[:20], y_train=y[:20], x_test=floats[20:], y_test=y[20:])
     dataset = data.load(f"npz:{tmp_path / 'b.npz'}")
     x = dataset.preprocess(dataset.splits["train"][0])

@@ -139,7 +139,7 @@ def test_a_label_far_above_the_others_is_named(tmp_path):
         data.load(f"npz:{tmp_path / 'd.npz'}")
     assert "classes" in str(error.value)  # how to say it is intended
     names = np.array([f"c{k}" for k in range(1001)])
-    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:5], y_test=y[:5], classes=names)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y, classes=names)  # every class tested
     dataset = data.load(f"npz:{tmp_path / 'd.npz'}")
     assert dataset.num_classes == 1001 and dataset.classes[1000] == "c1000"
 
@@ -150,6 +150,28 @@ def test_npz_labels_beyond_its_class_names_are_refused(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y, classes=np.array(["a", "b"]))
     with pytest.raises(SettingError, match=r"labels reach 2 but classes has 2 names \(labels 0 \.\. 1\)"):
         data.load(f"npz:{tmp_path / 'd.npz'}")
+
+
+def test_float_images_outside_zero_to_one_are_refused(tmp_path, capsys):
+    # every kind of image reaches the network in [0, 1]; `--normalisation none` and a given mean/std assume it
+    for name, level in (("a", 0.2), ("b", 1.0004)):  # within the tolerance of [0, 1]: accepted
+        (tmp_path / "f" / name).mkdir(parents=True)
+        for i in range(3):
+            _save(np.full((5, 5), level, np.float32), tmp_path / "f" / name / f"{i}.tif")
+    assert data.load(f"folder:{tmp_path / 'f'}", image_size=5).splits["train"][0].dtype == torch.float32
+    _save(np.full((5, 5), 200.0, np.float32), tmp_path / "f" / "b" / "3.tif")
+    with pytest.raises(SettingError, match=r"float image .*3\.tif holds float pixels from 200 to 200; .*divide"):
+        data.load(f"folder:{tmp_path / 'f'}", image_size=5)
+    x = np.linspace(0, 255, 30 * 32 * 32, dtype=np.float32).reshape(30, 32, 32)
+    np.savez(tmp_path / "d.npz", x_train=x[:20], y_train=np.arange(20) % 2, x_test=x[20:], y_test=np.arange(10) % 2)
+    weights = tmp_path / "w.pt"
+    torch.save(models.create("lenet5", 2, 1, 1.0, "torch").state_dict(), weights)
+    out = tmp_path / "run"
+    assert main(["import", "--model", "lenet5", "--weights", str(weights), "--dataset", f"npz:{tmp_path / 'd.npz'}",
+                 "--normalisation", "none", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neft: error:") and "divide 0..255 pixels by 255" in err[0], err
+    assert not out.exists()
 
 
 def _folder(root, classes=("cats", "dogs"), per_class=20):
@@ -220,6 +242,34 @@ def test_evaluation_refuses_classes_other_than_trained(folder_run, tmp_path, cap
     assert not (copy / "results.json").exists()
 
 
+def test_a_class_missing_from_the_test_split_is_refused(tmp_path, capsys):
+    # a test/ split without a class the training split has would leave it out of the accuracy silently
+    for split in ("train", "test"):
+        _folder(tmp_path / "d" / split, classes=("one", "two", "zero"), per_class=8)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'd'}", *QUICK, "--sigma", "0", "--out", str(run)]) == 0
+    shutil.move(tmp_path / "d" / "test" / "two", tmp_path / "two-aside")
+    assert main(["evaluate", str(run), "--runs", "2", "--sigmas", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neft: error:") and "no image of class 'two'" in err[0], err
+    assert not (run / "results.json").exists()
+    fresh = tmp_path / "fresh"  # at training too
+    assert main(["train", "--dataset", f"folder:{tmp_path / 'd'}", *QUICK, "--out", str(fresh)]) == 2
+    assert "no image of class 'two'" in capsys.readouterr().err and not fresh.exists()
+    (tmp_path / "d" / "test" / "two").mkdir()  # an empty folder is no better
+    with pytest.raises(SettingError, match="no image of class 'two'"):
+        data.load(f"folder:{tmp_path / 'd'}")
+    shutil.rmtree(tmp_path / "d" / "test" / "two")
+    shutil.move(tmp_path / "two-aside", tmp_path / "d" / "test" / "two")
+    shutil.copytree(tmp_path / "d" / "test" / "two", tmp_path / "d" / "test" / "three")
+    with pytest.raises(SettingError, match=r"test/ has classes \['three'\] that train/ lacks"):
+        data.load(f"folder:{tmp_path / 'd'}")
+    x = np.zeros((12, 8, 8), np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(12) % 3, x_test=x, y_test=np.arange(12) % 2)
+    with pytest.raises(SettingError, match="no image of class label 2"):
+        data.load(f"npz:{tmp_path / 'd.npz'}")
+
+
 def test_old_runs_without_class_names_still_evaluate(folder_run, tmp_path):
     run, _ = folder_run
     copy = tmp_path / "run"
@@ -272,6 +322,10 @@ def test_import_checks_the_class_names_the_weights_carry(tmp_path, capsys):
     (np.zeros((10, 4, 4, 4), np.uint8), np.arange(10) % 2, "channel axis is ambiguous"),
     (np.zeros((10, 8, 8), np.uint8), np.r_[np.arange(9) % 2, 1000], "the largest training label, 1000 (1 image)"),
     (np.zeros((10, 8, 8), np.bool_), np.arange(10) % 2, "x_train is bool; give integer pixels"),
+    (np.linspace(0, 255, 640, dtype=np.float32).reshape(10, 8, 8), np.arange(10) % 2,
+     "x_train holds float pixels from 0 to 255; float images must lie in [0, 1]: divide 0..255 pixels by 255"),
+    (np.linspace(-2, 2, 640).reshape(10, 8, 8), np.arange(10) % 2,
+     "x_train holds float pixels from -2 to 2; float images must lie in [0, 1]: scale them to [0, 1]"),
 ])
 def test_npz_refusals_are_one_line_before_any_work(tmp_path, capsys, x, y, message):
     np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y % 2)

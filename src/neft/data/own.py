@@ -11,12 +11,14 @@
 - ``npz:PATH``: a ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test`` and optionally ``classes``
   (the K class names in label order). Images ``[N, H, W]`` (one channel), ``[N, C, H, W]`` or ``[N, H, W, C]``
   (:func:`channels_first`); uint8 pixels (0..255), deeper integers scaled by their type's range, floats used as
-  they are. Labels are integers ``0 .. K - 1``, K = the number of ``classes``, else 1 + the largest training
-  label, in which case every class needs a training image (a label far above the others is refused).
+  they are (they must lie in [0, 1]). Labels are integers ``0 .. K - 1``, K = the number of ``classes``, else 1 +
+  the largest training label, in which case every class needs a training image (a label far above the others is
+  refused). Every class of the training split needs test images too (a class missing from the test split would
+  bias the accuracy silently).
 
-Normalisation: the per-channel mean and std of the training split (pixels scaled to [0, 1] for integer images,
-float images as given), computed on the whole training split before any validation hold-out, so every run of
-the data set uses the same numbers; ``neft train`` records them in config.json. No augmentation.
+Normalisation: the per-channel mean and std of the training split (pixels in [0, 1]), computed on the whole
+training split before any validation hold-out, so every run of the data set uses the same numbers; ``neft train``
+records them in config.json. No augmentation.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
         SettingError: (setting ``dataset``) for a folder with fewer than two classes or a class folder without
             images, an unreadable image, float images mixed with integer ones, an npz without one of its four
             arrays, images of an unusable shape or type or whose channel axis cannot be told, labels that are not
-            integers ``0 .. K - 1``, a class without training images (an npz without ``classes``), or test labels
-            the training split lacks; (setting ``image_size``) for a size < 1.
+            integers ``0 .. K - 1``, a class without training images (an npz without ``classes``), test labels
+            the training split lacks, or (an npz, a folder with train/ and test/) a class of the training split
+            without test images; (setting ``image_size``) for a size < 1.
     """
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or image_size < 1):
@@ -94,6 +97,8 @@ def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
     else:
         train, test, classes = _read_npz(Path(where), name)
     num_classes = _check_labels(name, train[1], test[1], classes)
+    if kind == "npz" or _has_splits(Path(where)):  # a split of one's own (the 80/20 split may miss a tiny class)
+        _check_tested(name, train[1], test[1], classes)
     mean, std = pixels.statistics(train[0])
     size = image_size if image_size is not None else (train[0].shape[-1] if train[0].shape[-1] == train[0].shape[-2]
                                                       else None)
@@ -148,12 +153,29 @@ def _check_present(name: str, train: torch.Tensor) -> None:
                                   "classes=names))")
 
 
+def _check_tested(name: str, train: torch.Tensor, test: torch.Tensor, classes: tuple[str, ...] | None) -> None:
+    """Refuse a test split without images of a class the training split has (e.g. a ``test/<class>/`` folder
+    moved away): the accuracy would silently leave that class out. Names the classes (or labels)."""
+    untested = sorted(set(torch.unique(train).tolist()) - set(torch.unique(test).tolist()))
+    if untested:
+        named = [repr(classes[k]) if classes else f"label {k}" for k in untested]
+        raise SettingError("dataset", f"data set {name!r}: the test split has no image of class "
+                                      f"{', '.join(named)}, which the training split has; every class needs test "
+                                      "images (the accuracy would silently leave it out): add its test images "
+                                      "(a folder: test/<class>/)")
+
+
+def _has_splits(root: Path) -> bool:
+    """Whether folder ``root`` holds its own ``train/`` and ``test/`` splits."""
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
 def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _read_folder(root: Path, size: int) -> tuple[Split, Split, tuple[str, ...]]:
-    split_folders = (root / "train").is_dir() and (root / "test").is_dir()
+    split_folders = _has_splits(root)
     classes = tuple(p.name for p in _class_folders(root / "train" if split_folders else root))
     if len(classes) < 2:
         raise SettingError("dataset", f"folder:{root} has {len(classes)} class folder(s) "

@@ -134,7 +134,7 @@ class ChipFixes:
 
     def extras(self, weights: dict[str, torch.Tensor], chip_seed: int, sigma: float) -> dict[str, torch.Tensor]:
         """What the fixes add to one chip's forward: recalibrated BatchNorm statistics and the written block
-        weight (``neft_chip_block.weight``), as ``{name: tensor}`` for ``functional_call``; empty when no fix is
+        weight (``neft_chip_block_weight``), as ``{name: tensor}`` for ``functional_call``; empty when no fix is
         on.
 
         Args:
@@ -154,7 +154,7 @@ class ChipFixes:
             # and drift (verification does not remove them)
             weight = weight + written_weight_error(self.crossbar.device_model, weight, sigma, generator,
                                                    config.verified_sigma)
-            extras[f"{chiptune.BLOCK}.weight"] = weight
+            extras[chiptune.WEIGHT] = weight
         return extras
 
     def cost(self) -> dict:

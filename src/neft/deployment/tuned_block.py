@@ -14,8 +14,10 @@ written with write-verify. No code was published; neft's block is its own readin
   ``min(verified_sigma, sigma)`` (0: no programming error), and a realistic chip quantizes it and gives it its
   stuck devices and drift (:func:`neft.chip.crossbar.written_weight_error`), drawn from the chip's seed.
 
-The block lives on the model only while :func:`installed` is active (a submodule ``neft_chip_block`` and forward
-hooks on the taps); ``functional_call`` passes each chip's tuned weight as ``neft_chip_block.weight``.
+The block lives on the model only while :func:`installed` is active: its weight as the model's own parameter
+``neft_chip_block_weight`` (not a submodule, so a container such as ``nn.Sequential``, which runs its submodules in
+order, never runs the block as a layer) and one forward hook per tap; ``functional_call`` passes each chip's tuned
+weight under that name.
 """
 
 from __future__ import annotations
@@ -30,23 +32,24 @@ from torch.nn import functional as F
 
 from neft.common.errors import SettingError
 
-__all__ = ["BLOCK", "SharedBlock", "default_taps", "installed", "tune"]
+__all__ = ["WEIGHT", "SharedBlock", "default_taps", "installed", "tune"]
 
-BLOCK = "neft_chip_block"  # the block's module name on the model while installed
+WEIGHT = "neft_chip_block_weight"  # the block weight's parameter name on the model while installed
 
 
 class SharedBlock(nn.Module):
     """``y = x + conv1x1(x)`` with one ``[C, C, 1, 1]`` weight, initialised to zero (the identity).
 
-    Input and output ``[B, C, H, W]``.
+    Input and output ``[B, C, H, W]``; ``weight`` (``[C, C, 1, 1]``) replaces the block's own for one call (the
+    chip's weight that ``functional_call`` put on the model).
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(channels, channels, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.conv2d(x, self.weight)
+    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return x + F.conv2d(x, self.weight if weight is None else weight)
 
 
 def default_taps(model: nn.Module) -> tuple[str, ...]:
@@ -93,8 +96,10 @@ def installed(model: nn.Module, taps: Sequence[str], example: torch.Tensor) -> I
     """Insert a zero :class:`SharedBlock` after each tap of ``model`` inside the block; removed afterwards.
 
     Args:
-        model: the network (its own parameters untouched; it gains the submodule ``neft_chip_block`` and one
-            forward hook per tap for the duration).
+        model: any network, ``nn.Sequential`` included (its own parameters untouched; for the duration it gains the
+            parameter :data:`WEIGHT`, the block's weight, and one forward hook per tap that runs the block on the
+            tap's output with the model's current :data:`WEIGHT`; the block is no submodule, so no container runs
+            it as a layer).
         taps: module names whose outputs ``[B, C, H, W]`` share one channel count C.
         example: an input batch ``[B, ...]`` on the model's device, for one dry run that finds C.
 
@@ -108,15 +113,16 @@ def installed(model: nn.Module, taps: Sequence[str], example: torch.Tensor) -> I
     channels = _channels(model, taps, example)
     parameter = next(model.parameters())
     block = SharedBlock(channels).to(device=parameter.device, dtype=parameter.dtype)
-    model.add_module(BLOCK, block)
+    model.register_parameter(WEIGHT, block.weight)
     modules = dict(model.named_modules())
-    hooks = [modules[tap].register_forward_hook(lambda _m, _i, out: getattr(model, BLOCK)(out)) for tap in taps]
+    hooks = [modules[tap].register_forward_hook(lambda _m, _i, out: block(out, getattr(model, WEIGHT)))
+             for tap in taps]
     try:
         yield block
     finally:
         for hook in hooks:
             hook.remove()
-        delattr(model, BLOCK)
+        delattr(model, WEIGHT)
 
 
 def tune(model: nn.Module, weights: Mapping[str, torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
@@ -135,14 +141,13 @@ def tune(model: nn.Module, weights: Mapping[str, torch.Tensor], images: torch.Te
     Returns:
         The tuned weight ``[C, C, 1, 1]`` (detached), not yet written to the chip.
     """
-    block = getattr(model, BLOCK)
-    weight = torch.zeros_like(block.weight).requires_grad_(True)
+    weight = torch.zeros_like(getattr(model, WEIGHT)).requires_grad_(True)
     optimizer = torch.optim.Adam([weight], lr=lr)
     frozen = {name: w.detach() for name, w in weights.items()}
     with torch.enable_grad(), torch.autocast(images.device.type, enabled=False):
         for _ in range(steps):
             index = torch.randint(len(images), (batch_size,), generator=generator).to(images.device)
-            logits = functional_call(model, {**frozen, f"{BLOCK}.weight": weight}, (images[index],))
+            logits = functional_call(model, {**frozen, WEIGHT: weight}, (images[index],))
             loss = F.cross_entropy(logits.float(), labels[index])
             (weight.grad,) = torch.autograd.grad(loss, [weight])  # no gradient reaches the model's own parameters
             optimizer.step()

@@ -348,3 +348,30 @@ def test_resume_of_a_folder_without_a_run_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no config.json, so it is no neft run to resume" in err[0]
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "2"], ["--model", "lenet5", "--dataset", "mnist-5k", "--epochs", "1",
+                                    "--train-subset", "64", "--test-subset", "32", "--val-runs", "1", "--quiet"]])
+@pytest.mark.parametrize("folder", ["missing", "empty", "stray"])
+def test_resume_with_flags_of_a_folder_without_a_run_is_refused_too(tmp_path, capsys, monkeypatch, flags, folder):
+    """--resume never starts a fresh run with default settings, whatever other flags are given."""
+    out = tmp_path / "typo"
+    if folder != "missing":
+        out.mkdir()
+    if folder == "stray":
+        (out / "notes.txt").write_text("mine")
+    assert main(["train", "--resume", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neft: error:"), err
+    assert "has no config.json, so it is no neft run to resume" in err[0]
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else None
+    assert left == {"missing": None, "empty": [], "stray": ["notes.txt"]}[folder]
+
+
+def test_resume_without_out_of_a_run_never_trained_is_refused(tmp_path, capsys, monkeypatch):
+    """`neft train --resume` without --out resumes the run named after the settings; none there: refused."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "--model", "lenet5", "--dataset", "mnist-5k", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs/lenet5-mnist-5k-noise-injection-s0.1-seed0' has no config.json" in err[0], err
+    assert not (tmp_path / "runs").exists()

@@ -79,7 +79,8 @@ def _add_chip_repair_arguments(p: argparse.ArgumentParser) -> None:
 def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
     """How the evaluation runs: test images, batching, vmap, precision, compilation, layout, data and device."""
     p.add_argument("--test-subset", type=int, default=None, metavar="N",
-                   help="evaluate on N test images (default: the full test set, whatever the run trained with)")
+                   help="evaluate on N test images (default: the full test set, whatever the run trained with; N at "
+                        "least the test set's size is the full test set, with a note)")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="at most this many test images per forward (default: %(default)s)")
     p.add_argument("--chips-per-pass", default="auto", type=chips_per_pass,

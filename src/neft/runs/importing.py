@@ -178,7 +178,8 @@ def _load_network(config: TrainConfig, loaded: data.ImageDataset, state: dict[st
         raise SettingError("weights", f"{str(weights)!r} does not fit {config.model}: {mismatch}")
     network.load_state_dict(state, strict=True)
     sample = loaded.preprocess(loaded.splits["train"][0][:2])
-    models.registry.check_output(network, sample, loaded.num_classes, repr(config.model))
+    models.registry.check_output(network, sample, loaded.num_classes, repr(config.model),
+                                 data.own.resize_hint(loaded.name, sample.shape[-1]))
     return network, stripped
 
 

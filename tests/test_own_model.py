@@ -310,7 +310,9 @@ def test_import_states_records_and_evaluates_with_the_normalisation_the_weights_
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--mean", "0.5"], "--mean M... and --std S... together"),
+    (["--mean", "0.5"], "argument --std: --mean was given without --std: give the per-channel statistics as "
+                        "--mean M... and --std S... together"),
+    (["--std", "0.5"], "argument --mean: --std was given without --mean"),
     (["--normalisation", "none", "--mean", "0.5", "--std", "0.5"], "without --normalisation"),
     (["--mean", "0.5", "0.5", "--std", "0.2", "0.2"], "must be 1 number(s), one per channel"),
     (["--mean", "125.3", "--std", "63.0"], "divide by 255 (e.g. mean 123.675 -> 0.485"),
@@ -329,6 +331,22 @@ def test_a_bad_normalisation_or_non_finite_weights_are_one_clear_line(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("neft: error:") and message in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_import_into_an_existing_folder_offers_overwrite_not_resume(tmp_path, nets, capsys):
+    """`neft import` has no --resume: its refusal of a folder holding a run says --overwrite or another --out."""
+    spec = f"{nets}:make_net"
+    torch.save(models.create(spec, 10, 1).state_dict(), tmp_path / "w.pt")
+    argv = ["import", "--model", spec, "--weights", str(tmp_path / "w.pt"), "--dataset", "mnist-5k",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neft: error: run directory {str(tmp_path / 'run')!r} already exists; replace it with "
+                   "overwrite=True (--overwrite), or choose another directory (--out)"]
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
 
 
 def test_every_train_flag_is_a_trainconfig_field():

@@ -28,8 +28,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch; `--resume --out RUN` alone takes every "
-                        "setting from RUN/config.json, and other flags given must agree with it; a folder that holds no run "
-                        "(no config.json) is refused, never started afresh")
+                        "setting from RUN/config.json, and other flags given must agree with it; a folder that holds "
+                        "no run (no config.json) is refused, never started afresh")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)

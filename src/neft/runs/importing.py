@@ -149,7 +149,7 @@ def import_run(model: str, weights: str | Path, dataset: str, out: str | Path, *
     data.check_classes(loaded, {"classes": classes}, f"weights file {str(weights)!r}")
     network, stripped = _load_network(config, loaded, state, weights)
     out = Path(out)
-    _prepare_out(out, resume=False, overwrite=overwrite)
+    _prepare_out(out, resume=False, overwrite=overwrite, resumable=False)
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     imported = {"weights": str(Path(weights).resolve()), "sha256": digest, "state_dict_key": key,
                 "stripped_prefix": stripped}

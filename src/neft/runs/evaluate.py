@@ -170,9 +170,8 @@ def evaluate_run(
             computes the sensitivity on ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``,
             no augmentation); ``recalibrate_bn`` / ``chip_tune`` draw on ``FIX_IMAGES`` = 4096 training images
             (a draw seeded by ``seed``, no augmentation; at least ``recalibrate_bn``).
-            ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
-            ``test_subset``, and for a ``test_subset`` at least the test set's size (with a warning; results.json
-            records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
+            ``test_subset=None`` (or one at least the test set's size, with a warning) evaluates on the **full test
+            set**, also for a run trained with a ``test_subset`` (results.json: ``test_set``, ``test_size``).
             ``dac_bits``/``adc_bits`` calibrate their ranges on ``CALIBRATION_IMAGES`` = 256 training images, a
             shuffled draw seeded by ``seed`` (:func:`neft.chip.circuit.calibration_sample`, recorded as
             ``calibration``; :meth:`neft.chip.circuit.Circuit.calibrate`).

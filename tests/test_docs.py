@@ -105,3 +105,21 @@ def test_presets_doc_blocks_are_valid_presets(tmp_path, monkeypatch):
         path = tmp_path / f"block{index}.toml"
         path.write_text(block)
         load_preset(path)
+
+
+def test_help_of_the_deployment_and_import_flags_reads_clearly():
+    """--verified-sigma and --read-sigma say what their std is of; every valued chip-tune flag has a metavar;
+    `neft import --method` lists its choices."""
+    import argparse
+
+    from neft.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    evaluate = " ".join(commands["evaluate"].format_help().split())
+    assert ("--verified-sigma S variation left on a write-verified device after verification: the std of its "
+            "conductance as a fraction of its conductance range") in evaluate
+    assert "--read-sigma S read noise, drawn afresh on every read (every test image): its std as a fraction" in evaluate
+    assert "of a verified device" not in evaluate
+    assert "--chip-tune-lr LR " in evaluate and "--chip-tune-batch N " in evaluate
+    imported = " ".join(commands["import"].format_help().split())
+    assert "--method {vanilla,noise-injection,ovf,irs,rcg,lipschitz,correctnet,distill}" in imported

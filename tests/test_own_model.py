@@ -310,7 +310,9 @@ def test_import_states_records_and_evaluates_with_the_normalisation_the_weights_
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--mean", "0.5"], "--mean M... and --std S... together"),
+    (["--mean", "0.5"], "argument --std: --mean was given without --std: give the per-channel statistics as "
+                        "--mean M... and --std S... together"),
+    (["--std", "0.5"], "argument --mean: --std was given without --mean"),
     (["--normalisation", "none", "--mean", "0.5", "--std", "0.5"], "without --normalisation"),
     (["--mean", "0.5", "0.5", "--std", "0.2", "0.2"], "must be 1 number(s), one per channel"),
     (["--mean", "125.3", "--std", "63.0"], "divide by 255 (e.g. mean 123.675 -> 0.485"),
@@ -331,6 +333,22 @@ def test_a_bad_normalisation_or_non_finite_weights_are_one_clear_line(tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+def test_import_into_an_existing_folder_offers_overwrite_not_resume(tmp_path, nets, capsys):
+    """`neft import` has no --resume: its refusal of a folder holding a run says --overwrite or another --out."""
+    spec = f"{nets}:make_net"
+    torch.save(models.create(spec, 10, 1).state_dict(), tmp_path / "w.pt")
+    argv = ["import", "--model", spec, "--weights", str(tmp_path / "w.pt"), "--dataset", "mnist-5k",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"neft: error: run directory {str(tmp_path / 'run')!r} already exists; replace it with "
+                   "overwrite=True (--overwrite), or choose another directory (--out)"]
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
 def test_every_train_flag_is_a_trainconfig_field():
     """`neft train --resume --out RUN` applies the flags given by their names: each must be a TrainConfig field."""
     import argparse
@@ -348,3 +366,30 @@ def test_resume_of_a_folder_without_a_run_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no config.json, so it is no neft run to resume" in err[0]
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "2"], ["--model", "lenet5", "--dataset", "mnist-5k", "--epochs", "1",
+                                    "--train-subset", "64", "--test-subset", "32", "--val-runs", "1", "--quiet"]])
+@pytest.mark.parametrize("folder", ["missing", "empty", "stray"])
+def test_resume_with_flags_of_a_folder_without_a_run_is_refused_too(tmp_path, capsys, monkeypatch, flags, folder):
+    """--resume never starts a fresh run with default settings, whatever other flags are given."""
+    out = tmp_path / "typo"
+    if folder != "missing":
+        out.mkdir()
+    if folder == "stray":
+        (out / "notes.txt").write_text("mine")
+    assert main(["train", "--resume", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neft: error:"), err
+    assert "has no config.json, so it is no neft run to resume" in err[0]
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else None
+    assert left == {"missing": None, "empty": [], "stray": ["notes.txt"]}[folder]
+
+
+def test_resume_without_out_of_a_run_never_trained_is_refused(tmp_path, capsys, monkeypatch):
+    """`neft train --resume` without --out resumes the run named after the settings; none there: refused."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "--model", "lenet5", "--dataset", "mnist-5k", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs/lenet5-mnist-5k-noise-injection-s0.1-seed0' has no config.json" in err[0], err
+    assert not (tmp_path / "runs").exists()

@@ -47,6 +47,18 @@ def test_evaluate_uses_and_records_the_full_test_set(stopped_run):
     assert (part["test_set"], part["test_size"]) == ("subset", 50)
 
 
+def test_a_test_subset_as_large_as_the_test_set_evaluates_and_records_the_full_set(stopped_run, recwarn):
+    """--test-subset 5000 on the 1,000-image mnist-5k test set: the full test set, said once, recorded as full."""
+    full, big = (evaluate_run(stopped_run, sigmas=[0.2], runs=2, progress=False, name=name, compile=False,
+                              test_subset=subset) for name, subset in (("whole", None), ("big", 5000)))
+    notes = [str(w.message) for w in recwarn if "test_subset" in str(w.message)]
+    assert notes == ["test_subset=5000 is at least the 1000 images of the mnist-5k test set: evaluating the full "
+                     "test set"]
+    assert (big["test_set"], big["test_size"], big["evaluation"]["test_subset"]) == ("full", 1000, None)
+    same = [[point[k] for k in ("accuracy", "ekl")] for point in full["per_sigma"]]
+    assert [[point[k] for k in ("accuracy", "ekl")] for point in big["per_sigma"]] == same  # the same images
+
+
 @pytest.mark.parametrize("damage, file", [
     (lambda run: (run / "last.pt").write_bytes((run / "last.pt").read_bytes()[:500]), "last.pt"),
     (lambda run: (run / "config.json").write_text('{"model": "lenet5",'), "config.json"),

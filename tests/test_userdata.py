@@ -150,3 +150,26 @@ def test_bad_data_is_one_clear_line_and_leaves_nothing(tmp_path, capsys, case, m
 def test_image_size_is_for_own_data_sets_only():
     with pytest.raises(SettingError, match="image_size applies to folder: and npz:"):
         data.load("digits", image_size=16)
+
+
+@pytest.mark.parametrize("command", ["train", "import"])
+def test_a_built_in_model_on_images_of_another_size_is_one_line_suggesting_image_size(tmp_path, capsys, command):
+    """lenet5 on 28x28 npz images: one `neft: error:` line naming --image-size 32, nothing written (train, import)."""
+    from neft import models
+
+    x, y = np.zeros((20, 28, 28), np.uint8), np.array([0, 1] * 10)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    name, out = f"npz:{tmp_path / 'd.npz'}", tmp_path / "run"
+    if command == "train":
+        argv = ["train", "--dataset", name, *QUICK, "--out", str(out)]
+    else:
+        torch.save(models.create("lenet5", 2, 1).state_dict(), tmp_path / "w.pt")
+        argv = ["import", "--model", "lenet5", "--weights", str(tmp_path / "w.pt"), "--dataset", name,
+                "--normalisation", "dataset", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neft: error: argument --model: 'lenet5' fails on a batch"), err
+    assert err[0].endswith(f"the images of {name} are 28x28: resize them to the 32x32 the built-in models take "
+                           "with image_size=32 (--image-size 32)"), err
+    assert not out.exists()
+    assert main([*argv, "--image-size", "32"]) == 0 and (out / "checkpoint.pt").is_file()

@@ -53,10 +53,13 @@ def _add_write_verify_arguments(p: argparse.ArgumentParser) -> None:
                         "sensitivity on 1024 training images, or the SWIM release's score (alpha 1e6, first "
                         "derivative added) (default: %(default)s)")
     p.add_argument("--verified-sigma", type=float, default=0.0, metavar="S",
-                   help=f"residual {SIGMA_HELP} of a verified device (default: %(default)s: exact)")
+                   help="variation left on a write-verified device after verification: the std of its "
+                        "conductance as a fraction of its conductance range, like sigma (default: %(default)s: "
+                        "programmed exactly)")
     p.add_argument("--read-sigma", type=float, default=None, metavar="S",
-                   help=f"read noise drawn afresh on every read (every test image), as a {SIGMA_HELP} (default: "
-                        "the device model's, 0 unless its file sets read_sigma)")
+                   help="read noise, drawn afresh on every read (every test image): its std as a fraction of the "
+                        "device's conductance range, like sigma (default: the device model's, 0 unless its file "
+                        "sets read_sigma)")
 
 
 def _add_chip_repair_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,16 +73,17 @@ def _add_chip_repair_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chip-tune-taps", nargs="+", default=None, metavar="MODULE",
                    help="modules after which the block is inserted, outputs of one channel count (default: the "
                         "model's own, e.g. features.1 for lenet5); with --chip-tune only")
-    p.add_argument("--chip-tune-lr", type=float, default=None,
+    p.add_argument("--chip-tune-lr", type=float, default=None, metavar="LR",
                    help="Adam learning rate of the block (default: 0.01); with --chip-tune only")
-    p.add_argument("--chip-tune-batch", type=int, default=None,
+    p.add_argument("--chip-tune-batch", type=int, default=None, metavar="N",
                    help="training images per tuning step (default: 64); with --chip-tune only")
 
 
 def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
     """How the evaluation runs: test images, batching, vmap, precision, compilation, layout, data and device."""
     p.add_argument("--test-subset", type=int, default=None, metavar="N",
-                   help="evaluate on N test images (default: the full test set, whatever the run trained with)")
+                   help="evaluate on N test images (default: the full test set, whatever the run trained with; N at "
+                        "least the test set's size is the full test set, with a note)")
     p.add_argument("--batch-size", type=int, default=1000,
                    help="at most this many test images per forward (default: %(default)s)")
     p.add_argument("--chips-per-pass", default="auto", type=chips_per_pass,

@@ -30,8 +30,10 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, metavar="S", help="folder:/npz: data sets: image side")
     p.add_argument("--data-dir", default=None, help="folder holding the data set")
     p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--method", default="vanilla", help="how the network was trained, for the record (default: "
-                                                       "%(default)s)")
+    from neft.training.objectives import METHODS
+
+    p.add_argument("--method", default="vanilla", choices=list(METHODS),
+                   help="how the network was trained, for the record (default: %(default)s)")
     p.add_argument("--sigma", type=float, default=0.0,
                    help=f"the training {SIGMA_HELP}, for the record and evaluate's default sigmas (default: "
                         "%(default)s)")
@@ -59,9 +61,13 @@ def _normalisation(args) -> str | dict:
 
     if args.mean is None and args.std is None:
         return args.normalisation or "dataset"
-    if args.mean is None or args.std is None or args.normalisation is not None:
+    if args.normalisation is not None:
         raise SettingError("normalisation", "give the per-channel statistics as --mean M... and --std S... "
                                             "together, without --normalisation (which states 'dataset' or 'none')")
+    if args.mean is None or args.std is None:
+        given, missing = ("mean", "std") if args.std is None else ("std", "mean")
+        raise SettingError(missing, f"--{given} was given without --{missing}: give the per-channel statistics as "
+                                    "--mean M... and --std S... together")
     return {"mean": args.mean, "std": args.std}
 
 

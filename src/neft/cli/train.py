@@ -28,7 +28,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run directory (default: runs/MODEL-DATASET-METHOD-sSIGMA-seedSEED)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch; `--resume --out RUN` alone takes every "
-                        "setting from RUN/config.json, and other flags given must agree with it")
+                        "setting from RUN/config.json, and other flags given must agree with it; a folder that holds "
+                        "no run (no config.json) is refused, never started afresh")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
@@ -38,11 +39,10 @@ def _cmd_train(args) -> None:
     from neft.data import own as userdata
     from neft.models import default_init
     from neft.models.registry import short_name
-    from neft.training import TrainConfig
+    from neft.training import TrainConfig, load_config
 
-    if args.resume and args.out and ((Path(args.out) / "config.json").is_file()
-                                     or not _given_flags(args, add_train_arguments)):
-        _train_and_print(_resume_config(args), args)  # a folder without config.json and no settings: one error
+    if args.resume and args.out:  # a folder without a run (no config.json) is refused, whatever flags are given
+        _train_and_print(_resume_config(args), args)
         return
     device_model = training_device_model(args)
     config = TrainConfig(
@@ -66,6 +66,8 @@ def _cmd_train(args) -> None:
                + (f"-{config.init}" if config.init not in (None, default_init(config.model)) else ""))
     dataset = userdata.short_name(config.dataset) if userdata.is_user_dataset(config.dataset) else config.dataset
     args.out = args.out or f"runs/{short_name(config.model)}-{dataset}-{variant}-s{config.sigma:g}-seed{config.seed}"
+    if args.resume:  # the run named after these settings must exist: --resume never starts a fresh run
+        load_config(args.out)
     _train_and_print(config, args)
 
 

@@ -20,7 +20,7 @@ The built-in sets' files are found and read by :mod:`neft.data.formats`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -209,7 +209,8 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int | flo
             chosen at random (seeded by ``seed``), as split ``"val"``.
         seed: seeds the validation hold-out and the subsets.
         train_subset, test_subset: keep only this many images (the first of a seeded permutation, taken after the
-            validation hold-out); values above the split size keep everything. For quick runs.
+            validation hold-out); values above the split size keep everything (a ``test_subset`` at least the
+            test split's size keeps it as it is, in its order: the full test set). For quick runs.
         image_size: side of the images of a ``folder:`` (default 32) or ``npz:`` set (default: as stored);
             the built-in sets have their own (None).
 
@@ -240,10 +241,25 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int | flo
     held_out, train = _hold_out(key, train, validation, seed)
     splits = {} if held_out is None else {"val": held_out}
     splits["train"] = train if train_subset is None else _subset(train, train_subset, seed, "train_subset")
-    splits["test"] = test if test_subset is None else _subset(test, test_subset, seed, "test_subset")
-    if not len(splits["test"][1]):
+    splits["test"] = test
+    if not len(test[1]):
         raise ValueError(f"the test set of {key} is empty; check its files ({key} needs a non-empty test split)")
-    return ImageDataset(key, num_classes, mean, std, image_size, augment, splits, classes)
+    return with_test_subset(ImageDataset(key, num_classes, mean, std, image_size, augment, splits, classes),
+                            test_subset, seed)
+
+
+def with_test_subset(dataset: ImageDataset, test_subset: int | None, seed: int) -> ImageDataset:
+    """``dataset`` with its test split cut to its first ``test_subset`` images of a permutation seeded by ``seed``
+    (:func:`load`'s ``test_subset``); None, or a ``test_subset`` at least the split's size, keeps the whole test
+    split as it is, in its order.
+
+    Raises:
+        ValueError: ``test_subset`` <= 0.
+    """
+    test = dataset.splits["test"]
+    if test_subset is None or test_subset >= len(test[1]):
+        return dataset
+    return replace(dataset, splits={**dataset.splits, "test": _subset(test, test_subset, seed, "test_subset")})
 
 
 def _check_labels(key: str, num_classes: int, train: Split, test: Split) -> None:

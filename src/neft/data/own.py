@@ -31,7 +31,8 @@ import torch
 from neft.common.errors import SettingError
 from neft.data import pixels
 
-__all__ = ["PREFIXES", "is_user_dataset", "canonical", "short_name", "read", "channels_first", "IMAGE_EXTENSIONS"]
+__all__ = ["PREFIXES", "is_user_dataset", "canonical", "short_name", "read", "channels_first", "IMAGE_EXTENSIONS",
+           "resize_hint"]
 
 PREFIXES = ("folder:", "npz:")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -46,6 +47,16 @@ Split = tuple[torch.Tensor, torch.Tensor]
 def is_user_dataset(name: str) -> bool:
     """Whether ``name`` is ``folder:PATH`` or ``npz:PATH``."""
     return str(name).strip().startswith(PREFIXES)
+
+
+def resize_hint(name: str, side: int) -> str:
+    """For a ``folder:``/``npz:`` data set ``name`` whose preprocessed images are ``side`` pixels square, not the
+    32x32 the built-in models (vgg8, resnet18, lenet5) take: the end of an error message that suggests resizing
+    them (``image_size=32``, ``--image-size 32``); empty otherwise."""
+    if not is_user_dataset(name) or side == 32:
+        return ""
+    return (f"; the images of {name} are {side}x{side}: resize them to the 32x32 the built-in models take with "
+            "image_size=32 (--image-size 32)")
 
 
 def canonical(name: str) -> str:

@@ -89,7 +89,8 @@ class EvalConfig:
         batch_size: at most this many test images per forward; the test set is split into equal batches
             (``ceil(N / ceil(N / batch_size))`` images each), so a compiled forward pads the last one by little.
         test_subset: evaluate a run directory on the first N images of a seeded permutation of its test set;
-            None: the full test set, whatever subset the run was trained with (results.json: ``test_set``).
+            None: the full test set, whatever subset the run was trained with (results.json: ``test_set``); N at
+            least the test set's size evaluates the full test set (recorded as None).
         chips_per_pass: chips evaluated together with vmap, or ``"auto"``.
         ci_target: stop adding runs at a sigma once the 95 % CI half-width of the mean accuracy is below this many
             percentage points (after at least ``min_runs`` runs).

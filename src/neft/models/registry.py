@@ -215,10 +215,12 @@ def build(spec: str, num_classes: int, in_channels: int, width: float = 1.0,
     return model
 
 
-def check_output(model: nn.Module, sample: torch.Tensor, num_classes: int, name: str = "the model") -> None:
+def check_output(model: nn.Module, sample: torch.Tensor, num_classes: int, name: str = "the model",
+                 hint: str = "") -> None:
     """Check that ``model`` maps a batch ``sample`` ``[B, C, H, W]`` (B >= 2) to logits ``[B, num_classes]``.
 
-    Runs one clean forward in eval mode without gradients (train/eval flags restored).
+    Runs one clean forward in eval mode without gradients (train/eval flags restored). ``hint`` (e.g.
+    :func:`neft.data.own.resize_hint`) ends the error message.
 
     Raises:
         SettingError: (setting ``model``) when the forward fails or its output has another shape.
@@ -230,10 +232,10 @@ def check_output(model: nn.Module, sample: torch.Tensor, num_classes: int, name:
             output = model(sample)
     except Exception as error:  # noqa: BLE001 - the user's forward failed on this data
         raise SettingError("model", f"{name} fails on a batch {list(sample.shape)} of this data set: "
-                                    f"{type(error).__name__}: {_first_line(error)}") from None
+                                    f"{type(error).__name__}: {_first_line(error)}{hint}") from None
     finally:
         model.train(was_training)
     shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
     if shape != [len(sample), num_classes]:
         raise SettingError("model", f"{name} returns {shape} for a batch {list(sample.shape)}; it must return "
-                                    f"logits [B, num_classes] = {[len(sample), num_classes]}")
+                                    f"logits [B, num_classes] = {[len(sample), num_classes]}{hint}")

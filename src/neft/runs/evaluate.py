@@ -170,8 +170,8 @@ def evaluate_run(
             computes the sensitivity on ``SENSITIVITY_IMAGES`` = 1024 training images (a draw seeded by ``seed``,
             no augmentation); ``recalibrate_bn`` / ``chip_tune`` draw on ``FIX_IMAGES`` = 4096 training images
             (a draw seeded by ``seed``, no augmentation; at least ``recalibrate_bn``).
-            ``test_subset=None`` evaluates on the **full test set**, also for a run trained with a
-            ``test_subset`` (results.json records ``test_set``: ``"full"`` or ``"subset"``, and ``test_size``).
+            ``test_subset=None`` (or one at least the test set's size, with a warning) evaluates on the **full test
+            set**, also for a run trained with a ``test_subset`` (results.json: ``test_set``, ``test_size``).
             ``dac_bits``/``adc_bits`` calibrate their ranges on ``CALIBRATION_IMAGES`` = 256 training images, a
             shuffled draw seeded by ``seed`` (:func:`neft.chip.circuit.calibration_sample`, recorded as
             ``calibration``; :meth:`neft.chip.circuit.Circuit.calibrate`).
@@ -236,10 +236,11 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
         network, meta = checkpoint.load_checkpoint(run_dir, map_location=compute, model=model)
         chosen = _resolved(config, meta["sigma"], meta["device_model"])
         dataset = data.load(meta["dataset"], data_dir or meta["config"].get("data_dir"), seed=config.seed,
-                            test_subset=config.test_subset, image_size=meta["config"].get("image_size"))
+                            image_size=meta["config"].get("image_size"))
         data.check_classes(dataset, meta.get("dataset_stats"), f"run {run_dir}")
         dataset = _trained_normalisation(dataset, meta.get("dataset_stats"))
-        return network, meta, chosen, dataset
+        chosen = _whole_test_set(chosen, dataset)
+        return network, meta, chosen, data.with_test_subset(dataset, chosen.test_subset, config.seed)
 
     model, meta, chosen, dataset = distributed.agree(prepare)
     planned, trained = meta["config"].get("epochs"), epochs_trained(run_dir)
@@ -265,6 +266,18 @@ def _evaluate_run(run_dir: Path, config: EvalConfig, data_dir, device, name, lab
 
 class CircuitMismatchWarning(UserWarning):
     """A run trained through the crossbar circuit is evaluated without it, or through another one."""
+
+
+def _whole_test_set(chosen: EvalConfig, dataset: data.ImageDataset) -> EvalConfig:
+    """``chosen`` with ``test_subset`` None when it is at least the size of ``dataset``'s full test split: the full
+    test set is evaluated and recorded as such (``test_set`` ``"full"``), with a warning (main rank) that says so."""
+    size = dataset.size("test")
+    if chosen.test_subset is None or chosen.test_subset < size:
+        return chosen
+    if distributed.is_main():
+        warnings.warn(f"test_subset={chosen.test_subset} is at least the {size} images of the {dataset.name} test "
+                      "set: evaluating the full test set", stacklevel=5)
+    return dataclasses.replace(chosen, test_subset=None)
 
 
 def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> None:

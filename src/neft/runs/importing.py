@@ -149,7 +149,7 @@ def import_run(model: str, weights: str | Path, dataset: str, out: str | Path, *
     data.check_classes(loaded, {"classes": classes}, f"weights file {str(weights)!r}")
     network, stripped = _load_network(config, loaded, state, weights)
     out = Path(out)
-    _prepare_out(out, resume=False, overwrite=overwrite)
+    _prepare_out(out, resume=False, overwrite=overwrite, resumable=False)
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     imported = {"weights": str(Path(weights).resolve()), "sha256": digest, "state_dict_key": key,
                 "stripped_prefix": stripped}
@@ -178,7 +178,8 @@ def _load_network(config: TrainConfig, loaded: data.ImageDataset, state: dict[st
         raise SettingError("weights", f"{str(weights)!r} does not fit {config.model}: {mismatch}")
     network.load_state_dict(state, strict=True)
     sample = loaded.preprocess(loaded.splits["train"][0][:2])
-    models.registry.check_output(network, sample, loaded.num_classes, repr(config.model))
+    models.registry.check_output(network, sample, loaded.num_classes, repr(config.model),
+                                 data.own.resize_hint(loaded.name, sample.shape[-1]))
     return network, stripped
 
 

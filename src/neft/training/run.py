@@ -102,8 +102,9 @@ def _model(config: TrainConfig, dataset: data.ImageDataset, device: torch.device
         config.model, dataset.num_classes, dataset.in_channels, config.width, config.init,
         config.model_args)).to(device)
     sample = dataset.preprocess(dataset.splits["train"][0][:2].to(device))
-    if config.model not in models.MODELS:  # your own network: logits of the right shape before any file exists
-        models.registry.check_output(model, sample, dataset.num_classes, repr(config.model))
+    # logits of the right shape before any file exists (a built-in model too: images of another size fail)
+    models.registry.check_output(model, sample, dataset.num_classes, repr(config.model),
+                                 data.own.resize_hint(dataset.name, sample.shape[-1]))
     return model, sample
 
 

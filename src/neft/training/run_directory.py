@@ -69,9 +69,9 @@ def remove_failed_start(out: Path, created: bool, logged: bool = False) -> None:
         out.rmdir()
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
+def _prepare_out(out: Path, resume: bool, overwrite: bool, resumable: bool = True) -> bool:
     """Create the run directory (a failed start's files replaced, :func:`_failed_start`); True when resuming from
-    ``last.pt``."""
+    ``last.pt``. ``resumable`` False (``neft import``): an existing run's error offers no resume."""
     if resume and (out / "last.pt").is_file():
         return True
     remove_failed_start(out, created=False, logged=True)  # nothing trained there: the corrected command starts afresh
@@ -81,9 +81,9 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> bool:
                              "overwrite=True (--overwrite), or train into another directory (--out)")
     if out.exists() and any(out.iterdir()) and not resume:
         if not overwrite:
-            raise RunExistsError(f"run directory {str(out)!r} already exists; continue it with resume=True "
-                                 "(--resume), replace it with overwrite=True (--overwrite), or choose another "
-                                 "directory (--out)")
+            resume_it = "continue it with resume=True (--resume), " if resumable else ""
+            raise RunExistsError(f"run directory {str(out)!r} already exists; {resume_it}replace it with "
+                                 "overwrite=True (--overwrite), or choose another directory (--out)")
         if not (out / "config.json").is_file():
             raise RunExistsError(f"{str(out)!r} is not a neft run directory (no config.json); refusing to delete it")
         shutil.rmtree(out)

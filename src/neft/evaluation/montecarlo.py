@@ -50,13 +50,14 @@ from neft.evaluation.precision import CHECK_CHIPS, choose_precision
 
 __all__ = ["evaluate", "check_network", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 7  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
+SCHEMA_VERSION = 8  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
 # write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
 # device_model.read_sigma, 4 the realistic chip's settings (evaluation and device_model: quantize, stuck_off,
 # stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation; device_model.drift_t0); 5 the circuit
 # settings (evaluation.tile_rows, dac_bits, adc_bits, adc_range) and read noise per read (each image's own draw); 6
 # the per-chip fixes (evaluation.recalibrate_bn, chip_tune, chip_tune_taps, chip_tune_lr, chip_tune_batch) and
-# "deployment_cost", 7 "train_circuit" (the crossbar circuit the network was trained through; run evaluations)
+# "deployment_cost", 7 "train_circuit" (the crossbar circuit the network was trained through; run evaluations), 8
+# "normalisation" and "calibration" (run evaluations), vanilla's train_sigma 0, null init/train_seed of imported runs
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 

@@ -60,18 +60,18 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
     torch.manual_seed(config.seed)
     model, sample = _model(config, dataset, device, given)
     noise_generator = make_generator(0, device)  # reseeded every step from (seed, rank, step)
+    chip = config.chip()  # the device model and circuit that the objective and the circuit share
     objective = objectives.create(
         config.method, model, sample, dataset.num_classes, sigma=config.sigma, beta=config.beta,
-        device_model=config.device_model, generator=noise_generator, sigma_block=config.sigma_block,
+        device_model=chip.device_model, generator=noise_generator, sigma_block=config.sigma_block,
         taps=config.taps, temperature=config.temperature, teacher=config.teacher,
         **{name: getattr(config, name) for name in _OBJECTIVE_SETTINGS},
     )
-    chip = config.chip()
     calibration, drawn = (calibration_sample(dataset, config.seed, device) if chip.circuit.calibrated
                           else (None, None))  # converter ranges from a class-mixed sample, at every epoch
     recorded = record(config, dataset, drawn)
-    if config.sigma > 0 or chip.circuit.active:  # a network without a crossbar-mapped layer: refused up front
-        Crossbar(model, chip.device_model)
+    # a network without a crossbar-mapped layer is refused here, before the run directory is touched
+    crossbar = Crossbar(model, chip.device_model) if config.sigma > 0 or chip.circuit.active else None
     # the run directory is checked (and, to overwrite it, cleared) only once every setting was accepted
     resuming = distributed.agree(lambda: _prepare_out(out, resume, overwrite) if main
                                  else resume and (out / "last.pt").is_file())
@@ -88,7 +88,7 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},
         fields=log_fields(objective.parts, len(objective.modules())),
         selection=Selection.of(config, dataset, device, recorded),  # preprocessed once
-        circuit=Circuit(Crossbar(model, chip.device_model), chip.circuit) if chip.circuit.active else None,
+        circuit=Circuit(crossbar, chip.circuit) if chip.circuit.active else None,
         calibration=calibration,
     )
     return run, resuming

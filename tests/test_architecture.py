@@ -16,7 +16,7 @@ LAYERS = (  # lowest first; packages on one line are one layer and never import 
     ("common",),
     ("data", "models"),
     ("chip", "store"),
-    ("deployment",),
+    ("deployment", "cost"),
     ("evaluation",),
     ("training",),
     ("reporting",),

@@ -1,0 +1,147 @@
+"""Energy, latency and area of one inference, layer by layer, from the chip's configuration (docs/method.md, 'What
+a chip costs').
+
+For a mapped layer of R rows (fan-in), O outputs and P reads per inference on a chip whose weights take
+``n = weight_bits / device_bits`` devices on a differential pair (2 n physical columns per output), with
+``s = n`` ADC conversions per output and row tile in ``adc_mode="sliced"`` (one per bit slice) and ``s = 1`` in
+``"analog"`` (the weight's devices summed in the column before the ADC):
+
+* tiles: ``row_tiles = ceil(R / tile_rows)`` (1 when ``tile_rows`` is None), ``col_tiles = ceil(2 n O /
+  tile_columns)`` (``tile_columns`` None: ``tile_rows``, or one array per layer), ``tiles = row_tiles * col_tiles``;
+* ADCs: ``row_tiles * ceil(s O / columns_per_adc)``; each converts ``m = ceil(s O / ceil(s O / columns_per_adc))``
+  columns one after another per read;
+* energy: crossbar ``P * V_read**2 * t_read * sum(G)`` (every row driven at the read voltage for the read time: an
+  upper bound on the input-dependent energy; ``G = g_off + (g_on - g_off) * level / (2**device_bits - 1)`` of each
+  programmed device); DAC ``P * col_tiles * R * dac_fom * 2**B_dac``; ADC ``P * row_tiles * s * O * adc_fom *
+  2**B_adc`` (Walden: energy per conversion = FOM * 2**ENOB, ENOB taken as the bits); shift-and-add ``P *
+  row_tiles * O * (s - 1)`` adds; accumulation across row tiles ``P * O * (row_tiles - 1)`` adds; bias ``P * O``
+  adds (B = the chip's bits, ``ideal_bits`` for an ideal converter);
+* latency: ``P * (t_read + m / adc_sample_rate)`` (all tiles of a layer in parallel, reads one after another) plus
+  the digital adds over ``digital_lanes`` per clock cycle; layers run one after another;
+* area: ``tiles * rows * columns * cell_area_f2 * F**2`` (whole arrays), ADCs ``* adc_area_per_step * 2**B_adc``,
+  one DAC per array row ``* dac_area_per_step * 2**B_dac``.
+
+Digital layers (:class:`~neft.cost.network.DigitalLayer`) cost ``adds * digital_add + mults * digital_mult`` and
+``(adds + mults) / digital_lanes`` clock cycles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.device_model import DeviceModel
+from neft.cost.network import DigitalLayer, MappedLayer
+from neft.cost.technology import Technology
+
+__all__ = ["LayerCost", "crossbar_cost", "digital_cost", "ENERGY_TERMS", "AREA_TERMS"]
+
+ENERGY_TERMS = ("array", "dac", "adc", "shift_add", "accumulate", "digital")
+AREA_TERMS = ("array", "adc", "dac")
+
+
+@dataclass
+class LayerCost:
+    """The cost of one layer per inference.
+
+    Attributes:
+        name: the mapped weight's or the digital module's name; kind: ``"crossbar"`` or the digital kind.
+        tiles, adcs, dacs: crossbar arrays, ADCs and DACs of the layer (0 for a digital layer).
+        reads: crossbar reads per inference; macs: multiply-accumulates done on the crossbar.
+        energy: joules per inference by term of :data:`ENERGY_TERMS`; latency: seconds per inference;
+        area: square metres by term of :data:`AREA_TERMS`.
+    """
+
+    name: str
+    kind: str
+    tiles: int = 0
+    adcs: int = 0
+    dacs: int = 0
+    reads: int = 0
+    macs: int = 0
+    energy: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ENERGY_TERMS, 0.0))
+    latency: float = 0.0
+    area: dict[str, float] = field(default_factory=lambda: dict.fromkeys(AREA_TERMS, 0.0))
+
+    @property
+    def total_energy(self) -> float:
+        """Joules per inference, every term."""
+        return sum(self.energy.values())
+
+    @property
+    def total_area(self) -> float:
+        """Square metres, every term."""
+        return sum(self.area.values())
+
+    def row(self) -> dict:
+        """The flat table row: name, kind, counts, ``energy_<term>_J``, ``energy_J``, ``latency_s``,
+        ``area_<term>_m2``, ``area_m2``."""
+        return {"layer": self.name, "kind": self.kind, "tiles": self.tiles, "adcs": self.adcs, "dacs": self.dacs,
+                "reads": self.reads, "macs": self.macs,
+                **{f"energy_{term}_J": value for term, value in self.energy.items()},
+                "energy_J": self.total_energy, "latency_s": self.latency,
+                **{f"area_{term}_m2": value for term, value in self.area.items()}, "area_m2": self.total_area}
+
+
+def _ceil(a: int, b: int) -> int:
+    """``ceil(a / b)`` for a >= 0 and b >= 1; 0 when a is 0."""
+    return -(-a // b)
+
+
+def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: DeviceModel,
+                  tech: Technology) -> LayerCost:
+    """The cost of one mapped layer per inference (the module docstring's formulas).
+
+    Args:
+        layer: the layer's geometry and programmed levels (:func:`neft.cost.network.network_layers`).
+        circuit: the chip's circuit (``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_mode``).
+        device_model: ``weight_bits``, ``device_bits`` (devices per weight).
+        tech: the technology constants.
+
+    Returns:
+        A :class:`LayerCost`; a layer without rows, outputs or reads has zero energy and latency (and no tiles
+        when it has no rows or outputs).
+    """
+    n, k = device_model.devices_per_weight, device_model.device_bits
+    sliced = circuit.adc_mode == "sliced" and circuit.adc_bits is not None
+    s = n if sliced else 1
+    rows, outputs, reads = layer.fan_in, layer.outputs, layer.reads
+    columns = 2 * n * outputs
+    tile_rows = circuit.tile_rows or rows
+    tile_columns = tech.tile_columns or circuit.tile_rows or columns
+    row_tiles = _ceil(rows, tile_rows) if rows else 0
+    col_tiles = _ceil(columns, tile_columns) if columns else 0
+    adcs_per_row_tile = _ceil(s * outputs, tech.columns_per_adc)
+    serial = _ceil(s * outputs, adcs_per_row_tile) if adcs_per_row_tile else 0  # conversions per ADC per read
+    b_dac = circuit.dac_bits if circuit.dac_bits is not None else tech.ideal_bits
+    b_adc = circuit.adc_bits if circuit.adc_bits is not None else tech.ideal_bits
+    cost = LayerCost(layer.name, "crossbar", row_tiles * col_tiles, row_tiles * adcs_per_row_tile,
+                     row_tiles * col_tiles * tile_rows if rows else 0, reads, reads * rows * outputs)
+    devices = 2 * n * rows * outputs
+    conductance = devices * tech.g_off + (tech.g_on - tech.g_off) / (2 ** k - 1) * layer.level_sum
+    adds = reads * outputs * (row_tiles * (s - 1) + max(row_tiles - 1, 0) + (1 if layer.bias else 0)) \
+        if rows else 0
+    cost.energy.update(
+        array=reads * tech.read_voltage ** 2 * tech.read_time * conductance,
+        dac=reads * col_tiles * rows * tech.dac_fom * 2 ** b_dac,
+        adc=reads * row_tiles * s * outputs * tech.adc_fom * 2 ** b_adc,
+        shift_add=reads * row_tiles * outputs * (s - 1) * tech.digital_add,
+        accumulate=reads * outputs * max(row_tiles - 1, 0) * tech.digital_add,
+        digital=reads * outputs * tech.digital_add if layer.bias and rows else 0.0)
+    cost.latency = (reads * (tech.read_time + serial * tech.adc_time) + adds / tech.digital_lanes / tech.clock
+                    if rows and outputs else 0.0)
+    cost.area.update(array=cost.tiles * tile_rows * tile_columns * tech.cell_area_f2 * tech.feature_size ** 2,
+                     adc=cost.adcs * tech.adc_area_per_step * 2 ** b_adc,
+                     dac=cost.dacs * tech.dac_area_per_step * 2 ** b_dac)
+    return cost
+
+
+def digital_cost(layer: DigitalLayer, tech: Technology) -> LayerCost:
+    """The cost of one digital layer per inference: ``adds * digital_add + mults * digital_mult`` joules (term
+    ``digital``) and ``ceil((adds + mults) / digital_lanes) / clock`` seconds; no area is counted (the digital
+    periphery is shared)."""
+    cost = LayerCost(layer.name, layer.kind)
+    cost.energy["digital"] = layer.adds * tech.digital_add + layer.mults * tech.digital_mult
+    cost.latency = math.ceil((layer.adds + layer.mults) / tech.digital_lanes) / tech.clock
+    return cost

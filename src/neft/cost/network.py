@@ -1,0 +1,181 @@
+"""What a network asks of the chip per inference, read off one traced forward (docs/method.md, 'What a chip costs'):
+each crossbar-mapped layer's fan-in, outputs, reads per inference and programmed levels, and each digital layer's
+operations.
+
+A forward of one zero image through the model with a hook on every module records each module's input and output
+shapes. A mapped ``nn.Conv1d/2d/3d`` or ``nn.Linear`` weight is a matrix of ``fan_in = weight[0].numel()`` rows
+(input channels per group times kernel positions, as :mod:`neft.chip.circuit_layer` tiles it) and ``outputs =
+weight.shape[0]`` columns, read once per output position: ``reads = output.numel() / outputs`` (a convolution's
+output positions, 1 for a linear layer on one image). Digital layers are counted in operations of the periphery:
+BatchNorm / LayerNorm / GroupNorm one multiply and one add per output element (the affine normalisation with its
+statistics folded in); ReLU-like activations one comparison (an add) per element, other activations one multiply and
+one add (a piecewise-linear unit); max pooling ``window - 1`` comparisons per output, average pooling ``window - 1``
+adds and one multiply; a Conv/Linear left digital (``exclude``) one multiply and one add per MAC. Operations written
+as functions in a model's ``forward`` (``F.relu``) have no module and are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from neft.chip import mapping
+from neft.chip.crossbar import MAPPED_LAYER_TYPES, mapped_weight_names
+from neft.chip.device_model import DeviceModel
+
+__all__ = ["MappedLayer", "DigitalLayer", "network_layers", "level_sum"]
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+_COMPARE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.Threshold, nn.PReLU)
+_ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.Softmax, nn.Hardswish, nn.Hardsigmoid, nn.Mish,
+                nn.Softplus, nn.LogSoftmax)
+_MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+              nn.AdaptiveMaxPool3d)
+_AVG_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+              nn.AdaptiveAvgPool3d)
+
+
+@dataclass(frozen=True)
+class MappedLayer:
+    """One crossbar-mapped weight as the cost model sees it.
+
+    Attributes:
+        name: the weight's name (``features.0.0.weight``).
+        fan_in: crossbar rows R (input channels per group times kernel positions).
+        outputs: outputs O (output channels or features).
+        reads: crossbar reads per inference P (output positions of a convolution, 1 for a linear layer).
+        bias: whether the layer adds a bias (one digital add per output).
+        level_sum: sum of the programmed level units (0 .. 2**device_bits - 1) over every device of the layer
+            (:func:`level_sum`).
+    """
+
+    name: str
+    fan_in: int
+    outputs: int
+    reads: int
+    bias: bool
+    level_sum: float
+
+
+@dataclass(frozen=True)
+class DigitalLayer:
+    """One digital layer: its module name, its kind (``"batchnorm"``, ``"activation"``, ``"pooling"``,
+    ``"digital matmul"``) and its operations per inference (``adds``, ``mults``)."""
+
+    name: str
+    kind: str
+    adds: int
+    mults: int
+
+
+def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
+    """The sum over a weight's devices of their programmed levels: the weight quantized to ``weight_bits`` levels
+    of its max|W| and split into ``weight_bits / device_bits`` digits on a differential pair
+    (:mod:`neft.chip.mapping`; a positive weight's digits on ``G+``, its ``G-`` devices at level 0, a negative weight
+    the other way round), so the sum is that of the digits of ``|q|``. 0 for an empty or all-zero weight."""
+    if weight.numel() == 0:
+        return 0.0
+    bits, k = device_model.weight_bits, device_model.device_bits
+    top, base = mapping.magnitude_levels(bits), 2 ** k
+    with torch.no_grad():
+        w = weight.detach().float().abs()
+        w_max = w.amax()
+        if not w_max > 0:
+            return 0.0
+        # the level of |w| is round(|w| / max|W| * L), as neft.chip.mapping.quantize; counted by a histogram with
+        # bins centred on the integers 0..L (exact on integer values)
+        counts = torch.histc(w.div_(w_max).mul_(top).round_(), bins=top + 1, min=-0.5, max=top + 0.5)
+    digit_sums = torch.tensor([_digit_sum(q, base) for q in range(top + 1)], dtype=torch.float64)
+    return float(counts.to(torch.float64) @ digit_sums)
+
+
+def _digit_sum(value: int, base: int) -> int:
+    """The sum of the base-``base`` digits of ``value`` >= 0."""
+    total = 0
+    while value:
+        value, digit = divmod(value, base)
+        total += digit
+    return total
+
+
+def _window(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -> int:
+    """Input elements per output element of a pooling layer (its kernel size, or the adaptive window)."""
+    kernel = getattr(module, "kernel_size", None)
+    if kernel is not None:
+        return math.prod(kernel) if isinstance(kernel, (tuple, list)) else kernel ** (output.dim() - 2)
+    return max(1, inputs.numel() // max(1, output.numel()))
+
+
+def _digital(name: str, module: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -> DigitalLayer | None:
+    """The digital operations of one leaf module on one image, or None when it computes nothing (containers,
+    ``Flatten``, ``Dropout``, modules of unknown kinds)."""
+    n = output.numel()
+    if isinstance(module, _NORMS):
+        return DigitalLayer(name, "batchnorm", n, n)
+    if isinstance(module, _COMPARE):
+        return DigitalLayer(name, "activation", n, 0)
+    if isinstance(module, _ACTIVATIONS):
+        return DigitalLayer(name, "activation", n, n)
+    if isinstance(module, _MAX_POOLS):
+        return DigitalLayer(name, "pooling", n * (_window(module, inputs, output) - 1), 0)
+    if isinstance(module, _AVG_POOLS):
+        return DigitalLayer(name, "pooling", n * (_window(module, inputs, output) - 1), n)
+    if isinstance(module, MAPPED_LAYER_TYPES):  # left digital by include/exclude
+        macs = n * module.weight[0].numel()
+        return DigitalLayer(name, "digital matmul", macs + (n if module.bias is not None else 0), macs)
+    return None
+
+
+def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model: DeviceModel,
+                   include: Iterable[str] | None = None,
+                   exclude: Iterable[str] | None = None) -> tuple[list[MappedLayer], list[DigitalLayer]]:
+    """The mapped and the digital layers of ``model`` on one input of ``input_shape`` (without the batch axis, e.g.
+    ``(3, 32, 32)``), in forward order.
+
+    Args:
+        model: any module (not modified; run once in eval mode on meta tensors, which carry shapes only; flags
+            restored).
+        device_model: gives ``weight_bits`` and ``device_bits`` of the programmed levels.
+        include, exclude: module-name patterns of the mapped layers (:func:`neft.chip.crossbar.mapped_weight_names`).
+
+    Raises:
+        ValueError: the model has no mapped weight, or (torch's) the input shape does not fit the model.
+    """
+    names = set(mapped_weight_names(model, include, exclude))
+    levels = {name: level_sum(p, device_model) for name, p in model.named_parameters() if name in names}
+    mapped, digital, handles = [], [], []
+
+    def record(name: str, module: nn.Module):
+        def hook(_, args, output):
+            inputs = args[0] if args and isinstance(args[0], torch.Tensor) else output
+            weight = f"{name}.weight" if name else "weight"
+            if isinstance(module, MAPPED_LAYER_TYPES) and weight in names:
+                outputs = module.weight.shape[0]
+                reads = output.numel() // outputs if outputs else 0
+                mapped.append(MappedLayer(weight, module.weight[0].numel(), outputs, reads, module.bias is not None,
+                                          levels[weight]))
+            elif not list(module.children()) and isinstance(output, torch.Tensor):
+                layer = _digital(name, module, inputs, output)
+                if layer is not None:
+                    digital.append(layer)
+        return hook
+
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_hook(record(name, module)))
+    meta = {name: torch.empty_like(tensor, device="meta")
+            for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+    training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():  # shapes only: the forward runs on meta tensors (no arithmetic)
+            functional_call(model, meta, (torch.zeros((1, *input_shape), device="meta"),))
+    finally:
+        model.train(training)
+        for handle in handles:
+            handle.remove()
+    return mapped, digital

@@ -1,0 +1,99 @@
+"""The cost table of one chip: every layer's energy, latency and area per inference, their totals, and the
+programming cost per chip, as JSON and CSV (docs/method.md, 'What a chip costs'; docs/results.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from neft.chip.settings import ChipSettings
+from neft.cost.inference import AREA_TERMS, ENERGY_TERMS, LayerCost, crossbar_cost, digital_cost
+from neft.cost.network import network_layers
+from neft.cost.programming import programming_cost
+from neft.cost.technology import NODE, Technology
+
+__all__ = ["CostTable", "chip_cost"]
+
+
+@dataclass
+class CostTable:
+    """Per-layer costs of one inference on one chip, and the programming cost per chip.
+
+    Attributes:
+        layers: one :class:`~neft.cost.inference.LayerCost` per mapped and digital layer, in forward order.
+        technology: the constants used; chip: the chip's settings (``ChipSettings.to_dict()``).
+        programming: ``{term: {"seconds", "joules"}}`` (:func:`neft.cost.programming.programming_cost`).
+    """
+
+    layers: list[LayerCost]
+    technology: Technology
+    chip: dict
+    programming: dict
+
+    def totals(self) -> dict:
+        """``energy_J`` (per inference), ``energy_<term>_J``, ``latency_s``, ``area_m2``, ``area_<term>_m2``,
+        ``tiles``, ``adcs``, ``dacs``, ``macs``: sums over the layers."""
+        rows = [layer.row() for layer in self.layers]
+        keys = ["tiles", "adcs", "dacs", "macs", *(f"energy_{t}_J" for t in ENERGY_TERMS), "energy_J",
+                "latency_s", *(f"area_{t}_m2" for t in AREA_TERMS), "area_m2"]
+        return {key: sum(row[key] for row in rows) for key in keys}
+
+    def summary(self) -> dict:
+        """What a results file records (its ``cost`` field, docs/results.md): the totals, the programming cost and
+        the node."""
+        totals = self.totals()
+        return {"node": NODE, "energy_J": totals["energy_J"], "latency_s": totals["latency_s"],
+                "area_m2": totals["area_m2"], "tiles": totals["tiles"], "adcs": totals["adcs"],
+                "programming": self.programming}
+
+    def to_dict(self) -> dict:
+        """The whole table, JSON-ready: ``{"node", "technology", "chip", "layers": [row], "total": totals,
+        "programming"}``."""
+        return {"node": NODE, "technology": self.technology.to_dict(), "chip": self.chip,
+                "layers": [layer.row() for layer in self.layers], "total": self.totals(),
+                "programming": self.programming}
+
+    def write(self, json_path: str | Path, csv_path: str | Path) -> None:
+        """Write :meth:`to_dict` as JSON and the layer rows plus a ``total`` row as CSV."""
+        Path(json_path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        rows = [layer.row() for layer in self.layers]
+        total = {"layer": "total", "kind": "", **self.totals(), "reads": ""}
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0] if rows else total))
+            writer.writeheader()
+            writer.writerows([*rows, total])
+
+
+def chip_cost(model: nn.Module, chip: ChipSettings, tech: Technology, input_shape: tuple[int, ...],
+              deployment: dict | None = None, include: Iterable[str] | None = None,
+              exclude: Iterable[str] | None = None) -> CostTable:
+    """The cost table of ``model`` on ``chip``.
+
+    Args:
+        model: the network (its weights set the programmed conductances; not modified).
+        chip: the chip (:class:`~neft.chip.settings.ChipSettings`: device bits, circuit).
+        tech: the technology constants (:func:`neft.cost.technology.technology`).
+        input_shape: one input without the batch axis, e.g. ``(3, 32, 32)``.
+        deployment: the per-chip counts of a results file's ``deployment_cost`` (None: every mapped weight
+            programmed open-loop, no fix).
+        include, exclude: module-name patterns of the mapped layers.
+
+    Raises:
+        ValueError: the model has no mapped weight; a negative count in ``deployment``.
+    """
+    mapped, digital = network_layers(model, input_shape, chip.device_model, include, exclude)
+    layers = [crossbar_cost(layer, chip.circuit, chip.device_model, tech) for layer in mapped]
+    layers += [digital_cost(layer, tech) for layer in digital]
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    layers.sort(key=lambda cost: order.get(cost.name.removesuffix(".weight") if cost.kind == "crossbar"
+                                           else cost.name, 0))
+    counts = deployment or {"mapped_weights": sum(layer.fan_in * layer.outputs for layer in mapped)}
+    energy = sum(layer.total_energy for layer in layers)
+    latency = sum(layer.latency for layer in layers)
+    programming = programming_cost(counts, chip.device_model.devices_per_weight, tech, energy, latency)
+    return CostTable(layers, tech, chip.to_dict(), programming)

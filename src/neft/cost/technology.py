@@ -1,0 +1,165 @@
+"""The technology a cost estimate assumes: every constant of the cost model as one named, sourced, overridable key
+(docs/method.md, 'What a chip costs').
+
+One node is named, 45 nm CMOS: the digital energies are Horowitz's 45 nm figures (ISSCC 2014, "Computing's energy
+problem"), the converters the median 40-45 nm Nyquist SAR ADC of Murmann's ADC survey, the device and read
+conditions those of DNN+NeuroSim V1.4's RRAM defaults (``Param.cpp``) at 45 nm. :data:`KEYS` gives each key's unit,
+default and source; :func:`technology` builds a checked :class:`Technology` from the defaults, a TOML or JSON file
+(``{"key": value}``, or the keys under a ``[technology]`` table) and Python overrides, in that order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from neft.common.errors import SettingError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Technology", "KEYS", "NODE", "technology"]
+
+NODE = "45 nm CMOS"
+_SURVEY = ("Murmann, ADC Performance Survey 1997-2025 (github.com/bmurmann/ADC-survey): median of the 20 Nyquist "
+           "SAR ADCs in 40-45 nm CMOS with 10 MS/s to 2 GS/s (ISSCC and VLSI)")
+_HOROWITZ = "Horowitz, ISSCC 2014, 'Computing's energy problem', 45 nm, 0.9 V"
+_NEUROSIM = "DNN+NeuroSim V1.4 Param.cpp default (Lee et al., IEEE TCAS-I 2024)"
+
+# key: (unit, default, source). Energies in joules, times in seconds, areas in square metres, conductances in siemens.
+KEYS: dict[str, tuple[str, float | int | None, str]] = {
+    "feature_size": ("m", 45e-9, "the node, F = 45 nm"),
+    "cell_area_f2": ("F^2", 48.0, f"1T1R cell of 4 F x 12 F, {_NEUROSIM} (heightInFeatureSize1T1R, "
+                                  "widthInFeatureSize1T1R)"),
+    "g_on": ("S", 1e-5, f"R_on = 100 kOhm, {_NEUROSIM} (resistanceOn)"),
+    "g_off": ("S", 1e-5 / 17, f"R_off = 17 R_on (on/off ratio 17), {_NEUROSIM} (resistanceOff)"),
+    "read_voltage": ("V", 0.51, f"read voltage at 45 nm, {_NEUROSIM} (readVoltage)"),
+    "read_time": ("s", 10e-9, f"read pulse (integration) width, {_NEUROSIM} (readPulseWidth)"),
+    "adc_fom": ("J/conv-step", 25.6e-15, f"Walden figure of merit FOM_W,hf, {_SURVEY}"),
+    "adc_area_per_step": ("m^2", 36.5e-12, f"ADC area / 2**ENOB (Verhelst and Murmann, Electron. Lett. 2012: area "
+                                           f"grows as 2**ENOB), {_SURVEY}"),
+    "adc_sample_rate": ("S/s", 180e6, f"Nyquist sample rate, {_SURVEY}"),
+    "dac_fom": ("J/conv-step", 25.6e-15, "assumed equal to adc_fom: a B-bit input DAC costs a Nyquist converter "
+                                         "of B bits (E = dac_fom * 2**B); override with your driver's figure"),
+    "dac_area_per_step": ("m^2", 8.3e-14, "input DAC area / 2**bits: ISAAC's 1024 1-bit DACs in 0.00017 mm^2 "
+                                          "(Shafiee et al., ISCA 2016, Table 6, 32 nm), scaled as 2**bits"),
+    "digital_add": ("J", 0.1e-12, f"32-bit integer add, {_HOROWITZ}"),
+    "digital_mult": ("J", 3.1e-12, f"32-bit integer multiply, {_HOROWITZ}"),
+    "clock": ("Hz", 1e9, f"digital clock, {_NEUROSIM} (clkFreq)"),
+    "digital_lanes": ("ops/cycle", 128, "digital units working in parallel (one per column of a 128-column tile; "
+                                        "assumption)"),
+    "ideal_bits": ("bits", 8, "bits a DAC or ADC is costed at when the chip's converter is ideal (dac_bits or "
+                              "adc_bits None), the 8-bit inputs of NeuroSim's VGG8 example"),
+    "tile_columns": ("columns", None, "physical columns per tile; None: as many as tile_rows (square arrays, "
+                                      "NeuroSim's 128 x 128 sub-arrays), one array per layer when tile_rows is None"),
+    "columns_per_adc": ("columns", 8, f"converted columns sharing one ADC, {_NEUROSIM} (numColMuxed)"),
+    "write_voltage": ("V", 2.0, f"programming pulse amplitude, {_NEUROSIM} (writeVoltage)"),
+    "write_time": ("s", 100e-9, "programming pulse width: 100 ns, the order of RRAM SET/RESET pulses (Wan et al., "
+                                "Nature 2022, Methods; assumption)"),
+    "verify_pulses": ("pulses", 10.0, "mean write-verify iterations per verified device, each a write pulse and a "
+                                      "verify read (incremental-pulse write-verify, Wan et al., Nature 2022, "
+                                      "Extended Data Fig. 3; assumption of its order)"),
+    "open_loop_pulses": ("pulses", 1.0, "write pulses of a device programmed without verification"),
+    "parallel_writes": ("devices", 1, "devices programmed at once (SWIM's and TSB's cost counts verified "
+                                      "devices one after another)"),
+    "backward_factor": ("x forward", 2.0, "a tuning step's backward pass costs twice its forward (Kaplan et al., "
+                                          "'Scaling laws for neural language models', 2020, section 2.1)"),
+}
+_COUNTS = ("digital_lanes", "ideal_bits", "columns_per_adc", "parallel_writes")  # integers >= 1
+
+
+@dataclass(frozen=True)
+class Technology:
+    """The constants of the cost model, one attribute per key of :data:`KEYS` (units and sources there).
+
+    Raises:
+        SettingError: naming the key: a negative or non-finite number, a zero read time, clock, sample rate,
+            feature size or write time, ``g_off`` above ``g_on``, a count (``columns_per_adc``, ...) below 1 or not
+            an integer (``columns_per_adc`` below 1 would be more ADCs than columns), ``tile_columns`` not None or
+            an integer >= 1.
+    """
+
+    feature_size: float = KEYS["feature_size"][1]
+    cell_area_f2: float = KEYS["cell_area_f2"][1]
+    g_on: float = KEYS["g_on"][1]
+    g_off: float = KEYS["g_off"][1]
+    read_voltage: float = KEYS["read_voltage"][1]
+    read_time: float = KEYS["read_time"][1]
+    adc_fom: float = KEYS["adc_fom"][1]
+    adc_area_per_step: float = KEYS["adc_area_per_step"][1]
+    adc_sample_rate: float = KEYS["adc_sample_rate"][1]
+    dac_fom: float = KEYS["dac_fom"][1]
+    dac_area_per_step: float = KEYS["dac_area_per_step"][1]
+    digital_add: float = KEYS["digital_add"][1]
+    digital_mult: float = KEYS["digital_mult"][1]
+    clock: float = KEYS["clock"][1]
+    digital_lanes: int = KEYS["digital_lanes"][1]
+    ideal_bits: int = KEYS["ideal_bits"][1]
+    tile_columns: int | None = KEYS["tile_columns"][1]
+    columns_per_adc: int = KEYS["columns_per_adc"][1]
+    write_voltage: float = KEYS["write_voltage"][1]
+    write_time: float = KEYS["write_time"][1]
+    verify_pulses: float = KEYS["verify_pulses"][1]
+    open_loop_pulses: float = KEYS["open_loop_pulses"][1]
+    parallel_writes: int = KEYS["parallel_writes"][1]
+    backward_factor: float = KEYS["backward_factor"][1]
+
+    def __post_init__(self) -> None:
+        positive = ("feature_size", "read_time", "clock", "adc_sample_rate", "write_time", "g_on")
+        for key in KEYS:
+            value = getattr(self, key)
+            if key == "tile_columns" and value is None:
+                continue
+            if key in _COUNTS or key == "tile_columns":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    more = " (below 1 would be more ADCs than columns)" if key == "columns_per_adc" else ""
+                    raise SettingError(key, f"technology key {key} must be an integer >= 1 ({KEYS[key][0]}){more}, "
+                                            f"got {value!r}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0 or (key in positive and value == 0):
+                bound = "> 0" if key in positive else ">= 0"
+                raise SettingError(key, f"technology key {key} must be a finite number {bound} ({KEYS[key][0]}), "
+                                        f"got {value!r}")
+        if self.g_off > self.g_on:
+            raise SettingError("g_off", f"technology key g_off ({self.g_off:g} S) must not exceed g_on "
+                                        f"({self.g_on:g} S): g_off is the lowest conductance of a device")
+
+    @property
+    def adc_time(self) -> float:
+        """Seconds per ADC conversion, ``1 / adc_sample_rate``."""
+        return 1.0 / self.adc_sample_rate
+
+    def to_dict(self) -> dict:
+        """``{key: value}`` for every key, JSON-ready."""
+        return dataclasses.asdict(self)
+
+
+def technology(source: str | Path | dict | Technology | None = None, **overrides) -> Technology:
+    """The checked :class:`Technology`: the defaults of :data:`KEYS`, then ``source`` (a ``.toml`` or ``.json`` file
+    path, or a dict; keys at the top or under ``technology``), then ``overrides`` by key.
+
+    Raises:
+        SettingError: an unknown key (named, with the known ones), or a bad value (:class:`Technology`).
+        FileNotFoundError: a file that does not exist.
+    """
+    if isinstance(source, Technology):
+        values = source.to_dict()
+    elif source is None:
+        values = {}
+    elif isinstance(source, dict):
+        values = dict(source)
+    else:
+        path = Path(source)
+        text = path.read_text()
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    values = dict(values.get("technology", values)) | overrides
+    unknown = sorted(set(values) - set(KEYS))
+    if unknown:
+        raise SettingError(unknown[0], f"unknown technology key {unknown[0]!r}; the keys are {', '.join(KEYS)}")
+    return Technology(**values)

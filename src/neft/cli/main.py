@@ -1,4 +1,4 @@
-"""The ``neft`` command line: devices, layers, train, evaluate, report, demo, reproduce.
+"""The ``neft`` command line: devices, layers, train, evaluate, cost, report, demo, reproduce.
 
 Every command writes files (JSON/CSV/PNG) into run directories; bad input ends in one ``neft: error: ...`` line
 and exit code 2, and nothing existing is overwritten without ``--overwrite``. Each command's flags and handler live
@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from neft.cli.cost import add_cost_command
 from neft.cli.demo import add_demo_command
 from neft.cli.devices import add_devices_command
 from neft.cli.evaluate import add_evaluate_command
@@ -29,7 +30,7 @@ from neft.common.version import __version__
 
 # the commands in the order `neft --help` lists them
 COMMANDS = (add_devices_command, add_layers_command, add_train_command, add_evaluate_command, add_import_command,
-            add_rcg_search_command, add_report_command, add_demo_command, add_reproduce_command)
+            add_rcg_search_command, add_cost_command, add_report_command, add_demo_command, add_reproduce_command)
 
 
 class _Parser(argparse.ArgumentParser):

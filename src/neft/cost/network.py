@@ -126,7 +126,7 @@ def _digital(name: str, module: nn.Module, inputs: torch.Tensor, output: torch.T
     if isinstance(module, _AVG_POOLS):
         return DigitalLayer(name, "pooling", n * (_window(module, inputs, output) - 1), n)
     if isinstance(module, MAPPED_LAYER_TYPES):  # left digital by include/exclude
-        macs = n * module.weight[0].numel()
+        macs = n * math.prod(module.weight.shape[1:])
         return DigitalLayer(name, "digital matmul", macs + (n if module.bias is not None else 0), macs)
     return None
 
@@ -157,8 +157,8 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
             if isinstance(module, MAPPED_LAYER_TYPES) and weight in names:
                 outputs = module.weight.shape[0]
                 reads = output.numel() // outputs if outputs else 0
-                mapped.append(MappedLayer(weight, module.weight[0].numel(), outputs, reads, module.bias is not None,
-                                          levels[weight]))
+                mapped.append(MappedLayer(weight, math.prod(module.weight.shape[1:]), outputs, reads,
+                                          module.bias is not None, levels[weight]))
             elif not list(module.children()) and isinstance(output, torch.Tensor):
                 layer = _digital(name, module, inputs, output)
                 if layer is not None:

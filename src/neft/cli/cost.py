@@ -1,0 +1,194 @@
+"""``neft cost``: energy, latency and area per inference, layer by layer, and the programming cost per chip, of a run
+directory's results or of a zoo model on a chip given by flags (docs/method.md, 'What a chip costs')."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from neft.cli.chip_arguments import add_circuit_arguments, circuit_settings
+from neft.cli.help_texts import MODEL_HELP
+
+_DESCRIPTION = (
+    "Estimate what a chip costs: per mapped layer the crossbar read energy from the programmed conductances, the "
+    "DAC and ADC energy (Walden figure of merit from Murmann's ADC survey), shift-and-add and accumulation, the "
+    "digital layers (Horowitz, 45 nm), latency from tile parallelism and columns per ADC, area from cells, tiles "
+    "and converters; and per chip the seconds and joules of programming, write-verify, BatchNorm recalibration and "
+    "the tuned block. With RUN_DIR: one table per results file there (its chip and its per-chip fixes), written as "
+    "NAME_cost.json and NAME_cost.csv beside it; --attach also records the totals in each results file (the "
+    "'cost' field `neft report` plots). With --model: the zoo model at initialisation on the chip of the flags. "
+    "Every constant is a technology key (--technology FILE, --set KEY=VALUE; docs/method.md lists them with "
+    "their sources).")
+
+
+def add_cost_command(subparsers: argparse._SubParsersAction) -> None:
+    """The ``cost`` subparser and its flags."""
+    p = subparsers.add_parser("cost", help="energy, latency, area per inference and programming cost per chip",
+                              description=_DESCRIPTION)
+    p.add_argument("run_dir", nargs="?", default=None, help="run directory (its checkpoint and results files)")
+    p.add_argument("--results", default=None, metavar="NAME",
+                   help="cost only the results file NAME.json of RUN_DIR (default: every results file there)")
+    p.add_argument("--attach", action="store_true",
+                   help="record the totals in each results file's 'cost' field (for `neft report`)")
+    p.add_argument("--model", default=None, help=f"without RUN_DIR: {MODEL_HELP}")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
+    p.add_argument("--classes", type=int, default=10, help="number of classes (default: %(default)s)")
+    p.add_argument("--in-channels", type=int, default=3, help="image channels (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=32, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--device-model", default="RRAM1",
+                   help="device preset or file: its weight_bits and device_bits (default: %(default)s)")
+    p.add_argument("--write-verify", type=float, default=0.0, metavar="P",
+                   help="with --model: fraction of the weights write-verified per chip (default: %(default)s)")
+    p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
+                   help="with --model: BatchNorm recalibration images per chip (default: %(default)s)")
+    add_circuit_arguments(p)
+    p.add_argument("--technology", default=None, metavar="FILE",
+                   help="technology file (TOML or JSON, {key: value} or a [technology] table)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override technology keys, e.g. --set adc_fom=5e-15 columns_per_adc=4")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the tables go (default: RUN_DIR, or the current folder with --model)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing cost tables")
+    p.set_defaults(func=_cmd_cost)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs as technology overrides; VALUE is read as JSON (a number, ``null``)."""
+    from neft.common.errors import SettingError
+
+    values = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        try:
+            values[key] = json.loads(text) if sep else None
+        except json.JSONDecodeError:
+            values[key] = text
+        if not sep:
+            raise SettingError("set", f"--set takes KEY=VALUE pairs (e.g. adc_fom=5e-15), got {pair!r}")
+    return values
+
+
+def _results_files(run_dir: Path, name: str | None) -> list[Path]:
+    """The results files of ``run_dir`` (JSON files with ``per_sigma`` and ``evaluation``), or ``NAME.json``."""
+    if name is not None:
+        path = run_dir / f"{name}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no results file {path}: run `neft evaluate {run_dir} --name {name}` first")
+        return [path]
+    found = []
+    for path in sorted(run_dir.glob("*.json")):
+        if path.name in ("config.json", "summary.json") or path.stem.endswith("_cost"):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and "per_sigma" in data and "evaluation" in data:
+            found.append(path)
+    if not found:
+        raise FileNotFoundError(f"{run_dir} holds no results file: run `neft evaluate {run_dir}` first, or cost a "
+                                "model with --model")
+    return found
+
+
+def _chip_of(evaluation: dict, device_model: dict):
+    """The chip a results file was evaluated on."""
+    from neft.chip.settings import ChipSettings
+
+    return ChipSettings.of(SimpleNamespace(**evaluation), base=device_model)
+
+
+def _cmd_cost(args) -> None:
+    from neft.common.errors import SettingError
+    from neft.cost import technology
+
+    tech = technology(args.technology, **_overrides(args.set))
+    if (args.run_dir is None) == (args.model is None):
+        raise SettingError("model", "give a run directory or --model (one of them), e.g. `neft cost runs/x` or "
+                                    "`neft cost --model vgg8 --tile-rows 128 --adc-bits 6`")
+    if args.run_dir is not None:
+        _cost_run(args, tech)
+    else:
+        _cost_model(args, tech)
+
+
+def _cost_run(args, tech) -> None:
+    """One table per results file of ``args.run_dir``."""
+    from neft.cost import chip_cost
+    from neft.store.checkpoint import load_checkpoint
+
+    run_dir = Path(args.run_dir)
+    files = _results_files(run_dir, args.results)
+    out = Path(args.out) if args.out else run_dir
+    _check_free(out, [path.stem for path in files], args.overwrite)
+    model, meta = load_checkpoint(run_dir)
+    spec, stats = meta["model"], meta.get("dataset_stats") or {}
+    shape = (spec["in_channels"], stats.get("image_size", 32), stats.get("image_size", 32))
+    for path in files:
+        result = json.loads(path.read_text())
+        chip = _chip_of(result["evaluation"], result.get("device_model") or result["evaluation"]["device_model"])
+        table = chip_cost(model, chip, tech, shape, result.get("deployment_cost"))
+        table.write(out / f"{path.stem}_cost.json", out / f"{path.stem}_cost.csv")
+        _print(table, f"{path.name}{chip.circuit.label()}")
+        if args.attach:
+            result["cost"] = table.summary()
+            path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _cost_model(args, tech) -> None:
+    """One table for ``args.model`` at initialisation on the chip of the flags."""
+    import torch
+
+    from neft import models
+    from neft.chip.settings import ChipSettings
+    from neft.common.errors import check_count, check_number
+    from neft.cost import chip_cost
+
+    check_number("write_verify", args.write_verify, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
+    check_count("recalibrate_bn", args.recalibrate_bn, 0, "images per chip")
+    out = Path(args.out or ".")
+    _check_free(out, [args.model.replace(":", "_").replace("/", "_")], args.overwrite)
+    torch.manual_seed(0)
+    model = models.create(args.model, args.classes, args.in_channels, args.width, "torch")
+    chip = ChipSettings.of(SimpleNamespace(device_model=args.device_model, **circuit_settings(args)))
+    mapped = sum(p.numel() for p in _mapped(model))
+    deployment = {"mapped_weights": mapped,
+                  "write_verify": {"weights_verified": round(args.write_verify * mapped)},
+                  "recalibrate_bn": {"images": args.recalibrate_bn}}
+    table = chip_cost(model, chip, tech, (args.in_channels, args.image_size, args.image_size), deployment)
+    stem = args.model.replace(":", "_").replace("/", "_")
+    table.write(out / f"{stem}_cost.json", out / f"{stem}_cost.csv")
+    _print(table, f"{args.model}{chip.circuit.label()}")
+
+
+def _mapped(model):
+    """The crossbar-mapped weights of ``model``."""
+    from neft.chip.crossbar import Crossbar
+
+    return Crossbar(model).weights().values()
+
+
+def _check_free(out: Path, stems: list[str], overwrite: bool) -> None:
+    """Refuse to replace an existing table without ``--overwrite``, before any work."""
+    if not out.is_dir():
+        raise FileNotFoundError(f"output folder {out} does not exist")
+    taken = [out / f"{stem}_cost.json" for stem in stems if (out / f"{stem}_cost.json").exists()]
+    if taken and not overwrite:
+        raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it")
+
+
+def _print(table, title: str) -> None:
+    """The per-layer table and the totals on stdout."""
+    print(f"{title}  ({table.to_dict()['node']})")
+    print(f"{'layer':<28} {'kind':<14} {'tiles':>6} {'ADCs':>6} {'energy nJ':>11} {'latency us':>11} "
+          f"{'area mm2':>10}")
+    for layer in table.layers:
+        print(f"{layer.name:<28} {layer.kind:<14} {layer.tiles:>6} {layer.adcs:>6} {layer.total_energy * 1e9:>11.3f} "
+              f"{layer.latency * 1e6:>11.3f} {layer.total_area * 1e6:>10.4f}")
+    total = table.totals()
+    print(f"{'total':<28} {'':<14} {total['tiles']:>6} {total['adcs']:>6} {total['energy_J'] * 1e9:>11.3f} "
+          f"{total['latency_s'] * 1e6:>11.3f} {total['area_m2'] * 1e6:>10.4f}")
+    print("per chip: " + ", ".join(f"{term} {cost['seconds']:.4g} s {cost['joules']:.4g} J"
+                                   for term, cost in table.programming.items()))

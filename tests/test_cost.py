@@ -1,0 +1,185 @@
+"""What a chip costs (docs/method.md, 'What a chip costs'): a 2-layer network on 4 tiles computed by hand, monotone
+in ADC bits and tiles, zero-size layers free, one technology key changing exactly its terms, bad input refused."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.device_model import DeviceModel
+from neft.chip.settings import ChipSettings
+from neft.cli.main import main
+from neft.common.errors import SettingError
+from neft.cost import chip_cost, technology
+from neft.cost.inference import crossbar_cost
+from neft.cost.network import MappedLayer
+
+# round numbers, one per key, so that every term below can be checked by hand
+TECH = dict(g_on=4.0, g_off=1.0, read_voltage=2.0, read_time=0.5, adc_fom=2.0, dac_fom=1.0, adc_sample_rate=0.25,
+            digital_add=3.0, digital_mult=5.0, clock=2.0, digital_lanes=1, tile_columns=8, columns_per_adc=2,
+            cell_area_f2=1.0, feature_size=1.0, adc_area_per_step=10.0, dac_area_per_step=1.0, write_voltage=3.0,
+            write_time=0.25, verify_pulses=4.0, open_loop_pulses=1.0, parallel_writes=1, backward_factor=2.0,
+            ideal_bits=3)
+
+
+def _two_layers() -> nn.Module:
+    """Linear(4, 3, no bias) -> ReLU -> Linear(3, 2): levels of 2-bit weights on one 2-bit device (L = 3)."""
+    model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[3., -3, 1, 0], [2, 0, 0, -1], [0, 0, 0, 3]]))  # levels sum to 13
+        model[2].weight.copy_(torch.tensor([[3., -1, 0], [-2, 3, 3]]))  # levels 3 1 0 2 3 3: 12
+        model[2].bias.zero_()
+    return model
+
+
+def _chip(**circuit) -> ChipSettings:
+    settings = dict(tile_rows=2, dac_bits=3, adc_bits=4, adc_mode="analog") | circuit
+    return ChipSettings(DeviceModel(weight_bits=2, device_bits=2), CircuitSettings(**settings).check())
+
+
+def test_a_two_layer_network_on_four_tiles_costs_what_the_formulas_give_by_hand():
+    table = chip_cost(_two_layers(), _chip(), technology(**TECH), (4,))
+    first, relu, second = table.layers
+    # layer 1: R=4, O=3, P=1; 2 row tiles of 2 rows, 6 columns in one 8-column tile: 2 tiles; ceil(3/2) = 2 ADCs
+    # per row tile (4), each converting 2 columns; 24 devices, sum G = 24 * 1 + (4 - 1) / 3 * 13 = 37
+    assert (first.tiles, first.adcs, first.dacs, first.macs) == (2, 4, 4, 12)
+    assert first.energy == {"array": 1 * 2.0 ** 2 * 0.5 * 37,  # 74
+                            "dac": 1 * 1 * 4 * 1.0 * 2 ** 3,  # 32: one column tile, 4 rows, 3-bit DAC
+                            "adc": 1 * 2 * 1 * 3 * 2.0 * 2 ** 4,  # 192: 2 row tiles x 3 outputs, 4-bit ADC
+                            "shift_add": 0.0, "accumulate": 1 * 3 * (2 - 1) * 3.0, "digital": 0.0}  # 9
+    assert first.latency == 1 * (0.5 + 2 * 4.0) + 3 / 1 / 2.0  # read + 2 conversions of 4 s; 3 adds at 2 Hz: 10
+    assert first.area == {"array": 2 * 2 * 8 * 1.0, "adc": 4 * 10.0 * 2 ** 4, "dac": 4 * 1.0 * 2 ** 3}
+    assert (relu.kind, relu.energy["digital"], relu.latency) == ("activation", 3 * 3.0, 3 / 2.0)
+    # layer 2: R=3, O=2, bias; 2 row tiles, 4 columns: 2 tiles; 1 ADC per row tile converting 2 columns;
+    # 12 devices, sum G = 12 + 12 = 24
+    assert (second.tiles, second.adcs, second.dacs) == (2, 2, 4)
+    assert second.energy == {"array": 4.0 * 0.5 * 24, "dac": 3 * 1.0 * 8, "adc": 2 * 2 * 2.0 * 16,
+                             "shift_add": 0.0, "accumulate": 2 * 1 * 3.0, "digital": 2 * 3.0}
+    assert second.latency == (0.5 + 2 * 4.0) + 2 * (1 + 1) / 1 / 2.0  # 10.5
+    assert second.area == {"array": 32.0, "adc": 2 * 10.0 * 16, "dac": 4 * 1.0 * 8}
+    total = table.totals()
+    assert (total["tiles"], total["energy_J"], total["latency_s"], total["area_m2"]) == (4, 528.0, 22.0, 1088.0)
+
+
+def test_programming_and_each_fix_cost_what_the_formulas_give_by_hand():
+    counts = {"mapped_weights": 18, "write_verify": {"weights_verified": 5}, "recalibrate_bn": {"images": 2},
+              "chip_tune": {"images": 4, "weights_written_verified": 3}}
+    cost = chip_cost(_two_layers(), _chip(), technology(**TECH), (4,), counts).programming
+    # 2 devices per weight; a write pulse 3**2 * 4 * 0.25 = 9 J in 0.25 s; a verify read 2**2 * 4 * 0.5 + 2 * 2**3
+    # = 24 J in 0.5 + 4 s; a verified device 4 iterations of both
+    assert cost["programming"] == {"seconds": 36 * 0.25, "joules": 36 * 9.0}
+    assert cost["write_verify"] == {"seconds": 40 * 4.75 - 10 * 0.25, "joules": 40 * 33.0 - 10 * 9.0}
+    assert cost["recalibrate_bn"] == {"seconds": 2 * 22.0, "joules": 2 * 528.0}
+    assert cost["chip_tune"] == {"seconds": 4 * 3 * 22.0 + 24 * 4.75, "joules": 4 * 3 * 528.0 + 24 * 33.0}
+    assert cost["total"] == {"seconds": 9 + 187.5 + 44 + 378, "joules": 324 + 1230 + 1056 + 7128}
+
+
+def test_sliced_adcs_convert_every_bit_slice_and_shift_and_add_them():
+    layer = MappedLayer("w", 4, 3, 5, False, 0.0)
+    device = DeviceModel(weight_bits=4, device_bits=2)  # 2 slices
+    analog = crossbar_cost(layer, CircuitSettings(tile_rows=2, adc_bits=4).check(), device, technology(**TECH))
+    sliced = crossbar_cost(layer, CircuitSettings(tile_rows=2, adc_bits=4, adc_mode="sliced").check(), device,
+                           technology(**TECH))
+    assert sliced.energy["adc"] == 2 * analog.energy["adc"] == 5 * 2 * 2 * 3 * 2.0 * 16
+    assert sliced.energy["shift_add"] == 5 * 2 * 3 * (2 - 1) * 3.0 and analog.energy["shift_add"] == 0
+
+
+def test_energy_grows_with_adc_bits_and_with_tiles():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 10))
+    tech = technology()
+    energy = [chip_cost(model, _chip(tile_rows=64, adc_bits=bits, dac_bits=8), tech, (3, 8, 8)).totals()["energy_J"]
+              for bits in (3, 4, 6, 8)]
+    assert energy == sorted(energy) and len(set(energy)) == 4
+    tiles, energies = [], []
+    for rows in (512, 128, 32, 8):
+        total = chip_cost(model, _chip(tile_rows=rows, adc_bits=6, dac_bits=8), tech, (3, 8, 8)).totals()
+        tiles.append(total["tiles"])
+        energies.append(total["energy_J"])
+    assert tiles == sorted(tiles) and len(set(tiles)) == 4
+    assert energies == sorted(energies) and len(set(energies)) == 4
+
+
+@pytest.mark.parametrize("layer", [MappedLayer("empty", 0, 5, 7, True, 0.0), MappedLayer("none", 5, 0, 7, True, 0.0)])
+def test_a_zero_size_layer_costs_nothing(layer):
+    cost = crossbar_cost(layer, CircuitSettings(tile_rows=4, adc_bits=6, dac_bits=8).check(), DeviceModel(),
+                         technology())
+    assert cost.total_energy == 0 and cost.latency == 0 and cost.total_area == 0 and cost.tiles == cost.adcs == 0
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_a_zero_size_layer_in_a_network_costs_nothing():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 0))
+    first, empty = chip_cost(model, _chip(), technology(**TECH), (4,)).layers
+    assert first.total_energy > 0 and empty.total_energy == empty.latency == empty.total_area == 0
+
+
+@pytest.mark.parametrize("key, value, changed", [
+    ("adc_fom", 3.0, {"energy adc"}),
+    ("dac_fom", 2.0, {"energy dac"}),
+    ("read_voltage", 1.0, {"energy array"}),
+    ("g_off", 0.5, {"energy array"}),
+    ("digital_add", 1.0, {"energy accumulate", "energy digital"}),
+    ("adc_sample_rate", 1.0, {"latency"}),
+    ("adc_area_per_step", 1.0, {"area adc"}),
+    ("dac_area_per_step", 2.0, {"area dac"}),
+    ("cell_area_f2", 48.0, {"area array"}),
+    ("digital_mult", 1.0, set()),  # no multiply in this network
+])
+def test_changing_one_technology_key_changes_exactly_the_terms_that_use_it(key, value, changed):
+    def terms(tech):
+        found = {}
+        for layer in chip_cost(_two_layers(), _chip(), tech, (4,)).layers:
+            found |= {(layer.name, f"energy {t}"): v for t, v in layer.energy.items()}
+            found |= {(layer.name, f"area {t}"): v for t, v in layer.area.items()}
+            found[(layer.name, "latency")] = layer.latency
+        return found
+    before, after = terms(technology(**TECH)), terms(technology(**TECH | {key: value}))
+    assert {term for (_, term), v in before.items() if after[(_, term)] != v} == changed
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("adc_fom", -1e-15, "finite number >= 0"), ("digital_add", float("nan"), "finite number"),
+    ("read_time", 0.0, "> 0"), ("columns_per_adc", 0, "more ADCs than columns"),
+    ("columns_per_adc", 0.5, "more ADCs than columns"), ("tile_columns", 0, "integer >= 1"),
+    ("g_off", 1.0, "must not exceed g_on"), ("adc_bitz", 3, "unknown technology key"),
+])
+def test_bad_technology_keys_are_refused_naming_the_key(key, value, words):
+    with pytest.raises(SettingError, match=words) as caught:
+        technology(**{key: value})
+    assert caught.value.setting == key
+
+
+def test_a_technology_file_overrides_the_defaults_and_python_overrides_the_file(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text("[technology]\nadc_fom = 5e-15\nfeature_size = 22e-9\n")
+    tech = technology(path, feature_size=14e-9)
+    assert (tech.adc_fom, tech.feature_size, tech.read_time) == (5e-15, 14e-9, 10e-9)
+
+
+def test_neft_cost_writes_the_table_and_refuses_a_bad_key(tmp_path, capsys):
+    args = ["cost", "--model", "lenet5", "--in-channels", "1", "--tile-rows", "128", "--adc-bits", "6",
+            "--out", str(tmp_path)]
+    assert main(args + ["--set", "read_time=0"]) == 2
+    assert "read_time" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert main(args) == 0
+    table = json.loads((tmp_path / "lenet5_cost.json").read_text())
+    rows = (tmp_path / "lenet5_cost.csv").read_text().splitlines()
+    assert [row["layer"] for row in table["layers"] if row["kind"] == "crossbar"] == [
+        "features.0.0.weight", "features.1.0.weight", "classifier.1.weight", "classifier.3.weight",
+        "classifier.5.weight"]
+    assert len(rows) == 1 + len(table["layers"]) + 1 and rows[-1].startswith("total,")
+    assert table["total"]["energy_J"] == pytest.approx(sum(row["energy_J"] for row in table["layers"]))
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_a_results_file_chip_is_read_back():
+    chip = ChipSettings.of(SimpleNamespace(tile_rows=64, dac_bits=None, adc_bits=5, adc_range=100.0,
+                                           adc_mode="sliced", device_model="RRAM1"))
+    tech = technology()
+    table = chip_cost(_two_layers(), chip, tech, (4,))
+    # no DAC on the chip: its inputs are costed at ideal_bits
+    assert table.layers[0].energy["dac"] == 4 * tech.dac_fom * 2 ** tech.ideal_bits

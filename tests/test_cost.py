@@ -183,3 +183,15 @@ def test_a_results_file_chip_is_read_back():
     table = chip_cost(_two_layers(), chip, tech, (4,))
     # no DAC on the chip: its inputs are costed at ideal_bits
     assert table.layers[0].energy["dac"] == 4 * tech.dac_fom * 2 ** tech.ideal_bits
+
+
+def test_the_pareto_front_keeps_the_points_no_other_point_beats(tmp_path):
+    from neft.reporting.cost_plots import pareto_front, plot_cost
+
+    points = [{"label": name, "energy": energy, "programming": 1.0, "p5": p5, "mean": p5 + 1, "sigma": 0.1}
+              for name, energy, p5 in (("a", 1.0, 80.0), ("b", 2.0, 79.0), ("c", 2.0, 85.0), ("d", 3.0, 85.0),
+                                       ("e", 4.0, 90.0))]
+    assert [p["label"] for p in pareto_front(points, "energy")] == ["a", "c", "e"]
+    assert plot_cost(points, tmp_path / "cost.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="neft cost RUN_DIR --attach"):
+        plot_cost([], tmp_path / "none.png")

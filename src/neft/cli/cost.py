@@ -17,7 +17,7 @@ _DESCRIPTION = (
     "digital layers (Horowitz, 45 nm), latency from tile parallelism and columns per ADC, area from cells, tiles "
     "and converters; and per chip the seconds and joules of programming, write-verify, BatchNorm recalibration and "
     "the tuned block. With RUN_DIR: one table per results file there (its chip and its per-chip fixes), written as "
-    "NAME_cost.json and NAME_cost.csv beside it; --attach also records the totals in each results file (the "
+    "RUN_DIR/cost/NAME_cost.json and NAME_cost.csv; --attach also records the totals in each results file (the "
     "'cost' field `neft report` plots). With --model: the zoo model at initialisation on the chip of the flags. "
     "Every constant is a technology key (--technology FILE, --set KEY=VALUE; docs/method.md lists them with "
     "their sources).")
@@ -49,7 +49,7 @@ def add_cost_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override technology keys, e.g. --set adc_fom=5e-15 columns_per_adc=4")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="where the tables go (default: RUN_DIR, or the current folder with --model)")
+                   help="where the tables go (default: RUN_DIR/cost, or the current folder with --model)")
     p.add_argument("--overwrite", action="store_true", help="replace existing cost tables")
     p.set_defaults(func=_cmd_cost)
 
@@ -121,7 +121,9 @@ def _cost_run(args, tech) -> None:
 
     run_dir = Path(args.run_dir)
     files = _results_files(run_dir, args.results)
-    out = Path(args.out) if args.out else run_dir
+    out = Path(args.out) if args.out else run_dir / "cost"
+    if not args.out:
+        out.mkdir(exist_ok=True)
     _check_free(out, [path.stem for path in files], args.overwrite)
     model, meta = load_checkpoint(run_dir)
     spec, stats = meta["model"], meta.get("dataset_stats") or {}

@@ -14,6 +14,7 @@ from pathlib import Path
 from neft.common.errors import check_name
 from neft.data.normalisation import describe as describe_normalisation
 from neft.reporting import chip_plots as chip_report
+from neft.reporting.cost_plots import cost_points, plot_cost
 from neft.reporting.labels import _base_label, _device_name, _labels, _trained_on
 from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
 from neft.reporting.results import RUN_FILES, check_result, load_results, training_sigma
@@ -48,7 +49,8 @@ def write_report(
     "plot": ..}``, plus ``"write_verify"`` (``{name}_write_verify.png``,
     :func:`~neft.reporting.plots.plot_write_verify`) when a label was evaluated at several write-verified
     fractions, and ``"drift"`` (``{name}_drift.png``, :func:`neft.reporting.chip_plots.plot_drift`) when a network
-    of a drifting chip was read at several times after programming.
+    of a drifting chip was read at several times after programming, and ``"cost"`` (``{name}_cost.png``,
+    :func:`neft.reporting.cost_plots.plot_cost`) when results carry a cost (``neft cost --attach``).
 
     Results may come from run directories (:func:`neft.runs.evaluate_run`) or straight from
     :func:`neft.evaluation.montecarlo.evaluate`; ``labels`` (one per result, in order; a directory holding several
@@ -177,6 +179,11 @@ def _extra_plots(results: list[dict], out_dir: Path, name: str, paths: dict[str,
         paths["drift"] = out_dir / f"{name}_drift.png"
         chip_report.plot_drift(drift, stage(paths["drift"]))
         text += f"\n![Accuracy vs time after programming]({name}_drift.png)\n"
+    points = cost_points(results)
+    if points:  # results that carry a cost (neft cost --attach): accuracy against energy and programming time
+        paths["cost"] = out_dir / f"{name}_cost.png"
+        plot_cost(points, stage(paths["cost"]))
+        text += f"\n![Accuracy vs energy per inference and programming time per chip]({name}_cost.png)\n"
     return text
 
 

@@ -41,11 +41,16 @@ COST = {"mapped_weights": "int", "write_verify": {"weights_verified": "int", "fr
         "recalibrate_bn": {"images": "int"},
         "chip_tune": {"optimizer_steps": "int", "images": "int", "weights_written_verified": "int",
                       "fraction_of_weights": "number", "taps": ["str"]}}
+SPENT = {"seconds": "number", "joules": "number"}
+COST_SUMMARY = {"node": "str", "energy_J": "number", "latency_s": "number", "area_m2": "number", "tiles": "int",
+                "adcs": "int", "programming": {term: SPENT for term in ("programming", "write_verify",
+                                                                        "recalibrate_bn", "chip_tune", "total")}}
 PRECISION_CHECK = {"sigma": "number", "chips": "int", "fp32_mean": "number", "fp32_ci95": "number",
                    "bf16_mean": "number", "max_chip_difference": "number", "tolerance": "number", "passed": "bool",
                    "reason": "str"}
 RESULT_FIELDS = {
     "schema_version": "int", "label": "str|null", "evaluation": EVALUATION, "deployment_cost": COST,
+    "cost": COST_SUMMARY,
     "chip_device": "str", "run": "str", "model": "str", "model_args": "object|null",
     "model_source": ({"path": "str", "file": "str", "sha256": "str", "changed": "bool"}, "null"),
     "width": "number", "dataset": "str", "num_classes": "int", "method": "str", "train_sigma": "number",

@@ -1,0 +1,86 @@
+"""Accuracy against what the chip costs (docs/method.md, 'What a chip costs'; docs/results.md, 'Report files'):
+one point per configuration (a results file with a ``cost`` field, written by ``neft cost --attach``, and one of its
+sigmas), the mean and the 5th percentile over chips against the energy per inference and against the programming
+time per chip, the Pareto front of the 5th percentile marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from neft.reporting import chip_plots as chip_report
+from neft.reporting.labels import _labels
+
+__all__ = ["cost_points", "pareto_front", "plot_cost"]
+
+
+def cost_points(results: list[dict]) -> list[dict]:
+    """One point per (result with a ``cost`` field, sigma): ``label``, ``sigma``, ``mean`` and ``p5`` (accuracy in
+    %, the 5th percentile over chips; the mean when a file has no percentiles), ``energy`` (J per inference),
+    ``programming`` (seconds per chip, every term of the ``programming`` cost), ``area`` (m^2)."""
+    points = []
+    for result, (label, _) in zip(results, _labels(results)):
+        cost = result.get("cost")
+        if not cost:
+            continue
+        for point in result["per_sigma"]:
+            accuracy = point["accuracy"]
+            points.append({"label": label, "sigma": float(point["sigma"]), "mean": accuracy["mean"],
+                           "p5": accuracy.get("p5", accuracy["mean"]), "energy": cost["energy_J"],
+                           "programming": cost["programming"]["total"]["seconds"], "area": cost["area_m2"]})
+    return points
+
+
+def pareto_front(points: list[dict], cost: str, accuracy: str = "p5") -> list[dict]:
+    """The points no other point beats: none has a cost at most theirs and a higher accuracy, or a lower cost
+    and an accuracy at least theirs. Sorted by cost (the front rises with cost)."""
+    front, best = [], float("-inf")
+    for point in sorted(points, key=lambda p: (p[cost], -p[accuracy])):
+        if point[accuracy] > best:
+            front.append(point)
+            best = point[accuracy]
+    return front
+
+
+def plot_cost(points: list[dict], path: str | Path, title: str | None = None) -> Path:
+    """Save a PNG (150 dpi) of two panels: accuracy (mean as circles, 5th percentile over chips as triangles, %)
+    against the energy per inference (uJ, log scale) and against the programming time per chip (s, log scale),
+    one colour per label, the Pareto front of the 5th percentile as a black line, each front point named by its
+    label (up to its first parenthesis).
+
+    Raises:
+        ValueError: no point (no result has a ``cost`` field).
+    """
+    if not points:
+        raise ValueError("no result carries a cost: run `neft cost RUN_DIR --attach` first")
+    labels = list(dict.fromkeys(point["label"] for point in points))
+    colours = {label: chip_report.COLORS[i % len(chip_report.COLORS)] for i, label in enumerate(labels)}
+    rows = len(labels) + 1  # legend rows: two columns of two entries per label, and the front
+    height = 5.0 + 0.22 * rows
+    figure = chip_report.new_figure((14, height), layout=None)
+    figure.subplots_adjust(left=0.06, right=0.98, top=1 - 0.5 / height, bottom=(0.7 + 0.22 * rows) / height,
+                           wspace=0.18)
+    axes = figure.subplots(1, 2)
+    for ax, (key, scale, unit) in zip(axes, (("energy", 1e6, "energy per inference (uJ)"),
+                                             ("programming", 1.0, "programming time per chip (s)"))):
+        for label in labels:
+            mine = [p for p in points if p["label"] == label]
+            ax.scatter([p[key] * scale for p in mine], [p["mean"] for p in mine], marker="o", s=22,
+                       color=colours[label], label=f"{label} (mean)" if key == "energy" else None)
+            ax.scatter([p[key] * scale for p in mine], [p["p5"] for p in mine], marker="^", s=22,
+                       facecolors="none", edgecolors=colours[label],
+                       label=f"{label} (5th percentile)" if key == "energy" else None)
+        front = pareto_front(points, key)
+        ax.plot([p[key] * scale for p in front], [p["p5"] for p in front], color="black", lw=1, drawstyle="steps-post",
+                label="Pareto front (5th percentile)" if key == "energy" else None)
+        for p in front:
+            ax.annotate(p["label"].split(" (")[0], (p[key] * scale, p["p5"]), fontsize=6, xytext=(3, -8),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(unit)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    figure.legend(loc="lower center", ncol=2, fontsize="small", frameon=False)
+    if title:
+        figure.suptitle(title)
+    figure.savefig(path, dpi=150)
+    return Path(path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,8 +27,7 @@ from neft.chip.settings import ChipSettings
 from neft.cost import chip_cost, technology
 
 NEUROSIM_TABLE_VII = {"area_mm2": 381.90, "TOPS": 6.25, "TOPS_per_W": 11.25}  # RRAM, 22 nm, 4-bit ADC, parallel read 32
-AT_22NM = {"feature_size": 22e-9, "read_voltage": 0.55,  # NeuroSim Param.cpp readVoltage at 22 nm
-           "adc_fom": 9.7e-15, "adc_area_per_step": 23.7e-12}  # Murmann survey: median of 21 SAR ADCs, 20-30 nm
+AT_22NM = Path(__file__).resolve().parents[1] / "configs" / "technology" / "22nm.toml"  # the 22 nm keys, sourced
 
 
 def neurosim_vgg8() -> nn.Module:
@@ -64,7 +64,7 @@ def against_neurosim() -> None:
     model = neurosim_vgg8()
     chip = ChipSettings(DeviceModel(weight_bits=8, device_bits=1),
                         CircuitSettings(tile_rows=128, dac_bits=8, adc_bits=4).check())
-    table = chip_cost(model, chip, technology(**AT_22NM), (3, 32, 32))
+    table = chip_cost(model, chip, technology(AT_22NM), (3, 32, 32))
     total = table.totals()
     ops = 2 * total["macs"]
     ours = {"area_mm2": total["area_m2"] * 1e6, "TOPS": ops / total["latency_s"] / 1e12,

@@ -1,11 +1,12 @@
 """How long a cost table takes (VGG8 width 1: under 1 s), and the cost model against DNN+NeuroSim V1.4's published
 VGG8 figures (docs/method.md, 'What a chip costs'; benchmarks/README.md, 'What a chip costs').
 
-The timing is the median of ``--repeats`` calls of :func:`neft.cost.chip_cost` in one process, after one call that
-pays torch's first-use costs (printed too). The comparison builds NeuroSim's VGG8 (its ``NetWork_VGG8.csv``: six 3x3
-convolutions of 128, 128, 256, 256, 512, 512 channels, three 2x2 max pools, 8192-1024-10) and costs it at the
-configuration of the NeuroSim V1.4 manual's Table VII first row (RRAM, 22 nm, on/off 17, 4-bit ADC, 128 x 128
-sub-arrays, 1 bit per cell, 8-bit weights and activations): area 381.90 mm^2, 6.25 TOPS, 11.25 TOPS/W.
+The timing is the median wall and CPU time of ``--repeats`` calls of :func:`neft.cost.chip_cost` in one process,
+after one call that pays torch's first-use costs (printed too). The comparison builds NeuroSim's VGG8 (its
+``NetWork_VGG8.csv``: six 3x3 convolutions of 128, 128, 256, 256, 512, 512 channels, three 2x2 max pools,
+8192-1024-10) and costs it at the configuration of the NeuroSim V1.4 manual's Table VII first row (RRAM, 22 nm,
+on/off 17, 4-bit ADC, 128 x 128 sub-arrays, 1 bit per cell, 8-bit weights and activations): area 381.90 mm^2,
+6.25 TOPS, 11.25 TOPS/W.
 
     python benchmarks/cost_table.py [--repeats 5]
 """
@@ -49,13 +50,15 @@ def timing(repeats: int) -> None:
     start = time.perf_counter()
     chip_cost(model, chip, tech, (3, 32, 32))
     first = time.perf_counter() - start
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         chip_cost(model, chip, tech, (3, 32, 32))
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     print(f"VGG8 width 1 cost table: first call {first:.3f} s, then median {statistics.median(times):.3f} s "
-          f"(min {min(times):.3f} s) over {repeats}; torch threads {torch.get_num_threads()}")
+          f"(min {min(times):.3f} s) over {repeats}, CPU time median {statistics.median(cpu):.3f} s; torch threads "
+          f"{torch.get_num_threads()}")
 
 
 def against_neurosim() -> None:

@@ -44,8 +44,8 @@ def pareto_front(points: list[dict], cost: str, accuracy: str = "p5") -> list[di
 def plot_cost(points: list[dict], path: str | Path, title: str | None = None) -> Path:
     """Save a PNG (150 dpi) of two panels: accuracy (mean as circles, 5th percentile over chips as triangles, %)
     against the energy per inference (uJ, log scale) and against the programming time per chip (s, log scale),
-    one colour per label, the Pareto front of the 5th percentile as a black line, each front point named by its
-    label (up to its first parenthesis).
+    one colour per label (the legend and the names on the front give each label up to its first parenthesis), the
+    Pareto front of the 5th percentile as a black line, each front point named.
 
     Raises:
         ValueError: no point (no result has a ``cost`` field).
@@ -53,22 +53,22 @@ def plot_cost(points: list[dict], path: str | Path, title: str | None = None) ->
     if not points:
         raise ValueError("no result carries a cost: run `neft cost RUN_DIR --attach` first")
     labels = list(dict.fromkeys(point["label"] for point in points))
-    colours = {label: chip_report.COLORS[i % len(chip_report.COLORS)] for i, label in enumerate(labels)}
-    rows = len(labels) + 1  # legend rows: two columns of two entries per label, and the front
-    height = 5.0 + 0.22 * rows
+    colours = _colours(len(labels))
+    columns = 3 if len(labels) > 8 else 2
+    rows = -(-(len(labels) + 3) // columns)  # legend rows: one entry per label, the two markers and the front
+    height = 5.0 + 0.2 * rows
     figure = chip_report.new_figure((14, height), layout=None)
-    figure.subplots_adjust(left=0.06, right=0.98, top=1 - 0.5 / height, bottom=(0.7 + 0.22 * rows) / height,
+    figure.subplots_adjust(left=0.06, right=0.98, top=1 - 0.5 / height, bottom=(0.7 + 0.2 * rows) / height,
                            wspace=0.18)
     axes = figure.subplots(1, 2)
     for ax, (key, scale, unit) in zip(axes, (("energy", 1e6, "energy per inference (uJ)"),
                                              ("programming", 1.0, "programming time per chip (s)"))):
-        for label in labels:
+        for colour, label in zip(colours, labels):
             mine = [p for p in points if p["label"] == label]
-            ax.scatter([p[key] * scale for p in mine], [p["mean"] for p in mine], marker="o", s=22,
-                       color=colours[label], label=f"{label} (mean)" if key == "energy" else None)
+            ax.scatter([p[key] * scale for p in mine], [p["mean"] for p in mine], marker="o", s=22, color=colour,
+                       label=label.split(" (")[0] if key == "energy" else None)
             ax.scatter([p[key] * scale for p in mine], [p["p5"] for p in mine], marker="^", s=22,
-                       facecolors="none", edgecolors=colours[label],
-                       label=f"{label} (5th percentile)" if key == "energy" else None)
+                       facecolors="none", edgecolors=colour)
         front = pareto_front(points, key)
         ax.plot([p[key] * scale for p in front], [p["p5"] for p in front], color="black", lw=1, drawstyle="steps-post",
                 label="Pareto front (5th percentile)" if key == "energy" else None)
@@ -77,10 +77,20 @@ def plot_cost(points: list[dict], path: str | Path, title: str | None = None) ->
                         textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(unit)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("accuracy (%): o mean, ^ 5th percentile")
         ax.grid(alpha=0.3)
-    figure.legend(loc="lower center", ncol=2, fontsize="small", frameon=False)
+    figure.legend(loc="lower center", ncol=columns, fontsize="small", frameon=False)
     if title:
         figure.suptitle(title)
     figure.savefig(path, dpi=150)
     return Path(path)
+
+
+def _colours(count: int) -> list:
+    """``count`` distinguishable colours: matplotlib's tab10 up to 10, tab20 up to 20, else viridis samples."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return list(chip_report.COLORS[:count])
+    cmap = colormaps["tab20" if count <= 20 else "viridis"]
+    return [cmap(i / max(1, count - 1)) if count > 20 else cmap(i) for i in range(count)]

@@ -195,3 +195,25 @@ def test_the_pareto_front_keeps_the_points_no_other_point_beats(tmp_path):
     assert plot_cost(points, tmp_path / "cost.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="neft cost RUN_DIR --attach"):
         plot_cost([], tmp_path / "none.png")
+
+
+def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cost(run_dir, tmp_path):
+    import shutil
+
+    from neft import write_report
+    from neft.cost.programming import programming_cost
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    assert main(["evaluate", str(run), "--sigmas", "0.1", "--runs", "2", "--test-subset", "32", "--tile-rows", "64",
+                 "--adc-bits", "5", "--dac-bits", "8", "--write-verify", "0.05", "--name", "adc5", "--quiet"]) == 0
+    assert main(["cost", str(run), "--results", "adc5", "--attach"]) == 0
+    result = json.loads((run / "adc5.json").read_text())
+    table = json.loads((run / "cost" / "adc5_cost.json").read_text())
+    assert table["chip"]["circuit"]["adc_bits"] == 5 and result["cost"]["energy_J"] == table["total"]["energy_J"]
+    counts = result["deployment_cost"]
+    assert counts["write_verify"]["weights_verified"] > 0
+    expected = programming_cost(counts, 4, technology(), table["total"]["energy_J"], table["total"]["latency_s"])
+    assert result["cost"]["programming"] == expected and expected["write_verify"]["seconds"] > 0
+    paths = write_report([run / "adc5.json"], tmp_path / "report")
+    assert paths["cost"].name == "report_cost.png" and paths["cost"].stat().st_size > 10_000

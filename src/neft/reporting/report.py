@@ -48,9 +48,8 @@ def write_report(
     nothing else is left); ``notes`` is a paragraph placed under the title. Returns ``{"markdown": .., "csv": ..,
     "plot": ..}``, plus ``"write_verify"`` (``{name}_write_verify.png``,
     :func:`~neft.reporting.plots.plot_write_verify`) when a label was evaluated at several write-verified
-    fractions, and ``"drift"`` (``{name}_drift.png``, :func:`neft.reporting.chip_plots.plot_drift`) when a network
-    of a drifting chip was read at several times after programming, and ``"cost"`` (``{name}_cost.png``,
-    :func:`neft.reporting.cost_plots.plot_cost`) when results carry a cost (``neft cost --attach``).
+    fractions, ``"drift"`` (``{name}_drift.png``, :func:`neft.reporting.chip_plots.plot_drift`) when a network of a
+    drifting chip was read at several times, and ``"cost"`` (``{name}_cost.png``) when results carry a cost.
 
     Results may come from run directories (:func:`neft.runs.evaluate_run`) or straight from
     :func:`neft.evaluation.montecarlo.evaluate`; ``labels`` (one per result, in order; a directory holding several

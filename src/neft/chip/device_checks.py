@@ -168,10 +168,11 @@ def _check_chip(model: DeviceModel) -> None:
             raise SettingError(needs[0], f"{needs[0]} acts on the devices of the quantized mapping, so it needs "
                                          "quantize = true (--quantize): set quantize, or leave "
                                          f"{', '.join(needs)} unset (at the default)")
-    if model.drift_time is not None and not model.drifts:
+    if model.drift_time is not None and not model.drifts and model.read_noise_1f is None:
         raise SettingError("drift_time", f"drift_time {model.drift_time:g} s has no effect: devices drift only "
-                                         "with drift_nu_mean or drift_nu_std > 0 (and quantize = true); set "
-                                         "them (e.g. --device-model PCM-chip) or leave drift_time unset")
+                                         "with drift_nu_mean or drift_nu_std > 0 (or their laws; and quantize = "
+                                         "true), and 1/f read noise (read_noise_1f) is not set; set them (e.g. "
+                                         "--device-model PCM-chip) or leave drift_time unset")
     _check_law_combinations(model)
     if model.drift_compensation and model.quantize and not model.drifts:
         raise SettingError("drift_compensation", "drift_compensation rescales drifted conductances, so it "

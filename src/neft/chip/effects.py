@@ -44,7 +44,8 @@ from neft.chip import device_laws as laws
 from neft.chip import mapping, variation
 from neft.chip.device_model import DeviceModel
 
-__all__ = ["sample", "map_layer", "Mapped", "stick", "compensation"]
+__all__ = ["sample", "map_layer", "Mapped", "stick", "compensation", "program", "drift_exponents", "drift", "read_1f",
+           "microsiemens", "read_1f_std"]
 
 
 def compensation(reference: torch.Tensor, drifted: torch.Tensor, readout: str = "ones") -> torch.Tensor:
@@ -108,41 +109,57 @@ def map_layer(device_model: DeviceModel, weight: torch.Tensor) -> Mapped:
         return Mapped(w_max, g, torch.stack([1 - negative, negative]).unsqueeze(1))
 
 
+def microsiemens(model: DeviceModel, levels: torch.Tensor) -> torch.Tensor:
+    """Conductances in level units (any shape; level 0 at ``g_min``, ``2**device_bits - 1`` at ``g_max``) in uS:
+    ``(levels + level_offset) * (g_max - g_min) / T`` (:mod:`neft.chip.device_laws`)."""
+    step = (model.g_max - laws.g_min(model)) / (2 ** model.device_bits - 1)  # uS per level
+    return (levels + laws.level_offset(model)) * step
+
+
 def _relative(model: DeviceModel, levels: torch.Tensor) -> torch.Tensor:
-    """``x = G / g_max`` of conductances in level units (level 0 at ``g_min``)."""
-    top = 2 ** model.device_bits - 1
-    step = (model.g_max - laws.g_min(model)) / top  # uS per level
-    return (levels + laws.level_offset(model)) * (step / model.g_max)
+    """``x = G / g_max`` of conductances in level units."""
+    return microsiemens(model, levels) / model.g_max
 
 
-def _program(model: DeviceModel, w: torch.Tensor, w_max: torch.Tensor, g: torch.Tensor, sigma: float,
-             generator: torch.Generator | None, censor_k: float | None,
-             verified_scale: torch.Tensor | None) -> torch.Tensor:
-    """Step 1: the programmed conductances ``[2, n, *w.shape]`` in level units, clipped to ``[0, T]``."""
+def program(model: DeviceModel, target: torch.Tensor, sigma: float, generator: torch.Generator | None,
+            state_std: torch.Tensor | float = 1.0, censor_k: float | None = None,
+            verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Step 1: the programmed conductances of the targets ``target`` (level units, any shape, one device each).
+
+    Each device gets ``target + std * z``, ``z ~ N(0, 1)`` drawn ``randn(target.shape)`` from ``generator`` (right-
+    censored at ``censor_k``), ``std = hypot(sigma * T * state_std, law(target))`` levels with the programming law
+    ``prog_noise_coeffs`` (uS, :func:`neft.chip.device_laws.polynomial`; without it ``sigma * T * state_std``),
+    times ``verified_scale``, then clipped to ``[0, T]`` (``[g_min, g_max]``). ``state_std``: the weight's state
+    multiplier, broadcast against ``target``. Returns the programmed conductances, ``target``'s shape.
+    """
     top = 2 ** model.device_bits - 1
-    std = sigma * top  # levels: sigma * (2**K - 1) * the weight's state multiplier
-    if not model.state_independent:
-        std = std * model.std(w, 1.0) / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
+    std = sigma * top * state_std  # (x * 1.0 is x exactly)
     if model.prog_noise_coeffs is not None:  # the law in uS, in levels: / ((g_max - g_min) / T)
-        law = laws.polynomial(model.prog_noise_coeffs, _relative(model, g)) * (top / (model.g_max - laws.g_min(model)))
-        std = torch.hypot(torch.as_tensor(std, dtype=g.dtype, device=g.device), law)
+        law = laws.polynomial(model.prog_noise_coeffs, _relative(model, target)) * (
+            top / (model.g_max - laws.g_min(model)))
+        std = torch.hypot(torch.as_tensor(std, dtype=target.dtype, device=target.device), law)
     if verified_scale is not None:
         std = std * verified_scale
-    error = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
+    error = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
     if censor_k is not None:
         error.clamp_(max=censor_k)
-    return (g + error.mul_(std)).clamp_(0, top)
+    return (target + error.mul_(std)).clamp_(0, top)
 
 
-def _drift(model: DeviceModel, target: torch.Tensor, g: torch.Tensor, stuck: torch.Tensor | None,
-           generator: torch.Generator | None) -> torch.Tensor:
-    """Step 3: the conductances ``g`` (level units) read at ``drift_time``, clipped to ``[0, T]``; ``nu`` from
-    ``target``'s conductances."""
+def drift_exponents(model: DeviceModel, target: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Step 3a: one drift exponent per device of the targets ``target`` (level units): ``mean + std * z``, ``z``
+    drawn ``randn(target.shape)``, mean and std the constants or the laws of the target conductance
+    (:func:`neft.chip.device_laws.log_law`), folded (``drift_nu_abs``) or clipped at 0."""
     x = _relative(model, target) if model.drift_nu_mean_law or model.drift_nu_std_law else None
     mean = model.drift_nu_mean if model.drift_nu_mean_law is None else laws.log_law(model.drift_nu_mean_law, x)
     std = model.drift_nu_std if model.drift_nu_std_law is None else laws.log_law(model.drift_nu_std_law, x)
-    nu = mean + std * torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
-    nu = nu.abs_() if model.drift_nu_abs else nu.clamp_(min=0)
+    nu = mean + std * torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+    return nu.abs_() if model.drift_nu_abs else nu.clamp_(min=0)
+
+
+def drift(model: DeviceModel, g: torch.Tensor, nu: torch.Tensor, stuck: torch.Tensor | None) -> torch.Tensor:
+    """Step 3b: conductances ``g`` (level units) read at ``drift_time``: ``G (t / t0) ** -nu`` in uS (``g_min``
+    included), stuck devices unchanged, clipped to ``[0, T]`` (below ``g_min`` to ``g_min``); ``g`` itself at t0."""
     if model.drift_time is None or model.drift_time == model.drift_t0:  # read at t0: no drift
         return g
     factor = torch.pow(model.drift_time / model.drift_t0, -nu)  # (t / t0) ** -nu
@@ -152,13 +169,32 @@ def _drift(model: DeviceModel, target: torch.Tensor, g: torch.Tensor, stuck: tor
     return ((g + offset) * factor - offset).clamp_(0, 2 ** model.device_bits - 1)
 
 
-def _read_1f(model: DeviceModel, programmed: torch.Tensor, g: torch.Tensor,
-             generator: torch.Generator | None) -> torch.Tensor:
-    """Step 4: ``g`` (level units, drifted) with its frozen 1/f read noise, clipped to ``[0, T]``."""
+def read_1f(model: DeviceModel, programmed: torch.Tensor, g: torch.Tensor,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """Step 4: conductances ``g`` (level units, drifted) with their frozen 1/f read noise at the read time ``t``
+    (``drift_time``, else ``drift_t0``): ``G + |G| * Q_s(G_prog / g_max) * sqrt(ln((t + t_read) / (2 t_read))) * z``
+    in uS, ``G_prog`` the ``programmed`` conductances, ``z`` drawn ``randn(g.shape)``, clipped to ``[0, T]``."""
     t = model.drift_time if model.drift_time is not None else model.drift_t0
     relative = laws.q_s(model.read_noise_1f, _relative(model, programmed)) * laws.accumulated(t, model.t_read)
     z = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
     return (g + (g + laws.level_offset(model)) * relative * z).clamp_(0, 2 ** model.device_bits - 1)
+
+
+def read_1f_std(model: DeviceModel, weight: torch.Tensor) -> torch.Tensor:
+    """Per-weight std (weight units, ``weight``'s shape) of the 1/f read noise drawn per read
+    (``read_noise_1f_per_read``; :mod:`neft.chip.circuit`): the devices of the clean weight's mapping at their
+    target conductances ``G``, each with std ``G * Q_s(G / g_max) * sqrt(ln((t + t_read) / (2 t_read)))`` uS at the
+    read time ``t`` (``drift_time``, else ``drift_t0``), added in variance over both rows and the digits with their
+    significances. One std serves every chip, so it reads the targets, not a chip's programmed and drifted
+    conductances (the frozen form, :func:`read_1f`, does); it is not clipped to the range."""
+    with torch.no_grad():
+        w_max, target, _ = map_layer(model, weight)
+        t = model.drift_time if model.drift_time is not None else model.drift_t0
+        relative = laws.q_s(model.read_noise_1f, _relative(model, target)) * laws.accumulated(t, model.t_read)
+        significance = torch.tensor([2.0 ** (j * model.device_bits) for j in range(target.shape[1])],
+                                    dtype=target.dtype, device=target.device).view(1, -1, *[1] * weight.dim())
+        device_std = (target + laws.level_offset(model)) * relative * significance
+        return device_std.square().sum((0, 1)).sqrt() * (w_max / mapping.magnitude_levels(model.weight_bits))
 
 
 def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
@@ -188,15 +224,18 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
     with torch.no_grad():
         w = variation.weight_scale(model, weight, sigma)[0]
         w_max, target, _ = mapped if mapped is not None else map_layer(model, w)
-        g = _program(model, w, w_max, target, sigma, generator, censor_k, verified_scale)
+        state = 1.0
+        if not model.state_independent:  # the weight's state multiplier
+            state = model.std(w, 1.0) / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
+        g = program(model, target, sigma, generator, state, censor_k, verified_scale)
         stuck = None
         if model.stuck_off > 0 or model.stuck_on > 0:
             uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
             g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, 2 ** model.device_bits - 1)
         lsb = w_max / mapping.magnitude_levels(model.weight_bits)
-        now = _drift(model, target, g, stuck, generator) if model.drifts else g
+        now = drift(model, g, drift_exponents(model, target, generator), stuck) if model.drifts else g
         if model.read_noise_1f is not None and not model.read_noise_1f_per_read:
-            now = _read_1f(model, g, now, generator)
+            now = read_1f(model, g, now, generator)
         programmed = chip_weight = mapping.from_conductances(g, model.device_bits) * lsb
         if now is not g:
             chip_weight = mapping.from_conductances(now, model.device_bits) * lsb

@@ -1,0 +1,56 @@
+"""Issue 32, item 7: one table of the cpu-realistic-chip-30 LeNet-5 networks on the 0.2.0 realistic chip, on this
+version's realistic chip and on PCM-aihwkit (1 h, 1 day, 1 year) and RRAM-Milo; per method the mean over seeds of
+each network's mean accuracy over 20 chips, with a 95 % t-interval over seeds, and the mean 5th percentile.
+
+Usage: python3 results/pcm-aihwkit/table.py RUNS > results/pcm-aihwkit/table.md (RUNS as in run.sh).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from scipy import stats
+
+METHODS = {"vanilla": "vanilla-s0-seed", "noise-injection": "noise-injection-s0.35-seed", "ovf": "ovf-s0.35-seed",
+           "irs": "irs-s0.35-seed", "rcg": "rcg-s0.35-seed",
+           "noise-injection (trained on PCM-aihwkit, 1 y)": "noise-injection_device=PCM-aihwkit-s0-seed"}
+CHIPS = {"0.2.0 chip, sigma 0.35, 1 y": ("results.json", 0.35), "this chip, sigma 0.35, 1 y": ("chip-now.json", 0.35),
+         "PCM-aihwkit 1 h": ("pcm-aihwkit_t3620.json", 0.0), "PCM-aihwkit 1 day": ("pcm-aihwkit_t86420.json", 0.0),
+         "PCM-aihwkit 1 y": ("pcm-aihwkit_t3.15e+07.json", 0.0), "RRAM-Milo": ("rram-milo.json", 0.0)}
+
+
+def accuracy(path: Path, sigma: float) -> tuple[float, float] | None:
+    """(mean, 5th percentile) over chips at ``sigma`` of one results file, or None when it is missing."""
+    if not path.is_file():
+        return None
+    for point in json.loads(path.read_text())["per_sigma"]:
+        if abs(point["sigma"] - sigma) < 1e-9:
+            return point["accuracy"]["mean"], point["accuracy"]["p5"]
+    return None
+
+
+def cell(values: list[tuple[float, float]]) -> str:
+    """``mean +- half-width (n seeds); p5`` over the seeds that have the file."""
+    if not values:
+        return "-"
+    means = [v[0] for v in values]
+    mean, p5 = sum(means) / len(means), sum(v[1] for v in values) / len(values)
+    if len(means) < 2:
+        return f"{mean:.2f} (1 seed); {p5:.1f}"
+    half = stats.t.ppf(0.975, len(means) - 1) * stats.tstd(means) / len(means) ** 0.5
+    return f"{mean:.2f} +- {half:.2f} ({len(means)}); {p5:.1f}"
+
+
+def main(runs: Path) -> None:
+    print("| method | " + " | ".join(CHIPS) + " |")
+    print("|---|" + "---:|" * len(CHIPS))
+    for method, prefix in METHODS.items():
+        row = []
+        for name, sigma in CHIPS.values():
+            found = [accuracy(runs / f"{prefix}{seed}" / name, sigma) for seed in range(3)]
+            row.append(cell([v for v in found if v is not None]))
+        print(f"| {method} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -43,6 +43,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from neft.chip import ir_drop
+from neft.chip.adc_circuit import AdcCircuit
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
 from neft.chip.converters import calibration_magnitude, codes, slices
@@ -103,6 +105,9 @@ class Circuit:
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.read_sigma > 0 else None
+        s = self.settings  # the ADCs' own errors, drawn per chip (adc_circuit)
+        self._adc = (AdcCircuit(s.adc_bits, s.adc_offset, s.adc_gain, s.adc_inl, s.adc_mismatch) if s.adc_errors
+                     else None)
 
     @property
     def sliced(self) -> bool:
@@ -206,10 +211,20 @@ class Circuit:
 
     def _run(self, layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor,
              bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's output through the circuit (:func:`_layer_output`), with read noise when reading chips."""
+        """The layer's output through the circuit (:func:`_layer_output`), with read noise and the chips' own ADCs
+        (:mod:`neft.chip.adc_circuit`) when reading chips (ideal ADCs otherwise: training, clean forwards)."""
         noise = self._read_noise if self._reads is not None and layer.read_var is not None else None
+        convert = self._convert if self._reads is not None and self._adc is not None else None
         return _layer_output(layer, x, weight, bias, self.settings, self.crossbar.device_model, self._calibrating,
-                             noise, batched=self._chip_index is not None)
+                             noise, batched=self._chip_index is not None, convert=convert)
+
+    def _convert(self, layer: CircuitLayer, column: int, partial: torch.Tensor) -> torch.Tensor:
+        """The codes of ``partial`` (one chip's partial sums in ADC steps) from the ADCs of tile (and slice)
+        ``column`` of ``layer`` on the chip being read (:meth:`neft.chip.adc_circuit.AdcCircuit.convert`)."""
+        channel_dim = 1 if layer.conv is not None else partial.dim() - 1
+        errors = self._adc.errors(self._reads[0], layer.index, len(layer.tiles) * layer.slice_count,
+                                  partial.shape[channel_dim], partial.device)
+        return self._adc.convert(partial, errors, column, self._chip_index, channel_dim)
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
         """Standard normal noise shaped like one chip's partial sums ``like`` of layer ``layer`` and tile (and slice)
@@ -247,14 +262,16 @@ def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: i
 
 def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   settings: CircuitSettings, device_model: DeviceModel, calibrating: bool,
-                  noise: Callable[[int, int, torch.Tensor], torch.Tensor] | None, batched: bool) -> torch.Tensor:
+                  noise: Callable[[int, int, torch.Tensor], torch.Tensor] | None, batched: bool,
+                  convert: Callable[[CircuitLayer, int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """The output of ``layer`` (weight ``weight``, bias ``bias``) on ``x`` through the circuit ``settings``: per tile,
     the DAC input (:func:`_tile_input`), each bit slice's partial sums with read noise ``noise(layer, column,
     partial)`` (None: no read noise), digitised by the ADC, then shifted and added. The ADC works in its codes:
     its step is folded into each tile's (small) weight, so a tile's partial sums come out in ADC steps and are
     clipped and rounded in place, then added to the output times the step (four passes over them).
     ``calibrating``: record the converters' full scales instead of converting; ``batched``: inside
-    ``torch.func.vmap`` over chips."""
+    ``torch.func.vmap`` over chips; ``convert(layer, column, partial)``: the chip's own ADCs (None: ideal ones).
+    With ``wire_resistance`` each tile computes with its IR-dropped weight (:func:`neft.chip.ir_drop.layer_tile`)."""
     if calibrating:
         layer.calibrate_input(x, settings)
     adc = settings.adc_bits is not None and not calibrating
@@ -278,6 +295,8 @@ def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bi
             step = layer.adc_step[column] if adc else 1.0  # partial sums in ADC steps
             unit = 1.0 / step if step else 0.0  # a zero range (step 0) reads 0
             tile_weight = layer.tile_weight(weight_part, tile)
+            if settings.wire_resistance > 0:
+                tile_weight = ir_drop.layer_tile(layer, tile, part, tile_weight, settings.wire_resistance, device_model)
             if nhwc:
                 tile_weight = tile_weight.contiguous(memory_format=torch.channels_last)
             partial = layer.matmul(xt, tile_weight * unit if unit != 1.0 else tile_weight)
@@ -289,7 +308,8 @@ def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bi
             if calibrating and settings.adc_bits is not None:
                 layer.adc_scale.append(calibration_magnitude(partial, settings.adc_range))
             if adc:
-                partial = codes(partial, settings.adc_bits, inplace=fresh, batched=batched)
+                partial = (codes(partial, settings.adc_bits, inplace=fresh, batched=batched) if convert is None
+                           else convert(layer, column, partial))
             total = _accumulate(total, partial, step, fresh)
     if bias is not None:
         shape = (-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,)

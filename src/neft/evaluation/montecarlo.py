@@ -376,7 +376,8 @@ def _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config, 
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
-            with circuit.reading(chip_seeds if read_sigma > 0 else None, start):  # each image's own reads
+            reads = read_sigma > 0 or circuit.settings.adc_errors  # the chip's reads and ADCs
+            with circuit.reading(chip_seeds if reads else None, start):  # each image's own reads
                 correct += accumulator.add(forward(weights, x).float(), y, start)
         return distributed.gather_runs(list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist())))
 

@@ -96,6 +96,11 @@ class TrainConfig:
     adc_bits: int | None = None
     adc_range: float = 100.0
     adc_mode: str = "analog"
+    wire_resistance: float = 0.0
+    adc_offset: float = 0.0
+    adc_gain: float = 0.0
+    adc_inl: float = 0.0
+    adc_mismatch: float = 0.0
     tensorboard: bool = False
 
     def chip(self) -> ChipSettings:

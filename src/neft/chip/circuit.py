@@ -186,8 +186,13 @@ class Circuit:
     @contextmanager
     def reading(self, chip_seeds: Sequence[int] | None, start: int = 0) -> Iterator[None]:
         """Forwards inside the block read chips ``chip_seeds`` (one per chip of the pass, in stacking order) on
-        images numbered from ``start``: read noise is drawn for them. Without it, forwards have no read noise."""
+        images numbered from ``start``: read noise is drawn for them, and their ADCs' errors (once per group of chips).
+        Without it, forwards have no read noise and ideal ADCs."""
         self._reads = None if chip_seeds is None else (list(chip_seeds), int(start))
+        if self._adc is not None and chip_seeds is not None:  # drawn here, outside torch.func.vmap over the chips
+            for layer in self.layers:
+                self._adc.errors(self._reads[0], layer.index, len(layer.tiles) * layer.slice_count,
+                                 layer.module.weight.shape[0], layer.module.weight.device)
         try:
             yield
         finally:

@@ -13,13 +13,14 @@ plus the product). Cases where CrossSim's solver does not converge within ``--ma
 
 ADC: CrossSim's ``SarADC`` (non-split CDAC, 100 dB amplifier, no comparator offset, ``group_size`` 1) and neft's
 ``neft.chip.adc_circuit`` SAR with the same capacitor mismatch sigma, each over ``--adcs`` converters, on a fine
-ramp through the full scale: the code histograms' differential nonlinearity (rms and worst over the codes, in LSB)
+ramp through the full scale (CrossSim draws one set of capacitor errors per core, shared by its SARs: one core per
+converter here): the code histograms' differential nonlinearity (rms and worst over the codes, in LSB)
 and the fraction of missing codes, with and without a 0.5-LSB offset.
 
 Setup (once)::
 
     git clone https://github.com/sandialabs/cross-sim .crosssim && git -C .crosssim checkout 0a2eb1e  # 3.2.0
-    python benchmarks/ir_drop_vs_crosssim.py [--rows 64,128,256,512] [--ratios 1e-5,1e-4,1e-3] [--adcs 256]
+    python benchmarks/ir_drop_vs_crosssim.py [--rows 64,128,256,512] [--ratios 1e-5,1e-4,1e-3] [--adcs 64]
 
 CrossSim needs numpy and scipy only (both come with neft's test environment); ``.crosssim`` is git-ignored.
 """
@@ -127,11 +128,14 @@ def adc_rows(path: Path, adcs: int, bits: int, sigmas: list[float]) -> None:
             adc.sigma_comparator = 0.0
             adc.adc_range_option = ADCRangeLimits.CALIBRATED
             adc.calibrated_range = [-1.0, 1.0]
-            np.random.seed(1)
-            converter = SarADC(adc, params.xbar.dac.mvm, params.core, params.simulation, 0)
-            converter.set_limits(np.zeros((adcs, 4)))
             lsb = 2.0 / 2 ** bits
-            theirs = np.stack([converter.convert(np.full(adcs, (v + offset) * lsb)) for v in ramp], 1)
+            theirs = []
+            for draw in range(adcs):  # one CrossSim draw of capacitor errors per core: one core per converter here
+                np.random.seed(draw)
+                converter = SarADC(adc, params.xbar.dac.mvm, params.core, params.simulation, 0)
+                converter.set_limits(np.zeros((len(ramp), 4)))  # one (identical) SAR per ramp point
+                theirs.append(converter.convert((ramp + offset) * lsb))
+            theirs = np.stack(theirs)
             theirs = np.round(theirs / lsb - 0.5)  # mid-rise levels -> codes -half .. half - 1
             errors = adc_circuit.draw(7, 0, 1, adcs, bits, offset, 0.0, 0.0, sigma)
             x = torch.tensor(ramp, dtype=torch.float32).view(1, -1)
@@ -149,7 +153,7 @@ def main() -> None:
     parser.add_argument("--rows", default="64,128,256,512", help="tile sizes (rows = columns)")
     parser.add_argument("--ratios", default="1e-5,3e-5,1e-4,3e-4,1e-3", help="wire over device resistance")
     parser.add_argument("--max-iterations", type=int, default=3000, help="CrossSim solver iterations (3000)")
-    parser.add_argument("--adcs", type=int, default=256, help="converters per ADC histogram (256)")
+    parser.add_argument("--adcs", type=int, default=64, help="converters per ADC histogram (64)")
     parser.add_argument("--adc-bits", type=int, default=6)
     parser.add_argument("--sigmas", default="0,0.02,0.05,0.1", help="capacitor mismatch sigmas")
     parser.add_argument("--skip", choices=("ir", "adc"), default=None)

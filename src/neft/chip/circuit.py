@@ -108,6 +108,8 @@ class Circuit:
         s = self.settings  # the ADCs' own errors, drawn per chip (adc_circuit)
         self._adc = (AdcCircuit(s.adc_bits, s.adc_offset, s.adc_gain, s.adc_inl, s.adc_mismatch) if s.adc_errors
                      else None)
+        if s.wire_resistance > 0:  # a warning when a tile's drop is beyond the fast approximation
+            ir_drop.check_validity(self.layers, s.wire_resistance, crossbar.device_model, crossbar.names)
 
     @property
     def sliced(self) -> bool:

@@ -8,14 +8,16 @@ units of g_max), its inputs 8 vectors uniform in [0, 1] (ReLU-like voltages). Cr
 = the ratio, run to a tight tolerance (``Verr_th`` 1e-9) for the reference; neft's is
 ``neft.chip.ir_drop.effective_conductance``. Reported per (rows, ratio): the drop itself (rms of ideal minus
 CrossSim over rms of CrossSim), neft's rms relative error against CrossSim, and the time per matrix-vector product
-of CrossSim's solver at its defaults (``Verr_th`` 1e-3) against neft's (the effective conductance of the tile, once,
-plus the product). Cases where CrossSim's solver does not converge within ``--max-iterations`` are marked.
+of CrossSim's solver at its defaults (``Verr_th`` 1e-3, median of 3) against neft's: the effective conductance of
+the tile plus one product (a single MVM, median of 5), and per MVM when 1000 products share the tile's effective
+conductance (as the images of a batch do on one chip, median of 3). Cases where CrossSim's solver does not converge
+within ``--max-iterations`` are marked.
 
-ADC: CrossSim's ``SarADC`` (non-split CDAC, 100 dB amplifier, no comparator offset, ``group_size`` 1) and neft's
-``neft.chip.adc_circuit`` SAR with the same capacitor mismatch sigma, each over ``--adcs`` converters, on a fine
-ramp through the full scale (CrossSim draws one set of capacitor errors per core, shared by its SARs: one core per
-converter here): the code histograms' differential nonlinearity (rms and worst over the codes, in LSB)
-and the fraction of missing codes, with and without a 0.5-LSB offset.
+ADC: CrossSim's ``SarADC`` (non-split CDAC, 200 dB amplifier gain: ideal, no comparator offset, ``group_size`` 1)
+and neft's ``neft.chip.adc_circuit`` SAR with the same capacitor mismatch sigma, each over ``--adcs`` converters, on
+a fine ramp through the full scale (CrossSim draws one set of capacitor errors per core, shared by its SARs: one
+core per converter here): the code histograms' differential nonlinearity (rms and worst over the codes, in LSB) and
+the fraction of missing codes, with and without a 0.5-LSB offset.
 
 Setup (once)::
 
@@ -75,13 +77,14 @@ def seconds(function, repeats: int = 3) -> float:
 def ir_drop_rows(array, rows: list[int], ratios: list[float], iterations: int) -> None:
     rng = np.random.default_rng(0)
     print(f"{'rows':>5} {'ratio':>7} {'drop':>8} {'neft err':>9} {'r n^2':>7} {'CrossSim s/MVM':>15} "
-          f"{'neft s/MVM':>11} {'speed-up':>9}")
+          f"{'neft s/MVM':>11} {'speed-up':>9} {'neft s/MVM, 1000':>17} {'speed-up':>9}")
     with np.errstate(all="ignore"):
         for n in rows:
             w = rng.standard_normal((n, n))
             g = np.maximum(w, 0) / np.abs(w).max()
             x = rng.uniform(0, 1, (n, 8))
             gt, xt = torch.tensor(g, dtype=torch.float32), torch.tensor(x[:, 0], dtype=torch.float32)
+            batch = torch.rand(n, 1000, dtype=torch.float32)  # 1000 products through one tile's drop
             for ratio in ratios:
                 reference = crosssim_solve(array, g, x, ratio, 1e-9, iterations)
                 fast = (ir_drop.effective_conductance(torch.tensor(g), ratio).numpy() @ x)
@@ -91,10 +94,11 @@ def ir_drop_rows(array, rows: list[int], ratios: list[float], iterations: int) -
                     continue
                 drop = np.sqrt(((g @ x - reference) ** 2).mean() / (reference ** 2).mean())
                 error = np.sqrt(((fast - reference) ** 2).mean() / (reference ** 2).mean())
-                theirs = seconds(lambda: crosssim_solve(array, g, x[:, :1], ratio, 1e-3, iterations), 1)
-                ours = seconds(lambda: ir_drop.effective_conductance(gt, ratio) @ xt)
+                theirs = seconds(lambda: crosssim_solve(array, g, x[:, :1], ratio, 1e-3, iterations), 3)
+                ours = seconds(lambda: ir_drop.effective_conductance(gt, ratio) @ xt, 5)
+                many = seconds(lambda: ir_drop.effective_conductance(gt, ratio) @ batch, 3) / 1000
                 print(f"{n:5d} {ratio:7.0e} {drop:8.2%} {error:9.2e} {ratio * n * n:7.2f} {theirs:15.2e} "
-                      f"{ours:11.2e} {theirs / ours:8.0f}x", flush=True)
+                      f"{ours:11.2e} {theirs / ours:8.0f}x {many:17.2e} {theirs / many:8.0f}x", flush=True)
 
 
 def dnl(codes: np.ndarray, bits: int) -> tuple[float, float, float]:

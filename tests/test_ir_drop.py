@@ -215,3 +215,19 @@ def test_a_drop_beyond_the_approximation_warns_naming_the_tile():
     model, circuit = linear_circuit(weight, tile_rows=64, wire_resistance=1e-4)  # r n^2 = 0.4: no warning
     kept = ir_drop.check_validity(circuit.layers, 1e-4, DeviceModel(), ["weight"])
     assert 0.9 < kept < 1.0
+
+
+def test_a_convolution_reads_each_tile_through_its_ir_drop_where_tiles_split_a_kernel():
+    # 3 channels x 3 x 3 = 27 rows on 16-row tiles: tile 0 holds rows 0-15 (channel 1 in part), tile 1 rows 16-26
+    torch.manual_seed(7)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.rand(2, 3, 6, 6)
+    circuit = Circuit(Crossbar(nn.Sequential(conv), DeviceModel()), CircuitSettings(tile_rows=16, wire_resistance=2e-3))
+    with circuit.applied():
+        out = conv(x)
+    columns = nn.functional.unfold(x, 3, padding=1)  # [B, 27, positions], rows in weight.flatten(1) order
+    flat, unit = conv.weight.detach().flatten(1), float(conv.weight.detach().abs().max())
+    effective = torch.cat([ir_drop.tile_weight(flat[:, r0:r1], unit, 2e-3, (0, r1 - r0)) for r0, r1 in
+                           ((0, 16), (16, 27))], 1)
+    expected = (effective @ columns).view(2, 4, 6, 6) + conv.bias.detach().view(1, -1, 1, 1)
+    assert torch.allclose(out, expected, atol=1e-5)

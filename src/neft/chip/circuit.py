@@ -22,6 +22,11 @@ mapped layer computes with them. :class:`Circuit` runs every crossbar-mapped ``n
   :data:`~neft.chip.read_noise.READ_BLOCK` images holding i) (:func:`neft.common.seeds.read_seed`), so it depends
   neither on the batch size nor on chips per pass.
 
+* **IR drop** (``wire_resistance``): each tile computes with the effective conductances of its arrays under wire
+  resistance (:mod:`neft.chip.ir_drop`), once per chip, layer and tile per forward.
+* **ADC errors** (``adc_offset``, ``adc_gain``, ``adc_inl``, ``adc_mismatch``): each ADC of the chip being read has
+  its own offset, gain, nonlinearity and SAR mismatch, drawn per chip (:mod:`neft.chip.adc_circuit`).
+
 Rounding uses straight-through estimators (the gradient of a rounding is that of the identity inside the range,
 0 where clipped), so a network can be trained with the periphery. Layers are rerouted by substituting the mapped
 modules' ``forward`` inside :meth:`Circuit.applied` (the stored parameters are untouched, and ``functional_call``,

@@ -151,7 +151,7 @@ def tile_weight(weight: torch.Tensor, unit: float, ratio: float, rows: tuple[int
         weight: the tile's weight ``[out, ...]`` (the channels its rows read, as
             :meth:`neft.chip.circuit_layer.CircuitLayer.tile_weight` gives it): columns are the ``out`` outputs
             (column 0 next to the row drivers), rows the flattened ``weight[0]`` (row 0 farthest from the ADC).
-        unit: the weight that one device at ``g_max`` holds (> 0).
+        unit: the weight that one device at ``g_max`` holds (> 0; a float or a 0-d tensor).
         ratio: wire resistance per segment over ``R_on`` (>= 0).
         rows: ``(lo, hi)``: the flattened rows that are on this tile (the rest, masked to 0, belong to neighbouring
             tiles and are not part of its array).

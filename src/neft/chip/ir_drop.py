@@ -29,7 +29,8 @@ import warnings
 
 import torch
 
-__all__ = ["solve", "effective_conductance", "tile_weight", "layer_tile", "check_validity", "MIN_KEPT", "ITERATIONS", "MAX_EXACT_NODES"]
+__all__ = ["solve", "effective_conductance", "tile_weight", "layer_tile", "check_validity", "MIN_KEPT", "ITERATIONS",
+           "MAX_EXACT_NODES"]
 
 ITERATIONS = 4  # fixed-point iterations of effective_conductance (chosen by measurement, benchmarks/README.md)
 MAX_EXACT_NODES = 4608  # node voltages solve() solves for at most (a dense solve: 2 m n unknowns)
@@ -230,7 +231,7 @@ def check_validity(layers, ratio: float, device_model, names) -> float:
                             worst, where = kept, (names[layer.index], tile)
     if worst < MIN_KEPT:
         warnings.warn(f"wire_resistance {ratio:g}: tile {where[1]} of {where[0]!r} keeps {worst:.0%} of its ideal "
-                      f"conductance to first order, beyond what the fast IR-drop approximation reproduces (within a few "
-                      f"percent of the exact solution down to about {MIN_KEPT:.0%}; docs/method.md, 'IR drop'): use "
-                      f"fewer tile_rows or a smaller wire_resistance", RuntimeWarning, stacklevel=3)
+                      "conductance to first order, beyond what the fast IR-drop approximation reproduces (within a "
+                      f"few percent of the exact solution down to about {MIN_KEPT:.0%}; docs/method.md, 'IR drop'): "
+                      "use fewer tile_rows or a smaller wire_resistance", RuntimeWarning, stacklevel=3)
     return worst

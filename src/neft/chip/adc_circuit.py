@@ -117,6 +117,31 @@ class AdcCircuit:
         self.bits, self.sigmas = bits, (offset, gain, inl, mismatch)
         self._cache: dict[tuple, AdcErrors] = {}
 
+    @classmethod
+    def of(cls, settings) -> AdcCircuit | None:
+        """The ADC circuit of :class:`~neft.chip.circuit_settings.CircuitSettings` ``settings``; None when every ADC
+        error is 0 (ideal ADCs)."""
+        if not settings.adc_errors:
+            return None
+        return cls(settings.adc_bits, settings.adc_offset, settings.adc_gain, settings.adc_inl, settings.adc_mismatch)
+
+    def prepare(self, chip_seeds: Sequence[int], layers) -> None:
+        """Draw the errors of every ADC of ``layers`` (:class:`~neft.chip.circuit_layer.CircuitLayer`) on chips
+        ``chip_seeds`` into the cache, outside ``torch.func.vmap`` (which refuses random draws)."""
+        for layer in layers:
+            weight = layer.module.weight
+            self.errors(chip_seeds, layer.index, len(layer.tiles) * layer.slice_count, weight.shape[0], weight.device)
+
+    def read(self, layer, column: int, x: torch.Tensor, chip_seeds: Sequence[int],
+             chip_index: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`convert` of partial sums ``x`` (in ADC steps, one chip's) by ADC group ``column`` (tile and slice)
+        of circuit layer ``layer`` on chip ``chip_index`` of ``chip_seeds``; the columns are dimension 1 of a
+        convolution's partial sums and the last of a linear layer's."""
+        channel_dim = 1 if layer.conv is not None else x.dim() - 1
+        errors = self.errors(chip_seeds, layer.index, len(layer.tiles) * layer.slice_count, x.shape[channel_dim],
+                             x.device)
+        return self.convert(x, errors, column, chip_index, channel_dim)
+
     def errors(self, chip_seeds: Sequence[int], layer: int, groups: int, columns: int,
                device: torch.device) -> AdcErrors:
         """The errors of layer ``layer`` on chips ``chip_seeds``, stacked ``[K, groups, columns, ...]`` (cached for

@@ -110,11 +110,9 @@ class Circuit:
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.read_sigma > 0 else None
-        s = self.settings  # the ADCs' own errors, drawn per chip (adc_circuit)
-        self._adc = (AdcCircuit(s.adc_bits, s.adc_offset, s.adc_gain, s.adc_inl, s.adc_mismatch) if s.adc_errors
-                     else None)
-        if s.wire_resistance > 0:  # a warning when a tile's drop is beyond the fast approximation
-            ir_drop.check_validity(self.layers, s.wire_resistance, crossbar.device_model, crossbar.names)
+        self._adc = AdcCircuit.of(self.settings)  # the ADCs' own errors, drawn per chip; None: ideal ADCs
+        if self.settings.wire_resistance > 0:  # a warning when a tile's drop is beyond the fast approximation
+            ir_drop.check_validity(self.layers, self.settings.wire_resistance, crossbar.device_model, crossbar.names)
 
     @property
     def sliced(self) -> bool:
@@ -197,9 +195,7 @@ class Circuit:
         Without it, forwards have no read noise and ideal ADCs."""
         self._reads = None if chip_seeds is None else (list(chip_seeds), int(start))
         if self._adc is not None and chip_seeds is not None:  # drawn here, outside torch.func.vmap over the chips
-            for layer in self.layers:
-                self._adc.errors(self._reads[0], layer.index, len(layer.tiles) * layer.slice_count,
-                                 layer.module.weight.shape[0], layer.module.weight.device)
+            self._adc.prepare(self._reads[0], self.layers)
         try:
             yield
         finally:
@@ -232,11 +228,8 @@ class Circuit:
 
     def _convert(self, layer: CircuitLayer, column: int, partial: torch.Tensor) -> torch.Tensor:
         """The codes of ``partial`` (one chip's partial sums in ADC steps) from the ADCs of tile (and slice)
-        ``column`` of ``layer`` on the chip being read (:meth:`neft.chip.adc_circuit.AdcCircuit.convert`)."""
-        channel_dim = 1 if layer.conv is not None else partial.dim() - 1
-        errors = self._adc.errors(self._reads[0], layer.index, len(layer.tiles) * layer.slice_count,
-                                  partial.shape[channel_dim], partial.device)
-        return self._adc.convert(partial, errors, column, self._chip_index, channel_dim)
+        ``column`` of ``layer`` on the chip being read (:meth:`neft.chip.adc_circuit.AdcCircuit.read`)."""
+        return self._adc.read(layer, column, partial, self._reads[0], self._chip_index)
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
         """Standard normal noise shaped like one chip's partial sums ``like`` of layer ``layer`` and tile (and slice)

@@ -89,20 +89,25 @@ def transfer(x: torch.Tensor, errors: AdcErrors, bits: int, shape: Sequence[int]
 def sar_codes(x: torch.Tensor, weights: torch.Tensor, bits: int) -> torch.Tensor:
     """Signed codes ``-2**(bits-1) .. 2**(bits-1) - 1`` of ``x`` (in LSB) from a SAR binary search with bit weights
     ``weights`` (broadcast against ``x`` with the bit last, in LSB; nominal ``2**k`` gives rounding to the nearest
-    code, clipped). Not differentiable (the caller adds a straight-through gradient).
+    code, clipped). Not differentiable (the caller adds a straight-through gradient); ``x`` is not changed.
 
     MSB first, bit ``k`` is kept when the offset-binary input ``x + 2**(bits-1) + 1/2`` reaches the sum of the kept
-    bits' weights plus ``weights[k]``; the code counts the kept bits at their nominal ``2**k``.
+    bits' weights plus ``weights[k]`` (the residual, input minus kept weights, reaches ``weights[k]``); the code
+    counts the kept bits at their nominal ``2**k``.
     """
-    v = x + (2 ** (bits - 1) + 0.5)
-    kept = torch.zeros_like(x)
-    code = torch.zeros_like(x)
+    return _sar_search(x + (2 ** (bits - 1) + 0.5), weights, bits)
+
+
+def _sar_search(residual: torch.Tensor, weights: torch.Tensor, bits: int) -> torch.Tensor:
+    """:func:`sar_codes` of the offset-binary input ``residual`` (overwritten): one code tensor and one temporary of
+    its size at a time."""
+    code = torch.full_like(residual, -float(2 ** (bits - 1)))
     for k in reversed(range(bits)):
-        trial = kept + weights[..., k]
-        bit = (v >= trial).to(x.dtype)
-        kept = kept + bit * weights[..., k]
-        code = code + bit * 2.0 ** k
-    return code - 2 ** (bits - 1)
+        weight = weights[..., k]
+        bit = residual >= weight
+        residual.sub_(bit * weight)
+        code.add_(bit.to(code.dtype), alpha=2.0 ** k)
+    return code
 
 
 class AdcCircuit:
@@ -161,12 +166,15 @@ class AdcCircuit:
         """The codes of partial sums ``x`` (in ADC steps; columns along ``channel_dim``) read by ADC group ``group``
         of the chip at ``chip_index`` (None: the first chip): :func:`transfer`, then rounding and clipping, or the
         SAR search with mismatch; the gradient is that of the transfer inside the range (straight through the
-        rounding), 0 where clipped."""
+        rounding), 0 where clipped. Without autograd ``x`` (which the caller owns) is overwritten and at most three
+        more tensors of its size are held at a time."""
         pick = functools.partial(_pick, group=group, chip_index=chip_index)
         one = AdcErrors(pick(errors.offset), pick(errors.gain), pick(errors.inl),
                         None if errors.weights is None else pick(errors.weights))
         shape = [1] * x.dim()
         shape[channel_dim] = -1
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            return _lean_codes(x, one, shape, self.bits)
         analog = transfer(x, one, self.bits, shape)
         half = 2 ** (self.bits - 1)
         clipped = analog.clamp(-half, half - 1)
@@ -175,6 +183,19 @@ class AdcCircuit:
         else:
             digital = sar_codes(analog.detach(), one.weights.reshape(*shape, self.bits), self.bits)
         return clipped + (digital - clipped).detach()
+
+
+def _lean_codes(x: torch.Tensor, errors: AdcErrors, shape: list[int], bits: int) -> torch.Tensor:
+    """The codes of :meth:`AdcCircuit.convert` without autograd, computed in place in ``x``: the same values as
+    :func:`transfer` then rounding (or :func:`sar_codes`), up to float rounding."""
+    half = 2 ** (bits - 1)
+    bow = x.div(half).clamp_min_(-1).clamp_max_(1)  # vmap batches clamp_min_ and clamp_max_, not clamp_
+    bow.mul_(bow).neg_().add_(1).mul_(errors.inl.reshape(shape))
+    x.mul_(1 + errors.gain.reshape(shape)).add_(errors.offset.reshape(shape)).add_(bow)
+    del bow
+    if errors.weights is None:
+        return x.clamp_min_(-half).clamp_max_(half - 1).round_()
+    return _sar_search(x.add_(half + 0.5), errors.weights.reshape(*shape, bits), bits)
 
 
 def _pick(t: torch.Tensor, group: int, chip_index: torch.Tensor | None) -> torch.Tensor:

@@ -21,7 +21,9 @@ import torch
 
 from neft.common.seeds import adc_seed
 
-__all__ = ["AdcErrors", "AdcCircuit", "sar_codes", "transfer"]
+__all__ = ["AdcErrors", "AdcCircuit", "sar_codes", "transfer", "CHUNK"]
+
+CHUNK = 16  # images whose partial sums one in-place conversion step holds temporaries for
 
 
 @dataclass(frozen=True)
@@ -186,16 +188,21 @@ class AdcCircuit:
 
 
 def _lean_codes(x: torch.Tensor, errors: AdcErrors, shape: list[int], bits: int) -> torch.Tensor:
-    """The codes of :meth:`AdcCircuit.convert` without autograd, computed in place in ``x``: the same values as
-    :func:`transfer` then rounding (or :func:`sar_codes`), up to float rounding."""
+    """The codes of :meth:`AdcCircuit.convert` without autograd, computed in place in ``x``, :data:`CHUNK` images
+    (first dimension) at a time so that its temporaries stay small: the same values as :func:`transfer` then
+    rounding (or :func:`sar_codes`), up to float rounding."""
     half = 2 ** (bits - 1)
-    bow = x.div(half).clamp_min_(-1).clamp_max_(1)  # vmap batches clamp_min_ and clamp_max_, not clamp_
-    bow.mul_(bow).neg_().add_(1).mul_(errors.inl.reshape(shape))
-    x.mul_(1 + errors.gain.reshape(shape)).add_(errors.offset.reshape(shape)).add_(bow)
-    del bow
-    if errors.weights is None:
-        return x.clamp_min_(-half).clamp_max_(half - 1).round_()
-    return _sar_search(x.add_(half + 0.5), errors.weights.reshape(*shape, bits), bits)
+    weights = None if errors.weights is None else errors.weights.reshape(*shape, bits)
+    for part in x.split(CHUNK):
+        bow = part.div(half).clamp_min_(-1).clamp_max_(1)  # vmap batches clamp_min_ and clamp_max_, not clamp_
+        bow.mul_(bow).neg_().add_(1).mul_(errors.inl.reshape(shape))
+        part.mul_(1 + errors.gain.reshape(shape)).add_(errors.offset.reshape(shape)).add_(bow)
+        del bow
+        if weights is None:
+            part.clamp_min_(-half).clamp_max_(half - 1).round_()
+        else:
+            part.copy_(_sar_search(part.add_(half + 0.5), weights, bits))
+    return x
 
 
 def _pick(t: torch.Tensor, group: int, chip_index: torch.Tensor | None) -> torch.Tensor:

@@ -5,7 +5,8 @@ Each setting runs in its own fresh process (so one peak does not hide another): 
 random weights evaluates two chips at sigma 0.1 on ``--batch`` random 1x32x32 images in one batch, one chip per
 pass, eager, contiguous layout. Reported: the peak resident memory of the evaluation (``ru_maxrss`` after it minus
 the resident memory before it) and its ratio to the plain path's, for read noise per read (``read_sigma`` 0.05), a
-tiled 6-bit ADC with 8-bit DACs (``--tile-rows``, default 128) and the bit-sliced ADC.
+tiled 6-bit ADC with 8-bit DACs (``--tile-rows``, default 128), the bit-sliced ADC, IR drop on the tiles
+(``wire_resistance`` 1e-4) and the tiled ADC with per-chip converter errors.
 
     python benchmarks/circuit_memory.py --batch 1000      # the batch of the speed targets
     python benchmarks/circuit_memory.py --batch 250       # a smaller batch for a busy 2-core machine
@@ -42,6 +43,9 @@ ROWS = {
     "read noise per read": {"read_sigma": 0.05},
     "ADC tiles": {"adc_bits": 6, "dac_bits": 8},
     "ADC sliced": {"adc_bits": 6, "dac_bits": 8, "adc_mode": "sliced"},
+    "IR drop": {"wire_resistance": 1e-4},
+    "ADC errors": {"adc_bits": 6, "dac_bits": 8, "adc_offset": 0.5, "adc_gain": 0.02, "adc_inl": 0.5,
+                   "adc_mismatch": 0.05},
 }
 
 
@@ -55,7 +59,7 @@ def main() -> None:
     chosen = ["plain"] + [row for row in args.rows.split(",") if row in ROWS and row != "plain"]
     peaks = {}
     for label, settings in ((row, ROWS[row]) for row in chosen):
-        if "adc_bits" in settings:
+        if "adc_bits" in settings or "wire_resistance" in settings:
             settings = {**settings, "tile_rows": args.tile_rows}
         out = subprocess.run([sys.executable, "-c", CHILD, str(args.width), str(args.batch), json.dumps(settings)],
                              check=True, capture_output=True, text=True).stdout

@@ -109,8 +109,9 @@ from neft.evaluation.precision import native_bf16
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
 FALLBACK = (4, 400, 20)
 VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "off", "chip", "read", "adc",
-            "sliced", "laws", "f1", "lawsread", "lawsread2", "f1read")
-CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced")
+            "sliced", "laws", "f1", "lawsread", "lawsread2", "f1read", "irdrop", "adcerr")
+CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced", "engine IR drop", "engine ADC errors")
+ADC_ERRORS = {"adc_offset": 0.5, "adc_gain": 0.02, "adc_inl": 0.5, "adc_mismatch": 0.05}  # the adcerr row's errors
 DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16,off,chip", "cuda": "auto,1chip,bf16,batch,channels_last,off,chip"}
 CHIP_FILE = Path(__file__).resolve().parent.parent / "configs" / "chips" / "realistic-chip.toml"
 # the realistic chip of CHIP_FILE with aihwkit's conductance-dependent laws (docs/method.md, 'Conductance-dependent
@@ -148,6 +149,9 @@ def variant(key: str, args) -> tuple[str, dict]:
         "adc": ("engine ADC", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8}),
         "sliced": ("engine ADC sliced", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8,
                                          "adc_mode": "sliced"}),
+        "irdrop": ("engine IR drop", {"tile_rows": args.tile_rows, "wire_resistance": args.wire_resistance}),
+        "adcerr": ("engine ADC errors", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8,
+                                         **ADC_ERRORS}),
     }[key]
 
 
@@ -296,7 +300,7 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
             calibration = (train_x if train_x is not None else images)[:256]
             per_chip, calibrating = circuit_flops(model, images, args.batch_size, settings, calibration)
             own_flops[label] = per_chip * runs + calibrating
-            settings = {**settings, "calibration_images": calibration} if key != "read" else settings
+            settings = {**settings, "calibration_images": calibration} if "adc_bits" in settings else settings
         variants[label] = lambda settings=settings: engine(model, images, labels, runs, args, **settings)
     keys = list(variants)
     times = {k: [] for k in keys}
@@ -391,7 +395,9 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.1, help="device variation (default 0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tile-rows", type=int, default=128, help="rows per tile of the adc/sliced rows (128)")
-    parser.add_argument("--adc-bits", type=int, default=6, help="ADC bits of the adc/sliced rows (6)")
+    parser.add_argument("--adc-bits", type=int, default=6, help="ADC bits of the adc/sliced/adcerr rows (6)")
+    parser.add_argument("--wire-resistance", type=float, default=1e-4,
+                        help="wire over device resistance of the irdrop row (1e-4)")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds, each runs every variant (default 2)")
     parser.add_argument("--data", choices=("mnist-5k", "fashion-mnist", "random"), default="mnist-5k",
                         help="test images: mnist-5k test split (default), Fashion-MNIST test split or random "

@@ -24,6 +24,7 @@ Examples::
     python benchmarks/train_step.py --models vgg8 --widths 0.25 \\
         --methods "noise-injection,ovf,ovf beta=0,irs,irs beta=0"
     python benchmarks/train_step.py --device cuda --widths 1 --warmup 2 --steps 8    # the table of gpu.sh
+    python benchmarks/train_step.py --models vgg8 --widths 0.25 --methods "noise-injection,noise-injection irdrop"
 
 On CUDA every timed step ends with ``torch.cuda.synchronize``, so a step's time includes its kernels.
 """
@@ -38,11 +39,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from neft import models
-from neft.chip.crossbar import make_generator
+from neft.chip.circuit import Circuit
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.crossbar import Crossbar, make_generator
+from neft.chip.device_model import DeviceModel
 from neft.training import objectives
 
 METHODS = ("vanilla", "noise-injection", "ovf", "irs")
-VARIANTS = METHODS + ("ovf beta=0", "irs beta=0")  # beta 0: the feedback forwards are skipped
+VARIANTS = METHODS + ("ovf beta=0", "irs beta=0",  # beta 0: the feedback forwards are skipped
+                      "noise-injection irdrop")  # through IR drop on 128-row tiles (wire_resistance 1e-4)
+IR_DROP = {"tile_rows": 128, "wire_resistance": 1e-4}
 IN_CHANNELS = {"vgg8": 1, "resnet18": 3, "lenet5": 1}
 DATASET_FAMILY = {"vgg8": "mnist", "resnet18": "cifar10", "lenet5": "mnist"}
 
@@ -52,13 +58,30 @@ def build(method: str, model_name: str, width: float, x: torch.Tensor, sigma: fl
     of ``x``, with the training noise drawn there."""
     torch.manual_seed(seed)
     model = models.create(model_name, 10, x.shape[1], width).to(x.device).train()
+    method, irdrop = method.removesuffix(" irdrop"), method.endswith(" irdrop")
     method, _, beta = method.partition(" beta=")
     beta = float(beta) if beta else objectives.default_beta(method, model_name, DATASET_FAMILY[model_name])
     objective = objectives.create(method, model, x, 10, sigma=sigma if method != "vanilla" else 0.0, beta=beta,
                                   generator=make_generator(seed, x.device))
     params = list(model.parameters()) + list(objective.modules().parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
+    if irdrop:  # every forward of the objective runs the mapped layers through the circuit, as the trainer does
+        objective = ThroughCircuit(objective, Circuit(Crossbar(model, DeviceModel()), CircuitSettings(**IR_DROP)))
     return model, objective, optimizer
+
+
+class ThroughCircuit:
+    """An objective whose ``loss`` runs inside ``circuit.applied()`` (the trainer's training step)."""
+
+    def __init__(self, objective, circuit) -> None:
+        self.objective, self.circuit = objective, circuit
+
+    def loss(self, model, x, y):
+        with self.circuit.applied():
+            return self.objective.loss(model, x, y)
+
+    def modules(self):
+        return self.objective.modules()
 
 
 def step(model, objective, optimizer, x, y) -> None:
@@ -143,7 +166,7 @@ def main() -> None:
             rows += bench_config(model_name, width, methods, args)
             print(f"  {model_name} width {width:g} done in {time.perf_counter() - started:.0f} s", flush=True)
     print()
-    header = (f"{'model':9} {'width':>5} {'method':16} {'img/s':>8} {'ms/step':>8} {'x vs NI':>8} "
+    header = (f"{'model':9} {'width':>5} {'method':22} {'img/s':>8} {'ms/step':>8} {'x vs NI':>8} "
               f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'spread':>7}")
     print(header)
     print("-" * len(header))
@@ -151,7 +174,7 @@ def main() -> None:
         ni = next((r for r in rows if r["model"] == row["model"] and r["width"] == row["width"]
                    and r["method"] == "noise-injection"), None)
         ratio = f"{ni['img_s'] / row['img_s']:.2f}" if ni else "-"
-        print(f"{row['model']:9} {row['width']:>5g} {row['method']:16} {row['img_s']:8.1f} "
+        print(f"{row['model']:9} {row['width']:>5g} {row['method']:22} {row['img_s']:8.1f} "
               f"{1000 * row['seconds']:8.0f} {ratio:>8} {row['gflop_step']:10.1f} {row['gflop_s']:8.1f} "
               f"{100 * row['spread']:6.0f}%")
     print("\nx vs NI = noise-injection img/s / method img/s (the method's cost relative to noise-injection); "

@@ -95,7 +95,8 @@ def test_rows_sorted_by_method_order_with_values():
                        "device_model": "RRAM1", "write_verify": 0.0, "verify_select": "",
                        **chip_report.CHIP_COLUMNS,  # the Gaussian model's chip columns
                        "tile_rows": None, "dac_bits": None, "adc_bits": None, "adc_mode": "analog",
-                       "adc_range": 100.0}
+                       "adc_range": 100.0, "wire_resistance": 0.0, "adc_offset": 0.0, "adc_gain": 0.0,
+                       "adc_inl": 0.0, "adc_mismatch": 0.0}
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
 

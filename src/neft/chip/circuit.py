@@ -22,6 +22,11 @@ mapped layer computes with them. :class:`Circuit` runs every crossbar-mapped ``n
   :data:`~neft.chip.read_noise.READ_BLOCK` images holding i) (:func:`neft.common.seeds.read_seed`), so it depends
   neither on the batch size nor on chips per pass.
 
+* **IR drop** (``wire_resistance``): each tile computes with the effective conductances of its arrays under wire
+  resistance (:mod:`neft.chip.ir_drop`), once per chip, layer and tile per forward.
+* **ADC errors** (``adc_offset``, ``adc_gain``, ``adc_inl``, ``adc_mismatch``): each ADC of the chip being read has
+  its own offset, gain, nonlinearity and SAR mismatch, drawn per chip (:mod:`neft.chip.adc_circuit`).
+
 Rounding uses straight-through estimators (the gradient of a rounding is that of the identity inside the range,
 0 where clipped), so a network can be trained with the periphery. Layers are rerouted by substituting the mapped
 modules' ``forward`` inside :meth:`Circuit.applied` (the stored parameters are untouched, and ``functional_call``,
@@ -43,7 +48,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from neft.chip import effects
+from neft.chip import effects, ir_drop
+from neft.chip.adc_circuit import AdcCircuit
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
 from neft.chip.converters import calibration_magnitude, codes, slices
@@ -104,6 +110,9 @@ class Circuit:
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.reads else None
+        self._adc = AdcCircuit.of(self.settings)  # the ADCs' own errors, drawn per chip; None: ideal ADCs
+        if self.settings.wire_resistance > 0:  # a warning when a tile's drop is beyond the fast approximation
+            ir_drop.check_validity(self.layers, self.settings.wire_resistance, crossbar.device_model, crossbar.names)
 
     @property
     def sliced(self) -> bool:
@@ -182,8 +191,11 @@ class Circuit:
     @contextmanager
     def reading(self, chip_seeds: Sequence[int] | None, start: int = 0) -> Iterator[None]:
         """Forwards inside the block read chips ``chip_seeds`` (one per chip of the pass, in stacking order) on
-        images numbered from ``start``: read noise is drawn for them. Without it, forwards have no read noise."""
+        images numbered from ``start``: read noise is drawn for them, and their ADCs' errors (once per group of chips).
+        Without it, forwards have no read noise and ideal ADCs."""
         self._reads = None if chip_seeds is None else (list(chip_seeds), int(start))
+        if self._adc is not None and chip_seeds is not None:  # drawn here, outside torch.func.vmap over the chips
+            self._adc.prepare(self._reads[0], self.layers)
         try:
             yield
         finally:
@@ -207,10 +219,17 @@ class Circuit:
 
     def _run(self, layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor,
              bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's output through the circuit (:func:`_layer_output`), with read noise when reading chips."""
+        """The layer's output through the circuit (:func:`_layer_output`), with read noise and the chips' own ADCs
+        (:mod:`neft.chip.adc_circuit`) when reading chips (ideal ADCs otherwise: training, clean forwards)."""
         noise = self._read_noise if self._reads is not None and layer.read_var is not None else None
+        convert = self._convert if self._reads is not None and self._adc is not None else None
         return _layer_output(layer, x, weight, bias, self.settings, self.crossbar.device_model, self._calibrating,
-                             noise, batched=self._chip_index is not None)
+                             noise, batched=self._chip_index is not None, convert=convert)
+
+    def _convert(self, layer: CircuitLayer, column: int, partial: torch.Tensor) -> torch.Tensor:
+        """The codes of ``partial`` (one chip's partial sums in ADC steps) from the ADCs of tile (and slice)
+        ``column`` of ``layer`` on the chip being read (:meth:`neft.chip.adc_circuit.AdcCircuit.read`)."""
+        return self._adc.read(layer, column, partial, self._reads[0], self._chip_index)
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
         """Standard normal noise shaped like one chip's partial sums ``like`` of layer ``layer`` and tile (and slice)
@@ -258,14 +277,16 @@ def _read_std(model: DeviceModel, weight: torch.Tensor, read_sigma: float, read_
 
 def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   settings: CircuitSettings, device_model: DeviceModel, calibrating: bool,
-                  noise: Callable[[int, int, torch.Tensor], torch.Tensor] | None, batched: bool) -> torch.Tensor:
+                  noise: Callable[[int, int, torch.Tensor], torch.Tensor] | None, batched: bool,
+                  convert: Callable[[CircuitLayer, int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """The output of ``layer`` (weight ``weight``, bias ``bias``) on ``x`` through the circuit ``settings``: per tile,
     the DAC input (:func:`_tile_input`), each bit slice's partial sums with read noise ``noise(layer, column,
     partial)`` (None: no read noise), digitised by the ADC, then shifted and added. The ADC works in its codes:
     its step is folded into each tile's (small) weight, so a tile's partial sums come out in ADC steps and are
     clipped and rounded in place, then added to the output times the step (four passes over them).
     ``calibrating``: record the converters' full scales instead of converting; ``batched``: inside
-    ``torch.func.vmap`` over chips."""
+    ``torch.func.vmap`` over chips; ``convert(layer, column, partial)``: the chip's own ADCs (None: ideal ones).
+    With ``wire_resistance`` each tile computes with its IR-dropped weight (:func:`neft.chip.ir_drop.layer_tile`)."""
     if calibrating:
         layer.calibrate_input(x, settings)
     adc = settings.adc_bits is not None and not calibrating
@@ -289,6 +310,8 @@ def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bi
             step = layer.adc_step[column] if adc else 1.0  # partial sums in ADC steps
             unit = 1.0 / step if step else 0.0  # a zero range (step 0) reads 0
             tile_weight = layer.tile_weight(weight_part, tile)
+            if settings.wire_resistance > 0:
+                tile_weight = ir_drop.layer_tile(layer, tile, part, tile_weight, settings.wire_resistance, device_model)
             if nhwc:
                 tile_weight = tile_weight.contiguous(memory_format=torch.channels_last)
             partial = layer.matmul(xt, tile_weight * unit if unit != 1.0 else tile_weight)
@@ -300,7 +323,8 @@ def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bi
             if calibrating and settings.adc_bits is not None:
                 layer.adc_scale.append(calibration_magnitude(partial, settings.adc_range))
             if adc:
-                partial = codes(partial, settings.adc_bits, inplace=fresh, batched=batched)
+                partial = (codes(partial, settings.adc_bits, inplace=fresh, batched=batched) if convert is None
+                           else convert(layer, column, partial))
             total = _accumulate(total, partial, step, fresh)
     if bias is not None:
         shape = (-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,)

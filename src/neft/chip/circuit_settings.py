@@ -8,12 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neft.chip.device_checks import check_sigma
-from neft.common.errors import SettingError
+from neft.common.errors import FLOAT32_MAX, SettingError, check_number
 
-__all__ = ["CircuitSettings", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES"]
+__all__ = ["CircuitSettings", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "ADC_ERRORS"]
 
 ADC_MODES = ("analog", "sliced")
-FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode")  # the settings EvalConfig/TrainConfig carry
+FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode", "wire_resistance", "adc_offset", "adc_gain",
+          "adc_inl", "adc_mismatch")  # the settings EvalConfig/TrainConfig carry
+ADC_ERRORS = ("adc_offset", "adc_gain", "adc_inl", "adc_mismatch")  # per-ADC errors drawn per chip (adc_circuit)
+MAX_WIRE_RESISTANCE = 0.1  # wire over device resistance: beyond it a tile of even 2 x 2 cells loses most of its current
 CALIBRATION_IMAGES = 256  # training images that calibrate the converter ranges of a run (neft evaluate, neft train)
 
 MIN_BITS, MAX_BITS = 2, 32  # the fewest and the most bits of a DAC or ADC
@@ -53,6 +56,12 @@ class CircuitSettings:
         read_sigma: read noise per read, relative to the conductance range like sigma, in [0, 1].
         read_1f: the device model's 1/f read noise drawn per read (``DeviceModel.read_noise_1f_per_read``), its
             variance added to ``read_sigma``'s.
+        wire_resistance: resistance of the wire segment between neighbouring cells over the on-state resistance
+            ``1 / g_max`` of a device (CrossSim's ``Rp_row / Rmin`` = ``Rp_col / Rmin``), in [0, 0.1]; > 0 gives
+            every tile IR drop (:mod:`neft.chip.ir_drop`; needs ``tile_rows``). 0: ideal wires.
+        adc_offset, adc_gain, adc_inl, adc_mismatch: standard deviations of each ADC's offset (LSB), relative gain
+            error, mid-scale integral nonlinearity (LSB) and SAR capacitor mismatch (relative to a unit capacitor),
+            drawn per ADC and chip from the chip's seed (:mod:`neft.chip.adc_circuit`; need ``adc_bits``). 0: ideal.
     """
 
     tile_rows: int | None = None
@@ -62,6 +71,11 @@ class CircuitSettings:
     read_sigma: float = 0.0
     adc_mode: str = "analog"
     read_1f: bool = False
+    wire_resistance: float = 0.0
+    adc_offset: float = 0.0
+    adc_gain: float = 0.0
+    adc_inl: float = 0.0
+    adc_mismatch: float = 0.0
 
     def check(self) -> CircuitSettings:
         """Validate every field; returns self.
@@ -95,7 +109,37 @@ class CircuitSettings:
         if not isinstance(self.read_1f, bool):
             raise SettingError("read_noise_1f_per_read", f"read_noise_1f_per_read must be true or false, got "
                                                          f"{self.read_1f!r}")
+        self._check_circuits()
         return self
+
+    def _check_circuits(self) -> None:
+        """Check ``wire_resistance`` and the ADC errors (:data:`ADC_ERRORS`).
+
+        Raises:
+            SettingError: a negative or non-finite value, a wire resistance above :data:`MAX_WIRE_RESISTANCE`, a
+                gain error std of 0.5 or more, IR drop without ``tile_rows``, an ADC error without ``adc_bits``.
+        """
+        self.wire_resistance = check_number(
+            "wire_resistance", self.wire_resistance, f"a wire-to-device resistance ratio in [0, {MAX_WIRE_RESISTANCE}] "
+            "(e.g. 1e-4: a 1 ohm wire segment per cell next to a 10 kohm device)",
+            lambda v: 0 <= v <= MAX_WIRE_RESISTANCE)
+        if self.wire_resistance > 0 and self.tile_rows is None:
+            raise SettingError("wire_resistance", "wire_resistance gives every tile IR drop, which depends on the "
+                                                  "tile's size, so it needs tile_rows (e.g. 128): set tile_rows, or "
+                                                  "leave wire_resistance at 0")
+        for name in ADC_ERRORS:
+            limit = 0.5 if name == "adc_gain" else FLOAT32_MAX
+            value = check_number(name, getattr(self, name), "a standard deviation >= 0" + (
+                " and < 0.5 (a relative gain error)" if name == "adc_gain" else ""), lambda v: 0 <= v < limit)
+            setattr(self, name, value)
+            if value > 0 and self.adc_bits is None:
+                raise SettingError(name, f"{name} is an error of each ADC, so it needs adc_bits (e.g. 8): set "
+                                         f"adc_bits, or leave {name} at 0")
+
+    @property
+    def adc_errors(self) -> bool:
+        """Whether any ADC error is drawn per chip (:data:`ADC_ERRORS`)."""
+        return any(getattr(self, name) > 0 for name in ADC_ERRORS)
 
     @property
     def calibrated(self) -> bool:
@@ -105,7 +149,7 @@ class CircuitSettings:
     @property
     def active(self) -> bool:
         """Whether any circuit effect changes a result (tiles alone only reorder float sums: not active)."""
-        return self.calibrated or self.reads
+        return self.calibrated or self.reads or self.wire_resistance > 0
 
     @property
     def reads(self) -> bool:
@@ -116,7 +160,7 @@ class CircuitSettings:
         """The names of the settings that are on (``adc_bits``, ``dac_bits``, ``read_sigma``, ``tile_rows``)."""
         on = {"adc_bits": self.adc_bits is not None, "dac_bits": self.dac_bits is not None,
               "read_sigma": self.read_sigma > 0, "read_noise_1f_per_read": self.read_1f,
-              "tile_rows": self.tile_rows is not None}
+              "wire_resistance": self.wire_resistance > 0, "tile_rows": self.tile_rows is not None}
         return [name for name, value in on.items() if value]
 
     def label(self) -> str:
@@ -125,7 +169,9 @@ class CircuitSettings:
                  f"dac={self.dac_bits}b" if self.dac_bits is not None else "",
                  f"adc={self.adc_bits}b" if self.adc_bits is not None else "",
                  "sliced" if self.adc_bits is not None and self.adc_mode == "sliced" else "",
-                 f"range=p{self.adc_range:g}" if self.calibrated and self.adc_range < 100 else ""]
+                 f"range=p{self.adc_range:g}" if self.calibrated and self.adc_range < 100 else "",
+                 f"wire={self.wire_resistance:g}" if self.wire_resistance > 0 else "",
+                 *[f"{name[4:]}={getattr(self, name):g}" for name in ADC_ERRORS if getattr(self, name) > 0]]
         return "".join(f" {p}" for p in parts if p)
 
 

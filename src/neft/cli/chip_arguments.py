@@ -30,6 +30,15 @@ def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--adc-mode", default="analog", choices=list(ADC_MODES),
                        help="analog: one ADC reads each column's analog sum; sliced: one ADC per bit slice of the "
                             "weight_bits/device_bits mapping, shifted and added (default: %(default)s)")
+    group.add_argument("--wire-resistance", type=float, default=0.0, metavar="R",
+                       help="IR drop: wire resistance between neighbouring cells over the device's on-state "
+                            "resistance, e.g. 1e-4 (CrossSim's Rp/Rmin; needs --tile-rows; default: 0, ideal wires)")
+    for name, meaning in (("offset", "offset in LSB"), ("gain", "relative gain error"),
+                          ("inl", "mid-scale integral nonlinearity in LSB"),
+                          ("mismatch", "SAR capacitor mismatch, relative to a unit capacitor")):
+        group.add_argument(f"--adc-{name}", type=float, default=0.0, metavar="S",
+                           help=f"std of each ADC's {meaning}, drawn per ADC and chip from the chip's seed (needs "
+                                "--adc-bits; default: 0, ideal)")
 
 
 def circuit_settings(args) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed", "fix_seed", "calibration_seed"]
+__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed", "fix_seed", "calibration_seed", "adc_seed"]
 
 
 def _hashed(key: str) -> int:
@@ -53,3 +53,10 @@ def calibration_seed(seed: int) -> int:
     run or an evaluation with seed ``seed`` (:func:`neft.chip.circuit.calibration_sample`; docs/method.md, 'The
     crossbar circuit'): the same images at every epoch and on every rank."""
     return _hashed(f"calibration:{int(seed)}")
+
+
+def adc_seed(chip_seed: int, layer: int) -> int:
+    """Seed of the converter errors (offset, gain, INL, SAR capacitor mismatch) of every ADC of mapped layer ``layer``
+    on the chip drawn from ``chip_seed`` (a :func:`run_seed`; :func:`neft.chip.adc_circuit.draw`; docs/method.md,
+    'Converter circuits'): fixed per chip, whatever the batch size and chips per pass."""
+    return _hashed(f"adc:{int(chip_seed)}:{int(layer)}")

@@ -127,6 +127,11 @@ class EvalConfig:
             (100 = max); the calibration images are :func:`evaluate`'s ``calibration_images``.
         adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of
             the ``weight_bits``/``device_bits`` mapping, shifted and added digitally).
+        wire_resistance: wire segment over device on-state resistance, in [0, 0.1]: IR drop on every tile
+            (docs/method.md, 'IR drop'; needs ``tile_rows``). 0: ideal wires.
+        adc_offset, adc_gain, adc_inl, adc_mismatch: std of each ADC's offset (LSB), gain error (relative), mid-scale
+            INL (LSB) and SAR capacitor mismatch, drawn per ADC and chip (docs/method.md, 'Converter circuits'; need
+            ``adc_bits``). 0: ideal.
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
             chip's settings (:class:`~neft.chip.device_model.DeviceModel`; docs/method.md, 'The realistic chip'), each
             None (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
@@ -166,6 +171,11 @@ class EvalConfig:
     adc_bits: int | None = None
     adc_range: float = 100.0
     adc_mode: str = "analog"
+    wire_resistance: float = 0.0
+    adc_offset: float = 0.0
+    adc_gain: float = 0.0
+    adc_inl: float = 0.0
+    adc_mismatch: float = 0.0
     quantize: bool | None = None
     stuck_off: float | None = None
     stuck_on: float | None = None

@@ -360,7 +360,7 @@ def _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config, 
     """The runs at a noisy sigma, ``chips_per_pass`` chips per process in each round, until ``runs`` or the CI
     target (:func:`_ci_stop`); their accuracies and the accumulator holding exactly their predictions."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
-    reads = circuit.settings.reads
+    reads = circuit.settings.reads or circuit.settings.adc_errors  # the chip's reads and its ADCs' own errors
     device = images.device
     accuracies: list[float] = []
     rank, world = distributed.rank(), distributed.world_size()

@@ -25,7 +25,8 @@ DEVICE_MODEL = {"name": "str", "weight_bits": "int", "device_bits": "int", "stat
                 "t_read": "number", "drift_nu_abs": "bool", "read_noise_1f_per_read": "bool",
                 "drift_compensation_input": "str"}  # on_off_ratio may be inf (g_min 0): not a finite number
 CIRCUIT = {"tile_rows": "int|null", "dac_bits": "int|null", "adc_bits": "int|null", "adc_range": "number",
-           "adc_mode": "str"}
+           "adc_mode": "str", "wire_resistance": "number", "adc_offset": "number", "adc_gain": "number",
+           "adc_inl": "number", "adc_mismatch": "number"}
 EVALUATION = {
     "sigmas": (["number"], "null"), "runs": "int", "seed": "int", "device_model": ("str|null", DEVICE_MODEL),
     "batch_size": "int", "test_subset": "int|null", "chips_per_pass": "int|str", "ci_target": "number|null",

@@ -57,6 +57,9 @@ class TrainConfig:
     at the start of every epoch on ``CALIBRATION_IMAGES`` = 256 training images (a shuffled draw seeded by ``seed``,
     :func:`neft.chip.circuit.calibration_sample`, recorded in config.json), and the noisy
     validation chips use the same circuit. All off (None) by default: training is unchanged.
+    ``wire_resistance`` trains through IR drop on every tile (differentiable; docs/method.md, 'IR drop');
+    ``adc_offset``, ``adc_gain``, ``adc_inl`` and ``adc_mismatch`` give the noisy validation chips their own ADC
+    errors, while training steps read through ideal ADCs (docs/method.md, 'Converter circuits').
     """
 
     model: str = "vgg8"
@@ -96,6 +99,11 @@ class TrainConfig:
     adc_bits: int | None = None
     adc_range: float = 100.0
     adc_mode: str = "analog"
+    wire_resistance: float = 0.0
+    adc_offset: float = 0.0
+    adc_gain: float = 0.0
+    adc_inl: float = 0.0
+    adc_mismatch: float = 0.0
     tensorboard: bool = False
 
     def chip(self) -> ChipSettings:

@@ -35,6 +35,7 @@ runs the layers through them.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -45,9 +46,12 @@ import torch.nn.functional as F
 
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
+from neft.chip.column_scaling import column_scales
 from neft.chip.converters import calibration_magnitude, codes, slices
 from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar, make_generator
 from neft.chip.device_model import DeviceModel
+from neft.chip.output_noise import OutputNoise
+from neft.chip.periphery import managed_output
 from neft.chip.read_noise import ReadNoise
 from neft.common.errors import SettingError
 from neft.common.seeds import calibration_seed
@@ -103,6 +107,10 @@ class Circuit:
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.read_sigma > 0 else None
+        _check_periphery_layers(self.settings, self.layers)
+        self._out_noise = OutputNoise()
+        if self.settings.weight_scaling == "column":  # the devices of each column span its own max |W|
+            crossbar.column_scales = functools.partial(_column_scales, self.layers, crossbar.names)
 
     @property
     def sliced(self) -> bool:
@@ -206,8 +214,12 @@ class Circuit:
 
     def _run(self, layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor,
              bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's output through the circuit (:func:`_layer_output`), with read noise when reading chips."""
+        """The layer's output through the circuit (:func:`_layer_output`; with a periphery setting
+        :func:`neft.chip.periphery.managed_output`), with noise per read when reading chips."""
         noise = self._read_noise if self._reads is not None and layer.read_var is not None else None
+        if self.settings.managed:
+            return managed_output(layer, x, weight, bias, self.settings, self._calibrating, noise,
+                                  self._output_noise, batched=self._chip_index is not None)
         return _layer_output(layer, x, weight, bias, self.settings, self.crossbar.device_model, self._calibrating,
                              noise, batched=self._chip_index is not None)
 
@@ -216,6 +228,26 @@ class Circuit:
         ``tile``, for the chips and images of :meth:`reading` (:class:`~neft.chip.read_noise.ReadNoise`)."""
         chip_seeds, start = self._reads
         return self._noise(layer, tile, chip_seeds, start, like, self._chip_index)
+
+    def _output_noise(self, layer: int, tile: int, attempt: int, like: torch.Tensor):
+        """Output noise for read ``attempt`` of a tile (:class:`~neft.chip.output_noise.OutputNoise`)."""
+        return self._out_noise(layer, tile, attempt, self._reads, like, self._chip_index,
+                               self.layers[0].module.training)
+
+
+def _column_scales(layers: list[CircuitLayer], names: list[str], name: str, weight: torch.Tensor) -> torch.Tensor:
+    """The column scales of mapped weight ``name`` (:func:`neft.chip.column_scaling.column_scales` over its tiles),
+    for :meth:`neft.chip.crossbar.Crossbar.sample_chip` with ``weight_scaling="column"``."""
+    return column_scales(weight, next(layer.tiles for layer in layers if names[layer.index] == name))
+
+
+def _check_periphery_layers(settings: CircuitSettings, layers: list[CircuitLayer]) -> None:
+    """Raises SettingError (``input_management``) for per-vector DAC codes on a layer other than Conv2d/Linear."""
+    if settings.input_management == "abs_max" and settings.dac_bits is not None and any(
+            layer.conv not in (None, F.conv2d) for layer in layers):
+        raise SettingError("input_management", "input_management 'abs_max' with dac_bits quantizes each "
+                                               "receptive field on its own, which neft runs for nn.Conv2d and "
+                                               "nn.Linear layers only: leave dac_bits off or use 'none'")
 
 
 def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: int) -> list[CircuitLayer]:

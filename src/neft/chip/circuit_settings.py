@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neft.chip.device_checks import check_sigma
+from neft.chip.periphery_settings import PERIPHERY_FIELDS, check_periphery, periphery_label, periphery_names
 from neft.common.errors import SettingError
 
 __all__ = ["CircuitSettings", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES"]
 
 ADC_MODES = ("analog", "sliced")
-FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode")  # the settings EvalConfig/TrainConfig carry
+# the settings EvalConfig/TrainConfig carry: the converters', then the periphery's (neft.chip.periphery_settings)
+FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode", *PERIPHERY_FIELDS)
 CALIBRATION_IMAGES = 256  # training images that calibrate the converter ranges of a run (neft evaluate, neft train)
 
 MIN_BITS, MAX_BITS = 2, 32  # the fewest and the most bits of a DAC or ADC
@@ -51,6 +53,12 @@ class CircuitSettings:
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100: the maximum, nothing clipped on the calibration images).
         read_sigma: read noise per read, relative to the conductance range like sigma, in [0, 1].
+        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes: the periphery
+            as aihwkit's ``IOParameters`` run it (:mod:`neft.chip.periphery_settings`; docs/method.md, 'The
+            periphery'): output noise per read, per-vector input scaling, iterative bound management, a fixed
+            output bound, per-column weight scaling and symmetric sign-magnitude converter codes. All off by
+            default (no output noise, the static input range, no bound management, no fixed bound, the layer's
+            max |W|, two's-complement codes).
     """
 
     tile_rows: int | None = None
@@ -59,6 +67,12 @@ class CircuitSettings:
     adc_range: float = 100.0
     read_sigma: float = 0.0
     adc_mode: str = "analog"
+    out_noise: float = 0.0
+    input_management: str = "none"
+    bound_management: str = "none"
+    out_bound: float | None = None
+    weight_scaling: str = "layer"
+    converter_codes: str = "twos_complement"
 
     def check(self) -> CircuitSettings:
         """Validate every field; returns self.
@@ -89,6 +103,7 @@ class CircuitSettings:
             raise SettingError("adc_range", f"adc_range {self.adc_range:g} sets the converters' full scale, so it "
                                             "needs dac_bits or adc_bits: set one, or leave adc_range at 100")
         self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
+        check_periphery(self)
         return self
 
     @property
@@ -99,13 +114,24 @@ class CircuitSettings:
     @property
     def active(self) -> bool:
         """Whether any circuit effect changes a result (tiles alone only reorder float sums: not active)."""
-        return self.calibrated or self.read_sigma > 0
+        return self.calibrated or self.read_sigma > 0 or self.managed
+
+    @property
+    def managed(self) -> bool:
+        """Whether a periphery setting is on (:mod:`neft.chip.periphery_settings`): the layers then run through
+        :func:`neft.chip.periphery.managed_output`."""
+        return bool(periphery_names(self))
+
+    @property
+    def per_read(self) -> bool:
+        """Whether noise is drawn per read (read noise or output noise): each chip's reads are keyed by its seed."""
+        return self.read_sigma > 0 or self.out_noise > 0
 
     def names(self) -> list[str]:
         """The names of the settings that are on (``adc_bits``, ``dac_bits``, ``read_sigma``, ``tile_rows``)."""
         on = {"adc_bits": self.adc_bits is not None, "dac_bits": self.dac_bits is not None,
               "read_sigma": self.read_sigma > 0, "tile_rows": self.tile_rows is not None}
-        return [name for name, value in on.items() if value]
+        return periphery_names(self) + [name for name, value in on.items() if value]
 
     def label(self) -> str:
         """The non-default settings as a report suffix, e.g. ``" tile=128 adc=6b"``; empty when off."""
@@ -113,7 +139,8 @@ class CircuitSettings:
                  f"dac={self.dac_bits}b" if self.dac_bits is not None else "",
                  f"adc={self.adc_bits}b" if self.adc_bits is not None else "",
                  "sliced" if self.adc_bits is not None and self.adc_mode == "sliced" else "",
-                 f"range=p{self.adc_range:g}" if self.calibrated and self.adc_range < 100 else ""]
+                 f"range=p{self.adc_range:g}" if self.calibrated and self.adc_range < 100 else "",
+                 *periphery_label(self)]
         return "".join(f" {p}" for p in parts if p)
 
 

@@ -251,6 +251,8 @@ class Crossbar:
         self.device_model = devices.get(device_model)
         self.names = mapped_weight_names(model, include, exclude)
         self._mappings: dict = {}  # realistic chips: each layer's quantized mapping while its weights are unchanged
+        # per-column weight scaling (set by neft.chip.circuit.Circuit): column_scales(name, w) -> scales like w
+        self.column_scales = None
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The current clean mapped weights, ``{name: parameter}`` (live parameters, gradients flow)."""
@@ -313,17 +315,21 @@ class Crossbar:
         """
         sigma = check_sigma(sigma)
         scale = min(check_sigma(verified_sigma, "verified_sigma"), sigma) / sigma if sigma else 1.0
+        weights, columns = self.weights(), None
+        if self.column_scales is not None:  # each column's devices span its own max |W| (method.md, 'The periphery')
+            columns = {name: self.column_scales(name, w) for name, w in weights.items()}
+            weights = {name: (w / columns[name]).detach() for name, w in weights.items()}
         with torch.no_grad():
             if self.device_model.quantize:  # the verified devices' programming std is scaled (neft.chip.effects)
-                return {name: _sample(self.device_model, w, sigma, generator, censor_k,
-                                      None if name not in (verified or {}) else
-                                      torch.where(verified[name], scale, 1.0).to(w.dtype), self._mappings, name)
-                        for name, w in self.weights().items()}
-            drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k)
-                     for name, w in self.weights().items()}
-            for name, mask in (verified or {}).items():
-                drawn[name] = torch.where(mask, drawn[name] * scale, drawn[name])
-            return drawn
+                drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k,
+                                       None if name not in (verified or {}) else
+                                       torch.where(verified[name], scale, 1.0).to(w.dtype), self._mappings, name)
+                         for name, w in weights.items()}
+            else:
+                drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k) for name, w in weights.items()}
+                for name, mask in (verified or {}).items():
+                    drawn[name] = torch.where(mask, drawn[name] * scale, drawn[name])
+            return drawn if columns is None else {name: dW * columns[name] for name, dW in drawn.items()}
 
     def perturbed_weights(self, chip: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{name: w + dW}``; differentiable with respect to the clean weights ``w``."""

@@ -51,7 +51,9 @@ class TrainConfig:
     ``out/tensorboard`` (needs the ``tensorboard`` package).
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
-    ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
+    ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range``, ``adc_mode`` and the periphery (``out_noise``,
+    ``input_management``, ``bound_management``, ``out_bound``, ``weight_scaling``, ``converter_codes``; output noise
+    drawn afresh at every training forward) train with the crossbar circuit
     (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of
     every objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
     at the start of every epoch on ``CALIBRATION_IMAGES`` = 256 training images (a shuffled draw seeded by ``seed``,
@@ -96,6 +98,12 @@ class TrainConfig:
     adc_bits: int | None = None
     adc_range: float = 100.0
     adc_mode: str = "analog"
+    out_noise: float = 0.0
+    input_management: str = "none"
+    bound_management: str = "none"
+    out_bound: float | None = None
+    weight_scaling: str = "layer"
+    converter_codes: str = "twos_complement"
     tensorboard: bool = False
 
     def chip(self) -> ChipSettings:

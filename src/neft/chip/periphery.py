@@ -102,8 +102,9 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
             partial = partial + read_noise(layer.index, tile, partial) * std
         norm = (scale * factor * unit).clamp_min(_TINY)
         y = partial / norm
-        if out_noise is not None and settings.out_noise > 0 and not calibrating:
-            y = y + out_noise(layer.index, tile, attempt, y) * settings.out_noise
+        draw = out_noise(layer.index, tile, attempt, y) if out_noise is not None and not calibrating else None
+        if draw is not None and settings.out_noise > 0:
+            y = y + draw * settings.out_noise
         if calibrating:
             if settings.adc_bits is not None and settings.out_bound is None:
                 layer.adc_scale.append(calibration_magnitude(y, settings.adc_range))

@@ -35,7 +35,6 @@ from neft.chip.periphery_settings import MAX_BM_FACTOR, MAX_BM_RESOLUTION
 
 __all__ = ["managed_output", "attempts"]
 
-_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _TINY = torch.finfo(torch.float32).tiny
 
 
@@ -92,23 +91,28 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
     scale = _input_scale(layer, xt, per_vector).detach()  # [B, 1, *positions], [..., 1] or a 0-d tensor
     unit = _weight_unit(layer, tile, settings, weight.dim())
     reads = 1 if calibrating else attempts(settings)
+    bounded = calibrating or settings.adc_bits is not None or settings.out_bound is not None
     out, pending = None, None
     for attempt in range(reads):
         factor = 2.0 ** attempt
-        partial, patches = _crossbar(layer, tile, xt, weight, scale * factor, settings, per_vector, unfold)
+        scaled = scale * factor if attempt else scale
+        partial, patches = _crossbar(layer, tile, xt, weight, scaled, settings, per_vector, unfold)
         if read_noise is not None and not calibrating:
-            inputs = patches if unfold else _dac(xt, scale * factor, settings, per_vector, layer)
-            std = _read_std(layer, tile, partial, inputs, unfold)
-            partial = partial + read_noise(layer.index, tile, partial) * std
-        norm = (scale * factor * unit).clamp_min(_TINY)
+            inputs = patches if unfold else _dac(xt, scaled, settings, per_vector, layer)
+            partial = _noisy(partial, read_noise(layer.index, tile, partial), _read_std(layer, tile, partial, inputs,
+                                                                                        unfold), 1.0, batched)
+        norm = scaled * unit if unit is not None else scaled
+        draw = out_noise(layer.index, tile, attempt, partial) if out_noise is not None and not calibrating else None
+        if not bounded:  # no converter reads the normalised outputs: the noise in output units, in place
+            return partial if draw is None else _noisy(partial, draw, norm, settings.out_noise, batched)
+        norm = norm.clamp_min(_TINY) if torch.is_tensor(norm) else max(norm, _TINY)
         y = partial / norm
-        draw = out_noise(layer.index, tile, attempt, y) if out_noise is not None and not calibrating else None
-        if draw is not None and settings.out_noise > 0:
-            y = y + draw * settings.out_noise
+        if draw is not None:
+            y = _noisy(y, draw, None, settings.out_noise, batched)
         if calibrating:
             if settings.adc_bits is not None and settings.out_bound is None:
                 layer.adc_scale.append(calibration_magnitude(y, settings.adc_range))
-            return y * norm
+            return partial
         y, saturated = _adc(y, layer, tile, settings)
         y = y * norm
         out = y if out is None else torch.where(pending, y, out)
@@ -120,29 +124,58 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
     return out
 
 
+def _noisy(values: torch.Tensor, draw: torch.Tensor, std, scale: float, batched: bool) -> torch.Tensor:
+    """``values + draw * std * scale`` (``std`` None: 1): in place when no gradient is wanted (the draw is
+    overwritten; ``addcmul_`` has no vmap batching rule, so under vmap two in-place passes)."""
+    if torch.is_grad_enabled():
+        return values + (draw * scale if std is None else draw * std * scale)
+    if std is not None and torch.is_tensor(std) and not batched:
+        return values.addcmul_(draw, std, value=scale)
+    draw = draw if std is None else draw.mul_(std)
+    return values.add_(draw, alpha=scale)
+
+
 def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool) -> torch.Tensor:
     """The input scale ``s``: each input vector's max |x| (``per_vector``), shaped to broadcast over the tile's
     outputs, or the layer's calibrated DAC full scale (a 0-d tensor; 1 without a DAC, never used then)."""
     if not per_vector:
         return layer.dac_scale if layer.dac_scale is not None else torch.ones((), device=xt.device)
     if layer.conv is None:
-        return xt.abs().amax(-1, keepdim=True)
+        return xt.detach().abs().amax(-1, keepdim=True)
     m = layer.module
-    magnitude = xt.abs()
+    # [B, groups, *spatial]: one input vector per group
+    low, high = torch.aminmax(xt.detach().unflatten(1, (m.groups, -1)), dim=2)
+    magnitude = torch.maximum(-low, high)
     if m.padding_mode != "zeros":
         magnitude = F.pad(magnitude, m._reversed_padding_repeated_twice, mode=m.padding_mode)
     elif layer._box_padding():
         magnitude = F.pad(magnitude, [p for p in reversed(layer._box_padding()) for _ in range(2)])
-    magnitude = magnitude.unflatten(1, (m.groups, -1)).amax(2)  # [B, groups, *spatial]: one vector per group
-    scale = _POOL[magnitude.dim() - 2](magnitude, m.kernel_size, m.stride, 0, m.dilation)
+    scale = _window_max(magnitude, m.kernel_size, m.stride, m.dilation)
     return scale if m.groups == 1 else scale.repeat_interleave(m.out_channels // m.groups, dim=1)
 
 
-def _weight_unit(layer: CircuitLayer, tile: int, settings: CircuitSettings, dims: int) -> torch.Tensor | float:
+def _window_max(x: torch.Tensor, kernel, stride, dilation) -> torch.Tensor:
+    """The max of ``x`` ``[B, C, *spatial]`` (already padded) over each strided, dilated kernel window, per channel:
+    separable maxima of shifted views (``max_pool`` is slow on one channel on a CPU)."""
+    for axis, (k, s, d) in enumerate(zip(kernel, stride, dilation), start=2):
+        span = (x.shape[axis] - d * (k - 1) - 1) // s * s + 1  # the input positions the first tap reads
+        index = [slice(None)] * x.dim()
+        views = []
+        for tap in range(k):
+            index[axis] = slice(tap * d, tap * d + span, s)
+            views.append(x[tuple(index)])
+        total = views[0] if k == 1 else torch.maximum(views[0], views[1])
+        for view in views[2:]:
+            torch.maximum(total, view, out=total)
+        x = total
+    return x
+
+
+def _weight_unit(layer: CircuitLayer, tile: int, settings: CircuitSettings, dims: int) -> torch.Tensor | None:
     """The weight unit ``u`` of the tile's columns: the layer's clean max |W| (a 0-d tensor), each column's
-    (``[C, 1, ...]`` to broadcast over outputs ``[B, C, *positions]``, ``[C]`` for a Linear) or 1."""
+    (``[C, 1, ...]`` to broadcast over outputs ``[B, C, *positions]``, ``[C]`` for a Linear) or None (1)."""
     if settings.weight_scaling == "off":
-        return 1.0
+        return None
     clean = layer.clean.detach()
     if settings.weight_scaling == "layer":
         return clean.abs().amax()

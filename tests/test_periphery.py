@@ -197,3 +197,58 @@ def test_the_command_line_refuses_bad_periphery_flags_with_one_line_and_writes_n
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("neft: error: ") and expected in err[0]
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def _pcm_year():
+    from neft.chip import devices
+
+    return devices.get("PCM-chip").with_chip(drift_time=3.15e7)
+
+
+def test_drift_compensation_on_the_outputs_carries_the_same_chip_and_its_factor():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    weights_chip = Crossbar(model, _pcm_year()).sample_chip(0.05, make_generator(9))
+    crossbar, _ = _circuit(model, device_model=_pcm_year(), drift_compensation_at="outputs")
+    generator = make_generator(9)
+    outputs_chip = crossbar.sample_chip(0.05, generator)
+    assert set(outputs_chip) == {"0.weight", "2.weight", "0.neft_drift_alpha", "2.neft_drift_alpha"}
+    for name, alpha in (("0.weight", "0.neft_drift_alpha"), ("2.weight", "2.neft_drift_alpha")):
+        w = dict(model.named_parameters())[name].detach()
+        assert float(outputs_chip[alpha]) > 1.05  # a year of drift (nu ~ 0.06: (3.15e7 / 20)^-0.06 = 0.43) undone
+        assert torch.allclose(outputs_chip[alpha] * (w + outputs_chip[name]), w + weights_chip[name], atol=1e-6)
+    # the generator ends where one draw leaves it: the next chip is the one after
+    assert torch.equal(generator.get_state(), (lambda g: (Crossbar(model, _pcm_year()).sample_chip(0.05, g),
+                                                         g.get_state())[1])(make_generator(9)))
+
+
+def test_drift_compensation_on_the_outputs_with_ideal_converters_gives_the_weights_placement(lenet):
+    model, images, labels, calibration = lenet
+    per_run = [montecarlo.evaluate(model, images[:50], labels[:50], [0.05], runs=3, device_model=_pcm_year(),
+                                   drift_compensation_at=at, progress=False, chips_per_pass=1, compile=False,
+                                   precision="fp32")["per_sigma"][0]["accuracy"]["per_run"]
+               for at in ("weights", "outputs")]
+    assert per_run[0] == per_run[1]
+
+
+def test_drift_compensation_on_the_outputs_scales_the_digitised_outputs():
+    weight = torch.tensor([[0.9, -0.3, 0.2], [0.1, 0.4, -0.8]])
+    model = _linear(weight)
+    x = torch.tensor([[1.0, 0.5, -0.25]])
+    crossbar, circuit = _circuit(model, x, device_model=_pcm_year(), adc_bits=3, out_bound=1.0,
+                                 input_management="abs_max", drift_compensation_at="outputs")
+    chip = crossbar.sample_chip(0.0, make_generator(1))
+    alpha, drifted = chip["0.neft_drift_alpha"], weight + chip["0.weight"]
+    with torch.no_grad(), circuit.applied():
+        out = torch.func.functional_call(model, crossbar.perturbed_weights(chip), (x,))
+    u = weight.abs().max()  # the layer's clean max |W|; s = max |x| = 1; 3-bit ADC: step 1/4, codes -4 .. 3
+    expected = torch.clamp(torch.round(x @ drifted.T / u * 4), -4, 3) / 4 * u * alpha
+    assert torch.allclose(out, expected, atol=1e-6)
+    folded = torch.clamp(torch.round(x @ (alpha * drifted).T / u * 4), -4, 3) / 4 * u
+    assert not torch.allclose(expected, folded, atol=1e-3)  # the weights' placement reads other codes
+
+
+def test_drift_compensation_on_the_outputs_needs_the_device_models_compensation():
+    with pytest.raises(SettingError) as error:
+        _circuit(_linear(torch.ones(2, 2)), drift_compensation_at="outputs")
+    assert error.value.setting == "drift_compensation_at"

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
 from neft.chip.column_scaling import column_scales
+from neft.chip.compensation_placement import ALPHA
 from neft.chip.converters import calibration_magnitude, codes, slices
 from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar, make_generator
 from neft.chip.device_model import DeviceModel
@@ -107,7 +108,7 @@ class Circuit:
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.read_sigma > 0 else None
-        _check_periphery_layers(self.settings, self.layers)
+        _check_periphery_layers(self.settings, self.layers, crossbar)
         self._out_noise = OutputNoise()
         if self.settings.weight_scaling == "column":  # the devices of each column span its own max |W|
             crossbar.column_scales = functools.partial(_column_scales, self.layers, crossbar.names)
@@ -167,17 +168,18 @@ class Circuit:
             return
         for layer in self.layers:
             layer.module.forward = types.MethodType(self._forward_of(layer), layer.module)
+            _alpha_buffer(layer.module, self.settings.drift_compensation_at == "outputs")
         try:
             yield self
         finally:
             for layer in self.layers:
                 del layer.module.forward
+                _alpha_buffer(layer.module, False)
 
     @contextmanager
     def bypassed(self) -> Iterator[None]:
-        """Inside the block (itself inside :meth:`applied`) the mapped layers run as plain layers again: used to
-        check that the model computes the same in another memory layout, a check the converters' rounding would
-        fail on float-level differences."""
+        """Inside the block (itself inside :meth:`applied`) the mapped layers run as plain layers again: to check a
+        memory layout, which the converters' rounding would fail on float-level differences."""
         saved = [layer.module.__dict__.pop("forward", None) for layer in self.layers]
         try:
             yield
@@ -199,8 +201,7 @@ class Circuit:
     @contextmanager
     def chip(self, index: torch.Tensor) -> Iterator[None]:
         """Inside ``torch.func.vmap`` over chips: ``index`` is the (batched) position of the chip in the pass (it
-        picks each chip's read noise, and the converters clip with ops that vmap batches). Any forward of the
-        circuit under vmap must run inside this block."""
+        picks each chip's noise per read; the converters clip with ops vmap batches). Forwards under vmap need it."""
         self._chip_index = index
         try:
             yield
@@ -224,8 +225,8 @@ class Circuit:
                              noise, batched=self._chip_index is not None)
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise shaped like one chip's partial sums ``like`` of layer ``layer`` and tile (and slice)
-        ``tile``, for the chips and images of :meth:`reading` (:class:`~neft.chip.read_noise.ReadNoise`)."""
+        """Standard normal noise like one chip's partial sums ``like`` of a layer's tile (and slice), for the chips
+        and images of :meth:`reading` (:class:`~neft.chip.read_noise.ReadNoise`)."""
         chip_seeds, start = self._reads
         return self._noise(layer, tile, chip_seeds, start, like, self._chip_index)
 
@@ -241,13 +242,30 @@ def _column_scales(layers: list[CircuitLayer], names: list[str], name: str, weig
     return column_scales(weight, next(layer.tiles for layer in layers if names[layer.index] == name))
 
 
-def _check_periphery_layers(settings: CircuitSettings, layers: list[CircuitLayer]) -> None:
-    """Raises SettingError (``input_management``) for per-vector DAC codes on a layer other than Conv2d/Linear."""
+def _alpha_buffer(module: torch.nn.Module, on: bool) -> None:
+    """Give ``module`` the buffer of its chip's drift compensation factor (1 until a chip's replaces it in
+    ``functional_call``; :mod:`neft.chip.compensation_placement`), or remove it."""
+    if on:
+        module.register_buffer(ALPHA, torch.ones((), device=module.weight.device), persistent=False)
+    elif ALPHA in module._buffers:
+        del module._buffers[ALPHA]
+
+
+def _check_periphery_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar: Crossbar) -> None:
+    """Raises SettingError: (``input_management``) per-vector DAC codes on a layer other than Conv2d/Linear;
+    (``drift_compensation_at``) compensation on the outputs without the device model's drift compensation. Sets
+    ``crossbar.compensate_outputs`` (:mod:`neft.chip.compensation_placement`)."""
     if settings.input_management == "abs_max" and settings.dac_bits is not None and any(
             layer.conv not in (None, F.conv2d) for layer in layers):
         raise SettingError("input_management", "input_management 'abs_max' with dac_bits quantizes each "
                                                "receptive field on its own, which neft runs for nn.Conv2d and "
                                                "nn.Linear layers only: leave dac_bits off or use 'none'")
+    if settings.drift_compensation_at == "outputs":
+        if not (crossbar.device_model.quantize and crossbar.device_model.drift_compensation):
+            raise SettingError("drift_compensation_at", "drift_compensation_at 'outputs' places the device model's "
+                                                        "global drift compensation, which is off here: turn on "
+                                                        "drift_compensation (and quantize), or leave 'weights'")
+        crossbar.compensate_outputs = True
 
 
 def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: int) -> list[CircuitLayer]:

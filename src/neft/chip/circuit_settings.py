@@ -53,12 +53,13 @@ class CircuitSettings:
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100: the maximum, nothing clipped on the calibration images).
         read_sigma: read noise per read, relative to the conductance range like sigma, in [0, 1].
-        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes: the periphery
+        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes,
+            drift_compensation_at: the periphery
             as aihwkit's ``IOParameters`` run it (:mod:`neft.chip.periphery_settings`; docs/method.md, 'The
             periphery'): output noise per read, per-vector input scaling, iterative bound management, a fixed
             output bound, per-column weight scaling and symmetric sign-magnitude converter codes. All off by
             default (no output noise, the static input range, no bound management, no fixed bound, the layer's
-            max |W|, two's-complement codes).
+            max |W|, two's-complement codes, drift compensation on the weights).
     """
 
     tile_rows: int | None = None
@@ -73,6 +74,7 @@ class CircuitSettings:
     out_bound: float | None = None
     weight_scaling: str = "layer"
     converter_codes: str = "twos_complement"
+    drift_compensation_at: str = "weights"
 
     def check(self) -> CircuitSettings:
         """Validate every field; returns self.

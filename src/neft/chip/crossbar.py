@@ -31,6 +31,7 @@ from torch.func import functional_call
 
 from neft.chip import devices
 from neft.chip import effects as chip
+from neft.chip.compensation_placement import outputs_compensated
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
 
@@ -222,6 +223,22 @@ def written_weight_error(device_model: DeviceModel, weight: torch.Tensor, sigma:
         return _sample(device_model, weight, residual, generator)
 
 
+def _draw_chip(model: DeviceModel, weights: dict[str, torch.Tensor], sigma: float, generator, censor_k, verified,
+               scale: float, mappings: dict) -> Chip:
+    """The chip ``{name: dW}`` of :meth:`Crossbar.sample_chip` for ``weights`` under ``model`` (verified weights'
+    programming std scaled by ``scale``)."""
+    with torch.no_grad():
+        if model.quantize:  # the verified devices' programming std is scaled (neft.chip.effects)
+            return {name: _sample(model, w, sigma, generator, censor_k,
+                                  None if name not in (verified or {}) else
+                                  torch.where(verified[name], scale, 1.0).to(w.dtype), mappings, name)
+                    for name, w in weights.items()}
+        drawn = {name: _sample(model, w, sigma, generator, censor_k) for name, w in weights.items()}
+        for name, mask in (verified or {}).items():
+            drawn[name] = torch.where(mask, drawn[name] * scale, drawn[name])
+        return drawn
+
+
 class Crossbar:
     """The crossbar-mapped weights of a model and how to run the model with them perturbed.
 
@@ -253,6 +270,8 @@ class Crossbar:
         self._mappings: dict = {}  # realistic chips: each layer's quantized mapping while its weights are unchanged
         # per-column weight scaling (set by neft.chip.circuit.Circuit): column_scales(name, w) -> scales like w
         self.column_scales = None
+        # drift compensation on the digitised outputs (set by the Circuit): chips carry alpha per layer
+        self.compensate_outputs = False
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The current clean mapped weights, ``{name: parameter}`` (live parameters, gradients flow)."""
@@ -319,21 +338,22 @@ class Crossbar:
         if self.column_scales is not None:  # each column's devices span its own max |W| (method.md, 'The periphery')
             columns = {name: self.column_scales(name, w) for name, w in weights.items()}
             weights = {name: (w / columns[name]).detach() for name, w in weights.items()}
-        with torch.no_grad():
-            if self.device_model.quantize:  # the verified devices' programming std is scaled (neft.chip.effects)
-                drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k,
-                                       None if name not in (verified or {}) else
-                                       torch.where(verified[name], scale, 1.0).to(w.dtype), self._mappings, name)
-                         for name, w in weights.items()}
-            else:
-                drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k) for name, w in weights.items()}
-                for name, mask in (verified or {}).items():
-                    drawn[name] = torch.where(mask, drawn[name] * scale, drawn[name])
-            return drawn if columns is None else {name: dW * columns[name] for name, dW in drawn.items()}
+
+        def draw(model: DeviceModel) -> Chip:
+            return _draw_chip(model, weights, sigma, generator, censor_k, verified, scale, self._mappings)
+        model = self.device_model
+        if self.compensate_outputs and model.quantize and model.drift_compensation:
+            drawn = outputs_compensated(model, {name: w.detach() for name, w in weights.items()}, draw, generator)
+        else:
+            drawn = draw(model)
+        return drawn if columns is None else {name: dW * columns[name] if name in columns else dW
+                                              for name, dW in drawn.items()}
 
     def perturbed_weights(self, chip: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``{name: w + dW}``; differentiable with respect to the clean weights ``w``."""
-        return {name: w + chip[name] for name, w in self.weights().items()}
+        """``{name: w + dW}``, differentiable with respect to the clean weights ``w``, and a chip's drift compensation
+        factors when it carries them (:mod:`neft.chip.compensation_placement`)."""
+        weights = {name: w + chip[name] for name, w in self.weights().items()}
+        return weights if len(chip) == len(weights) else {**chip, **weights}
 
     def forward(
         self,

@@ -16,7 +16,8 @@ scale) and weight unit ``u`` (``weight_scaling``: the layer's max |W|, each colu
 5. bound management (``"iterative"``): an input vector any of whose outputs saturated (``|y| > B``) is read again
    with ``F`` doubled and fresh noise, until none saturates or ``F`` exceeds ``min(MAX_BM_FACTOR, MAX_BM_RESOLUTION /
    d)`` (aihwkit's ``max_bm_factor = 1000`` and ``max_bm_res = 0.25``); its last read is kept;
-6. digital: ``y s F u`` summed over tiles, plus the bias.
+6. digital: ``y s F u`` summed over tiles, times the chip's drift compensation factor when it acts on the outputs
+   (:mod:`neft.chip.compensation_placement`), plus the bias.
 
 Rounding has straight-through gradients (:func:`neft.chip.converters.codes`); the scales carry none.
 """
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.compensation_placement import ALPHA
 from neft.chip.converters import calibration_magnitude, codes, full_scale_steps
 from neft.chip.periphery_settings import MAX_BM_FACTOR, MAX_BM_RESOLUTION
 
@@ -79,6 +81,9 @@ def managed_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, b
         partial = _tile_output(layer, tile, layer.tile_input(x, tile), layer.tile_weight(weight, tile), settings,
                                calibrating, read_noise, out_noise, batched)
         total = partial if total is None else total + partial
+    alpha = getattr(layer.module, ALPHA, None)  # drift compensation on the digitised outputs
+    if alpha is not None:
+        total = total * alpha
     if bias is not None:
         total = total + bias.reshape((-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,))
     return total

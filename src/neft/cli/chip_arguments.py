@@ -36,7 +36,13 @@ def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
 def add_periphery_arguments(group) -> None:
     """The periphery's flags (neft.chip.periphery_settings; docs/method.md, 'The periphery'), aihwkit's IOParameters
     and weight scaling by name."""
-    from neft.chip.periphery_settings import BOUND_MANAGEMENTS, CONVERTER_CODES, INPUT_MANAGEMENTS, WEIGHT_SCALINGS
+    from neft.chip.periphery_settings import (
+        BOUND_MANAGEMENTS,
+        COMPENSATION_PLACEMENTS,
+        CONVERTER_CODES,
+        INPUT_MANAGEMENTS,
+        WEIGHT_SCALINGS,
+    )
 
     group.add_argument("--out-noise", type=float, default=0.0, metavar="S",
                        help="output noise per read: Gaussian std on every tile output before the ADC, in units of "
@@ -58,6 +64,10 @@ def add_periphery_arguments(group) -> None:
     group.add_argument("--converter-codes", default="twos_complement", choices=list(CONVERTER_CODES),
                        help="signed DAC/ADC codes: two's complement (-2^(B-1)..2^(B-1)-1) or symmetric "
                             "sign-magnitude (+-(2^(B-1)-1), as aihwkit and CrossSim; default: %(default)s)")
+    group.add_argument("--drift-compensation-at", default="weights", choices=list(COMPENSATION_PLACEMENTS),
+                       help="where global drift compensation acts: on the weights, before the ADC, or on the "
+                            "digitised outputs, as aihwkit (needs the device model's drift compensation; default: "
+                            "%(default)s)")
 
 
 def circuit_settings(args) -> dict:

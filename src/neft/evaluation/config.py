@@ -127,11 +127,9 @@ class EvalConfig:
             (100 = max); the calibration images are :func:`evaluate`'s ``calibration_images``.
         adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of
             the ``weight_bits``/``device_bits`` mapping, shifted and added digitally).
-        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes: the periphery
-            (:mod:`neft.chip.periphery_settings`; docs/method.md, 'The periphery'): output noise per read (std in
-            units of a full-scale row output, >= 0), ``"none"``/``"abs_max"`` input scaling, ``"none"``/
-            ``"iterative"`` bound management, a fixed output full scale (> 0) or None, ``"layer"``/``"column"``/
-            ``"off"`` weight scaling, ``"twos_complement"``/``"sign_magnitude"`` converter codes; all off by default.
+        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes,
+            drift_compensation_at: the periphery, aihwkit's IO conventions (:mod:`neft.chip.periphery_settings`;
+            docs/method.md, 'The periphery'); all off by default.
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
             chip's settings (:class:`~neft.chip.device_model.DeviceModel`; docs/method.md, 'The realistic chip'), each
             None (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
@@ -177,6 +175,7 @@ class EvalConfig:
     out_bound: float | None = None
     weight_scaling: str = "layer"
     converter_codes: str = "twos_complement"
+    drift_compensation_at: str = "weights"
     quantize: bool | None = None
     stuck_off: float | None = None
     stuck_on: float | None = None

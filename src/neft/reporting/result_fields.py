@@ -22,7 +22,8 @@ DEVICE_MODEL = {"name": "str", "weight_bits": "int", "device_bits": "int", "stat
                 "drift_t0": "number", "drift_time": "number|null", "drift_compensation": "bool"}
 CIRCUIT = {"tile_rows": "int|null", "dac_bits": "int|null", "adc_bits": "int|null", "adc_range": "number",
            "adc_mode": "str", "out_noise": "number", "input_management": "str", "bound_management": "str",
-           "out_bound": "number|null", "weight_scaling": "str", "converter_codes": "str"}
+           "out_bound": "number|null", "weight_scaling": "str", "converter_codes": "str",
+           "drift_compensation_at": "str"}
 EVALUATION = {
     "sigmas": (["number"], "null"), "runs": "int", "seed": "int", "device_model": ("str|null", DEVICE_MODEL),
     "batch_size": "int", "test_subset": "int|null", "chips_per_pass": "int|str", "ci_target": "number|null",

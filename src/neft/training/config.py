@@ -52,7 +52,8 @@ class TrainConfig:
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
     ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range``, ``adc_mode`` and the periphery (``out_noise``,
-    ``input_management``, ``bound_management``, ``out_bound``, ``weight_scaling``, ``converter_codes``; output noise
+    ``input_management``, ``bound_management``, ``out_bound``, ``weight_scaling``, ``converter_codes``,
+    ``drift_compensation_at``; output noise
     drawn afresh at every training forward) train with the crossbar circuit
     (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of
     every objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
@@ -104,6 +105,7 @@ class TrainConfig:
     out_bound: float | None = None
     weight_scaling: str = "layer"
     converter_codes: str = "twos_complement"
+    drift_compensation_at: str = "weights"
     tensorboard: bool = False
 
     def chip(self) -> ChipSettings:

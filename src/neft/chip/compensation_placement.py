@@ -3,10 +3,11 @@ chip's weights are scaled by ``alpha``, before the ADC) or on the digitised outp
 ``aihwkit/simulator/tiles/inference.py`` multiplies the tile's digital output by the compensation factor, the
 ``alpha`` of ``ForwardBackwardPassIOManaged::forwardVector``'s ``out_scale``).
 
-With ``drift_compensation_at="outputs"`` a chip is drawn without compensation (its weights are the drifted
-conductances), its ``alpha`` per layer is measured as today (:func:`neft.chip.effects.compensation` of the same
-chip read at ``t0`` and at ``drift_time``), and ``alpha`` travels with the chip as a buffer :data:`ALPHA` of each
-mapped module, which :func:`neft.chip.periphery.managed_output` multiplies the layer's digital output by (before
+With ``drift_compensation_at="outputs"`` a chip is drawn twice from the same generator state, with the device
+model's compensation (the weights' placement, :func:`neft.chip.effects.sample`) and without it (the drifted
+conductances); the chip keeps the drifted weights, and the factor ``alpha`` that the device model's compensation
+applied to that layer (``<W_c, W_d> / <W_d, W_d>``, exact as ``W_c = alpha W_d``) travels with the chip as a buffer
+:data:`ALPHA` of each mapped module, which :func:`neft.chip.periphery.managed_output` multiplies the layer's digital output by (before
 the bias). With ideal converters both placements give the same layer outputs; with an ADC they differ: the
 uncompensated (drifted, smaller) sums use fewer ADC codes and the output noise is not scaled along.
 """
@@ -19,7 +20,6 @@ from collections.abc import Callable
 import torch
 
 from neft.chip.device_model import DeviceModel
-from neft.chip.effects import compensation
 
 __all__ = ["ALPHA", "alpha_key", "outputs_compensated"]
 
@@ -36,25 +36,25 @@ def outputs_compensated(device_model: DeviceModel, weights: dict[str, torch.Tens
                         draw: Callable[[DeviceModel], dict[str, torch.Tensor]],
                         generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     """One chip for compensation on the outputs: ``{name: dW}`` of the drifted, uncompensated chip and
-    ``{alpha_key(name): alpha}`` (0-d tensors) per layer.
+    ``{alpha_key(name): alpha}`` (0-d tensors) per layer, the factor the device model's compensation gives it.
 
     Args:
         device_model: the chip's device model (``quantize`` and ``drift_compensation`` on).
         weights: the clean mapped weights ``{name: w}`` the chip is drawn for.
         draw: ``draw(model)`` draws the chip ``{name: dW}`` of ``model`` from ``generator`` (as
             :meth:`neft.chip.crossbar.Crossbar.sample_chip` does).
-        generator: the chip's generator (None: torch's default CPU generator); it is rewound to draw the same
-            chip at ``t0`` (the drift exponents are drawn whatever the read time), and left as after one draw.
+        generator: the chip's generator (None: torch's default CPU generator); it is rewound for the second draw
+            (compensation draws no random numbers) and left as after one draw.
     """
     generator = generator if generator is not None else torch.default_generator
-    drifted_model = dataclasses.replace(device_model, drift_compensation=False)
     start = generator.get_state()
-    drifted = draw(drifted_model)
-    end = generator.get_state()
+    compensated = draw(device_model)
     generator.set_state(start)
-    programmed = draw(dataclasses.replace(drifted_model, drift_time=device_model.drift_t0))
-    generator.set_state(end)
+    drifted = draw(dataclasses.replace(device_model, drift_compensation=False))
     chip = dict(drifted)
     for name, w in weights.items():
-        chip[alpha_key(name)] = compensation(w + programmed[name], w + drifted[name])
+        now, then = w + drifted[name], w + compensated[name]
+        power = now.square().sum()
+        chip[alpha_key(name)] = torch.where(power > 0, (now * then).sum() / power.clamp_min(1e-30),
+                                            torch.ones_like(power))
     return chip

@@ -8,8 +8,9 @@ model's compensation (the weights' placement, :func:`neft.chip.effects.sample`) 
 conductances); the chip keeps the drifted weights, and the factor ``alpha`` that the device model's compensation
 applied to that layer (``<W_c, W_d> / <W_d, W_d>``, exact as ``W_c = alpha W_d``) travels with the chip as a buffer
 :data:`ALPHA` of each mapped module, which :func:`neft.chip.periphery.managed_output` multiplies the layer's
-digital output by (before the bias). With ideal converters both placements give the same layer outputs; with an ADC they differ: the
-uncompensated (drifted, smaller) sums use fewer ADC codes and the output noise is not scaled along.
+digital output by (before the bias). With ideal converters both placements give the same layer outputs; with an
+ADC they differ: the uncompensated (drifted, smaller) sums use fewer ADC codes and the output noise is not scaled
+along.
 """
 
 from __future__ import annotations

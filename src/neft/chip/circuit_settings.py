@@ -53,6 +53,8 @@ class CircuitSettings:
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100: the maximum, nothing clipped on the calibration images).
         read_sigma: read noise per read, relative to the conductance range like sigma, in [0, 1].
+        read_1f: the device model's 1/f read noise drawn per read (``DeviceModel.read_noise_1f_per_read``), its
+            variance added to ``read_sigma``'s.
         out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes,
             drift_compensation_at: the periphery
             as aihwkit's ``IOParameters`` run it (:mod:`neft.chip.periphery_settings`; docs/method.md, 'The
@@ -68,6 +70,7 @@ class CircuitSettings:
     adc_range: float = 100.0
     read_sigma: float = 0.0
     adc_mode: str = "analog"
+    read_1f: bool = False
     out_noise: float = 0.0
     input_management: str = "none"
     bound_management: str = "none"
@@ -105,6 +108,9 @@ class CircuitSettings:
             raise SettingError("adc_range", f"adc_range {self.adc_range:g} sets the converters' full scale, so it "
                                             "needs dac_bits or adc_bits: set one, or leave adc_range at 100")
         self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
+        if not isinstance(self.read_1f, bool):
+            raise SettingError("read_noise_1f_per_read", f"read_noise_1f_per_read must be true or false, got "
+                                                         f"{self.read_1f!r}")
         check_periphery(self)
         return self
 
@@ -116,7 +122,7 @@ class CircuitSettings:
     @property
     def active(self) -> bool:
         """Whether any circuit effect changes a result (tiles alone only reorder float sums: not active)."""
-        return self.calibrated or self.read_sigma > 0 or self.managed
+        return self.calibrated or self.reads or self.managed
 
     @property
     def managed(self) -> bool:
@@ -125,14 +131,16 @@ class CircuitSettings:
         return bool(periphery_names(self))
 
     @property
-    def per_read(self) -> bool:
-        """Whether noise is drawn per read (read noise or output noise): each chip's reads are keyed by its seed."""
-        return self.read_sigma > 0 or self.out_noise > 0
+    def reads(self) -> bool:
+        """Whether noise is drawn per read (``read_sigma`` > 0, the 1/f read noise per read, or output noise): each
+        chip's reads are then keyed by its seed."""
+        return self.read_sigma > 0 or self.read_1f or self.out_noise > 0
 
     def names(self) -> list[str]:
         """The names of the settings that are on (``adc_bits``, ``dac_bits``, ``read_sigma``, ``tile_rows``)."""
         on = {"adc_bits": self.adc_bits is not None, "dac_bits": self.dac_bits is not None,
-              "read_sigma": self.read_sigma > 0, "tile_rows": self.tile_rows is not None}
+              "read_sigma": self.read_sigma > 0, "read_noise_1f_per_read": self.read_1f,
+              "tile_rows": self.tile_rows is not None}
         return periphery_names(self) + [name for name, value in on.items() if value]
 
     def label(self) -> str:
@@ -146,10 +154,11 @@ class CircuitSettings:
         return "".join(f" {p}" for p in parts if p)
 
 
-def settings_of(config, read_sigma: float = 0.0) -> CircuitSettings:
+def settings_of(config, read_sigma: float = 0.0, read_1f: bool = False) -> CircuitSettings:
     """The checked :class:`CircuitSettings` of an ``EvalConfig`` or ``TrainConfig`` (its :data:`FIELDS`).
 
     Raises:
         SettingError: as :meth:`CircuitSettings.check`.
     """
-    return CircuitSettings(**{name: getattr(config, name) for name in FIELDS}, read_sigma=read_sigma).check()
+    return CircuitSettings(**{name: getattr(config, name) for name in FIELDS}, read_sigma=read_sigma,
+                           read_1f=read_1f).check()

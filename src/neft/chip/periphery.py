@@ -170,8 +170,8 @@ def _window_max(x: torch.Tensor, kernel, stride, dilation) -> torch.Tensor:
             index[axis] = slice(tap * d, tap * d + span, s)
             views.append(x[tuple(index)])
         total = views[0] if k == 1 else torch.maximum(views[0], views[1])
-        for view in views[2:]:
-            torch.maximum(total, view, out=total)
+        for view in views[2:]:  # out of place: vmap has no batching rule for maximum's out=
+            total = torch.maximum(total, view)
         x = total
     return x
 

@@ -299,7 +299,7 @@ def _noisy(circuit, sigma: float, fixes) -> bool:
     """Whether chips at ``sigma`` differ from the clean network: variation, noise per read, a realistic chip or a
     per-chip fix (``fixes`` active: every chip is fixed, at sigma 0 too, so a fixed curve has no unfixed point)."""
     model = circuit.crossbar.device_model
-    return sigma > 0 or model.read_sigma > 0 or circuit.settings.per_read or model.quantize or fixes.active
+    return sigma > 0 or model.read_sigma > 0 or circuit.settings.reads or model.quantize or fixes.active
 
 
 def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float) -> int | None:
@@ -361,7 +361,7 @@ def _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config, 
     """The runs at a noisy sigma, ``chips_per_pass`` chips per process in each round, until ``runs`` or the CI
     target (:func:`_ci_stop`); their accuracies and the accumulator holding exactly their predictions."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
-    per_read = crossbar.device_model.read_sigma > 0 or circuit.settings.per_read
+    reads = circuit.settings.reads
     device = images.device
     accuracies: list[float] = []
     rank, world = distributed.rank(), distributed.world_size()
@@ -377,7 +377,7 @@ def _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config, 
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
-            with circuit.reading(chip_seeds if per_read else None, start):  # each image's own reads
+            with circuit.reading(chip_seeds if reads else None, start):  # each image's own reads
                 correct += accumulator.add(forward(weights, x).float(), y, start)
         return distributed.gather_runs(list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist())))
 

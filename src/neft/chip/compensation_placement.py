@@ -51,7 +51,10 @@ def outputs_compensated(device_model: DeviceModel, weights: dict[str, torch.Tens
     start = generator.get_state()
     compensated = draw(device_model)
     generator.set_state(start)
-    drifted = draw(dataclasses.replace(device_model, drift_compensation=False))
+    # without compensation: every drift_compensation* field at its default (e.g. the readout, which needs it on)
+    off = {field.name: field.default for field in dataclasses.fields(device_model)
+           if field.name.startswith("drift_compensation")}
+    drifted = draw(dataclasses.replace(device_model, **off))
     chip = dict(drifted)
     for name, w in weights.items():
         now, then = w + drifted[name], w + compensated[name]

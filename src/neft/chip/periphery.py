@@ -194,12 +194,23 @@ def _dac(xt, scale, settings, per_vector, layer) -> torch.Tensor:
         return xt
     signed = True if per_vector else layer.dac_signed
     step = scale.clamp_min(_TINY) / full_scale_steps(settings.dac_bits, signed, _symmetric(settings))
-    return codes(xt / step, settings.dac_bits, signed, symmetric=_symmetric(settings)) * step
+    return _times(_coded(xt / step, settings.dac_bits, signed, settings), step)
+
+
+def _times(codes_: torch.Tensor, step) -> torch.Tensor:
+    """``codes_ * step``, in place when no gradient is wanted."""
+    return codes_ * step if torch.is_grad_enabled() and codes_.requires_grad else codes_.mul_(step)
+
+
+def _coded(x: torch.Tensor, bits: int, signed: bool, settings: CircuitSettings) -> torch.Tensor:
+    """:func:`neft.chip.converters.codes` of ``x`` (a tensor the caller owns: in place when no gradient is wanted,
+    with the clamps vmap batches)."""
+    return codes(x, bits, signed, inplace=True, batched=True, symmetric=_symmetric(settings))
 
 
 def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
     """The tile's analog sums ``x_q W`` in output units, and (``unfold``: per-patch DAC codes of a convolution) the
-    quantized patches ``[B, K, L]`` they were computed from."""
+    quantized patches ``[B, H', W', K]`` they were computed from (``K`` in ``weight.flatten(1)``'s order)."""
     if not unfold:
         return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
     m = layer.module
@@ -208,24 +219,27 @@ def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
         x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
     elif any(layer._box_padding()):
         x = F.pad(x, [p for p in reversed(layer._box_padding()) for _ in range(2)])
-    patches = F.unfold(x, m.kernel_size, m.dilation, 0, m.stride)  # [B, K, L]
-    patches = _dac(patches, scale.flatten(2), settings, True, layer)
-    out = torch.matmul(weight.flatten(1), patches)  # [B, C, L]
-    return out.unflatten(2, scale.shape[2:]), patches
+    for axis, (k, s, d) in enumerate(zip(m.kernel_size, m.stride, m.dilation), start=2):  # views, no copy
+        x = x.unfold(axis, (k - 1) * d + 1, s)
+        x = x[..., ::d] if d > 1 else x
+    patches = x.permute(0, 2, 3, 1, 4, 5).flatten(3)  # [B, H', W', C * kh * kw]: one copy
+    patches = _dac(patches, scale.permute(0, 2, 3, 1), settings, True, layer)
+    out = torch.matmul(patches, weight.flatten(1).t())  # [B, H', W', C_out]
+    return out.permute(0, 3, 1, 2), patches  # [B, C_out, H', W'] (channels-last in memory)
 
 
 def _read_std(layer, tile, partial, inputs, unfold: bool) -> torch.Tensor:
     """The read-noise std of each output from the tile's (quantized) inputs: ``layer.read_variance`` on an image
-    layout, or (``unfold``) ``var @ patches^2`` on unfolded patches ``[B, K, L]``."""
+    layout, or (``unfold``) ``patches^2 @ var`` on quantized patches ``[B, H', W', K]``."""
     if not unfold:
         return layer.read_variance(inputs, tile, partial.shape[1]).sqrt()
     const = layer.read_const[tile]
     squares = inputs.square()
     if const is not None:
-        variance = squares.sum(1, keepdim=True) * const
+        variance = squares.sum(-1, keepdim=True) * const
     else:
-        variance = torch.matmul(layer.read_var[tile].flatten(1).to(inputs.dtype), squares)
-    return variance.unflatten(2, partial.shape[2:]).sqrt()
+        variance = torch.matmul(squares, layer.read_var[tile].flatten(1).to(inputs.dtype).t())
+    return variance.permute(0, 3, 1, 2).sqrt()
 
 
 def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSettings):
@@ -245,4 +259,4 @@ def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSetti
     if bound == 0:
         return torch.zeros_like(y), saturated
     step = bound / full_scale_steps(settings.adc_bits, True, _symmetric(settings))
-    return codes(y / step, settings.adc_bits, True, symmetric=_symmetric(settings)) * step, saturated
+    return _times(_coded(y / step, settings.adc_bits, True, settings), step), saturated

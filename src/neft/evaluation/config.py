@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neft.chip.chip_presets import apply_chip_preset
 from neft.chip.circuit_settings import settings_of
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
@@ -276,6 +277,7 @@ def _check_chip_settings(config: EvalConfig) -> None:
     (the combination is checked once a run's device model is known)."""
     if config.read_sigma is not None:
         config.read_sigma = check_sigma(config.read_sigma, "read_sigma")
+    apply_chip_preset(config)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
     if config.device_model is not None:
         config.chip()
         return

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neft import data, models
+from neft.chip.chip_presets import apply_chip_preset
 from neft.chip.device_checks import check_sigma
 from neft.chip.settings import ChipSettings
 from neft.common.compute import resolve_device
@@ -139,6 +140,7 @@ class TrainConfig:
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
             self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
+        apply_chip_preset(self)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
         self.chip()  # the device model and the crossbar circuit, checked together
         if self.beta is None:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)

@@ -252,3 +252,18 @@ def test_drift_compensation_on_the_outputs_needs_the_device_models_compensation(
     with pytest.raises(SettingError) as error:
         _circuit(_linear(torch.ones(2, 2)), drift_compensation_at="outputs")
     assert error.value.setting == "drift_compensation_at"
+
+
+def test_the_aihwkit_inference_chip_preset_fills_the_circuit_and_an_explicit_setting_wins():
+    config = EvalConfig(device_model="aihwkit-inference", adc_bits=8).check()
+    assert (config.dac_bits, config.adc_bits, config.out_bound, config.out_noise, config.tile_rows) == (7, 8, 12.0,
+                                                                                                        0.06, 512)
+    assert (config.input_management, config.bound_management, config.converter_codes, config.weight_scaling,
+            config.drift_compensation_at) == ("abs_max", "iterative", "sign_magnitude", "off", "outputs")
+    chip = config.chip()
+    from neft.chip import devices
+
+    pcm = devices.get("PCM-aihwkit")
+    assert chip.device_model.name == "aihwkit-inference"
+    assert chip.device_model.prog_noise_coeffs == pcm.prog_noise_coeffs and chip.device_model.drift_compensation
+    assert chip.circuit.reads and chip.circuit.managed

@@ -107,9 +107,12 @@ def test_per_column_scaling_with_ideal_converters_is_the_float_layer():
 
 def test_per_column_scaling_gives_each_column_its_own_gaussian_std():
     weight = torch.tensor([[1.0, -0.5, 0.2], [0.1, 0.05, -0.02]])  # column maxima 1 and 0.1
-    crossbar, _ = _circuit(_linear(weight), weight_scaling="column")
+    crossbar, circuit = _circuit(_linear(weight), weight_scaling="column")
     generator = make_generator(0)
-    draws = torch.stack([crossbar.sample_chip(0.1, generator)["0.weight"] for _ in range(4000)])
+    with circuit.applied():  # chips of a model drawn while its circuit is applied follow its mapping
+        draws = torch.stack([crossbar.sample_chip(0.1, generator)["0.weight"] for _ in range(4000)])
+    outside = torch.stack([crossbar.sample_chip(0.1, generator)["0.weight"] for _ in range(1000)])
+    assert float(outside[:, 1].std()) == pytest.approx(0.1 * crossbar.device_model.bit_factor, rel=0.1)  # layer-wide
     std = draws.std(0)
     factor = crossbar.device_model.bit_factor
     expected = torch.tensor([[0.1 * factor], [0.01 * factor]]).expand(2, 3)
@@ -118,9 +121,10 @@ def test_per_column_scaling_gives_each_column_its_own_gaussian_std():
 
 def test_per_column_scaling_gives_each_column_its_own_quantization_levels():
     weight = torch.tensor([[1.0, -0.5, 0.3], [0.1, 0.07, -0.02]])
-    crossbar, _ = _circuit(_linear(weight), device_model={"name": "Q", "quantize": True, "weight_bits": 4,
-                                                          "device_bits": 2}, weight_scaling="column")
-    chip = crossbar.sample_chip(0.0, make_generator(0))["0.weight"] + weight
+    crossbar, circuit = _circuit(_linear(weight), device_model={"name": "Q", "quantize": True, "weight_bits": 4,
+                                                                "device_bits": 2}, weight_scaling="column")
+    with circuit.applied():
+        chip = crossbar.sample_chip(0.0, make_generator(0))["0.weight"] + weight
     for row, top in ((0, 1.0), (1, 0.1)):  # 15 levels of each column's own max |W|
         levels = mapping.quantize(weight[row], torch.tensor(top), 4).float()
         assert torch.allclose(chip[row], levels * top / 15, atol=1e-7)
@@ -209,9 +213,10 @@ def test_drift_compensation_on_the_outputs_carries_the_same_chip_and_its_factor(
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
     weights_chip = Crossbar(model, _pcm_year()).sample_chip(0.05, make_generator(9))
-    crossbar, _ = _circuit(model, device_model=_pcm_year(), drift_compensation_at="outputs")
+    crossbar, circuit = _circuit(model, device_model=_pcm_year(), drift_compensation_at="outputs")
     generator = make_generator(9)
-    outputs_chip = crossbar.sample_chip(0.05, generator)
+    with circuit.applied():
+        outputs_chip = crossbar.sample_chip(0.05, generator)
     assert set(outputs_chip) == {"0.weight", "2.weight", "0.neft_drift_alpha", "2.neft_drift_alpha"}
     for name, alpha in (("0.weight", "0.neft_drift_alpha"), ("2.weight", "2.neft_drift_alpha")):
         w = dict(model.named_parameters())[name].detach()
@@ -237,9 +242,9 @@ def test_drift_compensation_on_the_outputs_scales_the_digitised_outputs():
     x = torch.tensor([[1.0, 0.5, -0.25]])
     crossbar, circuit = _circuit(model, x, device_model=_pcm_year(), adc_bits=3, out_bound=1.0,
                                  input_management="abs_max", drift_compensation_at="outputs")
-    chip = crossbar.sample_chip(0.0, make_generator(1))
-    alpha, drifted = chip["0.neft_drift_alpha"], weight + chip["0.weight"]
     with torch.no_grad(), circuit.applied():
+        chip = crossbar.sample_chip(0.0, make_generator(1))
+        alpha, drifted = chip["0.neft_drift_alpha"], weight + chip["0.weight"]
         out = torch.func.functional_call(model, crossbar.perturbed_weights(chip), (x,))
     u = weight.abs().max()  # the layer's clean max |W|; s = max |x| = 1; 3-bit ADC: step 1/4, codes -4 .. 3
     expected = torch.clamp(torch.round(x @ drifted.T / u * 4), -4, 3) / 4 * u * alpha
@@ -267,3 +272,29 @@ def test_the_aihwkit_inference_chip_preset_fills_the_circuit_and_an_explicit_set
     assert chip.device_model.name == "aihwkit-inference"
     assert chip.device_model.prog_noise_coeffs == pcm.prog_noise_coeffs and chip.device_model.drift_compensation
     assert chip.circuit.reads and chip.circuit.managed
+
+
+@pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "correctnet",
+                                    "distill"])
+def test_every_objective_trains_through_the_whole_periphery_with_output_noise_drawn_per_step(method):
+    from neft import models
+    from neft.training import objectives
+
+    torch.manual_seed(4)
+    model = models.create("lenet5", 10, 1, init="torch")
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    teacher = models.create("lenet5", 10, 1, init="torch").eval() if method == "distill" else None
+    sigma = 0.0 if method == "vanilla" else 0.05
+    objective = objectives.create(method, model, x, 10, sigma=sigma, beta=0.1 if method in ("ovf", "irs") else 0.0,
+                                  generator=make_generator(0), teacher=teacher)
+    _, circuit = _circuit(model, x, dac_bits=7, adc_bits=9, out_bound=12.0, out_noise=0.06, tile_rows=64,
+                          input_management="abs_max", bound_management="iterative", weight_scaling="column",
+                          converter_codes="sign_magnitude")
+    model.train()
+    with circuit.applied():
+        first, _ = objective.loss(model, x, y)
+        first.backward()
+        second, _ = objective.loss(model, x, y)
+    assert torch.isfinite(first) and float(first) != float(second)  # fresh output noise at every forward
+    first_layer = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert float(first_layer.weight.grad.abs().sum()) > 0  # straight-through gradients reach the weights

@@ -35,7 +35,6 @@ runs the layers through them.
 
 from __future__ import annotations
 
-import functools
 import math
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -45,15 +44,15 @@ import torch
 import torch.nn.functional as F
 
 from neft.chip import effects
+from neft.chip import periphery_hooks as hooks
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
-from neft.chip.column_scaling import column_scales
-from neft.chip.compensation_placement import ALPHA
 from neft.chip.converters import calibration_magnitude, codes, slices
 from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar, make_generator
 from neft.chip.device_model import DeviceModel
 from neft.chip.output_noise import OutputNoise
 from neft.chip.periphery import managed_output
+from neft.chip.periphery_setup import alpha_buffer, check_layers, chip_hooks
 from neft.chip.read_noise import ReadNoise
 from neft.common.errors import SettingError
 from neft.common.seeds import calibration_seed
@@ -109,10 +108,9 @@ class Circuit:
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.reads else None
-        _check_periphery_layers(self.settings, self.layers, crossbar)
+        check_layers(self.settings, self.layers, crossbar)
         self._out_noise = OutputNoise()
-        if self.settings.weight_scaling == "column":  # the devices of each column span its own max |W|
-            crossbar.column_scales = functools.partial(_column_scales, self.layers, crossbar.names)
+        self._hooks = chip_hooks(self.settings, self.layers, crossbar.names)
 
     @property
     def sliced(self) -> bool:
@@ -162,20 +160,21 @@ class Circuit:
 
     @contextmanager
     def applied(self) -> Iterator[Circuit]:
-        """Inside the block every mapped layer of the model runs through the circuit (its ``forward`` is
-        substituted and restored afterwards; nothing is substituted when no setting is active)."""
+        """Inside the block every mapped layer runs through the circuit (``forward`` substituted; none if off)."""
         if not self.settings.active:
             yield self
             return
         for layer in self.layers:
             layer.module.forward = types.MethodType(self._forward_of(layer), layer.module)
-            _alpha_buffer(layer.module, self.settings.drift_compensation_at == "outputs")
+            alpha_buffer(layer.module, self._hooks.compensate_outputs)
+        hooks.install(self.crossbar.model, self._hooks)  # the model's chips follow the periphery's mapping
         try:
             yield self
         finally:
+            hooks.remove(self.crossbar.model)
             for layer in self.layers:
                 del layer.module.forward
-                _alpha_buffer(layer.module, False)
+                alpha_buffer(layer.module, False)
 
     @contextmanager
     def bypassed(self) -> Iterator[None]:
@@ -235,38 +234,6 @@ class Circuit:
         """Output noise for read ``attempt`` of a tile (:class:`~neft.chip.output_noise.OutputNoise`)."""
         return self._out_noise(layer, tile, attempt, self._reads, like, self._chip_index,
                                self.layers[0].module.training)
-
-
-def _column_scales(layers: list[CircuitLayer], names: list[str], name: str, weight: torch.Tensor) -> torch.Tensor:
-    """The column scales of mapped weight ``name`` (:func:`neft.chip.column_scaling.column_scales` over its tiles),
-    for :meth:`neft.chip.crossbar.Crossbar.sample_chip` with ``weight_scaling="column"``."""
-    return column_scales(weight, next(layer.tiles for layer in layers if names[layer.index] == name))
-
-
-def _alpha_buffer(module: torch.nn.Module, on: bool) -> None:
-    """Give ``module`` the buffer of its chip's drift compensation factor (1 until a chip's replaces it in
-    ``functional_call``; :mod:`neft.chip.compensation_placement`), or remove it."""
-    if on:
-        module.register_buffer(ALPHA, torch.ones((), device=module.weight.device), persistent=False)
-    elif ALPHA in module._buffers:
-        del module._buffers[ALPHA]
-
-
-def _check_periphery_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar: Crossbar) -> None:
-    """Raises SettingError: (``input_management``) per-vector DAC codes on a layer other than Conv2d/Linear;
-    (``drift_compensation_at``) compensation on the outputs without the device model's drift compensation. Sets
-    ``crossbar.compensate_outputs`` (:mod:`neft.chip.compensation_placement`)."""
-    if settings.input_management == "abs_max" and settings.dac_bits is not None and any(
-            layer.conv not in (None, F.conv2d) for layer in layers):
-        raise SettingError("input_management", "input_management 'abs_max' with dac_bits quantizes each "
-                                               "receptive field on its own, which neft runs for nn.Conv2d and "
-                                               "nn.Linear layers only: leave dac_bits off or use 'none'")
-    if settings.drift_compensation_at == "outputs":
-        if not (crossbar.device_model.quantize and crossbar.device_model.drift_compensation):
-            raise SettingError("drift_compensation_at", "drift_compensation_at 'outputs' places the device model's "
-                                                        "global drift compensation, which is off here: turn on "
-                                                        "drift_compensation (and quantize), or leave 'weights'")
-        crossbar.compensate_outputs = True
 
 
 def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: int) -> list[CircuitLayer]:

@@ -34,6 +34,7 @@ from neft.chip import effects as chip
 from neft.chip.compensation_placement import outputs_compensated
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
+from neft.chip.periphery_hooks import hooks_of
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",
            "mapped_weight_names", "make_generator", "written_weight_error"]
@@ -268,10 +269,6 @@ class Crossbar:
         self.device_model = devices.get(device_model)
         self.names = mapped_weight_names(model, include, exclude)
         self._mappings: dict = {}  # realistic chips: each layer's quantized mapping while its weights are unchanged
-        # per-column weight scaling (set by neft.chip.circuit.Circuit): column_scales(name, w) -> scales like w
-        self.column_scales = None
-        # drift compensation on the digitised outputs (set by the Circuit): chips carry alpha per layer
-        self.compensate_outputs = False
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The current clean mapped weights, ``{name: parameter}`` (live parameters, gradients flow)."""
@@ -335,14 +332,15 @@ class Crossbar:
         sigma = check_sigma(sigma)
         scale = min(check_sigma(verified_sigma, "verified_sigma"), sigma) / sigma if sigma else 1.0
         weights, columns = self.weights(), None
-        if self.column_scales is not None:  # each column's devices span its own max |W| (method.md, 'The periphery')
-            columns = {name: self.column_scales(name, w) for name, w in weights.items()}
+        hooks = hooks_of(self.model)  # the periphery of a circuit applied to the model (neft.chip.periphery_hooks)
+        if hooks is not None and hooks.column_scales is not None:  # each column's devices span its own max |W|
+            columns = {name: hooks.column_scales(name, w) for name, w in weights.items()}
             weights = {name: (w / columns[name]).detach() for name, w in weights.items()}
 
         def draw(model: DeviceModel) -> Chip:
             return _draw_chip(model, weights, sigma, generator, censor_k, verified, scale, self._mappings)
         model = self.device_model
-        if self.compensate_outputs and model.quantize and model.drift_compensation:
+        if hooks is not None and hooks.compensate_outputs and model.quantize and model.drift_compensation:
             drawn = outputs_compensated(model, {name: w.detach() for name, w in weights.items()}, draw, generator)
         else:
             drawn = draw(model)

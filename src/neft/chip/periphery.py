@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from neft.chip.circuit_layer import CircuitLayer
+from neft.chip.circuit_layer import CircuitLayer, window_reduce
 from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.compensation_placement import ALPHA
 from neft.chip.converters import calibration_magnitude, codes, full_scale_steps
@@ -155,25 +155,9 @@ def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool) -> tor
         magnitude = F.pad(magnitude, m._reversed_padding_repeated_twice, mode=m.padding_mode)
     elif layer._box_padding():
         magnitude = F.pad(magnitude, [p for p in reversed(layer._box_padding()) for _ in range(2)])
-    scale = _window_max(magnitude, m.kernel_size, m.stride, m.dilation)
+    # separable maxima of shifted views (max_pool is slow on one channel on a CPU); out of place: vmap batches it
+    scale = window_reduce(magnitude, m.kernel_size, m.stride, m.dilation, torch.maximum, torch.maximum)
     return scale if m.groups == 1 else scale.repeat_interleave(m.out_channels // m.groups, dim=1)
-
-
-def _window_max(x: torch.Tensor, kernel, stride, dilation) -> torch.Tensor:
-    """The max of ``x`` ``[B, C, *spatial]`` (already padded) over each strided, dilated kernel window, per channel:
-    separable maxima of shifted views (``max_pool`` is slow on one channel on a CPU)."""
-    for axis, (k, s, d) in enumerate(zip(kernel, stride, dilation), start=2):
-        span = (x.shape[axis] - d * (k - 1) - 1) // s * s + 1  # the input positions the first tap reads
-        index = [slice(None)] * x.dim()
-        views = []
-        for tap in range(k):
-            index[axis] = slice(tap * d, tap * d + span, s)
-            views.append(x[tuple(index)])
-        total = views[0] if k == 1 else torch.maximum(views[0], views[1])
-        for view in views[2:]:  # out of place: vmap has no batching rule for maximum's out=
-            total = torch.maximum(total, view)
-        x = total
-    return x
 
 
 def _weight_unit(layer: CircuitLayer, tile: int, settings: CircuitSettings, dims: int) -> torch.Tensor | None:

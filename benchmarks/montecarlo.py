@@ -109,9 +109,14 @@ from neft.evaluation.precision import native_bf16
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
 FALLBACK = (4, 400, 20)
 VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "off", "chip", "read", "adc",
-            "sliced", "laws", "f1", "lawsread", "lawsread2", "f1read", "irdrop", "adcerr")
-CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced", "engine IR drop", "engine ADC errors")
+            "sliced", "laws", "f1", "lawsread", "lawsread2", "f1read", "irdrop", "adcerr", "out", "periphery")
+CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced", "engine IR drop", "engine ADC errors",
+                "engine output noise", "engine periphery")
 ADC_ERRORS = {"adc_offset": 0.5, "adc_gain": 0.02, "adc_inl": 0.5, "adc_mismatch": 0.05}  # the adcerr row's errors
+# aihwkit 1.2's IOParameters() as neft's periphery (docs/method.md, 'The periphery'): 7-bit inputs, 9-bit outputs of
+# bound 12, output noise 0.06, per-vector input scaling, iterative bound management, sign-magnitude codes
+PERIPHERY = {"dac_bits": 7, "adc_bits": 9, "out_bound": 12.0, "out_noise": 0.06, "input_management": "abs_max",
+             "bound_management": "iterative", "converter_codes": "sign_magnitude", "weight_scaling": "off"}
 DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16,off,chip", "cuda": "auto,1chip,bf16,batch,channels_last,off,chip"}
 CHIP_FILE = Path(__file__).resolve().parent.parent / "configs" / "chips" / "realistic-chip.toml"
 # the realistic chip of CHIP_FILE with aihwkit's conductance-dependent laws (docs/method.md, 'Conductance-dependent
@@ -152,6 +157,8 @@ def variant(key: str, args) -> tuple[str, dict]:
         "irdrop": ("engine IR drop", {"tile_rows": args.tile_rows, "wire_resistance": args.wire_resistance}),
         "adcerr": ("engine ADC errors", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8,
                                          **ADC_ERRORS}),
+        "out": ("engine output noise", {"out_noise": 0.06, "input_management": "abs_max"}),
+        "periphery": ("engine periphery", PERIPHERY),
     }[key]
 
 
@@ -163,7 +170,7 @@ def circuit_flops(model, images, batch_size: int, settings: dict, calibration) -
     executor = neft.chip.circuit.Circuit(Crossbar(model), neft.chip.circuit_settings.CircuitSettings(**fields))
     with FlopCounterMode(display=False) as counter:
         executor.calibrate(calibration)
-    with executor.applied(), executor.reading([0] if fields.get("read_sigma") else None):
+    with executor.applied(), executor.reading([0] if fields.get("read_sigma") or fields.get("out_noise") else None):
         return forward_flops(model, images, batch_size), counter.get_total_flops()
 
 

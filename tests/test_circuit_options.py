@@ -18,6 +18,9 @@ CIRCUITS = {
     "dac": {"dac_bits": 3},
     "read noise": {"read_sigma": 0.2},
     "all": {"tile_rows": 48, "adc_bits": 5, "dac_bits": 5, "read_sigma": 0.1},
+    "periphery": {"tile_rows": 48, "adc_bits": 5, "dac_bits": 5, "read_sigma": 0.1, "out_noise": 0.2,
+                  "input_management": "abs_max", "bound_management": "iterative", "weight_scaling": "column",
+                  "converter_codes": "sign_magnitude"},
 }
 
 

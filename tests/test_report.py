@@ -96,7 +96,10 @@ def test_rows_sorted_by_method_order_with_values():
                        **chip_report.CHIP_COLUMNS,  # the Gaussian model's chip columns
                        "tile_rows": None, "dac_bits": None, "adc_bits": None, "adc_mode": "analog",
                        "adc_range": 100.0, "wire_resistance": 0.0, "adc_offset": 0.0, "adc_gain": 0.0,
-                       "adc_inl": 0.0, "adc_mismatch": 0.0}
+                       "adc_inl": 0.0, "adc_mismatch": 0.0,
+                       "out_noise": 0.0, "input_management": "none", "bound_management": "none",
+                       "out_bound": None, "weight_scaling": "layer", "converter_codes": "twos_complement",
+                       "drift_compensation_at": "weights"}
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
 

@@ -49,12 +49,16 @@ import torch
 import torch.nn.functional as F
 
 from neft.chip import effects, ir_drop
+from neft.chip import periphery_hooks as hooks
 from neft.chip.adc_circuit import AdcCircuit
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
 from neft.chip.converters import calibration_magnitude, codes, slices
 from neft.chip.crossbar import MAPPED_LAYER_TYPES, Crossbar, make_generator
 from neft.chip.device_model import DeviceModel
+from neft.chip.output_noise import OutputNoise
+from neft.chip.periphery import managed_output
+from neft.chip.periphery_setup import alpha_buffer, check_layers, chip_hooks
 from neft.chip.read_noise import ReadNoise
 from neft.common.errors import SettingError
 from neft.common.seeds import calibration_seed
@@ -113,6 +117,9 @@ class Circuit:
         self._adc = AdcCircuit.of(self.settings)  # the ADCs' own errors, drawn per chip; None: ideal ADCs
         if self.settings.wire_resistance > 0:  # a warning when a tile's drop is beyond the fast approximation
             ir_drop.check_validity(self.layers, self.settings.wire_resistance, crossbar.device_model, crossbar.names)
+        check_layers(self.settings, self.layers, crossbar)
+        self._out_noise = OutputNoise()
+        self._hooks = chip_hooks(self.settings, self.layers, crossbar.names)
 
     @property
     def sliced(self) -> bool:
@@ -162,24 +169,26 @@ class Circuit:
 
     @contextmanager
     def applied(self) -> Iterator[Circuit]:
-        """Inside the block every mapped layer of the model runs through the circuit (its ``forward`` is
-        substituted and restored afterwards; nothing is substituted when no setting is active)."""
+        """Inside the block every mapped layer runs through the circuit (``forward`` substituted; none if off)."""
         if not self.settings.active:
             yield self
             return
         for layer in self.layers:
             layer.module.forward = types.MethodType(self._forward_of(layer), layer.module)
+            alpha_buffer(layer.module, self._hooks.compensate_outputs)
+        hooks.install(self.crossbar.model, self._hooks)  # the model's chips follow the periphery's mapping
         try:
             yield self
         finally:
+            hooks.remove(self.crossbar.model)
             for layer in self.layers:
                 del layer.module.forward
+                alpha_buffer(layer.module, False)
 
     @contextmanager
     def bypassed(self) -> Iterator[None]:
-        """Inside the block (itself inside :meth:`applied`) the mapped layers run as plain layers again: used to
-        check that the model computes the same in another memory layout, a check the converters' rounding would
-        fail on float-level differences."""
+        """Inside the block (itself inside :meth:`applied`) the mapped layers run as plain layers again: to check a
+        memory layout, which the converters' rounding would fail on float-level differences."""
         saved = [layer.module.__dict__.pop("forward", None) for layer in self.layers]
         try:
             yield
@@ -204,8 +213,7 @@ class Circuit:
     @contextmanager
     def chip(self, index: torch.Tensor) -> Iterator[None]:
         """Inside ``torch.func.vmap`` over chips: ``index`` is the (batched) position of the chip in the pass (it
-        picks each chip's read noise, and the converters clip with ops that vmap batches). Any forward of the
-        circuit under vmap must run inside this block."""
+        picks each chip's noise per read; the converters clip with ops vmap batches). Forwards under vmap need it."""
         self._chip_index = index
         try:
             yield
@@ -219,9 +227,13 @@ class Circuit:
 
     def _run(self, layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor,
              bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's output through the circuit (:func:`_layer_output`), with read noise and the chips' own ADCs
+        """The layer's output through the circuit (:func:`_layer_output`; with a periphery setting
+        :func:`neft.chip.periphery.managed_output`), with read noise and the chips' own ADCs
         (:mod:`neft.chip.adc_circuit`) when reading chips (ideal ADCs otherwise: training, clean forwards)."""
         noise = self._read_noise if self._reads is not None and layer.read_var is not None else None
+        if self.settings.managed:
+            return managed_output(layer, x, weight, bias, self.settings, self._calibrating, noise,
+                                  self._output_noise, batched=self._chip_index is not None)
         convert = self._convert if self._reads is not None and self._adc is not None else None
         return _layer_output(layer, x, weight, bias, self.settings, self.crossbar.device_model, self._calibrating,
                              noise, batched=self._chip_index is not None, convert=convert)
@@ -232,10 +244,15 @@ class Circuit:
         return self._adc.read(layer, column, partial, self._reads[0], self._chip_index)
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise shaped like one chip's partial sums ``like`` of layer ``layer`` and tile (and slice)
-        ``tile``, for the chips and images of :meth:`reading` (:class:`~neft.chip.read_noise.ReadNoise`)."""
+        """Standard normal noise like one chip's partial sums ``like`` of a layer's tile (and slice), for the chips
+        and images of :meth:`reading` (:class:`~neft.chip.read_noise.ReadNoise`)."""
         chip_seeds, start = self._reads
         return self._noise(layer, tile, chip_seeds, start, like, self._chip_index)
+
+    def _output_noise(self, layer: int, tile: int, attempt: int, like: torch.Tensor):
+        """Output noise for read ``attempt`` of a tile (:class:`~neft.chip.output_noise.OutputNoise`)."""
+        return self._out_noise(layer, tile, attempt, self._reads, like, self._chip_index,
+                               self.layers[0].module.training)
 
 
 def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: int) -> list[CircuitLayer]:

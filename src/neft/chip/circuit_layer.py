@@ -15,7 +15,7 @@ from torch import nn
 from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.converters import calibration_magnitude, full_scale_steps
 
-__all__ = ["CircuitLayer"]
+__all__ = ["CircuitLayer", "window_reduce"]
 
 _CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 
@@ -26,6 +26,14 @@ def _box(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], padding:
     the convolution with a kernel of ones, as separable sums of shifted views (cheaper than a one-channel conv)."""
     if any(padding):
         x = F.pad(x, [p for p in reversed(padding) for _ in range(2)])
+    return window_reduce(x, kernel, stride, dilation, lambda a, b: a + b, lambda total, view: total.add_(view))
+
+
+def window_reduce(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                  first, more) -> torch.Tensor:
+    """``x`` ``[B, C, *spatial]`` (already padded) reduced over each strided, dilated kernel window, per channel, one
+    axis at a time over shifted views: ``first(tap0, tap1)`` starts a reduction (a new tensor), ``more(total, tap)``
+    adds a tap to it (e.g. sums: ``a + b`` then ``total.add_``; maxima: ``torch.maximum`` both)."""
     for axis, (k, s, d) in enumerate(zip(kernel, stride, dilation), start=2):
         span = (x.shape[axis] - d * (k - 1) - 1) // s * s + 1  # the input positions the first tap reads
         index = [slice(None)] * x.dim()
@@ -33,9 +41,9 @@ def _box(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], padding:
         for tap in range(k):
             index[axis] = slice(tap * d, tap * d + span, s)
             views.append(x[tuple(index)])
-        total = views[0] if k == 1 else views[0] + views[1]
+        total = views[0] if k == 1 else first(views[0], views[1])
         for view in views[2:]:
-            total.add_(view)
+            total = more(total, view)
         x = total
     return x
 

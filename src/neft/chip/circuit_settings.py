@@ -8,13 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neft.chip.device_checks import check_sigma
+from neft.chip.periphery_settings import PERIPHERY_FIELDS, check_periphery, periphery_label, periphery_names
 from neft.common.errors import FLOAT32_MAX, SettingError, check_number
 
 __all__ = ["CircuitSettings", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "ADC_ERRORS"]
 
 ADC_MODES = ("analog", "sliced")
+# the settings EvalConfig/TrainConfig carry: the converters', the circuits' (IR drop, ADC errors), then the
+# periphery's (neft.chip.periphery_settings)
 FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode", "wire_resistance", "adc_offset", "adc_gain",
-          "adc_inl", "adc_mismatch")  # the settings EvalConfig/TrainConfig carry
+          "adc_inl", "adc_mismatch", *PERIPHERY_FIELDS)
 ADC_ERRORS = ("adc_offset", "adc_gain", "adc_inl", "adc_mismatch")  # per-ADC errors drawn per chip (adc_circuit)
 MAX_WIRE_RESISTANCE = 0.1  # wire over device resistance: beyond it a tile of even 2 x 2 cells loses most of its current
 CALIBRATION_IMAGES = 256  # training images that calibrate the converter ranges of a run (neft evaluate, neft train)
@@ -62,6 +65,13 @@ class CircuitSettings:
         adc_offset, adc_gain, adc_inl, adc_mismatch: standard deviations of each ADC's offset (LSB), relative gain
             error, mid-scale integral nonlinearity (LSB) and SAR capacitor mismatch (relative to a unit capacitor),
             drawn per ADC and chip from the chip's seed (:mod:`neft.chip.adc_circuit`; need ``adc_bits``). 0: ideal.
+        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes,
+            drift_compensation_at: the periphery
+            as aihwkit's ``IOParameters`` run it (:mod:`neft.chip.periphery_settings`; docs/method.md, 'The
+            periphery'): output noise per read, per-vector input scaling, iterative bound management, a fixed
+            output bound, per-column weight scaling and symmetric sign-magnitude converter codes. All off by
+            default (no output noise, the static input range, no bound management, no fixed bound, the layer's
+            max |W|, two's-complement codes, drift compensation on the weights).
     """
 
     tile_rows: int | None = None
@@ -76,6 +86,13 @@ class CircuitSettings:
     adc_gain: float = 0.0
     adc_inl: float = 0.0
     adc_mismatch: float = 0.0
+    out_noise: float = 0.0
+    input_management: str = "none"
+    bound_management: str = "none"
+    out_bound: float | None = None
+    weight_scaling: str = "layer"
+    converter_codes: str = "twos_complement"
+    drift_compensation_at: str = "weights"
 
     def check(self) -> CircuitSettings:
         """Validate every field; returns self.
@@ -110,6 +127,12 @@ class CircuitSettings:
             raise SettingError("read_noise_1f_per_read", f"read_noise_1f_per_read must be true or false, got "
                                                          f"{self.read_1f!r}")
         self._check_circuits()
+        check_periphery(self)
+        if self.managed and (self.wire_resistance > 0 or self.adc_errors):
+            setting = periphery_names(self)[0]
+            raise SettingError(setting, f"{setting} runs the layers through the managed periphery, which does not "
+                                        f"model IR drop or the ADCs' own errors yet: leave {setting} off, or set "
+                                        "wire_resistance and the adc_offset/gain/inl/mismatch errors to 0")
         return self
 
     def _check_circuits(self) -> None:
@@ -149,19 +172,26 @@ class CircuitSettings:
     @property
     def active(self) -> bool:
         """Whether any circuit effect changes a result (tiles alone only reorder float sums: not active)."""
-        return self.calibrated or self.reads or self.wire_resistance > 0
+        return self.calibrated or self.reads or self.managed or self.wire_resistance > 0
+
+    @property
+    def managed(self) -> bool:
+        """Whether a periphery setting is on (:mod:`neft.chip.periphery_settings`): the layers then run through
+        :func:`neft.chip.periphery.managed_output`."""
+        return bool(periphery_names(self))
 
     @property
     def reads(self) -> bool:
-        """Whether noise is drawn per read (``read_sigma`` > 0 or the 1/f read noise per read)."""
-        return self.read_sigma > 0 or self.read_1f
+        """Whether noise is drawn per read (``read_sigma`` > 0, the 1/f read noise per read, or output noise): each
+        chip's reads are then keyed by its seed."""
+        return self.read_sigma > 0 or self.read_1f or self.out_noise > 0
 
     def names(self) -> list[str]:
         """The names of the settings that are on (``adc_bits``, ``dac_bits``, ``read_sigma``, ``tile_rows``)."""
         on = {"adc_bits": self.adc_bits is not None, "dac_bits": self.dac_bits is not None,
               "read_sigma": self.read_sigma > 0, "read_noise_1f_per_read": self.read_1f,
               "wire_resistance": self.wire_resistance > 0, "tile_rows": self.tile_rows is not None}
-        return [name for name, value in on.items() if value]
+        return periphery_names(self) + [name for name, value in on.items() if value]
 
     def label(self) -> str:
         """The non-default settings as a report suffix, e.g. ``" tile=128 adc=6b"``; empty when off."""
@@ -171,7 +201,8 @@ class CircuitSettings:
                  "sliced" if self.adc_bits is not None and self.adc_mode == "sliced" else "",
                  f"range=p{self.adc_range:g}" if self.calibrated and self.adc_range < 100 else "",
                  f"wire={self.wire_resistance:g}" if self.wire_resistance > 0 else "",
-                 *[f"{name[4:]}={getattr(self, name):g}" for name in ADC_ERRORS if getattr(self, name) > 0]]
+                 *[f"{name[4:]}={getattr(self, name):g}" for name in ADC_ERRORS if getattr(self, name) > 0],
+                 *periphery_label(self)]
         return "".join(f" {p}" for p in parts if p)
 
 

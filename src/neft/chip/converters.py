@@ -38,13 +38,17 @@ def quantize(x: torch.Tensor, full_scale: torch.Tensor, bits: int, signed: bool 
     return codes(scaled, bits, signed, inplace=True).mul_(step)
 
 
-def full_scale_steps(bits: int, signed: bool) -> int:
-    """Steps in a converter's full scale: ``2**(bits-1)`` signed, ``2**bits - 1`` unsigned."""
-    return 2 ** (bits - 1) if signed else 2 ** bits - 1
+def full_scale_steps(bits: int, signed: bool, symmetric: bool = False) -> int:
+    """Steps in a converter's full scale: ``2**(bits-1)`` signed (two's complement), ``2**(bits-1) - 1`` signed and
+    ``symmetric`` (sign-magnitude codes ``-(2**(bits-1) - 1) .. 2**(bits-1) - 1``, as aihwkit's ``inp_res = 1 /
+    (2**(bits-1) - 1)`` of the half range and CrossSim's symmetric converters), ``2**bits - 1`` unsigned."""
+    if not signed:
+        return 2 ** bits - 1
+    return 2 ** (bits - 1) - 1 if symmetric else 2 ** (bits - 1)
 
 
 def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False,
-          batched: bool = False) -> torch.Tensor:
+          batched: bool = False, symmetric: bool = False) -> torch.Tensor:
     """The converter codes of ``x`` given in units of its step: ``x`` clipped to the codes of :func:`quantize`
     (signed ``-2**(bits-1) .. 2**(bits-1) - 1``, unsigned ``0 .. 2**bits - 1``) and rounded to the nearest
     integer, with a straight-through gradient (1 inside the range, 0 where clipped).
@@ -57,12 +61,13 @@ def codes(x: torch.Tensor, bits: int, signed: bool = True, inplace: bool = False
         batched: ``x`` is batched by ``torch.func.vmap`` (over chips): clipped in place by ``clamp_min_`` and
             ``clamp_max_``, for which vmap has batching rules (it has none for ``clamp_``, and would loop over the
             chips); otherwise by one ``clamp_``, a pass less.
+        symmetric: signed sign-magnitude codes ``-(2**(bits-1) - 1) .. 2**(bits-1) - 1`` (:func:`full_scale_steps`).
 
     Returns:
         The codes as floats, same shape and dtype as ``x``.
     """
-    levels = full_scale_steps(bits, signed)
-    low, high = (-levels, levels - 1) if signed else (0, levels)
+    levels = full_scale_steps(bits, signed, symmetric)
+    low, high = ((-levels, levels) if symmetric else (-levels, levels - 1)) if signed else (0, levels)
     if not (x.requires_grad and torch.is_grad_enabled()):  # no gradient wanted: in place where allowed
         if not inplace:
             x = x.clamp(low, high)

@@ -31,8 +31,10 @@ from torch.func import functional_call
 
 from neft.chip import devices
 from neft.chip import effects as chip
+from neft.chip.compensation_placement import outputs_compensated
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
+from neft.chip.periphery_hooks import hooks_of
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",
            "mapped_weight_names", "make_generator", "written_weight_error"]
@@ -222,6 +224,22 @@ def written_weight_error(device_model: DeviceModel, weight: torch.Tensor, sigma:
         return _sample(device_model, weight, residual, generator)
 
 
+def _draw_chip(model: DeviceModel, weights: dict[str, torch.Tensor], sigma: float, generator, censor_k, verified,
+               scale: float, mappings: dict) -> Chip:
+    """The chip ``{name: dW}`` of :meth:`Crossbar.sample_chip` for ``weights`` under ``model`` (verified weights'
+    programming std scaled by ``scale``)."""
+    with torch.no_grad():
+        if model.quantize:  # the verified devices' programming std is scaled (neft.chip.effects)
+            return {name: _sample(model, w, sigma, generator, censor_k,
+                                  None if name not in (verified or {}) else
+                                  torch.where(verified[name], scale, 1.0).to(w.dtype), mappings, name)
+                    for name, w in weights.items()}
+        drawn = {name: _sample(model, w, sigma, generator, censor_k) for name, w in weights.items()}
+        for name, mask in (verified or {}).items():
+            drawn[name] = torch.where(mask, drawn[name] * scale, drawn[name])
+        return drawn
+
+
 class Crossbar:
     """The crossbar-mapped weights of a model and how to run the model with them perturbed.
 
@@ -313,21 +331,27 @@ class Crossbar:
         """
         sigma = check_sigma(sigma)
         scale = min(check_sigma(verified_sigma, "verified_sigma"), sigma) / sigma if sigma else 1.0
-        with torch.no_grad():
-            if self.device_model.quantize:  # the verified devices' programming std is scaled (neft.chip.effects)
-                return {name: _sample(self.device_model, w, sigma, generator, censor_k,
-                                      None if name not in (verified or {}) else
-                                      torch.where(verified[name], scale, 1.0).to(w.dtype), self._mappings, name)
-                        for name, w in self.weights().items()}
-            drawn = {name: _sample(self.device_model, w, sigma, generator, censor_k)
-                     for name, w in self.weights().items()}
-            for name, mask in (verified or {}).items():
-                drawn[name] = torch.where(mask, drawn[name] * scale, drawn[name])
-            return drawn
+        weights, columns = self.weights(), None
+        hooks = hooks_of(self.model)  # the periphery of a circuit applied to the model (neft.chip.periphery_hooks)
+        if hooks is not None and hooks.column_scales is not None:  # each column's devices span its own max |W|
+            columns = {name: hooks.column_scales(name, w) for name, w in weights.items()}
+            weights = {name: (w / columns[name]).detach() for name, w in weights.items()}
+
+        def draw(model: DeviceModel) -> Chip:
+            return _draw_chip(model, weights, sigma, generator, censor_k, verified, scale, self._mappings)
+        model = self.device_model
+        if hooks is not None and hooks.compensate_outputs and model.quantize and model.drift_compensation:
+            drawn = outputs_compensated(model, {name: w.detach() for name, w in weights.items()}, draw, generator)
+        else:
+            drawn = draw(model)
+        return drawn if columns is None else {name: dW * columns[name] if name in columns else dW
+                                              for name, dW in drawn.items()}
 
     def perturbed_weights(self, chip: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``{name: w + dW}``; differentiable with respect to the clean weights ``w``."""
-        return {name: w + chip[name] for name, w in self.weights().items()}
+        """``{name: w + dW}``, differentiable with respect to the clean weights ``w``, and a chip's drift compensation
+        factors when it carries them (:mod:`neft.chip.compensation_placement`)."""
+        weights = {name: w + chip[name] for name, w in self.weights().items()}
+        return weights if len(chip) == len(weights) else {**chip, **weights}
 
     def forward(
         self,

@@ -4,8 +4,10 @@ a mapping, or a :class:`~neft.chip.device_model.DeviceModel` itself (docs/method
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from neft.chip.chip_presets import CHIP_PRESETS, chip_preset
 from neft.chip.device_files import from_dict, from_file
 from neft.chip.device_model import DeviceModel
 from neft.chip.presets import PRESETS
@@ -27,10 +29,13 @@ def get(name_or_path: str | Path | DeviceModel | dict) -> DeviceModel:
     if isinstance(name_or_path, dict):
         return from_dict(name_or_path)
     text = str(name_or_path)
+    chip = chip_preset(text)  # a chip preset: its device model under the preset's name (its circuit: the config's)
+    if chip is not None:
+        return dataclasses.replace(get(chip[0]), name=next(k for k in CHIP_PRESETS if k.lower() == text.lower()))
     for key, preset in PRESETS.items():
         if key.lower() == text.lower():
             return preset
     if text.lower().endswith((".toml", ".json")) or Path(text).exists():
         return from_file(text)
-    raise SettingError("device_model", f"unknown device model {text!r}; choose a preset ({', '.join(PRESETS)}) or "
-                                       "give a .toml/.json file")
+    raise SettingError("device_model", f"unknown device model {text!r}; choose a preset ({', '.join(PRESETS)}), a "
+                                       f"chip preset ({', '.join(CHIP_PRESETS)}) or give a .toml/.json file")

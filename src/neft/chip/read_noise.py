@@ -6,7 +6,7 @@ like a tile's partial sums, one per read, keyed by (chip seed, layer, tile, bloc
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -21,8 +21,11 @@ class ReadNoise:
     """The read-noise draws of one circuit with read noise: its generator (made on the device of the first draw)
     and the draw itself, hidden from ``torch.compile``."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: Callable[[int, int, int, int], int] = read_seed) -> None:
+        """``seed(chip_seed, layer, tile, block)``: the seed of one block's draw (:func:`neft.common.seeds.read_seed`;
+        the output noise of the periphery keys its draws by :func:`neft.common.seeds.output_seed`)."""
         self.generator: torch.Generator | None = None
+        self.seed = seed
         self._draw = _eager_draw()
 
     def __call__(self, layer: int, tile: int, chip_seeds: Sequence[int], start: int, like: torch.Tensor,
@@ -55,7 +58,7 @@ def _draw(noise: ReadNoise, layer: int, tile: int, chip_seeds: Sequence[int], st
     draws = torch.empty((len(chip_seeds), size, *shape), device=device)
     for chip, chip_seed in enumerate(chip_seeds):
         for block in range(start // READ_BLOCK, (start + size - 1) // READ_BLOCK + 1):
-            generator.manual_seed(read_seed(chip_seed, layer, tile, block))
+            generator.manual_seed(noise.seed(chip_seed, layer, tile, block))
             first, last = block * READ_BLOCK, (block + 1) * READ_BLOCK  # the images of the block
             if first >= start and last <= start + size:  # a whole block: drawn in place
                 draws[chip, first - start : last - start].normal_(generator=generator)

@@ -39,6 +39,44 @@ def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--adc-{name}", type=float, default=0.0, metavar="S",
                            help=f"std of each ADC's {meaning}, drawn per ADC and chip from the chip's seed (needs "
                                 "--adc-bits; default: 0, ideal)")
+    add_periphery_arguments(group)
+
+
+def add_periphery_arguments(group) -> None:
+    """The periphery's flags (neft.chip.periphery_settings; docs/method.md, 'The periphery'), aihwkit's IOParameters
+    and weight scaling by name."""
+    from neft.chip.periphery_settings import (
+        BOUND_MANAGEMENTS,
+        COMPENSATION_PLACEMENTS,
+        CONVERTER_CODES,
+        INPUT_MANAGEMENTS,
+        WEIGHT_SCALINGS,
+    )
+
+    group.add_argument("--out-noise", type=float, default=0.0, metavar="S",
+                       help="output noise per read: Gaussian std on every tile output before the ADC, in units of "
+                            "a full-scale row output (aihwkit out_noise, 0.06 in its IOParameters; default: 0)")
+    group.add_argument("--input-management", default="none", choices=list(INPUT_MANAGEMENTS),
+                       help="abs_max: scale each input vector by its max |x| before the DAC and back after the ADC "
+                            "(aihwkit NoiseManagementType.ABS_MAX); none: the calibrated static DAC range "
+                            "(default: %(default)s)")
+    group.add_argument("--bound-management", default="none", choices=list(BOUND_MANAGEMENTS),
+                       help="iterative: re-read every input vector whose outputs saturate with its input halved, "
+                            "up to aihwkit's limits (BoundManagementType.ITERATIVE; default: %(default)s)")
+    group.add_argument("--out-bound", type=float, default=None, metavar="B",
+                       help="fixed output full scale in units of a full-scale row output (aihwkit out_bound, 12 in "
+                            "its IOParameters); default: the ADC range calibrated by --adc-range")
+    group.add_argument("--weight-scaling", default="layer", choices=list(WEIGHT_SCALINGS),
+                       help="the weight unit of the conductance range and of --out-noise/--out-bound: the layer's "
+                            "max |W|, each crossbar column's (aihwkit weight_scaling_columnwise), or off (weights "
+                            "in their own units, aihwkit's default weight_scaling_omega 0; default: %(default)s)")
+    group.add_argument("--converter-codes", default="twos_complement", choices=list(CONVERTER_CODES),
+                       help="signed DAC/ADC codes: two's complement (-2^(B-1)..2^(B-1)-1) or symmetric "
+                            "sign-magnitude (+-(2^(B-1)-1), as aihwkit and CrossSim; default: %(default)s)")
+    group.add_argument("--drift-compensation-at", default="weights", choices=list(COMPENSATION_PLACEMENTS),
+                       help="where global drift compensation acts: on the weights, before the ADC, or on the "
+                            "digitised outputs, as aihwkit (needs the device model's drift compensation; default: "
+                            "%(default)s)")
 
 
 def circuit_settings(args) -> dict:

@@ -93,7 +93,7 @@ def _ideal(summary: dict) -> str:
 
 def _given_flags(args, add_arguments) -> set[str]:
     """The destinations of the flags written on the command line (not left at their defaults)."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --out is no abbreviation of --out-noise
     add_arguments(parser)
     parser.set_defaults(**{dest: _UNSET for dest in vars(args)})
     written, _ = parser.parse_known_args(args.argv[args.argv.index(args.command) + 1:])

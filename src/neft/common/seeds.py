@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["run_seed", "step_seed", "read_seed", "verify_seed", "fix_seed", "calibration_seed", "adc_seed"]
+__all__ = ["run_seed", "step_seed", "read_seed", "output_seed", "verify_seed", "fix_seed", "calibration_seed",
+           "adc_seed"]
 
 
 def _hashed(key: str) -> int:
@@ -34,6 +35,14 @@ def read_seed(chip_seed: int, layer: int, tile: int, block: int) -> int:
     :data:`neft.chip.read_noise.READ_BLOCK` consecutive test images (image i is in block ``i // READ_BLOCK``): each
     image reads with its own noise, whatever the batch size and chips per pass (docs/method.md, 'Read noise')."""
     return _hashed(f"read:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}")
+
+
+def output_seed(chip_seed: int, layer: int, tile: int, block: int, attempt: int) -> int:
+    """Seed of the output noise of the chip drawn from ``chip_seed`` in mapped layer ``layer``, tile ``tile``, for the
+    block ``block`` of test images (as :func:`read_seed`), on read ``attempt`` (0, then 1, 2, ... for the re-reads of
+    bound management): every read of every image its own draw, whatever the batch size and chips per pass
+    (docs/method.md, 'The periphery')."""
+    return _hashed(f"out:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}:{int(attempt)}")
 
 
 def verify_seed(base_seed: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neft.chip.chip_presets import apply_chip_preset
 from neft.chip.circuit_settings import settings_of
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
@@ -132,6 +133,9 @@ class EvalConfig:
         adc_offset, adc_gain, adc_inl, adc_mismatch: std of each ADC's offset (LSB), gain error (relative), mid-scale
             INL (LSB) and SAR capacitor mismatch, drawn per ADC and chip (docs/method.md, 'Converter circuits'; need
             ``adc_bits``). 0: ideal.
+        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes,
+            drift_compensation_at: the periphery, aihwkit's IO conventions (:mod:`neft.chip.periphery_settings`;
+            docs/method.md, 'The periphery'); all off by default.
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
             chip's settings (:class:`~neft.chip.device_model.DeviceModel`; docs/method.md, 'The realistic chip'), each
             None (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential
@@ -176,6 +180,13 @@ class EvalConfig:
     adc_gain: float = 0.0
     adc_inl: float = 0.0
     adc_mismatch: float = 0.0
+    out_noise: float = 0.0
+    input_management: str = "none"
+    bound_management: str = "none"
+    out_bound: float | None = None
+    weight_scaling: str = "layer"
+    converter_codes: str = "twos_complement"
+    drift_compensation_at: str = "weights"
     quantize: bool | None = None
     stuck_off: float | None = None
     stuck_on: float | None = None
@@ -276,6 +287,7 @@ def _check_chip_settings(config: EvalConfig) -> None:
     (the combination is checked once a run's device model is known)."""
     if config.read_sigma is not None:
         config.read_sigma = check_sigma(config.read_sigma, "read_sigma")
+    apply_chip_preset(config)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
     if config.device_model is not None:
         config.chip()
         return

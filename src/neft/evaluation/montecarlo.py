@@ -232,7 +232,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
             if chips_per_pass == "auto":
                 chips_per_pass = choose_chips_per_pass(crossbar, images[:batch_size], runs, config.memory_format)
             if compile == "auto":
-                noisy_chips = runs * sum(_noisy(crossbar, sigma, fixes) for sigma in sigmas)
+                noisy_chips = runs * sum(_noisy(circuit, sigma, fixes) for sigma in sigmas)
                 compile = device.type == "cpu" and not circuit.settings.active and (  # per-tile graphs: minutes
                     forward_flops(model, images[:1]) * images.shape[0] * noisy_chips > COMPILE_AFTER_FLOP)
             forward = ChipForward(crossbar, images[:batch_size], chips_per_pass=chips_per_pass,
@@ -241,7 +241,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
         if forward.compiled:
             bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")
         images = forward.images(images)
-        noisy = [sigma for sigma in sigmas if _noisy(crossbar, sigma, fixes)]
+        noisy = [sigma for sigma in sigmas if _noisy(circuit, sigma, fixes)]
         check_config = dataclasses.replace(config, runs=min(CHECK_CHIPS, runs), ci_target=None)
 
         def measure(dtype):  # per-run accuracies of the first chips at the first noisy sigma, autocast to dtype
@@ -262,7 +262,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
                 if progress and sigma == (noisy or [None])[0] and len(noisy) > 1:  # the cost, said early
                     _say_estimate(sigma, results[-1]["runs"], time.perf_counter() - started, runs * (len(noisy) - 1))
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
-                                            "compiled": forward.compiled and _noisy(crossbar, sigma, fixes)}
+                                            "compiled": forward.compiled and _noisy(circuit, sigma, fixes)}
     return results, precision, check
 
 
@@ -295,10 +295,11 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def _noisy(crossbar, sigma: float, fixes) -> bool:
-    """Whether chips at ``sigma`` differ from the clean network: variation, read noise, a realistic chip or a per-chip
-    fix (``fixes`` active: every chip is fixed, at sigma 0 too, so a fixed curve has no unfixed point)."""
-    return sigma > 0 or crossbar.device_model.read_sigma > 0 or crossbar.device_model.quantize or fixes.active
+def _noisy(circuit, sigma: float, fixes) -> bool:
+    """Whether chips at ``sigma`` differ from the clean network: variation, noise per read, a realistic chip or a
+    per-chip fix (``fixes`` active: every chip is fixed, at sigma 0 too, so a fixed curve has no unfixed point)."""
+    model = circuit.crossbar.device_model
+    return sigma > 0 or model.read_sigma > 0 or circuit.settings.reads or model.quantize or fixes.active
 
 
 def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float) -> int | None:
@@ -317,7 +318,7 @@ def _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sig
     """All runs at one sigma; see :func:`evaluate`."""
     started = time.perf_counter()
     accumulator = PredictionAccumulator(images.shape[0], num_classes, images.device)
-    if _noisy(crossbar, sigma, fixes):
+    if _noisy(circuit, sigma, fixes):
         accuracies, accumulator = _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config,
                                                    batch_size, bar, verified, fixes, accumulator)
     else:

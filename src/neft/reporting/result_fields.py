@@ -26,7 +26,10 @@ DEVICE_MODEL = {"name": "str", "weight_bits": "int", "device_bits": "int", "stat
                 "drift_compensation_input": "str"}  # on_off_ratio may be inf (g_min 0): not a finite number
 CIRCUIT = {"tile_rows": "int|null", "dac_bits": "int|null", "adc_bits": "int|null", "adc_range": "number",
            "adc_mode": "str", "wire_resistance": "number", "adc_offset": "number", "adc_gain": "number",
-           "adc_inl": "number", "adc_mismatch": "number"}
+           "adc_inl": "number", "adc_mismatch": "number",
+           "out_noise": "number", "input_management": "str", "bound_management": "str",
+           "out_bound": "number|null", "weight_scaling": "str", "converter_codes": "str",
+           "drift_compensation_at": "str"}
 EVALUATION = {
     "sigmas": (["number"], "null"), "runs": "int", "seed": "int", "device_model": ("str|null", DEVICE_MODEL),
     "batch_size": "int", "test_subset": "int|null", "chips_per_pass": "int|str", "ci_target": "number|null",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neft import data, models
+from neft.chip.chip_presets import apply_chip_preset
 from neft.chip.device_checks import check_sigma
 from neft.chip.settings import ChipSettings
 from neft.common.compute import resolve_device
@@ -51,7 +52,10 @@ class TrainConfig:
     ``out/tensorboard`` (needs the ``tensorboard`` package).
     ``validation`` is the fraction of training images held out for checkpoint selection (0 with
     ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
-    ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range`` and ``adc_mode`` train with the crossbar circuit
+    ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range``, ``adc_mode`` and the periphery (``out_noise``,
+    ``input_management``, ``bound_management``, ``out_bound``, ``weight_scaling``, ``converter_codes``,
+    ``drift_compensation_at``; output noise
+    drawn afresh at every training forward) train with the crossbar circuit
     (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of
     every objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
     at the start of every epoch on ``CALIBRATION_IMAGES`` = 256 training images (a shuffled draw seeded by ``seed``,
@@ -104,6 +108,13 @@ class TrainConfig:
     adc_gain: float = 0.0
     adc_inl: float = 0.0
     adc_mismatch: float = 0.0
+    out_noise: float = 0.0
+    input_management: str = "none"
+    bound_management: str = "none"
+    out_bound: float | None = None
+    weight_scaling: str = "layer"
+    converter_codes: str = "twos_complement"
+    drift_compensation_at: str = "weights"
     tensorboard: bool = False
 
     def chip(self) -> ChipSettings:
@@ -137,6 +148,7 @@ class TrainConfig:
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
             self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
+        apply_chip_preset(self)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
         self.chip()  # the device model and the crossbar circuit, checked together
         if self.beta is None:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)

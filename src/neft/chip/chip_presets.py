@@ -1,0 +1,64 @@
+"""Chip presets: a device model together with the crossbar circuit and periphery it is read through
+(docs/presets.md, 'Chip presets'; docs/method.md, 'The periphery').
+
+``aihwkit-inference`` reproduces aihwkit 1.2's shipped ``InferenceRPUConfig()`` (``aihwkit/simulator/configs/
+configs.py``), each value read from aihwkit's source:
+
+* device model ``PCM-aihwkit`` (its ``noise_model = PCMLikeNoiseModel()`` and ``drift_compensation =
+  GlobalDriftCompensation()``, :mod:`neft.chip.presets`);
+* ``forward = IOParameters()`` (``aihwkit/simulator/parameters/io.py``): ``inp_res = 1/(2**7 - 2)`` -> ``dac_bits =
+  7`` sign-magnitude (codes +-63 of the bound 1), ``out_res = 1/(2**9 - 2)`` -> ``adc_bits = 9`` sign-magnitude
+  (codes +-255), ``out_bound = 12``, ``out_noise = 0.06``, ``noise_management = ABS_MAX``, ``bound_management =
+  ITERATIVE`` (``max_bm_factor = 1000``, ``max_bm_res = 0.25``), ``inp_bound = 1``, no input noise, no weight
+  noise, no IR drop, no output nonlinearity;
+* ``mapping = MappingParameter()`` (``parameters/mapping.py``): ``weight_scaling_omega = 0`` -> ``weight_scaling =
+  "off"``, ``max_input_size = 512`` -> ``tile_rows = 512``, ``digital_bias = True`` (neft's biases are digital);
+* the compensation factor scales the digitised outputs (``drift_compensation_at = "outputs"``).
+
+Where it differs: aihwkit splits a layer of more than 512 inputs into equal tiles (576 -> 288 + 288), neft into
+512-row tiles and the rest (576 -> 512 + 64), and aihwkit also splits outputs beyond 512 (``max_output_size``;
+neft's layers keep one tile per input range); aihwkit measures the compensation readout through the noisy periphery,
+neft on the weights (:mod:`neft.chip.effects`).
+"""
+
+from __future__ import annotations
+
+from neft.chip.circuit_settings import CircuitSettings
+
+__all__ = ["CHIP_PRESETS", "CHIP_PRESET_SOURCES", "apply_chip_preset", "chip_preset"]
+
+CHIP_PRESETS: dict[str, tuple[str, dict]] = {
+    "aihwkit-inference": ("PCM-aihwkit", {
+        "tile_rows": 512, "dac_bits": 7, "adc_bits": 9, "out_bound": 12.0, "out_noise": 0.06,
+        "input_management": "abs_max", "bound_management": "iterative", "converter_codes": "sign_magnitude",
+        "weight_scaling": "off", "drift_compensation_at": "outputs"}),
+}
+CHIP_PRESET_SOURCES = {
+    "aihwkit-inference": "aihwkit 1.2 InferenceRPUConfig(): PCM-aihwkit devices; IOParameters() 7-bit inputs "
+                         "(inp_res 1/126), 9-bit outputs (out_res 1/510) of bound 12, out_noise 0.06, ABS_MAX noise "
+                         "management, ITERATIVE bound management, sign-magnitude codes; MappingParameter() "
+                         "weight_scaling_omega 0, 512-row tiles; global drift compensation on the digitised "
+                         "outputs",
+}
+
+
+def chip_preset(name) -> tuple[str, dict] | None:
+    """``(device model preset, circuit settings)`` of the chip preset ``name`` (case-insensitive), None if it is
+    not one."""
+    if not isinstance(name, str):
+        return None
+    return next((preset for key, preset in CHIP_PRESETS.items() if key.lower() == name.lower()), None)
+
+
+def apply_chip_preset(config) -> None:
+    """Give an ``EvalConfig`` / ``TrainConfig`` whose ``device_model`` names a chip preset that preset's circuit
+    settings, each where ``config`` leaves the field at its default (a field given explicitly wins), so that the
+    recorded settings say what the chip was. ``device_model`` keeps the preset's name; :func:`neft.chip.devices.get`
+    reads it as the preset's device model."""
+    preset = chip_preset(getattr(config, "device_model", None))
+    if preset is None:
+        return
+    default = CircuitSettings()
+    for name, value in preset[1].items():
+        if getattr(config, name) == getattr(default, name):
+            setattr(config, name, value)

@@ -1,0 +1,246 @@
+"""The periphery of the crossbar circuit as aihwkit runs it (docs/method.md, 'The periphery'): one mapped layer's
+output with output noise per read, per-vector input scaling, iterative bound management, a fixed output bound,
+per-column weight scaling and sign-magnitude converter codes (the settings: :mod:`neft.chip.periphery_settings`).
+
+Each tile's read, for an input scale ``s`` (per input vector with ``input_management="abs_max"``: its max |x|, for a
+convolution each output position's receptive field over the tile's channels; else the layer's calibrated DAC full
+scale) and weight unit ``u`` (``weight_scaling``: the layer's max |W|, each column's, or 1), is (aihwkit
+``rpu_forward_backward_pass.cpp``, ``ForwardBackwardPassIOManaged::forwardVector``):
+
+1. DAC: ``x_q = codes(x / (s F d)) s F d`` with ``d`` the normalised DAC step (``1 / full_scale_steps``) and ``F``
+   the bound-management factor (1 on the first read);
+2. the crossbar: ``p = x_q W`` plus read noise (:mod:`neft.chip.read_noise`, absolute units);
+3. normalised output ``y = p / (s F u) + out_noise * z`` with ``z`` standard normal, drawn per read;
+4. ADC: ``y`` to the codes of full scale ``B`` (``out_bound``, or the ``adc_range`` percentile of the clean ``y`` of
+   the calibration images), or clipped to ``+-out_bound`` without ``adc_bits``;
+5. bound management (``"iterative"``): an input vector any of whose outputs saturated (``|y| > B``) is read again
+   with ``F`` doubled and fresh noise, until none saturates or ``F`` exceeds ``min(MAX_BM_FACTOR, MAX_BM_RESOLUTION /
+   d)`` (aihwkit's ``max_bm_factor = 1000`` and ``max_bm_res = 0.25``); its last read is kept;
+6. digital: ``y s F u`` summed over tiles, times the chip's drift compensation factor when it acts on the outputs
+   (:mod:`neft.chip.compensation_placement`), plus the bias.
+
+Rounding has straight-through gradients (:func:`neft.chip.converters.codes`); the scales carry none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from neft.chip.circuit_layer import CircuitLayer, window_reduce
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.compensation_placement import ALPHA
+from neft.chip.converters import calibration_magnitude, codes, full_scale_steps
+from neft.chip.periphery_settings import MAX_BM_FACTOR, MAX_BM_RESOLUTION
+
+__all__ = ["managed_output", "attempts"]
+
+_TINY = torch.finfo(torch.float32).tiny
+
+
+def attempts(settings: CircuitSettings) -> int:
+    """Reads of one input vector at most: 1 without bound management, else the factors ``1, 2, 4, ...`` up to the
+    first above ``min(MAX_BM_FACTOR, MAX_BM_RESOLUTION / d)`` (``d`` the normalised DAC step; no DAC: 1000)."""
+    if settings.bound_management == "none":
+        return 1
+    limit = float(MAX_BM_FACTOR)
+    if settings.dac_bits is not None:
+        limit = min(limit, MAX_BM_RESOLUTION * full_scale_steps(settings.dac_bits, True, _symmetric(settings)))
+    count, factor = 1, 1
+    while factor <= limit:
+        factor, count = factor * 2, count + 1
+    return count
+
+
+def _symmetric(settings: CircuitSettings) -> bool:
+    return settings.converter_codes == "sign_magnitude"
+
+
+def managed_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   settings: CircuitSettings, calibrating: bool,
+                   read_noise: Callable[[int, int, torch.Tensor], torch.Tensor] | None,
+                   out_noise: Callable[[int, int, int, torch.Tensor], torch.Tensor] | None,
+                   batched: bool) -> torch.Tensor:
+    """The output of ``layer`` (weight ``weight``, bias ``bias``) on ``x`` ``[B, C_in, *spatial]`` or ``[..., in]``
+    through the periphery of ``settings`` (the module docstring's steps), shaped as the plain layer's.
+
+    Args:
+        read_noise: ``read_noise(layer, tile, like)`` standard normal draws shaped like a tile's outputs, or None.
+        out_noise: ``out_noise(layer, tile, attempt, like)`` likewise for the output noise of read ``attempt``, or
+            None (no output noise: calibration, clean forwards).
+        calibrating: record the DAC's and ADC's full scales (clean, no noise, no quantization).
+        batched: inside ``torch.func.vmap`` over chips (every bound-management read is made, as vmap cannot branch
+            on the data; the results are the same).
+    """
+    if calibrating:
+        layer.calibrate_input(x, settings)
+    total = None
+    for tile in range(len(layer.tiles)):
+        partial = _tile_output(layer, tile, layer.tile_input(x, tile), layer.tile_weight(weight, tile), settings,
+                               calibrating, read_noise, out_noise, batched)
+        total = partial if total is None else total + partial
+    alpha = getattr(layer.module, ALPHA, None)  # drift compensation on the digitised outputs
+    if alpha is not None:
+        total = total * alpha
+    if bias is not None:
+        total = total + bias.reshape((-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,))
+    return total
+
+
+def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out_noise, batched) -> torch.Tensor:
+    """One tile's digital output (steps 1-5 of the module docstring), in the layer's output units."""
+    per_vector = settings.input_management == "abs_max"
+    unfold = per_vector and settings.dac_bits is not None and layer.conv is not None  # per-patch DAC codes
+    scale = _input_scale(layer, xt, per_vector).detach()  # [B, 1, *positions], [..., 1] or a 0-d tensor
+    unit = _weight_unit(layer, tile, settings, weight.dim())
+    reads = 1 if calibrating else attempts(settings)
+    bounded = calibrating or settings.adc_bits is not None or settings.out_bound is not None
+    out, pending = None, None
+    for attempt in range(reads):
+        factor = 2.0 ** attempt
+        scaled = scale * factor if attempt else scale
+        partial, patches = _crossbar(layer, tile, xt, weight, scaled, settings, per_vector, unfold)
+        if read_noise is not None and not calibrating:
+            inputs = patches if unfold else _dac(xt, scaled, settings, per_vector, layer)
+            partial = _noisy(partial, read_noise(layer.index, tile, partial), _read_std(layer, tile, partial, inputs,
+                                                                                        unfold), 1.0, batched)
+        norm = scaled * unit if unit is not None else scaled
+        draw = out_noise(layer.index, tile, attempt, partial) if out_noise is not None and not calibrating else None
+        if not bounded:  # no converter reads the normalised outputs: the noise in output units, in place
+            return partial if draw is None else _noisy(partial, draw, norm, settings.out_noise, batched)
+        norm = norm.clamp_min(_TINY) if torch.is_tensor(norm) else max(norm, _TINY)
+        y = partial / norm
+        if draw is not None:
+            y = _noisy(y, draw, None, settings.out_noise, batched)
+        if calibrating:
+            if settings.adc_bits is not None and settings.out_bound is None:
+                layer.adc_scale.append(calibration_magnitude(y, settings.adc_range))
+            return partial
+        y, saturated = _adc(y, layer, tile, settings)
+        y = y * norm
+        out = y if out is None else torch.where(pending, y, out)
+        if saturated is None:
+            return out
+        pending = saturated if pending is None else pending & saturated
+        if not batched and attempt + 1 < reads and not bool(pending.any()):
+            break
+    return out
+
+
+def _noisy(values: torch.Tensor, draw: torch.Tensor, std, scale: float, batched: bool) -> torch.Tensor:
+    """``values + draw * std * scale`` (``std`` None: 1): in place when no gradient is wanted (the draw is
+    overwritten; ``addcmul_`` has no vmap batching rule, so under vmap two in-place passes)."""
+    if torch.is_grad_enabled():
+        return values + (draw * scale if std is None else draw * std * scale)
+    if std is not None and torch.is_tensor(std) and not batched:
+        return values.addcmul_(draw, std, value=scale)
+    draw = draw if std is None else draw.mul_(std)
+    return values.add_(draw, alpha=scale)
+
+
+def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool) -> torch.Tensor:
+    """The input scale ``s``: each input vector's max |x| (``per_vector``), shaped to broadcast over the tile's
+    outputs, or the layer's calibrated DAC full scale (a 0-d tensor; 1 without a DAC, never used then)."""
+    if not per_vector:
+        return layer.dac_scale if layer.dac_scale is not None else torch.ones((), device=xt.device)
+    if layer.conv is None:
+        return xt.detach().abs().amax(-1, keepdim=True)
+    m = layer.module
+    # [B, groups, *spatial]: one input vector per group
+    low, high = torch.aminmax(xt.detach().unflatten(1, (m.groups, -1)), dim=2)
+    magnitude = torch.maximum(-low, high)
+    if m.padding_mode != "zeros":
+        magnitude = F.pad(magnitude, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+    elif layer._box_padding():
+        magnitude = F.pad(magnitude, [p for p in reversed(layer._box_padding()) for _ in range(2)])
+    # separable maxima of shifted views (max_pool is slow on one channel on a CPU); out of place: vmap batches it
+    scale = window_reduce(magnitude, m.kernel_size, m.stride, m.dilation, torch.maximum, torch.maximum)
+    return scale if m.groups == 1 else scale.repeat_interleave(m.out_channels // m.groups, dim=1)
+
+
+def _weight_unit(layer: CircuitLayer, tile: int, settings: CircuitSettings, dims: int) -> torch.Tensor | None:
+    """The weight unit ``u`` of the tile's columns: the layer's clean max |W| (a 0-d tensor), each column's
+    (``[C, 1, ...]`` to broadcast over outputs ``[B, C, *positions]``, ``[C]`` for a Linear) or None (1)."""
+    if settings.weight_scaling == "off":
+        return None
+    clean = layer.clean.detach()
+    if settings.weight_scaling == "layer":
+        return clean.abs().amax()
+    columns = layer.tile_weight(clean, tile).abs().flatten(1).amax(1)
+    return columns if layer.conv is None else columns.reshape(-1, *[1] * (dims - 2))
+
+
+def _dac(xt, scale, settings, per_vector, layer) -> torch.Tensor:
+    """The DAC's output ``codes(x / (s d)) s d`` in input units (``xt`` itself without a DAC)."""
+    if settings.dac_bits is None:
+        return xt
+    signed = True if per_vector else layer.dac_signed
+    step = scale.clamp_min(_TINY) / full_scale_steps(settings.dac_bits, signed, _symmetric(settings))
+    return _times(_coded(xt / step, settings.dac_bits, signed, settings), step)
+
+
+def _times(codes_: torch.Tensor, step) -> torch.Tensor:
+    """``codes_ * step``, in place when no gradient is wanted."""
+    return codes_ * step if torch.is_grad_enabled() and codes_.requires_grad else codes_.mul_(step)
+
+
+def _coded(x: torch.Tensor, bits: int, signed: bool, settings: CircuitSettings) -> torch.Tensor:
+    """:func:`neft.chip.converters.codes` of ``x`` (a tensor the caller owns: in place when no gradient is wanted,
+    with the clamps vmap batches)."""
+    return codes(x, bits, signed, inplace=True, batched=True, symmetric=_symmetric(settings))
+
+
+def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
+    """The tile's analog sums ``x_q W`` in output units, and (``unfold``: per-patch DAC codes of a convolution) the
+    quantized patches ``[B, H', W', K]`` they were computed from (``K`` in ``weight.flatten(1)``'s order)."""
+    if not unfold:
+        return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
+    m = layer.module
+    x = xt
+    if m.padding_mode != "zeros":
+        x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
+    elif any(layer._box_padding()):
+        x = F.pad(x, [p for p in reversed(layer._box_padding()) for _ in range(2)])
+    for axis, (k, s, d) in enumerate(zip(m.kernel_size, m.stride, m.dilation), start=2):  # views, no copy
+        x = x.unfold(axis, (k - 1) * d + 1, s)
+        x = x[..., ::d] if d > 1 else x
+    patches = x.permute(0, 2, 3, 1, 4, 5).flatten(3)  # [B, H', W', C * kh * kw]: one copy
+    patches = _dac(patches, scale.permute(0, 2, 3, 1), settings, True, layer)
+    out = torch.matmul(patches, weight.flatten(1).t())  # [B, H', W', C_out]
+    return out.permute(0, 3, 1, 2), patches  # [B, C_out, H', W'] (channels-last in memory)
+
+
+def _read_std(layer, tile, partial, inputs, unfold: bool) -> torch.Tensor:
+    """The read-noise std of each output from the tile's (quantized) inputs: ``layer.read_variance`` on an image
+    layout, or (``unfold``) ``patches^2 @ var`` on quantized patches ``[B, H', W', K]``."""
+    if not unfold:
+        return layer.read_variance(inputs, tile, partial.shape[1]).sqrt()
+    const = layer.read_const[tile]
+    squares = inputs.square()
+    if const is not None:
+        variance = squares.sum(-1, keepdim=True) * const
+    else:
+        variance = torch.matmul(squares, layer.read_var[tile].flatten(1).to(inputs.dtype).t())
+    return variance.permute(0, 3, 1, 2).sqrt()
+
+
+def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSettings):
+    """The normalised outputs ``y`` through the ADC (or clipped to ``+-out_bound``), and which input vectors
+    saturated (``[B, 1, *positions]`` or ``[..., 1]``; None without bound management)."""
+    bound = settings.out_bound
+    if bound is None and settings.adc_bits is not None:
+        bound = float(layer.adc_scale[tile])
+    if bound is None:
+        return y, None
+    saturated = None
+    if settings.bound_management != "none":
+        channel = 1 if layer.conv is not None else -1
+        saturated = (y.detach().abs() > bound).any(channel, keepdim=True)
+    if settings.adc_bits is None:
+        return y.clamp(-bound, bound), saturated
+    if bound == 0:
+        return torch.zeros_like(y), saturated
+    step = bound / full_scale_steps(settings.adc_bits, True, _symmetric(settings))
+    return _times(_coded(y / step, settings.adc_bits, True, settings), step), saturated

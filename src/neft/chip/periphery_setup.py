@@ -1,0 +1,57 @@
+"""How the crossbar circuit sets up its periphery on a model (docs/method.md, 'The periphery'): the checks that need the
+mapped layers and the device model, the hooks the model's chips follow (:mod:`neft.chip.periphery_hooks`) and the
+buffer that carries a chip's drift compensation factor (:mod:`neft.chip.compensation_placement`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from neft.chip.circuit_layer import CircuitLayer
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.column_scaling import column_scales
+from neft.chip.compensation_placement import ALPHA
+from neft.chip.periphery_hooks import ChipHooks
+from neft.common.errors import SettingError
+
+__all__ = ["alpha_buffer", "chip_hooks", "check_layers"]
+
+
+def alpha_buffer(module: torch.nn.Module, on: bool) -> None:
+    """Give ``module`` the buffer of its chip's drift compensation factor (1 until a chip's replaces it in
+    ``functional_call``; :mod:`neft.chip.compensation_placement`), or remove it."""
+    if on:
+        module.register_buffer(ALPHA, torch.ones((), device=module.weight.device), persistent=False)
+    elif ALPHA in module._buffers:
+        del module._buffers[ALPHA]
+
+
+def chip_hooks(settings: CircuitSettings, layers: list[CircuitLayer], names: list[str]) -> ChipHooks:
+    """What the chips of the model take from the periphery (:mod:`neft.chip.periphery_hooks`): per-column scales
+    (each column spans its own max |W|) and the compensation placement."""
+    columns = functools.partial(_column_scales, layers, names) if settings.weight_scaling == "column" else None
+    return ChipHooks(columns, settings.drift_compensation_at == "outputs")
+
+
+def _column_scales(layers: list[CircuitLayer], names: list[str], name: str, weight: torch.Tensor) -> torch.Tensor:
+    """The column scales of mapped weight ``name`` (:func:`neft.chip.column_scaling.column_scales` over its tiles),
+    for :meth:`neft.chip.crossbar.Crossbar.sample_chip` with ``weight_scaling="column"``."""
+    return column_scales(weight, next(layer.tiles for layer in layers if names[layer.index] == name))
+
+
+def check_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar) -> None:
+    """Raises SettingError: (``input_management``) per-vector DAC codes on a layer other than Conv2d/Linear;
+    (``drift_compensation_at``) compensation on the outputs without the device model's drift compensation."""
+    if settings.input_management == "abs_max" and settings.dac_bits is not None and any(
+            layer.conv not in (None, F.conv2d) for layer in layers):
+        raise SettingError("input_management", "input_management 'abs_max' with dac_bits quantizes each "
+                                               "receptive field on its own, which neft runs for nn.Conv2d and "
+                                               "nn.Linear layers only: leave dac_bits off or use 'none'")
+    if settings.drift_compensation_at == "outputs":
+        if not (crossbar.device_model.quantize and crossbar.device_model.drift_compensation):
+            raise SettingError("drift_compensation_at", "drift_compensation_at 'outputs' places the device model's "
+                                                        "global drift compensation, which is off here: turn on "
+                                                        "drift_compensation (and quantize), or leave 'weights'")

@@ -1,0 +1,300 @@
+"""The periphery of the crossbar circuit (docs/method.md, 'The periphery'): output noise per read, per-vector input
+scaling, iterative bound management, per-column weight scaling, sign-magnitude codes and their checks."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from neft.chip import mapping
+from neft.chip.circuit import Circuit
+from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.converters import codes, full_scale_steps
+from neft.chip.crossbar import Crossbar, make_generator
+from neft.chip.periphery import attempts
+from neft.cli.main import main
+from neft.common.errors import SettingError
+from neft.evaluation import EvalConfig, montecarlo
+
+
+def _circuit(model, calibration=None, device_model="RRAM1", **settings):
+    crossbar = Crossbar(model, device_model)
+    circuit = Circuit(crossbar, CircuitSettings(**settings))
+    circuit.calibrate(calibration)
+    return crossbar, circuit
+
+
+def _linear(weight):
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return nn.Sequential(layer).eval()
+
+
+def test_output_noise_has_the_set_variance_per_output_on_1e5_reads():
+    torch.manual_seed(0)
+    model = _linear(torch.randn(10, 6) * 0.3)
+    x = torch.rand(10_000, 6)
+    x[:, 0] = 2.0  # every vector's max |x| is 2: the input scale s
+    _, circuit = _circuit(model, input_management="abs_max", out_noise=0.05)
+    clean = model(x).detach()
+    with torch.no_grad(), circuit.applied(), circuit.reading([11], 0):
+        noisy = model(x)
+    w_max = float(model[0].weight.detach().abs().max())
+    expected = (0.05 * 2.0 * w_max) ** 2  # out_noise * s * u, u the layer's max |W|
+    variance = (noisy - clean).var(0)  # 1e4 reads per output, 1e5 over the ten outputs
+    assert float(variance.mean()) == pytest.approx(expected, rel=0.02)  # SE of the mean of 10: 0.45 %
+    assert bool(((variance / expected - 1).abs() < 0.06).all())  # each output: 4.2 SE of a variance of 1e4 draws
+    residual = (noisy - clean) / math.sqrt(expected)
+    assert abs(float(torch.corrcoef(residual.T)[0, 1])) < 0.04  # independent draws per output (4 SE)
+
+
+def test_output_noise_per_read_is_keyed_by_chip_and_image_not_by_batch():
+    torch.manual_seed(0)
+    model = _linear(torch.randn(4, 8))
+    x = torch.randn(50, 8)
+    _, circuit = _circuit(model, input_management="abs_max", out_noise=0.1)
+    with torch.no_grad(), circuit.applied():
+        with circuit.reading([3], 0):
+            whole = model(x)
+        parts = []
+        for start in range(0, 50, 7):
+            with circuit.reading([3], start):
+                parts.append(model(x[start:start + 7]))
+        with circuit.reading([4], 0):
+            other = model(x)
+    assert torch.allclose(torch.cat(parts), whole, rtol=1e-6, atol=1e-6)  # the same draws (matmul rounding aside)
+    assert not torch.allclose(other, whole)
+
+
+def test_per_run_accuracies_with_output_noise_are_the_same_for_batch_sizes_1_37_and_1000(lenet):
+    model, images, labels, calibration = lenet
+    per_run = []
+    for batch_size in (1, 37, 1000):
+        result = montecarlo.evaluate(model, images[:60], labels[:60], [0.0], runs=3, batch_size=batch_size,
+                                     calibration_images=calibration, dac_bits=6, adc_bits=6, out_noise=0.3,
+                                     input_management="abs_max", bound_management="iterative", chips_per_pass=1,
+                                     compile=False, progress=False, precision="fp32")
+        per_run.append(result["per_sigma"][0]["accuracy"]["per_run"])
+    assert per_run[0] == per_run[1] == per_run[2]
+    assert len(set(per_run[0])) > 1  # the noise changes the chips: at sigma 0 they differ by output noise alone
+
+
+def test_per_vector_input_scaling_commutes_with_a_scale_of_the_input():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(5 * 36, 4)).eval()
+    x = torch.randn(8, 3, 6, 6)
+    _, circuit = _circuit(model, x, dac_bits=6, input_management="abs_max", out_noise=0.05)
+    layer = model[0]
+    with torch.no_grad(), circuit.applied(), circuit.reading([2], 0):
+        base = layer(x) - layer.bias.view(1, -1, 1, 1)
+        scaled = layer(7.3 * x) - layer.bias.view(1, -1, 1, 1)
+    # the codes of x / max|x| are those of 7.3 x / max|7.3 x| (to float rounding): the DAC and the noise scale along
+    assert torch.allclose(scaled, 7.3 * base, rtol=1e-5, atol=1e-5 * float(base.abs().max()))
+
+
+def test_per_column_scaling_with_ideal_converters_is_the_float_layer():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(2, 6, 3), nn.Flatten(), nn.Linear(6 * 16, 3)).eval()
+    x = torch.randn(5, 2, 6, 6)
+    _, circuit = _circuit(model, weight_scaling="column", tile_rows=7)
+    with torch.no_grad(), circuit.applied():
+        out = model(x)
+    reference = model(x).detach()
+    assert float((out - reference).abs().max()) <= 1e-6 * float(reference.abs().max())
+
+
+def test_per_column_scaling_gives_each_column_its_own_gaussian_std():
+    weight = torch.tensor([[1.0, -0.5, 0.2], [0.1, 0.05, -0.02]])  # column maxima 1 and 0.1
+    crossbar, circuit = _circuit(_linear(weight), weight_scaling="column")
+    generator = make_generator(0)
+    with circuit.applied():  # chips of a model drawn while its circuit is applied follow its mapping
+        draws = torch.stack([crossbar.sample_chip(0.1, generator)["0.weight"] for _ in range(4000)])
+    outside = torch.stack([crossbar.sample_chip(0.1, generator)["0.weight"] for _ in range(1000)])
+    assert float(outside[:, 1].std()) == pytest.approx(0.1 * crossbar.device_model.bit_factor, rel=0.1)  # layer-wide
+    std = draws.std(0)
+    factor = crossbar.device_model.bit_factor
+    expected = torch.tensor([[0.1 * factor], [0.01 * factor]]).expand(2, 3)
+    assert torch.allclose(std, expected, rtol=0.05)  # SE of a std over 4000 draws: 1.1 %
+
+
+def test_per_column_scaling_gives_each_column_its_own_quantization_levels():
+    weight = torch.tensor([[1.0, -0.5, 0.3], [0.1, 0.07, -0.02]])
+    crossbar, circuit = _circuit(_linear(weight), device_model={"name": "Q", "quantize": True, "weight_bits": 4,
+                                                                "device_bits": 2}, weight_scaling="column")
+    with circuit.applied():
+        chip = crossbar.sample_chip(0.0, make_generator(0))["0.weight"] + weight
+    for row, top in ((0, 1.0), (1, 0.1)):  # 15 levels of each column's own max |W|
+        levels = mapping.quantize(weight[row], torch.tensor(top), 4).float()
+        assert torch.allclose(chip[row], levels * top / 15, atol=1e-7)
+    assert float(chip[1, 2]) == pytest.approx(-0.02, abs=0.1 / 15 / 2)  # a layer-wide level 1/15 would read 0
+
+
+def test_iterative_bound_management_rereads_a_saturated_vector_with_halved_inputs():
+    weight = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.5, -0.5, 0.0, 0.0]])
+    x = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])  # outputs 4 and 1 in units of s * u = 1
+    model = _linear(weight)
+    _, clipped = _circuit(model, input_management="abs_max", out_bound=3.0)
+    _, managed = _circuit(model, input_management="abs_max", out_bound=3.0, bound_management="iterative")
+    with torch.no_grad():
+        with clipped.applied():
+            assert model(x).tolist() == [[3.0, 0.0], [1.0, 0.5]]  # the first vector saturates at the bound
+        with managed.applied():
+            assert model(x).tolist() == [[4.0, 0.0], [1.0, 0.5]]  # read again at half the input: 2 < 3
+        far = torch.tensor([[100.0, 0.0, 0.0, 0.0]]) @ torch.ones(4, 4) / 100  # every input 1: output 4
+        _, tight = _circuit(model, far, input_management="abs_max", out_bound=0.1, bound_management="iterative",
+                            dac_bits=7, converter_codes="sign_magnitude")
+        with tight.applied():  # aihwkit's limit: factors 1, 2, 4, 8, 16 (16 > max_bm_res / inp_res = 15.75)
+            assert float(model(far)[0, 0]) == pytest.approx(0.1 * 16)
+    assert attempts(tight.settings) == 5
+
+
+def test_sign_magnitude_codes_are_symmetric():
+    assert full_scale_steps(8, True, symmetric=True) == 127 and full_scale_steps(8, True) == 128
+    values = torch.tensor([-9.0, -3.4, 0.4, 2.6, 9.0])
+    assert codes(values, 3, symmetric=True).tolist() == [-3.0, -3.0, 0.0, 3.0, 3.0]
+    assert codes(values, 3).tolist() == [-4.0, -3.0, 0.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("settings, setting", [
+    ({"out_noise": -0.1, "dac_bits": 8}, "out_noise"),
+    ({"out_noise": 0.1}, "out_noise"),  # no input full scale to be relative to
+    ({"input_management": "abs_max"}, "input_management"),  # manages no converter
+    ({"bound_management": "iterative", "dac_bits": 8}, "bound_management"),  # no output bound
+    ({"converter_codes": "sign_magnitude"}, "converter_codes"),
+    ({"input_management": "max"}, "input_management"),
+    ({"out_bound": 0, "dac_bits": 8}, "out_bound"),
+    ({"weight_scaling": "row"}, "weight_scaling"),
+    ({"out_noise": 0.1, "dac_bits": 4, "adc_bits": 4, "adc_mode": "sliced"}, "out_noise"),
+])
+def test_bad_periphery_settings_name_the_setting(settings, setting):
+    with pytest.raises(SettingError) as error:
+        EvalConfig(**settings).check()
+    assert error.value.setting == setting
+
+
+def test_per_column_scaling_of_a_layer_the_circuit_cannot_map_is_refused_before_work():
+    model = nn.Sequential(nn.LSTM(4, 3))
+    with pytest.raises(SettingError) as error:
+        montecarlo.evaluate(model, torch.randn(2, 5, 4), torch.zeros(2, dtype=torch.long), [0.1], runs=2,
+                            weight_scaling="column", progress=False)
+    assert error.value.setting == "weight_scaling"
+
+
+def test_per_vector_dac_codes_refuse_conv1d():
+    model = nn.Sequential(nn.Conv1d(2, 3, 3)).eval()
+    with pytest.raises(SettingError) as error:
+        _circuit(model, torch.randn(4, 2, 8), dac_bits=6, input_management="abs_max")
+    assert error.value.setting == "input_management"
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--out-noise", "-0.1", "--dac-bits", "8"], "--out-noise"),
+    (["--bound-management", "iterative"], "--bound-management"),
+    (["--input-management", "abs_max"], "--input-management"),
+])
+def test_the_command_line_refuses_bad_periphery_flags_with_one_line_and_writes_nothing(flags, expected, run_dir,
+                                                                                         capsys):
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert main(["evaluate", str(run_dir), "--quiet", "--runs", "2", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neft: error: ") and expected in err[0]
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def _pcm_year():
+    from neft.chip import devices
+
+    return devices.get("PCM-chip").with_chip(drift_time=3.15e7)
+
+
+def test_drift_compensation_on_the_outputs_carries_the_same_chip_and_its_factor():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    weights_chip = Crossbar(model, _pcm_year()).sample_chip(0.05, make_generator(9))
+    crossbar, circuit = _circuit(model, device_model=_pcm_year(), drift_compensation_at="outputs")
+    generator = make_generator(9)
+    with circuit.applied():
+        outputs_chip = crossbar.sample_chip(0.05, generator)
+    assert set(outputs_chip) == {"0.weight", "2.weight", "0.neft_drift_alpha", "2.neft_drift_alpha"}
+    for name, alpha in (("0.weight", "0.neft_drift_alpha"), ("2.weight", "2.neft_drift_alpha")):
+        w = dict(model.named_parameters())[name].detach()
+        assert float(outputs_chip[alpha]) > 1.05  # a year of drift (nu ~ 0.06: (3.15e7 / 20)^-0.06 = 0.43) undone
+        assert torch.allclose(outputs_chip[alpha] * (w + outputs_chip[name]), w + weights_chip[name], atol=1e-6)
+    # the generator ends where one draw leaves it: the next chip is the one after
+    assert torch.equal(generator.get_state(), (lambda g: (Crossbar(model, _pcm_year()).sample_chip(0.05, g),
+                                                         g.get_state())[1])(make_generator(9)))
+
+
+def test_drift_compensation_on_the_outputs_with_ideal_converters_gives_the_weights_placement(lenet):
+    model, images, labels, calibration = lenet
+    per_run = [montecarlo.evaluate(model, images[:50], labels[:50], [0.05], runs=3, device_model=_pcm_year(),
+                                   drift_compensation_at=at, progress=False, chips_per_pass=1, compile=False,
+                                   precision="fp32")["per_sigma"][0]["accuracy"]["per_run"]
+               for at in ("weights", "outputs")]
+    assert per_run[0] == per_run[1]
+
+
+def test_drift_compensation_on_the_outputs_scales_the_digitised_outputs():
+    weight = torch.tensor([[0.9, -0.3, 0.2], [0.1, 0.4, -0.8]])
+    model = _linear(weight)
+    x = torch.tensor([[1.0, 0.5, -0.25]])
+    crossbar, circuit = _circuit(model, x, device_model=_pcm_year(), adc_bits=3, out_bound=1.0,
+                                 input_management="abs_max", drift_compensation_at="outputs")
+    with torch.no_grad(), circuit.applied():
+        chip = crossbar.sample_chip(0.0, make_generator(1))
+        alpha, drifted = chip["0.neft_drift_alpha"], weight + chip["0.weight"]
+        out = torch.func.functional_call(model, crossbar.perturbed_weights(chip), (x,))
+    u = weight.abs().max()  # the layer's clean max |W|; s = max |x| = 1; 3-bit ADC: step 1/4, codes -4 .. 3
+    expected = torch.clamp(torch.round(x @ drifted.T / u * 4), -4, 3) / 4 * u * alpha
+    assert torch.allclose(out, expected, atol=1e-6)
+    folded = torch.clamp(torch.round(x @ (alpha * drifted).T / u * 4), -4, 3) / 4 * u
+    assert not torch.allclose(expected, folded, atol=1e-3)  # the weights' placement reads other codes
+
+
+def test_drift_compensation_on_the_outputs_needs_the_device_models_compensation():
+    with pytest.raises(SettingError) as error:
+        _circuit(_linear(torch.ones(2, 2)), drift_compensation_at="outputs")
+    assert error.value.setting == "drift_compensation_at"
+
+
+def test_the_aihwkit_inference_chip_preset_fills_the_circuit_and_an_explicit_setting_wins():
+    config = EvalConfig(device_model="aihwkit-inference", adc_bits=8).check()
+    assert (config.dac_bits, config.adc_bits, config.out_bound, config.out_noise, config.tile_rows) == (7, 8, 12.0,
+                                                                                                        0.06, 512)
+    assert (config.input_management, config.bound_management, config.converter_codes, config.weight_scaling,
+            config.drift_compensation_at) == ("abs_max", "iterative", "sign_magnitude", "off", "outputs")
+    chip = config.chip()
+    from neft.chip import devices
+
+    pcm = devices.get("PCM-aihwkit")
+    assert chip.device_model.name == "aihwkit-inference"
+    assert chip.device_model.prog_noise_coeffs == pcm.prog_noise_coeffs and chip.device_model.drift_compensation
+    assert chip.circuit.reads and chip.circuit.managed
+
+
+@pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "correctnet",
+                                    "distill"])
+def test_every_objective_trains_through_the_whole_periphery_with_output_noise_drawn_per_step(method):
+    from neft import models
+    from neft.training import objectives
+
+    torch.manual_seed(4)
+    model = models.create("lenet5", 10, 1, init="torch")
+    x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    teacher = models.create("lenet5", 10, 1, init="torch").eval() if method == "distill" else None
+    sigma = 0.0 if method == "vanilla" else 0.05
+    objective = objectives.create(method, model, x, 10, sigma=sigma, beta=0.1 if method in ("ovf", "irs") else 0.0,
+                                  generator=make_generator(0), teacher=teacher)
+    _, circuit = _circuit(model, x, dac_bits=7, adc_bits=9, out_bound=12.0, out_noise=0.06, tile_rows=64,
+                          input_management="abs_max", bound_management="iterative", weight_scaling="column",
+                          converter_codes="sign_magnitude")
+    model.train()
+    with circuit.applied():
+        first, _ = objective.loss(model, x, y)
+        first.backward()
+        second, _ = objective.loss(model, x, y)
+    assert torch.isfinite(first) and float(first) != float(second)  # fresh output noise at every forward
+    first_layer = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert float(first_layer.weight.grad.abs().sum()) > 0  # straight-through gradients reach the weights

@@ -40,6 +40,7 @@ runs the layers through them.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -115,9 +116,7 @@ class Circuit:
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.reads else None
         self._adc = AdcCircuit.of(self.settings)  # the ADCs' own errors, drawn per chip; None: ideal ADCs
-        if self.settings.wire_resistance > 0:  # a warning when a tile's drop is beyond the fast approximation
-            ir_drop.check_validity(self.layers, self.settings.wire_resistance, crossbar.device_model, crossbar.names)
-        check_layers(self.settings, self.layers, crossbar)
+        _check_layers(self.settings, self.layers, crossbar)
         self._out_noise = OutputNoise()
         self._hooks = chip_hooks(self.settings, self.layers, crossbar.names)
 
@@ -136,8 +135,7 @@ class Circuit:
         percentile of each layer's input magnitudes and of each tile's partial-sum magnitudes; no quantization,
         no noise). Runs in eval mode without gradients; the model's train/eval flags are restored.
 
-        A full scale of 0 (the converter read only zeros: an all-zero input, a tile of zero weights) makes that
-        converter read 0, never NaN.
+        A full scale of 0 (only zeros read: an all-zero input, a tile of zero weights) reads 0, never NaN.
 
         Raises:
             SettingError: (setting ``calibration_images``) when a converter is on and ``images`` is None or empty.
@@ -158,14 +156,7 @@ class Circuit:
                 self.crossbar.model(images)
         finally:
             self._calibrating = False
-        for layer in self.layers:
-            scales = [scale for scale in [layer.dac_scale, *(layer.adc_scale or [])] if scale is not None]
-            if scales and not bool(torch.isfinite(torch.stack(scales)).all()):
-                raise FloatingPointError(f"the converter ranges of {self.crossbar.names[layer.index]!r} cannot be "
-                                         "calibrated: the clean forward of the calibration images is NaN or "
-                                         "infinite there (the network's weights or the calibration images are not "
-                                         "finite)")
-            layer.set_steps(self.settings.dac_bits, self.settings.adc_bits)
+        _set_steps(self.layers, self.crossbar.names, self.settings)
 
     @contextmanager
     def applied(self) -> Iterator[Circuit]:
@@ -234,14 +225,10 @@ class Circuit:
         if self.settings.managed:
             return managed_output(layer, x, weight, bias, self.settings, self._calibrating, noise,
                                   self._output_noise, batched=self._chip_index is not None)
-        convert = self._convert if self._reads is not None and self._adc is not None else None
+        convert = (functools.partial(self._adc.read, chip_seeds=self._reads[0], chip_index=self._chip_index)
+                   if self._reads is not None and self._adc is not None else None)  # the read chips' own ADCs
         return _layer_output(layer, x, weight, bias, self.settings, self.crossbar.device_model, self._calibrating,
                              noise, batched=self._chip_index is not None, convert=convert)
-
-    def _convert(self, layer: CircuitLayer, column: int, partial: torch.Tensor) -> torch.Tensor:
-        """The codes of ``partial`` (one chip's partial sums in ADC steps) from the ADCs of tile (and slice)
-        ``column`` of ``layer`` on the chip being read (:meth:`neft.chip.adc_circuit.AdcCircuit.read`)."""
-        return self._adc.read(layer, column, partial, self._reads[0], self._chip_index)
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
         """Standard normal noise like one chip's partial sums ``like`` of a layer's tile (and slice), for the chips
@@ -253,6 +240,29 @@ class Circuit:
         """Output noise for read ``attempt`` of a tile (:class:`~neft.chip.output_noise.OutputNoise`)."""
         return self._out_noise(layer, tile, attempt, self._reads, like, self._chip_index,
                                self.layers[0].module.training)
+
+
+def _check_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar: Crossbar) -> None:
+    """The periphery's checks of the mapped layers (:func:`neft.chip.periphery_setup.check_layers`) and, with IR
+    drop, a warning for every tile beyond the fast approximation (:func:`neft.chip.ir_drop.check_validity`)."""
+    if settings.wire_resistance > 0:
+        ir_drop.check_validity(layers, settings.wire_resistance, crossbar.device_model, crossbar.names)
+    check_layers(settings, layers, crossbar)
+
+
+def _set_steps(layers: list[CircuitLayer], names: Sequence[str], settings: CircuitSettings) -> None:
+    """Every layer's converter steps from its calibrated full scales (:meth:`CircuitLayer.set_steps`).
+
+    Raises:
+        FloatingPointError: a full scale is NaN or infinite, naming the layer.
+    """
+    for layer in layers:
+        scales = [scale for scale in [layer.dac_scale, *(layer.adc_scale or [])] if scale is not None]
+        if scales and not bool(torch.isfinite(torch.stack(scales)).all()):
+            raise FloatingPointError(f"the converter ranges of {names[layer.index]!r} cannot be calibrated: the "
+                                     "clean forward of the calibration images is NaN or infinite there (the "
+                                     "network's weights or the calibration images are not finite)")
+        layer.set_steps(settings.dac_bits, settings.adc_bits)
 
 
 def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: int) -> list[CircuitLayer]:

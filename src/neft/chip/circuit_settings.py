@@ -126,38 +126,9 @@ class CircuitSettings:
         if not isinstance(self.read_1f, bool):
             raise SettingError("read_noise_1f_per_read", f"read_noise_1f_per_read must be true or false, got "
                                                          f"{self.read_1f!r}")
-        self._check_circuits()
         check_periphery(self)
-        if self.managed and (self.wire_resistance > 0 or self.adc_errors):
-            setting = periphery_names(self)[0]
-            raise SettingError(setting, f"{setting} runs the layers through the managed periphery, which does not "
-                                        f"model IR drop or the ADCs' own errors yet: leave {setting} off, or set "
-                                        "wire_resistance and the adc_offset/gain/inl/mismatch errors to 0")
+        _check_circuits(self)
         return self
-
-    def _check_circuits(self) -> None:
-        """Check ``wire_resistance`` and the ADC errors (:data:`ADC_ERRORS`).
-
-        Raises:
-            SettingError: a negative or non-finite value, a wire resistance above :data:`MAX_WIRE_RESISTANCE`, a
-                gain error std of 0.5 or more, IR drop without ``tile_rows``, an ADC error without ``adc_bits``.
-        """
-        self.wire_resistance = check_number(
-            "wire_resistance", self.wire_resistance, f"a wire-to-device resistance ratio in [0, {MAX_WIRE_RESISTANCE}] "
-            "(e.g. 1e-4: a 1 ohm wire segment per cell next to a 10 kohm device)",
-            lambda v: 0 <= v <= MAX_WIRE_RESISTANCE)
-        if self.wire_resistance > 0 and self.tile_rows is None:
-            raise SettingError("wire_resistance", "wire_resistance gives every tile IR drop, which depends on the "
-                                                  "tile's size, so it needs tile_rows (e.g. 128): set tile_rows, or "
-                                                  "leave wire_resistance at 0")
-        for name in ADC_ERRORS:
-            limit = 0.5 if name == "adc_gain" else FLOAT32_MAX
-            value = check_number(name, getattr(self, name), "a standard deviation >= 0" + (
-                " and < 0.5 (a relative gain error)" if name == "adc_gain" else ""), lambda v: 0 <= v < limit)
-            setattr(self, name, value)
-            if value > 0 and self.adc_bits is None:
-                raise SettingError(name, f"{name} is an error of each ADC, so it needs adc_bits (e.g. 8): set "
-                                         f"adc_bits, or leave {name} at 0")
 
     @property
     def adc_errors(self) -> bool:
@@ -206,11 +177,47 @@ class CircuitSettings:
         return "".join(f" {p}" for p in parts if p)
 
 
+
+def _check_circuits(settings: CircuitSettings) -> None:
+    """Check ``wire_resistance`` and the ADC errors (:data:`ADC_ERRORS`).
+
+    Raises:
+        SettingError: a negative or non-finite value, a wire resistance above :data:`MAX_WIRE_RESISTANCE`, a
+            gain error std of 0.5 or more, IR drop without ``tile_rows``, an ADC error without ``adc_bits``, IR drop
+            or ADC errors with a periphery setting (:func:`neft.chip.periphery.managed_output` models neither).
+    """
+    settings.wire_resistance = check_number(
+        "wire_resistance", settings.wire_resistance,
+        f"a wire-to-device resistance ratio in [0, {MAX_WIRE_RESISTANCE}] (e.g. 1e-4: a 1 ohm wire segment per cell "
+        "next to a 10 kohm device)",
+        lambda v: 0 <= v <= MAX_WIRE_RESISTANCE)
+    if settings.wire_resistance > 0 and settings.tile_rows is None:
+        raise SettingError("wire_resistance", "wire_resistance gives every tile IR drop, which depends on the "
+                                              "tile's size, so it needs tile_rows (e.g. 128): set tile_rows, or "
+                                              "leave wire_resistance at 0")
+    for name in ADC_ERRORS:
+        limit = 0.5 if name == "adc_gain" else FLOAT32_MAX
+        value = check_number(name, getattr(settings, name), "a standard deviation >= 0" + (
+            " and < 0.5 (a relative gain error)" if name == "adc_gain" else ""), lambda v: 0 <= v < limit)
+        setattr(settings, name, value)
+        if value > 0 and settings.adc_bits is None:
+            raise SettingError(name, f"{name} is an error of each ADC, so it needs adc_bits (e.g. 8): set "
+                                     f"adc_bits, or leave {name} at 0")
+    if settings.managed and (settings.wire_resistance > 0 or settings.adc_errors):
+        setting = periphery_names(settings)[0]
+        raise SettingError(setting, f"{setting} runs the layers through the managed periphery, which does not "
+                                    f"model IR drop or the ADCs' own errors yet: leave {setting} off, or set "
+                                    "wire_resistance and the adc_offset/gain/inl/mismatch errors to 0")
+
+
 def settings_of(config, read_sigma: float = 0.0, read_1f: bool = False) -> CircuitSettings:
-    """The checked :class:`CircuitSettings` of an ``EvalConfig`` or ``TrainConfig`` (its :data:`FIELDS`).
+    """The checked :class:`CircuitSettings` of an ``EvalConfig`` or ``TrainConfig`` (its :data:`FIELDS`), or of
+    any object with some of them, e.g. a results file's ``evaluation`` record: a field it lacks (written before the
+    setting existed) is off.
 
     Raises:
         SettingError: as :meth:`CircuitSettings.check`.
     """
-    return CircuitSettings(**{name: getattr(config, name) for name in FIELDS}, read_sigma=read_sigma,
-                           read_1f=read_1f).check()
+    off = CircuitSettings()
+    return CircuitSettings(**{name: getattr(config, name, getattr(off, name)) for name in FIELDS},
+                           read_sigma=read_sigma, read_1f=read_1f).check()

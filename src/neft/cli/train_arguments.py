@@ -52,6 +52,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser, d) -> None:
 
 def _add_objective_arguments(parser: argparse.ArgumentParser, d) -> None:
     """The training objective, its noise (sigma, device model) and each method's own settings."""
+    from neft.chip import PRESETS
     from neft.training.objectives import METHODS
 
     parser.add_argument("--method", default=d.method, choices=list(METHODS),
@@ -60,8 +61,8 @@ def _add_objective_arguments(parser: argparse.ArgumentParser, d) -> None:
                         help=f"training {SIGMA_HELP}, e.g. 0.1 (default: %(default)s)")
     parser.add_argument("--sigma-block", type=float, default=None, help="IRS heads' sigma (default: --sigma)")
     parser.add_argument("--device-model", default="RRAM1",
-                        help="NVM device preset (RRAM1, FeFET2, RRAM4, FeFET6, RRAM-chip, PCM-chip; `neft devices`) "
-                             "or a .toml/.json file (default: %(default)s)")
+                        help=f"NVM device preset ({', '.join(PRESETS)}; `neft devices`) or a .toml/.json file "
+                             "(default: %(default)s)")
     parser.add_argument("--beta", type=float, default=None,
                         help="negative feedback strength (default: the paper's value for model/data set, see "
                              "docs/method.md, 'Negative feedback loss')")

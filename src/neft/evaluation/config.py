@@ -120,22 +120,13 @@ class EvalConfig:
         read_sigma: read (cycle-to-cycle) noise relative to the conductance range, in [0, 1], drawn afresh on
             every read, i.e. for every test image, on top of the chip's frozen programming noise (docs/method.md,
             'Read noise'); None: the device model's ``read_sigma`` (0 unless its file sets it).
-        tile_rows: crossbar rows per tile (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md,
-            'The crossbar circuit'); None: one tile per layer.
-        dac_bits: input DAC bits of every mapped layer (2-32); None: ideal inputs.
-        adc_bits: ADC bits of every tile's partial sums (2-32); None: ideal sums.
-        adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
-            (100 = max); the calibration images are :func:`evaluate`'s ``calibration_images``.
-        adc_mode: ``"analog"`` (one ADC reads each column's analog sum) or ``"sliced"`` (one ADC per bit slice of
-            the ``weight_bits``/``device_bits`` mapping, shifted and added digitally).
-        wire_resistance: wire segment over device on-state resistance, in [0, 0.1]: IR drop on every tile
-            (docs/method.md, 'IR drop'; needs ``tile_rows``). 0: ideal wires.
-        adc_offset, adc_gain, adc_inl, adc_mismatch: std of each ADC's offset (LSB), gain error (relative), mid-scale
-            INL (LSB) and SAR capacitor mismatch, drawn per ADC and chip (docs/method.md, 'Converter circuits'; need
-            ``adc_bits``). 0: ideal.
-        out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes,
-            drift_compensation_at: the periphery, aihwkit's IO conventions (:mod:`neft.chip.periphery_settings`;
-            docs/method.md, 'The periphery'); all off by default.
+        tile_rows, dac_bits, adc_bits, adc_range, adc_mode, wire_resistance, adc_offset, adc_gain, adc_inl,
+            adc_mismatch, out_noise, input_management, bound_management, out_bound, weight_scaling, converter_codes,
+            drift_compensation_at: the crossbar circuit (tiles of ``tile_rows`` rows, DAC and ADC bits, the
+            percentile of the calibration magnitudes that sets their full scale, analog or bit-sliced ADCs, IR drop,
+            each ADC's own errors, the periphery), each as :class:`neft.chip.circuit_settings.CircuitSettings`
+            documents it (docs/method.md, 'The crossbar circuit', 'IR drop', 'Converter circuits', 'The
+            periphery'); all off by default. The calibration images are :func:`evaluate`'s ``calibration_images``.
         quantize, stuck_off, stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation: the realistic
             chip's settings (:class:`~neft.chip.device_model.DeviceModel`; docs/method.md, 'The realistic chip'), each
             None (default) to keep the device model's own: ``quantize`` the 8/2-bit-style quantized differential

@@ -49,21 +49,14 @@ class TrainConfig:
     release's ``"kaiming"`` for the zoo, ``"own"`` (the network as your code initialised it) for an import path or a
     module handed to ``train(config, model=...)``; ``config.json`` records the value used.
     ``tensorboard`` also writes every ``train_log.csv`` column per epoch as a TensorBoard scalar into
-    ``out/tensorboard`` (needs the ``tensorboard`` package).
-    ``validation`` is the fraction of training images held out for checkpoint selection (0 with
-    ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips give the noisy validation accuracy.
-    ``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_range``, ``adc_mode`` and the periphery (``out_noise``,
-    ``input_management``, ``bound_management``, ``out_bound``, ``weight_scaling``, ``converter_codes``,
-    ``drift_compensation_at``; output noise
-    drawn afresh at every training forward) train with the crossbar circuit
-    (:class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit'): every forward of
-    every objective runs the mapped layers through it (straight-through gradients), the converter ranges are calibrated
-    at the start of every epoch on ``CALIBRATION_IMAGES`` = 256 training images (a shuffled draw seeded by ``seed``,
-    :func:`neft.chip.circuit.calibration_sample`, recorded in config.json), and the noisy
-    validation chips use the same circuit. All off (None) by default: training is unchanged.
-    ``wire_resistance`` trains through IR drop on every tile (differentiable; docs/method.md, 'IR drop');
-    ``adc_offset``, ``adc_gain``, ``adc_inl`` and ``adc_mismatch`` give the noisy validation chips their own ADC
-    errors, while training steps read through ideal ADCs (docs/method.md, 'Converter circuits').
+    ``out/tensorboard`` (needs the ``tensorboard`` package). ``validation`` is the fraction of training images held
+    out for checkpoint selection (0 with ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo
+    chips give the noisy validation accuracy. The circuit fields (``tile_rows`` ... ``drift_compensation_at``,
+    :class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit') train through the
+    circuit: every forward of every objective runs the mapped layers through it (straight-through gradients, IR
+    drop differentiable, output noise drawn afresh), converter ranges are recalibrated every epoch on 256 training
+    images (:func:`neft.chip.circuit.calibration_sample`, recorded in config.json), and the noisy validation chips
+    read the same circuit with each ADC's own errors (training steps: ideal ADCs). All off by default.
     """
 
     model: str = "vgg8"

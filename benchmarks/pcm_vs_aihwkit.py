@@ -1,0 +1,187 @@
+"""neft's ``PCM-aihwkit`` chip against aihwkit 1.2's ``PCMLikeNoiseModel``: chip for chip with the same draws, and
+in distribution with independent draws.
+
+aihwkit (https://github.com/IBM/aihwkit) is a development-only comparison: never a dependency of neft and never run
+in CI; without it this script prints why it is skipped and exits 0 (benchmarks/README.md says how to install it).
+
+aihwkit side: ``TorchInferenceRPUConfig`` with ``MappingParameter(digital_bias=True, weight_scaling_omega=0,
+max_input_size=0, max_output_size=0)`` (one tile per layer, no rescaling, biases digital, as neft maps weights only),
+``IOParameters(is_perfect=True)`` (no DAC/ADC, no output noise), ``PCMLikeNoiseModel()`` with its defaults (g_max
+25 uS, programming polynomial, drift exponent law, 1/f read noise, t_0 20 s, t_read 250 ns) and
+``GlobalDriftCompensation()``. A chip is ``program_analog_weights()`` then ``drift_analog_weights(t)`` for each read
+time ``t`` (1 h, 1 day, 1 year after programming); neft side: ``Crossbar(model, PCM-aihwkit at that read
+time).sample_chip`` with the chip seed ``run_seed(seed, sigma, r)``, as ``montecarlo.evaluate`` draws it.
+
+* ``same draws``: aihwkit runs its own code, but every standard normal it draws (``randn_like`` in
+  ``aihwkit/inference/noise/pcm.py``) is replaced by the one neft drew for the same device (:class:`Feed`). Per tile
+  aihwkit draws, in this order: when programming, the programming error and the drift exponent of the ``G+`` device
+  row, then of the ``G-`` row; at each ``drift_weights(t)``, the 1/f read noise of ``G+`` then ``G-``; every draw
+  shaped like the tile's matrix ``weight.reshape(out, -1)``. The script reports, over chips, layers and read times,
+  the largest difference of the chip's weights (in units of the layer's max|W|), of the compensation factor
+  (relative) and of the accuracy (points).
+* ``own draws``: each tool draws its own chips (aihwkit from torch's global generator); the accuracy samples at each
+  read time are compared with Welch's t-test (means), Levene's test (spreads) and the two-sample Kolmogorov-Smirnov
+  test, and called in agreement when all three p-values exceed 0.05.
+
+Examples::
+
+    python benchmarks/pcm_vs_aihwkit.py                  # LeNet-5 (mnist-5k) and VGG8 width 0.25 (fashion-mnist)
+    python benchmarks/pcm_vs_aihwkit.py --quick          # LeNet-5 only, fewer chips and images
+    python benchmarks/pcm_vs_aihwkit.py --models lenet5:1:mnist-5k --chips 50 --images 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+
+try:
+    import aihwkit.inference.noise.pcm as aihwkit_pcm
+    from aihwkit.inference.compensation.drift import GlobalDriftCompensation
+    from aihwkit.nn.conversion import convert_to_analog
+except ImportError as error:  # pragma: no cover - the usual case: aihwkit is not installed
+    print(f"pcm_vs_aihwkit.py: skipped: aihwkit is not installed ({error}); it is a development-only comparison, "
+          "install it as benchmarks/README.md describes ('neft against aihwkit')")
+    sys.exit(0)
+
+from montecarlo import load_data, quick_train  # noqa: E402 - the sibling benchmarks' data, training and helpers
+from vs_aihwkit import accuracy, agreement, rpu_config, tiles  # noqa: E402
+
+from neft import models  # noqa: E402
+
+TIMES = {"1 h": 3600.0, "1 day": 86400.0, "1 year": 365.0 * 86400.0}  # s after programming (aihwkit t_inference)
+
+
+class Feed:
+    """While active, aihwkit's PCM noise model draws its standard normals from ``draws`` (a list of tensors, taken
+    in order, each with as many elements as the tensor aihwkit asks a draw for) instead of torch's generator.
+
+    Raises:
+        AssertionError: a draw of the wrong size, or draws left over or missing when the block ends.
+    """
+
+    def __init__(self, draws: list[torch.Tensor]):
+        self.draws = list(draws)
+
+    def __call__(self, like: torch.Tensor) -> torch.Tensor:
+        assert self.draws, "aihwkit asked for more draws than neft gave"
+        z = self.draws.pop(0)
+        assert z.numel() == like.numel(), f"draw of {z.numel()} for a tensor of {tuple(like.shape)}"
+        return z.reshape(like.shape).to(like.dtype)
+
+    def __enter__(self) -> Feed:
+        self.saved, aihwkit_pcm.randn_like = aihwkit_pcm.randn_like, self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        aihwkit_pcm.randn_like = self.saved
+        assert exc[0] is not None or not self.draws, f"{len(self.draws)} draws left over"
+
+
+def pcm_config():
+    """aihwkit 1.2's PCM chip with nothing else (see the module docstring)."""
+    return rpu_config(noise_model=aihwkit_pcm.PCMLikeNoiseModel(), drift_compensation=GlobalDriftCompensation())
+
+
+def aihwkit_state(analog) -> dict:
+    """``{neft weight name: (the tile's current matrix [out, fan_in], its compensation factor alpha or None)}``."""
+    return {name: (tile.tile.get_weights().clone(), getattr(tile, "alpha", None))
+            for name, tile in tiles(analog).items()}
+
+
+def aihwkit_chip(analog, images, labels, batch_size: int, program: list | None = None,
+                 reads: dict | None = None) -> dict:
+    """One aihwkit chip: ``{"programmed": state, time label: state}`` with each state ``{"accuracy", "weights",
+    "alpha"}``; ``program`` and ``reads[label]`` are the draws to feed (:class:`Feed`), None: aihwkit's own."""
+    def read(label: str | None) -> dict:
+        state = aihwkit_state(analog)
+        return {"accuracy": accuracy(analog, images, labels, batch_size),
+                "weights": {name: w for name, (w, _) in state.items()},
+                "alpha": {name: a for name, (_, a) in state.items()}}
+
+    with Feed(program) if program is not None else _nothing():
+        analog.program_analog_weights()
+    for tile in tiles(analog).values():  # programming keeps the previous chip's factor: the fresh chip reads at 1
+        tile.__dict__.pop("alpha", None)
+        tile.alpha = torch.ones(())
+    result = {"programmed": read(None)}
+    for label, seconds in TIMES.items():
+        with Feed(reads[label]) if reads is not None else _nothing():
+            analog.drift_analog_weights(seconds)
+        result[label] = read(label)
+    return result
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def self_check(model, images, labels, args) -> float:
+    """Feed aihwkit the very normals its own generator would draw: the chip must be unchanged (checks :class:`Feed`
+    and the draw order above). Returns the largest accuracy difference in points (must be 0)."""
+    analog = convert_to_analog(copy.deepcopy(model), pcm_config()).eval()
+    torch.manual_seed(args.seed)
+    own = aihwkit_chip(analog, images, labels, args.batch_size)
+    torch.manual_seed(args.seed)
+    matrices = [tile.tile.get_weights() for tile in tiles(analog).values()]
+    program = [torch.randn_like(m) for m in matrices for _ in range(4)]
+    reads = {label: [torch.randn_like(m) for m in matrices for _ in range(2)] for label in TIMES}
+    fed = aihwkit_chip(analog, images, labels, args.batch_size, program, reads)
+    worst = 0.0
+    for key in own:
+        worst = max(worst, abs(own[key]["accuracy"] - fed[key]["accuracy"]))
+        for name, w in own[key]["weights"].items():
+            assert torch.equal(w, fed[key]["weights"][name]), (key, name)
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("--models", default="lenet5:1:mnist-5k,vgg8:0.25:fashion-mnist",
+                        help="comma list of name:width:data set (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help="folder of the data sets (default: neft's search order)")
+    parser.add_argument("--images", type=int, default=500, help="test images per chip (default: %(default)s)")
+    parser.add_argument("--chips", type=int, default=40, help="chips per tool and comparison (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=500, help="test images per forward (default: %(default)s)")
+    parser.add_argument("--train-steps", type=int, default=400,
+                        help="Adam steps before evaluating (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="LeNet-5 only, 10 chips, 200 images")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.chips, args.images = "lenet5:1:mnist-5k", 10, 200
+    torch.set_num_threads(args.threads)
+    import aihwkit
+
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}; torch "
+          f"{torch.__version__}, aihwkit {aihwkit.__version__}; {args.images} test images, {args.chips} chips, "
+          f"{args.train_steps} training steps, {args.threads} thread(s)", flush=True)
+    for spec in args.models.split(","):
+        name, width, kind = spec.split(":")
+        train_x, train_y, images, labels = load_data(kind, args.images, args.seed, args.data_dir)
+        torch.manual_seed(args.seed)
+        started = time.perf_counter()
+        model = quick_train(models.create(name, 10, images.shape[1], float(width)), train_x, train_y,
+                            args.train_steps, args.seed)
+        print(f"{name} width {width} on {kind}: trained in {time.perf_counter() - started:.0f} s, clean accuracy "
+              f"{accuracy(model, images, labels, args.batch_size):.2f} %; feed self-check: "
+              f"{self_check(model, images, labels, args):.2f} points", flush=True)
+        print(statistics, agreement)
+
+
+if __name__ == "__main__":
+    main()

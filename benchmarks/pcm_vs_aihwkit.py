@@ -54,7 +54,8 @@ except ImportError as error:  # pragma: no cover - the usual case: aihwkit is no
 from montecarlo import load_data, quick_train  # noqa: E402 - the sibling benchmarks' data, training and helpers
 from vs_aihwkit import accuracy, agreement, rpu_config, tiles  # noqa: E402
 
-from neft import models  # noqa: E402
+from neft import Crossbar, devices, make_generator, models, run_seed  # noqa: E402
+from neft.evaluation import montecarlo  # noqa: E402
 
 TIMES = {"1 h": 3600.0, "1 day": 86400.0, "1 year": 365.0 * 86400.0}  # s after programming (aihwkit t_inference)
 
@@ -91,15 +92,16 @@ def pcm_config():
 
 
 def aihwkit_state(analog) -> dict:
-    """``{neft weight name: (the tile's current matrix [out, fan_in], its compensation factor alpha or None)}``."""
-    return {name: (tile.tile.get_weights().clone(), getattr(tile, "alpha", None))
-            for name, tile in tiles(analog).items()}
+    """``{neft weight name: (the tile's effective matrix [out, fan_in], its compensation factor alpha)}``: aihwkit
+    scales the tile's output by alpha (the bias is digital, added after), i.e. the matrix."""
+    return {name: (tile.tile.get_weights() * tile.alpha, tile.alpha) for name, tile in tiles(analog).items()}
 
 
 def aihwkit_chip(analog, images, labels, batch_size: int, program: list | None = None,
-                 reads: dict | None = None) -> dict:
-    """One aihwkit chip: ``{"programmed": state, time label: state}`` with each state ``{"accuracy", "weights",
-    "alpha"}``; ``program`` and ``reads[label]`` are the draws to feed (:class:`Feed`), None: aihwkit's own."""
+                 reads: dict | None = None, times: bool = True) -> dict:
+    """One aihwkit chip: ``{"programmed": state, time label: state}`` (the read times only with ``times``) with each
+    state ``{"accuracy", "weights", "alpha"}``; ``program`` and ``reads[label]`` are the draws to feed
+    (:class:`Feed`), None: aihwkit's own."""
     def read(label: str | None) -> dict:
         state = aihwkit_state(analog)
         return {"accuracy": accuracy(analog, images, labels, batch_size),
@@ -112,7 +114,7 @@ def aihwkit_chip(analog, images, labels, batch_size: int, program: list | None =
         tile.__dict__.pop("alpha", None)
         tile.alpha = torch.ones(())
     result = {"programmed": read(None)}
-    for label, seconds in TIMES.items():
+    for label, seconds in TIMES.items() if times else ():
         with Feed(reads[label]) if reads is not None else _nothing():
             analog.drift_analog_weights(seconds)
         result[label] = read(label)
@@ -144,6 +146,94 @@ def self_check(model, images, labels, args) -> float:
         for name, w in own[key]["weights"].items():
             assert torch.equal(w, fed[key]["weights"][name]), (key, name)
     return worst
+
+
+def neft_draws(crossbar, chip_seed: int, kinds: int) -> list:
+    """The standard normals neft's chip ``chip_seed`` draws, re-drawn in neft's documented order
+    (:mod:`neft.chip.effects`: per layer in model order, ``kinds`` tensors ``[2, n, *shape]``: programming, drift
+    exponent, then frozen 1/f read noise), as aihwkit asks for them: ``(program, reads)`` with ``program`` the
+    programming error and drift exponent of ``G+``, then of ``G-``, per tile, and ``reads`` the 1/f draws of ``G+``
+    then ``G-`` per tile (empty for ``kinds`` 2)."""
+    generator = make_generator(chip_seed)
+    program, reads = [], []
+    for w in crossbar.weights().values():
+        z = [torch.randn((2, crossbar.device_model.devices_per_weight, *w.shape), generator=generator)
+             for _ in range(kinds)]
+        program += [z[0][0], z[1][0], z[0][1], z[1][1]]
+        reads += [z[2][0], z[2][1]] if kinds > 2 else []
+    return program, reads
+
+
+def neft_state(crossbar, chip_seed: int, images, labels, batch_size: int) -> dict:
+    """neft's chip ``chip_seed`` on ``crossbar``'s device model: ``{"accuracy", "weights": {name: [out, fan_in]},
+    "alpha": {name: the compensation factor}}``; alpha from the same chip drawn without compensation (no draw
+    depends on it), the least-squares ratio of the two."""
+    chip = crossbar.sample_chip(0.0, make_generator(chip_seed))
+    plain = Crossbar(crossbar.model, crossbar.device_model.with_chip(drift_compensation=False,
+                                                                     drift_compensation_input="ones"))
+    bare = plain.sample_chip(0.0, make_generator(chip_seed))
+    weights, alpha = {}, {}
+    for name, w in crossbar.weights().items():
+        weights[name] = (w + chip[name]).detach().reshape(w.shape[0], -1)
+        uncompensated = (w + bare[name]).detach().reshape(w.shape[0], -1)
+        alpha[name] = (weights[name] * uncompensated).sum() / uncompensated.square().sum()
+    with torch.no_grad():
+        correct = sum(int((crossbar.forward(images[s:s + batch_size], chip=chip).argmax(1)
+                           == labels[s:s + batch_size]).sum()) for s in range(0, len(labels), batch_size))
+    return {"accuracy": 100.0 * correct / len(labels), "weights": weights, "alpha": alpha}
+
+
+def difference(ours: dict, theirs: dict) -> dict:
+    """Largest differences of one chip state: weights in units of the layer's max|W|, alpha relative, accuracy."""
+    weight = max(float((ours["weights"][n] - w).abs().max() / w.abs().max()) for n, w in theirs["weights"].items())
+    alpha = max((abs(float(ours["alpha"][n]) / float(a) - 1.0) for n, a in theirs["alpha"].items() if a is not None),
+                default=0.0)
+    return {"weight": weight, "alpha": alpha, "accuracy": abs(ours["accuracy"] - theirs["accuracy"])}
+
+
+def same_draws(model, images, labels, args) -> dict:
+    """Chip for chip with neft's draws: ``{state label: {"weight", "alpha", "accuracy"}}``, each the largest
+    difference over chips (see :func:`difference`), and the engine's per-chip accuracies against aihwkit's."""
+    analog = convert_to_analog(copy.deepcopy(model), pcm_config()).eval()
+    preset = devices.get("PCM-aihwkit")
+    t0 = preset.drift_t0
+    programmed = Crossbar(model, preset.with_chip(read_noise_1f_per_read=True))  # no frozen 1/f draw: programmed
+    at = {label: Crossbar(model, preset.with_chip(drift_time=seconds + t0)) for label, seconds in TIMES.items()}
+    engine = {label: montecarlo.evaluate(model, images, labels, [0.0], runs=args.chips, seed=args.seed,
+                                         device_model=crossbar.device_model, batch_size=args.batch_size,
+                                         precision="fp32", progress=False)["per_sigma"][0]["accuracy"]["per_run"]
+              for label, crossbar in at.items()}
+    worst = {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "engine": 0.0} for label in ["programmed", *TIMES]}
+    for r in range(args.chips):
+        chip_seed = run_seed(args.seed, 0.0, r)
+        program, _ = neft_draws(programmed, chip_seed, 2)
+        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, {label: [] for label in TIMES},
+                              times=False)
+        found = {"programmed": difference(neft_state(programmed, chip_seed, images, labels, args.batch_size),
+                                          theirs["programmed"])}
+        program, reads = neft_draws(at["1 h"], chip_seed, 3)
+        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, {label: reads for label in TIMES})
+        for label, crossbar in at.items():
+            found[label] = difference(neft_state(crossbar, chip_seed, images, labels, args.batch_size), theirs[label])
+            found[label]["engine"] = abs(engine[label][r] - theirs[label]["accuracy"])
+        for label, values in found.items():
+            for key, value in values.items():
+                worst[label][key] = max(worst[label][key], value)
+    return worst
+
+
+def own_draws(model, images, labels, args) -> dict:
+    """Each tool draws its own chips: ``{time label: (neft accuracies, aihwkit accuracies)}``."""
+    preset = devices.get("PCM-aihwkit")
+    neft_side = {label: montecarlo.evaluate(model, images, labels, [0.0], runs=args.chips, seed=args.seed + 1,
+                                            device_model=preset.with_chip(drift_time=seconds + preset.drift_t0),
+                                            batch_size=args.batch_size, precision="fp32",
+                                            progress=False)["per_sigma"][0]["accuracy"]["per_run"]
+                 for label, seconds in TIMES.items()}
+    analog = convert_to_analog(copy.deepcopy(model), pcm_config()).eval()
+    torch.manual_seed(args.seed + 1)
+    theirs = [aihwkit_chip(analog, images, labels, args.batch_size) for _ in range(args.chips)]
+    return {label: (neft_side[label], [chip[label]["accuracy"] for chip in theirs]) for label in TIMES}
 
 
 def main() -> None:
@@ -180,7 +270,27 @@ def main() -> None:
         print(f"{name} width {width} on {kind}: trained in {time.perf_counter() - started:.0f} s, clean accuracy "
               f"{accuracy(model, images, labels, args.batch_size):.2f} %; feed self-check: "
               f"{self_check(model, images, labels, args):.2f} points", flush=True)
-        print(statistics, agreement)
+        started = time.perf_counter()
+        report(f"{name} w{float(width):g}", same_draws(model, images, labels, args),
+               own_draws(model, images, labels, args))
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def report(title: str, same: dict, own: dict) -> None:
+    """Print one network's two tables (markdown)."""
+    print(f"\n{title}, same draws: largest difference over chips and layers (weights in units of the layer's "
+          "max|W|; alpha relative; accuracy in points, of neft's Crossbar forward and of its Monte Carlo engine)")
+    print("| state | weights | alpha | accuracy | engine accuracy |\n|---|---:|---:|---:|---:|")
+    for label, worst in same.items():
+        engine = f"{worst['engine']:.2f}" if label in TIMES else "-"
+        print(f"| {label} | {worst['weight']:.2e} | {worst['alpha']:.2e} | {worst['accuracy']:.2f} | {engine} |")
+    print(f"\n{title}, own draws: accuracy over chips (mean +- std, %), p-values, agree = all three > 0.05")
+    print("| read time | neft | aihwkit | Welch | Levene | KS | agree |\n|---|---:|---:|---:|---:|---:|---|")
+    for label, (ours, theirs) in own.items():
+        p = agreement(ours, theirs)
+        print(f"| {label} | {statistics.mean(ours):.2f} +- {statistics.stdev(ours):.2f} | "
+              f"{statistics.mean(theirs):.2f} +- {statistics.stdev(theirs):.2f} | {p['welch']:.2f} | "
+              f"{p['levene']:.2f} | {p['ks']:.2f} | {'yes' if min(p.values()) > 0.05 else 'NO'} |", flush=True)
 
 
 if __name__ == "__main__":

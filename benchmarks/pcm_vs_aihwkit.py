@@ -98,10 +98,10 @@ def aihwkit_state(analog) -> dict:
 
 
 def aihwkit_chip(analog, images, labels, batch_size: int, program: list | None = None,
-                 reads: dict | None = None, times: bool = True) -> dict:
-    """One aihwkit chip: ``{"programmed": state, time label: state}`` (the read times only with ``times``) with each
-    state ``{"accuracy", "weights", "alpha"}``; ``program`` and ``reads[label]`` are the draws to feed
-    (:class:`Feed`), None: aihwkit's own."""
+                 reads: dict | None = None, states: tuple = ("programmed", *TIMES)) -> dict:
+    """One aihwkit chip: ``{state: {"accuracy", "weights", "alpha"}}`` for each of ``states`` ("programmed" and the
+    labels of :data:`TIMES`); ``program`` and ``reads[label]`` are the draws to feed (:class:`Feed`), None: aihwkit's
+    own. Every read time in ``states`` drifts the chip once, after programming, in :data:`TIMES` order."""
     def read(label: str | None) -> dict:
         state = aihwkit_state(analog)
         return {"accuracy": accuracy(analog, images, labels, batch_size),
@@ -113,8 +113,8 @@ def aihwkit_chip(analog, images, labels, batch_size: int, program: list | None =
     for tile in tiles(analog).values():  # programming keeps the previous chip's factor: the fresh chip reads at 1
         tile.__dict__.pop("alpha", None)
         tile.alpha = torch.ones(())
-    result = {"programmed": read(None)}
-    for label, seconds in TIMES.items() if times else ():
+    result = {"programmed": read(None)} if "programmed" in states else {}
+    for label, seconds in ((label, seconds) for label, seconds in TIMES.items() if label in states):
         with Feed(reads[label]) if reads is not None else _nothing():
             analog.drift_analog_weights(seconds)
         result[label] = read(label)
@@ -164,10 +164,10 @@ def neft_draws(crossbar, chip_seed: int, kinds: int) -> list:
     return program, reads
 
 
-def neft_state(crossbar, chip_seed: int, images, labels, batch_size: int) -> dict:
-    """neft's chip ``chip_seed`` on ``crossbar``'s device model: ``{"accuracy", "weights": {name: [out, fan_in]},
-    "alpha": {name: the compensation factor}}``; alpha from the same chip drawn without compensation (no draw
-    depends on it), the least-squares ratio of the two."""
+def neft_state(crossbar, chip_seed: int, images=None, labels=None, batch_size: int = 0) -> dict:
+    """neft's chip ``chip_seed`` on ``crossbar``'s device model: ``{"accuracy" (with ``images``; else None),
+    "weights": {name: [out, fan_in]}, "alpha": {name: the compensation factor}}``; alpha from the same chip drawn
+    without compensation (no draw depends on it), the least-squares ratio of the two."""
     chip = crossbar.sample_chip(0.0, make_generator(chip_seed))
     plain = Crossbar(crossbar.model, crossbar.device_model.with_chip(drift_compensation=False,
                                                                      drift_compensation_input="ones"))
@@ -177,6 +177,8 @@ def neft_state(crossbar, chip_seed: int, images, labels, batch_size: int) -> dic
         weights[name] = (w + chip[name]).detach().reshape(w.shape[0], -1)
         uncompensated = (w + bare[name]).detach().reshape(w.shape[0], -1)
         alpha[name] = (weights[name] * uncompensated).sum() / uncompensated.square().sum()
+    if images is None:
+        return {"accuracy": None, "weights": weights, "alpha": alpha}
     with torch.no_grad():
         correct = sum(int((crossbar.forward(images[s:s + batch_size], chip=chip).argmax(1)
                            == labels[s:s + batch_size]).sum()) for s in range(0, len(labels), batch_size))
@@ -188,12 +190,13 @@ def difference(ours: dict, theirs: dict) -> dict:
     weight = max(float((ours["weights"][n] - w).abs().max() / w.abs().max()) for n, w in theirs["weights"].items())
     alpha = max((abs(float(ours["alpha"][n]) / float(a) - 1.0) for n, a in theirs["alpha"].items() if a is not None),
                 default=0.0)
-    return {"weight": weight, "alpha": alpha, "accuracy": abs(ours["accuracy"] - theirs["accuracy"])}
+    return {"weight": weight, "alpha": alpha,
+            "accuracy": None if ours["accuracy"] is None else abs(ours["accuracy"] - theirs["accuracy"])}
 
 
 def same_draws(model, images, labels, args) -> dict:
-    """Chip for chip with neft's draws: ``{state label: {"weight", "alpha", "accuracy"}}``, each the largest
-    difference over chips (see :func:`difference`), and the engine's per-chip accuracies against aihwkit's."""
+    """Chip for chip with neft's draws: ``{state label: {"weight", "alpha", "accuracy", "equal"}}``, the largest
+    difference over chips (:func:`difference`) and how many chips have the same accuracy in both tools."""
     analog = convert_to_analog(copy.deepcopy(model), pcm_config()).eval()
     preset = devices.get("PCM-aihwkit")
     t0 = preset.drift_t0
@@ -203,22 +206,23 @@ def same_draws(model, images, labels, args) -> dict:
                                          device_model=crossbar.device_model, batch_size=args.batch_size,
                                          precision="fp32", progress=False)["per_sigma"][0]["accuracy"]["per_run"]
               for label, crossbar in at.items()}
-    worst = {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "engine": 0.0} for label in ["programmed", *TIMES]}
+    worst = {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "equal": 0} for label in ["programmed", *TIMES]}
     for r in range(args.chips):
         chip_seed = run_seed(args.seed, 0.0, r)
         program, _ = neft_draws(programmed, chip_seed, 2)
-        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, {label: [] for label in TIMES},
-                              times=False)
+        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, states=("programmed",))
         found = {"programmed": difference(neft_state(programmed, chip_seed, images, labels, args.batch_size),
                                           theirs["programmed"])}
         program, reads = neft_draws(at["1 h"], chip_seed, 3)
-        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, {label: reads for label in TIMES})
-        for label, crossbar in at.items():
-            found[label] = difference(neft_state(crossbar, chip_seed, images, labels, args.batch_size), theirs[label])
-            found[label]["engine"] = abs(engine[label][r] - theirs[label]["accuracy"])
+        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, {label: reads for label in TIMES},
+                              states=tuple(TIMES))
+        for label, crossbar in at.items():  # the accuracy of neft's Monte Carlo engine
+            found[label] = difference(neft_state(crossbar, chip_seed), theirs[label])
+            found[label]["accuracy"] = abs(engine[label][r] - theirs[label]["accuracy"])
         for label, values in found.items():
             for key, value in values.items():
                 worst[label][key] = max(worst[label][key], value)
+            worst[label]["equal"] += values["accuracy"] == 0
     return worst
 
 
@@ -232,7 +236,7 @@ def own_draws(model, images, labels, args) -> dict:
                  for label, seconds in TIMES.items()}
     analog = convert_to_analog(copy.deepcopy(model), pcm_config()).eval()
     torch.manual_seed(args.seed + 1)
-    theirs = [aihwkit_chip(analog, images, labels, args.batch_size) for _ in range(args.chips)]
+    theirs = [aihwkit_chip(analog, images, labels, args.batch_size, states=tuple(TIMES)) for _ in range(args.chips)]
     return {label: (neft_side[label], [chip[label]["accuracy"] for chip in theirs]) for label in TIMES}
 
 
@@ -272,18 +276,19 @@ def main() -> None:
               f"{self_check(model, images, labels, args):.2f} points", flush=True)
         started = time.perf_counter()
         report(f"{name} w{float(width):g}", same_draws(model, images, labels, args),
-               own_draws(model, images, labels, args))
+               own_draws(model, images, labels, args), args.chips)
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
-def report(title: str, same: dict, own: dict) -> None:
+def report(title: str, same: dict, own: dict, chips: int) -> None:
     """Print one network's two tables (markdown)."""
     print(f"\n{title}, same draws: largest difference over chips and layers (weights in units of the layer's "
-          "max|W|; alpha relative; accuracy in points, of neft's Crossbar forward and of its Monte Carlo engine)")
-    print("| state | weights | alpha | accuracy | engine accuracy |\n|---|---:|---:|---:|---:|")
+          "max|W|; alpha relative; accuracy in points: programmed through neft's Crossbar, the read times through "
+          "its Monte Carlo engine)")
+    print("| state | weights | alpha | accuracy | chips with equal accuracy |\n|---|---:|---:|---:|---:|")
     for label, worst in same.items():
-        engine = f"{worst['engine']:.2f}" if label in TIMES else "-"
-        print(f"| {label} | {worst['weight']:.2e} | {worst['alpha']:.2e} | {worst['accuracy']:.2f} | {engine} |")
+        print(f"| {label} | {worst['weight']:.2e} | {worst['alpha']:.2e} | {worst['accuracy']:.2f} "
+              f"| {worst['equal']} of {chips} |")
     print(f"\n{title}, own draws: accuracy over chips (mean +- std, %), p-values, agree = all three > 0.05")
     print("| read time | neft | aihwkit | Welch | Levene | KS | agree |\n|---|---:|---:|---:|---:|---:|---|")
     for label, (ours, theirs) in own.items():

@@ -44,6 +44,13 @@ run each variant once, in a rotated order; the table reports the median over the
     differential mapping, 1 % + 1 % stuck devices, drift read at one year, global drift compensation;
     docs/method.md, 'The realistic chip'); each is printed as a ratio of the plain engine's chip-images/s.
 
+``engine conductance laws`` (``laws``), ``engine 1/f frozen`` (``f1``), ``engine laws + read noise`` (``lawsread``),
+``engine 1/f per read`` (``f1read``)
+    The realistic chip above with aihwkit 1.2's conductance-dependent laws (programming std and drift exponent of
+    the conductance; docs/method.md, 'Conductance-dependent device laws'), then with its 1/f read noise frozen per
+    chip, and with read noise per read: ``read_sigma`` 0.05, or the 1/f read noise drawn per read; printed as
+    ratios of the plain engine, of ``engine realistic chip`` and of ``engine laws + read noise``.
+
 Default rows: ``auto,compiled,vmap4,bf16,off,chip`` on CPU, ``auto,1chip,bf16,batch,channels_last,off,chip`` on CUDA
 (``--device``).
 
@@ -73,6 +80,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -87,6 +95,8 @@ import neft.models
 import neft.store.checkpoint
 from neft import data, run_seed
 from neft.chip.crossbar import Crossbar, make_generator
+from neft.chip.device_laws import AIHWKIT_NU_MEAN_LAW, AIHWKIT_NU_STD_LAW, AIHWKIT_PROG_COEFFS, AIHWKIT_READ_1F
+from neft.chip.device_model import DeviceModel
 from neft.common.compute import keep_freed_memory
 from neft.evaluation import montecarlo
 from neft.evaluation.metrics import ci_half_width
@@ -96,10 +106,19 @@ from neft.evaluation.precision import native_bf16
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
 FALLBACK = (4, 400, 20)
 VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "off", "chip", "read", "adc",
-            "sliced")
+            "sliced", "laws", "f1", "lawsread", "f1read")
 CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced")
 DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16,off,chip", "cuda": "auto,1chip,bf16,batch,channels_last,off,chip"}
 CHIP_FILE = Path(__file__).resolve().parent.parent / "configs" / "chips" / "realistic-chip.toml"
+# the realistic chip of CHIP_FILE with aihwkit's conductance-dependent laws (docs/method.md, 'Conductance-dependent
+# device laws'): programming std and drift exponent of the conductance; then with 1/f read noise, frozen or per read
+LAWS = DeviceModel("laws-chip", quantize=True, stuck_off=0.01, stuck_on=0.01, prog_noise_coeffs=AIHWKIT_PROG_COEFFS,
+                   drift_nu_mean_law=AIHWKIT_NU_MEAN_LAW, drift_nu_std_law=AIHWKIT_NU_STD_LAW, drift_nu_abs=True,
+                   drift_time=3.15e7, drift_compensation=True)
+FROZEN_1F = dataclasses.replace(LAWS, name="laws-chip-1f", read_noise_1f=AIHWKIT_READ_1F)
+PER_READ_1F = dataclasses.replace(FROZEN_1F, name="laws-chip-1f-per-read", read_noise_1f_per_read=True)
+CHIP_ROWS = ("engine realistic chip", "engine conductance laws", "engine 1/f frozen", "engine laws + read noise",
+             "engine 1/f per read")  # other chips than naive's: no agreement check
 OFF = {"quantize": False, "stuck_off": 0.0, "stuck_on": 0.0, "drift_nu_mean": 0.0, "drift_nu_std": 0.0,
        "drift_compensation": False}  # every realistic-chip option given explicitly, off
 
@@ -116,6 +135,10 @@ def variant(key: str, args) -> tuple[str, dict]:
         "channels_last": ("engine channels_last", {"memory_format": "channels_last"}),
         "off": ("engine chip options off", OFF),
         "chip": ("engine realistic chip", {"device_model": str(CHIP_FILE)}),
+        "laws": ("engine conductance laws", {"device_model": LAWS}),
+        "f1": ("engine 1/f frozen", {"device_model": FROZEN_1F}),
+        "lawsread": ("engine laws + read noise", {"device_model": LAWS, "read_sigma": 0.05}),
+        "f1read": ("engine 1/f per read", {"device_model": PER_READ_1F}),
         "read": ("engine read noise", {"read_sigma": 0.05}),
         "adc": ("engine ADC", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8}),
         "sliced": ("engine ADC sliced", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8,
@@ -287,7 +310,7 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
     tolerance = 100.0 / len(labels) + 1e-9
     for k in keys[1:] if device.type == "cpu" else []:  # CUDA: other cuDNN algorithms per batch shape
         worst = max(abs(a - b) for a, b in zip(accuracies["naive"], accuracies[k]))
-        if k not in ("engine bf16", "engine realistic chip", *CIRCUIT_ROWS):  # other numerics / other chips
+        if k not in ("engine bf16", *CHIP_ROWS, *CIRCUIT_ROWS):  # other numerics / other chips
             assert worst <= tolerance, (f"{name} width {width:g}: {k} per-run accuracies differ from naive by "
                                         f"{worst:.3f} points (> one image): {accuracies['naive']} vs {accuracies[k]}")
     fp32_mean = statistics.fmean(accuracies["engine" if "engine" in accuracies else "naive"])
@@ -315,14 +338,19 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
         gain = statistics.median(times["engine"]) - statistics.median(times["engine compiled"])
         print(f"  torch.compile: one-off {once:.1f} s; saves {gain / runs:.3f} s per chip over the eager engine"
               f"{f', pays off after {once / gain * runs:.0f} chips' if gain > 0 else ''}", flush=True)
-    same_chips = [r["max_diff"] for r in rows if r["variant"] not in ("engine bf16", "engine realistic chip",
+    same_chips = [r["max_diff"] for r in rows if r["variant"] not in ("engine bf16", *CHIP_ROWS,
                                                                         *CIRCUIT_ROWS)]  # the naive loop's chips
     print(f"  per-run accuracies of the fp32 variants of the same chips vs naive: max |diff| {max(same_chips):.3f} "
           f"points (one image: {tolerance:.3f})", flush=True)
-    for k in ("engine chip options off", "engine realistic chip"):
+    for k in ("engine chip options off", *CHIP_ROWS):
         if k in times and "engine" in times:
             print(f"  {k} vs the plain engine: {statistics.median(times['engine']) / statistics.median(times[k]):.2f}x "
                   f"the chip-images/s", flush=True)
+    chip, reads = "engine realistic chip", "engine laws + read noise"
+    for k, base in (("engine conductance laws", chip), ("engine 1/f frozen", chip), ("engine 1/f per read", reads)):
+        if k in times and base in times:
+            print(f"  {k} vs {base}: {statistics.median(times[base]) / statistics.median(times[k]):.2f}x the "
+                  f"chip-images/s", flush=True)
     if "engine bf16" in times and "engine" in times:
         fp32, bf16 = accuracies["engine"], accuracies["engine bf16"]
         half = ci_half_width(statistics.stdev(fp32), len(fp32))

@@ -43,6 +43,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from neft.chip import effects
 from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CALIBRATION_IMAGES, CircuitSettings
 from neft.chip.converters import calibration_magnitude, codes, slices
@@ -102,7 +103,7 @@ class Circuit:
         self._reads: tuple[Sequence[int], int] | None = None
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
-        self._noise = ReadNoise() if self.settings.read_sigma > 0 else None
+        self._noise = ReadNoise() if self.settings.reads else None
 
     @property
     def sliced(self) -> bool:
@@ -240,9 +241,19 @@ def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: i
                                             f"and {name!r} belongs to a {type(module).__name__}: leave the "
                                             "circuit settings off for this model")
             continue  # recurrent / attention weights: device effects only
-        std = crossbar.device_model.std(module.weight.detach(), read) if read > 0 else None
+        std = _read_std(crossbar.device_model, module.weight.detach(), read, settings.read_1f)
         layers.append(CircuitLayer(index, module, std, settings.tile_rows, slice_count))
     return layers
+
+
+def _read_std(model: DeviceModel, weight: torch.Tensor, read_sigma: float, read_1f: bool) -> torch.Tensor | None:
+    """Per-weight std of the noise drawn per read: ``model.std(weight, read_sigma)`` and the 1/f read noise of the
+    weight's devices (:func:`neft.chip.effects.read_1f_std`) added in variance; None without either."""
+    std = model.std(weight, read_sigma) if read_sigma > 0 else None
+    if read_1f:
+        noise = effects.read_1f_std(model, weight)
+        std = noise if std is None else torch.hypot(std, noise)
+    return std
 
 
 def _layer_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

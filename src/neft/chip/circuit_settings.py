@@ -51,6 +51,8 @@ class CircuitSettings:
         adc_range: percentile of the calibration magnitudes that sets the DAC and ADC full scale, in (0, 100]
             (100: the maximum, nothing clipped on the calibration images).
         read_sigma: read noise per read, relative to the conductance range like sigma, in [0, 1].
+        read_1f: the device model's 1/f read noise drawn per read (``DeviceModel.read_noise_1f_per_read``), its
+            variance added to ``read_sigma``'s.
     """
 
     tile_rows: int | None = None
@@ -59,6 +61,7 @@ class CircuitSettings:
     adc_range: float = 100.0
     read_sigma: float = 0.0
     adc_mode: str = "analog"
+    read_1f: bool = False
 
     def check(self) -> CircuitSettings:
         """Validate every field; returns self.
@@ -89,6 +92,9 @@ class CircuitSettings:
             raise SettingError("adc_range", f"adc_range {self.adc_range:g} sets the converters' full scale, so it "
                                             "needs dac_bits or adc_bits: set one, or leave adc_range at 100")
         self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
+        if not isinstance(self.read_1f, bool):
+            raise SettingError("read_noise_1f_per_read", f"read_noise_1f_per_read must be true or false, got "
+                                                         f"{self.read_1f!r}")
         return self
 
     @property
@@ -99,12 +105,18 @@ class CircuitSettings:
     @property
     def active(self) -> bool:
         """Whether any circuit effect changes a result (tiles alone only reorder float sums: not active)."""
-        return self.calibrated or self.read_sigma > 0
+        return self.calibrated or self.reads
+
+    @property
+    def reads(self) -> bool:
+        """Whether noise is drawn per read (``read_sigma`` > 0 or the 1/f read noise per read)."""
+        return self.read_sigma > 0 or self.read_1f
 
     def names(self) -> list[str]:
         """The names of the settings that are on (``adc_bits``, ``dac_bits``, ``read_sigma``, ``tile_rows``)."""
         on = {"adc_bits": self.adc_bits is not None, "dac_bits": self.dac_bits is not None,
-              "read_sigma": self.read_sigma > 0, "tile_rows": self.tile_rows is not None}
+              "read_sigma": self.read_sigma > 0, "read_noise_1f_per_read": self.read_1f,
+              "tile_rows": self.tile_rows is not None}
         return [name for name, value in on.items() if value]
 
     def label(self) -> str:
@@ -117,10 +129,11 @@ class CircuitSettings:
         return "".join(f" {p}" for p in parts if p)
 
 
-def settings_of(config, read_sigma: float = 0.0) -> CircuitSettings:
+def settings_of(config, read_sigma: float = 0.0, read_1f: bool = False) -> CircuitSettings:
     """The checked :class:`CircuitSettings` of an ``EvalConfig`` or ``TrainConfig`` (its :data:`FIELDS`).
 
     Raises:
         SettingError: as :meth:`CircuitSettings.check`.
     """
-    return CircuitSettings(**{name: getattr(config, name) for name in FIELDS}, read_sigma=read_sigma).check()
+    return CircuitSettings(**{name: getattr(config, name) for name in FIELDS}, read_sigma=read_sigma,
+                           read_1f=read_1f).check()

@@ -11,6 +11,7 @@ import math
 import warnings
 from typing import TYPE_CHECKING
 
+from neft.chip.device_laws import CHIP_DEFAULTS, check_laws
 from neft.common.errors import SettingError, check_count, check_name, check_number
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def _check_variation(model: DeviceModel) -> None:
 
 def _check_chip(model: DeviceModel) -> None:
     """Check the realistic-chip settings (docs/method.md, 'The realistic chip')."""
-    for name in ("quantize", "drift_compensation"):
+    for name in ("quantize", "drift_compensation", "drift_nu_abs", "read_noise_1f_per_read"):
         if not isinstance(getattr(model, name), bool):
             raise SettingError(name, f"{name} must be true or false, got {getattr(model, name)!r}")
     for name in ("stuck_off", "stuck_on"):
@@ -158,17 +159,21 @@ def _check_chip(model: DeviceModel) -> None:
     object.__setattr__(model, "drift_t0", check_time(model.drift_t0, "drift_t0"))
     if model.drift_time is not None:
         object.__setattr__(model, "drift_time", check_time(model.drift_time, "drift_time"))
+    check_laws(model)
     if not model.quantize:
         needs = [name for name in ("stuck_off", "stuck_on", "drift_nu_mean", "drift_nu_std", "drift_compensation")
                  if getattr(model, name)]
+        needs += [name for name, default in CHIP_DEFAULTS.items() if getattr(model, name) != default]
         if needs:
             raise SettingError(needs[0], f"{needs[0]} acts on the devices of the quantized mapping, so it needs "
                                          "quantize = true (--quantize): set quantize, or leave "
-                                         f"{', '.join(needs)} at 0/false")
-    if model.drift_time is not None and not model.drifts:
+                                         f"{', '.join(needs)} unset (at the default)")
+    if model.drift_time is not None and not model.drifts and model.read_noise_1f is None:
         raise SettingError("drift_time", f"drift_time {model.drift_time:g} s has no effect: devices drift only "
-                                         "with drift_nu_mean or drift_nu_std > 0 (and quantize = true); set "
-                                         "them (e.g. --device-model PCM-chip) or leave drift_time unset")
+                                         "with drift_nu_mean or drift_nu_std > 0 (or their laws; and quantize = "
+                                         "true), and 1/f read noise (read_noise_1f) is not set; set them (e.g. "
+                                         "--device-model PCM-chip) or leave drift_time unset")
+    _check_law_combinations(model)
     if model.drift_compensation and model.quantize and not model.drifts:
         raise SettingError("drift_compensation", "drift_compensation rescales drifted conductances, so it "
                                                  "needs drift (drift_nu_mean or drift_nu_std > 0): set one, or "
@@ -176,6 +181,28 @@ def _check_chip(model: DeviceModel) -> None:
     if model.quantize and model.weight_bits > 24:
         raise SettingError("weight_bits", f"quantize = true supports weight_bits <= 24 (float32 holds every "
                                           f"level exactly), got {model.weight_bits}")
+
+
+def _check_law_combinations(model: DeviceModel) -> None:
+    """A law given with the constant it replaces, or a law setting without the law it modifies (docs/method.md,
+    'Conductance-dependent device laws')."""
+    for law, constant in (("drift_nu_mean_law", "drift_nu_mean"), ("drift_nu_std_law", "drift_nu_std")):
+        if getattr(model, law) is not None and getattr(model, constant):
+            raise SettingError(law, f"{law} replaces {constant} (the drift exponent's {constant[9:]} as a function "
+                                    f"of the conductance): give one of them, not both")
+    if model.drift_nu_abs and not model.drifts:
+        raise SettingError("drift_nu_abs", "drift_nu_abs folds drift exponents, so it needs drift (drift_nu_mean, "
+                                           "drift_nu_std or their laws): set one, or leave drift_nu_abs false")
+    if model.read_noise_1f_per_read and model.read_noise_1f is None:
+        raise SettingError("read_noise_1f_per_read", "read_noise_1f_per_read draws the 1/f read noise per read, so "
+                                                     "it needs read_noise_1f: set it, or leave this false")
+    if model.drift_compensation_input not in ("ones", "one-hot"):
+        raise SettingError("drift_compensation_input", "drift_compensation_input must be 'ones' (an all-ones input) "
+                                                       "or 'one-hot' (aihwkit 1.2: eye(fan_in)), got "
+                                                       f"{model.drift_compensation_input!r}")
+    if model.drift_compensation_input != "ones" and not model.drift_compensation:
+        raise SettingError("drift_compensation_input", "drift_compensation_input chooses how drift compensation "
+                                                       "reads a layer, so it needs drift_compensation = true")
 
 
 def warn_read_before_t0(model: DeviceModel) -> None:

@@ -20,8 +20,9 @@ import torch
 
 from neft.chip import variation
 from neft.chip.device_checks import check_device_model
+from neft.chip.device_laws import AIHWKIT_T_READ, CHIP_DEFAULTS, G_MAX, ON_OFF_RATIO
 
-__all__ = ["DeviceModel", "DRIFT_T0"]
+__all__ = ["DeviceModel", "DRIFT_T0", "G_MAX", "ON_OFF_RATIO", "CHIP_DEFAULTS"]
 
 DRIFT_T0 = 20.0  # s, the first read after programming that drift counts from (aihwkit PCMLikeNoiseModel t_0 = 20 s)
 
@@ -36,31 +37,28 @@ class DeviceModel:
         device_bits: bits stored per NVM device K (default 2); M must be a positive multiple of K.
         state_factor: s >= 1, how much more intermediate states vary than edge states (1 = state-independent).
         band: ``(lo, hi)`` edges of the intermediate band, as fractions of max|W| (default (0.25, 0.75)).
-        levels: optional measured per-state std multipliers for equal-width bins of ``|w| / max|W|`` over
-            [0, 1]; when given it replaces ``state_factor``/``band`` and is used as measured (no rescaling).
-        read_sigma: read (cycle-to-cycle) noise, relative to the conductance range like sigma, in [0, 1]
-            (default 0): Monte Carlo evaluation adds a fresh perturbation of std :meth:`std` ``(w, read_sigma)``
-            on every forward on top of the chip's frozen programming noise (docs/method.md, 'Read noise').
-            Training ignores it.
-        quantize: store each weight as ``weight_bits``-level digits on a differential pair of device rows
-            (:mod:`neft.chip.mapping`; docs/method.md, 'The realistic chip'); a chip's weight is then the dequantized
-            level plus its devices' errors. False (default): the Gaussian model above, bit for bit.
-        stuck_off, stuck_on: probability that a device is stuck at its lowest (off) or highest (on) conductance,
-            each in [0, 1], sum <= 1; drawn per chip (:mod:`neft.chip.effects`). Needs ``quantize``.
-        drift_nu_mean, drift_nu_std: conductance drift ``G(t) = G(t0) (t / t0) ** -nu`` with ``nu`` drawn per
-            device from ``N(drift_nu_mean, drift_nu_std)`` and clipped at 0 (Joshi et al., Nature
-            Communications 2020). Both >= 0; 0 and 0 (default): no drift. Needs ``quantize``.
-        drift_t0: t0 in seconds, the read that drift counts from (default 20 s, as aihwkit).
-        drift_time: the time in seconds after programming at which the chip is read (training and evaluation;
-            ``EvalConfig.drift_time`` overrides it); None (default): at t0, no drift.
-        drift_compensation: rescale each layer's outputs by one scalar measured on the chip with an all-ones
-            calibration input, read at t0 over read at t (global drift compensation, aihwkit
-            GlobalDriftCompensation). Needs ``quantize``.
+        levels: optional measured std multipliers of equal bins of ``|w| / max|W|`` in [0, 1], used as measured
+            instead of ``state_factor``/``band``.
+        read_sigma: read noise relative to the conductance range, in [0, 1] (default 0), drawn afresh per read with
+            std :meth:`std` ``(w, read_sigma)`` in evaluation (docs/method.md, 'Read noise'); training ignores it.
+        quantize: the realistic chip: weights as ``weight_bits``-level digits on differential pairs of devices
+            (:mod:`neft.chip.mapping`, :mod:`neft.chip.effects`); False (default): the Gaussian model, bit for bit.
+        stuck_off, stuck_on: probability of a device stuck at g_min (off) or g_max (on), sum <= 1. Needs ``quantize``.
+        drift_nu_mean, drift_nu_std: drift ``G(t) = G(t0) (t / t0) ** -nu``, ``nu ~ N(mean, std)`` per device clipped
+            at 0 (Joshi et al., Nature Communications 2020); both >= 0, 0 (default): no drift. Needs ``quantize``.
+        drift_t0, drift_time: t0 (default 20 s, aihwkit's) and the read time (None: t0) in s after programming
+            (``EvalConfig.drift_time`` overrides it).
+        drift_compensation: rescale each layer by one scalar measured on the chip, read at t0 over read at t
+            (global drift compensation, aihwkit GlobalDriftCompensation). Needs ``quantize``.
+        g_max, on_off_ratio, prog_noise_coeffs, drift_nu_mean_law, drift_nu_std_law, drift_nu_abs, read_noise_1f,
+            t_read, read_noise_1f_per_read, drift_compensation_input: the conductance range ``[g_max / on_off_ratio,
+            g_max]`` uS (25 uS, 10), conductance-dependent laws (None: the constants) and aihwkit 1.2's compensation
+            readout (``"one-hot"``; default ``"ones"``): :mod:`neft.chip.device_laws`, docs/method.md,
+            'Conductance-dependent device laws'. Need ``quantize``.
 
     Raises:
-        SettingError: (a ``ValueError`` naming the setting) for an invalid value (bits, state factor, band,
-            levels, read sigma, stuck rate, drift exponent or time), or a realistic-chip setting without what it
-            needs (every check: :func:`neft.chip.device_checks.check_device_model`).
+        SettingError: (a ``ValueError`` naming the setting) for an invalid value or a realistic-chip setting
+            without what it needs (every check: :func:`neft.chip.device_checks.check_device_model`).
         ValueError: for weight bits not a multiple of device bits, band edges outside ``0 <= lo < hi <= 1``.
     """
 
@@ -79,16 +77,25 @@ class DeviceModel:
     drift_t0: float = DRIFT_T0
     drift_time: float | None = None
     drift_compensation: bool = False
+    g_max: float = G_MAX
+    on_off_ratio: float = ON_OFF_RATIO
+    prog_noise_coeffs: tuple[float, ...] | None = None
+    drift_nu_mean_law: tuple[float, float, float, float] | None = None
+    drift_nu_std_law: tuple[float, float, float, float] | None = None
+    drift_nu_abs: bool = False
+    read_noise_1f: tuple[float, float, float, float] | None = None
+    t_read: float = AIHWKIT_T_READ
+    read_noise_1f_per_read: bool = False
+    drift_compensation_input: str = "ones"
 
     def __post_init__(self) -> None:
         check_device_model(self)
 
     def with_chip(self, **settings) -> DeviceModel:
-        """This model with the realistic-chip settings ``settings`` (``quantize``, ``stuck_off``, ... by name)
-        replacing its own; ``quantize=False`` turns its whole realistic chip off first (:attr:`gaussian`), so that
-        a preset's stuck devices and drift go with its quantization. A changed model gets a name of its own,
-        this one's followed by what changed as the flags say it (``PCM-chip no-quantize``, ``RRAM-chip
-        stuck-off=0.05``; the read conditions ``read_sigma`` and ``drift_time`` excepted; docs/results.md).
+        """This model with ``settings`` (``quantize``, ``stuck_off``, ... by name) replacing its own; ``quantize=False``
+        turns its whole realistic chip off first (:attr:`gaussian`). A changed model is named after this one and
+        what changed, as the flags say it (``PCM-chip no-quantize``, ``RRAM-chip stuck-off=0.05``; the read
+        conditions ``read_sigma`` and ``drift_time`` excepted; docs/results.md).
 
         Raises:
             SettingError: an invalid setting or combination (e.g. stuck devices given with ``quantize=False``).
@@ -99,15 +106,15 @@ class DeviceModel:
 
     @property
     def gaussian(self) -> DeviceModel:
-        """This model without the realistic chip (``quantize`` off, no stuck devices, drift or compensation): the
-        Gaussian model its read noise is drawn from."""
+        """This model without the realistic chip (its settings at their defaults): the Gaussian model."""
         return dataclasses.replace(self, quantize=False, stuck_off=0.0, stuck_on=0.0, drift_nu_mean=0.0,
-                                   drift_nu_std=0.0, drift_time=None, drift_compensation=False)
+                                   drift_nu_std=0.0, drift_time=None, drift_compensation=False, **CHIP_DEFAULTS)
 
     @property
     def drifts(self) -> bool:
-        """True when devices drift (a drift exponent is set); the chip is then read at ``drift_time``."""
-        return self.drift_nu_mean > 0 or self.drift_nu_std > 0
+        """True when devices drift (a drift exponent or law is set); the chip is then read at ``drift_time``."""
+        return (self.drift_nu_mean > 0 or self.drift_nu_std > 0 or self.drift_nu_mean_law is not None
+                or self.drift_nu_std_law is not None)
 
     @property
     def devices_per_weight(self) -> int:
@@ -169,14 +176,25 @@ class DeviceModel:
         return variation.sample(self, weight, sigma, generator, censor_k)
 
     def to_dict(self) -> dict:
-        """Plain JSON-serialisable description (the format :func:`from_file` reads)."""
-        data = asdict(self)
-        data["band"] = list(self.band)
-        if self.levels is None:
-            del data["levels"]
-        else:
-            data["levels"] = list(self.levels)
-        return data
+        """Plain JSON-serialisable description (the format :func:`from_file` reads): :func:`_as_dict`."""
+        return _as_dict(self)
+
+
+def _as_dict(model: DeviceModel) -> dict:
+    """``model``'s fields as plain JSON values, ``levels`` only when set and the conductance keys only when they
+    differ from their defaults (so a model without them writes what it wrote before they existed)."""
+    data = asdict(model)
+    data["band"] = list(model.band)
+    if model.levels is None:
+        del data["levels"]
+    else:
+        data["levels"] = list(model.levels)
+    for key, default in CHIP_DEFAULTS.items():
+        if data[key] == default:
+            del data[key]
+        elif isinstance(data[key], tuple):
+            data[key] = list(data[key])
+    return data
 
 
 _READ_CONDITIONS = ("name", "read_sigma", "drift_time")  # settings a derived name leaves out (reports name them)
@@ -187,8 +205,12 @@ def _word(setting: str, value) -> str:
     flag = setting.replace("_", "-")
     if isinstance(value, bool):
         return flag if value else f"no-{flag}"
+    if value is None:
+        return f"no-{flag}"
     if isinstance(value, tuple):
         return f"{flag}={','.join(f'{v:g}' for v in value)}"
+    if isinstance(value, str):
+        return f"{flag}={value}"
     return f"{flag}={value:g}"
 
 

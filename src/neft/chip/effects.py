@@ -1,54 +1,67 @@
 """Device effects of the realistic chip, frozen per chip (docs/method.md, 'The realistic chip').
 
-A layer of a chip with ``DeviceModel.quantize`` is drawn in four steps on the devices of its mapping
-(:mod:`neft.chip.mapping`: quantized levels, digits on a differential pair, conductances in level units):
+A layer of a chip with ``DeviceModel.quantize`` is drawn in five steps on the devices of its mapping
+(:mod:`neft.chip.mapping`: quantized levels, digits on a differential pair, conductances in level units ``0 .. T``,
+``T = 2**device_bits - 1``, level 0 at ``g_min`` and ``T`` at ``g_max``, :mod:`neft.chip.device_laws`):
 
-1. **Programming variation.** Every device of the row holding the weight (``G+`` for ``w >= 0``, ``G-`` for
-   ``w < 0``) deviates from its digit by a zero-mean Gaussian with std ``sigma * (2**device_bits - 1)`` levels
-   (``sigma`` of its conductance range) times the weight's state multiplier (:meth:`DeviceModel.std`); the other
-   row stays at its lowest conductance. Summed over the digits this is the Gaussian model's
-   ``std_W = sigma * bit_factor * max|W|`` around the quantized weight. Errors are not clipped to the range.
-2. **Stuck-at devices.** Each device of both rows is stuck at its lowest conductance (0) with probability
-   ``stuck_off`` and at its highest (``2**device_bits - 1``) with probability ``stuck_on``; a stuck device has no
-   programming error and does not drift.
-3. **Drift.** Each device follows ``G(t) = G(t0) * (t / t0) ** -nu``, ``nu ~ N(drift_nu_mean, drift_nu_std)``
-   clipped at 0, drawn per device (Joshi et al., Nature Communications 2020; aihwkit PCMLikeNoiseModel). ``nu`` is
-   drawn whatever ``t`` is, so one chip seed gives the same chip at every read time ``drift_time``, and ``t = t0``
-   is no drift.
-4. **Global drift compensation** (``drift_compensation``): the layer is scaled by
-   ``alpha = readout(W(t0)) / readout(W(t))`` with ``readout(W) = mean |W x|`` for the all-ones calibration input
-   ``x`` over the crossbar's rows (one scalar per layer, as aihwkit's GlobalDriftCompensation), measured on this
-   chip's own stuck and programmed devices.
+1. **Programming variation.** Every device of both rows of the pair (the idle one at ``g_min`` too) deviates from
+   its target by a zero-mean Gaussian with std ``sigma * T`` levels (``sigma`` of its conductance range) times the
+   weight's state multiplier (:meth:`DeviceModel.std`), combined in quadrature with the conductance law
+   ``prog_noise_coeffs`` of the target when set (aihwkit ``PCMLikeNoiseModel``), then clipped to ``[0, T]``
+   (``[g_min, g_max]``; aihwkit clips at 0, CrossSim to its range).
+2. **Stuck-at devices.** Each device of both rows is stuck at ``g_min`` (level 0) with probability ``stuck_off``
+   and at ``g_max`` (``T``) with probability ``stuck_on``; a stuck device has no programming error and does not
+   drift.
+3. **Drift.** Each device follows ``G(t) = G(t0) * (t / t0) ** -nu`` in uS (``g_min`` included), ``nu ~ N(mean,
+   std)`` drawn per device, the mean and std constants (``drift_nu_mean``, ``drift_nu_std``) or laws of the
+   target conductance (``drift_nu_mean_law``, ``drift_nu_std_law``), clipped at 0 or folded (``drift_nu_abs``, as
+   aihwkit; Joshi et al., Nature Communications 2020). A device that drifts below ``g_min`` is clipped there (above
+   ``g_max``, read before t0, at ``g_max``). ``nu`` is drawn whatever ``t`` is, so one chip seed gives the same chip
+   at every read time ``drift_time``, and ``t = t0`` is no drift.
+4. **Accumulated 1/f read noise** (``read_noise_1f``, frozen per chip and read time): each device's drifted
+   conductance ``G`` gets ``|G| * Q_s(G_prog / g_max) * sqrt(ln((t + t_read) / (2 t_read))) * z``, ``z ~ N(0, 1)``,
+   clipped to ``[g_min, g_max]`` (aihwkit ``PCMLikeNoiseModel``); with ``read_noise_1f_per_read`` the circuit draws
+   it per read instead (:mod:`neft.chip.circuit_layer`).
+5. **Global drift compensation** (``drift_compensation``): the layer is scaled by
+   ``alpha = readout(W(t0)) / readout(W(t))``, one scalar per layer measured on this chip's own devices
+   (:func:`compensation`: an all-ones input, or aihwkit 1.2's one-hot inputs).
 
 The result is one effective weight per mapped weight, returned as ``dW = W_chip - w`` so that the Monte Carlo
 engine and training use it exactly like the Gaussian model's draw (:meth:`neft.chip.crossbar.Crossbar.sample_chip`).
 In training ``w + dW`` with a detached ``dW`` is the straight-through estimator of the quantization.
-Random draws per layer, in this order from the chip's generator: programming ``randn [n, *shape]``, stuck
-``rand [2, n, *shape]`` (only with a stuck rate > 0), drift ``randn [2, n, *shape]`` (only when devices drift).
+Random draws per layer, in this order from the chip's generator, each shaped ``[2, n, *shape]`` (row, digit,
+weight): programming ``randn``, stuck ``rand`` (only with a stuck rate > 0), drift ``randn`` (only when devices
+drift), 1/f ``randn`` (only with frozen 1/f read noise). None depends on the batch size or on chips per pass.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 
+from neft.chip import device_laws as laws
 from neft.chip import mapping, variation
 from neft.chip.device_model import DeviceModel
 
-__all__ = ["sample", "map_layer", "Mapped", "stick", "compensation"]
+__all__ = ["sample", "map_layer", "Mapped", "stick", "compensation", "program", "drift_exponents", "drift", "read_1f",
+           "microsiemens", "read_1f_std"]
 
 
-def compensation(reference: torch.Tensor, drifted: torch.Tensor) -> torch.Tensor:
+def compensation(reference: torch.Tensor, drifted: torch.Tensor, readout: str = "ones") -> torch.Tensor:
     """Global drift compensation factor ``alpha = readout(reference) / readout(drifted)`` of one layer.
 
-    ``readout(W) = mean_o |sum_i W[o, i]|``: the mean absolute output of the layer's crossbar matrix
-    ``W.flatten(1)`` ``[out, fan_in]`` for an all-ones input (aihwkit GlobalDriftCompensation). Returns a 0-d
-    tensor; 1 when the drifted readout is 0 (nothing to rescale).
+    ``readout="ones"``: ``mean_o |sum_i W[o, i]|``, the mean absolute output of the layer's crossbar matrix
+    ``W.flatten(1)`` ``[out, fan_in]`` for an all-ones input. ``"one-hot"``: ``mean_{o,i} |W[o, i]|``, the mean
+    absolute output for the one-hot inputs ``eye(fan_in)`` (aihwkit 1.2 ``GlobalDriftCompensation``: its
+    ``get_readout_tensor`` and ``readout``). Returns a 0-d tensor; 1 when the drifted readout is 0 (nothing to
+    rescale; aihwkit floors each readout at 1e-4 instead).
     """
-    ref = reference.flatten(1).sum(1).abs().mean()
-    now = drifted.flatten(1).sum(1).abs().mean()
+    if readout == "one-hot":
+        ref, now = reference.abs().mean(), drifted.abs().mean()
+    else:
+        ref = reference.flatten(1).sum(1).abs().mean()
+        now = drifted.flatten(1).sum(1).abs().mean()
     return torch.where(now > 0, ref / torch.where(now > 0, now, torch.ones_like(now)), torch.ones_like(now))
 
 
@@ -96,6 +109,94 @@ def map_layer(device_model: DeviceModel, weight: torch.Tensor) -> Mapped:
         return Mapped(w_max, g, torch.stack([1 - negative, negative]).unsqueeze(1))
 
 
+def microsiemens(model: DeviceModel, levels: torch.Tensor) -> torch.Tensor:
+    """Conductances in level units (any shape; level 0 at ``g_min``, ``2**device_bits - 1`` at ``g_max``) in uS:
+    ``(levels + level_offset) * (g_max - g_min) / T`` (:mod:`neft.chip.device_laws`)."""
+    step = (model.g_max - laws.g_min(model)) / (2 ** model.device_bits - 1)  # uS per level
+    return (levels + laws.level_offset(model)) * step
+
+
+def _relative(model: DeviceModel, levels: torch.Tensor) -> torch.Tensor:
+    """``x = G / g_max`` of conductances in level units."""
+    return microsiemens(model, levels) / model.g_max
+
+
+def program(model: DeviceModel, target: torch.Tensor, sigma: float, generator: torch.Generator | None,
+            state_std: torch.Tensor | float = 1.0, censor_k: float | None = None,
+            verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Step 1: the programmed conductances of the targets ``target`` (level units, any shape, one device each).
+
+    Each device gets ``target + std * z``, ``z ~ N(0, 1)`` drawn ``randn(target.shape)`` from ``generator`` (right-
+    censored at ``censor_k``), ``std = hypot(sigma * T * state_std, law(target))`` levels with the programming law
+    ``prog_noise_coeffs`` (uS, :func:`neft.chip.device_laws.polynomial`; without it ``sigma * T * state_std``),
+    times ``verified_scale``, then clipped to ``[0, T]`` (``[g_min, g_max]``). ``state_std``: the weight's state
+    multiplier, broadcast against ``target``. Returns the programmed conductances, ``target``'s shape.
+    """
+    top = 2 ** model.device_bits - 1
+    std = sigma * top * state_std  # (x * 1.0 is x exactly)
+    if model.prog_noise_coeffs is not None:  # the law in uS, in levels: / ((g_max - g_min) / T)
+        law = laws.polynomial(model.prog_noise_coeffs, _relative(model, target)) * (
+            top / (model.g_max - laws.g_min(model)))
+        std = torch.hypot(torch.as_tensor(std, dtype=target.dtype, device=target.device), law)
+    if verified_scale is not None:
+        std = std * verified_scale
+    error = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+    if censor_k is not None:
+        error.clamp_(max=censor_k)
+    return (target + error.mul_(std)).clamp_(0, top)
+
+
+def drift_exponents(model: DeviceModel, target: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Step 3a: one drift exponent per device of the targets ``target`` (level units): ``mean + std * z``, ``z``
+    drawn ``randn(target.shape)``, mean and std the constants or the laws of the target conductance
+    (:func:`neft.chip.device_laws.log_law`), folded (``drift_nu_abs``) or clipped at 0."""
+    x = _relative(model, target) if model.drift_nu_mean_law or model.drift_nu_std_law else None
+    mean = model.drift_nu_mean if model.drift_nu_mean_law is None else laws.log_law(model.drift_nu_mean_law, x)
+    std = model.drift_nu_std if model.drift_nu_std_law is None else laws.log_law(model.drift_nu_std_law, x)
+    nu = mean + std * torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+    return nu.abs_() if model.drift_nu_abs else nu.clamp_(min=0)
+
+
+def drift(model: DeviceModel, g: torch.Tensor, nu: torch.Tensor, stuck: torch.Tensor | None) -> torch.Tensor:
+    """Step 3b: conductances ``g`` (level units) read at ``drift_time``: ``G (t / t0) ** -nu`` in uS (``g_min``
+    included), stuck devices unchanged, clipped to ``[0, T]`` (below ``g_min`` to ``g_min``); ``g`` itself at t0."""
+    if model.drift_time is None or model.drift_time == model.drift_t0:  # read at t0: no drift
+        return g
+    factor = torch.pow(model.drift_time / model.drift_t0, -nu)  # (t / t0) ** -nu
+    if stuck is not None:
+        factor.masked_fill_(stuck, 1.0)
+    offset = laws.level_offset(model)
+    return ((g + offset) * factor - offset).clamp_(0, 2 ** model.device_bits - 1)
+
+
+def read_1f(model: DeviceModel, programmed: torch.Tensor, g: torch.Tensor,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """Step 4: conductances ``g`` (level units, drifted) with their frozen 1/f read noise at the read time ``t``
+    (``drift_time``, else ``drift_t0``): ``G + |G| * Q_s(G_prog / g_max) * sqrt(ln((t + t_read) / (2 t_read))) * z``
+    in uS, ``G_prog`` the ``programmed`` conductances, ``z`` drawn ``randn(g.shape)``, clipped to ``[0, T]``."""
+    t = model.drift_time if model.drift_time is not None else model.drift_t0
+    relative = laws.q_s(model.read_noise_1f, _relative(model, programmed)) * laws.accumulated(t, model.t_read)
+    z = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
+    return (g + (g + laws.level_offset(model)) * relative * z).clamp_(0, 2 ** model.device_bits - 1)
+
+
+def read_1f_std(model: DeviceModel, weight: torch.Tensor) -> torch.Tensor:
+    """Per-weight std (weight units, ``weight``'s shape) of the 1/f read noise drawn per read
+    (``read_noise_1f_per_read``; :mod:`neft.chip.circuit`): the devices of the clean weight's mapping at their
+    target conductances ``G``, each with std ``G * Q_s(G / g_max) * sqrt(ln((t + t_read) / (2 t_read)))`` uS at the
+    read time ``t`` (``drift_time``, else ``drift_t0``), added in variance over both rows and the digits with their
+    significances. One std serves every chip, so it reads the targets, not a chip's programmed and drifted
+    conductances (the frozen form, :func:`read_1f`, does); it is not clipped to the range."""
+    with torch.no_grad():
+        w_max, target, _ = map_layer(model, weight)
+        t = model.drift_time if model.drift_time is not None else model.drift_t0
+        relative = laws.q_s(model.read_noise_1f, _relative(model, target)) * laws.accumulated(t, model.t_read)
+        significance = torch.tensor([2.0 ** (j * model.device_bits) for j in range(target.shape[1])],
+                                    dtype=target.dtype, device=target.device).view(1, -1, *[1] * weight.dim())
+        device_std = (target + laws.level_offset(model)) * relative * significance
+        return device_std.square().sum((0, 1)).sqrt() * (w_max / mapping.magnitude_levels(model.weight_bits))
+
+
 def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
            censor_k: float | None = None, verified_scale: torch.Tensor | None = None,
            mapped: Mapped | None = None) -> torch.Tensor:
@@ -113,8 +214,8 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         mapped: :func:`map_layer` of these weights (None: computed here).
 
     Returns:
-        ``dW``, shaped like ``weight``, detached. At sigma 0 without stuck devices or drift ``w + dW`` is the
-        dequantized weight exactly.
+        ``dW``, shaped like ``weight``, detached. At sigma 0 without a programming law, stuck devices, drift or
+        frozen 1/f read noise ``w + dW`` is the dequantized weight exactly.
 
     Raises:
         ValueError: as :meth:`DeviceModel.std` (invalid sigma, non-finite weights).
@@ -122,33 +223,22 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
     model = device_model
     with torch.no_grad():
         w = variation.weight_scale(model, weight, sigma)[0]
-        w_max, g, rows = mapped if mapped is not None else map_layer(model, w)
-        top = mapping.magnitude_levels(model.weight_bits)
-        n, g_top = model.devices_per_weight, 2 ** model.device_bits - 1
-        # programming: std in levels = sigma * (2**K - 1) * the weight's state multiplier
-        std = sigma * g_top
-        if not model.state_independent:
-            std = std * model.std(w, 1.0) / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
-        if verified_scale is not None:
-            std = std * verified_scale
-        error = torch.randn((n, *w.shape), generator=generator, dtype=w.dtype, device=w.device)
-        if censor_k is not None:
-            error.clamp_(max=censor_k)
-        g = g + error.mul_(std) * rows  # the programmed row's devices; the other row stays at its lowest
+        w_max, target, _ = mapped if mapped is not None else map_layer(model, w)
+        state = 1.0
+        if not model.state_independent:  # the weight's state multiplier
+            state = model.std(w, 1.0) / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
+        g = program(model, target, sigma, generator, state, censor_k, verified_scale)
         stuck = None
         if model.stuck_off > 0 or model.stuck_on > 0:
             uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
-            g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, g_top)
-        lsb = w_max / top
+            g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, 2 ** model.device_bits - 1)
+        lsb = w_max / mapping.magnitude_levels(model.weight_bits)
+        now = drift(model, g, drift_exponents(model, target, generator), stuck) if model.drifts else g
+        if model.read_noise_1f is not None and not model.read_noise_1f_per_read:
+            now = read_1f(model, g, now, generator)
         programmed = chip_weight = mapping.from_conductances(g, model.device_bits) * lsb
-        if model.drifts:
-            nu = (model.drift_nu_mean + model.drift_nu_std
-                  * torch.randn(g.shape, generator=generator, dtype=w.dtype, device=w.device)).clamp_(min=0)
-            if model.drift_time is not None and model.drift_time != model.drift_t0:  # read at drift_time
-                factor = nu.mul_(-math.log(model.drift_time / model.drift_t0)).exp_()  # (t / t0) ** -nu
-                if stuck is not None:
-                    factor.masked_fill_(stuck, 1.0)
-                chip_weight = mapping.from_conductances(g * factor, model.device_bits) * lsb
+        if now is not g:
+            chip_weight = mapping.from_conductances(now, model.device_bits) * lsb
         if model.drift_compensation:
-            chip_weight = chip_weight * compensation(programmed, chip_weight)
+            chip_weight = chip_weight * compensation(programmed, chip_weight, model.drift_compensation_input)
         return chip_weight - w

@@ -63,7 +63,7 @@ class ChipSettings:
                 values = model.read_sigma if name == "read_sigma" else getattr(config, name, None)
                 for sigma in values if isinstance(values, (list, tuple)) else [] if values is None else [values]:
                     check_level_sigma(model, sigma, name)
-        return cls(model, settings_of(config, model.read_sigma))
+        return cls(model, settings_of(config, model.read_sigma, model.read_noise_1f_per_read))
 
     def to_dict(self) -> dict:
         """JSON-ready values: ``{"device_model": DeviceModel.to_dict(), "circuit": {field: value}}``."""

@@ -18,19 +18,39 @@ def add_devices_command(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_devices(args) -> None:
     from neft.chip.presets import PRESET_SOURCES, PRESETS
 
-    print(f"{'preset':<9} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
+    print(f"{'preset':<11} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
           f"{'edge x':>7} {'middle x':>8}  chip (quantized mapping, stuck devices, drift)")
     for name, model in PRESETS.items():
         edge, middle = model.multipliers
         chip = "-"
         if model.quantize:
-            chip = (f"quantized; stuck off {100 * model.stuck_off:g} %, on {100 * model.stuck_on:g} %; drift nu "
-                    f"{model.drift_nu_mean:g} +- {model.drift_nu_std:g} from t0 {model.drift_t0:g} s"
-                    + ("; drift compensation" if model.drift_compensation else ""))
-        print(f"{name:<9} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
+            chip = _chip(model)
+        print(f"{name:<11} {model.weight_bits:>11} {model.device_bits:>11} {model.state_factor:>4g} "
               f"{str(model.band):>12} {model.bit_factor:>10.5f} {edge:>7.3f} {middle:>8.3f}  {chip}")
     print("\nstd(w) = sigma * bit factor * max|W| * (edge x or middle x); 'middle' = intermediate states, "
           "band < |w|/max|W| (docs/method.md, 'Device variation model'). Own models: --device-model FILE.toml")
     print("\nSources:")
     for name, source in PRESET_SOURCES.items():
         print(f"  {name}: {source}")
+
+
+def _chip(model) -> str:
+    """One line of a realistic preset's chip: conductance range, programming law, stuck rates, drift, 1/f read noise
+    and compensation (their sources: the preset's line under 'Sources')."""
+    from neft.chip.device_laws import g_min
+
+    law = ("".join((f"{c:g}" if not i else f" {'-' if c < 0 else '+'} {abs(c):g} x" + (f"^{i}" if i > 1 else ""))
+                   for i, c in enumerate(model.prog_noise_coeffs)) if model.prog_noise_coeffs else None)
+    if model.drifts:
+        mean = "mu(g)" if model.drift_nu_mean_law else f"{model.drift_nu_mean:g}"
+        std = "sigma(g)" if model.drift_nu_std_law else f"{model.drift_nu_std:g}"
+        drift = f"nu {'|' if model.drift_nu_abs else ''}N({mean}, {std}){'|' if model.drift_nu_abs else ''}"
+    parts = [f"quantized, g {g_min(model):g}-{model.g_max:g} uS",
+             f"prog std {law} uS (x = g/g_max)" if law else "",
+             f"stuck off {100 * model.stuck_off:g} %, on {100 * model.stuck_on:g} %"
+             if model.stuck_off or model.stuck_on else "",
+             f"drift {drift} from t0 {model.drift_t0:g} s" if model.drifts else "",
+             f"1/f read noise Q_s {model.read_noise_1f[0]:g}/x^{model.read_noise_1f[1]:g}, t_read {model.t_read:g} s"
+             + (" per read" if model.read_noise_1f_per_read else "") if model.read_noise_1f else "",
+             f"compensation ({model.drift_compensation_input})" if model.drift_compensation else ""]
+    return "; ".join(part for part in parts if part)

@@ -203,7 +203,7 @@ class ChipForward:
                               f"{type(model).__name__} ({reason}); evaluating one chip per pass instead",
                               RuntimeWarning, stacklevel=2)
                 self.chips_per_pass = 1
-        if compile and circuit is not None and circuit.settings.read_sigma > 0:
+        if compile and circuit is not None and circuit.settings.reads:
             warnings.warn("compile=True: torch.compile is not used with read noise per read (each read's draw "
                           "breaks the graph in every mapped layer, and the pieces recompile per layer and tile "
                           "without a speed-up); evaluating without compilation", RuntimeWarning, stacklevel=2)
@@ -273,7 +273,7 @@ class ChipForward:
             with self.circuit.chip(index):
                 return functional_call(model, params, (inputs,))
         index = torch.arange(len(weights), device=x.device)
-        randomness = "same" if self.circuit.settings.read_sigma > 0 else "error"
+        randomness = "same" if self.circuit.settings.reads else "error"
         return vmap(chip, in_dims=(0, 0, None), randomness=randomness)(stacked, index, x)
 
     def __call__(self, weights: list[dict[str, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:

@@ -360,7 +360,7 @@ def _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config, 
     """The runs at a noisy sigma, ``chips_per_pass`` chips per process in each round, until ``runs`` or the CI
     target (:func:`_ci_stop`); their accuracies and the accumulator holding exactly their predictions."""
     runs, seed, ci_target, min_runs = config.runs, config.seed, config.ci_target, config.min_runs
-    read_sigma = crossbar.device_model.read_sigma
+    reads = circuit.settings.reads
     device = images.device
     accuracies: list[float] = []
     rank, world = distributed.rank(), distributed.world_size()
@@ -376,7 +376,7 @@ def _programmed_runs(crossbar, circuit, forward, images, labels, sigma, config, 
         correct = torch.zeros(len(mine), dtype=torch.int64, device=device)
         for start in range(0, images.shape[0] if mine else 0, batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
-            with circuit.reading(chip_seeds if read_sigma > 0 else None, start):  # each image's own reads
+            with circuit.reading(chip_seeds if reads else None, start):  # each image's own reads
                 correct += accumulator.add(forward(weights, x).float(), y, start)
         return distributed.gather_runs(list(zip(mine, (100.0 * correct.double() / images.shape[0]).tolist())))
 

@@ -12,12 +12,12 @@ from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.device_model import DRIFT_T0
 
 __all__ = ["CHIP_COLUMNS", "CIRCUIT_COLUMNS", "chip_columns", "chip_label", "columns_label", "drift_curves",
-           "line_styles", "new_figure", "plot_drift", "read_times_before_t0", "time_label"]
+           "drifts", "line_styles", "new_figure", "plot_drift", "read_times_before_t0", "time_label"]
 
 # report.csv columns, with the value a results file without the key (written before these settings) stands for
 CHIP_COLUMNS = {"quantize": False, "weight_bits": 8, "device_bits": 2, "stuck_off": 0.0, "stuck_on": 0.0,
                 "drift_nu_mean": 0.0, "drift_nu_std": 0.0, "drift_t0": DRIFT_T0, "drift_time": None,
-                "drift_compensation": False, "read_sigma": 0.0}
+                "drift_compensation": False, "read_sigma": 0.0, "drift_nu_mean_law": None, "drift_nu_std_law": None}
 # report.csv columns of the crossbar circuit (docs/method.md, 'The crossbar circuit'), with their off values
 CIRCUIT_COLUMNS = {name: getattr(CircuitSettings(), name) for name in CIRCUIT_FIELDS}
 _UNITS = ((3.15e7, "y"), (86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
@@ -76,11 +76,20 @@ def columns_label(chip: dict, with_time: bool = True) -> str:
     suffix = f" q{chip['weight_bits']}/{chip['device_bits']}"
     if chip["stuck_off"] or chip["stuck_on"]:
         suffix += f" stuck {100 * chip['stuck_off']:g}%+{100 * chip['stuck_on']:g}%"
-    if chip["drift_nu_mean"] or chip["drift_nu_std"]:
-        suffix += f" nu={chip['drift_nu_mean']:g}+-{chip['drift_nu_std']:g}"
+    if drifts(chip):
+        mean = "mu(g)" if chip.get("drift_nu_mean_law") else f"{chip['drift_nu_mean']:g}"
+        std = "s(g)" if chip.get("drift_nu_std_law") else f"{chip['drift_nu_std']:g}"
+        suffix += f" nu={mean}+-{std}"
         if with_time:
             suffix += f" t={time_label(chip['drift_time'] or chip['drift_t0'])}"
     return suffix + (" comp" if chip["drift_compensation"] else "")
+
+
+def drifts(chip: dict) -> bool:
+    """True when the chip columns ``chip`` (:func:`chip_columns`, or a report.csv row) describe drifting devices: a
+    drift exponent's mean or std, constant or a law of the conductance (docs/method.md, 'The realistic chip')."""
+    return bool(chip["quantize"]) and any(chip.get(name) for name in ("drift_nu_mean", "drift_nu_std",
+                                                                      "drift_nu_mean_law", "drift_nu_std_law"))
 
 
 def read_times_before_t0(results: list[dict]) -> list[tuple[float, float]]:
@@ -91,8 +100,7 @@ def read_times_before_t0(results: list[dict]) -> list[tuple[float, float]]:
     early = set()
     for result in results:
         chip = chip_columns(result)
-        drifts = chip["quantize"] and (chip["drift_nu_mean"] or chip["drift_nu_std"])
-        if drifts and chip["drift_time"] is not None and chip["drift_time"] < chip["drift_t0"]:
+        if drifts(chip) and chip["drift_time"] is not None and chip["drift_time"] < chip["drift_t0"]:
             early.add((chip["drift_time"], chip["drift_t0"]))
     return sorted(early)
 
@@ -104,7 +112,7 @@ def drift_curves(results: list[dict], labels: list[str]) -> dict[tuple[str, floa
     curves: dict[tuple[str, float], dict[float, tuple[float, float]]] = {}
     for result, label in zip(results, labels):
         chip = chip_columns(result)
-        if not (chip["quantize"] and (chip["drift_nu_mean"] or chip["drift_nu_std"])):
+        if not drifts(chip):
             continue
         time = chip["drift_time"] or chip["drift_t0"]
         for point in result["per_sigma"]:

@@ -185,7 +185,7 @@ def _by_time(items: list, key=lambda item: item) -> list:
     ``drift_time``, else t0), so read times list as 1s, 15s, 1h, 1d, 1y; a stable sort."""
     def read_time(result: dict) -> float:
         chip = chip_report.chip_columns(result)
-        return (chip["drift_time"] or chip["drift_t0"]) if chip["drift_nu_mean"] or chip["drift_nu_std"] else 0.0
+        return (chip["drift_time"] or chip["drift_t0"]) if chip_report.drifts(chip) else 0.0
 
     return sorted(items, key=lambda item: (_device_name(key(item)), read_time(key(item))))
 

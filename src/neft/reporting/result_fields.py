@@ -19,7 +19,11 @@ __all__ = ["RESULT_FIELDS", "check_fields"]
 DEVICE_MODEL = {"name": "str", "weight_bits": "int", "device_bits": "int", "state_factor": "number",
                 "band": ["number"], "read_sigma": "number", "levels": (["number"], "null"), "quantize": "bool",
                 "stuck_off": "number", "stuck_on": "number", "drift_nu_mean": "number", "drift_nu_std": "number",
-                "drift_t0": "number", "drift_time": "number|null", "drift_compensation": "bool"}
+                "drift_t0": "number", "drift_time": "number|null", "drift_compensation": "bool", "g_max": "number",
+                **{name: (["number"], "null") for name in ("prog_noise_coeffs", "drift_nu_mean_law", "drift_nu_std_law",
+                                                           "read_noise_1f")},
+                "t_read": "number", "drift_nu_abs": "bool", "read_noise_1f_per_read": "bool",
+                "drift_compensation_input": "str"}  # on_off_ratio may be inf (g_min 0): not a finite number
 CIRCUIT = {"tile_rows": "int|null", "dac_bits": "int|null", "adc_bits": "int|null", "adc_range": "number",
            "adc_mode": "str"}
 EVALUATION = {

@@ -86,9 +86,37 @@ class Feed:
         assert exc[0] is not None or not self.draws, f"{len(self.draws)} draws left over"
 
 
-def pcm_config():
-    """aihwkit 1.2's PCM chip with nothing else (see the module docstring)."""
-    return rpu_config(noise_model=aihwkit_pcm.PCMLikeNoiseModel(), drift_compensation=GlobalDriftCompensation())
+class NeftConventions(aihwkit_pcm.PCMLikeNoiseModel):
+    """aihwkit's ``PCMLikeNoiseModel`` laws (its own methods, every draw where it takes it) with neft's two conventions
+    instead of aihwkit's (docs/method.md, 'Conductance-dependent device laws'): conductances are clipped at
+    ``g_max`` too, and drift and 1/f read noise act on the two programmed devices of each pair, where aihwkit's
+    ``apply_drift_noise`` first splits the programmed weight again (one device at ``|w| * scale``, one at 0)."""
+
+    def apply_programming_noise_to_conductance(self, g_target):
+        return super().apply_programming_noise_to_conductance(g_target).clamp_(max=self.g_max)
+
+    def apply_drift_noise_to_conductance(self, g_prog, drift_noise_param, t_inference):
+        return super().apply_drift_noise_to_conductance(g_prog, drift_noise_param, t_inference).clamp_(max=self.g_max)
+
+    def apply_programming_noise(self, weights):
+        """As aihwkit's, but keeps each programmed device's conductance with its drift exponent."""
+        targets, params = self.g_converter.convert_to_conductances(weights)
+        programmed, kept = [], []
+        for g_target in targets:
+            programmed.append(self.apply_programming_noise_to_conductance(g_target))
+            kept.append((self.generate_drift_coefficients(g_target), programmed[-1], params))
+        return self.g_converter.convert_back_to_weights(programmed, params), kept
+
+    def apply_drift_noise(self, weights, drift_noise_parameters, t_inference):
+        drifted = [self.apply_drift_noise_to_conductance(g, nu, t_inference) for nu, g, _ in drift_noise_parameters]
+        return self.g_converter.convert_back_to_weights(drifted, drift_noise_parameters[0][2])
+
+
+def pcm_config(noise_model=None):
+    """aihwkit 1.2's PCM chip (``noise_model``, default ``PCMLikeNoiseModel()``) with nothing else (see the module
+    docstring)."""
+    return rpu_config(noise_model=noise_model or aihwkit_pcm.PCMLikeNoiseModel(),
+                      drift_compensation=GlobalDriftCompensation())
 
 
 def aihwkit_state(analog) -> dict:
@@ -195,34 +223,39 @@ def difference(ours: dict, theirs: dict) -> dict:
 
 
 def same_draws(model, images, labels, args) -> dict:
-    """Chip for chip with neft's draws: ``{state label: {"weight", "alpha", "accuracy", "equal"}}``, the largest
-    difference over chips (:func:`difference`) and how many chips have the same accuracy in both tools."""
-    analog = convert_to_analog(copy.deepcopy(model), pcm_config()).eval()
+    """Chip for chip with neft's draws, against aihwkit as shipped and against :class:`NeftConventions`:
+    ``{variant: {state label: {"weight", "alpha", "accuracy", "equal"}}}``, the largest difference over chips
+    (:func:`difference`) and how many chips have the same accuracy in both tools."""
     preset = devices.get("PCM-aihwkit")
-    t0 = preset.drift_t0
     programmed = Crossbar(model, preset.with_chip(read_noise_1f_per_read=True))  # no frozen 1/f draw: programmed
-    at = {label: Crossbar(model, preset.with_chip(drift_time=seconds + t0)) for label, seconds in TIMES.items()}
+    at = {label: Crossbar(model, preset.with_chip(drift_time=seconds + preset.drift_t0))
+          for label, seconds in TIMES.items()}
     engine = {label: montecarlo.evaluate(model, images, labels, [0.0], runs=args.chips, seed=args.seed,
                                          device_model=crossbar.device_model, batch_size=args.batch_size,
                                          precision="fp32", progress=False)["per_sigma"][0]["accuracy"]["per_run"]
               for label, crossbar in at.items()}
-    worst = {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "equal": 0} for label in ["programmed", *TIMES]}
+    variants = {"aihwkit 1.2": aihwkit_pcm.PCMLikeNoiseModel(), "aihwkit, neft's conventions": NeftConventions()}
+    analogs = {key: convert_to_analog(copy.deepcopy(model), pcm_config(noise)).eval()
+               for key, noise in variants.items()}
+    worst = {key: {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "equal": 0}
+                   for label in ["programmed", *TIMES]} for key in variants}
     for r in range(args.chips):
         chip_seed = run_seed(args.seed, 0.0, r)
-        program, _ = neft_draws(programmed, chip_seed, 2)
-        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, states=("programmed",))
-        found = {"programmed": difference(neft_state(programmed, chip_seed, images, labels, args.batch_size),
-                                          theirs["programmed"])}
+        ours = {"programmed": neft_state(programmed, chip_seed, images, labels, args.batch_size),
+                **{label: neft_state(crossbar, chip_seed) for label, crossbar in at.items()}}
+        for label in TIMES:  # the accuracy of neft's Monte Carlo engine
+            ours[label]["accuracy"] = engine[label][r]
+        first, _ = neft_draws(programmed, chip_seed, 2)
         program, reads = neft_draws(at["1 h"], chip_seed, 3)
-        theirs = aihwkit_chip(analog, images, labels, args.batch_size, program, {label: reads for label in TIMES},
-                              states=tuple(TIMES))
-        for label, crossbar in at.items():  # the accuracy of neft's Monte Carlo engine
-            found[label] = difference(neft_state(crossbar, chip_seed), theirs[label])
-            found[label]["accuracy"] = abs(engine[label][r] - theirs[label]["accuracy"])
-        for label, values in found.items():
-            for key, value in values.items():
-                worst[label][key] = max(worst[label][key], value)
-            worst[label]["equal"] += values["accuracy"] == 0
+        for key, analog in analogs.items():
+            theirs = {**aihwkit_chip(analog, images, labels, args.batch_size, first, states=("programmed",)),
+                      **aihwkit_chip(analog, images, labels, args.batch_size, program,
+                                     {label: reads for label in TIMES}, states=tuple(TIMES))}
+            for label, state in theirs.items():
+                found = difference(ours[label], state)
+                for item, value in found.items():
+                    worst[key][label][item] = max(worst[key][label][item], value)
+                worst[key][label]["equal"] += found["accuracy"] == 0
     return worst
 
 
@@ -285,10 +318,12 @@ def report(title: str, same: dict, own: dict, chips: int) -> None:
     print(f"\n{title}, same draws: largest difference over chips and layers (weights in units of the layer's "
           "max|W|; alpha relative; accuracy in points: programmed through neft's Crossbar, the read times through "
           "its Monte Carlo engine)")
-    print("| state | weights | alpha | accuracy | chips with equal accuracy |\n|---|---:|---:|---:|---:|")
-    for label, worst in same.items():
-        print(f"| {label} | {worst['weight']:.2e} | {worst['alpha']:.2e} | {worst['accuracy']:.2f} "
-              f"| {worst['equal']} of {chips} |")
+    print("| aihwkit | state | weights | alpha | accuracy | chips with equal accuracy |\n"
+          "|---|---|---:|---:|---:|---:|")
+    for variant, states in same.items():
+        for label, worst in states.items():
+            print(f"| {variant} | {label} | {worst['weight']:.2e} | {worst['alpha']:.2e} | {worst['accuracy']:.2f} "
+                  f"| {worst['equal']} of {chips} |")
     print(f"\n{title}, own draws: accuracy over chips (mean +- std, %), p-values, agree = all three > 0.05")
     print("| read time | neft | aihwkit | Welch | Levene | KS | agree |\n|---|---:|---:|---:|---:|---:|---|")
     for label, (ours, theirs) in own.items():

@@ -277,8 +277,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--models", default="lenet5:1:mnist-5k,vgg8:0.25:fashion-mnist",
-                        help="comma list of name:width:data set (default: %(default)s)")
+    parser.add_argument("--models", default="lenet5:1:mnist-5k,vgg8:0.25:fashion-mnist:30:200",
+                        help="comma list of name:width:data set[:chips[:images]] (chips and test images override "
+                             "--chips and --images for that network; default: %(default)s)")
     parser.add_argument("--data-dir", default=None, help="folder of the data sets (default: neft's search order)")
     parser.add_argument("--images", type=int, default=500, help="test images per chip (default: %(default)s)")
     parser.add_argument("--chips", type=int, default=40, help="chips per tool and comparison (default: %(default)s)")
@@ -287,7 +288,7 @@ def main() -> None:
                         help="Adam steps before evaluating (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="LeNet-5 only, 10 chips, 200 images")
+    parser.add_argument("--quick", action="store_true", help="LeNet-5 only, 10 chips, 200 images (about a minute)")
     args = parser.parse_args()
     if args.quick:
         args.models, args.chips, args.images = "lenet5:1:mnist-5k", 10, 200
@@ -295,16 +296,19 @@ def main() -> None:
     import aihwkit
 
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}; torch "
-          f"{torch.__version__}, aihwkit {aihwkit.__version__}; {args.images} test images, {args.chips} chips, "
-          f"{args.train_steps} training steps, {args.threads} thread(s)", flush=True)
+          f"{torch.__version__}, aihwkit {aihwkit.__version__}; {args.train_steps} training steps, {args.threads} "
+          "thread(s)", flush=True)
+    chips, count = args.chips, args.images
     for spec in args.models.split(","):
-        name, width, kind = spec.split(":")
+        name, width, kind, *rest = spec.split(":")
+        args.chips, args.images = (int(rest[0]) if rest else chips), (int(rest[1]) if len(rest) > 1 else count)
         train_x, train_y, images, labels = load_data(kind, args.images, args.seed, args.data_dir)
         torch.manual_seed(args.seed)
         started = time.perf_counter()
         model = quick_train(models.create(name, 10, images.shape[1], float(width)), train_x, train_y,
                             args.train_steps, args.seed)
-        print(f"{name} width {width} on {kind}: trained in {time.perf_counter() - started:.0f} s, clean accuracy "
+        print(f"{name} width {width} on {kind}, {args.chips} chips x {args.images} test images: trained in "
+              f"{time.perf_counter() - started:.0f} s, clean accuracy "
               f"{accuracy(model, images, labels, args.batch_size):.2f} %; feed self-check: "
               f"{self_check(model, images, labels, args):.2f} points", flush=True)
         started = time.perf_counter()

@@ -16,12 +16,22 @@ time).sample_chip`` with the chip seed ``run_seed(seed, sigma, r)``, as ``montec
   ``aihwkit/inference/noise/pcm.py``) is replaced by the one neft drew for the same device (:class:`Feed`). Per tile
   aihwkit draws, in this order: when programming, the programming error and the drift exponent of the ``G+`` device
   row, then of the ``G-`` row; at each ``drift_weights(t)``, the 1/f read noise of ``G+`` then ``G-``; every draw
-  shaped like the tile's matrix ``weight.reshape(out, -1)``. The script reports, over chips, layers and read times,
-  the largest difference of the chip's weights (in units of the layer's max|W|), of the compensation factor
-  (relative) and of the accuracy (points).
+  shaped like the tile's matrix ``weight.reshape(out, -1)``. neft's draws are re-drawn from the chip seed in the
+  order :mod:`neft.chip.effects` documents (per layer ``[2, n, *shape]`` each: programming, drift exponent, frozen
+  1/f); the programmed state is the chip of ``read_noise_1f_per_read`` at t0 (no frozen 1/f draw). The script
+  reports, over chips, layers and states (programmed, 1 h, 1 day, 1 year), the largest difference of the chip's
+  weights (in units of the layer's max|W|; aihwkit's matrix times its alpha), of the compensation factor (relative)
+  and of the accuracy (points), and how many chips have equal accuracies, against two aihwkit noise models:
+  ``PCMLikeNoiseModel`` as shipped, and :class:`NeftConventions`, aihwkit's own law methods with neft's two
+  conventions (clipping at g_max, drift and 1/f noise on the programmed devices rather than on the programmed weight
+  split again), which isolates what the conventions change from what the laws compute.
 * ``own draws``: each tool draws its own chips (aihwkit from torch's global generator); the accuracy samples at each
   read time are compared with Welch's t-test (means), Levene's test (spreads) and the two-sample Kolmogorov-Smirnov
   test, and called in agreement when all three p-values exceed 0.05.
+
+An aihwkit detail the script works around: ``program_analog_weights`` leaves each tile's compensation factor of
+the previous ``drift_analog_weights`` in place, so a freshly programmed chip read before any drift call is scaled by
+the last chip's alpha; the script resets it to 1 after programming.
 
 Examples::
 

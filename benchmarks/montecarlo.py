@@ -48,8 +48,11 @@ run each variant once, in a rotated order; the table reports the median over the
 ``engine 1/f per read`` (``f1read``)
     The realistic chip above with aihwkit 1.2's conductance-dependent laws (programming std and drift exponent of
     the conductance; docs/method.md, 'Conductance-dependent device laws'), then with its 1/f read noise frozen per
-    chip, and with read noise per read: ``read_sigma`` 0.05, or the 1/f read noise drawn per read; printed as
-    ratios of the plain engine, of ``engine realistic chip`` and of ``engine laws + read noise``.
+    chip, and with read noise per read: ``read_sigma`` 0.05 (``lawsread``: one std for every weight, the variance a
+    box sum of the squared inputs; ``lawsread2``: state factor 2, stds that differ between weights, the variance a
+    pass of the squared inputs over the squared stds), or the 1/f read noise drawn per read (``f1read``: stds that
+    differ between weights); printed as ratios of the plain engine, of ``engine realistic chip`` and of the two read
+    noise rows.
 
 Default rows: ``auto,compiled,vmap4,bf16,off,chip`` on CPU, ``auto,1chip,bf16,batch,channels_last,off,chip`` on CUDA
 (``--device``).
@@ -106,7 +109,7 @@ from neft.evaluation.precision import native_bf16
 DEFAULTS = {("lenet5", 1.0): (8, 1000, 150), ("vgg8", 0.25): (4, 500, 25), ("vgg8", 1.0): (2, 500, 5)}
 FALLBACK = (4, 400, 20)
 VARIANTS = ("auto", "1chip", "vmap4", "compiled", "bf16", "batch", "channels_last", "off", "chip", "read", "adc",
-            "sliced", "laws", "f1", "lawsread", "f1read")
+            "sliced", "laws", "f1", "lawsread", "lawsread2", "f1read")
 CIRCUIT_ROWS = ("engine read noise", "engine ADC", "engine ADC sliced")
 DEFAULT_VARIANTS = {"cpu": "auto,compiled,vmap4,bf16,off,chip", "cuda": "auto,1chip,bf16,batch,channels_last,off,chip"}
 CHIP_FILE = Path(__file__).resolve().parent.parent / "configs" / "chips" / "realistic-chip.toml"
@@ -117,8 +120,9 @@ LAWS = DeviceModel("laws-chip", quantize=True, stuck_off=0.01, stuck_on=0.01, pr
                    drift_time=3.15e7, drift_compensation=True)
 FROZEN_1F = dataclasses.replace(LAWS, name="laws-chip-1f", read_noise_1f=AIHWKIT_READ_1F)
 PER_READ_1F = dataclasses.replace(FROZEN_1F, name="laws-chip-1f-per-read", read_noise_1f_per_read=True)
+STATE_READ = dataclasses.replace(LAWS, name="laws-chip-s2", state_factor=2.0)  # read stds differ between weights
 CHIP_ROWS = ("engine realistic chip", "engine conductance laws", "engine 1/f frozen", "engine laws + read noise",
-             "engine 1/f per read")  # other chips than naive's: no agreement check
+             "engine laws s2 + read noise", "engine 1/f per read")  # other chips than naive's: no agreement check
 OFF = {"quantize": False, "stuck_off": 0.0, "stuck_on": 0.0, "drift_nu_mean": 0.0, "drift_nu_std": 0.0,
        "drift_compensation": False}  # every realistic-chip option given explicitly, off
 
@@ -138,6 +142,7 @@ def variant(key: str, args) -> tuple[str, dict]:
         "laws": ("engine conductance laws", {"device_model": LAWS}),
         "f1": ("engine 1/f frozen", {"device_model": FROZEN_1F}),
         "lawsread": ("engine laws + read noise", {"device_model": LAWS, "read_sigma": 0.05}),
+        "lawsread2": ("engine laws s2 + read noise", {"device_model": STATE_READ, "read_sigma": 0.05}),
         "f1read": ("engine 1/f per read", {"device_model": PER_READ_1F}),
         "read": ("engine read noise", {"read_sigma": 0.05}),
         "adc": ("engine ADC", {"tile_rows": args.tile_rows, "adc_bits": args.adc_bits, "dac_bits": 8}),
@@ -346,8 +351,9 @@ def bench_model(name: str, width: float, args, ceilings: dict, tmp: Path) -> lis
         if k in times and "engine" in times:
             print(f"  {k} vs the plain engine: {statistics.median(times['engine']) / statistics.median(times[k]):.2f}x "
                   f"the chip-images/s", flush=True)
-    chip, reads = "engine realistic chip", "engine laws + read noise"
-    for k, base in (("engine conductance laws", chip), ("engine 1/f frozen", chip), ("engine 1/f per read", reads)):
+    chip, reads, varied = "engine realistic chip", "engine laws + read noise", "engine laws s2 + read noise"
+    for k, base in (("engine conductance laws", chip), ("engine 1/f frozen", chip), ("engine 1/f per read", reads),
+                    ("engine 1/f per read", varied)):
         if k in times and base in times:
             print(f"  {k} vs {base}: {statistics.median(times[base]) / statistics.median(times[k]):.2f}x the "
                   f"chip-images/s", flush=True)

@@ -246,3 +246,14 @@ def test_one_hot_compensation_is_the_mean_absolute_weight_and_1f_chips_replay_fr
     crossbar = Crossbar(nn.Linear(32, 8), model)
     first, again, other = (crossbar.sample_chip(0.0, make_generator(s))["weight"] for s in (4, 4, 5))
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_a_read_before_t_read_in_a_drift_sweep_is_refused_before_any_point_is_evaluated(run_dir, capsys):
+    from neft.cli.main import main
+
+    files = set(run_dir.iterdir())
+    assert main(["evaluate", str(run_dir), "--quiet", "--sigmas", "0", "--runs", "2", "--device-model", "PCM-aihwkit",
+                 "--drift-times", "3620,1e-8", "--name", "early"]) == 2
+    err = capsys.readouterr().err
+    assert "drift_time" in err and "t_read" in err and "Traceback" not in err
+    assert set(run_dir.iterdir()) == files  # the first (valid) point was not evaluated either: nothing written

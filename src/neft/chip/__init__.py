@@ -4,11 +4,13 @@
 Three layers, each a few modules:
 
 - device models: :mod:`~neft.chip.device_model` (:class:`DeviceModel`: sigma, state factor, bits, the realistic
-  chip's rates and laws), its Gaussian model :mod:`~neft.chip.variation` and checks :mod:`~neft.chip.device_checks`,
+  chip's rates and laws), its Gaussian model :mod:`~neft.chip.variation`, checks :mod:`~neft.chip.device_checks`, the
+  conductance range and conductance-dependent laws :mod:`~neft.chip.device_laws`,
   the presets :mod:`~neft.chip.presets`, device files :mod:`~neft.chip.device_files`, and :func:`neft.chip.devices.get`
   that finds a model by preset name, file or dict;
 - :mod:`~neft.chip.mapping` (weights to device digits on a differential pair and back) and
-  :mod:`~neft.chip.effects` (device effects frozen per chip: programming variation, stuck devices, drift);
+  :mod:`~neft.chip.effects` (device effects frozen per chip: programming variation, stuck devices, drift, 1/f read
+  noise, drift compensation);
 - :mod:`~neft.chip.circuit`: circuit effects per forward (tiles, DAC, ADC, read noise per read), with its settings
   :mod:`~neft.chip.circuit_settings`, converters :mod:`~neft.chip.converters`, layers :mod:`~neft.chip.circuit_layer`
   and read-noise draws :mod:`~neft.chip.read_noise`;

@@ -73,18 +73,18 @@ def polynomial(coeffs: tuple[float, ...], x):
     return total
 
 
-def log_law(law: tuple[float, float, float, float], x: torch.Tensor) -> torch.Tensor:
-    """``clip(c0 + c1 ln(max(x, X_FLOOR)), lo, hi)`` of ``law = (c0, c1, lo, hi)``, elementwise on ``x`` (any shape;
-    aihwkit ``generate_drift_coefficients``)."""
+def log_law(law: tuple[float, float, float, float], log_x: torch.Tensor) -> torch.Tensor:
+    """``clip(c0 + c1 ln(max(x, X_FLOOR)), lo, hi)`` of ``law = (c0, c1, lo, hi)``, elementwise on
+    ``log_x = ln(max(x, X_FLOOR))`` (any shape; aihwkit ``generate_drift_coefficients``)."""
     c0, c1, lo, hi = law
-    return (c1 * torch.log(x.clamp(min=X_FLOOR)) + c0).clamp(min=lo, max=hi)
+    return (c1 * log_x + c0).clamp_(min=lo, max=hi)
 
 
 def q_s(law: tuple[float, float, float, float], x: torch.Tensor) -> torch.Tensor:
     """The 1/f noise's ``Q_s(x) = min(q / max(x**e, floor), q_max)`` of ``law = (q, e, floor, q_max)`` (aihwkit
     ``apply_drift_noise_to_conductance``), elementwise on ``x = |g| / g_max`` (any shape)."""
     q, exponent, floor, q_max = law
-    return (q / (x ** exponent).clamp(min=floor)).clamp(max=q_max)
+    return torch.div(q, (x ** exponent).clamp_(min=floor)).clamp_(max=q_max)
 
 
 def accumulated(t: float, t_read: float) -> float:

@@ -44,8 +44,8 @@ from neft.chip import device_laws as laws
 from neft.chip import mapping, variation
 from neft.chip.device_model import DeviceModel
 
-__all__ = ["sample", "map_layer", "Mapped", "stick", "compensation", "program", "drift_exponents", "drift", "read_1f",
-           "microsiemens", "read_1f_std"]
+__all__ = ["sample", "map_layer", "Mapped", "target_laws", "stick", "compensation", "program", "drift_exponents",
+           "drift", "read_1f", "microsiemens", "read_1f_std"]
 
 
 def compensation(reference: torch.Tensor, drifted: torch.Tensor, readout: str = "ones") -> torch.Tensor:
@@ -86,12 +86,30 @@ def stick(conductances: torch.Tensor, uniform: torch.Tensor, stuck_off: float, s
 
 class Mapped(NamedTuple):
     """The deterministic part of one layer's chip (:func:`map_layer`): ``w_max`` (0-d, max|W|), ``conductances``
-    (programmed targets ``[2, n, *shape]`` in level units) and ``rows`` (``[2, 1, *shape]``, 1 on the row that
-    holds each weight: ``G+`` for ``w >= 0``, ``G-`` for ``w < 0``)."""
+    (programmed targets ``[2, n, *shape]`` in level units) and the laws at the targets (:func:`target_laws`):
+    ``prog_law`` (the programming law's std in levels, or None), ``nu_mean`` and ``nu_std`` (tensors like
+    ``conductances``, or the constants)."""
 
     w_max: torch.Tensor
     conductances: torch.Tensor
-    rows: torch.Tensor
+    prog_law: torch.Tensor | None
+    nu_mean: torch.Tensor | float
+    nu_std: torch.Tensor | float
+
+
+def target_laws(model: DeviceModel, target: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | float,
+                                                                     torch.Tensor | float]:
+    """The laws of the target conductances ``target`` (level units, any shape): the programming law's std in levels
+    (``prog_noise_coeffs``, None without it), the drift exponent's mean and std (the laws, or the constants)."""
+    x = _relative(model, target) if model.prog_noise_coeffs or model.drifts else None
+    law = None
+    if model.prog_noise_coeffs is not None:  # the law in uS, in levels: / ((g_max - g_min) / T)
+        law = laws.polynomial(model.prog_noise_coeffs, x) * (
+            (2 ** model.device_bits - 1) / (model.g_max - laws.g_min(model)))
+    log_x = torch.log(x.clamp(min=laws.X_FLOOR)) if model.drift_nu_mean_law or model.drift_nu_std_law else None
+    mean = model.drift_nu_mean if model.drift_nu_mean_law is None else laws.log_law(model.drift_nu_mean_law, log_x)
+    std = model.drift_nu_std if model.drift_nu_std_law is None else laws.log_law(model.drift_nu_std_law, log_x)
+    return law, mean, std
 
 
 def map_layer(device_model: DeviceModel, weight: torch.Tensor) -> Mapped:
@@ -105,8 +123,7 @@ def map_layer(device_model: DeviceModel, weight: torch.Tensor) -> Mapped:
         w, w_max, _ = variation.weight_scale(device_model, weight, 0.0)
         levels = mapping.quantize(w, w_max, device_model.weight_bits)
         g = mapping.to_conductances(levels, device_model.weight_bits, device_model.device_bits, w.dtype)
-        negative = (levels < 0).to(w.dtype)
-        return Mapped(w_max, g, torch.stack([1 - negative, negative]).unsqueeze(1))
+        return Mapped(w_max, g, *target_laws(device_model, g))
 
 
 def microsiemens(model: DeviceModel, levels: torch.Tensor) -> torch.Tensor:
@@ -117,26 +134,28 @@ def microsiemens(model: DeviceModel, levels: torch.Tensor) -> torch.Tensor:
 
 
 def _relative(model: DeviceModel, levels: torch.Tensor) -> torch.Tensor:
-    """``x = G / g_max`` of conductances in level units."""
-    return microsiemens(model, levels) / model.g_max
+    """``x = G / g_max`` of conductances in level units (a new tensor)."""
+    offset, top = laws.level_offset(model), 2 ** model.device_bits - 1
+    scale = (model.g_max - laws.g_min(model)) / top / model.g_max
+    return (levels + offset).mul_(scale) if offset else levels * scale
 
 
 def program(model: DeviceModel, target: torch.Tensor, sigma: float, generator: torch.Generator | None,
             state_std: torch.Tensor | float = 1.0, censor_k: float | None = None,
-            verified_scale: torch.Tensor | None = None) -> torch.Tensor:
+            verified_scale: torch.Tensor | None = None, law: torch.Tensor | None = None) -> torch.Tensor:
     """Step 1: the programmed conductances of the targets ``target`` (level units, any shape, one device each).
 
     Each device gets ``target + std * z``, ``z ~ N(0, 1)`` drawn ``randn(target.shape)`` from ``generator`` (right-
     censored at ``censor_k``), ``std = hypot(sigma * T * state_std, law(target))`` levels with the programming law
     ``prog_noise_coeffs`` (uS, :func:`neft.chip.device_laws.polynomial`; without it ``sigma * T * state_std``),
     times ``verified_scale``, then clipped to ``[0, T]`` (``[g_min, g_max]``). ``state_std``: the weight's state
-    multiplier, broadcast against ``target``. Returns the programmed conductances, ``target``'s shape.
+    multiplier, broadcast against ``target``; ``law``: the law's std in levels if computed already
+    (:func:`target_laws`). Returns the programmed conductances, ``target``'s shape.
     """
     top = 2 ** model.device_bits - 1
     std = sigma * top * state_std  # (x * 1.0 is x exactly)
-    if model.prog_noise_coeffs is not None:  # the law in uS, in levels: / ((g_max - g_min) / T)
-        law = laws.polynomial(model.prog_noise_coeffs, _relative(model, target)) * (
-            top / (model.g_max - laws.g_min(model)))
+    if model.prog_noise_coeffs is not None:
+        law = law if law is not None else target_laws(model, target)[0]
         std = torch.hypot(torch.as_tensor(std, dtype=target.dtype, device=target.device), law)
     if verified_scale is not None:
         std = std * verified_scale
@@ -146,14 +165,16 @@ def program(model: DeviceModel, target: torch.Tensor, sigma: float, generator: t
     return (target + error.mul_(std)).clamp_(0, top)
 
 
-def drift_exponents(model: DeviceModel, target: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def drift_exponents(model: DeviceModel, target: torch.Tensor, generator: torch.Generator | None,
+                    mean: torch.Tensor | float | None = None, std: torch.Tensor | float | None = None) -> torch.Tensor:
     """Step 3a: one drift exponent per device of the targets ``target`` (level units): ``mean + std * z``, ``z``
     drawn ``randn(target.shape)``, mean and std the constants or the laws of the target conductance
-    (:func:`neft.chip.device_laws.log_law`), folded (``drift_nu_abs``) or clipped at 0."""
-    x = _relative(model, target) if model.drift_nu_mean_law or model.drift_nu_std_law else None
-    mean = model.drift_nu_mean if model.drift_nu_mean_law is None else laws.log_law(model.drift_nu_mean_law, x)
-    std = model.drift_nu_std if model.drift_nu_std_law is None else laws.log_law(model.drift_nu_std_law, x)
-    nu = mean + std * torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+    (:func:`target_laws`, given as ``mean`` and ``std`` if computed already), folded (``drift_nu_abs``) or clipped
+    at 0."""
+    if mean is None or std is None:
+        _, mean, std = target_laws(model, target)
+    z = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
+    nu = z.mul_(std).add_(mean)  # mean + std * z (IEEE sums and products commute)
     return nu.abs_() if model.drift_nu_abs else nu.clamp_(min=0)
 
 
@@ -175,9 +196,9 @@ def read_1f(model: DeviceModel, programmed: torch.Tensor, g: torch.Tensor,
     (``drift_time``, else ``drift_t0``): ``G + |G| * Q_s(G_prog / g_max) * sqrt(ln((t + t_read) / (2 t_read))) * z``
     in uS, ``G_prog`` the ``programmed`` conductances, ``z`` drawn ``randn(g.shape)``, clipped to ``[0, T]``."""
     t = model.drift_time if model.drift_time is not None else model.drift_t0
-    relative = laws.q_s(model.read_noise_1f, _relative(model, programmed)) * laws.accumulated(t, model.t_read)
+    relative = laws.q_s(model.read_noise_1f, _relative(model, programmed)).mul_(laws.accumulated(t, model.t_read))
     z = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
-    return (g + (g + laws.level_offset(model)) * relative * z).clamp_(0, 2 ** model.device_bits - 1)
+    return z.mul_(relative).mul_(g + laws.level_offset(model)).add_(g).clamp_(0, 2 ** model.device_bits - 1)
 
 
 def read_1f_std(model: DeviceModel, weight: torch.Tensor) -> torch.Tensor:
@@ -188,7 +209,7 @@ def read_1f_std(model: DeviceModel, weight: torch.Tensor) -> torch.Tensor:
     significances. One std serves every chip, so it reads the targets, not a chip's programmed and drifted
     conductances (the frozen form, :func:`read_1f`, does); it is not clipped to the range."""
     with torch.no_grad():
-        w_max, target, _ = map_layer(model, weight)
+        w_max, target = map_layer(model, weight)[:2]
         t = model.drift_time if model.drift_time is not None else model.drift_t0
         relative = laws.q_s(model.read_noise_1f, _relative(model, target)) * laws.accumulated(t, model.t_read)
         significance = torch.tensor([2.0 ** (j * model.device_bits) for j in range(target.shape[1])],
@@ -223,17 +244,17 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
     model = device_model
     with torch.no_grad():
         w = variation.weight_scale(model, weight, sigma)[0]
-        w_max, target, _ = mapped if mapped is not None else map_layer(model, w)
+        w_max, target, law, nu_mean, nu_std = mapped if mapped is not None else map_layer(model, w)
         state = 1.0
         if not model.state_independent:  # the weight's state multiplier
             state = model.std(w, 1.0) / torch.where(w_max > 0, model.bit_factor * w_max, torch.ones_like(w_max))
-        g = program(model, target, sigma, generator, state, censor_k, verified_scale)
+        g = program(model, target, sigma, generator, state, censor_k, verified_scale, law)
         stuck = None
         if model.stuck_off > 0 or model.stuck_on > 0:
             uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
             g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, 2 ** model.device_bits - 1)
         lsb = w_max / mapping.magnitude_levels(model.weight_bits)
-        now = drift(model, g, drift_exponents(model, target, generator), stuck) if model.drifts else g
+        now = drift(model, g, drift_exponents(model, target, generator, nu_mean, nu_std), stuck) if model.drifts else g
         if model.read_noise_1f is not None and not model.read_noise_1f_per_read:
             now = read_1f(model, g, now, generator)
         programmed = chip_weight = mapping.from_conductances(g, model.device_bits) * lsb

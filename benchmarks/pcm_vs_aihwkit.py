@@ -244,11 +244,10 @@ def same_draws(model, images, labels, args) -> dict:
                                          device_model=crossbar.device_model, batch_size=args.batch_size,
                                          precision="fp32", progress=False)["per_sigma"][0]["accuracy"]["per_run"]
               for label, crossbar in at.items()}
-    variants = {"aihwkit 1.2": aihwkit_pcm.PCMLikeNoiseModel(), "aihwkit, neft's conventions": NeftConventions()}
     analogs = {key: convert_to_analog(copy.deepcopy(model), pcm_config(noise)).eval()
-               for key, noise in variants.items()}
+               for key, noise in variants().items()}
     worst = {key: {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "equal": 0}
-                   for label in ["programmed", *TIMES]} for key in variants}
+                   for label in ["programmed", *TIMES]} for key in analogs}
     for r in range(args.chips):
         chip_seed = run_seed(args.seed, 0.0, r)
         ours = {"programmed": neft_state(programmed, chip_seed, images, labels, args.batch_size),
@@ -270,17 +269,27 @@ def same_draws(model, images, labels, args) -> dict:
 
 
 def own_draws(model, images, labels, args) -> dict:
-    """Each tool draws its own chips: ``{time label: (neft accuracies, aihwkit accuracies)}``."""
+    """Each tool draws its own chips: ``{variant: {time label: (neft accuracies, aihwkit accuracies)}}`` for aihwkit
+    as shipped and :class:`NeftConventions` (each from torch's generator seeded ``seed + 1``)."""
     preset = devices.get("PCM-aihwkit")
     neft_side = {label: montecarlo.evaluate(model, images, labels, [0.0], runs=args.chips, seed=args.seed + 1,
                                             device_model=preset.with_chip(drift_time=seconds + preset.drift_t0),
                                             batch_size=args.batch_size, precision="fp32",
                                             progress=False)["per_sigma"][0]["accuracy"]["per_run"]
                  for label, seconds in TIMES.items()}
-    analog = convert_to_analog(copy.deepcopy(model), pcm_config()).eval()
-    torch.manual_seed(args.seed + 1)
-    theirs = [aihwkit_chip(analog, images, labels, args.batch_size, states=tuple(TIMES)) for _ in range(args.chips)]
-    return {label: (neft_side[label], [chip[label]["accuracy"] for chip in theirs]) for label in TIMES}
+    result = {}
+    for key, noise in variants().items():
+        analog = convert_to_analog(copy.deepcopy(model), pcm_config(noise)).eval()
+        torch.manual_seed(args.seed + 1)
+        theirs = [aihwkit_chip(analog, images, labels, args.batch_size, states=tuple(TIMES))
+                  for _ in range(args.chips)]
+        result[key] = {label: (neft_side[label], [chip[label]["accuracy"] for chip in theirs]) for label in TIMES}
+    return result
+
+
+def variants() -> dict:
+    """The aihwkit noise models compared: as shipped, and its laws under neft's conventions."""
+    return {"aihwkit 1.2": aihwkit_pcm.PCMLikeNoiseModel(), "aihwkit, neft's conventions": NeftConventions()}
 
 
 def main() -> None:
@@ -297,7 +306,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=400,
                         help="Adam steps before evaluating (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training, data and chip seed (default: %(default)s)")
+    parser.add_argument("--parts", default="same,own", help="same draws, own draws or both (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="LeNet-5 only, 10 chips, 200 images (about a minute)")
     args = parser.parse_args()
     if args.quick:
@@ -322,8 +332,8 @@ def main() -> None:
               f"{accuracy(model, images, labels, args.batch_size):.2f} %; feed self-check: "
               f"{self_check(model, images, labels, args):.2f} points", flush=True)
         started = time.perf_counter()
-        report(f"{name} w{float(width):g}", same_draws(model, images, labels, args),
-               own_draws(model, images, labels, args), args.chips)
+        report(f"{name} w{float(width):g}", same_draws(model, images, labels, args) if "same" in args.parts else {},
+               own_draws(model, images, labels, args) if "own" in args.parts else {}, args.chips)
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
@@ -339,12 +349,14 @@ def report(title: str, same: dict, own: dict, chips: int) -> None:
             print(f"| {variant} | {label} | {worst['weight']:.2e} | {worst['alpha']:.2e} | {worst['accuracy']:.2f} "
                   f"| {worst['equal']} of {chips} |")
     print(f"\n{title}, own draws: accuracy over chips (mean +- std, %), p-values, agree = all three > 0.05")
-    print("| read time | neft | aihwkit | Welch | Levene | KS | agree |\n|---|---:|---:|---:|---:|---:|---|")
-    for label, (ours, theirs) in own.items():
-        p = agreement(ours, theirs)
-        print(f"| {label} | {statistics.mean(ours):.2f} +- {statistics.stdev(ours):.2f} | "
-              f"{statistics.mean(theirs):.2f} +- {statistics.stdev(theirs):.2f} | {p['welch']:.2f} | "
-              f"{p['levene']:.2f} | {p['ks']:.2f} | {'yes' if min(p.values()) > 0.05 else 'NO'} |", flush=True)
+    print("| aihwkit | read time | neft | aihwkit | Welch | Levene | KS | agree |\n"
+          "|---|---|---:|---:|---:|---:|---:|---|")
+    for variant, times in own.items():
+        for label, (ours, theirs) in times.items():
+            p = agreement(ours, theirs)
+            print(f"| {variant} | {label} | {statistics.mean(ours):.2f} +- {statistics.stdev(ours):.2f} | "
+                  f"{statistics.mean(theirs):.2f} +- {statistics.stdev(theirs):.2f} | {p['welch']:.2f} | "
+                  f"{p['levene']:.2f} | {p['ks']:.2f} | {'yes' if min(p.values()) > 0.05 else 'NO'} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -302,7 +302,7 @@ class Crossbar:
 
         With a realistic-chip device model (``quantize``) every layer is drawn by :func:`neft.chip.effects.sample`:
         quantized levels on a differential pair, programming variation (verified weights' devices with the
-        scaled std), stuck devices, drift at the model's ``drift_time`` and drift compensation.
+        scaled std), stuck devices, drift and frozen 1/f read noise at the model's ``drift_time``, drift compensation.
 
         Returns:
             ``{name: dW}`` with each ``dW`` shaped like its weight, detached.

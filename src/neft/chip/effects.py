@@ -79,9 +79,8 @@ def stick(conductances: torch.Tensor, uniform: torch.Tensor, stuck_off: float, s
     Returns:
         (conductances with the stuck devices set, bool mask of the stuck devices).
     """
-    off = uniform < stuck_off
-    on = (uniform < stuck_off + stuck_on) & ~off
-    return conductances.masked_fill(off, 0.0).masked_fill_(on, float(g_top)), off | on
+    stuck = uniform < stuck_off + stuck_on
+    return conductances.masked_fill(stuck, float(g_top)).masked_fill_(uniform < stuck_off, 0.0), stuck
 
 
 class Mapped(NamedTuple):
@@ -180,14 +179,17 @@ def drift_exponents(model: DeviceModel, target: torch.Tensor, generator: torch.G
 
 def drift(model: DeviceModel, g: torch.Tensor, nu: torch.Tensor, stuck: torch.Tensor | None) -> torch.Tensor:
     """Step 3b: conductances ``g`` (level units) read at ``drift_time``: ``G (t / t0) ** -nu`` in uS (``g_min``
-    included), stuck devices unchanged, clipped to ``[0, T]`` (below ``g_min`` to ``g_min``); ``g`` itself at t0."""
+    included), stuck devices unchanged, clipped to ``[0, T]`` (below ``g_min`` to ``g_min``); ``g`` itself at t0.
+    ``nu`` (one exponent per device, :func:`drift_exponents`) is overwritten."""
     if model.drift_time is None or model.drift_time == model.drift_t0:  # read at t0: no drift
         return g
-    factor = torch.pow(model.drift_time / model.drift_t0, -nu)  # (t / t0) ** -nu
+    factor = torch.pow(model.drift_time / model.drift_t0, nu.neg_())  # (t / t0) ** -nu (nu is used up)
     if stuck is not None:
         factor.masked_fill_(stuck, 1.0)
     offset = laws.level_offset(model)
-    return ((g + offset) * factor - offset).clamp_(0, 2 ** model.device_bits - 1)
+    if not offset:  # g_min = 0
+        return factor.mul_(g).clamp_(0, 2 ** model.device_bits - 1)
+    return factor.mul_(g + offset).sub_(offset).clamp_(0, 2 ** model.device_bits - 1)
 
 
 def read_1f(model: DeviceModel, programmed: torch.Tensor, g: torch.Tensor,

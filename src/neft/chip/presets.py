@@ -56,7 +56,8 @@ PRESET_SOURCES: dict[str, str] = {
                    "25 uS, g_min 0; programming std 0.26348 + 1.9650 x - 1.1731 x**2 uS, x = g/g_max; drift nu = "
                    "|N(mu(g), sigma(g))| as PCM-chip from t0 = 20 s; 1/f read noise Q_s = min(0.0088 / max(x**0.65, "
                    "1e-3), 0.2), t_read 250 ns, frozen per chip and read time; GlobalDriftCompensation of aihwkit "
-                   "1.2 (one-hot inputs, mean |output|); read at aihwkit's t_inference + 20 s",
+                   "1.2 (one-hot inputs, mean |output|); read at aihwkit's t_inference + 20 s; sigma adds in "
+                   "quadrature to the programming std, so sigma 0 is aihwkit's chip",
     "RRAM-Milo": "8/2-bit quantized differential mapping, g 50-225 uS (on/off 4.5); programming std 4.782321 - "
                  "0.009107 g uS of the target g in uS (Milo et al., 'Optimized programming algorithms for multilevel "
                  "RRAM in hardware neural networks', IRPS 2021, Fig. 4, IGVVA-100, as CrossSim 3.2's "

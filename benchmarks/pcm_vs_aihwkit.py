@@ -338,7 +338,14 @@ def main() -> None:
 
 
 def report(title: str, same: dict, own: dict, chips: int) -> None:
-    """Print one network's two tables (markdown)."""
+    """Print one network's two tables (markdown), each only when measured."""
+    if same:
+        same_table(title, same, chips)
+    if own:
+        own_table(title, own)
+
+
+def same_table(title: str, same: dict, chips: int) -> None:
     print(f"\n{title}, same draws: largest difference over chips and layers (weights in units of the layer's "
           "max|W|; alpha relative; accuracy in points: programmed through neft's Crossbar, the read times through "
           "its Monte Carlo engine)")
@@ -348,6 +355,9 @@ def report(title: str, same: dict, own: dict, chips: int) -> None:
         for label, worst in states.items():
             print(f"| {variant} | {label} | {worst['weight']:.2e} | {worst['alpha']:.2e} | {worst['accuracy']:.2f} "
                   f"| {worst['equal']} of {chips} |")
+
+
+def own_table(title: str, own: dict) -> None:
     print(f"\n{title}, own draws: accuracy over chips (mean +- std, %), p-values, agree = all three > 0.05")
     print("| aihwkit | read time | neft | aihwkit | Welch | Levene | KS | agree |\n"
           "|---|---|---:|---:|---:|---:|---:|---|")

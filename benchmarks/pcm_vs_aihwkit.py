@@ -21,10 +21,11 @@ time).sample_chip`` with the chip seed ``run_seed(seed, sigma, r)``, as ``montec
   1/f); the programmed state is the chip of ``read_noise_1f_per_read`` at t0 (no frozen 1/f draw). The script
   reports, over chips, layers and states (programmed, 1 h, 1 day, 1 year), the largest difference of the chip's
   weights (in units of the layer's max|W|; aihwkit's matrix times its alpha), of the compensation factor (relative)
-  and of the accuracy (points), and how many chips have equal accuracies, against two aihwkit noise models:
-  ``PCMLikeNoiseModel`` as shipped, and :class:`NeftConventions`, aihwkit's own law methods with neft's two
-  conventions (clipping at g_max, drift and 1/f noise on the programmed devices rather than on the programmed weight
-  split again), which isolates what the conventions change from what the laws compute.
+  and of the accuracy (points), and how many chips have equal accuracies, for two pairs (:func:`variants`):
+  ``PCMLikeNoiseModel`` as shipped against neft's ``PCM-aihwkit`` (which sets aihwkit 1.2's two conventions,
+  ``clip_g_max = false`` and ``drift_of = "resplit"``), and :class:`NeftConventions`, aihwkit's own law methods
+  with neft's default conventions (clipping at g_max, drift and 1/f noise on the programmed devices rather than on
+  the programmed weight split again), against ``PCM-aihwkit`` with those defaults, the path of every other preset.
 * ``own draws``: each tool draws its own chips (aihwkit from torch's global generator); the accuracy samples at each
   read time are compared with Welch's t-test (means), Levene's test (spreads) and the two-sample Kolmogorov-Smirnov
   test, and called in agreement when all three p-values exceed 0.05.
@@ -233,10 +234,15 @@ def difference(ours: dict, theirs: dict) -> dict:
 
 
 def same_draws(model, images, labels, args) -> dict:
-    """Chip for chip with neft's draws, against aihwkit as shipped and against :class:`NeftConventions`:
-    ``{variant: {state label: {"weight", "alpha", "accuracy", "equal"}}}``, the largest difference over chips
-    (:func:`difference`) and how many chips have the same accuracy in both tools."""
-    preset = devices.get("PCM-aihwkit")
+    """Chip for chip with neft's draws, for each of :func:`variants`: ``{variant: {state label: {"weight", "alpha",
+    "accuracy", "equal"}}}``, the largest difference over chips (:func:`difference`) and how many chips have the same
+    accuracy in both tools."""
+    return {key: same_draws_of(model, images, labels, args, noise, preset)
+            for key, (noise, preset) in variants(args.variants).items()}
+
+
+def same_draws_of(model, images, labels, args, noise, preset) -> dict:
+    """:func:`same_draws` of one variant: neft's ``preset`` against aihwkit's noise model ``noise``."""
     programmed = Crossbar(model, preset.with_chip(read_noise_1f_per_read=True))  # no frozen 1/f draw: programmed
     at = {label: Crossbar(model, preset.with_chip(drift_time=seconds + preset.drift_t0))
           for label, seconds in TIMES.items()}
@@ -244,10 +250,8 @@ def same_draws(model, images, labels, args) -> dict:
                                          device_model=crossbar.device_model, batch_size=args.batch_size,
                                          precision="fp32", progress=False)["per_sigma"][0]["accuracy"]["per_run"]
               for label, crossbar in at.items()}
-    analogs = {key: convert_to_analog(copy.deepcopy(model), pcm_config(noise)).eval()
-               for key, noise in variants().items()}
-    worst = {key: {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "equal": 0}
-                   for label in ["programmed", *TIMES]} for key in analogs}
+    analog = convert_to_analog(copy.deepcopy(model), pcm_config(noise)).eval()
+    worst = {label: {"weight": 0.0, "alpha": 0.0, "accuracy": 0.0, "equal": 0} for label in ["programmed", *TIMES]}
     for r in range(args.chips):
         chip_seed = run_seed(args.seed, 0.0, r)
         ours = {"programmed": neft_state(programmed, chip_seed, images, labels, args.batch_size),
@@ -256,29 +260,27 @@ def same_draws(model, images, labels, args) -> dict:
             ours[label]["accuracy"] = engine[label][r]
         first, _ = neft_draws(programmed, chip_seed, 2)
         program, reads = neft_draws(at["1 h"], chip_seed, 3)
-        for key, analog in analogs.items():
-            theirs = {**aihwkit_chip(analog, images, labels, args.batch_size, first, states=("programmed",)),
-                      **aihwkit_chip(analog, images, labels, args.batch_size, program,
-                                     {label: reads for label in TIMES}, states=tuple(TIMES))}
-            for label, state in theirs.items():
-                found = difference(ours[label], state)
-                for item, value in found.items():
-                    worst[key][label][item] = max(worst[key][label][item], value)
-                worst[key][label]["equal"] += found["accuracy"] == 0
+        theirs = {**aihwkit_chip(analog, images, labels, args.batch_size, first, states=("programmed",)),
+                  **aihwkit_chip(analog, images, labels, args.batch_size, program,
+                                 {label: reads for label in TIMES}, states=tuple(TIMES))}
+        for label, state in theirs.items():
+            found = difference(ours[label], state)
+            for item, value in found.items():
+                worst[label][item] = max(worst[label][item], value)
+            worst[label]["equal"] += found["accuracy"] == 0
     return worst
 
 
 def own_draws(model, images, labels, args) -> dict:
-    """Each tool draws its own chips: ``{variant: {time label: (neft accuracies, aihwkit accuracies)}}`` for aihwkit
-    as shipped and :class:`NeftConventions` (each from torch's generator seeded ``seed + 1``)."""
-    preset = devices.get("PCM-aihwkit")
-    neft_side = {label: montecarlo.evaluate(model, images, labels, [0.0], runs=args.chips, seed=args.seed + 1,
-                                            device_model=preset.with_chip(drift_time=seconds + preset.drift_t0),
-                                            batch_size=args.batch_size, precision="fp32",
-                                            progress=False)["per_sigma"][0]["accuracy"]["per_run"]
-                 for label, seconds in TIMES.items()}
+    """Each tool draws its own chips: ``{variant: {time label: (neft accuracies, aihwkit accuracies)}}`` for each of
+    :func:`variants` (neft from seed + 1, aihwkit from torch's generator seeded ``seed + 1``)."""
     result = {}
-    for key, noise in variants().items():
+    for key, (noise, preset) in variants(args.variants).items():
+        neft_side = {label: montecarlo.evaluate(model, images, labels, [0.0], runs=args.chips, seed=args.seed + 1,
+                                                device_model=preset.with_chip(drift_time=seconds + preset.drift_t0),
+                                                batch_size=args.batch_size, precision="fp32",
+                                                progress=False)["per_sigma"][0]["accuracy"]["per_run"]
+                     for label, seconds in TIMES.items()}
         analog = convert_to_analog(copy.deepcopy(model), pcm_config(noise)).eval()
         torch.manual_seed(args.seed + 1)
         theirs = [aihwkit_chip(analog, images, labels, args.batch_size, states=tuple(TIMES))
@@ -287,9 +289,17 @@ def own_draws(model, images, labels, args) -> dict:
     return result
 
 
-def variants() -> dict:
-    """The aihwkit noise models compared: as shipped, and its laws under neft's conventions."""
-    return {"aihwkit 1.2": aihwkit_pcm.PCMLikeNoiseModel(), "aihwkit, neft's conventions": NeftConventions()}
+def variants(names: str = "shipped,physical") -> dict:
+    """The pairs compared, ``{label: (aihwkit noise model, neft device model)}``, those of ``names``: ``shipped``,
+    aihwkit 1.2's ``PCMLikeNoiseModel`` as shipped against neft's ``PCM-aihwkit`` (which sets aihwkit's conventions
+    ``clip_g_max = false``, ``drift_of = "resplit"``); ``physical``, :class:`NeftConventions` (aihwkit's laws
+    clipped at g_max, drifting the programmed devices) against ``PCM-aihwkit`` with neft's defaults for both
+    (``clip_g_max = true``, ``drift_of = "devices"``, the path every other preset takes)."""
+    preset = devices.get("PCM-aihwkit")
+    pairs = {"shipped": ("as shipped", aihwkit_pcm.PCMLikeNoiseModel, preset),
+             "physical": ("physical conventions", NeftConventions,
+                          preset.with_chip(clip_g_max=True, drift_of="devices"))}
+    return {label: (noise(), model) for name, (label, noise, model) in pairs.items() if name in names.split(",")}
 
 
 def main() -> None:
@@ -308,6 +318,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="training, data and chip seed (default: %(default)s)")
     parser.add_argument("--parts", default="same,own", help="same draws, own draws or both (default: %(default)s)")
+    parser.add_argument("--variants", default="shipped,physical",
+                        help="shipped (aihwkit as shipped against PCM-aihwkit), physical (both under neft's default "
+                             "conventions) or both (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="LeNet-5 only, 10 chips, 200 images (about a minute)")
     args = parser.parse_args()
     if args.quick:

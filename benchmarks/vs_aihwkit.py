@@ -98,12 +98,15 @@ class GaussianDraw(BaseNoiseModel):
         return weights + noise.reshape(weights.shape), []
 
 
-def rpu_config(sigma: float, modifier: WeightModifierParameter | None = None) -> TorchInferenceRPUConfig:
-    """aihwkit with nothing but the Gaussian weight noise (see the module docstring)."""
+def rpu_config(sigma: float = 0.0, modifier: WeightModifierParameter | None = None, noise_model=None,
+               drift_compensation=None) -> TorchInferenceRPUConfig:
+    """aihwkit with nothing but the Gaussian weight noise (see the module docstring), or ``noise_model`` (an
+    aihwkit noise model) and ``drift_compensation`` instead: one tile per layer, no rescaling, digital biases,
+    perfect periphery (benchmarks/pcm_vs_aihwkit.py)."""
     return TorchInferenceRPUConfig(
         mapping=MappingParameter(digital_bias=True, weight_scaling_omega=0.0, max_input_size=0, max_output_size=0),
-        forward=IOParameters(is_perfect=True), noise_model=GaussianDraw(sigma), drift_compensation=None,
-        modifier=modifier or WeightModifierParameter())
+        forward=IOParameters(is_perfect=True), noise_model=noise_model or GaussianDraw(sigma),
+        drift_compensation=drift_compensation, modifier=modifier or WeightModifierParameter())
 
 
 def tiles(analog):

@@ -11,6 +11,7 @@ import math
 import warnings
 from typing import TYPE_CHECKING
 
+from neft.chip.aihwkit_conventions import DRIFT_OF
 from neft.chip.device_laws import CHIP_DEFAULTS, check_laws
 from neft.common.errors import SettingError, check_count, check_name, check_number
 
@@ -146,7 +147,7 @@ def _check_variation(model: DeviceModel) -> None:
 
 def _check_chip(model: DeviceModel) -> None:
     """Check the realistic-chip settings (docs/method.md, 'The realistic chip')."""
-    for name in ("quantize", "drift_compensation", "drift_nu_abs", "read_noise_1f_per_read"):
+    for name in ("quantize", "drift_compensation", "drift_nu_abs", "read_noise_1f_per_read", "clip_g_max"):
         if not isinstance(getattr(model, name), bool):
             raise SettingError(name, f"{name} must be true or false, got {getattr(model, name)!r}")
     for name in ("stuck_off", "stuck_on"):
@@ -174,6 +175,7 @@ def _check_chip(model: DeviceModel) -> None:
                                          "true), and 1/f read noise (read_noise_1f) is not set; set them (e.g. "
                                          "--device-model PCM-chip) or leave drift_time unset")
     _check_law_combinations(model)
+    _check_drift_of(model)
     if model.drift_compensation and model.quantize and not model.drifts:
         raise SettingError("drift_compensation", "drift_compensation rescales drifted conductances, so it "
                                                  "needs drift (drift_nu_mean or drift_nu_std > 0): set one, or "
@@ -203,6 +205,27 @@ def _check_law_combinations(model: DeviceModel) -> None:
     if model.drift_compensation_input != "ones" and not model.drift_compensation:
         raise SettingError("drift_compensation_input", "drift_compensation_input chooses how drift compensation "
                                                        "reads a layer, so it needs drift_compensation = true")
+
+
+def _check_drift_of(model: DeviceModel) -> None:
+    """``drift_of``: ``"devices"`` or ``"resplit"`` (aihwkit 1.2, :mod:`neft.chip.aihwkit_conventions`), the latter
+    only for one device per weight and sign, with drift or frozen 1/f read noise to act on, and no stuck devices."""
+    if model.drift_of not in DRIFT_OF:
+        raise SettingError("drift_of", f"drift_of must be 'devices' (each programmed device drifts) or 'resplit' "
+                                       f"(aihwkit 1.2: the re-split programmed weight drifts), got {model.drift_of!r}")
+    if model.drift_of == "devices":
+        return
+    if model.weight_bits != model.device_bits:
+        raise SettingError("drift_of", f"drift_of = 'resplit' re-splits a weight onto one device per sign, so it "
+                                       f"needs weight_bits == device_bits (got {model.weight_bits} and "
+                                       f"{model.device_bits}; PCM-aihwkit uses 24 and 24)")
+    if not model.drifts and (model.read_noise_1f is None or model.read_noise_1f_per_read):
+        raise SettingError("drift_of", "drift_of = 'resplit' changes what drifts and gets frozen 1/f read noise, so "
+                                       "it needs drift (drift_nu_mean, drift_nu_std or their laws) or read_noise_1f "
+                                       "frozen per chip: set one, or leave drift_of = 'devices'")
+    if model.stuck_off or model.stuck_on:
+        raise SettingError("drift_of", "drift_of = 'resplit' (aihwkit 1.2) has no stuck devices: leave stuck_off "
+                                       "and stuck_on at 0, or drift_of = 'devices'")
 
 
 def warn_read_before_t0(model: DeviceModel) -> None:

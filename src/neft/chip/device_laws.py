@@ -48,7 +48,8 @@ ON_OFF_RATIO = 10.0  # g_max / g_min (CrossSim 3.2's default device range: Gmin_
 # the conductance range and laws with their defaults: what a DeviceModel without them holds
 CHIP_DEFAULTS = {"g_max": G_MAX, "on_off_ratio": ON_OFF_RATIO, "prog_noise_coeffs": None, "drift_nu_mean_law": None,
                  "drift_nu_std_law": None, "drift_nu_abs": False, "read_noise_1f": None, "t_read": AIHWKIT_T_READ,
-                 "read_noise_1f_per_read": False, "drift_compensation_input": "ones"}
+                 "read_noise_1f_per_read": False, "drift_compensation_input": "ones", "clip_g_max": True,
+                 "drift_of": "devices"}
 
 
 def g_min(model: DeviceModel) -> float:

@@ -51,10 +51,8 @@ class DeviceModel:
         drift_compensation: rescale each layer by one scalar measured on the chip, read at t0 over read at t
             (global drift compensation, aihwkit GlobalDriftCompensation). Needs ``quantize``.
         g_max, on_off_ratio, prog_noise_coeffs, drift_nu_mean_law, drift_nu_std_law, drift_nu_abs, read_noise_1f,
-            t_read, read_noise_1f_per_read, drift_compensation_input: the conductance range ``[g_max / on_off_ratio,
-            g_max]`` uS (25 uS, 10), conductance-dependent laws (None: the constants) and aihwkit 1.2's compensation
-            readout (``"one-hot"``; default ``"ones"``): :mod:`neft.chip.device_laws`, docs/method.md,
-            'Conductance-dependent device laws'. Need ``quantize``.
+            t_read, read_noise_1f_per_read, drift_compensation_input, clip_g_max, drift_of: range, laws and aihwkit
+            1.2 conventions (:mod:`neft.chip.device_laws`, :mod:`neft.chip.aihwkit_conventions`). Need quantize.
 
     Raises:
         SettingError: (a ``ValueError`` naming the setting) for an invalid value or a realistic-chip setting
@@ -87,6 +85,8 @@ class DeviceModel:
     t_read: float = AIHWKIT_T_READ
     read_noise_1f_per_read: bool = False
     drift_compensation_input: str = "ones"
+    clip_g_max: bool = True
+    drift_of: str = "devices"
 
     def __post_init__(self) -> None:
         check_device_model(self)

@@ -22,6 +22,11 @@ A layer of a chip with ``DeviceModel.quantize`` is drawn in five steps on the de
    conductance ``G`` gets ``|G| * Q_s(G_prog / g_max) * sqrt(ln((t + t_read) / (2 t_read))) * z``, ``z ~ N(0, 1)``,
    clipped to ``[g_min, g_max]`` (aihwkit ``PCMLikeNoiseModel``); with ``read_noise_1f_per_read`` the circuit draws
    it per read instead (:mod:`neft.chip.circuit_layer`).
+   With ``drift_of = "resplit"`` (aihwkit 1.2, :func:`neft.chip.aihwkit_conventions.resplit`) steps 3b and 4 act
+   on the programmed weight re-split onto one device of its sign (the other at 0) with the layer's new scale
+   ``T / max|W_p|``, ``nu`` still that of the target's row, ``Q_s`` of the re-split conductance, and the read
+   weight is converted back with that scale. With ``clip_g_max = False`` (aihwkit) steps 1, 3 and 4 clip at
+   ``g_min`` only, never at ``g_max``.
 5. **Global drift compensation** (``drift_compensation``): the layer is scaled by
    ``alpha = readout(W(t0)) / readout(W(t))``, one scalar per layer measured on this chip's own devices
    (:func:`compensation`: an all-ones input, or aihwkit 1.2's one-hot inputs).
@@ -40,8 +45,8 @@ from typing import NamedTuple
 
 import torch
 
+from neft.chip import aihwkit_conventions, mapping, variation
 from neft.chip import device_laws as laws
-from neft.chip import mapping, variation
 from neft.chip.device_model import DeviceModel
 
 __all__ = ["sample", "map_layer", "Mapped", "target_laws", "stick", "compensation", "program", "drift_exponents",
@@ -161,7 +166,7 @@ def program(model: DeviceModel, target: torch.Tensor, sigma: float, generator: t
     error = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=target.device)
     if censor_k is not None:
         error.clamp_(max=censor_k)
-    return (target + error.mul_(std)).clamp_(0, top)
+    return (target + error.mul_(std)).clamp_(0, aihwkit_conventions.upper_clip(model))
 
 
 def drift_exponents(model: DeviceModel, target: torch.Tensor, generator: torch.Generator | None,
@@ -187,9 +192,10 @@ def drift(model: DeviceModel, g: torch.Tensor, nu: torch.Tensor, stuck: torch.Te
     if stuck is not None:
         factor.masked_fill_(stuck, 1.0)
     offset = laws.level_offset(model)
+    top = aihwkit_conventions.upper_clip(model)
     if not offset:  # g_min = 0
-        return factor.mul_(g).clamp_(0, 2 ** model.device_bits - 1)
-    return factor.mul_(g + offset).sub_(offset).clamp_(0, 2 ** model.device_bits - 1)
+        return factor.mul_(g).clamp_(0, top)
+    return factor.mul_(g + offset).sub_(offset).clamp_(0, top)
 
 
 def read_1f(model: DeviceModel, programmed: torch.Tensor, g: torch.Tensor,
@@ -200,7 +206,8 @@ def read_1f(model: DeviceModel, programmed: torch.Tensor, g: torch.Tensor,
     t = model.drift_time if model.drift_time is not None else model.drift_t0
     relative = laws.q_s(model.read_noise_1f, _relative(model, programmed)).mul_(laws.accumulated(t, model.t_read))
     z = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
-    return z.mul_(relative).mul_(g + laws.level_offset(model)).add_(g).clamp_(0, 2 ** model.device_bits - 1)
+    top = aihwkit_conventions.upper_clip(model)
+    return z.mul_(relative).mul_(g + laws.level_offset(model)).add_(g).clamp_(0, top)
 
 
 def read_1f_std(model: DeviceModel, weight: torch.Tensor) -> torch.Tensor:
@@ -256,12 +263,14 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
             uniform = torch.rand(g.shape, generator=generator, dtype=w.dtype, device=w.device)
             g, stuck = stick(g, uniform, model.stuck_off, model.stuck_on, 2 ** model.device_bits - 1)
         lsb = w_max / mapping.magnitude_levels(model.weight_bits)
-        now = drift(model, g, drift_exponents(model, target, generator, nu_mean, nu_std), stuck) if model.drifts else g
+        source, unit = (g, None) if model.drift_of == "devices" else aihwkit_conventions.resplit(model, g)
+        now = (drift(model, source, drift_exponents(model, target, generator, nu_mean, nu_std), stuck)
+               if model.drifts else source)
         if model.read_noise_1f is not None and not model.read_noise_1f_per_read:
-            now = read_1f(model, g, now, generator)
+            now = read_1f(model, source, now, generator)
         programmed = chip_weight = mapping.from_conductances(g, model.device_bits) * lsb
         if now is not g:
-            chip_weight = mapping.from_conductances(now, model.device_bits) * lsb
+            chip_weight = mapping.from_conductances(now, model.device_bits) * (lsb if unit is None else unit * lsb)
         if model.drift_compensation:
             chip_weight = chip_weight * compensation(programmed, chip_weight, model.drift_compensation_input)
         return chip_weight - w

@@ -27,7 +27,8 @@ PRESETS: dict[str, DeviceModel] = {
                                on_off_ratio=float("inf"), prog_noise_coeffs=AIHWKIT_PROG_COEFFS,
                                drift_nu_mean_law=AIHWKIT_NU_MEAN_LAW, drift_nu_std_law=AIHWKIT_NU_STD_LAW,
                                drift_nu_abs=True, read_noise_1f=AIHWKIT_READ_1F, t_read=AIHWKIT_T_READ,
-                               drift_compensation=True, drift_compensation_input="one-hot"),
+                               drift_compensation=True, drift_compensation_input="one-hot",
+                               clip_g_max=False, drift_of="resplit"),  # aihwkit 1.2 as shipped, not physics
     "RRAM-Milo": DeviceModel("RRAM-Milo", quantize=True, g_max=225.0, on_off_ratio=4.5,
                              prog_noise_coeffs=(4.782321, -0.009107 * 225.0)),
 }
@@ -57,7 +58,11 @@ PRESET_SOURCES: dict[str, str] = {
                    "|N(mu(g), sigma(g))| as PCM-chip from t0 = 20 s; 1/f read noise Q_s = min(0.0088 / max(x**0.65, "
                    "1e-3), 0.2), t_read 250 ns, frozen per chip and read time; GlobalDriftCompensation of aihwkit "
                    "1.2 (one-hot inputs, mean |output|); read at aihwkit's t_inference + 20 s; sigma adds in "
-                   "quadrature to the programming std, so sigma 0 is aihwkit's chip",
+                   "quadrature to the programming std, so sigma 0 is aihwkit's chip; two aihwkit 1.2 conventions "
+                   "that are not device physics, kept to reproduce aihwkit as shipped: conductances clamped at 0 "
+                   "only, never at g_max (clip_g_max = false), and drift and 1/f noise acting on the programmed "
+                   "weight re-split onto one device per sign with the new scale g_max / max|W_p| (drift_of = "
+                   "resplit; aihwkit/inference/noise/base.py apply_drift_noise)",
     "RRAM-Milo": "8/2-bit quantized differential mapping, g 50-225 uS (on/off 4.5); programming std 4.782321 - "
                  "0.009107 g uS of the target g in uS (Milo et al., 'Optimized programming algorithms for multilevel "
                  "RRAM in hardware neural networks', IRPS 2021, Fig. 4, IGVVA-100, as CrossSim 3.2's "

@@ -52,5 +52,7 @@ def _chip(model) -> str:
              f"drift {drift} from t0 {model.drift_t0:g} s" if model.drifts else "",
              f"1/f read noise Q_s {model.read_noise_1f[0]:g}/x^{model.read_noise_1f[1]:g}, t_read {model.t_read:g} s"
              + (" per read" if model.read_noise_1f_per_read else "") if model.read_noise_1f else "",
-             f"compensation ({model.drift_compensation_input})" if model.drift_compensation else ""]
+             f"compensation ({model.drift_compensation_input})" if model.drift_compensation else "",
+             "no clip at g_max" if not model.clip_g_max else "",
+             "drift of the re-split weight (aihwkit 1.2)" if model.drift_of == "resplit" else ""]
     return "; ".join(part for part in parts if part)

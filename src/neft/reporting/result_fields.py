@@ -22,8 +22,8 @@ DEVICE_MODEL = {"name": "str", "weight_bits": "int", "device_bits": "int", "stat
                 "drift_t0": "number", "drift_time": "number|null", "drift_compensation": "bool", "g_max": "number",
                 **{name: (["number"], "null") for name in ("prog_noise_coeffs", "drift_nu_mean_law", "drift_nu_std_law",
                                                            "read_noise_1f")},
-                "t_read": "number", "drift_nu_abs": "bool", "read_noise_1f_per_read": "bool",
-                "drift_compensation_input": "str"}  # on_off_ratio may be inf (g_min 0): not a finite number
+                "t_read": "number", "drift_nu_abs": "bool", "read_noise_1f_per_read": "bool", "clip_g_max": "bool",
+                "drift_compensation_input": "str", "drift_of": "str"}  # on_off_ratio may be inf: not a finite number
 CIRCUIT = {"tile_rows": "int|null", "dac_bits": "int|null", "adc_bits": "int|null", "adc_range": "number",
            "adc_mode": "str", "wire_resistance": "number", "adc_offset": "number", "adc_gain": "number",
            "adc_inl": "number", "adc_mismatch": "number",

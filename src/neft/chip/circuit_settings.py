@@ -5,19 +5,15 @@ calibration percentile, the ADC mode and read noise per read, their checks, and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from neft.chip.device_checks import check_sigma
-from neft.chip.periphery_settings import PERIPHERY_FIELDS, check_periphery, periphery_label, periphery_names
+from neft.chip.periphery_settings import check_periphery, periphery_label, periphery_names
 from neft.common.errors import FLOAT32_MAX, SettingError, check_number
 
-__all__ = ["CircuitSettings", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "ADC_ERRORS"]
+__all__ = ["CircuitSettings", "CircuitFields", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "ADC_ERRORS"]
 
 ADC_MODES = ("analog", "sliced")
-# the settings EvalConfig/TrainConfig carry: the converters', the circuits' (IR drop, ADC errors), then the
-# periphery's (neft.chip.periphery_settings)
-FIELDS = ("tile_rows", "dac_bits", "adc_bits", "adc_range", "adc_mode", "wire_resistance", "adc_offset", "adc_gain",
-          "adc_inl", "adc_mismatch", *PERIPHERY_FIELDS)
 ADC_ERRORS = ("adc_offset", "adc_gain", "adc_inl", "adc_mismatch")  # per-ADC errors drawn per chip (adc_circuit)
 MAX_WIRE_RESISTANCE = 0.1  # wire over device resistance: beyond it a tile of even 2 x 2 cells loses most of its current
 CALIBRATION_IMAGES = 256  # training images that calibrate the converter ranges of a run (neft evaluate, neft train)
@@ -44,7 +40,34 @@ def _check_bits(setting: str, value) -> int | None:
 
 
 @dataclass
-class CircuitSettings:
+class CircuitFields:
+    """The crossbar circuit's settings that ``EvalConfig``, ``TrainConfig`` and :class:`CircuitSettings` carry
+    (:data:`FIELDS`), each documented in :class:`CircuitSettings`; all off by default."""
+
+    tile_rows: int | None = None
+    dac_bits: int | None = None
+    adc_bits: int | None = None
+    adc_range: float = 100.0
+    adc_mode: str = "analog"
+    wire_resistance: float = 0.0
+    adc_offset: float = 0.0
+    adc_gain: float = 0.0
+    adc_inl: float = 0.0
+    adc_mismatch: float = 0.0
+    out_noise: float = 0.0
+    input_management: str = "none"
+    bound_management: str = "none"
+    out_bound: float | None = None
+    weight_scaling: str = "layer"
+    converter_codes: str = "twos_complement"
+    drift_compensation_at: str = "weights"
+
+
+FIELDS = tuple(field.name for field in fields(CircuitFields))  # the settings EvalConfig/TrainConfig carry
+
+
+@dataclass
+class CircuitSettings(CircuitFields):
     """The crossbar circuit of a chip (docs/method.md, 'The crossbar circuit'); every field off by default.
 
     Attributes:
@@ -74,25 +97,8 @@ class CircuitSettings:
             max |W|, two's-complement codes, drift compensation on the weights).
     """
 
-    tile_rows: int | None = None
-    dac_bits: int | None = None
-    adc_bits: int | None = None
-    adc_range: float = 100.0
     read_sigma: float = 0.0
-    adc_mode: str = "analog"
     read_1f: bool = False
-    wire_resistance: float = 0.0
-    adc_offset: float = 0.0
-    adc_gain: float = 0.0
-    adc_inl: float = 0.0
-    adc_mismatch: float = 0.0
-    out_noise: float = 0.0
-    input_management: str = "none"
-    bound_management: str = "none"
-    out_bound: float | None = None
-    weight_scaling: str = "layer"
-    converter_codes: str = "twos_complement"
-    drift_compensation_at: str = "weights"
 
     def check(self) -> CircuitSettings:
         """Validate every field; returns self.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from neft.chip.chip_presets import apply_chip_preset
-from neft.chip.circuit_settings import settings_of
+from neft.chip.circuit_settings import CircuitFields, settings_of
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
 from neft.chip.settings import EFFECTS, ChipSettings
@@ -75,7 +75,7 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(CircuitFields):
     """Every setting of a Monte Carlo evaluation, validated by :meth:`check` and recorded in ``results.json``
     (``evaluation``; docs/results.md). The command line (``neft evaluate``), presets (``[evaluate]``) and Python
     build the same object.
@@ -161,23 +161,6 @@ class EvalConfig:
     verify_select: str = "magnitude"
     verified_sigma: float = 0.0
     read_sigma: float | None = None
-    tile_rows: int | None = None
-    dac_bits: int | None = None
-    adc_bits: int | None = None
-    adc_range: float = 100.0
-    adc_mode: str = "analog"
-    wire_resistance: float = 0.0
-    adc_offset: float = 0.0
-    adc_gain: float = 0.0
-    adc_inl: float = 0.0
-    adc_mismatch: float = 0.0
-    out_noise: float = 0.0
-    input_management: str = "none"
-    bound_management: str = "none"
-    out_bound: float | None = None
-    weight_scaling: str = "layer"
-    converter_codes: str = "twos_complement"
-    drift_compensation_at: str = "weights"
     quantize: bool | None = None
     stuck_off: float | None = None
     stuck_on: float | None = None

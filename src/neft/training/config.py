@@ -17,6 +17,7 @@ from pathlib import Path
 
 from neft import data, models
 from neft.chip.chip_presets import apply_chip_preset
+from neft.chip.circuit_settings import CircuitFields
 from neft.chip.device_checks import check_sigma
 from neft.chip.settings import ChipSettings
 from neft.common.compute import resolve_device
@@ -29,7 +30,7 @@ __all__ = ["TrainConfig", "load_config", "read_config", "record"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(CircuitFields):
     """Everything that defines a training run (written to ``config.json``).
 
     sigma and sigma_block are relative device variations (fractions of a device's conductance range, e.g. 0.1).
@@ -91,23 +92,6 @@ class TrainConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     device: str = "auto"
-    tile_rows: int | None = None
-    dac_bits: int | None = None
-    adc_bits: int | None = None
-    adc_range: float = 100.0
-    adc_mode: str = "analog"
-    wire_resistance: float = 0.0
-    adc_offset: float = 0.0
-    adc_gain: float = 0.0
-    adc_inl: float = 0.0
-    adc_mismatch: float = 0.0
-    out_noise: float = 0.0
-    input_management: str = "none"
-    bound_management: str = "none"
-    out_bound: float | None = None
-    weight_scaling: str = "layer"
-    converter_codes: str = "twos_complement"
-    drift_compensation_at: str = "weights"
     tensorboard: bool = False
 
     def chip(self) -> ChipSettings:

@@ -105,7 +105,8 @@ def reports(found: dict) -> None:
 def main() -> None:
     found = gather(Path(sys.argv[1]))
     text = ["# What a chip costs: LeNet-5 on the realistic chip at sigma 0.2, 20 chips per point", "",
-            "Networks of `configs/cpu-realistic-chip-30.toml` (seed 0), evaluated on `configs/chips/realistic-chip.toml` "
+            "Networks of `configs/cpu-realistic-chip-30.toml` (seed 0), evaluated on "
+            "`configs/chips/realistic-chip.toml` "
             "(results/cost/run.sh); costs from `neft cost` with the 45 nm defaults (docs/method.md, 'What a chip "
             "costs'). p5: the 5th percentile over chips.", "", "## ADC bits x tile rows (8-bit DACs)", "",
             *circuits_table(found), "", "## Per-chip fixes", "", *fixes_table(found), ""]

@@ -5,6 +5,8 @@
 #   pcm-aihwkit_t*.json  PCM-aihwkit (aihwkit 1.2 PCMLikeNoiseModel) at sigma 0, read 1 h, 1 day and 1 year after
 #                        programming (neft's drift_time = aihwkit's t_inference + 20 s)
 #   rram-milo.json       RRAM-Milo at sigma 0 (its own programming-noise law), no drift
+#   aihwkit-inference_t*.json  the chip preset aihwkit-inference (PCM-aihwkit read through aihwkit 1.2's shipped
+#                        InferenceRPUConfig periphery) at sigma 0, 1 h and 1 year
 #   chip-now.json        configs/chips/realistic-chip.toml at sigma 0.35 read at 1 year, with this version's physics
 #                        (every device of the pair programmed, conductances clipped to [g_min, g_max]); the grid's
 #                        own results.json holds the same networks on the 0.2.0 chip.
@@ -29,6 +31,8 @@ for run in "$RUNS"/vanilla-s0-seed* "$RUNS"/noise-injection-s0.35-seed* "$RUNS"/
   [ -f "$run/pcm-aihwkit_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model PCM-aihwkit --sigmas 0 \
       --drift-times 3620,86420,3.15e7 --name pcm-aihwkit $EVAL
   [ -f "$run/rram-milo.json" ] || $NEFT evaluate "$run" --device-model RRAM-Milo --sigmas 0 --name rram-milo $EVAL
+  [ -f "$run/aihwkit-inference_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference \
+      --sigmas 0 --drift-times 3620,3.15e7 --name aihwkit-inference $EVAL
   [ -f "$run/chip-now.json" ] || $NEFT evaluate "$run" --device-model configs/chips/realistic-chip.toml \
       --sigmas 0.35 --name chip-now $EVAL
 done

@@ -161,6 +161,7 @@ def _cost_model(args, tech) -> None:
                   "recalibrate_bn": {"images": args.recalibrate_bn}}
     table = chip_cost(model, chip, tech, (args.in_channels, args.image_size, args.image_size), deployment)
     stem = args.model.replace(":", "_").replace("/", "_")
+    out.mkdir(parents=True, exist_ok=True)
     table.write(out / f"{stem}_cost.json", out / f"{stem}_cost.csv")
     _print(table, f"{args.model}{chip.circuit.label()}")
 
@@ -173,9 +174,10 @@ def _mapped(model):
 
 
 def _check_free(out: Path, stems: list[str], overwrite: bool) -> None:
-    """Refuse to replace an existing table without ``--overwrite``, before any work."""
-    if not out.is_dir():
-        raise FileNotFoundError(f"output folder {out} does not exist")
+    """Refuse to replace an existing table without ``--overwrite``, or to write into a path that is a file,
+    before any work (a missing folder is made when the table is written)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder: choose a folder")
     taken = [out / f"{stem}_cost.json" for stem in stems if (out / f"{stem}_cost.json").exists()]
     if taken and not overwrite:
         raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it")

@@ -13,6 +13,8 @@ driven at full input through a weight of one unit.
 
 from __future__ import annotations
 
+import dataclasses
+
 from neft.common.errors import SettingError, check_number
 
 __all__ = ["PERIPHERY_FIELDS", "INPUT_MANAGEMENTS", "BOUND_MANAGEMENTS", "WEIGHT_SCALINGS", "CONVERTER_CODES",
@@ -82,9 +84,9 @@ def check_periphery(settings) -> None:
 
 
 def periphery_names(settings) -> list[str]:
-    """The periphery settings that are on, in :data:`PERIPHERY_FIELDS` order."""
-    defaults = {"out_noise": 0.0, "input_management": "none", "bound_management": "none", "out_bound": None,
-                "weight_scaling": "layer", "converter_codes": "twos_complement", "drift_compensation_at": "weights"}
+    """The periphery settings of ``settings`` (a :class:`~neft.chip.circuit_settings.CircuitSettings`) that differ
+    from their declared defaults, in :data:`PERIPHERY_FIELDS` order."""
+    defaults = {field.name: field.default for field in dataclasses.fields(settings)}
     return [name for name in PERIPHERY_FIELDS if getattr(settings, name) != defaults[name]]
 
 

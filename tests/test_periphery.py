@@ -274,6 +274,22 @@ def test_the_aihwkit_inference_chip_preset_fills_the_circuit_and_an_explicit_set
     assert chip.circuit.reads and chip.circuit.managed
 
 
+def test_a_chip_preset_given_chip_flags_in_training_keeps_its_periphery():
+    """`neft train --device-model aihwkit-inference --drift-time T` records the preset's device model as a dict
+    (the flag applied); the preset's circuit must still come with it, not a bare device."""
+    from argparse import Namespace
+
+    from neft.cli.chip_arguments import training_device_model
+    from neft.training import TrainConfig
+
+    args = Namespace(device_model="aihwkit-inference", drift_time=3.15e7)
+    model = training_device_model(args)
+    assert isinstance(model, dict) and model["drift_time"] == 3.15e7
+    config = TrainConfig(model="lenet5", dataset="mnist-5k", device_model=model, sigma=0.0).check()
+    assert (config.tile_rows, config.dac_bits, config.adc_bits, config.out_noise, config.input_management,
+            config.drift_compensation_at) == (512, 7, 9, 0.06, "abs_max", "outputs")
+
+
 @pytest.mark.parametrize("method", ["vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "correctnet",
                                     "distill"])
 def test_every_objective_trains_through_the_whole_periphery_with_output_noise_drawn_per_step(method):

@@ -44,7 +44,11 @@ CHIP_PRESET_SOURCES = {
 
 def chip_preset(name) -> tuple[str, dict] | None:
     """``(device model preset, circuit settings)`` of the chip preset ``name`` (case-insensitive), None if it is
-    not one."""
+    not one. ``name`` may also be a device-model dict (``DeviceModel.to_dict()``): what ``neft train
+    --device-model aihwkit-inference --drift-time T`` records, the preset's device model with chip flags applied
+    under the preset's name; its ``"name"`` is read, so the flags keep the preset's circuit."""
+    if isinstance(name, dict):
+        name = name.get("name")
     if not isinstance(name, str):
         return None
     return next((preset for key, preset in CHIP_PRESETS.items() if key.lower() == name.lower()), None)

@@ -228,6 +228,24 @@ def test_cached_mapping_follows_weight_updates():
     assert torch.equal(crossbar.sample_chip(0.1, make_generator(0))["weight"], fresh["weight"])
 
 
+def test_a_run_started_with_device_model_and_chip_flags_resumes_with_the_same_command(tmp_path, capsys):
+    """`neft train --device-model M --drift-time T ... --out RUN --resume` (the command that started the run,
+    repeated) continues it; another drift time or device model is refused naming the setting."""
+    from neft.cli import main
+
+    run = str(tmp_path / "run")
+    command = ["train", "--model", "lenet5", "--method", "noise-injection", "--sigma", "0.1", "--train-subset", "64",
+               "--test-subset", "32", "--val-runs", "1", "--device-model", "PCM-chip", "--out", run, "--quiet"]
+    assert main([*command, "--epochs", "1", "--drift-time", "3600"]) == 0
+    capsys.readouterr()
+    assert main([*command, "--epochs", "1", "--drift-time", "7200", "--resume"]) == 2
+    assert "drift_time: 3600.0 in the run, 7200.0 given" in capsys.readouterr().err
+    assert main([*command, "--epochs", "1", "--device-model", "RRAM1", "--resume"]) == 2
+    assert "with different settings (" in capsys.readouterr().err
+    assert main([*command, "--epochs", "2", "--drift-time", "3600", "--resume"]) == 0
+    assert len(open(tmp_path / "run" / "train_log.csv").read().splitlines()) == 3  # header + 2 epochs
+
+
 def test_no_quantize_turns_a_presets_chip_off_and_resume_refuses_other_chip_flags(tmp_path, capsys):
     from neft.cli import build_parser, main
     from neft.cli.chip_arguments import training_device_model as _training_device_model

@@ -109,10 +109,13 @@ def _resume_config(args):
 
     config = load_config(args.out)
     chip = chip_settings(args)  # chip flags given with --resume must be the run's own chip settings
-    for name in _given_flags(args, add_train_arguments) - set(chip):
+    given = _given_flags(args, add_train_arguments)
+    for name in given - set(chip) - {"device_model"}:
         setattr(config, name, taps(args.taps) if name == "taps" else getattr(args, name))
     trained = devices.get(config.device_model).to_dict()
-    changed = {name: value for name, value in chip.items() if trained.get(name) != value}
+    # with --device-model: the device model a fresh run of these flags would record must be the run's own
+    asked = devices.get(training_device_model(args)).to_dict() if "device_model" in given else chip
+    changed = {name: value for name, value in asked.items() if trained.get(name) != value}
     if changed:
         values = "; ".join(f"{name}: {trained.get(name)!r} in the run, {value!r} given"
                            for name, value in changed.items())

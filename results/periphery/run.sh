@@ -1,0 +1,33 @@
+#!/bin/sh
+# Issue 33, item 7: every network of results/periphery/train.sh evaluated under the chip preset aihwkit-inference
+# (aihwkit 1.2's InferenceRPUConfig(): PCM-aihwkit devices, 7-bit DAC / 9-bit ADC with abs-max input and iterative
+# bound management, output noise 0.06, global drift compensation on the outputs; sigma 0) and, for the
+# weight-noise-only answer, on the same devices without the periphery (PCM-aihwkit, ideal converters), read 1 h
+# and 1 year after programming (drift_time = aihwkit's t_inference + 20 s), 20 chips each:
+#   periphery_t3620.json, periphery_t3.15e+07.json   aihwkit-inference
+#   devices_t3620.json, devices_t3.15e+07.json       PCM-aihwkit alone
+# VGG8 (2,000 Fashion-MNIST test images) also with the per-chip fixes on top, under aihwkit-inference at 1 year:
+#   periphery-bn_t3.15e+07.json    BatchNorm recalibrated on 256 training images per chip
+#   periphery-tuned_t3.15e+07.json the tuned block, 100 steps per chip
+# Resumable: finished files are kept.
+#   RUNS=runs/periphery nice sh results/periphery/run.sh
+# then: python3 results/periphery/table.py "$RUNS" > results/periphery/table.md
+set -e
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+RUNS=${RUNS:-runs/periphery}
+NEFT="python3 -m neft"
+for run in "$RUNS"/lenet5/* "$RUNS"/vgg8/*; do
+  [ -f "$run/summary.json" ] || continue
+  case $run in */vgg8/*) EVAL="--runs 20 --quiet --overwrite --test-subset 2000";;
+               *) EVAL="--runs 20 --quiet --overwrite --precision fp32";; esac
+  [ -f "$run/periphery_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
+      --drift-times 3620,3.15e7 --name periphery $EVAL
+  [ -f "$run/devices_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model PCM-aihwkit --sigmas 0 \
+      --drift-times 3620,3.15e7 --name devices $EVAL
+  case $run in */vgg8/*)
+    [ -f "$run/periphery-bn_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
+        --drift-times 3.15e7 --recalibrate-bn 256 --name periphery-bn $EVAL
+    [ -f "$run/periphery-tuned_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
+        --drift-times 3.15e7 --chip-tune 100 --name periphery-tuned $EVAL;;
+  esac
+done

@@ -16,7 +16,8 @@ scale) and weight unit ``u`` (``weight_scaling``: the layer's max |W|, each colu
 5. bound management (``"iterative"``): an input vector any of whose outputs saturated (``|y| > B``) is read again
    with ``F`` doubled and fresh noise, until none saturates or ``F`` exceeds ``min(MAX_BM_FACTOR, MAX_BM_RESOLUTION /
    d)`` (aihwkit's ``max_bm_factor = 1000`` and ``max_bm_res = 0.25``); its last read is kept;
-6. digital: ``y s F u`` summed over tiles, times the chip's drift compensation factor when it acts on the outputs
+6. digital: ``y s F u`` (times the tile's drift compensation factor when it acts on the outputs per tile) summed
+   over tiles, times the layer's factor when it acts on the outputs per layer
    (:mod:`neft.chip.compensation_placement`), plus the bias.
 
 Rounding has straight-through gradients (:func:`neft.chip.converters.codes`); the scales carry none.
@@ -35,7 +36,7 @@ from neft.chip.compensation_placement import ALPHA
 from neft.chip.converters import calibration_magnitude, codes, full_scale_steps
 from neft.chip.periphery_settings import MAX_BM_FACTOR, MAX_BM_RESOLUTION
 
-__all__ = ["managed_output", "attempts"]
+__all__ = ["managed_output", "attempts", "compensation_readout"]
 
 _TINY = torch.finfo(torch.float32).tiny
 
@@ -77,12 +78,14 @@ def managed_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, b
     if calibrating:
         layer.calibrate_input(x, settings)
     total = None
+    alpha = getattr(layer.module, ALPHA, None)  # drift compensation on the digitised outputs
     for tile in range(len(layer.tiles)):
         partial = _tile_output(layer, tile, layer.tile_input(x, tile), layer.tile_weight(weight, tile), settings,
                                calibrating, read_noise, out_noise, batched)
+        if alpha is not None and alpha.dim() == 1:  # one factor per tile (tile_mapping="tile")
+            partial = partial * alpha[tile]
         total = partial if total is None else total + partial
-    alpha = getattr(layer.module, ALPHA, None)  # drift compensation on the digitised outputs
-    if alpha is not None:
+    if alpha is not None and alpha.dim() == 0:
         total = total * alpha
     if bias is not None:
         total = total + bias.reshape((-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,))
@@ -244,3 +247,67 @@ def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSetti
         return torch.zeros_like(y), saturated
     step = bound / full_scale_steps(settings.adc_bits, True, _symmetric(settings))
     return _times(_coded(y / step, settings.adc_bits, True, settings), step), saturated
+
+
+def compensation_readout(layer: CircuitLayer, tiles: list[int], weights: torch.Tensor, settings: CircuitSettings,
+                         generator: torch.Generator | None, one_hot: bool = True) -> torch.Tensor:
+    """The global drift compensation readout of a chip's tiles ``tiles`` of ``layer`` through the periphery, as
+    aihwkit 1.2 takes it (``InferenceTileWithPeriphery._forward_drift_readout_tensor`` in
+    ``aihwkit/simulator/tiles/inference.py``: the tile's noisy forward, IO parameters included, of
+    ``GlobalDriftCompensation.get_readout_tensor`` = ``eye(in)``; ``readout`` = the mean |output| floored at 1e-4,
+    ``aihwkit/inference/compensation/drift.py``).
+
+    Every tile is read with each one-hot input vector ``e_i`` of its rows (``one_hot``; else one all-ones vector,
+    neft's ``drift_compensation_input="ones"``) through steps 1-5 of the module docstring: input scale ``s`` (1 with
+    ``input_management="abs_max"``, else the layer's DAC full scale), DAC, output noise drawn from ``generator``
+    (``randn`` shaped ``[vectors, out]`` per read), ADC or bound, bound management; the digital outputs ``y s F
+    u`` of all the tiles' vectors are averaged in absolute value. No read noise per read (aihwkit's readout has
+    none: ``w_noise = 0``). Without a calibrated ADC range yet (calibration not run) the outputs are not bounded.
+
+    Args:
+        layer: the mapped layer (its tiles, calibrated ranges and clean weights for the weight unit).
+        tiles: indices of the layer's tiles read.
+        weights: ``[out, rows]`` the chip's weights of those tiles, side by side, in weight units.
+        settings: the circuit's settings.
+        generator: the chip's generator (the output noise).
+
+    Returns:
+        The readout, a 0-d tensor >= 1e-4; ``alpha = readout(W(t0)) / readout(W(t))``.
+    """
+    per_vector = settings.input_management == "abs_max"
+    total, count, offset = 0.0, 0, layer.tiles[tiles[0]][0]
+    with torch.no_grad():
+        for tile in tiles:
+            r0, r1 = layer.tiles[tile]
+            block = weights[:, r0 - offset:r1 - offset]
+            products = block.t() if one_hot else block.sum(1, keepdim=True).t()  # [vectors, out]: x W for x = 1
+            out = _readout_tile(layer, tile, products, settings, per_vector, generator)
+            total, count = total + out.abs().sum(), count + out.numel()
+        return (total / count).clamp_min(1e-4)
+
+
+def _readout_tile(layer, tile, products, settings, per_vector, generator) -> torch.Tensor:
+    """One tile's digital outputs for inputs of 1 on its rows (``products`` = ``x W`` at x = 1)."""
+    unit = _weight_unit(layer, tile, settings, 2)
+    base = (layer.dac_scale if not per_vector and layer.dac_scale is not None
+            else torch.ones((), dtype=products.dtype, device=products.device))
+    bounded = settings.out_bound is not None or (settings.adc_bits is not None and layer.adc_scale is not None)
+    out, pending = None, None
+    for attempt in range(attempts(settings) if bounded else 1):
+        scaled = base * 2.0 ** attempt
+        x = _dac(torch.ones((), dtype=products.dtype, device=products.device), scaled, settings, per_vector, layer)
+        norm = scaled * unit if unit is not None else scaled
+        y = products * (x / norm)
+        if settings.out_noise > 0:
+            y = y + settings.out_noise * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        saturated = None
+        if bounded:
+            y, saturated = _adc(y, layer, tile, settings)
+        y = y * norm
+        out = y if out is None else torch.where(pending, y, out)
+        if saturated is None:
+            break
+        pending = saturated if pending is None else pending & saturated
+        if not bool(pending.any()):
+            break
+    return out

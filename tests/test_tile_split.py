@@ -164,3 +164,22 @@ def test_bad_tile_settings_are_refused_by_name():
     with pytest.raises(SettingError) as error:  # the readout of a compensation the device model does not make
         _circuit(_two_scales(), "RRAM1", compensation_readout="periphery", **IDEAL)
     assert error.value.setting == "compensation_readout"
+
+
+def test_a_tile_cutting_through_channels_scales_each_patch_by_its_own_rows_max():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(128, 4, 3, bias=False)).eval()
+    x = torch.randn(2, 128, 4, 4)
+    _, circuit = _circuit(model, calibration=x, tile_rows=512, tile_split="equal", input_management="abs_max",
+                          dac_bits=7, converter_codes="sign_magnitude", out_bound=1e9, weight_scaling="off")
+    with torch.no_grad(), circuit.applied():
+        out = model(x)
+    patches = torch.nn.functional.unfold(x, 3)  # [B, 1152, 4 positions], rows in weight.flatten(1)'s order
+    weight = model[0].weight.detach().flatten(1)
+    expected = 0
+    for r0, r1 in ((0, 384), (384, 768), (768, 1152)):  # 42 2/3 channels each
+        rows = patches[:, r0:r1]
+        s = rows.abs().amax(1, keepdim=True)  # the max over the tile's own rows of each receptive field
+        quantized = torch.round(rows / s * 63) / 63 * s  # 7-bit sign-magnitude DAC: codes -63 .. 63
+        expected = expected + weight[:, r0:r1] @ quantized
+    assert torch.allclose(out.flatten(2), expected, rtol=1e-5, atol=1e-5)

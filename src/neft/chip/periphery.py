@@ -96,7 +96,7 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
     """One tile's digital output (steps 1-5 of the module docstring), in the layer's output units."""
     per_vector = settings.input_management == "abs_max"
     unfold = per_vector and settings.dac_bits is not None and layer.conv is not None  # per-patch DAC codes
-    scale = _input_scale(layer, xt, per_vector).detach()  # [B, 1, *positions], [..., 1] or a 0-d tensor
+    scale = _input_scale(layer, xt, per_vector, tile).detach()  # [B, 1, *positions], [..., 1] or a 0-d tensor
     unit = _weight_unit(layer, tile, settings, weight.dim())
     reads = 1 if calibrating else attempts(settings)
     bounded = calibrating or settings.adc_bits is not None or settings.out_bound is not None
@@ -143,14 +143,21 @@ def _noisy(values: torch.Tensor, draw: torch.Tensor, std, scale: float, batched:
     return values.add_(draw, alpha=scale)
 
 
-def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool) -> torch.Tensor:
-    """The input scale ``s``: each input vector's max |x| (``per_vector``), shaped to broadcast over the tile's
-    outputs, or the layer's calibrated DAC full scale (a 0-d tensor; 1 without a DAC, never used then)."""
+def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool, tile: int | None = None) -> torch.Tensor:
+    """The input scale ``s``: each input vector's max |x| (``per_vector``; over the rows of tile ``tile``), shaped
+    to broadcast over the tile's outputs, or the layer's calibrated DAC full scale (a 0-d tensor; 1 without a DAC,
+    never used then)."""
     if not per_vector:
         return layer.dac_scale if layer.dac_scale is not None else torch.ones((), device=xt.device)
     if layer.conv is None:
         return xt.detach().abs().amax(-1, keepdim=True)
     m = layer.module
+    if tile is not None and layer.masks[tile] is not None and m.groups == 1 and layer.conv is F.conv2d:
+        # a tile that cuts through a channel's kernel rows (tile_split="equal"): the max over its own rows only
+        r0, r1 = layer.tiles[tile]
+        start = r0 - layer._channels(tile)[0] * layer.kernel
+        rows = _patches(layer, xt.detach())[..., start:start + r1 - r0]
+        return rows.abs().amax(-1).unsqueeze(1)  # [B, 1, H', W']
     # [B, groups, *spatial]: one input vector per group
     low, high = torch.aminmax(xt.detach().unflatten(1, (m.groups, -1)), dim=2)
     magnitude = torch.maximum(-low, high)
@@ -200,8 +207,15 @@ def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
     quantized patches ``[B, H', W', K]`` they were computed from (``K`` in ``weight.flatten(1)``'s order)."""
     if not unfold:
         return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
+    patches = _dac(_patches(layer, xt), scale.permute(0, 2, 3, 1), settings, True, layer)
+    out = torch.matmul(patches, weight.flatten(1).t())  # [B, H', W', C_out]
+    return out.permute(0, 3, 1, 2), patches  # [B, C_out, H', W'] (channels-last in memory)
+
+
+def _patches(layer: CircuitLayer, x: torch.Tensor) -> torch.Tensor:
+    """The receptive fields of a Conv2d's input ``x`` ``[B, C, H, W]`` as rows ``[B, H', W', C * kh * kw]`` (in
+    ``weight.flatten(1)``'s order; padded, strided and dilated views, one copy)."""
     m = layer.module
-    x = xt
     if m.padding_mode != "zeros":
         x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
     elif any(layer._box_padding()):
@@ -209,10 +223,7 @@ def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
     for axis, (k, s, d) in enumerate(zip(m.kernel_size, m.stride, m.dilation), start=2):  # views, no copy
         x = x.unfold(axis, (k - 1) * d + 1, s)
         x = x[..., ::d] if d > 1 else x
-    patches = x.permute(0, 2, 3, 1, 4, 5).flatten(3)  # [B, H', W', C * kh * kw]: one copy
-    patches = _dac(patches, scale.permute(0, 2, 3, 1), settings, True, layer)
-    out = torch.matmul(patches, weight.flatten(1).t())  # [B, H', W', C_out]
-    return out.permute(0, 3, 1, 2), patches  # [B, C_out, H', W'] (channels-last in memory)
+    return x.permute(0, 2, 3, 1, 4, 5).flatten(3)
 
 
 def _read_std(layer, tile, partial, inputs, unfold: bool) -> torch.Tensor:

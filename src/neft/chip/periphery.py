@@ -156,8 +156,8 @@ def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool, tile: 
         # a tile that cuts through a channel's kernel rows (tile_split="equal"): the max over its own rows only
         r0, r1 = layer.tiles[tile]
         start = r0 - layer._channels(tile)[0] * layer.kernel
-        rows = _patches(layer, xt.detach())[..., start:start + r1 - r0]
-        return rows.abs().amax(-1).unsqueeze(1)  # [B, 1, H', W']
+        rows = _patches(layer, xt.detach())[:, start:start + r1 - r0]  # [B, rows, L]
+        return rows.abs().amax(1, keepdim=True).unflatten(2, _positions(layer, xt))  # [B, 1, H', W']
     # [B, groups, *spatial]: one input vector per group
     low, high = torch.aminmax(xt.detach().unflatten(1, (m.groups, -1)), dim=2)
     magnitude = torch.maximum(-low, high)
@@ -204,40 +204,49 @@ def _coded(x: torch.Tensor, bits: int, signed: bool, settings: CircuitSettings) 
 
 def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
     """The tile's analog sums ``x_q W`` in output units, and (``unfold``: per-patch DAC codes of a convolution) the
-    quantized patches ``[B, H', W', K]`` they were computed from (``K`` in ``weight.flatten(1)``'s order)."""
+    quantized patches ``[B, K, L]`` they were computed from (``K`` in ``weight.flatten(1)``'s order, ``L`` the
+    output positions)."""
     if not unfold:
         return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
-    patches = _dac(_patches(layer, xt), scale.permute(0, 2, 3, 1), settings, True, layer)
-    out = torch.matmul(patches, weight.flatten(1).t())  # [B, H', W', C_out]
-    return out.permute(0, 3, 1, 2), patches  # [B, C_out, H', W'] (channels-last in memory)
+    patches = _dac(_patches(layer, xt), scale.flatten(2), settings, True, layer)
+    out = torch.matmul(weight.flatten(1), patches)  # [B, C_out, L]
+    return out.unflatten(2, scale.shape[2:]), patches  # [B, C_out, H', W']
 
 
 def _patches(layer: CircuitLayer, x: torch.Tensor) -> torch.Tensor:
-    """The receptive fields of a Conv2d's input ``x`` ``[B, C, H, W]`` as rows ``[B, H', W', C * kh * kw]`` (in
-    ``weight.flatten(1)``'s order; padded, strided and dilated views, one copy)."""
+    """The receptive fields of a Conv2d's input ``x`` ``[B, C, H, W]`` as columns ``[B, C * kh * kw, L]`` (im2col,
+    ``torch.nn.functional.unfold``: rows in ``weight.flatten(1)``'s order, ``L = H' W'`` output positions)."""
     m = layer.module
+    padding = m.padding
     if m.padding_mode != "zeros":
         x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
-    elif any(layer._box_padding()):
-        x = F.pad(x, [p for p in reversed(layer._box_padding()) for _ in range(2)])
-    for axis, (k, s, d) in enumerate(zip(m.kernel_size, m.stride, m.dilation), start=2):  # views, no copy
-        x = x.unfold(axis, (k - 1) * d + 1, s)
-        x = x[..., ::d] if d > 1 else x
-    return x.permute(0, 2, 3, 1, 4, 5).flatten(3)
+        padding = 0
+    return F.unfold(x, m.kernel_size, m.dilation, padding, m.stride)
+
+
+def _positions(layer: CircuitLayer, x: torch.Tensor) -> tuple[int, ...]:
+    """``(H', W')``: the output positions of the layer's Conv2d on ``x`` ``[B, C, H, W]``."""
+    m = layer.module
+    size, padding = list(x.shape[2:]), m.padding
+    if m.padding_mode != "zeros":  # (left, right, top, bottom) added by F.pad before the convolution
+        pads = m._reversed_padding_repeated_twice
+        size, padding = [size[0] + pads[2] + pads[3], size[1] + pads[0] + pads[1]], (0, 0)
+    return tuple((size[a] + 2 * padding[a] - m.dilation[a] * (m.kernel_size[a] - 1) - 1) // m.stride[a] + 1
+                 for a in range(2))
 
 
 def _read_std(layer, tile, partial, inputs, unfold: bool) -> torch.Tensor:
     """The read-noise std of each output from the tile's (quantized) inputs: ``layer.read_variance`` on an image
-    layout, or (``unfold``) ``patches^2 @ var`` on quantized patches ``[B, H', W', K]``."""
+    layout, or (``unfold``) ``var @ patches^2`` on quantized patches ``[B, K, L]``."""
     if not unfold:
         return layer.read_variance(inputs, tile, partial.shape[1]).sqrt()
     const = layer.read_const[tile]
     squares = inputs.square()
     if const is not None:
-        variance = squares.sum(-1, keepdim=True) * const
+        variance = squares.sum(1, keepdim=True) * const
     else:
-        variance = torch.matmul(squares, layer.read_var[tile].flatten(1).to(inputs.dtype).t())
-    return variance.permute(0, 3, 1, 2).sqrt()
+        variance = torch.matmul(layer.read_var[tile].flatten(1).to(inputs.dtype), squares)
+    return variance.unflatten(2, partial.shape[2:]).sqrt()
 
 
 def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSettings):

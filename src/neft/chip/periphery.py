@@ -182,12 +182,16 @@ def _weight_unit(layer: CircuitLayer, tile: int, settings: CircuitSettings, dims
     return columns if layer.conv is None else columns.reshape(-1, *[1] * (dims - 2))
 
 
-def _dac(xt, scale, settings, per_vector, layer) -> torch.Tensor:
-    """The DAC's output ``codes(x / (s d)) s d`` in input units (``xt`` itself without a DAC)."""
+def _dac(xt, scale, settings, per_vector, layer, owned: bool = False) -> torch.Tensor:
+    """The DAC's output ``codes(x / (s d)) s d`` in input units (``xt`` itself without a DAC); ``owned``: ``xt`` is
+    the caller's own copy, overwritten when no gradient is wanted. Per-vector scales with symmetric codes cannot
+    clip (``|x| <= s F``, the codes reach ``+-1 / d``): the DAC then only rounds, bit for bit the same codes."""
     if settings.dac_bits is None:
         return xt
     signed = True if per_vector else layer.dac_signed
     step = scale.clamp_min(_TINY) / full_scale_steps(settings.dac_bits, signed, _symmetric(settings))
+    if per_vector and _symmetric(settings) and not (torch.is_grad_enabled() and xt.requires_grad):
+        return (xt.div_(step) if owned else xt / step).round_().mul_(step)
     return _times(_coded(xt / step, settings.dac_bits, signed, settings), step)
 
 
@@ -208,7 +212,7 @@ def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
     output positions)."""
     if not unfold:
         return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
-    patches = _dac(_patches(layer, xt), scale.flatten(2), settings, True, layer)
+    patches = _dac(_patches(layer, xt), scale.flatten(2), settings, True, layer, owned=True)
     out = torch.matmul(weight.flatten(1), patches)  # [B, C_out, L]
     return out.unflatten(2, scale.shape[2:]), patches  # [B, C_out, H', W']
 

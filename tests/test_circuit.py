@@ -279,7 +279,9 @@ def test_training_with_the_periphery_learns_and_records_it(tmp_path):
                                        "adc_gain": 0.0, "adc_inl": 0.0, "adc_mismatch": 0.0,
                                        "out_noise": 0.0, "input_management": "none",
                                        "bound_management": "none", "out_bound": None, "weight_scaling": "layer",
-                                       "converter_codes": "twos_complement", "drift_compensation_at": "weights"}
+                                       "converter_codes": "twos_complement", "drift_compensation_at": "weights",
+                                       "tile_split": "fill", "tile_mapping": "layer",
+                                       "compensation_readout": "weights"}
     assert report.result_label(result) == ("noise-injection (trained on RRAM1 tile=64 dac=4b adc=4b, evaluated on "
                                            "RRAM1 tile=64 adc=6b)")
     plain = evaluate_run(tmp_path / "run", EvalConfig(runs=2, sigmas=[0.1], test_subset=50), name="plain",

@@ -99,7 +99,8 @@ def test_rows_sorted_by_method_order_with_values():
                        "adc_inl": 0.0, "adc_mismatch": 0.0,
                        "out_noise": 0.0, "input_management": "none", "bound_management": "none",
                        "out_bound": None, "weight_scaling": "layer", "converter_codes": "twos_complement",
-                       "drift_compensation_at": "weights"}
+                       "drift_compensation_at": "weights", "tile_split": "fill", "tile_mapping": "layer",
+                       "compensation_readout": "weights"}
     assert rows[6]["run"] == "runs/ovf02" and rows[6]["train_sigma"] == 0.2
 
 

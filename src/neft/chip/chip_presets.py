@@ -12,13 +12,20 @@ configs.py``), each value read from aihwkit's source:
   ITERATIVE`` (``max_bm_factor = 1000``, ``max_bm_res = 0.25``), ``inp_bound = 1``, no input noise, no weight
   noise, no IR drop, no output nonlinearity;
 * ``mapping = MappingParameter()`` (``parameters/mapping.py``): ``weight_scaling_omega = 0`` -> ``weight_scaling =
-  "off"``, ``max_input_size = 512`` -> ``tile_rows = 512``, ``digital_bias = True`` (neft's biases are digital);
-* the compensation factor scales the digitised outputs (``drift_compensation_at = "outputs"``).
+  "off"``, ``max_input_size = 512`` -> ``tile_rows = 512`` split into equal tiles (``tile_split = "equal"``: 576
+  -> 288 + 288, ``TileModuleArray.get_split_sizes`` in ``aihwkit/simulator/tiles/array.py``), ``digital_bias =
+  True`` (neft's biases are digital);
+* every tile an ``InferenceTile`` of its own (``tile_mapping = "tile"``): conductances relative to the tile's max
+  |W| (``aihwkit/inference/converter/conductance.py``) and its own compensation factor;
+* the compensation factor scales the digitised outputs (``drift_compensation_at = "outputs"``), its readout taken
+  through the tile's noisy periphery (``compensation_readout = "periphery"``: the one-hot inputs read with output
+  noise and converters, ``_forward_drift_readout_tensor`` in ``aihwkit/simulator/tiles/inference.py``).
 
-Where it differs: aihwkit splits a layer of more than 512 inputs into equal tiles (576 -> 288 + 288), neft into
-512-row tiles and the rest (576 -> 512 + 64), and aihwkit also splits outputs beyond 512 (``max_output_size``;
-neft's layers keep one tile per input range); aihwkit measures the compensation readout through the noisy periphery,
-neft on the weights (:mod:`neft.chip.effects`).
+Where it differs: aihwkit also splits outputs beyond 512 (``max_output_size``; neft's tiles span all outputs of a
+layer: the same for layers of at most 512 outputs, as in LeNet-5 and VGG8 width 0.25, but one programming
+reference, compensation factor and bound-management decision over all outputs of a wider layer); aihwkit draws its
+noise from its own generators (torch's for the devices, the simulator's for the output noise), neft from the chip's
+seed.
 """
 
 from __future__ import annotations
@@ -31,14 +38,15 @@ CHIP_PRESETS: dict[str, tuple[str, dict]] = {
     "aihwkit-inference": ("PCM-aihwkit", {
         "tile_rows": 512, "dac_bits": 7, "adc_bits": 9, "out_bound": 12.0, "out_noise": 0.06,
         "input_management": "abs_max", "bound_management": "iterative", "converter_codes": "sign_magnitude",
-        "weight_scaling": "off", "drift_compensation_at": "outputs"}),
+        "weight_scaling": "off", "drift_compensation_at": "outputs", "tile_split": "equal", "tile_mapping": "tile",
+        "compensation_readout": "periphery"}),
 }
 CHIP_PRESET_SOURCES = {
     "aihwkit-inference": "aihwkit 1.2 InferenceRPUConfig(): PCM-aihwkit devices; IOParameters() 7-bit inputs "
                          "(inp_res 1/126), 9-bit outputs (out_res 1/510) of bound 12, out_noise 0.06, ABS_MAX noise "
                          "management, ITERATIVE bound management, sign-magnitude codes; MappingParameter() "
-                         "weight_scaling_omega 0, 512-row tiles; global drift compensation on the digitised "
-                         "outputs",
+                         "weight_scaling_omega 0, 512-row tiles split equally, each mapped on its own; global "
+                         "drift compensation per tile on the digitised outputs, read through the periphery",
 }
 
 

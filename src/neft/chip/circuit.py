@@ -288,7 +288,8 @@ def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: i
                                             "circuit settings off for this model")
             continue  # recurrent / attention weights: device effects only
         std = _read_std(crossbar.device_model, module.weight.detach(), read, settings.read_1f)
-        layers.append(CircuitLayer(index, module, std, settings.tile_rows, slice_count))
+        layers.append(CircuitLayer(index, module, std, settings.tile_rows, slice_count,
+                                   settings.tile_split))
     return layers
 
 

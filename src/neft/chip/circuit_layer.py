@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.circuit_settings import CircuitSettings, tile_ranges
 from neft.chip.converters import calibration_magnitude, full_scale_steps
 
 __all__ = ["CircuitLayer", "window_reduce"]
@@ -52,14 +52,12 @@ class CircuitLayer:
     """One mapped layer as the crossbar runs it: its tiles (row ranges), read-noise stds and calibrated ranges."""
 
     def __init__(self, index: int, module: nn.Module, std: torch.Tensor | None, tile_rows: int | None,
-                 slice_count: int = 1) -> None:
+                 slice_count: int = 1, split: str = "fill") -> None:
         self.index, self.module, self.slice_count = index, module, slice_count
         self.conv = _CONV.get(type(module))
         weight = module.weight
         self.kernel = math.prod(weight.shape[2:])  # rows per input channel (1 for a Linear)
-        rows = weight[0].numel()
-        size = rows if tile_rows is None else tile_rows
-        self.tiles = [(start, min(start + size, rows)) for start in range(0, rows, size)]
+        self.tiles = tile_ranges(weight[0].numel(), tile_rows, split)  # split: CircuitSettings.tile_split
         self.masks = [self._mask(r0, r1, weight) for r0, r1 in self.tiles]
         self.read_var = None if std is None else [self._variance_kernel(std, t) for t in range(len(self.tiles))]
         # every device of the tile has the same read std: its variance kernel is s^2 times ones (a box sum)

@@ -11,9 +11,11 @@ from neft.chip.device_checks import check_sigma
 from neft.chip.periphery_settings import check_periphery, periphery_label, periphery_names
 from neft.common.errors import FLOAT32_MAX, SettingError, check_number
 
-__all__ = ["CircuitSettings", "CircuitFields", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "ADC_ERRORS"]
+__all__ = ["CircuitSettings", "CircuitFields", "settings_of", "ADC_MODES", "FIELDS", "CALIBRATION_IMAGES", "ADC_ERRORS",
+           "TILE_SPLITS", "tile_ranges"]
 
 ADC_MODES = ("analog", "sliced")
+TILE_SPLITS = ("fill", "equal")  # tiles of tile_rows rows and the rest / equal tiles of at most tile_rows (aihwkit)
 ADC_ERRORS = ("adc_offset", "adc_gain", "adc_inl", "adc_mismatch")  # per-ADC errors drawn per chip (adc_circuit)
 MAX_WIRE_RESISTANCE = 0.1  # wire over device resistance: beyond it a tile of even 2 x 2 cells loses most of its current
 CALIBRATION_IMAGES = 256  # training images that calibrate the converter ranges of a run (neft evaluate, neft train)
@@ -61,6 +63,9 @@ class CircuitFields:
     weight_scaling: str = "layer"
     converter_codes: str = "twos_complement"
     drift_compensation_at: str = "weights"
+    tile_split: str = "fill"
+    tile_mapping: str = "layer"
+    compensation_readout: str = "weights"
 
 
 FIELDS = tuple(field.name for field in fields(CircuitFields))  # the settings EvalConfig/TrainConfig carry
@@ -72,6 +77,9 @@ class CircuitSettings(CircuitFields):
 
     Attributes:
         tile_rows: crossbar rows per tile (>= 1); None: one tile per layer (as many rows as its input).
+        tile_split: how a layer of more than ``tile_rows`` inputs is split (:func:`tile_ranges`): ``"fill"``
+            (default: full tiles of ``tile_rows`` and the rest, 576 -> 512 + 64) or ``"equal"`` (as few tiles,
+            of equal sizes, 576 -> 288 + 288: aihwkit's ``TileModuleArray.get_split_sizes``).
         dac_bits: input DAC resolution in bits (2-32); None: ideal inputs.
         adc_bits: ADC resolution in bits (2-32) of each tile's partial sums; None: ideal (float) sums.
         adc_mode: ``"analog"`` (one ADC per column reads the analog sum of a weight's devices) or ``"sliced"``
@@ -112,6 +120,13 @@ class CircuitSettings(CircuitFields):
                                            or self.tile_rows < 1):
             raise SettingError("tile_rows", f"tile_rows must be an integer >= 1 (crossbar rows per tile, e.g. 128) "
                                             f"or None (one tile per layer), got {self.tile_rows!r}")
+        if self.tile_split not in TILE_SPLITS:
+            raise SettingError("tile_split", f"unknown tile_split {self.tile_split!r}; choose one of "
+                                             f"{', '.join(TILE_SPLITS)}")
+        if self.tile_split != "fill" and self.tile_rows is None:
+            raise SettingError("tile_split", "tile_split sets how a layer is split into tiles of at most tile_rows "
+                                             "rows, so it needs tile_rows (e.g. 512): set tile_rows, or leave "
+                                             "tile_split 'fill'")
         self.dac_bits = _check_bits("dac_bits", self.dac_bits)
         self.adc_bits = _check_bits("adc_bits", self.adc_bits)
         if isinstance(self.adc_range, bool) or not (isinstance(self.adc_range, (int, float))
@@ -173,6 +188,7 @@ class CircuitSettings(CircuitFields):
     def label(self) -> str:
         """The non-default settings as a report suffix, e.g. ``" tile=128 adc=6b"``; empty when off."""
         parts = [f"tile={self.tile_rows}" if self.tile_rows is not None else "",
+                 f"split={self.tile_split}" if self.tile_split != "fill" else "",
                  f"dac={self.dac_bits}b" if self.dac_bits is not None else "",
                  f"adc={self.adc_bits}b" if self.adc_bits is not None else "",
                  "sliced" if self.adc_bits is not None and self.adc_mode == "sliced" else "",
@@ -214,6 +230,25 @@ def _check_circuits(settings: CircuitSettings) -> None:
         raise SettingError(setting, f"{setting} runs the layers through the managed periphery, which does not "
                                     f"model IR drop or the ADCs' own errors yet: leave {setting} off, or set "
                                     "wire_resistance and the adc_offset/gain/inl/mismatch errors to 0")
+
+
+def tile_ranges(rows: int, tile_rows: int | None, split: str = "fill") -> list[tuple[int, int]]:
+    """The row ranges ``[(r0, r1), ...]`` of the tiles of a layer with ``rows`` inputs (crossbar rows).
+
+    ``tile_rows`` None: one tile. ``split="fill"``: tiles of ``tile_rows`` rows and the rest (576 rows, 512 per
+    tile: 512 + 64). ``"equal"``: ``n = ceil(rows / tile_rows)`` tiles whose sizes differ by at most one, the
+    larger first (576: 288 + 288; 1152: 384 x 3; 1000: 334 + 333 + 333), aihwkit 1.2's
+    ``TileModuleArray.get_split_sizes`` (``aihwkit/simulator/tiles/array.py``) with ``max_input_size = tile_rows``.
+    """
+    size = rows if tile_rows is None else tile_rows
+    if split == "fill":
+        return [(start, min(start + size, rows)) for start in range(0, rows, size)]
+    count = -(-rows // size)
+    base, extra = divmod(rows, count)
+    ends = [0]
+    for tile in range(count):
+        ends.append(ends[-1] + base + (tile < extra))
+    return list(zip(ends[:-1], ends[1:]))
 
 
 def settings_of(config, read_sigma: float = 0.0, read_1f: bool = False) -> CircuitSettings:

@@ -31,10 +31,10 @@ from torch.func import functional_call
 
 from neft.chip import devices
 from neft.chip import effects as chip
-from neft.chip.compensation_placement import outputs_compensated
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
 from neft.chip.periphery_hooks import hooks_of
+from neft.chip.tile_draws import draw_chip
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",
            "mapped_weight_names", "make_generator", "written_weight_error"]
@@ -337,13 +337,14 @@ class Crossbar:
             columns = {name: hooks.column_scales(name, w) for name, w in weights.items()}
             weights = {name: (w / columns[name]).detach() for name, w in weights.items()}
 
-        def draw(model: DeviceModel) -> Chip:
-            return _draw_chip(model, weights, sigma, generator, censor_k, verified, scale, self._mappings)
-        model = self.device_model
-        if hooks is not None and hooks.compensate_outputs and model.quantize and model.drift_compensation:
-            drawn = outputs_compensated(model, {name: w.detach() for name, w in weights.items()}, draw, generator)
+        if hooks is not None and hooks.per_unit:  # per tile, compensation factors (neft.chip.tile_draws)
+            scales = {name: torch.where(mask, scale, 1.0).to(weights[name].dtype)
+                      for name, mask in (verified or {}).items()}
+            drawn = draw_chip(self.device_model, weights, sigma, generator, censor_k, scales, hooks, columns,
+                              self._mappings)
         else:
-            drawn = draw(model)
+            drawn = _draw_chip(self.device_model, weights, sigma, generator, censor_k, verified, scale,
+                               self._mappings)
         return drawn if columns is None else {name: dW * columns[name] if name in columns else dW
                                               for name, dW in drawn.items()}
 

@@ -49,8 +49,8 @@ from neft.chip import aihwkit_conventions, mapping, variation
 from neft.chip import device_laws as laws
 from neft.chip.device_model import DeviceModel
 
-__all__ = ["sample", "map_layer", "Mapped", "target_laws", "stick", "compensation", "program", "drift_exponents",
-           "drift", "read_1f", "microsiemens", "read_1f_std"]
+__all__ = ["sample", "map_layer", "Mapped", "target_laws", "stick", "compensation", "program", "draw",
+           "drift_exponents", "drift", "read_1f", "microsiemens", "read_1f_std"]
 
 
 def compensation(reference: torch.Tensor, drifted: torch.Tensor, readout: str = "ones") -> torch.Tensor:
@@ -230,7 +230,24 @@ def read_1f_std(model: DeviceModel, weight: torch.Tensor) -> torch.Tensor:
 def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
            censor_k: float | None = None, verified_scale: torch.Tensor | None = None,
            mapped: Mapped | None = None) -> torch.Tensor:
-    """Draw one layer of a realistic chip and return its weight error ``dW = W_chip - w``.
+    """Draw one layer of a realistic chip and return its weight error ``dW = W_chip - w``: :func:`draw` (its
+    arguments and errors), then step 5 (global drift compensation on the weights) when the model has it.
+
+    Returns:
+        ``dW``, shaped like ``weight``, detached. At sigma 0 without a programming law, stuck devices, drift or
+        frozen 1/f read noise ``w + dW`` is the dequantized weight exactly.
+    """
+    with torch.no_grad():
+        programmed, chip_weight, w = draw(device_model, weight, sigma, generator, censor_k, verified_scale, mapped)
+        if device_model.drift_compensation:
+            chip_weight = chip_weight * compensation(programmed, chip_weight, device_model.drift_compensation_input)
+        return chip_weight - w
+
+
+def draw(device_model: DeviceModel, weight: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
+         censor_k: float | None = None, verified_scale: torch.Tensor | None = None,
+         mapped: Mapped | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw one layer of a realistic chip, steps 1-4 (no compensation; every random draw of the layer).
 
     Args:
         device_model: a :class:`~neft.chip.device_model.DeviceModel` with ``quantize`` set (the mapping's bits and the
@@ -244,8 +261,9 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         mapped: :func:`map_layer` of these weights (None: computed here).
 
     Returns:
-        ``dW``, shaped like ``weight``, detached. At sigma 0 without a programming law, stuck devices, drift or
-        frozen 1/f read noise ``w + dW`` is the dequantized weight exactly.
+        ``(programmed, read, w)``, each shaped like ``weight``, detached: the programmed weights at t0 (steps 1-2),
+        the weights read at ``drift_time`` (steps 3-4, uncompensated; ``programmed`` itself without drift or 1/f
+        noise) and the clean weights they were drawn for.
 
     Raises:
         ValueError: as :meth:`DeviceModel.std` (invalid sigma, non-finite weights).
@@ -271,6 +289,4 @@ def sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float, genera
         programmed = chip_weight = mapping.from_conductances(g, model.device_bits) * lsb
         if now is not g:
             chip_weight = mapping.from_conductances(now, model.device_bits) * (lsb if unit is None else unit * lsb)
-        if model.drift_compensation:
-            chip_weight = chip_weight * compensation(programmed, chip_weight, model.drift_compensation_input)
-        return chip_weight - w
+        return programmed, chip_weight, w

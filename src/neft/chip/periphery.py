@@ -16,7 +16,8 @@ scale) and weight unit ``u`` (``weight_scaling``: the layer's max |W|, each colu
 5. bound management (``"iterative"``): an input vector any of whose outputs saturated (``|y| > B``) is read again
    with ``F`` doubled and fresh noise, until none saturates or ``F`` exceeds ``min(MAX_BM_FACTOR, MAX_BM_RESOLUTION /
    d)`` (aihwkit's ``max_bm_factor = 1000`` and ``max_bm_res = 0.25``); its last read is kept;
-6. digital: ``y s F u`` summed over tiles, times the chip's drift compensation factor when it acts on the outputs
+6. digital: ``y s F u`` (times the tile's drift compensation factor when it acts on the outputs per tile) summed
+   over tiles, times the layer's factor when it acts on the outputs per layer
    (:mod:`neft.chip.compensation_placement`), plus the bias.
 
 Rounding has straight-through gradients (:func:`neft.chip.converters.codes`); the scales carry none.
@@ -35,7 +36,7 @@ from neft.chip.compensation_placement import ALPHA
 from neft.chip.converters import calibration_magnitude, codes, full_scale_steps
 from neft.chip.periphery_settings import MAX_BM_FACTOR, MAX_BM_RESOLUTION
 
-__all__ = ["managed_output", "attempts"]
+__all__ = ["managed_output", "attempts", "compensation_readout"]
 
 _TINY = torch.finfo(torch.float32).tiny
 
@@ -77,12 +78,14 @@ def managed_output(layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, b
     if calibrating:
         layer.calibrate_input(x, settings)
     total = None
+    alpha = getattr(layer.module, ALPHA, None)  # drift compensation on the digitised outputs
     for tile in range(len(layer.tiles)):
         partial = _tile_output(layer, tile, layer.tile_input(x, tile), layer.tile_weight(weight, tile), settings,
                                calibrating, read_noise, out_noise, batched)
+        if alpha is not None and alpha.dim() == 1:  # one factor per tile (tile_mapping="tile")
+            partial = partial * alpha[tile]
         total = partial if total is None else total + partial
-    alpha = getattr(layer.module, ALPHA, None)  # drift compensation on the digitised outputs
-    if alpha is not None:
+    if alpha is not None and alpha.dim() == 0:
         total = total * alpha
     if bias is not None:
         total = total + bias.reshape((-1,) + (1,) * (total.dim() - 2) if layer.conv is not None else (-1,))
@@ -93,7 +96,7 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
     """One tile's digital output (steps 1-5 of the module docstring), in the layer's output units."""
     per_vector = settings.input_management == "abs_max"
     unfold = per_vector and settings.dac_bits is not None and layer.conv is not None  # per-patch DAC codes
-    scale = _input_scale(layer, xt, per_vector).detach()  # [B, 1, *positions], [..., 1] or a 0-d tensor
+    scale = _input_scale(layer, xt, per_vector, tile).detach()  # [B, 1, *positions], [..., 1] or a 0-d tensor
     unit = _weight_unit(layer, tile, settings, weight.dim())
     reads = 1 if calibrating else attempts(settings)
     bounded = calibrating or settings.adc_bits is not None or settings.out_bound is not None
@@ -140,14 +143,21 @@ def _noisy(values: torch.Tensor, draw: torch.Tensor, std, scale: float, batched:
     return values.add_(draw, alpha=scale)
 
 
-def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool) -> torch.Tensor:
-    """The input scale ``s``: each input vector's max |x| (``per_vector``), shaped to broadcast over the tile's
-    outputs, or the layer's calibrated DAC full scale (a 0-d tensor; 1 without a DAC, never used then)."""
+def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool, tile: int | None = None) -> torch.Tensor:
+    """The input scale ``s``: each input vector's max |x| (``per_vector``; over the rows of tile ``tile``), shaped
+    to broadcast over the tile's outputs, or the layer's calibrated DAC full scale (a 0-d tensor; 1 without a DAC,
+    never used then)."""
     if not per_vector:
         return layer.dac_scale if layer.dac_scale is not None else torch.ones((), device=xt.device)
     if layer.conv is None:
         return xt.detach().abs().amax(-1, keepdim=True)
     m = layer.module
+    if tile is not None and layer.masks[tile] is not None and m.groups == 1 and layer.conv is F.conv2d:
+        # a tile that cuts through a channel's kernel rows (tile_split="equal"): the max over its own rows only
+        r0, r1 = layer.tiles[tile]
+        start = r0 - layer._channels(tile)[0] * layer.kernel
+        rows = _patches(layer, xt.detach())[:, start:start + r1 - r0]  # [B, rows, L]
+        return rows.abs().amax(1, keepdim=True).unflatten(2, _positions(layer, xt))  # [B, 1, H', W']
     # [B, groups, *spatial]: one input vector per group
     low, high = torch.aminmax(xt.detach().unflatten(1, (m.groups, -1)), dim=2)
     magnitude = torch.maximum(-low, high)
@@ -172,12 +182,16 @@ def _weight_unit(layer: CircuitLayer, tile: int, settings: CircuitSettings, dims
     return columns if layer.conv is None else columns.reshape(-1, *[1] * (dims - 2))
 
 
-def _dac(xt, scale, settings, per_vector, layer) -> torch.Tensor:
-    """The DAC's output ``codes(x / (s d)) s d`` in input units (``xt`` itself without a DAC)."""
+def _dac(xt, scale, settings, per_vector, layer, owned: bool = False) -> torch.Tensor:
+    """The DAC's output ``codes(x / (s d)) s d`` in input units (``xt`` itself without a DAC); ``owned``: ``xt`` is
+    the caller's own copy, overwritten when no gradient is wanted. Per-vector scales with symmetric codes cannot
+    clip (``|x| <= s F``, the codes reach ``+-1 / d``): the DAC then only rounds, bit for bit the same codes."""
     if settings.dac_bits is None:
         return xt
     signed = True if per_vector else layer.dac_signed
     step = scale.clamp_min(_TINY) / full_scale_steps(settings.dac_bits, signed, _symmetric(settings))
+    if per_vector and _symmetric(settings) and not (torch.is_grad_enabled() and xt.requires_grad):
+        return (xt.div_(step) if owned else xt / step).round_().mul_(step)
     return _times(_coded(xt / step, settings.dac_bits, signed, settings), step)
 
 
@@ -194,36 +208,49 @@ def _coded(x: torch.Tensor, bits: int, signed: bool, settings: CircuitSettings) 
 
 def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold):
     """The tile's analog sums ``x_q W`` in output units, and (``unfold``: per-patch DAC codes of a convolution) the
-    quantized patches ``[B, H', W', K]`` they were computed from (``K`` in ``weight.flatten(1)``'s order)."""
+    quantized patches ``[B, K, L]`` they were computed from (``K`` in ``weight.flatten(1)``'s order, ``L`` the
+    output positions)."""
     if not unfold:
         return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
+    patches = _dac(_patches(layer, xt), scale.flatten(2), settings, True, layer, owned=True)
+    out = torch.matmul(weight.flatten(1), patches)  # [B, C_out, L]
+    return out.unflatten(2, scale.shape[2:]), patches  # [B, C_out, H', W']
+
+
+def _patches(layer: CircuitLayer, x: torch.Tensor) -> torch.Tensor:
+    """The receptive fields of a Conv2d's input ``x`` ``[B, C, H, W]`` as columns ``[B, C * kh * kw, L]`` (im2col,
+    ``torch.nn.functional.unfold``: rows in ``weight.flatten(1)``'s order, ``L = H' W'`` output positions)."""
     m = layer.module
-    x = xt
+    padding = m.padding
     if m.padding_mode != "zeros":
         x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
-    elif any(layer._box_padding()):
-        x = F.pad(x, [p for p in reversed(layer._box_padding()) for _ in range(2)])
-    for axis, (k, s, d) in enumerate(zip(m.kernel_size, m.stride, m.dilation), start=2):  # views, no copy
-        x = x.unfold(axis, (k - 1) * d + 1, s)
-        x = x[..., ::d] if d > 1 else x
-    patches = x.permute(0, 2, 3, 1, 4, 5).flatten(3)  # [B, H', W', C * kh * kw]: one copy
-    patches = _dac(patches, scale.permute(0, 2, 3, 1), settings, True, layer)
-    out = torch.matmul(patches, weight.flatten(1).t())  # [B, H', W', C_out]
-    return out.permute(0, 3, 1, 2), patches  # [B, C_out, H', W'] (channels-last in memory)
+        padding = 0
+    return F.unfold(x, m.kernel_size, m.dilation, padding, m.stride)
+
+
+def _positions(layer: CircuitLayer, x: torch.Tensor) -> tuple[int, ...]:
+    """``(H', W')``: the output positions of the layer's Conv2d on ``x`` ``[B, C, H, W]``."""
+    m = layer.module
+    size, padding = list(x.shape[2:]), m.padding
+    if m.padding_mode != "zeros":  # (left, right, top, bottom) added by F.pad before the convolution
+        pads = m._reversed_padding_repeated_twice
+        size, padding = [size[0] + pads[2] + pads[3], size[1] + pads[0] + pads[1]], (0, 0)
+    return tuple((size[a] + 2 * padding[a] - m.dilation[a] * (m.kernel_size[a] - 1) - 1) // m.stride[a] + 1
+                 for a in range(2))
 
 
 def _read_std(layer, tile, partial, inputs, unfold: bool) -> torch.Tensor:
     """The read-noise std of each output from the tile's (quantized) inputs: ``layer.read_variance`` on an image
-    layout, or (``unfold``) ``patches^2 @ var`` on quantized patches ``[B, H', W', K]``."""
+    layout, or (``unfold``) ``var @ patches^2`` on quantized patches ``[B, K, L]``."""
     if not unfold:
         return layer.read_variance(inputs, tile, partial.shape[1]).sqrt()
     const = layer.read_const[tile]
     squares = inputs.square()
     if const is not None:
-        variance = squares.sum(-1, keepdim=True) * const
+        variance = squares.sum(1, keepdim=True) * const
     else:
-        variance = torch.matmul(squares, layer.read_var[tile].flatten(1).to(inputs.dtype).t())
-    return variance.permute(0, 3, 1, 2).sqrt()
+        variance = torch.matmul(layer.read_var[tile].flatten(1).to(inputs.dtype), squares)
+    return variance.unflatten(2, partial.shape[2:]).sqrt()
 
 
 def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSettings):
@@ -244,3 +271,67 @@ def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSetti
         return torch.zeros_like(y), saturated
     step = bound / full_scale_steps(settings.adc_bits, True, _symmetric(settings))
     return _times(_coded(y / step, settings.adc_bits, True, settings), step), saturated
+
+
+def compensation_readout(layer: CircuitLayer, tiles: list[int], weights: torch.Tensor, settings: CircuitSettings,
+                         generator: torch.Generator | None, one_hot: bool = True) -> torch.Tensor:
+    """The global drift compensation readout of a chip's tiles ``tiles`` of ``layer`` through the periphery, as
+    aihwkit 1.2 takes it (``InferenceTileWithPeriphery._forward_drift_readout_tensor`` in
+    ``aihwkit/simulator/tiles/inference.py``: the tile's noisy forward, IO parameters included, of
+    ``GlobalDriftCompensation.get_readout_tensor`` = ``eye(in)``; ``readout`` = the mean |output| floored at 1e-4,
+    ``aihwkit/inference/compensation/drift.py``).
+
+    Every tile is read with each one-hot input vector ``e_i`` of its rows (``one_hot``; else one all-ones vector,
+    neft's ``drift_compensation_input="ones"``) through steps 1-5 of the module docstring: input scale ``s`` (1 with
+    ``input_management="abs_max"``, else the layer's DAC full scale), DAC, output noise drawn from ``generator``
+    (``randn`` shaped ``[vectors, out]`` per read), ADC or bound, bound management; the digital outputs ``y s F
+    u`` of all the tiles' vectors are averaged in absolute value. No read noise per read (aihwkit's readout has
+    none: ``w_noise = 0``). Without a calibrated ADC range yet (calibration not run) the outputs are not bounded.
+
+    Args:
+        layer: the mapped layer (its tiles, calibrated ranges and clean weights for the weight unit).
+        tiles: indices of the layer's tiles read.
+        weights: ``[out, rows]`` the chip's weights of those tiles, side by side, in weight units.
+        settings: the circuit's settings.
+        generator: the chip's generator (the output noise).
+
+    Returns:
+        The readout, a 0-d tensor >= 1e-4; ``alpha = readout(W(t0)) / readout(W(t))``.
+    """
+    per_vector = settings.input_management == "abs_max"
+    total, count, offset = 0.0, 0, layer.tiles[tiles[0]][0]
+    with torch.no_grad():
+        for tile in tiles:
+            r0, r1 = layer.tiles[tile]
+            block = weights[:, r0 - offset:r1 - offset]
+            products = block.t() if one_hot else block.sum(1, keepdim=True).t()  # [vectors, out]: x W for x = 1
+            out = _readout_tile(layer, tile, products, settings, per_vector, generator)
+            total, count = total + out.abs().sum(), count + out.numel()
+        return (total / count).clamp_min(1e-4)
+
+
+def _readout_tile(layer, tile, products, settings, per_vector, generator) -> torch.Tensor:
+    """One tile's digital outputs for inputs of 1 on its rows (``products`` = ``x W`` at x = 1)."""
+    unit = _weight_unit(layer, tile, settings, 2)
+    base = (layer.dac_scale if not per_vector and layer.dac_scale is not None
+            else torch.ones((), dtype=products.dtype, device=products.device))
+    bounded = settings.out_bound is not None or (settings.adc_bits is not None and layer.adc_scale is not None)
+    out, pending = None, None
+    for attempt in range(attempts(settings) if bounded else 1):
+        scaled = base * 2.0 ** attempt
+        x = _dac(torch.ones((), dtype=products.dtype, device=products.device), scaled, settings, per_vector, layer)
+        norm = scaled * unit if unit is not None else scaled
+        y = products * (x / norm)
+        if settings.out_noise > 0:
+            y = y + settings.out_noise * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        saturated = None
+        if bounded:
+            y, saturated = _adc(y, layer, tile, settings)
+        y = y * norm
+        out = y if out is None else torch.where(pending, y, out)
+        if saturated is None:
+            break
+        pending = saturated if pending is None else pending & saturated
+        if not bool(pending.any()):
+            break
+    return out

@@ -18,16 +18,18 @@ import dataclasses
 from neft.common.errors import SettingError, check_number
 
 __all__ = ["PERIPHERY_FIELDS", "INPUT_MANAGEMENTS", "BOUND_MANAGEMENTS", "WEIGHT_SCALINGS", "CONVERTER_CODES",
-           "COMPENSATION_PLACEMENTS",
+           "COMPENSATION_PLACEMENTS", "TILE_MAPPINGS", "COMPENSATION_READOUTS",
            "check_periphery", "periphery_names", "periphery_label", "MAX_BM_FACTOR", "MAX_BM_RESOLUTION"]
 
 PERIPHERY_FIELDS = ("out_noise", "input_management", "bound_management", "out_bound", "weight_scaling",
-                    "converter_codes", "drift_compensation_at")
+                    "converter_codes", "drift_compensation_at", "tile_mapping", "compensation_readout")
 INPUT_MANAGEMENTS = ("none", "abs_max")  # aihwkit NoiseManagementType.NONE / ABS_MAX
 BOUND_MANAGEMENTS = ("none", "iterative")  # aihwkit BoundManagementType.NONE / ITERATIVE
 WEIGHT_SCALINGS = ("layer", "column", "off")  # one max|W| per layer, per crossbar column, none (weight units)
 CONVERTER_CODES = ("twos_complement", "sign_magnitude")
 COMPENSATION_PLACEMENTS = ("weights", "outputs")  # global drift compensation on the weights / digitised outputs
+TILE_MAPPINGS = ("layer", "tile")  # a chip's conductances and compensation factor per layer / per tile
+COMPENSATION_READOUTS = ("weights", "periphery")  # the compensation readout on the weights / through the periphery
 MAX_BM_FACTOR = 1000  # aihwkit IOParameters.max_bm_factor: the largest input reduction of bound management
 MAX_BM_RESOLUTION = 0.25  # aihwkit IOParameters.max_bm_res: the coarsest input step (of the full scale) it allows
 
@@ -48,7 +50,8 @@ def check_periphery(settings) -> None:
             a converter or output noise it scales inputs for; ``bound_management`` without an output bound
             (``adc_bits`` or ``out_bound``); ``converter_codes="sign_magnitude"`` without a converter; any
             periphery setting with ``adc_mode="sliced"``. (``drift_compensation_at="outputs"`` without the device
-            model's ``drift_compensation`` is refused by :class:`neft.chip.circuit.Circuit`, which knows the model.)
+            model's ``drift_compensation`` is refused by :class:`neft.chip.circuit.Circuit`, which knows the model;
+            so is ``compensation_readout="periphery"``.)
     """
     settings.out_noise = check_number("out_noise", settings.out_noise, "a finite number >= 0 (the std of the "
                                       "output noise per read, in units of a full-scale row output, e.g. 0.06)",
@@ -59,7 +62,8 @@ def check_periphery(settings) -> None:
                                           lambda v: v > 0)
     for name, choices in (("input_management", INPUT_MANAGEMENTS), ("bound_management", BOUND_MANAGEMENTS),
                           ("weight_scaling", WEIGHT_SCALINGS), ("converter_codes", CONVERTER_CODES),
-                          ("drift_compensation_at", COMPENSATION_PLACEMENTS)):
+                          ("drift_compensation_at", COMPENSATION_PLACEMENTS), ("tile_mapping", TILE_MAPPINGS),
+                          ("compensation_readout", COMPENSATION_READOUTS)):
         _choice(settings, name, choices)
     scaled = settings.dac_bits is not None or settings.input_management == "abs_max"
     for name, on in (("out_noise", settings.out_noise > 0), ("out_bound", settings.out_bound is not None)):
@@ -93,6 +97,7 @@ def periphery_names(settings) -> list[str]:
 def periphery_label(settings) -> list[str]:
     """Report-label parts of the periphery settings that are on, e.g. ``["out_noise=0.06", "nm=abs_max"]``."""
     short = {"out_noise": "out_noise", "input_management": "nm", "bound_management": "bm", "out_bound": "out_bound",
-             "weight_scaling": "wscale", "converter_codes": "codes", "drift_compensation_at": "comp_at"}
+             "weight_scaling": "wscale", "converter_codes": "codes", "drift_compensation_at": "comp_at",
+             "tile_mapping": "tmap", "compensation_readout": "comp_read"}
     return [f"{short[name]}={getattr(settings, name):g}" if isinstance(getattr(settings, name), float)
             else f"{short[name]}={getattr(settings, name)}" for name in periphery_names(settings)]

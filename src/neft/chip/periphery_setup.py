@@ -14,6 +14,7 @@ from neft.chip.circuit_layer import CircuitLayer
 from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.column_scaling import column_scales
 from neft.chip.compensation_placement import ALPHA
+from neft.chip.periphery import compensation_readout
 from neft.chip.periphery_hooks import ChipHooks
 from neft.common.errors import SettingError
 
@@ -31,9 +32,31 @@ def alpha_buffer(module: torch.nn.Module, on: bool) -> None:
 
 def chip_hooks(settings: CircuitSettings, layers: list[CircuitLayer], names: list[str]) -> ChipHooks:
     """What the chips of the model take from the periphery (:mod:`neft.chip.periphery_hooks`): per-column scales
-    (each column spans its own max |W|) and the compensation placement."""
+    (each column spans its own max |W|), the compensation placement, per-tile mapping and the compensation
+    readout through the periphery."""
     columns = functools.partial(_column_scales, layers, names) if settings.weight_scaling == "column" else None
-    return ChipHooks(columns, settings.drift_compensation_at == "outputs")
+    tiles = functools.partial(_tiles, layers, names) if settings.tile_mapping == "tile" else None
+    readout = (functools.partial(_readout, layers, names, settings) if settings.compensation_readout == "periphery"
+               else None)
+    return ChipHooks(columns, settings.drift_compensation_at == "outputs", tiles, readout)
+
+
+def _layer(layers: list[CircuitLayer], names: list[str], name: str) -> CircuitLayer:
+    return next(layer for layer in layers if names[layer.index] == name)
+
+
+def _tiles(layers: list[CircuitLayer], names: list[str], name: str) -> list[tuple[int, int]]:
+    """The row ranges of the tiles of mapped weight ``name``."""
+    return _layer(layers, names, name).tiles
+
+
+def _readout(layers, names, settings, name: str, tile: int | None, weights: torch.Tensor, generator,
+             one_hot: bool) -> torch.Tensor:
+    """:func:`neft.chip.periphery.compensation_readout` of mapped weight ``name``'s tile ``tile`` (None: all its
+    tiles), ``weights`` ``[out, rows]`` of those tiles in weight units."""
+    layer = _layer(layers, names, name)
+    tiles = list(range(len(layer.tiles))) if tile is None else [tile]
+    return compensation_readout(layer, tiles, weights, settings, generator, one_hot)
 
 
 def _column_scales(layers: list[CircuitLayer], names: list[str], name: str, weight: torch.Tensor) -> torch.Tensor:
@@ -50,8 +73,9 @@ def check_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar
         raise SettingError("input_management", "input_management 'abs_max' with dac_bits quantizes each "
                                                "receptive field on its own, which neft runs for nn.Conv2d and "
                                                "nn.Linear layers only: leave dac_bits off or use 'none'")
-    if settings.drift_compensation_at == "outputs":
-        if not (crossbar.device_model.quantize and crossbar.device_model.drift_compensation):
-            raise SettingError("drift_compensation_at", "drift_compensation_at 'outputs' places the device model's "
-                                                        "global drift compensation, which is off here: turn on "
-                                                        "drift_compensation (and quantize), or leave 'weights'")
+    for name, on in (("drift_compensation_at", settings.drift_compensation_at == "outputs"),
+                     ("compensation_readout", settings.compensation_readout == "periphery")):
+        if on and not (crossbar.device_model.quantize and crossbar.device_model.drift_compensation):
+            raise SettingError(name, f"{name} {getattr(settings, name)!r} sets the device model's global drift "
+                                     "compensation, which is off here: turn on drift_compensation (and quantize), "
+                                     f"or leave {name} at its default")

@@ -6,6 +6,7 @@ like a tile's partial sums, one per read, keyed by (chip seed, layer, tile, bloc
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
@@ -26,7 +27,6 @@ class ReadNoise:
         the output noise of the periphery keys its draws by :func:`neft.common.seeds.output_seed`)."""
         self.generator: torch.Generator | None = None
         self.seed = seed
-        self._draw = _eager_draw()
 
     def __call__(self, layer: int, tile: int, chip_seeds: Sequence[int], start: int, like: torch.Tensor,
                  chip_index: torch.Tensor | None) -> torch.Tensor:
@@ -36,14 +36,16 @@ class ReadNoise:
         per read: output position by output position, the C columns of one read consecutive (so the noise lies in
         the channels-last order of the partial sums). ``chip_index``: the (batched) position of the chip in the
         pass under ``torch.func.vmap``; None: the first chip's noise."""
-        return self._draw(self, layer, tile, chip_seeds, start, like, chip_index)
+        draw = _eager_draw() if "torch._dynamo" in sys.modules else _draw  # nothing compiles without dynamo
+        return draw(self, layer, tile, chip_seeds, start, like, chip_index)
 
 
 @functools.cache
 def _eager_draw():
-    """:func:`_draw` hidden from ``torch.compile`` (it seeds a generator per block of reads), made when the first
-    circuit with read noise is built: ``torch.compiler.disable`` imports ``torch._dynamo``, about 2 CPU-seconds
-    that every ``import neft`` (every ``neft`` command, every worker process) would pay otherwise."""
+    """:func:`_draw` hidden from ``torch.compile`` (it seeds a generator per block of reads), made at the first
+    draw once ``torch._dynamo`` is loaded (``torch.compile`` loads it before it traces anything): without it
+    nothing is compiled, and ``torch.compiler.disable`` would import it, about 2 CPU-seconds that an evaluation
+    without ``torch.compile`` (every ``neft`` command on a CPU, every worker process) would pay otherwise."""
     return torch.compiler.disable(_draw)
 
 

@@ -12,12 +12,15 @@ from neft.cli.value_types import times
 def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
     """The crossbar circuit's flags (neft.chip.circuit_settings.CircuitSettings; docs/method.md,
     'The crossbar circuit')."""
-    from neft.chip.circuit_settings import ADC_MODES
+    from neft.chip.circuit_settings import ADC_MODES, TILE_SPLITS
 
     group = parser.add_argument_group("crossbar circuit (docs/method.md, 'The crossbar circuit'; all off by default)")
     group.add_argument("--tile-rows", type=int, default=None, metavar="N",
                        help="crossbar rows per tile: each mapped layer's input is split into tiles of N rows, each "
                             "with its own partial sums (default: one tile per layer)")
+    group.add_argument("--tile-split", default="fill", choices=list(TILE_SPLITS),
+                       help="fill: tiles of --tile-rows rows and the rest (576 -> 512 + 64); equal: as few tiles of "
+                            "equal sizes (576 -> 288 + 288, aihwkit's max_input_size split; default: %(default)s)")
     group.add_argument("--dac-bits", type=int, default=None, metavar="B",
                        help="input DAC bits of every mapped layer (2-32), range calibrated on 256 training images "
                             "drawn at random (seeded by --seed)")
@@ -48,8 +51,10 @@ def add_periphery_arguments(group) -> None:
     from neft.chip.periphery_settings import (
         BOUND_MANAGEMENTS,
         COMPENSATION_PLACEMENTS,
+        COMPENSATION_READOUTS,
         CONVERTER_CODES,
         INPUT_MANAGEMENTS,
+        TILE_MAPPINGS,
         WEIGHT_SCALINGS,
     )
 
@@ -77,6 +82,14 @@ def add_periphery_arguments(group) -> None:
                        help="where global drift compensation acts: on the weights, before the ADC, or on the "
                             "digitised outputs, as aihwkit (needs the device model's drift compensation; default: "
                             "%(default)s)")
+    group.add_argument("--tile-mapping", default="layer", choices=list(TILE_MAPPINGS),
+                       help="tile: every tile programmed relative to its own max |W|, with its own drift "
+                            "compensation factor (aihwkit's tiles); layer: one reference and factor per layer "
+                            "(default: %(default)s)")
+    group.add_argument("--compensation-readout", default="weights", choices=list(COMPENSATION_READOUTS),
+                       help="periphery: the drift compensation readout read through the noisy periphery (output "
+                            "noise, converters), as aihwkit's GlobalDriftCompensation; weights: on the chip's "
+                            "weights, exactly (default: %(default)s)")
 
 
 def circuit_settings(args) -> dict:

@@ -29,7 +29,8 @@ CIRCUIT = {"tile_rows": "int|null", "dac_bits": "int|null", "adc_bits": "int|nul
            "adc_inl": "number", "adc_mismatch": "number",
            "out_noise": "number", "input_management": "str", "bound_management": "str",
            "out_bound": "number|null", "weight_scaling": "str", "converter_codes": "str",
-           "drift_compensation_at": "str"}
+           "drift_compensation_at": "str", "tile_split": "str", "tile_mapping": "str",
+           "compensation_readout": "str"}
 EVALUATION = {
     "sigmas": (["number"], "null"), "runs": "int", "seed": "int", "device_model": ("str|null", DEVICE_MODEL),
     "batch_size": "int", "test_subset": "int|null", "chips_per_pass": "int|str", "ci_target": "number|null",

@@ -8,7 +8,8 @@
 #   devices_t3620.json, devices_t3.15e+07.json       PCM-aihwkit alone
 # VGG8 (2,000 Fashion-MNIST test images) also with the per-chip fixes on top, under aihwkit-inference at 1 year:
 #   periphery-bn_t3.15e+07.json    BatchNorm recalibrated on 256 training images per chip
-#   periphery-tuned_t3.15e+07.json the tuned block, 100 steps per chip
+#   periphery-tuned_t3.15e+07.json the tuned block, 20 steps per chip, seed 0 only and 5 chips (tuning through
+#                                  the managed periphery costs minutes per chip on this CPU)
 # Resumable: finished files are kept.
 #   RUNS=runs/periphery nice sh results/periphery/run.sh
 # then: python3 results/periphery/table.py "$RUNS" > results/periphery/table.md
@@ -27,7 +28,8 @@ for run in "$RUNS"/lenet5/* "$RUNS"/vgg8/*; do
   case $run in */vgg8/*)
     [ -f "$run/periphery-bn_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
         --drift-times 3.15e7 --recalibrate-bn 256 --name periphery-bn $EVAL
-    [ -f "$run/periphery-tuned_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
-        --drift-times 3.15e7 --chip-tune 100 --name periphery-tuned $EVAL;;
+    case $run in *seed0) [ -f "$run/periphery-tuned_t3.15e+07.json" ] || $NEFT evaluate "$run" \
+        --device-model aihwkit-inference --sigmas 0 --drift-times 3.15e7 --chip-tune 20 --name periphery-tuned \
+        $EVAL --runs 5;; esac;;
   esac
 done

@@ -34,10 +34,15 @@ case " $NETS " in *" lenet5 "*) for methods in "noise-injection rcg lipschitz co
     done
   done
 done;; esac
-case " $NETS " in *" vgg8 "*) for seed in 0 1 2; do
-  V="--model vgg8 --width 0.25 --dataset fashion-mnist --train-subset 2000 --init torch --epochs 30 --seed $seed"
-  train vgg8/vanilla-s0-seed$seed $V --method vanilla --sigma 0
-  train vgg8/noise-injection-s0.3-seed$seed $V --method noise-injection --sigma 0.3
-  train vgg8/noise-injection_device=aihwkit-inference-s0-seed$seed $V --method noise-injection $CHIP
-  train vgg8/ovf-s0.3-seed$seed $V --method ovf --sigma 0.3
+# every seed's vanilla and noise-injection networks first, then those under the periphery, then OVF (5x)
+case " $NETS " in *" vgg8 "*) for kind in gaussian periphery ovf; do
+  for seed in 0 1 2; do
+    V="--model vgg8 --width 0.25 --dataset fashion-mnist --train-subset 2000 --init torch --epochs 30 --seed $seed"
+    case $kind in
+      gaussian) train vgg8/vanilla-s0-seed$seed $V --method vanilla --sigma 0
+                train vgg8/noise-injection-s0.3-seed$seed $V --method noise-injection --sigma 0.3;;
+      periphery) train vgg8/noise-injection_device=aihwkit-inference-s0-seed$seed $V --method noise-injection $CHIP;;
+      ovf) train vgg8/ovf-s0.3-seed$seed $V --method ovf --sigma 0.3;;
+    esac
+  done
 done;; esac

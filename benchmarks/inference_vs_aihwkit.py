@@ -76,12 +76,15 @@ def compare(name: str, model, data, args) -> list[dict]:
 
     train_x, train_y, images, labels = data
     rows = []
+    chip_seed = args.seed if args.chip_seed is None else args.chip_seed
     for label, t in TIMES.items():
+        if label not in args.times.split(","):
+            continue
         started = time.perf_counter()
-        ours = neft_chips(model, images, labels, train_x[:256], t, args.chips, args.batch_size, args.seed)
+        ours = neft_chips(model, images, labels, train_x[:256], t, args.chips, args.batch_size, chip_seed)
         ours_s = time.perf_counter() - started
         started = time.perf_counter()
-        theirs = aihwkit_chips(model, images, labels, t, args.chips, args.batch_size, args.seed + 1)
+        theirs = aihwkit_chips(model, images, labels, t, args.chips, args.batch_size, chip_seed + 1)
         theirs_s = time.perf_counter() - started
         rows.append({"model": name, "t": label, "neft": ours, "aihwkit": theirs,
                      "ks": stats.ks_2samp(ours, theirs).pvalue,
@@ -91,7 +94,10 @@ def compare(name: str, model, data, args) -> list[dict]:
         print(f"{name:10s} {label:7s} neft {statistics.mean(ours):6.2f} +- {statistics.stdev(ours):5.2f}  aihwkit "
               f"{statistics.mean(theirs):6.2f} +- {statistics.stdev(theirs):5.2f}  diff "
               f"{statistics.mean(ours) - statistics.mean(theirs):+6.2f}  KS p {row['ks']:.3f}  Welch p "
-              f"{row['welch']:.3f}  neft {row['speed']:.1f}x faster per chip-image", flush=True)
+              f"{row['welch']:.3f}  neft {row['speed']:.1f}x faster per chip-image (neft {ours_s:.1f} s, aihwkit "
+              f"{theirs_s:.1f} s)", flush=True)
+        print("  per-chip accuracies: neft", [round(a, 2) for a in ours], "aihwkit", [round(a, 2) for a in theirs],
+              flush=True)
     return rows
 
 
@@ -104,6 +110,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--times", default=",".join(TIMES), help="read times (default: %(default)s)")
+    parser.add_argument("--chip-seed", type=int, default=None,
+                        help="seed of the chips (neft's first chip seed; aihwkit's generator gets it + 1); default: "
+                             "--seed, which also seeds the data subset and the quick training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s); {args.chips} chips per tool, {args.images} test "

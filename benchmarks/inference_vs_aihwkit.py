@@ -18,6 +18,8 @@ Examples::
 
     python benchmarks/inference_vs_aihwkit.py                          # both networks, 20 chips each
     python benchmarks/inference_vs_aihwkit.py --models lenet5:1 --chips 10 --images 500
+    python benchmarks/inference_vs_aihwkit.py --models vgg8:0.25 --times "1 year" --chips 30 --chip-seed 1000
+    python benchmarks/inference_vs_aihwkit.py --speed-rounds 3 --chips 40     # speed only, alternating the tools
 """
 
 from __future__ import annotations
@@ -101,6 +103,24 @@ def compare(name: str, model, data, args) -> list[dict]:
     return rows
 
 
+def speed(name: str, model, data, args) -> None:
+    """Time per chip-image of both tools at 1 h, alternating ``--speed-rounds`` times (neft, then aihwkit, on the same
+    images and chip count), so that a change of the machine's load hits both; prints each round's ratio and the
+    median."""
+    train_x, _, images, labels = data
+    ratios = []
+    for round_ in range(args.speed_rounds):
+        started = time.perf_counter()
+        neft_chips(model, images, labels, train_x[:256], TIMES["1 h"], args.chips, args.batch_size, round_)
+        ours_s = time.perf_counter() - started
+        started = time.perf_counter()
+        aihwkit_chips(model, images, labels, TIMES["1 h"], args.chips, args.batch_size, round_)
+        ratios.append((time.perf_counter() - started) / ours_s)
+        print(f"{name:10s} speed round {round_ + 1}: neft {ours_s:.1f} s, aihwkit {ratios[-1] * ours_s:.1f} s for "
+              f"{args.chips} chips x {len(labels)} images: neft {ratios[-1]:.2f}x faster", flush=True)
+    print(f"{name:10s} speed: median {statistics.median(ratios):.2f}x over {len(ratios)} rounds", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="lenet5:1,vgg8:0.25", help="name:width list (default: %(default)s)")
@@ -111,6 +131,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--times", default=",".join(TIMES), help="read times (default: %(default)s)")
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="only time the tools: R rounds, neft then aihwkit, --chips chips each at 1 h")
     parser.add_argument("--chip-seed", type=int, default=None,
                         help="seed of the chips (neft's first chip seed; aihwkit's generator gets it + 1); default: "
                              "--seed, which also seeds the data subset and the quick training")
@@ -123,7 +145,10 @@ def main() -> None:
         data = load_data(DATA[name], args.images, args.seed)
         model = models.create(name, num_classes=10, in_channels=1, width=float(width), init="torch")
         model = quick_train(model, data[0], data[1], args.train_steps, args.seed)
-        compare(f"{name} w{width}", model.eval(), data, args)
+        if args.speed_rounds:
+            speed(f"{name} w{width}", model.eval(), data, args)
+        else:
+            compare(f"{name} w{width}", model.eval(), data, args)
 
 
 if __name__ == "__main__":

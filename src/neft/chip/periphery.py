@@ -194,7 +194,8 @@ def _dac(xt, scale, settings, per_vector, layer, owned: bool = False) -> torch.T
     if settings.dac_bits is None:
         return xt
     signed = True if per_vector else layer.dac_signed
-    step = scale.clamp_min(_TINY) / full_scale_steps(settings.dac_bits, signed, _symmetric(settings))
+    # floored after the division: _TINY / steps would be subnormal, flushed to 0 on some CPUs (0 / 0: NaN)
+    step = (scale / full_scale_steps(settings.dac_bits, signed, _symmetric(settings))).clamp_min(_TINY)
     if per_vector and _symmetric(settings) and not (torch.is_grad_enabled() and xt.requires_grad):
         return (xt.div_(step) if owned else xt / step).round_().mul_(step)
     return _times(_coded(xt / step, settings.dac_bits, signed, settings), step)

@@ -2,7 +2,8 @@
 # What a chip costs, at laptop scale (README.md, 'What a chip costs'; docs/method.md, 'What a chip costs').
 # LeNet-5 on mnist-5k (init torch, 30 epochs; vanilla, and noise-injection, OVF, IRS and rcg trained at sigma 0.35
 # on RRAM1), seeds 0, 1 and 2, evaluated on the realistic chip at sigma 0.2 with 20 chips per point: ADC bits
-# {4,5,6,8} x tile rows {64,128,256} with 8-bit DACs, the ideal circuit, and for vanilla the per-chip fixes
+# {4,5,6,8} x tile rows {64,256} (TILES; 128 dropped to fit the shared 2-core machine) with 8-bit DACs, the ideal
+# circuit, and for vanilla the per-chip fixes
 # (write-verify of 1, 5, 20 % of the weights; the tuned block for 20 and 100 steps). VGG8 width 0.25 on
 # Fashion-MNIST (vanilla, noise-injection and OVF at sigma 0.3; set VGG=1) on 1,000 test images, ADC bits {4,6,8} at
 # 128 tile rows. Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
@@ -19,7 +20,7 @@ evaluate() {  # run directory, name, flags
 }
 for seed in $SEEDS; do
   for net in vanilla-s0 noise-injection-s0.35 ovf-s0.35 irs-s0.35 rcg-s0.35; do
-    for t in 64 128 256; do for b in 4 5 6 8; do
+    for t in ${TILES:-64 256}; do for b in 4 5 6 8; do
       evaluate "$net-seed$seed" adc${b}_tile$t "--adc-bits $b --dac-bits 8 --tile-rows $t"
     done; done
     evaluate "$net-seed$seed" ideal ""

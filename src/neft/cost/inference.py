@@ -22,7 +22,8 @@ For a mapped layer of R rows (fan-in), O outputs and P reads per inference on a 
   O`` adds; array periphery ``P * c * tiles * array_periphery_energy``; buffers and interconnect ``P * (R + O) *
   B`` activation bits times ``buffer_energy`` and ``interconnect_energy``;
 * latency: ``P * c * (t_read + m / adc_sample_rate)`` (all tiles of a layer in parallel, reads one after another)
-  plus the digital adds over ``digital_lanes`` per clock cycle; layers run one after another;
+  plus the shift-and-add adds on one adder per ADC, one add per clock cycle (``ceil(adds / ADCs) / clock``), plus
+  the accumulation and bias adds over ``digital_lanes`` per clock cycle; layers run one after another;
 * area: ``tiles * rows * columns * cell_area_f2 * F**2`` (whole arrays), ADCs ``* adc_area_per_step * 2**B_adc``,
   one DAC per array row ``* dac_area_per_step * 2**b``, ``tiles * array_periphery_area`` and ``tiles *
   interconnect_area``.
@@ -137,7 +138,7 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
     conductance = devices * tech.g_off + (tech.g_on - tech.g_off) / (2 ** k - 1) * layer.level_sum
     activity = tech.input_activity if per_read > 1 else 1.0
     shift_adds = reads * row_tiles * outputs * (per_read * s - 1) if rows else 0
-    adds = shift_adds + reads * outputs * (max(row_tiles - 1, 0) + (1 if layer.bias else 0)) if rows else 0
+    adds = reads * outputs * (max(row_tiles - 1, 0) + (1 if layer.bias else 0)) if rows else 0
     bits = reads * (rows + outputs) * b_in if rows and outputs else 0  # activations in and out of the buffers
     cost.energy.update(
         array=cycles * activity * tech.read_voltage ** 2 * tech.read_time * conductance,
@@ -149,7 +150,7 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
         periphery=cycles * cost.tiles * tech.array_periphery_energy,
         buffer=bits * tech.buffer_energy, interconnect=bits * tech.interconnect_energy)
     cost.latency = (cycles * (tech.read_time + serial * tech.adc_time) + adds / tech.digital_lanes / tech.clock
-                    if rows and outputs else 0.0)
+                    + _ceil(shift_adds, cost.adcs) / tech.clock if rows and outputs else 0.0)
     cost.area.update(array=cost.tiles * tile_rows * tile_columns * tech.cell_area_f2 * tech.feature_size ** 2,
                      adc=cost.adcs * tech.adc_area_per_step * 2 ** b_adc,
                      dac=cost.dacs * tech.dac_area_per_step * 2 ** b_dac,

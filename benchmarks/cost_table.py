@@ -1,12 +1,13 @@
-"""How long a cost table takes (VGG8 width 1: under 1 s), and the cost model against DNN+NeuroSim V1.4's published
-VGG8 figures (docs/method.md, 'What a chip costs'; benchmarks/README.md, 'What a chip costs').
+"""How long a cost table takes (VGG8 width 1: under 1 s), and the cost model against DNN+NeuroSim V1.4 on VGG8
+(docs/method.md, 'What a chip costs'; benchmarks/README.md, 'Against DNN+NeuroSim').
 
 The timing is the median wall and CPU time of ``--repeats`` calls of :func:`neft.cost.chip_cost` in one process,
 after one call that pays torch's first-use costs (printed too). The comparison builds NeuroSim's VGG8 (its
 ``NetWork_VGG8.csv``: six 3x3 convolutions of 128, 128, 256, 256, 512, 512 channels, three 2x2 max pools,
 8192-1024-10) and costs it at the configuration of the NeuroSim V1.4 manual's Table VII first row (RRAM, 22 nm,
-on/off 17, 4-bit ADC, 128 x 128 sub-arrays, 1 bit per cell, 8-bit weights and activations): area 381.90 mm^2,
-6.25 TOPS, 11.25 TOPS/W.
+on/off 17, 4-bit ADC, 128 x 128 sub-arrays, 1 bit per cell, 8-bit weights and activations: area 381.90 mm^2,
+6.25 TOPS, 11.25 TOPS/W) and against NeuroSim built and run here (:data:`NEUROSIM_RUN`), from whose figures
+:func:`periphery_keys` derives the periphery keys of ``configs/technology/22nm.toml`` and the 45 nm defaults.
 
     python benchmarks/cost_table.py [--repeats 5]
 """
@@ -62,14 +63,19 @@ def timing(repeats: int) -> None:
           f"{torch.get_num_threads()}")
 
 
-# DNN+NeuroSim V1.4 built and run here (Param.cpp: memcelltype 2 (RRAM), levelOutput 16 (4-bit ADC), the rest its
-# defaults; `main NetWork_VGG8.csv 8 8 128 32` on synthetic traces: this script's VGG8 at torch's initialisation
-# (seed 0), one random image, 8-bit activations, 16.8 % of the input bits 1): its summary lines, per image
+# DNN+NeuroSim V1.4 built and run here (Param.cpp: memcelltype 2 (RRAM), levelOutput 16 (4-bit ADC), technode 22
+# or 45, the rest its defaults; `main NetWork_VGG8.csv 8 8 128 32` on synthetic traces: this script's VGG8 at
+# torch's initialisation (seed 0), one random image, 8-bit activations, 16.8 % of the input bits 1): its summary
+# lines, per image
 NEUROSIM_RUN = {
     22: {"chip_mm2": 345.169, "array_mm2": 3.60536, "ic_mm2": 26.3107, "adc_mm2": 5.0672, "accum_mm2": 17.079,
          "other_mm2": 46.8532, "dynamic_uJ": 50.6786, "leakage_uJ": 0.319776, "buffer_uJ": 0.190809,
          "ic_uJ": 6.67109, "adc_uJ": 29.5789, "accum_uJ": 9.82009, "other_uJ": 11.2796, "TOPS": 7.88568,
          "TOPS_per_W": 19.7987},
+    45: {"chip_mm2": 1760.36, "array_mm2": 15.0844, "ic_mm2": 129.915, "adc_mm2": 20.9437, "accum_mm2": 71.4565,
+         "other_mm2": 224.867, "dynamic_uJ": 141.856, "leakage_uJ": 2.15296, "buffer_uJ": 0.745132,
+         "ic_uJ": 21.1038, "adc_uJ": 68.304, "accum_uJ": 37.7948, "other_uJ": 35.7575, "TOPS": 2.93709,
+         "TOPS_per_W": 7.01136},
 }
 COMPONENTS = ("array_mm2", "ic_mm2", "adc_mm2", "accum_mm2", "other_mm2")  # its chip area less the floor plan
 NEUROSIM_DUPLICATION = (16, 16, 4, 4, 2, 1, 1, 8)  # its per-layer speed-up (weight copies) for pipelining
@@ -124,8 +130,9 @@ def against_neurosim() -> None:
     torch.manual_seed(0)
     model = neurosim_vgg8()
     ops = 2 * sum(macs for macs in _macs(model))
-    print("periphery keys from the 22 nm NeuroSim run: " + ", ".join(
-        f"{key}={value:.3g}" for key, value in periphery_keys(NEUROSIM_RUN[22], model).items()))
+    for node, run in NEUROSIM_RUN.items():
+        print(f"periphery keys from the {node} nm NeuroSim run: " + ", ".join(
+            f"{key}={value:.3g}" for key, value in periphery_keys(run, model).items()))
     arrays, duplicated, cycles, bits = neurosim_counts(model)
     print(f"NeuroSim sub-arrays {arrays} ({duplicated} with copies), {cycles} array read cycles, {bits} activation "
           f"bits per image")

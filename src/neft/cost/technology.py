@@ -3,10 +3,11 @@
 
 One node is named, 45 nm CMOS: the digital energies are Horowitz's 45 nm figures (ISSCC 2014, "Computing's energy
 problem"), the converters the median 40-45 nm Nyquist SAR ADC of Murmann's ADC survey, the device and read
-conditions those of DNN+NeuroSim V1.4's RRAM defaults (``Param.cpp``) at 45 nm. :data:`KEYS` gives each key's unit,
-default and source; :func:`technology` builds a checked :class:`Technology` from the defaults, a TOML or JSON file
-(``{"key": value}``, or the keys under a ``[technology]`` table) and Python overrides, in that order.
-"""
+conditions those of DNN+NeuroSim V1.4's RRAM defaults (``Param.cpp``) at 45 nm, the array periphery, buffers and
+interconnect DNN+NeuroSim V1.4's own estimates at 45 nm per sub-array, read cycle and activation bit. :data:`KEYS`
+gives each key's unit, default and source; :func:`technology` builds a checked :class:`Technology` from the
+defaults, a TOML or JSON file (``{"key": value}``, or the keys under a ``[technology]`` table) and Python overrides,
+in that order."""
 
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ _SURVEY = ("Murmann, ADC Performance Survey 1997-2025 (github.com/bmurmann/ADC-s
 _HOROWITZ = "Horowitz, ISSCC 2014, 'Computing's energy problem', 45 nm, 0.9 V"
 _NEUROSIM = "DNN+NeuroSim V1.4 Param.cpp default (Lee et al., IEEE TCAS-I 2024)"
 # array periphery area, its energy per read cycle, interconnect area per array, buffer and interconnect energy per bit
-_PERIPHERY = (0.0, 0.0, 0.0, 0.0, 0.0)
-_NS_RUN = "0 by default: not counted"
+_PERIPHERY = (3.13e-8, 5.66e-12, 1.37e-8, 3.1e-14, 8.78e-13)
+_NS_RUN = ("DNN+NeuroSim V1.4 built and run at 45 nm on VGG8 (RRAM, 4-bit ADC, 128 x 128 sub-arrays, 8-bit weights "
+           "and inputs): its area or energy over its sub-arrays (9472 with its weight copies), sub-array read cycles "
+           "(2,457,664) or activation bits (24,027,216) (benchmarks/cost_table.py, periphery_keys)")
 
 # key: (unit, default, source). Energies in joules, times in seconds, areas in square metres, conductances in siemens.
 KEYS: dict[str, tuple[str, float | int | str | None, str]] = {

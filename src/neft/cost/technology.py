@@ -7,7 +7,8 @@ conditions those of DNN+NeuroSim V1.4's RRAM defaults (``Param.cpp``) at 45 nm, 
 interconnect DNN+NeuroSim V1.4's own estimates at 45 nm per sub-array, read cycle and activation bit. :data:`KEYS`
 gives each key's unit, default and source; :func:`technology` builds a checked :class:`Technology` from the
 defaults, a TOML or JSON file (``{"key": value}``, or the keys under a ``[technology]`` table) and Python overrides,
-in that order."""
+in that order.
+"""
 
 from __future__ import annotations
 

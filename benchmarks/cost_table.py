@@ -1,12 +1,13 @@
-"""How long a cost table takes (VGG8 width 1: under 1 s), and the cost model against DNN+NeuroSim V1.4's published
-VGG8 figures (docs/method.md, 'What a chip costs'; benchmarks/README.md, 'What a chip costs').
+"""How long a cost table takes (VGG8 width 1: under 1 s), and the cost model against DNN+NeuroSim V1.4 on VGG8
+(docs/method.md, 'What a chip costs'; benchmarks/README.md, 'Against DNN+NeuroSim').
 
 The timing is the median wall and CPU time of ``--repeats`` calls of :func:`neft.cost.chip_cost` in one process,
 after one call that pays torch's first-use costs (printed too). The comparison builds NeuroSim's VGG8 (its
 ``NetWork_VGG8.csv``: six 3x3 convolutions of 128, 128, 256, 256, 512, 512 channels, three 2x2 max pools,
 8192-1024-10) and costs it at the configuration of the NeuroSim V1.4 manual's Table VII first row (RRAM, 22 nm,
-on/off 17, 4-bit ADC, 128 x 128 sub-arrays, 1 bit per cell, 8-bit weights and activations): area 381.90 mm^2,
-6.25 TOPS, 11.25 TOPS/W.
+on/off 17, 4-bit ADC, 128 x 128 sub-arrays, 1 bit per cell, 8-bit weights and activations: area 381.90 mm^2,
+6.25 TOPS, 11.25 TOPS/W) and against NeuroSim built and run here (:data:`NEUROSIM_RUN`), from whose figures
+:func:`periphery_keys` derives the periphery keys of ``configs/technology/22nm.toml`` and the 45 nm defaults.
 
     python benchmarks/cost_table.py [--repeats 5]
 """
@@ -26,6 +27,7 @@ from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.device_model import DeviceModel
 from neft.chip.settings import ChipSettings
 from neft.cost import chip_cost, technology
+from neft.cost.inference import AREA_TERMS, ENERGY_TERMS
 
 NEUROSIM_TABLE_VII = {"area_mm2": 381.90, "TOPS": 6.25, "TOPS_per_W": 11.25}  # RRAM, 22 nm, 4-bit ADC, parallel read 32
 AT_22NM = Path(__file__).resolve().parents[1] / "configs" / "technology" / "22nm.toml"  # the 22 nm keys, sourced
@@ -61,28 +63,123 @@ def timing(repeats: int) -> None:
           f"{torch.get_num_threads()}")
 
 
+# DNN+NeuroSim V1.4 built and run here (Param.cpp: memcelltype 2 (RRAM), levelOutput 16 (4-bit ADC), technode 22
+# or 45, the rest its defaults; `main NetWork_VGG8.csv 8 8 128 32` on synthetic traces: this script's VGG8 at
+# torch's initialisation (seed 0), one random image, 8-bit activations, 16.8 % of the input bits 1): its summary
+# lines, per image
+NEUROSIM_RUN = {
+    22: {"chip_mm2": 345.169, "array_mm2": 3.60536, "ic_mm2": 26.3107, "adc_mm2": 5.0672, "accum_mm2": 17.079,
+         "other_mm2": 46.8532, "dynamic_uJ": 50.6786, "leakage_uJ": 0.319776, "buffer_uJ": 0.190809,
+         "ic_uJ": 6.67109, "adc_uJ": 29.5789, "accum_uJ": 9.82009, "other_uJ": 11.2796, "TOPS": 7.88568,
+         "TOPS_per_W": 19.7987},
+    45: {"chip_mm2": 1760.36, "array_mm2": 15.0844, "ic_mm2": 129.915, "adc_mm2": 20.9437, "accum_mm2": 71.4565,
+         "other_mm2": 224.867, "dynamic_uJ": 141.856, "leakage_uJ": 2.15296, "buffer_uJ": 0.745132,
+         "ic_uJ": 21.1038, "adc_uJ": 68.304, "accum_uJ": 37.7948, "other_uJ": 35.7575, "TOPS": 2.93709,
+         "TOPS_per_W": 7.01136},
+}
+COMPONENTS = ("array_mm2", "ic_mm2", "adc_mm2", "accum_mm2", "other_mm2")  # its chip area less the floor plan
+NEUROSIM_DUPLICATION = (16, 16, 4, 4, 2, 1, 1, 8)  # its per-layer speed-up (weight copies) for pipelining
+TRACE_ACTIVITY = 0.168  # the fraction of 1 bits in the synthetic input traces given to it
+
+
+def neurosim_counts(model: nn.Module) -> tuple[int, int, int, int]:
+    """NeuroSim's 128 x 128 sub-arrays of VGG8 (one column per weight bit, no differential pair) without and with
+    its weight duplication, their read cycles per image (8 input bits per output position), and the activation bits
+    in and out of the layers (``sum P (R + O) 8``, the count neft's buffer and interconnect keys multiply)."""
+    arrays = duplicated = cycles = bits = 0
+    layers = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for layer, copies, macs in zip(layers, NEUROSIM_DUPLICATION, _macs(model)):
+        conv = isinstance(layer, nn.Conv2d)
+        rows = layer.in_channels * 9 if conv else layer.in_features
+        outputs = layer.out_channels if conv else layer.out_features
+        positions = macs // (rows * outputs)
+        count = -(-rows // 128) * -(-8 * outputs // 128)
+        arrays, duplicated = arrays + count, duplicated + count * copies
+        cycles += count * positions * 8
+        bits += positions * (rows + outputs) * 8
+    return arrays, duplicated, cycles, bits
+
+
+def periphery_keys(run: dict, model: nn.Module) -> dict:
+    """neft's periphery keys from a NeuroSim run: area per physical sub-array (duplicates included) of its
+    accumulation and other peripheries, and of its interconnect; energy per sub-array read cycle of its other
+    peripheries less buffers and interconnect; buffer and interconnect energy per activation bit."""
+    _, duplicated, cycles, bits = neurosim_counts(model)
+    return {"array_periphery_area": (run["accum_mm2"] + run["other_mm2"]) * 1e-6 / duplicated,
+            "interconnect_area": run["ic_mm2"] * 1e-6 / duplicated,
+            "array_periphery_energy": (run["other_uJ"] - run["buffer_uJ"] - run["ic_uJ"]) * 1e-6 / cycles,
+            "buffer_energy": run["buffer_uJ"] * 1e-6 / bits, "interconnect_energy": run["ic_uJ"] * 1e-6 / bits}
+
+
+def _figures(table, ops: float) -> dict:
+    """Throughput layer by layer and pipelined with NeuroSim's weight copies (each layer's latency divided by its
+    copies, the slowest layer setting the pace), energy efficiency, energy per image and area (with the copies)."""
+    total = table.totals()
+    layers = [layer for layer in table.layers if layer.kind == "crossbar"]
+    stage = max(layer.latency / copies for layer, copies in zip(layers, NEUROSIM_DUPLICATION))
+    return {"TOPS": ops / total["latency_s"] / 1e12, "TOPS_pipelined": ops / stage / 1e12,
+            "TOPS_per_W": ops / total["energy_J"] / 1e12, "energy_uJ": total["energy_J"] * 1e6,
+            "area_mm2": total["area_m2"] * 1e6,
+            "area_duplicated_mm2": sum(layer.total_area * c for layer, c in zip(layers, NEUROSIM_DUPLICATION)) * 1e6}
+
+
 def against_neurosim() -> None:
-    """NeuroSim's VGG8 at Table VII's configuration, ours against its figures."""
+    """NeuroSim's VGG8 at Table VII's configuration, ours against its published figures and against its run here,
+    before (8-bit DACs, analog ADCs, no periphery) and after (bit-serial inputs, a conversion per bit column, the
+    periphery keys)."""
     torch.manual_seed(0)
     model = neurosim_vgg8()
-    chip = ChipSettings(DeviceModel(weight_bits=8, device_bits=1),
-                        CircuitSettings(tile_rows=128, dac_bits=8, adc_bits=4).check())
-    table = chip_cost(model, chip, technology(AT_22NM), (3, 32, 32))
-    total = table.totals()
-    ops = 2 * total["macs"]
-    ours = {"area_mm2": total["area_m2"] * 1e6, "TOPS": ops / total["latency_s"] / 1e12,
-            "TOPS_per_W": ops / total["energy_J"] / 1e12}
-    print(f"NeuroSim VGG8: {total['macs'] / 1e6:.1f} M MACs per image, {total['tiles']} tiles of 128 x 128, "
-          f"{total['adcs']} ADCs")
-    print(f"{'figure':<12} {'neft':>10} {'NeuroSim':>10} {'ratio':>7}")
-    for key, value in ours.items():
-        print(f"{key:<12} {value:>10.3f} {NEUROSIM_TABLE_VII[key]:>10.3f} {value / NEUROSIM_TABLE_VII[key]:>7.2f}")
-    energy = {term: total[f"energy_{term}_J"] for term in ("array", "dac", "adc", "shift_add", "accumulate",
-                                                           "digital")}
-    print("energy per image (uJ): " + ", ".join(f"{term} {value * 1e6:.2f}" for term, value in energy.items())
-          + f"; total {total['energy_J'] * 1e6:.2f}; NeuroSim {ops / 11.25e12 * 1e6:.2f}")
-    print("area (mm^2): " + ", ".join(f"{term} {total[f'area_{term}_m2'] * 1e6:.2f}" for term in ("array", "adc",
-                                                                                                  "dac")))
+    ops = 2 * sum(macs for macs in _macs(model))
+    for node, run in NEUROSIM_RUN.items():
+        print(f"periphery keys from the {node} nm NeuroSim run: " + ", ".join(
+            f"{key}={value:.3g}" for key, value in periphery_keys(run, model).items()))
+    arrays, duplicated, cycles, bits = neurosim_counts(model)
+    print(f"NeuroSim sub-arrays {arrays} ({duplicated} with copies), {cycles} array read cycles, {bits} activation "
+          f"bits per image")
+    before = ChipSettings(DeviceModel(weight_bits=8, device_bits=1),
+                          CircuitSettings(tile_rows=128, dac_bits=8, adc_bits=4).check())
+    after = ChipSettings(DeviceModel(weight_bits=8, device_bits=1),
+                         CircuitSettings(tile_rows=128, dac_bits=8, adc_bits=4, adc_mode="sliced").check())
+    zero = dict.fromkeys(periphery_keys(NEUROSIM_RUN[22], model), 0.0)
+    rows = {"before": chip_cost(model, before, technology(AT_22NM, input_mode="parallel", **zero), (3, 32, 32)),
+            "after": chip_cost(model, after, technology(AT_22NM), (3, 32, 32)),
+            "after, trace activity": chip_cost(model, after, technology(AT_22NM, input_activity=TRACE_ACTIVITY),
+                                               (3, 32, 32))}
+    run = NEUROSIM_RUN[22]
+    published = {"TOPS": 6.25, "TOPS_per_W": 11.25, "energy_uJ": ops / 11.25e12 * 1e6, "area_mm2": 381.90}
+    ran = {"TOPS": run["TOPS"], "TOPS_per_W": run["TOPS_per_W"], "energy_uJ": ops / run["TOPS_per_W"] / 1e12 * 1e6,
+           "area_mm2": run["chip_mm2"]}
+    print(f"{'neft':<22} {'TOPS':>7} {'pipelined':>9} {'TOPS/W':>7} {'uJ/image':>9} {'mm^2':>7} {'copies':>7} | "
+          f"ratios to Table VII (TOPS pipelined, TOPS/W, uJ, mm^2 copies) | to the run here")
+    for name, table in rows.items():
+        f = _figures(table, ops)
+        ratio = [f["TOPS_pipelined"] / published["TOPS"], f["TOPS_per_W"] / published["TOPS_per_W"],
+                 f["energy_uJ"] / published["energy_uJ"], f["area_duplicated_mm2"] / published["area_mm2"]]
+        mine = [f["TOPS_pipelined"] / ran["TOPS"], f["TOPS_per_W"] / ran["TOPS_per_W"],
+                f["energy_uJ"] / ran["energy_uJ"], f["area_duplicated_mm2"] / ran["area_mm2"]]
+        print(f"{name:<22} {f['TOPS']:>7.2f} {f['TOPS_pipelined']:>9.2f} {f['TOPS_per_W']:>7.2f} "
+              f"{f['energy_uJ']:>9.1f} {f['area_mm2']:>7.1f} {f['area_duplicated_mm2']:>7.1f} | "
+              + " ".join(f"{r:.2f}" for r in ratio) + " | " + " ".join(f"{r:.2f}" for r in mine))
+        total = table.totals()
+        print("   energy (uJ): " + ", ".join(f"{t} {total[f'energy_{t}_J'] * 1e6:.2f}" for t in ENERGY_TERMS)
+              + "; area (mm^2): " + ", ".join(f"{t} {total[f'area_{t}_m2'] * 1e6:.2f}" for t in AREA_TERMS))
+    print(f"NeuroSim run here: {run['TOPS']:.2f} TOPS, {run['TOPS_per_W']:.2f} TOPS/W, {ran['energy_uJ']:.1f} uJ "
+          f"per image (ADC {run['adc_uJ']:.1f}, accumulation {run['accum_uJ']:.1f}, other {run['other_uJ']:.1f} of "
+          f"which interconnect {run['ic_uJ']:.1f} and buffers {run['buffer_uJ']:.2f}; x 1.22 post-layout), chip "
+          f"{run['chip_mm2']:.1f} mm^2 of which components {sum(run[k] for k in COMPONENTS):.1f}")
+
+
+def _macs(model: nn.Module) -> list[int]:
+    """Multiply-accumulates per image of each Conv/Linear of NeuroSim's VGG8 on a 32 x 32 image."""
+    macs, size = [], 32
+    for layer in model:
+        if isinstance(layer, nn.Conv2d):
+            macs.append(size * size * layer.in_channels * 9 * layer.out_channels)
+        elif isinstance(layer, nn.MaxPool2d):
+            size //= 2
+        elif isinstance(layer, nn.Linear):
+            macs.append(layer.in_features * layer.out_features)
+    return macs
 
 
 def main() -> None:

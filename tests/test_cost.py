@@ -22,7 +22,12 @@ TECH = dict(g_on=4.0, g_off=1.0, read_voltage=2.0, read_time=0.5, adc_fom=2.0, d
             digital_add=3.0, digital_mult=5.0, clock=2.0, digital_lanes=1, tile_columns=8, columns_per_adc=2,
             cell_area_f2=1.0, feature_size=1.0, adc_area_per_step=10.0, dac_area_per_step=1.0, write_voltage=3.0,
             write_time=0.25, verify_pulses=4.0, open_loop_pulses=1.0, parallel_writes=1, backward_factor=2.0,
-            ideal_bits=3)
+            ideal_bits=3, input_mode="parallel", input_activity=0.5, array_periphery_area=0.0,
+            array_periphery_energy=0.0, interconnect_area=0.0, buffer_energy=0.0, interconnect_energy=0.0)
+# the periphery keys for the hand computation of the bit-serial test
+PERIPHERY = dict(array_periphery_area=3.0, array_periphery_energy=1.0, interconnect_area=5.0, buffer_energy=2.0,
+                 interconnect_energy=0.5)
+NO_PERIPHERY = {"periphery": 0.0, "buffer": 0.0, "interconnect": 0.0}
 
 
 def _two_layers() -> nn.Module:
@@ -49,19 +54,59 @@ def test_a_two_layer_network_on_four_tiles_costs_what_the_formulas_give_by_hand(
     assert first.energy == {"array": 1 * 2.0 ** 2 * 0.5 * 37,  # 74
                             "dac": 1 * 1 * 4 * 1.0 * 2 ** 3,  # 32: one column tile, 4 rows, 3-bit DAC
                             "adc": 1 * 2 * 1 * 3 * 2.0 * 2 ** 4,  # 192: 2 row tiles x 3 outputs, 4-bit ADC
-                            "shift_add": 0.0, "accumulate": 1 * 3 * (2 - 1) * 3.0, "digital": 0.0}  # 9
+                            "shift_add": 0.0, "accumulate": 1 * 3 * (2 - 1) * 3.0, "digital": 0.0,  # 9
+                            **NO_PERIPHERY}
     assert first.latency == 1 * (0.5 + 2 * 4.0) + 3 / 1 / 2.0  # read + 2 conversions of 4 s; 3 adds at 2 Hz: 10
-    assert first.area == {"array": 2 * 2 * 8 * 1.0, "adc": 4 * 10.0 * 2 ** 4, "dac": 4 * 1.0 * 2 ** 3}
+    assert first.area == {"array": 2 * 2 * 8 * 1.0, "adc": 4 * 10.0 * 2 ** 4, "dac": 4 * 1.0 * 2 ** 3,
+                          "periphery": 0.0, "interconnect": 0.0}
     assert (relu.kind, relu.energy["digital"], relu.latency) == ("activation", 3 * 3.0, 3 / 2.0)
     # layer 2: R=3, O=2, bias; 2 row tiles, 4 columns: 2 tiles; 1 ADC per row tile converting 2 columns;
     # 12 devices, sum G = 12 + 12 = 24
     assert (second.tiles, second.adcs, second.dacs) == (2, 2, 4)
     assert second.energy == {"array": 4.0 * 0.5 * 24, "dac": 3 * 1.0 * 8, "adc": 2 * 2 * 2.0 * 16,
-                             "shift_add": 0.0, "accumulate": 2 * 1 * 3.0, "digital": 2 * 3.0}
+                             "shift_add": 0.0, "accumulate": 2 * 1 * 3.0, "digital": 2 * 3.0, **NO_PERIPHERY}
     assert second.latency == (0.5 + 2 * 4.0) + 2 * (1 + 1) / 1 / 2.0  # 10.5
-    assert second.area == {"array": 32.0, "adc": 2 * 10.0 * 16, "dac": 4 * 1.0 * 8}
+    assert second.area == {"array": 32.0, "adc": 2 * 10.0 * 16, "dac": 4 * 1.0 * 8, "periphery": 0.0,
+                           "interconnect": 0.0}
     total = table.totals()
     assert (total["tiles"], total["energy_J"], total["latency_s"], total["area_m2"]) == (4, 528.0, 22.0, 1088.0)
+
+
+def test_bit_serial_inputs_and_the_periphery_cost_what_the_formulas_give_by_hand():
+    tech = technology(**TECH | PERIPHERY | {"input_mode": "bit_serial"})
+    first, relu, second = chip_cost(_two_layers(), _chip(), tech, (4,)).layers
+    # 3-bit inputs: 3 read cycles of 1-bit inputs, half of the rows driven (input_activity 0.5), 1-bit drivers;
+    # layer 1 (2 tiles, 2 row tiles of 3 outputs, sum G = 37, 4 rows + 3 outputs of 3-bit activations = 21 bits)
+    assert first.energy == {"array": 3 * 0.5 * 2.0 ** 2 * 0.5 * 37,  # 111
+                            "dac": 3 * 1 * 4 * 1.0 * 2 ** 1,  # 24
+                            "adc": 3 * 2 * 3 * 2.0 * 2 ** 4,  # 576: every cycle converted
+                            "shift_add": 1 * 2 * 3 * (3 * 1 - 1) * 3.0,  # 36: 3 partial sums per output, row tile
+                            "accumulate": 3 * 1 * 3.0, "digital": 0.0,
+                            "periphery": 3 * 2 * 1.0, "buffer": 21 * 2.0, "interconnect": 21 * 0.5}
+    # 12 shift-adds on 4 ADCs' adders (3 clocks), 3 accumulation adds on 1 lane (3 clocks), at 2 Hz
+    assert first.latency == 3 * (0.5 + 2 * 4.0) + 3 / 1 / 2.0 + 12 / 4 / 2.0  # 28.5
+    assert first.area == {"array": 32.0, "adc": 4 * 10.0 * 16, "dac": 4 * 1.0 * 2, "periphery": 2 * 3.0,
+                          "interconnect": 2 * 5.0}
+    assert relu.energy["digital"] == 9.0 and relu.area == dict.fromkeys(relu.area, 0.0)
+    # layer 2 (2 tiles, 2 row tiles of 2 outputs, sum G = 24, 3 + 2 activations = 15 bits, bias)
+    assert second.energy == {"array": 3 * 0.5 * 4.0 * 0.5 * 24, "dac": 3 * 3 * 2.0, "adc": 3 * 2 * 2 * 2.0 * 16,
+                             "shift_add": 2 * 2 * 2 * 3.0, "accumulate": 2 * 3.0, "digital": 2 * 3.0,
+                             "periphery": 3 * 2 * 1.0, "buffer": 15 * 2.0, "interconnect": 15 * 0.5}
+    assert second.latency == 3 * (0.5 + 2 * 4.0) + 2 * 2 / 1 / 2.0 + 8 / 2 / 2.0  # 29.5: 2 ADCs
+    assert second.area == {"array": 32.0, "adc": 2 * 10.0 * 16, "dac": 4 * 2.0, "periphery": 6.0,
+                           "interconnect": 10.0}
+
+
+def test_bit_serial_inputs_take_one_read_per_input_bit():
+    layer = MappedLayer("w", 300, 7, 5, False, 40.0)
+    circuit = CircuitSettings(tile_rows=64, adc_bits=5, dac_bits=8).check()
+    parallel = crossbar_cost(layer, circuit, DeviceModel(), technology(input_activity=0.25))
+    serial = crossbar_cost(layer, circuit, DeviceModel(), technology(input_activity=0.25, input_mode="bit_serial"))
+    assert serial.energy["adc"] == pytest.approx(8 * parallel.energy["adc"], rel=1e-12)
+    assert serial.energy["array"] == pytest.approx(8 * 0.25 * parallel.energy["array"], rel=1e-12)
+    assert serial.energy["dac"] == pytest.approx(8 * parallel.energy["dac"] / 2 ** 7, rel=1e-12)
+    assert serial.area["dac"] == pytest.approx(parallel.area["dac"] / 2 ** 7, rel=1e-12)
+    assert serial.latency > 7 * parallel.latency
 
 
 def test_programming_and_each_fix_cost_what_the_formulas_give_by_hand():
@@ -128,6 +173,12 @@ def test_a_zero_size_layer_in_a_network_costs_nothing():
     ("dac_area_per_step", 2.0, {"area dac"}),
     ("cell_area_f2", 48.0, {"area array"}),
     ("digital_mult", 1.0, set()),  # no multiply in this network
+    ("input_activity", 1.0, set()),  # parallel inputs: no activity
+    ("array_periphery_energy", 1.0, {"energy periphery"}),
+    ("buffer_energy", 1.0, {"energy buffer"}),
+    ("interconnect_energy", 1.0, {"energy interconnect"}),
+    ("array_periphery_area", 1.0, {"area periphery"}),
+    ("interconnect_area", 1.0, {"area interconnect"}),
 ])
 def test_changing_one_technology_key_changes_exactly_the_terms_that_use_it(key, value, changed):
     def terms(tech):
@@ -146,6 +197,7 @@ def test_changing_one_technology_key_changes_exactly_the_terms_that_use_it(key, 
     ("read_time", 0.0, "> 0"), ("columns_per_adc", 0, "more ADCs than columns"),
     ("columns_per_adc", 0.5, "more ADCs than columns"), ("tile_columns", 0, "integer >= 1"),
     ("g_off", 1.0, "must not exceed g_on"), ("adc_bitz", 3, "unknown technology key"),
+    ("input_mode", "serial", "parallel, bit_serial"), ("input_activity", 1.5, "fraction"),
 ])
 def test_bad_technology_keys_are_refused_naming_the_key(key, value, words):
     with pytest.raises(SettingError, match=words) as caught:

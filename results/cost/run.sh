@@ -1,29 +1,40 @@
 #!/bin/sh
 # What a chip costs, at laptop scale (README.md, 'What a chip costs'; docs/method.md, 'What a chip costs').
-# LeNet-5 on mnist-5k from the cpu-realistic-chip-30 grid (seed 0: vanilla, noise-injection and OVF trained at
-# sigma 0.35 on RRAM1, noise-injection trained against the realistic chip), evaluated on the realistic chip at
-# sigma 0.2 with 20 chips per point: ADC bits {4,5,6,8} x tile rows {64,128,256} with 8-bit DACs, the ideal circuit,
-# and for vanilla the per-chip fixes (write-verify of 1, 5, 20 % of the weights; the tuned block for 20 and 100
-# steps). Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
-# Run from the repository root with RUNS pointing at copies of the grid's run directories:
-#   RUNS=/tmp/c35runs nohup nice -n 10 sh results/cost/run.sh > /tmp/cost-log.txt 2>&1 &
+# LeNet-5 on mnist-5k (init torch, 30 epochs; vanilla, and noise-injection, OVF, IRS and rcg trained at sigma 0.35
+# on RRAM1), seeds 0, 1 and 2, evaluated on the realistic chip at sigma 0.2 with 20 chips per point: ADC bits
+# {4,5,6,8} x tile rows {64,256} (TILES; 128 dropped to fit the shared 2-core machine) with 8-bit DACs, the ideal
+# circuit, and for vanilla the per-chip fixes
+# (write-verify of 1, 5, 20 % of the weights; the tuned block for 20 and 100 steps). VGG8 width 0.25 on
+# Fashion-MNIST (vanilla, noise-injection and OVF at sigma 0.3; set VGG=1) on 1,000 test images, ADC bits {4,6,8} at
+# 128 tile rows. Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
+# Resumable: a finished evaluation is skipped. Run from the repository root with RUNS pointing at copies of the
+# run directories (evaluations write into them):
+#   RUNS=/work/costgrid nohup nice -n 10 sh results/cost/run.sh > /tmp/cost-log.txt 2>&1 &
 set -e
 export OMP_NUM_THREADS=1
 NEFT="python3 -m neft"
 CHIP="--device-model configs/chips/realistic-chip.toml --sigmas 0.2 --runs 20 --precision fp32 --quiet --overwrite"
-for run in vanilla-s0-seed0 noise-injection-s0.35-seed0 ovf-s0.35-seed0 \
-           "noise-injection_device=configs_chips_realistic-chip.toml-s0.35-seed0"; do
-  for t in 64 128 256; do for b in 4 5 6 8; do
-    [ -f "$RUNS/$run/adc${b}_tile${t}.json" ] || $NEFT evaluate "$RUNS/$run" $CHIP --adc-bits $b --dac-bits 8 \
-        --tile-rows $t --name adc${b}_tile${t}
+SEEDS=${SEEDS:-"0 1 2"}
+evaluate() {  # run directory, name, flags
+  [ ! -d "$RUNS/$1" ] || [ -f "$RUNS/$1/$2.json" ] || $NEFT evaluate "$RUNS/$1" $CHIP --name "$2" $3
+}
+for seed in $SEEDS; do
+  for net in vanilla-s0 noise-injection-s0.35 ovf-s0.35 irs-s0.35 rcg-s0.35; do
+    for t in ${TILES:-64 256}; do for b in 4 5 6 8; do
+      evaluate "$net-seed$seed" adc${b}_tile$t "--adc-bits $b --dac-bits 8 --tile-rows $t"
+    done; done
+    evaluate "$net-seed$seed" ideal ""
+  done
+  for p in 0.01 0.05 0.2; do evaluate "vanilla-s0-seed$seed" wv$p "--write-verify $p"; done
+  for s in 20 100; do evaluate "vanilla-s0-seed$seed" tune$s "--chip-tune $s"; done
+done
+if [ "${VGG:-0}" = 1 ]; then
+  for seed in $SEEDS; do for net in vanilla-s0 noise-injection-s0.3 ovf-s0.3; do
+    for b in 4 6 8; do
+      CHIP="$CHIP --test-subset 1000" evaluate "vgg8-$net-seed$seed" adc${b}_tile128 \
+          "--adc-bits $b --dac-bits 8 --tile-rows 128"
+    done
   done; done
-  [ -f "$RUNS/$run/ideal.json" ] || $NEFT evaluate "$RUNS/$run" $CHIP --name ideal
-done
-for p in 0.01 0.05 0.2; do
-  [ -f "$RUNS/vanilla-s0-seed0/wv$p.json" ] || $NEFT evaluate "$RUNS/vanilla-s0-seed0" $CHIP --write-verify $p --name wv$p
-done
-for s in 20 100; do
-  [ -f "$RUNS/vanilla-s0-seed0/tune$s.json" ] || $NEFT evaluate "$RUNS/vanilla-s0-seed0" $CHIP --chip-tune $s --name tune$s
-done
+fi
 for run in "$RUNS"/*/; do $NEFT cost "$run" --attach --overwrite > /dev/null; done
 python3 results/cost/table.py "$RUNS"

@@ -1,117 +1,193 @@
-"""Tables and plots of results/cost/run.sh: accuracy on the realistic chip against what the chip costs (README.md,
-'What a chip costs'). Copies the costed results files of RUNS into results/cost/runs/, writes table.md, and the
-reports circuits (circuits_cost.png: accuracy against energy per inference) and fixes (fixes_cost.png: accuracy
-against programming time per chip). Usage:
+"""Tables and plots of results/cost/run.sh: accuracy on the realistic chip against what the chip costs, mean over
+seeds with a 95 % interval (README.md, 'What a chip costs'). Copies the costed results files of RUNS into
+results/cost/runs/METHOD/seedN/, writes table.md, circuits_cost.png (5th-percentile accuracy against energy per
+inference, one point per training method and circuit) and fixes_cost.png (5th-percentile gain against programming
+time per chip, one point per fix). Usage:
     python3 results/cost/table.py RUNS
 """
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
-from neft.reporting import write_report
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).parent
-NETWORKS = {"vanilla-s0-seed0": "vanilla", "noise-injection-s0.35-seed0": "noise-injection",
-            "ovf-s0.35-seed0": "ovf",
-            "noise-injection_device=configs_chips_realistic-chip.toml-s0.35-seed0": "noise-injection (chip-trained)"}
-CIRCUITS = [f"adc{bits}_tile{rows}" for bits in (4, 5, 6, 8) for rows in (64, 128, 256)]
-FIXES = {"ideal": "no fix", "wv0.01": "write-verify 1 %", "wv0.05": "write-verify 5 %", "wv0.2": "write-verify 20 %",
+METHODS = {"vanilla": "vanilla-s0", "noise-injection": "noise-injection-s0.35", "ovf": "ovf-s0.35",
+           "irs": "irs-s0.35", "rcg": "rcg-s0.35"}
+SEEDS = (0, 1, 2)
+BITS, TILES = (4, 5, 6, 8), (64, 256)  # run.sh's grid (seed 0 also has 128-row tiles)
+FIXES = {"wv0.01": "write-verify 1 %", "wv0.05": "write-verify 5 %", "wv0.2": "write-verify 20 %",
          "tune20": "tuned block, 20 steps", "tune100": "tuned block, 100 steps"}
+T95 = {2: 12.71, 3: 4.30}  # Student t, 97.5 % quantile, n - 1 = 1, 2 degrees of freedom
 
 
 def gather(runs: Path) -> dict:
-    """``{(network, name): result}`` of the costed results files, copied into results/cost/runs/."""
+    """``{(method, seed, name): result}`` of the costed results files, copied into results/cost/runs/."""
     found = {}
-    for directory, network in NETWORKS.items():
-        for name in [*CIRCUITS, *FIXES]:
-            path = runs / directory / f"{name}.json"
-            if not path.is_file():
-                continue
-            result = json.loads(path.read_text())
-            if "cost" not in result:
-                continue
-            copy = HERE / "runs" / network.split(" ")[0] / (("chip-" if "chip" in network else "") + path.name)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, copy)
-            found[(network, name)] = (result, copy)
+    names = [f"adc{b}_tile{t}" for b in BITS for t in TILES] + ["ideal", *FIXES]
+    for method, prefix in METHODS.items():
+        for seed in SEEDS:
+            for name in names:
+                path = runs / f"{prefix}-seed{seed}" / f"{name}.json"
+                if not path.is_file() or "cost" not in (result := json.loads(path.read_text())):
+                    continue
+                copy = HERE / "runs" / method / f"seed{seed}" / path.name
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copy)
+                found[(method, seed, name)] = result
     return found
 
 
-def accuracy(result: dict) -> tuple[float, float]:
-    point = result["per_sigma"][0]["accuracy"]
-    return point["mean"], point["p5"]
+def p5(result: dict) -> float:
+    return result["per_sigma"][0]["accuracy"]["p5"]
 
 
-def circuits_table(found: dict) -> list[str]:
-    lines = ["| network | ADC bits | tile rows | mean (%) | p5 (%) | energy (nJ/inference) | latency (us) | "
-             "area (mm^2) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    answers = []
-    for network in NETWORKS.values():
-        points = [(name, found[(network, name)][0]) for name in CIRCUITS if (network, name) in found]
-        if not points:
-            continue
-        for name, result in points:
-            bits, rows = name.removeprefix("adc").split("_tile")
-            mean, p5 = accuracy(result)
-            cost = result["cost"]
-            lines.append(f"| {network} | {bits} | {rows} | {mean:.2f} | {p5:.2f} | {cost['energy_J'] * 1e9:.1f} | "
-                         f"{cost['latency_s'] * 1e6:.2f} | {cost['area_m2'] * 1e6:.3f} |")
-        best = max(accuracy(result)[1] for _, result in points)
-        near = [(result["cost"]["energy_J"], name, accuracy(result)[1]) for name, result in points
-                if accuracy(result)[1] >= best - 1]
-        energy, name, p5 = min(near)
-        cheapest = min((result["cost"]["energy_J"], name) for name, result in points)
-        answers.append(f"- **{network}**: best p5 {best:.2f} %; the cheapest configuration within 1 point of it is "
-                       f"`{name}` (p5 {p5:.2f} %, {energy * 1e9:.1f} nJ per inference; the cheapest of all, "
-                       f"`{cheapest[1]}`, costs {cheapest[0] * 1e9:.1f} nJ)")
-    return lines + [""] + answers
+def stats(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % t-interval over seeds (0 for one seed)."""
+    mean = statistics.fmean(values)
+    return mean, (T95[len(values)] * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0)
 
 
-def fixes_table(found: dict) -> list[str]:
-    network = "vanilla"
-    if (network, "ideal") not in found:
-        return []
-    base_mean, base_p5 = accuracy(found[(network, "ideal")][0])
-    lines = ["| fix (vanilla, no ADC) | mean (%) | p5 (%) | p5 gain (points) | programming per chip (s) | "
-             "of which the fix (s) | the fix (J) | p5 points per second of the fix |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+def fmt(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:.2f} +- {pair[1]:.2f}"
+
+
+def circuits(found: dict) -> dict:
+    """``{method: {name: (seeds, mean accuracy stats, p5 stats, energy nJ, latency us, area mm^2)}}``."""
+    table = {}
+    for method in METHODS:
+        for b in BITS:
+            for t in TILES:
+                name = f"adc{b}_tile{t}"
+                results = [found[(method, s, name)] for s in SEEDS if (method, s, name) in found]
+                if not results:
+                    continue
+                cost = results[0]["cost"]
+                table.setdefault(method, {})[name] = (
+                    len(results), stats([r["per_sigma"][0]["accuracy"]["mean"] for r in results]),
+                    stats([p5(r) for r in results]), statistics.fmean(r["cost"]["energy_J"] for r in results) * 1e9,
+                    cost["latency_s"] * 1e6, cost["area_m2"] * 1e6)
+    return table
+
+
+def best_by_bits(rows: dict) -> str:
+    """The best mean p5 over tile sizes at each ADC bit count."""
+    best = {}
+    for name, row in rows.items():
+        bits = int(name.removeprefix("adc").split("_")[0])
+        best[bits] = max(best.get(bits, -1.0), row[2][0])
+    return "; ".join(f"{bits} bits {value:.2f}" for bits, value in sorted(best.items()))
+
+
+def circuits_section(table: dict) -> list[str]:
+    lines = ["| method | ADC bits | tile rows | seeds | mean (%) | p5 (%) | energy (nJ/inference) | latency (us) | "
+             "area (mm^2) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    q1, q3 = [], []
+    for method, rows in table.items():
+        for name, (n, mean, p5s, energy, latency, area) in rows.items():
+            bits, tile = name.removeprefix("adc").split("_tile")
+            lines.append(f"| {method} | {bits} | {tile} | {n} | {fmt(mean)} | {fmt(p5s)} | {energy:.1f} | "
+                         f"{latency:.2f} | {area:.3f} |")
+        best_name, best = max(rows.items(), key=lambda item: item[1][2][0])
+        near = sorted((row[3], name) for name, row in rows.items() if row[2][0] >= best[2][0] - 1)
+        energy, name = near[0]
+        q1.append(f"- **{method}**: best p5 {fmt(best[2])} % (`{best_name}`); the lowest energy within 1 point is "
+                  f"`{name}` (p5 {fmt(rows[name][2])} %, {energy:.1f} nJ per inference)")
+        fewest = min(int(name.removeprefix("adc").split("_")[0]) for name, row in rows.items()
+                     if row[2][0] >= best[2][0] - 1)
+        q3.append(f"- **{method}**: fewest ADC bits within 1 point of its own best p5: **{fewest}**; best p5 over "
+                  f"tile sizes by ADC bits: {best_by_bits(rows)} %")
+    return [*lines, "", "**Lowest energy at a p5 within 1 point of the best** (mean over seeds):", "", *q1, "",
+            "**Does a training method let the chip use a cheaper ADC?**", "", *q3]
+
+
+def fixes(found: dict) -> dict:
+    """``{fix: (seeds, p5 stats, p5 gain stats, fix seconds stats, fix joules, gain per second stats)}`` for vanilla
+    (each seed's gain over its own ideal-circuit p5)."""
+    table = {}
     for name, label in FIXES.items():
-        if (network, name) not in found:
-            continue
-        result = found[(network, name)][0]
-        mean, p5 = accuracy(result)
-        programming = result["cost"]["programming"]
-        fix = {term: programming[term] for term in ("write_verify", "recalibrate_bn", "chip_tune")}
-        seconds = sum(term["seconds"] for term in fix.values())
-        joules = sum(term["joules"] for term in fix.values())
-        rate = f"{(p5 - base_p5) / seconds:.2f}" if seconds else ""
-        lines.append(f"| {label} | {mean:.2f} | {p5:.2f} | {p5 - base_p5:+.2f} | "
-                     f"{programming['total']['seconds']:.3f} | {seconds:.3f} | {joules:.2e} | {rate} |")
+        gains, seconds, joules, rates, p5s = [], [], [], [], []
+        for seed in SEEDS:
+            if ("vanilla", seed, name) not in found or ("vanilla", seed, "ideal") not in found:
+                continue
+            result = found[("vanilla", seed, name)]
+            programming = result["cost"]["programming"]
+            fix = [programming[t] for t in ("write_verify", "recalibrate_bn", "chip_tune")]
+            gain = p5(result) - p5(found[("vanilla", seed, "ideal")])
+            p5s.append(p5(result))
+            gains.append(gain)
+            seconds.append(sum(t["seconds"] for t in fix))
+            joules.append(sum(t["joules"] for t in fix))
+            rates.append(gain / seconds[-1])
+        if gains:
+            table[label] = (len(gains), stats(p5s), stats(gains), stats(seconds), statistics.fmean(joules),
+                            stats(rates))
+    return table
+
+
+def fixes_section(table: dict, found: dict) -> list[str]:
+    ideal = [p5(found[("vanilla", s, "ideal")]) for s in SEEDS if ("vanilla", s, "ideal") in found]
+    if not ideal:
+        return []
+    lines = [f"Vanilla without a fix (no ADC, no DAC): p5 {fmt(stats(ideal))} % over {len(ideal)} seeds.", "",
+             "| fix (vanilla, no ADC) | seeds | p5 (%) | p5 gain (points) | the fix's programming per chip (s) | "
+             "the fix (J) | p5 points per second |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, (n, p5s, gain, seconds, joules, rate) in table.items():
+        lines.append(f"| {label} | {n} | {fmt(p5s)} | {fmt(gain)} | {fmt(seconds)} | {joules:.2e} | {fmt(rate)} |")
+    if table:
+        label = max(table, key=lambda k: table[k][5][0])
+        lines += ["", f"**Most p5 per second of programming:** {label} ({fmt(table[label][5])} points per second)."]
     return lines
 
 
-def reports(found: dict) -> None:
-    circuits = [(f"{network.split(' ')[0]}{'-chip' if 'chip' in network else ''} {name}", copy)
-                for (network, name), (_, copy) in found.items() if name in CIRCUITS]
-    write_report([copy for _, copy in circuits], HERE, "LeNet-5 on the realistic chip: ADC bits x tile rows",
-                 name="circuits", labels=[label for label, _ in circuits], overwrite=True)
-    fixes = [(FIXES[name], copy) for (network, name), (_, copy) in found.items()
-             if network == "vanilla" and name in FIXES]
-    write_report([copy for _, copy in fixes], HERE, "LeNet-5 vanilla on the realistic chip: per-chip fixes",
-                 name="fixes", labels=[label for label, _ in fixes], overwrite=True)
+def plots(circuit_table: dict, fix_table: dict) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, rows in circuit_table.items():
+        xs = [row[3] for row in rows.values()]
+        ax.errorbar(xs, [row[2][0] for row in rows.values()], yerr=[row[2][1] for row in rows.values()], fmt="o",
+                    capsize=2, label=method, alpha=0.8)
+        for x, (name, row) in zip(xs, rows.items()):
+            ax.annotate(name.removeprefix("adc").split("_")[0], (x, row[2][0]), fontsize=6, xytext=(2, 2),
+                        textcoords="offset points")
+    ax.set(xlabel="energy per inference (nJ, 45 nm)", ylabel="5th-percentile accuracy over chips (%)",
+           title="LeNet-5 on the realistic chip, sigma 0.2: ADC bits (labels) x tile rows, mean of 3 seeds")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(HERE / "circuits_cost.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, (n, p5s, gain, seconds, joules, rate) in fix_table.items():
+        ax.errorbar([seconds[0]], [gain[0]], xerr=[seconds[1]], yerr=[gain[1]], fmt="o", capsize=3, label=label)
+    ax.set(xscale="log", xlabel="the fix's programming time per chip (s)", ylabel="p5 gain over no fix (points)",
+           title="LeNet-5 vanilla on the realistic chip, sigma 0.2: per-chip fixes, mean of 3 seeds")
+    ax.title.set_fontsize(8)
+    if fix_table:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(HERE / "fixes_cost.png", dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
+    shutil.rmtree(HERE / "runs", ignore_errors=True)
     found = gather(Path(sys.argv[1]))
-    text = ["# What a chip costs: LeNet-5 on the realistic chip at sigma 0.2, 20 chips per point", "",
-            "Networks of `configs/cpu-realistic-chip-30.toml` (seed 0), evaluated on "
-            "`configs/chips/realistic-chip.toml` "
-            "(results/cost/run.sh); costs from `neft cost` with the 45 nm defaults (docs/method.md, 'What a chip "
-            "costs'). p5: the 5th percentile over chips.", "", "## ADC bits x tile rows (8-bit DACs)", "",
-            *circuits_table(found), "", "## Per-chip fixes", "", *fixes_table(found), ""]
+    circuit_table, fix_table = circuits(found), fixes(found)
+    text = ["# What a chip costs: LeNet-5 on the realistic chip at sigma 0.2, 20 chips per point, 3 seeds", "",
+            "LeNet-5 on mnist-5k (init torch, 30 epochs; vanilla, and noise-injection, OVF, IRS, rcg trained at "
+            "sigma 0.35 on RRAM1), seeds 0-2, evaluated on `configs/chips/realistic-chip.toml` (results/cost/run.sh); "
+            "costs from `neft cost` with the 45 nm defaults (docs/method.md, 'What a chip costs'). p5: the 5th "
+            "percentile over 20 chips. Accuracies: mean over seeds +- the half-width of the 95 % t-interval over "
+            "seeds (t = 4.30 for 3 seeds). Energy, latency and area barely depend on the seed (the programmed "
+            "levels), the mean is shown.", "", "## ADC bits x tile rows (8-bit DACs)", "",
+            *circuits_section(circuit_table), "", "## Per-chip fixes", "", *fixes_section(fix_table, found), ""]
     (HERE / "table.md").write_text("\n".join(text))
-    reports(found)
+    plots(circuit_table, fix_table)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,23 @@ For a mapped layer of R rows (fan-in), O outputs and P reads per inference on a 
   tile_columns)`` (``tile_columns`` None: ``tile_rows``, or one array per layer), ``tiles = row_tiles * col_tiles``;
 * ADCs: ``row_tiles * ceil(s O / columns_per_adc)``; each converts ``m = ceil(s O / ceil(s O / columns_per_adc))``
   columns one after another per read;
-* energy: crossbar ``P * V_read**2 * t_read * sum(G)`` (every row driven at the read voltage for the read time: an
-  upper bound on the input-dependent energy; ``G = g_off + (g_on - g_off) * level / (2**device_bits - 1)`` of each
-  programmed device); DAC ``P * col_tiles * R * dac_fom * 2**B_dac``; ADC ``P * row_tiles * s * O * adc_fom *
+* inputs: B = ``dac_bits`` (``ideal_bits`` for an ideal DAC); ``input_mode="parallel"``: one B-bit DAC
+  conversion per row and read (c = 1 read cycle per read); ``"bit_serial"``: B read cycles of 1-bit inputs
+  (c = B), each converted by the ADCs and shift-added (DNN+NeuroSim's ``numBitInput`` read cycles);
+* energy: crossbar ``P * c * a * V_read**2 * t_read * sum(G)`` (every row driven at the read voltage for the read
+  time, an upper bound on the input-dependent energy; ``a = input_activity`` in bit-serial mode, 1 otherwise;
+  ``G = g_off + (g_on - g_off) * level / (2**device_bits - 1)`` of each programmed device); DAC ``P * c *
+  col_tiles * R * dac_fom * 2**b`` (b = B parallel, 1 bit-serial); ADC ``P * c * row_tiles * s * O * adc_fom *
   2**B_adc`` (Walden: energy per conversion = FOM * 2**ENOB, ENOB taken as the bits); shift-and-add ``P *
-  row_tiles * O * (s - 1)`` adds; accumulation across row tiles ``P * O * (row_tiles - 1)`` adds; bias ``P * O``
-  adds (B = the chip's bits, ``ideal_bits`` for an ideal converter);
-* latency: ``P * (t_read + m / adc_sample_rate)`` (all tiles of a layer in parallel, reads one after another) plus
-  the digital adds over ``digital_lanes`` per clock cycle; layers run one after another;
+  row_tiles * O * (c * s - 1)`` adds; accumulation across row tiles ``P * O * (row_tiles - 1)`` adds; bias ``P *
+  O`` adds; array periphery ``P * c * tiles * array_periphery_energy``; buffers and interconnect ``P * (R + O) *
+  B`` activation bits times ``buffer_energy`` and ``interconnect_energy``;
+* latency: ``P * c * (t_read + m / adc_sample_rate)`` (all tiles of a layer in parallel, reads one after another)
+  plus the shift-and-add adds on one adder per ADC, one add per clock cycle (``ceil(adds / ADCs) / clock``), plus
+  the accumulation and bias adds over ``digital_lanes`` per clock cycle; layers run one after another;
 * area: ``tiles * rows * columns * cell_area_f2 * F**2`` (whole arrays), ADCs ``* adc_area_per_step * 2**B_adc``,
-  one DAC per array row ``* dac_area_per_step * 2**B_dac``.
+  one DAC per array row ``* dac_area_per_step * 2**b``, ``tiles * array_periphery_area`` and ``tiles *
+  interconnect_area``.
 
 Digital layers (:class:`~neft.cost.network.DigitalLayer`) cost ``adds * digital_add + mults * digital_mult`` and
 ``(adds + mults) / digital_lanes`` clock cycles.
@@ -37,8 +44,9 @@ from neft.cost.technology import Technology
 
 __all__ = ["LayerCost", "crossbar_cost", "digital_cost", "ENERGY_TERMS", "AREA_TERMS"]
 
-ENERGY_TERMS = ("array", "dac", "adc", "shift_add", "accumulate", "digital")
-AREA_TERMS = ("array", "adc", "dac")
+ENERGY_TERMS = ("array", "dac", "adc", "shift_add", "accumulate", "digital", "periphery", "buffer",
+                "interconnect")
+AREA_TERMS = ("array", "adc", "dac", "periphery", "interconnect")
 
 
 @dataclass
@@ -89,6 +97,14 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _input_cycles(circuit: CircuitSettings, tech: Technology) -> tuple[int, int, int]:
+    """``(input bits B, DAC bits per read cycle, read cycles per read)``: ``(B, B, 1)`` with ``input_mode``
+    ``"parallel"`` (one B-bit DAC conversion per row), ``(B, 1, B)`` with ``"bit_serial"`` (B cycles of 1-bit
+    inputs); B is the chip's ``dac_bits``, ``ideal_bits`` for an ideal DAC."""
+    bits = circuit.dac_bits if circuit.dac_bits is not None else tech.ideal_bits
+    return (bits, 1, bits) if tech.input_mode == "bit_serial" else (bits, bits, 1)
+
+
 def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: DeviceModel,
                   tech: Technology) -> LayerCost:
     """The cost of one mapped layer per inference (the module docstring's formulas).
@@ -97,15 +113,14 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
         layer: the layer's geometry and programmed levels (:func:`neft.cost.network.network_layers`).
         circuit: the chip's circuit (``tile_rows``, ``dac_bits``, ``adc_bits``, ``adc_mode``).
         device_model: ``weight_bits``, ``device_bits`` (devices per weight).
-        tech: the technology constants.
+        tech: the technology constants (``input_mode`` parallel or bit-serial inputs).
 
     Returns:
         A :class:`LayerCost`; a layer without rows, outputs or reads has zero energy and latency (and no tiles
         when it has no rows or outputs).
     """
     n, k = device_model.devices_per_weight, device_model.device_bits
-    sliced = circuit.adc_mode == "sliced" and circuit.adc_bits is not None
-    s = n if sliced else 1
+    s = n if circuit.adc_mode == "sliced" and circuit.adc_bits is not None else 1
     rows, outputs, reads = layer.fan_in, layer.outputs, layer.reads
     columns = 2 * n * outputs
     tile_rows = circuit.tile_rows or rows
@@ -113,27 +128,34 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
     row_tiles = _ceil(rows, tile_rows) if rows else 0
     col_tiles = _ceil(columns, tile_columns) if columns else 0
     adcs_per_row_tile = _ceil(s * outputs, tech.columns_per_adc)
-    serial = _ceil(s * outputs, adcs_per_row_tile) if adcs_per_row_tile else 0  # conversions per ADC per read
-    b_dac = circuit.dac_bits if circuit.dac_bits is not None else tech.ideal_bits
+    serial = _ceil(s * outputs, adcs_per_row_tile) if adcs_per_row_tile else 0  # conversions per ADC per cycle
+    b_in, b_dac, per_read = _input_cycles(circuit, tech)
+    cycles = reads * per_read
     b_adc = circuit.adc_bits if circuit.adc_bits is not None else tech.ideal_bits
     cost = LayerCost(layer.name, "crossbar", row_tiles * col_tiles, row_tiles * adcs_per_row_tile,
                      row_tiles * col_tiles * tile_rows if rows else 0, reads, reads * rows * outputs)
     devices = 2 * n * rows * outputs
     conductance = devices * tech.g_off + (tech.g_on - tech.g_off) / (2 ** k - 1) * layer.level_sum
-    adds = reads * outputs * (row_tiles * (s - 1) + max(row_tiles - 1, 0) + (1 if layer.bias else 0)) \
-        if rows else 0
+    activity = tech.input_activity if per_read > 1 else 1.0
+    shift_adds = reads * row_tiles * outputs * (per_read * s - 1) if rows else 0
+    adds = reads * outputs * (max(row_tiles - 1, 0) + (1 if layer.bias else 0)) if rows else 0
+    bits = reads * (rows + outputs) * b_in if rows and outputs else 0  # activations in and out of the buffers
     cost.energy.update(
-        array=reads * tech.read_voltage ** 2 * tech.read_time * conductance,
-        dac=reads * col_tiles * rows * tech.dac_fom * 2 ** b_dac,
-        adc=reads * row_tiles * s * outputs * tech.adc_fom * 2 ** b_adc,
-        shift_add=reads * row_tiles * outputs * (s - 1) * tech.digital_add,
+        array=cycles * activity * tech.read_voltage ** 2 * tech.read_time * conductance,
+        dac=cycles * col_tiles * rows * tech.dac_fom * 2 ** b_dac,
+        adc=cycles * row_tiles * s * outputs * tech.adc_fom * 2 ** b_adc,
+        shift_add=shift_adds * tech.digital_add,
         accumulate=reads * outputs * max(row_tiles - 1, 0) * tech.digital_add,
-        digital=reads * outputs * tech.digital_add if layer.bias and rows else 0.0)
-    cost.latency = (reads * (tech.read_time + serial * tech.adc_time) + adds / tech.digital_lanes / tech.clock
-                    if rows and outputs else 0.0)
+        digital=reads * outputs * tech.digital_add if layer.bias and rows else 0.0,
+        periphery=cycles * cost.tiles * tech.array_periphery_energy,
+        buffer=bits * tech.buffer_energy, interconnect=bits * tech.interconnect_energy)
+    cost.latency = (cycles * (tech.read_time + serial * tech.adc_time) + adds / tech.digital_lanes / tech.clock
+                    + _ceil(shift_adds, cost.adcs) / tech.clock if rows and outputs else 0.0)
     cost.area.update(array=cost.tiles * tile_rows * tile_columns * tech.cell_area_f2 * tech.feature_size ** 2,
                      adc=cost.adcs * tech.adc_area_per_step * 2 ** b_adc,
-                     dac=cost.dacs * tech.dac_area_per_step * 2 ** b_dac)
+                     dac=cost.dacs * tech.dac_area_per_step * 2 ** b_dac,
+                     periphery=cost.tiles * tech.array_periphery_area,
+                     interconnect=cost.tiles * tech.interconnect_area)
     return cost
 
 

@@ -3,9 +3,11 @@
 
 One node is named, 45 nm CMOS: the digital energies are Horowitz's 45 nm figures (ISSCC 2014, "Computing's energy
 problem"), the converters the median 40-45 nm Nyquist SAR ADC of Murmann's ADC survey, the device and read
-conditions those of DNN+NeuroSim V1.4's RRAM defaults (``Param.cpp``) at 45 nm. :data:`KEYS` gives each key's unit,
-default and source; :func:`technology` builds a checked :class:`Technology` from the defaults, a TOML or JSON file
-(``{"key": value}``, or the keys under a ``[technology]`` table) and Python overrides, in that order.
+conditions those of DNN+NeuroSim V1.4's RRAM defaults (``Param.cpp``) at 45 nm, the array periphery, buffers and
+interconnect DNN+NeuroSim V1.4's own estimates at 45 nm per sub-array, read cycle and activation bit. :data:`KEYS`
+gives each key's unit, default and source; :func:`technology` builds a checked :class:`Technology` from the
+defaults, a TOML or JSON file (``{"key": value}``, or the keys under a ``[technology]`` table) and Python overrides,
+in that order.
 """
 
 from __future__ import annotations
@@ -30,9 +32,14 @@ _SURVEY = ("Murmann, ADC Performance Survey 1997-2025 (github.com/bmurmann/ADC-s
            "SAR ADCs in 40-45 nm CMOS with 10 MS/s to 2 GS/s (ISSCC and VLSI)")
 _HOROWITZ = "Horowitz, ISSCC 2014, 'Computing's energy problem', 45 nm, 0.9 V"
 _NEUROSIM = "DNN+NeuroSim V1.4 Param.cpp default (Lee et al., IEEE TCAS-I 2024)"
+# array periphery area, its energy per read cycle, interconnect area per array, buffer and interconnect energy per bit
+_PERIPHERY = (3.13e-8, 5.66e-12, 1.37e-8, 3.1e-14, 8.78e-13)
+_NS_RUN = ("DNN+NeuroSim V1.4 built and run at 45 nm on VGG8 (RRAM, 4-bit ADC, 128 x 128 sub-arrays, 8-bit weights "
+           "and inputs): its area or energy over its sub-arrays (9472 with its weight copies), sub-array read cycles "
+           "(2,457,664) or activation bits (24,027,216) (benchmarks/cost_table.py, periphery_keys)")
 
 # key: (unit, default, source). Energies in joules, times in seconds, areas in square metres, conductances in siemens.
-KEYS: dict[str, tuple[str, float | int | None, str]] = {
+KEYS: dict[str, tuple[str, float | int | str | None, str]] = {
     "feature_size": ("m", 45e-9, "the node, F = 45 nm"),
     "cell_area_f2": ("F^2", 48.0, f"1T1R cell of 4 F x 12 F, {_NEUROSIM} (heightInFeatureSize1T1R, "
                                   "widthInFeatureSize1T1R)"),
@@ -58,6 +65,20 @@ KEYS: dict[str, tuple[str, float | int | None, str]] = {
     "tile_columns": ("columns", None, "physical columns per tile; None: as many as tile_rows (square arrays, "
                                       "NeuroSim's 128 x 128 sub-arrays), one array per layer when tile_rows is None"),
     "columns_per_adc": ("columns", 8, f"converted columns sharing one ADC, {_NEUROSIM} (numColMuxed)"),
+    "input_mode": ("mode", "parallel", "how inputs reach the rows: 'parallel' (one multi-bit DAC conversion per row "
+                                       "and read) or 'bit_serial' (one read cycle per input bit, 1-bit drivers, as "
+                                       "ISAAC and DNN+NeuroSim do; numBitInput read cycles in NeuroSim's "
+                                       "ProcessingUnit.cpp)"),
+    "input_activity": ("fraction", 1.0, "fraction of input bits that are 1 in bit-serial mode (rows driven per "
+                                        "cycle): 1 is the upper bound; NeuroSim reads it from traces "
+                                        "(Param.cpp inputtoggle: 0.18 for VGG8 on CIFAR-10)"),
+    "array_periphery_area": ("m^2", _PERIPHERY[0], "per array: row decoders, switch matrices, level shifters, "
+                                                   f"column muxes, shift-add and accumulators; {_NS_RUN}"),
+    "array_periphery_energy": ("J", _PERIPHERY[1], "per array and read cycle: the same circuits; " + _NS_RUN),
+    "interconnect_area": ("m^2", _PERIPHERY[2], "per array: its share of the H-tree / bus between sub-arrays, "
+                                                f"processing units and tiles; {_NS_RUN}"),
+    "buffer_energy": ("J/bit", _PERIPHERY[3], "per activation bit into and out of a layer's buffers; " + _NS_RUN),
+    "interconnect_energy": ("J/bit", _PERIPHERY[4], "per activation bit carried by the interconnect; " + _NS_RUN),
     "write_voltage": ("V", 2.0, f"programming pulse amplitude, {_NEUROSIM} (writeVoltage)"),
     "write_time": ("s", 100e-9, "programming pulse width: 100 ns, the order of RRAM SET/RESET pulses (Wan et al., "
                                 "Nature 2022, Methods; assumption)"),
@@ -70,6 +91,7 @@ KEYS: dict[str, tuple[str, float | int | None, str]] = {
     "backward_factor": ("x forward", 2.0, "a tuning step's backward pass costs twice its forward (Kaplan et al., "
                                           "'Scaling laws for neural language models', 2020, section 2.1)"),
 }
+_INPUT_MODES = ("parallel", "bit_serial")
 _COUNTS = ("digital_lanes", "ideal_bits", "columns_per_adc", "parallel_writes")  # integers >= 1
 
 
@@ -78,7 +100,8 @@ class Technology:
     """The constants of the cost model, one attribute per key of :data:`KEYS` (units and sources there).
 
     Raises:
-        SettingError: naming the key: a negative or non-finite number, a zero read time, clock, sample rate,
+        SettingError: naming the key: an ``input_mode`` other than ``"parallel"`` or ``"bit_serial"``, an
+            ``input_activity`` above 1, a negative or non-finite number, a zero read time, clock, sample rate,
             feature size or write time, ``g_off`` above ``g_on``, a count (``columns_per_adc``, ...) below 1 or not
             an integer (``columns_per_adc`` below 1 would be more ADCs than columns), ``tile_columns`` not None or
             an integer >= 1.
@@ -102,6 +125,13 @@ class Technology:
     ideal_bits: int = KEYS["ideal_bits"][1]
     tile_columns: int | None = KEYS["tile_columns"][1]
     columns_per_adc: int = KEYS["columns_per_adc"][1]
+    input_mode: str = KEYS["input_mode"][1]
+    input_activity: float = KEYS["input_activity"][1]
+    array_periphery_area: float = KEYS["array_periphery_area"][1]
+    array_periphery_energy: float = KEYS["array_periphery_energy"][1]
+    interconnect_area: float = KEYS["interconnect_area"][1]
+    buffer_energy: float = KEYS["buffer_energy"][1]
+    interconnect_energy: float = KEYS["interconnect_energy"][1]
     write_voltage: float = KEYS["write_voltage"][1]
     write_time: float = KEYS["write_time"][1]
     verify_pulses: float = KEYS["verify_pulses"][1]
@@ -115,6 +145,11 @@ class Technology:
             value = getattr(self, key)
             if key == "tile_columns" and value is None:
                 continue
+            if key == "input_mode":
+                if value not in _INPUT_MODES:
+                    raise SettingError(key, f"technology key input_mode must be one of {', '.join(_INPUT_MODES)}, "
+                                            f"got {value!r}")
+                continue
             if key in _COUNTS or key == "tile_columns":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     more = " (below 1 would be more ADCs than columns)" if key == "columns_per_adc" else ""
@@ -126,6 +161,9 @@ class Technology:
                 bound = "> 0" if key in positive else ">= 0"
                 raise SettingError(key, f"technology key {key} must be a finite number {bound} ({KEYS[key][0]}), "
                                         f"got {value!r}")
+        if self.input_activity > 1:
+            raise SettingError("input_activity", f"technology key input_activity is a fraction of input bits, "
+                                                 f"0 to 1, got {self.input_activity!r}")
         if self.g_off > self.g_on:
             raise SettingError("g_off", f"technology key g_off ({self.g_off:g} S) must not exceed g_on "
                                         f"({self.g_on:g} S): g_off is the lowest conductance of a device")

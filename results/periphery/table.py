@@ -22,7 +22,8 @@ from pathlib import Path
 from scipy import stats
 
 SEEDS = (0, 1, 2)
-NETWORKS = {"lenet5": ("LeNet-5, mnist-5k", 0.35), "vgg8": ("VGG8 width 0.25, Fashion-MNIST (2,000 training images)", 0.3)}
+NETWORKS = {"lenet5": ("LeNet-5, mnist-5k", 0.35),
+            "vgg8": ("VGG8 width 0.25, Fashion-MNIST (2,000 training images)", 0.3)}
 METHODS = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "correctnet", "distill")
 READS = {"devices 1 h": "devices_t3620.json", "devices 1 y": "devices_t3.15e+07.json",
          "periphery 1 h": "periphery_t3620.json", "periphery 1 y": "periphery_t3.15e+07.json",
@@ -88,8 +89,10 @@ def paired(a: dict, b: dict) -> str:
 
 def network_tables(directory: Path, title: str, sigma: float) -> None:
     """The accuracy table and the paired differences of one network."""
-    reads = {name: file for name, file in READS.items()
-             if any(directory.glob(f"*/{file}"))}
+    reads = {name: file for name, file in READS.items() if any(directory.glob(f"*/{file}"))}
+    if not reads:
+        print(f"## {title}\n\nNo evaluation has finished yet.\n")
+        return
     print(f"## {title}\n\nMean accuracy (%) over seeds of each network's mean over 20 chips, +- 95 % t-interval "
           "(seeds); mean 5th percentile over chips after the semicolon.\n")
     print("| method | " + " | ".join(reads) + " |")

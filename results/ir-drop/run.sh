@@ -7,6 +7,7 @@
 # are copied into results/ir-drop/cells/ and the table is written. fp32 forwards (bit-reproducible), so that the
 # differences between the files of one network are the circuit's, not bf16 rounding:
 #   RUNS=/work/irgrid MODELS="lenet5 vgg8" nice sh results/ir-drop/run.sh
+# (TILES="512 128" or PATTERN="*-seed0" run a part of the grid first.)
 #   python3 results/ir-drop/table.py results/ir-drop/cells > results/ir-drop/table.md
 set -e
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -15,7 +16,7 @@ R=2.32e-5
 CELLS=${CELLS:-results/ir-drop/cells}
 for model in ${MODELS:-lenet5 vgg8}; do
   if [ "$model" = lenet5 ]; then s=0.35; extra=""; else s=0.3; extra="--test-subset 2000"; fi
-  for run in "$RUNS/$model"/*-seed*; do
+  for run in "$RUNS/$model"/${PATTERN:-*-seed*}; do
     [ -f "$run/summary.json" ] || continue
     for T in ${TILES:-512 256 128 64}; do
       for kind in ir plain; do

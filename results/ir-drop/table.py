@@ -103,8 +103,8 @@ def plot(cells: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [(m, s) for m in SIGMA for s in (0.0, SIGMA[m])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    for ax, (model, sigma) in zip(axes[0], panels):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), squeeze=False)
+    for ax, (model, sigma) in zip(axes.flat, panels):
         for i, method in enumerate(METHODS):
             for through, drop, style in ((False, True, "-"), (True, True, "--"), (False, False, ":")):
                 ys = [per_seed(cells, model, method, through, f"t{t}{'-ir' if drop else ''}", sigma) for t in TILES]
@@ -114,10 +114,10 @@ def plot(cells: Path, out: Path) -> None:
                     ax.plot(*zip(*pts), style, marker="o", color=f"C{i}", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(TILES, [str(t) for t in TILES])
-        ax.set_title(f"{model}, sigma {sigma:g}", fontsize=9)
+        ax.set_title(f"{TITLE[model].split(',')[0]}, sigma {sigma:g}", fontsize=9)
         ax.set_xlabel("tile rows")
         ax.set_ylabel("accuracy (%)")
-    axes[0][0].legend(fontsize=6)
+    axes[0][1].legend(fontsize=7)
     fig.suptitle("IR drop, r = 2.32e-5 (mean over seeds of 20 chips each)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=120)

@@ -36,7 +36,7 @@ def layer_drop(weight: torch.Tensor, tile: int, ratio: float) -> tuple[float, fl
 
 def main(run_dir: str, ratio: float) -> None:
     state = torch.load(f"{run_dir}/checkpoint.pt", map_location="cpu", weights_only=False)["state_dict"]
-    print(f"{run_dir}, r = {ratio:g}: fraction of the current kept / position-dependent part, per tile size")
+    print(f"{run_dir}, r = {ratio:g}: fraction of the current kept / position-dependent part, per tile size\n")
     print("| layer | rows x columns | " + " | ".join(f"{t} rows" for t in TILES) + " |")
     print("|---|---|" + "---:|" * len(TILES))
     for name, weight in state.items():

@@ -8,8 +8,8 @@
 #   devices_t3620.json, devices_t3.15e+07.json       PCM-aihwkit alone
 # VGG8 (2,000 Fashion-MNIST test images), seed 0, also with the per-chip fixes on top, under aihwkit-inference
 # at 1 year:
-#   periphery-bn_t3.15e+07.json    BatchNorm recalibrated on 256 training images per chip
-#   periphery-tuned_t3.15e+07.json the tuned block, 20 steps per chip, 5 chips (tuning through
+#   periphery-bn.json    BatchNorm recalibrated on 256 training images per chip
+#   periphery-tuned.json the tuned block, 20 steps per chip, 5 chips (tuning through
 #                                  the managed periphery costs minutes per chip on this CPU)
 # Resumable: finished files are kept.
 #   RUNS=runs/periphery nice sh results/periphery/run.sh
@@ -27,9 +27,9 @@ for run in "$RUNS"/lenet5/* "$RUNS"/vgg8/*; do
   [ -f "$run/devices_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model PCM-aihwkit --sigmas 0 \
       --drift-times 3620,3.15e7 --name devices $EVAL
   case $run in */vgg8/*seed0)
-    [ -f "$run/periphery-bn_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
+    [ -f "$run/periphery-bn.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
         --drift-times 3.15e7 --recalibrate-bn 256 --name periphery-bn $EVAL
-    [ -f "$run/periphery-tuned_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference \
+    [ -f "$run/periphery-tuned.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference \
         --sigmas 0 --drift-times 3.15e7 --chip-tune 20 --name periphery-tuned $EVAL --runs 5;;
   esac
 done

@@ -27,8 +27,8 @@ NETWORKS = {"lenet5": ("LeNet-5, mnist-5k", 0.35),
 METHODS = ("vanilla", "noise-injection", "ovf", "irs", "rcg", "lipschitz", "correctnet", "distill")
 READS = {"devices 1 h": "devices_t3620.json", "devices 1 y": "devices_t3.15e+07.json",
          "periphery 1 h": "periphery_t3620.json", "periphery 1 y": "periphery_t3.15e+07.json",
-         "periphery 1 y + BN recalibration": "periphery-bn_t3.15e+07.json",
-         "periphery 1 y + tuned block": "periphery-tuned_t3.15e+07.json"}
+         "periphery 1 y + BN recalibration": "periphery-bn.json",
+         "periphery 1 y + tuned block": "periphery-tuned.json"}
 
 
 def run_name(method: str, trained_under_periphery: bool, sigma: float, seed: int) -> str:

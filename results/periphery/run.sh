@@ -13,7 +13,8 @@
 #                                  the managed periphery costs minutes per chip on this CPU)
 # Resumable: finished files are kept.
 #   RUNS=runs/periphery nice sh results/periphery/run.sh
-# then: python3 results/periphery/table.py "$RUNS" > results/periphery/table.md
+# The small files of every network (config, summary, evaluations) are then copied into results/periphery/cells/:
+#   python3 results/periphery/table.py results/periphery/cells > results/periphery/table.md
 set -e
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RUNS=${RUNS:-runs/periphery}
@@ -32,4 +33,12 @@ for run in "$RUNS"/lenet5/* "$RUNS"/vgg8/*; do
     [ -f "$run/periphery-tuned.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference \
         --sigmas 0 --drift-times 3.15e7 --chip-tune 20 --name periphery-tuned $EVAL --runs 5;;
   esac
+done
+CELLS=${CELLS:-results/periphery/cells}
+for run in "$RUNS"/lenet5/* "$RUNS"/vgg8/*; do
+  [ -f "$run/summary.json" ] || continue
+  mkdir -p "$CELLS/${run#"$RUNS"/}"
+  for file in "$run"/config.json "$run"/summary.json "$run"/periphery*.json "$run"/devices*.json; do
+    [ -f "$file" ] && cp "$file" "$CELLS/${run#"$RUNS"/}/"
+  done
 done

@@ -329,3 +329,16 @@ def test_a_report_never_replaces_a_run_directorys_own_files(tmp_path):
         report.write_report([VANILLA], run, name="train_log", overwrite=True)
     assert (run / "train_log.csv").read_text() == "epoch\n1\n"
     assert report.write_report([VANILLA], run, name="rram1")["csv"] == run / "rram1.csv"  # another name: written
+
+
+def test_accuracy_at_reads_the_mean_and_p5_at_one_sigma_and_none_where_nothing_was_evaluated(tmp_path):
+    from neft.reporting.results import accuracy_at
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(VANILLA))
+    assert accuracy_at(path, 0.2) == (73.98, 72.98)
+    assert accuracy_at(path, 0.2 + 1e-12) == (73.98, 72.98)
+    assert accuracy_at(path, 0.4) is None and accuracy_at(tmp_path / "missing.json", 0.2) is None
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not a neft results file"):
+        accuracy_at(tmp_path / "bad.json", 0.2)

@@ -12,12 +12,13 @@ Usage: python3 results/ir-drop/table.py results/ir-drop/cells > results/ir-drop/
        python3 results/ir-drop/table.py results/ir-drop/cells --plot results/ir-drop/accuracy_vs_tile.png
 """
 
-import json
 import statistics
 import sys
 from pathlib import Path
 
 from scipy import stats
+
+from neft.reporting.results import accuracy_at as accuracy
 
 TILES = (64, 128, 256, 512)
 SIGMA = {"lenet5": 0.35, "vgg8": 0.3}
@@ -30,16 +31,6 @@ def run_name(model: str, method: str, through: bool, seed: int) -> str:
     """Run directory name of train.sh / the copied networks, e.g. ``ovf-s0.35-ir-seed1``."""
     sigma = "0" if method == "vanilla" else f"{SIGMA[model]:g}"
     return f"{method}-s{sigma}{'-ir' if through else ''}-seed{seed}"
-
-
-def accuracy(path: Path, sigma: float) -> tuple[float, float] | None:
-    """(mean, 5th percentile) over chips at ``sigma`` of one evaluation file, or None when it is missing."""
-    if not path.is_file():
-        return None
-    for point in json.loads(path.read_text())["per_sigma"]:
-        if abs(point["sigma"] - sigma) < 1e-9:
-            return point["accuracy"]["mean"], point["accuracy"]["p5"]
-    return None
 
 
 def per_seed(cells: Path, model: str, method: str, through: bool, name: str, sigma: float) -> dict:

@@ -7,12 +7,13 @@ percentile.
 Usage: python3 results/pcm-aihwkit/table.py RUNS > results/pcm-aihwkit/table.md (RUNS as in run.sh).
 """
 
-import json
 import sys
 import warnings
 from pathlib import Path
 
 from scipy import stats
+
+from neft.reporting.results import accuracy_at as accuracy
 
 METHODS = {"vanilla": "vanilla-s0-seed", "noise-injection": "noise-injection-s0.35-seed", "ovf": "ovf-s0.35-seed",
            "irs": "irs-s0.35-seed", "rcg": "rcg-s0.35-seed",
@@ -22,16 +23,6 @@ CHIPS = {"0.2.0 chip, sigma 0.35, 1 y": ("results.json", 0.35), "this chip, sigm
          "PCM-aihwkit 1 y": ("pcm-aihwkit_t3.15e+07.json", 0.0), "RRAM-Milo": ("rram-milo.json", 0.0),
          "aihwkit-inference 1 h": ("aihwkit-inference_t3620.json", 0.0),
          "aihwkit-inference 1 y": ("aihwkit-inference_t3.15e+07.json", 0.0)}
-
-
-def accuracy(path: Path, sigma: float) -> tuple[float, float] | None:
-    """(mean, 5th percentile) over chips at ``sigma`` of one results file, or None when it is missing."""
-    if not path.is_file():
-        return None
-    for point in json.loads(path.read_text())["per_sigma"]:
-        if abs(point["sigma"] - sigma) < 1e-9:
-            return point["accuracy"]["mean"], point["accuracy"]["p5"]
-    return None
 
 
 def cell(values: list[tuple[float, float]]) -> str:

@@ -14,12 +14,13 @@ Usage: python3 results/periphery/table.py RUNS > results/periphery/table.md (RUN
 results/periphery/cells holds the evaluation files).
 """
 
-import json
 import sys
 import warnings
 from pathlib import Path
 
 from scipy import stats
+
+from neft.reporting.results import accuracy_at
 
 SEEDS = (0, 1, 2)
 NETWORKS = {"lenet5": ("LeNet-5, mnist-5k", 0.35),
@@ -38,14 +39,6 @@ def run_name(method: str, trained_under_periphery: bool, sigma: float, seed: int
     if trained_under_periphery:
         return f"{method}_device=aihwkit-inference-s0-seed{seed}"
     return f"{method}-s{sigma:g}-seed{seed}"
-
-
-def accuracy(path: Path) -> tuple[float, float] | None:
-    """(mean, 5th percentile) over the chips of a results file (one point, sigma 0), None when it is missing."""
-    if not path.is_file():
-        return None
-    point = json.loads(path.read_text())["per_sigma"][0]
-    return point["accuracy"]["mean"], point["accuracy"]["p5"]
 
 
 def interval(values: list[float]) -> str:
@@ -77,7 +70,7 @@ def variants(directory: Path, sigma: float):
 
 def accuracies(directory: Path, method: str, under: bool, sigma: float, file: str) -> dict[int, tuple]:
     """seed -> (mean, p5) of one variant's results file, for the seeds that have it."""
-    found = {seed: accuracy(directory / run_name(method, under, sigma, seed) / file) for seed in SEEDS}
+    found = {seed: accuracy_at(directory / run_name(method, under, sigma, seed) / file, 0.0) for seed in SEEDS}
     return {seed: value for seed, value in found.items() if value is not None}
 
 

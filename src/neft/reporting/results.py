@@ -17,7 +17,7 @@ from pathlib import Path
 from neft.common.errors import check_name
 from neft.reporting.result_fields import check_fields
 
-__all__ = ["load_results", "check_result", "same_evaluation", "training_sigma", "RUN_FILES"]
+__all__ = ["load_results", "check_result", "same_evaluation", "training_sigma", "accuracy_at", "RUN_FILES"]
 
 RUN_FILES = ("config", "summary", "train_log")  # a run directory's own files: config.json, summary.json, train_log.csv
 
@@ -131,6 +131,23 @@ def _read_results_file(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a neft results file (invalid JSON: {error})") from None
     return check_result(result, path)
+
+
+def accuracy_at(path: str | Path, sigma: float) -> tuple[float, float] | None:
+    """``(mean, p5)`` accuracy (percent) over the chips of the results file ``path`` at ``sigma`` (within 1e-9),
+    the file checked as :func:`load_results` does; None when the file does not exist or holds no point at
+    ``sigma`` (a grid's cell not evaluated yet). docs/results.md gives the fields.
+
+    Raises:
+        ValueError: ``path`` is not a valid results file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    for point in _read_results_file(path)["per_sigma"]:
+        if abs(point["sigma"] - sigma) < 1e-9:
+            return point["accuracy"]["mean"], point["accuracy"]["p5"]
+    return None
 
 
 def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:

@@ -34,7 +34,7 @@ from neft.chip import effects as chip
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
 from neft.chip.periphery_hooks import hooks_of
-from neft.chip.tile_draws import draw_chip
+from neft.chip.tile_draws import cached_mapping, draw_chip
 
 __all__ = ["Crossbar", "MAPPED_LAYER_TYPES", "MATRIX_LAYER_TYPES", "ParameterPlacement", "layer_weights",
            "mapped_weight_names", "make_generator", "written_weight_error"]
@@ -181,13 +181,7 @@ def _sample(device_model: DeviceModel, weight: torch.Tensor, sigma: float,
     if device_model.quantize:
         scale = None if verified_scale is None else verified_scale.to(draw_on)
         w = weight.to(draw_on)
-        cached = (mappings or {}).get(name)  # (the weight itself, its version, device, mapping): held, not reused
-        if cached and cached[0] is weight and cached[1:3] == (weight._version, draw_on):
-            mapped = cached[3]
-        else:
-            mapped = chip.map_layer(device_model, w)
-            if mappings is not None:
-                mappings[name] = (weight, weight._version, draw_on, mapped)
+        mapped = cached_mapping(device_model, mappings, name, weight, draw_on, w)
         return chip.sample(device_model, w, sigma, generator, censor_k, scale, mapped).to(weight.device)
     return device_model.sample(weight.to(draw_on), sigma, generator, censor_k).to(weight.device)
 

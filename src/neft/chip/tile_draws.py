@@ -32,7 +32,7 @@ from neft.chip import effects
 from neft.chip.compensation_placement import alpha_key
 from neft.chip.device_model import DeviceModel
 
-__all__ = ["draw_chip"]
+__all__ = ["draw_chip", "cached_mapping"]
 
 
 def draw_chip(model: DeviceModel, weights: dict[str, torch.Tensor], sigma: float, generator, censor_k,
@@ -114,13 +114,7 @@ class _LayerDraw:
         if not model.quantize:  # the Gaussian model: one draw per unit, its std from the unit's max |W|
             dW = model.sample(block_on, self.sigma, self.generator, self.censor_k)
             return block_on.detach() + (dW if scale is None else dW * scale), None
-        key = (self.name, tile)
-        cached = self.mappings.get(key)
-        if cached and cached[0] is self.weight and cached[1:3] == (self.weight._version, self.on):
-            mapped = cached[3]
-        else:
-            mapped = effects.map_layer(model, block_on)
-            self.mappings[key] = (self.weight, self.weight._version, self.on, mapped)
+        mapped = cached_mapping(model, self.mappings, (self.name, tile), self.weight, self.on, block_on)
         programmed, read, _ = effects.draw(model, block_on, self.sigma, self.generator, self.censor_k, scale, mapped)
         if not model.drift_compensation:
             return read, None
@@ -136,3 +130,17 @@ def _as_before(w: torch.Tensor, dW: torch.Tensor, compensated: torch.Tensor) -> 
     now, then = w + dW, w + (compensated - w)
     power = now.square().sum()
     return torch.where(power > 0, (now * then).sum() / power.clamp_min(1e-30), torch.ones_like(power))
+
+
+def cached_mapping(model: DeviceModel, mappings: dict | None, key, owner: torch.Tensor, on: torch.device,
+                   block: torch.Tensor) -> effects.Mapped:
+    """:func:`neft.chip.effects.map_layer` of ``block`` (part or all of the parameter ``owner``, already on ``on``),
+    cached in ``mappings[key]`` while ``owner`` is the same tensor at the same version and device (an optimiser
+    step in place, or another draw device, maps it again); ``mappings`` None: no cache."""
+    cached = (mappings or {}).get(key)  # (the weight itself, its version, device, mapping): held, not reused
+    if cached and cached[0] is owner and cached[1:3] == (owner._version, on):
+        return cached[3]
+    mapped = effects.map_layer(model, block)
+    if mappings is not None:
+        mappings[key] = (owner, owner._version, on, mapped)
+    return mapped

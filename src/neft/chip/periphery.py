@@ -118,15 +118,16 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
         if not bounded:  # no converter reads the normalised outputs: the noise in output units, in place
             return partial if draw is None else _noisy(partial, draw, norm, settings.out_noise, batched)
         norm = norm.clamp_min(_TINY) if torch.is_tensor(norm) else max(norm, _TINY)
-        y = partial / norm
+        owned = not (calibrating or batched or _tracked(partial))  # partial is this read's own: overwritten
+        y = partial.div_(norm) if owned else partial / norm
         if draw is not None:
             y = _noisy(y, draw, None, settings.out_noise, batched)
         if calibrating:
             if settings.adc_bits is not None and settings.out_bound is None:
                 layer.adc_scale.append(calibration_magnitude(y, settings.adc_range))
             return partial
-        y, saturated = _adc(y, layer, tile, settings)
-        y = y * norm
+        y, saturated = _adc(y, layer, tile, settings, owned)
+        y = y.mul_(norm) if owned else y * norm
         out = y if out is None else torch.where(pending, y, out)
         if saturated is None:
             return out
@@ -201,9 +202,14 @@ def _dac(xt, scale, settings, per_vector, layer, owned: bool = False) -> torch.T
     return _times(_coded(xt / step, settings.dac_bits, signed, settings), step)
 
 
+def _tracked(values: torch.Tensor) -> bool:
+    """Whether autograd records operations on ``values`` (they must then not be overwritten)."""
+    return torch.is_grad_enabled() and values.requires_grad
+
+
 def _times(codes_: torch.Tensor, step) -> torch.Tensor:
     """``codes_ * step``, in place when no gradient is wanted."""
-    return codes_ * step if torch.is_grad_enabled() and codes_.requires_grad else codes_.mul_(step)
+    return codes_ * step if _tracked(codes_) else codes_.mul_(step)
 
 
 def _coded(x: torch.Tensor, bits: int, signed: bool, settings: CircuitSettings) -> torch.Tensor:
@@ -273,9 +279,10 @@ def _read_std(layer, tile, partial, inputs, unfold: bool) -> torch.Tensor:
     return variance.unflatten(2, partial.shape[2:]).sqrt()
 
 
-def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSettings):
+def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSettings, owned: bool = False):
     """The normalised outputs ``y`` through the ADC (or clipped to ``+-out_bound``), and which input vectors
-    saturated (``[B, 1, *positions]`` or ``[..., 1]``; None without bound management)."""
+    saturated (``[B, 1, *positions]`` or ``[..., 1]``; None without bound management); ``owned``: ``y`` is the
+    caller's own, overwritten by the codes."""
     bound = settings.out_bound
     if bound is None and settings.adc_bits is not None:
         bound = float(layer.adc_scale[tile])
@@ -284,13 +291,13 @@ def _adc(y: torch.Tensor, layer: CircuitLayer, tile: int, settings: CircuitSetti
     saturated = None
     if settings.bound_management != "none":
         channel = 1 if layer.conv is not None else -1
-        saturated = (y.detach().abs() > bound).any(channel, keepdim=True)
+        saturated = y.detach().abs().amax(channel, keepdim=True) > bound
     if settings.adc_bits is None:
         return y.clamp(-bound, bound), saturated
     if bound == 0:
         return torch.zeros_like(y), saturated
     step = bound / full_scale_steps(settings.adc_bits, True, _symmetric(settings))
-    return _times(_coded(y / step, settings.adc_bits, True, settings), step), saturated
+    return _times(_coded(y.div_(step) if owned else y / step, settings.adc_bits, True, settings), step), saturated
 
 
 def compensation_readout(layer: CircuitLayer, tiles: list[int], weights: torch.Tensor, settings: CircuitSettings,

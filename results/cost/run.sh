@@ -5,8 +5,9 @@
 # {4,5,6,8} x tile rows {64,256} (TILES; 128 dropped to fit the shared 2-core machine) with 8-bit DACs, the ideal
 # circuit, and for vanilla the per-chip fixes
 # (write-verify of 1, 5, 20 % of the weights; the tuned block for 20 and 100 steps). VGG8 width 0.25 on
-# Fashion-MNIST (vanilla, noise-injection and OVF at sigma 0.3; set VGG=1) on 1,000 test images, ADC bits {4,6,8} at
-# 128 tile rows. Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
+# Fashion-MNIST (vanilla, noise-injection and OVF at sigma 0.3, 2,000 training images: the networks of
+# results/ir-drop/train.sh, copied as RUNS/vgg8-<name>-seedN; set VGG=1) on 1,000 test images, ADC bits {4,6,8} at
+# 128 tile rows, the ideal circuit, and for vanilla write-verify of 1, 5, 20 % and the tuned block for 20 steps. Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
 # Resumable: a finished evaluation is skipped. Run from the repository root with RUNS pointing at copies of the
 # run directories (evaluations write into them):
 #   RUNS=/work/costgrid nohup nice -n 10 sh results/cost/run.sh > /tmp/cost-log.txt 2>&1 &
@@ -29,12 +30,19 @@ for seed in $SEEDS; do
   for s in 20 100; do evaluate "vanilla-s0-seed$seed" tune$s "--chip-tune $s"; done
 done
 if [ "${VGG:-0}" = 1 ]; then
-  for seed in $SEEDS; do for net in vanilla-s0 noise-injection-s0.3 ovf-s0.3; do
-    for b in 4 6 8; do
-      CHIP="$CHIP --test-subset 1000" evaluate "vgg8-$net-seed$seed" adc${b}_tile128 \
-          "--adc-bits $b --dac-bits 8 --tile-rows 128"
+  for seed in $SEEDS; do
+    for net in vanilla-s0 noise-injection-s0.3 ovf-s0.3; do
+      for b in 4 6 8; do
+        CHIP="$CHIP --test-subset 1000" evaluate "vgg8-$net-seed$seed" adc${b}_tile128 \
+            "--adc-bits $b --dac-bits 8 --tile-rows 128"
+      done
+      CHIP="$CHIP --test-subset 1000" evaluate "vgg8-$net-seed$seed" ideal ""
     done
-  done; done
+    for p in 0.01 0.05 0.2; do
+      CHIP="$CHIP --test-subset 1000" evaluate "vgg8-vanilla-s0-seed$seed" wv$p "--write-verify $p"
+    done
+    CHIP="$CHIP --test-subset 1000" evaluate "vgg8-vanilla-s0-seed$seed" tune20 "--chip-tune 20"
+  done
 fi
 for run in "$RUNS"/*/; do $NEFT cost "$run" --attach --overwrite > /dev/null; done
 python3 results/cost/table.py "$RUNS"

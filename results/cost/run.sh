@@ -7,7 +7,8 @@
 # (write-verify of 1, 5, 20 % of the weights; the tuned block for 20 and 100 steps). VGG8 width 0.25 on
 # Fashion-MNIST (vanilla, noise-injection and OVF at sigma 0.3, 2,000 training images: the networks of
 # results/ir-drop/train.sh, copied as RUNS/vgg8-<name>-seedN; set VGG=1) on 1,000 test images, ADC bits {4,6,8} at
-# 128 tile rows, the ideal circuit, and for vanilla write-verify of 1, 5, 20 % and the tuned block for 20 steps. Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
+# 128 tile rows, the ideal circuit, and for vanilla write-verify of 1, 5, 20 % and the tuned block for 20 steps.
+# Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
 # Resumable: a finished evaluation is skipped. Run from the repository root with RUNS pointing at copies of the
 # run directories (evaluations write into them):
 #   RUNS=/work/costgrid nohup nice -n 10 sh results/cost/run.sh > /tmp/cost-log.txt 2>&1 &

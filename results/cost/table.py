@@ -1,14 +1,15 @@
 """Tables and plots of results/cost/run.sh: accuracy on the realistic chip against what the chip costs, mean over
 seeds with a 95 % interval (README.md, 'What a chip costs'). Copies the costed results files of RUNS into
-results/cost/runs/METHOD/seedN/, writes table.md, circuits_cost.png (5th-percentile accuracy against energy per
-inference, one point per training method and circuit) and fixes_cost.png (5th-percentile gain against programming
-time per chip, one point per fix). Usage:
+results/cost/runs/[vgg8/]METHOD/seedN/, writes table.md and per network (LeNet-5 unprefixed, VGG8 width 0.25 as
+vgg8_*) circuits_cost.png (5th-percentile accuracy against energy per inference, one point per training method and
+circuit) and fixes_cost.png (5th-percentile gain against programming time per chip, one point per fix). Usage:
     python3 results/cost/table.py RUNS
 """
 import json
 import shutil
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -17,26 +18,43 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).parent
-METHODS = {"vanilla": "vanilla-s0", "noise-injection": "noise-injection-s0.35", "ovf": "ovf-s0.35",
-           "irs": "irs-s0.35", "rcg": "rcg-s0.35"}
 SEEDS = (0, 1, 2)
-BITS, TILES = (4, 5, 6, 8), (64, 256)  # run.sh's grid (seed 0 also has 128-row tiles)
+
+
+@dataclass(frozen=True)
+class Network:
+    """One network's part of run.sh: its run directories ``{prefix}{METHODS[method]}-seedN``, its grid of ADC bits
+    and tile rows, and the names of its files here (``{files}runs/...``, ``{files}circuits_cost.png``)."""
+    title: str
+    prefix: str
+    methods: dict
+    bits: tuple
+    tiles: tuple
+    files: str
+
+
+NETWORKS = (
+    Network("LeNet-5", "", {"vanilla": "vanilla-s0", "noise-injection": "noise-injection-s0.35", "ovf": "ovf-s0.35",
+                            "irs": "irs-s0.35", "rcg": "rcg-s0.35"}, (4, 5, 6, 8), (64, 256), ""),
+    Network("VGG8 width 0.25", "vgg8-", {"vanilla": "vanilla-s0", "noise-injection": "noise-injection-s0.3",
+                                         "ovf": "ovf-s0.3"}, (4, 6, 8), (128,), "vgg8_"),
+)
 FIXES = {"wv0.01": "write-verify 1 %", "wv0.05": "write-verify 5 %", "wv0.2": "write-verify 20 %",
          "tune20": "tuned block, 20 steps", "tune100": "tuned block, 100 steps"}
 T95 = {2: 12.71, 3: 4.30}  # Student t, 97.5 % quantile, n - 1 = 1, 2 degrees of freedom
 
 
-def gather(runs: Path) -> dict:
-    """``{(method, seed, name): result}`` of the costed results files, copied into results/cost/runs/."""
+def gather(runs: Path, net: Network) -> dict:
+    """``{(method, seed, name): result}`` of the network's costed results files, copied into results/cost/runs/."""
     found = {}
-    names = [f"adc{b}_tile{t}" for b in BITS for t in TILES] + ["ideal", *FIXES]
-    for method, prefix in METHODS.items():
+    names = [f"adc{b}_tile{t}" for b in net.bits for t in net.tiles] + ["ideal", *FIXES]
+    for method, name_ in net.methods.items():
         for seed in SEEDS:
             for name in names:
-                path = runs / f"{prefix}-seed{seed}" / f"{name}.json"
+                path = runs / f"{net.prefix}{name_}-seed{seed}" / f"{name}.json"
                 if not path.is_file() or "cost" not in (result := json.loads(path.read_text())):
                     continue
-                copy = HERE / "runs" / method / f"seed{seed}" / path.name
+                copy = HERE / "runs" / net.prefix.rstrip("-") / method / f"seed{seed}" / path.name
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, copy)
                 found[(method, seed, name)] = result
@@ -57,12 +75,12 @@ def fmt(pair: tuple[float, float]) -> str:
     return f"{pair[0]:.2f} +- {pair[1]:.2f}"
 
 
-def circuits(found: dict) -> dict:
+def circuits(found: dict, net: Network) -> dict:
     """``{method: {name: (seeds, mean accuracy stats, p5 stats, energy nJ, latency us, area mm^2)}}``."""
     table = {}
-    for method in METHODS:
-        for b in BITS:
-            for t in TILES:
+    for method in net.methods:
+        for b in net.bits:
+            for t in net.tiles:
                 name = f"adc{b}_tile{t}"
                 results = [found[(method, s, name)] for s in SEEDS if (method, s, name) in found]
                 if not results:
@@ -145,7 +163,7 @@ def fixes_section(table: dict, found: dict) -> list[str]:
     return lines
 
 
-def plots(circuit_table: dict, fix_table: dict) -> None:
+def plots(circuit_table: dict, fix_table: dict, net: Network) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, rows in circuit_table.items():
         xs = [row[3] for row in rows.values()]
@@ -155,39 +173,45 @@ def plots(circuit_table: dict, fix_table: dict) -> None:
             ax.annotate(name.removeprefix("adc").split("_")[0], (x, row[2][0]), fontsize=6, xytext=(2, 2),
                         textcoords="offset points")
     ax.set(xlabel="energy per inference (nJ, 45 nm)", ylabel="5th-percentile accuracy over chips (%)",
-           title="LeNet-5 on the realistic chip, sigma 0.2: ADC bits (labels) x tile rows, mean of 3 seeds")
+           title=f"{net.title} on the realistic chip: ADC bits (labels) x tile rows, mean of the seeds")
     ax.title.set_fontsize(8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(HERE / "circuits_cost.png", dpi=120)
+    fig.savefig(HERE / f"{net.files}circuits_cost.png", dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, (n, p5s, gain, seconds, joules, rate) in fix_table.items():
         ax.errorbar([seconds[0]], [gain[0]], xerr=[seconds[1]], yerr=[gain[1]], fmt="o", capsize=3, label=label)
     ax.set(xscale="log", xlabel="the fix's programming time per chip (s)", ylabel="p5 gain over no fix (points)",
-           title="LeNet-5 vanilla on the realistic chip, sigma 0.2: per-chip fixes, mean of 3 seeds")
+           title=f"{net.title} vanilla on the realistic chip: per-chip fixes, mean of the seeds")
     ax.title.set_fontsize(8)
     if fix_table:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(HERE / "fixes_cost.png", dpi=120)
+    fig.savefig(HERE / f"{net.files}fixes_cost.png", dpi=120)
     plt.close(fig)
 
 
 def main() -> None:
     shutil.rmtree(HERE / "runs", ignore_errors=True)
-    found = gather(Path(sys.argv[1]))
-    circuit_table, fix_table = circuits(found), fixes(found)
-    text = ["# What a chip costs: LeNet-5 on the realistic chip at sigma 0.2, 20 chips per point, 3 seeds", "",
+    text = ["# What a chip costs on the realistic chip, 20 chips per point, 3 seeds", "",
             "LeNet-5 on mnist-5k (init torch, 30 epochs; vanilla, and noise-injection, OVF, IRS, rcg trained at "
-            "sigma 0.35 on RRAM1), seeds 0-2, evaluated on `configs/chips/realistic-chip.toml` (results/cost/run.sh); "
-            "costs from `neft cost` with the 45 nm defaults (docs/method.md, 'What a chip costs'). p5: the 5th "
-            "percentile over 20 chips. Accuracies: mean over seeds +- the half-width of the 95 % t-interval over "
-            "seeds (t = 4.30 for 3 seeds). Energy, latency and area barely depend on the seed (the programmed "
-            "levels), the mean is shown.", "", "## ADC bits x tile rows (8-bit DACs)", "",
-            *circuits_section(circuit_table), "", "## Per-chip fixes", "", *fixes_section(fix_table, found), ""]
-    (HERE / "table.md").write_text("\n".join(text))
-    plots(circuit_table, fix_table)
+            "sigma 0.35 on RRAM1) evaluated at sigma 0.2; VGG8 width 0.25 on Fashion-MNIST (2,000 training images, "
+            "init torch, 30 epochs; vanilla, and noise-injection and OVF trained at sigma 0.3 on RRAM1) evaluated "
+            "at sigma 0.2 on 1,000 test images; seeds 0-2, on `configs/chips/realistic-chip.toml` "
+            "(results/cost/run.sh); costs from `neft cost` with the 45 nm defaults (docs/method.md, 'What a chip "
+            "costs'). p5: the 5th percentile over 20 chips. Accuracies: mean over seeds +- the half-width of the "
+            "95 % t-interval over seeds (t = 4.30 for 3 seeds). Energy, latency and area barely depend on the seed "
+            "(the programmed levels), the mean is shown."]
+    for net in NETWORKS:
+        found = gather(Path(sys.argv[1]), net)
+        if not found:
+            continue
+        circuit_table, fix_table = circuits(found, net), fixes(found)
+        text += ["", f"## {net.title}: ADC bits x tile rows (8-bit DACs)", "", *circuits_section(circuit_table), "",
+                 f"## {net.title}: per-chip fixes", "", *fixes_section(fix_table, found)]
+        plots(circuit_table, fix_table, net)
+    (HERE / "table.md").write_text("\n".join([*text, ""]))
 
 
 if __name__ == "__main__":

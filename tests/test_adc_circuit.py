@@ -89,6 +89,18 @@ def per_run(setup, **settings):
     return montecarlo.evaluate(model, images, labels, [0.1], **{**options, **settings})["per_sigma"][0]
 
 
+
+def test_converter_errors_act_at_sigma_0(lenet):
+    """At sigma 0 the chips still differ by their ADCs: a 2-LSB offset per ADC is drawn per chip (not the one clean
+    pass that stands for every chip when nothing differs) and moves the accuracy off the ideal converter's."""
+    model, images, labels, calibration = lenet
+    options = {"runs": 3, "progress": False, "precision": "fp32", "tile_rows": 32, "adc_bits": 5,
+               "calibration_images": calibration}
+    ideal = montecarlo.evaluate(model, images, labels, [0.0], **options)["per_sigma"][0]["accuracy"]
+    offset = montecarlo.evaluate(model, images, labels, [0.0], adc_offset=2.0, **options)["per_sigma"][0]["accuracy"]
+    assert len(set(ideal["per_run"])) == 1  # nothing differs between ideal chips
+    assert len(set(offset["per_run"])) > 1 and offset["mean"] != ideal["mean"]
+
 def test_converter_errors_replay_per_chip_whatever_the_batch_size_and_chips_per_pass(lenet):
     errors = {"adc_offset": 1.0, "adc_gain": 0.05, "adc_inl": 0.5, "adc_mismatch": 0.1}
     reference = per_run(lenet, **errors)

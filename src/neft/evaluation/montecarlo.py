@@ -296,10 +296,12 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def _noisy(circuit, sigma: float, fixes) -> bool:
-    """Whether chips at ``sigma`` differ from the clean network: variation, noise per read, a realistic chip or a
-    per-chip fix (``fixes`` active: every chip is fixed, at sigma 0 too, so a fixed curve has no unfixed point)."""
-    model = circuit.crossbar.device_model
-    return sigma > 0 or model.read_sigma > 0 or circuit.settings.reads or model.quantize or fixes.active
+    """Whether chips at ``sigma`` differ from the clean network: variation, noise per read, ADC errors drawn per chip,
+    a realistic chip or a per-chip fix (``fixes`` active: every chip is fixed, at sigma 0 too, so a fixed curve has
+    no unfixed point)."""
+    model, settings = circuit.crossbar.device_model, circuit.settings
+    return (sigma > 0 or model.read_sigma > 0 or settings.reads or settings.adc_errors or model.quantize
+            or fixes.active)
 
 
 def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float) -> int | None:

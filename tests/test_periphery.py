@@ -9,7 +9,7 @@ from torch import nn
 
 from neft.chip import mapping
 from neft.chip.circuit import Circuit
-from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.circuit_settings import FIELDS, CircuitSettings
 from neft.chip.converters import codes, full_scale_steps
 from neft.chip.crossbar import Crossbar, make_generator
 from neft.chip.periphery import attempts
@@ -273,6 +273,33 @@ def test_the_aihwkit_inference_chip_preset_fills_the_circuit_and_an_explicit_set
     assert chip.device_model.prog_noise_coeffs == pcm.prog_noise_coeffs and chip.device_model.drift_compensation
     assert chip.circuit.reads and chip.circuit.managed
 
+
+
+def test_a_setting_given_at_its_default_value_wins_over_the_chip_preset():
+    """out_noise=0, bound_management="none", weight_scaling="layer" are the defaults of a plain circuit; given with
+    aihwkit-inference they must turn the preset's values off, in Python (constructor, dataclass replace) and from the
+    command line (a flag written at its default value), not be filled in again by the preset."""
+    from argparse import Namespace
+
+    from neft.chip.chip_presets import replace_given
+    from neft.cli.chip_arguments import circuit_settings
+    from neft.training import TrainConfig
+
+    off = {"out_noise": 0.0, "bound_management": "none", "weight_scaling": "layer"}
+    for config in (EvalConfig(device_model="aihwkit-inference", **off),
+                   replace_given(EvalConfig(), device_model="aihwkit-inference", **off),
+                   replace_given(EvalConfig(device_model="aihwkit-inference", **off), runs=7),
+                   TrainConfig(model="lenet5", dataset="mnist-5k", device_model="aihwkit-inference", **off)):
+        checked = config.check()
+        assert (checked.out_noise, checked.bound_management, checked.weight_scaling) == (0.0, "none", "layer")
+        assert (checked.adc_bits, checked.input_management, checked.out_bound) == (9, "abs_max", 12.0)  # the rest
+    argv = ["evaluate", "run", "--device-model", "aihwkit-inference", "--out-noise", "0", "--adc-bits=8"]
+    args = Namespace(argv=argv, command="evaluate", device_model="aihwkit-inference", **{
+        name: getattr(EvalConfig(), name) for name in FIELDS})
+    args.out_noise, args.adc_bits = 0.0, 8
+    assert circuit_settings(args, given=True) == {"out_noise": 0.0, "adc_bits": 8}
+    checked = EvalConfig(device_model="aihwkit-inference", **circuit_settings(args, given=True)).check()
+    assert (checked.out_noise, checked.adc_bits, checked.dac_bits) == (0.0, 8, 7)
 
 def test_a_chip_preset_given_chip_flags_in_training_keeps_its_periphery():
     """`neft train --device-model aihwkit-inference --drift-time T` records the preset's device model as a dict

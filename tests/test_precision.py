@@ -121,3 +121,19 @@ def test_results_json_records_the_precision_and_the_check(trained_run, monkeypat
     check = stored["precision_check"]
     assert stored["evaluation"]["precision"] == "auto" and check["chips"] == 2 and check["sigma"] == 0.1
     assert stored["precision"] == ("bf16" if check["passed"] else "fp32")
+
+
+def test_auto_reads_the_clean_network_in_fp32_where_bf16_serves_the_noisy_chips(setup, monkeypatch):
+    """Under "auto" with bf16 chosen, sigma 0 (every chip the clean network) is still the clean network exactly:
+    its accuracy and confidence are those of fp32 forwards, not of bf16 ones (which round the logits)."""
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "RUN_TOLERANCE", 100.0)  # the check keeps bf16 whatever it measures
+    model, x, y = setup
+    options = {"runs": 4, "progress": False, "device_model": "RRAM1"}
+    auto = montecarlo.evaluate(model, x, y, [0, 0.2], **options)
+    fp32 = montecarlo.evaluate(model, x, y, [0], precision="fp32", **options)["per_sigma"][0]
+    bf16 = montecarlo.evaluate(model, x, y, [0], precision="bf16", **options)["per_sigma"][0]
+    assert auto["precision"] == "bf16"
+    clean = auto["per_sigma"][0]
+    assert clean["accuracy"] == fp32["accuracy"] and clean["confidence"] == fp32["confidence"]
+    assert bf16["confidence"] != fp32["confidence"]  # bf16 forwards do read the clean network differently

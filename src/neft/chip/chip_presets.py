@@ -30,9 +30,13 @@ seed.
 
 from __future__ import annotations
 
-from neft.chip.circuit_settings import CircuitSettings
+import dataclasses
+import functools
 
-__all__ = ["CHIP_PRESETS", "CHIP_PRESET_SOURCES", "apply_chip_preset", "chip_preset"]
+__all__ = ["CHIP_PRESETS", "CHIP_PRESET_SOURCES", "apply_chip_preset", "chip_preset", "remember_given",
+           "replace_given"]
+
+_GIVEN = "_given_settings"  # an instance attribute, not a field: never recorded, never compared
 
 CHIP_PRESETS: dict[str, tuple[str, dict]] = {
     "aihwkit-inference": ("PCM-aihwkit", {
@@ -62,15 +66,39 @@ def chip_preset(name) -> tuple[str, dict] | None:
     return next((preset for key, preset in CHIP_PRESETS.items() if key.lower() == name.lower()), None)
 
 
+def remember_given(cls):
+    """Class decorator, written over ``@dataclass``: an instance remembers the fields its constructor was given (by
+    name or position), so that :func:`apply_chip_preset` fills only the circuit settings the caller left out, and a
+    setting given at its default value (``out_noise=0.0`` under ``aihwkit-inference``) wins over the preset's."""
+    init = cls.__init__
+    names = [field.name for field in dataclasses.fields(cls) if field.init]
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        object.__setattr__(self, _GIVEN, frozenset(names[:len(args)]) | frozenset(kwargs))
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+def replace_given(config, **changes):
+    """``dataclasses.replace(config, **changes)`` of a :func:`remember_given` config, remembering as given the
+    fields ``config`` was given and ``changes`` (``dataclasses.replace`` passes every field to the constructor)."""
+    new = dataclasses.replace(config, **changes)
+    object.__setattr__(new, _GIVEN, getattr(config, _GIVEN, frozenset()) | frozenset(changes))
+    return new
+
+
 def apply_chip_preset(config) -> None:
     """Give an ``EvalConfig`` / ``TrainConfig`` whose ``device_model`` names a chip preset that preset's circuit
-    settings, each where ``config`` leaves the field at its default (a field given explicitly wins), so that the
-    recorded settings say what the chip was. ``device_model`` keeps the preset's name; :func:`neft.chip.devices.get`
-    reads it as the preset's device model."""
+    settings, each where the caller did not give the field (:func:`remember_given`; a field given explicitly wins,
+    at any value), so that the recorded settings say what the chip was. ``device_model`` keeps the preset's name;
+    :func:`neft.chip.devices.get` reads it as the preset's device model."""
     preset = chip_preset(getattr(config, "device_model", None))
     if preset is None:
         return
-    default = CircuitSettings()
+    given = getattr(config, _GIVEN, frozenset())
     for name, value in preset[1].items():
-        if getattr(config, name) == getattr(default, name):
+        if name not in given:
             setattr(config, name, value)

@@ -8,6 +8,7 @@ import argparse
 
 from neft.cli.value_types import times
 
+_UNSET = object()  # the default of every flag when finding the flags written on the command line
 
 def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
     """The crossbar circuit's flags (neft.chip.circuit_settings.CircuitSettings; docs/method.md,
@@ -92,11 +93,24 @@ def add_periphery_arguments(group) -> None:
                             "weights, exactly (default: %(default)s)")
 
 
-def circuit_settings(args) -> dict:
-    """The circuit flags as EvalConfig/TrainConfig keywords."""
+def circuit_settings(args, given: bool = False) -> dict:
+    """The circuit flags as EvalConfig/TrainConfig keywords; ``given``: only the flags written on the command line,
+    so that the config's defaults, or a chip preset's settings (docs/presets.md, 'Chip presets'), fill the others
+    and a flag given at its default value (``--out-noise 0``) still wins over a preset."""
     from neft.chip.circuit_settings import FIELDS
 
-    return {name: getattr(args, name) for name in FIELDS}
+    written = given_flags(args, add_circuit_arguments) if given else FIELDS
+    return {name: getattr(args, name) for name in FIELDS if name in written}
+
+
+def given_flags(args, add_arguments) -> set[str]:
+    """The destinations of the flags among ``add_arguments(parser)``'s that are written on the command line
+    (``args.argv`` after ``args.command``), at any value, the default included."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --out is no abbreviation of --out-noise
+    add_arguments(parser)
+    parser.set_defaults(**{dest: _UNSET for dest in vars(args)})
+    written, _ = parser.parse_known_args(args.argv[args.argv.index(args.command) + 1:])
+    return {dest for dest, value in vars(written).items() if value is not _UNSET}
 
 
 def add_chip_arguments(parser: argparse.ArgumentParser, training: bool) -> None:

@@ -5,7 +5,6 @@ accuracy_vs_sigma.png into the run directory (one result file per point of a wri
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -117,6 +116,7 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_evaluate(args) -> None:
+    from neft.chip.chip_presets import replace_given
     from neft.deployment.fixes import TUNING_SETTINGS, check_tuning_used
     from neft.evaluation import EvalConfig
     from neft.runs.evaluate import check_outputs, evaluate_run, finished_points, sweep_names
@@ -129,12 +129,12 @@ def _cmd_evaluate(args) -> None:
         compile={"on": True, "off": False}.get(args.compile, args.compile),
         verify_select=args.verify_select, verified_sigma=args.verified_sigma, read_sigma=args.read_sigma,
         recalibrate_bn=args.recalibrate_bn, chip_tune=args.chip_tune, **tuning, **chip_settings(args),
-        **circuit_settings(args),
+        **circuit_settings(args, given=True),
     )
     check_tuning_used(settings, tuning)  # a tuning flag without --chip-tune, even at its default value
     # a sweep writes one result file per point ({name}_wv{fraction}_t{time}): every point and file checked first
     points = sweep_names(args.name, write_verify=args.write_verify, drift_time=args.drift_times)
-    sweep = {name: dataclasses.replace(settings, **point).check() for name, point in points}
+    sweep = {name: replace_given(settings, **point).check() for name, point in points}
     # an interrupted sweep resumes: the points it finished with these settings are kept, not recomputed
     finished = finished_points(args.run_dir, sweep, args.label) if len(sweep) > 1 and not args.overwrite else []
     check_outputs(args.run_dir, [name for name in sweep if name not in finished], args.overwrite)

@@ -7,7 +7,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from neft.cli.chip_arguments import training_device_model
+from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
+from neft.cli.chip_arguments import circuit_settings, training_device_model
 from neft.cli.train_arguments import add_train_arguments, taps
 from neft.common.errors import SettingError
 
@@ -47,8 +48,9 @@ def _cmd_rcg_search(args) -> None:
         seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
     except ValueError:
         raise SettingError("seeds", f"seeds must be a comma list of integers like 0,1,2, got {args.seeds!r}") from None
+    circuit = circuit_settings(args, given=True)  # a chip preset fills the circuit flags not written
     config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)
-                            if hasattr(args, field.name)})
+                            if hasattr(args, field.name) and field.name not in CIRCUIT_FIELDS}, **circuit)
     config.taps, config.device_model = taps(args.taps), training_device_model(args)
     summary = search(config, args.out, low=args.low, high=args.high, points=args.points,
                      seeds=seeds, score=args.score,

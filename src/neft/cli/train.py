@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neft.cli.chip_arguments import add_chip_arguments, chip_settings, circuit_settings, training_device_model
+from neft.cli.chip_arguments import (
+    add_chip_arguments,
+    chip_settings,
+    circuit_settings,
+    given_flags,
+    training_device_model,
+)
 from neft.cli.help_texts import SIGMA_HELP
 from neft.cli.train_arguments import add_train_arguments, taps
 from neft.common import distributed
@@ -14,7 +20,6 @@ from neft.common import distributed
 # objective settings named in default run directories when not at their defaults
 _OBJECTIVE_FLAGS = {"censor_k": "k", "rcg_scale": "scale", "lipschitz_lambda": "lambda",
                     "correctnet_lambda": "lambda", "distill_alpha": "alpha", "distill_temperature": "T"}
-_UNSET = object()
 
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +61,7 @@ def _cmd_train(args) -> None:
         optimizer=args.optimizer, seed=args.seed, validation=args.validation, select_on=args.select_on,
         val_runs=args.val_runs, train_subset=args.train_subset, test_subset=args.test_subset, device=args.device,
         tensorboard=args.tensorboard,
-        **circuit_settings(args),
+        **circuit_settings(args, given=True),
     )
     variant = (config.method + (f"-T{config.temperature:g}" if config.temperature != 1 else "")
                + (f"-beta{args.beta:g}" if args.beta is not None else "")
@@ -91,15 +96,6 @@ def _ideal(summary: dict) -> str:
     return f" (ideal layers, without the circuit{circuit} it trained through)" if circuit else ""
 
 
-def _given_flags(args, add_arguments) -> set[str]:
-    """The destinations of the flags written on the command line (not left at their defaults)."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --out is no abbreviation of --out-noise
-    add_arguments(parser)
-    parser.set_defaults(**{dest: _UNSET for dest in vars(args)})
-    written, _ = parser.parse_known_args(args.argv[args.argv.index(args.command) + 1:])
-    return {dest for dest, value in vars(written).items() if value is not _UNSET}
-
-
 def _resume_config(args):
     """``neft train --resume --out RUN``: the run's own settings; flags given with it must confirm them (a
     mismatch is refused by :func:`neft.training.trainer.train`, naming each differing value)."""
@@ -109,7 +105,7 @@ def _resume_config(args):
 
     config = load_config(args.out)
     chip = chip_settings(args)  # chip flags given with --resume must be the run's own chip settings
-    given = _given_flags(args, add_train_arguments)
+    given = given_flags(args, add_train_arguments)
     for name in given - set(chip) - {"device_model"}:
         setattr(config, name, taps(args.taps) if name == "taps" else getattr(args, name))
     trained = devices.get(config.device_model).to_dict()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from neft.chip.chip_presets import apply_chip_preset
+from neft.chip.chip_presets import apply_chip_preset, remember_given
 from neft.chip.circuit_settings import CircuitFields, settings_of
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
@@ -74,6 +74,7 @@ def parse_sigmas(text: str | float | Iterable[float]) -> list[float]:
     return values
 
 
+@remember_given
 @dataclass
 class EvalConfig(CircuitFields):
     """Every setting of a Monte Carlo evaluation, validated by :meth:`check` and recorded in ``results.json``
@@ -97,7 +98,8 @@ class EvalConfig(CircuitFields):
             percentage points (after at least ``min_runs`` runs).
         min_runs: runs before a ``ci_target`` may stop a sigma (>= 2).
         precision: ``"auto"`` (bf16 autocast where the device computes bf16 natively and a measured check on
-            this network's first chips passes, fp32 elsewhere; :mod:`neft.evaluation.precision`), or ``fp32``,
+            this network's first chips passes, fp32 elsewhere and at every sigma where each chip is the clean
+            network, which is then read exactly; :mod:`neft.evaluation.precision`), or ``fp32``,
             ``bf16`` or ``fp16`` autocast for the forwards (noise is drawn in fp32). ``fp32`` gives the results of
             fp32 forwards bit for bit, as does ``"auto"`` on a device without native bf16.
         memory_format: ``"auto"`` (channels_last on CPU when a dry run agrees), ``"channels_last"`` or

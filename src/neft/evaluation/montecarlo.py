@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from neft.chip.chip_presets import replace_given
 from neft.chip.circuit import Circuit
 from neft.chip.crossbar import Crossbar, make_generator
 from neft.chip.device_checks import warn_read_before_t0
@@ -50,14 +51,7 @@ from neft.evaluation.precision import CHECK_CHIPS, choose_precision
 
 __all__ = ["evaluate", "check_network", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 8  # of the results dicts (docs/results.md); 2 added "label", "evaluation" and "chip_device", 3 the
-# write-verify and read-noise settings (evaluation.write_verify, verify_select, verified_sigma, read_sigma) and
-# device_model.read_sigma, 4 the realistic chip's settings (evaluation and device_model: quantize, stuck_off,
-# stuck_on, drift_nu_mean, drift_nu_std, drift_time, drift_compensation; device_model.drift_t0); 5 the circuit
-# settings (evaluation.tile_rows, dac_bits, adc_bits, adc_range) and read noise per read (each image's own draw); 6
-# the per-chip fixes (evaluation.recalibrate_bn, chip_tune, chip_tune_taps, chip_tune_lr, chip_tune_batch) and
-# "deployment_cost", 7 "train_circuit" (the crossbar circuit the network was trained through; run evaluations), 8
-# "normalisation" and "calibration" (run evaluations), vanilla's train_sigma 0, null init/train_seed of imported runs
+SCHEMA_VERSION = 8  # of the results dicts; docs/results.md, 'schema_version', says what each version added
 COMPILE_AFTER_FLOP = 5e12  # compile="auto" on CPU: compile when the evaluation's forwards exceed this many FLOPs
 
 
@@ -178,7 +172,7 @@ def _checked_config(config: EvalConfig | None, sigmas, settings: dict) -> EvalCo
     if unknown:
         raise TypeError(f"evaluate() got unknown setting(s) {sorted(unknown)}; valid: "
                         f"{', '.join(field.name for field in dataclasses.fields(EvalConfig))}")
-    config = dataclasses.replace(config or EvalConfig(), **settings)
+    config = replace_given(config or EvalConfig(), **settings)
     if sigmas is not None:
         config.sigmas = sigmas
     if config.sigmas is None:
@@ -242,7 +236,7 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
             bar.set_description("Monte Carlo (torch.compile: the first chip compiles)")
         images = forward.images(images)
         noisy = [sigma for sigma in sigmas if _noisy(circuit, sigma, fixes)]
-        check_config = dataclasses.replace(config, runs=min(CHECK_CHIPS, runs), ci_target=None)
+        check_config = replace_given(config, runs=min(CHECK_CHIPS, runs), ci_target=None)
 
         def measure(dtype):  # per-run accuracies of the first chips at the first noisy sigma, autocast to dtype
             with torch.no_grad(), _autocast(device, dtype), tqdm(disable=True) as quiet:
@@ -251,14 +245,16 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
                                        check_config, batch_size, quiet, verified, fixes)["accuracy"]["per_run"]
 
         precision, check = choose_precision(config.precision, device, noisy[0] if noisy else None, measure)
-        with torch.no_grad(), _autocast(device, PRECISIONS[precision]):
+        with torch.no_grad():
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)
                 started = time.perf_counter()
-                results.append(
-                    _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config,
-                                    batch_size, bar, verified, fixes)
-                )
+                clean = config.precision == "auto" and not _noisy(circuit, sigma, fixes)  # read exactly, in fp32
+                with _autocast(device, None if clean else PRECISIONS[precision]):
+                    results.append(
+                        _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, sigma, config,
+                                        batch_size, bar, verified, fixes)
+                    )
                 if progress and sigma == (noisy or [None])[0] and len(noisy) > 1:  # the cost, said early
                     _say_estimate(sigma, results[-1]["runs"], time.perf_counter() - started, runs * (len(noisy) - 1))
                 results[-1]["execution"] = {"chips_per_pass": forward.chips_per_pass, "memory_format": forward.layout,
@@ -300,8 +296,7 @@ def _noisy(circuit, sigma: float, fixes) -> bool:
     a realistic chip or a per-chip fix (``fixes`` active: every chip is fixed, at sigma 0 too, so a fixed curve has
     no unfixed point)."""
     model, settings = circuit.crossbar.device_model, circuit.settings
-    return (sigma > 0 or model.read_sigma > 0 or settings.reads or settings.adc_errors or model.quantize
-            or fixes.active)
+    return sigma > 0 or model.read_sigma > 0 or settings.reads or settings.adc_errors or model.quantize or fixes.active
 
 
 def _ci_stop(accuracies: list[float], done: int, min_runs: int, ci_target: float) -> int | None:

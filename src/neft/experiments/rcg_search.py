@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 
 from neft import data
+from neft.chip.chip_presets import replace_given
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError, check_count
 from neft.evaluation import montecarlo
@@ -59,7 +60,7 @@ def _check(base: TrainConfig, low: float, high: float, points: int, seeds, score
                                     f"validation chips), got {score!r}")
     check_count("val_chips", val_chips, 2, "percentiles over chips need at least two")
     for scale in (low, high):
-        dataclasses.replace(base, rcg_scale=scale).check()
+        replace_given(base, rcg_scale=scale).check()
     return seeds
 
 
@@ -71,7 +72,7 @@ def settings_key(base: TrainConfig) -> str:
     Raises:
         SettingError: an invalid setting of ``base``.
     """
-    checked = dataclasses.asdict(dataclasses.replace(base).check())
+    checked = dataclasses.asdict(replace_given(base).check())
     shared = {name: value for name, value in checked.items()
               if name not in {"rcg_scale", "seed"} | checkpoint.WHERE_SETTINGS}
     return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -133,7 +134,7 @@ def search(base: TrainConfig, out: str | Path, *, low: float = 0.5, high: float 
         scale = float(f"{scale:.4g}")
         if scale not in scored:
             names = [f"scale{scale:g}-seed{seed}-{key}" for seed in seeds]
-            runs = [_score_run(dataclasses.replace(base, rcg_scale=scale, seed=seed), out / name, score, val_chips,
+            runs = [_score_run(replace_given(base, rcg_scale=scale, seed=seed), out / name, score, val_chips,
                                progress) for seed, name in zip(seeds, names)]
             scored[scale] = {"scale": scale, "runs": names, "scores": [run[score] for run in runs],
                              "score": sum(run[score] for run in runs) / len(runs),

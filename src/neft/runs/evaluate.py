@@ -17,6 +17,7 @@ import torch
 
 from neft import data, reporting
 from neft.chip import devices
+from neft.chip.chip_presets import replace_given
 from neft.chip.circuit import calibration_sample
 from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
 from neft.chip.circuit_settings import CircuitSettings
@@ -201,7 +202,7 @@ def evaluate_run(
             with (:func:`neft.data.check_classes`: a class folder renamed, removed or added since).
     """
     run_dir = Path(run_dir)
-    config = dataclasses.replace(config or EvalConfig(), **settings)
+    config = replace_given(config or EvalConfig(), **settings)
     _check_request(run_dir, config, name, label)
     with runlock.hold(run_dir, "neft evaluate"):  # one writer per run directory
         return _evaluate_run(run_dir, config, data_dir, device, name, label, overwrite, progress, model)
@@ -277,7 +278,7 @@ def _whole_test_set(chosen: EvalConfig, dataset: data.ImageDataset) -> EvalConfi
     if distributed.is_main():
         warnings.warn(f"test_subset={chosen.test_subset} is at least the {size} images of the {dataset.name} test "
                       "set: evaluating the full test set", stacklevel=5)
-    return dataclasses.replace(chosen, test_subset=None)
+    return replace_given(chosen, test_subset=None)
 
 
 def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> None:
@@ -306,8 +307,8 @@ def _resolved(config: EvalConfig, train_sigma: float, train_device_model) -> Eva
         SettingError: an invalid setting.
     """
     sigmas = config.sigmas if config.sigmas is not None else [0.0, train_sigma]
-    return dataclasses.replace(config, sigmas=sigmas,
-                               device_model=devices.get(config.device_model or train_device_model)).check()
+    return replace_given(config, sigmas=sigmas,
+                         device_model=devices.get(config.device_model or train_device_model)).check()
 
 
 def check_network_settings(model: torch.nn.Module, config: EvalConfig, dataset: data.ImageDataset,

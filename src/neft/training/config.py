@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neft import data, models
-from neft.chip.chip_presets import apply_chip_preset
+from neft.chip.chip_presets import apply_chip_preset, remember_given
 from neft.chip.circuit_settings import CircuitFields
 from neft.chip.device_checks import check_sigma
 from neft.chip.settings import ChipSettings
@@ -29,6 +29,7 @@ from neft.training.log import _summary_writer, epochs_trained
 __all__ = ["TrainConfig", "load_config", "read_config", "record"]
 
 
+@remember_given
 @dataclass
 class TrainConfig(CircuitFields):
     """Everything that defines a training run (written to ``config.json``).

@@ -210,6 +210,13 @@ def test_a_technology_file_overrides_the_defaults_and_python_overrides_the_file(
     path.write_text("[technology]\nadc_fom = 5e-15\nfeature_size = 22e-9\n")
     tech = technology(path, feature_size=14e-9)
     assert (tech.adc_fom, tech.feature_size, tech.read_time) == (5e-15, 14e-9, 10e-9)
+    assert (tech.node, technology().node, technology(path).node) == ("14 nm CMOS", "45 nm CMOS", "22 nm CMOS")
+    path.write_text("dac_fom = 2e-15\n[technology]\nadc_fom = 5e-15\n")  # keys at the top and in the table: all
+    assert (technology(path).dac_fom, technology(path).adc_fom) == (2e-15, 5e-15)
+    path.write_text("adc_fom = 2e-15\n[technology]\nadc_fom = 5e-15\n")  # one key twice: which one? refused
+    with pytest.raises(SettingError) as caught:
+        technology(path)
+    assert caught.value.setting == "adc_fom" and "both" in str(caught.value)
 
 
 def test_neft_cost_writes_the_table_and_refuses_a_bad_key(tmp_path, capsys):
@@ -238,18 +245,22 @@ def test_a_results_file_chip_is_read_back():
 
 
 def test_the_pareto_front_keeps_the_points_no_other_point_beats(tmp_path):
-    from neft.reporting.cost_plots import pareto_front, plot_cost
+    from neft.reporting.cost_plots import pareto_front, pareto_fronts, plot_cost
 
     points = [{"label": name, "energy": energy, "programming": 1.0, "p5": p5, "mean": p5 + 1, "sigma": 0.1}
               for name, energy, p5 in (("a", 1.0, 80.0), ("b", 2.0, 79.0), ("c", 2.0, 85.0), ("d", 3.0, 85.0),
                                        ("e", 4.0, 90.0))]
     assert [p["label"] for p in pareto_front(points, "energy")] == ["a", "c", "e"]
+    other = [{**p, "sigma": 0.2, "p5": p["p5"] - 50} for p in points]  # other chips: beaten by none of the first
+    fronts = pareto_fronts(points + other, "energy")
+    assert [[p["label"] for p in front] for front in fronts.values()] == [["a", "c", "e"], ["a", "c", "e"]]
+    assert plot_cost(points + other, tmp_path / "two.png").stat().st_size > 10_000
     assert plot_cost(points, tmp_path / "cost.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="neft cost RUN_DIR --attach"):
         plot_cost([], tmp_path / "none.png")
 
 
-def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cost(run_dir, tmp_path):
+def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cost(run_dir, tmp_path, capsys):
     import shutil
 
     from neft import write_report
@@ -259,6 +270,12 @@ def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cos
     shutil.copytree(run_dir, run)
     assert main(["evaluate", str(run), "--sigmas", "0.1", "--runs", "2", "--test-subset", "32", "--tile-rows", "64",
                  "--adc-bits", "5", "--dac-bits", "8", "--write-verify", "0.05", "--name", "adc5", "--quiet"]) == 0
+    before = sorted(path.name for path in run.rglob("*"))
+    for flag in (["--adc-bits", "4"], ["--tile-rows", "32"], ["--width", "0.5"]):  # the results file's chip rules
+        assert main(["cost", str(run), "--results", "adc5", *flag]) == 2
+        assert "--model only" in capsys.readouterr().err and sorted(p.name for p in run.rglob("*")) == before
+    assert main(["cost", str(run), "--results", "adc5", "--out", str(tmp_path / "new" / "tables")]) == 0
+    assert (tmp_path / "new" / "tables" / "adc5_cost.json").is_file()  # a missing folder is made
     assert main(["cost", str(run), "--results", "adc5", "--attach"]) == 0
     result = json.loads((run / "adc5.json").read_text())
     table = json.loads((run / "cost" / "adc5_cost.json").read_text())

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from neft.cli.chip_arguments import add_circuit_arguments, circuit_settings
+from neft.cli.chip_arguments import add_circuit_arguments, circuit_settings, given_flags
 from neft.cli.help_texts import MODEL_HELP
 
 _DESCRIPTION = (
@@ -33,6 +33,20 @@ def add_cost_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attach", action="store_true",
                    help="record the totals in each results file's 'cost' field (for `neft report`)")
     p.add_argument("--model", default=None, help=f"without RUN_DIR: {MODEL_HELP}")
+    _add_model_arguments(p)
+    p.add_argument("--technology", default=None, metavar="FILE",
+                   help="technology file (TOML or JSON, {key: value} or a [technology] table)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override technology keys, e.g. --set adc_fom=5e-15 columns_per_adc=4")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the tables go (default: RUN_DIR/cost, or the current folder with --model)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing cost tables")
+    p.set_defaults(func=_cmd_cost)
+
+
+def _add_model_arguments(p) -> None:
+    """The flags of ``--model`` alone: the network's shape, the device model, the per-chip fixes and the circuit
+    (a run directory's results files carry their own)."""
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default: %(default)s)")
     p.add_argument("--classes", type=int, default=10, help="number of classes (default: %(default)s)")
     p.add_argument("--in-channels", type=int, default=3, help="image channels (default: %(default)s)")
@@ -44,14 +58,6 @@ def add_cost_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
                    help="with --model: BatchNorm recalibration images per chip (default: %(default)s)")
     add_circuit_arguments(p)
-    p.add_argument("--technology", default=None, metavar="FILE",
-                   help="technology file (TOML or JSON, {key: value} or a [technology] table)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override technology keys, e.g. --set adc_fom=5e-15 columns_per_adc=4")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="where the tables go (default: RUN_DIR/cost, or the current folder with --model)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing cost tables")
-    p.set_defaults(func=_cmd_cost)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -109,6 +115,13 @@ def _cmd_cost(args) -> None:
         raise SettingError("model", "give a run directory or --model (one of them), e.g. `neft cost runs/x` or "
                                     "`neft cost --model vgg8 --tile-rows 128 --adc-bits 6`")
     if args.run_dir is not None:
+        given = sorted(given_flags(args, _add_model_arguments))
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise SettingError(given[0], f"{flag} applies with --model only: each results file of a run directory "
+                                         "is costed on the chip it was evaluated on; evaluate the run on the chip "
+                                         f"you want first (e.g. `neft evaluate {args.run_dir} --adc-bits 4 --name "
+                                         f"adc4`), then `neft cost {args.run_dir} --results adc4`")
         _cost_run(args, tech)
     else:
         _cost_model(args, tech)
@@ -122,9 +135,8 @@ def _cost_run(args, tech) -> None:
     run_dir = Path(args.run_dir)
     files = _results_files(run_dir, args.results)
     out = Path(args.out) if args.out else run_dir / "cost"
-    if not args.out:
-        out.mkdir(exist_ok=True)
     _check_free(out, [path.stem for path in files], args.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     model, meta = load_checkpoint(run_dir)
     spec, stats = meta["model"], meta.get("dataset_stats") or {}
     shape = (spec["in_channels"], stats.get("image_size", 32), stats.get("image_size", 32))

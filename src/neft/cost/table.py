@@ -15,7 +15,7 @@ from neft.chip.settings import ChipSettings
 from neft.cost.inference import AREA_TERMS, ENERGY_TERMS, LayerCost, crossbar_cost, digital_cost
 from neft.cost.network import network_layers
 from neft.cost.programming import programming_cost
-from neft.cost.technology import NODE, Technology
+from neft.cost.technology import Technology
 
 __all__ = ["CostTable", "chip_cost"]
 
@@ -47,14 +47,14 @@ class CostTable:
         """What a results file records (its ``cost`` field, docs/results.md): the totals, the programming cost and
         the node."""
         totals = self.totals()
-        return {"node": NODE, "energy_J": totals["energy_J"], "latency_s": totals["latency_s"],
+        return {"node": self.technology.node, "energy_J": totals["energy_J"], "latency_s": totals["latency_s"],
                 "area_m2": totals["area_m2"], "tiles": totals["tiles"], "adcs": totals["adcs"],
                 "programming": self.programming}
 
     def to_dict(self) -> dict:
         """The whole table, JSON-ready: ``{"node", "technology", "chip", "layers": [row], "total": totals,
         "programming"}``."""
-        return {"node": NODE, "technology": self.technology.to_dict(), "chip": self.chip,
+        return {"node": self.technology.node, "technology": self.technology.to_dict(), "chip": self.chip,
                 "layers": [layer.row() for layer in self.layers], "total": self.totals(),
                 "programming": self.programming}
 

@@ -169,6 +169,11 @@ class Technology:
                                         f"({self.g_on:g} S): g_off is the lowest conductance of a device")
 
     @property
+    def node(self) -> str:
+        """The node's name from ``feature_size``, e.g. ``"45 nm CMOS"``."""
+        return f"{self.feature_size * 1e9:.3g} nm CMOS"
+
+    @property
     def adc_time(self) -> float:
         """Seconds per ADC conversion, ``1 / adc_sample_rate``."""
         return 1.0 / self.adc_sample_rate
@@ -180,10 +185,11 @@ class Technology:
 
 def technology(source: str | Path | dict | Technology | None = None, **overrides) -> Technology:
     """The checked :class:`Technology`: the defaults of :data:`KEYS`, then ``source`` (a ``.toml`` or ``.json`` file
-    path, or a dict; keys at the top or under ``technology``), then ``overrides`` by key.
+    path, or a dict; keys at the top, under ``technology``, or both), then ``overrides`` by key.
 
     Raises:
-        SettingError: an unknown key (named, with the known ones), or a bad value (:class:`Technology`).
+        SettingError: an unknown key (named, with the known ones), a key both at the top and under ``technology``,
+            or a bad value (:class:`Technology`).
         FileNotFoundError: a file that does not exist.
     """
     if isinstance(source, Technology):
@@ -196,7 +202,15 @@ def technology(source: str | Path | dict | Technology | None = None, **overrides
         path = Path(source)
         text = path.read_text()
         values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    values = dict(values.get("technology", values)) | overrides
+    values = dict(values)
+    if isinstance(values.get("technology"), dict):  # a [technology] table, with or without keys at the top
+        table = values.pop("technology")
+        both = sorted(set(table) & set(values))
+        if both:
+            raise SettingError(both[0], f"technology key {both[0]!r} is given both at the top and under "
+                                        "[technology]; give it once")
+        values |= table
+    values |= overrides
     unknown = sorted(set(values) - set(KEYS))
     if unknown:
         raise SettingError(unknown[0], f"unknown technology key {unknown[0]!r}; the keys are {', '.join(KEYS)}")

@@ -1,16 +1,17 @@
 """Accuracy against what the chip costs (docs/method.md, 'What a chip costs'; docs/results.md, 'Report files'):
 one point per configuration (a results file with a ``cost`` field, written by ``neft cost --attach``, and one of its
 sigmas), the mean and the 5th percentile over chips against the energy per inference and against the programming
-time per chip, the Pareto front of the 5th percentile marked."""
+time per chip, the Pareto front of the 5th percentile at each sigma marked."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from neft.reporting import chip_plots as chip_report
 from neft.reporting.labels import _labels
 
-__all__ = ["cost_points", "pareto_front", "plot_cost"]
+__all__ = ["cost_points", "pareto_front", "pareto_fronts", "plot_cost"]
 
 
 def cost_points(results: list[dict]) -> list[dict]:
@@ -41,11 +42,19 @@ def pareto_front(points: list[dict], cost: str, accuracy: str = "p5") -> list[di
     return front
 
 
+def pareto_fronts(points: list[dict], cost: str, accuracy: str = "p5") -> dict[float, list[dict]]:
+    """``{sigma: pareto_front(points at sigma)}``, sigmas ascending: the chips of one sigma compete, those of
+    another sigma are other chips."""
+    sigmas = sorted({point["sigma"] for point in points})
+    return {sigma: pareto_front([p for p in points if p["sigma"] == sigma], cost, accuracy) for sigma in sigmas}
+
+
 def plot_cost(points: list[dict], path: str | Path, title: str | None = None) -> Path:
     """Save a PNG (150 dpi) of two panels: accuracy (mean as circles, 5th percentile over chips as triangles, %)
     against the energy per inference (uJ, log scale) and against the programming time per chip (s, log scale),
     one colour per label (the legend and the names on the front give each label up to its first parenthesis), the
-    Pareto front of the 5th percentile as a black line, each front point named.
+    Pareto front of the 5th percentile as a black line, one per sigma (its own line style; points of different
+    sigmas are different chips and do not compete), each front point named (with its sigma when there are several).
 
     Raises:
         ValueError: no point (no result has a ``cost`` field).
@@ -53,9 +62,10 @@ def plot_cost(points: list[dict], path: str | Path, title: str | None = None) ->
     if not points:
         raise ValueError("no result carries a cost: run `neft cost RUN_DIR --attach` first")
     labels = list(dict.fromkeys(point["label"] for point in points))
+    sigmas = sorted({point["sigma"] for point in points})
     colours = _colours(len(labels))
     columns = 3 if len(labels) > 8 else 2
-    rows = -(-(len(labels) + 3) // columns)  # legend rows: one entry per label, the two markers and the front
+    rows = -(-(len(labels) + 2 + len(sigmas)) // columns)  # legend rows: a label each, two markers, a front each
     height = 5.0 + 0.2 * rows
     figure = chip_report.new_figure((14, height), layout=None)
     figure.subplots_adjust(left=0.06, right=0.98, top=1 - 0.5 / height, bottom=(0.7 + 0.2 * rows) / height,
@@ -69,12 +79,13 @@ def plot_cost(points: list[dict], path: str | Path, title: str | None = None) ->
                        label=label.split(" (")[0] if key == "energy" else None)
             ax.scatter([p[key] * scale for p in mine], [p["p5"] for p in mine], marker="^", s=22,
                        facecolors="none", edgecolors=colour)
-        front = pareto_front(points, key)
-        ax.plot([p[key] * scale for p in front], [p["p5"] for p in front], color="black", lw=1, drawstyle="steps-post",
-                label="Pareto front (5th percentile)" if key == "energy" else None)
-        for p in front:
-            ax.annotate(p["label"].split(" (")[0], (p[key] * scale, p["p5"]), fontsize=6, xytext=(3, -8),
-                        textcoords="offset points")
+        for (sigma, front), style in zip(pareto_fronts(points, key).items(), itertools.cycle(("-", "--", ":", "-."))):
+            at = f", sigma {sigma:g}" if len(sigmas) > 1 else ""
+            ax.plot([p[key] * scale for p in front], [p["p5"] for p in front], color="black", lw=1, linestyle=style,
+                    drawstyle="steps-post", label=f"Pareto front (5th percentile{at})" if key == "energy" else None)
+            for p in front:
+                ax.annotate(p["label"].split(" (")[0] + at, (p[key] * scale, p["p5"]), fontsize=6, xytext=(3, -8),
+                            textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(unit)
         ax.set_ylabel("accuracy (%): o mean, ^ 5th percentile")

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 
-__all__ = ["CHIP_PRESETS", "CHIP_PRESET_SOURCES", "apply_chip_preset", "chip_preset", "remember_given",
+from neft.chip.circuit_settings import CircuitFields
+
+__all__ = ["CHIP_PRESETS", "CHIP_PRESET_SOURCES", "apply_chip_preset", "chip_preset", "remember", "remember_given",
            "replace_given"]
 
-_GIVEN = "_given_settings"  # an instance attribute, not a field: never recorded, never compared
+_GIVEN: dict[int, frozenset] = {}  # id(config) -> the fields its caller gave; dropped with the config
 
 CHIP_PRESETS: dict[str, tuple[str, dict]] = {
     "aihwkit-inference": ("PCM-aihwkit", {
@@ -69,36 +72,50 @@ def chip_preset(name) -> tuple[str, dict] | None:
 def remember_given(cls):
     """Class decorator, written over ``@dataclass``: an instance remembers the fields its constructor was given (by
     name or position), so that :func:`apply_chip_preset` fills only the circuit settings the caller left out, and a
-    setting given at its default value (``out_noise=0.0`` under ``aihwkit-inference``) wins over the preset's."""
+    setting given at its default value (``out_noise=0.0`` under ``aihwkit-inference``) wins over the preset's. A
+    call that passes every field (a copy: ``dataclasses.replace``, ``cls(**config.__dict__)``) records nothing:
+    its config falls back to the rule of unknown provenance (a preset fills the fields at their defaults)."""
     init = cls.__init__
     names = [field.name for field in dataclasses.fields(cls) if field.init]
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
-        object.__setattr__(self, _GIVEN, frozenset(names[:len(args)]) | frozenset(kwargs))
+        given = frozenset(names[:len(args)]) | frozenset(kwargs)
+        if len(given) < len(names):
+            remember(self, given)
         init(self, *args, **kwargs)
 
     cls.__init__ = __init__
     return cls
 
 
+def remember(config, given) -> None:
+    """Record ``given`` as the fields the caller of ``config`` chose (every field: a configuration read back from
+    a run, whose recorded values are its own); kept beside the object, not in it, and dropped with it."""
+    if id(config) not in _GIVEN:
+        weakref.finalize(config, _GIVEN.pop, id(config), None)
+    _GIVEN[id(config)] = frozenset(given)
+
+
 def replace_given(config, **changes):
     """``dataclasses.replace(config, **changes)`` of a :func:`remember_given` config, remembering as given the
-    fields ``config`` was given and ``changes`` (``dataclasses.replace`` passes every field to the constructor)."""
+    fields ``config`` was given and ``changes``."""
     new = dataclasses.replace(config, **changes)
-    object.__setattr__(new, _GIVEN, getattr(config, _GIVEN, frozenset()) | frozenset(changes))
+    if id(config) in _GIVEN:
+        remember(new, _GIVEN[id(config)] | frozenset(changes))
     return new
 
 
 def apply_chip_preset(config) -> None:
     """Give an ``EvalConfig`` / ``TrainConfig`` whose ``device_model`` names a chip preset that preset's circuit
     settings, each where the caller did not give the field (:func:`remember_given`; a field given explicitly wins,
-    at any value), so that the recorded settings say what the chip was. ``device_model`` keeps the preset's name;
+    at any value; a config of unknown provenance: each field at its default), so that the recorded settings say
+    what the chip was. ``device_model`` keeps the preset's name;
     :func:`neft.chip.devices.get` reads it as the preset's device model."""
     preset = chip_preset(getattr(config, "device_model", None))
     if preset is None:
         return
-    given = getattr(config, _GIVEN, frozenset())
+    given, default = _GIVEN.get(id(config)), CircuitFields()
     for name, value in preset[1].items():
-        if name not in given:
+        if name not in given if given is not None else getattr(config, name) == getattr(default, name):
             setattr(config, name, value)

@@ -87,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _where(args, setting: str | None, message: str) -> str:
     """An error message prefixed with where the bad setting came from: the flag that set it (``argument
-    --drift-times: ...``; the library names settings as the Python API does), or the device-model file when no
-    flag gave it (``device model file chip.toml: ...``)."""
+    --drift-times: ...``; the library names settings as the Python API does), the chip preset when no flag gave
+    it (``the chip preset aihwkit-inference sets out_noise = 0.06: ...``), or the device-model file
+    (``device model file chip.toml: ...``)."""
+    from neft.chip.chip_presets import chip_preset
     from neft.chip.device_model import DeviceModel
+    from neft.cli.chip_arguments import add_circuit_arguments, given_flags
 
     if not setting:
         return message
@@ -99,6 +102,10 @@ def _where(args, setting: str | None, message: str) -> str:
     if (given is None or given == [None]) and setting in {field.name for field in dataclasses.fields(DeviceModel)} \
             and isinstance(source, str) and Path(source).is_file():  # no flag set it ([None]: no sweep): the file did
         return message if message.startswith("device model file") else f"device model file {source}: {message}"
+    preset = chip_preset(getattr(args, "device_model", None))
+    if preset is not None and setting in preset[1] and setting not in given_flags(args, add_circuit_arguments):
+        return (f"the chip preset {args.device_model} sets {setting} = {preset[1][setting]!r}: {message} (give "
+                f"--{flag.replace('_', '-')} to change it)")
     if hasattr(args, flag):
         return f"argument --{flag.replace('_', '-')}: {message}"
     return message

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neft import data, models
-from neft.chip.chip_presets import apply_chip_preset, remember_given
+from neft.chip.chip_presets import apply_chip_preset, remember, remember_given
 from neft.chip.circuit_settings import CircuitFields
 from neft.chip.device_checks import check_sigma
 from neft.chip.settings import ChipSettings
@@ -204,7 +204,9 @@ def load_config(run_dir: str | Path) -> TrainConfig:
         raise FileNotFoundError(f"{str(run_dir)!r} has no config.json, so it is no neft run to resume; start it "
                                 "with `neft train --out ...` and its settings")
     saved = read_config(run_dir)
-    return TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
+    config = TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
+    remember(config, saved)  # the recorded circuit is the run's own: no chip preset refills it
+    return config
 
 
 _OBJECTIVE_SETTINGS = tuple(objectives.METHOD_SETTINGS)  # censor_k, lipschitz_lambda, distill_alpha, ...

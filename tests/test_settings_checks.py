@@ -163,6 +163,11 @@ FUZZ = [
     (TRAIN + ["--temperature", "0"], "--temperature"),
     (TRAIN + ["--lr", "1e39"], "--lr"),
     (TRAIN + ["--lr", "-0.1"], "--lr"),
+    (TRAIN + ["--lr", "-1e-3"], "argument --lr: lr must be"),  # a negative number in scientific notation is a value
+    (TRAIN + ["--tile-rows", "64", "--wire-resistance", "-1e-4"], "argument --wire-resistance: wire_resistance must"),
+    (["evaluate", "RUN", "--sigmas", "-0.1,0.2"], "argument --sigmas: sigmas must be a finite number >= 0"),
+    (["evaluate", "RUN", "--device-model", "aihwkit-inference", "--adc-mode", "sliced"],
+     "the chip preset aihwkit-inference sets out_noise = 0.06: out_noise runs with adc_mode 'analog' only"),
     (TRAIN + ["--width", "1e39"], "--width"),
     (TRAIN + ["--width", "0"], "--width"),
     (TRAIN + ["--method", "rcg", "--censor-k", "1e39"], "--censor-k"),

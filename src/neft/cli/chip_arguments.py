@@ -5,9 +5,12 @@ realistic chip' and 'The crossbar circuit')."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from neft.cli.value_types import times
 
+# an argument that starts like a negative number ("-1e-4", "-0.1,0.2") is a value, not a flag (Python 3.13's rule)
+NEGATIVE_VALUE = re.compile(r"^-\.?\d")
 _UNSET = object()  # the default of every flag when finding the flags written on the command line
 
 def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +110,7 @@ def given_flags(args, add_arguments) -> set[str]:
     """The destinations of the flags among ``add_arguments(parser)``'s that are written on the command line
     (``args.argv`` after ``args.command``), at any value, the default included."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --out is no abbreviation of --out-noise
+    parser._negative_number_matcher = NEGATIVE_VALUE  # read as the command line was
     add_arguments(parser)
     parser.set_defaults(**{dest: _UNSET for dest in vars(args)})
     written, _ = parser.parse_known_args(args.argv[args.argv.index(args.command) + 1:])

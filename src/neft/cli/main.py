@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from neft.cli.chip_arguments import NEGATIVE_VALUE
 from neft.cli.cost import add_cost_command
 from neft.cli.demo import add_demo_command
 from neft.cli.devices import add_devices_command
@@ -35,7 +36,12 @@ COMMANDS = (add_devices_command, add_layers_command, add_train_command, add_eval
 
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors (an unknown flag, a value of the wrong type) are one line, as every other
-    bad input is, pointing at ``--help`` instead of printing the usage."""
+    bad input is, pointing at ``--help`` instead of printing the usage, and which reads a negative number in
+    scientific notation (``--wire-resistance -1e-4``) as a value, not as a flag, so that its range check answers."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str):
         self.exit(2, f"neft: error: {message} (`{self.prog} --help` lists the flags)\n")

@@ -286,3 +286,18 @@ def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cos
     assert result["cost"]["programming"] == expected and expected["write_verify"]["seconds"] > 0
     paths = write_report([run / "adc5.json"], tmp_path / "report")
     assert paths["cost"].name == "report_cost.png" and paths["cost"].stat().st_size > 10_000
+
+
+def test_level_sum_adds_the_base_2k_digits_of_each_level_by_hand_and_at_24_bits():
+    """weight_bits 4, device_bits 2: L = 15, levels of [15, -5, 0, 6] / 15 are 15, 5, 0, 6, in base 4 "33", "11",
+    "0", "12": digit sums 6 + 2 + 0 + 3 = 11. An analog 24-bit device (PCM-aihwkit: one digit of 2**24 levels)
+    sums the levels themselves, 2**24 - 1 = 16,777,215 of them, without enumerating them."""
+    from neft.chip import devices
+    from neft.cost.network import level_sum
+
+    model = DeviceModel("d", weight_bits=4, device_bits=2)
+    assert level_sum(torch.tensor([15.0, -5.0, 0.0, 6.0]) / 15 * 0.3, model) == 11.0
+    weight = torch.tensor([[1.0, -0.5], [0.25, 0.0]])
+    top = 2 ** 24 - 1
+    expected = top + round(0.5 * top) + round(0.25 * top)
+    assert level_sum(weight, devices.get("PCM-aihwkit")) == expected

@@ -87,20 +87,14 @@ def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
         w_max = w.amax()
         if not w_max > 0:
             return 0.0
-        # the level of |w| is round(|w| / max|W| * L), as neft.chip.mapping.quantize; counted by a histogram with
-        # bins centred on the integers 0..L (exact on integer values)
-        counts = torch.histc(w.div_(w_max).mul_(top).round_(), bins=top + 1, min=-0.5, max=top + 0.5)
-    digit_sums = torch.tensor([_digit_sum(q, base) for q in range(top + 1)], dtype=torch.float64)
-    return float(counts.to(torch.float64) @ digit_sums)
-
-
-def _digit_sum(value: int, base: int) -> int:
-    """The sum of the base-``base`` digits of ``value`` >= 0."""
-    total = 0
-    while value:
-        value, digit = divmod(value, base)
-        total += digit
-    return total
+        # the level of |w| is round(|w| / max|W| * L), as neft.chip.mapping.quantize; its base-2**k digits summed
+        # one digit position at a time (a few passes, whatever the number of levels: 2**23 of an analog device)
+        levels = w.div_(w_max).mul_(top).round_().to(torch.int64)
+        total = 0
+        while bool(levels.any()):
+            total += int((levels % base).sum())
+            levels = levels.div_(base, rounding_mode="floor")
+    return float(total)
 
 
 def _window(module: nn.Module, inputs: torch.Tensor, output: torch.Tensor) -> int:

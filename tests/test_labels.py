@@ -119,3 +119,15 @@ def test_a_run_trained_through_the_circuit_says_so(tmp_path, capsys):
         result = runs.evaluate_run(tmp_path / "run", EvalConfig(sigmas=[0.1], runs=2, test_subset=32),
                                    progress=False)
     assert report.result_label(result) == "noise-injection (trained on RRAM1 tile=64 adc=6b, evaluated on RRAM1)"
+
+
+def test_one_network_evaluated_twice_with_other_settings_is_labelled_by_them(tmp_path):
+    """The same network and chip read on 300 and on all test images (or in bf16 and fp32) are two rows of one
+    report, each named by the setting that differs, not 'several results for the same point'."""
+    full = _result(evaluation={"write_verify": 0.0, "test_subset": None, "precision": "fp32"}, mean=80.0)
+    part = _result(evaluation={"write_verify": 0.0, "test_subset": 300, "precision": "bf16"}, mean=81.0)
+    rows = report.comparison_rows([full, part])
+    assert sorted((row["method"].rsplit(" (", 1)[1], row["mean"]) for row in rows) == [
+        ("precision=bf16, test_subset=300)", 81.0), ("precision=fp32, test_subset=None)", 80.0)]
+    other_sigma = _result(sigmas=(0.2,), evaluation={"write_verify": 0.0, "test_subset": 300, "precision": "bf16"})
+    assert {row["method"] for row in report.comparison_rows([full, other_sigma])} == {"ovf"}  # one curve: no clash

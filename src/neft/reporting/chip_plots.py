@@ -5,6 +5,7 @@ programming (drift), one line per network.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
@@ -125,7 +126,8 @@ def drift_curves(results: list[dict], labels: list[str]) -> dict[tuple[str, floa
 def plot_drift(curves: dict, path: str | Path, title: str | None = None) -> Path:
     """Save a PNG (150 dpi): Top-1 accuracy (%, 95 % CI error bars) against the read time after programming
     (log axis, ticked at the read times in human units: ``1s``, ``1h``, ``1d``, ``1y``), one panel per sigma and
-    one line per network (its colour and marker the same in every panel), from :func:`drift_curves`.
+    one line per network (its colour and marker the same in every panel, one legend under the panels), from
+    :func:`drift_curves`.
 
     Raises:
         ValueError: no network was evaluated at two or more read times.
@@ -148,7 +150,11 @@ def plot_drift(curves: dict, path: str | Path, title: str | None = None) -> Path
         axes.minorticks_off()
         axes.set(xlabel="time after programming", ylabel="Top-1 accuracy (%)", title=f"σ = {sigma:g}")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
+    handles = {label: handle for axes in panels for handle, label in zip(*axes.get_legend_handles_labels())}
+    # one legend for every panel, under them, long labels (a chip preset's settings) wrapped to the figure's width
+    width = int(13 * figure.get_figwidth())  # characters of a "small" legend line
+    figure.legend(handles.values(), [textwrap.fill(label, width) for label in handles], loc="outside lower center",
+                  fontsize="small")
     figure.suptitle(title or "Accuracy vs time after programming (drift; mean, 95 % CI)")
     path = Path(path)
     figure.savefig(path, dpi=150)

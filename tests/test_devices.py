@@ -8,6 +8,7 @@ import torch
 
 from neft.chip import DeviceModel, devices
 from neft.chip.device_files import from_dict
+from neft.common.errors import SettingError
 
 
 def weight_with_max_two():
@@ -111,6 +112,12 @@ def test_user_device_model_from_toml_and_json(tmp_path):
     # bins of |w|/max: [0, .5) -> 1.0, [.5, 1] -> 2.0
     assert torch.allclose(std, torch.tensor([2 * base, base, 2 * base, 2 * base]))
     assert from_dict(lab.to_dict()) == lab
+    both = tmp_path / "both.json"  # a table replaces state_factor and band: the two together are refused
+    for extra in ({"state_factor": 3.0}, {"band": [0.1, 0.9]}):
+        both.write_text(json.dumps({"name": "lab", "levels": [1.0, 2.0], **extra}))
+        with pytest.raises(SettingError, match="replaces state_factor and band") as caught:
+            devices.get(both)
+        assert caught.value.setting == "levels"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"bits": 8}))
     with pytest.raises(ValueError, match="unknown device model keys"):

@@ -178,6 +178,9 @@ def test_default_betas_from_spec_table():
     assert objectives.default_beta("noise-injection", "vgg8", "mnist") == 0.0
     with pytest.raises(ValueError, match="unknown method"):
         objectives.default_beta("dropout", "vgg8", "mnist")
+    with pytest.raises(TypeError, match="takes the model's name"):  # the network itself: a message, not .lower()
+        objectives.default_beta("ovf", nn.Linear(2, 2), "mnist")
+    assert objectives.default_beta("ovf", "my-net", "mnist") == 1e-3  # your own network: the fallback
 
 
 def test_noise_injection_temperature_at_sigma_zero_is_scaled_cross_entropy():

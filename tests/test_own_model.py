@@ -393,3 +393,14 @@ def test_resume_without_out_of_a_run_never_trained_is_refused(tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "runs/lenet5-mnist-5k-noise-injection-s0.1-seed0' has no config.json" in err[0], err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_state_dict_without_num_batches_tracked_fits_as_in_pytorch():
+    """BatchNorm's num_batches_tracked is a counter PyTorch fills in when a state_dict lacks it (older exports);
+    such weights fit. A missing weight still does not."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert checkpoint.state_dict_mismatch(net.state_dict(), state) == ""
+    net.load_state_dict(state, strict=True)  # what the import then does
+    del state["1.running_var"]
+    assert checkpoint.state_dict_mismatch(net.state_dict(), state) == "1 missing (1.running_var)"

@@ -188,12 +188,13 @@ def settings_changes(first: dict, second: dict, first_in: str, second_in: str, s
 
 
 def state_dict_mismatch(expected: dict, found: dict, shown: int = 3) -> str:
-    """A short description of how ``found`` (a state_dict) differs from ``expected``; empty when it fits."""
+    """A short description of how ``found`` (a state_dict) differs from ``expected``; empty when it fits. A missing
+    BatchNorm ``num_batches_tracked`` fits, as in ``load_state_dict`` (PyTorch fills it in; it sets no value)."""
 
     def names(keys: list[str]) -> str:
         return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
-    missing = [k for k in expected if k not in found]
+    missing = [k for k in expected if k not in found and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in found if k not in expected]
     shapes = [f"{k} {list(found[k].shape)} instead of {list(expected[k].shape)}" for k in expected
               if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]

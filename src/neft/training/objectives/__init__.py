@@ -116,11 +116,17 @@ def default_beta(method: str, model: str, dataset: str) -> float:
 
     Raises:
         ValueError: for an unknown method.
+        TypeError: ``model`` or ``dataset`` not a name (e.g. the ``nn.Module`` itself).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method not in ("ovf", "irs"):
         return 0.0
+    for what, name in (("model", model), ("dataset", dataset)):
+        if not isinstance(name, str):
+            raise TypeError(f"default_beta takes the {what}'s name (e.g. 'lenet5', 'mnist-5k'), got a "
+                            f"{type(name).__name__}; the betas are tabled by name, and your own network takes the "
+                            "fallback: default_beta(method, 'my-net', dataset)")
     pair = (model.lower(), _FAMILY.get(dataset.lower(), dataset.lower()))
     return _BETAS.get(pair, _FALLBACK_BETA)[0 if method == "ovf" else 1]
 

@@ -129,5 +129,9 @@ def test_one_network_evaluated_twice_with_other_settings_is_labelled_by_them(tmp
     rows = report.comparison_rows([full, part])
     assert sorted((row["method"].rsplit(" (", 1)[1], row["mean"]) for row in rows) == [
         ("precision=bf16, test_subset=300)", 81.0), ("precision=fp32, test_subset=None)", 80.0)]
-    other_sigma = _result(sigmas=(0.2,), evaluation={"write_verify": 0.0, "test_subset": 300, "precision": "bf16"})
+    other_sigma = _result(sigmas=(0.2,), evaluation={"write_verify": 0.0, "test_subset": None, "precision": "bf16"})
     assert {row["method"] for row in report.comparison_rows([full, other_sigma])} == {"ovf"}  # one curve: no clash
+    fewer = _result(sigmas=(0.2,), evaluation={"write_verify": 0.0, "test_subset": 50, "precision": "fp32"},
+                    test_size=50)  # other sigmas but another test set: never one curve
+    labels = sorted(row["method"] for row in report.comparison_rows([full, fewer]))
+    assert labels == ["ovf (test_size=100, test_subset=None)", "ovf (test_size=50, test_subset=50)"]

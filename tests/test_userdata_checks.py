@@ -242,6 +242,30 @@ def test_evaluation_refuses_classes_other_than_trained(folder_run, tmp_path, cap
     assert not (copy / "results.json").exists()
 
 
+
+def test_evaluation_refuses_a_folder_whose_own_split_changed(folder_run, tmp_path, capsys):
+    """One image added to a class of a folder without train/ and test/ redraws its 80/20 split, so that training
+    images would be tested: refused, naming the cause; the folder as it was still evaluates."""
+    run, folder = folder_run
+    recorded = json.loads((run / "config.json").read_text())["recorded"]["dataset"]["split"]
+    assert isinstance(recorded, str) and len(recorded) == 16
+    changed = tmp_path / "f"
+    shutil.copytree(folder, changed)
+    image = sorted((changed / "bees").iterdir())[0]
+    shutil.copyfile(image, image.with_name("added" + image.suffix))
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "config.json").write_text((copy / "config.json").read_text().replace(str(folder.resolve()),
+                                                                                 str(changed.resolve())))
+    checkpoint = torch.load(copy / "checkpoint.pt", weights_only=True)
+    checkpoint["dataset"] = checkpoint["config"]["dataset"] = f"folder:{changed.resolve()}"
+    torch.save(checkpoint, copy / "checkpoint.pt")
+    assert main(["evaluate", str(copy), "--runs", "2", "--sigmas", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another 80/20 split" in err[0] and not (copy / "results.json").exists()
+    (image.with_name("added" + image.suffix)).unlink()  # restored: the split it was trained on
+    assert main(["evaluate", str(copy), "--runs", "2", "--sigmas", "0", "--quiet"]) == 0
+
 def test_a_class_missing_from_the_test_split_is_refused(tmp_path, capsys):
     # a test/ split without a class the training split has would leave it out of the accuracy silently
     for split in ("train", "test"):

@@ -69,6 +69,7 @@ class ImageDataset:
             for a ``folder:``/``npz:`` set of deeper or float images (:mod:`neft.data.pixels`: integers scaled to
             [0, 1] by their type's range, floats as they are); labels int64 ``[N]``).
         classes: class names in label order (``folder:`` sets, ``npz:`` sets with ``classes``), else None.
+        split: a folder's own 80/20 split (:func:`neft.data.own.split_digest` of its test files), else None.
     """
 
     name: str
@@ -79,6 +80,7 @@ class ImageDataset:
     augment: bool
     splits: dict[str, Split]
     classes: tuple[str, ...] | None = None
+    split: str | None = None
 
     @property
     def in_channels(self) -> int:
@@ -225,11 +227,11 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int | flo
         ImportError: pillow (Tiny ImageNet) or scikit-learn (digits) is missing.
     """
     key = canonical_name(name)
-    classes = None
+    classes = split = None
     if userdata.is_user_dataset(key):
         train, test, info = userdata.read(key, image_size)
-        num_classes, mean, std, image_size, classes = (info[k] for k in ("num_classes", "mean", "std", "image_size",
-                                                                         "classes"))
+        num_classes, mean, std, image_size, classes, split = (
+            info[k] for k in ("num_classes", "mean", "std", "image_size", "classes", "split"))
         augment = False
     else:
         if image_size is not None:
@@ -244,7 +246,7 @@ def load(name: str, data_dir: str | Path | None = None, *, validation: int | flo
     splits["test"] = test
     if not len(test[1]):
         raise ValueError(f"the test set of {key} is empty; check its files ({key} needs a non-empty test split)")
-    return with_test_subset(ImageDataset(key, num_classes, mean, std, image_size, augment, splits, classes),
+    return with_test_subset(ImageDataset(key, num_classes, mean, std, image_size, augment, splits, classes, split),
                             test_subset, seed)
 
 
@@ -298,7 +300,8 @@ def _hold_out(key: str, train: Split, validation: int | float, seed: int) -> tup
 def check_classes(dataset: ImageDataset, recorded: dict | None, source: str) -> None:
     """Refuse ``dataset`` when its classes are not those ``source`` (a run, a weights file) was trained with: a
     class folder renamed, removed, added or an npz's ``classes`` reordered would give the labels other meanings
-    than the network learnt (docs/method.md, 'Data sets of your own').
+    than the network learnt (docs/method.md, 'Data sets of your own'); likewise a folder whose own 80/20 split
+    changed since training, which would test training images.
 
     Args:
         dataset: the data set as loaded now.
@@ -309,7 +312,8 @@ def check_classes(dataset: ImageDataset, recorded: dict | None, source: str) -> 
 
     Raises:
         SettingError: (setting ``dataset``) naming the classes missing now, those new, or, for the same names in
-            another order, the labels whose class changed; or the numbers of classes when names are not known.
+            another order, the labels whose class changed; or the numbers of classes when names are not known; or
+            a folder whose own 80/20 split differs from the recorded one (``recorded["split"]``, when recorded).
     """
     names, now = (recorded or {}).get("classes"), dataset.classes
     if names and now and list(names) != list(now):
@@ -321,6 +325,12 @@ def check_classes(dataset: ImageDataset, recorded: dict | None, source: str) -> 
     if number is not None and number != dataset.num_classes:
         raise SettingError("dataset", f"{source} was trained with {number} classes, but {dataset.name} has "
                                       f"{dataset.num_classes}; use the data set it was trained on or train a new run")
+    split = (recorded or {}).get("split")
+    if split and dataset.split and split != dataset.split:
+        raise SettingError("dataset", f"{source} was trained on another 80/20 split of {dataset.name}: its files "
+                                      "changed since training (an image added, removed or renamed redraws the "
+                                      "split), so training images would now be tested; restore the files as they "
+                                      "were, or give the folder train/ and test/ subfolders and train a new run")
 
 
 def _difference(before: list[str], now: list[str]) -> str:

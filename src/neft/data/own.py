@@ -23,6 +23,7 @@ records them in config.json. No augmentation.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
     Returns:
         ``(train, test, info)``: splits of images (uint8 ``[N, C, H, W]`` for 8-bit images, else float32:
         :mod:`neft.data.pixels`) and int64 labels ``[N]``; ``info`` = ``{"num_classes", "mean", "std",
-        "image_size", "classes"}`` (``classes``: the class names in label order; None for an npz without them).
+        "image_size", "classes", "split"}`` (``classes``: the class names in label order; None for an npz without
+        them; ``split``: :func:`split_digest` of a folder's own 80/20 split, None for train/ and test/ or an npz).
 
     Raises:
         SettingError: (setting ``dataset``) for a folder with fewer than two classes or a class folder without
@@ -104,9 +106,9 @@ def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
         raise SettingError("image_size", f"image_size must be an integer >= 1 (pixels per side), got {image_size!r}")
     kind, _, where = name.partition(":")
     if kind == "folder":
-        train, test, classes = _read_folder(Path(where), image_size or DEFAULT_FOLDER_SIZE)
+        train, test, classes, split = _read_folder(Path(where), image_size or DEFAULT_FOLDER_SIZE)
     else:
-        train, test, classes = _read_npz(Path(where), name)
+        (train, test, classes), split = _read_npz(Path(where), name), None
     num_classes = _check_labels(name, train[1], test[1], classes)
     if kind == "npz" or _has_splits(Path(where)):  # a split of one's own (the 80/20 split may miss a tiny class)
         _check_tested(name, train[1], test[1], classes)
@@ -114,7 +116,7 @@ def read(name: str, image_size: int | None) -> tuple[Split, Split, dict]:
     size = image_size if image_size is not None else (train[0].shape[-1] if train[0].shape[-1] == train[0].shape[-2]
                                                       else None)
     return train, test, {"num_classes": num_classes, "mean": mean, "std": std, "image_size": size,
-                         "classes": classes}
+                         "classes": classes, "split": split}
 
 
 def _check_labels(name: str, train: torch.Tensor, test: torch.Tensor, classes: tuple[str, ...] | None) -> int:
@@ -185,7 +187,7 @@ def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _read_folder(root: Path, size: int) -> tuple[Split, Split, tuple[str, ...]]:
+def _read_folder(root: Path, size: int) -> tuple[Split, Split, tuple[str, ...], str | None]:
     split_folders = _has_splits(root)
     classes = tuple(p.name for p in _class_folders(root / "train" if split_folders else root))
     if len(classes) < 2:
@@ -209,7 +211,16 @@ def _read_folder(root: Path, size: int) -> tuple[Split, Split, tuple[str, ...]]:
     images = _read_images([path for path, _ in everything], size)
     labels = torch.tensor([k for _, k in everything], dtype=torch.int64)
     n = len(items["train"])
-    return (images[:n], labels[:n]), (images[n:], labels[n:]), classes
+    split = None if split_folders else split_digest([path.relative_to(root) for path, _ in items["test"]])
+    return (images[:n], labels[:n]), (images[n:], labels[n:]), classes, split
+
+
+def split_digest(test_files: list[Path]) -> str:
+    """The first 16 hex digits of the SHA-256 of the test files' relative paths, sorted: what an 80/20 split of a
+    folder was, recorded in training so that an evaluation can tell when the folder's files, and so its split,
+    changed (a file added redraws the split: training images then land in the test set)."""
+    text = "\n".join(sorted(path.as_posix() for path in test_files))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _check_filled(folder: Path, label: dict[str, int], files: list[tuple[Path, int]]) -> None:

@@ -269,6 +269,6 @@ def record(config: TrainConfig, dataset: data.ImageDataset, calibration: dict | 
                     else None),
         "dataset": {"name": dataset.name, "num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
                     "image_size": dataset.image_size, "mean": list(dataset.mean), "std": list(dataset.std),
-                    "classes": list(dataset.classes) if dataset.classes else None},
+                    "classes": list(dataset.classes) if dataset.classes else None, "split": dataset.split},
         "calibration": calibration,
     }

@@ -137,3 +137,18 @@ def test_auto_reads_the_clean_network_in_fp32_where_bf16_serves_the_noisy_chips(
     clean = auto["per_sigma"][0]
     assert clean["accuracy"] == fp32["accuracy"] and clean["confidence"] == fp32["confidence"]
     assert bf16["confidence"] != fp32["confidence"]  # bf16 forwards do read the clean network differently
+
+
+def test_several_chips_per_pass_on_a_cpu_are_fp32_and_recorded_so(setup, monkeypatch):
+    """CPU autocast does not reach the matmuls under torch.func.vmap: chips evaluated together compute in fp32,
+    whatever the setting; the results must say fp32 (they said bf16), and an explicit bf16 warns."""
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    model, x, y = setup
+    options = {"runs": 4, "progress": False, "device_model": "RRAM1", "chips_per_pass": 2}
+    auto = montecarlo.evaluate(model, x, y, [0.2], **options)
+    assert (auto["precision"], auto["precision_check"]) == ("fp32", None)
+    with pytest.warns(RuntimeWarning, match="CPU autocast does not reach the 2 chips"):
+        asked = montecarlo.evaluate(model, x, y, [0.2], precision="bf16", **options)
+    fp32 = montecarlo.evaluate(model, x, y, [0.2], precision="fp32", **options)
+    assert asked["precision"] == "fp32"
+    assert asked["per_sigma"][0]["accuracy"] == fp32["per_sigma"][0]["accuracy"] == auto["per_sigma"][0]["accuracy"]

@@ -244,7 +244,8 @@ def _evaluate_sigmas(crossbar, circuit, images, labels, config: EvalConfig, prog
                 return _evaluate_sigma(crossbar, circuit, forward, images, labels, num_classes, noisy[0],
                                        check_config, batch_size, quiet, verified, fixes)["accuracy"]["per_run"]
 
-        precision, check = choose_precision(config.precision, device, noisy[0] if noisy else None, measure)
+        precision, check = choose_precision(config.precision, device, noisy[0] if noisy else None, measure,
+                                            forward.chips_per_pass)
         with torch.no_grad():
             for sigma in sigmas:
                 bar.set_postfix(sigma=sigma)

@@ -97,20 +97,32 @@ def check_bf16(fp32: Sequence[float], bf16: Sequence[float], sigma: float,
 
 
 def choose_precision(precision: str, device: torch.device, sigma: float | None,
-                     measure: Callable[[torch.dtype | None], list[float]]) -> tuple[str, dict | None]:
+                     measure: Callable[[torch.dtype | None], list[float]],
+                     chips_per_pass: int = 1) -> tuple[str, dict | None]:
     """The precision an evaluation runs in, and the check's record.
 
     Args:
-        precision: the setting: ``"auto"``, or ``"fp32"``/``"bf16"``/``"fp16"`` (returned as they are).
+        precision: the setting: ``"auto"``, or ``"fp32"``/``"bf16"``/``"fp16"`` (returned as they are, but on a
+            CPU with several chips per pass).
         device: the evaluation device.
         sigma: the first sigma with noise (the check runs there); None when every chip is the clean network.
         measure: ``measure(dtype)`` -> accuracies (percent) of the first :data:`CHECK_CHIPS` chips at ``sigma``
             under autocast to ``dtype`` (None: fp32), from the evaluation's own seeds.
+        chips_per_pass: chips evaluated together (``torch.func.vmap`` when > 1). CPU autocast does not reach the
+            matmuls of vmap's batching rules (they run in fp32; functorch's vmap-autocast tests skip the CPU), so
+            on a CPU several chips per pass are fp32, recorded as such: ``"auto"`` without a check, a lower
+            precision asked for with one ``RuntimeWarning``.
 
     Returns:
         ``(precision used, check)``: ``check`` is :func:`check_bf16`'s dict when the check ran, else None.
         A failed check warns once (``RuntimeWarning``) with its reason.
     """
+    if chips_per_pass > 1 and device.type == "cpu" and precision != "fp32":
+        if precision != "auto":
+            warnings.warn(f"precision {precision}: CPU autocast does not reach the {chips_per_pass} chips evaluated "
+                          "together under torch.func.vmap, which compute in fp32; recorded as fp32 (chips_per_pass "
+                          f"1 evaluates in {precision})", RuntimeWarning, stacklevel=3)
+        return "fp32", None
     if precision != "auto" or sigma is None or not native_bf16(device):
         return ("fp32" if precision == "auto" else precision), None
     check = check_bf16(measure(None), measure(torch.bfloat16), sigma, tolerance=RUN_TOLERANCE)

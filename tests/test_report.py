@@ -255,7 +255,8 @@ def test_results_from_python_share_a_report_with_labels_and_device_models(tmp_pa
     assert "- network (RRAM4): evaluated under device model RRAM4" in text
     named = report.write_report([rram1, rram4], tmp_path, name="named", labels=["chip A", "chip B"])
     assert "| chip A |" in named["markdown"].read_text()
-    with pytest.raises(ValueError, match="2 result"):
+    with pytest.raises(ValueError, match=r"2 result\(s\) \(1: network; 2: network\); give one label per result, in "
+                                         "this order"):  # which result takes which label
         report.write_report([rram1, rram4], tmp_path, labels=["only one"])
     with pytest.raises(ValueError, match="same point.*label"):
         report.write_report([rram1, rram1], tmp_path / "clash")

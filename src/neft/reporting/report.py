@@ -15,7 +15,7 @@ from neft.common.errors import check_name
 from neft.data.normalisation import describe as describe_normalisation
 from neft.reporting import chip_plots as chip_report
 from neft.reporting.cost_plots import cost_points, plot_cost
-from neft.reporting.labels import _base_label, _device_name, _labels, _trained_on
+from neft.reporting.labels import _base_label, _device_name, _labels, _trained_on, result_label
 from neft.reporting.plots import plot, plot_write_verify, write_verify_curves
 from neft.reporting.results import RUN_FILES, check_result, load_results, training_sigma
 from neft.reporting.tables import comparison_rows, markdown_table, write_csv
@@ -120,8 +120,10 @@ def _gather(paths_or_results: Sequence[str | Path | dict] | str | Path, labels: 
         raise ValueError("no results to report")
     if labels is not None:
         if len(labels) != len(results):
-            raise ValueError(f"got {len(labels)} label(s) for {len(results)} result(s); give one label per result "
-                             "(a run directory with several results files counts once per distinct evaluation)")
+            named = "; ".join(f"{index + 1}: {result_label(result)}" for index, result in enumerate(results))
+            raise ValueError(f"got {len(labels)} label(s) for {len(results)} result(s) ({named}); give one label "
+                             "per result, in this order (a run directory with several results files counts once "
+                             "per distinct evaluation)")
         results = [{**result, "label": check_name("labels", label, "a result's name in tables and plots")}
                    for result, label in zip(results, labels)]
     return results

@@ -50,6 +50,21 @@ def test_output_noise_has_the_set_variance_per_output_on_1e5_reads():
     assert abs(float(torch.corrcoef(residual.T)[0, 1])) < 0.04  # independent draws per output (4 SE)
 
 
+
+def test_under_bf16_autocast_the_normalised_outputs_and_the_adc_are_fp32():
+    """A bf16 product divided by the fp32 per-vector scale is fp32 (type promotion); the read must not be divided
+    in place into the bf16 tensor (output noise and ADC in bf16): the outputs equal those of fp32 partial sums
+    rounded to bf16, read in fp32."""
+    torch.manual_seed(0)
+    model = _linear(torch.randn(6, 16) * 0.3)
+    x = torch.randn(64, 16)
+    settings = {"input_management": "abs_max", "dac_bits": 7, "adc_bits": 9, "out_bound": 12.0,
+                "converter_codes": "sign_magnitude", "weight_scaling": "off"}
+    _, circuit = _circuit(model, x[:8], **settings)
+    with torch.no_grad(), circuit.applied(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.float32
+
 def test_output_noise_per_read_is_keyed_by_chip_and_image_not_by_batch():
     torch.manual_seed(0)
     model = _linear(torch.randn(4, 8))
@@ -300,6 +315,13 @@ def test_a_setting_given_at_its_default_value_wins_over_the_chip_preset():
     assert circuit_settings(args, given=True) == {"out_noise": 0.0, "adc_bits": 8}
     checked = EvalConfig(device_model="aihwkit-inference", **circuit_settings(args, given=True)).check()
     assert (checked.out_noise, checked.adc_bits, checked.dac_bits) == (0.0, 8, 7)
+    import copy
+
+    for other in (copy.copy(checked), copy.deepcopy(checked), replace_given(checked, runs=3)):  # copies keep it
+        assert other.check().out_noise == 0.0 and other.adc_bits == 8
+    later = EvalConfig(device_model="aihwkit-inference")
+    later.adc_bits = 6  # set after construction, to another value than the default: kept
+    assert (later.check().adc_bits, later.dac_bits) == (6, 7)
 
 def test_a_chip_preset_given_chip_flags_in_training_keeps_its_periphery():
     """`neft train --device-model aihwkit-inference --drift-time T` records the preset's device model as a dict

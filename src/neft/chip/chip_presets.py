@@ -30,6 +30,7 @@ seed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import weakref
@@ -71,10 +72,10 @@ def chip_preset(name) -> tuple[str, dict] | None:
 
 def remember_given(cls):
     """Class decorator, written over ``@dataclass``: an instance remembers the fields its constructor was given (by
-    name or position), so that :func:`apply_chip_preset` fills only the circuit settings the caller left out, and a
-    setting given at its default value (``out_noise=0.0`` under ``aihwkit-inference``) wins over the preset's. A
-    call that passes every field (a copy: ``dataclasses.replace``, ``cls(**config.__dict__)``) records nothing:
-    its config falls back to the rule of unknown provenance (a preset fills the fields at their defaults)."""
+    name or position), so that :func:`apply_chip_preset` leaves a setting given at the plain circuit's default
+    (``out_noise=0.0`` under ``aihwkit-inference``) as it is; ``copy.copy`` and ``copy.deepcopy`` carry the
+    record. A call that passes every field (``dataclasses.replace``, ``cls(**config.__dict__)``: a copy) records
+    nothing (:func:`replace_given` keeps the record of a copy)."""
     init = cls.__init__
     names = [field.name for field in dataclasses.fields(cls) if field.init]
 
@@ -85,8 +86,26 @@ def remember_given(cls):
             remember(self, given)
         init(self, *args, **kwargs)
 
-    cls.__init__ = __init__
+    def __copy__(self):
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        _carry(self, new)
+        return new
+
+    def __deepcopy__(self, memo):
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update({key: copy.deepcopy(value, memo) for key, value in self.__dict__.items()})
+        _carry(self, new)
+        return new
+
+    cls.__init__, cls.__copy__, cls.__deepcopy__ = __init__, __copy__, __deepcopy__
     return cls
+
+
+def _carry(config, new) -> None:
+    if id(config) in _GIVEN:
+        remember(new, _GIVEN[id(config)])
 
 
 def remember(config, given) -> None:
@@ -108,14 +127,17 @@ def replace_given(config, **changes):
 
 def apply_chip_preset(config) -> None:
     """Give an ``EvalConfig`` / ``TrainConfig`` whose ``device_model`` names a chip preset that preset's circuit
-    settings, each where the caller did not give the field (:func:`remember_given`; a field given explicitly wins,
-    at any value; a config of unknown provenance: each field at its default), so that the recorded settings say
-    what the chip was. ``device_model`` keeps the preset's name;
-    :func:`neft.chip.devices.get` reads it as the preset's device model."""
+    settings, each where the field is still at the plain circuit's default and the caller did not give it
+    (:func:`remember_given`: a setting given explicitly wins, at any value; one set after construction, at any
+    other value), so that the recorded settings say what the chip was. Once applied, every field counts as given
+    (the config is resolved: checking it again, or a copy of it, changes nothing). ``device_model`` keeps the
+    preset's name; :func:`neft.chip.devices.get` reads it as the preset's device model."""
     preset = chip_preset(getattr(config, "device_model", None))
     if preset is None:
         return
-    given, default = _GIVEN.get(id(config)), CircuitFields()
+    given, default = _GIVEN.get(id(config), frozenset()), CircuitFields()
     for name, value in preset[1].items():
-        if name not in given if given is not None else getattr(config, name) == getattr(default, name):
+        if name not in given and getattr(config, name) == getattr(default, name):
             setattr(config, name, value)
+    if dataclasses.is_dataclass(config):
+        remember(config, [field.name for field in dataclasses.fields(config)])

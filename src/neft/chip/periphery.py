@@ -118,7 +118,9 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
         if not bounded:  # no converter reads the normalised outputs: the noise in output units, in place
             return partial if draw is None else _noisy(partial, draw, norm, settings.out_noise, batched)
         norm = norm.clamp_min(_TINY) if torch.is_tensor(norm) else max(norm, _TINY)
-        owned = not (calibrating or batched or _tracked(partial))  # partial is this read's own: overwritten
+        # partial is this read's own, overwritten, unless it is needed, tracked or of a lower precision than the
+        # normalised outputs (bf16 autocast: the division promotes it to fp32)
+        owned = not (calibrating or batched or _tracked(partial)) and partial.dtype == torch.result_type(partial, norm)
         y = partial.div_(norm) if owned else partial / norm
         if draw is not None:
             y = _noisy(y, draw, None, settings.out_noise, batched)

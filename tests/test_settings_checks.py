@@ -402,3 +402,20 @@ def test_a_levels_table_is_bounded_like_sigma_in_python():
     assert error.value.setting == "levels" and "0.3 x 4 = 1.2, above 1" in str(error.value)
     with pytest.raises(SettingError, match="name must be a non-empty line of text"):
         DeviceModel(name="lab\n2")
+
+
+def test_flags_are_taken_whole_not_abbreviated(capsys):
+    """`--out-n 0` is not `--out-noise 0`: which flags were written decides what a chip preset leaves alone, and an
+    abbreviation would be read as written by the main parser but not found among the written flags."""
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "RUN", "--device-model", "aihwkit-inference", "--out-n", "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "unrecognized arguments: --out-n 0" in err
+
+
+def test_parsed_flags_without_a_command_line_count_as_written_where_not_at_their_defaults():
+    from neft.cli import build_parser
+    from neft.cli.chip_arguments import circuit_settings
+
+    args = build_parser().parse_args(["evaluate", "RUN", "--out-noise", "0.1", "--adc-bits", "6"])  # no main()
+    assert circuit_settings(args, given=True) == {"out_noise": 0.1, "adc_bits": 6}

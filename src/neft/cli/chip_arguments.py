@@ -108,7 +108,12 @@ def circuit_settings(args, given: bool = False) -> dict:
 
 def given_flags(args, add_arguments) -> set[str]:
     """The destinations of the flags among ``add_arguments(parser)``'s that are written on the command line
-    (``args.argv`` after ``args.command``), at any value, the default included."""
+    (``args.argv`` after ``args.command``), at any value, the default included; without a command line in
+    ``args`` (parsed outside :func:`neft.cli.main`), those whose value differs from the default."""
+    if not hasattr(args, "argv") or not hasattr(args, "command"):
+        defaults = argparse.ArgumentParser(add_help=False)
+        add_arguments(defaults)
+        return {dest for dest, value in vars(defaults.parse_args([])).items() if getattr(args, dest, value) != value}
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --out is no abbreviation of --out-noise
     parser._negative_number_matcher = NEGATIVE_VALUE  # read as the command line was
     add_arguments(parser)

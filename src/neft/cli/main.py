@@ -36,11 +36,13 @@ COMMANDS = (add_devices_command, add_layers_command, add_train_command, add_eval
 
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors (an unknown flag, a value of the wrong type) are one line, as every other
-    bad input is, pointing at ``--help`` instead of printing the usage, and which reads a negative number in
-    scientific notation (``--wire-resistance -1e-4``) as a value, not as a flag, so that its range check answers."""
+    bad input is, pointing at ``--help`` instead of printing the usage; which reads a negative number in
+    scientific notation (``--wire-resistance -1e-4``) as a value, not as a flag, so that its range check answers;
+    and which takes flags whole, not abbreviated (``--out-n`` for ``--out-noise`` is refused: which flags were
+    written decides what a chip preset leaves alone, :func:`neft.cli.chip_arguments.given_flags`)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
         self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str):

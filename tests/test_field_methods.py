@@ -189,6 +189,25 @@ def test_rcg_search_trains_and_scores_real_networks(tmp_path):
         assert config["rcg_scale"] == point["scale"] and config["censor_k"] == 1.0
 
 
+
+def test_rcg_search_scores_on_the_circuit_it_trains_through(tmp_path, monkeypatch):
+    """A search through a circuit (tiles, DAC, ADC) scores its networks on that circuit, its ranges calibrated;
+    the validation chips were read without it (and without calibration images an ADC cannot even run)."""
+    seen = []
+    evaluate = rcgsearch.montecarlo.evaluate
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(rcgsearch.montecarlo, "evaluate", recording)
+    base = TrainConfig(model="lenet5", dataset="mnist-5k", init="torch", method="rcg", sigma=0.3, epochs=1,
+                       train_subset=200, test_subset=50, val_runs=2, tile_rows=64, dac_bits=8, adc_bits=6)
+    rcgsearch._score_run(base, tmp_path / "run", "p5", 2, False)  # one network of a search: trained, scored
+    scoring = [kwargs for kwargs in seen if kwargs.get("runs") == 2 and "calibration_images" in kwargs][-1]
+    assert (scoring["tile_rows"], scoring["dac_bits"], scoring["adc_bits"]) == (64, 8, 6)
+    assert scoring["calibration_images"] is not None and scoring["calibration_images"].shape[0] > 0
+
 def test_rcg_search_keys_its_networks_by_its_settings(tmp_path, monkeypatch):
     """A search rerun with other settings in the same folder trains and scores its own networks; one with the same
     settings (another device, another spelling of the defaults) reuses them."""

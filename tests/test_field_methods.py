@@ -203,8 +203,10 @@ def test_rcg_search_scores_on_the_circuit_it_trains_through(tmp_path, monkeypatc
     monkeypatch.setattr(rcgsearch.montecarlo, "evaluate", recording)
     base = TrainConfig(model="lenet5", dataset="mnist-5k", init="torch", method="rcg", sigma=0.3, epochs=1,
                        train_subset=200, test_subset=50, val_runs=2, tile_rows=64, dac_bits=8, adc_bits=6)
-    rcgsearch._score_run(base, tmp_path / "run", "p5", 2, False)  # one network of a search: trained, scored
-    scoring = [kwargs for kwargs in seen if kwargs.get("runs") == 2 and "calibration_images" in kwargs][-1]
+    rcgsearch._score_run(base, tmp_path / "run", "p5", 3, False)  # one network of a search: trained, scored
+    scoring = [kwargs for kwargs in seen if kwargs.get("runs") == 3]  # 3 validation chips (training selects on 2)
+    assert len(scoring) == 1
+    scoring = scoring[0]
     assert (scoring["tile_rows"], scoring["dac_bits"], scoring["adc_bits"]) == (64, 8, 6)
     assert scoring["calibration_images"] is not None and scoring["calibration_images"].shape[0] > 0
 

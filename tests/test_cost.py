@@ -235,6 +235,16 @@ def test_neft_cost_writes_the_table_and_refuses_a_bad_key(tmp_path, capsys):
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_neft_cost_of_a_model_on_a_chip_preset_costs_the_presets_circuit(tmp_path):
+    """--device-model aihwkit-inference costs aihwkit's 512-row tiles, 7-bit DACs and 9-bit ADCs (it costed bare
+    devices without converters); a flag written on top wins."""
+    base = ["cost", "--model", "lenet5", "--in-channels", "1", "--device-model", "aihwkit-inference"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    assert main(base + ["--adc-bits", "6", "--out", str(tmp_path / "b")]) == 0
+    chips = [json.loads((tmp_path / name / "lenet5_cost.json").read_text())["chip"]["circuit"] for name in "ab"]
+    assert [(c["tile_rows"], c["dac_bits"], c["adc_bits"]) for c in chips] == [(512, 7, 9), (512, 7, 6)]
+
+
 def test_a_results_file_chip_is_read_back():
     chip = ChipSettings.of(SimpleNamespace(tile_rows=64, dac_bits=None, adc_bits=5, adc_range=100.0,
                                            adc_mode="sliced", device_model="RRAM1"))
@@ -301,3 +311,5 @@ def test_level_sum_adds_the_base_2k_digits_of_each_level_by_hand_and_at_24_bits(
     top = 2 ** 24 - 1
     expected = top + round(0.5 * top) + round(0.25 * top)
     assert level_sum(weight, devices.get("PCM-aihwkit")) == expected
+    with pytest.raises(ValueError, match="NaN or infinite"):  # it hung: inf / inf is NaN, its level INT64_MIN
+        level_sum(torch.tensor([1.0, float("inf")]), model)

@@ -107,8 +107,7 @@ def check_device_model(model: DeviceModel) -> None:
         SettingError: (a ``ValueError`` naming the field) for a name that is not a line of printable text
             (:func:`~neft.common.errors.check_name`), bits that are not integers in [1, ``MAX_BITS``
             = 64], a ``state_factor`` below 1, band edges or levels that are not finite numbers (booleans
-            included), levels given with a ``state_factor`` or ``band`` (which they replace), or a read sigma
-            that is not a finite number in [0, 1]; naming the chip setting for a
+            included), or a read sigma that is not a finite number in [0, 1]; naming the chip setting for a
             stuck rate outside [0, 1] or rates summing above 1, a negative or NaN drift exponent or std, a time
             <= 0, a non-bool ``quantize``/``drift_compensation``, stuck devices, drift or compensation without
             ``quantize``, or a ``drift_time`` or compensation without drift.
@@ -143,10 +142,6 @@ def _check_variation(model: DeviceModel) -> None:
         levels = tuple(check_number("levels", v, valid, lambda v: v > 0) for v in model.levels)
         if not levels:
             raise SettingError("levels", f"levels must be {valid}, got {model.levels!r}")
-        if model.state_factor != 1.0 or model.band != (0.25, 0.75):  # one of the two models of the variation
-            raise SettingError("levels", f"device model {model.name!r}: a measured levels table replaces state_factor "
-                                         "and band, which it would leave unused; give the table, or state_factor "
-                                         "and band, not both")
         object.__setattr__(model, "levels", levels)
 
 

@@ -66,8 +66,8 @@ def from_file(path: str | Path) -> DeviceModel:
         ValueError: for an unsupported extension or a parse error (naming the file); SettingError (a
             ``ValueError``) naming the file for a file that is not UTF-8 text or (JSON) gives a key twice, and the
             key for unknown keys (setting ``device_model``), keys both at top level and in
-            ``[device]``, or invalid values (the setting of the bad key; ``device_model`` for a bad ``name``, which
-            no other setting gives).
+            ``[device]``, ``levels`` given with ``state_factor`` or ``band`` (which it replaces), or invalid values
+            (the setting of the bad key; ``device_model`` for a bad ``name``, which no other setting gives).
     """
     path = Path(path)
     if not path.is_file():
@@ -94,6 +94,11 @@ def from_file(path: str | Path) -> DeviceModel:
     if not isinstance(data, dict):
         raise SettingError("device_model", f"device model file {str(path)!r} holds {type(data).__name__} "
                                            f"{data!r:.40}, not a table of device model keys (e.g. weight_bits = 8)")
+    unused = data.get("state_factor", 1.0) != 1.0 or list(data.get("band", [0.25, 0.75])) != [0.25, 0.75]
+    if "levels" in data and unused:  # one of the two models of the variation: a table, or a factor and a band
+        raise SettingError("levels", f"device model file {str(path)!r}: a measured levels table replaces "
+                                     "state_factor and band, which it would leave unused; give the table, or "
+                                     "state_factor and band, not both")
     try:
         model = from_dict(data, default_name=path.stem)
     except ValueError as error:  # the file named in the message; a SettingError keeps the key it names, but the

@@ -156,6 +156,7 @@ def _cost_model(args, tech) -> None:
     import torch
 
     from neft import models
+    from neft.chip.chip_presets import chip_preset
     from neft.chip.settings import ChipSettings
     from neft.common.errors import check_count, check_number
     from neft.cost import chip_cost
@@ -166,7 +167,9 @@ def _cost_model(args, tech) -> None:
     _check_free(out, [args.model.replace(":", "_").replace("/", "_")], args.overwrite)
     torch.manual_seed(0)
     model = models.create(args.model, args.classes, args.in_channels, args.width, "torch")
-    chip = ChipSettings.of(SimpleNamespace(device_model=args.device_model, **circuit_settings(args)))
+    preset = chip_preset(args.device_model)  # a chip preset's circuit, the flags written on top of it
+    circuit = {**circuit_settings(args), **(preset[1] if preset else {}), **circuit_settings(args, given=True)}
+    chip = ChipSettings.of(SimpleNamespace(device_model=args.device_model, **circuit))
     mapped = sum(p.numel() for p in _mapped(model))
     deployment = {"mapped_weights": mapped,
                   "write_verify": {"weights_verified": round(args.write_verify * mapped)},

@@ -77,7 +77,10 @@ def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
     """The sum over a weight's devices of their programmed levels: the weight quantized to ``weight_bits`` levels
     of its max|W| and split into ``weight_bits / device_bits`` digits on a differential pair
     (:mod:`neft.chip.mapping`; a positive weight's digits on ``G+``, its ``G-`` devices at level 0, a negative weight
-    the other way round), so the sum is that of the digits of ``|q|``. 0 for an empty or all-zero weight."""
+    the other way round), so the sum is that of the digits of ``|q|``. 0 for an empty or all-zero weight.
+
+    Raises:
+        ValueError: a weight holding NaN or infinite values."""
     if weight.numel() == 0:
         return 0.0
     bits, k = device_model.weight_bits, device_model.device_bits
@@ -85,6 +88,9 @@ def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
     with torch.no_grad():
         w = weight.detach().float().abs()
         w_max = w.amax()
+        if not torch.isfinite(w_max):
+            raise ValueError(f"a weight of shape {list(weight.shape)} holds NaN or infinite values: no chip can be "
+                             "programmed with it; check the network's weights")
         if not w_max > 0:
             return 0.0
         # the level of |w| is round(|w| / max|W| * L), as neft.chip.mapping.quantize; its base-2**k digits summed

@@ -363,3 +363,22 @@ def test_every_objective_trains_through_the_whole_periphery_with_output_noise_dr
     assert torch.isfinite(first) and float(first) != float(second)  # fresh output noise at every forward
     first_layer = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert float(first_layer.weight.grad.abs().sum()) > 0  # straight-through gradients reach the weights
+
+
+def test_a_run_trained_on_a_chip_preset_is_evaluated_on_the_whole_preset_by_default(run_dir, tmp_path):
+    """Without a device model given, a run is read on the one it trained on; for a chip preset that is the devices
+    and the periphery (the results were named aihwkit-inference while the circuit was left ideal)."""
+    import shutil
+
+    from neft.chip import devices
+    from neft.runs.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    saved["device_model"] = devices.get("aihwkit-inference").to_dict()
+    torch.save(saved, run / "checkpoint.pt")
+    result = evaluate_run(run, sigmas=[0.0], runs=2, test_subset=20, progress=False)
+    evaluation = result["evaluation"]
+    assert (evaluation["tile_rows"], evaluation["dac_bits"], evaluation["adc_bits"], evaluation["out_noise"]) == (
+        512, 7, 9, 0.06)

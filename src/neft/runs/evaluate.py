@@ -17,7 +17,7 @@ import torch
 
 from neft import data, reporting
 from neft.chip import devices
-from neft.chip.chip_presets import replace_given
+from neft.chip.chip_presets import chip_preset, replace_given
 from neft.chip.circuit import calibration_sample
 from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
 from neft.chip.circuit_settings import CircuitSettings
@@ -301,14 +301,15 @@ def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> Non
 def _resolved(config: EvalConfig, train_sigma: float, train_device_model) -> EvalConfig:
     """``config`` as :func:`evaluate_run` runs it for a network trained at ``train_sigma`` on ``train_device_model``
     (a name, file or dict): ``sigmas`` None becomes 0 and the training sigma, ``device_model`` None the trained
-    one; checked.
+    one (a chip preset's with the preset's circuit); checked.
 
     Raises:
         SettingError: an invalid setting.
     """
     sigmas = config.sigmas if config.sigmas is not None else [0.0, train_sigma]
-    return replace_given(config, sigmas=sigmas,
-                         device_model=devices.get(config.device_model or train_device_model)).check()
+    model = config.device_model or train_device_model  # a chip preset by name: its circuit comes with it
+    model = model if chip_preset(model) else devices.get(model)
+    return replace_given(config, sigmas=sigmas, device_model=model).check()
 
 
 def check_network_settings(model: torch.nn.Module, config: EvalConfig, dataset: data.ImageDataset,

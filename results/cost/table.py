@@ -194,7 +194,7 @@ def plots(circuit_table: dict, fix_table: dict, net: Network) -> None:
 
 def main() -> None:
     shutil.rmtree(HERE / "runs", ignore_errors=True)
-    text = ["# What a chip costs on the realistic chip, 20 chips per point, 3 seeds", "",
+    text = ["# What a chip costs on the realistic chip, 20 chips per point, up to 3 seeds (each row says how many)", "",
             "LeNet-5 on mnist-5k (init torch, 30 epochs; vanilla, and noise-injection, OVF, IRS, rcg trained at "
             "sigma 0.35 on RRAM1) evaluated at sigma 0.2; VGG8 width 0.25 on Fashion-MNIST (2,000 training images, "
             "init torch, 30 epochs; vanilla, and noise-injection and OVF trained at sigma 0.3 on RRAM1) evaluated "

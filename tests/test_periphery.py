@@ -382,3 +382,16 @@ def test_a_run_trained_on_a_chip_preset_is_evaluated_on_the_whole_preset_by_defa
     evaluation = result["evaluation"]
     assert (evaluation["tile_rows"], evaluation["dac_bits"], evaluation["adc_bits"], evaluation["out_noise"]) == (
         512, 7, 9, 0.06)
+
+
+def test_aihwkit_inference_calibrates_nothing_and_needs_no_calibration_images(lenet):
+    """Per-vector input scaling and a fixed output bound leave no converter range to calibrate: aihwkit-inference
+    runs without calibration images, with the same chips as with them (no calibration forward, no record)."""
+    model, images, labels, calibration = lenet
+    assert not CircuitSettings(dac_bits=7, adc_bits=9, input_management="abs_max", out_bound=12.0).calibrated
+    assert CircuitSettings(dac_bits=7).calibrated and CircuitSettings(adc_bits=9).calibrated  # a range to calibrate
+    options = {"runs": 3, "progress": False, "precision": "fp32", "device_model": "aihwkit-inference"}
+    without = montecarlo.evaluate(model, images, labels, [0.0], **options)["per_sigma"][0]
+    with_images = montecarlo.evaluate(model, images, labels, [0.0], calibration_images=calibration,
+                                      **options)["per_sigma"][0]
+    assert without["accuracy"]["per_run"] == with_images["accuracy"]["per_run"]

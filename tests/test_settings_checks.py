@@ -222,7 +222,7 @@ FUZZ = [
     (EVALUATE + ["--name", "config", "--overwrite"], "would replace the run's own config.json/.csv"),
     (EVALUATE + ["--name", "train_log", "--overwrite"], "would replace the run's own train_log.json/.csv"),
     (EVALUATE + ["--drift-times", "1,3600"], "argument --drift-times: drift_time 1 s has no effect"),  # RRAM1
-    (EVALUATE + ["--adc-range", "99"], "argument --adc-range: adc_range 99 sets the converters' full scale"),
+    (EVALUATE + ["--adc-range", "99"], "argument --adc-range: adc_range 99 sets the full scale a converter calibrates"),
     (EVALUATE + ["--device-model", "DEVICE:quantize = true\ndrift_time = 3600"],
      "chip.toml': drift_time 3600 s has no effect"),  # the file, not --drift-times, set it
     (EVALUATE + ["--read-sigma", "-1"], "--read-sigma"),

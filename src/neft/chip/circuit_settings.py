@@ -141,8 +141,9 @@ class CircuitSettings(CircuitFields):
             raise SettingError("adc_mode", "adc_mode 'sliced' sets how the ADC reads the bit slices, so it needs "
                                            "adc_bits (e.g. --adc-bits 6): set adc_bits, or leave adc_mode 'analog'")
         if self.adc_range != 100 and not self.calibrated:
-            raise SettingError("adc_range", f"adc_range {self.adc_range:g} sets the converters' full scale, so it "
-                                            "needs dac_bits or adc_bits: set one, or leave adc_range at 100")
+            raise SettingError("adc_range", f"adc_range {self.adc_range:g} sets the full scale a converter "
+                                            "calibrates, so it needs dac_bits (without per-vector input scaling) or "
+                                            "adc_bits (without out_bound): set one, or leave adc_range at 100")
         self.read_sigma = check_sigma(self.read_sigma, "read_sigma")
         if not isinstance(self.read_1f, bool):
             raise SettingError("read_noise_1f_per_read", f"read_noise_1f_per_read must be true or false, got "
@@ -157,14 +158,22 @@ class CircuitSettings(CircuitFields):
         return any(getattr(self, name) > 0 for name in ADC_ERRORS)
 
     @property
-    def calibrated(self) -> bool:
-        """Whether a converter needs a range calibration (DAC or ADC on)."""
+    def converters(self) -> bool:
+        """Whether a converter is on (DAC or ADC)."""
         return self.dac_bits is not None or self.adc_bits is not None
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a converter's full scale is calibrated on clean inputs: a DAC of one range per layer (not scaled
+        per input vector, ``input_management="abs_max"``), an ADC without a fixed ``out_bound``. aihwkit's periphery
+        (per-vector inputs, output bound 12) calibrates nothing and needs no calibration images."""
+        return ((self.dac_bits is not None and self.input_management != "abs_max")
+                or (self.adc_bits is not None and self.out_bound is None))
 
     @property
     def active(self) -> bool:
         """Whether any circuit effect changes a result (tiles alone only reorder float sums: not active)."""
-        return self.calibrated or self.reads or self.managed or self.wire_resistance > 0
+        return self.converters or self.reads or self.managed or self.wire_resistance > 0
 
     @property
     def managed(self) -> bool:

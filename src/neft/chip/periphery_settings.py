@@ -78,7 +78,7 @@ def check_periphery(settings) -> None:
     if settings.bound_management != "none" and settings.adc_bits is None and settings.out_bound is None:
         raise SettingError("bound_management", "bound_management re-reads outputs that saturate the ADC, so it "
                                                "needs adc_bits (calibrated range) or out_bound: set one")
-    if settings.converter_codes != "twos_complement" and not settings.calibrated:
+    if settings.converter_codes != "twos_complement" and not settings.converters:
         raise SettingError("converter_codes", "converter_codes sets the DAC/ADC codes, so it needs dac_bits or "
                                               "adc_bits")
     if periphery_names(settings) and settings.adc_mode == "sliced":

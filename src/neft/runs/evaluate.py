@@ -20,7 +20,7 @@ from neft.chip import devices
 from neft.chip.chip_presets import chip_preset, replace_given
 from neft.chip.circuit import calibration_sample
 from neft.chip.circuit_settings import FIELDS as CIRCUIT_FIELDS
-from neft.chip.circuit_settings import CircuitSettings
+from neft.chip.circuit_settings import CircuitSettings, settings_of
 from neft.chip.crossbar import make_generator
 from neft.common import distributed
 from neft.common.compute import resolve_device
@@ -342,7 +342,7 @@ def _training_images(dataset: data.ImageDataset, chosen: EvalConfig,
             "train", SENSITIVITY_IMAGES, shuffle=True, device=compute,
             generator=make_generator(verify_seed(chosen.seed))))
     calibration_images = calibration = None
-    if chosen.dac_bits is not None or chosen.adc_bits is not None:  # converter ranges from clean training images
+    if settings_of(chosen).calibrated:  # converter ranges from clean training images
         calibration_images, calibration = calibration_sample(dataset, chosen.seed, compute)
     fix_images = fix_labels = None
     if chosen.recalibrate_bn or chosen.chip_tune:  # the per-chip fixes' training images (neft.deployment.fixes)

@@ -49,7 +49,8 @@ def test_sigma_zero_beta_zero_equals_plain_objective(method, n):
     torch.manual_seed(0)
     model = models.create("vgg8", 10, 1, width=0.125)
     x, y = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
-    objective = objectives.create(method, model, x, 10, sigma=0.0, beta=0.0, sigma_block=0.0)
+    objective = objectives.create(method, model, x, 10, sigma=0.0, beta=0.0,
+                                  **({"sigma_block": 0.0} if method == "irs" else {}))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     loss, _ = objective.loss(model, x, y)
     grads = _grads(model, loss)
@@ -178,6 +179,11 @@ def test_default_betas_from_spec_table():
     assert objectives.default_beta("noise-injection", "vgg8", "mnist") == 0.0
     with pytest.raises(ValueError, match="unknown method"):
         objectives.default_beta("dropout", "vgg8", "mnist")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    for name, value in (("sigma_block", 0.3), ("taps", ["1"])):  # the objective itself: not silently ignored
+        with pytest.raises(SettingError, match=f"{name} sets IRS's feedback heads") as error:
+            objectives.create("noise-injection", model, torch.zeros(1, 4), 2, sigma=0.1, **{name: value})
+        assert error.value.setting == name
     with pytest.raises(TypeError, match="takes the model's name"):  # the network itself: a message, not .lower()
         objectives.default_beta("ovf", nn.Linear(2, 2), "mnist")
     assert objectives.default_beta("ovf", "my-net", "mnist") == 1e-3  # your own network: the fallback
@@ -459,6 +465,7 @@ def test_distill_teacher_of_another_data_set_is_a_clear_error(tmp_path):
     ("noise-injection", "censor_k", 2.0), ("ovf", "lipschitz_lambda", 0.5), ("rcg", "distill_alpha", 0.5),
     ("lipschitz", "distill_temperature", 2.0), ("vanilla", "teacher", "runs/teacher"), ("rcg", "temperature", 4.0),
     ("rcg", "censor_k", -1.0), ("lipschitz", "lipschitz_lambda", float("nan")), ("distill", "distill_alpha", 1.5),
+    ("ovf", "sigma_block", 0.3), ("noise-injection", "taps", ["1"]),  # IRS's feedback heads only
 ])
 def test_settings_are_refused_where_they_do_not_apply_or_are_invalid(method, setting, value):
     from neft.training import TrainConfig

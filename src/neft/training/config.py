@@ -126,6 +126,9 @@ class TrainConfig(CircuitFields):
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
             self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
+            if self.method != "irs":
+                raise SettingError("sigma_block", f"sigma_block is the noise of IRS's feedback blocks: it applies to "
+                                                  f"method 'irs', not {self.method!r}; leave it out")
         apply_chip_preset(self)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
         self.chip()  # the device model and the crossbar circuit, checked together
         if self.beta is None:

@@ -26,6 +26,7 @@ from torch import nn
 
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
+from neft.common.errors import SettingError
 from neft.training.objectives.base import Objective
 from neft.training.objectives.distillation import Distill, distillation_loss, load_teacher
 from neft.training.objectives.feedback import IRS, OVF, SnapshotHead, negative_feedback_loss
@@ -168,7 +169,8 @@ def create(
     Raises:
         ValueError: for an unknown method, invalid sigma/beta/temperature or IRS taps, a temperature other
             than 1 for a method other than noise-injection (OVF and IRS already divide by N + 1), a beta other
-            than 0 for a method other than ovf/irs, another method's setting away from its default, distill
+            than 0 for a method other than ovf/irs, another method's setting away from its default (``taps`` and
+            ``sigma_block`` given to a method other than IRS), distill
             without a teacher (:func:`check_method_settings`; a :class:`~neft.common.errors.SettingError` names the
             setting), or a teacher that is no trained run of this data set (:func:`load_teacher`).
     """
@@ -178,6 +180,9 @@ def create(
                           censor_k=censor_k, rcg_scale=rcg_scale, lipschitz_lambda=lipschitz_lambda,
                           correctnet_lambda=correctnet_lambda, teacher=teacher,
                           distill_alpha=distill_alpha, distill_temperature=distill_temperature)
+    for name, given in (("taps", bool(taps)), ("sigma_block", sigma_block is not None)):
+        if given and method != "irs":  # IRS's feedback heads: another method would ignore them
+            raise SettingError(name, f"{name} sets IRS's feedback heads; method {method!r} has none: leave it out")
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
     if method == "irs":
         return IRS(model, sample_input, num_classes, taps=taps, sigma_block=sigma_block, **common)

@@ -126,9 +126,6 @@ class TrainConfig(CircuitFields):
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
             self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
-            if self.method != "irs":
-                raise SettingError("sigma_block", f"sigma_block is the noise of IRS's feedback blocks: it applies to "
-                                                  f"method 'irs', not {self.method!r}; leave it out")
         apply_chip_preset(self)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
         self.chip()  # the device model and the crossbar circuit, checked together
         if self.beta is None:
@@ -136,6 +133,7 @@ class TrainConfig(CircuitFields):
         self.beta = objectives.check_beta(self.beta)
         self.temperature = objectives.check_temperature(self.temperature)
         objectives.check_method_settings(self.method, self.beta, self.temperature, self.sigma, teacher=self.teacher,
+                                         sigma_block=self.sigma_block,
                                          **{name: getattr(self, name) for name in _OBJECTIVE_SETTINGS})
         for name in _OBJECTIVE_SETTINGS:
             setattr(self, name, float(getattr(self, name)))

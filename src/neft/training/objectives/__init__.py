@@ -26,7 +26,6 @@ from torch import nn
 
 from neft.chip.device_checks import check_sigma
 from neft.chip.device_model import DeviceModel
-from neft.common.errors import SettingError
 from neft.training.objectives.base import Objective
 from neft.training.objectives.distillation import Distill, distillation_loss, load_teacher
 from neft.training.objectives.feedback import IRS, OVF, SnapshotHead, negative_feedback_loss
@@ -177,12 +176,9 @@ def create(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_method_settings(method, check_beta(beta), check_temperature(temperature), check_sigma(sigma),
-                          censor_k=censor_k, rcg_scale=rcg_scale, lipschitz_lambda=lipschitz_lambda,
-                          correctnet_lambda=correctnet_lambda, teacher=teacher,
+                          taps=taps, sigma_block=sigma_block, censor_k=censor_k, rcg_scale=rcg_scale,
+                          lipschitz_lambda=lipschitz_lambda, correctnet_lambda=correctnet_lambda, teacher=teacher,
                           distill_alpha=distill_alpha, distill_temperature=distill_temperature)
-    for name, given in (("taps", bool(taps)), ("sigma_block", sigma_block is not None)):
-        if given and method != "irs":  # IRS's feedback heads: another method would ignore them
-            raise SettingError(name, f"{name} sets IRS's feedback heads; method {method!r} has none: leave it out")
     common = dict(device_model=device_model, sigma=sigma, beta=beta, generator=generator)
     if method == "irs":
         return IRS(model, sample_input, num_classes, taps=taps, sigma_block=sigma_block, **common)

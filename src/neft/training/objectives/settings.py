@@ -82,14 +82,15 @@ def settings_of(method: str, config: dict) -> dict:
 
 
 def check_method_settings(method: str, beta: float, temperature: float, sigma: float = 0.0, *,
-                          teacher=None, **settings: float) -> None:
+                          teacher=None, taps=None, sigma_block=None, **settings: float) -> None:
     """Check that ``beta``, ``temperature`` and the ``settings`` (``censor_k``, ``rcg_scale``, ``lipschitz_lambda``,
     ``correctnet_lambda``, ``distill_alpha``, ``distill_temperature``, each checked by :func:`check_setting`) mean
     something for ``method``: a beta other than 0 only for the negative feedback methods (ovf, irs), a
     temperature other than 1 only for noise-injection (OVF and IRS already divide their logits by N + 1), each of
     the other settings only at its default unless ``method`` is the one it belongs to (``censor_k`` and
     ``rcg_scale``: rcg, ``lipschitz_lambda``: lipschitz, ``correctnet_lambda``: correctnet, ``distill_*``:
-    distill); a ``teacher`` for distill and for distill only; and that OVF's largest oriented sigma,
+    distill); a ``teacher`` for distill and for distill only; IRS's feedback heads (``taps``, ``sigma_block``)
+    for irs only; and that OVF's largest oriented sigma,
     ``sigma + 0.15``, stays within :data:`neft.chip.device_checks.MAX_SIGMA`.
 
     Raises:
@@ -103,6 +104,9 @@ def check_method_settings(method: str, beta: float, temperature: float, sigma: f
         raise SettingError("teacher", "distill needs a teacher: the run directory of a network trained without "
                                       "noise, e.g. `neft train --method vanilla --out runs/teacher`" if teacher is None
                            else f"teacher applies to distill only, not {method!r}")
+    if method != "irs" and (taps or sigma_block is not None):  # IRS's feedback heads: another method ignores them
+        name = "taps" if taps else "sigma_block"
+        raise SettingError(name, f"{name} sets IRS's feedback heads; method {method!r} has none: leave it out")
     if temperature != 1.0 and method != "noise-injection":
         raise SettingError("temperature", f"temperature applies to noise-injection only, not {method!r} (OVF and "
                                           "IRS divide their logits by N + 1 already)")

@@ -13,6 +13,7 @@ from neft.cli.value_types import times
 NEGATIVE_VALUE = re.compile(r"^-\.?\d")
 _UNSET = object()  # the default of every flag when finding the flags written on the command line
 
+
 def add_circuit_arguments(parser: argparse.ArgumentParser) -> None:
     """The crossbar circuit's flags (neft.chip.circuit_settings.CircuitSettings; docs/method.md,
     'The crossbar circuit')."""

@@ -156,10 +156,10 @@ def _cost_model(args, tech) -> None:
     import torch
 
     from neft import models
-    from neft.chip.chip_presets import chip_preset
-    from neft.chip.settings import ChipSettings
+    from neft.chip.chip_presets import apply_chip_preset
     from neft.common.errors import check_count, check_number
     from neft.cost import chip_cost
+    from neft.evaluation import EvalConfig
 
     check_number("write_verify", args.write_verify, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
     check_count("recalibrate_bn", args.recalibrate_bn, 0, "images per chip")
@@ -167,9 +167,9 @@ def _cost_model(args, tech) -> None:
     _check_free(out, [args.model.replace(":", "_").replace("/", "_")], args.overwrite)
     torch.manual_seed(0)
     model = models.create(args.model, args.classes, args.in_channels, args.width, "torch")
-    preset = chip_preset(args.device_model)  # a chip preset's circuit, the flags written on top of it
-    circuit = {**circuit_settings(args), **(preset[1] if preset else {}), **circuit_settings(args, given=True)}
-    chip = ChipSettings.of(SimpleNamespace(device_model=args.device_model, **circuit))
+    config = EvalConfig(device_model=args.device_model, **circuit_settings(args, given=True))
+    apply_chip_preset(config)  # a chip preset's circuit, the flags written on top of it
+    chip = config.chip()
     mapped = sum(p.numel() for p in _mapped(model))
     deployment = {"mapped_weights": mapped,
                   "write_verify": {"weights_verified": round(args.write_verify * mapped)},

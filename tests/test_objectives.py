@@ -180,8 +180,9 @@ def test_default_betas_from_spec_table():
     with pytest.raises(ValueError, match="unknown method"):
         objectives.default_beta("dropout", "vgg8", "mnist")
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-    for name, value in (("sigma_block", 0.3), ("taps", ["1"])):  # the objective itself: not silently ignored
-        with pytest.raises(SettingError, match=f"{name} sets IRS's feedback heads") as error:
+    for name, value, says in (("sigma_block", 0.3, "sigma_block is the noise of IRS's feedback blocks"),
+                              ("taps", ["1"], "taps are the snapshot points of IRS")):  # not silently ignored
+        with pytest.raises(SettingError, match=says) as error:
             objectives.create("noise-injection", model, torch.zeros(1, 4), 2, sigma=0.1, **{name: value})
         assert error.value.setting == name
     with pytest.raises(TypeError, match="takes the model's name"):  # the network itself: a message, not .lower()

@@ -133,7 +133,7 @@ class TrainConfig(CircuitFields):
         self.beta = objectives.check_beta(self.beta)
         self.temperature = objectives.check_temperature(self.temperature)
         objectives.check_method_settings(self.method, self.beta, self.temperature, self.sigma, teacher=self.teacher,
-                                         sigma_block=self.sigma_block,
+                                         taps=self.taps, sigma_block=self.sigma_block,
                                          **{name: getattr(self, name) for name in _OBJECTIVE_SETTINGS})
         for name in _OBJECTIVE_SETTINGS:
             setattr(self, name, float(getattr(self, name)))
@@ -157,9 +157,6 @@ class TrainConfig(CircuitFields):
                      lambda v: 0 <= v < 1 and (v > 0 or self.select_on == "test"))
         if self.taps is not None:  # the JSON form (lists, not tuples), so config.json compares equal on resume
             self.taps = json.loads(json.dumps(list(self.taps)))
-            if self.taps and self.method != "irs":
-                raise SettingError("taps", f"taps are the snapshot points of IRS: they apply to method 'irs', not "
-                                           f"{self.method!r}; drop them or train with method irs")
         check_number("width", self.width, "a finite number > 0 (1 = the paper's network)", lambda v: v > 0)
         resolve_device(self.device)
         if self.tensorboard:

@@ -104,9 +104,12 @@ def check_method_settings(method: str, beta: float, temperature: float, sigma: f
         raise SettingError("teacher", "distill needs a teacher: the run directory of a network trained without "
                                       "noise, e.g. `neft train --method vanilla --out runs/teacher`" if teacher is None
                            else f"teacher applies to distill only, not {method!r}")
-    if method != "irs" and (taps or sigma_block is not None):  # IRS's feedback heads: another method ignores them
-        name = "taps" if taps else "sigma_block"
-        raise SettingError(name, f"{name} sets IRS's feedback heads; method {method!r} has none: leave it out")
+    if taps and method != "irs":  # IRS's feedback heads: another method would ignore them
+        raise SettingError("taps", f"taps are the snapshot points of IRS: they apply to method 'irs', not "
+                                   f"{method!r}; drop them or train with method irs")
+    if sigma_block is not None and method != "irs":
+        raise SettingError("sigma_block", f"sigma_block is the noise of IRS's feedback blocks: it applies to method "
+                                          f"'irs', not {method!r}; drop it or train with method irs")
     if temperature != 1.0 and method != "noise-injection":
         raise SettingError("temperature", f"temperature applies to noise-injection only, not {method!r} (OVF and "
                                           "IRS divide their logits by N + 1 already)")

@@ -37,7 +37,8 @@ NETWORKS = (
     Network("LeNet-5", "", {"vanilla": "vanilla-s0", "noise-injection": "noise-injection-s0.35", "ovf": "ovf-s0.35",
                             "irs": "irs-s0.35", "rcg": "rcg-s0.35"}, (4, 5, 6, 8), (64, 256), ""),
     Network("VGG8 width 0.25", "vgg8-", {"vanilla": "vanilla-s0", "noise-injection": "noise-injection-s0.3",
-                                         "ovf": "ovf-s0.3"}, (4, 6, 8), (128,), "vgg8_"),
+                                         "ovf": "ovf-s0.3", "irs": "irs-s0.3", "rcg": "rcg-s0.3"},
+            (4, 5, 6, 8), (64, 256), "vgg8_"),
 )
 FIXES = {"wv0.01": "write-verify 1 %", "wv0.05": "write-verify 5 %", "wv0.2": "write-verify 20 %",
          "tune20": "tuned block, 20 steps", "tune100": "tuned block, 100 steps"}

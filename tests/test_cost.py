@@ -209,7 +209,7 @@ def test_a_technology_file_overrides_the_defaults_and_python_overrides_the_file(
     path = tmp_path / "node.toml"
     path.write_text("[technology]\nadc_fom = 5e-15\nfeature_size = 22e-9\n")
     tech = technology(path, feature_size=14e-9)
-    assert (tech.adc_fom, tech.feature_size, tech.read_time) == (5e-15, 14e-9, 10e-9)
+    assert (tech.adc_fom, tech.feature_size, tech.read_time) == (5e-15, 14e-9, 1.99e-9)
     assert (tech.node, technology().node, technology(path).node) == ("14 nm CMOS", "45 nm CMOS", "22 nm CMOS")
     path.write_text("dac_fom = 2e-15\n[technology]\nadc_fom = 5e-15\n")  # keys at the top and in the table: all
     assert (technology(path).dac_fom, technology(path).adc_fom) == (2e-15, 5e-15)

@@ -46,7 +46,11 @@ KEYS: dict[str, tuple[str, float | int | str | None, str]] = {
     "g_on": ("S", 1e-5, f"R_on = 100 kOhm, {_NEUROSIM} (resistanceOn)"),
     "g_off": ("S", 1e-5 / 17, f"R_off = 17 R_on (on/off ratio 17), {_NEUROSIM} (resistanceOff)"),
     "read_voltage": ("V", 0.51, f"read voltage at 45 nm, {_NEUROSIM} (readVoltage)"),
-    "read_time": ("s", 10e-9, f"read pulse (integration) width, {_NEUROSIM} (readPulseWidth)"),
+    "read_time": ("s", 1.99e-9, "the time a column's current flows per read cycle: the column latency of "
+                                "DNN+NeuroSim V1.4's current-mode multilevel sense amplifier at 45 nm "
+                                "(MultilevelSenseAmp.cpp ColumnLatency_Table: the slower of its reference columns, "
+                                "1.25 and 1.99 ns, for 4-bit reads of 32 parallel rows of 100 kOhm cells), the time "
+                                "its column energy counts (its readPulseWidth, 10 ns, is not used by that read)"),
     "adc_fom": ("J/conv-step", 25.6e-15, f"Walden figure of merit FOM_W,hf, {_SURVEY}"),
     "adc_area_per_step": ("m^2", 36.5e-12, f"ADC area / 2**ENOB (Verhelst and Murmann, Electron. Lett. 2012: area "
                                            f"grows as 2**ENOB), {_SURVEY}"),

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from neft.chip import mapping
 from neft.chip.crossbar import MAPPED_LAYER_TYPES, mapped_weight_names
@@ -73,6 +72,9 @@ class DigitalLayer:
     mults: int
 
 
+_HISTOGRAM_LEVELS = 2 ** 16  # up to this many levels, level_sum counts them in one histogram
+
+
 def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
     """The sum over a weight's devices of their programmed levels: the weight quantized to ``weight_bits`` levels
     of its max|W| and split into ``weight_bits / device_bits`` digits on a differential pair
@@ -93,9 +95,16 @@ def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
                              "programmed with it; check the network's weights")
         if not w_max > 0:
             return 0.0
-        # the level of |w| is round(|w| / max|W| * L), as neft.chip.mapping.quantize; its base-2**k digits summed
-        # one digit position at a time (a few passes, whatever the number of levels: 2**23 of an analog device)
-        levels = w.div_(w_max).mul_(top).round_().to(torch.int64)
+        # the level of |w| is round(|w| / max|W| * L), as neft.chip.mapping.quantize
+        levels = w.div_(w_max).mul_(top).round_().to(torch.int32 if top < 2 ** 31 else torch.int64)
+        if top <= _HISTOGRAM_LEVELS:  # one histogram pass, then the digit sums of the L + 1 levels
+            values = torch.arange(top + 1, device=levels.device)
+            digits = torch.zeros_like(values)
+            while bool(values.any()):
+                digits += values % base
+                values = values.div(base, rounding_mode="floor")
+            return float((torch.bincount(levels.flatten(), minlength=top + 1) * digits).sum())
+        # base-2**k digits summed one digit position at a time (a few passes: 2**23 levels of an analog device)
         total = 0
         while bool(levels.any()):
             total += int((levels % base).sum())
@@ -138,7 +147,7 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
     ``(3, 32, 32)``), in forward order.
 
     Args:
-        model: any module (not modified; run once in eval mode on meta tensors, which carry shapes only; flags
+        model: any module (not modified; run once in eval mode without gradients on one image of zeros; flags
             restored).
         device_model: gives ``weight_bits`` and ``device_bits`` of the programmed levels.
         include, exclude: module-name patterns of the mapped layers (:func:`neft.chip.crossbar.mapped_weight_names`).
@@ -167,13 +176,12 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
 
     for name, module in model.named_modules():
         handles.append(module.register_forward_hook(record(name, module)))
-    meta = {name: torch.empty_like(tensor, device="meta")
-            for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+    first = next(iter(model.parameters()), None)
     training = model.training
     try:
         model.eval()
-        with torch.no_grad():  # shapes only: the forward runs on meta tensors (no arithmetic)
-            functional_call(model, meta, (torch.zeros((1, *input_shape), device="meta"),))
+        with torch.no_grad():  # one image of zeros: cheaper than meta tensors, whose kernels take seconds to load
+            model(torch.zeros((1, *input_shape), device=first.device if first is not None else None))
     finally:
         model.train(training)
         for handle in handles:

@@ -8,8 +8,9 @@
 # VGG8 width 0.25 on Fashion-MNIST (set VGG=1): vanilla, and noise-injection, OVF, IRS and rcg trained at sigma 0.3
 # on RRAM1 (2,000 training images, init torch, 30 epochs: results/ir-drop/train.sh's networks without the drop,
 # copied or trained as RUNS/vgg8-<method>-s0.3-seedN), on 1,000 test images, the same grid and fixes on the
-# realistic chip at sigma 0.1 with 0.1 % of the devices stuck on and 0.1 % stuck off: at the file's 2 % and sigma
-# 0.2 every VGG8 network is near chance, and the question of the cheapest ADC has no answer there.
+# realistic chip at sigma 0.1 with 0.1 % of the devices stuck on and 0.1 % stuck off (at the file's 2 % and sigma
+# 0.2 every VGG8 network is near chance, and the question of the cheapest ADC has no answer there); the tuned block
+# for 20 steps only.
 # Then every results file is costed (neft cost --attach) and table.py writes table.md and the plots.
 # Resumable: a finished evaluation is skipped, a network still training (no summary.json) waits for the next run.
 # Run from the repository root with RUNS pointing at copies of the run directories (evaluations write into them):
@@ -42,7 +43,7 @@ if [ "${VGG:-0}" = 1 ]; then
       evaluate "vgg8-$net-seed$seed" ideal ""
     done
     for p in 0.01 0.05 0.2; do evaluate "vgg8-vanilla-s0-seed$seed" wv$p "--write-verify $p"; done
-    for s in 20 100; do evaluate "vgg8-vanilla-s0-seed$seed" tune$s "--chip-tune $s"; done
+    evaluate "vgg8-vanilla-s0-seed$seed" tune20 "--chip-tune 20"
   done
 fi
 for run in "$RUNS"/*/; do $NEFT cost "$run" --attach --overwrite > /dev/null; done

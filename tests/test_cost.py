@@ -313,3 +313,16 @@ def test_level_sum_adds_the_base_2k_digits_of_each_level_by_hand_and_at_24_bits(
     assert level_sum(weight, devices.get("PCM-aihwkit")) == expected
     with pytest.raises(ValueError, match="NaN or infinite"):  # it hung: inf / inf is NaN, its level INT64_MIN
         level_sum(torch.tensor([1.0, float("inf")]), model)
+
+
+def test_every_array_has_its_own_adcs_even_when_a_row_tile_spans_many_arrays():
+    """An ADC converts the columns of one array: with small tiles the ADCs were counted per row tile, fewer than
+    the arrays (lenet5 at 16-row tiles: 1961 arrays, 500 ADCs)."""
+    layer = MappedLayer("w", fan_in=32, outputs=10, reads=1, bias=False, level_sum=0.0)
+    circuit = CircuitSettings(tile_rows=16, adc_bits=4, adc_mode="sliced").check()
+    cost = crossbar_cost(layer, circuit, DeviceModel(weight_bits=4, device_bits=1), technology())
+    # n = 4 devices per weight on pairs: 80 columns in 16-column arrays = 5 column tiles x 2 row tiles; each array
+    # converts ceil(4 x 10 / 5) = 8 columns with ceil(8 / 8) = 1 ADC
+    assert (cost.tiles, cost.adcs) == (10, 10)
+    wide = crossbar_cost(layer, circuit, DeviceModel(weight_bits=4, device_bits=1), technology(columns_per_adc=3))
+    assert wide.adcs == 10 * 3  # ceil(8 / 3) per array

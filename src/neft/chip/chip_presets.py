@@ -62,9 +62,11 @@ def chip_preset(name) -> tuple[str, dict] | None:
     """``(device model preset, circuit settings)`` of the chip preset ``name`` (case-insensitive), None if it is
     not one. ``name`` may also be a device-model dict (``DeviceModel.to_dict()``): what ``neft train
     --device-model aihwkit-inference --drift-time T`` records, the preset's device model with chip flags applied
-    under the preset's name; its ``"name"`` is read, so the flags keep the preset's circuit."""
+    under the preset's name, or named after it and the flags that change the devices (``aihwkit-inference
+    no-drift-compensation``); the first word of its ``"name"`` is read, so the flags keep the preset's circuit."""
     if isinstance(name, dict):
         name = name.get("name")
+        name = name.split(" ")[0] if isinstance(name, str) else name
     if not isinstance(name, str):
         return None
     return next((preset for key, preset in CHIP_PRESETS.items() if key.lower() == name.lower()), None)
@@ -125,18 +127,29 @@ def replace_given(config, **changes):
     return new
 
 
+_COMPENSATION_FIELDS = ("drift_compensation_at", "compensation_readout")  # they need drift compensation on
+
+
 def apply_chip_preset(config) -> None:
     """Give an ``EvalConfig`` / ``TrainConfig`` whose ``device_model`` names a chip preset that preset's circuit
     settings, each where the field is still at the plain circuit's default and the caller did not give it
     (:func:`remember_given`: a setting given explicitly wins, at any value; one set after construction, at any
-    other value), so that the recorded settings say what the chip was. Once applied, every field counts as given
-    (the config is resolved: checking it again, or a copy of it, changes nothing). ``device_model`` keeps the
+    other value), so that the recorded settings say what the chip was; with ``drift_compensation = False`` the
+    preset's compensation placement (``drift_compensation_at``, ``compensation_readout``) is not applied. Once
+    applied, every field counts as given (the config is resolved: checking it again, or a copy of it, changes
+    nothing). ``device_model`` keeps the
     preset's name; :func:`neft.chip.devices.get` reads it as the preset's device model."""
     preset = chip_preset(getattr(config, "device_model", None))
     if preset is None:
         return
     given, default = _GIVEN.get(id(config), frozenset()), CircuitFields()
+    compensation = getattr(config, "drift_compensation", None)  # a flag of evaluate, or folded into a device dict
+    if compensation is None and isinstance(config.device_model, dict):
+        compensation = config.device_model.get("drift_compensation")
+    compensated = compensation is not False  # off: where compensation would act is moot
     for name, value in preset[1].items():
+        if name in _COMPENSATION_FIELDS and not compensated:
+            continue
         if name not in given and getattr(config, name) == getattr(default, name):
             setattr(config, name, value)
     if dataclasses.is_dataclass(config):

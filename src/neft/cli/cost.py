@@ -80,23 +80,26 @@ def _results_files(run_dir: Path, name: str | None) -> list[Path]:
     """The results files of ``run_dir`` (JSON files with ``per_sigma`` and ``evaluation``), or ``NAME.json``."""
     if name is not None:
         path = run_dir / f"{name}.json"
-        if not path.is_file():
+        if not path.is_file() or not _is_results(path):
             raise FileNotFoundError(f"no results file {path}: run `neft evaluate {run_dir} --name {name}` first")
         return [path]
-    found = []
-    for path in sorted(run_dir.glob("*.json")):
-        if path.name in ("config.json", "summary.json") or path.stem.endswith("_cost"):
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(data, dict) and "per_sigma" in data and "evaluation" in data:
-            found.append(path)
+    found = [path for path in sorted(run_dir.glob("*.json")) if _is_results(path)]
     if not found:
         raise FileNotFoundError(f"{run_dir} holds no results file: run `neft evaluate {run_dir}` first, or cost a "
                                 "model with --model")
     return found
+
+
+def _is_results(path: Path) -> bool:
+    """Whether ``path`` holds a results file of `neft evaluate` (a JSON object with ``per_sigma`` and
+    ``evaluation``)."""
+    if path.name in ("config.json", "summary.json") or path.stem.endswith("_cost"):
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "per_sigma" in data and "evaluation" in data
 
 
 def _chip_of(evaluation: dict, device_model: dict):
@@ -136,6 +139,9 @@ def _cost_run(args, tech) -> None:
     files = _results_files(run_dir, args.results)
     out = Path(args.out) if args.out else run_dir / "cost"
     _check_free(out, [path.stem for path in files], args.overwrite)
+    costed = [path for path in files if "cost" in json.loads(path.read_text())]
+    if args.attach and costed and not args.overwrite:
+        raise FileExistsError(f"{costed[0]} already records a cost; pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     model, meta = load_checkpoint(run_dir)
     spec, stats = meta["model"], meta.get("dataset_stats") or {}
@@ -193,7 +199,8 @@ def _check_free(out: Path, stems: list[str], overwrite: bool) -> None:
     before any work (a missing folder is made when the table is written)."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file, not a folder: choose a folder")
-    taken = [out / f"{stem}_cost.json" for stem in stems if (out / f"{stem}_cost.json").exists()]
+    taken = [out / f"{stem}_cost.{kind}" for stem in stems for kind in ("json", "csv")
+             if (out / f"{stem}_cost.{kind}").exists()]
     if taken and not overwrite:
         raise FileExistsError(f"{taken[0]} exists; pass --overwrite to replace it")
 

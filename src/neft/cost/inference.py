@@ -8,7 +8,8 @@ For a mapped layer of R rows (fan-in), O outputs and P reads per inference on a 
 
 * tiles: ``row_tiles = ceil(R / tile_rows)`` (1 when ``tile_rows`` is None), ``col_tiles = ceil(2 n O /
   tile_columns)`` (``tile_columns`` None: ``tile_rows``, or one array per layer), ``tiles = row_tiles * col_tiles``;
-* ADCs: ``row_tiles * ceil(s O / columns_per_adc)``; each converts ``m = ceil(s O / ceil(s O / columns_per_adc))``
+* ADCs: each array converts its own ``a = ceil(s O / col_tiles)`` columns with ``ceil(a / columns_per_adc)`` ADCs
+  (``tiles * ceil(a / columns_per_adc)`` in all), each converting ``m = ceil(a / ceil(a / columns_per_adc))``
   columns one after another per read;
 * inputs: B = ``dac_bits`` (``ideal_bits`` for an ideal DAC); ``input_mode="parallel"``: one B-bit DAC
   conversion per row and read (c = 1 read cycle per read); ``"bit_serial"``: B read cycles of 1-bit inputs
@@ -127,12 +128,13 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
     tile_columns = tech.tile_columns or circuit.tile_rows or columns
     row_tiles = _ceil(rows, tile_rows) if rows else 0
     col_tiles = _ceil(columns, tile_columns) if columns else 0
-    adcs_per_row_tile = _ceil(s * outputs, tech.columns_per_adc)
-    serial = _ceil(s * outputs, adcs_per_row_tile) if adcs_per_row_tile else 0  # conversions per ADC per cycle
+    per_array = _ceil(s * outputs, col_tiles) if col_tiles else 0  # conversions of one array (column tile)
+    adcs_per_array = _ceil(per_array, tech.columns_per_adc)  # every array converts its own columns
+    serial = _ceil(per_array, adcs_per_array) if adcs_per_array else 0  # conversions per ADC per cycle
     b_in, b_dac, per_read = _input_cycles(circuit, tech)
     cycles = reads * per_read
     b_adc = circuit.adc_bits if circuit.adc_bits is not None else tech.ideal_bits
-    cost = LayerCost(layer.name, "crossbar", row_tiles * col_tiles, row_tiles * adcs_per_row_tile,
+    cost = LayerCost(layer.name, "crossbar", row_tiles * col_tiles, row_tiles * col_tiles * adcs_per_array,
                      row_tiles * col_tiles * tile_rows if rows else 0, reads, reads * rows * outputs)
     devices = 2 * n * rows * outputs
     conductance = devices * tech.g_off + (tech.g_on - tech.g_off) / (2 ** k - 1) * layer.level_sum

@@ -153,7 +153,7 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
         include, exclude: module-name patterns of the mapped layers (:func:`neft.chip.crossbar.mapped_weight_names`).
 
     Raises:
-        ValueError: the model has no mapped weight, or (torch's) the input shape does not fit the model.
+        ValueError: the model has no mapped weight, or the input shape does not fit the model.
     """
     names = set(mapped_weight_names(model, include, exclude))
     levels = {name: level_sum(p, device_model) for name, p in model.named_parameters() if name in names}
@@ -182,6 +182,10 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
         model.eval()
         with torch.no_grad():  # one image of zeros: cheaper than meta tensors, whose kernels take seconds to load
             model(torch.zeros((1, *input_shape), device=first.device if first is not None else None))
+    except RuntimeError as error:
+        raise ValueError(f"the model cannot run on one input of shape {list(input_shape)} (channels, height, "
+                         f"width): {str(error).splitlines()[0]}; give the input size the model takes (neft cost "
+                         "--image-size, --in-channels)") from None
     finally:
         model.train(training)
         for handle in handles:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from neft.chip.settings import ChipSettings
+from neft.common.errors import SettingError
 from neft.cost.inference import AREA_TERMS, ENERGY_TERMS, LayerCost, crossbar_cost, digital_cost
 from neft.cost.network import network_layers
 from neft.cost.programming import programming_cost
@@ -44,12 +46,12 @@ class CostTable:
         return {key: sum(row[key] for row in rows) for key in keys}
 
     def summary(self) -> dict:
-        """What a results file records (its ``cost`` field, docs/results.md): the totals, the programming cost and
-        the node."""
+        """What a results file records (its ``cost`` field, docs/results.md): the totals, the programming cost, the
+        node and every technology key."""
         totals = self.totals()
         return {"node": self.technology.node, "energy_J": totals["energy_J"], "latency_s": totals["latency_s"],
                 "area_m2": totals["area_m2"], "tiles": totals["tiles"], "adcs": totals["adcs"],
-                "programming": self.programming}
+                "programming": self.programming, "technology": self.technology.to_dict()}
 
     def to_dict(self) -> dict:
         """The whole table, JSON-ready: ``{"node", "technology", "chip", "layers": [row], "total": totals,
@@ -84,11 +86,21 @@ def chip_cost(model: nn.Module, chip: ChipSettings, tech: Technology, input_shap
         include, exclude: module-name patterns of the mapped layers.
 
     Raises:
-        ValueError: the model has no mapped weight; a negative count in ``deployment``.
+        ValueError: the model has no mapped weight or cannot run on ``input_shape``; a negative count in
+            ``deployment``.
+        SettingError: (setting ``technology``) keys that make a cost overflow to infinity.
     """
     mapped, digital = network_layers(model, input_shape, chip.device_model, include, exclude)
-    layers = [crossbar_cost(layer, chip.circuit, chip.device_model, tech) for layer in mapped]
-    layers += [digital_cost(layer, tech) for layer in digital]
+    try:
+        layers = [crossbar_cost(layer, chip.circuit, chip.device_model, tech) for layer in mapped]
+        layers += [digital_cost(layer, tech) for layer in digital]
+    except OverflowError:
+        layers = None
+    if layers is None or not all(math.isfinite(sum(values)) for values in zip(
+            *[(layer.total_energy, layer.latency, layer.total_area) for layer in layers])):
+        raise SettingError("technology", "the technology keys give a cost too large for a number (an energy, time "
+                                         "or area overflows): check keys far from their defaults (feature_size, "
+                                         "adc_sample_rate, clock, ideal_bits)")
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     layers.sort(key=lambda cost: order.get(cost.name.removesuffix(".weight") if cost.kind == "crossbar"
                                            else cost.name, 0))

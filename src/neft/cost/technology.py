@@ -154,6 +154,9 @@ class Technology:
                     raise SettingError(key, f"technology key input_mode must be one of {', '.join(_INPUT_MODES)}, "
                                             f"got {value!r}")
                 continue
+            if key == "ideal_bits" and isinstance(value, int) and not isinstance(value, bool) and value > 32:
+                raise SettingError(key, f"technology key ideal_bits must be at most 32, as a converter's bits, got "
+                                        f"{value!r}")
             if key in _COUNTS or key == "tile_columns":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     more = " (below 1 would be more ADCs than columns)" if key == "columns_per_adc" else ""
@@ -193,7 +196,8 @@ def technology(source: str | Path | dict | Technology | None = None, **overrides
 
     Raises:
         SettingError: an unknown key (named, with the known ones), a key both at the top and under ``technology``,
-            or a bad value (:class:`Technology`).
+            a bad value (:class:`Technology`), or (setting ``technology``) a file that is not valid TOML / JSON or
+            does not hold a table of keys.
         FileNotFoundError: a file that does not exist.
     """
     if isinstance(source, Technology):
@@ -205,7 +209,14 @@ def technology(source: str | Path | dict | Technology | None = None, **overrides
     else:
         path = Path(source)
         text = path.read_text()
-        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        try:
+            values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+            raise SettingError("technology", f"technology file {path} is not valid "
+                                             f"{'TOML' if path.suffix == '.toml' else 'JSON'}: {error}") from None
+        if not isinstance(values, dict):
+            raise SettingError("technology", f"technology file {path} must hold a table of keys (e.g. adc_fom = "
+                                             f"5e-15), got {type(values).__name__}")
     values = dict(values)
     if isinstance(values.get("technology"), dict):  # a [technology] table, with or without keys at the top
         table = values.pop("technology")

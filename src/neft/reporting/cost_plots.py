@@ -6,6 +6,7 @@ time per chip, the Pareto front of the 5th percentile at each sigma marked."""
 from __future__ import annotations
 
 import itertools
+import warnings
 from pathlib import Path
 
 from neft.reporting import chip_plots as chip_report
@@ -17,17 +18,24 @@ __all__ = ["cost_points", "pareto_front", "pareto_fronts", "plot_cost"]
 def cost_points(results: list[dict]) -> list[dict]:
     """One point per (result with a ``cost`` field, sigma): ``label``, ``sigma``, ``mean`` and ``p5`` (accuracy in
     %, the 5th percentile over chips; the mean when a file has no percentiles), ``energy`` (J per inference),
-    ``programming`` (seconds per chip, every term of the ``programming`` cost), ``area`` (m^2)."""
-    points = []
+    ``programming`` (seconds per chip, every term of the ``programming`` cost), ``area`` (m^2). Warns when the
+    results were costed with different technology keys (``cost.technology``)."""
+    points, technologies = [], []
     for result, (label, _) in zip(results, _labels(results)):
         cost = result.get("cost")
         if not cost:
             continue
+        if cost.get("technology") not in technologies:
+            technologies.append(cost.get("technology"))
         for point in result["per_sigma"]:
             accuracy = point["accuracy"]
             points.append({"label": label, "sigma": float(point["sigma"]), "mean": accuracy["mean"],
                            "p5": accuracy.get("p5", accuracy["mean"]), "energy": cost["energy_J"],
                            "programming": cost["programming"]["total"]["seconds"], "area": cost["area_m2"]})
+    if len(technologies) > 1:
+        warnings.warn("the results were costed with different technology keys (or some without a record of them): "
+                      "their energies and times are not comparable; cost them again alike with `neft cost RUN_DIR "
+                      "--attach --overwrite`", stacklevel=2)
     return points
 
 

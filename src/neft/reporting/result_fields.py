@@ -53,7 +53,8 @@ COST = {"mapped_weights": "int", "write_verify": {"weights_verified": "int", "fr
 SPENT = {"seconds": "number", "joules": "number"}
 COST_SUMMARY = {"node": "str", "energy_J": "number", "latency_s": "number", "area_m2": "number", "tiles": "int",
                 "adcs": "int", "programming": {term: SPENT for term in ("programming", "write_verify",
-                                                                        "recalibrate_bn", "chip_tune", "total")}}
+                                                                        "recalibrate_bn", "chip_tune", "total")},
+                "technology": "object"}
 PRECISION_CHECK = {"sigma": "number", "chips": "int", "fp32_mean": "number", "fp32_ci95": "number",
                    "bf16_mean": "number", "max_chip_difference": "number", "tolerance": "number", "passed": "bool",
                    "reason": "str"}

@@ -303,16 +303,19 @@ def test_cli_evaluate_with_circuit_flags(trained_run, capsys):
     assert "--adc-bits" in capsys.readouterr().err
 
 
-def test_a_range_percentile_that_falls_on_the_zeros_after_a_relu_is_refused_not_read_as_a_constant():
+def test_a_dac_range_percentile_that_falls_on_the_zeros_after_a_relu_is_refused_not_read_as_a_constant():
     from neft.chip.converters import calibration_magnitude
 
     values = torch.cat([torch.zeros(600), torch.arange(1.0, 401.0)])  # 60 % zeros, as after a ReLU
-    with pytest.raises(SettingError, match=r"adc_range 50: .* \(60.0 % of them are 0") as caught:
-        calibration_magnitude(values, 50)
-    assert caught.value.setting == "adc_range"
+    assert float(calibration_magnitude(values, 50)) == 0.0
     assert float(calibration_magnitude(values, 80)) == pytest.approx(200.0, abs=1.0)  # the 80th percentile
-    assert float(calibration_magnitude(torch.zeros(10), 50)) == 0.0  # only zeros read: a scale of 0, reads 0
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
     circuit = Circuit(Crossbar(model, DeviceModel()), CircuitSettings(dac_bits=6, adc_range=30).check())
-    with pytest.raises(SettingError, match="adc_range 30"):
+    with pytest.raises(SettingError, match=r"adc_range 30: .* inputs of '2.weight' .*\(\d+\.\d % of them are 0"):
         circuit.calibrate(torch.randn(64, 8))
+    nan = Circuit(Crossbar(nn.Sequential(nn.Linear(8, 4)), DeviceModel()), CircuitSettings(dac_bits=6, adc_range=30)
+                  .check())
+    with pytest.raises(FloatingPointError, match="'0.weight'"):  # NaN inputs: the NaN error, not the range
+        nan.calibrate(torch.full((4, 8), float("nan")))
+    zero = Circuit(Crossbar(nn.Sequential(nn.Linear(8, 4)), DeviceModel()), CircuitSettings(dac_bits=6).check())
+    zero.calibrate(torch.zeros(4, 8))  # only zeros read: a full scale of 0, allowed

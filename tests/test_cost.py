@@ -224,6 +224,18 @@ def test_neft_cost_writes_the_table_and_refuses_a_bad_key(tmp_path, capsys):
             "--out", str(tmp_path)]
     assert main(args + ["--set", "read_time=0"]) == 2
     assert "read_time" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    bad = tmp_path.parent / f"{tmp_path.name}-bad"
+    bad.mkdir()
+    for name, text, message in [("list.json", "[1, 2]", "must hold a table of keys"),
+                                ("broken.toml", "adc_fom = ", "broken.toml is not valid TOML")]:
+        (bad / name).write_text(text)
+        assert main(args + ["--technology", str(bad / name)]) == 2 and message in capsys.readouterr().err
+    for pairs, message in [(["ideal_bits=2000"], "at most 32"), (["feature_size=1e300"], "too large"),
+                           (["write_time=1e300", "open_loop_pulses=1e10"], "programming cost too large")]:
+        assert main(args + [arg for pair in pairs for arg in ("--set", pair)]) == 2
+        assert message in capsys.readouterr().err
+    assert main(args + ["--image-size", "4"]) == 2 and "cannot run on one input" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
     assert main(args) == 0
     table = json.loads((tmp_path / "lenet5_cost.json").read_text())
     rows = (tmp_path / "lenet5_cost.csv").read_text().splitlines()
@@ -233,6 +245,11 @@ def test_neft_cost_writes_the_table_and_refuses_a_bad_key(tmp_path, capsys):
     assert len(rows) == 1 + len(table["layers"]) + 1 and rows[-1].startswith("total,")
     assert table["total"]["energy_J"] == pytest.approx(sum(row["energy_J"] for row in table["layers"]))
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    (tmp_path / "lenet5_cost.json").unlink()  # the CSV left alone is not replaced either
+    assert main(args) == 2 and "lenet5_cost.csv exists" in capsys.readouterr().err
+    assert main(args + ["--set", "adc_fom=1e-12", "--set", "columns_per_adc=4", "--overwrite"]) == 0
+    keys = json.loads((tmp_path / "lenet5_cost.json").read_text())["technology"]
+    assert (keys["adc_fom"], keys["columns_per_adc"]) == (1e-12, 4)  # every --set counts
 
 
 def test_neft_cost_of_a_model_on_a_chip_preset_costs_the_presets_circuit(tmp_path):
@@ -296,6 +313,20 @@ def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cos
     assert result["cost"]["programming"] == expected and expected["write_verify"]["seconds"] > 0
     paths = write_report([run / "adc5.json"], tmp_path / "report")
     assert paths["cost"].name == "report_cost.png" and paths["cost"].stat().st_size > 10_000
+    assert result["cost"]["technology"] == technology().to_dict()  # the keys it was costed with
+    again = ["cost", str(run), "--results", "adc5", "--attach", "--out", str(tmp_path / "other"), "--set",
+             "adc_fom=1e-12"]
+    assert main(again) == 2 and "already records a cost" in capsys.readouterr().err  # not replaced unasked
+    assert json.loads((run / "adc5.json").read_text())["cost"] == result["cost"]
+    assert not (tmp_path / "other").exists()
+    assert main(again + ["--overwrite"]) == 0
+    shutil.copyfile(run / "adc5.json", run / "low_cost.json")  # a results file whose name ends in _cost
+    assert main(["cost", str(run), "--results", "low_cost", "--out", str(tmp_path / "third")]) == 0
+    from neft.reporting.cost_plots import cost_points
+
+    mixed = [json.loads((run / "adc5.json").read_text()), result]
+    with pytest.warns(UserWarning, match="different technology keys"):
+        cost_points(mixed)
 
 
 def test_level_sum_adds_the_base_2k_digits_of_each_level_by_hand_and_at_24_bits():
@@ -326,3 +357,12 @@ def test_every_array_has_its_own_adcs_even_when_a_row_tile_spans_many_arrays():
     assert (cost.tiles, cost.adcs) == (10, 10)
     wide = crossbar_cost(layer, circuit, DeviceModel(weight_bits=4, device_bits=1), technology(columns_per_adc=3))
     assert wide.adcs == 10 * 3  # ceil(8 / 3) per array
+    # uneven column tiles: 64 rows of 10 outputs on 64-column arrays, 80 columns = 64 + 16: the full array converts
+    # 32 columns with 4 ADCs (8 each per cycle), the last 8 with 1; the full array's 8 conversions set the cycle
+    layer = MappedLayer("w", fan_in=64, outputs=10, reads=1, bias=False, level_sum=0.0)
+    tech = technology()
+    uneven = crossbar_cost(layer, CircuitSettings(tile_rows=64, adc_bits=4, adc_mode="sliced").check(),
+                           DeviceModel(weight_bits=4, device_bits=1), tech)
+    adds = 10 * (4 - 1)  # shift-adds of the 4 slices of 10 outputs, on the layer's 5 ADCs' adders
+    assert (uneven.tiles, uneven.adcs) == (2, 5)
+    assert uneven.latency == pytest.approx(tech.read_time + 8 / tech.adc_sample_rate + -(-adds // 5) / tech.clock)

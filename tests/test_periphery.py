@@ -349,12 +349,18 @@ def test_drift_compensation_turned_off_over_an_aihwkit_preset_drops_how_it_would
     from neft.training import TrainConfig
 
     off = devices.get("PCM-aihwkit").with_chip(drift_compensation=False)
-    assert (off.drift_compensation, off.drift_compensation_input) == (False, "ones")
-    assert devices.get("PCM-aihwkit").with_chip(drift_time=3.15e7).drift_compensation_input == "one-hot"
-    config = EvalConfig(device_model="aihwkit-inference", drift_compensation=False).check()
-    assert (config.drift_compensation_at, config.compensation_readout, config.adc_bits) == (
-        EvalConfig().drift_compensation_at, EvalConfig().compensation_readout, 9)
-    assert not config.chip().device_model.drift_compensation
+    assert off.name == "PCM-aihwkit no-drift-compensation" and not off.drift_compensation
+    on_again = off.with_chip(drift_compensation=True)  # how it reads a layer was kept: aihwkit's one-hot readout
+    assert (on_again.drift_compensation_input, on_again.drift_compensation) == ("one-hot", True)
+    for flags in ({"drift_compensation": False}, {"quantize": False}):
+        config = EvalConfig(device_model="aihwkit-inference", **flags).check()
+        assert (config.drift_compensation_at, config.compensation_readout, config.adc_bits) == (
+            EvalConfig().drift_compensation_at, EvalConfig().compensation_readout, 9)
+        assert not config.chip().device_model.drift_compensation
+    from neft.chip.chip_presets import chip_preset
+
+    own = dict(devices.get("RRAM1").to_dict(), name="aihwkit-inference clone")  # a user's own model, not the preset
+    assert chip_preset(own) is None and chip_preset(dict(own, name="aihwkit-inference stuck-on=0.01")) is not None
     model = training_device_model(Namespace(device_model="aihwkit-inference", drift_compensation=False))
     trained = TrainConfig(model="lenet5", dataset="mnist-5k", device_model=model, sigma=0.0).check()
     assert (trained.drift_compensation_at, trained.out_noise) == (EvalConfig().drift_compensation_at, 0.06)

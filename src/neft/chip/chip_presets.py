@@ -66,10 +66,20 @@ def chip_preset(name) -> tuple[str, dict] | None:
     no-drift-compensation``); the first word of its ``"name"`` is read, so the flags keep the preset's circuit."""
     if isinstance(name, dict):
         name = name.get("name")
-        name = name.split(" ")[0] if isinstance(name, str) else name
+        if isinstance(name, str) and all(_is_flag_word(word) for word in name.split(" ")[1:]):
+            name = name.split(" ")[0]
     if not isinstance(name, str):
         return None
     return next((preset for key, preset in CHIP_PRESETS.items() if key.lower() == name.lower()), None)
+
+
+def _is_flag_word(word: str) -> bool:
+    """Whether ``word`` is one a chip flag adds to a device model's name (``no-drift-compensation``,
+    ``stuck-on=0.01``: a device-model setting, ``neft.chip.device_model``)."""
+    from neft.chip.device_model import DeviceModel
+
+    setting = word.split("=")[0].removeprefix("no-").replace("-", "_")
+    return setting in {field.name for field in dataclasses.fields(DeviceModel)}
 
 
 def remember_given(cls):
@@ -134,8 +144,8 @@ def apply_chip_preset(config) -> None:
     """Give an ``EvalConfig`` / ``TrainConfig`` whose ``device_model`` names a chip preset that preset's circuit
     settings, each where the field is still at the plain circuit's default and the caller did not give it
     (:func:`remember_given`: a setting given explicitly wins, at any value; one set after construction, at any
-    other value), so that the recorded settings say what the chip was; with ``drift_compensation = False`` the
-    preset's compensation placement (``drift_compensation_at``, ``compensation_readout``) is not applied. Once
+    other value), so that the recorded settings say what the chip was; with ``drift_compensation`` or ``quantize``
+    False the preset's compensation placement (``drift_compensation_at``, ``compensation_readout``) is not applied. Once
     applied, every field counts as given (the config is resolved: checking it again, or a copy of it, changes
     nothing). ``device_model`` keeps the
     preset's name; :func:`neft.chip.devices.get` reads it as the preset's device model."""
@@ -143,10 +153,10 @@ def apply_chip_preset(config) -> None:
     if preset is None:
         return
     given, default = _GIVEN.get(id(config), frozenset()), CircuitFields()
-    compensation = getattr(config, "drift_compensation", None)  # a flag of evaluate, or folded into a device dict
-    if compensation is None and isinstance(config.device_model, dict):
-        compensation = config.device_model.get("drift_compensation")
-    compensated = compensation is not False  # off: where compensation would act is moot
+    # turned off by a flag of evaluate or folded into a device dict (quantize off turns the whole chip off)
+    flags = config.device_model if isinstance(config.device_model, dict) else {}
+    compensated = all(getattr(config, name, None) is not False and flags.get(name) is not False
+                      for name in ("drift_compensation", "quantize"))
     for name, value in preset[1].items():
         if name in _COMPENSATION_FIELDS and not compensated:
             continue

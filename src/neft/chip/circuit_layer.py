@@ -66,6 +66,7 @@ class CircuitLayer:
         self.clean = weight  # the live clean parameter: bit slices follow it (training updates it)
         self.dac_scale: torch.Tensor | None = None
         self.dac_signed = True
+        self.dac_zeros: float | None = None
         self.adc_scale: list[torch.Tensor] | None = None
         self.dac_step: float | None = None  # the converters' steps as numbers (set by :meth:`set_steps`)
         self.adc_step: list[float] | None = None
@@ -76,6 +77,8 @@ class CircuitLayer:
         if settings.dac_bits is not None:
             self.dac_signed = bool((x < 0).any())
             self.dac_scale = calibration_magnitude(x, settings.adc_range)
+            # the share of zero inputs when the percentile fell on them (a DAC that reads every input as 0)
+            self.dac_zeros = float((x == 0).float().mean()) if self.dac_scale == 0 and bool(x.any()) else None
         if settings.adc_bits is not None:
             self.adc_scale = []
 

@@ -11,7 +11,6 @@ import torch
 
 from neft.chip import mapping
 from neft.chip.device_model import DeviceModel
-from neft.common.errors import SettingError
 
 __all__ = ["quantize", "codes", "slices", "full_scale_steps", "calibration_magnitude"]
 
@@ -114,11 +113,7 @@ def slices(weight: torch.Tensor, clean: torch.Tensor, device_model: DeviceModel)
 
 def calibration_magnitude(values: torch.Tensor, percentile: float) -> torch.Tensor:
     """The ``percentile`` of ``|values|`` (100: the maximum), from at most 2**24 evenly strided samples: a
-    converter's full scale from the values it reads on the calibration images (``adc_range``).
-
-    Raises:
-        SettingError: (setting ``adc_range``) the percentile is 0 while some values are not (at least
-            ``percentile`` % of the values are 0, as after a ReLU): the converter would read a constant."""
+    converter's full scale from the values it reads on the calibration images (``adc_range``)."""
     values = values.detach()
     if values.dtype not in (torch.float32, torch.float64):
         values = values.float()
@@ -130,13 +125,4 @@ def calibration_magnitude(values: torch.Tensor, percentile: float) -> torch.Tens
         return torch.maximum(-low, high)
     magnitudes = values.abs().flatten()
     stride = max(1, math.ceil(magnitudes.numel() / 2 ** 24))
-    samples = magnitudes[::stride]
-    scale = torch.quantile(samples, percentile / 100)
-    if not scale > 0 and bool(samples.any()):
-        zeros = 100.0 * float((samples == 0).float().mean())
-        raise SettingError("adc_range", f"adc_range {percentile:g}: the {percentile:g}th percentile of the "
-                                        f"magnitudes a converter reads on the calibration images is 0 ({zeros:.1f} % "
-                                        "of them are 0, as after a ReLU), so every other value would clip: the "
-                                        "layer would read a constant; raise --adc-range (e.g. 99.99, or 100 for "
-                                        "the maximum)")
-    return scale
+    return torch.quantile(magnitudes[::stride], percentile / 100)

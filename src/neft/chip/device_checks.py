@@ -202,9 +202,6 @@ def _check_law_combinations(model: DeviceModel) -> None:
         raise SettingError("drift_compensation_input", "drift_compensation_input must be 'ones' (an all-ones input) "
                                                        "or 'one-hot' (aihwkit 1.2: eye(fan_in)), got "
                                                        f"{model.drift_compensation_input!r}")
-    if model.drift_compensation_input != "ones" and not model.drift_compensation:
-        raise SettingError("drift_compensation_input", "drift_compensation_input chooses how drift compensation "
-                                                       "reads a layer, so it needs drift_compensation = true")
 
 
 def _check_drift_of(model: DeviceModel) -> None:

@@ -95,15 +95,12 @@ class DeviceModel:
         """This model with ``settings`` (``quantize``, ``stuck_off``, ... by name) replacing its own; ``quantize=False``
         turns its whole realistic chip off first (:attr:`gaussian`). A changed model is named after this one and
         what changed, as the flags say it (``PCM-chip no-quantize``, ``RRAM-chip stuck-off=0.05``; the read
-        conditions ``read_sigma`` and ``drift_time`` excepted; docs/results.md). ``drift_compensation=False`` also
-        resets ``drift_compensation_input``, which only says how compensation reads a layer.
+        conditions ``read_sigma`` and ``drift_time`` excepted; docs/results.md).
 
         Raises:
             SettingError: an invalid setting or combination (e.g. stuck devices given with ``quantize=False``).
         """
         base = self.gaussian if settings.get("quantize") is False else self
-        if settings.get("drift_compensation") is False:  # how compensation reads a layer goes with it
-            settings = {"drift_compensation_input": CHIP_DEFAULTS["drift_compensation_input"], **settings}
         changed = dataclasses.replace(base, **settings) if settings else self
         return dataclasses.replace(changed, name=_derived_name(self, changed))
 

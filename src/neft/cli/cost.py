@@ -36,11 +36,14 @@ def add_cost_command(subparsers: argparse._SubParsersAction) -> None:
     _add_model_arguments(p)
     p.add_argument("--technology", default=None, metavar="FILE",
                    help="technology file (TOML or JSON, {key: value} or a [technology] table)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override technology keys, e.g. --set adc_fom=5e-15 columns_per_adc=4")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override technology keys, e.g. --set adc_fom=5e-15 columns_per_adc=4 (repeatable: "
+                        "every --set adds its keys)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where the tables go (default: RUN_DIR/cost, or the current folder with --model)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing cost tables")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing cost tables (JSON and CSV) and, with --attach, a cost recorded in a "
+                        "results file")
     p.set_defaults(func=_cmd_cost)
 
 
@@ -93,8 +96,6 @@ def _results_files(run_dir: Path, name: str | None) -> list[Path]:
 def _is_results(path: Path) -> bool:
     """Whether ``path`` holds a results file of `neft evaluate` (a JSON object with ``per_sigma`` and
     ``evaluation``)."""
-    if path.name in ("config.json", "summary.json") or path.stem.endswith("_cost"):
-        return False
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -8,9 +8,10 @@ For a mapped layer of R rows (fan-in), O outputs and P reads per inference on a 
 
 * tiles: ``row_tiles = ceil(R / tile_rows)`` (1 when ``tile_rows`` is None), ``col_tiles = ceil(2 n O /
   tile_columns)`` (``tile_columns`` None: ``tile_rows``, or one array per layer), ``tiles = row_tiles * col_tiles``;
-* ADCs: each array converts its own ``a = ceil(s O / col_tiles)`` columns with ``ceil(a / columns_per_adc)`` ADCs
-  (``tiles * ceil(a / columns_per_adc)`` in all), each converting ``m = ceil(a / ceil(a / columns_per_adc))``
-  columns one after another per read;
+* ADCs: each array (column tile) of ``w`` physical columns converts its own ``a = ceil(s w / (2 n))`` columns
+  with ``ceil(a / columns_per_adc)`` ADCs, each converting ``ceil(a / ceil(a / columns_per_adc))`` columns one
+  after another per read; ``m``, the most of any array, sets the read cycle (the full arrays and the last, narrower
+  one counted apart);
 * inputs: B = ``dac_bits`` (``ideal_bits`` for an ideal DAC); ``input_mode="parallel"``: one B-bit DAC
   conversion per row and read (c = 1 read cycle per read); ``"bit_serial"``: B read cycles of 1-bit inputs
   (c = B), each converted by the ADCs and shift-added (DNN+NeuroSim's ``numBitInput`` read cycles);
@@ -106,6 +107,24 @@ def _input_cycles(circuit: CircuitSettings, tech: Technology) -> tuple[int, int,
     return (bits, 1, bits) if tech.input_mode == "bit_serial" else (bits, bits, 1)
 
 
+def _array_adcs(columns: int, tile_columns: int, col_tiles: int, per_column: float,
+                columns_per_adc: int) -> tuple[int, int]:
+    """``(ADCs of one row tile, conversions per ADC per read cycle)``: each array (column tile) converts its own
+    ``a = ceil(per_column * its physical columns)`` columns with ``ceil(a / columns_per_adc)`` ADCs; the full arrays
+    and the last, narrower one counted apart, the slowest ADC setting the conversions per cycle."""
+    if not col_tiles:
+        return 0, 0
+    widths = [(tile_columns, col_tiles - 1), (columns - tile_columns * (col_tiles - 1), 1)]
+    adcs, serial = 0, 0
+    for width, count in widths:
+        converted = math.ceil(per_column * width - 1e-9)
+        if count and converted:
+            per_array = _ceil(converted, columns_per_adc)
+            adcs += count * per_array
+            serial = max(serial, _ceil(converted, per_array))
+    return adcs, serial
+
+
 def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: DeviceModel,
                   tech: Technology) -> LayerCost:
     """The cost of one mapped layer per inference (the module docstring's formulas).
@@ -128,13 +147,11 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
     tile_columns = tech.tile_columns or circuit.tile_rows or columns
     row_tiles = _ceil(rows, tile_rows) if rows else 0
     col_tiles = _ceil(columns, tile_columns) if columns else 0
-    per_array = _ceil(s * outputs, col_tiles) if col_tiles else 0  # conversions of one array (column tile)
-    adcs_per_array = _ceil(per_array, tech.columns_per_adc)  # every array converts its own columns
-    serial = _ceil(per_array, adcs_per_array) if adcs_per_array else 0  # conversions per ADC per cycle
+    adcs_per_row_tile, serial = _array_adcs(columns, tile_columns, col_tiles, s / (2 * n), tech.columns_per_adc)
     b_in, b_dac, per_read = _input_cycles(circuit, tech)
     cycles = reads * per_read
     b_adc = circuit.adc_bits if circuit.adc_bits is not None else tech.ideal_bits
-    cost = LayerCost(layer.name, "crossbar", row_tiles * col_tiles, row_tiles * col_tiles * adcs_per_array,
+    cost = LayerCost(layer.name, "crossbar", row_tiles * col_tiles, row_tiles * adcs_per_row_tile,
                      row_tiles * col_tiles * tile_rows if rows else 0, reads, reads * rows * outputs)
     devices = 2 * n * rows * outputs
     conductance = devices * tech.g_off + (tech.g_on - tech.g_off) / (2 ** k - 1) * layer.level_sum

@@ -88,7 +88,8 @@ def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
     bits, k = device_model.weight_bits, device_model.device_bits
     top, base = mapping.magnitude_levels(bits), 2 ** k
     with torch.no_grad():
-        w = weight.detach().float().abs()
+        # float64 beyond float32's 24-bit mantissa: the top levels would round to a power of two
+        w = weight.detach().to(torch.float64 if top >= 2 ** 24 else torch.float32).abs()
         w_max = w.amax()
         if not torch.isfinite(w_max):
             raise ValueError(f"a weight of shape {list(weight.shape)} holds NaN or infinite values: no chip can be "
@@ -96,7 +97,7 @@ def level_sum(weight: torch.Tensor, device_model: DeviceModel) -> float:
         if not w_max > 0:
             return 0.0
         # the level of |w| is round(|w| / max|W| * L), as neft.chip.mapping.quantize
-        levels = w.div_(w_max).mul_(top).round_().to(torch.int32 if top < 2 ** 31 else torch.int64)
+        levels = w.div_(w_max).mul_(top).round_().to(torch.int32 if top <= _HISTOGRAM_LEVELS else torch.int64)
         if top <= _HISTOGRAM_LEVELS:  # one histogram pass, then the digit sums of the L + 1 levels
             values = torch.arange(top + 1, device=levels.device)
             digits = torch.zeros_like(values)
@@ -177,17 +178,20 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
     for name, module in model.named_modules():
         handles.append(module.register_forward_hook(record(name, module)))
     first = next(iter(model.parameters()), None)
-    training = model.training
+    like = {"device": first.device, "dtype": first.dtype if first.is_floating_point() else None} if first is not None \
+        else {}
+    flags = {module: module.training for module in model.modules()}
     try:
         model.eval()
         with torch.no_grad():  # one image of zeros: cheaper than meta tensors, whose kernels take seconds to load
-            model(torch.zeros((1, *input_shape), device=first.device if first is not None else None))
+            model(torch.zeros((1, *input_shape), **like))
     except RuntimeError as error:
         raise ValueError(f"the model cannot run on one input of shape {list(input_shape)} (channels, height, "
                          f"width): {str(error).splitlines()[0]}; give the input size the model takes (neft cost "
-                         "--image-size, --in-channels)") from None
+                         "--image-size, --in-channels)") from error
     finally:
-        model.train(training)
+        for module, training in flags.items():
+            module.train(training)
         for handle in handles:
             handle.remove()
     return mapped, digital

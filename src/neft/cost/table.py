@@ -88,7 +88,7 @@ def chip_cost(model: nn.Module, chip: ChipSettings, tech: Technology, input_shap
     Raises:
         ValueError: the model has no mapped weight or cannot run on ``input_shape``; a negative count in
             ``deployment``.
-        SettingError: (setting ``technology``) keys that make a cost overflow to infinity.
+        SettingError: (setting ``technology``) keys that make a cost or a programming cost overflow to infinity.
     """
     mapped, digital = network_layers(model, input_shape, chip.device_model, include, exclude)
     try:
@@ -108,4 +108,8 @@ def chip_cost(model: nn.Module, chip: ChipSettings, tech: Technology, input_shap
     energy = sum(layer.total_energy for layer in layers)
     latency = sum(layer.latency for layer in layers)
     programming = programming_cost(counts, chip.device_model.devices_per_weight, tech, energy, latency)
+    if not all(math.isfinite(value) for spent in programming.values() for value in spent.values()):
+        raise SettingError("technology", "the technology keys give a programming cost too large for a number: "
+                                         "check keys far from their defaults (write_time, verify_pulses, "
+                                         "open_loop_pulses, write_voltage)")
     return CostTable(layers, tech, chip.to_dict(), programming)

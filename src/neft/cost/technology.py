@@ -107,8 +107,8 @@ class Technology:
         SettingError: naming the key: an ``input_mode`` other than ``"parallel"`` or ``"bit_serial"``, an
             ``input_activity`` above 1, a negative or non-finite number, a zero read time, clock, sample rate,
             feature size or write time, ``g_off`` above ``g_on``, a count (``columns_per_adc``, ...) below 1 or not
-            an integer (``columns_per_adc`` below 1 would be more ADCs than columns), ``tile_columns`` not None or
-            an integer >= 1.
+            an integer (``columns_per_adc`` below 1 would be more ADCs than columns), ``ideal_bits`` above 32,
+            ``tile_columns`` not None or an integer >= 1.
     """
 
     feature_size: float = KEYS["feature_size"][1]

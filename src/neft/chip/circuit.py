@@ -139,10 +139,7 @@ class Circuit:
 
         Raises:
             SettingError: (setting ``calibration_images``) when a converter is on and ``images`` is None or empty;
-                (setting ``adc_range``) a DAC whose percentile falls on the zeros of its inputs (it would read
-                only zeros), naming the layer.
-            FloatingPointError: a full scale is NaN or infinite (the clean forward of the calibration images is not
-                finite at that layer), naming the layer.
+                (``adc_range``) and FloatingPointError: :meth:`CircuitLayer.check_ranges`.
         """
         if not self.settings.calibrated:
             return
@@ -253,25 +250,10 @@ def _check_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossba
 
 
 def _set_steps(layers: list[CircuitLayer], names: Sequence[str], settings: CircuitSettings) -> None:
-    """Every layer's converter steps from its calibrated full scales (:meth:`CircuitLayer.set_steps`).
-
-    Raises:
-        FloatingPointError: a full scale is NaN or infinite, naming the layer.
-        SettingError: (setting ``adc_range``) a DAC's full scale is 0 while the layer's inputs are not all 0 (the
-            percentile fell on the zeros after a ReLU), naming the layer.
-    """
+    """Every layer's converter steps from its calibrated full scales (:meth:`CircuitLayer.set_steps`), once
+    :meth:`CircuitLayer.check_ranges` passes."""
     for layer in layers:
-        scales = [scale for scale in [layer.dac_scale, *(layer.adc_scale or [])] if scale is not None]
-        if scales and not bool(torch.isfinite(torch.stack(scales)).all()):
-            raise FloatingPointError(f"the converter ranges of {names[layer.index]!r} cannot be calibrated: the "
-                                     "clean forward of the calibration images is NaN or infinite there (the "
-                                     "network's weights or the calibration images are not finite)")
-        if layer.dac_zeros is not None:
-            raise SettingError("adc_range", f"adc_range {settings.adc_range:g}: the {settings.adc_range:g}th "
-                                            f"percentile of the inputs of {names[layer.index]!r} on the calibration "
-                                            f"images is 0 ({100 * layer.dac_zeros:.1f} % of them are 0, as after a "
-                                            "ReLU), so its DAC would read every input as 0 and the layer a "
-                                            "constant; raise --adc-range (e.g. 99.99, or 100 for the maximum)")
+        layer.check_ranges(names[layer.index], settings.adc_range)
         layer.set_steps(settings.dac_bits, settings.adc_bits)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from neft.chip.circuit_settings import CircuitSettings, tile_ranges
 from neft.chip.converters import calibration_magnitude, full_scale_steps
+from neft.common.errors import SettingError
 
 __all__ = ["CircuitLayer", "window_reduce"]
 
@@ -81,6 +82,27 @@ class CircuitLayer:
             self.dac_zeros = float((x == 0).float().mean()) if self.dac_scale == 0 and bool(x.any()) else None
         if settings.adc_bits is not None:
             self.adc_scale = []
+
+    def check_ranges(self, name: str, adc_range: float) -> None:
+        """After calibration: the converter full scales of the layer (named ``name``) can be used.
+
+        Raises:
+            FloatingPointError: a full scale is NaN or infinite (the clean forward of the calibration images is not
+                finite at this layer).
+            SettingError: (setting ``adc_range``) the DAC's full scale is 0 while the layer's inputs are not all 0
+                (the percentile fell on the zeros after a ReLU): the layer would read a constant.
+        """
+        scales = [scale for scale in [self.dac_scale, *(self.adc_scale or [])] if scale is not None]
+        if scales and not bool(torch.isfinite(torch.stack(scales)).all()):
+            raise FloatingPointError(f"the converter ranges of {name!r} cannot be calibrated: the clean forward of "
+                                     "the calibration images is NaN or infinite there (the network's weights or the "
+                                     "calibration images are not finite)")
+        if self.dac_zeros is not None:
+            raise SettingError("adc_range", f"adc_range {adc_range:g}: the {adc_range:g}th percentile of the inputs "
+                                            f"of {name!r} on the calibration images is 0 ({100 * self.dac_zeros:.1f} "
+                                            "% of them are 0, as after a ReLU), so its DAC would read every input as "
+                                            "0 and the layer a constant; raise --adc-range (e.g. 99.99, or 100 for "
+                                            "the maximum)")
 
     def set_steps(self, dac_bits: int | None, adc_bits: int | None) -> None:
         """The DAC step and each ADC's step (full scale / levels, as in :func:`neft.chip.converters.quantize`) from

@@ -198,8 +198,9 @@ def main() -> None:
     text = ["# What a chip costs on the realistic chip, 20 chips per point, up to 3 seeds (each row says how many)", "",
             "LeNet-5 on mnist-5k (init torch, 30 epochs; vanilla, and noise-injection, OVF, IRS, rcg trained at "
             "sigma 0.35 on RRAM1) evaluated at sigma 0.2; VGG8 width 0.25 on Fashion-MNIST (2,000 training images, "
-            "init torch, 30 epochs; vanilla, and noise-injection and OVF trained at sigma 0.3 on RRAM1) evaluated "
-            "at sigma 0.2 on 1,000 test images; seeds 0-2, on `configs/chips/realistic-chip.toml` "
+            "init torch, 30 epochs; vanilla, and noise-injection, OVF, IRS, rcg trained at sigma 0.3 on RRAM1) "
+            "evaluated at sigma 0.1 with 0.1 % of the devices stuck on and 0.1 % stuck off (`--stuck-on 0.001 "
+            "--stuck-off 0.001`) on 1,000 test images; seeds 0-2, on `configs/chips/realistic-chip.toml` "
             "(results/cost/run.sh); costs from `neft cost` with the 45 nm defaults (docs/method.md, 'What a chip "
             "costs'). p5: the 5th percentile over 20 chips. Accuracies: mean over seeds +- the half-width of the "
             "95 % t-interval over seeds (t = 4.30 for 3 seeds). Energy, latency and area barely depend on the seed "

@@ -419,3 +419,16 @@ def test_parsed_flags_without_a_command_line_count_as_written_where_not_at_their
 
     args = build_parser().parse_args(["evaluate", "RUN", "--out-noise", "0.1", "--adc-bits", "6"])  # no main()
     assert circuit_settings(args, given=True) == {"out_noise": 0.1, "adc_bits": 6}
+
+
+def test_a_read_time_without_a_device_model_waits_for_the_runs_model():
+    """`neft evaluate RUN --drift-times 3.15e7` on a run trained on a drifting preset was refused ("has no effect")
+    because the read time was checked against a default model before the run's was known."""
+    from neft.evaluation import EvalConfig
+
+    assert EvalConfig(drift_time=3.15e7).check().drift_time == 3.15e7
+    with pytest.raises(SettingError, match="drift_time must be a time"):
+        EvalConfig(drift_time=-5).check()
+    with pytest.raises(SettingError, match="has no effect"):  # the model known: the check is made
+        EvalConfig(device_model="RRAM1", drift_time=3.15e7).check()
+    assert EvalConfig(device_model="PCM-aihwkit", drift_time=3.15e7).check().chip().device_model.drift_time == 3.15e7

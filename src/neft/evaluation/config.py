@@ -16,7 +16,7 @@ import torch
 
 from neft.chip.chip_presets import apply_chip_preset, remember_given
 from neft.chip.circuit_settings import CircuitFields, settings_of
-from neft.chip.device_checks import check_sigma
+from neft.chip.device_checks import check_sigma, check_time
 from neft.chip.device_model import DeviceModel
 from neft.chip.settings import EFFECTS, ChipSettings
 from neft.common.errors import MAX_SEED, SettingError, check_count, check_number
@@ -271,5 +271,7 @@ def _check_chip_settings(config: EvalConfig) -> None:
         if getattr(config, name) not in (None, True, False):
             raise SettingError(name, f"{name} must be true or false, got {getattr(config, name)!r}")
     effects = {name: getattr(config, name) for name in EFFECTS if getattr(config, name) is not None}
+    if "drift_time" in effects:  # a read time: whether the devices drift then is the run's model's to say
+        config.drift_time = check_time(effects.pop("drift_time"), "drift_time")
     DeviceModel(**{**effects, "quantize": True})
     settings_of(config)

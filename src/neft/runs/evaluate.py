@@ -288,10 +288,10 @@ def _warn_other_circuit(run_dir: Path, trained: dict, chosen: EvalConfig) -> Non
     default = CircuitSettings()
     train = CircuitSettings(**{name: trained.get(name, getattr(default, name)) for name in CIRCUIT_FIELDS})
     evaluated = CircuitSettings(**{name: getattr(chosen, name) for name in CIRCUIT_FIELDS})
-    if not train.label() or train.label() == evaluated.label():
+    differ = [name for name in CIRCUIT_FIELDS if getattr(train, name) != getattr(evaluated, name)]
+    if not train.label() or not differ:
         return
-    flags = " ".join(f"--{name.replace('_', '-')} {getattr(train, name)}" for name in CIRCUIT_FIELDS
-                     if getattr(train, name) != getattr(default, name))
+    flags = " ".join(f"--{name.replace('_', '-')} {getattr(train, name)}" for name in differ)
     warnings.warn(f"{run_dir} was trained through the crossbar circuit{train.label()} and is evaluated "
                   f"{'through' + evaluated.label() if evaluated.label() else 'without it'}: its accuracy is that of "
                   f"another chip than it learnt on (labels say so); evaluate with {flags} for the chip it was "

@@ -119,7 +119,8 @@ def test_a_run_trained_through_the_circuit_says_so(tmp_path, capsys):
         result = runs.evaluate_run(tmp_path / "run", EvalConfig(sigmas=[0.1], runs=2, test_subset=32),
                                    progress=False)
     assert report.result_label(result) == "noise-injection (trained on RRAM1 tile=64 adc=6b, evaluated on RRAM1)"
-    with pytest.warns(runs.CircuitMismatchWarning, match=r"evaluate with --adc-bits 6 --out-noise 0.0 --input-management none for") as seen:
+    wanted = r"evaluate with --adc-bits 6 --out-noise 0.0 --input-management none for"
+    with pytest.warns(runs.CircuitMismatchWarning, match=wanted) as seen:
         runs.evaluate_run(tmp_path / "run", EvalConfig(sigmas=[0.1], runs=2, test_subset=32, tile_rows=64,
                                                        adc_bits=8, out_noise=0.05, input_management="abs_max"),
                           name="other", progress=False)

@@ -135,6 +135,10 @@ def test_one_network_evaluated_twice_with_other_settings_is_labelled_by_them(tmp
     rows = report.comparison_rows([full, part])
     assert sorted((row["method"].rsplit(" (", 1)[1], row["mean"]) for row in rows) == [
         ("precision=bf16, test_subset=300)", 81.0), ("precision=fp32, test_subset=None)", 80.0)]
+    auto = [{**_result(evaluation={"write_verify": 0.0, "test_subset": None, "precision": "auto"}, mean=mean),
+             "precision": used} for mean, used in ((80.0, "fp32"), (81.0, "bf16"))]
+    assert sorted(row["method"].rsplit(" (", 1)[1] for row in report.comparison_rows(auto)) == [
+        "precision=bf16)", "precision=fp32)"]  # the precision each ran in, not the "auto" asked for
     other_sigma = _result(sigmas=(0.2,), evaluation={"write_verify": 0.0, "test_subset": None, "precision": "bf16"})
     assert {row["method"] for row in report.comparison_rows([full, other_sigma])} == {"ovf"}  # one curve: no clash
     fewer = _result(sigmas=(0.2,), evaluation={"write_verify": 0.0, "test_subset": 50, "precision": "fp32"},

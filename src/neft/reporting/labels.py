@@ -77,12 +77,15 @@ def _labels(results: list[dict]) -> list[tuple[str, tuple]]:
     """(label, sort key) per result: :func:`result_label` (variant labels name the init only when the results mix
     inits), grown only as far as needed to keep (label, sigma) unique: by the device model when the clashing
     results were evaluated under different ones, then by the training sigma, then by the training seed, then by
-    the evaluation settings in which they differ (``test_subset=300``, ``precision=bf16``); results on different
-    test sets never form one curve, even at different sigmas (named by ``test_size`` and ``test_subset``)."""
+    the evaluation settings in which they differ (``test_subset=300``, ``precision=bf16``: the precision used);
+    results on different test sets never form one curve, even at different sigmas (named by ``test_size`` and
+    ``test_subset``)."""
     labelled = _grown_labels(results, _names(results))
     for label in {label for label, _ in labelled}:
         group = [i for i, (other, _) in enumerate(labelled) if other == label]
-        settings = [{**results[i].get("evaluation", {}), "test_size": results[i].get("test_size")} for i in group]
+        # the precision a result ran in (``auto`` resolves to fp32 or bf16), not the one asked for
+        settings = [{**results[i].get("evaluation", {}), "test_size": results[i].get("test_size"),
+                     **({"precision": results[i]["precision"]} if "precision" in results[i] else {})} for i in group]
         differ = sorted({key for e in settings for key in e if key != "sigmas"
                          and any(o.get(key) != e.get(key) for o in settings)})
         if not _has_duplicates([p["sigma"] for i in group for p in results[i]["per_sigma"]]):

@@ -145,10 +145,10 @@ def apply_chip_preset(config) -> None:
     settings, each where the field is still at the plain circuit's default and the caller did not give it
     (:func:`remember_given`: a setting given explicitly wins, at any value; one set after construction, at any
     other value), so that the recorded settings say what the chip was; with ``drift_compensation`` or ``quantize``
-    False the preset's compensation placement (``drift_compensation_at``, ``compensation_readout``) is not applied. Once
-    applied, every field counts as given (the config is resolved: checking it again, or a copy of it, changes
-    nothing). ``device_model`` keeps the
-    preset's name; :func:`neft.chip.devices.get` reads it as the preset's device model."""
+    False the preset's compensation placement (``drift_compensation_at``, ``compensation_readout``) is not
+    applied. Once applied, every field counts as given (the config is resolved: checking it again, or a copy of it,
+    changes nothing). ``device_model`` keeps the preset's name; :func:`neft.chip.devices.get` reads it as the
+    preset's device model."""
     preset = chip_preset(getattr(config, "device_model", None))
     if preset is None:
         return

@@ -79,28 +79,27 @@ def _overrides(pairs: list[str]) -> dict:
     return values
 
 
-def _results_files(run_dir: Path, name: str | None) -> list[Path]:
-    """The results files of ``run_dir`` (JSON files with ``per_sigma`` and ``evaluation``), or ``NAME.json``."""
-    if name is not None:
-        path = run_dir / f"{name}.json"
-        if not path.is_file() or not _is_results(path):
-            raise FileNotFoundError(f"no results file {path}: run `neft evaluate {run_dir} --name {name}` first")
-        return [path]
-    found = [path for path in sorted(run_dir.glob("*.json")) if _is_results(path)]
+def _results_files(run_dir: Path, name: str | None) -> dict[Path, dict]:
+    """The results files of ``run_dir`` (JSON files with ``per_sigma`` and ``evaluation``), or ``NAME.json``, each
+    with its contents."""
+    paths = [run_dir / f"{name}.json"] if name is not None else sorted(run_dir.glob("*.json"))
+    found = {path: result for path in paths if path.is_file() and (result := _results(path)) is not None}
+    if not found and name is not None:
+        raise FileNotFoundError(f"no results file {paths[0]}: run `neft evaluate {run_dir} --name {name}` first")
     if not found:
         raise FileNotFoundError(f"{run_dir} holds no results file: run `neft evaluate {run_dir}` first, or cost a "
                                 "model with --model")
     return found
 
 
-def _is_results(path: Path) -> bool:
-    """Whether ``path`` holds a results file of `neft evaluate` (a JSON object with ``per_sigma`` and
-    ``evaluation``)."""
+def _results(path: Path) -> dict | None:
+    """The results file of `neft evaluate` that ``path`` holds (a JSON object with ``per_sigma`` and
+    ``evaluation``), or None."""
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and "per_sigma" in data and "evaluation" in data
+        return None
+    return data if isinstance(data, dict) and "per_sigma" in data and "evaluation" in data else None
 
 
 def _chip_of(evaluation: dict, device_model: dict):
@@ -140,15 +139,14 @@ def _cost_run(args, tech) -> None:
     files = _results_files(run_dir, args.results)
     out = Path(args.out) if args.out else run_dir / "cost"
     _check_free(out, [path.stem for path in files], args.overwrite)
-    costed = [path for path in files if "cost" in json.loads(path.read_text())]
+    costed = [path for path, result in files.items() if "cost" in result]
     if args.attach and costed and not args.overwrite:
         raise FileExistsError(f"{costed[0]} already records a cost; pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     model, meta = load_checkpoint(run_dir)
     spec, stats = meta["model"], meta.get("dataset_stats") or {}
     shape = (spec["in_channels"], stats.get("image_size", 32), stats.get("image_size", 32))
-    for path in files:
-        result = json.loads(path.read_text())
+    for path, result in files.items():
         chip = _chip_of(result["evaluation"], result.get("device_model") or result["evaluation"]["device_model"])
         table = chip_cost(model, chip, tech, shape, result.get("deployment_cost"))
         table.write(out / f"{path.stem}_cost.json", out / f"{path.stem}_cost.csv")
@@ -163,7 +161,6 @@ def _cost_model(args, tech) -> None:
     import torch
 
     from neft import models
-    from neft.chip.chip_presets import apply_chip_preset
     from neft.common.errors import check_count, check_number
     from neft.cost import chip_cost
     from neft.evaluation import EvalConfig
@@ -174,9 +171,8 @@ def _cost_model(args, tech) -> None:
     _check_free(out, [args.model.replace(":", "_").replace("/", "_")], args.overwrite)
     torch.manual_seed(0)
     model = models.create(args.model, args.classes, args.in_channels, args.width, "torch")
-    config = EvalConfig(device_model=args.device_model, **circuit_settings(args, given=True))
-    apply_chip_preset(config)  # a chip preset's circuit, the flags written on top of it
-    chip = config.chip()
+    # checked as evaluate checks it: a chip preset's circuit, the flags written on top of it
+    chip = EvalConfig(device_model=args.device_model, **circuit_settings(args, given=True)).check().chip()
     mapped = sum(p.numel() for p in _mapped(model))
     deployment = {"mapped_weights": mapped,
                   "write_verify": {"weights_verified": round(args.write_verify * mapped)},

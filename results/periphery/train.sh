@@ -5,8 +5,8 @@
 # devices read one year after programming, 7-bit DAC and 9-bit ADC with abs-max input and iterative bound management,
 # output noise 0.06, global drift compensation; sigma 0), 3 seeds, 30 epochs:
 #   LeNet-5, PyTorch's default init, mnist-5k (5,000 real MNIST digits);
-#   VGG8 width 0.25, PyTorch's default init, Fashion-MNIST, 2,000 training images (the CPU's budget), vanilla,
-#   noise-injection and OVF on the Gaussian model, noise-injection under the periphery.
+#   VGG8 width 0.25, PyTorch's default init, Fashion-MNIST, 2,000 training images (the CPU's budget), every method
+#   on the Gaussian model (sigma 0.3), noise-injection under the periphery.
 # distill's teacher is the vanilla network of the same seed. Resumable: a finished network (checkpoint.pt) is kept.
 #   RUNS=runs/periphery nice sh results/periphery/train.sh            # both networks, one after the other
 #   RUNS=runs/periphery NETS=vgg8 nice sh results/periphery/train.sh  # one of them (lenet5 or vgg8), e.g. in parallel
@@ -34,15 +34,19 @@ case " $NETS " in *" lenet5 "*) for methods in "noise-injection rcg lipschitz co
     done
   done
 done;; esac
-# every seed's vanilla and noise-injection networks first, then those under the periphery, then OVF (5x)
-case " $NETS " in *" vgg8 "*) for kind in gaussian periphery ovf; do
+# every seed's vanilla and noise-injection networks first, then the other methods on the Gaussian model (OVF and
+# IRS 5x a noise-injection run), then noise-injection under the periphery (20-27 min per epoch on one core)
+case " $NETS " in *" vgg8 "*) for kind in gaussian others periphery; do
   for seed in 0 1 2; do
     V="--model vgg8 --width 0.25 --dataset fashion-mnist --train-subset 2000 --init torch --epochs 30 --seed $seed"
     case $kind in
       gaussian) train vgg8/vanilla-s0-seed$seed $V --method vanilla --sigma 0
                 train vgg8/noise-injection-s0.3-seed$seed $V --method noise-injection --sigma 0.3;;
+      others) for method in ovf irs rcg lipschitz correctnet distill; do
+                teacher=""; [ $method = distill ] && teacher="--teacher $RUNS/vgg8/vanilla-s0-seed$seed"
+                train vgg8/$method-s0.3-seed$seed $V --method $method --sigma 0.3 $teacher
+              done;;
       periphery) train vgg8/noise-injection_device=aihwkit-inference-s0-seed$seed $V --method noise-injection $CHIP;;
-      ovf) train vgg8/ovf-s0.3-seed$seed $V --method ovf --sigma 0.3;;
     esac
   done
 done;; esac

@@ -51,6 +51,17 @@ def _noisy_accuracy(model, images, labels, config, calibration_images=None) -> f
 
 
 
+def _chips_differ(config: TrainConfig) -> bool:
+    """Whether the run's chips differ from its clean network, so that epochs are scored on noisy validation chips:
+    variation (``sigma`` > 0), a realistic chip (quantized mapping with its programming noise, stuck devices and
+    drift; read noise) or an active circuit (converters, noise per read, periphery, IR drop), at sigma 0 too. A
+    network trained through aihwkit's periphery is then chosen by how it reads on that chip, not by its ideal
+    layers, which it never trained on."""
+    chip = config.chip()
+    return (config.sigma > 0 or chip.device_model.quantize or chip.device_model.read_sigma > 0
+            or chip.circuit.active)
+
+
 @dataclass
 class Selection:
     """The split that chooses the best epoch, preprocessed once: ``images`` ``[N, C, H, W]`` on the run's device and
@@ -60,6 +71,7 @@ class Selection:
     images: torch.Tensor
     labels: torch.Tensor
     metadata: dict
+    noisy: bool
 
     @classmethod
     def of(cls, config: TrainConfig, dataset: data.ImageDataset, device: torch.device, recorded: dict) -> Selection:
@@ -77,13 +89,14 @@ class Selection:
             "config": dataclasses.asdict(config),
         }
         images = torch.cat([x for x, _ in dataset.batches(split, 1000, device=device)])
-        return cls(split, images, dataset.splits[split][1].to(device), metadata)
+        return cls(split, images, dataset.splits[split][1].to(device), metadata, _chips_differ(config))
 
     def score(self, model: torch.nn.Module, dataset: data.ImageDataset, config: TrainConfig, device: torch.device,
               calibration: torch.Tensor | None) -> tuple[float, float]:
-        """``(clean, noisy)`` accuracy (percent) of ``model`` on the split; noisy is the clean one at sigma 0."""
+        """``(clean, noisy)`` accuracy (percent) of ``model`` on the split; noisy is the clean one where every chip
+        is the clean network (``self.noisy`` False)."""
         clean = _accuracy(model, dataset, self.split, device)
-        noisy = (_noisy_accuracy(model, self.images, self.labels, config, calibration) if config.sigma > 0
+        noisy = (_noisy_accuracy(model, self.images, self.labels, config, calibration) if self.noisy
                  else clean)
         return clean, noisy
 

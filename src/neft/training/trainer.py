@@ -69,7 +69,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, overwri
     with fewer images than ranks is skipped. BatchNorm statistics are averaged over ranks after every epoch.
 
     Returns:
-        Summary ``{"best_epoch", "best_val_accuracy", "best_val_kind" ("noisy", or "clean" at sigma 0),
+        Summary ``{"best_epoch", "best_val_accuracy", "best_val_kind" ("noisy", or "clean" where
+        every chip is the clean network),
         "test_accuracy_clean", "clean_circuit" (None: the ideal layers, also for a run trained through
         ``"train_circuit"``), "train_circuit", "epochs", "seconds", "weights_sha256"}`` (accuracies in percent;
         the last epoch's weights' digest: equal runs, resumed runs and data-parallel ranks share it).
@@ -144,16 +145,15 @@ def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, given:
 def _warn_vanilla_chip(config: TrainConfig) -> None:
     """Say (``UserWarning``) that vanilla's steps never read the realistic chip of its device model (quantized
     mapping, stuck devices, drift, read noise; docs/method.md, 'Training against the chip'): it only shapes the
-    noisy validation chips that select the checkpoint at sigma > 0, and has no effect at sigma 0."""
+    noisy validation chips that select the checkpoint."""
     chip = devices.get(config.device_model)
     named = (["quantize"] if chip.quantize else []) + (["read_sigma"] if chip.read_sigma > 0 else [])
     if config.method != "vanilla" or not named:
         return
-    use = (f"it only shapes the noisy validation chips at sigma {config.sigma:g} that select the checkpoint"
-           if config.sigma > 0 else "at sigma 0 there is no noisy validation either, so it has no effect here")
     warnings.warn(f"vanilla trains the clean network: its steps never read the device model's chip "
-                  f"({', '.join(named)}); {use}. Train a noise-aware method against the chip, or evaluate the "
-                  "vanilla network on it with neft evaluate", UserWarning, stacklevel=3)
+                  f"({', '.join(named)}); it only shapes the noisy validation chips that select the checkpoint. "
+                  "Train a noise-aware method against the chip, or evaluate the vanilla network on it with neft "
+                  "evaluate", UserWarning, stacklevel=3)
 
 
 
@@ -226,7 +226,7 @@ def _finish(run: Run) -> dict:
     own = copy.deepcopy(run.model) if models.registry.is_python_object(run.config.model) else None
     best = checkpoint.load(run.out, map_location=run.device, model=own)
     summary = {"best_epoch": run.state["best_epoch"], "best_val_accuracy": run.state["best"],
-               "best_val_kind": "noisy" if run.config.sigma > 0 else "clean",
+               "best_val_kind": "noisy" if run.selection.noisy else "clean",
                "test_accuracy_clean": _accuracy(best, run.dataset, "test", run.device),
                # the clean accuracies are the ideal layers', never through the circuit the run trained through
                "clean_circuit": None, "train_circuit": {name: getattr(run.config, name) for name in FIELDS},

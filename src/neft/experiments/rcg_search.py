@@ -28,13 +28,11 @@ from pathlib import Path
 from neft import data
 from neft.chip.chip_presets import replace_given
 from neft.chip.circuit import calibration_sample
-from neft.chip.circuit_settings import FIELDS
 from neft.common.compute import resolve_device
 from neft.common.errors import SettingError, check_count
-from neft.evaluation import montecarlo
 from neft.store import checkpoint
 from neft.training import TrainConfig, train
-from neft.training.selection import _validation_size
+from neft.training.selection import _validation_size, chip_accuracy
 
 __all__ = ["SCORES", "search", "settings_key"]
 
@@ -95,12 +93,9 @@ def _score_run(config: TrainConfig, run_dir: Path, score: str, val_chips: int, p
                         train_subset=config.train_subset, test_subset=1)
     images, labels = dataset.splits["val"]
     checked = replace_given(config).check()  # the chip the network trained for, a chip preset's circuit included
-    circuit = {name: getattr(checked, name) for name in FIELDS}
     calibration = calibration_sample(dataset, config.seed, device)[0] if checked.chip().circuit.calibrated else None
-    results = montecarlo.evaluate(model, dataset.preprocess(images).to(device), labels.to(device), [config.sigma],
-                                  runs=val_chips, device_model=config.device_model, progress=False,
-                                  calibration_images=calibration, **circuit)
-    accuracy = results["per_sigma"][0]["accuracy"]
+    accuracy = chip_accuracy(model, dataset.preprocess(images).to(device), labels.to(device), checked, val_chips,
+                             calibration)
     entry = {"chips": val_chips, "mean": accuracy["mean"], "p1": accuracy["p1"], "p5": accuracy["p5"]}
     cache.write_text(json.dumps(entry, indent=1))
     return entry

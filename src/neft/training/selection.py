@@ -38,17 +38,20 @@ def _accuracy(model, dataset, split, device, batch_size=1000) -> float:
     return 100.0 * correct / dataset.size(split)
 
 
-def _noisy_accuracy(model, images, labels, config, calibration_images=None) -> float:
-    """Mean accuracy (percent) over ``val_runs`` fixed Monte Carlo chips at the training sigma on the preprocessed
-    selection split ``images`` ``[N, C, H, W]`` and ``labels`` ``[N]`` (with the run's circuit, its ranges
-    calibrated on ``calibration_images``)."""
-    result = montecarlo.evaluate(model, images, labels, [config.sigma], runs=max(2, config.val_runs),
-                                 seed=config.seed, device_model=config.device_model, progress=False,
-                                 compile=False,  # a compile per epoch would cost more than it saves
-                                 calibration_images=calibration_images,
-                                 **{name: getattr(config, name) for name in FIELDS})
-    return result["per_sigma"][0]["accuracy"]["mean"]
+def chip_accuracy(model, images, labels, config, runs: int, calibration_images=None, **options) -> dict:
+    """Accuracy over ``runs`` Monte Carlo chips at ``config.sigma`` with the run's device model and circuit, on the
+    preprocessed ``images`` ``[N, C, H, W]`` and ``labels`` ``[N]`` (converter ranges calibrated on
+    ``calibration_images`` where the circuit calibrates any): the ``accuracy`` summary of
+    :func:`neft.evaluation.montecarlo.evaluate` (percent: ``mean``, ``std``, ``p1``, ``p5`` ...). ``options``: its
+    other settings (``seed``, ``compile``). Scores the training epochs and rcg's search points alike.
 
+    Raises:
+        ValueError: as :func:`neft.evaluation.montecarlo.evaluate` (an invalid circuit or device model).
+    """
+    result = montecarlo.evaluate(model, images, labels, [config.sigma], runs=runs, device_model=config.device_model,
+                                 progress=False, calibration_images=calibration_images,
+                                 **{name: getattr(config, name) for name in FIELDS}, **options)
+    return result["per_sigma"][0]["accuracy"]
 
 
 def _chips_differ(config: TrainConfig) -> bool:
@@ -96,8 +99,9 @@ class Selection:
         """``(clean, noisy)`` accuracy (percent) of ``model`` on the split; noisy is the clean one where every chip
         is the clean network (``self.noisy`` False)."""
         clean = _accuracy(model, dataset, self.split, device)
-        noisy = (_noisy_accuracy(model, self.images, self.labels, config, calibration) if self.noisy
-                 else clean)
+        noisy = (chip_accuracy(model, self.images, self.labels, config, max(2, config.val_runs), calibration,
+                               seed=config.seed, compile=False)["mean"]  # a compile per epoch costs more than it saves
+                 if self.noisy else clean)
         return clean, noisy
 
     def save_best(self, out: Path, model: torch.nn.Module, epoch: int, accuracy: float) -> None:

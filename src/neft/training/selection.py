@@ -96,11 +96,13 @@ class Selection:
 
     def score(self, model: torch.nn.Module, dataset: data.ImageDataset, config: TrainConfig, device: torch.device,
               calibration: torch.Tensor | None) -> tuple[float, float]:
-        """``(clean, noisy)`` accuracy (percent) of ``model`` on the split; noisy is the clean one where every chip
-        is the clean network (``self.noisy`` False)."""
+        """``(clean, noisy)`` accuracy (percent) of ``model`` on the split. Noisy: the mean over ``val_runs``
+        chips, in fp32 whatever the machine (precision "auto" would read these few chips in both precisions to
+        choose), not compiled (a compile per epoch costs more than it saves); the clean one where every chip is the
+        clean network (``self.noisy`` False)."""
         clean = _accuracy(model, dataset, self.split, device)
         noisy = (chip_accuracy(model, self.images, self.labels, config, max(2, config.val_runs), calibration,
-                               seed=config.seed, compile=False)["mean"]  # a compile per epoch costs more than it saves
+                               seed=config.seed, compile=False, precision="fp32")["mean"]
                  if self.noisy else clean)
         return clean, noisy
 

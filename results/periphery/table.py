@@ -14,6 +14,7 @@ Usage: python3 results/periphery/table.py RUNS > results/periphery/table.md (RUN
 results/periphery/cells holds the evaluation files).
 """
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -60,12 +61,22 @@ def cell(values: list[tuple[float, float]]) -> str:
     return interval([v[0] for v in values]).lstrip("+") + f"; {p5:.1f}"
 
 
+def selected_on_ideal_layers(directory: Path, method: str, under: bool, sigma: float) -> bool:
+    """Whether a seed of the variant chose its epoch on its ideal layers (``best_val_kind`` "clean"): networks
+    trained under the periphery before neft scored such runs on noisy validation chips."""
+    kinds = [json.loads(path.read_text()).get("best_val_kind") for seed in SEEDS
+             if (path := directory / run_name(method, under, sigma, seed) / "summary.json").is_file()]
+    return under and "clean" in kinds
+
+
 def variants(directory: Path, sigma: float):
-    """(label, method, trained under the periphery) of every variant with at least one finished evaluation."""
+    """(label, method, trained under the periphery) of every variant with at least one finished evaluation; a
+    variant whose epochs were chosen on the ideal layers is marked with a dagger."""
     for method in METHODS:
         for under in ((False,) if method == "vanilla" else (False, True)):
             if any((directory / run_name(method, under, sigma, seed)).is_dir() for seed in SEEDS):
-                yield f"{method}{' (trained under aihwkit-inference)' if under else ''}", method, under
+                mark = " \u2020" if selected_on_ideal_layers(directory, method, under, sigma) else ""
+                yield f"{method}{' (trained under aihwkit-inference)' if under else ''}{mark}", method, under
 
 
 def accuracies(directory: Path, method: str, under: bool, sigma: float, file: str) -> dict[int, tuple]:
@@ -94,6 +105,9 @@ def network_tables(directory: Path, title: str, sigma: float) -> None:
     for label, method, under in rows:
         values = [list(accuracies(directory, method, under, sigma, file).values()) for file in reads.values()]
         print(f"| {label} | " + " | ".join(cell(v) for v in values) + " |")
+    if any(label.endswith("\u2020") for label, _, _ in rows):
+        print("\n\u2020 Trained before neft chose the epoch of a run at sigma 0 on noisy validation chips: its epoch "
+              "was chosen on the clean accuracy of its ideal layers.")
     print("\nPaired differences (points, same seeds and chips), mean +- 95 % t-interval over seeds:\n")
     keys = [name for name in ("devices 1 y", "periphery 1 h", "periphery 1 y") if name in reads]
     print("| method | " + " | ".join(f"- vanilla, {k}" for k in keys)

@@ -259,13 +259,15 @@ def test_vanilla_says_it_never_trains_against_the_chip(tmp_path, sigma):
 
 @pytest.mark.parametrize("chip", [dict(device_model={"name": "q", "quantize": True, "stuck_on": 0.3}),
                                   dict(out_noise=0.5, input_management="abs_max", tile_rows=64)])
-def test_a_run_at_sigma_0_on_a_chip_that_differs_from_the_clean_network_selects_on_noisy_chips(tmp_path, chip):
+def test_a_run_at_sigma_0_on_a_chip_that_differs_from_the_clean_network_selects_on_noisy_chips(tmp_path, chip,
+                                                                                              capsys):
     # stuck devices or output noise at sigma 0: the epoch is chosen by how the network reads on that chip, not by
     # the ideal layers (a network trained through aihwkit's periphery reads 20-45 % without it, ~70 % through it)
     import csv
 
     summary = train(_quick(method="noise-injection", sigma=0.0, epochs=2, train_subset=200, **chip),
-                    tmp_path / "run", progress=False)
+                    tmp_path / "run", progress=True)
+    assert capsys.readouterr().out.count("noisy@0 ") == 2  # each epoch's line shows what chose it
     with (tmp_path / "run" / "train_log.csv").open() as file:
         rows = list(csv.DictReader(file))
     noisy = [float(row["val_acc_noisy"]) for row in rows]

@@ -91,18 +91,19 @@ class EpochLog:
             self.writer.close()
 
 
-def show_epoch(row: dict, config, loss_parts: tuple[str, ...], select_split: str, log_name: str | None,
+def show_epoch(row: dict, config, loss_parts: tuple[str, ...], selection, log_name: str | None,
                bars: bool) -> None:
     """Print the line of one finished epoch: loss and its ``loss_parts``, training accuracy and the clean and noisy
-    accuracies on ``select_split`` (percent; ``clean (no circuit)`` for a run trained through the crossbar circuit,
-    whose clean accuracy is the ideal layers'), ``*best`` for a new best epoch; prefixed ``[log_name]`` when given,
-    written above the progress bars when ``bars`` are drawn. ``config``: the run's
-    :class:`~neft.training.config.TrainConfig`."""
+    accuracies on the selection split (percent; ``clean (no circuit)`` for a run trained through the crossbar
+    circuit, whose clean accuracy is the ideal layers'; the noisy one where the ``selection``
+    (:class:`~neft.training.selection.Selection`) scores epochs on noisy chips), ``*best`` for a new best epoch;
+    prefixed ``[log_name]`` when given, written above the progress bars when ``bars`` are drawn. ``config``: the
+    run's :class:`~neft.training.config.TrainConfig`."""
     parts = "".join(f" {part} {row[part]:.4f}" for part in loss_parts)
     ideal = " (no circuit)" if config.chip().circuit.label() else ""  # the clean accuracy skips the run's circuit
-    noisy = f"  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%" if config.sigma else ""  # sigma 0: clean
+    noisy = f"  noisy@{config.sigma:g} {row['val_acc_noisy']:.2f}%" if selection.noisy else ""
     line = (f"{f'[{log_name}] ' if log_name else ''}epoch {row['epoch']}/{config.epochs}: loss {row['loss']:.4f}"
-            f"{f' ({parts.strip()})' if parts else ''}  train {row['train_acc']:.2f}%  {select_split} "
+            f"{f' ({parts.strip()})' if parts else ''}  train {row['train_acc']:.2f}%  {selection.split} "
             f"clean{ideal} {row['val_acc_clean']:.2f}%{noisy}"
             f"{'  *best' if row['best'] else ''}")
     if bars:

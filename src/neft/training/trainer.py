@@ -106,7 +106,7 @@ def _train_epochs(run: Run, last_epoch: int, progress: bool, log_name: str | Non
         totals = _train_epoch(run, epoch, bars)
         row = _end_epoch(run, epoch, totals, started)
         if progress and distributed.is_main():
-            show_epoch(row, run.config, run.objective.parts, run.selection.split, log_name, bars)
+            show_epoch(row, run.config, run.objective.parts, run.selection, log_name, bars)
 
 
 def _check_request(config: TrainConfig, out: Path, resume: bool, model: torch.nn.Module | None) -> None:

@@ -276,6 +276,25 @@ def test_a_run_at_sigma_0_on_a_chip_that_differs_from_the_clean_network_selects_
     assert summary["best_val_accuracy"] == max(noisy)
 
 
+def test_resuming_a_run_that_chose_on_its_ideal_layers_scores_the_kept_network_on_the_chip(tmp_path, capsys):
+    # a run at sigma 0 on a differing chip, trained before noisy validation at sigma 0: its last.pt has no
+    # best_kind and a clean best; the epochs still to come must not compete with that clean score
+    chip = dict(method="noise-injection", sigma=0.0, train_subset=200, device_model={"name": "q", "quantize": True,
+                                                                                     "stuck_on": 0.3})
+    train(_quick(epochs=3, **chip), tmp_path / "run", progress=False, stop_after=2)
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    kept_noisy = saved["state"]["best"]
+    del saved["state"]["best_kind"]
+    saved["state"]["best"] = 99.0  # what the ideal layers scored
+    torch.save(saved, tmp_path / "run" / "last.pt")
+    capsys.readouterr()
+    summary = train(_quick(epochs=3, **chip), tmp_path / "run", resume=True, progress=False)
+    said = capsys.readouterr().err
+    assert "was chosen on its clean validation accuracy (99.00 %); scored again on the noisy one" in said
+    assert f"({kept_noisy:.2f} %)" in said  # the kept network's own noisy score, the same chips as before
+    assert summary["best_val_accuracy"] < 99.0 and summary["best_val_kind"] == "noisy"
+
+
 def test_resume_says_where_it_goes_on_and_extends_a_run_to_more_epochs(tmp_path, capsys):
     import math
 

@@ -4,9 +4,11 @@ after every epoch and read back, and the check that a resumed run keeps the sett
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -125,12 +127,31 @@ def restore(run: Run, saved: dict) -> None:
     run.scheduler.load_state_dict(saved["scheduler"])
     run.data_generator.set_state(saved["data_rng"])
     run.state = saved["state"]
+    _rescore_best(run)
     if planned != run.config.epochs:
         _extend(run, planned)
     if run.state.get("extended") and distributed.is_main():  # config.json, rewritten at the start, keeps them
         config = json.loads((run.out / "config.json").read_text())
         config[RECORDED]["extended"] = run.state["extended"]
         (run.out / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def _rescore_best(run: Run) -> None:
+    """Score the kept checkpoint again where it was chosen on another score than this run's epochs get: a run at
+    sigma 0 on a chip that differs from the clean network, trained before such runs were scored on noisy validation
+    chips (its ``last.pt`` records no ``best_kind``), chose its epochs on its ideal layers' clean accuracy. The kept
+    network is then scored on the noisy chips, so that the epochs still to come compete with it on one score."""
+    kind = "noisy" if run.selection.noisy else "clean"
+    scored = run.state.setdefault("best_kind", "noisy" if run.config.sigma > 0 else "clean")
+    if scored != kind and run.state["best_epoch"] > 0:
+        kept = checkpoint.load(run.out, map_location=run.device, model=copy.deepcopy(run.model))
+        clean, noisy = run.selection.score(kept, run.dataset, run.config, run.device, run.calibration)
+        if distributed.is_main():
+            print(f"the kept epoch {run.state['best_epoch']} was chosen on its {scored} validation accuracy "
+                  f"({run.state['best']:.2f} %); scored again on the {kind} one ({noisy:.2f} %), which chooses "
+                  "from now on", file=sys.stderr)
+        run.state["best"] = noisy
+    run.state["best_kind"] = kind
 
 
 def _extend(run: Run, planned: int) -> None:

@@ -85,7 +85,7 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         config=config, out=out, device=device, dataset=dataset, model=model, net=net, objective=objective,
         optimizer=optimizer, scheduler=scheduler, noise_generator=noise_generator,
         data_generator=make_generator(config.seed + 2, "cpu"),
-        state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},
+        state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},  # "best_kind" once scored
         fields=log_fields(objective.parts, len(objective.modules())),
         selection=Selection.of(config, dataset, device, recorded),  # preprocessed once
         circuit=Circuit(crossbar, chip.circuit) if chip.circuit.active else None,

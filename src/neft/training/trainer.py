@@ -209,7 +209,7 @@ def _end_epoch(run: Run, epoch: int, totals: dict[str, float], started: float) -
         state.update(best=noisy, best_epoch=epoch)
     if improved and main:
         run.selection.save_best(run.out, run.model, epoch, noisy)
-    state["epoch"] = epoch
+    state.update(epoch=epoch, best_kind="noisy" if run.selection.noisy else "clean")
     state["seconds"] += time.perf_counter() - started
     row = {"epoch": epoch, "lr": lr, "loss": totals["loss"], "train_acc": totals["acc"], "val_acc_clean": clean,
            "val_acc_noisy": noisy, "best": int(improved), "seconds": round(time.perf_counter() - started, 3),

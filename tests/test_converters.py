@@ -64,7 +64,8 @@ def test_a_class_sorted_data_set_calibrates_on_a_seeded_class_mixed_sample(tmp_p
     config = TrainConfig(model="lenet5", dataset=name, method="vanilla", sigma=0.0, epochs=2, init="torch",
                          validation=0, select_on="test", batch_size=128, dac_bits=8, adc_bits=8, seed=4)
     train(config, tmp_path / "run", progress=False)
-    assert len(calibrations) == 2  # at the start of every epoch, on the same images
+    # at the start of every epoch and for its noisy validation chips (sigma 0 through converters), on the same images
+    assert len(calibrations) == 4
     assert all(torch.equal(images, calibrations[0]) for images in calibrations)
     assert calibrations[0].shape[0] == 256 and _classes(calibrations[0], dataset) == set(range(CLASSES))
     drawn = {"split": "train", "images": 256, "seed": calibration_seed(4)}

@@ -193,14 +193,16 @@ def test_rcg_search_trains_and_scores_real_networks(tmp_path):
 def test_rcg_search_scores_on_the_circuit_it_trains_through(tmp_path, monkeypatch):
     """A search through a circuit (tiles, DAC, ADC) scores its networks on that circuit, its ranges calibrated;
     the validation chips were read without it (and without calibration images an ADC cannot even run)."""
+    from neft.training import selection  # chip_accuracy: the scoring of rcg's points and of training's epochs
+
     seen = []
-    evaluate = rcgsearch.montecarlo.evaluate
+    evaluate = selection.montecarlo.evaluate
 
     def recording(*args, **kwargs):
         seen.append(kwargs)
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(rcgsearch.montecarlo, "evaluate", recording)
+    monkeypatch.setattr(selection.montecarlo, "evaluate", recording)
     base = TrainConfig(model="lenet5", dataset="mnist-5k", init="torch", method="rcg", sigma=0.3, epochs=1,
                        train_subset=200, test_subset=50, val_runs=2, tile_rows=64, dac_bits=8, adc_bits=6)
     rcgsearch._score_run(base, tmp_path / "run", "p5", 3, False)  # one network of a search: trained, scored

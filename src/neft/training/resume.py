@@ -141,11 +141,11 @@ def _rescore_best(run: Run) -> None:
     sigma 0 on a chip that differs from the clean network, trained before such runs were scored on noisy validation
     chips (its ``last.pt`` records no ``best_kind``), chose its epochs on its ideal layers' clean accuracy. The kept
     network is then scored on the noisy chips, so that the epochs still to come compete with it on one score."""
-    kind = "noisy" if run.selection.noisy else "clean"
-    scored = run.state.setdefault("best_kind", "noisy" if run.config.sigma > 0 else "clean")
+    kind = run.selection.kind
+    scored = run.state.get("best_kind", "noisy" if run.config.sigma > 0 else "clean")
     if scored != kind and run.state["best_epoch"] > 0:
         kept = checkpoint.load(run.out, map_location=run.device, model=copy.deepcopy(run.model))
-        clean, noisy = run.selection.score(kept, run.dataset, run.config, run.device, run.calibration)
+        _, noisy = run.selection.score(kept, run.dataset, run.config, run.device, run.calibration)
         if distributed.is_main():
             print(f"the kept epoch {run.state['best_epoch']} was chosen on its {scored} validation accuracy "
                   f"({run.state['best']:.2f} %); scored again on the {kind} one ({noisy:.2f} %), which chooses "

@@ -81,13 +81,14 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         (out / "config.json").write_text(json.dumps({**dataclasses.asdict(config), RECORDED: recorded}, indent=2))
     net = _distribute(model, objective, device)
     optimizer, scheduler = _optimizer(config, model, objective)
+    selection = Selection.of(config, dataset, device, recorded)  # preprocessed once
     run = Run(
         config=config, out=out, device=device, dataset=dataset, model=model, net=net, objective=objective,
         optimizer=optimizer, scheduler=scheduler, noise_generator=noise_generator,
         data_generator=make_generator(config.seed + 2, "cpu"),
-        state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0},  # "best_kind" once scored
+        state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0, "best_kind": selection.kind},
         fields=log_fields(objective.parts, len(objective.modules())),
-        selection=Selection.of(config, dataset, device, recorded),  # preprocessed once
+        selection=selection,
         circuit=Circuit(crossbar, chip.circuit) if chip.circuit.active else None,
         calibration=calibration,
     )

@@ -94,6 +94,11 @@ class Selection:
         images = torch.cat([x for x, _ in dataset.batches(split, 1000, device=device)])
         return cls(split, images, dataset.splits[split][1].to(device), metadata, _chips_differ(config))
 
+    @property
+    def kind(self) -> str:
+        """The score that chooses the epoch: ``"noisy"`` (validation chips) or ``"clean"`` (the ideal layers)."""
+        return "noisy" if self.noisy else "clean"
+
     def score(self, model: torch.nn.Module, dataset: data.ImageDataset, config: TrainConfig, device: torch.device,
               calibration: torch.Tensor | None) -> tuple[float, float]:
         """``(clean, noisy)`` accuracy (percent) of ``model`` on the split. Noisy: the mean over ``val_runs``

@@ -209,7 +209,7 @@ def _end_epoch(run: Run, epoch: int, totals: dict[str, float], started: float) -
         state.update(best=noisy, best_epoch=epoch)
     if improved and main:
         run.selection.save_best(run.out, run.model, epoch, noisy)
-    state.update(epoch=epoch, best_kind="noisy" if run.selection.noisy else "clean")
+    state["epoch"] = epoch
     state["seconds"] += time.perf_counter() - started
     row = {"epoch": epoch, "lr": lr, "loss": totals["loss"], "train_acc": totals["acc"], "val_acc_clean": clean,
            "val_acc_noisy": noisy, "best": int(improved), "seconds": round(time.perf_counter() - started, 3),
@@ -226,7 +226,7 @@ def _finish(run: Run) -> dict:
     own = copy.deepcopy(run.model) if models.registry.is_python_object(run.config.model) else None
     best = checkpoint.load(run.out, map_location=run.device, model=own)
     summary = {"best_epoch": run.state["best_epoch"], "best_val_accuracy": run.state["best"],
-               "best_val_kind": "noisy" if run.selection.noisy else "clean",
+               "best_val_kind": run.selection.kind,
                "test_accuracy_clean": _accuracy(best, run.dataset, "test", run.device),
                # the clean accuracies are the ideal layers', never through the circuit the run trained through
                "clean_circuit": None, "train_circuit": {name: getattr(run.config, name) for name in FIELDS},

@@ -80,6 +80,14 @@ NEUROSIM_RUN = {
 COMPONENTS = ("array_mm2", "ic_mm2", "adc_mm2", "accum_mm2", "other_mm2")  # its chip area less the floor plan
 NEUROSIM_DUPLICATION = (16, 16, 4, 4, 2, 1, 1, 8)  # its per-layer speed-up (weight copies) for pipelining
 TRACE_ACTIVITY = 0.168  # the fraction of 1 bits in the synthetic input traces given to it
+# its 22 nm run's latency per image of each layer (weight copies working in parallel), and of that its buffers',
+# its interconnect's and its ADCs' (sense amplifiers and precharger) latency, in ns ("layerN's readLatency is", ...)
+NEUROSIM_LAYER_LATENCY_NS = {
+    "total": (156212, 100723, 57392.3, 60073.1, 19618.1, 37179.8, 1099.79, 467.428),
+    "buffer": (108206, 40714.3, 9700.17, 13902.4, 2838.85, 4655.57, 460.306, 246.221),
+    "interconnect": (22179.3, 29849.9, 24888.6, 22698.5, 8528.79, 15988.2, 182.678, 161.481),
+    "adc": (25203.1, 25203.1, 21954.7, 21954.7, 8064.98, 16130, 448.055, 56.0068),
+}
 
 
 def neurosim_counts(model: nn.Module) -> tuple[int, int, int, int]:
@@ -167,6 +175,27 @@ def against_neurosim() -> None:
           f"per image (ADC {run['adc_uJ']:.1f}, accumulation {run['accum_uJ']:.1f}, other {run['other_uJ']:.1f} of "
           f"which interconnect {run['ic_uJ']:.1f} and buffers {run['buffer_uJ']:.2f}; x 1.22 post-layout), chip "
           f"{run['chip_mm2']:.1f} mm^2 of which components {sum(run[k] for k in COMPONENTS):.1f}")
+    latency_by_layer(model, after)
+
+
+def latency_by_layer(model: nn.Module, chip: ChipSettings) -> None:
+    """Each layer's latency per image against NeuroSim's 22 nm run (:data:`NEUROSIM_LAYER_LATENCY_NS`): neft's
+    layer latency divided by NeuroSim's weight copies of the layer, whole and its read cycles alone (the digital
+    adds made free: ``clock`` 1e18 Hz), against NeuroSim's layer latency less its buffer and interconnect latency
+    (neft models neither) and its ADC latency; the slowest layer sets a pipeline's pace."""
+    ns = NEUROSIM_LAYER_LATENCY_NS
+    whole, reads = ([layer.latency * 1e9 / copies for layer, copies in zip(
+        [layer for layer in chip_cost(model, chip, technology(AT_22NM, **keys), (3, 32, 32)).layers
+         if layer.kind == "crossbar"], NEUROSIM_DUPLICATION)] for keys in ({}, {"clock": 1e18}))
+    compute = [t - b - i for t, b, i in zip(ns["total"], ns["buffer"], ns["interconnect"])]
+    print("layer copies | NeuroSim ns: total, buffers, interconnect, rest, ADC | neft ns / copies: whole, read "
+          "cycles | whole / rest, read cycles / ADC")
+    for i, copies in enumerate(NEUROSIM_DUPLICATION):
+        print(f"{i + 1:>5} {copies:>6} | {ns['total'][i]:>9.0f} {ns['buffer'][i]:>9.0f} {ns['interconnect'][i]:>9.0f} "
+              f"{compute[i]:>9.0f} {ns['adc'][i]:>9.0f} | {whole[i]:>9.0f} {reads[i]:>9.0f} | "
+              f"{whole[i] / compute[i]:.2f} {reads[i] / ns['adc'][i]:.2f}")
+    print(f"slowest layer (the pipeline's pace): NeuroSim {max(ns['total']):.0f} ns, less buffers and interconnect "
+          f"{max(compute):.0f} ns; neft {max(whole):.0f} ns ({max(whole) / max(compute):.2f} of the latter)")
 
 
 def _macs(model: nn.Module) -> list[int]:

@@ -6,7 +6,7 @@
 # output noise 0.06, global drift compensation; sigma 0), 3 seeds, 30 epochs:
 #   LeNet-5, PyTorch's default init, mnist-5k (5,000 real MNIST digits);
 #   VGG8 width 0.25, PyTorch's default init, Fashion-MNIST, 2,000 training images (the CPU's budget), every method
-#   on the Gaussian model (sigma 0.3), noise-injection under the periphery.
+#   on the Gaussian model (sigma 0.3) and under the periphery.
 # distill's teacher is the vanilla network of the same seed. Resumable: a finished network (checkpoint.pt) is kept.
 #   RUNS=runs/periphery nice sh results/periphery/train.sh            # both networks, one after the other
 #   RUNS=runs/periphery NETS=vgg8 nice sh results/periphery/train.sh  # one of them (lenet5 or vgg8), e.g. in parallel
@@ -35,7 +35,8 @@ case " $NETS " in *" lenet5 "*) for methods in "noise-injection rcg lipschitz co
   done
 done;; esac
 # every seed's vanilla and noise-injection networks first, then the other methods on the Gaussian model (OVF and
-# IRS 5x a noise-injection run), then noise-injection under the periphery (20-27 min per epoch on one core)
+# IRS 5x a noise-injection run), then every method under the periphery (VGG8 width 0.25: about 30 s per epoch with
+# its validation chips on one core, 15 min per network)
 case " $NETS " in *" vgg8 "*) for kind in gaussian others periphery; do
   for seed in 0 1 2; do
     V="--model vgg8 --width 0.25 --dataset fashion-mnist --train-subset 2000 --init torch --epochs 30 --seed $seed"
@@ -46,7 +47,10 @@ case " $NETS " in *" vgg8 "*) for kind in gaussian others periphery; do
                 teacher=""; [ $method = distill ] && teacher="--teacher $RUNS/vgg8/vanilla-s0-seed$seed"
                 train vgg8/$method-s0.3-seed$seed $V --method $method --sigma 0.3 $teacher
               done;;
-      periphery) train vgg8/noise-injection_device=aihwkit-inference-s0-seed$seed $V --method noise-injection $CHIP;;
+      periphery) for method in noise-injection ovf irs rcg lipschitz correctnet distill; do
+                   teacher=""; [ $method = distill ] && teacher="--teacher $RUNS/vgg8/vanilla-s0-seed$seed"
+                   train vgg8/${method}_device=aihwkit-inference-s0-seed$seed $V --method $method $CHIP $teacher
+                 done;;
     esac
   done
 done;; esac

@@ -108,7 +108,7 @@ def _tile_output(layer, tile, xt, weight, settings, calibrating, read_noise, out
         factor = 2.0 ** attempt
         scaled = scale * factor if attempt else scale
         partial, patches = _crossbar(layer, tile, xt, weight, scaled, settings, per_vector, unfold,
-                                     patches if not attempt else None, keep=read_noise is not None)
+                                     patches if not attempt else None, keep=read_noise is not None, batched=batched)
         if read_noise is not None and not calibrating:
             inputs = patches if unfold else _dac(xt, scaled, settings, per_vector, layer)
             partial = _noisy(partial, read_noise(layer.index, tile, partial), _read_std(layer, tile, partial, inputs,
@@ -220,23 +220,31 @@ def _coded(x: torch.Tensor, bits: int, signed: bool, settings: CircuitSettings) 
     return codes(x, bits, signed, inplace=True, batched=True, symmetric=_symmetric(settings))
 
 
-def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold, patches=None, keep=False):
+def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold, patches=None, keep=False,
+              batched=False):
     """The tile's analog sums ``x_q W`` in output units, and (``unfold``: per-patch DAC codes of a convolution;
     ``keep``) the quantized patches ``[B, K, L]`` they were computed from (``K`` in ``weight.flatten(1)``'s order,
     ``L`` the output positions; ``patches``: the im2col of ``xt``, overwritten, None: made here). The patches are
     made, quantized and multiplied :data:`CHUNK` images at a time (small temporaries that stay in cache: twice as
-    fast on a CPU as the whole batch at once)."""
+    fast on a CPU as the whole batch at once), each chunk's sums written straight into the output where nothing
+    records the operations (no gradient, no vmap, no autocast), else concatenated."""
     if not unfold:
         return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
     flat, outs, kept = weight.flatten(1), [], []
+    direct = not (batched or torch.is_grad_enabled() or torch.is_autocast_enabled(xt.device.type))
+    sums = xt.new_empty((xt.shape[0], flat.shape[0], scale.shape[2:].numel())) if direct else None
     for start in range(0, xt.shape[0], CHUNK):
         part = slice(start, start + CHUNK)
         rows = _patches(layer, xt[part]) if patches is None else patches[part]
         rows = _dac(rows, scale[part].flatten(2), settings, True, layer, owned=True)
-        outs.append(torch.matmul(flat, rows))  # [b, C_out, L]
-        kept.append(rows)
-    out = outs[0] if len(outs) == 1 else torch.cat(outs)
-    kept = None if not keep else kept[0] if len(kept) == 1 else torch.cat(kept)
+        if direct:
+            torch.matmul(flat, rows, out=sums[part])  # [b, C_out, L]
+        else:
+            outs.append(torch.matmul(flat, rows))
+        if keep:
+            kept.append(rows)
+    out = sums if direct else outs[0] if len(outs) == 1 else torch.cat(outs)
+    kept = (kept[0] if len(kept) == 1 else torch.cat(kept)) if keep else None
     return out.unflatten(2, scale.shape[2:]), kept  # [B, C_out, H', W']
 
 

@@ -198,6 +198,7 @@ def test_changing_one_technology_key_changes_exactly_the_terms_that_use_it(key, 
     ("columns_per_adc", 0.5, "more ADCs than columns"), ("tile_columns", 0, "integer >= 1"),
     ("g_off", 1.0, "must not exceed g_on"), ("adc_bitz", 3, "unknown technology key"),
     ("input_mode", "serial", "parallel, bit_serial"), ("input_activity", 1.5, "fraction"),
+    ("open_loop_pulses", 0.0, "> 0"), ("verify_pulses", 0.5, "at least open_loop_pulses"),
 ])
 def test_bad_technology_keys_are_refused_naming_the_key(key, value, words):
     with pytest.raises(SettingError, match=words) as caught:
@@ -231,7 +232,8 @@ def test_neft_cost_writes_the_table_and_refuses_a_bad_key(tmp_path, capsys):
         (bad / name).write_text(text)
         assert main(args + ["--technology", str(bad / name)]) == 2 and message in capsys.readouterr().err
     for pairs, message in [(["ideal_bits=2000"], "at most 32"), (["feature_size=1e300"], "too large"),
-                           (["write_time=1e300", "open_loop_pulses=1e10"], "programming cost too large")]:
+                           (["write_time=1e300", "open_loop_pulses=1e10", "verify_pulses=1e10"],
+                            "programming cost too large")]:
         assert main(args + [arg for pair in pairs for arg in ("--set", pair)]) == 2
         assert message in capsys.readouterr().err
     assert main(args + ["--image-size", "4"]) == 2 and "cannot run on one input" in capsys.readouterr().err
@@ -250,6 +252,47 @@ def test_neft_cost_writes_the_table_and_refuses_a_bad_key(tmp_path, capsys):
     assert main(args + ["--set", "adc_fom=1e-12", "--set", "columns_per_adc=4", "--overwrite"]) == 0
     keys = json.loads((tmp_path / "lenet5_cost.json").read_text())["technology"]
     assert (keys["adc_fom"], keys["columns_per_adc"]) == (1e-12, 4)  # every --set counts
+
+
+def test_write_verify_never_costs_less_than_programming_open_loop():
+    """The write-verify term is the verified devices' cost minus their open-loop cost: with verify_pulses >=
+    open_loop_pulses (checked) it is never negative; by hand for the round keys of TECH: 2 n = 2 devices per weight,
+    12 + 6 = 18 mapped weights, 5 verified: 10 devices of 4 pulses of 0.25 + 0.5 + 4 s, less 1 pulse of 0.25 s."""
+    tech = technology(**TECH)
+    deployment = {"mapped_weights": 18, "write_verify": {"weights_verified": 5}}
+    table = chip_cost(_two_layers(), _chip(), tech, (4,), deployment)
+    assert table.programming["write_verify"]["seconds"] == pytest.approx(10 * (4 * (0.25 + 0.5 + 4.0) - 0.25))
+    assert technology(**(TECH | {"verify_pulses": 1.0})).verify_pulses == 1.0  # equal: allowed, never below 0
+    equal = chip_cost(_two_layers(), _chip(), technology(**(TECH | {"verify_pulses": 1.0})), (4,), deployment)
+    assert equal.programming["write_verify"]["seconds"] > 0 and equal.programming["write_verify"]["joules"] > 0
+
+
+def test_a_realistic_chip_whose_devices_are_not_the_technologys_is_warned_about():
+    """The energies use the technology's g_on / g_off; a realistic chip simulating other devices says so, and is
+    silent once they agree (set as the warning says)."""
+    chip = ChipSettings(DeviceModel(weight_bits=2, device_bits=2, quantize=True, g_max=50.0, on_off_ratio=2.0),
+                        CircuitSettings(tile_rows=2).check())
+    with pytest.warns(UserWarning, match=r"devices span 25-50 uS .* set g_on=5e-05 g_off=2.5e-05"):
+        chip_cost(_two_layers(), chip, technology(), (4,))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chip_cost(_two_layers(), chip, technology(g_on=5e-5, g_off=2.5e-5), (4,))
+        chip_cost(_two_layers(), _chip(), technology(), (4,))  # the Gaussian model simulates no conductance
+
+
+def test_neft_cost_refuses_flags_that_do_not_apply_before_any_work(tmp_path, capsys):
+    base = ["cost", "--model", "lenet5", "--in-channels", "1", "--out", str(tmp_path / "t")]
+    for extra, words in [(["--attach"], "--attach applies to a run directory"),
+                         (["--results", "x"], "--results applies to a run directory"),
+                         (["--recalibrate-bn", "10"], "lenet5 has no BatchNorm layer"),
+                         (["--technology", str(tmp_path / "missing.toml")], "missing.toml does not exist"),
+                         (["--technology", str(tmp_path / "keys.tml")], "must end in .toml or .json")]:
+        assert main(base + extra) == 2
+        assert words in capsys.readouterr().err
+    assert main(["cost", str(tmp_path / "nowhere")]) == 2
+    assert "run directory" in (err := capsys.readouterr().err) and "nowhere does not exist" in err
+    assert not (tmp_path / "t").exists() and not (tmp_path / "nowhere").exists()
 
 
 def test_neft_cost_of_a_model_on_a_chip_preset_costs_the_presets_circuit(tmp_path):
@@ -327,6 +370,19 @@ def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cos
     mixed = [json.loads((run / "adc5.json").read_text()), result]
     with pytest.warns(UserWarning, match="different technology keys"):
         cost_points(mixed)
+    # a damaged results file beside a sound one: named, and nothing written for either
+    damaged = json.loads((run / "adc5.json").read_text())
+    damaged["deployment_cost"]["mapped_weights"] = -5
+    (run / "zz_damaged.json").write_text(json.dumps(damaged))
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    assert main(["cost", str(run), "--attach", "--overwrite", "--out", str(tmp_path / "fourth")]) == 2
+    assert "zz_damaged.json" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+    assert not (tmp_path / "fourth").exists()
+    damaged["deployment_cost"] = 3
+    (run / "zz_damaged.json").write_text(json.dumps(damaged))
+    assert main(["cost", str(run), "--results", "zz_damaged", "--out", str(tmp_path / "fifth")]) == 2
+    assert "zz_damaged.json is damaged" in capsys.readouterr().err
 
 
 def test_level_sum_adds_the_base_2k_digits_of_each_level_by_hand_and_at_24_bits():

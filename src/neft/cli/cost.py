@@ -117,6 +117,10 @@ def _cmd_cost(args) -> None:
     if (args.run_dir is None) == (args.model is None):
         raise SettingError("model", "give a run directory or --model (one of them), e.g. `neft cost runs/x` or "
                                     "`neft cost --model vgg8 --tile-rows 128 --adc-bits 6`")
+    if args.model is not None and (args.attach or args.results is not None):
+        flag = "--attach" if args.attach else "--results"
+        raise SettingError(flag.removeprefix("--"), f"{flag} applies to a run directory's results files, not to "
+                                                    "--model: `neft cost RUN_DIR --results NAME --attach`")
     if args.run_dir is not None:
         given = sorted(given_flags(args, _add_model_arguments))
         if given:
@@ -132,23 +136,24 @@ def _cmd_cost(args) -> None:
 
 def _cost_run(args, tech) -> None:
     """One table per results file of ``args.run_dir``."""
-    from neft.cost import chip_cost
     from neft.store.checkpoint import load_checkpoint
 
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist (or is not a folder)")
     files = _results_files(run_dir, args.results)
     out = Path(args.out) if args.out else run_dir / "cost"
     _check_free(out, [path.stem for path in files], args.overwrite)
     costed = [path for path, result in files.items() if "cost" in result]
     if args.attach and costed and not args.overwrite:
         raise FileExistsError(f"{costed[0]} already records a cost; pass --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
     model, meta = load_checkpoint(run_dir)
     spec, stats = meta["model"], meta.get("dataset_stats") or {}
     shape = (spec["in_channels"], stats.get("image_size", 32), stats.get("image_size", 32))
-    for path, result in files.items():
-        chip = _chip_of(result["evaluation"], result.get("device_model") or result["evaluation"]["device_model"])
-        table = chip_cost(model, chip, tech, shape, result.get("deployment_cost"))
+    tables = {path: _file_cost(path, result, model, tech, shape) for path, result in files.items()}  # all, first
+    out.mkdir(parents=True, exist_ok=True)
+    for path, (table, chip) in tables.items():
+        result = files[path]
         table.write(out / f"{path.stem}_cost.json", out / f"{path.stem}_cost.csv")
         _print(table, f"{path.name}{chip.circuit.label()}")
         if args.attach:
@@ -156,13 +161,43 @@ def _cost_run(args, tech) -> None:
             path.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def _file_cost(path: Path, result: dict, model, tech, shape: tuple[int, ...]):
+    """``(cost table, chip)`` of one results file, its path named in any error it causes (a damaged file: a chip or
+    count that cannot be read)."""
+    from neft.common.errors import SettingError
+    from neft.cost import chip_cost
+
+    damaged = f"results file {path} is damaged"
+    try:
+        evaluation = result["evaluation"]
+        chip = _chip_of(evaluation, result.get("device_model") or evaluation["device_model"])
+        deployment = result.get("deployment_cost")
+        if deployment is not None and not isinstance(deployment, dict):
+            raise TypeError("deployment_cost is not a table of counts")
+    except SettingError as error:  # a chip setting out of range: the file's, not a flag's
+        raise ValueError(f"{damaged}: {error}") from None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{damaged} ({type(error).__name__}: {error}); evaluate the run again to rewrite it") \
+            from None
+    try:
+        return chip_cost(model, chip, tech, shape, deployment), chip
+    except SettingError:  # the technology keys: a flag's or the technology file's
+        raise
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    except (TypeError, AttributeError) as error:  # a count that is not a number
+        raise ValueError(f"{damaged} ({type(error).__name__}: {error}); evaluate the run again to rewrite it") \
+            from None
+
+
 def _cost_model(args, tech) -> None:
     """One table for ``args.model`` at initialisation on the chip of the flags."""
     import torch
 
     from neft import models
-    from neft.common.errors import check_count, check_number
+    from neft.common.errors import SettingError, check_count, check_number
     from neft.cost import chip_cost
+    from neft.deployment.recalibration import batchnorm_layers
     from neft.evaluation import EvalConfig
 
     check_number("write_verify", args.write_verify, "a fraction in [0, 1]", lambda v: 0 <= v <= 1)
@@ -171,6 +206,9 @@ def _cost_model(args, tech) -> None:
     _check_free(out, [args.model.replace(":", "_").replace("/", "_")], args.overwrite)
     torch.manual_seed(0)
     model = models.create(args.model, args.classes, args.in_channels, args.width, "torch")
+    if args.recalibrate_bn and not batchnorm_layers(model):
+        raise SettingError("recalibrate_bn", f"{args.model} has no BatchNorm layer to recalibrate; drop "
+                                             "--recalibrate-bn")
     # checked as evaluate checks it: a chip preset's circuit, the flags written on top of it
     chip = EvalConfig(device_model=args.device_model, **circuit_settings(args, given=True)).check().chip()
     mapped = sum(p.numel() for p in _mapped(model))

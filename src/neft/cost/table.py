@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,12 @@ def chip_cost(model: nn.Module, chip: ChipSettings, tech: Technology, input_shap
         ValueError: the model has no mapped weight or cannot run on ``input_shape``; a negative count in
             ``deployment``.
         SettingError: (setting ``technology``) keys that make a cost or a programming cost overflow to infinity.
+
+    Warns:
+        UserWarning: a realistic chip (``quantize``) whose device range (``g_max``, ``on_off_ratio``) is not the
+            technology's ``g_on`` and ``g_off``, which the energies use.
     """
+    _warn_conductances(chip.device_model, tech)
     mapped, digital = network_layers(model, input_shape, chip.device_model, include, exclude)
     try:
         layers = [crossbar_cost(layer, chip.circuit, chip.device_model, tech) for layer in mapped]
@@ -113,3 +119,17 @@ def chip_cost(model: nn.Module, chip: ChipSettings, tech: Technology, input_shap
                                          "check keys far from their defaults (write_time, verify_pulses, "
                                          "open_loop_pulses, write_voltage)")
     return CostTable(layers, tech, chip.to_dict(), programming)
+
+
+def _warn_conductances(device_model, tech: Technology) -> None:
+    """Warn when a realistic chip's device range (``g_max``, ``g_max / on_off_ratio``, what its accuracy simulation
+    programs) is not the technology's ``g_on`` and ``g_off`` (what the crossbar and programming energies use)."""
+    if not device_model.quantize:
+        return
+    g_on, g_off = device_model.g_max * 1e-6, device_model.g_max * 1e-6 / device_model.on_off_ratio
+    if not (math.isclose(g_on, tech.g_on, rel_tol=1e-6) and math.isclose(g_off, tech.g_off, rel_tol=1e-6,
+                                                                          abs_tol=1e-15)):
+        warnings.warn(f"the chip's devices span {g_off * 1e6:.4g}-{g_on * 1e6:.4g} uS (device model "
+                      f"{device_model.name}: g_max, on_off_ratio), the cost's energies use the technology's g_off "
+                      f"{tech.g_off * 1e6:.4g} and g_on {tech.g_on * 1e6:.4g} uS; to cost the simulated devices, "
+                      f"set g_on={g_on:.6g} g_off={g_off:.6g} (--set)", stacklevel=2)

@@ -58,7 +58,8 @@ KEYS: dict[str, tuple[str, float | int | str | None, str]] = {
     "dac_fom": ("J/conv-step", 25.6e-15, "assumed equal to adc_fom: a B-bit input DAC costs a Nyquist converter "
                                          "of B bits (E = dac_fom * 2**B); override with your driver's figure"),
     "dac_area_per_step": ("m^2", 8.3e-14, "input DAC area / 2**bits: ISAAC's 1024 1-bit DACs in 0.00017 mm^2 "
-                                          "(Shafiee et al., ISCA 2016, Table 6, 32 nm), scaled as 2**bits"),
+                                          "(Shafiee et al., ISCA 2016, Table 6, 32 nm; not scaled to the node), "
+                                          "scaled as 2**bits"),
     "digital_add": ("J", 0.1e-12, f"32-bit integer add, {_HOROWITZ}"),
     "digital_mult": ("J", 3.1e-12, f"32-bit integer multiply, {_HOROWITZ}"),
     "clock": ("Hz", 1e9, f"digital clock, {_NEUROSIM} (clkFreq)"),
@@ -89,7 +90,8 @@ KEYS: dict[str, tuple[str, float | int | str | None, str]] = {
     "verify_pulses": ("pulses", 10.0, "mean write-verify iterations per verified device, each a write pulse and a "
                                       "verify read (incremental-pulse write-verify, Wan et al., Nature 2022, "
                                       "Extended Data Fig. 3; assumption of its order)"),
-    "open_loop_pulses": ("pulses", 1.0, "write pulses of a device programmed without verification"),
+    "open_loop_pulses": ("pulses", 1.0, "write pulses of a device programmed without verification (one pulse to "
+                                        "its target; assumption, the lower bound)"),
     "parallel_writes": ("devices", 1, "devices programmed at once (SWIM's and TSB's cost counts verified "
                                       "devices one after another)"),
     "backward_factor": ("x forward", 2.0, "a tuning step's backward pass costs twice its forward (Kaplan et al., "
@@ -106,7 +108,8 @@ class Technology:
     Raises:
         SettingError: naming the key: an ``input_mode`` other than ``"parallel"`` or ``"bit_serial"``, an
             ``input_activity`` above 1, a negative or non-finite number, a zero read time, clock, sample rate,
-            feature size or write time, ``g_off`` above ``g_on``, a count (``columns_per_adc``, ...) below 1 or not
+            feature size, write time or ``open_loop_pulses``, ``verify_pulses`` below ``open_loop_pulses``,
+            ``g_off`` above ``g_on``, a count (``columns_per_adc``, ...) below 1 or not
             an integer (``columns_per_adc`` below 1 would be more ADCs than columns), ``ideal_bits`` above 32,
             ``tile_columns`` not None or an integer >= 1.
     """
@@ -144,7 +147,7 @@ class Technology:
     backward_factor: float = KEYS["backward_factor"][1]
 
     def __post_init__(self) -> None:
-        positive = ("feature_size", "read_time", "clock", "adc_sample_rate", "write_time", "g_on")
+        positive = ("feature_size", "read_time", "clock", "adc_sample_rate", "write_time", "g_on", "open_loop_pulses")
         for key in KEYS:
             value = getattr(self, key)
             if key == "tile_columns" and value is None:
@@ -171,6 +174,10 @@ class Technology:
         if self.input_activity > 1:
             raise SettingError("input_activity", f"technology key input_activity is a fraction of input bits, "
                                                  f"0 to 1, got {self.input_activity!r}")
+        if self.verify_pulses < self.open_loop_pulses:
+            raise SettingError("verify_pulses", f"technology key verify_pulses ({self.verify_pulses:g}) must be at "
+                                                f"least open_loop_pulses ({self.open_loop_pulses:g}): a verified "
+                                                "device is written at least as often as an unverified one")
         if self.g_off > self.g_on:
             raise SettingError("g_off", f"technology key g_off ({self.g_off:g} S) must not exceed g_on "
                                         f"({self.g_on:g} S): g_off is the lowest conductance of a device")
@@ -197,8 +204,7 @@ def technology(source: str | Path | dict | Technology | None = None, **overrides
     Raises:
         SettingError: an unknown key (named, with the known ones), a key both at the top and under ``technology``,
             a bad value (:class:`Technology`), or (setting ``technology``) a file that is not valid TOML / JSON or
-            does not hold a table of keys.
-        FileNotFoundError: a file that does not exist.
+            does not hold a table of keys, that does not end in ``.toml`` or ``.json``, or that does not exist.
     """
     if isinstance(source, Technology):
         values = source.to_dict()
@@ -208,6 +214,10 @@ def technology(source: str | Path | dict | Technology | None = None, **overrides
         values = dict(source)
     else:
         path = Path(source)
+        if path.suffix not in (".toml", ".json"):
+            raise SettingError("technology", f"technology file {path} must end in .toml or .json (its format)")
+        if not path.is_file():
+            raise SettingError("technology", f"technology file {path} does not exist or is not a file")
         text = path.read_text()
         try:
             values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)

@@ -370,6 +370,11 @@ def test_a_run_directory_is_costed_per_results_file_and_its_report_plots_the_cos
     mixed = [json.loads((run / "adc5.json").read_text()), result]
     with pytest.warns(UserWarning, match="different technology keys"):
         cost_points(mixed)
+    uncosted = {key: value for key, value in result.items() if key != "cost"}
+    with pytest.warns(UserWarning, match="1 of 2 results carry no cost and are left off"):
+        assert len(cost_points([result, uncosted])) == len(result["per_sigma"])
+    assert main(["report", str(run / "adc5.json"), "--out", str(tmp_path / "report2")]) == 0
+    assert f"cost plot: {tmp_path / 'report2' / 'report_cost.png'}" in capsys.readouterr().out
     # a damaged results file beside a sound one: named, and nothing written for either
     damaged = json.loads((run / "adc5.json").read_text())
     damaged["deployment_cost"]["mapped_weights"] = -5

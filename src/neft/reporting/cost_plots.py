@@ -19,7 +19,8 @@ def cost_points(results: list[dict]) -> list[dict]:
     """One point per (result with a ``cost`` field, sigma): ``label``, ``sigma``, ``mean`` and ``p5`` (accuracy in
     %, the 5th percentile over chips; the mean when a file has no percentiles), ``energy`` (J per inference),
     ``programming`` (seconds per chip, every term of the ``programming`` cost), ``area`` (m^2). Warns when the
-    results were costed with different technology keys (``cost.technology``)."""
+    results were costed with different technology keys (``cost.technology``), and when some carry a cost and
+    others none (those are left off)."""
     points, technologies = [], []
     for result, (label, _) in zip(results, _labels(results)):
         cost = result.get("cost")
@@ -32,6 +33,11 @@ def cost_points(results: list[dict]) -> list[dict]:
             points.append({"label": label, "sigma": float(point["sigma"]), "mean": accuracy["mean"],
                            "p5": accuracy.get("p5", accuracy["mean"]), "energy": cost["energy_J"],
                            "programming": cost["programming"]["total"]["seconds"], "area": cost["area_m2"]})
+    uncosted = [label for result, (label, _) in zip(results, _labels(results)) if not result.get("cost")]
+    if points and uncosted:
+        warnings.warn(f"{len(uncosted)} of {len(results)} results carry no cost and are left off the cost plot "
+                      f"({', '.join(uncosted[:3])}{', ...' if len(uncosted) > 3 else ''}): cost them with `neft cost "
+                      "RUN_DIR --attach`", stacklevel=2)
     if len(technologies) > 1:
         warnings.warn("the results were costed with different technology keys (or some without a record of them): "
                       "their energies and times are not comparable; cost them again alike with `neft cost RUN_DIR "

@@ -281,6 +281,42 @@ def test_a_realistic_chip_whose_devices_are_not_the_technologys_is_warned_about(
         chip_cost(_two_layers(), _chip(), technology(), (4,))  # the Gaussian model simulates no conductance
 
 
+def test_a_grouped_convolution_costs_one_array_set_per_group_and_a_module_called_twice_reads_twice():
+    """Conv2d(4, 4, 3, groups=4) on 5 x 5 images: four groups of 9 rows and 1 output each on its own inputs cost
+    four times one group's Conv2d(1, 1, 3) (each group's max |W| is the layer's, so the levels agree), read side by
+    side (one group's latency: no accumulation adds with 9 rows on 16-row tiles, no bias). A Linear called twice in
+    forward is programmed once and read twice."""
+    kernel = torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.5, -1.0], [0.75, 0.0, 0.5]])
+    grouped = nn.Conv2d(4, 4, 3, groups=4, bias=False)
+    single = nn.Conv2d(1, 1, 3, bias=False)
+    with torch.no_grad():
+        grouped.weight.copy_(kernel.expand(4, 1, 3, 3))
+        single.weight.copy_(kernel.expand(1, 1, 3, 3))
+    chip, tech = _chip(tile_rows=16), technology()
+    whole = chip_cost(grouped, chip, tech, (4, 5, 5)).layers[0]
+    one = chip_cost(single, chip, tech, (1, 5, 5)).layers[0]
+    assert (whole.tiles, whole.adcs, whole.dacs, whole.reads, whole.macs) == (
+        4 * one.tiles, 4 * one.adcs, 4 * one.dacs, 9, 4 * one.macs) and one.tiles == 1
+    assert whole.energy == pytest.approx({term: 4 * value for term, value in one.energy.items()})
+    assert whole.area == pytest.approx({term: 4 * value for term, value in one.area.items()})
+    assert whole.latency == pytest.approx(one.latency)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 4, bias=False)
+
+        def forward(self, x):
+            return self.layer(torch.relu(self.layer(x)))
+
+    twice, once = Twice(), nn.Sequential(nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        once[0].weight.copy_(twice.layer.weight)
+    double, single_read = chip_cost(twice, chip, tech, (4,)).layers[0], chip_cost(once, chip, tech, (4,)).layers[0]
+    assert (double.reads, double.tiles, double.area) == (2, single_read.tiles, single_read.area)
+    assert double.energy == pytest.approx({term: 2 * value for term, value in single_read.energy.items()})
+
+
 def test_neft_cost_refuses_flags_that_do_not_apply_before_any_work(tmp_path, capsys):
     base = ["cost", "--model", "lenet5", "--in-channels", "1", "--out", str(tmp_path / "t")]
     for extra, words in [(["--attach"], "--attach applies to a run directory"),

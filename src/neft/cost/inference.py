@@ -30,12 +30,16 @@ For a mapped layer of R rows (fan-in), O outputs and P reads per inference on a 
   one DAC per array row ``* dac_area_per_step * 2**b``, ``tiles * array_periphery_area`` and ``tiles *
   interconnect_area``.
 
+A grouped convolution costs ``groups`` times one group's arrays (``O / groups`` outputs each), read side by side,
+their accumulation and bias adds on the shared ``digital_lanes``.
+
 Digital layers (:class:`~neft.cost.network.DigitalLayer`) cost ``adds * digital_add + mults * digital_mult`` and
 ``(adds + mults) / digital_lanes`` clock cycles.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -139,6 +143,8 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
         A :class:`LayerCost`; a layer without rows, outputs or reads has zero energy and latency (and no tiles
         when it has no rows or outputs).
     """
+    if layer.groups > 1:
+        return _grouped_cost(layer, circuit, device_model, tech)
     n, k = device_model.devices_per_weight, device_model.device_bits
     s = n if circuit.adc_mode == "sliced" and circuit.adc_bits is not None else 1
     rows, outputs, reads = layer.fan_in, layer.outputs, layer.reads
@@ -157,7 +163,7 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
     conductance = devices * tech.g_off + (tech.g_on - tech.g_off) / (2 ** k - 1) * layer.level_sum
     activity = tech.input_activity if per_read > 1 else 1.0
     shift_adds = reads * row_tiles * outputs * (per_read * s - 1) if rows else 0
-    adds = reads * outputs * (max(row_tiles - 1, 0) + (1 if layer.bias else 0)) if rows else 0
+    adds = _digital_adds(reads, outputs, row_tiles, layer.bias)
     bits = reads * (rows + outputs) * b_in if rows and outputs else 0  # activations in and out of the buffers
     cost.energy.update(
         array=cycles * activity * tech.read_voltage ** 2 * tech.read_time * conductance,
@@ -176,6 +182,27 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
                      periphery=cost.tiles * tech.array_periphery_area,
                      interconnect=cost.tiles * tech.interconnect_area)
     return cost
+
+
+def _digital_adds(reads: int, outputs: int, row_tiles: int, bias: bool) -> int:
+    """Adds per inference on the digital lanes: the partial sums of the row tiles and the bias of each output."""
+    return reads * outputs * (max(row_tiles - 1, 0) + (1 if bias else 0)) if row_tiles else 0
+
+
+def _grouped_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: DeviceModel,
+                  tech: Technology) -> LayerCost:
+    """A grouped convolution: each of its ``g`` groups its own arrays of ``outputs / g`` columns on its own inputs
+    (the cost of one group, with ``level_sum / g``, times ``g``), read side by side; the groups' accumulation and
+    bias adds share the ``digital_lanes`` (``g - 1`` more groups' adds on the latency)."""
+    g, outputs = layer.groups, layer.outputs // layer.groups
+    group = crossbar_cost(dataclasses.replace(layer, outputs=outputs, groups=1, level_sum=layer.level_sum / g),
+                          circuit, device_model, tech)
+    row_tiles = _ceil(layer.fan_in, circuit.tile_rows or layer.fan_in) if layer.fan_in else 0
+    shared = (g - 1) * _digital_adds(layer.reads, outputs, row_tiles, layer.bias) / tech.digital_lanes / tech.clock
+    return LayerCost(layer.name, "crossbar", g * group.tiles, g * group.adcs, g * group.dacs, group.reads,
+                     g * group.macs, {term: g * value for term, value in group.energy.items()},
+                     group.latency + (shared if group.latency else 0.0),
+                     {term: g * value for term, value in group.area.items()})
 
 
 def digital_cost(layer: DigitalLayer, tech: Technology) -> LayerCost:

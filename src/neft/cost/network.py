@@ -5,8 +5,10 @@ operations.
 A forward of one zero image through the model with a hook on every module records each module's input and output
 shapes. A mapped ``nn.Conv1d/2d/3d`` or ``nn.Linear`` weight is a matrix of ``fan_in = weight[0].numel()`` rows
 (input channels per group times kernel positions, as :mod:`neft.chip.circuit_layer` tiles it) and ``outputs =
-weight.shape[0]`` columns, read once per output position: ``reads = output.numel() / outputs`` (a convolution's
-output positions, 1 for a linear layer on one image). Digital layers are counted in operations of the periphery:
+weight.shape[0]`` columns (a grouped convolution: one such array set of ``outputs / groups`` columns per group,
+each on its own inputs), read once per output position: ``reads = output.numel() / outputs`` (a convolution's
+output positions, 1 for a linear layer on one image; summed over the calls of a module called more than once, its
+arrays programmed once). Digital layers are counted in operations of the periphery:
 BatchNorm / LayerNorm / GroupNorm one multiply and one add per output element (the affine normalisation with its
 statistics folded in); ReLU-like activations one comparison (an add) per element, other activations one multiply and
 one add (a piecewise-linear unit); max pooling ``window - 1`` comparisons per output, average pooling ``window - 1``
@@ -16,6 +18,7 @@ as functions in a model's ``forward`` (``F.relu``) have no module and are not co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,6 +54,8 @@ class MappedLayer:
         bias: whether the layer adds a bias (one digital add per output).
         level_sum: sum of the programmed level units (0 .. 2**device_bits - 1) over every device of the layer
             (:func:`level_sum`).
+        groups: a grouped convolution's groups, each its own arrays of ``fan_in`` rows and ``outputs / groups``
+            columns read side by side on its own inputs (1: one matrix).
     """
 
     name: str
@@ -59,6 +64,7 @@ class MappedLayer:
     reads: int
     bias: bool
     level_sum: float
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,7 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
     """
     names = set(mapped_weight_names(model, include, exclude))
     levels = {name: level_sum(p, device_model) for name, p in model.named_parameters() if name in names}
-    mapped, digital, handles = [], [], []
+    mapped, digital, handles = {}, [], []
 
     def record(name: str, module: nn.Module):
         def hook(_, args, output):
@@ -167,8 +173,12 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
             if isinstance(module, MAPPED_LAYER_TYPES) and weight in names:
                 outputs = module.weight.shape[0]
                 reads = output.numel() // outputs if outputs else 0
-                mapped.append(MappedLayer(weight, math.prod(module.weight.shape[1:]), outputs, reads,
-                                          module.bias is not None, levels[weight]))
+                if weight in mapped:  # a module called again: its arrays read again, programmed once
+                    mapped[weight] = dataclasses.replace(mapped[weight], reads=mapped[weight].reads + reads)
+                else:
+                    mapped[weight] = MappedLayer(weight, math.prod(module.weight.shape[1:]), outputs, reads,
+                                                 module.bias is not None, levels[weight],
+                                                 getattr(module, "groups", 1))
             elif not list(module.children()) and isinstance(output, torch.Tensor):
                 layer = _digital(name, module, inputs, output)
                 if layer is not None:
@@ -194,4 +204,4 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
             module.train(training)
         for handle in handles:
             handle.remove()
-    return mapped, digital
+    return list(mapped.values()), digital

@@ -326,6 +326,8 @@ def test_neft_cost_refuses_flags_that_do_not_apply_before_any_work(tmp_path, cap
                          (["--technology", str(tmp_path / "keys.tml")], "must end in .toml or .json")]:
         assert main(base + extra) == 2
         assert words in capsys.readouterr().err
+    assert main(["cost", str(tmp_path), "--results", "../other/base"]) == 2
+    assert "not a path" in capsys.readouterr().err
     assert main(["cost", str(tmp_path / "nowhere")]) == 2
     assert "run directory" in (err := capsys.readouterr().err) and "nowhere does not exist" in err
     assert not (tmp_path / "t").exists() and not (tmp_path / "nowhere").exists()

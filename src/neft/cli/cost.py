@@ -82,6 +82,9 @@ def _overrides(pairs: list[str]) -> dict:
 def _results_files(run_dir: Path, name: str | None) -> dict[Path, dict]:
     """The results files of ``run_dir`` (JSON files with ``per_sigma`` and ``evaluation``), or ``NAME.json``, each
     with its contents."""
+    if name is not None and (Path(name).name != name or name in ("", ".", "..")):
+        raise ValueError(f"--results takes the NAME of a results file in {run_dir} (NAME.json), not a path: got "
+                         f"{name!r}")
     paths = [run_dir / f"{name}.json"] if name is not None else sorted(run_dir.glob("*.json"))
     found = {path: result for path in paths if path.is_file() and (result := _results(path)) is not None}
     if not found and name is not None:

@@ -185,7 +185,7 @@ class Technology:
     @property
     def node(self) -> str:
         """The node's name from ``feature_size``, e.g. ``"45 nm CMOS"``."""
-        return f"{self.feature_size * 1e9:.3g} nm CMOS"
+        return f"{self.feature_size * 1e9:.4g} nm CMOS"
 
     @property
     def adc_time(self) -> float:

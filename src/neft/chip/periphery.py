@@ -230,22 +230,35 @@ def _crossbar(layer, tile, xt, weight, scale, settings, per_vector, unfold, patc
     records the operations (no gradient, no vmap, no autocast), else concatenated."""
     if not unfold:
         return layer.matmul(_dac(xt, scale, settings, per_vector, layer), weight), None
-    flat, outs, kept = weight.flatten(1), [], []
+    flat, outs, kept, groups = weight.flatten(1), [], [], layer.module.groups
     direct = not (batched or torch.is_grad_enabled() or torch.is_autocast_enabled(xt.device.type))
     sums = xt.new_empty((xt.shape[0], flat.shape[0], scale.shape[2:].numel())) if direct else None
     for start in range(0, xt.shape[0], CHUNK):
         part = slice(start, start + CHUNK)
         rows = _patches(layer, xt[part]) if patches is None else patches[part]
-        rows = _dac(rows, scale[part].flatten(2), settings, True, layer, owned=True)
+        if groups == 1:
+            rows = _dac(rows, scale[part].flatten(2), settings, True, layer, owned=True)
+        else:  # each group's rows at its own input scale (scale: one per output, the same within a group)
+            group_scale = scale[part][:, ::flat.shape[0] // groups].flatten(2).unsqueeze(2)  # [b, groups, 1, L]
+            rows = _dac(rows.unflatten(1, (groups, -1)), group_scale, settings, True, layer, owned=True).flatten(1, 2)
         if direct:
-            torch.matmul(flat, rows, out=sums[part])  # [b, C_out, L]
+            _group_matmul(flat, rows, groups, out=sums[part])  # [b, C_out, L]
         else:
-            outs.append(torch.matmul(flat, rows))
+            outs.append(_group_matmul(flat, rows, groups))
         if keep:
             kept.append(rows)
     out = sums if direct else outs[0] if len(outs) == 1 else torch.cat(outs)
     kept = (kept[0] if len(kept) == 1 else torch.cat(kept)) if keep else None
     return out.unflatten(2, scale.shape[2:]), kept  # [B, C_out, H', W']
+
+
+def _group_matmul(flat: torch.Tensor, rows: torch.Tensor, groups: int, out: torch.Tensor | None = None):
+    """``flat`` ``[C_out, K]`` times ``rows`` ``[B, groups * K, L]`` group by group (output channels of group
+    ``j`` read rows ``j K .. (j + 1) K``): ``[B, C_out, L]``, written into ``out`` when given."""
+    if groups == 1:
+        return torch.matmul(flat, rows, out=out)
+    result = torch.matmul(flat.unflatten(0, (groups, -1)), rows.unflatten(1, (groups, -1))).flatten(1, 2)
+    return result if out is None else out.copy_(result)
 
 
 def _patches(layer: CircuitLayer, x: torch.Tensor) -> torch.Tensor:
@@ -280,12 +293,13 @@ def _read_std(layer, tile, partial, inputs, unfold: bool) -> torch.Tensor:
     layout, or (``unfold``) ``var @ patches^2`` on quantized patches ``[B, K, L]``."""
     if not unfold:
         return layer.read_variance(inputs, tile, partial.shape[1]).sqrt()
-    const = layer.read_const[tile]
+    const, groups = layer.read_const[tile], layer.module.groups
     squares = inputs.square()
-    if const is not None:
-        variance = squares.sum(1, keepdim=True) * const
+    if const is not None:  # [B, groups, L]: one sum per group, repeated over its output channels
+        variance = squares.unflatten(1, (groups, -1)).sum(2) * const
+        variance = variance if groups == 1 else variance.repeat_interleave(partial.shape[1] // groups, dim=1)
     else:
-        variance = torch.matmul(layer.read_var[tile].flatten(1).to(inputs.dtype), squares)
+        variance = _group_matmul(layer.read_var[tile].flatten(1).to(inputs.dtype), squares, groups)
     return variance.unflatten(2, partial.shape[2:]).sqrt()
 
 

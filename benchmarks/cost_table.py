@@ -184,6 +184,7 @@ def latency_by_layer(model: nn.Module, chip: ChipSettings) -> None:
     adds made free: ``clock`` 1e18 Hz), against NeuroSim's layer latency less its buffer and interconnect latency
     (neft models neither) and its ADC latency; the slowest layer sets a pipeline's pace."""
     ns = NEUROSIM_LAYER_LATENCY_NS
+    assert all(len(values) == len(NEUROSIM_DUPLICATION) for values in ns.values()), "one figure per VGG8 layer"
     whole, reads = ([layer.latency * 1e9 / copies for layer, copies in zip(
         [layer for layer in chip_cost(model, chip, technology(AT_22NM, **keys), (3, 32, 32)).layers
          if layer.kind == "crossbar"], NEUROSIM_DUPLICATION)] for keys in ({}, {"clock": 1e18}))

@@ -281,11 +281,12 @@ def test_a_realistic_chip_whose_devices_are_not_the_technologys_is_warned_about(
         chip_cost(_two_layers(), _chip(), technology(), (4,))  # the Gaussian model simulates no conductance
 
 
-def test_a_grouped_convolution_costs_one_array_set_per_group_and_a_module_called_twice_reads_twice():
-    """Conv2d(4, 4, 3, groups=4) on 5 x 5 images: four groups of 9 rows and 1 output each on its own inputs cost
-    four times one group's Conv2d(1, 1, 3) (each group's max |W| is the layer's, so the levels agree), read side by
-    side (one group's latency: no accumulation adds with 9 rows on 16-row tiles, no bias). A Linear called twice in
-    forward is programmed once and read twice."""
+def test_a_grouped_convolution_packs_its_groups_per_array_and_a_module_called_twice_reads_twice():
+    """Conv2d(4, 4, 3, groups=4) on 5 x 5 images: four groups of 9 rows and 1 output each on its own inputs; on
+    16-row tiles one group per array, which costs four times one group's Conv2d(1, 1, 3) (each group's max |W| is
+    the layer's, so the levels agree), read side by side (one group's latency: no accumulation adds with 9 rows on
+    16-row tiles, no bias); larger tiles pack groups block-diagonally. A Linear called twice in forward is
+    programmed once and read twice."""
     kernel = torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.5, -1.0], [0.75, 0.0, 0.5]])
     grouped = nn.Conv2d(4, 4, 3, groups=4, bias=False)
     single = nn.Conv2d(1, 1, 3, bias=False)
@@ -300,6 +301,20 @@ def test_a_grouped_convolution_costs_one_array_set_per_group_and_a_module_called
     assert whole.energy == pytest.approx({term: 4 * value for term, value in one.energy.items()})
     assert whole.area == pytest.approx({term: 4 * value for term, value in one.area.items()})
     assert whole.latency == pytest.approx(one.latency)
+    packed = chip_cost(grouped, _chip(tile_rows=32), tech, (4, 5, 5)).layers[0]
+    # 32-row tiles hold floor(32 / 9) = 3 groups block-diagonally (27 rows, 3 outputs: 6 columns), and the last
+    # group its own block: 2 arrays of 32 rows each with its DACs, every group's MACs counted once
+    assert (packed.tiles, packed.dacs, packed.macs) == (2, 64, 9 * 9 * 4)
+    with torch.no_grad():
+        biased = nn.Conv2d(4, 4, 3, groups=4, bias=True)
+        biased.weight.copy_(grouped.weight)
+        alone = nn.Conv2d(1, 1, 3, bias=True)
+        alone.weight.copy_(single.weight)
+    # 4-row tiles: 3 row tiles per group, 2 partial-sum adds and 1 bias add per output and read, 9 reads: the other
+    # three groups' 27 adds each queue on the shared digital lanes
+    many, first = (chip_cost(net, _chip(tile_rows=4), tech, shape).layers[0]
+                   for net, shape in ((biased, (4, 5, 5)), (alone, (1, 5, 5))))
+    assert many.latency == pytest.approx(first.latency + 3 * 27 / tech.digital_lanes / tech.clock)
 
     class Twice(nn.Module):
         def __init__(self):
@@ -315,6 +330,10 @@ def test_a_grouped_convolution_costs_one_array_set_per_group_and_a_module_called
     double, single_read = chip_cost(twice, chip, tech, (4,)).layers[0], chip_cost(once, chip, tech, (4,)).layers[0]
     assert (double.reads, double.tiles, double.area) == (2, single_read.tiles, single_read.area)
     assert double.energy == pytest.approx({term: 2 * value for term, value in single_read.energy.items()})
+    tied = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 4, bias=False))
+    tied[2].weight = tied[0].weight  # one matrix used by two modules: one array, read twice
+    layers = chip_cost(tied, chip, tech, (4,)).layers
+    assert [(layer.kind, layer.reads) for layer in layers] == [("crossbar", 2), ("activation", 0)]
 
 
 def test_neft_cost_refuses_flags_that_do_not_apply_before_any_work(tmp_path, capsys):

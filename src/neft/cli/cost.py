@@ -82,6 +82,7 @@ def _overrides(pairs: list[str]) -> dict:
 def _results_files(run_dir: Path, name: str | None) -> dict[Path, dict]:
     """The results files of ``run_dir`` (JSON files with ``per_sigma`` and ``evaluation``), or ``NAME.json``, each
     with its contents."""
+    name = name.removesuffix(".json") if name is not None else None
     if name is not None and (Path(name).name != name or name in ("", ".", "..")):
         raise ValueError(f"--results takes the NAME of a results file in {run_dir} (NAME.json), not a path: got "
                          f"{name!r}")
@@ -165,32 +166,23 @@ def _cost_run(args, tech) -> None:
 
 
 def _file_cost(path: Path, result: dict, model, tech, shape: tuple[int, ...]):
-    """``(cost table, chip)`` of one results file, its path named in any error it causes (a damaged file: a chip or
-    count that cannot be read)."""
-    from neft.common.errors import SettingError
+    """``(cost table, chip)`` of one results file; a damaged file (a chip or counts that cannot be read) is named."""
     from neft.cost import chip_cost
+    from neft.cost.programming import deployment_counts
 
     damaged = f"results file {path} is damaged"
     try:
         evaluation = result["evaluation"]
         chip = _chip_of(evaluation, result.get("device_model") or evaluation["device_model"])
         deployment = result.get("deployment_cost")
-        if deployment is not None and not isinstance(deployment, dict):
-            raise TypeError("deployment_cost is not a table of counts")
-    except SettingError as error:  # a chip setting out of range: the file's, not a flag's
+        if deployment is not None:
+            deployment_counts(deployment)
+    except ValueError as error:  # a chip setting out of range (the file's, not a flag's), a bad count
         raise ValueError(f"{damaged}: {error}") from None
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{damaged} ({type(error).__name__}: {error}); evaluate the run again to rewrite it") \
             from None
-    try:
-        return chip_cost(model, chip, tech, shape, deployment), chip
-    except SettingError:  # the technology keys: a flag's or the technology file's
-        raise
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-    except (TypeError, AttributeError) as error:  # a count that is not a number
-        raise ValueError(f"{damaged} ({type(error).__name__}: {error}); evaluate the run again to rewrite it") \
-            from None
+    return chip_cost(model, chip, tech, shape, deployment), chip
 
 
 def _cost_model(args, tech) -> None:

@@ -28,6 +28,6 @@ def _cmd_report(args) -> None:
 
     paths = write_report(args.paths, args.out, title=args.title, labels=args.labels, overwrite=args.overwrite)
     print(f"report: {paths['markdown']}\nplot: {paths['plot']}")
-    for kind in ("write_verify", "drift", "cost"):  # the plots a report draws when its results call for them
-        if kind in paths:
-            print(f"{kind.replace('_', '-')} plot: {paths[kind]}")
+    for kind, path in paths.items():  # the other plots a report draws when its results call for them
+        if kind not in ("markdown", "plot", "csv"):
+            print(f"{kind.replace('_', '-')} plot: {path}")

@@ -30,8 +30,8 @@ For a mapped layer of R rows (fan-in), O outputs and P reads per inference on a 
   one DAC per array row ``* dac_area_per_step * 2**b``, ``tiles * array_periphery_area`` and ``tiles *
   interconnect_area``.
 
-A grouped convolution costs ``groups`` times one group's arrays (``O / groups`` outputs each), read side by side,
-their accumulation and bias adds on the shared ``digital_lanes``.
+A grouped convolution's groups are packed block-diagonally, ``floor(tile_rows / R)`` groups per block of arrays
+(:func:`_grouped_cost`), the blocks read side by side.
 
 Digital layers (:class:`~neft.cost.network.DigitalLayer`) cost ``adds * digital_add + mults * digital_mult`` and
 ``(adds + mults) / digital_lanes`` clock cycles.
@@ -151,7 +151,7 @@ def crossbar_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: De
     columns = 2 * n * outputs
     tile_rows = circuit.tile_rows or rows
     tile_columns = tech.tile_columns or circuit.tile_rows or columns
-    row_tiles = _ceil(rows, tile_rows) if rows else 0
+    row_tiles = _row_tiles(rows, circuit)
     col_tiles = _ceil(columns, tile_columns) if columns else 0
     adcs_per_row_tile, serial = _array_adcs(columns, tile_columns, col_tiles, s / (2 * n), tech.columns_per_adc)
     b_in, b_dac, per_read = _input_cycles(circuit, tech)
@@ -189,20 +189,35 @@ def _digital_adds(reads: int, outputs: int, row_tiles: int, bias: bool) -> int:
     return reads * outputs * (max(row_tiles - 1, 0) + (1 if bias else 0)) if row_tiles else 0
 
 
+def _row_tiles(rows: int, circuit: CircuitSettings) -> int:
+    """Row tiles of a matrix of ``rows`` rows: ``ceil(rows / tile_rows)``, 1 without tiles, 0 without rows."""
+    return _ceil(rows, circuit.tile_rows or rows) if rows else 0
+
+
 def _grouped_cost(layer: MappedLayer, circuit: CircuitSettings, device_model: DeviceModel,
                   tech: Technology) -> LayerCost:
-    """A grouped convolution: each of its ``g`` groups its own arrays of ``outputs / g`` columns on its own inputs
-    (the cost of one group, with ``level_sum / g``, times ``g``), read side by side; the groups' accumulation and
-    bias adds share the ``digital_lanes`` (``g - 1`` more groups' adds on the latency)."""
-    g, outputs = layer.groups, layer.outputs // layer.groups
-    group = crossbar_cost(dataclasses.replace(layer, outputs=outputs, groups=1, level_sum=layer.level_sum / g),
-                          circuit, device_model, tech)
-    row_tiles = _ceil(layer.fan_in, circuit.tile_rows or layer.fan_in) if layer.fan_in else 0
-    shared = (g - 1) * _digital_adds(layer.reads, outputs, row_tiles, layer.bias) / tech.digital_lanes / tech.clock
-    return LayerCost(layer.name, "crossbar", g * group.tiles, g * group.adcs, g * group.dacs, group.reads,
-                     g * group.macs, {term: g * value for term, value in group.energy.items()},
-                     group.latency + (shared if group.latency else 0.0),
-                     {term: g * value for term, value in group.area.items()})
+    """A grouped convolution of ``g`` groups, each ``R`` rows and ``O / g`` outputs on its own inputs, packed
+    block-diagonally: ``k = floor(tile_rows / R)`` groups (at least 1; all ``g`` without tiles) share a block of
+    ``k R`` rows and ``k O / g`` outputs whose other devices hold level 0. Each block is costed as a dense layer
+    (its share of the level sum), the blocks read side by side (the slowest one's latency), their accumulation and
+    bias adds on the shared ``digital_lanes``; the MACs are the groups' own, ``P R O``."""
+    g, per_group, rows = layer.groups, layer.outputs // layer.groups, layer.fan_in
+    k = max(1, min(g, circuit.tile_rows // rows)) if circuit.tile_rows and rows else g
+    full, rest = divmod(g, k)
+    total = LayerCost(layer.name, "crossbar", reads=layer.reads, macs=layer.reads * rows * layer.outputs)
+    slowest, adds = (0.0, 0), 0
+    for count, groups in [(full, k)] + ([(1, rest)] if rest else []):
+        block = crossbar_cost(dataclasses.replace(layer, fan_in=groups * rows, outputs=groups * per_group, groups=1,
+                                                  level_sum=layer.level_sum * groups / g), circuit, device_model, tech)
+        total.tiles, total.adcs = total.tiles + count * block.tiles, total.adcs + count * block.adcs
+        total.dacs += count * block.dacs
+        for costs, part in ((total.energy, block.energy), (total.area, block.area)):
+            for term, value in part.items():
+                costs[term] += count * value
+        block_adds = _digital_adds(layer.reads, groups * per_group, _row_tiles(groups * rows, circuit), layer.bias)
+        slowest, adds = max(slowest, (block.latency, block_adds)), adds + count * block_adds
+    total.latency = slowest[0] + (adds - slowest[1]) / tech.digital_lanes / tech.clock if slowest[0] else 0.0
+    return total
 
 
 def digital_cost(layer: DigitalLayer, tech: Technology) -> LayerCost:

@@ -50,7 +50,8 @@ class MappedLayer:
         name: the weight's name (``features.0.0.weight``).
         fan_in: crossbar rows R (input channels per group times kernel positions).
         outputs: outputs O (output channels or features).
-        reads: crossbar reads per inference P (output positions of a convolution, 1 for a linear layer).
+        reads: crossbar reads per inference P (output positions of a convolution, 1 for a linear layer; summed
+            over the calls of a module called more than once).
         bias: whether the layer adds a bias (one digital add per output).
         level_sum: sum of the programmed level units (0 .. 2**device_bits - 1) over every device of the layer
             (:func:`level_sum`).
@@ -65,6 +66,11 @@ class MappedLayer:
     bias: bool
     level_sum: float
     groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.groups < 1 or self.outputs % self.groups:
+            raise ValueError(f"{self.name}: groups ({self.groups}) must be >= 1 and divide the outputs "
+                             f"({self.outputs})")
 
 
 @dataclass(frozen=True)
@@ -164,16 +170,20 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
     """
     names = set(mapped_weight_names(model, include, exclude))
     levels = {name: level_sum(p, device_model) for name, p in model.named_parameters() if name in names}
+    # a weight shared by several modules (tied) is one matrix on the chip: every module using it reads it
+    shared = {id(p): name for name, p in model.named_parameters() if name in names}
     mapped, digital, handles = {}, [], []
 
     def record(name: str, module: nn.Module):
         def hook(_, args, output):
             inputs = args[0] if args and isinstance(args[0], torch.Tensor) else output
             weight = f"{name}.weight" if name else "weight"
+            if isinstance(module, MAPPED_LAYER_TYPES):
+                weight = shared.get(id(module.weight), weight)
             if isinstance(module, MAPPED_LAYER_TYPES) and weight in names:
                 outputs = module.weight.shape[0]
                 reads = output.numel() // outputs if outputs else 0
-                if weight in mapped:  # a module called again: its arrays read again, programmed once
+                if weight in mapped:  # a module called again (or a tied weight): read again, programmed once
                     mapped[weight] = dataclasses.replace(mapped[weight], reads=mapped[weight].reads + reads)
                 else:
                     mapped[weight] = MappedLayer(weight, math.prod(module.weight.shape[1:]), outputs, reads,

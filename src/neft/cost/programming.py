@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from neft.cost.technology import Technology
 
-__all__ = ["programming_cost", "TERMS"]
+__all__ = ["programming_cost", "deployment_counts", "TERMS"]
 
 TERMS = ("programming", "write_verify", "recalibrate_bn", "chip_tune")
 
@@ -39,6 +39,34 @@ def _pulses(tech: Technology, devices: int, verified: bool) -> tuple[float, floa
     read_energy = tech.read_voltage ** 2 * tech.g_on * tech.read_time + tech.adc_fom * 2 ** tech.ideal_bits
     seconds = pulses * (tech.write_time + tech.read_time + tech.adc_time) / tech.parallel_writes
     return seconds, pulses * (write_energy + read_energy)
+
+
+def deployment_counts(deployment: dict) -> dict[str, float]:
+    """The counts of one chip's ``deployment_cost`` (a results file's; missing entries count 0): ``mapped_weights``,
+    ``weights_verified``, ``recalibrate_bn.images``, ``chip_tune.images``, ``weights_written_verified``.
+
+    Raises:
+        ValueError: a section that is not a table, or a count that is not a number >= 0 (a damaged results file),
+            naming it.
+    """
+    def section(name: str) -> dict:
+        value = deployment.get(name, {})
+        if not isinstance(value, dict):
+            raise ValueError(f"deployment_cost entry {name} is not a table of counts ({value!r})")
+        return value
+
+    if not isinstance(deployment, dict):
+        raise ValueError(f"deployment_cost is not a table of counts ({deployment!r})")
+    counts = {"mapped_weights": deployment.get("mapped_weights", 0),
+              "weights_verified": section("write_verify").get("weights_verified", 0),
+              "recalibrate_bn.images": section("recalibrate_bn").get("images", 0),
+              "chip_tune.images": section("chip_tune").get("images", 0),
+              "weights_written_verified": section("chip_tune").get("weights_written_verified", 0)}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"deployment_cost count {name} must be a number >= 0, got {value!r}: the results file "
+                             "is damaged")
+    return counts
 
 
 def programming_cost(deployment: dict, devices_per_weight: int, tech: Technology, inference_energy: float,
@@ -57,16 +85,10 @@ def programming_cost(deployment: dict, devices_per_weight: int, tech: Technology
         ``{term: {"seconds": s, "joules": j}}`` for each of :data:`TERMS` and ``"total"``.
 
     Raises:
-        ValueError: a negative count (a damaged results file), naming it.
+        ValueError: a count that is not a number >= 0 (a damaged results file), naming it
+            (:func:`deployment_counts`).
     """
-    counts = {"mapped_weights": deployment.get("mapped_weights", 0),
-              "weights_verified": deployment.get("write_verify", {}).get("weights_verified", 0),
-              "recalibrate_bn.images": deployment.get("recalibrate_bn", {}).get("images", 0),
-              "chip_tune.images": deployment.get("chip_tune", {}).get("images", 0),
-              "weights_written_verified": deployment.get("chip_tune", {}).get("weights_written_verified", 0)}
-    for name, value in counts.items():
-        if value < 0:
-            raise ValueError(f"deployment_cost count {name} is negative ({value}): the results file is damaged")
+    counts = deployment_counts(deployment)
     devices = 2 * devices_per_weight
     open_time, open_energy = _pulses(tech, devices * counts["mapped_weights"], verified=False)
     verified = devices * counts["weights_verified"]

@@ -132,4 +132,4 @@ def _warn_conductances(device_model, tech: Technology) -> None:
         warnings.warn(f"the chip's devices span {g_off * 1e6:.4g}-{g_on * 1e6:.4g} uS (device model "
                       f"{device_model.name}: g_max, on_off_ratio), the cost's energies use the technology's g_off "
                       f"{tech.g_off * 1e6:.4g} and g_on {tech.g_on * 1e6:.4g} uS; to cost the simulated devices, "
-                      f"set g_on={g_on:.6g} g_off={g_off:.6g} (--set)", stacklevel=2)
+                      f"set g_on={g_on:.6g} g_off={g_off:.6g} (--set)", stacklevel=3)

@@ -174,8 +174,9 @@ class Technology:
         if self.input_activity > 1:
             raise SettingError("input_activity", f"technology key input_activity is a fraction of input bits, "
                                                  f"0 to 1, got {self.input_activity!r}")
-        if self.verify_pulses < self.open_loop_pulses:
-            raise SettingError("verify_pulses", f"technology key verify_pulses ({self.verify_pulses:g}) must be at "
+        if self.verify_pulses < self.open_loop_pulses:  # named: the key moved from its default
+            moved = "verify_pulses" if self.verify_pulses != KEYS["verify_pulses"][1] else "open_loop_pulses"
+            raise SettingError(moved, f"technology key verify_pulses ({self.verify_pulses:g}) must be at "
                                                 f"least open_loop_pulses ({self.open_loop_pulses:g}): a verified "
                                                 "device is written at least as often as an unverified one")
         if self.g_off > self.g_on:
@@ -214,16 +215,17 @@ def technology(source: str | Path | dict | Technology | None = None, **overrides
         values = dict(source)
     else:
         path = Path(source)
-        if path.suffix not in (".toml", ".json"):
+        if path.suffix.lower() not in (".toml", ".json"):
             raise SettingError("technology", f"technology file {path} must end in .toml or .json (its format)")
         if not path.is_file():
             raise SettingError("technology", f"technology file {path} does not exist or is not a file")
         text = path.read_text()
         try:
-            values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+            values = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
             raise SettingError("technology", f"technology file {path} is not valid "
-                                             f"{'TOML' if path.suffix == '.toml' else 'JSON'}: {error}") from None
+                                             f"{'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {error}") \
+                from None
         if not isinstance(values, dict):
             raise SettingError("technology", f"technology file {path} must hold a table of keys (e.g. adc_fom = "
                                              f"5e-15), got {type(values).__name__}")

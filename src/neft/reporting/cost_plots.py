@@ -21,8 +21,8 @@ def cost_points(results: list[dict]) -> list[dict]:
     ``programming`` (seconds per chip, every term of the ``programming`` cost), ``area`` (m^2). Warns when the
     results were costed with different technology keys (``cost.technology``), and when some carry a cost and
     others none (those are left off)."""
-    points, technologies = [], []
-    for result, (label, _) in zip(results, _labels(results)):
+    points, technologies, labels = [], [], [label for label, _ in _labels(results)]
+    for result, label in zip(results, labels):
         cost = result.get("cost")
         if not cost:
             continue
@@ -33,7 +33,7 @@ def cost_points(results: list[dict]) -> list[dict]:
             points.append({"label": label, "sigma": float(point["sigma"]), "mean": accuracy["mean"],
                            "p5": accuracy.get("p5", accuracy["mean"]), "energy": cost["energy_J"],
                            "programming": cost["programming"]["total"]["seconds"], "area": cost["area_m2"]})
-    uncosted = [label for result, (label, _) in zip(results, _labels(results)) if not result.get("cost")]
+    uncosted = [label for result, label in zip(results, labels) if not result.get("cost")]
     if points and uncosted:
         warnings.warn(f"{len(uncosted)} of {len(results)} results carry no cost and are left off the cost plot "
                       f"({', '.join(uncosted[:3])}{', ...' if len(uncosted) > 3 else ''}): cost them with `neft cost "

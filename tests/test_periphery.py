@@ -102,9 +102,11 @@ def test_per_vector_input_scaling_commutes_with_a_scale_of_the_input():
     x = torch.randn(8, 3, 6, 6)
     _, circuit = _circuit(model, x, dac_bits=6, input_management="abs_max", out_noise=0.05)
     layer = model[0]
-    with torch.no_grad(), circuit.applied(), circuit.reading([2], 0):
-        base = layer(x) - layer.bias.view(1, -1, 1, 1)
-        scaled = layer(7.3 * x) - layer.bias.view(1, -1, 1, 1)
+    with torch.no_grad(), circuit.applied():  # one reading block per call: the same reads (a second call of the
+        with circuit.reading([2], 0):          # layer in one forward would read with fresh noise)
+            base = layer(x) - layer.bias.view(1, -1, 1, 1)
+        with circuit.reading([2], 0):
+            scaled = layer(7.3 * x) - layer.bias.view(1, -1, 1, 1)
     # the codes of x / max|x| are those of 7.3 x / max|7.3 x| (to float rounding): the DAC and the noise scale along
     assert torch.allclose(scaled, 7.3 * base, rtol=1e-5, atol=1e-5 * float(base.abs().max()))
 
@@ -135,6 +137,66 @@ def test_a_grouped_convolution_reads_each_group_at_its_own_input_scale_and_read_
     noise = (read(grouped, x, 0.05) - whole)[:, :3].std()
     alone = (read(halves[0], x[:, :2], 0.05) - parts[0]).std()
     assert 0.75 < float(noise / alone) < 1.25
+
+
+@pytest.mark.parametrize("noise", [{"out_noise": 0.1, "input_management": "abs_max"}, {"read_sigma": 0.1}])
+def test_a_module_called_twice_in_one_forward_reads_with_fresh_noise_each_time(noise):
+    """``lin(x) - lin(x)``: one Linear read twice on the same inputs. Each read has its own output (or read) noise,
+    so the difference is not zero (the second call reused the first call's draw: exactly zero); the same forward
+    again gives the same numbers (the calls are counted from 0 in every forward)."""
+
+    class TwiceOnSame(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(6, 4, bias=False)
+
+        def forward(self, x):
+            return self.lin(x) - self.lin(x)
+
+    torch.manual_seed(0)
+    model, x = TwiceOnSame().eval(), torch.randn(8, 6)
+    _, circuit = _circuit(model, x, **noise)
+    with torch.no_grad(), circuit.applied(), circuit.reading([5], 0):
+        first, again = model(x), model(x)
+    assert float(first.abs().min()) > 0 and torch.equal(first, again)
+
+
+def test_the_dac_never_overwrites_the_callers_inputs():
+    """A 1x1 convolution at stride 1 (its receptive fields are a view of its input) on a skip connection: the
+    per-vector DAC's codes used to be written into the input itself, corrupting the caller's images and the
+    skip path. The inputs stay as they were, and the output is that of the same block with a copied input."""
+
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1, bias=False)
+
+        def forward(self, x):
+            return x + self.conv(x)
+
+    torch.manual_seed(0)
+    model, x = Skip().eval(), torch.randn(4, 3, 5, 5)
+    before = x.clone()
+    _, circuit = _circuit(model, x, dac_bits=4, input_management="abs_max", converter_codes="sign_magnitude")
+    with torch.no_grad(), circuit.applied():
+        out = model(x)
+        assert torch.equal(x, before)
+        assert torch.equal(out, x + model.conv(x.clone()))
+
+
+def test_a_weight_tied_between_two_modules_is_refused_under_the_circuit():
+    """The circuit runs one module per mapped weight: a second module sharing it would read as a plain layer (no
+    DAC, ADC, output noise), silently; it is refused naming both, and the Gaussian chip still runs it."""
+    model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.ReLU(), nn.Linear(4, 4, bias=False)).eval()
+    model[2].weight = model[0].weight
+    x, y = torch.randn(8, 4), torch.randint(0, 4, (8,))
+    with pytest.raises(SettingError, match=r"module '2' uses the weight '0.weight' of another module") as caught:
+        montecarlo.evaluate(model, x, y, [0.0], runs=2, progress=False, device_model="aihwkit-inference")
+    assert caught.value.setting in FIELDS
+    with torch.no_grad():
+        clean = 100.0 * float((model(x).argmax(1) == y).float().mean())
+    assert montecarlo.evaluate(model, x, y, [0.0], runs=2, progress=False)["per_sigma"][0]["accuracy"]["mean"] == \
+        pytest.approx(clean)
 
 
 def test_per_column_scaling_with_ideal_converters_is_the_float_layer():

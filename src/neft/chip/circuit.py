@@ -112,6 +112,7 @@ class Circuit:
         count = crossbar.device_model.devices_per_weight if self.sliced else 1
         self.layers = _mapped_layers(crossbar, self.settings, count)
         self._reads: tuple[Sequence[int], int] | None = None
+        self._calls: dict[int, int] = {}  # each mapped layer's calls in the model's current forward
         self._chip_index: torch.Tensor | None = None
         self._calibrating = False
         self._noise = ReadNoise() if self.settings.reads else None
@@ -167,9 +168,12 @@ class Circuit:
             layer.module.forward = types.MethodType(self._forward_of(layer), layer.module)
             alpha_buffer(layer.module, self._hooks.compensate_outputs)
         hooks.install(self.crossbar.model, self._hooks)  # the model's chips follow the periphery's mapping
+        # every forward of the model counts its layers' calls from 0: a module called again reads again
+        counting = self.crossbar.model.register_forward_pre_hook(lambda *_: self._calls.clear())
         try:
             yield self
         finally:
+            counting.remove()
             hooks.remove(self.crossbar.model)
             for layer in self.layers:
                 del layer.module.forward
@@ -192,7 +196,7 @@ class Circuit:
         """Forwards inside the block read chips ``chip_seeds`` (one per chip of the pass, in stacking order) on
         images numbered from ``start``: read noise is drawn for them, and their ADCs' errors (once per group of chips).
         Without it, forwards have no read noise and ideal ADCs."""
-        self._reads = None if chip_seeds is None else (list(chip_seeds), int(start))
+        self._reads, self._calls = None if chip_seeds is None else (list(chip_seeds), int(start)), {}
         if self._adc is not None and chip_seeds is not None:  # drawn here, outside torch.func.vmap over the chips
             self._adc.prepare(self._reads[0], self.layers)
         try:
@@ -220,25 +224,30 @@ class Circuit:
         """The layer's output through the circuit (:func:`_layer_output`; with a periphery setting
         :func:`neft.chip.periphery.managed_output`), with read noise and the chips' own ADCs
         (:mod:`neft.chip.adc_circuit`) when reading chips (ideal ADCs otherwise: training, clean forwards)."""
-        noise = self._read_noise if self._reads is not None and layer.read_var is not None else None
+        call = self._calls.get(layer.index, 0)
+        self._calls[layer.index] = call + 1
+        noise = (functools.partial(self._read_noise, call=call)
+                 if self._reads is not None and layer.read_var is not None else None)
         if self.settings.managed:
             return managed_output(layer, x, weight, bias, self.settings, self._calibrating, noise,
-                                  self._output_noise, batched=self._chip_index is not None)
+                                  functools.partial(self._output_noise, call=call),
+                                  batched=self._chip_index is not None)
         convert = (functools.partial(self._adc.read, chip_seeds=self._reads[0], chip_index=self._chip_index)
                    if self._reads is not None and self._adc is not None else None)  # the read chips' own ADCs
         return _layer_output(layer, x, weight, bias, self.settings, self.crossbar.device_model, self._calibrating,
                              noise, batched=self._chip_index is not None, convert=convert)
 
-    def _read_noise(self, layer: int, tile: int, like: torch.Tensor) -> torch.Tensor:
+    def _read_noise(self, layer: int, tile: int, like: torch.Tensor, call: int = 0) -> torch.Tensor:
         """Standard normal noise like one chip's partial sums ``like`` of a layer's tile (and slice), for the chips
         and images of :meth:`reading` (:class:`~neft.chip.read_noise.ReadNoise`)."""
         chip_seeds, start = self._reads
-        return self._noise(layer, tile, chip_seeds, start, like, self._chip_index)
+        return self._noise(layer, tile, chip_seeds, start, like, self._chip_index, call)
 
-    def _output_noise(self, layer: int, tile: int, attempt: int, like: torch.Tensor):
-        """Output noise for read ``attempt`` of a tile (:class:`~neft.chip.output_noise.OutputNoise`)."""
+    def _output_noise(self, layer: int, tile: int, attempt: int, like: torch.Tensor, call: int = 0):
+        """Output noise for read ``attempt`` of a tile on the layer's call ``call`` of the forward
+        (:class:`~neft.chip.output_noise.OutputNoise`)."""
         return self._out_noise(layer, tile, attempt, self._reads, like, self._chip_index,
-                               self.layers[0].module.training)
+                               self.layers[0].module.training, call)
 
 
 def _check_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar: Crossbar) -> None:
@@ -277,7 +286,8 @@ def _mapped_layers(crossbar: Crossbar, settings: CircuitSettings, slice_count: i
                 raise SettingError(setting, f"{setting} is set, but the crossbar circuit (tiles, DAC, ADC, read "
                                             f"noise per read) runs nn.Conv1d/2d/3d and nn.Linear layers only, "
                                             f"and {name!r} belongs to a {type(module).__name__}: leave the "
-                                            "circuit settings off for this model")
+                                            "circuit settings off for this model (a chip preset such as "
+                                            "aihwkit-inference sets them: give every one of them at its default)")
             continue  # recurrent / attention weights: device effects only
         std = _read_std(crossbar.device_model, module.weight.detach(), read, settings.read_1f)
         layers.append(CircuitLayer(index, module, std, settings.tile_rows, slice_count,

@@ -25,19 +25,20 @@ class OutputNoise:
         self._streams: dict[int, ReadNoise] = {}
 
     def __call__(self, layer: int, tile: int, attempt: int, reads: tuple[Sequence[int], int] | None,
-                 like: torch.Tensor, chip_index: torch.Tensor | None, training: bool) -> torch.Tensor | None:
+                 like: torch.Tensor, chip_index: torch.Tensor | None, training: bool,
+                 call: int = 0) -> torch.Tensor | None:
         """Standard normal noise shaped like one chip's outputs ``like`` ``[B, C, *positions]`` (or ``[..., C]``) of
         layer ``layer``'s tile ``tile`` on read ``attempt``: for ``reads = (chip seeds, first image)`` keyed per
         image block as read noise (:class:`~neft.chip.read_noise.ReadNoise`; ``chip_index`` under vmap); without
         reads, a fresh draw from torch's generator when ``training`` (noise drawn per step), else None (clean
-        forwards have no output noise)."""
+        forwards have no output noise); ``call``: the layer's call in the forward, as read noise."""
         if reads is None:
             return torch.randn_like(like) if training else None
         if attempt not in self._streams:
             self._streams[attempt] = ReadNoise(functools.partial(_seed, attempt=attempt))
         chip_seeds, start = reads
-        return self._streams[attempt](layer, tile, chip_seeds, start, like, chip_index)
+        return self._streams[attempt](layer, tile, chip_seeds, start, like, chip_index, call)
 
 
-def _seed(chip_seed: int, layer: int, tile: int, block: int, attempt: int) -> int:
-    return output_seed(chip_seed, layer, tile, block, attempt)
+def _seed(chip_seed: int, layer: int, tile: int, block: int, call: int, attempt: int) -> int:
+    return output_seed(chip_seed, layer, tile, block, attempt, call)

@@ -265,7 +265,7 @@ def _patches(layer: CircuitLayer, x: torch.Tensor) -> torch.Tensor:
     """The receptive fields of a Conv2d's input ``x`` ``[B, C, H, W]`` as columns ``[B, C * kh * kw, L]`` (im2col:
     rows in ``weight.flatten(1)``'s order, ``L = H' W'`` output positions, as ``torch.nn.functional.unfold``): one
     copy of padded, strided, dilated views, whose innermost runs are rows of the image (3-10x faster on a CPU than
-    ``F.unfold``)."""
+    ``F.unfold``), never sharing ``x``'s memory."""
     m = layer.module
     if m.padding_mode != "zeros":
         x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
@@ -274,7 +274,12 @@ def _patches(layer: CircuitLayer, x: torch.Tensor) -> torch.Tensor:
     for axis, (k, s, d) in enumerate(zip(m.kernel_size, m.stride, m.dilation), start=2):  # views, no copy
         x = x.unfold(axis, (k - 1) * d + 1, s)
         x = x[..., ::d] if d > 1 else x
-    return x.permute(0, 1, 4, 5, 2, 3).flatten(1, 3).flatten(2)  # [B, C, kh, kw, H', W'] -> [B, K, L]: one copy
+    patches = x.permute(0, 1, 4, 5, 2, 3).flatten(1, 3).flatten(2)  # [B, C, kh, kw, H', W'] -> [B, K, L]: one copy
+    # a 1x1 kernel at stride 1 without padding can be a view of the input itself: copied, as the DAC then
+    # overwrites the patches
+    view = set(m.kernel_size) == {1} and set(m.stride) == {1} and m.padding_mode == "zeros" \
+        and not any(layer._box_padding())
+    return patches.clone() if view else patches
 
 
 def _positions(layer: CircuitLayer, x: torch.Tensor) -> tuple[int, ...]:

@@ -66,8 +66,21 @@ def _column_scales(layers: list[CircuitLayer], names: list[str], name: str, weig
 
 
 def check_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar) -> None:
-    """Raises SettingError: (``input_management``) per-vector DAC codes on a layer other than Conv2d/Linear;
-    (``drift_compensation_at``) compensation on the outputs without the device model's drift compensation."""
+    """Raises SettingError: (the first active setting) a mapped weight shared by a second module (tied weights:
+    the circuit runs one module per weight, the other would skip it); (``input_management``) per-vector DAC codes
+    on a layer other than Conv2d/Linear; (``drift_compensation_at``) compensation on the outputs without the device
+    model's drift compensation."""
+    run = {id(layer.module) for layer in layers}
+    mapped = {id(layer.module.weight): crossbar.names[layer.index] for layer in layers}
+    for name, module in crossbar.model.named_modules():
+        if id(module) not in run and id(getattr(module, "weight", None)) in mapped and settings.active:
+            setting = settings.names()[0]
+            raise SettingError(setting, f"{setting} is set, but module {name!r} uses the weight "
+                                        f"{mapped[id(module.weight)]!r} of another module (tied weights): the "
+                                        "crossbar circuit runs one module per mapped weight, and this one would "
+                                        "skip it; untie them (give each module its own copy of the weight) or "
+                                        "leave the circuit settings off for this model (a chip preset such as "
+                                        "aihwkit-inference sets them)")
     if settings.input_management == "abs_max" and settings.dac_bits is not None and any(
             layer.conv not in (None, F.conv2d) for layer in layers):
         raise SettingError("input_management", "input_management 'abs_max' with dac_bits quantizes each "

@@ -22,22 +22,24 @@ class ReadNoise:
     """The read-noise draws of one circuit with read noise: its generator (made on the device of the first draw)
     and the draw itself, hidden from ``torch.compile``."""
 
-    def __init__(self, seed: Callable[[int, int, int, int], int] = read_seed) -> None:
-        """``seed(chip_seed, layer, tile, block)``: the seed of one block's draw (:func:`neft.common.seeds.read_seed`;
-        the output noise of the periphery keys its draws by :func:`neft.common.seeds.output_seed`)."""
+    def __init__(self, seed: Callable[[int, int, int, int, int], int] = read_seed) -> None:
+        """``seed(chip_seed, layer, tile, block, call)``: the seed of one block's draw
+        (:func:`neft.common.seeds.read_seed`; the output noise of the periphery keys its draws by
+        :func:`neft.common.seeds.output_seed`)."""
         self.generator: torch.Generator | None = None
         self.seed = seed
 
     def __call__(self, layer: int, tile: int, chip_seeds: Sequence[int], start: int, like: torch.Tensor,
-                 chip_index: torch.Tensor | None) -> torch.Tensor:
+                 chip_index: torch.Tensor | None, call: int = 0) -> torch.Tensor:
         """Standard normal noise shaped like one chip's partial sums ``like`` ``[B, C, *positions]`` (or ``[B, C]``)
         of layer ``layer`` and tile ``tile``, for chips ``chip_seeds`` on images numbered from ``start``; image
         ``start + b`` takes row ``(start + b) % READ_BLOCK`` of the draw of block ``(start + b) // READ_BLOCK``, drawn
         per read: output position by output position, the C columns of one read consecutive (so the noise lies in
         the channels-last order of the partial sums). ``chip_index``: the (batched) position of the chip in the
-        pass under ``torch.func.vmap``; None: the first chip's noise."""
+        pass under ``torch.func.vmap``; None: the first chip's noise. ``call``: the layer's call in the forward (a
+        module called again reads again, with its own noise)."""
         draw = _eager_draw() if "torch._dynamo" in sys.modules else _draw  # nothing compiles without dynamo
-        return draw(self, layer, tile, chip_seeds, start, like, chip_index)
+        return draw(self, layer, tile, chip_seeds, start, like, chip_index, call)
 
 
 @functools.cache
@@ -50,7 +52,7 @@ def _eager_draw():
 
 
 def _draw(noise: ReadNoise, layer: int, tile: int, chip_seeds: Sequence[int], start: int, like: torch.Tensor,
-          chip_index: torch.Tensor | None) -> torch.Tensor:
+          chip_index: torch.Tensor | None, call: int = 0) -> torch.Tensor:
     size = like.shape[0]
     shape = (*like.shape[2:], like.shape[1]) if like.dim() > 2 else tuple(like.shape[1:])  # per read: channels last
     device = like.device
@@ -60,7 +62,7 @@ def _draw(noise: ReadNoise, layer: int, tile: int, chip_seeds: Sequence[int], st
     draws = torch.empty((len(chip_seeds), size, *shape), device=device)
     for chip, chip_seed in enumerate(chip_seeds):
         for block in range(start // READ_BLOCK, (start + size - 1) // READ_BLOCK + 1):
-            generator.manual_seed(noise.seed(chip_seed, layer, tile, block))
+            generator.manual_seed(noise.seed(chip_seed, layer, tile, block, call))
             first, last = block * READ_BLOCK, (block + 1) * READ_BLOCK  # the images of the block
             if first >= start and last <= start + size:  # a whole block: drawn in place
                 draws[chip, first - start : last - start].normal_(generator=generator)

@@ -29,20 +29,26 @@ def step_seed(seed: int, rank_index: int, step: int) -> int:
     return _hashed(f"train:{int(seed)}:{int(rank_index)}:{int(step)}")
 
 
-def read_seed(chip_seed: int, layer: int, tile: int, block: int) -> int:
+def read_seed(chip_seed: int, layer: int, tile: int, block: int, call: int = 0) -> int:
     """Seed of the read noise of the chip drawn from ``chip_seed`` (a :func:`run_seed`) in mapped layer ``layer``
     (its index in :attr:`neft.chip.crossbar.Crossbar.names`), tile ``tile``, for the block ``block`` of
-    :data:`neft.chip.read_noise.READ_BLOCK` consecutive test images (image i is in block ``i // READ_BLOCK``): each
-    image reads with its own noise, whatever the batch size and chips per pass (docs/method.md, 'Read noise')."""
-    return _hashed(f"read:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}")
+    :data:`neft.chip.read_noise.READ_BLOCK` consecutive test images (image i is in block ``i // READ_BLOCK``), on
+    the layer's call ``call`` of the forward (0; 1, 2, ... for a module called again): each image reads with its
+    own noise, whatever the batch size and chips per pass (docs/method.md, 'Read noise')."""
+    return _hashed(f"read:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}{_call(call)}")
 
 
-def output_seed(chip_seed: int, layer: int, tile: int, block: int, attempt: int) -> int:
+def _call(call: int) -> str:
+    """The key suffix of a layer's call ``call``: none for the first (seeds as before calls were counted)."""
+    return f":call{int(call)}" if call else ""
+
+
+def output_seed(chip_seed: int, layer: int, tile: int, block: int, attempt: int, call: int = 0) -> int:
     """Seed of the output noise of the chip drawn from ``chip_seed`` in mapped layer ``layer``, tile ``tile``, for the
-    block ``block`` of test images (as :func:`read_seed`), on read ``attempt`` (0, then 1, 2, ... for the re-reads of
-    bound management): every read of every image its own draw, whatever the batch size and chips per pass
-    (docs/method.md, 'The periphery')."""
-    return _hashed(f"out:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}:{int(attempt)}")
+    block ``block`` of test images (as :func:`read_seed`, ``call`` too), on read ``attempt`` (0, then 1, 2, ... for
+    the re-reads of bound management): every read of every image its own draw, whatever the batch size and chips
+    per pass (docs/method.md, 'The periphery')."""
+    return _hashed(f"out:{int(chip_seed)}:{int(layer)}:{int(tile)}:{int(block)}:{int(attempt)}{_call(call)}")
 
 
 def verify_seed(base_seed: int) -> int:

@@ -61,6 +61,7 @@ from neft.chip.output_noise import OutputNoise
 from neft.chip.periphery import managed_output
 from neft.chip.periphery_setup import alpha_buffer, check_layers, chip_hooks
 from neft.chip.read_noise import ReadNoise
+from neft.common.compute import eval_mode
 from neft.common.errors import SettingError
 from neft.common.seeds import calibration_seed
 
@@ -148,8 +149,6 @@ class Circuit:
             raise SettingError("calibration_images", "a DAC or ADC range calibration needs calibration images "
                                                      "(clean inputs, e.g. 256 training images); pass "
                                                      "calibration_images")
-        from neft.common.compute import eval_mode
-
         self._calibrating = True
         try:
             with eval_mode(self.crossbar.model), torch.no_grad(), self.applied():
@@ -168,8 +167,7 @@ class Circuit:
             layer.module.forward = types.MethodType(self._forward_of(layer), layer.module)
             alpha_buffer(layer.module, self._hooks.compensate_outputs)
         hooks.install(self.crossbar.model, self._hooks)  # the model's chips follow the periphery's mapping
-        # every forward of the model counts its layers' calls from 0: a module called again reads again
-        counting = self.crossbar.model.register_forward_pre_hook(lambda *_: self._calls.clear())
+        counting = self.crossbar.model.register_forward_pre_hook(lambda *_: self._calls.clear())  # calls per forward
         try:
             yield self
         finally:
@@ -193,9 +191,8 @@ class Circuit:
 
     @contextmanager
     def reading(self, chip_seeds: Sequence[int] | None, start: int = 0) -> Iterator[None]:
-        """Forwards inside the block read chips ``chip_seeds`` (one per chip of the pass, in stacking order) on
-        images numbered from ``start``: read noise is drawn for them, and their ADCs' errors (once per group of chips).
-        Without it, forwards have no read noise and ideal ADCs."""
+        """Forwards inside the block read chips ``chip_seeds`` (one per chip of the pass, in order) on images from
+        ``start``: their read noise and their ADCs' errors are drawn. Without it: no read noise, ideal ADCs."""
         self._reads, self._calls = None if chip_seeds is None else (list(chip_seeds), int(start)), {}
         if self._adc is not None and chip_seeds is not None:  # drawn here, outside torch.func.vmap over the chips
             self._adc.prepare(self._reads[0], self.layers)
@@ -224,8 +221,7 @@ class Circuit:
         """The layer's output through the circuit (:func:`_layer_output`; with a periphery setting
         :func:`neft.chip.periphery.managed_output`), with read noise and the chips' own ADCs
         (:mod:`neft.chip.adc_circuit`) when reading chips (ideal ADCs otherwise: training, clean forwards)."""
-        call = self._calls.get(layer.index, 0)
-        self._calls[layer.index] = call + 1
+        call = self._calls[layer.index] = self._calls.get(layer.index, -1) + 1  # this forward's call of the layer
         noise = (functools.partial(self._read_noise, call=call)
                  if self._reads is not None and layer.read_var is not None else None)
         if self.settings.managed:
@@ -238,14 +234,12 @@ class Circuit:
                              noise, batched=self._chip_index is not None, convert=convert)
 
     def _read_noise(self, layer: int, tile: int, like: torch.Tensor, call: int = 0) -> torch.Tensor:
-        """Standard normal noise like one chip's partial sums ``like`` of a layer's tile (and slice), for the chips
-        and images of :meth:`reading` (:class:`~neft.chip.read_noise.ReadNoise`)."""
+        """Standard normal noise like a tile's partial sums ``like`` for the chips and images of :meth:`reading`."""
         chip_seeds, start = self._reads
         return self._noise(layer, tile, chip_seeds, start, like, self._chip_index, call)
 
     def _output_noise(self, layer: int, tile: int, attempt: int, like: torch.Tensor, call: int = 0):
-        """Output noise for read ``attempt`` of a tile on the layer's call ``call`` of the forward
-        (:class:`~neft.chip.output_noise.OutputNoise`)."""
+        """Output noise of read ``attempt`` of a tile in the layer's call ``call`` (:mod:`neft.chip.output_noise`)."""
         return self._out_noise(layer, tile, attempt, self._reads, like, self._chip_index,
                                self.layers[0].module.training, call)
 

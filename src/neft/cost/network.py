@@ -153,6 +153,19 @@ def _digital(name: str, module: nn.Module, inputs: torch.Tensor, output: torch.T
     return None
 
 
+def _add_read(mapped: dict[str, MappedLayer], weight: str, module: nn.Module, output: torch.Tensor,
+              levels: float) -> None:
+    """Record one call of the mapped ``module`` (weight ``weight``) that produced ``output``: a new layer, or the
+    reads of a module called again (or of a tied weight) added to its layer, programmed once."""
+    outputs = module.weight.shape[0]
+    reads = output.numel() // outputs if outputs else 0
+    if weight in mapped:
+        mapped[weight] = dataclasses.replace(mapped[weight], reads=mapped[weight].reads + reads)
+    else:
+        mapped[weight] = MappedLayer(weight, math.prod(module.weight.shape[1:]), outputs, reads,
+                                     module.bias is not None, levels, getattr(module, "groups", 1))
+
+
 def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model: DeviceModel,
                    include: Iterable[str] | None = None,
                    exclude: Iterable[str] | None = None) -> tuple[list[MappedLayer], list[DigitalLayer]]:
@@ -181,14 +194,7 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
             if isinstance(module, MAPPED_LAYER_TYPES):
                 weight = shared.get(id(module.weight), weight)
             if isinstance(module, MAPPED_LAYER_TYPES) and weight in names:
-                outputs = module.weight.shape[0]
-                reads = output.numel() // outputs if outputs else 0
-                if weight in mapped:  # a module called again (or a tied weight): read again, programmed once
-                    mapped[weight] = dataclasses.replace(mapped[weight], reads=mapped[weight].reads + reads)
-                else:
-                    mapped[weight] = MappedLayer(weight, math.prod(module.weight.shape[1:]), outputs, reads,
-                                                 module.bias is not None, levels[weight],
-                                                 getattr(module, "groups", 1))
+                _add_read(mapped, weight, module, output, levels[weight])
             elif not list(module.children()) and isinstance(output, torch.Tensor):
                 layer = _digital(name, module, inputs, output)
                 if layer is not None:

@@ -72,8 +72,8 @@ def check_layers(settings: CircuitSettings, layers: list[CircuitLayer], crossbar
     model's drift compensation."""
     run = {id(layer.module) for layer in layers}
     mapped = {id(layer.module.weight): crossbar.names[layer.index] for layer in layers}
-    for name, module in crossbar.model.named_modules():
-        if id(module) not in run and id(getattr(module, "weight", None)) in mapped and settings.active:
+    for name, module in crossbar.model.named_modules() if settings.active else ():
+        if id(module) not in run and id(getattr(module, "weight", None)) in mapped:
             setting = settings.names()[0]
             raise SettingError(setting, f"{setting} is set, but module {name!r} uses the weight "
                                         f"{mapped[id(module.weight)]!r} of another module (tied weights): the "

@@ -182,18 +182,16 @@ def network_layers(model: nn.Module, input_shape: tuple[int, ...], device_model:
         ValueError: the model has no mapped weight, or the input shape does not fit the model.
     """
     names = set(mapped_weight_names(model, include, exclude))
+    # by the parameter itself: a weight shared by several modules (tied) is one matrix that every module using it reads
+    weights = {id(p): name for name, p in model.named_parameters() if name in names}
     levels = {name: level_sum(p, device_model) for name, p in model.named_parameters() if name in names}
-    # a weight shared by several modules (tied) is one matrix on the chip: every module using it reads it
-    shared = {id(p): name for name, p in model.named_parameters() if name in names}
     mapped, digital, handles = {}, [], []
 
     def record(name: str, module: nn.Module):
         def hook(_, args, output):
             inputs = args[0] if args and isinstance(args[0], torch.Tensor) else output
-            weight = f"{name}.weight" if name else "weight"
-            if isinstance(module, MAPPED_LAYER_TYPES):
-                weight = shared.get(id(module.weight), weight)
-            if isinstance(module, MAPPED_LAYER_TYPES) and weight in names:
+            weight = weights.get(id(module.weight)) if isinstance(module, MAPPED_LAYER_TYPES) else None
+            if weight is not None:
                 _add_read(mapped, weight, module, output, levels[weight])
             elif not list(module.children()) and isinstance(output, torch.Tensor):
                 layer = _digital(name, module, inputs, output)

@@ -6,7 +6,7 @@
 # and 1 year after programming (drift_time = aihwkit's t_inference + 20 s), 20 chips each:
 #   periphery_t3620.json, periphery_t3.15e+07.json   aihwkit-inference
 #   devices_t3620.json, devices_t3.15e+07.json       PCM-aihwkit alone
-# VGG8 (2,000 Fashion-MNIST test images), seed 0 of vanilla, noise-injection, OVF, IRS and of the networks trained
+# VGG8 (2,000 Fashion-MNIST test images), every seed of vanilla, noise-injection, OVF, IRS and of the networks trained
 # under the periphery, also with the per-chip fixes on top, under aihwkit-inference at 1 year:
 #   periphery-bn.json    BatchNorm recalibrated on 256 training images per chip
 #   periphery-tuned.json the tuned block, 20 steps per chip, 5 chips (tuning through
@@ -34,8 +34,8 @@ for run in "$RUNS"/lenet5/* $VGG8; do
       --drift-times 3620,3.15e7 --name periphery $EVAL
   [ -f "$run/devices_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model PCM-aihwkit --sigmas 0 \
       --drift-times 3620,3.15e7 --name devices $EVAL
-  case $run in */vgg8/vanilla-s0-seed0|*/vgg8/noise-injection-s0.3-seed0|*/vgg8/ovf-s0.3-seed0|*/vgg8/irs-s0.3-seed0\
-               |*/vgg8/*_device=aihwkit-inference-s0-seed0)
+  case $run in */vgg8/vanilla-s0-seed*|*/vgg8/noise-injection-s0.3-seed*|*/vgg8/ovf-s0.3-seed*|*/vgg8/irs-s0.3-seed*\
+               |*/vgg8/*_device=aihwkit-inference-s0-seed*)
     [ -f "$run/periphery-bn.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \
         --drift-times 3.15e7 --recalibrate-bn 256 --name periphery-bn $EVAL
     [ -f "$run/periphery-tuned.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference \

@@ -167,8 +167,7 @@ def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool, tile: 
         rows = (_patches(layer, xt) if patches is None else patches).detach()[:, start:start + r1 - r0]
         return rows.abs().amax(1, keepdim=True).unflatten(2, _positions(layer, xt))  # [B, 1, H', W']
     # [B, groups, *spatial]: one input vector per group
-    low, high = torch.aminmax(xt.detach().unflatten(1, (m.groups, -1)), dim=2)
-    magnitude = torch.maximum(-low, high)
+    magnitude = xt.detach().unflatten(1, (m.groups, -1)).abs().amax(2)  # aminmax: 2-10x slower on a CPU
     if m.padding_mode != "zeros":
         magnitude = F.pad(magnitude, m._reversed_padding_repeated_twice, mode=m.padding_mode)
     elif layer._box_padding():

@@ -6,9 +6,10 @@ model or under the chip preset aihwkit-inference:
 1. accuracy on PCM-aihwkit devices alone (ideal converters: the weight-noise-only answer) and under aihwkit-inference
    (the same devices read through aihwkit 1.2's shipped periphery), 1 h and 1 year after programming; VGG8 also with
    BatchNorm recalibration or the tuned block per chip at 1 year: mean over seeds of each network's mean over 20
-   chips, with a 95 % t-interval over seeds, and the mean 5th percentile over chips;
+   chips (5 with the tuned block), with a 95 % t-interval over seeds, and the mean 5th percentile over chips;
 2. paired differences per seed (same seed, same chips): method minus vanilla, and trained under the periphery minus
-   trained on the Gaussian model, mean with a 95 % t-interval over seeds.
+   trained on the Gaussian model, mean with a 95 % t-interval over the seeds both networks have (so with fewer
+   seeds on one side it is not the difference of the two rows' means).
 
 Usage: python3 results/periphery/table.py RUNS > results/periphery/table.md (RUNS as in run.sh; the committed
 results/periphery/cells holds the evaluation files).
@@ -70,11 +71,12 @@ def selected_on_ideal_layers(directory: Path, method: str, under: bool, sigma: f
 
 
 def variants(directory: Path, sigma: float):
-    """(label, method, trained under the periphery) of every variant with at least one finished evaluation; a
+    """(label, method, trained under the periphery) of every variant with at least one evaluation file; a
     variant whose epochs were chosen on the ideal layers is marked with a dagger."""
     for method in METHODS:
         for under in ((False,) if method == "vanilla" else (False, True)):
-            if any((directory / run_name(method, under, sigma, seed)).is_dir() for seed in SEEDS):
+            if any((directory / run_name(method, under, sigma, seed) / file).is_file()
+                   for seed in SEEDS for file in READS.values()):
                 mark = " \u2020" if selected_on_ideal_layers(directory, method, under, sigma) else ""
                 yield f"{method}{' (trained under aihwkit-inference)' if under else ''}{mark}", method, under
 
@@ -97,8 +99,8 @@ def network_tables(directory: Path, title: str, sigma: float) -> None:
     if not reads:
         print(f"## {title}\n\nNo evaluation has finished yet.\n")
         return
-    print(f"## {title}\n\nMean accuracy (%) over seeds of each network's mean over 20 chips, +- 95 % t-interval "
-          "(seeds); mean 5th percentile over chips after the semicolon.\n")
+    print(f"## {title}\n\nMean accuracy (%) over seeds of each network's mean over 20 chips (5 with the tuned "
+          "block), +- 95 % t-interval (seeds); mean 5th percentile over chips after the semicolon.\n")
     print("| method | " + " | ".join(reads) + " |")
     print("|---|" + "---:|" * len(reads))
     rows = list(variants(directory, sigma))
@@ -108,7 +110,9 @@ def network_tables(directory: Path, title: str, sigma: float) -> None:
     if any(label.endswith("\u2020") for label, _, _ in rows):
         print("\n\u2020 Trained before neft chose the epoch of a run at sigma 0 on noisy validation chips: its epoch "
               "was chosen on the clean accuracy of its ideal layers.")
-    print("\nPaired differences (points, same seeds and chips), mean +- 95 % t-interval over seeds:\n")
+    print("\nPaired differences (points, same seeds and chips), mean +- 95 % t-interval over the seeds both "
+          "networks have (the count in brackets; with fewer seeds on one side, not the difference of the rows' "
+          "means):\n")
     keys = [name for name in ("devices 1 y", "periphery 1 h", "periphery 1 y") if name in reads]
     print("| method | " + " | ".join(f"- vanilla, {k}" for k in keys)
           + " | " + " | ".join(f"periphery-trained - Gaussian-trained, {k}" for k in keys) + " |")

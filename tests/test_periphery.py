@@ -184,6 +184,35 @@ def test_the_dac_never_overwrites_the_callers_inputs():
         assert torch.equal(out, x + model.conv(x.clone()))
 
 
+@pytest.mark.parametrize("padding, kernel, pads", [("same", 3, (1, 1, 1, 1)), ("same", 4, (1, 2, 1, 2)),
+                                                   ("same", (3, 4), (1, 2, 1, 1)), ("valid", 3, (0, 0, 0, 0))])
+@pytest.mark.parametrize("settings", [
+    {"input_management": "abs_max", "dac_bits": 5, "converter_codes": "sign_magnitude", "tile_rows": 7,
+     "out_noise": 0.05, "read_sigma": 0.05},
+    {"input_management": "abs_max", "out_bound": 1e6},
+    {"tile_rows": 7, "adc_bits": 6, "read_sigma": 0.05}])
+def test_string_padding_reads_as_the_same_padding_written_out(padding, kernel, pads, settings):
+    """A Conv2d with ``padding="same"`` or ``"valid"`` reads, noise and codes included, exactly as the same
+    convolution after an explicit ``ZeroPad2d`` of torch's per-side amounts (an even kernel pads one more on the
+    right and bottom); it crashed in the periphery's im2col and input scales."""
+    torch.manual_seed(2)
+    conv = nn.Conv2d(3, 4, kernel, padding=padding)
+    written = nn.Conv2d(3, 4, kernel)
+    written.load_state_dict(conv.state_dict())
+    x = torch.randn(6, 3, 8, 9)
+    outputs = []
+    for model in (nn.Sequential(conv).eval(), nn.Sequential(nn.ZeroPad2d(pads), written).eval()):
+        _, circuit = _circuit(model, x, **settings)
+        with torch.no_grad(), circuit.applied(), circuit.reading([3], 0):
+            outputs.append(model(x))
+    assert outputs[0].shape == (6, 4, 8, 9) if padding == "same" else (6, 4, 6, 7)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # and with ideal converters and no noise, the float layer
+        float_out = conv(x)
+    if "out_bound" in settings:
+        torch.testing.assert_close(outputs[0], float_out, rtol=1e-5, atol=1e-6)
+
+
 def test_a_weight_tied_between_two_modules_is_refused_under_the_circuit():
     """The circuit runs one module per mapped weight: a second module sharing it would read as a plain layer (no
     DAC, ADC, output noise), silently; it is refused naming both, and the Gaussian chip still runs it."""

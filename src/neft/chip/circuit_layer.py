@@ -21,12 +21,9 @@ __all__ = ["CircuitLayer", "window_reduce"]
 _CONV = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}
 
 
-def _box(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-         dilation: Sequence[int]) -> torch.Tensor:
-    """Sums of ``x`` ``[B, C, *spatial]`` over each (zero-padded, strided, dilated) kernel window, per channel:
+def _box(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> torch.Tensor:
+    """Sums of ``x`` ``[B, C, *spatial]`` (already padded) over each strided, dilated kernel window, per channel:
     the convolution with a kernel of ones, as separable sums of shifted views (cheaper than a one-channel conv)."""
-    if any(padding):
-        x = F.pad(x, [p for p in reversed(padding) for _ in range(2)])
     return window_reduce(x, kernel, stride, dilation, lambda a, b: a + b, lambda total, view: total.add_(view))
 
 
@@ -62,7 +59,7 @@ class CircuitLayer:
         self.masks = [self._mask(r0, r1, weight) for r0, r1 in self.tiles]
         self.read_var = None if std is None else [self._variance_kernel(std, t) for t in range(len(self.tiles))]
         # every device of the tile has the same read std: its variance kernel is s^2 times ones (a box sum)
-        uniform = std is not None and bool((std == std.flatten()[0]).all()) and self._box_padding() is not None
+        uniform = std is not None and bool((std == std.flatten()[0]).all())
         self.read_const = [float(std.flatten()[0]) ** 2 if uniform and mask is None else None for mask in self.masks]
         self.clean = weight  # the live clean parameter: bit slices follow it (training updates it)
         self.dac_scale: torch.Tensor | None = None
@@ -113,14 +110,15 @@ class CircuitLayer:
         if adc_bits is not None:
             self.adc_step = [float(scale) / full_scale_steps(adc_bits, True) for scale in self.adc_scale]
 
-    def _box_padding(self) -> tuple[int, ...] | None:
-        """The zero padding of the layer's convolution as integers (0s for a Linear), None for string padding."""
-        if self.conv is None:
-            return ()
-        padding = self.module.padding
-        if isinstance(padding, str):
-            return None
-        return tuple(padding) if self.module.padding_mode == "zeros" else (0,) * len(padding)
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, C, *spatial]`` padded as the layer's convolution pads its input (every ``padding_mode``;
+        integer, ``"same"`` or ``"valid"`` padding: torch's own per-side amounts), so that the convolution then
+        runs unpadded; ``x`` itself when the convolution does not pad."""
+        m = self.module
+        pads = m._reversed_padding_repeated_twice
+        if not any(pads):
+            return x
+        return F.pad(x, pads, mode="constant" if m.padding_mode == "zeros" else m.padding_mode)
 
     def _channels(self, tile: int) -> tuple[int, int]:
         r0, r1 = self.tiles[tile]
@@ -182,10 +180,8 @@ class CircuitLayer:
             return x.square().sum(-1, keepdim=True).mul_(const)
         if const is not None:  # s^2 times the window sums of the squared inputs, summed over each group's channels
             m = self.module
-            if m.padding_mode != "zeros":
-                x = F.pad(x, m._reversed_padding_repeated_twice, mode=m.padding_mode)
-            squares = x.square().unflatten(1, (m.groups, -1)).sum(2)  # [B, groups, *spatial]
-            variance = _box(squares, m.kernel_size, m.stride, self._box_padding(), m.dilation).mul_(const)
+            squares = self.pad(x).square().unflatten(1, (m.groups, -1)).sum(2)  # [B, groups, *spatial]
+            variance = _box(squares, m.kernel_size, m.stride, m.dilation).mul_(const)
             return variance if m.groups == 1 else variance.repeat_interleave(out_channels // m.groups, dim=1)
         var = self.read_var[tile].to(x.dtype)
         variance = self.matmul(x.square(), var)

@@ -257,6 +257,17 @@ def test_vanilla_says_it_never_trains_against_the_chip(tmp_path, sigma):
                      device_model=chip), tmp_path / "aware", progress=False)
 
 
+def test_vanilla_under_a_circuit_says_its_steps_read_the_circuit_but_not_the_chip(tmp_path):
+    """Under circuit settings vanilla's steps do read through the circuit (converters, output noise), not the
+    device model's chip: the warning says both (it said the steps read nothing)."""
+    chip = {"name": "q", "quantize": True, "stuck_on": 0.01}
+    with pytest.warns(UserWarning, match=r"vanilla trains through the crossbar circuit \(.*out_noise.*\) on the "
+                                         r"clean weights: its steps never read the device model's chip \(quantize\)"):
+        train(_quick(method="vanilla", sigma=0.0, epochs=1, train_subset=64, test_subset=32, val_runs=1,
+                     device_model=chip, out_noise=0.05, input_management="abs_max"), tmp_path / "run",
+              progress=False)
+
+
 @pytest.mark.parametrize("chip", [dict(device_model={"name": "q", "quantize": True, "stuck_on": 0.3}),
                                   dict(out_noise=0.5, input_management="abs_max", tile_rows=64)])
 def test_a_run_at_sigma_0_on_a_chip_that_differs_from_the_clean_network_selects_on_noisy_chips(tmp_path, chip,

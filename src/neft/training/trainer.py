@@ -145,15 +145,18 @@ def _start(config: TrainConfig, out: Path, resume: bool, overwrite: bool, given:
 def _warn_vanilla_chip(config: TrainConfig) -> None:
     """Say (``UserWarning``) that vanilla's steps never read the realistic chip of its device model (quantized
     mapping, stuck devices, drift, read noise; docs/method.md, 'Training against the chip'): it only shapes the
-    noisy validation chips that select the checkpoint."""
+    noisy validation chips that select the checkpoint. With a crossbar circuit on, the steps do read through the
+    circuit (converters, output noise), and the warning says so."""
     chip = devices.get(config.device_model)
     named = (["quantize"] if chip.quantize else []) + (["read_sigma"] if chip.read_sigma > 0 else [])
     if config.method != "vanilla" or not named:
         return
-    warnings.warn(f"vanilla trains the clean network: its steps never read the device model's chip "
-                  f"({', '.join(named)}); it only shapes the noisy validation chips that select the checkpoint. "
-                  "Train a noise-aware method against the chip, or evaluate the vanilla network on it with neft "
-                  "evaluate", UserWarning, stacklevel=3)
+    circuit = config.chip().circuit
+    trains = (f"vanilla trains through the crossbar circuit ({circuit.label().strip()}) on the clean weights"
+              if circuit.active else "vanilla trains the clean network")
+    warnings.warn(f"{trains}: its steps never read the device model's chip ({', '.join(named)}); it only shapes "
+                  "the noisy validation chips that select the checkpoint. Train a noise-aware method against the "
+                  "chip, or evaluate the vanilla network on it with neft evaluate", UserWarning, stacklevel=3)
 
 
 

@@ -300,6 +300,8 @@ def test_sign_magnitude_codes_are_symmetric():
     ({"input_management": "max"}, "input_management"),
     ({"out_bound": 0, "dac_bits": 8}, "out_bound"),
     ({"weight_scaling": "row"}, "weight_scaling"),
+    ({"weight_scaling": "off", "dac_bits": 8}, "weight_scaling"),  # nothing reads the normalised outputs
+    ({"tile_mapping": "tile", "dac_bits": 8}, "tile_mapping"),  # one tile per layer: the layer's mapping
     ({"out_noise": 0.1, "dac_bits": 4, "adc_bits": 4, "adc_mode": "sliced"}, "out_noise"),
 ])
 def test_bad_periphery_settings_name_the_setting(settings, setting):
@@ -407,6 +409,19 @@ def test_the_aihwkit_inference_chip_preset_fills_the_circuit_and_an_explicit_set
     assert chip.device_model.prog_noise_coeffs == pcm.prog_noise_coeffs and chip.device_model.drift_compensation
     assert chip.circuit.reads and chip.circuit.managed
 
+
+
+def test_an_error_in_a_setting_the_chip_preset_filled_names_the_preset():
+    """``tile_rows=None`` over ``aihwkit-inference`` leaves the preset's equal tile split without tiles: the error
+    names the preset that set ``tile_split`` (the caller never gave it), in Python as on the command line."""
+    model, x, y = nn.Sequential(nn.Linear(4, 3)).eval(), torch.randn(8, 4), torch.randint(0, 3, (8,))
+    with pytest.raises(SettingError, match=r"^the chip preset aihwkit-inference sets tile_split = 'equal': "
+                                           r"tile_split sets how a layer is split .* needs tile_rows") as caught:
+        montecarlo.evaluate(model, x, y, [0.0], runs=2, device_model="aihwkit-inference", tile_rows=None,
+                            progress=False)
+    assert caught.value.setting == "tile_split"
+    with pytest.raises(SettingError, match=r"^tile_split sets how"):  # given by the caller: no preset named
+        montecarlo.evaluate(model, x, y, [0.0], runs=2, tile_split="equal", dac_bits=8, progress=False)
 
 
 def test_a_setting_given_at_its_default_value_wins_over_the_chip_preset():

@@ -30,12 +30,14 @@ seed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import weakref
 
 from neft.chip.circuit_settings import CircuitFields
+from neft.common.errors import SettingError
 
 __all__ = ["CHIP_PRESETS", "CHIP_PRESET_SOURCES", "apply_chip_preset", "chip_preset", "remember", "remember_given",
            "replace_given"]
@@ -140,7 +142,7 @@ def replace_given(config, **changes):
 _COMPENSATION_FIELDS = ("drift_compensation_at", "compensation_readout")  # they need drift compensation on
 
 
-def apply_chip_preset(config) -> None:
+def apply_chip_preset(config) -> dict:
     """Give an ``EvalConfig`` / ``TrainConfig`` whose ``device_model`` names a chip preset that preset's circuit
     settings, each where the field is still at the plain circuit's default and the caller did not give it
     (:func:`remember_given`: a setting given explicitly wins, at any value; one set after construction, at any
@@ -148,11 +150,15 @@ def apply_chip_preset(config) -> None:
     False the preset's compensation placement (``drift_compensation_at``, ``compensation_readout``) is not
     applied. Once applied, every field counts as given (the config is resolved: checking it again, or a copy of it,
     changes nothing). ``device_model`` keeps the preset's name; :func:`neft.chip.devices.get` reads it as the
-    preset's device model."""
+    preset's device model.
+
+    Returns:
+        The settings it filled, name -> value (empty without a preset), for :func:`naming_preset`.
+    """
     preset = chip_preset(getattr(config, "device_model", None))
     if preset is None:
-        return
-    given, default = _GIVEN.get(id(config), frozenset()), CircuitFields()
+        return {}
+    filled, given, default = {}, _GIVEN.get(id(config), frozenset()), CircuitFields()
     # turned off by a flag of evaluate or folded into a device dict (quantize off turns the whole chip off)
     flags = config.device_model if isinstance(config.device_model, dict) else {}
     compensated = all(getattr(config, name, None) is not False and flags.get(name) is not False
@@ -162,5 +168,24 @@ def apply_chip_preset(config) -> None:
             continue
         if name not in given and getattr(config, name) == getattr(default, name):
             setattr(config, name, value)
+            filled[name] = value
     if dataclasses.is_dataclass(config):
         remember(config, [field.name for field in dataclasses.fields(config)])
+    return filled
+
+
+@contextlib.contextmanager
+def naming_preset(device_model, filled: dict):
+    """Re-raise a :class:`~neft.common.errors.SettingError` of a setting that the chip preset ``device_model``
+    filled (``filled``, from :func:`apply_chip_preset`) as ``the chip preset aihwkit-inference sets tile_split =
+    'equal': ...``: the caller never gave that setting, the preset did (e.g. ``tile_rows=None`` over
+    ``aihwkit-inference`` leaves its equal tile split without tiles)."""
+    try:
+        yield
+    except SettingError as error:
+        if error.setting not in filled or str(error).startswith("the chip preset"):
+            raise
+        name = device_model.get("name", "").split(" ")[0] if isinstance(device_model, dict) else device_model
+        raise SettingError(error.setting, f"the chip preset {name} sets {error.setting} = "
+                                          f"{filled[error.setting]!r}: {error} (set {error.setting} to change it)"
+                           ) from None

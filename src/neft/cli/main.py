@@ -102,7 +102,7 @@ def _where(args, setting: str | None, message: str) -> str:
     from neft.chip.device_model import DeviceModel
     from neft.cli.chip_arguments import add_circuit_arguments, given_flags
 
-    if not setting:
+    if not setting or message.startswith("the chip preset"):  # the library named the preset already
         return message
     flag = setting + "s" if not hasattr(args, setting) and hasattr(args, setting + "s") else setting  # --drift-times
     given = getattr(args, flag, None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from neft.chip.chip_presets import apply_chip_preset, remember_given
+from neft.chip.chip_presets import apply_chip_preset, naming_preset, remember_given
 from neft.chip.circuit_settings import CircuitFields, settings_of
 from neft.chip.device_checks import check_sigma, check_time
 from neft.chip.device_model import DeviceModel
@@ -263,9 +263,10 @@ def _check_chip_settings(config: EvalConfig) -> None:
     (the combination is checked once a run's device model is known)."""
     if config.read_sigma is not None:
         config.read_sigma = check_sigma(config.read_sigma, "read_sigma")
-    apply_chip_preset(config)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
+    filled = apply_chip_preset(config)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
     if config.device_model is not None:
-        config.chip()
+        with naming_preset(config.device_model, filled):
+            config.chip()
         return
     for name in ("quantize", "drift_compensation"):
         if getattr(config, name) not in (None, True, False):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neft import data, models
-from neft.chip.chip_presets import apply_chip_preset, remember, remember_given
+from neft.chip.chip_presets import apply_chip_preset, naming_preset, remember, remember_given
 from neft.chip.circuit_settings import CircuitFields
 from neft.chip.device_checks import check_sigma
 from neft.chip.settings import ChipSettings
@@ -126,8 +126,9 @@ class TrainConfig(CircuitFields):
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
             self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
-        apply_chip_preset(self)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
-        self.chip()  # the device model and the crossbar circuit, checked together
+        filled = apply_chip_preset(self)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
+        with naming_preset(self.device_model, filled):
+            self.chip()  # the device model and the crossbar circuit, checked together
         if self.beta is None:
             self.beta = objectives.default_beta(self.method, self.model, self.dataset)
         self.beta = objectives.check_beta(self.beta)

@@ -205,12 +205,33 @@ def test_string_padding_reads_as_the_same_padding_written_out(padding, kernel, p
         _, circuit = _circuit(model, x, **settings)
         with torch.no_grad(), circuit.applied(), circuit.reading([3], 0):
             outputs.append(model(x))
-    assert outputs[0].shape == (6, 4, 8, 9) if padding == "same" else (6, 4, 6, 7)
+    assert outputs[0].shape == ((6, 4, 8, 9) if padding == "same" else (6, 4, 6, 7))
     torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
     with torch.no_grad():  # and with ideal converters and no noise, the float layer
         float_out = conv(x)
     if "out_bound" in settings:
         torch.testing.assert_close(outputs[0], float_out, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding, pads", [("same", (1, 2)), ("valid", (0, 0)), (2, (2, 2))])
+def test_conv1d_read_noise_sums_under_any_padding_equal_the_padding_written_out(padding, pads):
+    """Read noise of one std on every device without tiles takes each output's variance as a box sum of the
+    squared (padded) inputs: a Conv1d with string or integer padding reads as the same convolution after an
+    explicit ``ConstantPad1d``; changing ``padding`` after the layer is built is followed, as torch's forward does."""
+    torch.manual_seed(4)
+    conv, written = nn.Conv1d(3, 4, 4, dilation=1), nn.Conv1d(3, 4, 4)
+    conv.padding = padding  # after construction: torch's forward reads it at call time
+    written.load_state_dict(conv.state_dict())
+    x = torch.randn(5, 3, 11)
+    outputs = []
+    for model in (nn.Sequential(conv).eval(), nn.Sequential(nn.ConstantPad1d(pads, 0.0), written).eval()):
+        _, circuit = _circuit(model, x, read_sigma=0.2, adc_bits=8)
+        assert circuit.layers[0].read_const == [pytest.approx(circuit.layers[0].read_const[0])]  # the box path
+        with torch.no_grad(), circuit.applied(), circuit.reading([3], 0):
+            outputs.append(model(x))
+    with torch.no_grad():
+        assert outputs[0].shape == conv(x).shape
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
 
 
 def test_a_weight_tied_between_two_modules_is_refused_under_the_circuit():
@@ -300,8 +321,6 @@ def test_sign_magnitude_codes_are_symmetric():
     ({"input_management": "max"}, "input_management"),
     ({"out_bound": 0, "dac_bits": 8}, "out_bound"),
     ({"weight_scaling": "row"}, "weight_scaling"),
-    ({"weight_scaling": "off", "dac_bits": 8}, "weight_scaling"),  # nothing reads the normalised outputs
-    ({"tile_mapping": "tile", "dac_bits": 8}, "tile_mapping"),  # one tile per layer: the layer's mapping
     ({"out_noise": 0.1, "dac_bits": 4, "adc_bits": 4, "adc_mode": "sliced"}, "out_noise"),
 ])
 def test_bad_periphery_settings_name_the_setting(settings, setting):
@@ -329,6 +348,9 @@ def test_per_vector_dac_codes_refuse_conv1d():
     (["--out-noise", "-0.1", "--dac-bits", "8"], "--out-noise"),
     (["--bound-management", "iterative"], "--bound-management"),
     (["--input-management", "abs_max"], "--input-management"),
+    (["--device-model", "aihwkit-inference", "--adc-mode", "sliced"],  # a setting the preset filled: its flag
+     "the chip preset aihwkit-inference sets out_noise = 0.06: out_noise runs with adc_mode 'analog' only"),
+    (["--device-model", "aihwkit-inference", "--adc-mode", "sliced"], "(give --out-noise to change it)"),
 ])
 def test_the_command_line_refuses_bad_periphery_flags_with_one_line_and_writes_nothing(flags, expected, run_dir,
                                                                                          capsys):

@@ -27,6 +27,31 @@ def _box(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation
     return window_reduce(x, kernel, stride, dilation, lambda a, b: a + b, lambda total, view: total.add_(view))
 
 
+def conv_pads(m: nn.Module) -> list[int]:
+    """The amounts convolution ``m`` pads its input by, in ``F.pad``'s order (last dimension first, left then
+    right), as torch's forward takes them: ``padding`` read at call time for zero padding (integers, ``"valid"``, or
+    ``"same"``: ``dilation * (kernel - 1)`` split with the odd one on the right), the amounts torch computed when
+    the layer was built for the other padding modes."""
+    if m.padding_mode != "zeros":
+        return list(m._reversed_padding_repeated_twice)
+    if m.padding == "valid":
+        return [0] * (2 * len(m.kernel_size))
+    if m.padding == "same":
+        totals = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        return [side for total in reversed(totals) for side in (total // 2, total - total // 2)]
+    padding = (m.padding,) * len(m.kernel_size) if isinstance(m.padding, int) else m.padding
+    return [p for p in reversed(padding) for _ in range(2)]
+
+
+def padded(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[B, C, *spatial]`` padded as convolution ``m`` pads its input (:func:`conv_pads`, every
+    ``padding_mode``), so that the convolution then runs unpadded; ``x`` itself when it does not pad."""
+    pads = conv_pads(m)
+    if not any(pads):
+        return x
+    return F.pad(x, pads, mode="constant" if m.padding_mode == "zeros" else m.padding_mode)
+
+
 def window_reduce(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
                   first, more) -> torch.Tensor:
     """``x`` ``[B, C, *spatial]`` (already padded) reduced over each strided, dilated kernel window, per channel, one
@@ -110,16 +135,6 @@ class CircuitLayer:
         if adc_bits is not None:
             self.adc_step = [float(scale) / full_scale_steps(adc_bits, True) for scale in self.adc_scale]
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[B, C, *spatial]`` padded as the layer's convolution pads its input (every ``padding_mode``;
-        integer, ``"same"`` or ``"valid"`` padding: torch's own per-side amounts), so that the convolution then
-        runs unpadded; ``x`` itself when the convolution does not pad."""
-        m = self.module
-        pads = m._reversed_padding_repeated_twice
-        if not any(pads):
-            return x
-        return F.pad(x, pads, mode="constant" if m.padding_mode == "zeros" else m.padding_mode)
-
     def _channels(self, tile: int) -> tuple[int, int]:
         r0, r1 = self.tiles[tile]
         return r0 // self.kernel, -(-r1 // self.kernel)
@@ -180,7 +195,7 @@ class CircuitLayer:
             return x.square().sum(-1, keepdim=True).mul_(const)
         if const is not None:  # s^2 times the window sums of the squared inputs, summed over each group's channels
             m = self.module
-            squares = self.pad(x).square().unflatten(1, (m.groups, -1)).sum(2)  # [B, groups, *spatial]
+            squares = padded(m, x).square().unflatten(1, (m.groups, -1)).sum(2)  # [B, groups, *spatial]
             variance = _box(squares, m.kernel_size, m.stride, m.dilation).mul_(const)
             return variance if m.groups == 1 else variance.repeat_interleave(out_channels // m.groups, dim=1)
         var = self.read_var[tile].to(x.dtype)

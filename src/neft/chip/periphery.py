@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from neft.chip.circuit_layer import CircuitLayer, window_reduce
+from neft.chip.circuit_layer import CircuitLayer, conv_pads, padded, window_reduce
 from neft.chip.circuit_settings import CircuitSettings
 from neft.chip.compensation_placement import ALPHA
 from neft.chip.converters import calibration_magnitude, codes, full_scale_steps
@@ -167,7 +167,7 @@ def _input_scale(layer: CircuitLayer, xt: torch.Tensor, per_vector: bool, tile: 
         rows = (_patches(layer, xt) if patches is None else patches).detach()[:, start:start + r1 - r0]
         return rows.abs().amax(1, keepdim=True).unflatten(2, _positions(layer, xt))  # [B, 1, H', W']
     # [B, groups, *spatial]: one input vector per group
-    magnitude = layer.pad(xt.detach().unflatten(1, (m.groups, -1)).abs().amax(2))  # aminmax: 2-10x slower
+    magnitude = padded(m, xt.detach().unflatten(1, (m.groups, -1)).abs().amax(2))  # aminmax: 2-10x slower
     # separable maxima of shifted views (max_pool is slow on one channel on a CPU); out of place: vmap batches it
     scale = window_reduce(magnitude, m.kernel_size, m.stride, m.dilation, torch.maximum, torch.maximum)
     return scale if m.groups == 1 else scale.repeat_interleave(m.out_channels // m.groups, dim=1)
@@ -262,21 +262,21 @@ def _patches(layer: CircuitLayer, x: torch.Tensor) -> torch.Tensor:
     copy of padded, strided, dilated views, whose innermost runs are rows of the image (3-10x faster on a CPU than
     ``F.unfold``), never sharing ``x``'s memory."""
     m = layer.module
-    x = layer.pad(x)
+    x = padded(m, x)
     for axis, (k, s, d) in enumerate(zip(m.kernel_size, m.stride, m.dilation), start=2):  # views, no copy
         x = x.unfold(axis, (k - 1) * d + 1, s)
         x = x[..., ::d] if d > 1 else x
     patches = x.permute(0, 1, 4, 5, 2, 3).flatten(1, 3).flatten(2)  # [B, C, kh, kw, H', W'] -> [B, K, L]: one copy
     # a 1x1 kernel at stride 1 without padding can be a view of the input itself: copied, as the DAC then
     # overwrites the patches
-    view = set(m.kernel_size) == {1} and set(m.stride) == {1} and not any(m._reversed_padding_repeated_twice)
+    view = set(m.kernel_size) == {1} and set(m.stride) == {1} and not any(conv_pads(m))
     return patches.clone() if view else patches
 
 
 def _positions(layer: CircuitLayer, x: torch.Tensor) -> tuple[int, ...]:
     """``(H', W')``: the output positions of the layer's Conv2d on ``x`` ``[B, C, H, W]``."""
     m = layer.module
-    pads = m._reversed_padding_repeated_twice  # (left, right, top, bottom), as CircuitLayer.pad adds them
+    pads = conv_pads(m)  # (left, right, top, bottom), as padded() adds them
     size = [x.shape[2] + pads[2] + pads[3], x.shape[3] + pads[0] + pads[1]]
     return tuple((size[a] - m.dilation[a] * (m.kernel_size[a] - 1) - 1) // m.stride[a] + 1 for a in range(2))
 

@@ -78,15 +78,6 @@ def check_periphery(settings) -> None:
     if settings.bound_management != "none" and settings.adc_bits is None and settings.out_bound is None:
         raise SettingError("bound_management", "bound_management re-reads outputs that saturate the ADC, so it "
                                                "needs adc_bits (calibrated range) or out_bound: set one")
-    if settings.weight_scaling == "off" and not (settings.out_noise > 0 or settings.out_bound is not None
-                                                 or settings.adc_bits is not None):
-        raise SettingError("weight_scaling", "weight_scaling 'off' sets the unit of the outputs that the output "
-                                             "noise, out_bound and the ADC read; without out_noise, out_bound or "
-                                             "adc_bits it changes nothing: set one, or leave weight_scaling 'layer'")
-    if settings.tile_mapping != "layer" and settings.tile_rows is None:
-        raise SettingError("tile_mapping", "tile_mapping 'tile' maps each tile on its own, so it needs tile_rows "
-                                           "(a layer of one tile is mapped as the layer): set tile_rows, or leave "
-                                           "tile_mapping 'layer'")
     if settings.converter_codes != "twos_complement" and not settings.converters:
         raise SettingError("converter_codes", "converter_codes sets the DAC/ADC codes, so it needs dac_bits or "
                                               "adc_bits")

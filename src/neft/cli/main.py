@@ -96,15 +96,18 @@ def main(argv: list[str] | None = None) -> int:
 def _where(args, setting: str | None, message: str) -> str:
     """An error message prefixed with where the bad setting came from: the flag that set it (``argument
     --drift-times: ...``; the library names settings as the Python API does), the chip preset when no flag gave
-    it (``the chip preset aihwkit-inference sets out_noise = 0.06: ...``), or the device-model file
-    (``device model file chip.toml: ...``)."""
+    it (``the chip preset aihwkit-inference sets out_noise = 0.06: ... (give --out-noise to change it)``; a
+    message the library already wrote so, :func:`neft.chip.chip_presets.naming_preset`, gets the flag in its hint),
+    or the device-model file (``device model file chip.toml: ...``)."""
     from neft.chip.chip_presets import chip_preset
     from neft.chip.device_model import DeviceModel
     from neft.cli.chip_arguments import add_circuit_arguments, given_flags
 
-    if not setting or message.startswith("the chip preset"):  # the library named the preset already
+    if not setting:
         return message
     flag = setting + "s" if not hasattr(args, setting) and hasattr(args, setting + "s") else setting  # --drift-times
+    if message.startswith("the chip preset"):  # the library named the preset already: the flag in its hint
+        return message.replace(f"(set {setting} to change it)", f"(give --{flag.replace('_', '-')} to change it)")
     given = getattr(args, flag, None)
     source = getattr(args, "device_model", None)
     if (given is None or given == [None]) and setting in {field.name for field in dataclasses.fields(DeviceModel)} \

@@ -82,7 +82,9 @@ def add_periphery_arguments(group) -> None:
                             "in their own units, aihwkit's default weight_scaling_omega 0; default: %(default)s)")
     group.add_argument("--converter-codes", default="twos_complement", choices=list(CONVERTER_CODES),
                        help="signed DAC/ADC codes: two's complement (-2^(B-1)..2^(B-1)-1) or symmetric "
-                            "sign-magnitude (+-(2^(B-1)-1), as aihwkit and CrossSim; default: %(default)s)")
+                            "sign-magnitude (+-(2^(B-1)-1), as aihwkit and CrossSim; default: %(default)s). With "
+                            "--input-management abs_max, two's complement reads each vector's largest positive "
+                            "input one step low (its code 2^(B-1) is clipped); sign-magnitude reaches it")
     group.add_argument("--drift-compensation-at", default="weights", choices=list(COMPENSATION_PLACEMENTS),
                        help="where global drift compensation acts: on the weights, before the ADC, or on the "
                             "digitised outputs, as aihwkit (needs the device model's drift compensation; default: "

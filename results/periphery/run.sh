@@ -11,7 +11,7 @@
 #   periphery-bn.json    BatchNorm recalibrated on 256 training images per chip
 #   periphery-tuned.json the tuned block, 20 steps per chip, 5 chips (tuning through
 #                                  the managed periphery costs minutes per chip on this CPU)
-# Resumable: finished files are kept.
+# FIXES=0 leaves the per-chip fixes out (a later run adds them). Resumable: finished files are kept.
 #   RUNS=runs/periphery nice sh results/periphery/run.sh
 # The small files of every network (config, summary, evaluations) are then copied into results/periphery/cells/:
 #   python3 results/periphery/table.py results/periphery/cells > results/periphery/table.md
@@ -34,6 +34,7 @@ for run in "$RUNS"/lenet5/* $VGG8; do
       --drift-times 3620,3.15e7 --name periphery $EVAL
   [ -f "$run/devices_t3.15e+07.json" ] || $NEFT evaluate "$run" --device-model PCM-aihwkit --sigmas 0 \
       --drift-times 3620,3.15e7 --name devices $EVAL
+  [ "${FIXES:-1}" = 0 ] && continue
   case $run in */vgg8/vanilla-s0-seed*|*/vgg8/noise-injection-s0.3-seed*|*/vgg8/ovf-s0.3-seed*|*/vgg8/irs-s0.3-seed*\
                |*/vgg8/*_device=aihwkit-inference-s0-seed*)
     [ -f "$run/periphery-bn.json" ] || $NEFT evaluate "$run" --device-model aihwkit-inference --sigmas 0 \

@@ -143,6 +143,21 @@ def test_rcg_scale_one_is_todays_rcg_bit_for_bit_and_scales_the_same_draw():
     assert variants.label({"method": "rcg", "censor_k": 1.0, "rcg_scale": 1.5}) == "rcg scale=1.5"
 
 
+def test_rcg_scale_scales_a_realistic_chips_deviation_at_sigma_0():
+    """At sigma 0 a realistic chip (PCM-aihwkit: programming noise, drift) still deviates from the clean weights;
+    rcg_scale multiplies that draw as it does at sigma > 0 (it was skipped at sigma 0, silently)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+    x = torch.randn(8, 1, 8, 8)
+    crossbar = Crossbar(model, "PCM-aihwkit")
+    chip = crossbar.sample_chip(0.0, torch.Generator().manual_seed(5), censor_k=1.0)
+    assert max(float(dw.abs().max()) for dw in chip.values()) > 0  # the devices deviate at sigma 0
+    scaled = objectives.create("rcg", model, x, 4, sigma=0.0, rcg_scale=2.0, device_model="PCM-aihwkit",
+                               generator=torch.Generator().manual_seed(5))
+    expected = crossbar.forward(x, chip={name: 2.0 * dw for name, dw in chip.items()})
+    assert torch.equal(scaled.noisy_forward(model, x, 0.0), expected)
+
+
 def test_rcg_search_is_a_golden_section_search_scored_on_validation_chips(tmp_path, monkeypatch):
     trained = []
 

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import warnings
+from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
@@ -62,6 +64,24 @@ def test_load_results_from_dirs_and_files(run_dirs, tmp_path):
     assert report.load_results(run_dirs) == [OVF_01, OVF_02, VANILLA, NOISE]
     assert report.load_results([str(tmp_path / "ovf" / "results_sigma0.2.json")]) == [OVF_02]
     assert report.load_results(tmp_path / "vanilla") == [VANILLA]
+
+
+def test_results_of_a_checkpoint_the_run_no_longer_holds_are_warned_about(tmp_path):
+    """A run extended with --resume --epochs N keeps a later checkpoint: its earlier results files are stale, and
+    loading them says so (they were reported as the run's, silently); results of the current checkpoint are not."""
+    cell = Path(__file__).parents[1] / "results" / "periphery" / "cells" / "vgg8" / "irs-s0.3-seed0"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text((cell / "periphery_t3620.json").read_text())
+    epoch = json.loads((run / "results.json").read_text())["checkpoint_epoch"]
+    (run / "summary.json").write_text(json.dumps({"best_epoch": epoch + 2}))
+    with pytest.warns(UserWarning, match=rf"results.json was evaluated on the checkpoint of epoch {epoch}, but the "
+                                         rf"run's checkpoint is now that of epoch {epoch + 2}"):
+        report.load_results(run)
+    (run / "summary.json").write_text(json.dumps({"best_epoch": epoch}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(report.load_results(run)) == 1
 
 
 def test_load_results_errors(tmp_path):

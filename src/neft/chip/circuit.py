@@ -99,16 +99,17 @@ class Circuit:
         crossbar: the model and its mapped weights (:class:`~neft.chip.crossbar.Crossbar`); read-noise stds are
             ``crossbar.device_model.std(w, read_sigma)`` of its clean weights at construction.
         settings: the :class:`CircuitSettings` (checked here).
+        generator: draws training forwards' output noise (reseeded every step by the trainer); None: torch's own.
 
-    Usage: :meth:`calibrate` once (when a DAC or ADC is on), then run the model inside :meth:`applied`; give
-    the chips and the first image index of each batch with :meth:`reading` for read noise.
+    Usage: :meth:`calibrate` once (when a DAC or ADC is on), then run the model inside :meth:`applied`; give the
+    chips and the first image index of each batch with :meth:`reading` for read noise.
 
     Raises:
         SettingError: for invalid settings, or an active setting on a model whose mapped weights include recurrent or
             attention weights (the circuit runs Conv/Linear layers only).
     """
 
-    def __init__(self, crossbar: Crossbar, settings: CircuitSettings) -> None:
+    def __init__(self, crossbar: Crossbar, settings: CircuitSettings, generator: torch.Generator | None = None) -> None:
         self.crossbar, self.settings = crossbar, settings.check()
         count = crossbar.device_model.devices_per_weight if self.sliced else 1
         self.layers = _mapped_layers(crossbar, self.settings, count)
@@ -119,7 +120,7 @@ class Circuit:
         self._noise = ReadNoise() if self.settings.reads else None
         self._adc = AdcCircuit.of(self.settings)  # the ADCs' own errors, drawn per chip; None: ideal ADCs
         _check_layers(self.settings, self.layers, crossbar)
-        self._out_noise = OutputNoise()
+        self._out_noise = OutputNoise(generator)
         self._hooks = chip_hooks(self.settings, self.layers, crossbar.names)
 
     @property
@@ -216,8 +217,7 @@ class Circuit:
             return self._run(layer, x, module.weight, module.bias)
         return forward
 
-    def _run(self, layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor,
-             bias: torch.Tensor | None) -> torch.Tensor:
+    def _run(self, layer: CircuitLayer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         """The layer's output through the circuit (:func:`_layer_output`; with a periphery setting
         :func:`neft.chip.periphery.managed_output`), with read noise and the chips' own ADCs
         (:mod:`neft.chip.adc_circuit`) when reading chips (ideal ADCs otherwise: training, clean forwards)."""

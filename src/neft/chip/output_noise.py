@@ -19,10 +19,12 @@ __all__ = ["OutputNoise"]
 
 
 class OutputNoise:
-    """The output-noise draws of one circuit: one :class:`~neft.chip.read_noise.ReadNoise` stream per read attempt."""
+    """The output-noise draws of one circuit: one :class:`~neft.chip.read_noise.ReadNoise` stream per read attempt,
+    and ``generator`` for training forwards (None: torch's global generator)."""
 
-    def __init__(self) -> None:
+    def __init__(self, generator: torch.Generator | None = None) -> None:
         self._streams: dict[int, ReadNoise] = {}
+        self.generator = generator
 
     def __call__(self, layer: int, tile: int, attempt: int, reads: tuple[Sequence[int], int] | None,
                  like: torch.Tensor, chip_index: torch.Tensor | None, training: bool,
@@ -30,10 +32,12 @@ class OutputNoise:
         """Standard normal noise shaped like one chip's outputs ``like`` ``[B, C, *positions]`` (or ``[..., C]``) of
         layer ``layer``'s tile ``tile`` on read ``attempt``: for ``reads = (chip seeds, first image)`` keyed per
         image block as read noise (:class:`~neft.chip.read_noise.ReadNoise`; ``chip_index`` under vmap); without
-        reads, a fresh draw from torch's generator when ``training`` (noise drawn per step), else None (clean
+        reads, a fresh draw from the training generator when ``training`` (noise drawn per step), else None (clean
         forwards have no output noise); ``call``: the layer's call in the forward, as read noise."""
         if reads is None:
-            return torch.randn_like(like) if training else None
+            if not training:
+                return None
+            return torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device)
         if attempt not in self._streams:
             self._streams[attempt] = ReadNoise(functools.partial(_seed, attempt=attempt))
         chip_seeds, start = reads

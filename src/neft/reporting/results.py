@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -180,6 +181,7 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
     results, first = [], {}
     for file in dict.fromkeys(files):  # a file named twice (its directory and itself) counts once
         result = _read_results_file(file)
+        _warn_if_stale(file, result)
         key = same_evaluation(result)
         if key is None or key not in first:
             results.append(result)
@@ -187,6 +189,24 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
         else:  # the same evaluation at other sigmas: its new points join the first one's
             _add_points(first[key], result)
     return results
+
+
+def _warn_if_stale(path: Path, result: dict) -> None:
+    """Warn (``UserWarning``) when results file ``path`` of a run directory was evaluated on a checkpoint the run
+    no longer holds: its ``checkpoint_epoch`` is not the ``best_epoch`` of the run's ``summary.json`` (the run was
+    trained further with ``neft train --resume --epochs N`` and kept a later epoch)."""
+    epoch, summary = result.get("checkpoint_epoch"), path.parent / "summary.json"
+    if epoch is None or not summary.is_file():
+        return
+    try:
+        best = json.loads(summary.read_text()).get("best_epoch")
+    except (OSError, ValueError):  # a damaged summary is the run's own problem, reported where it is read
+        return
+    if best is not None and best != epoch:
+        warnings.warn(f"{path} was evaluated on the checkpoint of epoch {epoch}, but the run's checkpoint is now "
+                      f"that of epoch {best} (trained further with --resume): its numbers are not the run's; "
+                      f"evaluate the run again (neft evaluate {path.parent} --overwrite, with the same --name)",
+                      UserWarning, stacklevel=3)
 
 
 def _results_files(folder: Path) -> list[Path]:

@@ -89,7 +89,7 @@ def start(config: TrainConfig, out: Path, resume: bool, overwrite: bool,
         state={"epoch": 0, "step": 0, "best": -1.0, "best_epoch": 0, "seconds": 0.0, "best_kind": selection.kind},
         fields=log_fields(objective.parts, len(objective.modules())),
         selection=selection,
-        circuit=Circuit(crossbar, chip.circuit) if chip.circuit.active else None,
+        circuit=Circuit(crossbar, chip.circuit, noise_generator) if chip.circuit.active else None,
         calibration=calibration,
     )
     return run, resuming

@@ -82,9 +82,9 @@ class RCG(NoiseInjection):
 
     def noisy_forward(self, model: nn.Module, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """Forward with a fresh right-censored perturbation of every mapped weight at ``sigma``, times
-        ``rcg_scale``."""
+        ``rcg_scale`` (on a realistic chip, its whole deviation from the clean weights, at sigma 0 too)."""
         crossbar = self.crossbar(model)
-        if self.rcg_scale == 1 or sigma == 0:
+        if self.rcg_scale == 1:
             return crossbar.forward(x, sigma=sigma, generator=self.generator, censor_k=self.censor_k)
         chip = crossbar.sample_chip(sigma, self.generator, censor_k=self.censor_k)
         return crossbar.forward(x, chip={name: self.rcg_scale * dw for name, dw in chip.items()})

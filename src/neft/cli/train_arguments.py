@@ -113,7 +113,8 @@ def _add_optimisation_arguments(parser: argparse.ArgumentParser, d) -> None:
                         help="select the best epoch on the noisy validation split, or on the test set as the "
                              "release did (default: %(default)s)")
     parser.add_argument("--val-runs", type=int, default=d.val_runs,
-                        help="Monte Carlo chips for the noisy validation accuracy (default: %(default)s)")
+                        help="Monte Carlo chips for the noisy validation accuracy; at least 2 are read (their "
+                             "mean and spread; default: %(default)s)")
 
 
 def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:

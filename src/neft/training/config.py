@@ -54,9 +54,9 @@ class TrainConfig(CircuitFields):
     ``out/tensorboard`` (needs the ``tensorboard`` package). ``validation`` is the fraction of training images held
     out for checkpoint selection (0 with ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo
     chips (at least 2 are read) give the noisy validation accuracy. The circuit fields (``tile_rows`` ...
-    ``drift_compensation_at``, :class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar circuit') train through the
-    circuit: every forward of every objective runs the mapped layers through it (straight-through gradients, IR
-    drop differentiable, output noise drawn afresh), converter ranges are recalibrated every epoch on 256 training
+    ``drift_compensation_at``, :class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar
+    circuit') train through the circuit: every forward of every objective runs the mapped layers through it
+    (straight-through gradients, IR drop differentiable, output noise drawn afresh), converter ranges are recalibrated every epoch on 256 training
     images (:func:`neft.chip.circuit.calibration_sample`, recorded in config.json), and the noisy validation chips
     read the same circuit with each ADC's own errors (training steps: ideal ADCs). All off by default.
     """

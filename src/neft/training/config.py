@@ -51,14 +51,15 @@ class TrainConfig(CircuitFields):
     release's ``"kaiming"`` for the zoo, ``"own"`` (the network as your code initialised it) for an import path or a
     module handed to ``train(config, model=...)``; ``config.json`` records the value used.
     ``tensorboard`` also writes every ``train_log.csv`` column per epoch as a TensorBoard scalar into
-    ``out/tensorboard`` (needs the ``tensorboard`` package). ``validation`` is the fraction of training images held
-    out for checkpoint selection (0 with ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo
-    chips (at least 2 are read) give the noisy validation accuracy. The circuit fields (``tile_rows`` ...
+    ``out/tensorboard`` (needs the ``tensorboard`` package). ``validation`` is the fraction of training images held out
+    for checkpoint selection (0 with ``select_on="test"`` reproduces the release). ``val_runs`` Monte Carlo chips (at
+    least 2 are read) give the noisy validation accuracy. The circuit fields (``tile_rows`` ...
     ``drift_compensation_at``, :class:`neft.chip.circuit_settings.CircuitSettings`; docs/method.md, 'The crossbar
     circuit') train through the circuit: every forward of every objective runs the mapped layers through it
-    (straight-through gradients, IR drop differentiable, output noise drawn afresh), converter ranges are recalibrated every epoch on 256 training
-    images (:func:`neft.chip.circuit.calibration_sample`, recorded in config.json), and the noisy validation chips
-    read the same circuit with each ADC's own errors (training steps: ideal ADCs). All off by default.
+    (straight-through gradients, IR drop differentiable, output noise drawn afresh), converter ranges are recalibrated
+    every epoch on 256 training images (:func:`neft.chip.circuit.calibration_sample`, recorded in config.json), and the
+    noisy validation chips read the same circuit with each ADC's own errors (training steps: ideal ADCs). All off by
+    default.
     """
 
     model: str = "vgg8"

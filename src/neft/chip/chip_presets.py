@@ -1,5 +1,5 @@
 """Chip presets: a device model together with the crossbar circuit and periphery it is read through
-(docs/presets.md, 'Chip presets'; docs/method.md, 'The periphery').
+(docs/method.md, 'The periphery', chip preset aihwkit-inference).
 
 ``aihwkit-inference`` reproduces aihwkit 1.2's shipped ``InferenceRPUConfig()`` (``aihwkit/simulator/configs/
 configs.py``), each value read from aihwkit's source:

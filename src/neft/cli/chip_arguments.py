@@ -101,7 +101,7 @@ def add_periphery_arguments(group) -> None:
 
 def circuit_settings(args, given: bool = False) -> dict:
     """The circuit flags as EvalConfig/TrainConfig keywords; ``given``: only the flags written on the command line,
-    so that the config's defaults, or a chip preset's settings (docs/presets.md, 'Chip presets'), fill the others
+    so that the config's defaults, or a chip preset's settings (docs/method.md, 'The periphery'), fill the others
     and a flag given at its default value (``--out-noise 0``) still wins over a preset."""
     from neft.chip.circuit_settings import FIELDS
 

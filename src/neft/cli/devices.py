@@ -16,6 +16,7 @@ def add_devices_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_devices(args) -> None:
+    from neft.chip.chip_presets import CHIP_PRESET_SOURCES
     from neft.chip.presets import PRESET_SOURCES, PRESETS
 
     print(f"{'preset':<11} {'weight bits':>11} {'device bits':>11} {'s':>4} {'band':>12} {'bit factor':>10} "
@@ -31,6 +32,10 @@ def _cmd_devices(args) -> None:
           "band < |w|/max|W| (docs/method.md, 'Device variation model'). Own models: --device-model FILE.toml")
     print("\nSources:")
     for name, source in PRESET_SOURCES.items():
+        print(f"  {name}: {source}")
+    print("\nChip presets (a device preset read through a periphery; --device-model NAME sets every circuit flag you "
+          "do not give; docs/method.md, 'The periphery'):")
+    for name, source in CHIP_PRESET_SOURCES.items():
         print(f"  {name}: {source}")
 
 

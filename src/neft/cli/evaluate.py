@@ -37,7 +37,9 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=1000, help="Monte Carlo runs (chips) per sigma (default: %(default)s)")
     p.add_argument("--ci-target", type=float, default=None, metavar="P",
                    help="stop a sigma once the 95 %% CI half-width is below P percentage points (>= 30 runs)")
-    p.add_argument("--device-model", default=None, help="device preset or file (default: the one trained with)")
+    p.add_argument("--device-model", default=None,
+                   help="device preset, chip preset (aihwkit-inference) or file; `neft devices` lists them "
+                        "(default: the one trained with)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the chips (default: %(default)s)")
 
 

@@ -61,7 +61,8 @@ def _add_objective_arguments(parser: argparse.ArgumentParser, d) -> None:
                         help=f"training {SIGMA_HELP}, e.g. 0.1 (default: %(default)s)")
     parser.add_argument("--sigma-block", type=float, default=None, help="IRS heads' sigma (default: --sigma)")
     parser.add_argument("--device-model", default="RRAM1",
-                        help=f"NVM device preset ({', '.join(PRESETS)}; `neft devices`) or a .toml/.json file "
+                        help=f"NVM device preset ({', '.join(PRESETS)}; `neft devices`), the chip preset "
+                             "aihwkit-inference (a device preset with its periphery) or a .toml/.json file "
                              "(default: %(default)s)")
     parser.add_argument("--beta", type=float, default=None,
                         help="negative feedback strength (default: the paper's value for model/data set, see "

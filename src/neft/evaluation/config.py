@@ -263,7 +263,7 @@ def _check_chip_settings(config: EvalConfig) -> None:
     (the combination is checked once a run's device model is known)."""
     if config.read_sigma is not None:
         config.read_sigma = check_sigma(config.read_sigma, "read_sigma")
-    filled = apply_chip_preset(config)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
+    filled = apply_chip_preset(config)  # a chip preset's circuit (docs/method.md, 'The periphery')
     if config.device_model is not None:
         with naming_preset(config.device_model, filled):
             config.chip()

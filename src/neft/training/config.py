@@ -127,7 +127,7 @@ class TrainConfig(CircuitFields):
         self.sigma = check_sigma(self.sigma)
         if self.sigma_block is not None:
             self.sigma_block = check_sigma(self.sigma_block, "sigma_block")
-        filled = apply_chip_preset(self)  # a chip preset's circuit (docs/presets.md, 'Chip presets')
+        filled = apply_chip_preset(self)  # a chip preset's circuit (docs/method.md, 'The periphery')
         with naming_preset(self.device_model, filled):
             self.chip()  # the device model and the crossbar circuit, checked together
         if self.beta is None:

@@ -110,6 +110,24 @@ def test_resume_gives_identical_weights(tmp_path, chip):
     assert strip[0] == strip[1]
 
 
+def test_the_epochs_training_accuracy_weighs_each_step_by_its_images(tmp_path, monkeypatch):
+    """180 training images in steps of 128 and 52: a step's logged accuracy counts by its images (a mean over steps
+    gave the short last step the weight of a full one). Each step here logs 100 % on 128 images and 0 % on 52."""
+    from neft.training.objectives.noise import Vanilla
+
+    loss = Vanilla.loss
+
+    def logged(self, model, x, y):
+        value, logs = loss(self, model, x, y)
+        return value, {**logs, "acc": 100.0 if len(y) == 128 else 0.0}
+
+    monkeypatch.setattr(Vanilla, "loss", logged)
+    train(_quick(method="vanilla", sigma=0.0, epochs=1, train_subset=180, batch_size=128),
+          tmp_path / "run", progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "train_log.csv").open()))
+    assert float(rows[0]["train_acc"]) == pytest.approx(100.0 * 128 / 180)
+
+
 def test_checkpoint_is_the_backbone_alone_and_loads(tmp_path):
     train(_quick(epochs=1), tmp_path / "run", progress=False)
     model, meta = checkpoint.load_checkpoint(tmp_path / "run")

@@ -162,14 +162,14 @@ def _warn_vanilla_chip(config: TrainConfig) -> None:
 
 
 def _train_epoch(run: Run, epoch: int, progress: bool) -> dict[str, float]:
-    """One pass over the training split; returns the mean loss and logged accuracies (%) over its steps."""
+    """One pass over the training split; returns the loss and logged accuracies (%) averaged over its images."""
     config, dataset = run.config, run.dataset
     rank, world = distributed.rank(), distributed.world_size()
     if run.circuit is not None:
         run.circuit.calibrate(run.calibration)  # converter ranges of this epoch's weights
     run.model.train()
     totals: dict[str, float] = {}
-    steps = 0
+    images = 0
     bar = tqdm(dataset.batches("train", config.batch_size, shuffle=True, train=True,
                                generator=run.data_generator, device=run.device, shard=(rank, world)),
                total=math.ceil(dataset.size("train") / config.batch_size),
@@ -192,12 +192,12 @@ def _train_epoch(run: Run, epoch: int, progress: bool) -> dict[str, float]:
         # makes that average the gradient of the mean over all of them, even when the shares are unequal
         (loss * (world * len(y) / in_step) if world > 1 else loss).backward()
         run.optimizer.step()
-        steps += 1
+        images += len(y)  # each step's mean loss and accuracy weighted by its images: a short last batch counts less
         for key, value in {"loss": loss.item(), **logs}.items():
-            totals[key] = totals.get(key, 0.0) + value
-        bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}", acc=f"{totals['acc'] / steps:.1f}")
+            totals[key] = totals.get(key, 0.0) + value * len(y)
+        bar.set_postfix(loss=f"{totals['loss'] / images:.3f}", acc=f"{totals['acc'] / images:.1f}")
     distributed.average_buffers_(run.model)  # BatchNorm statistics: one set for all ranks
-    return {key: value / steps for key, value in totals.items()}
+    return {key: value / images for key, value in totals.items()}
 
 
 def _end_epoch(run: Run, epoch: int, totals: dict[str, float], started: float) -> dict:

@@ -158,6 +158,30 @@ def test_rcg_scale_scales_a_realistic_chips_deviation_at_sigma_0():
     assert torch.equal(scaled.noisy_forward(model, x, 0.0), expected)
 
 
+def test_rcg_scale_leaves_the_chips_drift_compensation_factors_alone():
+    """Under aihwkit-inference a chip carries each layer's drift compensation factor (applied to the digitised
+    outputs) beside its weight deviations: rcg_scale scales the deviations only (it scaled the factors too)."""
+    from neft.chip.circuit import Circuit
+    from neft.training.config import TrainConfig
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+    x = torch.randn(8, 1, 8, 8)
+    chip = TrainConfig(method="rcg", sigma=0.0, device_model="aihwkit-inference", out_noise=0.0).check().chip()
+    circuit = Circuit(Crossbar(model, chip.device_model), chip.circuit)
+    circuit.calibrate(x)
+    model.train()
+    rcg = objectives.create("rcg", model, x, 4, sigma=0.0, rcg_scale=2.0, device_model=chip.device_model,
+                            generator=torch.Generator().manual_seed(5))
+    with circuit.applied():
+        drawn = rcg.crossbar(model).sample_chip(0.0, torch.Generator().manual_seed(5), censor_k=1.0)
+        factors = [name for name in drawn if name not in rcg.crossbar(model).names]
+        assert factors and any(float((drawn[name] - 1).abs().max()) > 1e-3 for name in factors)
+        expected = rcg.crossbar(model).forward(x, chip={name: dw if name in factors else 2.0 * dw
+                                                        for name, dw in drawn.items()})
+        assert torch.equal(rcg.noisy_forward(model, x, 0.0), expected)
+
+
 def test_rcg_search_is_a_golden_section_search_scored_on_validation_chips(tmp_path, monkeypatch):
     trained = []
 

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from matplotlib.image import imread
 
 from neft import reporting as report
@@ -74,11 +75,12 @@ def test_results_of_a_checkpoint_the_run_no_longer_holds_are_warned_about(tmp_pa
     run.mkdir()
     (run / "results.json").write_text((cell / "periphery_t3620.json").read_text())
     epoch = json.loads((run / "results.json").read_text())["checkpoint_epoch"]
-    (run / "summary.json").write_text(json.dumps({"best_epoch": epoch + 2}))
+    (run / "summary.json").write_text(json.dumps({"best_epoch": epoch}))  # written at the end: not yet updated
+    torch.save({"epoch": epoch + 2, "state_dict": {}}, run / "checkpoint.pt")  # an extension kept a later epoch
     with pytest.warns(UserWarning, match=rf"results.json was evaluated on the checkpoint of epoch {epoch}, but the "
                                          rf"run's checkpoint is now that of epoch {epoch + 2}"):
         report.load_results(run)
-    (run / "summary.json").write_text(json.dumps({"best_epoch": epoch}))
+    torch.save({"epoch": epoch, "state_dict": {}}, run / "checkpoint.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(report.load_results(run)) == 1

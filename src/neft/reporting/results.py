@@ -193,18 +193,21 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
 
 def _warn_if_stale(path: Path, result: dict) -> None:
     """Warn (``UserWarning``) when results file ``path`` of a run directory was evaluated on a checkpoint the run
-    no longer holds: its ``checkpoint_epoch`` is not the ``best_epoch`` of the run's ``summary.json`` (the run was
-    trained further with ``neft train --resume --epochs N`` and kept a later epoch)."""
-    epoch, summary = result.get("checkpoint_epoch"), path.parent / "summary.json"
-    if epoch is None or not summary.is_file():
+    no longer holds: its ``checkpoint_epoch`` is not the ``epoch`` of the run's ``checkpoint.pt`` (the run was
+    trained further with ``neft train --resume --epochs N`` and kept a later epoch; read from the checkpoint
+    itself, which an extension under way already updates, not from ``summary.json``, written at the end)."""
+    import torch
+
+    epoch, checkpoint = result.get("checkpoint_epoch"), path.parent / "checkpoint.pt"
+    if epoch is None or not checkpoint.is_file():
         return
     try:
-        best = json.loads(summary.read_text()).get("best_epoch")
-    except (OSError, ValueError):  # a damaged summary is the run's own problem, reported where it is read
+        current = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+    except (OSError, RuntimeError, ValueError, AttributeError):  # not neft's checkpoint: loading it says why
         return
-    if best is not None and best != epoch:
+    if current is not None and current != epoch:
         warnings.warn(f"{path} was evaluated on the checkpoint of epoch {epoch}, but the run's checkpoint is now "
-                      f"that of epoch {best} (trained further with --resume): its numbers are not the run's; "
+                      f"that of epoch {current} (trained further with --resume): its numbers are not the run's; "
                       f"evaluate the run again (neft evaluate {path.parent} --overwrite, with the same --name)",
                       UserWarning, stacklevel=3)
 

@@ -87,4 +87,6 @@ class RCG(NoiseInjection):
         if self.rcg_scale == 1:
             return crossbar.forward(x, sigma=sigma, generator=self.generator, censor_k=self.censor_k)
         chip = crossbar.sample_chip(sigma, self.generator, censor_k=self.censor_k)
-        return crossbar.forward(x, chip={name: self.rcg_scale * dw for name, dw in chip.items()})
+        weights = set(crossbar.names)  # the chip's other entries (drift compensation factors) are not deviations
+        return crossbar.forward(x, chip={name: self.rcg_scale * dw if name in weights else dw
+                                         for name, dw in chip.items()})

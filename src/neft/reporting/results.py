@@ -178,10 +178,12 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
             files.append(path)
         else:
             raise FileNotFoundError(f"{path} does not exist (run `neft evaluate RUN_DIR` to create results.json)")
-    results, first = [], {}
+    results, first, checkpoints = [], {}, {}
     for file in dict.fromkeys(files):  # a file named twice (its directory and itself) counts once
         result = _read_results_file(file)
-        _warn_if_stale(file, result)
+        if file.parent not in checkpoints:  # one read of a run's checkpoint for all its results files
+            checkpoints[file.parent] = _checkpoint_epoch(file.parent)
+        _warn_if_stale(file, result, checkpoints[file.parent])
         key = same_evaluation(result)
         if key is None or key not in first:
             results.append(result)
@@ -191,21 +193,27 @@ def load_results(paths: Sequence[str | Path] | str | Path) -> list[dict]:
     return results
 
 
-def _warn_if_stale(path: Path, result: dict) -> None:
-    """Warn (``UserWarning``) when results file ``path`` of a run directory was evaluated on a checkpoint the run
-    no longer holds: its ``checkpoint_epoch`` is not the ``epoch`` of the run's ``checkpoint.pt`` (the run was
-    trained further with ``neft train --resume --epochs N`` and kept a later epoch; read from the checkpoint
-    itself, which an extension under way already updates, not from ``summary.json``, written at the end)."""
+def _checkpoint_epoch(folder: Path) -> int | None:
+    """The ``epoch`` of ``folder/checkpoint.pt`` (a run directory's kept network; an extension under way already
+    updates it, while ``summary.json`` is written at the end), None without a neft checkpoint there."""
     import torch
 
-    epoch, checkpoint = result.get("checkpoint_epoch"), path.parent / "checkpoint.pt"
-    if epoch is None or not checkpoint.is_file():
-        return
+    checkpoint = folder / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return None
     try:
-        current = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+        return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get("epoch")
     except (OSError, RuntimeError, ValueError, AttributeError):  # not neft's checkpoint: loading it says why
-        return
-    if current is not None and current != epoch:
+        return None
+
+
+def _warn_if_stale(path: Path, result: dict, current: int | None) -> None:
+    """Warn (``UserWarning``) when results file ``path`` of a run directory was evaluated on a checkpoint the run
+    no longer holds: its ``checkpoint_epoch`` is not ``current``, the epoch of the run's ``checkpoint.pt``
+    (:func:`_checkpoint_epoch`; the run was trained further with ``neft train --resume --epochs N`` and kept a
+    later epoch)."""
+    epoch = result.get("checkpoint_epoch")
+    if epoch is not None and current is not None and current != epoch:
         warnings.warn(f"{path} was evaluated on the checkpoint of epoch {epoch}, but the run's checkpoint is now "
                       f"that of epoch {current} (trained further with --resume): its numbers are not the run's; "
                       f"evaluate the run again (neft evaluate {path.parent} --overwrite, with the same --name)",

@@ -147,13 +147,15 @@ def _warn_vanilla_chip(config: TrainConfig) -> None:
     mapping, stuck devices, drift, read noise; docs/method.md, 'Training against the chip'): it only shapes the
     noisy validation chips that select the checkpoint. With a crossbar circuit on, the steps do read through the
     circuit (converters, output noise), and the warning says so."""
-    chip = devices.get(config.device_model)
-    named = (["quantize"] if chip.quantize else []) + (["read_sigma"] if chip.read_sigma > 0 else [])
-    if config.method != "vanilla" or not named:
+    if config.method != "vanilla":
         return
-    circuit = config.chip().circuit
-    trains = (f"vanilla trains through the crossbar circuit ({circuit.label().strip()}) on the clean weights"
-              if circuit.active else "vanilla trains the clean network")
+    chip = config.chip()  # its device model and circuit, read once
+    device = chip.device_model
+    named = (["quantize"] if device.quantize else []) + (["read_sigma"] if device.read_sigma > 0 else [])
+    if not named:
+        return
+    trains = (f"vanilla trains through the crossbar circuit ({chip.circuit.label().strip()}) on the clean weights"
+              if chip.circuit.active else "vanilla trains the clean network")
     warnings.warn(f"{trains}: its steps never read the device model's chip ({', '.join(named)}); it only shapes "
                   "the noisy validation chips that select the checkpoint. Train a noise-aware method against the "
                   "chip, or evaluate the vanilla network on it with neft evaluate", UserWarning, stacklevel=3)
